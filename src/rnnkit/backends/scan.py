@@ -1,0 +1,120 @@
+"""One entry point to run a cell over time, and the one place that chooses how.
+
+``select_backend`` is the only code in rnnkit that branches on device, dtype, availability or
+grad mode. Layers call :func:`scan` and never look at ``x.is_cuda`` themselves.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Callable, NamedTuple
+
+import torch
+
+from .reference import reference_scan
+
+log = logging.getLogger("rnnkit.backends")
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A way to run the sequential part of a cell.
+
+    ``unavailable()`` returns None when the backend can run on this machine at all (built,
+    importable), or the reason why not. ``unsupported(cell, gates_x)`` does the same for one
+    call (cell type, device, dtype). ``run`` has the signature of :func:`reference_scan`.
+    """
+
+    name: str
+    run: Callable
+    unavailable: Callable[[], str | None]
+    unsupported: Callable[[object, torch.Tensor], str | None]
+    description: str
+
+
+def _nothing_missing(*args) -> str | None:
+    return None
+
+
+#: Backends in the order "auto" prefers them. Faster backends register before "reference".
+BACKENDS: dict[str, Backend] = {
+    "reference": Backend(
+        "reference", reference_scan, _nothing_missing, _nothing_missing,
+        "Python loop over the step function; every device and dtype; the oracle",
+    ),
+}
+
+_fallbacks_logged: set[tuple[str, str]] = set()
+
+
+def backend_names() -> tuple[str, ...]:
+    return tuple(BACKENDS)
+
+
+def select_backend(cell, gates_x: torch.Tensor, requested: str = "auto") -> Backend:
+    """Pick the backend for one call.
+
+    ``requested="auto"`` takes the first backend in :data:`BACKENDS` that supports the call and
+    logs (once per reason) why a preferred one was skipped. A named backend that cannot run the
+    call raises ``RuntimeError`` with the reason.
+    """
+    if requested == "auto":
+        for backend in BACKENDS.values():
+            reason = backend.unavailable() or backend.unsupported(cell, gates_x)
+            if reason is None:
+                return backend
+            if (backend.name, reason) not in _fallbacks_logged:
+                _fallbacks_logged.add((backend.name, reason))
+                log.info("rnnkit: backend %r skipped: %s", backend.name, reason)
+        raise RuntimeError("no rnnkit backend supports this call")  # reference supports all
+    check_backend_name(requested)
+    backend = BACKENDS[requested]
+    reason = backend.unavailable() or backend.unsupported(cell, gates_x)
+    if reason is not None:
+        raise RuntimeError(f"backend={requested!r} cannot run this call: {reason}; use backend='auto'")
+    return backend
+
+
+def check_backend_name(name: str) -> None:
+    """Raise a one-line ValueError for an unknown backend name (used by layer constructors)."""
+    if name != "auto" and name not in BACKENDS:
+        raise ValueError(
+            f"backend must be 'auto' or one of {backend_names()}; got {name!r}"
+        )
+
+
+def scan(
+    cell,
+    gates_x: torch.Tensor,
+    state0: NamedTuple,
+    *,
+    lengths: torch.Tensor | None = None,
+    reverse: bool = False,
+    backend: str = "auto",
+) -> tuple[torch.Tensor, NamedTuple]:
+    """Run ``cell`` over time on precomputed input projections.
+
+    gates_x: (T, B, G) = ``cell.project_input(x)`` time-major. state0: the cell's state with
+    fields (B, *). lengths: optional (B,) int tensor of valid lengths in 1..T (already validated;
+    layers check them). reverse: run from the last valid step to the first.
+    Returns outputs (T, B, H_out) (zero past each length) and the final state (each sequence's
+    own last state).
+    """
+    if gates_x.dim() != 3:
+        raise ValueError(f"gates_x must be 3-D (T, B, G); got shape {tuple(gates_x.shape)}")
+    if lengths is not None and (lengths.dim() != 1 or lengths.numel() != gates_x.size(1)):
+        raise ValueError(
+            f"lengths must have shape ({gates_x.size(1)},); got {tuple(lengths.shape)}"
+        )
+    chosen = select_backend(cell, gates_x, backend)
+    return chosen.run(cell, gates_x, state0, lengths, reverse)
+
+
+def backend_report() -> list[tuple[str, bool, str]]:
+    """(name, usable here, description or reason) for every known backend, for `rnnkit info`."""
+    rows = []
+    for backend in BACKENDS.values():
+        reason = backend.unavailable()
+        rows.append((backend.name, reason is None, reason or backend.description))
+    return rows

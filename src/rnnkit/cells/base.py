@@ -1,0 +1,177 @@
+"""What every recurrent cell provides: the contract that layers and backends rely on.
+
+A cell is split in two parts, which is what lets backends run it fast:
+
+* ``project_input(x)``: the part that does not depend on the state,
+  ``gates_x = x @ W_ih^T + b_ih``. Layers call it once for all time steps (one large GEMM).
+* ``step(gates_x_t, state)``: the sequential part, one time step, delegating to the cell's pure
+  step function (the only place its gate math is written).
+
+States are ``NamedTuple`` s whose first field is always ``h``, the step's output.
+Shapes use B (batch), T (time), I (input features), H (hidden size), G (gate width, a multiple of H).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..errors import check_floating, describe
+
+
+class RecurrentCell(nn.Module):
+    """Base class for the parameter module of one cell family.
+
+    Subclasses set ``state_type`` and ``gate_count`` and implement :meth:`step`. Parameter names
+    and layouts follow torch.nn: ``weight_ih`` (G, I), ``weight_hh`` (G, H_out), ``bias_ih`` (G),
+    ``bias_hh`` (G), with G = ``gate_count`` * H.
+    """
+
+    state_type: type[NamedTuple]
+    gate_count: int
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        bias: bool = True,
+        *,
+        recurrent_input_size: int | None = None,
+        device=None,
+        dtype=None,
+    ) -> None:
+        super().__init__()
+        for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(f"{name} must be a positive int; got {value!r}")
+        factory = {"device": device, "dtype": dtype}
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.bias = bias
+        gates = self.gate_count * hidden_size
+        recurrent_input_size = hidden_size if recurrent_input_size is None else recurrent_input_size
+        self.weight_ih = nn.Parameter(torch.empty(gates, input_size, **factory))
+        self.weight_hh = nn.Parameter(torch.empty(gates, recurrent_input_size, **factory))
+        if bias:
+            self.bias_ih = nn.Parameter(torch.empty(gates, **factory))
+            self.bias_hh = nn.Parameter(torch.empty(gates, **factory))
+        else:
+            self.register_parameter("bias_ih", None)
+            self.register_parameter("bias_hh", None)
+
+    # -- initialization ---------------------------------------------------------------------
+    def reset_parameters(self) -> None:
+        """torch.nn's default: every parameter ~ U(-1/sqrt(H), 1/sqrt(H))."""
+        bound = 1.0 / math.sqrt(self.hidden_size)
+        for weight in self.parameters():
+            nn.init.uniform_(weight, -bound, bound)
+
+    # -- the cell contract -----------------------------------------------------------------
+    @property
+    def output_size(self) -> int:
+        """Width of ``state.h``, the step's output."""
+        return self.hidden_size
+
+    def state_sizes(self) -> dict[str, int]:
+        """Feature width of each state field, in field order."""
+        return {field: self.hidden_size for field in self.state_type._fields}
+
+    def initial_state(self, batch_size: int, *, dtype=None, device=None) -> NamedTuple:
+        """All-zero state of shape (B, width) per field."""
+        dtype = dtype or self.weight_hh.dtype
+        device = device or self.weight_hh.device
+        return self.state_type(
+            *(torch.zeros(batch_size, width, dtype=dtype, device=device)
+              for width in self.state_sizes().values())
+        )
+
+    def project_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x @ W_ih^T + b_ih``: (..., I) -> (..., G). Independent of the state."""
+        return F.linear(x, self.weight_ih, self.bias_ih)
+
+    def step(self, gates_x_t: torch.Tensor, state: NamedTuple) -> NamedTuple:
+        """One time step: (B, G) projected input and the state -> the next state."""
+        raise NotImplementedError
+
+    # -- torch.nn.*Cell compatible forward ------------------------------------------------------
+    def forward(self, input: torch.Tensor, hx=None):
+        """Drop-in for ``torch.nn.RNNCell/GRUCell/LSTMCell.forward``.
+
+        ``input`` is (B, I) or unbatched (I); ``hx`` is the state in torch's form (a tensor, or the
+        tuple (h, c) for LSTM), or None for zeros. Returns the next state in the same form.
+        """
+        check_floating("input", input)
+        if input.dim() not in (1, 2):
+            raise ValueError(
+                f"input must be 1-D (I) unbatched or 2-D (B, I); got {input.dim()}-D tensor of "
+                f"shape {describe(input)}"
+            )
+        if input.size(-1) != self.input_size:
+            raise ValueError(
+                f"input.size(-1) must equal input_size={self.input_size}; got {input.size(-1)}"
+            )
+        self._check_parameter_dtype(input)
+        unbatched = input.dim() == 1
+        x = input.unsqueeze(0) if unbatched else input
+        if hx is None:
+            state = self.initial_state(x.size(0), dtype=x.dtype, device=x.device)
+        else:
+            state = self._state_from_torch(hx, x, unbatched)
+        new_state = self.step(self.project_input(x), state)
+        if unbatched:
+            new_state = self.state_type(*(s.squeeze(0) for s in new_state))
+        return self._state_to_torch(new_state)
+
+    def _check_parameter_dtype(self, input: torch.Tensor) -> None:
+        if input.dtype != self.weight_ih.dtype:
+            raise TypeError(
+                f"input dtype {input.dtype} does not match the parameters' dtype "
+                f"{self.weight_ih.dtype}; convert one of them (e.g. module.to({input.dtype}))"
+            )
+
+    def _state_from_torch(self, hx, x: torch.Tensor, unbatched: bool) -> NamedTuple:
+        """torch's hx form -> NamedTuple state, checking shape, dtype and device."""
+        fields = self.state_type._fields
+        tensors = (hx,) if len(fields) == 1 else hx
+        if len(fields) > 1 and (not isinstance(hx, (tuple, list)) or len(hx) != len(fields)):
+            raise TypeError(f"hx must be a tuple {tuple(fields)} of tensors; got {type(hx).__name__}")
+        checked = []
+        for field, tensor, width in zip(fields, tensors, self.state_sizes().values()):
+            name = "hx" if len(fields) == 1 else f"hx[{fields.index(field)}] ({field})"
+            expected = (width,) if unbatched else (x.size(0), width)
+            check_state_tensor(name, tensor, expected, x)
+            checked.append(tensor.unsqueeze(0) if unbatched else tensor)
+        return self.state_type(*checked)
+
+    def _state_to_torch(self, state: NamedTuple):
+        return state[0] if len(state) == 1 else tuple(state)
+
+    def extra_repr(self) -> str:
+        text = f"{self.input_size}, {self.hidden_size}"
+        if not self.bias:
+            text += ", bias=False"
+        return text
+
+
+def check_state_tensor(name: str, tensor, expected_shape: tuple, reference: torch.Tensor) -> None:
+    """One state tensor must match ``expected_shape`` and the input's dtype and device."""
+    if not isinstance(tensor, torch.Tensor):
+        raise TypeError(f"{name} must be a tensor; got {type(tensor).__name__}")
+    if tuple(tensor.shape) != tuple(expected_shape):
+        raise ValueError(
+            f"{name} must have shape {tuple(expected_shape)}; got {describe(tensor)}"
+        )
+    if tensor.dtype != reference.dtype:
+        raise TypeError(
+            f"{name} dtype {tensor.dtype} does not match input dtype {reference.dtype}; "
+            f"cast it with {name.split(' ')[0]}.to({reference.dtype})"
+        )
+    if tensor.device != reference.device:
+        raise ValueError(
+            f"{name} is on {tensor.device} but input is on {reference.device}; "
+            f"move it with .to('{reference.device}')"
+        )

@@ -1,0 +1,113 @@
+"""Converters between rnnkit layers and torch.nn recurrent modules.
+
+rnnkit presets store each cell's parameters under nested names
+(``stack.layers.1.backward_layer.cell.weight_hh``); torch.nn names them flat
+(``weight_hh_l1_reverse``). The tensors themselves have the same layout and gate order, so
+conversion is a renaming plus a copy. This module is the only place that knows the mapping.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..cells import GRUCell, LSTMCell, RNNCell
+
+_TORCH_LAYERS = (nn.RNN, nn.LSTM, nn.GRU)
+_TORCH_CELLS = (nn.RNNCell, nn.LSTMCell, nn.GRUCell)
+
+
+def torch_name_pairs(stack) -> list[tuple[str, str]]:
+    """(rnnkit name relative to the preset, torch.nn name) for every parameter, in torch order.
+
+    ``stack`` is a preset's :class:`~rnnkit.layers.Stacked` whose layers are Recurrent (one
+    direction) or Bidirectional.
+    """
+    pairs = []
+    for index, layer in enumerate(stack.layers):
+        if hasattr(layer, "cell"):
+            directions = [("cell", "", layer.cell)]
+        else:
+            directions = [("forward_layer.cell", "", layer.forward_layer.cell),
+                          ("backward_layer.cell", "_reverse", layer.backward_layer.cell)]
+        for path, suffix, cell in directions:
+            for name, _ in cell.named_parameters(recurse=False):
+                pairs.append((f"stack.layers.{index}.{path}.{name}", f"{name}_l{index}{suffix}"))
+    return pairs
+
+
+def from_torch(module: nn.Module, *, backend: str = "auto") -> nn.Module:
+    """A new rnnkit module computing the same function as a torch.nn RNN/LSTM/GRU or cell.
+
+    The weights are copied (not shared), on the same device and dtype.
+    """
+    import rnnkit  # the presets live in rnnkit.layers, which imports this module
+
+    parameter = next(module.parameters())
+    factory = {"device": parameter.device, "dtype": parameter.dtype}
+    if isinstance(module, _TORCH_LAYERS):
+        common = dict(num_layers=module.num_layers, bias=module.bias,
+                      batch_first=module.batch_first, dropout=module.dropout,
+                      bidirectional=module.bidirectional, backend=backend, **factory)
+        if isinstance(module, nn.LSTM):
+            converted = rnnkit.LSTM(module.input_size, module.hidden_size,
+                                    proj_size=module.proj_size, **common)
+        elif isinstance(module, nn.GRU):
+            converted = rnnkit.GRU(module.input_size, module.hidden_size, **common)
+        else:
+            converted = rnnkit.RNN(module.input_size, module.hidden_size,
+                                   nonlinearity=module.nonlinearity, **common)
+    elif isinstance(module, _TORCH_CELLS):
+        if isinstance(module, nn.LSTMCell):
+            converted = LSTMCell(module.input_size, module.hidden_size, module.bias, **factory)
+        elif isinstance(module, nn.GRUCell):
+            converted = GRUCell(module.input_size, module.hidden_size, module.bias, **factory)
+        else:
+            converted = RNNCell(module.input_size, module.hidden_size, module.bias,
+                                module.nonlinearity, **factory)
+    else:
+        raise TypeError(
+            f"from_torch converts torch.nn RNN/LSTM/GRU and their cells; got {type(module).__name__}"
+        )
+    converted.load_state_dict(module.state_dict())
+    converted.train(module.training)
+    return converted
+
+
+def to_torch(module: nn.Module) -> nn.Module:
+    """A new torch.nn module computing the same function as an rnnkit preset or cell."""
+    import rnnkit
+
+    parameter = next(module.parameters())
+    factory = {"device": parameter.device, "dtype": parameter.dtype}
+    if isinstance(module, (rnnkit.RNN, rnnkit.LSTM, rnnkit.GRU)):
+        common = dict(num_layers=module.num_layers, bias=module.bias,
+                      batch_first=module.batch_first, dropout=module.dropout,
+                      bidirectional=module.bidirectional, **factory)
+        if isinstance(module, rnnkit.LSTM):
+            converted = nn.LSTM(module.input_size, module.hidden_size,
+                                proj_size=module.proj_size, **common)
+        elif isinstance(module, rnnkit.GRU):
+            converted = nn.GRU(module.input_size, module.hidden_size, **common)
+        else:
+            converted = nn.RNN(module.input_size, module.hidden_size,
+                               nonlinearity=module.nonlinearity, **common)
+    elif isinstance(module, (RNNCell, LSTMCell, GRUCell)):
+        if isinstance(module, LSTMCell):
+            if module.proj_size:
+                raise ValueError("torch.nn.LSTMCell has no projection; an rnnkit LSTMCell with "
+                                 "proj_size > 0 cannot be converted")
+            converted = nn.LSTMCell(module.input_size, module.hidden_size, module.bias, **factory)
+        elif isinstance(module, GRUCell):
+            converted = nn.GRUCell(module.input_size, module.hidden_size, module.bias, **factory)
+        else:
+            converted = nn.RNNCell(module.input_size, module.hidden_size, module.bias,
+                                   module.nonlinearity, **factory)
+    else:
+        raise TypeError(
+            f"to_torch converts rnnkit RNN/LSTM/GRU and their cells; got {type(module).__name__}"
+        )
+    with torch.no_grad():
+        converted.load_state_dict(module.state_dict())
+    converted.train(module.training)
+    return converted

@@ -1,0 +1,30 @@
+"""Argument checks shared by the layers: raised before any computation, one line each."""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import check_floating, describe
+
+
+def check_sequence_input(x, input_size: int, parameter_dtype: torch.dtype, ranks=(3,)) -> None:
+    """``x`` must be a floating tensor of an allowed rank, with ``input_size`` features and the
+    parameters' dtype."""
+    check_floating("input", x)
+    if x.dim() not in ranks:
+        allowed = " or ".join(
+            {2: "2-D (T, I) unbatched", 3: "3-D (batch and time, I)"}[r] for r in ranks
+        )
+        raise ValueError(f"input must be {allowed}; got {x.dim()}-D tensor of shape {describe(x)}")
+    if x.size(-1) != input_size:
+        raise ValueError(
+            f"input.size(-1) must equal input_size={input_size}; got {x.size(-1)} "
+            f"(input shape {describe(x)})"
+        )
+    if x.dtype != parameter_dtype:
+        raise TypeError(
+            f"input dtype {x.dtype} does not match the parameters' dtype {parameter_dtype}; "
+            f"convert one of them (e.g. module.to({x.dtype}) or input.to({parameter_dtype}))"
+        )
+    if x.numel() == 0:
+        raise ValueError(f"input must not be empty; got shape {describe(x)}")

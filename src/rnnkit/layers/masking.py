@@ -1,0 +1,114 @@
+"""Variable-length batches without packing: ``lengths``, boolean masks and PackedSequence.
+
+Everything here turns what the user passed into one canonical form, a (B,) int64 tensor of valid
+lengths in 1..T on the input's device, or fails with a one-line error naming the fix.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple, Sequence
+
+import torch
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+
+def normalize_lengths(
+    lengths, *, batch_size: int, steps: int, batch_first: bool, device: torch.device
+) -> torch.Tensor | None:
+    """Check ``lengths`` and return it as a (B,) int64 tensor on ``device`` (None stays None).
+
+    ``lengths`` is a 1-D integer tensor or sequence of ints, one per sequence, each in 1..T; or a
+    boolean mask shaped like the input's first two dims ((B, T) if batch_first else (T, B)),
+    True on each sequence's valid prefix.
+    """
+    if lengths is None:
+        return None
+    if not isinstance(lengths, torch.Tensor):
+        if not isinstance(lengths, Sequence) or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in lengths
+        ):
+            raise TypeError(
+                f"lengths must be a 1-D integer tensor, a list of ints or a boolean mask; "
+                f"got {type(lengths).__name__}"
+            )
+        lengths = torch.tensor(list(lengths), dtype=torch.int64)
+    if lengths.dtype == torch.bool:
+        return _lengths_from_mask(lengths, batch_size, steps, batch_first).to(device)
+    if lengths.is_floating_point() or lengths.is_complex():
+        raise TypeError(
+            f"lengths must be an integer tensor (or a boolean mask); got dtype {lengths.dtype}"
+        )
+    if lengths.dim() != 1 or lengths.numel() != batch_size:
+        raise ValueError(
+            f"lengths must have one entry per sequence, shape ({batch_size},); "
+            f"got shape {tuple(lengths.shape)}"
+        )
+    lengths = lengths.to(torch.int64)
+    smallest, largest = int(lengths.min()), int(lengths.max())
+    if smallest < 1:
+        index = int(torch.argmin(lengths))
+        raise ValueError(
+            f"lengths must be >= 1 (an empty sequence has no state to return); "
+            f"got {smallest} at index {index}: drop empty sequences from the batch"
+        )
+    if largest > steps:
+        index = int(torch.argmax(lengths))
+        raise ValueError(
+            f"lengths must be <= the sequence length T={steps}; got {largest} at index {index}"
+        )
+    return lengths.to(device)
+
+
+def _lengths_from_mask(mask: torch.Tensor, batch_size: int, steps: int, batch_first: bool):
+    expected = (batch_size, steps) if batch_first else (steps, batch_size)
+    if tuple(mask.shape) != expected:
+        layout = "(B, T)" if batch_first else "(T, B)"
+        raise ValueError(
+            f"a boolean lengths mask must have the input's shape {layout} = {expected}; "
+            f"got {tuple(mask.shape)}"
+        )
+    mask = mask if batch_first else mask.t()
+    lengths = mask.sum(dim=1)
+    prefix = torch.arange(steps, device=mask.device).unsqueeze(0) < lengths.unsqueeze(1)
+    if not torch.equal(prefix, mask):
+        row = int((prefix != mask).any(dim=1).nonzero()[0])
+        raise ValueError(
+            f"a boolean lengths mask must be True on a prefix of each sequence and False after "
+            f"it (right padding); sequence {row} is not"
+        )
+    if int(lengths.min()) < 1:
+        raise ValueError(
+            f"a boolean lengths mask must have at least one True per sequence; "
+            f"sequence {int(torch.argmin(lengths))} has none"
+        )
+    return lengths.to(torch.int64)
+
+
+def valid_steps(lengths: torch.Tensor, steps: int, batch_first: bool) -> torch.Tensor:
+    """Boolean (B, T) (or (T, B)) mask, True where step t < lengths[b]."""
+    mask = torch.arange(steps, device=lengths.device).unsqueeze(0) < lengths.unsqueeze(1)
+    return mask if batch_first else mask.t()
+
+
+class PackingInfo(NamedTuple):
+    """What is needed to pack an output exactly like the input PackedSequence."""
+
+    lengths: torch.Tensor  #: (B,) int64, CPU, original batch order
+    sorted_indices: torch.Tensor | None
+    unsorted_indices: torch.Tensor | None
+
+
+def unpack(packed: PackedSequence, batch_first: bool) -> tuple[torch.Tensor, PackingInfo]:
+    """PackedSequence -> zero-padded tensor in the original batch order, plus packing info."""
+    padded, lengths = pad_packed_sequence(packed, batch_first=batch_first)
+    return padded, PackingInfo(lengths, packed.sorted_indices, packed.unsorted_indices)
+
+
+def repack(output: torch.Tensor, info: PackingInfo, batch_first: bool) -> PackedSequence:
+    """Pack ``output`` (padded, original batch order) with the input's batch order and sizes."""
+    lengths = info.lengths
+    if info.sorted_indices is not None:
+        output = output.index_select(0 if batch_first else 1, info.sorted_indices.to(output.device))
+        lengths = lengths[info.sorted_indices.cpu()]
+    packed = pack_padded_sequence(output, lengths, batch_first=batch_first, enforce_sorted=True)
+    return PackedSequence(packed.data, packed.batch_sizes, info.sorted_indices, info.unsorted_indices)

@@ -1,0 +1,256 @@
+"""``rnnkit.RNN``, ``rnnkit.LSTM``, ``rnnkit.GRU``: drop-in replacements for torch.nn.
+
+Same constructor arguments, same ``forward(input, hx)`` contract (tensor or PackedSequence,
+batched or unbatched), same output shapes and the same ``state_dict`` keys and gate order, so
+``rnnkit.LSTM(...).load_state_dict(torch.nn.LSTM(...).state_dict())`` computes the same function.
+Extras: ``backend=`` in the constructor and ``lengths=`` in forward.
+
+Inside, a preset is a :class:`Stacked` of :class:`Recurrent` or :class:`Bidirectional` layers.
+Shapes use L (num_layers), D (2 if bidirectional else 1), B, T, I, H (hidden_size) and
+H_out (proj_size or H).
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence
+
+from ..backends import check_backend_name
+from ..cells import GRUCell, LSTMCell, RNNCell
+from ..cells.base import check_state_tensor
+from ..interop.torch_nn import torch_name_pairs
+from .bidirectional import Bidirectional, BidirectionalState
+from .checks import check_sequence_input
+from .masking import normalize_lengths, repack, unpack
+from .recurrent import Recurrent
+from .stacked import Stacked
+
+
+class _TorchStyleRNN(nn.Module):
+    """Shared body of the presets; subclasses fix the cell and the constructor signature."""
+
+    mode: str
+
+    def _build(self, input_size, hidden_size, num_layers, bias, batch_first, dropout,
+               bidirectional, proj_size, device, dtype, backend, make_cell) -> None:
+        if not isinstance(num_layers, int) or isinstance(num_layers, bool) or num_layers < 1:
+            raise ValueError(f"num_layers must be a positive int; got {num_layers!r}")
+        if (not isinstance(dropout, numbers.Number) or isinstance(dropout, bool)
+                or not 0 <= dropout <= 1):
+            raise ValueError(f"dropout must be a number in [0, 1]; got {dropout!r}")
+        if dropout > 0 and num_layers == 1:
+            warnings.warn(
+                f"dropout={dropout} has no effect with num_layers=1: dropout is applied between "
+                f"stacked layers only", stacklevel=3,
+            )
+        check_backend_name(backend)
+        self.input_size = input_size
+        self.hidden_size = hidden_size
+        self.num_layers = num_layers
+        self.bias = bias
+        self.batch_first = batch_first
+        self.dropout = float(dropout)
+        self.bidirectional = bidirectional
+        self.proj_size = proj_size
+        self.backend = backend
+        directions = 2 if bidirectional else 1
+        output_size = proj_size or hidden_size
+        factory = {"device": device, "dtype": dtype}
+        layers = []
+        for index in range(num_layers):
+            layer_input = input_size if index == 0 else directions * output_size
+            if bidirectional:
+                layers.append(Bidirectional(
+                    make_cell(layer_input, **factory), make_cell(layer_input, **factory),
+                    batch_first=batch_first, backend=backend,
+                ))
+            else:
+                layers.append(Recurrent(make_cell(layer_input, **factory),
+                                        batch_first=batch_first, backend=backend))
+        self.stack = Stacked(layers, dropout=dropout)
+        self._name_pairs = torch_name_pairs(self.stack)
+        self._torch_to_nested = {t: n for n, t in self._name_pairs}
+        self.register_state_dict_post_hook(_state_dict_to_torch_names)
+        self.register_load_state_dict_pre_hook(_state_dict_from_torch_names)
+
+    # -- torch.nn compatibility -------------------------------------------------------------
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            nested = self.__dict__.get("_torch_to_nested", {}).get(name)
+            if nested is None:
+                raise
+            return self.get_parameter(nested)
+
+    @property
+    def all_weights(self) -> list[list[nn.Parameter]]:
+        """Parameters grouped per layer and direction, as ``torch.nn.RNNBase.all_weights``."""
+        groups: dict[str, list] = {}
+        for nested, torch_name in self._name_pairs:
+            groups.setdefault(torch_name.split("_", 2)[-1], []).append(self.get_parameter(nested))
+        return list(groups.values())
+
+    def flatten_parameters(self) -> None:
+        """No-op, kept so code written for torch.nn (cuDNN weight flattening) runs unchanged."""
+
+    @property
+    def _directions(self) -> int:
+        return 2 if self.bidirectional else 1
+
+    def _cells(self):
+        """Cells in torch's state order: layer-major, then direction."""
+        for layer in self.stack.layers:
+            if isinstance(layer, Bidirectional):
+                yield layer.forward_layer.cell
+                yield layer.backward_layer.cell
+            else:
+                yield layer.cell
+
+    # -- forward -------------------------------------------------------------------------
+    def forward(self, input, hx=None, *, lengths=None):
+        """Same contract as torch.nn; ``lengths`` (extra) gives valid lengths of a padded batch.
+
+        input: (T, B, I), or (B, T, I) if batch_first, or unbatched (T, I), or a PackedSequence.
+        hx: h_0 (L*D, B, H_out) (for LSTM the tuple (h_0, c_0) with c_0 (L*D, B, H)), or None.
+        lengths: (B,) ints in 1..T or a boolean mask shaped like the input's first two dims.
+        Returns output (T, B, D*H_out) (or batch-first, or packed like the input) and h_n (or
+        (h_n, c_n) for LSTM). Outputs past a sequence's length are zero and h_n is each
+        sequence's state at its own last step.
+        """
+        packing = None
+        if isinstance(input, PackedSequence):
+            if lengths is not None:
+                raise ValueError("lengths= cannot be combined with a PackedSequence input; "
+                                 "the packed batch already carries its lengths")
+            input, packing = unpack(input, self.batch_first)
+            lengths = packing.lengths
+        first_cell = next(self._cells())
+        check_sequence_input(input, self.input_size, first_cell.weight_ih.dtype, ranks=(2, 3))
+        unbatched = input.dim() == 2
+        if unbatched:
+            if lengths is not None:
+                raise ValueError("lengths= needs a batched input (3-D); add a batch dimension")
+            input = input.unsqueeze(0 if self.batch_first else 1)
+        batch_axis = 0 if self.batch_first else 1
+        batch, steps = input.size(batch_axis), input.size(1 - batch_axis)
+        lengths = normalize_lengths(lengths, batch_size=batch, steps=steps,
+                                    batch_first=self.batch_first, device=input.device)
+        states = self._states_from_hx(hx, input, batch, unbatched)
+        output, finals = self.stack._forward(input, states, lengths)
+        hidden = self._hx_from_states(finals, unbatched)
+        if packing is not None:
+            return repack(output, packing, self.batch_first), hidden
+        if unbatched:
+            output = output.squeeze(batch_axis)
+        return output, hidden
+
+    def _state_widths(self) -> dict[str, int]:
+        return next(self._cells()).state_sizes()
+
+    def _states_from_hx(self, hx, x: torch.Tensor, batch: int, unbatched: bool):
+        """torch's hx -> one cell state (or BidirectionalState) per layer."""
+        if hx is None:
+            return None
+        widths = self._state_widths()
+        fields = list(widths)
+        if len(fields) == 1:
+            tensors = [hx]
+        elif isinstance(hx, (tuple, list)) and len(hx) == len(fields):
+            tensors = list(hx)
+        else:
+            raise TypeError(f"hx must be a tuple (h_0, c_0) of tensors; got {type(hx).__name__}")
+        rows = self.num_layers * self._directions
+        for position, (field, tensor) in enumerate(zip(fields, tensors)):
+            name = "hx" if len(fields) == 1 else f"hx[{position}] ({field}_0)"
+            shape = (rows, widths[field]) if unbatched else (rows, batch, widths[field])
+            check_state_tensor(name, tensor, shape, x)
+        if unbatched:
+            tensors = [t.unsqueeze(1) for t in tensors]
+        cells = list(self._cells())
+        per_direction = [cell.state_type(*(t[row] for t in tensors)) for row, cell in enumerate(cells)]
+        if not self.bidirectional:
+            return per_direction
+        return [BidirectionalState(per_direction[2 * i], per_direction[2 * i + 1])
+                for i in range(self.num_layers)]
+
+    def _hx_from_states(self, finals, unbatched: bool):
+        """Per-layer final states -> torch's h_n (or (h_n, c_n))."""
+        flat = []
+        for final in finals:
+            flat.extend(final if isinstance(final, BidirectionalState) else [final])
+        stacked = [torch.stack(field_values) for field_values in zip(*flat)]
+        if unbatched:
+            stacked = [t.squeeze(1) for t in stacked]
+        return stacked[0] if len(stacked) == 1 else tuple(stacked)
+
+    def extra_repr(self) -> str:
+        text = f"{self.input_size}, {self.hidden_size}"
+        defaults = dict(num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                        bidirectional=False, proj_size=0, backend="auto")
+        for key, default in defaults.items():
+            value = getattr(self, key)
+            if value != default:
+                text += f", {key}={value!r}"
+        return text
+
+
+def _state_dict_to_torch_names(module, state_dict, prefix, local_metadata) -> None:
+    # Pop and re-insert every key in torch's order so the result matches torch.nn exactly.
+    for nested, torch_name in module._name_pairs:
+        state_dict[prefix + torch_name] = state_dict.pop(prefix + nested)
+
+
+def _state_dict_from_torch_names(module, state_dict, prefix, *args) -> None:
+    for nested, torch_name in module._name_pairs:
+        if prefix + torch_name in state_dict:
+            state_dict[prefix + nested] = state_dict.pop(prefix + torch_name)
+
+
+class RNN(_TorchStyleRNN):
+    """Elman RNN (tanh or ReLU), drop-in for ``torch.nn.RNN``; see :class:`rnnkit.cells.RNNCell`."""
+
+    mode = "RNN"
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
+                 nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
+                 dropout: float = 0.0, bidirectional: bool = False, device=None, dtype=None,
+                 *, backend: str = "auto") -> None:
+        super().__init__()
+        self.nonlinearity = nonlinearity
+        self.mode = "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU"
+        self._build(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                    bidirectional, 0, device, dtype, backend,
+                    lambda i, **f: RNNCell(i, hidden_size, bias, nonlinearity, **f))
+
+
+class LSTM(_TorchStyleRNN):
+    """LSTM, drop-in for ``torch.nn.LSTM`` (incl. ``proj_size``); see :class:`rnnkit.cells.LSTMCell`."""
+
+    mode = "LSTM"
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
+                 proj_size: int = 0, device=None, dtype=None, *, backend: str = "auto") -> None:
+        super().__init__()
+        self._build(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                    bidirectional, proj_size, device, dtype, backend,
+                    lambda i, **f: LSTMCell(i, hidden_size, bias, proj_size=proj_size, **f))
+
+
+class GRU(_TorchStyleRNN):
+    """GRU, drop-in for ``torch.nn.GRU``; see :class:`rnnkit.cells.GRUCell`."""
+
+    mode = "GRU"
+
+    def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
+                 batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
+                 device=None, dtype=None, *, backend: str = "auto") -> None:
+        super().__init__()
+        self._build(input_size, hidden_size, num_layers, bias, batch_first, dropout,
+                    bidirectional, 0, device, dtype, backend,
+                    lambda i, **f: GRUCell(i, hidden_size, bias, **f))

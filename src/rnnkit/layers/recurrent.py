@@ -1,0 +1,97 @@
+"""``Recurrent``: one cell run over a sequence in one direction."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from ..backends import check_backend_name, scan
+from ..cells.base import RecurrentCell, check_state_tensor
+from .checks import check_sequence_input
+from .masking import normalize_lengths
+
+
+class Recurrent(nn.Module):
+    """Run ``cell`` over time: ``h_t = cell(x_t, h_{t-1})`` for t = 1..T (or T..1 if ``reverse``).
+
+    forward(x, state=None, *, lengths=None) -> (output, final_state)
+
+    * x: (B, T, I) if ``batch_first`` (the default) else (T, B, I).
+    * state: the cell's NamedTuple state with fields (B, *), or None for zeros.
+    * lengths: (B,) valid lengths or a boolean mask; steps past a sequence's length leave its
+      state unchanged and output zeros; with ``reverse`` each sequence is reversed within its
+      length.
+    * output: (B, T, H_out) (or (T, B, H_out)); final_state: the cell's state after each
+      sequence's last valid step.
+    """
+
+    def __init__(
+        self,
+        cell: RecurrentCell,
+        *,
+        reverse: bool = False,
+        batch_first: bool = True,
+        backend: str = "auto",
+    ) -> None:
+        super().__init__()
+        if not isinstance(cell, RecurrentCell):
+            raise TypeError(f"cell must be an rnnkit cell (RecurrentCell); got {type(cell).__name__}")
+        check_backend_name(backend)
+        self.cell = cell
+        self.reverse = reverse
+        self.batch_first = batch_first
+        self.backend = backend
+
+    @property
+    def input_size(self) -> int:
+        return self.cell.input_size
+
+    @property
+    def output_size(self) -> int:
+        return self.cell.output_size
+
+    def forward(self, x: torch.Tensor, state=None, *, lengths=None):
+        check_sequence_input(x, self.input_size, self.cell.weight_ih.dtype)
+        batch, steps = (x.size(0), x.size(1)) if self.batch_first else (x.size(1), x.size(0))
+        lengths = normalize_lengths(
+            lengths, batch_size=batch, steps=steps, batch_first=self.batch_first, device=x.device
+        )
+        return self._forward(x, self.check_state(state, x), lengths)
+
+    def check_state(self, state, x: torch.Tensor, name: str = "state"):
+        """Validate a user state against the input; returns the cell's NamedTuple (or None)."""
+        if state is None:
+            return None
+        fields = self.cell.state_type._fields
+        if not isinstance(state, tuple) or len(state) != len(fields):
+            raise TypeError(
+                f"{name} must be a {self.cell.state_type.__name__}{tuple(fields)} of tensors; "
+                f"got {type(state).__name__}"
+            )
+        batch = x.size(0) if self.batch_first else x.size(1)
+        for field, tensor, width in zip(fields, state, self.cell.state_sizes().values()):
+            check_state_tensor(f"{name}.{field}", tensor, (batch, width), x)
+        return self.cell.state_type(*state)
+
+    def _forward(self, x: torch.Tensor, state: NamedTuple | None, lengths: torch.Tensor | None):
+        """forward() without argument checks, for layers that have already checked them."""
+        if state is None:
+            batch = x.size(0) if self.batch_first else x.size(1)
+            state = self.cell.initial_state(batch, dtype=x.dtype, device=x.device)
+        gates_x = self.cell.project_input(x)  # one GEMM for all time steps
+        if self.batch_first:
+            gates_x = gates_x.transpose(0, 1)
+        output, final = scan(
+            self.cell, gates_x, state, lengths=lengths, reverse=self.reverse, backend=self.backend
+        )
+        return (output.transpose(0, 1) if self.batch_first else output), final
+
+    def extra_repr(self) -> str:
+        parts = [f"reverse={self.reverse}"] if self.reverse else []
+        if not self.batch_first:
+            parts.append("batch_first=False")
+        if self.backend != "auto":
+            parts.append(f"backend={self.backend!r}")
+        return ", ".join(parts)

@@ -1,0 +1,111 @@
+"""``Stacked``: deep recurrent networks, layer l's output feeding layer l+1."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from .checks import check_sequence_input
+from .masking import normalize_lengths, valid_steps
+
+
+class Stacked(nn.Module):
+    """A stack of Recurrent or Bidirectional layers.
+
+    ``x_{l+1} = layer_l(dropout(x_l))``, with dropout applied between layers only (not to the
+    stack's input or output) and only in training, as torch.nn. With ``residual=True`` every layer
+    after the first adds its input to its output, ``x_{l+1} = layer_l(dropout(x_l)) + x_l``
+    (Wu et al. 2016), which needs equal input and output widths there.
+
+    forward(x, states=None, *, lengths=None) -> (output, list of per-layer final states)
+    """
+
+    def __init__(self, layers: Sequence[nn.Module], *, dropout: float = 0.0, residual: bool = False):
+        super().__init__()
+        layers = list(layers)
+        if not layers:
+            raise ValueError("Stacked needs at least one layer")
+        if not (isinstance(dropout, (int, float)) and 0.0 <= dropout <= 1.0):
+            raise ValueError(f"dropout must be a probability in [0, 1]; got {dropout!r}")
+        for index in range(1, len(layers)):
+            below, above = layers[index - 1], layers[index]
+            if above.input_size != below.output_size:
+                raise ValueError(
+                    f"layer {index} takes input_size={above.input_size} but layer {index - 1} "
+                    f"outputs {below.output_size}"
+                )
+            if residual and above.input_size != above.output_size:
+                raise ValueError(
+                    f"residual=True needs layer {index} to keep its width; it maps "
+                    f"{above.input_size} -> {above.output_size}"
+                )
+            if above.batch_first != layers[0].batch_first:
+                raise ValueError("all layers of a Stacked must agree on batch_first")
+        self.layers = nn.ModuleList(layers)
+        self.dropout = float(dropout)
+        self.residual = residual
+
+    @property
+    def batch_first(self) -> bool:
+        return self.layers[0].batch_first
+
+    @property
+    def input_size(self) -> int:
+        return self.layers[0].input_size
+
+    @property
+    def output_size(self) -> int:
+        return self.layers[-1].output_size
+
+    def _first_cell(self):
+        layer = self.layers[0]
+        return layer.cell if hasattr(layer, "cell") else layer.forward_layer.cell
+
+    def forward(self, x: torch.Tensor, states=None, *, lengths=None):
+        check_sequence_input(x, self.input_size, self._first_cell().weight_ih.dtype)
+        batch, steps = (x.size(0), x.size(1)) if self.batch_first else (x.size(1), x.size(0))
+        lengths = normalize_lengths(
+            lengths, batch_size=batch, steps=steps, batch_first=self.batch_first, device=x.device
+        )
+        if states is not None:
+            if not isinstance(states, (list, tuple)) or len(states) != len(self.layers):
+                raise ValueError(
+                    f"states must be a list with one state per layer ({len(self.layers)}); "
+                    f"got {type(states).__name__} of length {len(states)}"
+                    if isinstance(states, (list, tuple)) else
+                    f"states must be a list with one state per layer; got {type(states).__name__}"
+                )
+            states = [layer.check_state(s, x, f"states[{i}]")
+                      for i, (layer, s) in enumerate(zip(self.layers, states))]
+        return self._forward(x, states, lengths)
+
+    def _forward(self, x: torch.Tensor, states, lengths):
+        # Outputs past each sequence's end must stay zero, so the skip path is masked there too.
+        skip_mask = None
+        if self.residual and lengths is not None and len(self.layers) > 1:
+            skip_mask = valid_steps(lengths, x.size(1 if self.batch_first else 0), self.batch_first)
+            skip_mask = skip_mask.unsqueeze(-1).to(x.dtype)
+        finals = []
+        for index, layer in enumerate(self.layers):
+            layer_input = x
+            if index > 0 and self.dropout > 0.0 and self.training:
+                layer_input = F.dropout(x, self.dropout, training=True)
+            output, final = layer._forward(layer_input, None if states is None else states[index],
+                                           lengths)
+            if self.residual and index > 0:
+                x = output + (x if skip_mask is None else x * skip_mask)
+            else:
+                x = output
+            finals.append(final)
+        return x, finals
+
+    def extra_repr(self) -> str:
+        parts = []
+        if self.dropout:
+            parts.append(f"dropout={self.dropout}")
+        if self.residual:
+            parts.append("residual=True")
+        return ", ".join(parts)
