@@ -1,0 +1,1 @@
+"""`rnnkit <command>`: thin argument parsing over library functions."""

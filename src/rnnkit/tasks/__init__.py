@@ -1,0 +1,1 @@
+"""Tasks: applications built on rnnkit the way a user would build them."""

@@ -1,0 +1,41 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+import rnnkit
+from rnnkit.cli.main import main
+
+
+def test_info_json_lists_versions_and_backends(capsys):
+    assert main(["info", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["rnnkit"] == rnnkit.__version__
+    assert info["threads"] >= 1
+    backends = {b["name"]: b for b in info["backends"]}
+    assert backends["reference"]["usable"] is True
+
+
+def test_info_text_names_every_backend(capsys):
+    assert main(["info"]) == 0
+    out = capsys.readouterr().out
+    assert "reference" in out and "usable" in out
+
+
+@pytest.mark.parametrize("command", [[], ["info"], ["demo"]])
+def test_every_command_has_help(command):
+    result = subprocess.run([sys.executable, "-m", "rnnkit.cli.main", *command, "--help"],
+                            capture_output=True, text=True, check=True)
+    assert "usage: rnnkit" in result.stdout
+
+
+def test_demo_rejects_non_positive_sizes():
+    with pytest.raises(SystemExit, match="--train-steps must be positive; got 0"):
+        main(["demo", "--train-steps", "0"])
+
+
+def test_demo_json_result(capsys):
+    assert main(["demo", "--steps", "6", "--hidden", "8", "--train-steps", "3", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["config"]["steps"] == 6 and result["test_mse"] >= 0

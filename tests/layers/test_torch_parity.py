@@ -1,0 +1,445 @@
+"""rnnkit presets and cells against torch.nn: same weights -> same outputs, states and gradients.
+
+Each test builds the torch.nn module, builds the rnnkit module with identical arguments, copies
+the weights with ``rnnkit_module.load_state_dict(torch_module.state_dict())``, runs both on the
+same inputs and compares outputs, final states and the gradients of a loss that touches every
+output and final state with random weights: gradients of the input, of hx (h_0 and c_0) and of
+every parameter, matched by torch's parameter names.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import pytest
+import torch
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+import rnnkit
+from rnnkit.interop import from_torch, to_torch
+from tolerances import assert_close, assert_grad_close
+
+INPUT, HIDDEN, PROJ = 3, 5, 2
+STEPS, BATCH = 6, 4
+#: Valid lengths for the variable-length modes: unsorted, one equal to STEPS, one of length 1.
+LENGTHS = [4, STEPS, 1, 3]
+DTYPES = [torch.float32, torch.float64]
+DTYPE_IDS = ["f32", "f64"]
+
+KINDS = ["rnn_tanh", "rnn_relu", "lstm", "gru"]
+
+
+# -- building modules -------------------------------------------------------------------------
+def layer_kwargs(kind: str, proj: int, **common) -> tuple[type, type, dict]:
+    """(torch class, rnnkit class, constructor kwargs) for one kind."""
+    kwargs = dict(common)
+    if kind.startswith("rnn"):
+        kwargs["nonlinearity"] = kind.split("_")[1]
+        return nn.RNN, rnnkit.RNN, kwargs
+    if kind == "lstm":
+        kwargs["proj_size"] = proj
+        return nn.LSTM, rnnkit.LSTM, kwargs
+    assert proj == 0
+    return nn.GRU, rnnkit.GRU, kwargs
+
+
+def make_layer_pair(kind, *, num_layers=1, bidirectional=False, batch_first=False, bias=True,
+                    proj=0, dtype=torch.float64, dropout=0.0, hidden=HIDDEN):
+    torch_cls, rnnkit_cls, kwargs = layer_kwargs(
+        kind, proj, input_size=INPUT, hidden_size=hidden, num_layers=num_layers, bias=bias,
+        batch_first=batch_first, bidirectional=bidirectional, dropout=dropout, dtype=dtype,
+    )
+    torch_module = torch_cls(**kwargs)
+    rnnkit_module = rnnkit_cls(**kwargs)
+    # A different init in rnnkit must not matter: the weights are copied over.
+    assert list(rnnkit_module.state_dict()) == list(torch_module.state_dict())
+    rnnkit_module.load_state_dict(torch_module.state_dict())
+    return torch_module, rnnkit_module
+
+
+def make_cell_pair(kind, *, bias=True, dtype=torch.float64):
+    if kind.startswith("rnn"):
+        nonlinearity = kind.split("_")[1]
+        pair = (nn.RNNCell(INPUT, HIDDEN, bias, nonlinearity, dtype=dtype),
+                rnnkit.RNNCell(INPUT, HIDDEN, bias, nonlinearity, dtype=dtype))
+    elif kind == "lstm":
+        pair = (nn.LSTMCell(INPUT, HIDDEN, bias, dtype=dtype),
+                rnnkit.LSTMCell(INPUT, HIDDEN, bias, dtype=dtype))
+    else:
+        pair = (nn.GRUCell(INPUT, HIDDEN, bias, dtype=dtype),
+                rnnkit.GRUCell(INPUT, HIDDEN, bias, dtype=dtype))
+    torch_cell, rnnkit_cell = pair
+    assert list(rnnkit_cell.state_dict()) == list(torch_cell.state_dict())
+    rnnkit_cell.load_state_dict(torch_cell.state_dict())
+    return torch_cell, rnnkit_cell
+
+
+def seed_for(*params) -> int:
+    """A deterministic seed per parameter combination (independent of test order and of
+    PYTHONHASHSEED, hence crc32 rather than hash())."""
+    return zlib.crc32(repr(params).encode()) % (2 ** 31)
+
+
+# -- comparing -------------------------------------------------------------------------------
+def as_tuple(state):
+    return state if isinstance(state, tuple) else (state,)
+
+
+def weighted_loss(tensors, weights):
+    """sum_i <tensor_i, weight_i>: touches every element with a distinct random weight."""
+    return sum((t * w).sum() for t, w in zip(tensors, weights))
+
+
+def random_like(tensors, generator):
+    return [torch.randn(t.shape, dtype=t.dtype, generator=generator) for t in tensors]
+
+
+def assert_param_grads_match(rnnkit_module, torch_module, dtype):
+    rnnkit_params = dict(rnnkit_module.named_parameters())
+    assert len(rnnkit_params) == len(dict(torch_module.named_parameters()))
+    for name, torch_param in torch_module.named_parameters():
+        rnnkit_param = getattr(rnnkit_module, name)  # rnnkit exposes torch's flat names
+        assert isinstance(rnnkit_param, nn.Parameter)
+        assert any(rnnkit_param is p for p in rnnkit_params.values()), name
+        assert rnnkit_param.shape == torch_param.shape, name
+        assert torch_param.grad is not None, name
+        assert_grad_close(rnnkit_param.grad, torch_param.grad, dtype, what=f"grad of {name}")
+
+
+# -- the full layer grid -----------------------------------------------------------------------
+LAYER_CONFIGS = [(kind, 0) for kind in KINDS] + [("lstm", PROJ)]
+MODES = ["padded", "lengths", "packed"]
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("with_hx", [False, True], ids=["no_hx", "hx"])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("batch_first", [False, True], ids=["tmajor", "bfirst"])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("num_layers", [1, 2, 3], ids=["L1", "L2", "L3"])
+@pytest.mark.parametrize("kind,proj", LAYER_CONFIGS,
+                         ids=[f"{k}{'_proj' if p else ''}" for k, p in LAYER_CONFIGS])
+def test_layer_matches_torch(kind, proj, num_layers, bidirectional, batch_first, bias, with_hx,
+                             mode, dtype):
+    torch.manual_seed(seed_for(kind, proj, num_layers, bidirectional, batch_first, bias))
+    gen = torch.Generator().manual_seed(seed_for(kind, proj, with_hx, mode, batch_first))
+    torch_module, rnnkit_module = make_layer_pair(
+        kind, num_layers=num_layers, bidirectional=bidirectional, batch_first=batch_first,
+        bias=bias, proj=proj, dtype=dtype,
+    )
+    directions = 2 if bidirectional else 1
+    out_size = proj or HIDDEN
+    shape = (BATCH, STEPS, INPUT) if batch_first else (STEPS, BATCH, INPUT)
+    x = torch.randn(shape, dtype=dtype, generator=gen)
+    lengths = torch.tensor(LENGTHS)
+
+    hx0 = None
+    if with_hx:
+        hx0 = [torch.randn(num_layers * directions, BATCH, out_size, dtype=dtype, generator=gen)]
+        if kind == "lstm":
+            hx0.append(torch.randn(num_layers * directions, BATCH, HIDDEN, dtype=dtype,
+                                   generator=gen))
+
+    def leaves():
+        x_leaf = x.clone().requires_grad_()
+        hx_leaves = None if hx0 is None else [h.clone().requires_grad_() for h in hx0]
+        return x_leaf, hx_leaves
+
+    def hx_arg(hx_leaves):
+        if hx_leaves is None:
+            return None
+        return hx_leaves[0] if len(hx_leaves) == 1 else tuple(hx_leaves)
+
+    x_t, hx_t = leaves()
+    x_r, hx_r = leaves()
+    if mode == "padded":
+        out_t, state_t = torch_module(x_t, hx_arg(hx_t))
+        out_r, state_r = rnnkit_module(x_r, hx_arg(hx_r))
+        outputs_t, outputs_r = out_t, out_r
+    elif mode == "lengths":
+        packed_t = pack_padded_sequence(x_t, lengths, batch_first=batch_first, enforce_sorted=False)
+        out_packed_t, state_t = torch_module(packed_t, hx_arg(hx_t))
+        out_t, out_lengths = pad_packed_sequence(out_packed_t, batch_first=batch_first,
+                                                 total_length=STEPS)
+        assert out_lengths.tolist() == LENGTHS
+        out_r, state_r = rnnkit_module(x_r, hx_arg(hx_r), lengths=lengths)
+        outputs_t, outputs_r = out_t, out_r
+        # Past each sequence's end rnnkit's outputs are exactly zero.
+        for b, length in enumerate(LENGTHS):
+            tail = out_r[b, length:] if batch_first else out_r[length:, b]
+            assert torch.equal(tail, torch.zeros_like(tail)), f"sequence {b} output past {length}"
+    else:  # packed in, packed out
+        packed_t = pack_padded_sequence(x_t, lengths, batch_first=batch_first, enforce_sorted=False)
+        packed_r = pack_padded_sequence(x_r, lengths, batch_first=batch_first, enforce_sorted=False)
+        out_t, state_t = torch_module(packed_t, hx_arg(hx_t))
+        out_r, state_r = rnnkit_module(packed_r, hx_arg(hx_r))
+        assert isinstance(out_r, PackedSequence)
+        assert torch.equal(out_r.batch_sizes, out_t.batch_sizes)
+        assert torch.equal(out_r.sorted_indices, out_t.sorted_indices)
+        assert torch.equal(out_r.unsorted_indices, out_t.unsorted_indices)
+        outputs_t, outputs_r = out_t.data, out_r.data
+
+    assert outputs_r.shape == outputs_t.shape
+    assert outputs_r.dtype == dtype
+    assert_close(outputs_r, outputs_t, dtype, what="output")
+    states_t, states_r = as_tuple(state_t), as_tuple(state_r)
+    assert len(states_r) == len(states_t) == (2 if kind == "lstm" else 1)
+    for name, s_r, s_t in zip(("h_n", "c_n"), states_r, states_t):
+        assert s_r.shape == s_t.shape, name
+        assert_close(s_r, s_t, dtype, what=name)
+
+    weights = random_like([outputs_t, *states_t], gen)
+    weighted_loss([outputs_t, *states_t], weights).backward()
+    weighted_loss([outputs_r, *states_r], weights).backward()
+
+    assert_grad_close(x_r.grad, x_t.grad, dtype, what="grad of input")
+    if mode != "padded":
+        for b, length in enumerate(LENGTHS):  # padding never influences anything
+            tail = x_r.grad[b, length:] if batch_first else x_r.grad[length:, b]
+            assert torch.equal(tail, torch.zeros_like(tail))
+    if with_hx:
+        for name, g_r, g_t in zip(("h_0", "c_0"), hx_r, hx_t):
+            assert_grad_close(g_r.grad, g_t.grad, dtype, what=f"grad of {name}")
+    assert_param_grads_match(rnnkit_module, torch_module, dtype)
+
+
+@pytest.mark.parametrize("batch_first", [False, True], ids=["tmajor", "bfirst"])
+@pytest.mark.parametrize("kind,proj", LAYER_CONFIGS,
+                         ids=[f"{k}{'_proj' if p else ''}" for k, p in LAYER_CONFIGS])
+def test_lengths_as_mask_and_list_match_torch(kind, proj, batch_first):
+    """``lengths=`` as a boolean mask (input's first two dims) or list of ints == torch packed."""
+    torch.manual_seed(seed_for("mask", kind, proj, batch_first))
+    dtype = torch.float64
+    torch_module, rnnkit_module = make_layer_pair(kind, num_layers=2, bidirectional=True,
+                                                  batch_first=batch_first, proj=proj, dtype=dtype)
+    shape = (BATCH, STEPS, INPUT) if batch_first else (STEPS, BATCH, INPUT)
+    x = torch.randn(shape, dtype=dtype)
+    lengths = torch.tensor(LENGTHS)
+    packed = pack_padded_sequence(x, lengths, batch_first=batch_first, enforce_sorted=False)
+    out_packed, state_t = torch_module(packed)
+    out_t, _ = pad_packed_sequence(out_packed, batch_first=batch_first, total_length=STEPS)
+    mask = torch.arange(STEPS).unsqueeze(0) < lengths.unsqueeze(1)  # (B, T)
+    if not batch_first:
+        mask = mask.t()
+    for given in (mask, list(LENGTHS), lengths.to(torch.int32)):
+        out_r, state_r = rnnkit_module(x, lengths=given)
+        assert_close(out_r, out_t, dtype, what=f"output with lengths={type(given).__name__}")
+        for s_r, s_t in zip(as_tuple(state_r), as_tuple(state_t)):
+            assert_close(s_r, s_t, dtype, what="final state")
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+def test_packed_sorted_input_matches_torch(dtype):
+    """A PackedSequence made with enforce_sorted=True (no sorted_indices) also round-trips."""
+    torch.manual_seed(11)
+    torch_module, rnnkit_module = make_layer_pair("lstm", num_layers=2, bidirectional=True,
+                                                  proj=PROJ, dtype=dtype)
+    x = torch.randn(STEPS, BATCH, INPUT, dtype=dtype)
+    lengths = sorted(LENGTHS, reverse=True)
+    packed = pack_padded_sequence(x, lengths, enforce_sorted=True)
+    out_t, (h_t, c_t) = torch_module(packed)
+    out_r, (h_r, c_r) = rnnkit_module(packed)
+    assert isinstance(out_r, PackedSequence)
+    assert out_r.sorted_indices is None and out_r.unsorted_indices is None
+    assert torch.equal(out_r.batch_sizes, out_t.batch_sizes)
+    assert_close(out_r.data, out_t.data, dtype, what="output")
+    assert_close(h_r, h_t, dtype, what="h_n")
+    assert_close(c_r, c_t, dtype, what="c_n")
+
+
+# -- unbatched layer input ---------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("with_hx", [False, True], ids=["no_hx", "hx"])
+@pytest.mark.parametrize("batch_first", [False, True], ids=["tmajor", "bfirst"])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("kind,proj", LAYER_CONFIGS,
+                         ids=[f"{k}{'_proj' if p else ''}" for k, p in LAYER_CONFIGS])
+def test_unbatched_layer_matches_torch(kind, proj, bidirectional, batch_first, with_hx, dtype):
+    torch.manual_seed(seed_for("unbatched", kind, proj, bidirectional, batch_first, with_hx))
+    num_layers = 2
+    torch_module, rnnkit_module = make_layer_pair(
+        kind, num_layers=num_layers, bidirectional=bidirectional, batch_first=batch_first,
+        proj=proj, dtype=dtype,
+    )
+    rows = num_layers * (2 if bidirectional else 1)
+    x = torch.randn(STEPS, INPUT, dtype=dtype)
+    hx0 = None
+    if with_hx:
+        hx0 = [torch.randn(rows, proj or HIDDEN, dtype=dtype)]
+        if kind == "lstm":
+            hx0.append(torch.randn(rows, HIDDEN, dtype=dtype))
+    results = []
+    for module in (torch_module, rnnkit_module):
+        x_leaf = x.clone().requires_grad_()
+        hx_leaves = None if hx0 is None else [h.clone().requires_grad_() for h in hx0]
+        hx = None if hx_leaves is None else (
+            hx_leaves[0] if len(hx_leaves) == 1 else tuple(hx_leaves))
+        out, state = module(x_leaf, hx)
+        results.append((x_leaf, hx_leaves, out, as_tuple(state)))
+    (x_t, hx_t, out_t, st_t), (x_r, hx_r, out_r, st_r) = results
+    assert out_r.shape == out_t.shape == (STEPS, (2 if bidirectional else 1) * (proj or HIDDEN))
+    assert_close(out_r, out_t, dtype, what="output")
+    for s_r, s_t in zip(st_r, st_t):
+        assert s_r.shape == s_t.shape
+        assert_close(s_r, s_t, dtype, what="final state")
+    gen = torch.Generator().manual_seed(5)
+    weights = random_like([out_t, *st_t], gen)
+    weighted_loss([out_t, *st_t], weights).backward()
+    weighted_loss([out_r, *st_r], weights).backward()
+    assert_grad_close(x_r.grad, x_t.grad, dtype, what="grad of input")
+    if with_hx:
+        for h_r, h_t in zip(hx_r, hx_t):
+            assert_grad_close(h_r.grad, h_t.grad, dtype, what="grad of hx")
+    assert_param_grads_match(rnnkit_module, torch_module, dtype)
+
+
+# -- cells -------------------------------------------------------------------------------------
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("with_hx", [False, True], ids=["no_hx", "hx"])
+@pytest.mark.parametrize("batched", [True, False], ids=["batched", "unbatched"])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_cell_matches_torch(kind, bias, batched, with_hx, dtype):
+    torch.manual_seed(seed_for("cell", kind, bias, batched, with_hx))
+    torch_cell, rnnkit_cell = make_cell_pair(kind, bias=bias, dtype=dtype)
+    lead = (BATCH,) if batched else ()
+    x = torch.randn(*lead, INPUT, dtype=dtype)
+    hx0 = None
+    if with_hx:
+        hx0 = [torch.randn(*lead, HIDDEN, dtype=dtype)
+               for _ in range(2 if kind == "lstm" else 1)]
+    results = []
+    for cell in (torch_cell, rnnkit_cell):
+        x_leaf = x.clone().requires_grad_()
+        hx_leaves = None if hx0 is None else [h.clone().requires_grad_() for h in hx0]
+        hx = None if hx_leaves is None else (
+            hx_leaves[0] if len(hx_leaves) == 1 else tuple(hx_leaves))
+        out = as_tuple(cell(x_leaf, hx))
+        results.append((x_leaf, hx_leaves, out))
+    (x_t, hx_t, out_t), (x_r, hx_r, out_r) = results
+    assert len(out_r) == len(out_t)
+    for o_r, o_t in zip(out_r, out_t):
+        assert o_r.shape == o_t.shape == (*lead, HIDDEN)
+        assert_close(o_r, o_t, dtype, what="cell output")
+    weights = random_like(out_t, torch.Generator().manual_seed(3))
+    weighted_loss(out_t, weights).backward()
+    weighted_loss(out_r, weights).backward()
+    assert_grad_close(x_r.grad, x_t.grad, dtype, what="grad of input")
+    if with_hx:
+        for h_r, h_t in zip(hx_r, hx_t):
+            assert_grad_close(h_r.grad, h_t.grad, dtype, what="grad of hx")
+    r_params = dict(rnnkit_cell.named_parameters())
+    t_params = dict(torch_cell.named_parameters())
+    assert list(r_params) == list(t_params)
+    for name, p_t in t_params.items():
+        assert_grad_close(r_params[name].grad, p_t.grad, dtype, what=f"grad of {name}")
+
+
+# -- interop ----------------------------------------------------------------------------------
+INTEROP_LAYERS = [
+    ("rnn_tanh", 0, 2, True), ("rnn_relu", 0, 2, False), ("lstm", 0, 2, True),
+    ("lstm", PROJ, 3, True), ("gru", 0, 2, True), ("gru", 0, 1, False),
+]
+
+
+def _torch_layer(kind, proj, num_layers, bidirectional, bias=True, batch_first=False):
+    torch_cls, _, kwargs = layer_kwargs(
+        kind, proj, input_size=INPUT, hidden_size=HIDDEN, num_layers=num_layers, bias=bias,
+        batch_first=batch_first, bidirectional=bidirectional, dtype=torch.float64,
+    )
+    return torch_cls(**kwargs)
+
+
+def _rnnkit_layer(kind, proj, num_layers, bidirectional, bias=True, batch_first=False):
+    _, rnnkit_cls, kwargs = layer_kwargs(
+        kind, proj, input_size=INPUT, hidden_size=HIDDEN, num_layers=num_layers, bias=bias,
+        batch_first=batch_first, bidirectional=bidirectional, dtype=torch.float64,
+    )
+    return rnnkit_cls(**kwargs)
+
+
+def _assert_same_run(module_a, module_b, x, what):
+    out_a, state_a = module_a(x)
+    out_b, state_b = module_b(x)
+    assert_close(out_b, out_a, torch.float64, what=f"{what} output")
+    for s_a, s_b in zip(as_tuple(state_a), as_tuple(state_b)):
+        assert_close(s_b, s_a, torch.float64, what=f"{what} final state")
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("kind,proj,num_layers,bidirectional", INTEROP_LAYERS)
+def test_from_torch_layer(kind, proj, num_layers, bidirectional, bias):
+    torch.manual_seed(seed_for("from_torch", kind, proj, num_layers, bidirectional, bias))
+    torch_module = _torch_layer(kind, proj, num_layers, bidirectional, bias, batch_first=True)
+    converted = from_torch(torch_module)
+    expected_cls = {"rnn": rnnkit.RNN, "lstm": rnnkit.LSTM, "gru": rnnkit.GRU}[kind.split("_")[0]]
+    assert isinstance(converted, expected_cls)
+    assert converted.batch_first and converted.bidirectional == bidirectional
+    assert list(converted.state_dict()) == list(torch_module.state_dict())
+    # The weights are copied, not shared.
+    for name, p in torch_module.named_parameters():
+        assert getattr(converted, name).data_ptr() != p.data_ptr()
+    x = torch.randn(BATCH, STEPS, INPUT, dtype=torch.float64)
+    _assert_same_run(torch_module, converted, x, "from_torch")
+    lengths = torch.tensor(LENGTHS)
+    packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+    out_t, _ = torch_module(packed)
+    out_r, _ = converted(packed)
+    assert_close(out_r.data, out_t.data, torch.float64, what="from_torch packed output")
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("kind,proj,num_layers,bidirectional", INTEROP_LAYERS)
+def test_to_torch_layer(kind, proj, num_layers, bidirectional, bias):
+    torch.manual_seed(seed_for("to_torch", kind, proj, num_layers, bidirectional, bias))
+    rnnkit_module = _rnnkit_layer(kind, proj, num_layers, bidirectional, bias)
+    converted = to_torch(rnnkit_module)
+    expected_cls = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[kind.split("_")[0]]
+    assert type(converted) is expected_cls
+    if kind.startswith("rnn"):
+        assert converted.nonlinearity == kind.split("_")[1]
+    assert list(converted.state_dict()) == list(rnnkit_module.state_dict())
+    x = torch.randn(STEPS, BATCH, INPUT, dtype=torch.float64)
+    _assert_same_run(rnnkit_module, converted, x, "to_torch")
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_from_and_to_torch_cell(kind, bias):
+    torch.manual_seed(seed_for("cell_interop", kind, bias))
+    torch_cell, _ = make_cell_pair(kind, bias=bias)
+    converted = from_torch(torch_cell)
+    expected_cls = {"rnn": rnnkit.RNNCell, "lstm": rnnkit.LSTMCell, "gru": rnnkit.GRUCell}
+    assert type(converted) is expected_cls[kind.split("_")[0]]
+    x = torch.randn(BATCH, INPUT, dtype=torch.float64)
+    hx = torch.randn(BATCH, HIDDEN, dtype=torch.float64)
+    hx = (hx, torch.randn(BATCH, HIDDEN, dtype=torch.float64)) if kind == "lstm" else hx
+    for a, b in ((torch_cell, converted),):
+        for o_a, o_b in zip(as_tuple(a(x, hx)), as_tuple(b(x, hx))):
+            assert_close(o_b, o_a, torch.float64, what="from_torch cell")
+
+    # to_torch on an independently initialised rnnkit cell.
+    _, rnnkit_cell = make_cell_pair(kind, bias=bias)
+    with torch.no_grad():
+        for p in rnnkit_cell.parameters():
+            p.uniform_(-0.7, 0.7)
+    back = to_torch(rnnkit_cell)
+    expected_torch = {"rnn": nn.RNNCell, "lstm": nn.LSTMCell, "gru": nn.GRUCell}
+    assert type(back) is expected_torch[kind.split("_")[0]]
+    for o_r, o_t in zip(as_tuple(rnnkit_cell(x, hx)), as_tuple(back(x, hx))):
+        assert_close(o_t, o_r, torch.float64, what="to_torch cell")
+    for o_r, o_t in zip(as_tuple(rnnkit_cell(x[0])), as_tuple(back(x[0]))):
+        assert_close(o_t, o_r, torch.float64, what="to_torch cell unbatched")
+
+
+def test_round_trip_preserves_training_flag_and_dropout():
+    torch.manual_seed(0)
+    torch_module = nn.GRU(INPUT, HIDDEN, num_layers=2, dropout=0.25, dtype=torch.float64).eval()
+    converted = from_torch(torch_module)
+    assert not converted.training and converted.dropout == 0.25
+    back = to_torch(converted)
+    assert not back.training and back.dropout == 0.25
+    x = torch.randn(STEPS, BATCH, INPUT, dtype=torch.float64)
+    _assert_same_run(torch_module, back, x, "round trip")
