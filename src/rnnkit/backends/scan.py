@@ -12,6 +12,7 @@ from typing import Callable, NamedTuple
 
 import torch
 
+from .fused import fused_scan, fused_unavailable, fused_unsupported
 from .reference import reference_scan
 
 log = logging.getLogger("rnnkit.backends")
@@ -39,6 +40,10 @@ def _nothing_missing(*args) -> str | None:
 
 #: Backends in the order "auto" prefers them. Faster backends register before "reference".
 BACKENDS: dict[str, Backend] = {
+    "fused": Backend(
+        "fused", fused_scan, fused_unavailable, fused_unsupported,
+        "C++ kernels for the whole sequence, forward and backward (CPU, float32/float64)",
+    ),
     "reference": Backend(
         "reference", reference_scan, _nothing_missing, _nothing_missing,
         "Python loop over the step function; every device and dtype; the oracle",

@@ -1,0 +1,50 @@
+"""Run a cell's recurrence with the fused C++ ops: the ``fused`` backend of :func:`rnnkit.scan`."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+from ...cells import GRUCell, LSTMCell, RNNCell
+from .build import load_error
+
+_SUPPORTED_CELLS = (LSTMCell,)
+_SUPPORTED_DTYPES = (torch.float32, torch.float64)
+
+
+def fused_unavailable() -> str | None:
+    """None when the kernels are built and loaded here (building them on first call)."""
+    return load_error()
+
+
+def fused_unsupported(cell, gates_x: torch.Tensor) -> str | None:
+    """Why the fused kernels cannot run this call, or None."""
+    if type(cell) not in _SUPPORTED_CELLS:
+        return f"no fused kernel for {type(cell).__name__}"
+    if gates_x.device.type != "cpu":
+        return f"fused kernels run on the CPU only; got a tensor on {gates_x.device}"
+    if gates_x.dtype not in _SUPPORTED_DTYPES:
+        return f"fused kernels support float32 and float64; got {gates_x.dtype}"
+    return None
+
+
+def _needs_grad(*tensors) -> bool:
+    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def fused_scan(cell, gates_x: torch.Tensor, state0: NamedTuple, lengths=None, reverse=False):
+    """Same contract as :func:`rnnkit.backends.reference.reference_scan`."""
+    if gates_x.stride(-1) != 1:
+        gates_x = gates_x.contiguous()
+    if lengths is not None:
+        lengths = lengths.to(device="cpu", dtype=torch.int64).contiguous()
+    ops = torch.ops.rnnkit
+    if isinstance(cell, LSTMCell):
+        training = _needs_grad(gates_x, *state0, *cell.parameters())
+        output, h_n, c_n, _, _ = ops.lstm_forward(
+            gates_x, state0.h, state0.c, cell.weight_hh, cell.bias_hh, cell.weight_hr, lengths,
+            reverse, training,
+        )
+        return output, cell.state_type(h_n, c_n)
+    raise NotImplementedError(f"fused kernel for {type(cell).__name__} is not built yet")

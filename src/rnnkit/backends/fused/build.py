@@ -1,0 +1,70 @@
+"""Build and load the fused C++ kernels, lazily, once per process.
+
+The sources in ``csrc/`` are compiled on first use with ``torch.utils.cpp_extension`` (gcc and
+ninja) for the host CPU (``-march=native``: AVX-512 where the CPU has it, AVX2 otherwise) and
+cached under torch's extension directory, keyed by the sources' hash, so later processes only
+load the library. Nothing is built at import time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import pathlib
+import threading
+
+log = logging.getLogger("rnnkit.backends")
+
+SOURCE_DIR = pathlib.Path(__file__).parent / "csrc"
+SOURCES = ("lstm.cpp",)
+DISABLE_VARIABLE = "RNNKIT_DISABLE_FUSED"
+
+_lock = threading.Lock()
+_status: dict[str, str | None] = {}  # "error": None once loaded, else the reason
+
+
+def _source_hash() -> str:
+    digest = hashlib.sha256()
+    for path in sorted(SOURCE_DIR.iterdir()):
+        if path.suffix in (".cpp", ".h"):
+            digest.update(path.name.encode())
+            digest.update(path.read_bytes())
+    return digest.hexdigest()[:12]
+
+
+def build_library(build_directory: str | None = None, verbose: bool = False) -> str:
+    """Compile (if needed) and load the kernels; returns the library path. Raises on failure."""
+    from torch.utils import cpp_extension
+
+    name = f"rnnkit_fused_{_source_hash()}"
+    return cpp_extension.load(
+        name=name,
+        sources=[str(SOURCE_DIR / source) for source in SOURCES],
+        extra_cflags=["-O3", "-march=native", "-fno-math-errno"],
+        build_directory=build_directory,
+        is_python_module=False,
+        verbose=verbose,
+    )
+
+
+def load_error() -> str | None:
+    """None when the fused kernels are loaded (building them on first call), else why not."""
+    if "error" in _status:
+        return _status["error"]
+    with _lock:
+        if "error" in _status:
+            return _status["error"]
+        if os.environ.get(DISABLE_VARIABLE):
+            _status["error"] = f"disabled by the environment variable {DISABLE_VARIABLE}"
+            return _status["error"]
+        try:
+            log.info("rnnkit: building the fused CPU kernels (first use only, about a minute)")
+            build_library()
+            from . import ops  # noqa: F401  (registers fake and autograd functions)
+
+            _status["error"] = None
+        except Exception as error:  # a missing compiler, ninja or headers: fall back
+            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            _status["error"] = f"the C++ build failed ({first_line[:200]})"
+    return _status["error"]

@@ -1,0 +1,119 @@
+// Shared helpers of the fused kernels: vectorized activations, the threaded packed GEMM,
+// argument checks and the "which steps are valid" rule for lengths.
+#pragma once
+
+#include <ATen/ATen.h>
+#include <ATen/Parallel.h>
+#include <c10/util/Optional.h>
+
+#include <cmath>
+
+#include "gemm.h"
+
+#if RNNKIT_AVX512
+#include <sleef.h>
+#endif
+
+namespace rnnkit {
+
+// ---- activations over arrays (in place or src -> dst) --------------------------------------
+#if RNNKIT_AVX512
+inline __m512 vtanh(__m512 x) { return Sleef_tanhf16_u10(x); }
+inline __m512d vtanh(__m512d x) { return Sleef_tanhd8_u10(x); }
+inline __m512 vsigmoid(__m512 x) {
+  const __m512 one = _mm512_set1_ps(1.f);
+  return _mm512_div_ps(one, _mm512_add_ps(one, Sleef_expf16_u10(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+}
+inline __m512d vsigmoid(__m512d x) {
+  const __m512d one = _mm512_set1_pd(1.0);
+  return _mm512_div_pd(one, _mm512_add_pd(one, Sleef_expd8_u10(_mm512_sub_pd(_mm512_setzero_pd(), x))));
+}
+inline __m512 vload(const float* p, int n) { return _mm512_maskz_loadu_ps(n >= 16 ? 0xFFFF : (__mmask16)((1u << n) - 1), p); }
+inline __m512d vload(const double* p, int n) { return _mm512_maskz_loadu_pd(n >= 8 ? 0xFF : (__mmask8)((1u << n) - 1), p); }
+inline void vstore(float* p, __m512 v, int n) { _mm512_mask_storeu_ps(p, n >= 16 ? 0xFFFF : (__mmask16)((1u << n) - 1), v); }
+inline void vstore(double* p, __m512d v, int n) { _mm512_mask_storeu_pd(p, n >= 8 ? 0xFF : (__mmask8)((1u << n) - 1), v); }
+
+template <typename T>
+inline void sigmoid_array(T* dst, const T* src, int64_t n) {
+  constexpr int W = Simd<T>::width;
+  for (int64_t i = 0; i < n; i += W) {
+    const int len = (int)std::min<int64_t>(W, n - i);
+    vstore(dst + i, vsigmoid(vload(src + i, len)), len);
+  }
+}
+template <typename T>
+inline void tanh_array(T* dst, const T* src, int64_t n) {
+  constexpr int W = Simd<T>::width;
+  for (int64_t i = 0; i < n; i += W) {
+    const int len = (int)std::min<int64_t>(W, n - i);
+    vstore(dst + i, vtanh(vload(src + i, len)), len);
+  }
+}
+#else
+template <typename T>
+inline void sigmoid_array(T* dst, const T* src, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = T(1) / (T(1) + std::exp(-src[i]));
+}
+template <typename T>
+inline void tanh_array(T* dst, const T* src, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = std::tanh(src[i]);
+}
+#endif
+
+// ---- threaded GEMM over panels ----------------------------------------------------------------
+// Below this many multiply-adds a step's matmul is too small to split across threads: the
+// fork/join costs more than it saves.
+constexpr int64_t kParallelWork = 1 << 17;
+
+template <typename T>
+inline void gemm(int64_t M, const T* A, int64_t lda, const PackedMatrix<T>& B, T* C, int64_t ldc) {
+  if (M * B.K * B.N < kParallelWork || B.panels < 2 || at::get_num_threads() < 2) {
+    gemm_accumulate(M, A, lda, B, C, ldc, 0, B.panels);
+    return;
+  }
+  at::parallel_for(0, B.panels, 1, [&](int64_t p0, int64_t p1) {
+    gemm_accumulate(M, A, lda, B, C, ldc, p0, p1);
+  });
+}
+
+// ---- lengths ---------------------------------------------------------------------------------
+// Step t of sequence b is valid when t < lengths[b]. Sequences run t = 0..len-1, or with
+// reverse t = len-1..0, so the first step a sequence takes is first_step(b).
+struct Steps {
+  int64_t T, B;
+  bool reverse;
+  const int64_t* lengths;  // nullptr: every step valid
+  bool valid(int64_t t, int64_t b) const { return lengths == nullptr || t < lengths[b]; }
+  int64_t length(int64_t b) const { return lengths == nullptr ? T : lengths[b]; }
+  int64_t first_step(int64_t b) const { return reverse ? length(b) - 1 : 0; }
+  int64_t time(int64_t s) const { return reverse ? T - 1 - s : s; }      // s-th step of the loop
+  int64_t previous(int64_t t) const { return reverse ? t + 1 : t - 1; }  // step before t
+};
+
+inline Steps make_steps(int64_t T, int64_t B, bool reverse, const c10::optional<at::Tensor>& lengths) {
+  const int64_t* ptr = nullptr;
+  if (lengths.has_value() && lengths->defined()) {
+    TORCH_CHECK(lengths->scalar_type() == at::kLong && lengths->is_contiguous() &&
+                    lengths->numel() == B && lengths->device().is_cpu(),
+                "rnnkit fused: lengths must be a contiguous int64 CPU tensor of size B");
+    ptr = lengths->data_ptr<int64_t>();
+  }
+  return Steps{T, B, reverse, ptr};
+}
+
+// The state a sequence held before step t: the initial state at its first step, otherwise
+// what was saved at the previous step. Rows past a sequence's length are never asked for.
+template <typename T>
+inline const T* previous_row(const Steps& steps, int64_t t, int64_t b, const T* all, const T* initial,
+                             int64_t width) {
+  if (t == steps.first_step(b)) return initial + b * width;
+  return all + (steps.previous(t) * steps.B + b) * width;
+}
+
+inline void check_cpu_float(const at::Tensor& t, const char* name) {
+  TORCH_CHECK(t.device().is_cpu(), "rnnkit fused: ", name, " must be on the CPU");
+  TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble,
+              "rnnkit fused: ", name, " must be float32 or float64");
+}
+
+}  // namespace rnnkit

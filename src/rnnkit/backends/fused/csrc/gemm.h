@@ -1,0 +1,154 @@
+// Packed GEMM for the recurrent matmuls: C (M x N) += A (M x K) * B (K x N).
+//
+// B is a weight that stays constant over all time steps of a call, so it is packed once per
+// call into column panels of NR values: panel j holds B[0:K, j*NR:(j+1)*NR] row by row, zero
+// padded at the right edge. The micro-kernel keeps an MR x NR block of C in registers and
+// streams one panel, so each loaded B vector is reused MR times and each broadcast A value NR
+// times. With AVX-512 (chosen at build time) NR is two 512-bit vectors; otherwise a portable
+// loop that the compiler vectorizes for the host's SIMD width.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#define RNNKIT_AVX512 1
+#else
+#define RNNKIT_AVX512 0
+#endif
+
+namespace rnnkit {
+
+template <typename T> struct Simd;  // vector width of T (values per 512-bit register)
+template <> struct Simd<float> { static constexpr int width = 16; };
+template <> struct Simd<double> { static constexpr int width = 8; };
+
+template <typename T>
+struct PackedMatrix {
+  static constexpr int NR = 2 * Simd<T>::width;  // columns per panel
+  int64_t K = 0, N = 0, panels = 0;
+  std::vector<T> data;  // panels * K * NR
+
+  // Pack B where element (k, n) is at src[k * stride_k + n * stride_n].
+  void pack(const T* src, int64_t K_, int64_t N_, int64_t stride_k, int64_t stride_n) {
+    K = K_;
+    N = N_;
+    panels = (N + NR - 1) / NR;
+    data.assign(panels * K * NR, T(0));
+    for (int64_t p = 0; p < panels; ++p) {
+      T* dst = data.data() + p * K * NR;
+      const int64_t n0 = p * NR, width = std::min<int64_t>(NR, N - n0);
+      for (int64_t k = 0; k < K; ++k)
+        for (int64_t j = 0; j < width; ++j)
+          dst[k * NR + j] = src[k * stride_k + (n0 + j) * stride_n];
+    }
+  }
+  const T* panel(int64_t p) const { return data.data() + p * K * NR; }
+};
+
+#if RNNKIT_AVX512
+// MR x 32 float block: 2*MR accumulators in zmm registers.
+template <int MR>
+inline void micro_kernel(const float* A, int64_t lda, const float* Bp, int64_t K, float* C,
+                         int64_t ldc, int cols) {
+  __m512 acc[MR][2];
+  const __mmask16 m0 = cols >= 16 ? 0xFFFF : (__mmask16)((1u << cols) - 1);
+  const __mmask16 m1 = cols <= 16 ? 0 : cols >= 32 ? 0xFFFF : (__mmask16)((1u << (cols - 16)) - 1);
+  for (int r = 0; r < MR; ++r) {
+    acc[r][0] = _mm512_maskz_loadu_ps(m0, C + r * ldc);
+    acc[r][1] = _mm512_maskz_loadu_ps(m1, C + r * ldc + 16);
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    const __m512 b0 = _mm512_loadu_ps(Bp + k * 32);
+    const __m512 b1 = _mm512_loadu_ps(Bp + k * 32 + 16);
+    for (int r = 0; r < MR; ++r) {
+      const __m512 a = _mm512_set1_ps(A[r * lda + k]);
+      acc[r][0] = _mm512_fmadd_ps(a, b0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_ps(a, b1, acc[r][1]);
+    }
+  }
+  for (int r = 0; r < MR; ++r) {
+    _mm512_mask_storeu_ps(C + r * ldc, m0, acc[r][0]);
+    _mm512_mask_storeu_ps(C + r * ldc + 16, m1, acc[r][1]);
+  }
+}
+
+template <int MR>
+inline void micro_kernel(const double* A, int64_t lda, const double* Bp, int64_t K, double* C,
+                         int64_t ldc, int cols) {
+  __m512d acc[MR][2];
+  const __mmask8 m0 = cols >= 8 ? 0xFF : (__mmask8)((1u << cols) - 1);
+  const __mmask8 m1 = cols <= 8 ? 0 : cols >= 16 ? 0xFF : (__mmask8)((1u << (cols - 8)) - 1);
+  for (int r = 0; r < MR; ++r) {
+    acc[r][0] = _mm512_maskz_loadu_pd(m0, C + r * ldc);
+    acc[r][1] = _mm512_maskz_loadu_pd(m1, C + r * ldc + 8);
+  }
+  for (int64_t k = 0; k < K; ++k) {
+    const __m512d b0 = _mm512_loadu_pd(Bp + k * 16);
+    const __m512d b1 = _mm512_loadu_pd(Bp + k * 16 + 8);
+    for (int r = 0; r < MR; ++r) {
+      const __m512d a = _mm512_set1_pd(A[r * lda + k]);
+      acc[r][0] = _mm512_fmadd_pd(a, b0, acc[r][0]);
+      acc[r][1] = _mm512_fmadd_pd(a, b1, acc[r][1]);
+    }
+  }
+  for (int r = 0; r < MR; ++r) {
+    _mm512_mask_storeu_pd(C + r * ldc, m0, acc[r][0]);
+    _mm512_mask_storeu_pd(C + r * ldc + 8, m1, acc[r][1]);
+  }
+}
+#else
+// Portable MR x NR block; the fixed-size inner loop vectorizes at -O3 for the host's SIMD.
+template <int MR, typename T>
+inline void micro_kernel(const T* A, int64_t lda, const T* Bp, int64_t K, T* C, int64_t ldc,
+                         int cols) {
+  constexpr int NR = PackedMatrix<T>::NR;
+  T acc[MR][NR];
+  for (int r = 0; r < MR; ++r)
+    for (int j = 0; j < NR; ++j) acc[r][j] = j < cols ? C[r * ldc + j] : T(0);
+  for (int64_t k = 0; k < K; ++k) {
+    const T* b = Bp + k * NR;
+    for (int r = 0; r < MR; ++r) {
+      const T a = A[r * lda + k];
+      for (int j = 0; j < NR; ++j) acc[r][j] += a * b[j];
+    }
+  }
+  for (int r = 0; r < MR; ++r)
+    for (int j = 0; j < cols; ++j) C[r * ldc + j] = acc[r][j];
+}
+#endif
+
+constexpr int kRowBlock = 6;  // MR: 12 accumulators + 2 B vectors + 1 broadcast fit 32 zmm
+
+template <typename T>
+inline void rows_kernel(int rows, const T* A, int64_t lda, const T* Bp, int64_t K, T* C,
+                        int64_t ldc, int cols) {
+  switch (rows) {
+    case 6: micro_kernel<6>(A, lda, Bp, K, C, ldc, cols); break;
+    case 5: micro_kernel<5>(A, lda, Bp, K, C, ldc, cols); break;
+    case 4: micro_kernel<4>(A, lda, Bp, K, C, ldc, cols); break;
+    case 3: micro_kernel<3>(A, lda, Bp, K, C, ldc, cols); break;
+    case 2: micro_kernel<2>(A, lda, Bp, K, C, ldc, cols); break;
+    default: micro_kernel<1>(A, lda, Bp, K, C, ldc, cols); break;
+  }
+}
+
+// C[0:M, panels p0..p1) += A (M x K, row stride lda) * B (packed). C has row stride ldc.
+template <typename T>
+void gemm_accumulate(int64_t M, const T* A, int64_t lda, const PackedMatrix<T>& B, T* C,
+                     int64_t ldc, int64_t p0, int64_t p1) {
+  constexpr int NR = PackedMatrix<T>::NR;
+  for (int64_t p = p0; p < p1; ++p) {
+    const int cols = (int)std::min<int64_t>(NR, B.N - p * NR);
+    const T* panel = B.panel(p);
+    for (int64_t m = 0; m < M; m += kRowBlock) {
+      const int rows = (int)std::min<int64_t>(kRowBlock, M - m);
+      rows_kernel<T>(rows, A + m * lda, lda, panel, B.K, C + m * ldc + p * NR, ldc, cols);
+    }
+  }
+}
+
+}  // namespace rnnkit

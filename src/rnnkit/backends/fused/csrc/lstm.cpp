@@ -1,0 +1,237 @@
+// Fused LSTM recurrence (optional projection): the whole sequence forward and backward.
+//
+// Per step, with G = gates_x[t] + b_hh + h W_hh^T (B x 4H, gate order i, f, g, o):
+//   i, f, o = sigmoid(G_i, G_f, G_o)   g = tanh(G_g)
+//   c' = f c + i g      m = o tanh(c')      h' = m (or m W_hr^T with projection, width P)
+// Forward saves the activated gates (T, B, 4H) and the cells (T, B, H) for backward. Steps
+// past a sequence's length leave its state alone and output zeros (see common.h, Steps).
+#include <torch/library.h>
+
+#include "common.h"
+
+namespace rnnkit {
+namespace {
+
+using at::Tensor;
+using c10::optional;
+
+template <typename T>
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> forward_impl(
+    const Tensor& gates_x, const Tensor& h0, const Tensor& c0, const Tensor& weight_hh,
+    const optional<Tensor>& bias_hh, const optional<Tensor>& weight_hr,
+    const optional<Tensor>& lengths, bool reverse, bool training) {
+  const int64_t steps_n = gates_x.size(0), B = gates_x.size(1), G = gates_x.size(2), H = G / 4;
+  const bool proj = weight_hr.has_value() && weight_hr->defined();
+  const int64_t P = proj ? weight_hr->size(0) : H;
+  const auto opts = gates_x.options();
+  Tensor output = at::empty({steps_n, B, P}, opts);
+  Tensor h_n = h0.contiguous().clone(), c_n = c0.contiguous().clone();
+  Tensor gates = training ? at::empty({steps_n, B, G}, opts) : at::empty({0}, opts);
+  Tensor cells = training ? at::empty({steps_n, B, H}, opts) : at::empty({0}, opts);
+  if (steps_n == 0) return {output, h_n, c_n, gates, cells};
+
+  const Tensor W = weight_hh.contiguous();
+  PackedMatrix<T> w_packed;  // h (B x P) -> B x 4H
+  w_packed.pack(W.data_ptr<T>(), P, G, 1, P);
+  PackedMatrix<T> r_packed;  // m (B x H) -> B x P
+  Tensor R;
+  if (proj) {
+    R = weight_hr->contiguous();
+    r_packed.pack(R.data_ptr<T>(), H, P, 1, H);
+  }
+  Tensor bias = bias_hh.has_value() && bias_hh->defined() ? bias_hh->contiguous() : Tensor();
+  const T* b_hh = bias.defined() ? bias.data_ptr<T>() : nullptr;
+  const T* gx = gates_x.data_ptr<T>();
+  const int64_t gx_t = gates_x.stride(0), gx_b = gates_x.stride(1);
+  T* h = h_n.data_ptr<T>();
+  T* c = c_n.data_ptr<T>();
+  T* out = output.data_ptr<T>();
+  T* saved_gates = training ? gates.data_ptr<T>() : nullptr;
+  T* saved_cells = training ? cells.data_ptr<T>() : nullptr;
+  std::vector<T> pre(B * G), m(proj ? B * H : 0), projected(proj ? B * P : 0), tanh_c(H);
+  const Steps steps = make_steps(steps_n, B, reverse, lengths);
+
+  for (int64_t s = 0; s < steps_n; ++s) {
+    const int64_t t = steps.time(s);
+    for (int64_t b = 0; b < B; ++b) {
+      T* row = pre.data() + b * G;
+      const T* src = gx + t * gx_t + b * gx_b;
+      if (b_hh) {
+        for (int64_t j = 0; j < G; ++j) row[j] = src[j] + b_hh[j];
+      } else {
+        std::memcpy(row, src, G * sizeof(T));
+      }
+    }
+    gemm(B, h, P, w_packed, pre.data(), G);
+    for (int64_t b = 0; b < B; ++b) {
+      T* out_row = out + (t * B + b) * P;
+      if (!steps.valid(t, b)) {
+        std::fill(out_row, out_row + P, T(0));
+        continue;
+      }
+      T* g = pre.data() + b * G;  // i | f | g | o, activated in place
+      sigmoid_array(g, g, 2 * H);
+      tanh_array(g + 2 * H, g + 2 * H, H);
+      sigmoid_array(g + 3 * H, g + 3 * H, H);
+      T* cb = c + b * H;
+      for (int64_t u = 0; u < H; ++u) cb[u] = g[H + u] * cb[u] + g[u] * g[2 * H + u];
+      tanh_array(tanh_c.data(), cb, H);
+      T* mb = proj ? m.data() + b * H : h + b * P;
+      for (int64_t u = 0; u < H; ++u) mb[u] = g[3 * H + u] * tanh_c[u];
+      if (!proj) std::memcpy(out_row, mb, H * sizeof(T));
+      if (training) {
+        std::memcpy(saved_gates + (t * B + b) * G, g, G * sizeof(T));
+        std::memcpy(saved_cells + (t * B + b) * H, cb, H * sizeof(T));
+      }
+    }
+    if (proj) {
+      std::fill(projected.begin(), projected.end(), T(0));
+      gemm(B, m.data(), H, r_packed, projected.data(), P);
+      for (int64_t b = 0; b < B; ++b) {
+        if (!steps.valid(t, b)) continue;
+        std::memcpy(h + b * P, projected.data() + b * P, P * sizeof(T));
+        std::memcpy(out + (t * B + b) * P, projected.data() + b * P, P * sizeof(T));
+      }
+    }
+  }
+  return {output, h_n, c_n, gates, cells};
+}
+
+template <typename T>
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward_impl(
+    const Tensor& grad_output_, const Tensor& grad_h_n, const Tensor& grad_c_n,
+    const Tensor& output, const Tensor& gates, const Tensor& cells, const Tensor& h0_,
+    const Tensor& c0_, const Tensor& weight_hh, const optional<Tensor>& weight_hr,
+    const optional<Tensor>& lengths, bool reverse) {
+  const int64_t steps_n = gates.size(0), B = gates.size(1), G = gates.size(2), H = G / 4;
+  const bool proj = weight_hr.has_value() && weight_hr->defined();
+  const int64_t P = proj ? weight_hr->size(0) : H;
+  const auto opts = gates.options();
+  const Tensor grad_output = grad_output_.contiguous(), h0 = h0_.contiguous(), c0 = c0_.contiguous();
+  Tensor grad_gates = at::zeros({steps_n, B, G}, opts);
+  Tensor dh = grad_h_n.contiguous().clone(), dc = grad_c_n.contiguous().clone();
+
+  const Tensor W = weight_hh.contiguous();
+  PackedMatrix<T> w_packed;  // dG (B x 4H) -> B x P
+  w_packed.pack(W.data_ptr<T>(), G, P, P, 1);
+  PackedMatrix<T> r_packed;  // dh (B x P) -> dm (B x H)
+  Tensor R, grad_h_all, m_all;
+  if (proj) {
+    R = weight_hr->contiguous();
+    r_packed.pack(R.data_ptr<T>(), P, H, H, 1);
+    grad_h_all = at::zeros({steps_n, B, P}, opts);
+    m_all = at::zeros({steps_n, B, H}, opts);
+  }
+  const T* go = grad_output.data_ptr<T>();
+  const T* act = gates.data_ptr<T>();
+  const T* cell = cells.data_ptr<T>();
+  const T* c_init = c0.data_ptr<T>();
+  T* dG_all = grad_gates.data_ptr<T>();
+  T* dh_p = dh.data_ptr<T>();
+  T* dc_p = dc.data_ptr<T>();
+  std::vector<T> dm(proj ? B * H : 0), dh_prev(B * P), tanh_c(H);
+  const Steps steps = make_steps(steps_n, B, reverse, lengths);
+
+  for (int64_t s = steps_n - 1; s >= 0; --s) {
+    const int64_t t = steps.time(s);
+    for (int64_t b = 0; b < B; ++b) {
+      if (!steps.valid(t, b)) continue;
+      const T* g_out = go + (t * B + b) * P;
+      for (int64_t j = 0; j < P; ++j) dh_p[b * P + j] += g_out[j];
+    }
+    if (proj) {
+      std::fill(dm.begin(), dm.end(), T(0));
+      gemm(B, dh_p, P, r_packed, dm.data(), H);
+      T* dh_all = grad_h_all.data_ptr<T>();
+      for (int64_t b = 0; b < B; ++b)
+        if (steps.valid(t, b)) std::memcpy(dh_all + (t * B + b) * P, dh_p + b * P, P * sizeof(T));
+    }
+    T* dG = dG_all + t * B * G;
+    for (int64_t b = 0; b < B; ++b) {
+      if (!steps.valid(t, b)) continue;
+      const T* g = act + (t * B + b) * G;
+      const T* c_t = cell + (t * B + b) * H;
+      const T* c_prev = previous_row(steps, t, b, cell, c_init, H);
+      const T* dmb = proj ? dm.data() + b * H : dh_p + b * P;
+      T* dcb = dc_p + b * H;
+      T* dGb = dG + b * G;
+      tanh_array(tanh_c.data(), c_t, H);
+      if (proj) {
+        T* mb = m_all.data_ptr<T>() + (t * B + b) * H;
+        for (int64_t u = 0; u < H; ++u) mb[u] = g[3 * H + u] * tanh_c[u];
+      }
+      for (int64_t u = 0; u < H; ++u) {
+        const T i = g[u], f = g[H + u], gg = g[2 * H + u], o = g[3 * H + u], tc = tanh_c[u];
+        const T d_o = dmb[u] * tc;
+        const T d_c = dcb[u] + dmb[u] * o * (T(1) - tc * tc);
+        dGb[u] = d_c * gg * i * (T(1) - i);
+        dGb[H + u] = d_c * c_prev[u] * f * (T(1) - f);
+        dGb[2 * H + u] = d_c * i * (T(1) - gg * gg);
+        dGb[3 * H + u] = d_o * o * (T(1) - o);
+        dcb[u] = d_c * f;
+      }
+    }
+    std::fill(dh_prev.begin(), dh_prev.end(), T(0));
+    gemm(B, dG, G, w_packed, dh_prev.data(), P);
+    for (int64_t b = 0; b < B; ++b)
+      if (steps.valid(t, b)) std::memcpy(dh_p + b * P, dh_prev.data() + b * P, P * sizeof(T));
+  }
+
+  // Weight gradients: one large GEMM each over all (t, b), instead of T small ones.
+  Tensor h_prev = at::zeros({steps_n, B, P}, opts);
+  {
+    const T* out = output.contiguous().data_ptr<T>();
+    const T* h_init = h0.data_ptr<T>();
+    T* hp = h_prev.data_ptr<T>();
+    for (int64_t t = 0; t < steps_n; ++t)
+      for (int64_t b = 0; b < B; ++b)
+        if (steps.valid(t, b))
+          std::memcpy(hp + (t * B + b) * P, previous_row(steps, t, b, out, h_init, P), P * sizeof(T));
+  }
+  Tensor grad_weight_hh = at::mm(grad_gates.view({steps_n * B, G}).t(), h_prev.view({steps_n * B, P}));
+  Tensor grad_bias_hh = grad_gates.sum({0, 1});
+  Tensor grad_weight_hr = proj ? at::mm(grad_h_all.view({steps_n * B, P}).t(), m_all.view({steps_n * B, H}))
+                               : at::empty({0}, opts);
+  return {grad_gates, dh, dc, grad_weight_hh, grad_bias_hh, grad_weight_hr};
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lstm_forward(
+    const Tensor& gates_x, const Tensor& h0, const Tensor& c0, const Tensor& weight_hh,
+    const optional<Tensor>& bias_hh, const optional<Tensor>& weight_hr,
+    const optional<Tensor>& lengths, bool reverse, bool training) {
+  check_cpu_float(gates_x, "gates_x");
+  TORCH_CHECK(gates_x.dim() == 3 && gates_x.stride(2) == 1, "rnnkit fused: gates_x must be (T, B, 4H) with contiguous rows");
+  return AT_DISPATCH_FLOATING_TYPES(gates_x.scalar_type(), "rnnkit_lstm_forward", [&] {
+    return forward_impl<scalar_t>(gates_x, h0, c0, weight_hh, bias_hh, weight_hr, lengths, reverse, training);
+  });
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward(
+    const Tensor& grad_output, const Tensor& grad_h_n, const Tensor& grad_c_n, const Tensor& output,
+    const Tensor& gates, const Tensor& cells, const Tensor& h0, const Tensor& c0,
+    const Tensor& weight_hh, const optional<Tensor>& weight_hr, const optional<Tensor>& lengths,
+    bool reverse) {
+  check_cpu_float(gates, "gates");
+  return AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "rnnkit_lstm_backward", [&] {
+    return backward_impl<scalar_t>(grad_output, grad_h_n, grad_c_n, output, gates, cells, h0, c0,
+                                   weight_hh, weight_hr, lengths, reverse);
+  });
+}
+
+}  // namespace
+}  // namespace rnnkit
+
+TORCH_LIBRARY_FRAGMENT(rnnkit, m) {
+  m.def("lstm_forward(Tensor gates_x, Tensor h0, Tensor c0, Tensor weight_hh, Tensor? bias_hh, "
+        "Tensor? weight_hr, Tensor? lengths, bool reverse, bool training) "
+        "-> (Tensor output, Tensor h_n, Tensor c_n, Tensor gates, Tensor cells)");
+  m.def("lstm_backward(Tensor grad_output, Tensor grad_h_n, Tensor grad_c_n, Tensor output, "
+        "Tensor gates, Tensor cells, Tensor h0, Tensor c0, Tensor weight_hh, Tensor? weight_hr, "
+        "Tensor? lengths, bool reverse) -> (Tensor grad_gates_x, Tensor grad_h0, Tensor grad_c0, "
+        "Tensor grad_weight_hh, Tensor grad_bias_hh, Tensor grad_weight_hr)");
+}
+
+TORCH_LIBRARY_IMPL(rnnkit, CPU, m) {
+  m.impl("lstm_forward", &rnnkit::lstm_forward);
+  m.impl("lstm_backward", &rnnkit::lstm_backward);
+}

@@ -1,0 +1,67 @@
+"""Autograd and fake (meta) registrations of the fused ops defined in C++ (``torch.ops.rnnkit``).
+
+Each cell family has a ``*_forward`` op that runs the whole sequence and saves what backward
+needs, and a ``*_backward`` op that runs the sequence in reverse. Imported by build.py only after
+the library is loaded, since registration needs the op schemas.
+"""
+
+from __future__ import annotations
+
+import torch
+
+_lib = torch.ops.rnnkit
+
+
+def _zeros_if_none(grad, like):
+    return torch.zeros_like(like) if grad is None else grad
+
+
+# ---- LSTM ---------------------------------------------------------------------------------------
+@torch.library.register_fake("rnnkit::lstm_forward")
+def _lstm_forward_fake(gates_x, h0, c0, weight_hh, bias_hh, weight_hr, lengths, reverse, training):
+    steps, batch, width = gates_x.shape
+    hidden = width // 4
+    out_width = h0.shape[-1]
+    saved = (steps, batch) if training else None
+    return (
+        gates_x.new_empty(steps, batch, out_width), gates_x.new_empty(batch, out_width),
+        gates_x.new_empty(batch, hidden),
+        gates_x.new_empty(*saved, width) if saved else gates_x.new_empty(0),
+        gates_x.new_empty(*saved, hidden) if saved else gates_x.new_empty(0),
+    )
+
+
+@torch.library.register_fake("rnnkit::lstm_backward")
+def _lstm_backward_fake(grad_output, grad_h_n, grad_c_n, output, gates, cells, h0, c0, weight_hh,
+                        weight_hr, lengths, reverse):
+    return (
+        torch.empty_like(gates), torch.empty_like(h0), torch.empty_like(c0),
+        torch.empty_like(weight_hh), weight_hh.new_empty(weight_hh.shape[0]),
+        torch.empty_like(weight_hr) if weight_hr is not None else weight_hh.new_empty(0),
+    )
+
+
+def _lstm_setup_context(ctx, inputs, output):
+    gates_x, h0, c0, weight_hh, bias_hh, weight_hr, lengths, reverse, training = inputs
+    out, _, _, gates, cells = output
+    ctx.save_for_backward(out, gates, cells, h0, c0, weight_hh, weight_hr, lengths)
+    ctx.reverse = reverse
+    ctx.has_bias = bias_hh is not None
+
+
+def _lstm_backward(ctx, grad_output, grad_h_n, grad_c_n, _grad_gates, _grad_cells):
+    out, gates, cells, h0, c0, weight_hh, weight_hr, lengths = ctx.saved_tensors
+    if gates.numel() == 0 and out.numel() != 0:
+        raise RuntimeError("rnnkit fused LSTM: forward ran without saving for backward")
+    grads = _lib.lstm_backward(
+        _zeros_if_none(grad_output, out), _zeros_if_none(grad_h_n, h0),
+        _zeros_if_none(grad_c_n, c0), out, gates, cells, h0, c0, weight_hh, weight_hr, lengths,
+        ctx.reverse,
+    )
+    grad_gates_x, grad_h0, grad_c0, grad_w_hh, grad_b_hh, grad_w_hr = grads
+    return (grad_gates_x, grad_h0, grad_c0, grad_w_hh, grad_b_hh if ctx.has_bias else None,
+            grad_w_hr if weight_hr is not None else None, None, None, None)
+
+
+torch.library.register_autograd("rnnkit::lstm_forward", _lstm_backward,
+                                setup_context=_lstm_setup_context)
