@@ -9,7 +9,7 @@ import torch
 from ...cells import GRUCell, LSTMCell, RNNCell
 from .build import load_error
 
-_SUPPORTED_CELLS = (LSTMCell,)
+_SUPPORTED_CELLS = (LSTMCell, GRUCell, RNNCell)
 _SUPPORTED_DTYPES = (torch.float32, torch.float64)
 
 
@@ -47,4 +47,14 @@ def fused_scan(cell, gates_x: torch.Tensor, state0: NamedTuple, lengths=None, re
             reverse, training,
         )
         return output, cell.state_type(h_n, c_n)
-    raise NotImplementedError(f"fused kernel for {type(cell).__name__} is not built yet")
+    if isinstance(cell, GRUCell):
+        training = _needs_grad(gates_x, *state0, *cell.parameters())
+        output, h_n, _ = ops.gru_forward(
+            gates_x, state0.h, cell.weight_hh, cell.bias_hh, lengths, reverse, training
+        )
+        return output, cell.state_type(h_n)
+    output, h_n = ops.elman_forward(
+        gates_x, state0.h, cell.weight_hh, cell.bias_hh, lengths, reverse,
+        cell.nonlinearity == "relu",
+    )
+    return output, cell.state_type(h_n)

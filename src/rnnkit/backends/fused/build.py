@@ -17,19 +17,23 @@ import threading
 log = logging.getLogger("rnnkit.backends")
 
 SOURCE_DIR = pathlib.Path(__file__).parent / "csrc"
-SOURCES = ("lstm.cpp",)
+SOURCES = ("lstm.cpp", "gru.cpp", "elman.cpp")
 DISABLE_VARIABLE = "RNNKIT_DISABLE_FUSED"
 
 _lock = threading.Lock()
 _status: dict[str, str | None] = {}  # "error": None once loaded, else the reason
 
 
+CFLAGS = ("-O3", "-march=native", "-fno-math-errno")
+
+
 def _source_hash() -> str:
-    digest = hashlib.sha256()
-    for path in sorted(SOURCE_DIR.iterdir()):
-        if path.suffix in (".cpp", ".h"):
-            digest.update(path.name.encode())
-            digest.update(path.read_bytes())
+    """Hash of exactly what is compiled (sources, headers, flags): the cache key."""
+    digest = hashlib.sha256(" ".join(SOURCES + CFLAGS).encode())
+    headers = sorted(SOURCE_DIR.glob("*.h"))
+    for path in [SOURCE_DIR / source for source in SOURCES] + headers:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
 
 
@@ -41,7 +45,7 @@ def build_library(build_directory: str | None = None, verbose: bool = False) -> 
     return cpp_extension.load(
         name=name,
         sources=[str(SOURCE_DIR / source) for source in SOURCES],
-        extra_cflags=["-O3", "-march=native", "-fno-math-errno"],
+        extra_cflags=list(CFLAGS),
         build_directory=build_directory,
         is_python_module=False,
         verbose=verbose,

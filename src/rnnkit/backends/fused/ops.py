@@ -65,3 +65,78 @@ def _lstm_backward(ctx, grad_output, grad_h_n, grad_c_n, _grad_gates, _grad_cell
 
 torch.library.register_autograd("rnnkit::lstm_forward", _lstm_backward,
                                 setup_context=_lstm_setup_context)
+
+
+# ---- GRU ----------------------------------------------------------------------------------------
+@torch.library.register_fake("rnnkit::gru_forward")
+def _gru_forward_fake(gates_x, h0, weight_hh, bias_hh, lengths, reverse, training):
+    steps, batch, width = gates_x.shape
+    hidden = width // 3
+    return (gates_x.new_empty(steps, batch, hidden), gates_x.new_empty(batch, hidden),
+            gates_x.new_empty(steps, batch, 4 * hidden) if training else gates_x.new_empty(0))
+
+
+@torch.library.register_fake("rnnkit::gru_backward")
+def _gru_backward_fake(grad_output, grad_h_n, output, saved, h0, weight_hh, lengths, reverse):
+    steps, batch, width = saved.shape
+    return (saved.new_empty(steps, batch, 3 * width // 4), torch.empty_like(h0),
+            torch.empty_like(weight_hh), weight_hh.new_empty(weight_hh.shape[0]))
+
+
+def _gru_setup_context(ctx, inputs, output):
+    gates_x, h0, weight_hh, bias_hh, lengths, reverse, training = inputs
+    out, _, saved = output
+    ctx.save_for_backward(out, saved, h0, weight_hh, lengths)
+    ctx.reverse = reverse
+    ctx.has_bias = bias_hh is not None
+
+
+def _gru_backward(ctx, grad_output, grad_h_n, _grad_saved):
+    out, saved, h0, weight_hh, lengths = ctx.saved_tensors
+    if saved.numel() == 0 and out.numel() != 0:
+        raise RuntimeError("rnnkit fused GRU: forward ran without saving for backward")
+    grad_gates_x, grad_h0, grad_w_hh, grad_b_hh = _lib.gru_backward(
+        _zeros_if_none(grad_output, out), _zeros_if_none(grad_h_n, h0), out, saved, h0,
+        weight_hh, lengths, ctx.reverse,
+    )
+    return (grad_gates_x, grad_h0, grad_w_hh, grad_b_hh if ctx.has_bias else None,
+            None, None, None)
+
+
+torch.library.register_autograd("rnnkit::gru_forward", _gru_backward,
+                                setup_context=_gru_setup_context)
+
+
+# ---- Elman --------------------------------------------------------------------------------------
+@torch.library.register_fake("rnnkit::elman_forward")
+def _elman_forward_fake(gates_x, h0, weight_hh, bias_hh, lengths, reverse, relu):
+    steps, batch, hidden = gates_x.shape
+    return gates_x.new_empty(steps, batch, hidden), gates_x.new_empty(batch, hidden)
+
+
+@torch.library.register_fake("rnnkit::elman_backward")
+def _elman_backward_fake(grad_output, grad_h_n, output, h0, weight_hh, lengths, reverse, relu):
+    return (torch.empty_like(output), torch.empty_like(h0), torch.empty_like(weight_hh),
+            weight_hh.new_empty(weight_hh.shape[0]))
+
+
+def _elman_setup_context(ctx, inputs, output):
+    gates_x, h0, weight_hh, bias_hh, lengths, reverse, relu = inputs
+    out, _ = output
+    ctx.save_for_backward(out, h0, weight_hh, lengths)
+    ctx.reverse, ctx.relu = reverse, relu
+    ctx.has_bias = bias_hh is not None
+
+
+def _elman_backward(ctx, grad_output, grad_h_n):
+    out, h0, weight_hh, lengths = ctx.saved_tensors
+    grad_gates_x, grad_h0, grad_w_hh, grad_b_hh = _lib.elman_backward(
+        _zeros_if_none(grad_output, out), _zeros_if_none(grad_h_n, h0), out, h0, weight_hh,
+        lengths, ctx.reverse, ctx.relu,
+    )
+    return (grad_gates_x, grad_h0, grad_w_hh, grad_b_hh if ctx.has_bias else None,
+            None, None, None)
+
+
+torch.library.register_autograd("rnnkit::elman_forward", _elman_backward,
+                                setup_context=_elman_setup_context)

@@ -1,0 +1,144 @@
+// Fused Elman recurrence: h' = act(gates_x[t] + b_hh + h W_hh^T), act = tanh or relu.
+// The outputs are all backward needs: tanh'(a) = 1 - h'^2 and relu'(a) = [h' > 0].
+#include <torch/library.h>
+
+#include "common.h"
+
+namespace rnnkit {
+namespace {
+
+using at::Tensor;
+using c10::optional;
+
+template <typename T>
+std::tuple<Tensor, Tensor> forward_impl(const Tensor& gates_x, const Tensor& h0,
+                                        const Tensor& weight_hh, const optional<Tensor>& bias_hh,
+                                        const optional<Tensor>& lengths, bool reverse, bool relu) {
+  const int64_t steps_n = gates_x.size(0), B = gates_x.size(1), H = gates_x.size(2);
+  Tensor output = at::empty({steps_n, B, H}, gates_x.options());
+  Tensor h_n = h0.contiguous().clone();
+  if (steps_n == 0) return {output, h_n};
+  const Tensor W = weight_hh.contiguous();
+  PackedMatrix<T> w_packed;
+  w_packed.pack(W.data_ptr<T>(), H, H, 1, H);
+  Tensor bias = bias_hh.has_value() && bias_hh->defined() ? bias_hh->contiguous() : Tensor();
+  const T* b_hh = bias.defined() ? bias.data_ptr<T>() : nullptr;
+  const T* gx = gates_x.data_ptr<T>();
+  const int64_t gx_t = gates_x.stride(0), gx_b = gates_x.stride(1);
+  T* h = h_n.data_ptr<T>();
+  T* out = output.data_ptr<T>();
+  std::vector<T> pre(B * H);
+  const Steps steps = make_steps(steps_n, B, reverse, lengths);
+
+  for (int64_t s = 0; s < steps_n; ++s) {
+    const int64_t t = steps.time(s);
+    for (int64_t b = 0; b < B; ++b) {
+      T* row = pre.data() + b * H;
+      const T* src = gx + t * gx_t + b * gx_b;
+      for (int64_t u = 0; u < H; ++u) row[u] = src[u] + (b_hh ? b_hh[u] : T(0));
+    }
+    gemm(B, h, H, w_packed, pre.data(), H);
+    for (int64_t b = 0; b < B; ++b) {
+      T* out_row = out + (t * B + b) * H;
+      if (!steps.valid(t, b)) {
+        std::fill(out_row, out_row + H, T(0));
+        continue;
+      }
+      T* row = pre.data() + b * H;
+      if (relu) {
+        for (int64_t u = 0; u < H; ++u) row[u] = row[u] > T(0) ? row[u] : T(0);
+      } else {
+        tanh_array(row, row, H);
+      }
+      std::memcpy(h + b * H, row, H * sizeof(T));
+      std::memcpy(out_row, row, H * sizeof(T));
+    }
+  }
+  return {output, h_n};
+}
+
+template <typename T>
+std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
+    const Tensor& grad_output_, const Tensor& grad_h_n, const Tensor& output_, const Tensor& h0_,
+    const Tensor& weight_hh, const optional<Tensor>& lengths, bool reverse, bool relu) {
+  const int64_t steps_n = output_.size(0), B = output_.size(1), H = output_.size(2);
+  const auto opts = output_.options();
+  const Tensor grad_output = grad_output_.contiguous(), output = output_.contiguous();
+  const Tensor h0 = h0_.contiguous();
+  Tensor grad_pre = at::zeros({steps_n, B, H}, opts);
+  Tensor dh = grad_h_n.contiguous().clone();
+  const Tensor W = weight_hh.contiguous();
+  PackedMatrix<T> w_packed;  // d_pre (B x H) -> B x H
+  w_packed.pack(W.data_ptr<T>(), H, H, H, 1);
+  const T* go = grad_output.data_ptr<T>();
+  const T* out = output.data_ptr<T>();
+  const T* h_init = h0.data_ptr<T>();
+  T* dpre_all = grad_pre.data_ptr<T>();
+  T* dh_p = dh.data_ptr<T>();
+  std::vector<T> dh_prev(B * H);
+  const Steps steps = make_steps(steps_n, B, reverse, lengths);
+
+  for (int64_t s = steps_n - 1; s >= 0; --s) {
+    const int64_t t = steps.time(s);
+    T* dpre = dpre_all + t * B * H;
+    for (int64_t b = 0; b < B; ++b) {
+      if (!steps.valid(t, b)) continue;
+      const T* y = out + (t * B + b) * H;
+      const T* g_out = go + (t * B + b) * H;
+      T* d = dpre + b * H;
+      const T* dhb = dh_p + b * H;
+      if (relu) {
+        for (int64_t u = 0; u < H; ++u) d[u] = y[u] > T(0) ? dhb[u] + g_out[u] : T(0);
+      } else {
+        for (int64_t u = 0; u < H; ++u) d[u] = (dhb[u] + g_out[u]) * (T(1) - y[u] * y[u]);
+      }
+    }
+    std::fill(dh_prev.begin(), dh_prev.end(), T(0));
+    gemm(B, dpre, H, w_packed, dh_prev.data(), H);
+    for (int64_t b = 0; b < B; ++b)
+      if (steps.valid(t, b)) std::memcpy(dh_p + b * H, dh_prev.data() + b * H, H * sizeof(T));
+  }
+  Tensor h_prev = at::zeros({steps_n, B, H}, opts);
+  T* hp = h_prev.data_ptr<T>();
+  for (int64_t t = 0; t < steps_n; ++t)
+    for (int64_t b = 0; b < B; ++b)
+      if (steps.valid(t, b))
+        std::memcpy(hp + (t * B + b) * H, previous_row(steps, t, b, out, h_init, H), H * sizeof(T));
+  Tensor grad_weight_hh = at::mm(grad_pre.view({steps_n * B, H}).t(), h_prev.view({steps_n * B, H}));
+  return {grad_pre, dh, grad_weight_hh, grad_pre.sum({0, 1})};
+}
+
+std::tuple<Tensor, Tensor> elman_forward(const Tensor& gates_x, const Tensor& h0,
+                                         const Tensor& weight_hh, const optional<Tensor>& bias_hh,
+                                         const optional<Tensor>& lengths, bool reverse, bool relu) {
+  check_cpu_float(gates_x, "gates_x");
+  TORCH_CHECK(gates_x.dim() == 3 && gates_x.stride(2) == 1, "rnnkit fused: gates_x must be (T, B, H) with contiguous rows");
+  return AT_DISPATCH_FLOATING_TYPES(gates_x.scalar_type(), "rnnkit_elman_forward", [&] {
+    return forward_impl<scalar_t>(gates_x, h0, weight_hh, bias_hh, lengths, reverse, relu);
+  });
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor> elman_backward(
+    const Tensor& grad_output, const Tensor& grad_h_n, const Tensor& output, const Tensor& h0,
+    const Tensor& weight_hh, const optional<Tensor>& lengths, bool reverse, bool relu) {
+  check_cpu_float(output, "output");
+  return AT_DISPATCH_FLOATING_TYPES(output.scalar_type(), "rnnkit_elman_backward", [&] {
+    return backward_impl<scalar_t>(grad_output, grad_h_n, output, h0, weight_hh, lengths, reverse, relu);
+  });
+}
+
+}  // namespace
+}  // namespace rnnkit
+
+TORCH_LIBRARY_FRAGMENT(rnnkit, m) {
+  m.def("elman_forward(Tensor gates_x, Tensor h0, Tensor weight_hh, Tensor? bias_hh, "
+        "Tensor? lengths, bool reverse, bool relu) -> (Tensor output, Tensor h_n)");
+  m.def("elman_backward(Tensor grad_output, Tensor grad_h_n, Tensor output, Tensor h0, "
+        "Tensor weight_hh, Tensor? lengths, bool reverse, bool relu) -> (Tensor grad_gates_x, "
+        "Tensor grad_h0, Tensor grad_weight_hh, Tensor grad_bias_hh)");
+}
+
+TORCH_LIBRARY_IMPL(rnnkit, CPU, m) {
+  m.impl("elman_forward", &rnnkit::elman_forward);
+  m.impl("elman_backward", &rnnkit::elman_backward);
+}

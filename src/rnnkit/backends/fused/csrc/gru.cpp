@@ -1,0 +1,183 @@
+// Fused GRU recurrence (reset applied after the recurrent matmul, as torch and cuDNN).
+//
+// Per step, with X = gates_x[t] (B x 3H, order r, z, n) and R = h W_hh^T + b_hh (B x 3H):
+//   r = sigmoid(X_r + R_r)   z = sigmoid(X_z + R_z)   n = tanh(X_n + r R_n)
+//   h' = (1 - z) n + z h
+// Forward saves r, z, n and R_n per step, (T, B, 4H), for backward.
+#include <torch/library.h>
+
+#include "common.h"
+
+namespace rnnkit {
+namespace {
+
+using at::Tensor;
+using c10::optional;
+
+template <typename T>
+std::tuple<Tensor, Tensor, Tensor> forward_impl(const Tensor& gates_x, const Tensor& h0,
+                                                const Tensor& weight_hh,
+                                                const optional<Tensor>& bias_hh,
+                                                const optional<Tensor>& lengths, bool reverse,
+                                                bool training) {
+  const int64_t steps_n = gates_x.size(0), B = gates_x.size(1), G = gates_x.size(2), H = G / 3;
+  const auto opts = gates_x.options();
+  Tensor output = at::empty({steps_n, B, H}, opts);
+  Tensor h_n = h0.contiguous().clone();
+  Tensor saved = training ? at::empty({steps_n, B, 4 * H}, opts) : at::empty({0}, opts);
+  if (steps_n == 0) return {output, h_n, saved};
+
+  const Tensor W = weight_hh.contiguous();
+  PackedMatrix<T> w_packed;  // h (B x H) -> B x 3H
+  w_packed.pack(W.data_ptr<T>(), H, G, 1, H);
+  Tensor bias = bias_hh.has_value() && bias_hh->defined() ? bias_hh->contiguous() : Tensor();
+  const T* b_hh = bias.defined() ? bias.data_ptr<T>() : nullptr;
+  const T* gx = gates_x.data_ptr<T>();
+  const int64_t gx_t = gates_x.stride(0), gx_b = gates_x.stride(1);
+  T* h = h_n.data_ptr<T>();
+  T* out = output.data_ptr<T>();
+  std::vector<T> rec(B * G), act(3 * H);
+  const Steps steps = make_steps(steps_n, B, reverse, lengths);
+
+  for (int64_t s = 0; s < steps_n; ++s) {
+    const int64_t t = steps.time(s);
+    for (int64_t b = 0; b < B; ++b) {
+      T* row = rec.data() + b * G;
+      if (b_hh) std::memcpy(row, b_hh, G * sizeof(T));
+      else std::fill(row, row + G, T(0));
+    }
+    gemm(B, h, H, w_packed, rec.data(), G);
+    for (int64_t b = 0; b < B; ++b) {
+      T* out_row = out + (t * B + b) * H;
+      if (!steps.valid(t, b)) {
+        std::fill(out_row, out_row + H, T(0));
+        continue;
+      }
+      const T* x = gx + t * gx_t + b * gx_b;
+      const T* r_h = rec.data() + b * G;
+      T* r = act.data();
+      T* z = r + H;
+      T* n = z + H;
+      for (int64_t j = 0; j < 2 * H; ++j) r[j] = x[j] + r_h[j];  // r and z pre-activations
+      sigmoid_array(r, r, 2 * H);
+      for (int64_t u = 0; u < H; ++u) n[u] = x[2 * H + u] + r[u] * r_h[2 * H + u];
+      tanh_array(n, n, H);
+      T* hb = h + b * H;
+      for (int64_t u = 0; u < H; ++u) hb[u] = n[u] + z[u] * (hb[u] - n[u]);
+      std::memcpy(out_row, hb, H * sizeof(T));
+      if (training) {
+        T* keep = saved.data_ptr<T>() + (t * B + b) * 4 * H;
+        std::memcpy(keep, act.data(), 3 * H * sizeof(T));
+        std::memcpy(keep + 3 * H, r_h + 2 * H, H * sizeof(T));
+      }
+    }
+  }
+  return {output, h_n, saved};
+}
+
+template <typename T>
+std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
+    const Tensor& grad_output_, const Tensor& grad_h_n, const Tensor& output, const Tensor& saved,
+    const Tensor& h0_, const Tensor& weight_hh, const optional<Tensor>& lengths, bool reverse) {
+  const int64_t steps_n = saved.size(0), B = saved.size(1), H = saved.size(2) / 4, G = 3 * H;
+  const auto opts = saved.options();
+  const Tensor grad_output = grad_output_.contiguous(), h0 = h0_.contiguous();
+  const Tensor out_c = output.contiguous();
+  Tensor grad_gates_x = at::zeros({steps_n, B, G}, opts);
+  Tensor grad_rec = at::zeros({steps_n, B, G}, opts);  // gradient of h W_hh^T + b_hh
+  Tensor dh = grad_h_n.contiguous().clone();
+
+  const Tensor W = weight_hh.contiguous();
+  PackedMatrix<T> w_packed;  // dR (B x 3H) -> B x H
+  w_packed.pack(W.data_ptr<T>(), G, H, H, 1);
+  const T* go = grad_output.data_ptr<T>();
+  const T* keep_all = saved.data_ptr<T>();
+  const T* out = out_c.data_ptr<T>();
+  const T* h_init = h0.data_ptr<T>();
+  T* dX_all = grad_gates_x.data_ptr<T>();
+  T* dR_all = grad_rec.data_ptr<T>();
+  T* dh_p = dh.data_ptr<T>();
+  std::vector<T> dh_prev(B * H);
+  const Steps steps = make_steps(steps_n, B, reverse, lengths);
+
+  for (int64_t s = steps_n - 1; s >= 0; --s) {
+    const int64_t t = steps.time(s);
+    T* dR = dR_all + t * B * G;
+    for (int64_t b = 0; b < B; ++b) {
+      T* dprev = dh_prev.data() + b * H;
+      if (!steps.valid(t, b)) {
+        std::fill(dprev, dprev + H, T(0));
+        continue;
+      }
+      const T* keep = keep_all + (t * B + b) * 4 * H;
+      const T *r = keep, *z = keep + H, *n = keep + 2 * H, *rn = keep + 3 * H;
+      const T* h_prev = previous_row(steps, t, b, out, h_init, H);
+      const T* g_out = go + (t * B + b) * H;
+      T* dX = dX_all + (t * B + b) * G;
+      T* dRb = dR + b * G;
+      T* dhb = dh_p + b * H;
+      for (int64_t u = 0; u < H; ++u) {
+        const T d_h = dhb[u] + g_out[u];
+        const T d_n = d_h * (T(1) - z[u]) * (T(1) - n[u] * n[u]);
+        const T d_z = d_h * (h_prev[u] - n[u]) * z[u] * (T(1) - z[u]);
+        const T d_r = d_n * rn[u] * r[u] * (T(1) - r[u]);
+        dX[u] = d_r;
+        dX[H + u] = d_z;
+        dX[2 * H + u] = d_n;
+        dRb[u] = d_r;
+        dRb[H + u] = d_z;
+        dRb[2 * H + u] = d_n * r[u];
+        dprev[u] = d_h * z[u];  // the direct path z * h; the matmul path is added below
+      }
+    }
+    gemm(B, dR, G, w_packed, dh_prev.data(), H);
+    for (int64_t b = 0; b < B; ++b)
+      if (steps.valid(t, b)) std::memcpy(dh_p + b * H, dh_prev.data() + b * H, H * sizeof(T));
+  }
+
+  Tensor h_prev = at::zeros({steps_n, B, H}, opts);
+  T* hp = h_prev.data_ptr<T>();
+  for (int64_t t = 0; t < steps_n; ++t)
+    for (int64_t b = 0; b < B; ++b)
+      if (steps.valid(t, b))
+        std::memcpy(hp + (t * B + b) * H, previous_row(steps, t, b, out, h_init, H), H * sizeof(T));
+  Tensor grad_weight_hh = at::mm(grad_rec.view({steps_n * B, G}).t(), h_prev.view({steps_n * B, H}));
+  return {grad_gates_x, dh, grad_weight_hh, grad_rec.sum({0, 1})};
+}
+
+std::tuple<Tensor, Tensor, Tensor> gru_forward(const Tensor& gates_x, const Tensor& h0,
+                                               const Tensor& weight_hh,
+                                               const optional<Tensor>& bias_hh,
+                                               const optional<Tensor>& lengths, bool reverse,
+                                               bool training) {
+  check_cpu_float(gates_x, "gates_x");
+  TORCH_CHECK(gates_x.dim() == 3 && gates_x.stride(2) == 1, "rnnkit fused: gates_x must be (T, B, 3H) with contiguous rows");
+  return AT_DISPATCH_FLOATING_TYPES(gates_x.scalar_type(), "rnnkit_gru_forward", [&] {
+    return forward_impl<scalar_t>(gates_x, h0, weight_hh, bias_hh, lengths, reverse, training);
+  });
+}
+
+std::tuple<Tensor, Tensor, Tensor, Tensor> gru_backward(
+    const Tensor& grad_output, const Tensor& grad_h_n, const Tensor& output, const Tensor& saved,
+    const Tensor& h0, const Tensor& weight_hh, const optional<Tensor>& lengths, bool reverse) {
+  check_cpu_float(saved, "saved");
+  return AT_DISPATCH_FLOATING_TYPES(saved.scalar_type(), "rnnkit_gru_backward", [&] {
+    return backward_impl<scalar_t>(grad_output, grad_h_n, output, saved, h0, weight_hh, lengths, reverse);
+  });
+}
+
+}  // namespace
+}  // namespace rnnkit
+
+TORCH_LIBRARY_FRAGMENT(rnnkit, m) {
+  m.def("gru_forward(Tensor gates_x, Tensor h0, Tensor weight_hh, Tensor? bias_hh, "
+        "Tensor? lengths, bool reverse, bool training) -> (Tensor output, Tensor h_n, Tensor saved)");
+  m.def("gru_backward(Tensor grad_output, Tensor grad_h_n, Tensor output, Tensor saved, Tensor h0, "
+        "Tensor weight_hh, Tensor? lengths, bool reverse) -> (Tensor grad_gates_x, Tensor grad_h0, "
+        "Tensor grad_weight_hh, Tensor grad_bias_hh)");
+}
+
+TORCH_LIBRARY_IMPL(rnnkit, CPU, m) {
+  m.impl("gru_forward", &rnnkit::gru_forward);
+  m.impl("gru_backward", &rnnkit::gru_backward);
+}
