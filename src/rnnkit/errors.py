@@ -10,6 +10,27 @@ def describe(tensor: torch.Tensor) -> str:
     return str(tuple(tensor.shape))
 
 
+def describe_container(value) -> str:
+    """``a tuple of 3`` for sequences, else the type name: what came instead of a state."""
+    if isinstance(value, (tuple, list)):
+        return f"a {type(value).__name__} of {len(value)}"
+    return type(value).__name__
+
+
+def check_matches_parameters(x: torch.Tensor, parameter: torch.Tensor, name: str = "input") -> None:
+    """``x`` must have the dtype and device of the module's parameters."""
+    if x.dtype != parameter.dtype:
+        raise TypeError(
+            f"{name} dtype {x.dtype} does not match the parameters' dtype {parameter.dtype}; "
+            f"convert one of them (e.g. module.to({x.dtype}) or {name}.to({parameter.dtype}))"
+        )
+    if x.device != parameter.device:
+        raise ValueError(
+            f"{name} is on {x.device} but the parameters are on {parameter.device}; move one "
+            f"of them (module.to('{x.device}') or {name}.to('{parameter.device}'))"
+        )
+
+
 def check_floating(name: str, tensor) -> None:
     """``tensor`` must be a floating-point torch.Tensor."""
     if not isinstance(tensor, torch.Tensor):

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from ..errors import check_floating, describe
+from ..errors import check_floating, check_matches_parameters, describe, describe_container
 
 
 class RecurrentCell(nn.Module):
@@ -114,7 +114,7 @@ class RecurrentCell(nn.Module):
             raise ValueError(
                 f"input.size(-1) must equal input_size={self.input_size}; got {input.size(-1)}"
             )
-        self._check_parameter_dtype(input)
+        check_matches_parameters(input, self.weight_ih)
         unbatched = input.dim() == 1
         x = input.unsqueeze(0) if unbatched else input
         if hx is None:
@@ -126,19 +126,15 @@ class RecurrentCell(nn.Module):
             new_state = self.state_type(*(s.squeeze(0) for s in new_state))
         return self._state_to_torch(new_state)
 
-    def _check_parameter_dtype(self, input: torch.Tensor) -> None:
-        if input.dtype != self.weight_ih.dtype:
-            raise TypeError(
-                f"input dtype {input.dtype} does not match the parameters' dtype "
-                f"{self.weight_ih.dtype}; convert one of them (e.g. module.to({input.dtype}))"
-            )
-
     def _state_from_torch(self, hx, x: torch.Tensor, unbatched: bool) -> NamedTuple:
         """torch's hx form -> NamedTuple state, checking shape, dtype and device."""
         fields = self.state_type._fields
         tensors = (hx,) if len(fields) == 1 else hx
         if len(fields) > 1 and (not isinstance(hx, (tuple, list)) or len(hx) != len(fields)):
-            raise TypeError(f"hx must be a tuple {tuple(fields)} of tensors; got {type(hx).__name__}")
+            raise TypeError(
+                f"hx must be a tuple {tuple(fields)} of {len(fields)} tensors; got "
+                f"{describe_container(hx)}"
+            )
         checked = []
         for field, tensor, width in zip(fields, tensors, self.state_sizes().values()):
             name = "hx" if len(fields) == 1 else f"hx[{fields.index(field)}] ({field})"

@@ -65,7 +65,9 @@ class LSTMCell(RecurrentCell):
         *,
         proj_size: int = 0,
     ) -> None:
-        if not isinstance(proj_size, int) or proj_size < 0:
+        if not isinstance(hidden_size, int) or isinstance(hidden_size, bool) or hidden_size <= 0:
+            raise ValueError(f"hidden_size must be a positive int; got {hidden_size!r}")
+        if not isinstance(proj_size, int) or isinstance(proj_size, bool) or proj_size < 0:
             raise ValueError(f"proj_size must be a non-negative int; got {proj_size!r}")
         if proj_size >= hidden_size:
             raise ValueError(

@@ -7,7 +7,9 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from ..backends import check_backend_name
 from ..cells.base import RecurrentCell
+from ..errors import describe_container
 from .checks import check_sequence_input
 from .masking import normalize_lengths
 from .recurrent import Recurrent
@@ -43,6 +45,7 @@ class Bidirectional(nn.Module):
         backend: str = "auto",
     ) -> None:
         super().__init__()
+        check_backend_name(backend)
         if merge not in MERGE_MODES:
             raise ValueError(f"merge must be one of {MERGE_MODES}; got {merge!r}")
         layers = []
@@ -54,7 +57,7 @@ class Bidirectional(nn.Module):
                 raise TypeError(f"{name} must be an rnnkit cell or Recurrent layer; got "
                                 f"{type(layer).__name__}")
             elif layer.reverse != reverse:
-                raise ValueError(f"{name} must have reverse={reverse}")
+                raise ValueError(f"{name} must have reverse={reverse}; got reverse={layer.reverse}")
             layers.append(layer)
         forward_layer, backward_layer = layers
         if forward_layer.batch_first != backward_layer.batch_first:
@@ -87,7 +90,7 @@ class Bidirectional(nn.Module):
         return size + self.backward_layer.output_size if self.merge == "concat" else size
 
     def forward(self, x: torch.Tensor, state=None, *, lengths=None):
-        check_sequence_input(x, self.input_size, self.forward_layer.cell.weight_ih.dtype)
+        check_sequence_input(x, self.input_size, self.forward_layer.cell.weight_ih)
         batch, steps = (x.size(0), x.size(1)) if self.batch_first else (x.size(1), x.size(0))
         lengths = normalize_lengths(
             lengths, batch_size=batch, steps=steps, batch_first=self.batch_first, device=x.device
@@ -98,8 +101,8 @@ class Bidirectional(nn.Module):
         if state is None:
             return None
         if not isinstance(state, tuple) or len(state) != 2:
-            raise TypeError(f"{name} must be a BidirectionalState(forward, backward); "
-                            f"got {type(state).__name__}")
+            raise TypeError(f"{name} must be a BidirectionalState(forward, backward) of 2 "
+                            f"states; got {describe_container(state)}")
         return BidirectionalState(
             self.forward_layer.check_state(state[0], x, f"{name}.forward"),
             self.backward_layer.check_state(state[1], x, f"{name}.backward"),

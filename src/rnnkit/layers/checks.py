@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import check_floating, describe
+from ..errors import check_floating, check_matches_parameters, describe
 
 
-def check_sequence_input(x, input_size: int, parameter_dtype: torch.dtype, ranks=(3,)) -> None:
+def check_sequence_input(x, input_size: int, parameter: torch.Tensor, ranks=(3,)) -> None:
     """``x`` must be a floating tensor of an allowed rank, with ``input_size`` features and the
-    parameters' dtype."""
+    dtype and device of ``parameter`` (one of the module's weights)."""
     check_floating("input", x)
     if x.dim() not in ranks:
         allowed = " or ".join(
@@ -21,10 +21,6 @@ def check_sequence_input(x, input_size: int, parameter_dtype: torch.dtype, ranks
             f"input.size(-1) must equal input_size={input_size}; got {x.size(-1)} "
             f"(input shape {describe(x)})"
         )
-    if x.dtype != parameter_dtype:
-        raise TypeError(
-            f"input dtype {x.dtype} does not match the parameters' dtype {parameter_dtype}; "
-            f"convert one of them (e.g. module.to({x.dtype}) or input.to({parameter_dtype}))"
-        )
+    check_matches_parameters(x, parameter)
     if x.numel() == 0:
         raise ValueError(f"input must not be empty; got shape {describe(x)}")

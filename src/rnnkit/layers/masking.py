@@ -24,13 +24,18 @@ def normalize_lengths(
     if lengths is None:
         return None
     if not isinstance(lengths, torch.Tensor):
-        if not isinstance(lengths, Sequence) or not all(
-            isinstance(v, int) and not isinstance(v, bool) for v in lengths
-        ):
+        if not isinstance(lengths, Sequence):
             raise TypeError(
                 f"lengths must be a 1-D integer tensor, a list of ints or a boolean mask; "
                 f"got {type(lengths).__name__}"
             )
+        for index, value in enumerate(lengths):
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise TypeError(
+                    f"lengths must be a 1-D integer tensor, a list of ints or a boolean mask; "
+                    f"got {type(lengths).__name__} with {type(value).__name__} {value!r} at "
+                    f"index {index}"
+                )
         lengths = torch.tensor(list(lengths), dtype=torch.int64)
     if lengths.dtype == torch.bool:
         return _lengths_from_mask(lengths, batch_size, steps, batch_first).to(device)

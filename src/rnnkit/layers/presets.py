@@ -22,6 +22,7 @@ from torch.nn.utils.rnn import PackedSequence
 from ..backends import check_backend_name
 from ..cells import GRUCell, LSTMCell, RNNCell
 from ..cells.base import check_state_tensor
+from ..errors import describe_container
 from ..interop.torch_nn import torch_name_pairs
 from .bidirectional import Bidirectional, BidirectionalState
 from .checks import check_sequence_input
@@ -130,11 +131,12 @@ class _TorchStyleRNN(nn.Module):
             input, packing = unpack(input, self.batch_first)
             lengths = packing.lengths
         first_cell = next(self._cells())
-        check_sequence_input(input, self.input_size, first_cell.weight_ih.dtype, ranks=(2, 3))
+        check_sequence_input(input, self.input_size, first_cell.weight_ih, ranks=(2, 3))
         unbatched = input.dim() == 2
         if unbatched:
             if lengths is not None:
-                raise ValueError("lengths= needs a batched input (3-D); add a batch dimension")
+                raise ValueError(f"lengths= needs a batched 3-D input; got a 2-D unbatched input "
+                                 f"of shape {tuple(input.shape)}: add a batch dimension")
             input = input.unsqueeze(0 if self.batch_first else 1)
         batch_axis = 0 if self.batch_first else 1
         batch, steps = input.size(batch_axis), input.size(1 - batch_axis)
@@ -163,7 +165,9 @@ class _TorchStyleRNN(nn.Module):
         elif isinstance(hx, (tuple, list)) and len(hx) == len(fields):
             tensors = list(hx)
         else:
-            raise TypeError(f"hx must be a tuple (h_0, c_0) of tensors; got {type(hx).__name__}")
+            raise TypeError(
+                f"hx must be a tuple (h_0, c_0) of 2 tensors; got {describe_container(hx)}"
+            )
         rows = self.num_layers * self._directions
         for position, (field, tensor) in enumerate(zip(fields, tensors)):
             name = "hx" if len(fields) == 1 else f"hx[{position}] ({field}_0)"

@@ -9,6 +9,7 @@ from torch import nn
 
 from ..backends import check_backend_name, scan
 from ..cells.base import RecurrentCell, check_state_tensor
+from ..errors import describe_container
 from .checks import check_sequence_input
 from .masking import normalize_lengths
 
@@ -53,7 +54,7 @@ class Recurrent(nn.Module):
         return self.cell.output_size
 
     def forward(self, x: torch.Tensor, state=None, *, lengths=None):
-        check_sequence_input(x, self.input_size, self.cell.weight_ih.dtype)
+        check_sequence_input(x, self.input_size, self.cell.weight_ih)
         batch, steps = (x.size(0), x.size(1)) if self.batch_first else (x.size(1), x.size(0))
         lengths = normalize_lengths(
             lengths, batch_size=batch, steps=steps, batch_first=self.batch_first, device=x.device
@@ -67,8 +68,8 @@ class Recurrent(nn.Module):
         fields = self.cell.state_type._fields
         if not isinstance(state, tuple) or len(state) != len(fields):
             raise TypeError(
-                f"{name} must be a {self.cell.state_type.__name__}{tuple(fields)} of tensors; "
-                f"got {type(state).__name__}"
+                f"{name} must be a {self.cell.state_type.__name__}{tuple(fields)} of "
+                f"{len(fields)} tensors; got {describe_container(state)}"
             )
         batch = x.size(0) if self.batch_first else x.size(1)
         for field, tensor, width in zip(fields, state, self.cell.state_sizes().values()):

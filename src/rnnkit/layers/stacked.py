@@ -27,8 +27,9 @@ class Stacked(nn.Module):
         super().__init__()
         layers = list(layers)
         if not layers:
-            raise ValueError("Stacked needs at least one layer")
-        if not (isinstance(dropout, (int, float)) and 0.0 <= dropout <= 1.0):
+            raise ValueError("layers must hold at least one Recurrent or Bidirectional layer; got 0")
+        if (not isinstance(dropout, (int, float)) or isinstance(dropout, bool)
+                or not 0.0 <= dropout <= 1.0):
             raise ValueError(f"dropout must be a probability in [0, 1]; got {dropout!r}")
         for index in range(1, len(layers)):
             below, above = layers[index - 1], layers[index]
@@ -65,7 +66,7 @@ class Stacked(nn.Module):
         return layer.cell if hasattr(layer, "cell") else layer.forward_layer.cell
 
     def forward(self, x: torch.Tensor, states=None, *, lengths=None):
-        check_sequence_input(x, self.input_size, self._first_cell().weight_ih.dtype)
+        check_sequence_input(x, self.input_size, self._first_cell().weight_ih)
         batch, steps = (x.size(0), x.size(1)) if self.batch_first else (x.size(1), x.size(0))
         lengths = normalize_lengths(
             lengths, batch_size=batch, steps=steps, batch_first=self.batch_first, device=x.device
