@@ -24,7 +24,11 @@ std::tuple<Tensor, Tensor, Tensor> forward_impl(const Tensor& gates_x, const Ten
   const auto opts = gates_x.options();
   Tensor output = at::empty({steps_n, B, H}, opts);
   Tensor h_n = h0.contiguous().clone();
-  Tensor saved = training ? at::empty({steps_n, B, 4 * H}, opts) : at::empty({0}, opts);
+  // Rows of padding steps are never written; zero them so the op's outputs are deterministic.
+  const bool padded = lengths.has_value() && lengths->defined();
+  Tensor saved = !training ? at::empty({0}, opts)
+                 : padded  ? at::zeros({steps_n, B, 4 * H}, opts)
+                           : at::empty({steps_n, B, 4 * H}, opts);
   if (steps_n == 0) return {output, h_n, saved};
 
   const Tensor W = weight_hh.contiguous();

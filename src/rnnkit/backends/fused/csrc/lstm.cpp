@@ -26,8 +26,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> forward_impl(
   const auto opts = gates_x.options();
   Tensor output = at::empty({steps_n, B, P}, opts);
   Tensor h_n = h0.contiguous().clone(), c_n = c0.contiguous().clone();
-  Tensor gates = training ? at::empty({steps_n, B, G}, opts) : at::empty({0}, opts);
-  Tensor cells = training ? at::empty({steps_n, B, H}, opts) : at::empty({0}, opts);
+  // Rows of padding steps are never written; zero them so the op's outputs are deterministic.
+  const bool padded = lengths.has_value() && lengths->defined();
+  auto allocate = [&](at::IntArrayRef shape) {
+    return padded ? at::zeros(shape, opts) : at::empty(shape, opts);
+  };
+  Tensor gates = training ? allocate({steps_n, B, G}) : at::empty({0}, opts);
+  Tensor cells = training ? allocate({steps_n, B, H}) : at::empty({0}, opts);
   if (steps_n == 0) return {output, h_n, c_n, gates, cells};
 
   const Tensor W = weight_hh.contiguous();

@@ -1,0 +1,169 @@
+"""rnnkit fused vs torch.nn (and vs the reference backend): training and inference speed.
+
+Measured interleaved in one run, medians of repeats, on the grid of issue 3:
+H in {32, 64, 128, 256, 512}, B in {1, 16, 64}, T=100 (and T=500 for a few points), with 1 and
+2 threads; plus the batch-1 single-step latency from Python for H in {16, 32, 64, 128, 256}.
+Achieved GFLOP/s (the model's multiply-adds x 2, backward counted as twice the forward) is
+reported against the FMA peak measured on this machine in the same run.
+
+    .venv/bin/python benchmarks/bench_recurrence.py            # full grid, a few minutes
+    .venv/bin/python benchmarks/bench_recurrence.py --quick    # a few points
+Writes benchmarks/results/recurrence.json and prints a table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import platform
+import statistics
+import time
+
+import torch
+
+import rnnkit
+from rnnkit.backends.fused.build import load_error
+
+TORCH_LAYERS = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}
+RNNKIT_LAYERS = {"lstm": rnnkit.LSTM, "gru": rnnkit.GRU, "rnn": rnnkit.RNN}
+GATES = {"lstm": 4, "gru": 3, "rnn": 1}
+
+
+def forward_flops(kind: str, steps: int, batch: int, hidden: int) -> float:
+    """Multiply-adds x 2 of one forward pass (input projection + recurrence), input size = H."""
+    return 2.0 * steps * batch * GATES[kind] * hidden * (hidden + hidden)
+
+
+def median_time(function, repeats: int) -> float:
+    samples = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        function()
+        samples.append(time.perf_counter() - start)
+    return statistics.median(samples)
+
+
+def bench_point(kind, hidden, batch, steps, threads, repeats, with_reference):
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    reference_layer = TORCH_LAYERS[kind](hidden, hidden)
+    models = {"torch": reference_layer}
+    for backend in ("fused", "reference") if with_reference else ("fused",):
+        model = RNNKIT_LAYERS[kind](hidden, hidden, backend=backend)
+        model.load_state_dict(reference_layer.state_dict())
+        models[backend] = model
+    x = torch.randn(steps, batch, hidden, requires_grad=True)
+
+    def train(model):
+        def run():
+            output, _ = model(x)
+            output.sum().backward()
+        return run
+
+    def infer(model):
+        def run():
+            with torch.no_grad():
+                model(x)
+        return run
+
+    results = {}
+    for mode, make in (("train", train), ("infer", infer)):
+        runs = {name: make(model) for name, model in models.items()}
+        for run in runs.values():  # warm-up (and the fused build on first use)
+            run()
+        samples = {name: [] for name in runs}
+        for _ in range(repeats):  # interleaved: each repeat times every contender once
+            for name, run in runs.items():
+                samples[name].append(median_time(run, 1))
+        medians = {name: statistics.median(values) for name, values in samples.items()}
+        flops = forward_flops(kind, steps, batch, hidden) * (3.0 if mode == "train" else 1.0)
+        results[mode] = {
+            "seconds": medians,
+            "speedup_vs_torch": medians["torch"] / medians["fused"],
+            "fused_gflops": flops / medians["fused"] / 1e9,
+        }
+        if "reference" in medians:
+            results[mode]["speedup_vs_reference"] = medians["reference"] / medians["fused"]
+    return results
+
+
+def bench_single_step(kind, hidden, repeats=2000):
+    """Batch-1 latency of one step from Python: rnnkit cell vs torch.nn cell and nn layer."""
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    cell_t = {"lstm": torch.nn.LSTMCell, "gru": torch.nn.GRUCell, "rnn": torch.nn.RNNCell}[kind](hidden, hidden)
+    cell_r = {"lstm": rnnkit.LSTMCell, "gru": rnnkit.GRUCell, "rnn": rnnkit.RNNCell}[kind](hidden, hidden)
+    cell_r.load_state_dict(cell_t.state_dict())
+    x = torch.randn(1, hidden)
+    state = (torch.zeros(1, hidden), torch.zeros(1, hidden)) if kind == "lstm" else torch.zeros(1, hidden)
+    timings = {}
+    with torch.no_grad():
+        for name, cell in (("torch_cell", cell_t), ("rnnkit_cell", cell_r)):
+            for _ in range(100):
+                cell(x, state)
+            start = time.perf_counter()
+            for _ in range(repeats):
+                cell(x, state)
+            timings[name] = (time.perf_counter() - start) / repeats * 1e6
+    return timings
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="a few grid points only")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--cells", default="gru,rnn,lstm")
+    parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "recurrence.json"))
+    args = parser.parse_args()
+    error = load_error()
+    if error:
+        raise SystemExit(f"the fused backend is not usable here: {error}")
+    peak = {threads: torch.ops.rnnkit.fma_peak(20_000_000, threads) / 1e9 for threads in (1, 2)}
+    hiddens = (64, 256) if args.quick else (32, 64, 128, 256, 512)
+    batches = (1, 16) if args.quick else (1, 16, 64)
+    thread_counts = (1,) if args.quick else (1, 2)
+    rows = []
+    print(f"FMA peak: {peak[1]:.0f} GFLOP/s (1 thread), {peak[2]:.0f} GFLOP/s (2 threads)")
+    header = (f"{'cell':5s} {'thr':>3s} {'B':>3s} {'H':>4s} {'T':>4s} | "
+              f"{'train ms torch':>14s} {'fused':>8s} {'x':>6s} {'%peak':>6s} | "
+              f"{'infer ms torch':>14s} {'fused':>8s} {'x':>6s} | {'x ref':>6s}")
+    print(header)
+    print("-" * len(header))
+    points = [(h, b, 100) for h in hiddens for b in batches]
+    if not args.quick:
+        points += [(64, 16, 500), (256, 16, 500)]
+    for kind in args.cells.split(","):
+        for threads in thread_counts:
+            for hidden, batch, steps in points:
+                with_reference = hidden <= 128 and batch <= 16 and steps == 100
+                result = bench_point(kind, hidden, batch, steps, threads,
+                                     args.repeats if hidden * batch < 8192 else 3, with_reference)
+                train, infer = result["train"], result["infer"]
+                rows.append({"cell": kind, "threads": threads, "batch": batch, "hidden": hidden,
+                             "steps": steps, **result})
+                ref = train.get("speedup_vs_reference")
+                print(f"{kind:5s} {threads:3d} {batch:3d} {hidden:4d} {steps:4d} | "
+                      f"{train['seconds']['torch'] * 1e3:14.2f} {train['seconds']['fused'] * 1e3:8.2f} "
+                      f"{train['speedup_vs_torch']:6.2f} {100 * train['fused_gflops'] / peak[threads]:5.0f}% | "
+                      f"{infer['seconds']['torch'] * 1e3:14.2f} {infer['seconds']['fused'] * 1e3:8.2f} "
+                      f"{infer['speedup_vs_torch']:6.2f} | {'' if ref is None else f'{ref:6.1f}'}",
+                      flush=True)
+    steps_rows = []
+    print("\nbatch-1 single step from Python (us): torch cell vs rnnkit cell")
+    for kind in args.cells.split(","):
+        for hidden in (16, 32, 64, 128, 256):
+            timing = bench_single_step(kind, hidden)
+            steps_rows.append({"cell": kind, "hidden": hidden, **timing})
+            print(f"{kind:5s} H={hidden:4d}  torch {timing['torch_cell']:7.1f}  rnnkit {timing['rnnkit_cell']:7.1f}")
+    out = pathlib.Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps({
+        "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
+        "fma_peak_gflops": peak, "grid": rows, "single_step_us": steps_rows,
+    }, indent=2))
+    print(f"\nwrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,240 @@
+"""The fused C++ backend against the reference backend (the oracle), and its registration.
+
+Every cell and option: lengths, reverse, bidirectional, multi-layer, proj_size, batch_first,
+float32 and float64; outputs, final states and the gradient of every input, initial state and
+parameter. Sizes are chosen to hit the kernels' edges: hidden sizes that are not a multiple of
+the SIMD width, more gate columns than one packed panel, batches larger than one row block.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+import rnnkit
+from rnnkit.backends import BACKENDS, select_backend
+from tolerances import assert_close
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+fused_reason = BACKENDS["fused"].unavailable()
+requires_fused = pytest.mark.skipif(fused_reason is not None,
+                                    reason=f"fused backend unavailable here: {fused_reason}")
+
+KINDS = {
+    "lstm": lambda *a, **k: rnnkit.LSTM(*a, **k),
+    "lstm_proj": lambda *a, **k: rnnkit.LSTM(*a, proj_size=3, **k),
+    "gru": lambda *a, **k: rnnkit.GRU(*a, **k),
+    "rnn_tanh": lambda *a, **k: rnnkit.RNN(*a, **k),
+    "rnn_relu": lambda *a, **k: rnnkit.RNN(*a, nonlinearity="relu", **k),
+}
+
+
+def _loss_and_grads(model, x, hx, lengths):
+    output, hidden = model(x, hx, lengths=lengths)
+    hidden = hidden if isinstance(hidden, tuple) else (hidden,)
+    weights = torch.Generator().manual_seed(7)
+    loss = (output * torch.randn(output.shape, generator=weights, dtype=output.dtype)).sum()
+    for h in hidden:
+        loss = loss + (h * torch.randn(h.shape, generator=weights, dtype=h.dtype)).sum()
+    hx_list = list(hx) if isinstance(hx, tuple) else [hx]
+    inputs = [x, *hx_list, *model.parameters()]
+    return [output, *hidden], torch.autograd.grad(loss, inputs)
+
+
+@requires_fused
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("layers, bidirectional", [(1, False), (1, True), (2, True), (3, False)])
+@pytest.mark.parametrize("use_lengths", [False, True])
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_fused_equals_reference(kind, dtype, layers, bidirectional, use_lengths, batch_first):
+    torch.manual_seed(0)
+    steps, batch, features, hidden = 6, 7, 5, 17  # 7 rows > one 6-row block; 17 = 16 + tail
+    make = KINDS[kind]
+    common = dict(num_layers=layers, bidirectional=bidirectional, batch_first=batch_first,
+                  dtype=dtype)
+    reference = make(features, hidden, backend="reference", **common)
+    fused = make(features, hidden, backend="fused", **common)
+    fused.load_state_dict(reference.state_dict())
+    shape = (batch, steps, features) if batch_first else (steps, batch, features)
+    x = torch.randn(shape, dtype=dtype, requires_grad=True)
+    rows = layers * (2 if bidirectional else 1)
+    out_width = 3 if kind == "lstm_proj" else hidden
+    h0 = torch.randn(rows, batch, out_width, dtype=dtype, requires_grad=True)
+    hx = (h0, torch.randn(rows, batch, hidden, dtype=dtype, requires_grad=True)) \
+        if kind.startswith("lstm") else h0
+    lengths = torch.tensor([6, 1, 4, 6, 2, 5, 3]) if use_lengths else None
+    values_ref, grads_ref = _loss_and_grads(reference, x, hx, lengths)
+    values_fused, grads_fused = _loss_and_grads(fused, x, hx, lengths)
+    for index, (a, b) in enumerate(zip(values_fused, values_ref)):
+        assert_close(a, b, what=f"value {index}")
+    for index, (a, b) in enumerate(zip(grads_fused, grads_ref)):
+        assert_close(a, b, grad=True, what=f"gradient {index}")
+
+
+@requires_fused
+@pytest.mark.parametrize("cell_kind", ["lstm", "gru", "rnn_tanh", "rnn_relu"])
+@pytest.mark.parametrize("hidden", [1, 16, 33, 70])
+@pytest.mark.parametrize("reverse", [False, True])
+def test_scan_sizes_and_reverse(cell_kind, hidden, reverse):
+    """rnnkit.scan directly, over hidden sizes around the SIMD width and several panels."""
+    torch.manual_seed(1)
+    cell = {"lstm": lambda: rnnkit.LSTMCell(4, hidden),
+            "gru": lambda: rnnkit.GRUCell(4, hidden),
+            "rnn_tanh": lambda: rnnkit.RNNCell(4, hidden),
+            "rnn_relu": lambda: rnnkit.RNNCell(4, hidden, nonlinearity="relu")}[cell_kind]()
+    x = torch.randn(5, 13, 4)
+    gates_x = cell.project_input(x).detach().requires_grad_()
+    state0 = cell.state_type(*(torch.randn(13, w, requires_grad=True)
+                               for w in cell.state_sizes().values()))
+    lengths = torch.randint(1, 6, (13,))
+    results = {}
+    for backend in ("reference", "fused"):
+        out, final = rnnkit.scan(cell, gates_x, state0, lengths=lengths, reverse=reverse,
+                                 backend=backend)
+        loss = (out ** 2).sum() + sum((s * 1.5).sum() for s in final)
+        grads = torch.autograd.grad(loss, [gates_x, *state0, *cell.parameters()],
+                                    allow_unused=True)
+        results[backend] = (out, *final, *grads)
+    for a, b in zip(results["fused"], results["reference"]):
+        assert_close(a, b, grad=True)
+
+
+@requires_fused
+@pytest.mark.parametrize("kind", KINDS)
+def test_no_grad_inference_and_partial_requires_grad(kind):
+    """Under no_grad nothing is saved for backward; with frozen weights only the input's
+    gradient is asked for. Both must equal the reference."""
+    torch.manual_seed(2)
+    reference = KINDS[kind](3, 9, backend="reference")
+    fused = KINDS[kind](3, 9, backend="fused")
+    fused.load_state_dict(reference.state_dict())
+    x = torch.randn(8, 4, 3)
+    with torch.no_grad():
+        assert_close(fused(x)[0], reference(x)[0])
+    for model in (reference, fused):
+        model.requires_grad_(False)
+    x.requires_grad_()
+    grads = [torch.autograd.grad(model(x)[0].square().sum(), x)[0] for model in (fused, reference)]
+    assert_close(grads[0], grads[1], grad=True)
+
+
+@requires_fused
+def test_auto_picks_fused_for_supported_calls_and_reference_otherwise():
+    cell = rnnkit.GRUCell(3, 4)
+    assert select_backend(cell, torch.zeros(2, 2, 12)).name == "fused"
+    assert select_backend(cell, torch.zeros(2, 2, 12, dtype=torch.float16)).name == "reference"
+    with pytest.raises(RuntimeError, match=r"backend='fused' cannot run this call: fused kernels "
+                                           r"support float32 and float64; got torch.float16"):
+        select_backend(cell, torch.zeros(2, 2, 12, dtype=torch.float16), "fused")
+
+
+def _opcheck_cases():
+    torch.manual_seed(3)
+    steps, batch, hidden, proj = 4, 3, 5, 2
+    lengths = torch.tensor([4, 2, 3])
+    cases = []
+    for training, with_lengths, reverse in itertools.product((True, False), (False, True), (False, True)):
+        lens = lengths if with_lengths else None
+        grad = dict(requires_grad=training)
+        cases.append(pytest.param("lstm_forward", (
+            torch.randn(steps, batch, 4 * hidden, **grad), torch.randn(batch, hidden, **grad),
+            torch.randn(batch, hidden, **grad), torch.randn(4 * hidden, hidden, **grad),
+            torch.randn(4 * hidden, **grad), None, lens, reverse, training),
+            id=f"lstm-train{training}-len{with_lengths}-rev{reverse}"))
+        cases.append(pytest.param("gru_forward", (
+            torch.randn(steps, batch, 3 * hidden, **grad), torch.randn(batch, hidden, **grad),
+            torch.randn(3 * hidden, hidden, **grad), torch.randn(3 * hidden, **grad), lens,
+            reverse, training), id=f"gru-train{training}-len{with_lengths}-rev{reverse}"))
+        cases.append(pytest.param("elman_forward", (
+            torch.randn(steps, batch, hidden, **grad), torch.randn(batch, hidden, **grad),
+            torch.randn(hidden, hidden, **grad), torch.randn(hidden, **grad), lens, reverse,
+            not training), id=f"elman-grad{training}-len{with_lengths}-rev{reverse}"))
+    cases.append(pytest.param("lstm_forward", (
+        torch.randn(steps, batch, 4 * hidden, requires_grad=True),
+        torch.randn(batch, proj, requires_grad=True), torch.randn(batch, hidden, requires_grad=True),
+        torch.randn(4 * hidden, proj, requires_grad=True), None,
+        torch.randn(proj, hidden, requires_grad=True), lengths, True, True), id="lstm-proj-nobias"))
+    return cases
+
+
+@requires_fused
+@pytest.mark.parametrize("op_name, args", _opcheck_cases())
+def test_opcheck_forward_ops(op_name, args):
+    torch.library.opcheck(getattr(torch.ops.rnnkit, op_name), args)
+
+
+@requires_fused
+def test_opcheck_backward_ops():
+    torch.manual_seed(4)
+    steps, batch, hidden = 4, 3, 5
+    lengths = torch.tensor([4, 1, 3])
+    ops = torch.ops.rnnkit
+    out, h_n, c_n, gates, cells = ops.lstm_forward(
+        torch.randn(steps, batch, 4 * hidden), torch.randn(batch, hidden),
+        torch.randn(batch, hidden), torch.randn(4 * hidden, hidden), None, None, lengths, False,
+        True)
+    torch.library.opcheck(ops.lstm_backward, (
+        torch.randn_like(out), torch.randn_like(h_n), torch.randn_like(c_n), out, gates, cells,
+        torch.randn(batch, hidden), torch.randn(batch, hidden), torch.randn(4 * hidden, hidden),
+        None, lengths, False))
+    gx, h0, w = torch.randn(steps, batch, 3 * hidden), torch.randn(batch, hidden), torch.randn(3 * hidden, hidden)
+    out, h_n, saved = ops.gru_forward(gx, h0, w, None, lengths, True, True)
+    torch.library.opcheck(ops.gru_backward, (torch.randn_like(out), torch.randn_like(h_n), out,
+                                             saved, h0, w, lengths, True))
+    gx, w = torch.randn(steps, batch, hidden), torch.randn(hidden, hidden)
+    out, h_n = ops.elman_forward(gx, h0, w, None, None, False, False)
+    torch.library.opcheck(ops.elman_backward, (torch.randn_like(out), torch.randn_like(h_n), out,
+                                               h0, w, None, False, False))
+
+
+@requires_fused
+def test_compiles_with_torch_compile():
+    torch.manual_seed(5)
+    model = rnnkit.GRU(3, 6, backend="fused")
+    reference = rnnkit.GRU(3, 6, backend="reference")
+    reference.load_state_dict(model.state_dict())
+    compiled = torch.compile(model, fullgraph=False, backend="eager")
+    x = torch.randn(5, 2, 3)
+    assert_close(compiled(x)[0], reference(x)[0])
+
+
+_FALLBACK_SCRIPT = textwrap.dedent("""
+    import logging, torch, rnnkit
+    from rnnkit.backends import BACKENDS
+    reason = BACKENDS["fused"].unavailable()
+    assert reason is not None and "{expected}" in reason, reason
+    model = rnnkit.GRU(3, 4)                          # auto: must fall back to reference
+    reference = torch.nn.GRU(3, 4)
+    model.load_state_dict(reference.state_dict())
+    x = torch.randn(5, 2, 3)
+    assert torch.allclose(model(x)[0], reference(x)[0], atol=1e-6)
+    try:
+        rnnkit.GRU(3, 4, backend="fused")(x)
+    except RuntimeError as error:
+        assert "backend='fused' cannot run this call" in str(error), error
+        assert "{expected}" in str(error), error
+    else:
+        raise AssertionError("backend='fused' did not raise")
+    print("fallback ok:", reason)
+""")
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({"CXX": "/nonexistent/c++"}, "the C++ build failed"),
+    ({"RNNKIT_DISABLE_FUSED": "1"}, "disabled by the environment variable"),
+], ids=["no-compiler", "disabled"])
+def test_build_failure_falls_back_to_reference(tmp_path, env, expected):
+    """No compiler (or fused disabled): auto falls back with a reason, explicit fused raises."""
+    environment = {**os.environ, "TORCH_EXTENSIONS_DIR": str(tmp_path), **env}
+    result = subprocess.run([sys.executable, "-c", _FALLBACK_SCRIPT.format(expected=expected)],
+                            env=environment, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "fallback ok" in result.stdout
