@@ -50,17 +50,31 @@ double fma_peak(int64_t iterations, int64_t threads) {
   return total;
 }
 
+// GFLOP/s of the packed GEMM used by the recurrences, C (M x N) += A (M x K) B (K x N).
+double gemm_rate(int64_t M, int64_t K, int64_t N, int64_t repeats) {
+  std::vector<float> A(M * K, 0.5f), Bm(K * N, 0.25f), C(M * N, 0.f);
+  PackedMatrix<float> packed;
+  packed.pack(Bm.data(), K, N, N, 1);
+  gemm(M, A.data(), K, packed, C.data(), N);
+  const auto start = std::chrono::steady_clock::now();
+  for (int64_t r = 0; r < repeats; ++r) gemm(M, A.data(), K, packed, C.data(), N);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  return 2.0 * M * K * N * repeats / seconds / 1e9 + (C[0] == 12345.f ? 1e-30 : 0.0);
+}
+
 }  // namespace
 }  // namespace rnnkit
 
 TORCH_LIBRARY_FRAGMENT(rnnkit, m) {
   m.def("fma_peak(int iterations, int threads) -> float");
   m.def("simd_width() -> int");
+  m.def("gemm_rate(int M, int K, int N, int repeats) -> float");
 }
 
 TORCH_LIBRARY_IMPL(rnnkit, CompositeExplicitAutograd, m) {}
 
 TORCH_LIBRARY_IMPL(rnnkit, CatchAll, m) {
   m.impl("fma_peak", &rnnkit::fma_peak);
+  m.impl("gemm_rate", &rnnkit::gemm_rate);
   m.impl("simd_width", []() -> int64_t { return RNNKIT_AVX512 ? 512 : 0; });
 }
