@@ -20,10 +20,12 @@ import rnnkit
 from rnnkit.interop import from_torch, to_torch
 from tolerances import assert_close, assert_grad_close
 
+pytestmark = pytest.mark.usefixtures("single_thread")
+
 INPUT, HIDDEN, PROJ = 3, 5, 2
-STEPS, BATCH = 6, 4
+STEPS, BATCH = 5, 3
 #: Valid lengths for the variable-length modes: unsorted, one equal to STEPS, one of length 1.
-LENGTHS = [4, STEPS, 1, 3]
+LENGTHS = [3, STEPS, 1]
 DTYPES = [torch.float32, torch.float64]
 DTYPE_IDS = ["f32", "f64"]
 
@@ -45,13 +47,13 @@ def layer_kwargs(kind: str, proj: int, **common) -> tuple[type, type, dict]:
 
 
 def make_layer_pair(kind, *, num_layers=1, bidirectional=False, batch_first=False, bias=True,
-                    proj=0, dtype=torch.float64, dropout=0.0, hidden=HIDDEN):
+                    proj=0, dtype=torch.float64, dropout=0.0, backend="auto"):
     torch_cls, rnnkit_cls, kwargs = layer_kwargs(
-        kind, proj, input_size=INPUT, hidden_size=hidden, num_layers=num_layers, bias=bias,
+        kind, proj, input_size=INPUT, hidden_size=HIDDEN, num_layers=num_layers, bias=bias,
         batch_first=batch_first, bidirectional=bidirectional, dropout=dropout, dtype=dtype,
     )
     torch_module = torch_cls(**kwargs)
-    rnnkit_module = rnnkit_cls(**kwargs)
+    rnnkit_module = rnnkit_cls(**kwargs, backend=backend)
     # A different init in rnnkit must not matter: the weights are copied over.
     assert list(rnnkit_module.state_dict()) == list(torch_module.state_dict())
     rnnkit_module.load_state_dict(torch_module.state_dict())
@@ -95,7 +97,7 @@ def random_like(tensors, generator):
     return [torch.randn(t.shape, dtype=t.dtype, generator=generator) for t in tensors]
 
 
-def assert_param_grads_match(rnnkit_module, torch_module, dtype):
+def assert_param_grads_match(rnnkit_module, torch_module, dtype, prefix=""):
     rnnkit_params = dict(rnnkit_module.named_parameters())
     assert len(rnnkit_params) == len(dict(torch_module.named_parameters()))
     for name, torch_param in torch_module.named_parameters():
@@ -104,7 +106,8 @@ def assert_param_grads_match(rnnkit_module, torch_module, dtype):
         assert any(rnnkit_param is p for p in rnnkit_params.values()), name
         assert rnnkit_param.shape == torch_param.shape, name
         assert torch_param.grad is not None, name
-        assert_grad_close(rnnkit_param.grad, torch_param.grad, dtype, what=f"grad of {name}")
+        assert_grad_close(rnnkit_param.grad, torch_param.grad, dtype,
+                          what=f"{prefix}grad of {name}")
 
 
 # -- the full layer grid -----------------------------------------------------------------------
@@ -113,7 +116,6 @@ MODES = ["padded", "lengths", "packed"]
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-@pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("with_hx", [False, True], ids=["no_hx", "hx"])
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
 @pytest.mark.parametrize("batch_first", [False, True], ids=["tmajor", "bfirst"])
@@ -122,16 +124,36 @@ MODES = ["padded", "lengths", "packed"]
 @pytest.mark.parametrize("kind,proj", LAYER_CONFIGS,
                          ids=[f"{k}{'_proj' if p else ''}" for k, p in LAYER_CONFIGS])
 def test_layer_matches_torch(kind, proj, num_layers, bidirectional, batch_first, bias, with_hx,
-                             mode, dtype):
+                             dtype, backend):
+    """The full grid. Each case runs the three input modes on the same pair of modules (one
+    pytest item per case rather than per mode keeps the grid's overhead down); failure messages
+    name the mode:
+
+    * ``padded``: a plain (T, B, I) / (B, T, I) tensor, both sides;
+    * ``lengths``: rnnkit gets the padded tensor and ``lengths=``, torch the PackedSequence
+      (pack_padded_sequence, enforce_sorted=False), compared after pad_packed_sequence;
+    * ``packed``: both get the PackedSequence and return one.
+    """
     torch.manual_seed(seed_for(kind, proj, num_layers, bidirectional, batch_first, bias))
-    gen = torch.Generator().manual_seed(seed_for(kind, proj, with_hx, mode, batch_first))
     torch_module, rnnkit_module = make_layer_pair(
         kind, num_layers=num_layers, bidirectional=bidirectional, batch_first=batch_first,
-        bias=bias, proj=proj, dtype=dtype,
+        bias=bias, proj=proj, dtype=dtype, backend=backend,
     )
+    for mode in MODES:
+        torch_module.zero_grad(set_to_none=True)
+        rnnkit_module.zero_grad(set_to_none=True)
+        gen = torch.Generator().manual_seed(seed_for(kind, proj, with_hx, mode, batch_first))
+        _check_layer_mode(mode, torch_module, rnnkit_module, kind=kind, proj=proj,
+                          num_layers=num_layers, bidirectional=bidirectional,
+                          batch_first=batch_first, with_hx=with_hx, dtype=dtype, gen=gen)
+
+
+def _check_layer_mode(mode, torch_module, rnnkit_module, *, kind, proj, num_layers, bidirectional,
+                      batch_first, with_hx, dtype, gen):
     directions = 2 if bidirectional else 1
     out_size = proj or HIDDEN
     shape = (BATCH, STEPS, INPUT) if batch_first else (STEPS, BATCH, INPUT)
+    # The padding holds random values too: they must not influence anything.
     x = torch.randn(shape, dtype=dtype, generator=gen)
     lengths = torch.tensor(LENGTHS)
 
@@ -152,6 +174,9 @@ def test_layer_matches_torch(kind, proj, num_layers, bidirectional, batch_first,
             return None
         return hx_leaves[0] if len(hx_leaves) == 1 else tuple(hx_leaves)
 
+    def what(text):
+        return f"[{mode}] {text}"
+
     x_t, hx_t = leaves()
     x_r, hx_r = leaves()
     if mode == "padded":
@@ -169,51 +194,67 @@ def test_layer_matches_torch(kind, proj, num_layers, bidirectional, batch_first,
         # Past each sequence's end rnnkit's outputs are exactly zero.
         for b, length in enumerate(LENGTHS):
             tail = out_r[b, length:] if batch_first else out_r[length:, b]
-            assert torch.equal(tail, torch.zeros_like(tail)), f"sequence {b} output past {length}"
+            assert torch.equal(tail, torch.zeros_like(tail)), what(f"sequence {b} output past {length}")
     else:  # packed in, packed out
         packed_t = pack_padded_sequence(x_t, lengths, batch_first=batch_first, enforce_sorted=False)
         packed_r = pack_padded_sequence(x_r, lengths, batch_first=batch_first, enforce_sorted=False)
         out_t, state_t = torch_module(packed_t, hx_arg(hx_t))
         out_r, state_r = rnnkit_module(packed_r, hx_arg(hx_r))
-        assert isinstance(out_r, PackedSequence)
-        assert torch.equal(out_r.batch_sizes, out_t.batch_sizes)
-        assert torch.equal(out_r.sorted_indices, out_t.sorted_indices)
-        assert torch.equal(out_r.unsorted_indices, out_t.unsorted_indices)
+        assert isinstance(out_r, PackedSequence), what("output type")
+        assert torch.equal(out_r.batch_sizes, out_t.batch_sizes), what("batch_sizes")
+        assert torch.equal(out_r.sorted_indices, out_t.sorted_indices), what("sorted_indices")
+        assert torch.equal(out_r.unsorted_indices, out_t.unsorted_indices), what("unsorted_indices")
         outputs_t, outputs_r = out_t.data, out_r.data
 
-    assert outputs_r.shape == outputs_t.shape
-    assert outputs_r.dtype == dtype
-    assert_close(outputs_r, outputs_t, dtype, what="output")
+    assert outputs_r.shape == outputs_t.shape, what("output shape")
+    assert outputs_r.dtype == dtype, what("output dtype")
+    assert_close(outputs_r, outputs_t, dtype, what=what("output"))
     states_t, states_r = as_tuple(state_t), as_tuple(state_r)
-    assert len(states_r) == len(states_t) == (2 if kind == "lstm" else 1)
+    assert len(states_r) == len(states_t) == (2 if kind == "lstm" else 1), what("state arity")
     for name, s_r, s_t in zip(("h_n", "c_n"), states_r, states_t):
-        assert s_r.shape == s_t.shape, name
-        assert_close(s_r, s_t, dtype, what=name)
+        assert s_r.shape == s_t.shape, what(f"{name} shape")
+        assert_close(s_r, s_t, dtype, what=what(name))
+
+    # Inference (no autograd graph) may take another code path in a backend: same results.
+    with torch.no_grad():
+        if mode == "padded":
+            out_ng, state_ng = rnnkit_module(x, hx_arg(hx0))
+        elif mode == "lengths":
+            out_ng, state_ng = rnnkit_module(x, hx_arg(hx0), lengths=lengths)
+        else:
+            out_ng, state_ng = rnnkit_module(
+                pack_padded_sequence(x, lengths, batch_first=batch_first, enforce_sorted=False),
+                hx_arg(hx0))
+            out_ng = out_ng.data
+    assert_close(out_ng, outputs_t, dtype, what=what("output under no_grad"))
+    for s_ng, s_t in zip(as_tuple(state_ng), states_t):
+        assert_close(s_ng, s_t, dtype, what=what("final state under no_grad"))
 
     weights = random_like([outputs_t, *states_t], gen)
     weighted_loss([outputs_t, *states_t], weights).backward()
     weighted_loss([outputs_r, *states_r], weights).backward()
 
-    assert_grad_close(x_r.grad, x_t.grad, dtype, what="grad of input")
+    assert_grad_close(x_r.grad, x_t.grad, dtype, what=what("grad of input"))
     if mode != "padded":
-        for b, length in enumerate(LENGTHS):  # padding never influences anything
+        for b, length in enumerate(LENGTHS):
             tail = x_r.grad[b, length:] if batch_first else x_r.grad[length:, b]
-            assert torch.equal(tail, torch.zeros_like(tail))
+            assert torch.equal(tail, torch.zeros_like(tail)), what(f"grad of padding, sequence {b}")
     if with_hx:
         for name, g_r, g_t in zip(("h_0", "c_0"), hx_r, hx_t):
-            assert_grad_close(g_r.grad, g_t.grad, dtype, what=f"grad of {name}")
-    assert_param_grads_match(rnnkit_module, torch_module, dtype)
+            assert_grad_close(g_r.grad, g_t.grad, dtype, what=what(f"grad of {name}"))
+    assert_param_grads_match(rnnkit_module, torch_module, dtype, prefix=f"[{mode}] ")
 
 
 @pytest.mark.parametrize("batch_first", [False, True], ids=["tmajor", "bfirst"])
 @pytest.mark.parametrize("kind,proj", LAYER_CONFIGS,
                          ids=[f"{k}{'_proj' if p else ''}" for k, p in LAYER_CONFIGS])
-def test_lengths_as_mask_and_list_match_torch(kind, proj, batch_first):
+def test_lengths_as_mask_and_list_match_torch(kind, proj, batch_first, backend):
     """``lengths=`` as a boolean mask (input's first two dims) or list of ints == torch packed."""
     torch.manual_seed(seed_for("mask", kind, proj, batch_first))
     dtype = torch.float64
     torch_module, rnnkit_module = make_layer_pair(kind, num_layers=2, bidirectional=True,
-                                                  batch_first=batch_first, proj=proj, dtype=dtype)
+                                                  batch_first=batch_first, proj=proj, dtype=dtype,
+                                                  backend=backend)
     shape = (BATCH, STEPS, INPUT) if batch_first else (STEPS, BATCH, INPUT)
     x = torch.randn(shape, dtype=dtype)
     lengths = torch.tensor(LENGTHS)
@@ -231,11 +272,11 @@ def test_lengths_as_mask_and_list_match_torch(kind, proj, batch_first):
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
-def test_packed_sorted_input_matches_torch(dtype):
+def test_packed_sorted_input_matches_torch(dtype, backend):
     """A PackedSequence made with enforce_sorted=True (no sorted_indices) also round-trips."""
     torch.manual_seed(11)
     torch_module, rnnkit_module = make_layer_pair("lstm", num_layers=2, bidirectional=True,
-                                                  proj=PROJ, dtype=dtype)
+                                                  proj=PROJ, dtype=dtype, backend=backend)
     x = torch.randn(STEPS, BATCH, INPUT, dtype=dtype)
     lengths = sorted(LENGTHS, reverse=True)
     packed = pack_padded_sequence(x, lengths, enforce_sorted=True)
@@ -256,12 +297,13 @@ def test_packed_sorted_input_matches_torch(dtype):
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 @pytest.mark.parametrize("kind,proj", LAYER_CONFIGS,
                          ids=[f"{k}{'_proj' if p else ''}" for k, p in LAYER_CONFIGS])
-def test_unbatched_layer_matches_torch(kind, proj, bidirectional, batch_first, with_hx, dtype):
+def test_unbatched_layer_matches_torch(kind, proj, bidirectional, batch_first, with_hx, dtype,
+                                      backend):
     torch.manual_seed(seed_for("unbatched", kind, proj, bidirectional, batch_first, with_hx))
     num_layers = 2
     torch_module, rnnkit_module = make_layer_pair(
         kind, num_layers=num_layers, bidirectional=bidirectional, batch_first=batch_first,
-        proj=proj, dtype=dtype,
+        proj=proj, dtype=dtype, backend=backend,
     )
     rows = num_layers * (2 if bidirectional else 1)
     x = torch.randn(STEPS, INPUT, dtype=dtype)
@@ -416,9 +458,12 @@ def test_from_and_to_torch_cell(kind, bias):
     x = torch.randn(BATCH, INPUT, dtype=torch.float64)
     hx = torch.randn(BATCH, HIDDEN, dtype=torch.float64)
     hx = (hx, torch.randn(BATCH, HIDDEN, dtype=torch.float64)) if kind == "lstm" else hx
-    for a, b in ((torch_cell, converted),):
-        for o_a, o_b in zip(as_tuple(a(x, hx)), as_tuple(b(x, hx))):
-            assert_close(o_b, o_a, torch.float64, what="from_torch cell")
+    for o_t, o_r in zip(as_tuple(torch_cell(x, hx)), as_tuple(converted(x, hx))):
+        assert_close(o_r, o_t, torch.float64, what="from_torch cell")
+    for o_t, o_r in zip(as_tuple(torch_cell(x[0])), as_tuple(converted(x[0]))):
+        assert_close(o_r, o_t, torch.float64, what="from_torch cell unbatched")
+    for name, p in torch_cell.named_parameters():  # copied, not shared
+        assert converted.get_parameter(name).data_ptr() != p.data_ptr()
 
     # to_torch on an independently initialised rnnkit cell.
     _, rnnkit_cell = make_cell_pair(kind, bias=bias)
@@ -443,3 +488,29 @@ def test_round_trip_preserves_training_flag_and_dropout():
     assert not back.training and back.dropout == 0.25
     x = torch.randn(STEPS, BATCH, INPUT, dtype=torch.float64)
     _assert_same_run(torch_module, back, x, "round trip")
+
+
+def test_to_torch_rejects_projected_lstm_cell():
+    """torch.nn.LSTMCell has no projection: converting one with proj_size > 0 must refuse."""
+    with pytest.raises(ValueError, match="proj_size"):
+        to_torch(rnnkit.LSTMCell(INPUT, HIDDEN, proj_size=PROJ))
+
+
+@pytest.mark.parametrize("kind,proj", LAYER_CONFIGS,
+                         ids=[f"{k}{'_proj' if p else ''}" for k, p in LAYER_CONFIGS])
+def test_all_weights_and_parameter_names_match_torch(kind, proj):
+    torch.manual_seed(seed_for("all_weights", kind, proj))
+    torch_module, rnnkit_module = make_layer_pair(kind, num_layers=2, bidirectional=True,
+                                                  proj=proj)
+    torch_groups, rnnkit_groups = torch_module.all_weights, rnnkit_module.all_weights
+    assert len(rnnkit_groups) == len(torch_groups) == 4  # (layer, direction) pairs
+    for group_r, group_t in zip(rnnkit_groups, torch_groups):
+        assert len(group_r) == len(group_t)
+        for p_r, p_t in zip(group_r, group_t):
+            assert torch.equal(p_r, p_t)
+    for name, p_t in torch_module.named_parameters():
+        assert torch.equal(getattr(rnnkit_module, name), p_t), name
+    # Parameters come in torch's order, so optimizer state lines up too.
+    assert [p.shape for p in rnnkit_module.parameters()] == [p.shape for p in torch_module.parameters()]
+    for p_r, p_t in zip(rnnkit_module.parameters(), torch_module.parameters()):
+        assert torch.equal(p_r, p_t)
