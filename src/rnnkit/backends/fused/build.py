@@ -27,11 +27,14 @@ _status: dict[str, str | None] = {}  # "error": None once loaded, else the reaso
 CFLAGS = ("-O3", "-march=native", "-fno-math-errno")
 
 
-def _source_hash() -> str:
+STREAM_SOURCES = ("stream.cpp",)
+
+
+def _source_hash(sources: tuple[str, ...] = SOURCES) -> str:
     """Hash of exactly what is compiled (sources, headers, flags): the cache key."""
-    digest = hashlib.sha256(" ".join(SOURCES + CFLAGS).encode())
+    digest = hashlib.sha256(" ".join(sources + CFLAGS).encode())
     headers = sorted(SOURCE_DIR.glob("*.h"))
-    for path in [SOURCE_DIR / source for source in SOURCES] + headers:
+    for path in [SOURCE_DIR / source for source in sources] + headers:
         digest.update(path.name.encode())
         digest.update(path.read_bytes())
     return digest.hexdigest()[:12]
@@ -72,3 +75,36 @@ def load_error() -> str | None:
             first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
             _status["error"] = f"the C++ build failed ({first_line[:200]})"
     return _status["error"]
+
+
+_stream_status: dict[str, object] = {}
+
+
+def stream_module():
+    """The streaming-step module (a small CPython extension), built on first use.
+
+    Returns the module, or raises RuntimeError naming why it cannot be built here.
+    """
+    if "module" in _stream_status:
+        return _stream_status["module"]
+    if "error" in _stream_status:
+        raise RuntimeError(_stream_status["error"])
+    with _lock:
+        if "module" not in _stream_status and "error" not in _stream_status:
+            if os.environ.get(DISABLE_VARIABLE):
+                _stream_status["error"] = f"disabled by the environment variable {DISABLE_VARIABLE}"
+            else:
+                try:
+                    from torch.utils import cpp_extension
+
+                    _stream_status["module"] = cpp_extension.load(
+                        name=f"rnnkit_stream_{_source_hash(STREAM_SOURCES)}",
+                        sources=[str(SOURCE_DIR / source) for source in STREAM_SOURCES],
+                        extra_cflags=list(CFLAGS), is_python_module=True, verbose=False,
+                    )
+                except Exception as error:
+                    first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+                    _stream_status["error"] = f"the C++ build failed ({first_line[:200]})"
+    if "error" in _stream_status:
+        raise RuntimeError(_stream_status["error"])
+    return _stream_status["module"]

@@ -1,5 +1,5 @@
-// Shared helpers of the fused kernels: vectorized activations, the threaded packed GEMM,
-// argument checks and the "which steps are valid" rule for lengths.
+// Shared helpers of the sequence kernels: the threaded packed GEMM, argument checks and the
+// "which steps are valid" rule for lengths.
 #pragma once
 
 #include <ATen/ATen.h>
@@ -8,83 +8,10 @@
 
 #include <cmath>
 
+#include "activations.h"
 #include "gemm.h"
 
-#if RNNKIT_AVX512
-#include <sleef.h>
-#endif
-
 namespace rnnkit {
-
-// ---- activations over arrays (in place or src -> dst) --------------------------------------
-#if RNNKIT_AVX512
-// float32: exp inlined (the recurrences call it millions of times per second). Cody-Waite
-// reduction x = n ln2 + r, |r| <= ln2/2, then the degree-7 Taylor polynomial of e^r (truncation
-// error < 1e-8 relative) and scalef for 2^n, which saturates to 0 / inf without overflow tricks.
-// The clamp keeps r finite for +-inf; operand order makes min/max return x when x is NaN, so a
-// NaN propagates instead of being clamped into a number.
-inline __m512 vexp(__m512 x) {
-  x = _mm512_max_ps(_mm512_set1_ps(-104.f), _mm512_min_ps(_mm512_set1_ps(89.f), x));
-  const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
-  r = _mm512_fnmadd_ps(n, _mm512_set1_ps(1.428606765330187045e-06f), r);
-  __m512 p = _mm512_set1_ps(1.f / 5040.f);
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 720.f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 120.f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 24.f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f / 6.f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
-  p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.f));
-  return _mm512_scalef_ps(p, n);
-}
-inline __m512 vsigmoid(__m512 x) {
-  const __m512 one = _mm512_set1_ps(1.f);
-  return _mm512_div_ps(one, _mm512_add_ps(one, vexp(_mm512_sub_ps(_mm512_setzero_ps(), x))));
-}
-// tanh(x) = 2 sigmoid(2x) - 1: absolute error ~1e-7 everywhere, the scale float32 resolves at 1.
-inline __m512 vtanh(__m512 x) {
-  const __m512 s = vsigmoid(_mm512_add_ps(x, x));
-  return _mm512_fmsub_ps(_mm512_set1_ps(2.f), s, _mm512_set1_ps(1.f));
-}
-// float64 is for checking and research, not speed: Sleef's 1-ulp functions.
-inline __m512d vtanh(__m512d x) { return Sleef_tanhd8_u10(x); }
-inline __m512d vsigmoid(__m512d x) {
-  const __m512d one = _mm512_set1_pd(1.0);
-  return _mm512_div_pd(one, _mm512_add_pd(one, Sleef_expd8_u10(_mm512_sub_pd(_mm512_setzero_pd(), x))));
-}
-inline __m512 vload(const float* p, int n) { return _mm512_maskz_loadu_ps(n >= 16 ? 0xFFFF : (__mmask16)((1u << n) - 1), p); }
-inline __m512d vload(const double* p, int n) { return _mm512_maskz_loadu_pd(n >= 8 ? 0xFF : (__mmask8)((1u << n) - 1), p); }
-inline void vstore(float* p, __m512 v, int n) { _mm512_mask_storeu_ps(p, n >= 16 ? 0xFFFF : (__mmask16)((1u << n) - 1), v); }
-inline void vstore(double* p, __m512d v, int n) { _mm512_mask_storeu_pd(p, n >= 8 ? 0xFF : (__mmask8)((1u << n) - 1), v); }
-
-template <typename T>
-inline void sigmoid_array(T* dst, const T* src, int64_t n) {
-  constexpr int W = Simd<T>::width;
-  for (int64_t i = 0; i < n; i += W) {
-    const int len = (int)std::min<int64_t>(W, n - i);
-    vstore(dst + i, vsigmoid(vload(src + i, len)), len);
-  }
-}
-template <typename T>
-inline void tanh_array(T* dst, const T* src, int64_t n) {
-  constexpr int W = Simd<T>::width;
-  for (int64_t i = 0; i < n; i += W) {
-    const int len = (int)std::min<int64_t>(W, n - i);
-    vstore(dst + i, vtanh(vload(src + i, len)), len);
-  }
-}
-#else
-template <typename T>
-inline void sigmoid_array(T* dst, const T* src, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) dst[i] = T(1) / (T(1) + std::exp(-src[i]));
-}
-template <typename T>
-inline void tanh_array(T* dst, const T* src, int64_t n) {
-  for (int64_t i = 0; i < n; ++i) dst[i] = std::tanh(src[i]);
-}
-#endif
 
 // ---- threaded GEMM over panels ----------------------------------------------------------------
 // Below this many multiply-adds a step's matmul is too small to split across threads: the

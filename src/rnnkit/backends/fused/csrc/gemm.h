@@ -136,11 +136,61 @@ inline void rows_kernel(int rows, const T* A, int64_t lda, const T* Bp, int64_t 
   }
 }
 
+#if RNNKIT_AVX512
+// One row (M = 1, a matrix-vector product): with only one A value per k the MR x NR kernel has
+// two dependent FMA chains per panel and stalls on FMA latency, so here four full panels run
+// side by side: eight independent accumulators. Returns the first panel it did not cover.
+inline int64_t gemv_four_panels(const float* a, const PackedMatrix<float>& B, float* c,
+                                int64_t p0, int64_t p1) {
+  const int64_t K = B.K, full = B.N / 32;
+  int64_t p = p0;
+  for (; p + 4 <= std::min(p1, full); p += 4) {
+    const float* w = B.panel(p);  // the four panels lie one after another, K * 32 apart
+    __m512 acc[8];
+    for (int j = 0; j < 8; ++j) acc[j] = _mm512_loadu_ps(c + p * 32 + 16 * j);
+    for (int64_t k = 0; k < K; ++k) {
+      const __m512 x = _mm512_set1_ps(a[k]);
+      for (int q = 0; q < 4; ++q) {
+        acc[2 * q] = _mm512_fmadd_ps(x, _mm512_loadu_ps(w + q * K * 32 + k * 32), acc[2 * q]);
+        acc[2 * q + 1] = _mm512_fmadd_ps(x, _mm512_loadu_ps(w + q * K * 32 + k * 32 + 16), acc[2 * q + 1]);
+      }
+    }
+    for (int j = 0; j < 8; ++j) _mm512_storeu_ps(c + p * 32 + 16 * j, acc[j]);
+  }
+  return p;
+}
+inline int64_t gemv_four_panels(const double* a, const PackedMatrix<double>& B, double* c,
+                                int64_t p0, int64_t p1) {
+  const int64_t K = B.K, full = B.N / 16;
+  int64_t p = p0;
+  for (; p + 4 <= std::min(p1, full); p += 4) {
+    const double* w = B.panel(p);
+    __m512d acc[8];
+    for (int j = 0; j < 8; ++j) acc[j] = _mm512_loadu_pd(c + p * 16 + 8 * j);
+    for (int64_t k = 0; k < K; ++k) {
+      const __m512d x = _mm512_set1_pd(a[k]);
+      for (int q = 0; q < 4; ++q) {
+        acc[2 * q] = _mm512_fmadd_pd(x, _mm512_loadu_pd(w + q * K * 16 + k * 16), acc[2 * q]);
+        acc[2 * q + 1] = _mm512_fmadd_pd(x, _mm512_loadu_pd(w + q * K * 16 + k * 16 + 8), acc[2 * q + 1]);
+      }
+    }
+    for (int j = 0; j < 8; ++j) _mm512_storeu_pd(c + p * 16 + 8 * j, acc[j]);
+  }
+  return p;
+}
+#else
+template <typename T>
+inline int64_t gemv_four_panels(const T*, const PackedMatrix<T>&, T*, int64_t p0, int64_t) {
+  return p0;  // the portable kernel handles every panel
+}
+#endif
+
 // C[0:M, panels p0..p1) += A (M x K, row stride lda) * B (packed). C has row stride ldc.
 template <typename T>
 void gemm_accumulate(int64_t M, const T* A, int64_t lda, const PackedMatrix<T>& B, T* C,
                      int64_t ldc, int64_t p0, int64_t p1) {
   constexpr int NR = PackedMatrix<T>::NR;
+  if (M == 1) p0 = gemv_four_panels(A, B, C, p0, p1);
   for (int64_t p = p0; p < p1; ++p) {
     const int cols = (int)std::min<int64_t>(NR, B.N - p * NR);
     const T* panel = B.panel(p);

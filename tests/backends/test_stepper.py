@@ -1,0 +1,97 @@
+"""FusedStepper (the streaming single-step kernel) against the full-sequence reference backend."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import rnnkit
+from rnnkit.backends import BACKENDS
+from rnnkit.backends.fused import FusedStepper
+from tolerances import assert_close
+
+fused_reason = BACKENDS["fused"].unavailable()
+pytestmark = [
+    pytest.mark.skipif(fused_reason is not None, reason=f"fused kernels unavailable: {fused_reason}"),
+    pytest.mark.usefixtures("single_thread"),
+]
+
+CELLS = {
+    "lstm": lambda i, h: rnnkit.LSTMCell(i, h),
+    "lstm_proj": lambda i, h: rnnkit.LSTMCell(i, h, proj_size=max(1, h // 2)),
+    "gru": lambda i, h: rnnkit.GRUCell(i, h),
+    "rnn_tanh": lambda i, h: rnnkit.RNNCell(i, h),
+    "rnn_relu": lambda i, h: rnnkit.RNNCell(i, h, nonlinearity="relu"),
+    "lstm_nobias": lambda i, h: rnnkit.LSTMCell(i, h, bias=False),
+    "gru_nobias": lambda i, h: rnnkit.GRUCell(i, h, bias=False),
+}
+
+
+@pytest.mark.parametrize("kind", CELLS)
+@pytest.mark.parametrize("batch", [1, 3, 8])
+@pytest.mark.parametrize("features, hidden", [(3, 5), (16, 32), (7, 130)])
+def test_steps_equal_the_whole_sequence(kind, batch, features, hidden):
+    torch.manual_seed(0)
+    cell = CELLS[kind](features, hidden)
+    x = torch.randn(batch, 9, features)
+    with torch.no_grad():
+        expected, final = rnnkit.Recurrent(cell, backend="reference")(x)
+    stepper = FusedStepper(cell, batch_size=batch)
+    for t in range(x.size(1)):
+        h = stepper.step(x[:, t].contiguous())
+        assert h is stepper.h  # the state tensor itself, updated in place
+        assert_close(h, expected[:, t], what=f"step {t}")
+    for got, want in zip(stepper.state, final):
+        assert_close(got, want)
+
+
+def test_state_can_be_set_and_reset():
+    torch.manual_seed(1)
+    cell = rnnkit.LSTMCell(4, 6)
+    x = torch.randn(2, 5, 4)
+    h0, c0 = torch.randn(2, 6), torch.randn(2, 6)
+    with torch.no_grad():
+        expected, _ = rnnkit.Recurrent(cell, backend="reference")(x, rnnkit.LSTMState(h0, c0))
+    stepper = FusedStepper(cell, batch_size=2)
+    stepper.step(torch.randn(2, 4))
+    stepper.state = (h0, c0)
+    for t in range(5):
+        stepper.step(x[:, t].contiguous())
+    assert_close(stepper.h, expected[:, -1])
+    stepper.reset()
+    assert torch.count_nonzero(stepper.h) == 0 and torch.count_nonzero(stepper.c) == 0
+
+
+def test_weights_are_a_snapshot():
+    cell = rnnkit.GRUCell(3, 4)
+    stepper = FusedStepper(cell)
+    x = torch.randn(1, 3)
+    before = stepper.step(x).clone()
+    with torch.no_grad():
+        cell.weight_hh.mul_(3.0)
+    stepper.reset()
+    assert torch.equal(stepper.step(x), before)
+
+
+@pytest.mark.parametrize("bad, message", [
+    (torch.randn(2, 3), r"shape \(1, 3\); got Float on cpu of shape \[2, 3\]"),
+    (torch.randn(1, 3, dtype=torch.float64), r"float32 CPU tensor of shape \(1, 3\); got Double"),
+    (torch.randn(3, 2)[:1], r"shape \(1, 3\); got Float on cpu of shape \[1, 2\]"),
+    (torch.randn(1, 6)[:, ::2], r"not contiguous: use x.contiguous\(\)"),
+])
+def test_bad_input_is_a_one_line_error(bad, message):
+    stepper = FusedStepper(rnnkit.LSTMCell(3, 4))
+    with pytest.raises(ValueError, match=message) as error:
+        stepper.step(bad)
+    assert "\n" not in str(error.value)
+    with pytest.raises(TypeError, match="x must be a torch.Tensor; got list"):
+        stepper.step([1.0, 2.0, 3.0])
+
+
+def test_unsupported_cells_and_dtypes():
+    with pytest.raises(TypeError, match="runs float32 cells on the CPU; got torch.float64"):
+        FusedStepper(rnnkit.GRUCell(3, 4).double())
+    with pytest.raises(TypeError, match="supports rnnkit LSTMCell, GRUCell and RNNCell; got GRUCell"):
+        FusedStepper(torch.nn.GRUCell(3, 4))
+    with pytest.raises(ValueError, match="batch_size must be a positive int; got 0"):
+        FusedStepper(rnnkit.GRUCell(3, 4), batch_size=0)
