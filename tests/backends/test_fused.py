@@ -43,7 +43,7 @@ def _loss_and_grads(model, x, hx, lengths):
     loss = (output * torch.randn(output.shape, generator=weights, dtype=output.dtype)).sum()
     for h in hidden:
         loss = loss + (h * torch.randn(h.shape, generator=weights, dtype=h.dtype)).sum()
-    hx_list = list(hx) if isinstance(hx, tuple) else [hx]
+    hx_list = [] if hx is None else list(hx) if isinstance(hx, tuple) else [hx]
     inputs = [x, *hx_list, *model.parameters()]
     return [output, *hidden], torch.autograd.grad(loss, inputs)
 
@@ -238,3 +238,28 @@ def test_build_failure_falls_back_to_reference(tmp_path, env, expected):
                             env=environment, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "fallback ok" in result.stdout
+
+
+@requires_fused
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("batch", [2, 9])
+def test_two_threads_split_rows_and_panels(kind, batch):
+    """Large enough to take the threaded paths: rows split across threads (B >= 2) for the
+    whole sequence, and column panels split per step; results must not change."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        torch.manual_seed(6)
+        reference = KINDS[kind](24, 80, num_layers=2, bidirectional=True, backend="reference")
+        fused = KINDS[kind](24, 80, num_layers=2, bidirectional=True, backend="fused")
+        fused.load_state_dict(reference.state_dict())
+        x = torch.randn(30, batch, 24, requires_grad=True)
+        lengths = torch.arange(batch) * 3 % 30 + 1
+        values_ref, grads_ref = _loss_and_grads(reference, x, None, lengths)
+        values_fused, grads_fused = _loss_and_grads(fused, x, None, lengths)
+    finally:
+        torch.set_num_threads(previous)
+    for a, b in zip(values_fused, values_ref):
+        assert_close(a, b)
+    for a, b in zip(grads_fused, grads_ref):
+        assert_close(a, b, grad=True)

@@ -24,7 +24,8 @@ _lock = threading.Lock()
 _status: dict[str, str | None] = {}  # "error": None once loaded, else the reason
 
 
-CFLAGS = ("-O3", "-march=native", "-fno-math-errno")
+# -fopenmp: ATen's parallel_for is OpenMP pragmas in a header; without the flag it runs serially.
+CFLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fopenmp")
 
 
 STREAM_SOURCES = ("stream.cpp",)
@@ -49,6 +50,7 @@ def build_library(build_directory: str | None = None, verbose: bool = False) -> 
         name=name,
         sources=[str(SOURCE_DIR / source) for source in SOURCES],
         extra_cflags=list(CFLAGS),
+        extra_ldflags=["-fopenmp"],
         build_directory=build_directory,
         is_python_module=False,
         verbose=verbose,

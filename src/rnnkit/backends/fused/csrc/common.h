@@ -20,12 +20,31 @@ constexpr int64_t kParallelWork = 1 << 17;
 
 template <typename T>
 inline void gemm(int64_t M, const T* A, int64_t lda, const PackedMatrix<T>& B, T* C, int64_t ldc) {
-  if (M * B.K * B.N < kParallelWork || B.panels < 2 || at::get_num_threads() < 2) {
+  if (M * B.K * B.N < kParallelWork || B.panels < 2 || at::get_num_threads() < 2 ||
+      at::in_parallel_region()) {
     gemm_accumulate(M, A, lda, B, C, ldc, 0, B.panels);
     return;
   }
   at::parallel_for(0, B.panels, 1, [&](int64_t p0, int64_t p1) {
     gemm_accumulate(M, A, lda, B, C, ldc, p0, p1);
+  });
+}
+
+// ---- threads over batch rows ------------------------------------------------------------------
+// Rows of a batch never interact in a recurrence, so each thread can take a block of rows through
+// every time step with no synchronization at all: one fork/join per call instead of one per
+// step, and the pointwise work is split too. body(b0, b1) runs rows [b0, b1). With one thread or
+// one row the per-step GEMM is split over column panels instead (see gemm above).
+template <typename F>
+inline void for_row_blocks(int64_t B, int64_t work_per_row, F&& body) {
+  const int64_t threads = at::get_num_threads();
+  if (threads < 2 || B < 2 || B * work_per_row < kParallelWork || at::in_parallel_region()) {
+    body(0, B);
+    return;
+  }
+  const int64_t blocks = std::min(threads, B);
+  at::parallel_for(0, blocks, 1, [&](int64_t first, int64_t last) {
+    for (int64_t k = first; k < last; ++k) body(k * B / blocks, (k + 1) * B / blocks);
   });
 }
 

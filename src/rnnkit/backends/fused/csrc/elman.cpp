@@ -27,33 +27,36 @@ std::tuple<Tensor, Tensor> forward_impl(const Tensor& gates_x, const Tensor& h0,
   const int64_t gx_t = gates_x.stride(0), gx_b = gates_x.stride(1);
   T* h = h_n.data_ptr<T>();
   T* out = output.data_ptr<T>();
-  std::vector<T> pre(B * H);
   const Steps steps = make_steps(steps_n, B, reverse, lengths);
 
-  for (int64_t s = 0; s < steps_n; ++s) {
-    const int64_t t = steps.time(s);
-    for (int64_t b = 0; b < B; ++b) {
-      T* row = pre.data() + b * H;
-      const T* src = gx + t * gx_t + b * gx_b;
-      for (int64_t u = 0; u < H; ++u) row[u] = src[u] + (b_hh ? b_hh[u] : T(0));
-    }
-    gemm(B, h, H, w_packed, pre.data(), H);
-    for (int64_t b = 0; b < B; ++b) {
-      T* out_row = out + (t * B + b) * H;
-      if (!steps.valid(t, b)) {
-        std::fill(out_row, out_row + H, T(0));
-        continue;
+  for_row_blocks(B, steps_n * H * (H + 1), [&](int64_t b0, int64_t b1) {
+    const int64_t M = b1 - b0;
+    std::vector<T> pre(M * H);
+    for (int64_t s = 0; s < steps_n; ++s) {
+      const int64_t t = steps.time(s);
+      for (int64_t b = b0; b < b1; ++b) {
+        T* row = pre.data() + (b - b0) * H;
+        const T* src = gx + t * gx_t + b * gx_b;
+        for (int64_t u = 0; u < H; ++u) row[u] = src[u] + (b_hh ? b_hh[u] : T(0));
       }
-      T* row = pre.data() + b * H;
-      if (relu) {
-        for (int64_t u = 0; u < H; ++u) row[u] = row[u] > T(0) ? row[u] : T(0);
-      } else {
-        tanh_array(row, row, H);
+      gemm(M, h + b0 * H, H, w_packed, pre.data(), H);
+      for (int64_t b = b0; b < b1; ++b) {
+        T* out_row = out + (t * B + b) * H;
+        if (!steps.valid(t, b)) {
+          std::fill(out_row, out_row + H, T(0));
+          continue;
+        }
+        T* row = pre.data() + (b - b0) * H;
+        if (relu) {
+          for (int64_t u = 0; u < H; ++u) row[u] = row[u] > T(0) ? row[u] : T(0);
+        } else {
+          tanh_array(row, row, H);
+        }
+        std::memcpy(h + b * H, row, H * sizeof(T));
+        std::memcpy(out_row, row, H * sizeof(T));
       }
-      std::memcpy(h + b * H, row, H * sizeof(T));
-      std::memcpy(out_row, row, H * sizeof(T));
     }
-  }
+  });
   return {output, h_n};
 }
 
@@ -75,29 +78,33 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
   const T* h_init = h0.data_ptr<T>();
   T* dpre_all = grad_pre.data_ptr<T>();
   T* dh_p = dh.data_ptr<T>();
-  std::vector<T> dh_prev(B * H);
   const Steps steps = make_steps(steps_n, B, reverse, lengths);
 
-  for (int64_t s = steps_n - 1; s >= 0; --s) {
-    const int64_t t = steps.time(s);
-    T* dpre = dpre_all + t * B * H;
-    for (int64_t b = 0; b < B; ++b) {
-      if (!steps.valid(t, b)) continue;
-      const T* y = out + (t * B + b) * H;
-      const T* g_out = go + (t * B + b) * H;
-      T* d = dpre + b * H;
-      const T* dhb = dh_p + b * H;
-      if (relu) {
-        for (int64_t u = 0; u < H; ++u) d[u] = y[u] > T(0) ? dhb[u] + g_out[u] : T(0);
-      } else {
-        for (int64_t u = 0; u < H; ++u) d[u] = (dhb[u] + g_out[u]) * (T(1) - y[u] * y[u]);
+  for_row_blocks(B, steps_n * H * (H + 1), [&](int64_t b0, int64_t b1) {
+    const int64_t M = b1 - b0;
+    std::vector<T> dh_prev(M * H);
+    for (int64_t s = steps_n - 1; s >= 0; --s) {
+      const int64_t t = steps.time(s);
+      T* dpre = dpre_all + t * B * H;
+      for (int64_t b = b0; b < b1; ++b) {
+        if (!steps.valid(t, b)) continue;
+        const T* y = out + (t * B + b) * H;
+        const T* g_out = go + (t * B + b) * H;
+        T* d = dpre + b * H;
+        const T* dhb = dh_p + b * H;
+        if (relu) {
+          for (int64_t u = 0; u < H; ++u) d[u] = y[u] > T(0) ? dhb[u] + g_out[u] : T(0);
+        } else {
+          for (int64_t u = 0; u < H; ++u) d[u] = (dhb[u] + g_out[u]) * (T(1) - y[u] * y[u]);
+        }
       }
+      std::fill(dh_prev.begin(), dh_prev.end(), T(0));
+      gemm(M, dpre + b0 * H, H, w_packed, dh_prev.data(), H);
+      for (int64_t b = b0; b < b1; ++b)
+        if (steps.valid(t, b))
+          std::memcpy(dh_p + b * H, dh_prev.data() + (b - b0) * H, H * sizeof(T));
     }
-    std::fill(dh_prev.begin(), dh_prev.end(), T(0));
-    gemm(B, dpre, H, w_packed, dh_prev.data(), H);
-    for (int64_t b = 0; b < B; ++b)
-      if (steps.valid(t, b)) std::memcpy(dh_p + b * H, dh_prev.data() + b * H, H * sizeof(T));
-  }
+  });
   Tensor h_prev = at::zeros({steps_n, B, H}, opts);
   T* hp = h_prev.data_ptr<T>();
   for (int64_t t = 0; t < steps_n; ++t)

@@ -40,42 +40,45 @@ std::tuple<Tensor, Tensor, Tensor> forward_impl(const Tensor& gates_x, const Ten
   const int64_t gx_t = gates_x.stride(0), gx_b = gates_x.stride(1);
   T* h = h_n.data_ptr<T>();
   T* out = output.data_ptr<T>();
-  std::vector<T> rec(B * G), act(3 * H);
   const Steps steps = make_steps(steps_n, B, reverse, lengths);
 
-  for (int64_t s = 0; s < steps_n; ++s) {
-    const int64_t t = steps.time(s);
-    for (int64_t b = 0; b < B; ++b) {
-      T* row = rec.data() + b * G;
-      if (b_hh) std::memcpy(row, b_hh, G * sizeof(T));
-      else std::fill(row, row + G, T(0));
-    }
-    gemm(B, h, H, w_packed, rec.data(), G);
-    for (int64_t b = 0; b < B; ++b) {
-      T* out_row = out + (t * B + b) * H;
-      if (!steps.valid(t, b)) {
-        std::fill(out_row, out_row + H, T(0));
-        continue;
+  for_row_blocks(B, steps_n * G * (H + 1), [&](int64_t b0, int64_t b1) {
+    const int64_t M = b1 - b0;
+    std::vector<T> rec(M * G), act(3 * H);
+    for (int64_t s = 0; s < steps_n; ++s) {
+      const int64_t t = steps.time(s);
+      for (int64_t r = 0; r < M; ++r) {
+        T* row = rec.data() + r * G;
+        if (b_hh) std::memcpy(row, b_hh, G * sizeof(T));
+        else std::fill(row, row + G, T(0));
       }
-      const T* x = gx + t * gx_t + b * gx_b;
-      const T* r_h = rec.data() + b * G;
-      T* r = act.data();
-      T* z = r + H;
-      T* n = z + H;
-      for (int64_t j = 0; j < 2 * H; ++j) r[j] = x[j] + r_h[j];  // r and z pre-activations
-      sigmoid_array(r, r, 2 * H);
-      for (int64_t u = 0; u < H; ++u) n[u] = x[2 * H + u] + r[u] * r_h[2 * H + u];
-      tanh_array(n, n, H);
-      T* hb = h + b * H;
-      for (int64_t u = 0; u < H; ++u) hb[u] = n[u] + z[u] * (hb[u] - n[u]);
-      std::memcpy(out_row, hb, H * sizeof(T));
-      if (training) {
-        T* keep = saved.data_ptr<T>() + (t * B + b) * 4 * H;
-        std::memcpy(keep, act.data(), 3 * H * sizeof(T));
-        std::memcpy(keep + 3 * H, r_h + 2 * H, H * sizeof(T));
+      gemm(M, h + b0 * H, H, w_packed, rec.data(), G);
+      for (int64_t b = b0; b < b1; ++b) {
+        T* out_row = out + (t * B + b) * H;
+        if (!steps.valid(t, b)) {
+          std::fill(out_row, out_row + H, T(0));
+          continue;
+        }
+        const T* x = gx + t * gx_t + b * gx_b;
+        const T* r_h = rec.data() + (b - b0) * G;
+        T* r = act.data();
+        T* z = r + H;
+        T* n = z + H;
+        for (int64_t j = 0; j < 2 * H; ++j) r[j] = x[j] + r_h[j];  // r and z pre-activations
+        sigmoid_array(r, r, 2 * H);
+        for (int64_t u = 0; u < H; ++u) n[u] = x[2 * H + u] + r[u] * r_h[2 * H + u];
+        tanh_array(n, n, H);
+        T* hb = h + b * H;
+        for (int64_t u = 0; u < H; ++u) hb[u] = n[u] + z[u] * (hb[u] - n[u]);
+        std::memcpy(out_row, hb, H * sizeof(T));
+        if (training) {
+          T* keep = saved.data_ptr<T>() + (t * B + b) * 4 * H;
+          std::memcpy(keep, act.data(), 3 * H * sizeof(T));
+          std::memcpy(keep + 3 * H, r_h + 2 * H, H * sizeof(T));
+        }
       }
     }
-  }
+  });
   return {output, h_n, saved};
 }
 
@@ -101,43 +104,47 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
   T* dX_all = grad_gates_x.data_ptr<T>();
   T* dR_all = grad_rec.data_ptr<T>();
   T* dh_p = dh.data_ptr<T>();
-  std::vector<T> dh_prev(B * H);
   const Steps steps = make_steps(steps_n, B, reverse, lengths);
 
-  for (int64_t s = steps_n - 1; s >= 0; --s) {
-    const int64_t t = steps.time(s);
-    T* dR = dR_all + t * B * G;
-    for (int64_t b = 0; b < B; ++b) {
-      T* dprev = dh_prev.data() + b * H;
-      if (!steps.valid(t, b)) {
-        std::fill(dprev, dprev + H, T(0));
-        continue;
+  for_row_blocks(B, steps_n * G * (H + 1), [&](int64_t b0, int64_t b1) {
+    const int64_t M = b1 - b0;
+    std::vector<T> dh_prev(M * H);
+    for (int64_t s = steps_n - 1; s >= 0; --s) {
+      const int64_t t = steps.time(s);
+      T* dR = dR_all + t * B * G;
+      for (int64_t b = b0; b < b1; ++b) {
+        T* dprev = dh_prev.data() + (b - b0) * H;
+        if (!steps.valid(t, b)) {
+          std::fill(dprev, dprev + H, T(0));
+          continue;
+        }
+        const T* keep = keep_all + (t * B + b) * 4 * H;
+        const T *r = keep, *z = keep + H, *n = keep + 2 * H, *rn = keep + 3 * H;
+        const T* h_prev = previous_row(steps, t, b, out, h_init, H);
+        const T* g_out = go + (t * B + b) * H;
+        T* dX = dX_all + (t * B + b) * G;
+        T* dRb = dR + b * G;
+        T* dhb = dh_p + b * H;
+        for (int64_t u = 0; u < H; ++u) {
+          const T d_h = dhb[u] + g_out[u];
+          const T d_n = d_h * (T(1) - z[u]) * (T(1) - n[u] * n[u]);
+          const T d_z = d_h * (h_prev[u] - n[u]) * z[u] * (T(1) - z[u]);
+          const T d_r = d_n * rn[u] * r[u] * (T(1) - r[u]);
+          dX[u] = d_r;
+          dX[H + u] = d_z;
+          dX[2 * H + u] = d_n;
+          dRb[u] = d_r;
+          dRb[H + u] = d_z;
+          dRb[2 * H + u] = d_n * r[u];
+          dprev[u] = d_h * z[u];  // the direct path z * h; the matmul path is added below
+        }
       }
-      const T* keep = keep_all + (t * B + b) * 4 * H;
-      const T *r = keep, *z = keep + H, *n = keep + 2 * H, *rn = keep + 3 * H;
-      const T* h_prev = previous_row(steps, t, b, out, h_init, H);
-      const T* g_out = go + (t * B + b) * H;
-      T* dX = dX_all + (t * B + b) * G;
-      T* dRb = dR + b * G;
-      T* dhb = dh_p + b * H;
-      for (int64_t u = 0; u < H; ++u) {
-        const T d_h = dhb[u] + g_out[u];
-        const T d_n = d_h * (T(1) - z[u]) * (T(1) - n[u] * n[u]);
-        const T d_z = d_h * (h_prev[u] - n[u]) * z[u] * (T(1) - z[u]);
-        const T d_r = d_n * rn[u] * r[u] * (T(1) - r[u]);
-        dX[u] = d_r;
-        dX[H + u] = d_z;
-        dX[2 * H + u] = d_n;
-        dRb[u] = d_r;
-        dRb[H + u] = d_z;
-        dRb[2 * H + u] = d_n * r[u];
-        dprev[u] = d_h * z[u];  // the direct path z * h; the matmul path is added below
-      }
+      gemm(M, dR + b0 * G, G, w_packed, dh_prev.data(), H);
+      for (int64_t b = b0; b < b1; ++b)
+        if (steps.valid(t, b))
+          std::memcpy(dh_p + b * H, dh_prev.data() + (b - b0) * H, H * sizeof(T));
     }
-    gemm(B, dR, G, w_packed, dh_prev.data(), H);
-    for (int64_t b = 0; b < B; ++b)
-      if (steps.valid(t, b)) std::memcpy(dh_p + b * H, dh_prev.data() + b * H, H * sizeof(T));
-  }
+  });
 
   Tensor h_prev = at::zeros({steps_n, B, H}, opts);
   T* hp = h_prev.data_ptr<T>();

@@ -53,52 +53,55 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> forward_impl(
   T* out = output.data_ptr<T>();
   T* saved_gates = training ? gates.data_ptr<T>() : nullptr;
   T* saved_cells = training ? cells.data_ptr<T>() : nullptr;
-  std::vector<T> pre(B * G), m(proj ? B * H : 0), projected(proj ? B * P : 0), tanh_c(H);
   const Steps steps = make_steps(steps_n, B, reverse, lengths);
 
-  for (int64_t s = 0; s < steps_n; ++s) {
-    const int64_t t = steps.time(s);
-    for (int64_t b = 0; b < B; ++b) {
-      T* row = pre.data() + b * G;
-      const T* src = gx + t * gx_t + b * gx_b;
-      if (b_hh) {
-        for (int64_t j = 0; j < G; ++j) row[j] = src[j] + b_hh[j];
-      } else {
-        std::memcpy(row, src, G * sizeof(T));
+  for_row_blocks(B, steps_n * G * (P + 1), [&](int64_t b0, int64_t b1) {
+    const int64_t M = b1 - b0;
+    std::vector<T> pre(M * G), m(proj ? M * H : 0), projected(proj ? M * P : 0), tanh_c(H);
+    for (int64_t s = 0; s < steps_n; ++s) {
+      const int64_t t = steps.time(s);
+      for (int64_t b = b0; b < b1; ++b) {
+        T* row = pre.data() + (b - b0) * G;
+        const T* src = gx + t * gx_t + b * gx_b;
+        if (b_hh) {
+          for (int64_t j = 0; j < G; ++j) row[j] = src[j] + b_hh[j];
+        } else {
+          std::memcpy(row, src, G * sizeof(T));
+        }
+      }
+      gemm(M, h + b0 * P, P, w_packed, pre.data(), G);
+      for (int64_t b = b0; b < b1; ++b) {
+        T* out_row = out + (t * B + b) * P;
+        if (!steps.valid(t, b)) {
+          std::fill(out_row, out_row + P, T(0));
+          continue;
+        }
+        T* g = pre.data() + (b - b0) * G;  // i | f | g | o, activated in place
+        sigmoid_array(g, g, 2 * H);
+        tanh_array(g + 2 * H, g + 2 * H, H);
+        sigmoid_array(g + 3 * H, g + 3 * H, H);
+        T* cb = c + b * H;
+        for (int64_t u = 0; u < H; ++u) cb[u] = g[H + u] * cb[u] + g[u] * g[2 * H + u];
+        tanh_array(tanh_c.data(), cb, H);
+        T* mb = proj ? m.data() + (b - b0) * H : h + b * P;
+        for (int64_t u = 0; u < H; ++u) mb[u] = g[3 * H + u] * tanh_c[u];
+        if (!proj) std::memcpy(out_row, mb, H * sizeof(T));
+        if (training) {
+          std::memcpy(saved_gates + (t * B + b) * G, g, G * sizeof(T));
+          std::memcpy(saved_cells + (t * B + b) * H, cb, H * sizeof(T));
+        }
+      }
+      if (proj) {
+        std::fill(projected.begin(), projected.end(), T(0));
+        gemm(M, m.data(), H, r_packed, projected.data(), P);
+        for (int64_t b = b0; b < b1; ++b) {
+          if (!steps.valid(t, b)) continue;
+          std::memcpy(h + b * P, projected.data() + (b - b0) * P, P * sizeof(T));
+          std::memcpy(out + (t * B + b) * P, projected.data() + (b - b0) * P, P * sizeof(T));
+        }
       }
     }
-    gemm(B, h, P, w_packed, pre.data(), G);
-    for (int64_t b = 0; b < B; ++b) {
-      T* out_row = out + (t * B + b) * P;
-      if (!steps.valid(t, b)) {
-        std::fill(out_row, out_row + P, T(0));
-        continue;
-      }
-      T* g = pre.data() + b * G;  // i | f | g | o, activated in place
-      sigmoid_array(g, g, 2 * H);
-      tanh_array(g + 2 * H, g + 2 * H, H);
-      sigmoid_array(g + 3 * H, g + 3 * H, H);
-      T* cb = c + b * H;
-      for (int64_t u = 0; u < H; ++u) cb[u] = g[H + u] * cb[u] + g[u] * g[2 * H + u];
-      tanh_array(tanh_c.data(), cb, H);
-      T* mb = proj ? m.data() + b * H : h + b * P;
-      for (int64_t u = 0; u < H; ++u) mb[u] = g[3 * H + u] * tanh_c[u];
-      if (!proj) std::memcpy(out_row, mb, H * sizeof(T));
-      if (training) {
-        std::memcpy(saved_gates + (t * B + b) * G, g, G * sizeof(T));
-        std::memcpy(saved_cells + (t * B + b) * H, cb, H * sizeof(T));
-      }
-    }
-    if (proj) {
-      std::fill(projected.begin(), projected.end(), T(0));
-      gemm(B, m.data(), H, r_packed, projected.data(), P);
-      for (int64_t b = 0; b < B; ++b) {
-        if (!steps.valid(t, b)) continue;
-        std::memcpy(h + b * P, projected.data() + b * P, P * sizeof(T));
-        std::memcpy(out + (t * B + b) * P, projected.data() + b * P, P * sizeof(T));
-      }
-    }
-  }
+  });
   return {output, h_n, c_n, gates, cells};
 }
 
@@ -134,53 +137,57 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward_impl(
   T* dG_all = grad_gates.data_ptr<T>();
   T* dh_p = dh.data_ptr<T>();
   T* dc_p = dc.data_ptr<T>();
-  std::vector<T> dm(proj ? B * H : 0), dh_prev(B * P), tanh_c(H);
   const Steps steps = make_steps(steps_n, B, reverse, lengths);
 
-  for (int64_t s = steps_n - 1; s >= 0; --s) {
-    const int64_t t = steps.time(s);
-    for (int64_t b = 0; b < B; ++b) {
-      if (!steps.valid(t, b)) continue;
-      const T* g_out = go + (t * B + b) * P;
-      for (int64_t j = 0; j < P; ++j) dh_p[b * P + j] += g_out[j];
-    }
-    if (proj) {
-      std::fill(dm.begin(), dm.end(), T(0));
-      gemm(B, dh_p, P, r_packed, dm.data(), H);
-      T* dh_all = grad_h_all.data_ptr<T>();
-      for (int64_t b = 0; b < B; ++b)
-        if (steps.valid(t, b)) std::memcpy(dh_all + (t * B + b) * P, dh_p + b * P, P * sizeof(T));
-    }
-    T* dG = dG_all + t * B * G;
-    for (int64_t b = 0; b < B; ++b) {
-      if (!steps.valid(t, b)) continue;
-      const T* g = act + (t * B + b) * G;
-      const T* c_t = cell + (t * B + b) * H;
-      const T* c_prev = previous_row(steps, t, b, cell, c_init, H);
-      const T* dmb = proj ? dm.data() + b * H : dh_p + b * P;
-      T* dcb = dc_p + b * H;
-      T* dGb = dG + b * G;
-      tanh_array(tanh_c.data(), c_t, H);
+  for_row_blocks(B, steps_n * G * (P + 1), [&](int64_t b0, int64_t b1) {
+    const int64_t M = b1 - b0;
+    std::vector<T> dm(proj ? M * H : 0), dh_prev(M * P), tanh_c(H);
+    for (int64_t s = steps_n - 1; s >= 0; --s) {
+      const int64_t t = steps.time(s);
+      for (int64_t b = b0; b < b1; ++b) {
+        if (!steps.valid(t, b)) continue;
+        const T* g_out = go + (t * B + b) * P;
+        for (int64_t j = 0; j < P; ++j) dh_p[b * P + j] += g_out[j];
+      }
       if (proj) {
-        T* mb = m_all.data_ptr<T>() + (t * B + b) * H;
-        for (int64_t u = 0; u < H; ++u) mb[u] = g[3 * H + u] * tanh_c[u];
+        std::fill(dm.begin(), dm.end(), T(0));
+        gemm(M, dh_p + b0 * P, P, r_packed, dm.data(), H);
+        T* dh_all = grad_h_all.data_ptr<T>();
+        for (int64_t b = b0; b < b1; ++b)
+          if (steps.valid(t, b)) std::memcpy(dh_all + (t * B + b) * P, dh_p + b * P, P * sizeof(T));
       }
-      for (int64_t u = 0; u < H; ++u) {
-        const T i = g[u], f = g[H + u], gg = g[2 * H + u], o = g[3 * H + u], tc = tanh_c[u];
-        const T d_o = dmb[u] * tc;
-        const T d_c = dcb[u] + dmb[u] * o * (T(1) - tc * tc);
-        dGb[u] = d_c * gg * i * (T(1) - i);
-        dGb[H + u] = d_c * c_prev[u] * f * (T(1) - f);
-        dGb[2 * H + u] = d_c * i * (T(1) - gg * gg);
-        dGb[3 * H + u] = d_o * o * (T(1) - o);
-        dcb[u] = d_c * f;
+      T* dG = dG_all + t * B * G;
+      for (int64_t b = b0; b < b1; ++b) {
+        if (!steps.valid(t, b)) continue;
+        const T* g = act + (t * B + b) * G;
+        const T* c_t = cell + (t * B + b) * H;
+        const T* c_prev = previous_row(steps, t, b, cell, c_init, H);
+        const T* dmb = proj ? dm.data() + (b - b0) * H : dh_p + b * P;
+        T* dcb = dc_p + b * H;
+        T* dGb = dG + b * G;
+        tanh_array(tanh_c.data(), c_t, H);
+        if (proj) {
+          T* mb = m_all.data_ptr<T>() + (t * B + b) * H;
+          for (int64_t u = 0; u < H; ++u) mb[u] = g[3 * H + u] * tanh_c[u];
+        }
+        for (int64_t u = 0; u < H; ++u) {
+          const T i = g[u], f = g[H + u], gg = g[2 * H + u], o = g[3 * H + u], tc = tanh_c[u];
+          const T d_o = dmb[u] * tc;
+          const T d_c = dcb[u] + dmb[u] * o * (T(1) - tc * tc);
+          dGb[u] = d_c * gg * i * (T(1) - i);
+          dGb[H + u] = d_c * c_prev[u] * f * (T(1) - f);
+          dGb[2 * H + u] = d_c * i * (T(1) - gg * gg);
+          dGb[3 * H + u] = d_o * o * (T(1) - o);
+          dcb[u] = d_c * f;
+        }
       }
+      std::fill(dh_prev.begin(), dh_prev.end(), T(0));
+      gemm(M, dG + b0 * G, G, w_packed, dh_prev.data(), P);
+      for (int64_t b = b0; b < b1; ++b)
+        if (steps.valid(t, b))
+          std::memcpy(dh_p + b * P, dh_prev.data() + (b - b0) * P, P * sizeof(T));
     }
-    std::fill(dh_prev.begin(), dh_prev.end(), T(0));
-    gemm(B, dG, G, w_packed, dh_prev.data(), P);
-    for (int64_t b = 0; b < B; ++b)
-      if (steps.valid(t, b)) std::memcpy(dh_p + b * P, dh_prev.data() + b * P, P * sizeof(T));
-  }
+  });
 
   // Weight gradients: one large GEMM each over all (t, b), instead of T small ones.
   Tensor h_prev = at::zeros({steps_n, B, P}, opts);
