@@ -263,3 +263,23 @@ def test_two_threads_split_rows_and_panels(kind, batch):
         assert_close(a, b)
     for a, b in zip(grads_fused, grads_ref):
         assert_close(a, b, grad=True)
+
+
+@requires_fused
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_dense_ops_match_torch_and_pass_opcheck(dtype):
+    """rnnkit::linear / rnnkit::matmul (oneDNN where usable) against torch, with opcheck."""
+    torch.manual_seed(8)
+    x = torch.randn(37, 19, dtype=dtype, requires_grad=True)
+    weight = torch.randn(23, 19, dtype=dtype, requires_grad=True)
+    bias = torch.randn(23, dtype=dtype, requires_grad=True)
+    ours = torch.ops.rnnkit.linear(x, weight, bias)
+    expected = torch.nn.functional.linear(x, weight, bias)
+    assert_close(ours, expected)
+    grad = torch.randn_like(expected)
+    for a, b in zip(torch.autograd.grad(ours, (x, weight, bias), grad),
+                    torch.autograd.grad(expected, (x, weight, bias), grad)):
+        assert_close(a, b, grad=True)
+    torch.library.opcheck(torch.ops.rnnkit.linear, (x, weight, bias))
+    torch.library.opcheck(torch.ops.rnnkit.linear, (x, weight, None))
+    torch.library.opcheck(torch.ops.rnnkit.matmul, (x, weight.t()))

@@ -1,9 +1,12 @@
 """Backends: how a cell runs over time. One entry point, :func:`scan`."""
 
 from .reference import reference_scan
-from .scan import BACKENDS, Backend, backend_names, backend_report, check_backend_name, scan, select_backend
+from .scan import (
+    BACKENDS, Backend, backend_names, backend_report, check_backend_name, project_input, scan,
+    select_backend,
+)
 
 __all__ = [
     "BACKENDS", "Backend", "backend_names", "backend_report", "check_backend_name",
-    "reference_scan", "scan", "select_backend",
+    "project_input", "reference_scan", "scan", "select_backend",
 ]

@@ -12,7 +12,7 @@ from typing import Callable, NamedTuple
 
 import torch
 
-from .fused import fused_scan, fused_unavailable, fused_unsupported
+from .fused import fused_project, fused_scan, fused_unavailable, fused_unsupported
 from .reference import reference_scan
 
 log = logging.getLogger("rnnkit.backends")
@@ -24,11 +24,13 @@ class Backend:
 
     ``unavailable()`` returns None when the backend can run on this machine at all (built,
     importable), or the reason why not. ``unsupported(cell, gates_x)`` does the same for one
-    call (cell type, device, dtype). ``run`` has the signature of :func:`reference_scan`.
+    call (cell type, device, dtype). ``run`` has the signature of :func:`reference_scan`;
+    ``project(cell, x)`` computes the input projection ``x @ W_ih^T + b_ih`` for all steps.
     """
 
     name: str
     run: Callable
+    project: Callable
     unavailable: Callable[[], str | None]
     unsupported: Callable[[object, torch.Tensor], str | None]
     description: str
@@ -41,11 +43,12 @@ def _nothing_missing(*args) -> str | None:
 #: Backends in the order "auto" prefers them. Faster backends register before "reference".
 BACKENDS: dict[str, Backend] = {
     "fused": Backend(
-        "fused", fused_scan, fused_unavailable, fused_unsupported,
+        "fused", fused_scan, fused_project, fused_unavailable, fused_unsupported,
         "C++ kernels for the whole sequence, forward and backward (CPU, float32/float64)",
     ),
     "reference": Backend(
-        "reference", reference_scan, _nothing_missing, _nothing_missing,
+        "reference", reference_scan, lambda cell, x: cell.project_input(x), _nothing_missing,
+        _nothing_missing,
         "Python loop over the step function; every device and dtype; the oracle",
     ),
 }
@@ -114,6 +117,12 @@ def scan(
         )
     chosen = select_backend(cell, gates_x, backend)
     return chosen.run(cell, gates_x, state0, lengths, reverse)
+
+
+def project_input(cell, x: torch.Tensor, *, backend: str = "auto") -> torch.Tensor:
+    """The input projection ``x @ W_ih^T + b_ih`` for every step, (..., I) -> (..., G), computed
+    the way the chosen backend does it best (one large GEMM; the state does not enter)."""
+    return select_backend(cell, x, backend).project(cell, x)
 
 
 def backend_report() -> list[tuple[str, bool, str]]:

@@ -7,7 +7,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from ..backends import check_backend_name, scan
+from ..backends import check_backend_name, project_input, scan
 from ..cells.base import RecurrentCell, check_state_tensor
 from ..errors import describe_container
 from .checks import check_sequence_input
@@ -81,7 +81,7 @@ class Recurrent(nn.Module):
         if state is None:
             batch = x.size(0) if self.batch_first else x.size(1)
             state = self.cell.initial_state(batch, dtype=x.dtype, device=x.device)
-        gates_x = self.cell.project_input(x)  # one GEMM for all time steps
+        gates_x = project_input(self.cell, x, backend=self.backend)  # one GEMM for all steps
         if self.batch_first:
             gates_x = gates_x.transpose(0, 1)
         output, final = scan(

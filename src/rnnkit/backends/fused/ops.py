@@ -140,3 +140,45 @@ def _elman_backward(ctx, grad_output, grad_h_n):
 
 torch.library.register_autograd("rnnkit::elman_forward", _elman_backward,
                                 setup_context=_elman_setup_context)
+
+
+# ---- dense products (oneDNN where usable) --------------------------------------------------------
+@torch.library.register_fake("rnnkit::matmul")
+def _matmul_fake(a, b):
+    return a.new_empty(a.shape[0], b.shape[1])
+
+
+@torch.library.register_fake("rnnkit::linear")
+def _linear_fake(x, weight, bias):
+    return x.new_empty(x.shape[0], weight.shape[0])
+
+
+def _matmul_setup_context(ctx, inputs, output):
+    ctx.save_for_backward(*inputs)
+
+
+def _matmul_backward(ctx, grad):
+    a, b = ctx.saved_tensors
+    grad_a = _lib.matmul(grad, b.t()) if ctx.needs_input_grad[0] else None
+    grad_b = _lib.matmul(a.t(), grad) if ctx.needs_input_grad[1] else None
+    return grad_a, grad_b
+
+
+def _linear_setup_context(ctx, inputs, output):
+    x, weight, bias = inputs
+    ctx.save_for_backward(x, weight)
+    ctx.has_bias = bias is not None
+
+
+def _linear_backward(ctx, grad):
+    x, weight = ctx.saved_tensors
+    grad_x = _lib.matmul(grad, weight) if ctx.needs_input_grad[0] else None
+    grad_weight = _lib.matmul(grad.t(), x) if ctx.needs_input_grad[1] else None
+    grad_bias = grad.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+    return grad_x, grad_weight, grad_bias
+
+
+torch.library.register_autograd("rnnkit::matmul", _matmul_backward,
+                                setup_context=_matmul_setup_context)
+torch.library.register_autograd("rnnkit::linear", _linear_backward,
+                                setup_context=_linear_setup_context)

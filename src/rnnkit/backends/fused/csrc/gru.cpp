@@ -7,6 +7,7 @@
 #include <torch/library.h>
 
 #include "common.h"
+#include "dense.h"
 
 namespace rnnkit {
 namespace {
@@ -152,7 +153,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
     for (int64_t b = 0; b < B; ++b)
       if (steps.valid(t, b))
         std::memcpy(hp + (t * B + b) * H, previous_row(steps, t, b, out, h_init, H), H * sizeof(T));
-  Tensor grad_weight_hh = at::mm(grad_rec.view({steps_n * B, G}).t(), h_prev.view({steps_n * B, H}));
+  Tensor grad_weight_hh = dense_mm(grad_rec.view({steps_n * B, G}).t(), h_prev.view({steps_n * B, H}));
   return {grad_gates_x, dh, grad_weight_hh, grad_rec.sum({0, 1})};
 }
 

@@ -8,6 +8,7 @@
 #include <torch/library.h>
 
 #include "common.h"
+#include "dense.h"
 
 namespace rnnkit {
 namespace {
@@ -200,9 +201,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward_impl(
         if (steps.valid(t, b))
           std::memcpy(hp + (t * B + b) * P, previous_row(steps, t, b, out, h_init, P), P * sizeof(T));
   }
-  Tensor grad_weight_hh = at::mm(grad_gates.view({steps_n * B, G}).t(), h_prev.view({steps_n * B, P}));
+  Tensor grad_weight_hh = dense_mm(grad_gates.view({steps_n * B, G}).t(), h_prev.view({steps_n * B, P}));
   Tensor grad_bias_hh = grad_gates.sum({0, 1});
-  Tensor grad_weight_hr = proj ? at::mm(grad_h_all.view({steps_n * B, P}).t(), m_all.view({steps_n * B, H}))
+  Tensor grad_weight_hr = proj ? dense_mm(grad_h_all.view({steps_n * B, P}).t(), m_all.view({steps_n * B, H}))
                                : at::empty({0}, opts);
   return {grad_gates, dh, dc, grad_weight_hh, grad_bias_hh, grad_weight_hr};
 }
