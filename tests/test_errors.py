@@ -165,9 +165,10 @@ def compute(monkeypatch) -> ComputeSpy:
                         wrap("project_input", RecurrentCell.project_input))
     for cell_type in (RNNCell, LSTMCell, GRUCell):
         monkeypatch.setattr(cell_type, "step", wrap(f"{cell_type.__name__}.step", cell_type.step))
-    for name, backend in list(BACKENDS.items()):  # fused backends do not call cell.step
-        monkeypatch.setitem(BACKENDS, name,
-                            dataclasses.replace(backend, run=wrap(f"backend:{name}", backend.run)))
+    for name, backend in list(BACKENDS.items()):  # fused backends call neither of the above
+        monkeypatch.setitem(BACKENDS, name, dataclasses.replace(
+            backend, run=wrap(f"backend:{name}", backend.run),
+            project=wrap("project_input", backend.project)))
     return spy
 
 
