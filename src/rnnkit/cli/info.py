@@ -11,10 +11,27 @@ import rnnkit
 from rnnkit.backends import backend_report
 
 
+def fused_details() -> dict:
+    """How the fused kernels were built here (only once they are loaded)."""
+    from rnnkit.backends.fused.build import load_error
+
+    if load_error() is not None:
+        return {}
+    ops = torch.ops.rnnkit
+    return {
+        "fused_simd": "AVX-512" if ops.simd_width() == 512 else "portable C++ (compiler-vectorized)",
+        "fused_dense_matmul": "oneDNN" if ops.onednn_usable() else "at::mm",
+    }
+
+
 def collect_info() -> dict:
     """Versions, threads, CPU features and which backends are usable (and why not)."""
     import numpy
 
+    backends = [
+        {"name": name, "usable": usable, "detail": detail}
+        for name, usable, detail in backend_report()
+    ]
     return {
         "rnnkit": rnnkit.__version__,
         "torch": torch.__version__,
@@ -27,15 +44,13 @@ def collect_info() -> dict:
         "mkl": torch.backends.mkl.is_available(),
         "onednn": torch.backends.mkldnn.is_available(),
         "cuda": torch.cuda.is_available(),
-        "backends": [
-            {"name": name, "usable": usable, "detail": detail}
-            for name, usable, detail in backend_report()
-        ],
+        **fused_details(),
+        "backends": backends,
     }
 
 
 def format_info(info: dict) -> str:
-    lines = [f"{key:16s} {info[key]}" for key in info if key != "backends"]
+    lines = [f"{key:20s} {info[key]}" for key in info if key != "backends"]
     lines.append("backends:")
     for backend in info["backends"]:
         mark = "usable" if backend["usable"] else "not usable"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 
 
@@ -77,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    # Show rnnkit's one-line notices (e.g. "building the fused CPU kernels") on stderr.
+    notices = logging.getLogger("rnnkit")
+    if not notices.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        notices.addHandler(handler)
+        notices.setLevel(logging.INFO)
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "handler"):
