@@ -73,6 +73,12 @@ inline Steps make_steps(int64_t T, int64_t B, bool reverse, const c10::optional<
   return Steps{T, B, reverse, ptr};
 }
 
+// Buffers whose padding rows are never written must start at zero; without lengths every row is
+// written, and zero-filling them would be a wasted pass over memory.
+inline at::Tensor buffer_for(const Steps& steps, at::IntArrayRef shape, const at::TensorOptions& options) {
+  return steps.lengths != nullptr ? at::zeros(shape, options) : at::empty(shape, options);
+}
+
 // The state a sequence held before step t: the initial state at its first step, otherwise
 // what was saved at the previous step. Rows past a sequence's length are never asked for.
 template <typename T>

@@ -67,9 +67,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
     const Tensor& weight_hh, const optional<Tensor>& lengths, bool reverse, bool relu) {
   const int64_t steps_n = output_.size(0), B = output_.size(1), H = output_.size(2);
   const auto opts = output_.options();
+  const Steps steps = make_steps(steps_n, B, reverse, lengths);
   const Tensor grad_output = grad_output_.contiguous(), output = output_.contiguous();
   const Tensor h0 = h0_.contiguous();
-  Tensor grad_pre = at::zeros({steps_n, B, H}, opts);
+  Tensor grad_pre = buffer_for(steps, {steps_n, B, H}, opts);
   Tensor dh = grad_h_n.contiguous().clone();
   const Tensor W = weight_hh.contiguous();
   PackedMatrix<T> w_packed;  // d_pre (B x H) -> B x H
@@ -79,7 +80,6 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
   const T* h_init = h0.data_ptr<T>();
   T* dpre_all = grad_pre.data_ptr<T>();
   T* dh_p = dh.data_ptr<T>();
-  const Steps steps = make_steps(steps_n, B, reverse, lengths);
 
   for_row_blocks(B, steps_n * H * (H + 1), [&](int64_t b0, int64_t b1) {
     const int64_t M = b1 - b0;
@@ -106,7 +106,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
           std::memcpy(dh_p + b * H, dh_prev.data() + (b - b0) * H, H * sizeof(T));
     }
   });
-  Tensor h_prev = at::zeros({steps_n, B, H}, opts);
+  Tensor h_prev = buffer_for(steps, {steps_n, B, H}, opts);
   T* hp = h_prev.data_ptr<T>();
   for (int64_t t = 0; t < steps_n; ++t)
     for (int64_t b = 0; b < B; ++b)

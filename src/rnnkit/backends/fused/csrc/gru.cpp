@@ -89,10 +89,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
     const Tensor& h0_, const Tensor& weight_hh, const optional<Tensor>& lengths, bool reverse) {
   const int64_t steps_n = saved.size(0), B = saved.size(1), H = saved.size(2) / 4, G = 3 * H;
   const auto opts = saved.options();
+  const Steps steps = make_steps(steps_n, B, reverse, lengths);
   const Tensor grad_output = grad_output_.contiguous(), h0 = h0_.contiguous();
   const Tensor out_c = output.contiguous();
-  Tensor grad_gates_x = at::zeros({steps_n, B, G}, opts);
-  Tensor grad_rec = at::zeros({steps_n, B, G}, opts);  // gradient of h W_hh^T + b_hh
+  Tensor grad_gates_x = buffer_for(steps, {steps_n, B, G}, opts);
+  Tensor grad_rec = buffer_for(steps, {steps_n, B, G}, opts);  // gradient of h W_hh^T + b_hh
   Tensor dh = grad_h_n.contiguous().clone();
 
   const Tensor W = weight_hh.contiguous();
@@ -105,7 +106,6 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
   T* dX_all = grad_gates_x.data_ptr<T>();
   T* dR_all = grad_rec.data_ptr<T>();
   T* dh_p = dh.data_ptr<T>();
-  const Steps steps = make_steps(steps_n, B, reverse, lengths);
 
   for_row_blocks(B, steps_n * G * (H + 1), [&](int64_t b0, int64_t b1) {
     const int64_t M = b1 - b0;
@@ -147,7 +147,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
     }
   });
 
-  Tensor h_prev = at::zeros({steps_n, B, H}, opts);
+  Tensor h_prev = buffer_for(steps, {steps_n, B, H}, opts);
   T* hp = h_prev.data_ptr<T>();
   for (int64_t t = 0; t < steps_n; ++t)
     for (int64_t b = 0; b < B; ++b)

@@ -116,8 +116,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward_impl(
   const bool proj = weight_hr.has_value() && weight_hr->defined();
   const int64_t P = proj ? weight_hr->size(0) : H;
   const auto opts = gates.options();
+  const Steps steps = make_steps(steps_n, B, reverse, lengths);
   const Tensor grad_output = grad_output_.contiguous(), h0 = h0_.contiguous(), c0 = c0_.contiguous();
-  Tensor grad_gates = at::zeros({steps_n, B, G}, opts);
+  Tensor grad_gates = buffer_for(steps, {steps_n, B, G}, opts);
   Tensor dh = grad_h_n.contiguous().clone(), dc = grad_c_n.contiguous().clone();
 
   const Tensor W = weight_hh.contiguous();
@@ -128,8 +129,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward_impl(
   if (proj) {
     R = weight_hr->contiguous();
     r_packed.pack(R.data_ptr<T>(), P, H, H, 1);
-    grad_h_all = at::zeros({steps_n, B, P}, opts);
-    m_all = at::zeros({steps_n, B, H}, opts);
+    grad_h_all = buffer_for(steps, {steps_n, B, P}, opts);
+    m_all = buffer_for(steps, {steps_n, B, H}, opts);
   }
   const T* go = grad_output.data_ptr<T>();
   const T* act = gates.data_ptr<T>();
@@ -138,7 +139,6 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward_impl(
   T* dG_all = grad_gates.data_ptr<T>();
   T* dh_p = dh.data_ptr<T>();
   T* dc_p = dc.data_ptr<T>();
-  const Steps steps = make_steps(steps_n, B, reverse, lengths);
 
   for_row_blocks(B, steps_n * G * (P + 1), [&](int64_t b0, int64_t b1) {
     const int64_t M = b1 - b0;
@@ -191,7 +191,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward_impl(
   });
 
   // Weight gradients: one large GEMM each over all (t, b), instead of T small ones.
-  Tensor h_prev = at::zeros({steps_n, B, P}, opts);
+  Tensor h_prev = buffer_for(steps, {steps_n, B, P}, opts);
   {
     const T* out = output.contiguous().data_ptr<T>();
     const T* h_init = h0.data_ptr<T>();
