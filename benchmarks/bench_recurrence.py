@@ -23,6 +23,7 @@ import time
 import torch
 
 import rnnkit
+from rnnkit.backends.fused import FusedStepper
 from rnnkit.backends.fused.build import load_error
 
 TORCH_LAYERS = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}
@@ -88,25 +89,36 @@ def bench_point(kind, hidden, batch, steps, threads, repeats, with_reference):
     return results
 
 
-def bench_single_step(kind, hidden, repeats=2000):
-    """Batch-1 latency of one step from Python: rnnkit cell vs torch.nn cell and nn layer."""
+def bench_single_step(kind, hidden, repeats=20000):
+    """Batch-1 latency of one step from Python (us): rnnkit's FusedStepper vs a torch.nn cell
+    call and an nn layer call with one time step (what a PyTorch user would write)."""
     torch.set_num_threads(1)
     torch.manual_seed(0)
-    cell_t = {"lstm": torch.nn.LSTMCell, "gru": torch.nn.GRUCell, "rnn": torch.nn.RNNCell}[kind](hidden, hidden)
-    cell_r = {"lstm": rnnkit.LSTMCell, "gru": rnnkit.GRUCell, "rnn": rnnkit.RNNCell}[kind](hidden, hidden)
-    cell_r.load_state_dict(cell_t.state_dict())
+    torch_cell = {"lstm": torch.nn.LSTMCell, "gru": torch.nn.GRUCell, "rnn": torch.nn.RNNCell}[kind](hidden, hidden)
+    torch_layer = TORCH_LAYERS[kind](hidden, hidden)
+    cell = {"lstm": rnnkit.LSTMCell, "gru": rnnkit.GRUCell, "rnn": rnnkit.RNNCell}[kind](hidden, hidden)
+    cell.load_state_dict(torch_cell.state_dict())
+    stepper = FusedStepper(cell)
     x = torch.randn(1, hidden)
+    x_seq = x.unsqueeze(0)
     state = (torch.zeros(1, hidden), torch.zeros(1, hidden)) if kind == "lstm" else torch.zeros(1, hidden)
-    timings = {}
+    calls = {
+        "rnnkit_stepper": lambda: stepper.step(x),
+        "torch_cell": lambda: torch_cell(x, state),
+        "torch_layer": lambda: torch_layer(x_seq),
+    }
+    samples = {name: [] for name in calls}
     with torch.no_grad():
-        for name, cell in (("torch_cell", cell_t), ("rnnkit_cell", cell_r)):
-            for _ in range(100):
-                cell(x, state)
-            start = time.perf_counter()
-            for _ in range(repeats):
-                cell(x, state)
-            timings[name] = (time.perf_counter() - start) / repeats * 1e6
-    return timings
+        for _ in range(5):  # interleaved rounds, median per contender
+            for name, call in calls.items():
+                count = repeats if name == "rnnkit_stepper" else repeats // 10
+                for _ in range(count // 10):
+                    call()
+                start = time.perf_counter()
+                for _ in range(count):
+                    call()
+                samples[name].append((time.perf_counter() - start) / count * 1e6)
+    return {name: statistics.median(values) for name, values in samples.items()}
 
 
 def main() -> None:
@@ -150,12 +162,14 @@ def main() -> None:
                       f"{infer['speedup_vs_torch']:6.2f} | {'' if ref is None else f'{ref:6.1f}'}",
                       flush=True)
     steps_rows = []
-    print("\nbatch-1 single step from Python (us): torch cell vs rnnkit cell")
+    print("\nbatch-1 single step from Python (us, 1 thread)")
+    print(f"{'cell':5s} {'H':>4s} {'rnnkit':>8s} {'torch cell':>11s} {'torch layer':>12s}")
     for kind in args.cells.split(","):
         for hidden in (16, 32, 64, 128, 256):
             timing = bench_single_step(kind, hidden)
             steps_rows.append({"cell": kind, "hidden": hidden, **timing})
-            print(f"{kind:5s} H={hidden:4d}  torch {timing['torch_cell']:7.1f}  rnnkit {timing['rnnkit_cell']:7.1f}")
+            print(f"{kind:5s} {hidden:4d} {timing['rnnkit_stepper']:8.2f} {timing['torch_cell']:11.1f} "
+                  f"{timing['torch_layer']:12.1f}", flush=True)
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
