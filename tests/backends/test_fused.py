@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import platform
 import subprocess
 import sys
 import textwrap
@@ -267,12 +268,16 @@ def test_two_threads_split_rows_and_panels(kind, batch):
 
 @requires_fused
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-def test_dense_ops_match_torch_and_pass_opcheck(dtype):
-    """rnnkit::linear / rnnkit::matmul (oneDNN where usable) against torch, with opcheck."""
+@pytest.mark.parametrize("rows, features, outputs", [(37, 19, 23), (700, 70, 130)],
+                         ids=["small-at::mm", "large-packed"])
+def test_dense_ops_match_torch_and_pass_opcheck(dtype, rows, features, outputs):
+    """rnnkit::linear / rnnkit::matmul against torch, with opcheck: small products go to
+    at::mm, larger ones (>= 1M multiply-adds) to the packed GEMM, weight gradients to
+    oneDNN/at::mm."""
     torch.manual_seed(8)
-    x = torch.randn(37, 19, dtype=dtype, requires_grad=True)
-    weight = torch.randn(23, 19, dtype=dtype, requires_grad=True)
-    bias = torch.randn(23, dtype=dtype, requires_grad=True)
+    x = torch.randn(rows, features, dtype=dtype, requires_grad=True)
+    weight = torch.randn(outputs, features, dtype=dtype, requires_grad=True)
+    bias = torch.randn(outputs, dtype=dtype, requires_grad=True)
     ours = torch.ops.rnnkit.linear(x, weight, bias)
     expected = torch.nn.functional.linear(x, weight, bias)
     assert_close(ours, expected)
@@ -283,3 +288,41 @@ def test_dense_ops_match_torch_and_pass_opcheck(dtype):
     torch.library.opcheck(torch.ops.rnnkit.linear, (x, weight, bias))
     torch.library.opcheck(torch.ops.rnnkit.linear, (x, weight, None))
     torch.library.opcheck(torch.ops.rnnkit.matmul, (x, weight.t()))
+
+
+_PORTABLE_SCRIPT = textwrap.dedent("""
+    import torch, rnnkit
+    from rnnkit.backends import BACKENDS
+    assert BACKENDS["fused"].unavailable() is None, BACKENDS["fused"].unavailable()
+    assert torch.ops.rnnkit.simd_width() == 0, "expected the portable build"
+    torch.manual_seed(0)
+    for make in (rnnkit.LSTM, rnnkit.GRU, rnnkit.RNN):
+        for dtype in (torch.float32, torch.float64):
+            ref = make(5, 37, num_layers=2, bidirectional=True, backend="reference", dtype=dtype)
+            fused = make(5, 37, num_layers=2, bidirectional=True, backend="fused", dtype=dtype)
+            fused.load_state_dict(ref.state_dict())
+            x = torch.randn(6, 8, 5, dtype=dtype, requires_grad=True)
+            lengths = torch.tensor([6, 1, 3, 6, 2, 5, 4, 6])
+            results = []
+            for model in (ref, fused):
+                out, _ = model(x, lengths=lengths)
+                grads = torch.autograd.grad((out * out).sum(), [x, *model.parameters()])
+                results.append((out, *grads))
+            tol = 1e-4 if dtype == torch.float32 else 1e-10
+            for a, b in zip(*results):
+                assert torch.allclose(a, b, atol=tol, rtol=tol), (make.__name__, dtype)
+    print("portable ok")
+""")
+
+
+@pytest.mark.skipif(platform.machine() not in ("x86_64", "AMD64"),
+                    reason="x86-64-v3 (AVX2) is an x86 target; other CPUs always build portable")
+def test_portable_kernels_without_avx512(tmp_path):
+    """The non-AVX-512 kernels (what an AVX2-only CPU gets) built and checked in a subprocess."""
+    environment = {**os.environ, "TORCH_EXTENSIONS_DIR": str(tmp_path),
+                   "RNNKIT_FUSED_ARCH": "x86-64-v3"}
+    environment.pop("RNNKIT_DISABLE_FUSED", None)
+    result = subprocess.run([sys.executable, "-c", _PORTABLE_SCRIPT], env=environment,
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "portable ok" in result.stdout

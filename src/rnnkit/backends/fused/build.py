@@ -1,9 +1,10 @@
 """Build and load the fused C++ kernels, lazily, once per process.
 
 The sources in ``csrc/`` are compiled on first use with ``torch.utils.cpp_extension`` (gcc and
-ninja) for the host CPU (``-march=native``: AVX-512 where the CPU has it, AVX2 otherwise) and
-cached under torch's extension directory, keyed by the sources' hash, so later processes only
-load the library. Nothing is built at import time.
+ninja) for the host CPU (``-march=native``: AVX-512 kernels where the CPU has it, a portable
+compiler-vectorized kernel otherwise; ``RNNKIT_FUSED_ARCH`` overrides the target) and cached
+under torch's extension directory, keyed by a hash of sources, headers and flags, so later
+processes only load the library. Nothing is built at import time.
 """
 
 from __future__ import annotations
@@ -24,8 +25,10 @@ _lock = threading.Lock()
 _status: dict[str, str | None] = {}  # "error": None once loaded, else the reason
 
 
+ARCH_VARIABLE = "RNNKIT_FUSED_ARCH"  # e.g. x86-64-v3 to build the portable (AVX2) kernels
 # -fopenmp: ATen's parallel_for is OpenMP pragmas in a header; without the flag it runs serially.
-CFLAGS = ("-O3", "-march=native", "-fno-math-errno", "-fopenmp")
+CFLAGS = ("-O3", f"-march={os.environ.get(ARCH_VARIABLE, 'native')}", "-fno-math-errno",
+          "-fopenmp")
 
 
 STREAM_SOURCES = ("stream.cpp",)

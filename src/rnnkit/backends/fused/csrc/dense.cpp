@@ -1,16 +1,59 @@
-// torch ops over dense.h: rnnkit::matmul and rnnkit::linear (autograd is registered in ops.py).
+// torch ops for the dense products around the recurrence (autograd is registered in ops.py).
+//
+// rnnkit::linear (x @ W^T + b for all steps) and rnnkit::matmul. When the right-hand side is a
+// weight (small next to the left-hand side, whose rows are contiguous) the product runs on the
+// packed GEMM of gemm.h, rows split across threads; other shapes (the weight gradients,
+// grad^T @ x) go to dense_mm (oneDNN or at::mm).
 #include <torch/library.h>
 
+#include "common.h"
 #include "dense.h"
 
 namespace rnnkit {
 namespace {
 
-at::Tensor matmul(const at::Tensor& a, const at::Tensor& b) { return dense_mm(a, b); }
+// out (M, N) += a (M, K) @ B, with B given by (src, stride_k, stride_n); rows of a contiguous.
+template <typename T>
+void packed_product(const at::Tensor& a, const T* src, int64_t K, int64_t N, int64_t stride_k,
+                    int64_t stride_n, at::Tensor& out) {
+  PackedMatrix<T> packed;
+  packed.pack(src, K, N, stride_k, stride_n);
+  const int64_t M = a.size(0), lda = a.stride(0);
+  const T* a_ptr = a.data_ptr<T>();
+  T* c = out.data_ptr<T>();
+  const int64_t grain = std::max<int64_t>(kRowBlock, kParallelWork / std::max<int64_t>(1, K * N));
+  at::parallel_for(0, M, grain, [&](int64_t r0, int64_t r1) {
+    gemm_accumulate(r1 - r0, a_ptr + r0 * lda, lda, packed, c + r0 * N, N, 0, packed.panels);
+  });
+}
+
+// Below ~1M multiply-adds packing costs more than it saves; at::mm is better there.
+bool packable(const at::Tensor& a, int64_t rhs_elements, int64_t rhs_cols) {
+  return a.dim() == 2 && a.stride(1) == 1 && a.size(0) > 0 && rhs_elements <= a.numel() &&
+         a.size(0) * a.size(1) * rhs_cols >= (int64_t(1) << 20);
+}
+
+at::Tensor matmul(const at::Tensor& a, const at::Tensor& b) {
+  if (!packable(a, b.numel(), b.size(1))) return dense_mm(a, b);
+  at::Tensor out = at::zeros({a.size(0), b.size(1)}, a.options());
+  AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "rnnkit_matmul", [&] {
+    packed_product<scalar_t>(a, b.data_ptr<scalar_t>(), b.size(0), b.size(1), b.stride(0),
+                             b.stride(1), out);
+  });
+  return out;
+}
 
 // x (N, I), weight (G, I), bias (G) -> x @ weight^T + bias (N, G)
 at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias) {
-  return dense_mm(x, weight.t(), bias);
+  if (!packable(x, weight.numel(), weight.size(0))) return dense_mm(x, weight.t(), bias);
+  const int64_t M = x.size(0), N = weight.size(0);
+  at::Tensor out = bias.has_value() && bias->defined() ? bias->expand({M, N}).contiguous()
+                                                        : at::zeros({M, N}, x.options());
+  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnkit_linear", [&] {
+    packed_product<scalar_t>(x, weight.data_ptr<scalar_t>(), weight.size(1), N, weight.stride(1),
+                             weight.stride(0), out);
+  });
+  return out;
 }
 
 bool onednn_usable() { return onednn_matmul_usable(); }

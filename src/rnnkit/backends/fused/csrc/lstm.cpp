@@ -16,6 +16,46 @@ namespace {
 using at::Tensor;
 using c10::optional;
 
+// The cell update of one row, in one pass: g holds the pre-activations i | f | g | o (4H),
+// c the cell (updated), m receives o * tanh(c'); saved_gates / saved_cells (training) receive
+// the activated gates and c'. Generic version: one array pass per activation.
+template <typename T>
+inline void cell_row(T* g, T* c, T* m, T* saved_gates, T* saved_cells, int64_t H, T* tanh_c) {
+  sigmoid_array(g, g, 2 * H);
+  tanh_array(g + 2 * H, g + 2 * H, H);
+  sigmoid_array(g + 3 * H, g + 3 * H, H);
+  for (int64_t u = 0; u < H; ++u) c[u] = g[H + u] * c[u] + g[u] * g[2 * H + u];
+  tanh_array(tanh_c, c, H);
+  for (int64_t u = 0; u < H; ++u) m[u] = g[3 * H + u] * tanh_c[u];
+  if (saved_gates) {
+    std::memcpy(saved_gates, g, 4 * H * sizeof(T));
+    std::memcpy(saved_cells, c, H * sizeof(T));
+  }
+}
+
+#if RNNKIT_AVX512
+// float32: everything for 16 units stays in registers.
+template <>
+inline void cell_row<float>(float* g, float* c, float* m, float* saved_gates, float* saved_cells,
+                            int64_t H, float*) {
+  for (int64_t u = 0; u < H; u += 16) {
+    const int n = (int)std::min<int64_t>(16, H - u);
+    const __m512 i = vsigmoid(vload(g + u, n)), f = vsigmoid(vload(g + H + u, n));
+    const __m512 gg = vtanh(vload(g + 2 * H + u, n)), o = vsigmoid(vload(g + 3 * H + u, n));
+    const __m512 c_new = _mm512_fmadd_ps(f, vload(c + u, n), _mm512_mul_ps(i, gg));
+    vstore(c + u, c_new, n);
+    vstore(m + u, _mm512_mul_ps(o, vtanh(c_new)), n);
+    if (saved_gates) {
+      vstore(saved_gates + u, i, n);
+      vstore(saved_gates + H + u, f, n);
+      vstore(saved_gates + 2 * H + u, gg, n);
+      vstore(saved_gates + 3 * H + u, o, n);
+      vstore(saved_cells + u, c_new, n);
+    }
+  }
+}
+#endif
+
 template <typename T>
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> forward_impl(
     const Tensor& gates_x, const Tensor& h0, const Tensor& c0, const Tensor& weight_hh,
@@ -77,20 +117,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> forward_impl(
           std::fill(out_row, out_row + P, T(0));
           continue;
         }
-        T* g = pre.data() + (b - b0) * G;  // i | f | g | o, activated in place
-        sigmoid_array(g, g, 2 * H);
-        tanh_array(g + 2 * H, g + 2 * H, H);
-        sigmoid_array(g + 3 * H, g + 3 * H, H);
-        T* cb = c + b * H;
-        for (int64_t u = 0; u < H; ++u) cb[u] = g[H + u] * cb[u] + g[u] * g[2 * H + u];
-        tanh_array(tanh_c.data(), cb, H);
         T* mb = proj ? m.data() + (b - b0) * H : h + b * P;
-        for (int64_t u = 0; u < H; ++u) mb[u] = g[3 * H + u] * tanh_c[u];
+        cell_row<T>(pre.data() + (b - b0) * G, c + b * H, mb,
+                    training ? saved_gates + (t * B + b) * G : nullptr,
+                    training ? saved_cells + (t * B + b) * H : nullptr, H, tanh_c.data());
         if (!proj) std::memcpy(out_row, mb, H * sizeof(T));
-        if (training) {
-          std::memcpy(saved_gates + (t * B + b) * G, g, G * sizeof(T));
-          std::memcpy(saved_cells + (t * B + b) * H, cb, H * sizeof(T));
-        }
       }
       if (proj) {
         std::fill(projected.begin(), projected.end(), T(0));
