@@ -1,7 +1,8 @@
 """One entry point to run a cell over time, and the one place that chooses how.
 
 ``select_backend`` is the only code in rnnkit that branches on device, dtype, availability or
-grad mode. Layers call :func:`scan` and never look at ``x.is_cuda`` themselves.
+grad mode. Layers call :func:`project_input` (the state-independent GEMM for all steps) and
+:func:`scan` (the recurrence), and never look at ``x.is_cuda`` themselves.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ log = logging.getLogger("rnnkit.backends")
 
 @dataclass(frozen=True)
 class Backend:
-    """A way to run the sequential part of a cell.
+    """A way to run a cell over time: its input projection and its recurrence.
 
     ``unavailable()`` returns None when the backend can run on this machine at all (built,
     importable), or the reason why not. ``unsupported(cell, gates_x)`` does the same for one
