@@ -10,8 +10,7 @@ from torch import nn
 from ..backends import check_backend_name
 from ..cells.base import RecurrentCell
 from ..errors import describe_container
-from .checks import check_sequence_input
-from .masking import normalize_lengths
+from .checks import check_layer_call
 from .recurrent import Recurrent
 
 MERGE_MODES = ("concat", "sum", "mean", "mul")
@@ -90,11 +89,8 @@ class Bidirectional(nn.Module):
         return size + self.backward_layer.output_size if self.merge == "concat" else size
 
     def forward(self, x: torch.Tensor, state=None, *, lengths=None):
-        check_sequence_input(x, self.input_size, self.forward_layer.cell.weight_ih)
-        batch, steps = (x.size(0), x.size(1)) if self.batch_first else (x.size(1), x.size(0))
-        lengths = normalize_lengths(
-            lengths, batch_size=batch, steps=steps, batch_first=self.batch_first, device=x.device
-        )
+        lengths = check_layer_call(x, self.input_size, self.forward_layer.cell.weight_ih,
+                                   self.batch_first, lengths)
         return self._forward(x, self.check_state(state, x), lengths)
 
     def check_state(self, state, x: torch.Tensor, name: str = "state"):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from ..errors import check_floating, check_matches_parameters, describe
+from .masking import normalize_lengths
 
 
 def check_sequence_input(x, input_size: int, parameter: torch.Tensor, ranks=(3,)) -> None:
@@ -24,3 +25,12 @@ def check_sequence_input(x, input_size: int, parameter: torch.Tensor, ranks=(3,)
     check_matches_parameters(x, parameter)
     if x.numel() == 0:
         raise ValueError(f"input must not be empty; got shape {describe(x)}")
+
+
+def check_layer_call(x, input_size: int, parameter: torch.Tensor, batch_first: bool, lengths):
+    """The checks every layer's forward starts with: the input (3-D, features, dtype, device)
+    and the lengths, returned in canonical form (see :func:`normalize_lengths`)."""
+    check_sequence_input(x, input_size, parameter)
+    batch, steps = (x.size(0), x.size(1)) if batch_first else (x.size(1), x.size(0))
+    return normalize_lengths(lengths, batch_size=batch, steps=steps, batch_first=batch_first,
+                             device=x.device)

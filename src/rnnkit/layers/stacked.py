@@ -8,8 +8,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .checks import check_sequence_input
-from .masking import normalize_lengths, valid_steps
+from .checks import check_layer_call
+from .masking import valid_steps
 
 
 class Stacked(nn.Module):
@@ -66,11 +66,8 @@ class Stacked(nn.Module):
         return layer.cell if hasattr(layer, "cell") else layer.forward_layer.cell
 
     def forward(self, x: torch.Tensor, states=None, *, lengths=None):
-        check_sequence_input(x, self.input_size, self._first_cell().weight_ih)
-        batch, steps = (x.size(0), x.size(1)) if self.batch_first else (x.size(1), x.size(0))
-        lengths = normalize_lengths(
-            lengths, batch_size=batch, steps=steps, batch_first=self.batch_first, device=x.device
-        )
+        lengths = check_layer_call(x, self.input_size, self._first_cell().weight_ih,
+                                   self.batch_first, lengths)
         if states is not None:
             if not isinstance(states, (list, tuple)) or len(states) != len(self.layers):
                 raise ValueError(

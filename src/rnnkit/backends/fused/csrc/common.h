@@ -88,6 +88,22 @@ inline const T* previous_row(const Steps& steps, int64_t t, int64_t b, const T* 
   return all + (steps.previous(t) * steps.B + b) * width;
 }
 
+// The state each valid (t, b) read before its step, as one (T, B, width) tensor: rows of
+// `all` (what the steps wrote) or of `initial`; padding rows zero. The weight gradients are
+// then one GEMM over all (t, b): dW = dG^T @ previous.
+template <typename T>
+inline at::Tensor gather_previous(const Steps& steps, const T* all, const T* initial, int64_t width,
+                                  const at::TensorOptions& options) {
+  at::Tensor previous = buffer_for(steps, {steps.T, steps.B, width}, options);
+  T* dst = previous.data_ptr<T>();
+  for (int64_t t = 0; t < steps.T; ++t)
+    for (int64_t b = 0; b < steps.B; ++b)
+      if (steps.valid(t, b))
+        std::memcpy(dst + (t * steps.B + b) * width, previous_row(steps, t, b, all, initial, width),
+                    width * sizeof(T));
+  return previous;
+}
+
 inline void check_cpu_float(const at::Tensor& t, const char* name) {
   TORCH_CHECK(t.device().is_cpu(), "rnnkit fused: ", name, " must be on the CPU");
   TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble,

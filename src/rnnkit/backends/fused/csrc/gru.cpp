@@ -147,12 +147,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
     }
   });
 
-  Tensor h_prev = buffer_for(steps, {steps_n, B, H}, opts);
-  T* hp = h_prev.data_ptr<T>();
-  for (int64_t t = 0; t < steps_n; ++t)
-    for (int64_t b = 0; b < B; ++b)
-      if (steps.valid(t, b))
-        std::memcpy(hp + (t * B + b) * H, previous_row(steps, t, b, out, h_init, H), H * sizeof(T));
+  const Tensor h_prev = gather_previous<T>(steps, out, h_init, H, opts);
   Tensor grad_weight_hh = dense_mm(grad_rec.view({steps_n * B, G}).t(), h_prev.view({steps_n * B, H}));
   return {grad_gates_x, dh, grad_weight_hh, grad_rec.sum({0, 1})};
 }

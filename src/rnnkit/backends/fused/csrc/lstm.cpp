@@ -222,16 +222,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward_impl(
   });
 
   // Weight gradients: one large GEMM each over all (t, b), instead of T small ones.
-  Tensor h_prev = buffer_for(steps, {steps_n, B, P}, opts);
-  {
-    const T* out = output.contiguous().data_ptr<T>();
-    const T* h_init = h0.data_ptr<T>();
-    T* hp = h_prev.data_ptr<T>();
-    for (int64_t t = 0; t < steps_n; ++t)
-      for (int64_t b = 0; b < B; ++b)
-        if (steps.valid(t, b))
-          std::memcpy(hp + (t * B + b) * P, previous_row(steps, t, b, out, h_init, P), P * sizeof(T));
-  }
+  const Tensor h_prev = gather_previous<T>(steps, output.contiguous().data_ptr<T>(),
+                                           h0.data_ptr<T>(), P, opts);
   Tensor grad_weight_hh = dense_mm(grad_gates.view({steps_n * B, G}).t(), h_prev.view({steps_n * B, P}));
   Tensor grad_bias_hh = grad_gates.sum({0, 1});
   Tensor grad_weight_hr = proj ? dense_mm(grad_h_all.view({steps_n * B, P}).t(), m_all.view({steps_n * B, H}))

@@ -1,0 +1,48 @@
+"""Check benchmarks/results/recurrence.json against the speed targets of issue 3; prints a table.
+
+    .venv/bin/python benchmarks/summarize_targets.py [results.json]
+"""
+
+import json
+import pathlib
+import sys
+
+path = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else
+                    pathlib.Path(__file__).parent / "results" / "recurrence.json")
+data = json.loads(path.read_text())
+peak = {int(k): v for k, v in data["fma_peak_gflops"].items()}
+grid = data["grid"]
+
+
+def check(label, rows, mode, bar):
+    ratios = [r[mode]["speedup_vs_torch"] for r in rows]
+    met = sum(x >= bar for x in ratios)
+    print(f"{label:48s} {met:3d}/{len(ratios):<3d} >= {bar:<4} "
+          f"min {min(ratios):5.2f}  median {sorted(ratios)[len(ratios) // 2]:5.2f}")
+
+
+print(f"{'target':48s} {'met':>7s}")
+for cell in ("gru", "rnn"):
+    check(f"{cell} train, B>=16, H<=256", [r for r in grid if r["cell"] == cell
+          and r["batch"] >= 16 and r["hidden"] <= 256], "train", 2.5)
+    check(f"{cell} train, B>=16, H=512", [r for r in grid if r["cell"] == cell
+          and r["batch"] >= 16 and r["hidden"] == 512], "train", 1.5)
+    check(f"{cell} train, B=1", [r for r in grid if r["cell"] == cell and r["batch"] == 1],
+          "train", 5.0)
+lstm = [r for r in grid if r["cell"] == "lstm"]
+check("lstm train, every point", lstm, "train", 1.0)
+check("lstm infer, every point", lstm, "infer", 1.0)
+small = [r for r in lstm if r["hidden"] <= 64 or r["batch"] == 1]
+check("lstm train, H<=64 or B=1", small, "train", 2.0)
+check("lstm infer, H<=64 or B=1", small, "infer", 2.0)
+big = [r for r in grid if r["hidden"] >= 256 and r["batch"] >= 16 and r["threads"] == 2]
+shares = sorted(round(100 * r["train"]["fused_gflops"] / peak[2]) for r in big)
+print(f"{'train % of 2-thread peak, H>=256, B>=16':48s} {sum(s >= 60 for s in shares):3d}/{len(shares):<3d}"
+      f" >= 60%  values {shares}")
+limits = {16: None, 32: 1.0, 64: 2.5, 128: 8.0}
+for row in data["single_step_us"]:
+    bar = limits.get(row["hidden"])
+    if bar:
+        print(f"single step {row['cell']:4s} H={row['hidden']:<3d}{'':30s} "
+              f"{row['rnnkit_stepper']:5.2f} us (<= {bar}: {'met' if row['rnnkit_stepper'] <= bar else 'NOT met'};"
+              f" torch cell {row['torch_cell']:.1f} us)")
