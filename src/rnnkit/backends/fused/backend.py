@@ -32,8 +32,8 @@ def fused_unsupported(cell, gates_x: torch.Tensor) -> str | None:
 def fused_project(cell, x: torch.Tensor) -> torch.Tensor:
     """``x @ W_ih^T + b_ih`` for all steps at once: (..., I) -> (..., G).
 
-    float32 goes through ``rnnkit::linear`` (oneDNN's matmul where usable, faster than MKL's
-    path on AMD CPUs); other dtypes through the cell's own projection.
+    float32 goes through ``rnnkit::linear`` (the packed AVX-512 GEMM, rows split across
+    threads; ``at::mm`` for small products); other dtypes through the cell's own projection.
     """
     if x.dtype != torch.float32:
         return cell.project_input(x)
