@@ -5,7 +5,12 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
+
+from rnnkit.training import NonFiniteLossError
+
+from .lm import add_evaluate, add_generate, add_train
 
 
 def _add_info(commands) -> None:
@@ -73,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
     _add_demo(commands)
+    add_train(commands)
+    add_evaluate(commands)
+    add_generate(commands)
     _add_info(commands)
     return parser
 
@@ -90,7 +98,18 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "handler"):
         parser.print_help()
         return 2
-    return args.handler(args)
+    try:
+        return args.handler(args)
+    except KeyboardInterrupt:
+        print("rnnkit: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError, NonFiniteLossError) as error:
+        # Bad input of every kind (corpus, checkpoint, config, option values) ends here as one
+        # line; RNNKIT_DEBUG=1 shows the traceback instead.
+        if os.environ.get("RNNKIT_DEBUG"):
+            raise
+        print(f"rnnkit: error: {error}", file=sys.stderr)
+        return 1 if isinstance(error, NonFiniteLossError) else 2
 
 
 if __name__ == "__main__":

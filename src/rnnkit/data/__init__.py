@@ -1,5 +1,7 @@
-"""Data: generated tasks now; text corpora, time series and tokenizers as they land."""
+"""Data: text corpora, generated tasks; time series and tokenizers as they land."""
 
 from .synthetic import adding_problem
+from .text import BUILTIN_CORPORA, CharVocabulary, Corpus, CorpusError, TextSplit, load_corpus, split_text
 
-__all__ = ["adding_problem"]
+__all__ = ["adding_problem", "BUILTIN_CORPORA", "CharVocabulary", "Corpus", "CorpusError",
+           "TextSplit", "load_corpus", "split_text"]

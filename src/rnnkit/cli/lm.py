@@ -1,0 +1,212 @@
+"""`rnnkit train lm`, `rnnkit evaluate` and `rnnkit generate`: parse, call the library, print."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+# Friendly flags of `train lm` and the config keys they set.
+_TRAIN_FLAGS = {
+    "corpus": "data.corpus", "cell": "model.cell", "hidden": "model.hidden_size",
+    "layers": "model.layers", "dropout": "model.dropout", "embedding": "model.embedding_dim",
+    "batch_size": "data.batch_size", "window": "data.window", "lr": "train.learning_rate",
+    "minutes": "train.minutes", "steps": "train.max_steps", "seed": "train.seed",
+    "device": "train.device",
+}
+
+
+def add_train_lm(train_commands) -> None:
+    parser = train_commands.add_parser(
+        "lm", help="train a character language model (default: King James Bible, 10 minutes)",
+        description="Train a character-level language model on the built-in King James Bible "
+                    "or any UTF-8 text file or folder; prints test bits per character beside "
+                    "compressors and a generated sample. Settings: the flags below, a --config "
+                    "file (JSON/TOML) and --set key=value overrides (e.g. --set "
+                    "train.eval_every=100); the resolved config is saved with each checkpoint.",
+    )
+    parser.add_argument("--corpus", help="'kjv' (built in, the default) or a UTF-8 file/folder")
+    parser.add_argument("--cell", choices=("lstm", "gru", "rnn"))
+    parser.add_argument("--hidden", type=int, help="hidden size H")
+    parser.add_argument("--layers", type=int, help="stacked recurrent layers")
+    parser.add_argument("--dropout", type=float)
+    parser.add_argument("--embedding", type=int, help="embedding size E")
+    parser.add_argument("--batch-size", type=int, help="parallel rows of text B")
+    parser.add_argument("--window", type=int, help="truncated-BPTT length T")
+    parser.add_argument("--lr", type=float, help="peak learning rate")
+    parser.add_argument("--minutes", type=float, help="training time budget (default 10)")
+    parser.add_argument("--steps", type=int, help="optimizer steps (without --minutes, the only limit)")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--device", help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--config", metavar="FILE", help="JSON or TOML config file")
+    parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
+                        dest="overrides", help="override a config key (repeatable)")
+    parser.add_argument("--out", metavar="DIR", help="run folder (default runs/lm-<time>)")
+    parser.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last "
+                        "intact checkpoint (flags given here override its config)")
+    parser.add_argument("--sample-length", type=int, default=400,
+                        help="characters of the sample printed at the end (0: none)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.set_defaults(handler=run_train_lm)
+
+
+def _overrides(args) -> list[str]:
+    overrides = []
+    for flag, key in _TRAIN_FLAGS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            overrides.append(f"{key}={json.dumps(value)}")
+    if args.steps is not None and args.minutes is None:
+        overrides.append("train.minutes=null")  # --steps alone: train exactly that many steps
+    if args.no_progress:
+        overrides.append("train.progress=false")
+    return overrides + list(args.overrides)
+
+
+def run_train_lm(args) -> int:
+    from rnnkit.tasks.lm.generate import generate
+    from rnnkit.tasks.lm.task import LMConfig, compressor_bars, load_lm, train_lm
+    from rnnkit.training import load_checkpoint, resolve_config
+
+    say = (lambda line: print(line, file=sys.stderr)) if args.json else print
+    base = None
+    if args.resume:
+        if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
+            raise ValueError("--resume continues a run in its own folder; drop --out")
+        base = load_checkpoint(args.resume).meta["config"]
+        run_dir = Path(args.resume)
+    else:
+        run_dir = Path(args.out or f"runs/lm-{time.strftime('%Y%m%d-%H%M%S')}")
+        if (run_dir / "checkpoints").exists():
+            raise ValueError(f"{run_dir} already holds a run; continue it with --resume "
+                             f"{run_dir} or choose another --out")
+    config = resolve_config(LMConfig, base=base, file=args.config, overrides=_overrides(args))
+    config.train.check()
+    result = train_lm(config, run_dir, resume=bool(args.resume), notify=say)
+    bars = compressor_bars(_corpus_text(config.data.corpus))
+    result["compressors_bpc"] = bars
+    test = result["test"]
+    say(f"\ntest: {test['bpc']:.3f} bits per character (perplexity {test['perplexity']:.2f}) on "
+        f"{test['characters']:,} unseen characters")
+    say("  bars on the whole corpus: " + ", ".join(f"{k} {v:.2f}" for k, v in bars.items()))
+    validation = result["validation"] or {}
+    say(f"  best validation {validation.get('bpc', float('nan')):.3f} bpc at step "
+        f"{result['best_step']}; {result['status']} after {result['steps']} steps, "
+        f"{result['epochs']:.2f} epochs, {result['train_seconds'] / 60:.1f} min")
+    say(f"  checkpoint {result['checkpoint']}  (curves: {run_dir / 'curves.png'})")
+    if args.sample_length > 0:
+        loaded = load_lm(run_dir)
+        prompt = "\n" if "\n" in loaded.vocabulary else ""
+        say(f"\nsample (temperature 0.8, seed {config.train.seed}):")
+        pieces = []
+        for piece in generate(loaded, prompt, length=args.sample_length, temperature=0.8,
+                              seed=config.train.seed):
+            pieces.append(piece)
+            if not args.json:
+                print(piece, end="", flush=True)
+        if not args.json:
+            print()
+        result["sample"] = "".join(pieces)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    return 0
+
+
+def _corpus_text(name: str) -> str:
+    from rnnkit.data.text import load_corpus
+
+    return load_corpus(name).text
+
+
+def add_evaluate(commands) -> None:
+    parser = commands.add_parser(
+        "evaluate", help="bits per character of a trained language model",
+        description="Score a checkpoint on the test split of its corpus (or another corpus "
+                    "or split): bits per character and perplexity.",
+    )
+    parser.add_argument("--checkpoint", required=True, metavar="DIR",
+                        help="a run folder (--out of rnnkit train lm) or one of its checkpoints")
+    parser.add_argument("--corpus", help="score on this corpus instead of the training one")
+    parser.add_argument("--split", choices=("test", "validation", "train"), default="test")
+    parser.add_argument("--which", choices=("best", "last"), default="best",
+                        help="which checkpoint of a run folder (default: best)")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.set_defaults(handler=run_evaluate)
+
+
+def run_evaluate(args) -> int:
+    from rnnkit.tasks.lm.task import evaluate_lm
+
+    result = evaluate_lm(args.checkpoint, corpus=args.corpus, split=args.split, which=args.which)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"{result['split']}: {result['bpc']:.4f} bits per character (perplexity "
+              f"{result['perplexity']:.3f}) on {result['characters']:,} characters of "
+              f"{result['corpus']}; checkpoint {result['checkpoint']} (step {result['step']})")
+    return 0
+
+
+def add_generate(commands) -> None:
+    parser = commands.add_parser(
+        "generate", help="generate text from a trained language model",
+        description="Continue a prompt with a trained character model, streaming characters "
+                    "as they come (sampling), or print the most probable continuation (--beam).",
+    )
+    parser.add_argument("--checkpoint", required=True, metavar="DIR")
+    parser.add_argument("--prompt", default="", help="text to continue (default: a new line)")
+    parser.add_argument("--length", type=int, default=300, help="characters to generate")
+    parser.add_argument("--temperature", type=float, default=0.8, help="0 means greedy")
+    parser.add_argument("--top-k", type=int, help="sample among the k most probable")
+    parser.add_argument("--top-p", type=float, help="sample within the nucleus of mass p")
+    parser.add_argument("--seed", type=int, help="make sampling repeatable")
+    parser.add_argument("--beam", type=int, metavar="WIDTH", help="beam search of this width")
+    parser.add_argument("--unknown", choices=("error", "skip"), default="error",
+                        help="prompt characters the model never saw: fail (default) or drop")
+    parser.add_argument("--which", choices=("best", "last"), default="best")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    parser.set_defaults(handler=run_generate)
+
+
+def run_generate(args) -> int:
+    from rnnkit.tasks.lm.generate import generate, generate_beam
+    from rnnkit.tasks.lm.task import load_lm
+
+    loaded = load_lm(args.checkpoint, which=args.which)
+    if args.beam is not None:
+        if args.top_k is not None or args.top_p is not None:
+            raise ValueError("--beam searches for the most probable text; drop --top-k/--top-p")
+        text = generate_beam(loaded, args.prompt, length=args.length, beam_width=args.beam,
+                             unknown=args.unknown)
+        if not args.json:
+            print(args.prompt + text)
+    else:
+        stream = generate(loaded, args.prompt, length=args.length, temperature=args.temperature,
+                          top_k=args.top_k, top_p=args.top_p, seed=args.seed,
+                          unknown=args.unknown)
+        pieces = []
+        if not args.json:
+            print(args.prompt, end="", flush=True)
+        for piece in stream:
+            pieces.append(piece)
+            if not args.json:
+                print(piece, end="", flush=True)
+        if not args.json:
+            print()
+        text = "".join(pieces)
+    if args.json:
+        print(json.dumps({"checkpoint": str(loaded.checkpoint), "prompt": args.prompt,
+                          "text": text, "seed": args.seed, "beam": args.beam,
+                          "temperature": args.temperature}, indent=2))
+    return 0
+
+
+def add_train(commands) -> None:
+    parser = commands.add_parser("train", help="train a model for a task (lm)",
+                                 description="Train a model for one of rnnkit's tasks.")
+    tasks = parser.add_subparsers(title="tasks", metavar="TASK")
+    add_train_lm(tasks)
+    parser.set_defaults(handler=lambda args: (parser.print_help(), 2)[1])
+

@@ -1,0 +1,1 @@
+"""Character language modelling and text generation (``rnnkit train lm``, ``generate``)."""

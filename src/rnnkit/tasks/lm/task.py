@@ -1,0 +1,208 @@
+"""Character language modelling: train, evaluate, and load a model back from its checkpoint.
+
+Quality is measured in bits per character on held-out text, ``bpc = mean(-log2 p(x_t | x_<t))``,
+the number a compressor would need per character with the model as its probability model;
+perplexity is ``2 ** bpc``. The text is split contiguously 90/5/5 (train/validation/test) so
+the test text is unseen, and the split is recorded with every result.
+"""
+
+from __future__ import annotations
+
+import bz2
+import lzma
+import math
+import time
+import zlib
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch.nn import functional as F
+
+from rnnkit.data.text import CharVocabulary, TextSplit, load_corpus, split_text
+from rnnkit.training import (
+    CheckpointError, ContiguousBatches, StepOutput, TrainConfig, Trainer, config_from_dict,
+    load_checkpoint,
+)
+
+from .model import CharLanguageModel, ModelConfig
+
+TASK = "lm"
+
+
+@dataclass
+class DataConfig:
+    corpus: str = "kjv"  #: "kjv" (built in) or a UTF-8 file or folder
+    batch_size: int = 64  #: parallel rows of the text (B)
+    window: int = 128  #: truncated-BPTT length (T)
+    random_length: bool = False  #: jitter the window length per batch (Merity et al. 2017)
+    eval_rows: int = 8  #: rows the validation/test text is read in, side by side
+    eval_window: int = 256
+
+
+def _default_train() -> TrainConfig:
+    return TrainConfig(learning_rate=3e-3, warmup_steps=100, eval_every=250, minutes=10.0)
+
+
+@dataclass
+class LMConfig:
+    """Everything a language-model run needs; saved resolved beside every checkpoint."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=_default_train)
+
+
+@dataclass
+class PreparedData:
+    split: TextSplit
+    vocabulary: CharVocabulary
+    source: str
+
+
+def prepare_data(config: DataConfig, vocabulary: CharVocabulary | None = None) -> PreparedData:
+    """Load the corpus, split it 90/5/5, and build (or reuse) the character vocabulary."""
+    corpus = load_corpus(config.corpus)
+    split = split_text(corpus.text)
+    # The vocabulary comes from the training text only; a character that first appears in the
+    # validation or test text would be unknown to the model (reported by encode).
+    vocabulary = vocabulary or CharVocabulary.from_text(split.train)
+    return PreparedData(split, vocabulary, corpus.source)
+
+
+def _encode_heldout(vocabulary: CharVocabulary, text: str, what: str) -> torch.Tensor:
+    unknown = vocabulary.unknown_characters(text)
+    if unknown:
+        # Characters never seen in training cannot be scored; they are dropped and said so.
+        import logging
+
+        logging.getLogger("rnnkit.tasks").warning(
+            "%d distinct characters of the %s text are not in the vocabulary (%s); they are "
+            "skipped when scoring", len(unknown), what, "".join(unknown[:10]).__repr__())
+    return vocabulary.encode(text, unknown="skip")
+
+
+def bits_per_character(model: CharLanguageModel, tokens: torch.Tensor, *, rows: int,
+                       window: int, device: str = "cpu") -> dict:
+    """Mean -log2 p over a held-out token stream, read as ``rows`` side-by-side rows.
+
+    The state is carried from window to window within each row (as in training), so every
+    character is scored with all the context before it in its row.
+    """
+    rows = max(1, min(rows, tokens.numel() // 2))
+    columns = tokens.numel() // rows
+    stream = tokens[: rows * columns].reshape(rows, columns).to(device)
+    total_nats, count, state = 0.0, 0, None
+    with torch.no_grad():
+        for start in range(0, columns - 1, window):
+            stop = min(start + window, columns - 1)
+            logits, state = model(stream[:, start:stop], state)
+            targets = stream[:, start + 1: stop + 1]
+            total_nats += F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(),
+                                          targets.reshape(-1), reduction="sum").item()
+            count += targets.numel()
+    loss = total_nats / max(count, 1)
+    bpc = loss / math.log(2)
+    return {"loss": loss, "bpc": bpc, "perplexity": 2.0 ** bpc, "characters": count}
+
+
+def compressor_bars(text: str) -> dict:
+    """Bits per character of zlib-9, bzip2-9 and xz-9e on ``text`` (UTF-8 bytes)."""
+    data = text.encode("utf-8")
+    sizes = {"zlib-9": len(zlib.compress(data, 9)), "bzip2-9": len(bz2.compress(data, 9)),
+             "xz-9e": len(lzma.compress(data, preset=9 | lzma.PRESET_EXTREME))}
+    return {name: 8.0 * size / len(text) for name, size in sizes.items()}
+
+
+def _lm_loss(model: CharLanguageModel, window, carry) -> StepOutput:
+    if window.starts_epoch:
+        carry = None  # a new pass over the text starts from a fresh state
+    logits, carry = model(window.inputs, carry)
+    loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), window.targets.reshape(-1))
+    return StepOutput(loss, carry, window.targets.numel())
+
+
+def train_lm(config: LMConfig, run_dir: str | Path, *, resume: bool = False,
+             notify: Callable[[str], None] = print) -> dict:
+    """Train a character model; returns the run summary with validation and test bpc."""
+    run_dir = Path(run_dir)
+    data = prepare_data(config.data)
+    device = config.train.device
+    train_tokens = data.vocabulary.encode(data.split.train).to(device)
+    valid_tokens = _encode_heldout(data.vocabulary, data.split.validation, "validation")
+    batches = ContiguousBatches(train_tokens, config.data.batch_size, config.data.window,
+                                random_length=config.data.random_length, seed=config.train.seed)
+    torch.manual_seed(config.train.seed)  # the same initial weights for the same seed
+    model = CharLanguageModel(len(data.vocabulary), config.model)
+    meta = {"task": TASK, "config": asdict(config), "vocabulary": data.vocabulary.to_list(),
+            "corpus": data.source, "split": data.split.describe(),
+            "title": f"{config.model.cell.upper()} H={config.model.hidden_size} "
+                     f"x{config.model.layers} on {config.data.corpus}"}
+    evaluate = lambda m: bits_per_character(  # noqa: E731
+        m, valid_tokens, rows=config.data.eval_rows, window=config.data.eval_window, device=device)
+    trainer = Trainer(model, config.train, batches=batches, loss_fn=_lm_loss,
+                      evaluate_fn=evaluate, run_dir=run_dir, meta=meta, notify=notify)
+    if resume:
+        step = trainer.resume(run_dir)
+        notify(f"resuming from step {step} ({trainer.elapsed / 60:.1f} min trained)")
+    parameters = sum(p.numel() for p in model.parameters())
+    notify(f"corpus {data.source}: {len(data.split.train):,} training characters, vocabulary "
+           f"{len(data.vocabulary)}; model {meta['title']} ({parameters / 1e6:.2f} M parameters)")
+    result = trainer.fit()
+    best = load_checkpoint(run_dir, which="best")
+    model.load_state_dict(best.model_state)
+    model.eval()
+    test_tokens = _encode_heldout(data.vocabulary, data.split.test, "test")
+    test = bits_per_character(model, test_tokens, rows=config.data.eval_rows,
+                              window=config.data.eval_window, device=device)
+    return {
+        "task": TASK, "status": result.status, "steps": result.steps,
+        "epochs": round(result.epochs, 3), "train_seconds": round(result.seconds, 1),
+        "best_step": result.best_step, "validation": result.best_validation, "test": test,
+        "skipped_steps": result.skipped_steps, "corpus": data.source, "split": meta["split"],
+        "parameters": parameters, "run_dir": str(run_dir), "checkpoint": str(best.path),
+        "config": asdict(config),
+    }
+
+
+@dataclass
+class LoadedModel:
+    model: CharLanguageModel
+    vocabulary: CharVocabulary
+    config: LMConfig
+    checkpoint: Path
+    step: int
+
+
+def load_lm(path: str | Path, *, which: str = "best", device: str = "cpu") -> LoadedModel:
+    """A trained character model and its vocabulary from a run folder or checkpoint."""
+    checkpoint = load_checkpoint(path, which=which)
+    if checkpoint.meta.get("task") != TASK:
+        raise CheckpointError(f"{checkpoint.path} is a {checkpoint.meta.get('task')!r} "
+                              f"checkpoint, not a language model")
+    config = config_from_dict(LMConfig, checkpoint.meta["config"])
+    vocabulary = CharVocabulary.from_list(checkpoint.meta["vocabulary"])
+    model = CharLanguageModel(len(vocabulary), config.model)
+    model.load_state_dict(checkpoint.model_state)
+    model.to(device).eval()
+    return LoadedModel(model, vocabulary, config, checkpoint.path, checkpoint.step)
+
+
+def evaluate_lm(path: str | Path, *, corpus: str | None = None, split: str = "test",
+                which: str = "best") -> dict:
+    """Bits per character of a checkpoint on a split of its corpus (or of another corpus)."""
+    if split not in ("validation", "test", "train"):
+        raise ValueError(f"split must be 'train', 'validation' or 'test'; got {split!r}")
+    loaded = load_lm(path, which=which)
+    data_config = loaded.config.data
+    if corpus is not None:
+        data_config = DataConfig(**{**asdict(data_config), "corpus": corpus})
+    data = prepare_data(data_config, vocabulary=loaded.vocabulary)
+    start = time.perf_counter()
+    tokens = _encode_heldout(loaded.vocabulary, getattr(data.split, split), split)
+    metrics = bits_per_character(loaded.model, tokens, rows=data_config.eval_rows,
+                                 window=data_config.eval_window)
+    return {"task": TASK, "checkpoint": str(loaded.checkpoint), "step": loaded.step,
+            "corpus": data.source, "split": split, **metrics,
+            "seconds": round(time.perf_counter() - start, 2)}

@@ -1,0 +1,301 @@
+"""Checkpoints that survive crashes: safetensors tensors + JSON, written atomically.
+
+Layout of a run directory's ``checkpoints/`` folder::
+
+    checkpoints/
+      index.json               {"last": "step-00001200", "best": "step-00001000", "steps": {...}}
+      step-00001200/
+        model.safetensors      the model's state_dict
+        state.safetensors      every other tensor: optimizer moments, RNG states, carried state
+        checkpoint.json        config, vocabulary, step, optimizer/scheduler structure, and the
+                               SHA-256 of both tensor files
+
+Why this is safe against a crash at any instant: a checkpoint is assembled in a hidden
+temporary folder, every file is fsynced, and the folder is renamed into place in one step;
+``index.json`` is replaced the same way (temp file, fsync, rename) only after that. A reader
+verifies the checksums and, for ``which="last"``, falls back to the newest checkpoint that is
+intact, so a half-written or damaged checkpoint is never loaded and never replaces a good one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+log = logging.getLogger("rnnkit.training")
+
+CHECKPOINTS = "checkpoints"
+INDEX = "index.json"
+META = "checkpoint.json"
+MODEL_FILE = "model.safetensors"
+STATE_FILE = "state.safetensors"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, damaged or does not fit the model."""
+
+
+def _fsync_directory(directory: Path) -> None:
+    # Makes the rename itself durable; not every platform can open a directory.
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix.
+
+    The bytes go to a temporary file in the same folder, are flushed and fsynced, and the
+    file is renamed over ``path`` (``os.replace`` is atomic on POSIX and Windows).
+    """
+    path = Path(path)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(handle, "wb") as file:
+            file.write(data)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        if os.path.exists(temporary):
+            os.unlink(temporary)
+        raise
+    _fsync_directory(path.parent)
+
+
+# --- nested structures (optimizer state, RNG state, carried hidden state) -> JSON + tensors ----
+
+def flatten_tensors(value: Any, tensors: dict[str, torch.Tensor], path: str = "") -> Any:
+    """A JSON-able skeleton of ``value`` with each tensor moved into ``tensors``.
+
+    Handles dicts (any key type), lists, tuples, NamedTuples and plain scalars, which covers
+    torch optimizer and RNG states.
+    """
+    if isinstance(value, torch.Tensor):
+        key = path or "tensor"
+        tensors[key] = value.detach().cpu().contiguous().clone()
+        return {"__tensor__": key}
+    if isinstance(value, tuple) and hasattr(value, "_fields"):
+        # NamedTuples (e.g. LSTMState) are stored as their type name and fields; rebuilding them
+        # needs the type, which the caller passes to unflatten_tensors.
+        return {"__namedtuple__": type(value).__name__,
+                "fields": [flatten_tensors(v, tensors, f"{path}.{name}")
+                           for name, v in zip(value._fields, value)]}
+    if isinstance(value, tuple):
+        return {"__tuple__": [flatten_tensors(v, tensors, f"{path}.{i}")
+                              for i, v in enumerate(value)]}
+    if isinstance(value, list):
+        return [flatten_tensors(v, tensors, f"{path}.{i}") for i, v in enumerate(value)]
+    if isinstance(value, dict):
+        return {"__items__": [[key, flatten_tensors(v, tensors, f"{path}.{key}")]
+                              for key, v in value.items()]}
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    raise TypeError(f"cannot store a {type(value).__name__} in a checkpoint ({path or 'value'})")
+
+
+def unflatten_tensors(skeleton: Any, tensors: dict[str, torch.Tensor],
+                      namedtuples: dict[str, type] | None = None) -> Any:
+    """Inverse of :func:`flatten_tensors`; ``namedtuples`` maps type names to the types."""
+    namedtuples = namedtuples or {}
+    if isinstance(skeleton, list):
+        return [unflatten_tensors(v, tensors, namedtuples) for v in skeleton]
+    if isinstance(skeleton, dict):
+        if "__tensor__" in skeleton:
+            return tensors[skeleton["__tensor__"]]
+        if "__tuple__" in skeleton:
+            return tuple(unflatten_tensors(v, tensors, namedtuples) for v in skeleton["__tuple__"])
+        if "__namedtuple__" in skeleton:
+            fields = [unflatten_tensors(v, tensors, namedtuples) for v in skeleton["fields"]]
+            kind = namedtuples.get(skeleton["__namedtuple__"])
+            return kind(*fields) if kind is not None else tuple(fields)
+        if "__items__" in skeleton:
+            return {key: unflatten_tensors(v, tensors, namedtuples)
+                    for key, v in skeleton["__items__"]}
+    return skeleton
+
+
+# --- saving --------------------------------------------------------------------------------
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def checkpoint_name(step: int) -> str:
+    return f"step-{step:08d}"
+
+
+def read_index(run_dir: Path) -> dict:
+    path = run_dir / CHECKPOINTS / INDEX
+    if not path.is_file():
+        return {"last": None, "best": None}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except ValueError:
+        # A damaged index is rebuilt from the folders themselves (see _candidates).
+        return {"last": None, "best": None}
+
+
+def save_checkpoint(run_dir: str | os.PathLike, step: int, *, model_state: dict,
+                    train_state: dict, meta: dict, best: bool = False,
+                    keep_last: int = 3) -> Path:
+    """Write checkpoint ``step-<step>`` atomically, update the index, prune old ones.
+
+    ``model_state`` is a model ``state_dict``; ``train_state`` any nested structure of tensors
+    and scalars (optimizer, RNG, carried state); ``meta`` JSON-able (config, vocabulary).
+    ``keep_last`` newest checkpoints are kept, and the best one in any case.
+    """
+    run_dir = Path(run_dir)
+    folder = run_dir / CHECKPOINTS
+    folder.mkdir(parents=True, exist_ok=True)
+    name = checkpoint_name(step)
+
+    from safetensors.torch import save as tensors_to_bytes
+
+    # Tied weights share storage, which safetensors refuses; a copy per key is simplest.
+    model_bytes = tensors_to_bytes({key: value.detach().cpu().contiguous().clone()
+                                    for key, value in model_state.items()})
+    state_tensors: dict[str, torch.Tensor] = {}
+    skeleton = flatten_tensors(train_state, state_tensors)
+    state_bytes = tensors_to_bytes(state_tensors)
+    record = {
+        "format": FORMAT_VERSION, "step": step, "meta": meta, "train_state": skeleton,
+        "sha256": {MODEL_FILE: _sha256(model_bytes), STATE_FILE: _sha256(state_bytes)},
+    }
+    staging = Path(tempfile.mkdtemp(dir=folder, prefix=f".{name}."))
+    try:
+        for filename, data in ((MODEL_FILE, model_bytes), (STATE_FILE, state_bytes),
+                               (META, json.dumps(record, indent=1).encode("utf-8"))):
+            with open(staging / filename, "wb") as file:
+                file.write(data)
+                file.flush()
+                os.fsync(file.fileno())
+        _fsync_directory(staging)
+        target = folder / name
+        if target.exists():  # the same step saved again (e.g. Ctrl-C right after an eval)
+            shutil.rmtree(target)
+        os.replace(staging, target)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _fsync_directory(folder)
+
+    index = read_index(run_dir)
+    index["last"] = name
+    if best:
+        index["best"] = name
+    atomic_write(folder / INDEX, json.dumps(index, indent=1).encode("utf-8"))
+    _prune(folder, keep=max(1, keep_last), protect={index["last"], index.get("best")})
+    return target
+
+
+def _prune(folder: Path, keep: int, protect: set) -> None:
+    names = sorted(p.name for p in folder.glob("step-*") if p.is_dir())
+    for old in names[:-keep]:
+        if old not in protect:
+            shutil.rmtree(folder / old, ignore_errors=True)
+    # Staging folders of a crashed save are garbage.
+    for stale in folder.glob(".step-*"):
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+# --- loading --------------------------------------------------------------------------------
+
+@dataclass
+class Checkpoint:
+    """A verified checkpoint: where it is, its tensors and its JSON record."""
+
+    path: Path
+    step: int
+    model_state: dict[str, torch.Tensor]
+    train_state: Any
+    meta: dict
+
+
+def _read_checkpoint(path: Path, namedtuples) -> Checkpoint:
+    from safetensors.torch import load as tensors_from_bytes
+
+    meta_path = path / META
+    if not meta_path.is_file():
+        raise CheckpointError(f"{path} is not a checkpoint (no {META})")
+    try:
+        record = json.loads(meta_path.read_text(encoding="utf-8"))
+        blobs = {name: (path / name).read_bytes() for name in (MODEL_FILE, STATE_FILE)}
+    except (OSError, ValueError) as error:
+        raise CheckpointError(f"checkpoint {path} is damaged ({error})") from None
+    for name, data in blobs.items():
+        if record.get("sha256", {}).get(name) != _sha256(data):
+            raise CheckpointError(f"checkpoint {path} is damaged ({name} does not match its "
+                                  f"checksum)")
+    if record.get("format") != FORMAT_VERSION:
+        raise CheckpointError(f"checkpoint {path} has format {record.get('format')}; this "
+                              f"rnnkit reads format {FORMAT_VERSION}")
+    state_tensors = tensors_from_bytes(blobs[STATE_FILE])
+    return Checkpoint(
+        path=path, step=int(record["step"]), model_state=tensors_from_bytes(blobs[MODEL_FILE]),
+        train_state=unflatten_tensors(record["train_state"], state_tensors, namedtuples),
+        meta=record["meta"],
+    )
+
+
+def _candidates(folder: Path, which: str) -> list[Path]:
+    """Checkpoint folders to try, best guess first."""
+    index = read_index(folder.parent)
+    preferred = index.get(which)
+    everything = sorted((p for p in folder.glob("step-*") if p.is_dir()), reverse=True)
+    first = [folder / preferred] if preferred and (folder / preferred).is_dir() else []
+    if which == "best":
+        return first or everything[:1]
+    return first + [p for p in everything if p not in first]
+
+
+def load_checkpoint(path: str | os.PathLike, *, which: str = "last",
+                    namedtuples: dict[str, type] | None = None) -> Checkpoint:
+    """Load and verify a checkpoint.
+
+    ``path`` is a run directory (``--out`` of a training run), its ``checkpoints/`` folder, or
+    one ``step-*`` folder. ``which`` picks ``"last"`` (falling back to older intact checkpoints
+    when the newest is damaged, with a warning) or ``"best"`` (by validation loss).
+    """
+    if which not in ("last", "best"):
+        raise ValueError(f"which must be 'last' or 'best'; got {which!r}")
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"checkpoint path {str(path)!r} does not exist; pass the --out "
+                              f"folder of a training run or one of its checkpoints")
+    if (path / META).is_file():
+        return _read_checkpoint(path, namedtuples)
+    folder = path if path.name == CHECKPOINTS else path / CHECKPOINTS
+    candidates = _candidates(folder, which) if folder.is_dir() else []
+    if not candidates:
+        raise CheckpointError(f"no checkpoint found in {str(path)!r}; pass the --out folder of "
+                              f"a training run or one of its checkpoints")
+    problems = []
+    for candidate in candidates:
+        try:
+            checkpoint = _read_checkpoint(candidate, namedtuples)
+        except CheckpointError as error:
+            problems.append(str(error))
+            continue
+        for problem in problems:
+            log.warning("skipping %s; using %s", problem, candidate.name)
+        return checkpoint
+    raise CheckpointError(f"no intact checkpoint in {str(path)!r}: {problems[0]}")

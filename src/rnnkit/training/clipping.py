@@ -1,0 +1,31 @@
+"""Gradient clipping by global norm, the standard cure for exploding gradients in RNNs.
+
+    g <- g * min(1, max_norm / ||g||),   ||g|| = sqrt(sum over all parameters of ||g_p||^2)
+
+(Pascanu et al. 2013). The norm before clipping is returned because it is the quantity worth
+logging: a norm that keeps hitting the threshold, or spikes, is the first sign of trouble.
+"""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+import torch
+
+
+def clip_gradients(parameters: Iterable[torch.nn.Parameter], max_norm: float | None) -> float:
+    """Clip the gradients in place to global norm ``max_norm`` (None: do not clip).
+
+    Returns the global norm before clipping (``inf`` or ``nan`` when a gradient is not finite,
+    in which case nothing is scaled).
+    """
+    grads = [p.grad for p in parameters if p.grad is not None]
+    if not grads:
+        return 0.0
+    norm = torch.nn.utils.get_total_norm(grads)
+    if max_norm is not None and torch.isfinite(norm):
+        if max_norm <= 0:
+            raise ValueError(f"max_norm must be positive (or None to turn clipping off); "
+                             f"got {max_norm}")
+        torch.nn.utils.clip_grads_with_norm_(grads, max_norm, norm)
+    return float(norm)

@@ -1,0 +1,185 @@
+"""Configs as dataclasses: loaded from a JSON/TOML file, overridden with dotted ``key=value``.
+
+Every task describes its settings as (nested) dataclasses. This module turns them into plain
+dicts for checkpoints and back, and applies overrides such as ``model.hidden_size=512`` or
+``train.minutes=15`` from a file or the command line. Unknown keys are errors, not silently
+ignored, because a misspelt option that does nothing is the worst kind of bug in a training run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import types
+import typing
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config file or override that does not fit the config's dataclass."""
+
+
+def config_to_dict(config) -> dict:
+    """A JSON-able dict of a (nested) dataclass config."""
+    return dataclasses.asdict(config)
+
+
+def _field_types(cls) -> dict[str, Any]:
+    # get_type_hints resolves the string annotations that `from __future__ import annotations`
+    # leaves behind.
+    hints = typing.get_type_hints(cls)
+    return {field.name: hints[field.name] for field in dataclasses.fields(cls)}
+
+
+def _strip_optional(kind):
+    """``int | None`` -> (int, True); ``int`` -> (int, False)."""
+    origin = typing.get_origin(kind)
+    if origin in (typing.Union, types.UnionType):
+        members = [m for m in typing.get_args(kind) if m is not type(None)]
+        if len(members) == 1:
+            return members[0], True
+    return kind, False
+
+
+def _coerce(value, kind, key: str):
+    """Check ``value`` (from JSON or a parsed override) against the field type ``kind``."""
+    kind, optional = _strip_optional(kind)
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"config key {key!r} cannot be null")
+    if dataclasses.is_dataclass(kind):
+        if not isinstance(value, dict):
+            raise ConfigError(f"config key {key!r} is a section; give a table of its keys, "
+                              f"not {value!r}")
+        return config_from_dict(kind, value, prefix=f"{key}.")
+    origin = typing.get_origin(kind)
+    if origin is typing.Literal:
+        choices = typing.get_args(kind)
+        if value not in choices:
+            raise ConfigError(f"config key {key!r} must be one of {list(choices)}; got {value!r}")
+        return value
+    if origin in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"config key {key!r} must be a list; got {value!r}")
+        item_kinds = typing.get_args(kind)
+        if origin is tuple and item_kinds and item_kinds[-1] is not Ellipsis:
+            if len(value) != len(item_kinds):
+                raise ConfigError(f"config key {key!r} needs {len(item_kinds)} values; "
+                                  f"got {len(value)}")
+            return tuple(_coerce(v, k, key) for v, k in zip(value, item_kinds))
+        item_kind = item_kinds[0] if item_kinds else Any
+        items = [_coerce(v, item_kind, key) for v in value]
+        return tuple(items) if origin is tuple else items
+    if kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key {key!r} must be true or false; got {value!r}")
+        return value
+    if kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key {key!r} must be an integer; got {value!r}")
+        return value
+    if kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key {key!r} must be a number; got {value!r}")
+        return float(value)
+    if kind is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"config key {key!r} must be a string; got {value!r}")
+        return value
+    return value
+
+
+def config_from_dict(cls: type[T], values: dict, *, prefix: str = "") -> T:
+    """Build dataclass ``cls`` from ``values``; missing keys keep their defaults."""
+    kinds = _field_types(cls)
+    try:
+        # Start from the class's own defaults, so that a nested section keeps the defaults its
+        # parent chose (a task's TrainConfig) when only some of its keys are given.
+        values = _merged(config_to_dict(cls()), values)
+    except TypeError:  # a dataclass with required fields has no defaults to start from
+        pass
+    unknown = sorted(set(values) - set(kinds))
+    if unknown:
+        raise ConfigError(
+            f"unknown config key {prefix}{unknown[0]!r}; valid keys here: "
+            f"{', '.join(prefix + k for k in kinds)}"
+        )
+    return cls(**{name: _coerce(value, kinds[name], prefix + name)
+                  for name, value in values.items()})
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"model.hidden_size=512"`` -> (["model", "hidden_size"], 512).
+
+    The value is read as JSON when it parses (numbers, true/false, null, lists, quoted strings)
+    and as a bare string otherwise, so ``cell=gru`` and ``cell="gru"`` both work.
+    """
+    key, sep, raw = text.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"override {text!r} must look like key=value, e.g. train.minutes=15")
+    try:
+        value = json.loads(raw)
+    except json.JSONDecodeError:
+        value = raw
+    return key.strip().split("."), value
+
+
+def _set_nested(values: dict, path: list[str], value) -> None:
+    for part in path[:-1]:
+        values = values.setdefault(part, {})
+        if not isinstance(values, dict):
+            raise ConfigError(f"cannot set {'.'.join(path)}: {part!r} is not a section")
+    values[path[-1]] = value
+
+
+def read_config_file(path: str | os.PathLike) -> dict:
+    """A JSON (``.json``) or TOML (``.toml``) config file as a dict."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {str(path)!r} does not exist")
+    text = path.read_text(encoding="utf-8")
+    try:
+        if path.suffix == ".toml":
+            import tomllib  # Python >= 3.11
+
+            return tomllib.loads(text)
+        values = json.loads(text)
+    except ImportError:
+        raise ConfigError("TOML config files need Python >= 3.11; use a .json file") from None
+    except ValueError as error:
+        raise ConfigError(f"config file {str(path)!r} is not valid "
+                          f"{'TOML' if path.suffix == '.toml' else 'JSON'}: {error}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"config file {str(path)!r} must hold a table of keys")
+    return values
+
+
+def resolve_config(cls: type[T], *, base: dict | None = None, file: str | None = None,
+                   overrides: list[str] = ()) -> T:
+    """``cls`` defaults, then ``base`` (e.g. from a checkpoint), then a file, then overrides."""
+    values = json.loads(json.dumps(base)) if base else {}
+    if file is not None:
+        _merge(values, read_config_file(file))
+    for text in overrides:
+        path, value = parse_override(text)
+        _set_nested(values, path, value)
+    return config_from_dict(cls, values)
+
+
+def _merged(base: dict, update: dict) -> dict:
+    result = json.loads(json.dumps(base))
+    _merge(result, update)
+    return result
+
+
+def _merge(into: dict, update: dict) -> None:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value

@@ -1,0 +1,79 @@
+"""Metrics of a run: one JSON object per line in ``metrics.jsonl``, and a PNG of the curves.
+
+Records look like ``{"split": "train", "step": 100, "loss": 1.9, "lr": 0.002, ...}`` and
+``{"split": "validation", "step": 500, "loss": 1.2, ...}``. A resumed run first drops the
+records past the checkpoint it resumes from, so the file reads as one uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+
+log = logging.getLogger("rnnkit.training")
+
+
+class MetricsLog:
+    """Appends records to a JSON-lines file, flushing each one (a crash loses nothing)."""
+
+    def __init__(self, path: str | os.PathLike) -> None:
+        self.path = Path(path)
+
+    def truncate_after(self, step: int) -> None:
+        """Drop records with ``step`` greater than ``step`` (resuming from that step)."""
+        if not self.path.exists():
+            return
+        kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
+                if line.strip() and _step_of(line) <= step]
+        self.path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+
+    def write(self, record: dict) -> None:
+        with open(self.path, "a", encoding="utf-8") as file:
+            file.write(json.dumps(record) + "\n")
+
+    def read(self) -> list[dict]:
+        if not self.path.exists():
+            return []
+        return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines()
+                if line.strip()]
+
+
+def _step_of(line: str) -> int:
+    try:
+        return int(json.loads(line).get("step", 0))
+    except ValueError:
+        return 1 << 62  # a torn last line from a crash: drop it
+
+
+def plot_curves(records: list[dict], path: str | os.PathLike, *, title: str = "",
+                unit: str = "loss") -> Path | None:
+    """Training and validation loss against step, saved as a PNG; None without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only; never opens a window
+        from matplotlib import pyplot
+    except ImportError:
+        log.info("matplotlib is not installed, so no plot of the curves was written; "
+                 "pip install 'rnnkit[plot]' adds it")
+        return None
+    figure, axes = pyplot.subplots(figsize=(7, 4), dpi=110)
+    for split, style in (("train", dict(alpha=0.6, linewidth=1)),
+                         ("validation", dict(marker="o", markersize=3, linewidth=1.5))):
+        points = [(r["step"], r[unit]) for r in records if r.get("split") == split and unit in r]
+        if points:
+            steps, values = zip(*points)
+            axes.plot(steps, values, label=split, **style)
+    axes.set_xlabel("optimizer step")
+    axes.set_ylabel(unit)
+    axes.grid(alpha=0.3)
+    axes.legend()
+    if title:
+        axes.set_title(title)
+    figure.tight_layout()
+    path = Path(path)
+    figure.savefig(path)
+    pyplot.close(figure)
+    return path

@@ -1,0 +1,50 @@
+"""Learning-rate schedules: linear warmup, then cosine, step or constant decay.
+
+The schedule is a pure function of the step and of the run's progress in [0, 1], where
+progress is the larger of ``step / max_steps`` and ``elapsed / time budget``. That lets one
+definition serve step-limited runs and "the best model in 10 minutes" runs, and makes resuming
+exact: nothing but the step and the elapsed time needs saving.
+
+    warmup:    lr(s) = lr_max * (s + 1) / warmup_steps              for s < warmup_steps
+    cosine:    lr(p) = lr_min + (lr_max - lr_min) * (1 + cos(pi p)) / 2
+    step:      lr(p) = lr_max * gamma ** (number of milestones <= p)
+    constant:  lr(p) = lr_max
+with ``lr_min = lr_max * min_lr_ratio``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class LearningRateSchedule:
+    peak: float
+    warmup_steps: int = 0
+    decay: str = "cosine"  #: "cosine", "step" or "constant"
+    min_lr_ratio: float = 0.05
+    gamma: float = 0.3  #: step decay factor at each milestone
+    milestones: tuple[float, ...] = (0.6, 0.85)  #: progress fractions of the step decay
+
+    def __post_init__(self) -> None:
+        if self.decay not in ("cosine", "step", "constant"):
+            raise ValueError(f"decay must be 'cosine', 'step' or 'constant'; got {self.decay!r}")
+        if not self.peak > 0:
+            raise ValueError(f"learning rate must be positive; got {self.peak}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0; got {self.warmup_steps}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"min_lr_ratio must be in [0, 1]; got {self.min_lr_ratio}")
+
+    def __call__(self, step: int, progress: float) -> float:
+        """Learning rate for optimizer step ``step`` (0-based) at ``progress`` in [0, 1]."""
+        progress = min(max(progress, 0.0), 1.0)
+        if step < self.warmup_steps:
+            return self.peak * (step + 1) / self.warmup_steps
+        if self.decay == "cosine":
+            low = self.peak * self.min_lr_ratio
+            return low + (self.peak - low) * 0.5 * (1.0 + math.cos(math.pi * progress))
+        if self.decay == "step":
+            return self.peak * self.gamma ** sum(progress >= m for m in self.milestones)
+        return self.peak

@@ -1,0 +1,366 @@
+"""The training loop every task uses: model-agnostic, resumable, budgeted in steps or minutes.
+
+A task hands the :class:`Trainer` its model, an endless stream of batches (with
+``state_dict``/``load_state_dict`` and ``epochs_done``), a ``loss_fn(model, batch, carry)`` that
+returns :class:`StepOutput` (the loss, the state to carry into the next batch, and how many
+tokens or samples the batch held) and an ``evaluate_fn(model)`` that returns validation metrics
+with a ``"loss"`` entry (lower is better). The trainer owns the rest: optimizer, warmup and
+decay, clipping, mixed precision, evaluation at an interval, early stopping, checkpoints,
+resume, Ctrl-C, non-finite losses, progress, metrics and the curves PNG.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import signal
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, NamedTuple
+
+import torch
+from torch import nn
+
+from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .clipping import clip_gradients
+from .metrics import MetricsLog, plot_curves
+from .progress import Progress
+from .schedule import LearningRateSchedule
+from .seeding import capture_rng_state, restore_rng_state, seed_everything
+from .tbptt import detach_state
+
+log = logging.getLogger("rnnkit.training")
+
+
+@dataclass
+class TrainConfig:
+    """How to train; any task's config holds one of these as its ``train`` section."""
+
+    optimizer: str = "adamw"  #: "adamw", "adam" or "sgd" (torch.optim)
+    learning_rate: float = 2e-3  #: peak learning rate, reached after the warmup
+    weight_decay: float = 0.01
+    momentum: float = 0.9  #: SGD only
+    warmup_steps: int = 100
+    decay: str = "cosine"  #: "cosine", "step" or "constant" (see rnnkit.training.schedule)
+    min_lr_ratio: float = 0.05  #: final learning rate of the cosine decay, relative to the peak
+    clip_norm: float | None = 1.0  #: global gradient-norm threshold; None turns clipping off
+    max_steps: int | None = None
+    max_epochs: float | None = None
+    minutes: float | None = None  #: wall-time budget for training, evaluations included
+    eval_every: int = 500  #: optimizer steps between validation passes (and checkpoints)
+    patience: int | None = None  #: stop after this many evaluations without improvement
+    keep_last: int = 3  #: checkpoints kept besides the best one
+    on_nonfinite: str = "stop"  #: a NaN/Inf loss or gradient: "stop" the run or "skip" the step
+    precision: str = "fp32"  #: "fp32", "bf16" (CPU or GPU autocast) or "fp16" (CUDA only)
+    device: str = "cpu"
+    seed: int = 0
+    log_every: int = 50  #: optimizer steps per training-metrics record
+    progress: bool = True  #: show a progress bar on stderr
+
+    def check(self) -> None:
+        if self.max_steps is None and self.max_epochs is None and self.minutes is None:
+            raise ValueError("set a limit for training: train.max_steps, train.max_epochs or "
+                             "train.minutes")
+        for name in ("max_steps", "max_epochs", "minutes", "eval_every", "log_every"):
+            value = getattr(self, name)
+            if value is not None and not value > 0:
+                raise ValueError(f"train.{name} must be positive; got {value}")
+        choices = {"optimizer": ("adamw", "adam", "sgd"), "on_nonfinite": ("stop", "skip"),
+                   "precision": ("fp32", "bf16", "fp16")}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                raise ValueError(f"train.{name} must be one of {allowed}; got "
+                                 f"{getattr(self, name)!r}")
+        if self.precision == "fp16" and not self.device.startswith("cuda"):
+            raise ValueError("train.precision=fp16 needs a CUDA device; use bf16 on the CPU")
+
+
+class StepOutput(NamedTuple):
+    loss: torch.Tensor  #: scalar, mean over the batch's tokens or samples
+    carry: Any  #: state handed to the next batch (None when nothing is carried)
+    count: int  #: tokens or samples in the batch, for the rate
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss or the gradient norm became NaN or infinite and the run was stopped."""
+
+
+@dataclass
+class TrainResult:
+    status: str  #: "completed", "time budget", "early stopping" or "interrupted"
+    steps: int
+    epochs: float
+    seconds: float
+    best_step: int | None
+    best_validation: dict | None
+    last_validation: dict | None
+    skipped_steps: int
+    run_dir: str
+    history: list = field(default_factory=list, repr=False)
+
+
+def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
+    params = [p for p in model.parameters() if p.requires_grad]
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(params, lr=config.learning_rate, momentum=config.momentum,
+                               weight_decay=config.weight_decay)
+    kind = torch.optim.AdamW if config.optimizer == "adamw" else torch.optim.Adam
+    return kind(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+
+
+class Trainer:
+    def __init__(self, model: nn.Module, config: TrainConfig, *, batches, loss_fn: Callable,
+                 evaluate_fn: Callable[[nn.Module], dict], run_dir: str | Path,
+                 meta: dict | None = None, state_types: dict[str, type] | None = None,
+                 notify: Callable[[str], None] | None = None) -> None:
+        config.check()
+        self.config = config
+        self.model = model.to(config.device)
+        self.batches = batches
+        self.loss_fn = loss_fn
+        self.evaluate_fn = evaluate_fn
+        self.run_dir = Path(run_dir)
+        self.meta = meta or {}
+        self.state_types = state_types or {}
+        self.notify = notify or log.info
+        self.optimizer = build_optimizer(model, config)
+        self.schedule = LearningRateSchedule(
+            config.learning_rate, config.warmup_steps, config.decay, config.min_lr_ratio)
+        self.scaler = (torch.amp.GradScaler("cuda") if config.precision == "fp16" else None)
+        self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
+        # Progress of the run; everything here goes into every checkpoint.
+        self.step = 0
+        self.elapsed = 0.0
+        self.carry = None
+        self.best_loss = math.inf
+        self.best_step: int | None = None
+        self.best_validation: dict | None = None
+        self.last_validation: dict | None = None
+        self.last_eval_step: int | None = None
+        self.evals_since_best = 0
+        self.skipped_steps = 0
+        self._interrupted = False
+        seed_everything(config.seed)
+
+    # --- checkpoints ------------------------------------------------------------------------
+
+    def _train_state(self) -> dict:
+        return {
+            "step": self.step, "elapsed": self.elapsed, "carry": self.carry,
+            "best_loss": self.best_loss, "best_step": self.best_step,
+            "best_validation": self.best_validation, "last_validation": self.last_validation,
+            "last_eval_step": self.last_eval_step, "evals_since_best": self.evals_since_best,
+            "skipped_steps": self.skipped_steps,
+            "optimizer": self.optimizer.state_dict(), "batches": self.batches.state_dict(),
+            "rng": capture_rng_state(), "train_config": asdict(self.config),
+        }
+
+    def save(self, *, best: bool = False) -> Path:
+        return save_checkpoint(self.run_dir, self.step, model_state=self.model.state_dict(),
+                               train_state=self._train_state(), meta=self.meta, best=best,
+                               keep_last=self.config.keep_last)
+
+    def resume(self, path: str | Path | None = None) -> int:
+        """Continue from the last intact checkpoint in ``path`` (default: this run's folder)."""
+        checkpoint = load_checkpoint(path or self.run_dir, which="last",
+                                     namedtuples=self.state_types)
+        try:
+            self.model.load_state_dict(checkpoint.model_state)
+        except RuntimeError as error:
+            first = str(error).strip().splitlines()
+            raise CheckpointError(f"checkpoint {checkpoint.path} does not fit this model "
+                                  f"({first[1].strip() if len(first) > 1 else first[0]})") from None
+        state = checkpoint.train_state
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.batches.load_state_dict(state["batches"])
+        restore_rng_state(state["rng"])
+        self.carry = state["carry"]
+        if self.carry is not None:
+            self.carry = torch.utils._pytree.tree_map(
+                lambda t: t.to(self.config.device) if isinstance(t, torch.Tensor) else t,
+                self.carry)
+        for name in ("step", "elapsed", "best_loss", "best_step", "best_validation",
+                     "last_validation", "last_eval_step", "evals_since_best",
+                     "skipped_steps"):
+            setattr(self, name, state[name])
+        self.metrics.truncate_after(self.step)
+        return self.step
+
+    # --- the loop ---------------------------------------------------------------------------
+
+    def _autocast(self):
+        if self.config.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.config.precision == "bf16" else torch.float16
+        return torch.autocast(torch.device(self.config.device).type, dtype=dtype)
+
+    def _progress_fraction(self) -> float:
+        fractions = [0.0]
+        if self.config.max_steps:
+            fractions.append(self.step / self.config.max_steps)
+        if self.config.max_epochs:
+            fractions.append(self.batches.epochs_done / self.config.max_epochs)
+        if self.config.minutes:
+            fractions.append(self.elapsed / (60.0 * self.config.minutes))
+        return min(max(fractions), 1.0)
+
+    def _limit_reached(self) -> str | None:
+        config = self.config
+        if config.max_steps is not None and self.step >= config.max_steps:
+            return "completed"
+        if config.max_epochs is not None and self.batches.epochs_done >= config.max_epochs:
+            return "completed"
+        if config.minutes is not None and self.elapsed >= 60.0 * config.minutes:
+            return "time budget"
+        return None
+
+    def _nonfinite(self, what: str, value: float) -> bool:
+        """Handle a NaN/Inf loss or gradient; True when the step is to be skipped."""
+        if self.config.on_nonfinite == "skip":
+            self.skipped_steps += 1
+            self.optimizer.zero_grad(set_to_none=True)
+            self.carry = None  # the carried state may be what went wrong
+            log.warning("step %d: %s is %s; step skipped (%d so far)", self.step + 1, what,
+                        value, self.skipped_steps)
+            return True
+        last = self.run_dir / "checkpoints"
+        raise NonFiniteLossError(
+            f"the {what} became {value} at step {self.step + 1} (learning rate "
+            f"{self.optimizer.param_groups[0]['lr']:.3g}); the run stopped and its last good "
+            f"checkpoint in {last} is untouched; lower train.learning_rate or train.clip_norm, "
+            f"or set train.on_nonfinite=skip"
+        )
+
+    def _train_step(self, batch) -> tuple[float, float, int] | None:
+        model, optimizer = self.model, self.optimizer
+        lr = self.schedule(self.step, self._progress_fraction())
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        with self._autocast():
+            output = self.loss_fn(model, batch, self.carry)
+        loss = float(output.loss.detach())
+        if not math.isfinite(loss):
+            if self._nonfinite("training loss", loss):
+                return None
+        optimizer.zero_grad(set_to_none=True)
+        if self.scaler is not None:
+            self.scaler.scale(output.loss).backward()
+            self.scaler.unscale_(optimizer)
+        else:
+            output.loss.backward()
+        norm = clip_gradients(model.parameters(), self.config.clip_norm)
+        if not math.isfinite(norm) and self.scaler is None:
+            if self._nonfinite("gradient norm", norm):
+                return None
+        if self.scaler is not None:
+            self.scaler.step(optimizer)
+            self.scaler.update()
+        else:
+            optimizer.step()
+        self.carry = detach_state(output.carry)
+        self.step += 1
+        return loss, norm, output.count
+
+    def _evaluate(self) -> dict:
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                metrics = dict(self.evaluate_fn(self.model))
+        finally:
+            self.model.train()
+        if "loss" not in metrics:
+            raise KeyError("evaluate_fn must return a dict with a 'loss' entry")
+        self.last_validation, self.last_eval_step = metrics, self.step
+        self.metrics.write({"split": "validation", "step": self.step,
+                            "epoch": round(self.batches.epochs_done, 4),
+                            "elapsed": round(self.elapsed, 2), **metrics})
+        improved = metrics["loss"] < self.best_loss
+        if improved:
+            self.best_loss, self.best_step, self.best_validation = metrics["loss"], self.step, metrics
+            self.evals_since_best = 0
+        else:
+            self.evals_since_best += 1
+        self.save(best=improved)
+        return metrics
+
+    def _on_interrupt(self, signum, frame) -> None:
+        if self._interrupted:  # a second Ctrl-C: the user wants out now
+            raise KeyboardInterrupt
+        self._interrupted = True
+
+    def fit(self) -> TrainResult:
+        """Train until a limit is reached, Ctrl-C, or early stopping; returns the summary."""
+        config = self.config
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        in_main_thread = threading.current_thread() is threading.main_thread()
+        previous_handler = signal.signal(signal.SIGINT, self._on_interrupt) if in_main_thread \
+            else None
+        budget = 60.0 * config.minutes if config.minutes else None
+        progress = Progress(total_steps=config.max_steps, budget_seconds=budget,
+                            start_step=self.step, start_seconds=self.elapsed,
+                            enabled=config.progress)
+        self.model.train()
+        status = None
+        window_loss, window_norm, window_count, window_steps = 0.0, 0.0, 0, 0
+        window_start = clock = time.perf_counter()
+        try:
+            while True:
+                status = self._limit_reached()
+                if status or self._interrupted:
+                    break
+                outcome = self._train_step(next(self.batches))
+                now = time.perf_counter()
+                self.elapsed += now - clock
+                clock = now
+                if outcome is None:
+                    continue
+                loss, norm, count = outcome
+                window_loss += loss
+                window_norm += norm
+                window_count += count
+                window_steps += 1
+                if self.step % config.log_every == 0 or self.step == config.max_steps:
+                    rate = window_count / max(now - window_start, 1e-9)
+                    record = {"split": "train", "step": self.step,
+                              "epoch": round(self.batches.epochs_done, 4),
+                              "loss": window_loss / window_steps,
+                              "grad_norm": window_norm / window_steps,
+                              "lr": self.optimizer.param_groups[0]["lr"],
+                              "per_second": round(rate, 1), "elapsed": round(self.elapsed, 2)}
+                    self.metrics.write(record)
+                    progress.update(step=self.step, seconds=self.elapsed,
+                                    loss=f"{record['loss']:.3f}", rate=f"{rate:,.0f}/s")
+                    window_loss, window_norm, window_count, window_steps = 0.0, 0.0, 0, 0
+                    window_start = now
+                if self.step % config.eval_every == 0:
+                    metrics = self._evaluate()
+                    progress.write(f"step {self.step}: validation "
+                                   + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+                    clock = time.perf_counter()
+                    self.elapsed += clock - now
+                    window_start = clock
+                    if config.patience is not None and self.evals_since_best >= config.patience:
+                        status = "early stopping"
+                        break
+            if self._interrupted:
+                status = "interrupted"
+                self.save()
+                self.notify(f"interrupted at step {self.step}; checkpoint saved, continue with "
+                            f"--resume {self.run_dir}")
+            elif self.last_eval_step != self.step:
+                self._evaluate()
+        finally:
+            progress.close()
+            if previous_handler is not None:
+                signal.signal(signal.SIGINT, previous_handler)
+        history = self.metrics.read()
+        plot_curves(history, self.run_dir / "curves.png", title=str(self.meta.get("title", "")))
+        return TrainResult(
+            status=status, steps=self.step, epochs=self.batches.epochs_done,
+            seconds=self.elapsed, best_step=self.best_step, best_validation=self.best_validation,
+            last_validation=self.last_validation, skipped_steps=self.skipped_steps,
+            run_dir=str(self.run_dir), history=history,
+        )

@@ -1,0 +1,374 @@
+"""Tests for rnnkit.runtime.sampling: each result is checked against an oracle written here
+(torch.topk, brute-force loops over probabilities, exhaustive search over all sequences)."""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import pytest
+import torch
+
+from rnnkit.runtime import BeamHypothesis, beam_search, filter_logits, sample_next
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+V = 4  # vocabulary of the tiny models
+LENGTH = 3  # exhaustive search covers V ** LENGTH = 64 sequences
+
+
+# --- oracles ------------------------------------------------------------------------------
+
+def softmax_list(values: list[float]) -> list[float]:
+    """Plain-Python softmax; -inf entries get probability 0."""
+    top = max(values)
+    exps = [math.exp(v - top) if v != float("-inf") else 0.0 for v in values]
+    total = sum(exps)
+    return [e / total for e in exps]
+
+
+def nucleus_brute_force(row: list[float], top_p: float) -> set[int]:
+    """Indices of the smallest set of most probable tokens whose probability reaches top_p."""
+    probs = softmax_list(row)
+    order = sorted(range(len(row)), key=lambda i: probs[i], reverse=True)
+    kept, total = set(), 0.0
+    for i in order:
+        kept.add(i)
+        total += probs[i]
+        if total >= top_p:
+            break
+    return kept
+
+
+def exhaustive(step, state, first_logits, length, end_token=None):
+    """Every sequence of ``length`` tokens (or ending at ``end_token``) with its log-prob,
+    found by stepping the model one sequence at a time with a batch of 1."""
+    results = []
+
+    def expand(prefix, log_prob, logits, state):
+        log_probs = torch.log_softmax(logits.double(), dim=1)[0].tolist()
+        for token in range(logits.size(1)):
+            tokens, total = prefix + [token], log_prob + log_probs[token]
+            if token == end_token or len(tokens) == length:
+                results.append((tokens, total))
+            else:
+                expand(tokens, total, *step(torch.tensor([token]), state))
+
+    with torch.no_grad():
+        expand([], 0.0, first_logits, state)
+    return results
+
+
+def penalized(log_prob: float, n: int, length_penalty: float) -> float:
+    return log_prob / n ** length_penalty
+
+
+# --- tiny deterministic models: (step, state after the prompt, first_logits, state_batch_dim) --
+
+class PairState(NamedTuple):
+    h: torch.Tensor  # (B, H)
+    c: torch.Tensor  # (B, H)
+
+
+def _parts(seed: int, hidden: int = 6):
+    torch.manual_seed(seed)
+    embed = torch.nn.Embedding(V, 5)
+    head = torch.nn.Linear(hidden, V)
+    with torch.no_grad():  # sharper distributions make the ranking of sequences less flat
+        head.weight.mul_(3.0)
+    return embed, head, hidden
+
+
+def gru_cell_model(seed: int = 0):
+    embed, head, hidden = _parts(seed)
+    cell = torch.nn.GRUCell(5, hidden)
+
+    def step(tokens, h):
+        assert not torch.is_grad_enabled()
+        h = cell(embed(tokens), h)
+        return head(h), h
+
+    h0 = torch.randn(1, hidden)
+    return step, h0, head(h0).detach(), 0
+
+
+def stacked_gru_model(seed: int = 1):
+    embed, head, hidden = _parts(seed)
+    gru = torch.nn.GRU(5, hidden, num_layers=2)
+
+    def step(tokens, h):  # h: (layers, B, H), batch in dim 1
+        out, h = gru(embed(tokens)[None], h)
+        return head(out[0]), h
+
+    h0 = torch.randn(2, 1, hidden)
+    return step, h0, head(h0[-1]).detach(), 1
+
+
+def namedtuple_lstm_model(seed: int = 2):
+    embed, head, hidden = _parts(seed)
+    cell = torch.nn.LSTMCell(5, hidden)
+
+    def step(tokens, state):  # state: [PairState]; the types must survive the reordering
+        assert isinstance(state, list) and isinstance(state[0], PairState)
+        h, c = cell(embed(tokens), tuple(state[0]))
+        return head(h), [PairState(h, c)]
+
+    state = [PairState(torch.randn(1, hidden), torch.randn(1, hidden))]
+    return step, state, head(state[0].h).detach(), 0
+
+
+MODELS = [gru_cell_model, stacked_gru_model, namedtuple_lstm_model]
+
+
+# --- filter_logits ------------------------------------------------------------------------
+
+def test_top_k_keeps_exactly_the_k_largest():
+    logits = torch.randn(6, 10, generator=torch.Generator().manual_seed(0))
+    for k in (1, 3, 9):
+        out = filter_logits(logits, top_k=k)
+        expected = torch.zeros_like(logits, dtype=torch.bool)
+        expected[torch.arange(6)[:, None], torch.topk(logits, k, dim=1).indices] = True
+        assert torch.equal(torch.isfinite(out), expected)
+        assert torch.equal(out[expected], logits[expected])
+    for k in (None, 10, 50):
+        assert torch.equal(filter_logits(logits, top_k=k), logits)
+
+
+@pytest.mark.parametrize("top_p", [0.05, 0.3, 0.5, 0.9, 0.99])
+def test_top_p_matches_brute_force_nucleus(top_p):
+    logits = torch.randn(8, 7, generator=torch.Generator().manual_seed(1)) * 2
+    out = filter_logits(logits, top_p=top_p)
+    for row, filtered in zip(logits.tolist(), out):
+        kept = set(torch.isfinite(filtered).nonzero().flatten().tolist())
+        assert kept == nucleus_brute_force(row, top_p)
+    assert torch.equal(filter_logits(logits, top_p=1.0), logits)
+
+
+def test_top_p_boundary_keeps_the_smallest_set():
+    # Uniform over 4 tokens: probabilities 0.25 exactly, so the cumulative sums hit top_p exactly
+    # and the smallest set reaching it has top_p * 4 tokens.
+    for top_p, kept in ((0.25, 1), (0.5, 2), (0.75, 3), (1.0, 4)):
+        out = filter_logits(torch.zeros(1, 4), top_p=top_p)
+        assert int(torch.isfinite(out).sum()) == kept == len(nucleus_brute_force([0.0] * 4, top_p))
+
+
+def test_top_k_then_top_p_with_temperature():
+    logits = torch.randn(8, 9, generator=torch.Generator().manual_seed(2))
+    temperature, top_k, top_p = 0.7, 5, 0.6
+    out = filter_logits(logits, temperature=temperature, top_k=top_k, top_p=top_p)
+    for row, filtered in zip(logits.tolist(), out):
+        scaled = [x / temperature for x in row]
+        in_k = sorted(range(len(row)), key=lambda i: scaled[i], reverse=True)[:top_k]
+        masked = [s if i in in_k else float("-inf") for i, s in enumerate(scaled)]
+        kept = set(torch.isfinite(filtered).nonzero().flatten().tolist())
+        assert kept == nucleus_brute_force(masked, top_p)
+
+
+def test_temperature_divides_logits():
+    logits = torch.randn(3, 5, generator=torch.Generator().manual_seed(3))
+    for temperature in (0.25, 1.0, 3.0):
+        torch.testing.assert_close(filter_logits(logits, temperature=temperature),
+                                   logits / temperature)
+
+
+def test_masked_tokens_stay_masked():
+    logits = torch.tensor([[0.0, float("-inf"), 1.0, float("-inf")]])
+    out = filter_logits(logits, top_p=0.999)
+    assert torch.isneginf(out[0, [1, 3]]).all() and torch.isfinite(out[0, [0, 2]]).all()
+
+
+# --- sample_next --------------------------------------------------------------------------
+
+def test_temperature_zero_is_argmax():
+    logits = torch.randn(16, 11, generator=torch.Generator().manual_seed(4))
+    tokens = sample_next(logits, temperature=0.0)
+    assert tokens.dtype == torch.int64 and tokens.shape == (16,)
+    assert tokens.tolist() == [max(range(11), key=row.__getitem__) for row in logits.tolist()]
+
+
+def test_top_k_one_is_argmax():
+    logits = torch.randn(200, 6, generator=torch.Generator().manual_seed(5))
+    tokens = sample_next(logits, top_k=1, generator=torch.Generator().manual_seed(6))
+    assert torch.equal(tokens, torch.argmax(logits, dim=1))
+
+
+def test_seeded_generators_are_reproducible():
+    logits = torch.zeros(100, 10)  # uniform: two different seeds agree on all 100 with p=1e-100
+
+    def draw(seed):
+        return sample_next(logits, generator=torch.Generator().manual_seed(seed))
+
+    assert torch.equal(draw(7), draw(7))
+    assert not torch.equal(draw(7), draw(8))
+
+
+@pytest.mark.parametrize("temperature, top_k, top_p", [(1.0, None, None), (2.0, None, None),
+                                                        (0.8, 3, None), (1.0, None, 0.7)])
+def test_empirical_frequencies_match_probabilities(temperature, top_k, top_p):
+    row = [1.0, 0.0, -1.0, 2.0, 0.5]
+    draws = 20000
+    tokens = sample_next(torch.tensor([row]).expand(draws, -1), temperature=temperature,
+                         top_k=top_k, top_p=top_p, generator=torch.Generator().manual_seed(9))
+    # The distribution the draws should follow, computed here from the definitions.
+    scaled = [x / temperature for x in row]
+    if top_k is not None:
+        kept = sorted(range(len(row)), key=lambda i: scaled[i], reverse=True)[:top_k]
+        scaled = [s if i in kept else float("-inf") for i, s in enumerate(scaled)]
+    if top_p is not None:
+        kept = nucleus_brute_force(scaled, top_p)
+        scaled = [s if i in kept else float("-inf") for i, s in enumerate(scaled)]
+    probs = softmax_list(scaled)
+    counts = torch.bincount(tokens, minlength=len(row)).tolist()
+    for count, p in zip(counts, probs):
+        sigma = math.sqrt(p * (1 - p) / draws)
+        assert abs(count / draws - p) <= 4 * sigma + 1e-12, (counts, probs)
+
+
+# --- beam_search --------------------------------------------------------------------------
+
+@pytest.mark.parametrize("model", MODELS)
+def test_beam_width_one_is_greedy(model):
+    step, state, first_logits, batch_dim = model()
+    hypotheses = beam_search(step, state, first_logits, beam_width=1, length=5,
+                             state_batch_dim=batch_dim)
+    tokens, log_prob, logits = [], 0.0, first_logits
+    with torch.no_grad():
+        for _ in range(5):
+            token = int(torch.argmax(logits[0]))
+            log_prob += torch.log_softmax(logits.double(), dim=1)[0, token].item()
+            tokens.append(token)
+            logits, state = step(torch.tensor([token]), state)
+    assert len(hypotheses) == 1 and isinstance(hypotheses[0], BeamHypothesis)
+    assert hypotheses[0].tokens == tokens
+    assert hypotheses[0].log_prob == pytest.approx(log_prob, abs=1e-5)
+
+
+@pytest.mark.parametrize("model", MODELS)
+def test_wide_beam_equals_exhaustive_search(model):
+    step, state, first_logits, batch_dim = model()
+    hypotheses = beam_search(step, state, first_logits, beam_width=V ** LENGTH, length=LENGTH,
+                             state_batch_dim=batch_dim)
+    oracle = dict((tuple(t), lp) for t, lp in exhaustive(step, state, first_logits, LENGTH))
+    best = max(oracle, key=oracle.get)
+    assert hypotheses[0].tokens == list(best)
+    assert hypotheses[0].log_prob == pytest.approx(oracle[best], abs=1e-5)
+    # With the beam this wide nothing is pruned: every sequence comes back with its log-prob.
+    assert len(hypotheses) == len(oracle)
+    for h in hypotheses:
+        assert h.log_prob == pytest.approx(oracle[tuple(h.tokens)], abs=1e-5)
+    scores = [h.log_prob for h in hypotheses]
+    assert scores == sorted(scores, reverse=True)
+
+
+@pytest.mark.parametrize("length_penalty", [0.0, 1.0])
+@pytest.mark.parametrize("model", MODELS)
+def test_wide_beam_with_end_token_equals_exhaustive_search(model, length_penalty):
+    step, state, first_logits, batch_dim = model()
+    end = 2
+    hypotheses = beam_search(step, state, first_logits, beam_width=V ** LENGTH, length=LENGTH,
+                             state_batch_dim=batch_dim, end_token=end,
+                             length_penalty=length_penalty)
+    oracle = exhaustive(step, state, first_logits, LENGTH, end_token=end)
+    oracle.sort(key=lambda r: penalized(r[1], len(r[0]), length_penalty), reverse=True)
+    assert len(hypotheses) == len(oracle) == 1 + (V - 1) + (V - 1) ** 2 * V
+    assert hypotheses[0].tokens == oracle[0][0]
+    assert hypotheses[0].log_prob == pytest.approx(oracle[0][1], abs=1e-5)
+    expected = {tuple(t): lp for t, lp in oracle}
+    for h in hypotheses:
+        assert h.log_prob == pytest.approx(expected[tuple(h.tokens)], abs=1e-5)
+        assert end not in h.tokens[:-1]  # a hypothesis is never expanded past end_token
+    scores = [penalized(h.log_prob, len(h.tokens), length_penalty) for h in hypotheses]
+    assert scores == sorted(scores, reverse=True)
+
+
+@pytest.mark.parametrize("length_penalty", [0.0, 0.5, 2.0])
+def test_narrow_beam_is_sorted_and_no_better_than_exhaustive(length_penalty):
+    step, state, first_logits, batch_dim = gru_cell_model(seed=3)
+    hypotheses = beam_search(step, state, first_logits, beam_width=3, length=LENGTH,
+                             end_token=0, length_penalty=length_penalty)
+    scores = [penalized(h.log_prob, len(h.tokens), length_penalty) for h in hypotheses]
+    assert len(hypotheses) == 3 and scores == sorted(scores, reverse=True)
+    oracle = exhaustive(step, state, first_logits, LENGTH, end_token=0)
+    best = max(penalized(lp, len(t), length_penalty) for t, lp in oracle)
+    assert scores[0] <= best + 1e-9
+
+
+def test_end_token_stops_the_search_early():
+    end = 0
+    calls = []
+
+    def step(tokens, h):  # a "model" that always strongly prefers ending, then token 1
+        calls.append(tokens.tolist())
+        return torch.tensor([[20.0, 5.0, 0.0, 0.0]]).expand(len(tokens), -1), h
+
+    first_logits = torch.tensor([[20.0, 5.0, 0.0, 0.0]])
+    hypotheses = beam_search(step, torch.zeros(1, 2), first_logits, beam_width=2, length=10,
+                             end_token=end)
+    log_p = torch.log_softmax(first_logits.double(), dim=1)[0].tolist()
+    # Ending now beats everything and [1, end] comes next; after one step every live sequence
+    # is already ~15 nats below [1, end] and can only fall, so the search stops after one call.
+    assert [h.tokens for h in hypotheses] == [[end], [1, end]]
+    assert hypotheses[0].log_prob == pytest.approx(log_p[end])
+    assert hypotheses[1].log_prob == pytest.approx(log_p[1] + log_p[end])
+    assert len(calls) == 1
+
+
+# --- errors -------------------------------------------------------------------------------
+
+def _ok_logits():
+    return torch.zeros(2, 4)
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda: sample_next(_ok_logits(), temperature=-0.5), r"temperature must be >= 0"),
+    (lambda: filter_logits(_ok_logits(), temperature=0.0), r"temperature must be .*> 0"),
+    (lambda: filter_logits(_ok_logits(), temperature=-1.0), r"temperature must be .*> 0"),
+    (lambda: filter_logits(_ok_logits(), top_k=0), r"top_k must be >= 1"),
+    (lambda: sample_next(_ok_logits(), top_k=-3), r"top_k must be >= 1"),
+    (lambda: filter_logits(_ok_logits(), top_p=0.0), r"top_p must be in \(0, 1\]; got 0.0"),
+    (lambda: sample_next(_ok_logits(), top_p=1.5), r"top_p must be in \(0, 1\]; got 1.5"),
+    (lambda: sample_next(torch.tensor([[0.0, float("nan")]])), r"NaN"),
+    (lambda: filter_logits(torch.tensor([[float("nan"), 1.0]])), r"NaN"),
+    (lambda: sample_next(torch.tensor([[0.0, float("inf")]])), r"\+inf"),
+    (lambda: sample_next(torch.full((1, 3), float("-inf"))), r"all -inf"),
+    (lambda: sample_next(torch.zeros(4)), r"logits must be 2-D \(B, V\)"),
+    (lambda: filter_logits(torch.zeros(2, 3, 4)), r"logits must be 2-D \(B, V\)"),
+])
+def test_sampling_errors(call, match):
+    with pytest.raises(ValueError, match=match):
+        call()
+
+
+def test_integer_logits_are_rejected():
+    with pytest.raises(TypeError, match="floating-point"):
+        sample_next(torch.zeros(2, 3, dtype=torch.int64))
+
+
+def _beam(**overrides):
+    step, state, first_logits, batch_dim = gru_cell_model()
+    kwargs = dict(beam_width=2, length=2, state_batch_dim=batch_dim)
+    kwargs.update(overrides)
+    step = kwargs.pop("step", step)
+    return beam_search(step, kwargs.pop("state", state), kwargs.pop("first_logits", first_logits),
+                       **kwargs)
+
+
+@pytest.mark.parametrize("overrides, match", [
+    (dict(beam_width=0), r"beam_width must be >= 1; got 0"),
+    (dict(length=0), r"length must be >= 1; got 0"),
+    (dict(first_logits=torch.zeros(2, V)), r"first_logits must be 2-D \(1, V\)"),
+    (dict(first_logits=torch.zeros(V)), r"first_logits must be 2-D \(1, V\)"),
+    (dict(first_logits=torch.tensor([[0.0, float("nan"), 0.0, 0.0]])), r"NaN"),
+    (dict(end_token=V), r"end_token must be a token id in \[0, 4\)"),
+    (dict(state=torch.zeros(2, 1, 6)), r"batch size 1 along state_batch_dim=0"),
+    (dict(step=lambda tokens, h: (torch.zeros(len(tokens), 1, V), h)), r"step's logits"),
+    (dict(step=lambda tokens, h: (torch.zeros(len(tokens), V + 1), h)), r"V=4 columns"),
+])
+def test_beam_search_errors(overrides, match):
+    with pytest.raises(ValueError, match=match):
+        _beam(**overrides)
+
+
+def test_beam_search_rejects_non_tensor_state():
+    with pytest.raises(TypeError, match="state must be a tensor"):
+        _beam(state="hidden")
