@@ -10,6 +10,7 @@ from torch import nn
 from ..backends import check_backend_name
 from ..cells.base import RecurrentCell
 from ..errors import describe_container
+from .autocast import recurrence_outside_autocast
 from .checks import check_layer_call
 from .recurrent import Recurrent
 
@@ -88,6 +89,7 @@ class Bidirectional(nn.Module):
         size = self.forward_layer.output_size
         return size + self.backward_layer.output_size if self.merge == "concat" else size
 
+    @recurrence_outside_autocast
     def forward(self, x: torch.Tensor, state=None, *, lengths=None):
         lengths = check_layer_call(x, self.input_size, self.forward_layer.cell.weight_ih,
                                    self.batch_first, lengths)

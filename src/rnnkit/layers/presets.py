@@ -24,6 +24,7 @@ from ..cells import GRUCell, LSTMCell, RNNCell
 from ..cells.base import check_state_tensor
 from ..errors import describe_container
 from ..interop.torch_nn import torch_name_pairs
+from .autocast import recurrence_outside_autocast
 from .bidirectional import Bidirectional, BidirectionalState
 from .checks import check_sequence_input
 from .masking import normalize_lengths, repack, unpack
@@ -113,6 +114,7 @@ class _TorchStyleRNN(nn.Module):
                 yield layer.cell
 
     # -- forward -------------------------------------------------------------------------
+    @recurrence_outside_autocast
     def forward(self, input, hx=None, *, lengths=None):
         """Same contract as torch.nn; ``lengths`` (extra) gives valid lengths of a padded batch.
 

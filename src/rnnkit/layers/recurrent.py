@@ -10,6 +10,7 @@ from torch import nn
 from ..backends import check_backend_name, project_input, scan
 from ..cells.base import RecurrentCell, check_state_tensor
 from ..errors import describe_container
+from .autocast import recurrence_outside_autocast
 from .checks import check_layer_call
 
 
@@ -52,6 +53,7 @@ class Recurrent(nn.Module):
     def output_size(self) -> int:
         return self.cell.output_size
 
+    @recurrence_outside_autocast
     def forward(self, x: torch.Tensor, state=None, *, lengths=None):
         lengths = check_layer_call(x, self.input_size, self.cell.weight_ih, self.batch_first, lengths)
         return self._forward(x, self.check_state(state, x), lengths)

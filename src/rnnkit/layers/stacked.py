@@ -8,6 +8,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from .autocast import recurrence_outside_autocast
 from .checks import check_layer_call
 from .masking import valid_steps
 
@@ -65,6 +66,7 @@ class Stacked(nn.Module):
         layer = self.layers[0]
         return layer.cell if hasattr(layer, "cell") else layer.forward_layer.cell
 
+    @recurrence_outside_autocast
     def forward(self, x: torch.Tensor, states=None, *, lengths=None):
         lengths = check_layer_call(x, self.input_size, self._first_cell().weight_ih,
                                    self.batch_first, lengths)

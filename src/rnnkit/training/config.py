@@ -106,7 +106,7 @@ def config_from_dict(cls: type[T], values: dict, *, prefix: str = "") -> T:
     unknown = sorted(set(values) - set(kinds))
     if unknown:
         raise ConfigError(
-            f"unknown config key {prefix}{unknown[0]!r}; valid keys here: "
+            f"unknown config key {prefix + unknown[0]!r}; valid keys here: "
             f"{', '.join(prefix + k for k in kinds)}"
         )
     return cls(**{name: _coerce(value, kinds[name], prefix + name)

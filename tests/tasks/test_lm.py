@@ -1,0 +1,287 @@
+"""The character LM task end to end on a tiny corpus: training, checkpoints, resume, generation.
+
+Oracles: the untrained model's own loss and the uniform distribution's log V (training must
+beat both), an uninterrupted run (a resumed run must equal it exactly on one thread), the
+in-memory model (a reloaded checkpoint must score the same), and independent recomputation of
+bits per character.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import os
+import signal
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from rnnkit.data.text import CharVocabulary, CorpusError
+from rnnkit.tasks.lm import task as lm_task
+from rnnkit.tasks.lm.generate import generate, generate_beam
+from rnnkit.tasks.lm.model import CharLanguageModel, ModelConfig
+from rnnkit.tasks.lm.task import (
+    LMConfig, bits_per_character, compressor_bars, evaluate_lm, load_lm, train_lm,
+)
+from rnnkit.training import NonFiniteLossError, TrainConfig, load_checkpoint
+
+WORDS = ("and the lord said unto moses in the beginning god created heaven earth light "
+         "darkness waters day night firmament").split()
+
+
+def tiny_text(characters: int = 12000, seed: int = 0) -> str:
+    """Word salad with sentence structure: learnable, but not trivially."""
+    generator = torch.Generator().manual_seed(seed)
+    pieces, size = [], 0
+    while size < characters:
+        sentence = " ".join(WORDS[i] for i in torch.randint(len(WORDS), (8,), generator=generator))
+        pieces.append(sentence.capitalize() + ".\n")
+        size += len(pieces[-1])
+    return "".join(pieces)
+
+
+@pytest.fixture
+def corpus(tmp_path):
+    path = tmp_path / "corpus.txt"
+    path.write_text(tiny_text(), encoding="utf-8")
+    return str(path)
+
+
+def small_config(corpus: str, **train) -> LMConfig:
+    config = LMConfig()
+    config.data.corpus = corpus
+    config.data.batch_size, config.data.window = 8, 24
+    config.data.eval_rows, config.data.eval_window = 4, 64
+    config.model = ModelConfig(cell="lstm", embedding_dim=12, hidden_size=24, dropout=0.1)
+    settings = dict(max_steps=40, minutes=None, eval_every=10, log_every=5, warmup_steps=5,
+                    learning_rate=1e-2, progress=False)
+    settings.update(train)
+    config.train = TrainConfig(**settings)
+    return config
+
+
+def quiet(_line: str) -> None:
+    pass
+
+
+def test_training_lowers_the_loss_below_the_untrained_model_and_uniform(corpus, tmp_path):
+    config = small_config(corpus, max_steps=120, eval_every=40)
+    data = lm_task.prepare_data(config.data)
+    torch.manual_seed(config.train.seed)
+    untrained = CharLanguageModel(len(data.vocabulary), config.model).eval()
+    valid = data.vocabulary.encode(data.split.validation, unknown="skip")
+    before = bits_per_character(untrained, valid, rows=4, window=64)["bpc"]
+    result = train_lm(config, tmp_path / "run", notify=quiet)
+    uniform = math.log2(len(data.vocabulary))
+    assert result["validation"]["bpc"] < before - 1.0
+    assert result["test"]["bpc"] < uniform - 1.0
+    history = [r for r in load_metrics(tmp_path / "run") if r["split"] == "train"]
+    assert history[-1]["loss"] < history[0]["loss"]
+    assert (tmp_path / "run" / "curves.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def load_metrics(run_dir):
+    import json
+
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+def test_bits_per_character_equals_an_independent_recomputation():
+    torch.manual_seed(0)
+    model = CharLanguageModel(7, ModelConfig(hidden_size=8, embedding_dim=4)).eval()
+    tokens = torch.randint(7, (203,))
+    got = bits_per_character(model, tokens, rows=1, window=50)
+    with torch.no_grad():
+        logits, _ = model(tokens[None, :-1])  # one pass over the whole row, no windows
+    nats = F.cross_entropy(logits[0], tokens[1:], reduction="sum").item()
+    assert got["characters"] == 202
+    assert got["bpc"] == pytest.approx(nats / 202 / math.log(2), rel=1e-5)
+    assert got["perplexity"] == pytest.approx(2 ** got["bpc"])
+
+
+def test_checkpoint_round_trip_gives_identical_evaluation(corpus, tmp_path):
+    config = small_config(corpus, max_steps=20)
+    result = train_lm(config, tmp_path / "run", notify=quiet)
+    loaded = load_lm(tmp_path / "run")
+    data = lm_task.prepare_data(config.data, vocabulary=loaded.vocabulary)
+    tokens = loaded.vocabulary.encode(data.split.test, unknown="skip")
+    direct = bits_per_character(loaded.model, tokens, rows=4, window=64)
+    assert evaluate_lm(tmp_path / "run")["bpc"] == direct["bpc"] == result["test"]["bpc"]
+
+
+def _parameters(run_dir):
+    return load_checkpoint(run_dir, which="last").model_state
+
+
+@pytest.mark.usefixtures("single_thread")
+def test_interrupted_and_resumed_equals_uninterrupted(corpus, tmp_path, monkeypatch):
+    config = small_config(corpus)
+    config.data.random_length = True  # the window draws must be replayed too
+    whole = train_lm(config, tmp_path / "whole", notify=quiet)
+
+    calls = {"n": 0}
+    original = lm_task._lm_loss
+
+    def interrupt_at_step_17(model, window, carry):
+        calls["n"] += 1
+        if calls["n"] == 17:
+            os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C does
+        return original(model, window, carry)
+
+    monkeypatch.setattr(lm_task, "_lm_loss", interrupt_at_step_17)
+    first = train_lm(config, tmp_path / "split", notify=quiet)
+    assert first["status"] == "interrupted" and first["steps"] == 17
+    monkeypatch.setattr(lm_task, "_lm_loss", original)
+    second = train_lm(config, tmp_path / "split", resume=True, notify=quiet)
+
+    assert second["steps"] == whole["steps"] == 40
+    assert second["test"] == whole["test"]
+    assert second["validation"] == whole["validation"]
+    expected, got = _parameters(tmp_path / "whole"), _parameters(tmp_path / "split")
+    for name in expected:
+        assert torch.equal(got[name], expected[name]), name
+    # The metrics file reads as one run: each step once.
+    steps = [(r["split"], r["step"]) for r in load_metrics(tmp_path / "split")]
+    assert steps == [(r["split"], r["step"]) for r in load_metrics(tmp_path / "whole")]
+
+
+def _digest(folder):
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_nonfinite_loss_stops_and_leaves_the_last_checkpoint_untouched(corpus, tmp_path,
+                                                                        monkeypatch):
+    config = small_config(corpus, eval_every=5)
+    run = tmp_path / "run"
+    calls = {"n": 0}
+    before_nan = {}
+    original = lm_task._lm_loss
+
+    def nan_at_step_8(model, window, carry):
+        calls["n"] += 1
+        output = original(model, window, carry)
+        if calls["n"] == 8:
+            before_nan.update(_digest(run / "checkpoints"))
+            return output._replace(loss=output.loss * float("nan"))
+        return output
+
+    monkeypatch.setattr(lm_task, "_lm_loss", nan_at_step_8)
+    with pytest.raises(NonFiniteLossError, match="step 8") as caught:
+        train_lm(config, run, notify=quiet)
+    assert "\n" not in str(caught.value)
+    assert before_nan and _digest(run / "checkpoints") == before_nan
+    assert load_checkpoint(run).step == 5
+
+
+def test_nonfinite_loss_can_skip_the_step_and_count_it(corpus, tmp_path, monkeypatch):
+    config = small_config(corpus, max_steps=15, on_nonfinite="skip")
+    calls = {"n": 0}
+    original = lm_task._lm_loss
+
+    def nan_at_call_4(model, window, carry):
+        calls["n"] += 1
+        output = original(model, window, carry)
+        return output._replace(loss=output.loss * float("inf")) if calls["n"] == 4 else output
+
+    monkeypatch.setattr(lm_task, "_lm_loss", nan_at_call_4)
+    result = train_lm(config, tmp_path / "run", notify=quiet)
+    assert result["skipped_steps"] == 1 and result["steps"] == 15
+    assert math.isfinite(result["test"]["bpc"])
+
+
+def test_time_budget_stops_the_run(corpus, tmp_path):
+    config = small_config(corpus, max_steps=None, minutes=0.02)  # 1.2 s
+    result = train_lm(config, tmp_path / "run", notify=quiet)
+    assert result["status"] == "time budget"
+    assert result["train_seconds"] >= 1.2
+
+
+def test_bf16_autocast_trains_on_cpu(corpus, tmp_path):
+    config = small_config(corpus, max_steps=10, precision="bf16")
+    result = train_lm(config, tmp_path / "run", notify=quiet)
+    assert math.isfinite(result["test"]["bpc"])
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("lm")
+    path = folder / "corpus.txt"
+    path.write_text(tiny_text(), encoding="utf-8")
+    train_lm(small_config(str(path), max_steps=30), folder / "run", notify=quiet)
+    return load_lm(folder / "run")
+
+
+def test_generation_is_deterministic_under_a_seed(trained):
+    first = "".join(generate(trained, "And the", length=60, seed=3))
+    again = "".join(generate(trained, "And the", length=60, seed=3))
+    other = "".join(generate(trained, "And the", length=60, seed=4))
+    assert first == again and len(first) == 60
+    assert first != other
+    assert set(first) <= set(trained.vocabulary.characters)
+
+
+def test_greedy_sampling_equals_beam_width_one_and_a_plain_argmax_loop(trained):
+    greedy = "".join(generate(trained, "The", length=25, temperature=0.0))
+    model, vocabulary = trained.model, trained.vocabulary
+    tokens = vocabulary.encode("The")[None]
+    text = []
+    with torch.no_grad():
+        logits, state = model(tokens)
+        for _ in range(25):
+            token = logits[0, -1].argmax()
+            text.append(vocabulary.decode(token.view(1)))
+            logits, state = model(token.view(1, 1), state)
+    assert greedy == "".join(text) == generate_beam(trained, "The", length=25, beam_width=1)
+
+
+def test_prompt_with_unknown_characters_is_an_error_or_skipped(trained):
+    with pytest.raises(CorpusError, match="never saw") as caught:
+        generate(trained, "héllo€", length=5)
+    assert "€" in str(caught.value) and "\n" not in str(caught.value)
+    skipped = "".join(generate(trained, "héllo€", length=20, seed=1, unknown="skip"))
+    plain = "".join(generate(trained, "hllo", length=20, seed=1))
+    assert skipped == plain
+
+
+def test_compressor_bars_match_the_compressors_directly():
+    import bz2
+    import zlib
+
+    text = tiny_text(5000)
+    bars = compressor_bars(text)
+    assert bars["zlib-9"] == 8 * len(zlib.compress(text.encode(), 9)) / len(text)
+    assert bars["bzip2-9"] == 8 * len(bz2.compress(text.encode(), 9)) / len(text)
+
+
+def test_vocabulary_is_stored_with_the_checkpoint(trained, tmp_path):
+    text = tiny_text()
+    split = lm_task.split_text(text)
+    assert trained.vocabulary == CharVocabulary.from_text(split.train)
+
+
+def test_tied_weights_need_equal_sizes_and_share_the_matrix():
+    with pytest.raises(ValueError, match="embedding_dim == hidden_size"):
+        CharLanguageModel(10, ModelConfig(embedding_dim=8, hidden_size=16, tie_weights=True))
+    model = CharLanguageModel(10, ModelConfig(embedding_dim=16, hidden_size=16, tie_weights=True))
+    assert model.head.weight is model.embedding.weight
+
+
+@pytest.mark.parametrize("cell", ["gru", "rnn"])
+def test_other_cells_train(corpus, tmp_path, cell):
+    config = small_config(corpus, max_steps=10)
+    config.model.cell = cell
+    result = train_lm(config, tmp_path / "run", notify=quiet)
+    assert math.isfinite(result["test"]["bpc"])
+
+
+def test_rnnkit_and_torch_layers_give_the_same_model_function(corpus):
+    """The benchmark swaps in torch.nn.LSTM: with the same weights it must compute the same."""
+    torch.manual_seed(0)
+    ours = CharLanguageModel(11, ModelConfig(hidden_size=16, embedding_dim=8, layers=2)).eval()
+    theirs = CharLanguageModel(11, ModelConfig(hidden_size=16, embedding_dim=8, layers=2,
+                                               implementation="torch")).eval()
+    theirs.load_state_dict(ours.state_dict())
+    tokens = torch.randint(11, (3, 20))
+    torch.testing.assert_close(ours(tokens)[0], theirs(tokens)[0], atol=1e-5, rtol=1e-5)

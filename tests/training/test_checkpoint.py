@@ -1,0 +1,327 @@
+"""Crash-safe checkpoints: atomic writes, nested-state round trips, fallback and pruning."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+import torch
+
+from rnnkit.training import checkpoint as ckpt
+from rnnkit.training.checkpoint import (
+    CheckpointError, atomic_write, flatten_tensors, load_checkpoint, save_checkpoint,
+    unflatten_tensors,
+)
+
+
+class Pair(NamedTuple):
+    h: torch.Tensor
+    c: torch.Tensor
+
+
+def tiny_model(seed: int = 0) -> torch.nn.Linear:
+    torch.manual_seed(seed)
+    return torch.nn.Linear(3, 2)
+
+
+def save(run_dir, step, *, seed=None, best=False, keep_last=3, **kwargs):
+    model = tiny_model(step if seed is None else seed)
+    return save_checkpoint(run_dir, step, model_state=model.state_dict(),
+                           train_state={"step": step, "h": torch.full((2,), float(step))},
+                           meta={"step_meta": step}, best=best, keep_last=keep_last, **kwargs)
+
+
+def step_dirs(run_dir) -> list[str]:
+    return sorted(p.name for p in (Path(run_dir) / "checkpoints").glob("step-*"))
+
+
+def staging_dirs(run_dir) -> list[str]:
+    return sorted(p.name for p in (Path(run_dir) / "checkpoints").glob(".step-*"))
+
+
+# --- atomic_write ------------------------------------------------------------------------------
+
+def test_atomic_write_replaces_content(tmp_path):
+    path = tmp_path / "f.bin"
+    atomic_write(path, b"old")
+    atomic_write(path, b"new")
+    assert path.read_bytes() == b"new"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
+
+
+@pytest.mark.parametrize("failing", ["fsync", "replace"])
+def test_atomic_write_failure_keeps_old_content(tmp_path, monkeypatch, failing):
+    path = tmp_path / "f.bin"
+    path.write_bytes(b"old content")
+
+    def boom(*args, **kwargs):
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(ckpt.os, failing, boom)
+    with pytest.raises(OSError, match="disk on fire"):
+        atomic_write(path, b"new content that never lands")
+    monkeypatch.undo()
+    assert path.read_bytes() == b"old content"
+    assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]  # no temp file left
+
+
+# --- flatten_tensors / unflatten_tensors ----------------------------------------------------------
+
+def _round_trip(value, namedtuples=None):
+    """Through JSON and safetensors bytes, as save_checkpoint/load_checkpoint do."""
+    from safetensors.torch import load, save
+
+    tensors: dict[str, torch.Tensor] = {}
+    skeleton = json.loads(json.dumps(flatten_tensors(value, tensors)))
+    return unflatten_tensors(skeleton, load(save(tensors)), namedtuples)
+
+
+def _adamw_pair():
+    torch.manual_seed(0)
+    model = torch.nn.Linear(3, 2)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=0.1, betas=(0.8, 0.95),
+                                  weight_decay=0.01)
+    model(torch.randn(4, 3)).square().sum().backward()
+    optimizer.step()
+    return model, optimizer
+
+
+def test_flatten_round_trips_adamw_state_structure():
+    _, optimizer = _adamw_pair()
+    original = optimizer.state_dict()
+    restored = _round_trip(original)
+    assert set(restored["state"]) == set(original["state"]) == {0, 1}  # int keys survive
+    for index, moments in original["state"].items():
+        for name, tensor in moments.items():
+            assert torch.equal(restored["state"][index][name], tensor)
+    assert restored["param_groups"] == original["param_groups"]
+    assert restored["param_groups"][0]["betas"] == (0.8, 0.95)
+
+
+def test_restored_adamw_steps_like_the_original():
+    model, optimizer = _adamw_pair()
+    state = _round_trip(optimizer.state_dict())
+
+    twin = torch.nn.Linear(3, 2)
+    twin.load_state_dict(model.state_dict())
+    twin_optimizer = torch.optim.AdamW(twin.parameters(), lr=0.1)
+    twin_optimizer.load_state_dict(state)
+
+    batch = torch.randn(4, 3)
+    for net, opt in ((model, optimizer), (twin, twin_optimizer)):
+        opt.zero_grad()
+        net(batch).square().sum().backward()
+        opt.step()
+    for a, b in zip(model.parameters(), twin.parameters()):
+        assert torch.equal(a, b)
+
+
+def test_namedtuple_round_trip_with_types():
+    value = {"carry": [Pair(torch.ones(2), torch.zeros(2)), (1, "x", None, 2.5, True)]}
+    restored = _round_trip(value, namedtuples={"Pair": Pair})
+    pair = restored["carry"][0]
+    assert type(pair) is Pair
+    assert torch.equal(pair.h, torch.ones(2)) and torch.equal(pair.c, torch.zeros(2))
+    assert restored["carry"][1] == (1, "x", None, 2.5, True)
+
+
+def test_namedtuple_without_type_becomes_plain_tuple():
+    restored = _round_trip(Pair(torch.ones(1), torch.zeros(1)))
+    assert type(restored) is tuple and len(restored) == 2
+
+
+def test_flatten_rejects_unknown_objects():
+    with pytest.raises(TypeError, match="object"):
+        flatten_tensors({"a": object()}, {})
+
+
+# --- save / load -------------------------------------------------------------------------------
+
+def test_model_state_round_trip(tmp_path):
+    model = tiny_model(5)
+    save_checkpoint(tmp_path, 10, model_state=model.state_dict(),
+                    train_state={"epoch": 2, "carry": Pair(torch.ones(2), torch.ones(2) * 3)},
+                    meta={"vocab": ["a", "b"]})
+    loaded = load_checkpoint(tmp_path, namedtuples={"Pair": Pair})
+    assert loaded.step == 10
+    assert loaded.meta == {"vocab": ["a", "b"]}
+    assert loaded.model_state.keys() == model.state_dict().keys()
+    for key, value in model.state_dict().items():
+        assert torch.equal(loaded.model_state[key], value)
+    assert loaded.train_state["epoch"] == 2
+    assert type(loaded.train_state["carry"]) is Pair
+    assert torch.equal(loaded.train_state["carry"].c, torch.full((2,), 3.0))
+
+
+def test_load_accepts_run_checkpoints_and_step_folders(tmp_path):
+    target = save(tmp_path, 4)
+    for path in (tmp_path, tmp_path / "checkpoints", target):
+        assert load_checkpoint(path).step == 4
+
+
+def test_best_and_last(tmp_path):
+    save(tmp_path, 1)
+    save(tmp_path, 2, best=True)
+    save(tmp_path, 3)
+    assert load_checkpoint(tmp_path, which="last").step == 3
+    assert load_checkpoint(tmp_path, which="best").step == 2
+
+
+def test_which_must_be_last_or_best(tmp_path):
+    save(tmp_path, 1)
+    with pytest.raises(ValueError, match="which"):
+        load_checkpoint(tmp_path, which="first")
+
+
+def test_index_json_contents(tmp_path):
+    save(tmp_path, 1, best=True)
+    save(tmp_path, 2)
+    index = json.loads((tmp_path / "checkpoints" / "index.json").read_text())
+    assert index["last"] == "step-00000002"
+    assert index["best"] == "step-00000001"
+
+
+def test_pruning_keeps_newest_and_best(tmp_path):
+    save(tmp_path, 1)
+    save(tmp_path, 2, best=True)
+    for step in range(3, 8):
+        save(tmp_path, step, keep_last=2)
+    assert step_dirs(tmp_path) == ["step-00000002", "step-00000006", "step-00000007"]
+    assert load_checkpoint(tmp_path, which="best").step == 2
+
+
+def test_saving_same_step_again_replaces_it(tmp_path):
+    save(tmp_path, 3, seed=0)
+    save(tmp_path, 3, seed=1)
+    loaded = load_checkpoint(tmp_path)
+    assert torch.equal(loaded.model_state["weight"], tiny_model(1).weight)
+    assert step_dirs(tmp_path) == ["step-00000003"]
+
+
+def test_tied_weights_save_and_load(tmp_path):
+    shared = torch.randn(4, 3)
+    state = {"embed.weight": shared, "out.weight": shared}
+    save_checkpoint(tmp_path, 1, model_state=state, train_state={}, meta={})
+    loaded = load_checkpoint(tmp_path)
+    assert torch.equal(loaded.model_state["embed.weight"], shared)
+    assert torch.equal(loaded.model_state["out.weight"], shared)
+
+
+def _flip_byte(path: Path) -> None:
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+def _truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[:-7])
+
+
+@pytest.mark.parametrize("damage", [
+    lambda step: _flip_byte(step / "model.safetensors"),
+    lambda step: _truncate(step / "model.safetensors"),
+    lambda step: _flip_byte(step / "state.safetensors"),
+    lambda step: _truncate(step / "checkpoint.json"),
+], ids=["flip-model", "truncate-model", "flip-state", "truncate-meta"])
+def test_damaged_newest_falls_back_and_direct_load_raises(tmp_path, caplog, damage):
+    save(tmp_path, 1)
+    newest = save(tmp_path, 2)
+    damage(newest)
+    with caplog.at_level(logging.WARNING, logger="rnnkit.training"):
+        loaded = load_checkpoint(tmp_path)
+    assert loaded.step == 1
+    assert torch.equal(loaded.model_state["weight"], tiny_model(1).weight)
+    assert any("step-00000002" in r.getMessage() and r.levelno == logging.WARNING
+               for r in caplog.records)
+    with pytest.raises(CheckpointError, match="damaged") as excinfo:
+        load_checkpoint(newest)
+    assert "\n" not in str(excinfo.value)
+
+
+def test_missing_checkpoint_json_falls_back(tmp_path, caplog):
+    save(tmp_path, 1)
+    newest = save(tmp_path, 2)
+    (newest / "checkpoint.json").unlink()
+    with caplog.at_level(logging.WARNING, logger="rnnkit.training"):
+        assert load_checkpoint(tmp_path).step == 1
+    assert any("step-00000002" in r.getMessage() for r in caplog.records)
+    with pytest.raises(CheckpointError):
+        load_checkpoint(newest)
+
+
+def test_all_checkpoints_damaged_raises(tmp_path):
+    _flip_byte(save(tmp_path, 1) / "model.safetensors")
+    with pytest.raises(CheckpointError, match="damaged") as excinfo:
+        load_checkpoint(tmp_path)
+    assert "\n" not in str(excinfo.value)
+
+
+def test_crash_during_folder_rename_keeps_previous(tmp_path, monkeypatch):
+    save(tmp_path, 1)
+    index_before = (tmp_path / "checkpoints" / "index.json").read_bytes()
+    real_replace = os.replace
+
+    def replace(src, dst, *args, **kwargs):
+        if os.path.isdir(src):
+            raise OSError("power cut")
+        return real_replace(src, dst, *args, **kwargs)
+
+    monkeypatch.setattr(ckpt.os, "replace", replace)
+    with pytest.raises(OSError, match="power cut"):
+        save(tmp_path, 2)
+    monkeypatch.undo()
+
+    assert (tmp_path / "checkpoints" / "index.json").read_bytes() == index_before
+    assert step_dirs(tmp_path) == ["step-00000001"]
+    assert load_checkpoint(tmp_path).step == 1
+    assert staging_dirs(tmp_path) == []
+
+
+def test_next_save_removes_stale_staging_folder(tmp_path):
+    save(tmp_path, 1)
+    # What a save killed before its rename leaves behind.
+    stale = tmp_path / "checkpoints" / ".step-00000002.abc123"
+    stale.mkdir()
+    (stale / "model.safetensors").write_bytes(b"half")
+    assert load_checkpoint(tmp_path).step == 1
+    save(tmp_path, 2)
+    assert staging_dirs(tmp_path) == []
+    assert load_checkpoint(tmp_path).step == 2
+
+
+def test_missing_path_raises_one_line(tmp_path):
+    with pytest.raises(CheckpointError, match="does not exist") as excinfo:
+        load_checkpoint(tmp_path / "nowhere")
+    assert "\n" not in str(excinfo.value)
+
+
+def test_folder_without_checkpoints_raises_one_line(tmp_path):
+    (tmp_path / "checkpoints").mkdir()
+    for path in (tmp_path, tmp_path / "checkpoints"):
+        with pytest.raises(CheckpointError, match="no checkpoint found") as excinfo:
+            load_checkpoint(path)
+        assert "\n" not in str(excinfo.value)
+
+
+@pytest.mark.parametrize("garbage", [b'{"last": "step-000', b"\xff\xfe not json", b""])
+def test_damaged_index_is_tolerated(tmp_path, garbage):
+    save(tmp_path, 1)
+    save(tmp_path, 2)
+    (tmp_path / "checkpoints" / "index.json").write_bytes(garbage)
+    assert load_checkpoint(tmp_path).step == 2
+    save(tmp_path, 3)  # rewrites the index
+    assert json.loads((tmp_path / "checkpoints" / "index.json").read_text())["last"] == \
+        "step-00000003"
+    assert load_checkpoint(tmp_path).step == 3
+
+
+def test_index_pointing_to_missing_folder_is_tolerated(tmp_path):
+    save(tmp_path, 1)
+    (tmp_path / "checkpoints" / "index.json").write_text(
+        json.dumps({"last": "step-00000009", "best": "step-00000009"}))
+    assert load_checkpoint(tmp_path).step == 1
+    assert load_checkpoint(tmp_path, which="best").step == 1

@@ -1,0 +1,229 @@
+"""Dataclass configs: dict/file/override loading, precedence, and one-line errors."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+import pytest
+
+from rnnkit.training.config import (
+    ConfigError, config_from_dict, config_to_dict, parse_override, resolve_config,
+)
+
+
+@dataclass
+class Optim:
+    lr: float = 1e-3
+    steps: int = 100
+    name: str = "adam"
+
+
+@dataclass
+class Cfg:
+    size: int = 4
+    rate: float = 0.5
+    flag: bool = False
+    cell: str = "lstm"
+    limit: int | None = None
+    dims: tuple[int, ...] = (1, 2)
+    pair: tuple[int, float] = (3, 0.25)
+    # The parent picks defaults that differ from Optim's own.
+    optim: Optim = field(default_factory=lambda: Optim(lr=0.5, steps=7, name="sgd"))
+
+
+def assert_one_line_error(excinfo, *needles):
+    message = str(excinfo.value)
+    assert "\n" not in message
+    for needle in needles:
+        assert needle in message, (needle, message)
+
+
+# --- config_from_dict / config_to_dict ---------------------------------------------------------
+
+def test_empty_dict_gives_defaults():
+    assert config_from_dict(Cfg, {}) == Cfg()
+
+
+def test_each_field_type_is_set():
+    values = {"size": 9, "rate": 2, "flag": True, "cell": "gru", "limit": 5,
+              "dims": [4, 5, 6], "pair": [1, 2.5]}
+    cfg = config_from_dict(Cfg, values)
+    assert cfg == Cfg(size=9, rate=2.0, flag=True, cell="gru", limit=5, dims=(4, 5, 6),
+                      pair=(1, 2.5))
+    assert isinstance(cfg.rate, float) and isinstance(cfg.dims, tuple)
+
+
+def test_optional_field_accepts_null():
+    assert config_from_dict(Cfg, {"limit": None}).limit is None
+
+
+def test_nested_override_keeps_parents_other_nested_defaults():
+    cfg = config_from_dict(Cfg, {"optim": {"steps": 11}})
+    assert cfg.optim == Optim(lr=0.5, steps=11, name="sgd")
+
+
+def test_config_to_dict_round_trips():
+    cfg = Cfg(size=3, flag=True, limit=8, dims=(7,), optim=Optim(lr=0.1, steps=2, name="x"))
+    assert config_from_dict(Cfg, config_to_dict(cfg)) == cfg
+
+
+def test_config_to_dict_round_trips_through_json():
+    cfg = Cfg(dims=(9, 8), pair=(4, 1.5))
+    assert config_from_dict(Cfg, json.loads(json.dumps(config_to_dict(cfg)))) == cfg
+
+
+# --- parse_override ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("text, expected", [
+    ("a=3", 3),
+    ("a=-2.5", -2.5),
+    ("a=1e-3", 1e-3),
+    ("a=true", True),
+    ("a=false", False),
+    ("a=null", None),
+    ("a=gru", "gru"),
+    ('a="gru"', "gru"),
+    ('a="12"', "12"),
+    ("a=[1, 2, 3]", [1, 2, 3]),
+    ('a=["x", "y"]', ["x", "y"]),
+    ("a=b=c", "b=c"),
+])
+def test_parse_override_values(text, expected):
+    key, value = parse_override(text)
+    assert key == ["a"]
+    assert value == expected and type(value) is type(expected)
+
+
+def test_parse_override_splits_dotted_key():
+    assert parse_override("optim.lr=0.25") == (["optim", "lr"], 0.25)
+
+
+@pytest.mark.parametrize("text", ["no_equals_sign", "=5", "  =5"])
+def test_malformed_override_raises(text):
+    with pytest.raises(ConfigError) as excinfo:
+        parse_override(text)
+    assert_one_line_error(excinfo, "key=value")
+
+
+# --- files and precedence ---------------------------------------------------------------------
+
+def test_json_file_loads(tmp_path):
+    path = tmp_path / "c.json"
+    path.write_text(json.dumps({"size": 6, "optim": {"name": "rms"}}))
+    cfg = resolve_config(Cfg, file=str(path))
+    assert cfg.size == 6
+    assert cfg.optim == Optim(lr=0.5, steps=7, name="rms")
+
+
+def test_toml_file_loads(tmp_path):
+    path = tmp_path / "c.toml"
+    path.write_text('size = 6\nflag = true\ndims = [3, 4]\n\n[optim]\nlr = 0.125\n')
+    cfg = resolve_config(Cfg, file=str(path))
+    assert (cfg.size, cfg.flag, cfg.dims) == (6, True, (3, 4))
+    assert cfg.optim == Optim(lr=0.125, steps=7, name="sgd")
+
+
+def test_precedence_defaults_base_file_overrides(tmp_path):
+    path = tmp_path / "c.json"
+    # size: base -> file -> override; rate: base -> file; cell: base only; flag: default.
+    path.write_text(json.dumps({"size": 2, "rate": 0.75, "optim": {"lr": 0.01}}))
+    base = {"size": 1, "rate": 0.1, "cell": "gru", "optim": {"steps": 3}}
+    cfg = resolve_config(Cfg, base=base, file=str(path),
+                         overrides=["size=3", "optim.name=adamw"])
+    assert cfg == Cfg(size=3, rate=0.75, cell="gru", flag=False,
+                      optim=Optim(lr=0.01, steps=3, name="adamw"))
+
+
+def test_resolve_config_does_not_mutate_base():
+    base = {"optim": {"steps": 3}}
+    resolve_config(Cfg, base=base, overrides=["optim.steps=4"])
+    assert base == {"optim": {"steps": 3}}
+
+
+def test_override_can_set_optional_to_null():
+    assert resolve_config(Cfg, base={"limit": 4}, overrides=["limit=null"]).limit is None
+
+
+# --- errors ------------------------------------------------------------------------------------
+
+def test_unknown_key_raises():
+    with pytest.raises(ConfigError) as excinfo:
+        config_from_dict(Cfg, {"sise": 3})
+    assert_one_line_error(excinfo, "sise")
+
+
+def test_unknown_nested_key_names_dotted_key():
+    with pytest.raises(ConfigError) as excinfo:
+        resolve_config(Cfg, overrides=["optim.lrr=0.1"])
+    assert_one_line_error(excinfo, "optim.lrr")
+
+
+@pytest.mark.parametrize("key, value", [
+    ("size", "3"),  # string for int
+    ("size", True),  # bool for int
+    ("size", 3.0),  # float for int
+    ("rate", "fast"),  # string for float
+    ("rate", False),  # bool for float
+    ("flag", 1),  # int for bool
+    ("cell", 5),  # int for str
+    ("dims", 3),  # scalar for a list
+    ("pair", [1]),  # wrong tuple length
+])
+def test_wrong_type_raises_naming_key(key, value):
+    with pytest.raises(ConfigError) as excinfo:
+        config_from_dict(Cfg, {key: value})
+    assert_one_line_error(excinfo, repr(key))
+
+
+def test_wrong_type_in_nested_section_names_dotted_key():
+    with pytest.raises(ConfigError) as excinfo:
+        config_from_dict(Cfg, {"optim": {"steps": "many"}})
+    assert_one_line_error(excinfo, "optim.steps")
+
+
+def test_null_for_non_optional_raises():
+    with pytest.raises(ConfigError) as excinfo:
+        config_from_dict(Cfg, {"size": None})
+    assert_one_line_error(excinfo, "'size'", "null")
+
+
+def test_scalar_for_section_raises():
+    with pytest.raises(ConfigError) as excinfo:
+        resolve_config(Cfg, overrides=["optim=3"])
+    assert_one_line_error(excinfo, "'optim'")
+
+
+def test_missing_file_raises(tmp_path):
+    missing = tmp_path / "nope.json"
+    with pytest.raises(ConfigError) as excinfo:
+        resolve_config(Cfg, file=str(missing))
+    assert_one_line_error(excinfo, "nope.json", "does not exist")
+
+
+def test_invalid_json_file_raises(tmp_path):
+    path = tmp_path / "bad.json"
+    path.write_text('{"size": 3,,}')
+    with pytest.raises(ConfigError) as excinfo:
+        resolve_config(Cfg, file=str(path))
+    assert_one_line_error(excinfo, "bad.json", "JSON")
+
+
+def test_invalid_toml_file_raises(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text("size = = 3\n")
+    with pytest.raises(ConfigError) as excinfo:
+        resolve_config(Cfg, file=str(path))
+    assert_one_line_error(excinfo, "bad.toml", "TOML")
+
+
+def test_file_holding_a_list_raises(tmp_path):
+    path = tmp_path / "list.json"
+    path.write_text("[1, 2]")
+    with pytest.raises(ConfigError) as excinfo:
+        resolve_config(Cfg, file=str(path))
+    assert_one_line_error(excinfo, "list.json")
+
+
+def test_config_error_is_a_value_error():
+    assert issubclass(ConfigError, ValueError)
