@@ -1,0 +1,170 @@
+"""`rnnkit train lm`, `evaluate` and `generate` from the command line, and every bad input.
+
+Oracles: the library functions the commands call (the CLI must report what they compute), a
+second identical call (determinism), and file digests (an error must leave files untouched).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from rnnkit.cli.main import main
+
+from corpora import tiny_text
+
+TINY = ["--hidden", "16", "--embedding", "8", "--batch-size", "4", "--window", "16",
+        "--no-progress", "--set", "data.eval_rows=2", "--set", "train.eval_every=6"]
+
+
+def run(argv, capsys):
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    path = tmp_path_factory.mktemp("cli-corpus") / "corpus.txt"
+    path.write_text(tiny_text(6000), encoding="utf-8")
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained_run(corpus, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli-run") / "run"
+    code = main(["train", "lm", "--corpus", str(corpus), "--steps", "12", "--out", str(out),
+                 "--json", "--sample-length", "20", *TINY])
+    assert code == 0
+    return out
+
+
+def test_train_prints_json_with_test_bpc_bars_and_a_sample(corpus, tmp_path, capsys):
+    code, out, err = run(["train", "lm", "--corpus", corpus, "--steps", "6", "--out",
+                          tmp_path / "run", "--json", "--sample-length", "25", *TINY], capsys)
+    assert code == 0
+    result = json.loads(out)
+    assert result["steps"] == 6 and result["status"] == "completed"
+    assert set(result["compressors_bpc"]) >= {"zlib-9", "bzip2-9"}
+    assert len(result["sample"]) == 25
+    assert result["test"]["bpc"] > 0
+    assert "training characters" in err  # progress notes go to stderr under --json
+
+
+def test_evaluate_reports_what_the_library_computes(trained_run, capsys):
+    from rnnkit.tasks.lm.task import evaluate_lm
+
+    code, out, _ = run(["evaluate", "--checkpoint", trained_run, "--json"], capsys)
+    assert code == 0
+    assert json.loads(out)["bpc"] == evaluate_lm(trained_run)["bpc"]
+    code, out, _ = run(["evaluate", "--checkpoint", trained_run], capsys)
+    assert code == 0 and "bits per character" in out
+
+
+def test_generate_is_repeatable_with_a_seed(trained_run, capsys):
+    argv = ["generate", "--checkpoint", trained_run, "--prompt", "And", "--length", "30",
+            "--seed", "5", "--json"]
+    first = json.loads(run(argv, capsys)[1])["text"]
+    second = json.loads(run(argv, capsys)[1])["text"]
+    assert first == second and len(first) == 30
+    code, out, _ = run(["generate", "--checkpoint", trained_run, "--prompt", "And",
+                        "--length", "10", "--beam", "3"], capsys)
+    assert code == 0 and out.startswith("And")
+
+
+def test_resume_continues_a_finished_run_to_a_larger_step_limit(corpus, tmp_path, capsys):
+    out_dir = tmp_path / "run"
+    assert run(["train", "lm", "--corpus", corpus, "--steps", "6", "--out", out_dir,
+                "--sample-length", "0", *TINY], capsys)[0] == 0
+    code, out, err = run(["train", "lm", "--resume", out_dir, "--steps", "9", "--json",
+                          "--sample-length", "0", "--no-progress"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["steps"] == 9
+    assert "resuming from step 6" in err
+
+
+def _digest(folder):
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def assert_one_line_error(code, err, *fragments):
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rnnkit: error:"), err
+    for fragment in fragments:
+        assert fragment in lines[0], err
+
+
+@pytest.mark.parametrize("content, fragment", [
+    (b"", "empty"),
+    (b"\x00\x01binary\x00data", "binary"),
+    (b"abc\xff\xfedef", "not UTF-8"),
+    (b"tiny text\n", "too small to split"),
+    (b"the word was in the beginning. " * 2 + b"in the word ", "fewer than one batch"),
+])
+def test_bad_corpus_is_one_line_error(tmp_path, capsys, content, fragment):
+    path = tmp_path / "corpus.txt"
+    path.write_bytes(content)
+    code, _, err = run(["train", "lm", "--corpus", path, "--steps", "3", "--out",
+                        tmp_path / "run", *TINY], capsys)
+    assert_one_line_error(code, err, fragment)
+
+
+def test_missing_and_corrupt_checkpoints_are_one_line_errors(trained_run, tmp_path, capsys):
+    code, _, err = run(["evaluate", "--checkpoint", tmp_path / "nowhere"], capsys)
+    assert_one_line_error(code, err, "does not exist")
+    import shutil
+
+    broken = tmp_path / "broken"
+    shutil.copytree(trained_run, broken)
+    for weights in broken.rglob("model.safetensors"):
+        weights.write_bytes(weights.read_bytes()[:-10])  # every checkpoint truncated
+    code, _, err = run(["generate", "--checkpoint", broken], capsys)
+    assert_one_line_error(code, err, "damaged")
+
+
+def test_prompt_outside_the_vocabulary_is_an_error_unless_skipped(trained_run, capsys):
+    code, out, err = run(["generate", "--checkpoint", trained_run, "--prompt", "Zebra €"],
+                         capsys)
+    assert_one_line_error(code, err, "never saw", "--unknown skip")
+    assert out == ""  # nothing printed before the error
+    code, _, _ = run(["generate", "--checkpoint", trained_run, "--prompt", "Zebra €",
+                      "--unknown", "skip", "--length", "5"], capsys)
+    assert code == 0
+
+
+def test_unknown_config_key_and_bad_values_are_one_line_errors(corpus, tmp_path, capsys):
+    code, _, err = run(["train", "lm", "--corpus", corpus, "--set", "model.hiden=3"], capsys)
+    assert_one_line_error(code, err, "model.hiden")
+    code, _, err = run(["train", "lm", "--corpus", corpus, "--set", "train.minutes=soon"], capsys)
+    assert_one_line_error(code, err, "train.minutes")
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"train": {"learning_rat": 0.1}}))
+    code, _, err = run(["train", "lm", "--corpus", corpus, "--config", config], capsys)
+    assert_one_line_error(code, err, "train.learning_rat")
+
+
+def test_unknown_option_is_rejected_by_argparse(capsys):
+    with pytest.raises(SystemExit) as exited:
+        main(["train", "lm", "--hidden-size", "3"])
+    assert exited.value.code == 2
+    assert "unrecognized arguments: --hidden-size" in capsys.readouterr().err
+
+
+def test_existing_run_folder_is_not_overwritten(trained_run, corpus, capsys):
+    before = _digest(trained_run)
+    code, _, err = run(["train", "lm", "--corpus", corpus, "--steps", "3", "--out",
+                        trained_run, *TINY], capsys)
+    assert_one_line_error(code, err, "already holds a run", "--resume")
+    assert _digest(trained_run) == before
+
+
+def test_every_command_has_help(capsys):
+    for command in (["train", "lm"], ["evaluate"], ["generate"], ["train"]):
+        with pytest.raises(SystemExit) as exited:
+            main([*command, "--help"])
+        assert exited.value.code == 0
+        assert "usage: rnnkit" in capsys.readouterr().out
