@@ -147,10 +147,13 @@ def read_index(run_dir: Path) -> dict:
     if not path.is_file():
         return {"last": None, "best": None}
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        index = json.loads(path.read_text(encoding="utf-8"))
     except ValueError:
+        index = None
+    if not isinstance(index, dict):
         # A damaged index is rebuilt from the folders themselves (see _candidates).
         return {"last": None, "best": None}
+    return index
 
 
 def save_checkpoint(run_dir: str | os.PathLike, step: int, *, model_state: dict,
@@ -258,13 +261,13 @@ def _read_checkpoint(path: Path, namedtuples) -> Checkpoint:
 
 def _candidates(folder: Path, which: str) -> list[Path]:
     """Checkpoint folders to try, best guess first."""
-    index = read_index(folder.parent)
-    preferred = index.get(which)
+    # Zero-padded step numbers sort in time order; the newest folder is the last checkpoint
+    # even when a crash came between its rename and the index update.
     everything = sorted((p for p in folder.glob("step-*") if p.is_dir()), reverse=True)
-    first = [folder / preferred] if preferred and (folder / preferred).is_dir() else []
-    if which == "best":
-        return first or everything[:1]
-    return first + [p for p in everything if p not in first]
+    if which == "last":
+        return everything
+    best = read_index(folder.parent).get("best")
+    return [folder / best] if best and (folder / best).is_dir() else everything[:1]
 
 
 def load_checkpoint(path: str | os.PathLike, *, which: str = "last",

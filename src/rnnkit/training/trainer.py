@@ -347,7 +347,8 @@ class Trainer:
                         break
             if self._interrupted:
                 status = "interrupted"
-                self.save()
+                if self.last_eval_step != self.step:  # else this very step is saved already
+                    self.save()
                 self.notify(f"interrupted at step {self.step}; checkpoint saved, continue with "
                             f"--resume {self.run_dir}")
             elif self.last_eval_step != self.step:

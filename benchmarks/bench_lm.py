@@ -1,0 +1,79 @@
+"""Character LM on the King James Bible: rnnkit's layer vs torch.nn's, same wall time.
+
+Trains the default ``rnnkit train lm`` configuration twice for the same time budget, once with
+rnnkit's recurrent layer and once with torch.nn's layer of the same cell (everything else equal:
+data order, initial weights, optimizer, schedule), one after the other on this machine, then
+reports test bits per character, optimizer steps and characters per second of each, beside the
+compressor bars.
+
+    .venv/bin/python benchmarks/bench_lm.py                 # 15 minutes each (the issue's target)
+    .venv/bin/python benchmarks/bench_lm.py --minutes 3     # a quick look
+Writes benchmarks/results/lm.json and prints a table. Other settings: --set key=value as for
+``rnnkit train lm`` (e.g. --set model.cell=gru).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import platform
+import tempfile
+
+import torch
+
+from rnnkit.data.text import load_corpus
+from rnnkit.tasks.lm.task import LMConfig, compressor_bars, train_lm
+from rnnkit.training import resolve_config
+
+RESULTS = pathlib.Path(__file__).parent / "results"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=15.0, help="budget of each run")
+    parser.add_argument("--set", action="append", default=[], dest="overrides",
+                        metavar="KEY=VALUE")
+    parser.add_argument("--out", default=str(RESULTS / "lm.json"))
+    args = parser.parse_args()
+
+    rows = []
+    for implementation in ("rnnkit", "torch"):
+        config = resolve_config(LMConfig, overrides=[
+            f"train.minutes={args.minutes}", "train.progress=false",
+            f"model.implementation={implementation}", *args.overrides])
+        with tempfile.TemporaryDirectory() as run_dir:
+            print(f"training with {implementation}'s {config.model.cell.upper()} for "
+                  f"{args.minutes:g} min ...", flush=True)
+            result = train_lm(config, run_dir, notify=lambda line: None)
+        rows.append({
+            "implementation": implementation, "test_bpc": result["test"]["bpc"],
+            "validation_bpc": result["validation"]["bpc"], "steps": result["steps"],
+            "epochs": result["epochs"], "train_seconds": result["train_seconds"],
+            "characters_per_second": result["steps"] * config.data.batch_size
+            * config.data.window / max(result["train_seconds"], 1e-9),
+        })
+    bars = compressor_bars(load_corpus(config.data.corpus).text)
+    report = {
+        "benchmark": "character LM, same wall time", "minutes": args.minutes,
+        "config": result["config"], "split": result["split"],
+        "corpus": result["corpus"], "compressors_bpc": bars, "results": rows,
+        "machine": {"cpu": platform.processor() or platform.machine(),
+                    "threads": torch.get_num_threads(), "torch": torch.__version__},
+    }
+    RESULTS.mkdir(exist_ok=True)
+    pathlib.Path(args.out).write_text(json.dumps(report, indent=2))
+    print(f"\n{config.model.cell.upper()} H={config.model.hidden_size} x{config.model.layers}, "
+          f"batch {config.data.batch_size} x window {config.data.window}, {args.minutes:g} min "
+          f"each, {torch.get_num_threads()} threads")
+    print(f"{'layer':<8} {'test bpc':>9} {'valid bpc':>10} {'steps':>7} {'epochs':>7} "
+          f"{'chars/s':>9}")
+    for row in rows:
+        print(f"{row['implementation']:<8} {row['test_bpc']:>9.3f} {row['validation_bpc']:>10.3f} "
+              f"{row['steps']:>7d} {row['epochs']:>7.2f} {row['characters_per_second']:>9,.0f}")
+    print("bars (whole corpus): " + ", ".join(f"{k} {v:.2f}" for k, v in bars.items()))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

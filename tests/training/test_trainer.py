@@ -1,0 +1,122 @@
+"""The Trainer on a model-agnostic toy problem: limits, early stopping, best checkpoint, clipping.
+
+The LM task tests cover resume, Ctrl-C and non-finite losses end to end; here the oracles are
+scripted validation losses (so the right stopping step and best step are known in advance) and
+plain SGD arithmetic (so the effect of clipping on one update can be computed by hand).
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from rnnkit.training import StepOutput, TrainConfig, Trainer, load_checkpoint
+
+
+class Samples:
+    """An endless stream of regression batches with the interface the Trainer needs."""
+
+    def __init__(self, batch: int = 8) -> None:
+        self.batch, self.index = batch, 0
+
+    @property
+    def epochs_done(self) -> float:
+        return self.index / 10
+
+    def __next__(self):
+        generator = torch.Generator().manual_seed(self.index)
+        self.index += 1
+        x = torch.randn(self.batch, 3, generator=generator)
+        return x, x.sum(dim=1, keepdim=True)
+
+    def state_dict(self) -> dict:
+        return {"index": self.index}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.index = state["index"]
+
+
+def regression_loss(model, batch, carry) -> StepOutput:
+    x, y = batch
+    return StepOutput(nn.functional.mse_loss(model(x), y), None, x.size(0))
+
+
+def make_trainer(tmp_path, validation_losses=None, **settings) -> Trainer:
+    torch.manual_seed(0)
+    model = nn.Linear(3, 1)
+    scripted = iter(validation_losses) if validation_losses is not None else None
+
+    def evaluate(m):
+        if scripted is not None:
+            return {"loss": next(scripted)}
+        x = torch.randn(64, 3, generator=torch.Generator().manual_seed(999))
+        return {"loss": nn.functional.mse_loss(m(x), x.sum(1, keepdim=True)).item()}
+
+    config = TrainConfig(**{"max_steps": 30, "eval_every": 5, "log_every": 5,
+                            "warmup_steps": 0, "progress": False, **settings})
+    return Trainer(model, config, batches=Samples(), loss_fn=regression_loss,
+                   evaluate_fn=evaluate, run_dir=tmp_path / "run")
+
+
+def test_step_limit_and_the_loss_goes_down(tmp_path):
+    trainer = make_trainer(tmp_path, learning_rate=0.05)
+    result = trainer.fit()
+    assert result.status == "completed" and result.steps == 30
+    history = [r for r in result.history if r["split"] == "validation"]
+    assert [r["step"] for r in history] == [5, 10, 15, 20, 25, 30]
+    assert history[-1]["loss"] < history[0]["loss"] / 2
+
+
+def test_epoch_limit(tmp_path):
+    result = make_trainer(tmp_path, max_steps=None, max_epochs=1.5).fit()
+    assert result.steps == 15  # Samples counts 10 batches per epoch
+
+
+def test_early_stopping_after_patience_evaluations_without_improvement(tmp_path):
+    losses = [1.0, 0.5, 0.6, 0.7, 0.4, 0.9]  # best at the 2nd eval; 2 worse ones follow
+    result = make_trainer(tmp_path, validation_losses=losses, patience=2).fit()
+    assert result.status == "early stopping"
+    assert result.steps == 20 and result.best_step == 10
+    assert result.best_validation == {"loss": 0.5}
+    assert load_checkpoint(tmp_path / "run", which="best").step == 10
+    assert load_checkpoint(tmp_path / "run", which="last").step == 20
+
+
+def test_clipping_bounds_the_update_of_plain_sgd(tmp_path):
+    """With SGD (lr 1, no momentum, no decay) one step moves the weights by exactly the clipped
+    gradient, whose norm is clip_norm when the raw gradient is larger."""
+    trainer = make_trainer(tmp_path, optimizer="sgd", learning_rate=1.0, momentum=0.0,
+                           weight_decay=0.0, clip_norm=0.01, decay="constant", max_steps=1)
+    before = torch.cat([p.detach().flatten().clone() for p in trainer.model.parameters()])
+    result = trainer.fit()
+    after = torch.cat([p.detach().flatten() for p in trainer.model.parameters()])
+    record = next(r for r in result.history if r["split"] == "train")
+    assert record["grad_norm"] > 0.01  # the raw gradient was larger: clipping had to act
+    assert (after - before).norm().item() == pytest.approx(0.01, rel=1e-4)
+
+
+def test_learning_rate_follows_the_warmup_and_cosine_schedule(tmp_path):
+    trainer = make_trainer(tmp_path, learning_rate=0.1, warmup_steps=5, log_every=1,
+                           min_lr_ratio=0.0, max_steps=20)
+    records = [r for r in trainer.fit().history if r["split"] == "train"]
+    for record in records:
+        step = record["step"] - 1  # the lr used by optimizer step `step` (0-based)
+        if step < 5:
+            expected = 0.1 * (step + 1) / 5
+        else:
+            expected = 0.05 * (1 + math.cos(math.pi * step / 20))
+        assert record["lr"] == pytest.approx(expected), record
+
+
+def test_a_run_needs_a_limit_and_valid_choices():
+    with pytest.raises(ValueError, match="set a limit"):
+        TrainConfig().check()
+    with pytest.raises(ValueError, match="optimizer"):
+        TrainConfig(max_steps=1, optimizer="lbfgs").check()
+    with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
+        TrainConfig(max_steps=1, precision="fp16").check()
+    with pytest.raises(ValueError, match="minutes must be positive"):
+        TrainConfig(minutes=0).check()
