@@ -49,6 +49,9 @@ def build_library(build_directory: str | None = None, verbose: bool = False) -> 
     from torch.utils import cpp_extension
 
     name = f"rnnkit_fused_{_source_hash()}"
+    folder = build_directory or cpp_extension._get_build_directory(name, verbose=False)
+    if not os.path.exists(os.path.join(folder, f"{name}.so")):
+        log.info("rnnkit: building the fused CPU kernels (first use only, about a minute)")
     return cpp_extension.load(
         name=name,
         sources=[str(SOURCE_DIR / source) for source in SOURCES],
@@ -71,7 +74,6 @@ def load_error() -> str | None:
             _status["error"] = f"disabled by the environment variable {DISABLE_VARIABLE}"
             return _status["error"]
         try:
-            log.info("rnnkit: building the fused CPU kernels (first use only, about a minute)")
             build_library()
             from . import ops  # noqa: F401  (registers fake and autograd functions)
 
