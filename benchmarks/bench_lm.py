@@ -24,7 +24,7 @@ import torch
 
 from rnnkit.data.text import load_corpus
 from rnnkit.tasks.lm.task import LMConfig, compressor_bars, train_lm
-from rnnkit.training import resolve_config
+from rnnkit.training import config_to_dict, resolve_config
 
 RESULTS = pathlib.Path(__file__).parent / "results"
 
@@ -37,17 +37,22 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS / "lm.json"))
     args = parser.parse_args()
 
+    default = resolve_config(LMConfig, overrides=args.overrides)
+    # rnnkit's layer, torch.nn's layer of the same cell, and torch.nn.LSTM (the usual choice).
+    runs = [("rnnkit", default.model.cell), ("torch", default.model.cell)]
+    if default.model.cell != "lstm":
+        runs.append(("torch", "lstm"))
     rows = []
-    for implementation in ("rnnkit", "torch"):
+    for implementation, cell in runs:
         config = resolve_config(LMConfig, overrides=[
-            f"train.minutes={args.minutes}", "train.progress=false",
-            f"model.implementation={implementation}", *args.overrides])
+            *args.overrides, f"train.minutes={args.minutes}", "train.progress=false",
+            f"model.implementation={implementation}", f"model.cell={cell}"])
         with tempfile.TemporaryDirectory() as run_dir:
             print(f"training with {implementation}'s {config.model.cell.upper()} for "
                   f"{args.minutes:g} min ...", flush=True)
             result = train_lm(config, run_dir, notify=lambda line: None)
         rows.append({
-            "implementation": implementation, "test_bpc": result["test"]["bpc"],
+            "implementation": implementation, "cell": cell, "test_bpc": result["test"]["bpc"],
             "validation_bpc": result["validation"]["bpc"], "steps": result["steps"],
             "epochs": result["epochs"], "train_seconds": result["train_seconds"],
             "characters_per_second": result["steps"] * config.data.batch_size
@@ -56,20 +61,21 @@ def main() -> None:
     bars = compressor_bars(load_corpus(config.data.corpus).text)
     report = {
         "benchmark": "character LM, same wall time", "minutes": args.minutes,
-        "config": result["config"], "split": result["split"],
+        "config": config_to_dict(default), "split": result["split"],
         "corpus": result["corpus"], "compressors_bpc": bars, "results": rows,
         "machine": {"cpu": platform.processor() or platform.machine(),
                     "threads": torch.get_num_threads(), "torch": torch.__version__},
     }
     RESULTS.mkdir(exist_ok=True)
     pathlib.Path(args.out).write_text(json.dumps(report, indent=2))
-    print(f"\n{config.model.cell.upper()} H={config.model.hidden_size} x{config.model.layers}, "
+    print(f"\nH={config.model.hidden_size} x{config.model.layers}, "
           f"batch {config.data.batch_size} x window {config.data.window}, {args.minutes:g} min "
           f"each, {torch.get_num_threads()} threads")
-    print(f"{'layer':<8} {'test bpc':>9} {'valid bpc':>10} {'steps':>7} {'epochs':>7} "
+    print(f"{'layer':<14} {'test bpc':>9} {'valid bpc':>10} {'steps':>7} {'epochs':>7} "
           f"{'chars/s':>9}")
     for row in rows:
-        print(f"{row['implementation']:<8} {row['test_bpc']:>9.3f} {row['validation_bpc']:>10.3f} "
+        name = f"{row['implementation']}.{row['cell'].upper()}"
+        print(f"{name:<14} {row['test_bpc']:>9.3f} {row['validation_bpc']:>10.3f} "
               f"{row['steps']:>7d} {row['epochs']:>7.2f} {row['characters_per_second']:>9,.0f}")
     print("bars (whole corpus): " + ", ".join(f"{k} {v:.2f}" for k, v in bars.items()))
     print(f"wrote {args.out}")
