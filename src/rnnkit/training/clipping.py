@@ -19,14 +19,14 @@ def clip_gradients(parameters: Iterable[torch.nn.Parameter], max_norm: float | N
     Returns the global norm before clipping (``inf`` or ``nan`` when a gradient is not finite,
     in which case nothing is scaled).
     """
+    if max_norm is not None and not max_norm > 0:
+        raise ValueError(f"max_norm must be positive (or None to turn clipping off); "
+                         f"got {max_norm}")
     params = [p for p in parameters if p.grad is not None]
     if not params:
         return 0.0
     norm = torch.nn.utils.get_total_norm([p.grad for p in params])
     if max_norm is not None and torch.isfinite(norm):
-        if max_norm <= 0:
-            raise ValueError(f"max_norm must be positive (or None to turn clipping off); "
-                             f"got {max_norm}")
         # clip_grads_with_norm_ takes the parameters and scales their .grad in place.
         torch.nn.utils.clip_grads_with_norm_(params, max_norm, norm)
     return float(norm)

@@ -34,17 +34,30 @@ class MetricsLog:
             file.write(json.dumps(record) + "\n")
 
     def read(self) -> list[dict]:
+        """Every intact record (a line torn by a crash is left out)."""
         if not self.path.exists():
             return []
-        return [json.loads(line) for line in self.path.read_text(encoding="utf-8").splitlines()
-                if line.strip()]
+        records = []
+        for line in self.path.read_text(encoding="utf-8").splitlines():
+            record = _parse(line)
+            if record is not None:
+                records.append(record)
+        return records
+
+
+def _parse(line: str) -> dict | None:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return None
+    return record if isinstance(record, dict) else None
 
 
 def _step_of(line: str) -> int:
-    try:
-        return int(json.loads(line).get("step", 0))
-    except ValueError:
+    record = _parse(line)
+    if record is None or not isinstance(record.get("step", 0), int):
         return 1 << 62  # a torn last line from a crash: drop it
+    return record.get("step", 0)
 
 
 def plot_curves(records: list[dict], path: str | os.PathLike, *, title: str = "",

@@ -36,9 +36,16 @@ class LearningRateSchedule:
             raise ValueError(f"warmup_steps must be >= 0; got {self.warmup_steps}")
         if not 0 <= self.min_lr_ratio <= 1:
             raise ValueError(f"min_lr_ratio must be in [0, 1]; got {self.min_lr_ratio}")
+        if not 0 < self.gamma <= 1:
+            raise ValueError(f"gamma (step decay factor) must be in (0, 1]; got {self.gamma}")
+        if any(not 0 <= m <= 1 for m in self.milestones):
+            raise ValueError(f"milestones are fractions of the run in [0, 1]; got "
+                             f"{self.milestones}")
 
     def __call__(self, step: int, progress: float) -> float:
         """Learning rate for optimizer step ``step`` (0-based) at ``progress`` in [0, 1]."""
+        if progress != progress:  # NaN: a broken caller, not a point in the run
+            raise ValueError("progress must be a number in [0, 1]; got nan")
         progress = min(max(progress, 0.0), 1.0)
         if step < self.warmup_steps:
             return self.peak * (step + 1) / self.warmup_steps
