@@ -325,3 +325,42 @@ def test_index_pointing_to_missing_folder_is_tolerated(tmp_path):
         json.dumps({"last": "step-00000009", "best": "step-00000009"}))
     assert load_checkpoint(tmp_path).step == 1
     assert load_checkpoint(tmp_path, which="best").step == 1
+
+
+KILLED_WRITER = r"""
+import sys, torch
+from rnnkit.training import save_checkpoint
+run_dir = sys.argv[1]
+big = {"weight": torch.zeros(2_000_000)}  # 8 MB per save: the kill lands mid-write
+step = 1
+while True:
+    big["weight"].fill_(float(step))
+    save_checkpoint(run_dir, step, model_state=big, train_state={"step": step}, meta={},
+                    keep_last=2)
+    print(step, flush=True)
+    step += 1
+"""
+
+
+def test_a_process_killed_while_saving_leaves_an_intact_checkpoint(tmp_path):
+    """SIGKILL (no cleanup at all) at an arbitrary moment of a save loop: the newest intact
+    checkpoint loads, and its tensors are exactly what its step wrote."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    writer = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(tmp_path / "run")],
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        for _ in range(3):  # wait for three completed saves, then kill during the next ones
+            assert writer.stdout.readline(), "the writer died before saving"
+        time.sleep(0.05)
+    finally:
+        writer.send_signal(signal.SIGKILL)
+        writer.wait()
+    checkpoint = load_checkpoint(tmp_path / "run")
+    assert checkpoint.step >= 3
+    assert torch.equal(checkpoint.model_state["weight"],
+                       torch.full((2_000_000,), float(checkpoint.step)))
+    assert checkpoint.train_state == {"step": checkpoint.step}
