@@ -272,3 +272,25 @@ def test_rnnkit_and_torch_layers_give_the_same_model_function(corpus):
     theirs.load_state_dict(ours.state_dict())
     tokens = torch.randint(11, (3, 20))
     torch.testing.assert_close(ours(tokens)[0], theirs(tokens)[0], atol=1e-5, rtol=1e-5)
+
+
+def test_dynamic_evaluation_is_causal_and_adapts():
+    from rnnkit.tasks.lm.dynamic import dynamic_bits_per_character
+
+    torch.manual_seed(0)
+    model = CharLanguageModel(9, ModelConfig(hidden_size=16, embedding_dim=8)).eval()
+    before = [p.detach().clone() for p in model.parameters()]
+    tokens = torch.randint(9, (7,)).repeat(170)  # a short repeating pattern: adaptation pays
+    static = bits_per_character(model, tokens, rows=2, window=50)
+    # lr 0: nothing is learned, so the score is the static one.
+    frozen = dynamic_bits_per_character(model, tokens, rows=2, window=50, lr=0.0)
+    assert frozen["bpc"] == pytest.approx(static["bpc"], rel=1e-6)
+    # Causal: the first window is scored before any update, so with one window in all the
+    # score cannot depend on the learning rate.
+    short = tokens[:40]
+    assert dynamic_bits_per_character(model, short, rows=1, window=64, lr=1.0)["bpc"] == \
+        pytest.approx(bits_per_character(model, short, rows=1, window=64)["bpc"], rel=1e-6)
+    adapted = dynamic_bits_per_character(model, tokens, rows=2, window=50, lr=0.5)
+    assert adapted["bpc"] < static["bpc"] - 0.1
+    for parameter, original in zip(model.parameters(), before):
+        assert torch.equal(parameter, original)  # the caller's model is untouched

@@ -132,6 +132,10 @@ def add_evaluate(commands) -> None:
     parser.add_argument("--split", choices=("test", "validation", "train"), default="test")
     parser.add_argument("--which", choices=("best", "last"), default="best",
                         help="which checkpoint of a run folder (default: best)")
+    parser.add_argument("--dynamic", type=float, metavar="LR",
+                        help="also score with dynamic evaluation: the model takes an SGD step "
+                             "of this size on each window after scoring it (like an adaptive "
+                             "compressor); the static score is still printed")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(handler=run_evaluate)
 
@@ -139,13 +143,17 @@ def add_evaluate(commands) -> None:
 def run_evaluate(args) -> int:
     from rnnkit.tasks.lm.task import evaluate_lm
 
-    result = evaluate_lm(args.checkpoint, corpus=args.corpus, split=args.split, which=args.which)
+    result = evaluate_lm(args.checkpoint, corpus=args.corpus, split=args.split, which=args.which,
+                         dynamic_lr=args.dynamic)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
         print(f"{result['split']}: {result['bpc']:.4f} bits per character (perplexity "
               f"{result['perplexity']:.3f}) on {result['characters']:,} characters of "
               f"{result['corpus']}; checkpoint {result['checkpoint']} (step {result['step']})")
+        if "dynamic" in result:
+            print(f"{result['split']} with dynamic evaluation (lr {args.dynamic:g}): "
+                  f"{result['dynamic']['bpc']:.4f} bits per character")
     return 0
 
 

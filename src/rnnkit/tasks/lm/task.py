@@ -193,8 +193,12 @@ def load_lm(path: str | Path, *, which: str = "best", device: str = "cpu") -> Lo
 
 
 def evaluate_lm(path: str | Path, *, corpus: str | None = None, split: str = "test",
-                which: str = "best") -> dict:
-    """Bits per character of a checkpoint on a split of its corpus (or of another corpus)."""
+                which: str = "best", dynamic_lr: float | None = None) -> dict:
+    """Bits per character of a checkpoint on a split of its corpus (or of another corpus).
+
+    With ``dynamic_lr`` the result also holds ``dynamic``: the score under dynamic evaluation
+    (see :mod:`rnnkit.tasks.lm.dynamic`), next to the static one.
+    """
     if split not in ("validation", "test", "train"):
         raise ValueError(f"split must be 'train', 'validation' or 'test'; got {split!r}")
     loaded = load_lm(path, which=which)
@@ -206,6 +210,12 @@ def evaluate_lm(path: str | Path, *, corpus: str | None = None, split: str = "te
     tokens = _encode_heldout(loaded.vocabulary, getattr(data.split, split), split)
     metrics = bits_per_character(loaded.model, tokens, rows=data_config.eval_rows,
                                  window=data_config.eval_window)
+    if dynamic_lr is not None:
+        from .dynamic import dynamic_bits_per_character
+
+        metrics["dynamic"] = dynamic_bits_per_character(
+            loaded.model, tokens, rows=data_config.eval_rows, window=data_config.window,
+            lr=dynamic_lr)
     return {"task": TASK, "checkpoint": str(loaded.checkpoint), "step": loaded.step,
             "corpus": data.source, "split": split, **metrics,
             "seconds": round(time.perf_counter() - start, 2)}
