@@ -25,7 +25,7 @@ _LAYERS = {
 
 @dataclass
 class ModelConfig:
-    cell: str = "gru"  #: "gru", "lstm" or "rnn" (Elman, tanh)
+    cell: str = "lstm"  #: "lstm", "gru" or "rnn" (Elman, tanh)
     embedding_dim: int = 64
     hidden_size: int = 512
     layers: int = 1

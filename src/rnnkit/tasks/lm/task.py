@@ -9,6 +9,7 @@ the test text is unseen, and the split is recorded with every result.
 from __future__ import annotations
 
 import bz2
+import logging
 import lzma
 import math
 import time
@@ -29,6 +30,7 @@ from rnnkit.training import (
 from .model import CharLanguageModel, ModelConfig
 
 TASK = "lm"
+log = logging.getLogger("rnnkit.tasks")
 
 
 @dataclass
@@ -78,11 +80,8 @@ def _encode_heldout(vocabulary: CharVocabulary, text: str, what: str) -> torch.T
     unknown = vocabulary.unknown_characters(text)
     if unknown:
         # Characters never seen in training cannot be scored; they are dropped and said so.
-        import logging
-
-        logging.getLogger("rnnkit.tasks").warning(
-            "%d distinct characters of the %s text are not in the vocabulary (%s); they are "
-            "skipped when scoring", len(unknown), what, "".join(unknown[:10]).__repr__())
+        log.warning("%d distinct characters of the %s text are not in the vocabulary (%r); "
+                    "they are skipped when scoring", len(unknown), what, "".join(unknown[:10]))
     return vocabulary.encode(text, unknown="skip")
 
 
