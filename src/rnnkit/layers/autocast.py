@@ -31,13 +31,20 @@ def _cast(value, dtype: torch.dtype):
     return value
 
 
+def _autocast_enabled(device_type: str) -> bool:
+    # Devices without autocast (e.g. "meta") make torch raise; there is nothing to undo there.
+    if not torch.amp.is_autocast_available(device_type):
+        return False
+    return torch.is_autocast_enabled(device_type)
+
+
 def recurrence_outside_autocast(forward):
     """Decorate a layer's ``forward(self, x, state=None, ...)`` as described above."""
 
     @functools.wraps(forward)
     def wrapper(self, x, *args, **kwargs):
         device_type = _device_type(x)
-        if device_type is None or not torch.is_autocast_enabled(device_type):
+        if device_type is None or not _autocast_enabled(device_type):
             return forward(self, x, *args, **kwargs)
         dtype = next(self.parameters()).dtype
         cast = lambda v: _cast(v, dtype)  # noqa: E731

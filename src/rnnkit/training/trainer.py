@@ -337,8 +337,8 @@ class Trainer:
                     window_start = now
                 if self.step % config.eval_every == 0:
                     metrics = self._evaluate()
-                    progress.write(f"step {self.step}: validation "
-                                   + ", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+                    progress.write(f"step {self.step}: validation " + ", ".join(
+                        f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
                     clock = time.perf_counter()
                     self.elapsed += clock - now
                     window_start = clock

@@ -151,6 +151,13 @@ def train_lm(config: LMConfig, run_dir: str | Path, *, resume: bool = False,
     parameters = sum(p.numel() for p in model.parameters())
     notify(f"corpus {data.source}: {len(data.split.train):,} training characters, vocabulary "
            f"{len(data.vocabulary)}; model {meta['title']} ({parameters / 1e6:.2f} M parameters)")
+    with torch.no_grad():
+        # The first call compiles the fused kernels (once per machine, about a minute); done
+        # here so that it does not eat into a --minutes budget. Eval mode: no dropout, so no
+        # random numbers are drawn and a resumed run stays exact.
+        model.eval()
+        model(train_tokens[None, :2])
+        model.train()
     result = trainer.fit()
     best = load_checkpoint(run_dir, which="best")
     model.load_state_dict(best.model_state)
