@@ -10,8 +10,7 @@ from __future__ import annotations
 class Progress:
     def __init__(self, *, total_steps: int | None, budget_seconds: float | None,
                  start_step: int = 0, start_seconds: float = 0.0, enabled: bool = True) -> None:
-        self.by_time = budget_seconds is not None and (
-            total_steps is None or budget_seconds < float("inf"))
+        self.by_time = budget_seconds is not None
         self.bar = None
         if not enabled:
             return
