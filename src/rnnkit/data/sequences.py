@@ -1,0 +1,323 @@
+"""Labelled multivariate sequences of varying length, for sequence classification.
+
+A ``SequenceSet`` holds N sequences: sequence ``i`` is a float32 array of shape (T_i, C), T_i time
+steps as rows (time-major) of C channels, C the same for every sequence. ``labels`` has shape
+(N,), int64 indices into ``class_names``; ``padded()`` stacks the set as (N, T_max, C), zero past
+each sequence's length, with the lengths as (N,).
+
+``load_sequences`` reads one of the UCR/UEA sets bundled inside aeon's wheel (``BUNDLED_SETS``;
+nothing is ever downloaded) or one file: a sktime/aeon ``.ts`` file, a NumPy ``.npz`` (``X``, ``y``,
+optional ``lengths``) or a long-format ``.csv`` (one row per time step: ``sequence``, ``label``,
+optional ``time``, numeric feature columns). A file holds one split.
+Every bad input raises ``SequenceDataError`` with one line that names the problem and the fix.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+_FILE_TYPES = (".ts", ".npz", ".csv")
+_AEON_HINT = 'pip install "rnnkit[classify]" (or pip install aeon)'
+_CSV_LAYOUT = ("one row per time step with columns 'sequence' (id), 'label', optional 'time' and "
+               "numeric feature columns")
+
+
+class SequenceDataError(ValueError):
+    """Sequences that cannot be used: unknown set, malformed file, bad labels or values."""
+
+
+@dataclass
+class SequenceSet:
+    """N labelled sequences, each (T_i, C) float32; ``labels`` index into ``class_names``."""
+
+    sequences: list[np.ndarray]
+    labels: np.ndarray
+    class_names: list[str]
+    source: str  # provenance for logs and run records
+
+    def __len__(self) -> int:
+        return len(self.sequences)
+
+    @property
+    def channels(self) -> int:
+        """C, the number of channels (columns) of every sequence."""
+        return int(self.sequences[0].shape[1]) if self.sequences else 0
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """T_i of each sequence, shape (N,) int64."""
+        return np.array([len(s) for s in self.sequences], dtype=np.int64)
+
+    def padded(self, dtype=np.float32) -> tuple[np.ndarray, np.ndarray]:
+        """(N, T_max, C) array, zero past each sequence's length, and the lengths (N,)."""
+        lengths = self.lengths
+        out = np.zeros((len(self), int(lengths.max(initial=0)), self.channels), dtype=dtype)
+        for row, sequence in zip(out, self.sequences):
+            row[:len(sequence)] = sequence
+        return out, lengths
+
+
+def _bundled_sets() -> tuple[str, ...]:
+    """Classification sets with <name>_TRAIN.ts and <name>_TEST.ts under aeon/datasets/data.
+
+    Found on disk without importing aeon (slow), by the rule aeon uses to skip the download;
+    regression sets (no ``@classLabel true`` in the header) are left out.
+    """
+    try:
+        spec = importlib.util.find_spec("aeon")
+    except (ImportError, ValueError):
+        return ()
+    if spec is None or not spec.submodule_search_locations:
+        return ()
+    root = Path(list(spec.submodule_search_locations)[0], "datasets", "data")
+    names = [folder.name for folder in (sorted(root.iterdir()) if root.is_dir() else [])
+             if (folder / f"{folder.name}_TEST.ts").is_file()
+             and _has_class_labels(folder / f"{folder.name}_TRAIN.ts")]
+    return tuple(sorted(names, key=str.lower))
+
+
+def _has_class_labels(path: Path) -> bool:
+    if not path.is_file():
+        return False
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        header = handle.read(65536).lower().split("@data")[0]
+    return "@classlabel true" in " ".join(header.split())
+
+
+BUNDLED_SETS: tuple[str, ...] = _bundled_sets()
+
+
+def load_sequences(data: str | os.PathLike, *, split: str = "train",
+                   class_names: list[str] | None = None) -> SequenceSet:
+    """Load a bundled aeon set by name (``split`` "train" or "test") or a .ts/.npz/.csv file.
+
+    Bundled names are case-insensitive and win over same-named paths (write ``./GunPoint`` for a
+    file). A file holds one split, so ``split`` is checked but otherwise ignored for files.
+    Class names are the split's sorted distinct labels (numerically when all are numbers) unless
+    ``class_names`` is given: pass the train set's names so a test set gets the same indices.
+    """
+    name = os.fsdecode(data)
+    if split not in ("train", "test"):
+        raise SequenceDataError(f"split must be 'train' or 'test'; got {split!r}")
+    bundled = {n.lower(): n for n in BUNDLED_SETS}
+    path = Path(name)
+    if name.lower() in bundled:
+        sequences, raw, source = _load_bundled(bundled[name.lower()], split)
+        ids = None
+    elif path.is_file() and path.suffix.lower() in _FILE_TYPES:
+        reader = {".ts": _read_ts, ".npz": _read_npz, ".csv": _read_csv}[path.suffix.lower()]
+        sequences, raw, ids = reader(path)
+        source = f"file {path.resolve()}"
+    elif path.exists():
+        raise SequenceDataError(f"sequence file {name!r} is not a .ts, .npz or .csv file; "
+                                f"convert it to one of those formats")
+    elif not BUNDLED_SETS:
+        raise SequenceDataError(f"{name!r} is not an existing file, and the bundled UCR/UEA sets "
+                                f"need aeon: {_AEON_HINT}, or pass a .ts/.npz/.csv file")
+    else:
+        raise SequenceDataError(f"{name!r} is neither a UCR/UEA set bundled with aeon "
+                                f"({', '.join(BUNDLED_SETS)}) nor an existing file; other UCR/UEA "
+                                f"sets are never downloaded: download one yourself and pass its "
+                                f".ts/.npz/.csv file")
+    return _build(sequences, raw, class_names, source, ids)
+
+
+def _aeon_datasets():
+    try:
+        import aeon.datasets
+    except ImportError:  # an optional dependency: say how to get it
+        raise SequenceDataError(f"UCR/UEA sets and .ts files need the aeon package; install it "
+                                f"with: {_AEON_HINT}") from None
+    return aeon.datasets
+
+
+def _load_bundled(name: str, split: str):
+    if name not in BUNDLED_SETS:  # anything else makes aeon go to the network
+        raise SequenceDataError(f"{name!r} is not bundled with aeon; pass a file instead")
+    X, y = _aeon_datasets().load_classification(name, split=split)
+    sequences = [np.asarray(x).T for x in X]  # (C, T_i) -> (T_i, C)
+    archive = "UCR" if sequences and sequences[0].shape[1] == 1 else "UEA"
+    return sequences, list(y), f"aeon {name} ({archive}), {split} split"
+
+
+def _read_ts(path: Path):
+    try:
+        X, y, meta = _aeon_datasets().load_from_ts_file(str(path), return_meta_data=True)
+    except (OSError, ValueError, IndexError, TypeError) as error:  # aeon's parse errors vary
+        message = " ".join(str(error).split())  # one line
+        raise SequenceDataError(f"cannot read .ts file {str(path)!r} ({message}); check it is a "
+                                f"valid sktime/aeon .ts file") from None
+    if not meta.get("classlabel"):
+        raise SequenceDataError(f".ts file {str(path)!r} has no class labels (@classLabel false); "
+                                f"pass a classification file, not a regression one")
+    return [np.asarray(x).T for x in X], list(y), None
+
+
+def _read_npz(path: Path):
+    shown = repr(str(path))
+    try:
+        if not zipfile.is_zipfile(path):  # np.load would unpickle any other file
+            raise ValueError("not a zip archive")
+        # Object arrays (sequences of different lengths) are pickled: load only trusted files.
+        with np.load(path, allow_pickle=True) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except (OSError, ValueError, zipfile.BadZipFile) as error:
+        message = " ".join(str(error).split())  # one line
+        raise SequenceDataError(f"cannot read .npz file {shown} ({message}); save it with "
+                                f"numpy.savez(path, X=..., y=...)") from None
+    missing = [key for key in ("X", "y") if key not in arrays]
+    if missing:
+        raise SequenceDataError(f".npz file {shown} has no array {missing[0]!r} (it has "
+                                f"{', '.join(sorted(arrays)) or 'none'}); save X (sequences) "
+                                f"and y (labels) with numpy.savez")
+    X, y, lengths = arrays["X"], arrays["y"], arrays.get("lengths")
+    if y.ndim != 1:
+        raise SequenceDataError(f".npz file {shown}: y must be one label per sequence, shape "
+                                f"(N,); got shape {y.shape}")
+    if X.dtype == object:
+        if X.ndim != 1:
+            raise SequenceDataError(f".npz file {shown}: an object array X must be 1-D, one "
+                                    f"(T_i, C) array per sequence; got shape {X.shape}")
+        sequences = [np.asarray(x) for x in X]
+        for i, x in enumerate(sequences):
+            if x.ndim not in (1, 2) or x.dtype.kind not in "biuf":
+                raise SequenceDataError(f".npz file {shown}: sequence {i} must be a numeric "
+                                        f"(T_i, C) array; got {x.dtype} of shape {x.shape}")
+        sequences = [x.reshape(-1, 1) if x.ndim == 1 else x for x in sequences]
+    elif X.dtype.kind in "biuf" and X.ndim in (2, 3):
+        sequences = list(X.reshape(*X.shape[:2], -1) if X.ndim == 2 else X)  # (N, T) -> C=1
+    else:
+        raise SequenceDataError(f".npz file {shown}: X must be a numeric (N, T, C) or (N, T) "
+                                f"array or an object array of (T_i, C) arrays; got {X.dtype} of "
+                                f"shape {X.shape}")
+    if len(y) != len(sequences):
+        raise SequenceDataError(f".npz file {shown} has {len(sequences)} sequences in X but "
+                                f"{len(y)} labels in y; save one label per sequence")
+    if lengths is not None:
+        sequences = _cut(sequences, lengths, shown)
+    return sequences, list(y), None
+
+
+def _cut(sequences: list[np.ndarray], lengths: np.ndarray, shown: str) -> list[np.ndarray]:
+    """Apply an npz ``lengths`` array: the first lengths[i] rows of each padded sequence."""
+    if lengths.shape != (len(sequences),) or lengths.dtype.kind not in "iuf" or \
+            not np.array_equal(lengths, np.round(lengths)):
+        raise SequenceDataError(f".npz file {shown}: lengths must be {len(sequences)} whole "
+                                f"numbers, one per sequence; got {lengths.dtype} of shape "
+                                f"{lengths.shape}")
+    for i, (x, n) in enumerate(zip(sequences, lengths.astype(np.int64))):
+        if not 1 <= n <= len(x):
+            raise SequenceDataError(f".npz file {shown}: lengths[{i}] is {n}, outside 1..{len(x)} "
+                                    f"(the steps stored for sequence {i}); fix the lengths array")
+    return [x[:int(n)] for x, n in zip(sequences, lengths)]
+
+
+def _read_csv(path: Path):
+    shown = repr(str(path))
+    try:
+        import pandas as pd
+    except ImportError:
+        raise SequenceDataError("CSV sequence files need pandas; install it with: pip install "
+                                "pandas") from None
+    try:
+        frame = pd.read_csv(path, dtype={"sequence": str, "label": str})
+    except (OSError, ValueError) as error:  # pandas' ParserError and EmptyDataError included
+        message = " ".join(str(error).split())
+        raise SequenceDataError(f"cannot read CSV file {shown} ({message}); "
+                                f"write {_CSV_LAYOUT}") from None
+    missing = [c for c in ("sequence", "label") if c not in frame.columns]
+    if missing:
+        raise SequenceDataError(f"CSV file {shown} has no {missing[0]!r} column (columns: "
+                                f"{', '.join(map(str, frame.columns))}); write {_CSV_LAYOUT}")
+    if frame.empty:
+        raise SequenceDataError(f"CSV file {shown} has no rows; write {_CSV_LAYOUT}")
+    features = [c for c in frame.columns if c not in ("sequence", "label", "time")]
+    other = [str(c) for c in features if not pd.api.types.is_numeric_dtype(frame[c])]
+    if not features or other:
+        problem = f"non-numeric columns {other}" if other else "no feature columns"
+        raise SequenceDataError(f"CSV file {shown} has {problem}; write {_CSV_LAYOUT}")
+    for column in ("sequence", "label") + (("time",) if "time" in frame.columns else ()):
+        blank = frame[column].isna().to_numpy()
+        if blank.any():
+            raise SequenceDataError(f"CSV file {shown} has no {column!r} value in data row "
+                                    f"{int(np.argmax(blank)) + 1}; fill it in or drop the row")
+    if "time" in frame.columns:
+        if not pd.api.types.is_numeric_dtype(frame["time"]):
+            raise SequenceDataError(f"CSV file {shown}: the 'time' column must be numeric; "
+                                    f"write step numbers or seconds")
+        frame = frame.sort_values(["sequence", "time"], kind="stable")
+        repeated = frame.duplicated(["sequence", "time"]).to_numpy()
+        if repeated.any():
+            row = frame.iloc[int(np.argmax(repeated))]
+            raise SequenceDataError(f"CSV file {shown}: sequence {row['sequence']!r} has time "
+                                    f"{row['time']} twice; give each step its own time")
+    sequences, labels, ids = [], [], []
+    groups = dict(list(frame.groupby("sequence", sort=False)))
+    for key in _natural_order(groups):  # ids in numeric order when all are numbers
+        group = groups[key]
+        distinct = group["label"].unique()
+        if len(distinct) > 1:
+            raise SequenceDataError(f"CSV file {shown}: sequence {key!r} has labels "
+                                    f"{sorted(map(str, distinct))}; give every row of a sequence "
+                                    f"the same label")
+        sequences.append(group[features].to_numpy(dtype=np.float64))
+        labels.append(distinct[0])
+        ids.append(key)
+    return sequences, labels, ids
+
+
+def _natural_order(values) -> list[str]:
+    """Distinct strings sorted numerically when all of them are numbers, else as text."""
+    values = sorted(set(values))
+    try:
+        numbers = [float(v) for v in values]
+    except (TypeError, ValueError):
+        return values
+    if not all(np.isfinite(numbers)):
+        return values
+    return [v for _, v in sorted(zip(numbers, values))]
+
+
+def _build(sequences, raw_labels, class_names, source, ids=None) -> SequenceSet:
+    """Check shapes and values, encode labels, and return the set; ``ids`` name CSV sequences."""
+    if not sequences:
+        raise SequenceDataError(f"{source} holds no sequences; pass a set with at least one")
+    arrays = []
+    for i, x in enumerate(sequences):
+        where = f"sequence {i}" + (f" (id {ids[i]!r})" if ids else "") + f" of {source}"
+        x = np.asarray(x)
+        if x.ndim != 2 or len(x) == 0 or x.shape[1] == 0:
+            raise SequenceDataError(f"{where} has shape {x.shape}; each sequence needs at least "
+                                    f"one step and one channel, shape (T_i, C)")
+        if arrays and x.shape[1] != arrays[0].shape[1]:
+            raise SequenceDataError(f"{where} has {x.shape[1]} channels but sequence 0 has "
+                                    f"{arrays[0].shape[1]}; give every sequence the same channels")
+        x = np.ascontiguousarray(x, dtype=np.float32)
+        bad = ~np.isfinite(x)
+        if bad.any():
+            step, channel = np.argwhere(bad)[0]
+            raise SequenceDataError(f"{where} has a NaN or infinite value (step {step}, channel "
+                                    f"{channel}); fill or interpolate missing values before "
+                                    f"loading, or drop the sequence")
+        arrays.append(x)
+    labels = [v.decode() if isinstance(v, bytes) else str(v) for v in raw_labels]
+    if class_names is None:
+        names = _natural_order(labels)
+    else:
+        names = [str(c) for c in class_names]
+        if len(set(names)) != len(names):
+            raise SequenceDataError(f"class_names has duplicates ({names}); list each class once")
+    index = {n: i for i, n in enumerate(names)}
+    unknown = _natural_order(set(labels) - index.keys())
+    if unknown:
+        raise SequenceDataError(f"label {unknown[0]!r} of {source} is not in class_names "
+                                f"({', '.join(names)}); pass the class names of the training "
+                                f"set, including every class")
+    return SequenceSet(sequences=arrays, labels=np.array([index[v] for v in labels], np.int64),
+                       class_names=names, source=source)

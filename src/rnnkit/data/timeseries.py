@@ -1,0 +1,330 @@
+"""Time series for forecasting: load a built-in series or a CSV/TSV/Parquet file as arrays.
+
+A ``TimeSeries`` holds N rows, oldest first: ``values`` (N, C) float64 with the C >= 1 target
+columns to forecast, ``time`` (N,) with the time stamps (int or float years, datetime64, or
+``np.arange(N)`` when there are none) and optionally ``covariates`` (N, K) float64 with K known
+inputs that are not forecast. ``load_series`` reads one of ``BUILTIN_SERIES`` (from the optional
+statsmodels and aeon packages; nothing is ever downloaded) or a file, and ``tail_split`` holds
+out the last rows for testing. Missing, infinite or non-numeric cells are reported, never filled.
+Every bad input raises ``SeriesError`` with one line that names the problem and the fix.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import importlib.metadata
+import numbers
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+_TIME_NAMES = ("time", "date", "datetime", "timestamp", "year", "ds", "period")
+_SUFFIXES = (".csv", ".tsv", ".parquet")
+_TIMESERIES_EXTRA = 'pip install "rnnkit[timeseries]"'
+
+
+class SeriesError(ValueError):
+    """Bad time-series input; the message names the problem and the fix."""
+
+
+@dataclass(eq=False)  # numpy fields: compare the arrays themselves, not the objects
+class TimeSeries:
+    """N rows, oldest first: C target columns, optional K covariates and their time stamps."""
+
+    values: np.ndarray  # (N, C) float64 targets
+    time: np.ndarray  # (N,) int/float years, datetime64, or np.arange(N)
+    columns: list[str]  # the C target names
+    covariates: np.ndarray | None  # (N, K) float64 known inputs, or None
+    covariate_columns: list[str]  # the K covariate names ([] without covariates)
+    source: str  # provenance for logs and run records
+    season: int | None  # natural seasonal period in rows, if known
+
+    def __post_init__(self):
+        n, k = len(self.values), len(self.covariate_columns)
+        shapes = (self.values.shape, self.time.shape,
+                  None if self.covariates is None else self.covariates.shape)
+        if shapes != ((n, len(self.columns)), (n,), None if self.covariates is None and not k
+                      else (n, k)):
+            raise SeriesError(f"inconsistent TimeSeries: shapes (values, time, covariates) "
+                              f"{shapes} for {len(self.columns)} columns and {k} covariate "
+                              f"names; pass (N, C), (N,) and (N, K) or None")
+
+    def __len__(self) -> int:
+        return len(self.values)
+
+    def tail_split(self, horizon: int) -> tuple[TimeSeries, TimeSeries]:
+        """(everything but the last ``horizon`` rows, the last ``horizon`` rows), as copies."""
+        n = len(self)
+        if isinstance(horizon, bool) or not isinstance(horizon, numbers.Integral) \
+                or not 1 <= horizon < n:
+            raise SeriesError(f"horizon must be an integer from 1 to {n - 1} for a series of {n} "
+                              f"rows; got {horizon!r} (both parts need at least one row)")
+        cut = n - int(horizon)
+        return self._rows(slice(None, cut)), self._rows(slice(cut, None))
+
+    def _rows(self, rows: slice) -> TimeSeries:
+        covariates = None if self.covariates is None else self.covariates[rows].copy()
+        return dataclasses.replace(self, values=self.values[rows].copy(),
+                                   time=self.time[rows].copy(), covariates=covariates,
+                                   columns=list(self.columns),
+                                   covariate_columns=list(self.covariate_columns))
+
+
+# name -> (description, package, season); _builtin loads them
+_BUILTINS = {
+    "sunspots": ("yearly sunspot activity 1700-2008, 309 rows", "statsmodels", 11),
+    "co2": ("monthly means of the weekly Mauna Loa CO2 record, gaps interpolated, "
+            "1958-03..2001-12, 526 rows", "statsmodels", 12),
+    "nile": ("yearly Nile flow volume at Aswan 1871-1970, 100 rows", "statsmodels", None),
+    "elnino": ("monthly El Nino sea surface temperature 1950-2010, 732 rows", "statsmodels", 12),
+    "macrodata": ("quarterly US macro data 1959Q1-2009Q3, target realgdp, 12 other numeric "
+                  "columns, 203 rows", "statsmodels", 4),
+    "lynx": ("yearly Canadian lynx trappings 1821-1934, 114 rows", "aeon", 10),
+    "shampoo": ("monthly shampoo sales over 3 years, 36 rows", "aeon", 12),
+    "airline": ("monthly airline passengers 1949-1960, 144 rows", "aeon", 12),
+    "solar": ("half-hourly GB solar generation estimates 2021-05-01..07, 289 rows", "aeon", 48),
+}
+BUILTIN_SERIES: dict[str, str] = {name: spec[0] for name, spec in _BUILTINS.items()}
+
+
+def load_series(data: str, *, time_col: str | None = None,
+                value_cols: str | list[str] | None = None,
+                covariate_cols: str | list[str] | None = None) -> TimeSeries:
+    """Load a built-in series by name, or a .csv/.tsv/.parquet file, as a ``TimeSeries``.
+
+    Built-in names win over same-named paths; write ``./nile`` to read a file called ``nile``.
+    ``time_col`` defaults to the one column named time/date/datetime/timestamp/year/ds/period
+    (any case), else none; text time stamps are parsed as dates (time zones -> naive UTC).
+    ``value_cols`` defaults to the built-in's target, or for files every numeric column that is
+    not the time or a covariate (also text columns that are mostly numbers, so that a stray
+    bad cell is reported; ``Unnamed: ...`` index columns are skipped). Names match exactly, or
+    ignoring case when that is unambiguous.
+    """
+    try:
+        import pandas as pd
+    except ImportError:
+        raise SeriesError(f"time series need pandas; install it with: {_TIMESERIES_EXTRA}") \
+            from None
+    name = os.fspath(data)
+    if name.lower() in _BUILTINS:
+        key = name.lower()
+        description, package, season = _BUILTINS[key]
+        frame, default_time, default_values = _builtin(pd, key)
+        label = f"built-in series {key!r}"
+        source = f"{package} {key} ({description})"
+    else:
+        frame = _read_file(pd, name)
+        label, source, season = name, os.path.abspath(name), None
+        found = [c for c in frame.columns if str(c).strip().lower() in _TIME_NAMES]
+        default_time, default_values = found[0] if len(found) == 1 else None, None
+    time_name = default_time if time_col is None else _column(frame, time_col, label, "--time-col")
+    covs = [_column(frame, c, label, "--covariate-col") for c in _names(covariate_cols)]
+    if value_cols is not None:
+        targets = [_column(frame, c, label, "--value-col") for c in _names(value_cols)]
+    else:
+        targets = default_values or [
+            c for c in frame.columns if c != time_name and c not in covs and
+            not str(c).startswith("Unnamed: ") and _looks_numeric(pd, frame[c])]
+    if not targets:
+        raise SeriesError(f"{label} has no numeric value columns besides the time and covariate "
+                          f"columns; its columns are: {_listing(frame)} (choose with --value-col)")
+    chosen = ([time_name] if time_name is not None else []) + targets + covs
+    twice = sorted({str(c) for c in chosen if chosen.count(c) > 1})
+    if twice:
+        raise SeriesError(f"{label}: column(s) {', '.join(twice)} chosen more than once (as time, "
+                          f"value or covariate); give each column one role")
+    time = np.arange(len(frame)) if time_name is None else _time(pd, frame, time_name, label)
+    values = np.column_stack([_numbers(pd, frame, c, label) for c in targets])
+    covariates = np.column_stack([_numbers(pd, frame, c, label) for c in covs]) if covs else None
+    return TimeSeries(values=values, time=time, columns=[str(c) for c in targets],
+                      covariates=covariates, covariate_columns=[str(c) for c in covs],
+                      source=source, season=season)
+
+
+def _names(cols) -> list:
+    return [] if cols is None else [cols] if isinstance(cols, str) else list(cols)
+
+
+def _listing(frame, limit: int = 30) -> str:
+    names = [str(c) for c in frame.columns]
+    more = f", ... ({len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def _column(frame, name, label: str, flag: str):
+    if name in frame.columns:
+        return name
+    folded = [c for c in frame.columns if str(c).lower() == str(name).lower()]
+    if len(folded) == 1:
+        return folded[0]
+    raise SeriesError(f"{label} has no column {name!r}; its columns are: {_listing(frame)} "
+                      f"(choose with {flag})")
+
+
+def _rows(mask: np.ndarray, limit: int = 5) -> str:
+    rows = (np.flatnonzero(mask) + 1).tolist()  # 1-based data rows, header not counted
+    return ", ".join(map(str, rows[:limit])) + (", ..." if len(rows) > limit else "")
+
+
+def _read_file(pd, name: str):
+    path = Path(name)
+    if not path.exists():
+        if path.suffix.lower() in _SUFFIXES or os.sep in name or "/" in name:
+            raise SeriesError(f"no such file {name!r}; check the path")
+        raise SeriesError(f"{name!r} is neither a built-in series ({', '.join(_BUILTINS)}) nor an "
+                          f"existing file; pass one of those names or a .csv/.tsv/.parquet path")
+    if not path.is_file() or path.suffix.lower() not in _SUFFIXES:
+        what = f"extension {path.suffix!r}" if path.is_file() else "a folder or special file"
+        raise SeriesError(f"{name!r} is not a supported file ({what}); pass a .csv, .tsv or "
+                          f".parquet file")
+    try:
+        if path.suffix.lower() == ".parquet":
+            frame = pd.read_parquet(path)
+        else:
+            frame = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",",
+                                float_precision="round_trip")  # exact: a float reads back as itself
+    except pd.errors.EmptyDataError:
+        raise SeriesError(f"{name} is empty; pass a file with a header and data rows") from None
+    except ImportError:
+        raise SeriesError(f"reading Parquet needs pyarrow; install it with: {_TIMESERIES_EXTRA}") \
+            from None
+    except Exception as error:  # parser, decoding and Arrow errors alike
+        reason = " ".join(str(error).split()) or type(error).__name__
+        raise SeriesError(f"cannot read {name} ({reason}); check that it is a valid "
+                          f"{path.suffix.lower()[1:].upper()} file") from None
+    if not isinstance(frame.index, pd.RangeIndex):  # a Parquet index (e.g. dates) -> columns
+        frame = frame.reset_index()
+    if len(frame) == 0:
+        raise SeriesError(f"{name} has no data rows; pass a file with at least one row")
+    return frame
+
+
+def _looks_numeric(pd, column) -> bool:
+    if pd.api.types.is_bool_dtype(column) or pd.api.types.is_datetime64_any_dtype(column):
+        return False
+    if pd.api.types.is_numeric_dtype(column):
+        return True
+    present = column.dropna()
+    return len(present) > 0 and pd.to_numeric(present, errors="coerce").notna().mean() > 0.5
+
+
+def _numbers(pd, frame, col, label: str) -> np.ndarray:
+    """One value or covariate column as float64; bad, missing or infinite cells are errors."""
+    raw = frame[col]
+    if pd.api.types.is_datetime64_any_dtype(raw) or pd.api.types.is_timedelta64_dtype(raw):
+        raise SeriesError(f"{label} column {str(col)!r} holds dates, not numbers; pick numeric "
+                          f"columns with --value-col / --covariate-col")
+    coerced = raw if pd.api.types.is_numeric_dtype(raw) else pd.to_numeric(raw, errors="coerce")
+    bad = (coerced.isna() & raw.notna()).to_numpy()
+    if bad.any():
+        first = int(np.argmax(bad))
+        raise SeriesError(f"{label} column {str(col)!r} has non-numeric text "
+                          f"{str(raw.iloc[first])!r} in row {first + 1}; fix or remove that "
+                          f"cell (numbers only)")
+    array = coerced.to_numpy(dtype=np.float64, na_value=np.nan)
+    for mask, what, fix in ((np.isnan(array), "missing", "fill or drop them before training, "
+                             "e.g. pandas interpolate()"),
+                            (np.isinf(array), "infinite", "replace or drop them before training")):
+        if mask.any():
+            raise SeriesError(f"{label} column {str(col)!r} has {int(mask.sum())} {what} "
+                              f"value(s) (row {_rows(mask)}); {fix}")
+    return array
+
+
+def _time(pd, frame, col, label: str) -> np.ndarray:
+    """The time column as numbers or naive-UTC datetime64, checked to be strictly increasing."""
+    raw = frame[col]
+    shown = f"{label} time column {str(col)!r}"
+    mask = raw.isna().to_numpy()
+    if mask.any():
+        raise SeriesError(f"{shown} has {int(mask.sum())} missing time stamp(s) (row "
+                          f"{_rows(mask)}); fill or drop those rows")
+    numeric = None
+    if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
+        numeric = raw
+    elif not pd.api.types.is_datetime64_any_dtype(raw):
+        coerced = pd.to_numeric(raw, errors="coerce")
+        numeric = coerced if coerced.notna().all() else None
+    if numeric is not None:
+        time = numeric.to_numpy()
+        if time.dtype.kind == "f" and not np.isfinite(time).all():
+            raise SeriesError(f"{shown} has infinite values (row {_rows(~np.isfinite(time))}); "
+                              f"use finite numbers or dates")
+    else:
+        with warnings.catch_warnings():  # "could not infer format": unparsed cells are NaT
+            warnings.simplefilter("ignore", UserWarning)
+            parsed = pd.to_datetime(raw, errors="coerce", utc=True)
+        if parsed.isna().any():
+            first = int(np.argmax(parsed.isna().to_numpy()))
+            raise SeriesError(f"{shown} has {str(raw.iloc[first])!r} in row {first + 1}, which is "
+                              f"neither a number nor a date; use numbers or ISO dates "
+                              f"(2024-01-31)")
+        time = parsed.dt.tz_localize(None).to_numpy()
+    later = time[1:] > time[:-1]
+    if not later.all():
+        row = int(np.argmin(later)) + 2  # 1-based row of the first stamp not after its previous
+        raise SeriesError(f"{shown} is not strictly increasing: row {row} "
+                          f"({raw.iloc[row - 1]}) is not after row {row - 1} "
+                          f"({raw.iloc[row - 2]}); sort the file by time and drop duplicates")
+    return time
+
+
+# --- built-ins -----------------------------------------------------------------------------------
+
+_AEON = {"lynx": ("load_lynx", "trappings"), "shampoo": ("load_shampoo_sales", "sales"),
+         "airline": ("load_airline", "passengers"), "solar": ("load_solar", "generation")}
+
+
+def _builtin(pd, key: str):
+    """(frame, time column, default value columns) of one built-in series."""
+    if key in _AEON:
+        loader, column = _AEON[key]
+        return _aeon(pd, key, loader, column), "time", [column]
+    frame = _statsmodels(key)
+    if key in ("sunspots", "nile"):  # yearly: int years
+        year, value = frame.columns
+        return frame.astype({year: np.int64}), year, [value]
+    if key == "co2":  # weekly with gaps -> monthly means, remaining gaps interpolated
+        monthly = frame.resample("MS").mean().interpolate()
+        return pd.DataFrame({"date": monthly.index, "co2": monthly["co2"].to_numpy()}), "date", \
+            ["co2"]
+    if key == "elnino":  # wide (YEAR, JAN..DEC) -> one monthly column
+        months = [c for c in frame.columns if c != "YEAR"]
+        date = pd.date_range(f"{int(frame['YEAR'].iloc[0])}-01-01",
+                             periods=len(frame) * len(months), freq="MS")
+        return pd.DataFrame({"date": date, "sst": frame[months].to_numpy().ravel()}), "date", \
+            ["sst"]
+    frame.insert(0, "time", frame["year"] + (frame["quarter"] - 1) / 4)  # macrodata
+    return frame, "time", ["realgdp"]
+
+
+def _statsmodels(name: str):
+    try:
+        return importlib.import_module(f"statsmodels.datasets.{name}").load_pandas().data
+    except ImportError:
+        raise SeriesError(f"the built-in series {name!r} needs statsmodels; install it with: "
+                          f"{_TIMESERIES_EXTRA}") from None
+
+
+def _aeon(pd, key: str, loader: str, column: str):
+    try:
+        datasets = importlib.import_module("aeon.datasets")
+    except ImportError:
+        raise SeriesError(f"the built-in series {key!r} needs aeon; install it with: pip install "
+                          f"aeon (or pip install \"rnnkit[classify]\")") from None
+    if not hasattr(datasets, loader):
+        raise SeriesError(f"aeon {importlib.metadata.version('aeon')} has no {loader}(); install "
+                          f"an aeon that has it, e.g. pip install \"aeon>=1.0,<1.7\"")
+    with warnings.catch_warnings():  # load_lynx is deprecated in aeon 1.6
+        warnings.simplefilter("ignore", FutureWarning)
+        series = getattr(datasets, loader)(return_array=False)
+    index = series.index
+    if isinstance(index, pd.PeriodIndex):
+        time = index.year if index.freqstr[0] in "YA" else index.to_timestamp()  # yearly: ints
+    else:
+        time = index.tz_convert(None) if index.tz is not None else index
+    return pd.DataFrame({"time": np.asarray(time), column: series.to_numpy(np.float64)})

@@ -1,0 +1,316 @@
+"""Labelled variable-length sequences: aeon's bundled UCR/UEA sets and .ts/.npz/.csv files,
+each checked against an oracle (aeon's raw arrays, or the arrays a file was written from)."""
+
+import os
+import re
+import sys
+
+import numpy as np
+import pytest
+
+from rnnkit.data import sequences as sequences_module
+from rnnkit.data.sequences import BUNDLED_SETS, SequenceDataError, SequenceSet, load_sequences
+
+
+def _one_line_error(excinfo, *needles):
+    message = str(excinfo.value)
+    assert "\n" not in message, message
+    for needle in needles:
+        assert needle in message, message
+    return message
+
+
+@pytest.fixture
+def aeon_datasets():
+    return pytest.importorskip("aeon.datasets", reason="the bundled UCR/UEA sets need aeon "
+                                                      "(pip install 'rnnkit[classify]')")
+
+
+@pytest.fixture
+def aeon_raw(aeon_datasets):
+    def load(name, split):
+        X, y = aeon_datasets.load_classification(name, split=split)
+        return [np.asarray(x) for x in X], [str(v) for v in y]
+    return load
+
+
+def _write_npz(path, **arrays):
+    np.savez(path, **arrays)
+    return str(path)
+
+
+def _ragged(arrays):
+    out = np.empty(len(arrays), dtype=object)
+    out[:] = arrays
+    return out
+
+
+# --- aeon's bundled sets -----------------------------------------------------------------------
+
+
+def test_bundled_sets_are_the_classification_sets_in_the_wheel(aeon_datasets):
+    folder = os.path.join(os.path.dirname(aeon_datasets.__file__), "data")
+    on_disk = {n for n in os.listdir(folder)
+               if all(os.path.isfile(os.path.join(folder, n, f"{n}_{s}.ts"))
+                      for s in ("TRAIN", "TEST"))}
+    assert set(BUNDLED_SETS) <= on_disk
+    assert {"JapaneseVowels", "GunPoint", "ItalyPowerDemand", "ArrowHead", "BasicMotions",
+            "ACSF1"} <= set(BUNDLED_SETS)
+    assert "Covid3Month" in on_disk and "Covid3Month" not in BUNDLED_SETS  # a regression set
+
+
+def test_japanese_vowels_matches_aeon(aeon_raw):
+    train = load_sequences("JapaneseVowels")
+    test = load_sequences("JapaneseVowels", split="test", class_names=train.class_names)
+    assert (len(train), len(test)) == (270, 370)
+    assert train.channels == test.channels == 12
+    assert train.class_names == test.class_names == [str(k) for k in range(1, 10)]
+    lengths = np.concatenate([train.lengths, test.lengths])
+    assert (lengths.min(), lengths.max()) == (7, 29) and lengths.dtype == np.int64
+    assert train.source == "aeon JapaneseVowels (UEA), train split"
+    assert test.source == "aeon JapaneseVowels (UEA), test split"
+    for loaded, split in ((train, "train"), (test, "test")):
+        X, y = aeon_raw("JapaneseVowels", split)
+        assert loaded.labels.dtype == np.int64
+        np.testing.assert_array_equal(loaded.labels, [train.class_names.index(v) for v in y])
+        for sequence, raw in zip(loaded.sequences, X):
+            assert sequence.dtype == np.float32 and sequence.shape == raw.T.shape
+            np.testing.assert_array_equal(sequence, raw.T.astype(np.float32))
+    # the test split on its own finds the same sorted classes, so the indices agree
+    np.testing.assert_array_equal(load_sequences("japanesevowels", split="test").labels,
+                                  test.labels)
+
+
+def test_equal_length_gunpoint_loads_as_single_channel_sequences(aeon_raw):
+    data = load_sequences("GunPoint")
+    X, y = aeon_raw("GunPoint", "train")
+    assert len(data) == 50 and data.channels == 1 and data.class_names == ["1", "2"]
+    assert all(s.shape == (150, 1) for s in data.sequences)
+    assert data.source == "aeon GunPoint (UCR), train split"
+    padded, lengths = data.padded()
+    np.testing.assert_array_equal(lengths, np.full(50, 150))
+    np.testing.assert_array_equal(padded, np.stack(X).transpose(0, 2, 1).astype(np.float32))
+
+
+def test_classes_sort_numerically(aeon_datasets):
+    data = load_sequences("PickupGestureWiimoteZ")  # aeon's own header lists 1, 10, 2, ...
+    assert data.class_names == [str(k) for k in range(1, 11)]
+
+
+def test_ts_file_by_path_matches_the_bundled_name(aeon_datasets, tmp_path):
+    folder = os.path.join(os.path.dirname(aeon_datasets.__file__), "data", "ArrowHead")
+    by_path = load_sequences(os.path.join(folder, "ArrowHead_TEST.ts"))
+    by_name = load_sequences("ArrowHead", split="test")
+    assert by_path.source.startswith("file ") and by_path.class_names == by_name.class_names
+    np.testing.assert_array_equal(by_path.labels, by_name.labels)
+    np.testing.assert_array_equal(by_path.padded()[0], by_name.padded()[0])
+    regression = os.path.join(os.path.dirname(folder), "Covid3Month", "Covid3Month_TRAIN.ts")
+    with pytest.raises(SequenceDataError, match="no class labels") as excinfo:
+        load_sequences(regression)
+    _one_line_error(excinfo, "regression")
+    broken = tmp_path / "broken.ts"
+    broken.write_text("@problemName x\n@classLabel true 1 2\n@data\n1,2,3\n4,5:1:2:3\n")
+    with pytest.raises(SequenceDataError, match="cannot read .ts file") as excinfo:
+        load_sequences(broken)
+    _one_line_error(excinfo)
+
+
+def test_unknown_names_never_reach_aeon(aeon_datasets, monkeypatch):
+    def forbidden(*args, **kwargs):
+        pytest.fail(f"aeon was called with {args} {kwargs}; it would try the network")
+    monkeypatch.setattr(aeon_datasets, "load_classification", forbidden)
+    monkeypatch.setattr(aeon_datasets, "load_from_ts_file", forbidden)
+    for name in ("FordA", "Covid3Month", "JapaneseVowels_eq", "CharacterTrajectories"):
+        with pytest.raises(SequenceDataError, match="neither a UCR/UEA set bundled") as excinfo:
+            load_sequences(name)
+        _one_line_error(excinfo, "JapaneseVowels", "GunPoint", "download", ".ts/.npz/.csv")
+
+
+def test_without_aeon_the_error_says_how_to_install_it(monkeypatch):
+    # A None entry in sys.modules makes the import fail as if the package were not installed.
+    monkeypatch.setitem(sys.modules, "aeon.datasets", None)
+    monkeypatch.setattr(sequences_module, "BUNDLED_SETS", ("JapaneseVowels",))
+    with pytest.raises(SequenceDataError) as excinfo:
+        load_sequences("JapaneseVowels")
+    _one_line_error(excinfo, "aeon", 'pip install "rnnkit[classify]"')
+    monkeypatch.setattr(sequences_module, "BUNDLED_SETS", ())  # aeon absent: nothing bundled
+    with pytest.raises(SequenceDataError) as excinfo:
+        load_sequences("GunPoint")
+    _one_line_error(excinfo, "not an existing file", 'pip install "rnnkit[classify]"')
+
+
+# --- SequenceSet -------------------------------------------------------------------------------
+
+
+def test_padded_zeroes_past_each_length():
+    rng = np.random.default_rng(0)
+    sequences = [rng.standard_normal((t, 3)).astype(np.float32) + 5 for t in (4, 1, 7)]
+    data = SequenceSet(sequences, np.array([0, 1, 0]), ["a", "b"], "test")
+    assert len(data) == 3 and data.channels == 3
+    padded, lengths = data.padded(dtype=np.float64)
+    assert padded.shape == (3, 7, 3) and padded.dtype == np.float64
+    np.testing.assert_array_equal(lengths, [4, 1, 7])
+    for row, sequence in zip(padded, sequences):
+        np.testing.assert_array_equal(row[:len(sequence)], sequence)
+        assert not row[len(sequence):].any()
+
+
+# --- NumPy files -------------------------------------------------------------------------------
+
+
+def test_npz_fixed_shape_with_lengths_round_trips(tmp_path):
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((5, 6, 2))
+    lengths = np.array([6, 1, 3, 6, 2])
+    y = np.array(["walk", "run", "walk", "sit", "run"])
+    data = load_sequences(_write_npz(tmp_path / "fixed.npz", X=X, y=y, lengths=lengths),
+                          split="test")  # ignored for files
+    assert data.class_names == ["run", "sit", "walk"]
+    np.testing.assert_array_equal(data.labels, [2, 0, 2, 1, 0])
+    np.testing.assert_array_equal(data.lengths, lengths)
+    for sequence, x, n in zip(data.sequences, X, lengths):
+        np.testing.assert_array_equal(sequence, x[:n].astype(np.float32))
+    assert data.source == f"file {(tmp_path / 'fixed.npz').resolve()}"
+
+
+def test_npz_object_arrays_and_two_dimensional_x_round_trip(tmp_path):
+    rng = np.random.default_rng(2)
+    arrays = [rng.standard_normal((t, 4)).astype(np.float32) for t in (3, 9, 1)]
+    y = np.array([10, 9, 2])  # integer labels sort as numbers
+    data = load_sequences(_write_npz(tmp_path / "ragged.npz", X=_ragged(arrays), y=y))
+    assert data.class_names == ["2", "9", "10"] and data.channels == 4
+    np.testing.assert_array_equal(data.labels, [2, 1, 0])
+    for sequence, x in zip(data.sequences, arrays):
+        np.testing.assert_array_equal(sequence, x)
+    flat = load_sequences(_write_npz(tmp_path / "flat.npz", X=np.arange(12.0).reshape(3, 4),
+                                     y=np.array([0, 1, 0])), class_names=["0", "1", "2"])
+    assert flat.channels == 1 and flat.class_names == ["0", "1", "2"]
+    np.testing.assert_array_equal(flat.sequences[1][:, 0], [4, 5, 6, 7])
+
+
+@pytest.mark.parametrize("arrays, needles", [
+    ({"X": np.zeros((2, 3, 1))}, ["no array 'y'", "it has X"]),
+    ({"data": np.zeros((2, 3)), "y": np.zeros(2)}, ["no array 'X'", "it has data, y"]),
+    ({"X": np.zeros((2, 3, 1)), "y": np.zeros(3)}, ["2 sequences in X but 3 labels"]),
+    ({"X": np.zeros((2, 3, 1)), "y": np.zeros((2, 1))}, ["y must be one label per sequence"]),
+    ({"X": np.zeros((2, 3, 1, 1)), "y": np.zeros(2)}, ["X must be a numeric (N, T, C)"]),
+    ({"X": np.zeros(4), "y": np.zeros(4)}, ["X must be a numeric", "shape (4,)"]),
+    ({"X": np.array([["a", "b"]]), "y": np.zeros(1)}, ["X must be a numeric"]),
+    ({"X": np.zeros((2, 3, 1)), "y": np.zeros(2), "lengths": np.array([3, 4])},
+     ["lengths[1] is 4, outside 1..3"]),
+    ({"X": np.zeros((2, 3, 1)), "y": np.zeros(2), "lengths": np.array([0, 3])},
+     ["lengths[0] is 0, outside 1..3"]),
+    ({"X": np.zeros((2, 3, 1)), "y": np.zeros(2), "lengths": np.array([1.5, 3])},
+     ["lengths must be 2 whole numbers"]),
+    ({"X": np.zeros((2, 3, 1)), "y": np.zeros(2), "lengths": np.array([3])},
+     ["lengths must be 2 whole numbers"]),
+    ({"X": np.zeros((0, 3, 1)), "y": np.zeros(0)}, ["holds no sequences"]),
+    ({"X": _ragged([np.zeros((2, 1)), np.zeros((0, 1))]), "y": np.zeros(2)},
+     ["sequence 1 of file", "shape (0, 1)", "at least one step"]),
+    ({"X": _ragged([np.zeros((2, 2)), np.zeros((3, 3))]), "y": np.zeros(2)},
+     ["sequence 1 of file", "3 channels but sequence 0 has 2"]),
+    ({"X": _ragged([np.zeros((2, 2)), np.zeros((3, 2, 1))]), "y": np.zeros(2)},
+     ["sequence 1 must be a numeric (T_i, C) array"]),
+    ({"X": np.array([[[0.0], [np.nan]], [[1.0], [2.0]]]), "y": np.zeros(2)},
+     ["sequence 0 of file", "NaN or infinite value (step 1, channel 0)", "fill"]),
+    ({"X": _ragged([np.zeros((2, 2)), np.array([[1.0, np.inf]])]), "y": np.zeros(2)},
+     ["sequence 1 of file", "(step 0, channel 1)"]),
+])
+def test_npz_errors_name_the_problem(tmp_path, arrays, needles):
+    path = _write_npz(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(SequenceDataError, match=re.escape(needles[0])) as excinfo:
+        load_sequences(path)
+    _one_line_error(excinfo, *needles)
+
+
+def test_npz_that_is_not_an_archive(tmp_path):
+    path = tmp_path / "junk.npz"
+    path.write_bytes(b"not a zip file")
+    with pytest.raises(SequenceDataError, match="cannot read .npz file") as excinfo:
+        load_sequences(path)
+    _one_line_error(excinfo, "numpy.savez")
+
+
+# --- CSV files ---------------------------------------------------------------------------------
+
+
+def _long_frame(sequences, labels, ids):
+    import pandas as pd
+    rows = [{"sequence": i, "label": label, "time": 0.5 * t, "x": step[0], "y": step[1]}
+            for seq, label, i in zip(sequences, labels, ids) for t, step in enumerate(seq)]
+    return pd.DataFrame(rows)
+
+
+def test_csv_rows_in_any_order_are_put_back_in_time_order(tmp_path):
+    pytest.importorskip("pandas", reason="CSV sequence files need pandas")
+    rng = np.random.default_rng(3)
+    arrays = [rng.standard_normal((t, 2)) for t in (5, 2, 8, 1)]
+    frame = _long_frame(arrays, ["1", "10", "2", "10"], [12, 3, 7, 100])
+    frame.sample(frac=1.0, random_state=0).to_csv(tmp_path / "long.csv", index=False)
+    data = load_sequences(tmp_path / "long.csv")
+    assert data.class_names == ["1", "2", "10"]
+    # sequences come in id order (3, 7, 12, 100: numeric ids sort as numbers)
+    np.testing.assert_array_equal(data.labels, [2, 1, 0, 2])
+    for sequence, expected in zip(data.sequences, [arrays[1], arrays[2], arrays[0], arrays[3]]):
+        np.testing.assert_allclose(sequence, expected.astype(np.float32), rtol=1e-6)
+
+
+def test_csv_without_time_keeps_file_order(tmp_path):
+    pytest.importorskip("pandas", reason="CSV sequence files need pandas")
+    (tmp_path / "long.csv").write_text(
+        "sequence,label,a\nb,cat,3\na,dog,1\nb,cat,2\na,dog,5\nb,cat,1\n")
+    data = load_sequences(tmp_path / "long.csv")
+    assert data.class_names == ["cat", "dog"] and data.channels == 1
+    np.testing.assert_array_equal(data.labels, [1, 0])
+    np.testing.assert_array_equal(data.sequences[0][:, 0], [1, 5])
+    np.testing.assert_array_equal(data.sequences[1][:, 0], [3, 2, 1])
+
+
+@pytest.mark.parametrize("text, needles", [
+    ("id,label,a\n1,x,0.5\n", ["no 'sequence' column", "columns: id, label, a",
+                               "one row per time step"]),
+    ("sequence,class,a\n1,x,0.5\n", ["no 'label' column", "'sequence' (id), 'label'"]),
+    ("sequence,label,a\n1,x,0.5\n1,y,0.7\n", ["sequence '1' has labels ['x', 'y']",
+                                              "same label"]),
+    ("sequence,label,a\n1,x,0.5\n2,y,\n", ["sequence 1 (id '2') of file", "NaN or infinite"]),
+    ("sequence,label,a,who\n1,x,0.5,ann\n", ["non-numeric columns ['who']"]),
+    ("sequence,label\n1,x\n", ["no feature columns"]),
+    ("sequence,label,time,a\n1,x,0,0.5\n1,x,0,0.7\n", ["sequence '1' has time 0 twice"]),
+    ("sequence,label,time,a\n1,x,t0,0.5\n", ["'time' column must be numeric"]),
+    ("sequence,label,a\n1,x,0.5\n2,,0.7\n", ["no 'label' value in data row 2"]),
+    ("sequence,label,a\n", ["has no rows"]),
+    ("", ["cannot read CSV file"]),
+])
+def test_csv_errors_name_the_problem(tmp_path, text, needles):
+    pytest.importorskip("pandas", reason="CSV sequence files need pandas")
+    (tmp_path / "bad.csv").write_text(text)
+    with pytest.raises(SequenceDataError) as excinfo:
+        load_sequences(tmp_path / "bad.csv")
+    _one_line_error(excinfo, *needles)
+
+
+# --- labels, names and paths -------------------------------------------------------------------
+
+
+def test_class_names_fix_the_indices_and_reject_unknown_labels(tmp_path):
+    path = _write_npz(tmp_path / "s.npz", X=np.zeros((3, 2, 1)), y=np.array(["b", "a", "b"]))
+    data = load_sequences(path, class_names=["b", "c", "a"])
+    assert data.class_names == ["b", "c", "a"]
+    np.testing.assert_array_equal(data.labels, [0, 2, 0])
+    with pytest.raises(SequenceDataError, match="label 'b' of file") as excinfo:
+        load_sequences(path, class_names=["a", "c"])
+    _one_line_error(excinfo, "not in class_names (a, c)", "training set")
+    with pytest.raises(SequenceDataError, match="class_names has duplicates") as excinfo:
+        load_sequences(path, class_names=["a", "b", "a"])
+    _one_line_error(excinfo)
+
+
+def test_bad_split_and_bad_paths(tmp_path):
+    with pytest.raises(SequenceDataError, match="split must be 'train' or 'test'") as excinfo:
+        load_sequences("GunPoint", split="validation")
+    _one_line_error(excinfo)
+    (tmp_path / "notes.txt").write_text("1,2,3\n")
+    for path in (tmp_path / "notes.txt", tmp_path):
+        with pytest.raises(SequenceDataError, match="is not a .ts, .npz or .csv file") as excinfo:
+            load_sequences(path)
+        _one_line_error(excinfo)

@@ -1,0 +1,351 @@
+"""Time series: built-ins, CSV/TSV/Parquet files and every input error, each against an oracle."""
+
+import importlib.util
+import sys
+
+import numpy as np
+import pytest
+
+pd = pytest.importorskip("pandas", reason="time series need pandas (rnnkit[timeseries])")
+
+from rnnkit.data.timeseries import (  # noqa: E402  (after the pandas skip)
+    BUILTIN_SERIES,
+    SeriesError,
+    TimeSeries,
+    load_series,
+)
+
+
+def _one_line_error(excinfo, *needles):
+    message = str(excinfo.value)
+    assert "\n" not in message, message
+    for needle in needles:
+        assert needle in message, message
+    return message
+
+
+def _csv(tmp_path, text, name="data.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return str(path)
+
+
+def _needs(package):
+    if importlib.util.find_spec(package) is None:
+        pytest.skip(f"this built-in series needs {package}")
+
+
+# --- built-ins -----------------------------------------------------------------------------------
+
+
+def test_sunspots_matches_statsmodels():
+    _needs("statsmodels")
+    from statsmodels import datasets  # lighter than statsmodels.api, same data
+    frame = datasets.sunspots.load_pandas().data
+    series = load_series("Sunspots")  # names are case-insensitive
+    assert len(series) == 309 and series.values.shape == (309, 1)
+    assert series.values[:3, 0].tolist() == [5.0, 11.0, 16.0]
+    np.testing.assert_array_equal(series.values[:, 0], frame["SUNACTIVITY"].to_numpy())
+    np.testing.assert_array_equal(series.time, np.arange(1700, 2009))
+    assert series.time.dtype.kind == "i"
+    assert series.values.dtype == np.float64
+    assert series.columns == ["SUNACTIVITY"] and series.covariates is None
+    assert series.covariate_columns == [] and series.season == 11
+    assert series.source.startswith("statsmodels sunspots (")
+
+
+# name -> (package, rows, season, first time stamp, last time stamp)
+_BUILTIN_FACTS = {
+    "sunspots": ("statsmodels", 309, 11, 1700, 2008),
+    "co2": ("statsmodels", 526, 12, np.datetime64("1958-03-01"), np.datetime64("2001-12-01")),
+    "nile": ("statsmodels", 100, None, 1871, 1970),
+    "elnino": ("statsmodels", 732, 12, np.datetime64("1950-01-01"), np.datetime64("2010-12-01")),
+    "macrodata": ("statsmodels", 203, 4, 1959.0, 2009.5),
+    "lynx": ("aeon", 114, 10, 1821, 1934),
+    "shampoo": ("aeon", 36, 12, np.datetime64("1991-01-01"), np.datetime64("1993-12-01")),
+    "airline": ("aeon", 144, 12, np.datetime64("1949-01-01"), np.datetime64("1960-12-01")),
+    "solar": ("aeon", 289, 48, np.datetime64("2021-05-01T00:00"),
+              np.datetime64("2021-05-07T00:00")),
+}
+
+
+def test_every_builtin_is_tested():
+    assert set(BUILTIN_SERIES) == set(_BUILTIN_FACTS)
+    assert all(isinstance(d, str) and d and "\n" not in d for d in BUILTIN_SERIES.values())
+
+
+@pytest.mark.parametrize("name", sorted(_BUILTIN_FACTS))
+def test_builtin_loads_with_documented_length(name):
+    package, rows, season, first, last = _BUILTIN_FACTS[name]
+    _needs(package)
+    series = load_series(name)
+    assert len(series) == rows and series.values.shape == (rows, 1)
+    assert str(rows) in BUILTIN_SERIES[name]  # the description states the length
+    assert series.values.dtype == np.float64 and np.isfinite(series.values).all()
+    assert series.season == season
+    assert series.time[0] == first and series.time[-1] == last
+    assert (series.time[1:] > series.time[:-1]).all()
+
+
+def test_co2_is_monthly_means_of_the_weekly_record():
+    _needs("statsmodels")
+    from statsmodels import datasets  # lighter than statsmodels.api, same data
+    weekly = datasets.co2.load_pandas().data["co2"]
+    series = load_series("co2")
+    march_1958 = weekly["1958-03-01":"1958-03-31"].mean()  # NaN weeks are skipped
+    assert series.values[0, 0] == pytest.approx(march_1958)
+    assert "gaps interpolated" in BUILTIN_SERIES["co2"]
+
+
+def test_elnino_is_the_wide_table_read_row_by_row():
+    _needs("statsmodels")
+    from statsmodels import datasets  # lighter than statsmodels.api, same data
+    wide = datasets.elnino.load_pandas().data
+    series = load_series("elnino")
+    np.testing.assert_array_equal(series.values[:12, 0], wide.iloc[0, 1:].to_numpy(float))
+    assert series.values[13, 0] == wide.loc[1, "FEB"]  # February of the second year
+    assert series.time[13] == np.datetime64("1951-02-01")
+
+
+def test_macrodata_selects_values_and_covariates():
+    _needs("statsmodels")
+    from statsmodels import datasets  # lighter than statsmodels.api, same data
+    frame = datasets.macrodata.load_pandas().data
+    series = load_series("macrodata", value_cols=["realgdp", "realcons"],
+                         covariate_cols=["cpi", "unemp", "tbilrate"])
+    assert series.values.shape == (203, 2) and series.covariates.shape == (203, 3)
+    assert series.columns == ["realgdp", "realcons"]
+    assert series.covariate_columns == ["cpi", "unemp", "tbilrate"]
+    np.testing.assert_array_equal(series.values, frame[["realgdp", "realcons"]].to_numpy())
+    np.testing.assert_array_equal(series.covariates, frame[["cpi", "unemp", "tbilrate"]])
+    assert series.time[:5].tolist() == [1959.0, 1959.25, 1959.5, 1959.75, 1960.0]
+    assert load_series("macrodata").columns == ["realgdp"]
+
+
+def test_builtin_unknown_column_lists_its_columns():
+    _needs("statsmodels")
+    with pytest.raises(SeriesError, match="has no column 'gdp'") as excinfo:
+        load_series("macrodata", value_cols="gdp")
+    _one_line_error(excinfo, "realgdp", "realcons", "--value-col")
+
+
+# --- files ---------------------------------------------------------------------------------------
+
+
+def test_csv_round_trips_exactly(tmp_path):
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"t": np.arange(50) * 0.5, "a": rng.normal(size=50),
+                          "b": rng.normal(size=50) * 1e6})
+    path = tmp_path / "series.csv"
+    frame.to_csv(path, index=False, float_format="%.17g")
+    series = load_series(str(path), time_col="t")
+    np.testing.assert_array_equal(series.values, frame[["a", "b"]].to_numpy())
+    np.testing.assert_array_equal(series.time, frame["t"].to_numpy())
+    assert series.columns == ["a", "b"] and series.covariates is None
+    assert series.source == str(path) and series.season is None
+
+
+def test_tsv_without_time_column_uses_row_numbers(tmp_path):
+    path = _csv(tmp_path, "x\ty\n1\t10\n2\t20\n3\t30\n", name="s.tsv")
+    series = load_series(path)
+    np.testing.assert_array_equal(series.time, np.arange(3))
+    np.testing.assert_array_equal(series.values, [[1, 10], [2, 20], [3, 30]])
+
+
+def test_parquet_round_trips_with_a_date_index(tmp_path):
+    pytest.importorskip("pyarrow", reason="Parquet needs pyarrow")
+    dates = pd.date_range("2020-01-01", periods=40, freq="D", name="date")
+    frame = pd.DataFrame({"load": np.linspace(0, 1, 40), "temp": np.arange(40.0),
+                          "holiday": np.tile([0.0, 1.0], 20)}, index=dates)
+    path = tmp_path / "s.parquet"
+    frame.to_parquet(path)
+    series = load_series(str(path), covariate_cols=["holiday"])  # "date" found in the index
+    np.testing.assert_array_equal(series.time, dates.to_numpy())
+    np.testing.assert_array_equal(series.values, frame[["load", "temp"]].to_numpy())
+    np.testing.assert_array_equal(series.covariates, frame[["holiday"]].to_numpy())
+    assert series.columns == ["load", "temp"] and series.covariate_columns == ["holiday"]
+
+
+def test_multivariate_selection_with_covariates(tmp_path):
+    path = _csv(tmp_path, "Year,a,b,c,d\n2000,1,2,3,4\n2001,5,6,7,8\n2002,9,10,11,12\n")
+    series = load_series(path, value_cols=["c", "a"], covariate_cols="D")  # "D": case folded
+    assert series.values.shape == (3, 2) and series.covariates.shape == (3, 1)
+    np.testing.assert_array_equal(series.values, [[3, 1], [7, 5], [11, 9]])
+    np.testing.assert_array_equal(series.covariates, [[4], [8], [12]])
+    assert series.columns == ["c", "a"] and series.covariate_columns == ["d"]
+    default = load_series(path, covariate_cols=["d"])  # values: every other numeric column
+    assert default.columns == ["a", "b", "c"]
+    np.testing.assert_array_equal(default.time, [2000, 2001, 2002])
+
+
+def test_time_column_is_detected_and_dates_parsed(tmp_path):
+    path = _csv(tmp_path, "name,DS,y\nx,2021-01-01,1\nx,2021-01-02,2\nx,2021-01-04,3\n")
+    series = load_series(path)
+    assert series.columns == ["y"]  # the text column "name" is not a value column
+    np.testing.assert_array_equal(series.time, np.array(
+        ["2021-01-01", "2021-01-02", "2021-01-04"], dtype="datetime64[ns]"))
+    aware = _csv(tmp_path, "timestamp,v\n2021-01-01T02:00+02:00,1\n2021-01-01T01:00Z,2\n",
+                 name="tz.csv")
+    np.testing.assert_array_equal(load_series(aware).time, np.array(
+        ["2021-01-01T00:00", "2021-01-01T01:00"], dtype="datetime64[ns]"))
+
+
+def test_two_time_like_columns_mean_no_time_column(tmp_path):
+    path = _csv(tmp_path, "date,year,v\n5,2000,1\n6,2001,2\n")
+    series = load_series(path, value_cols="v")
+    np.testing.assert_array_equal(series.time, [0, 1])
+    assert load_series(path, time_col="year", value_cols="v").time.tolist() == [2000, 2001]
+
+
+def test_tail_split_shapes_and_content(tmp_path):
+    path = _csv(tmp_path, "time,a,b,k\n" + "".join(f"{i},{i},{-i},{2 * i}\n" for i in range(10)))
+    series = load_series(path, covariate_cols="k")
+    head, tail = series.tail_split(3)
+    assert (len(head), len(tail)) == (7, 3)
+    assert head.values.shape == (7, 2) and tail.covariates.shape == (3, 1)
+    np.testing.assert_array_equal(tail.values, [[7, -7], [8, -8], [9, -9]])
+    np.testing.assert_array_equal(head.time, np.arange(7))
+    np.testing.assert_array_equal(tail.covariates[:, 0], [14, 16, 18])
+    assert head.columns == tail.columns == ["a", "b"] and tail.source == series.source
+    tail.values[0, 0] = 99.0  # the parts are copies
+    assert series.values[7, 0] == 7.0
+    for bad in (0, -1, 10, 11, 2.0, True):
+        with pytest.raises(SeriesError, match="horizon must be an integer from 1 to 9") as excinfo:
+            series.tail_split(bad)
+        _one_line_error(excinfo)
+
+
+def test_inconsistent_shapes_are_rejected():
+    with pytest.raises(SeriesError, match="inconsistent TimeSeries") as excinfo:
+        TimeSeries(values=np.zeros((3, 1)), time=np.arange(4), columns=["a"], covariates=None,
+                   covariate_columns=[], source="test", season=None)
+    _one_line_error(excinfo)
+
+
+# --- errors --------------------------------------------------------------------------------------
+
+
+def test_missing_value_column_lists_columns(tmp_path):
+    path = _csv(tmp_path, "a,b,c\n1,2,3\n", name="file.csv")
+    with pytest.raises(SeriesError) as excinfo:
+        load_series(path, value_cols="foo")
+    message = _one_line_error(excinfo)
+    assert message == (f"{path} has no column 'foo'; its columns are: a, b, c "
+                       f"(choose with --value-col)")
+    with pytest.raises(SeriesError, match="no column 'when'") as excinfo:
+        load_series(path, time_col="when")
+    _one_line_error(excinfo, "a, b, c", "--time-col")
+    with pytest.raises(SeriesError, match="no column 'z'") as excinfo:
+        load_series(path, covariate_cols=["z"])
+    _one_line_error(excinfo, "--covariate-col")
+
+
+def test_no_numeric_columns(tmp_path):
+    path = _csv(tmp_path, "date,label\n2020-01-01,x\n2020-01-02,y\n")
+    with pytest.raises(SeriesError, match="no numeric value columns") as excinfo:
+        load_series(path)
+    _one_line_error(excinfo, "date, label", "--value-col")
+
+
+def test_column_given_two_roles(tmp_path):
+    path = _csv(tmp_path, "t,a,b\n1,2,3\n2,3,4\n")
+    with pytest.raises(SeriesError, match="chosen more than once") as excinfo:
+        load_series(path, value_cols=["a", "b"], covariate_cols="b")
+    _one_line_error(excinfo, "b")
+
+
+def test_non_numeric_cell_names_column_row_and_text(tmp_path):
+    path = _csv(tmp_path, "t,a,b\n1,1,2\n2,2,3\n3,oops,4\n4,5,6\n")
+    with pytest.raises(SeriesError, match=r"column 'a' has non-numeric text 'oops' in row 3") \
+            as excinfo:
+        load_series(path)  # "a" is mostly numbers, so it is chosen and its bad cell reported
+    _one_line_error(excinfo)
+    with pytest.raises(SeriesError, match=r"column 'a' has non-numeric text 'oops' in row 3"):
+        load_series(path, value_cols="b", covariate_cols="a")
+
+
+@pytest.mark.parametrize("cell, what", [("", "missing"), ("NaN", "missing"), ("inf", "infinite"),
+                                        ("-inf", "infinite")])
+def test_missing_and_infinite_values_are_reported_not_filled(tmp_path, cell, what):
+    rows = ["1", "2", cell, "4", cell, "6"]
+    path = _csv(tmp_path, "t,v\n" + "".join(f"{i},{v}\n" for i, v in enumerate(rows)))
+    with pytest.raises(SeriesError, match=f"column 'v' has 2 {what} value") as excinfo:
+        load_series(path)
+    _one_line_error(excinfo, "row 3, 5", "before training")
+    if what == "missing":
+        _one_line_error(excinfo, "interpolate()")
+
+
+def test_missing_covariate_is_reported(tmp_path):
+    path = _csv(tmp_path, "t,v,k\n1,1,1\n2,2,\n3,3,3\n")
+    with pytest.raises(SeriesError, match="column 'k' has 1 missing value") as excinfo:
+        load_series(path, covariate_cols="k")
+    _one_line_error(excinfo, "row 2")
+
+
+def test_time_out_of_order_names_the_row(tmp_path):
+    path = _csv(tmp_path, "year,v\n2000,1\n2001,2\n2003,3\n2002,4\n")
+    with pytest.raises(SeriesError, match=r"not strictly increasing: row 4 \(2002\)") as excinfo:
+        load_series(path)
+    _one_line_error(excinfo, "after row 3 (2003)", "sort the file by time")
+    duplicate = _csv(tmp_path, "date,v\n2020-01-01,1\n2020-01-01,2\n", name="dup.csv")
+    with pytest.raises(SeriesError, match="row 2 .* not after row 1"):
+        load_series(duplicate)
+
+
+def test_unparseable_and_missing_time_stamps(tmp_path):
+    path = _csv(tmp_path, "date,v\n2020-01-01,1\nsoon,2\n")
+    with pytest.raises(SeriesError, match="'soon' in row 2, which is neither") as excinfo:
+        load_series(path)
+    _one_line_error(excinfo, "ISO dates")
+    gap = _csv(tmp_path, "year,v\n2000,1\n,2\n2002,3\n", name="gap.csv")
+    with pytest.raises(SeriesError, match="1 missing time stamp") as excinfo:
+        load_series(gap)
+    _one_line_error(excinfo, "row 2")
+
+
+def test_file_errors(tmp_path):
+    with pytest.raises(SeriesError, match="no such file") as excinfo:
+        load_series(str(tmp_path / "absent.csv"))
+    _one_line_error(excinfo)
+    with pytest.raises(SeriesError, match="neither a built-in series") as excinfo:
+        load_series("sunspot")
+    _one_line_error(excinfo, *BUILTIN_SERIES)
+    other = _csv(tmp_path, "a\n1\n", name="data.xlsx")
+    with pytest.raises(SeriesError, match="extension '.xlsx'") as excinfo:
+        load_series(other)
+    _one_line_error(excinfo, ".csv, .tsv or .parquet")
+    with pytest.raises(SeriesError, match="not a supported file") as excinfo:
+        load_series(str(tmp_path))
+    _one_line_error(excinfo)
+    empty = _csv(tmp_path, "", name="empty.csv")
+    with pytest.raises(SeriesError, match="is empty") as excinfo:
+        load_series(empty)
+    _one_line_error(excinfo)
+    header_only = _csv(tmp_path, "t,v\n", name="header.csv")
+    with pytest.raises(SeriesError, match="no data rows") as excinfo:
+        load_series(header_only)
+    _one_line_error(excinfo)
+    broken = tmp_path / "broken.parquet"
+    broken.write_bytes(b"not parquet at all")
+    with pytest.raises(SeriesError, match="cannot read") as excinfo:
+        load_series(str(broken))
+    _one_line_error(excinfo, "valid PARQUET file")
+
+
+def test_builtin_name_wins_but_a_path_reads_the_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "nile").write_text("v\n1\n")
+    with pytest.raises(SeriesError, match="extension ''"):  # "./nile" is a file, not built-in
+        load_series("./nile")
+
+
+@pytest.mark.parametrize("name, module, needle", [
+    ("nile", "statsmodels.datasets.nile", 'pip install "rnnkit[timeseries]"'),
+    ("airline", "aeon.datasets", "pip install aeon"),
+])
+def test_missing_package_says_how_to_install_it(monkeypatch, name, module, needle):
+    monkeypatch.setitem(sys.modules, module, None)  # makes the import fail like a missing package
+    with pytest.raises(SeriesError, match=f"built-in series '{name}' needs") as excinfo:
+        load_series(name)
+    _one_line_error(excinfo, needle)
