@@ -2,7 +2,7 @@
 
 :class:`Trainer` with :class:`TrainConfig` (optimizer, warmup and decay, clipping, mixed
 precision, evaluation, early stopping, time budget), truncated BPTT batches
-(:class:`ContiguousBatches`), crash-safe checkpoints (:func:`save_checkpoint`,
+(:class:`ContiguousBatches`), shuffled sample batches (:class:`ShuffledBatches`), crash-safe checkpoints (:func:`save_checkpoint`,
 :func:`load_checkpoint`), dataclass configs with file and command-line overrides.
 """
 
@@ -10,6 +10,7 @@ from .checkpoint import Checkpoint, CheckpointError, atomic_write, load_checkpoi
 from .clipping import clip_gradients
 from .config import ConfigError, config_from_dict, config_to_dict, resolve_config
 from .metrics import MetricsLog, plot_curves
+from .sampling import ShuffledBatches
 from .schedule import LearningRateSchedule
 from .seeding import capture_rng_state, restore_rng_state, seed_everything
 from .tbptt import ContiguousBatches, Window, detach_state
@@ -18,7 +19,7 @@ from .trainer import NonFiniteLossError, StepOutput, TrainConfig, Trainer, Train
 __all__ = [
     "Checkpoint", "CheckpointError", "atomic_write", "load_checkpoint", "save_checkpoint",
     "clip_gradients", "ConfigError", "config_from_dict", "config_to_dict", "resolve_config",
-    "MetricsLog", "plot_curves", "LearningRateSchedule", "capture_rng_state",
+    "MetricsLog", "plot_curves", "ShuffledBatches", "LearningRateSchedule", "capture_rng_state",
     "restore_rng_state", "seed_everything", "ContiguousBatches", "Window", "detach_state",
     "NonFiniteLossError", "StepOutput", "TrainConfig", "Trainer", "TrainResult",
 ]
