@@ -1,0 +1,1 @@
+"""Sequence classification: confusion matrices, accuracy, macro F1 and their plots."""

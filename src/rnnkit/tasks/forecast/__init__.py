@@ -1,0 +1,1 @@
+"""Time-series forecasting: accuracy metrics and the naive, seasonal-naive and AR(p) baselines."""
