@@ -1,0 +1,72 @@
+"""Rolling-origin backtesting: the holdout score is one draw; several origins show the spread.
+
+Origins step back from the holdout origin ``o_0 = N - holdout`` by ``step`` rows:
+``o_k = o_0 - k * step`` for k = 1..folds. At every origin the scaler, the model and the AR(p)
+baseline are fitted afresh on the rows before it (re-estimation at each origin, Tashman 2000),
+and all forecasts cover the same H rows after it, so nothing after an origin leaks into its
+forecasts. Fold 0 is the holdout evaluation itself (its model is not trained twice). The summary
+is the mean of each metric over the folds, per method.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from rnnkit.data.timeseries import TimeSeries
+
+from .fitting import fit_forecaster
+from .windows import feature_rows
+
+
+def rolling_origin_backtest(config, series: TimeSeries, holdout_report: dict, *, folds: int,
+                            step: int, run_dir: Path, label: str,
+                            notify: Callable[[str], None] = print) -> dict:
+    """Per-fold metric tables and their means; ``holdout_report`` is fold 0."""
+    from .task import holdout_report as score  # the same scoring as the holdout
+
+    data = config.data
+    if folds < 1 or step < 1:
+        raise ValueError(f"backtest folds and step must be >= 1; got {folds} and {step}")
+    rows = feature_rows(series.values, series.covariates)
+    first_origin = len(rows) - (data.holdout or data.horizon)
+    needed = data.validation + data.window + data.horizon
+    origins = [first_origin - k * step for k in range(1, folds + 1)]
+    if origins[-1] < needed:
+        raise ValueError(
+            f"{folds} backtest folds {step} rows apart need {needed + folds * step} rows before "
+            f"the holdout; the series has {first_origin}; use fewer folds or a smaller step")
+    tables = [{"origin": str(series.time[first_origin]), **_generic(holdout_report["table"])}]
+    for k, origin in enumerate(origins, start=1):
+        notify(f"backtest fold {k}/{folds}: origin {series.time[origin]} "
+               f"({origin} training rows)")
+        fold_series = TimeSeries(
+            series.values[: origin + data.horizon], series.time[: origin + data.horizon],
+            series.columns, None if series.covariates is None
+            else series.covariates[: origin + data.horizon], series.covariate_columns,
+            series.source, series.season)
+        fitted = fit_forecaster(config, rows[:origin], series.values.shape[1],
+                                run_dir / f"fold-{k}", notify=notify)
+        report = score(fold_series, fitted, config, rows[:origin], label)
+        tables.append({"origin": str(series.time[origin]), **_generic(report["table"])})
+    methods = [name for name in tables[0] if name != "origin"]
+    mean = {}
+    for method in methods:
+        keys = [key for key in tables[0][method] if all(key in t.get(method, {}) for t in tables)]
+        mean[method] = {key: float(np.mean([t[method][key] for t in tables])) for key in keys}
+    return {"folds": tables, "mean": mean, "step": step}
+
+
+def _generic(table: dict) -> dict:
+    """The AR baseline under one name ("AR(p)", its order per fold in "p"): AIC may pick a
+    different order at each origin."""
+    out = {}
+    for name, metrics in table.items():
+        if name.startswith("AR("):
+            order = name[3:-1]
+            out["AR(p)"] = {**metrics, **({"p": float(order)} if order.isdigit() else {})}
+        else:
+            out[name] = metrics
+    return out

@@ -1,0 +1,169 @@
+"""Fitting a forecaster: train on the rows before the holdout, then forecast with intervals.
+
+``fit_forecaster`` trains a :class:`~rnnkit.tasks.forecast.model.Forecaster` on windows of the
+training rows with the shared :class:`~rnnkit.training.Trainer` (checkpoints, resume, progress,
+time budget) and returns a :class:`FittedForecaster`, which forecasts in data units from any
+history: point forecasts and a prediction interval of the configured coverage.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from rnnkit.training import ShuffledBatches, StepOutput, Trainer, atomic_write, load_checkpoint
+
+from .model import Forecaster
+from .windows import Scaler, WindowSet
+
+RESIDUALS_FILE = "residual-quantiles.json"
+
+
+@dataclass
+class FittedForecaster:
+    """A trained model with everything needed to forecast in data units."""
+
+    model: Forecaster
+    scaler: Scaler
+    targets: int
+    config: object  # the run's ForecastConfig (data, model, train)
+    residual_quantiles: np.ndarray | None = None  # (2, H, C) for point models' intervals
+
+    def _context(self, rows: np.ndarray) -> torch.Tensor:
+        window = self.config.data.window
+        if len(rows) < window:
+            raise ValueError(f"forecasting needs at least window={window} rows of history; "
+                             f"got {len(rows)}")
+        return torch.as_tensor(self.scaler.transform(rows[-window:]), dtype=torch.float32)[None]
+
+    def forecast(self, rows: np.ndarray, horizon: int, future_covariates=None) -> dict:
+        """Forecast ``horizon`` steps after history rows (N, F) in data units.
+
+        Returns {"point": (H, C), "lower": (H, C), "upper": (H, C)}; the bounds are the
+        ``interval`` prediction interval (Gaussian or quantile output, or the in-sample
+        residual quantiles of a point model)."""
+        self.model.eval()
+        context = self._context(rows)
+        covariates = None
+        if future_covariates is not None:
+            scaled = self.scaler.transform(
+                np.concatenate([np.zeros((len(future_covariates), self.targets)),
+                                future_covariates], axis=1))[:, self.targets:]
+            covariates = torch.as_tensor(scaled, dtype=torch.float32)[None]
+        out = self.model.forecast(context, covariates, horizon)[0].double().numpy()  # (H, C, P)
+        columns = slice(0, self.targets)
+        config = self.model.config
+        level = self.config.data.interval
+        if config.output == "gaussian":
+            from statistics import NormalDist
+
+            z = NormalDist().inv_cdf(0.5 + level / 2)
+            point, sigma = out[..., 0], np.exp(out[..., 1])
+            lower, upper = point - z * sigma, point + z * sigma
+        elif config.output == "quantile":
+            q = np.asarray(config.quantiles)
+            middle = int(np.argmin(np.abs(q - 0.5)))
+            point, lower, upper = out[..., middle], out[..., 0], out[..., -1]
+        else:
+            point = out[..., 0]
+            if self.residual_quantiles is not None and horizon <= self.residual_quantiles.shape[1]:
+                lower = point + self.residual_quantiles[0, :horizon]
+                upper = point + self.residual_quantiles[1, :horizon]
+            else:
+                lower = upper = np.full_like(point, np.nan)
+        to_data = lambda v: self.scaler.inverse(v, columns)  # noqa: E731
+        return {"point": to_data(point), "lower": to_data(lower), "upper": to_data(upper)}
+
+
+def _residual_quantiles(fitted: FittedForecaster, rows: np.ndarray,
+                        horizon: int) -> np.ndarray | None:
+    """Empirical (1-a)/2 and (1+a)/2 quantiles of in-sample H-step errors, in scaled units.
+
+    Point models have no uncertainty of their own; their intervals come from how far their
+    forecasts missed on the training rows, per horizon step (optimistic: the model saw them)."""
+    window, level = fitted.config.data.window, fitted.config.data.interval
+    scaled = fitted.scaler.transform(rows)
+    origins = range(window, len(rows) - horizon + 1, max(1, (len(rows) - window) // 64))
+    errors = []
+    for origin in origins:
+        context = torch.as_tensor(scaled[origin - window: origin], dtype=torch.float32)[None]
+        future = None
+        if fitted.model.covariates:
+            future = torch.as_tensor(scaled[origin: origin + horizon, fitted.targets:],
+                                     dtype=torch.float32)[None]
+        out = fitted.model.forecast(context, future, horizon)[0, ..., 0].double().numpy()
+        errors.append(scaled[origin: origin + horizon, : fitted.targets] - out)
+    if not errors:
+        return None
+    return np.quantile(np.stack(errors), [(1 - level) / 2, (1 + level) / 2], axis=0)
+
+
+def fit_forecaster(config, rows: np.ndarray, targets: int, run_dir: Path, *,
+                   resume: bool = False, meta: dict | None = None,
+                   notify: Callable[[str], None] = print) -> FittedForecaster:
+    """Train on the rows (N, F) before the holdout; returns the fitted model."""
+    data = config.data
+    fit_rows = rows[: len(rows) - data.validation] if data.validation else rows
+    scaler = Scaler.fit(fit_rows)
+    windows = WindowSet(scaler.transform(fit_rows), targets, data.window, data.horizon)
+    torch.manual_seed(config.train.seed)
+    model = Forecaster(targets, rows.shape[1] - targets, data.horizon, config.model)
+    fitted = FittedForecaster(model, scaler, targets, config)
+    batches = ShuffledBatches(len(windows), data.batch_size, seed=config.train.seed)
+    decoder = config.model.decoder
+
+    def loss_fn(model, index, carry):
+        inputs, targets_, mask = windows.batch(index, decoder, data.warmup)
+        return StepOutput(model.loss(model(inputs), targets_, mask), None, index.numel())
+
+    probe = torch.arange(len(windows))
+
+    def evaluate(model) -> dict:
+        if data.validation:
+            # Forecast the validation rows from the end of the fitting rows, in scaled units.
+            out = fitted.forecast(fit_rows, data.validation if decoder == "autoregressive"
+                                  else min(data.validation, data.horizon))
+            truth = rows[len(fit_rows): len(fit_rows) + len(out["point"]), :targets]
+            mae = float(np.mean(np.abs((out["point"] - truth) / scaler.std[:targets])))
+            return {"loss": mae, "validation_mae_scaled": mae}
+        inputs, targets_, mask = windows.batch(probe, decoder, data.warmup)
+        return {"loss": float(model.loss(model(inputs), targets_, mask)) / len(model.members)}
+
+    trainer = Trainer(model, config.train, batches=batches, loss_fn=loss_fn,
+                      evaluate_fn=evaluate, run_dir=run_dir,
+                      meta={**(meta or {}), "scaler": scaler.to_dict()}, notify=notify)
+    if resume:
+        notify(f"resuming from step {trainer.resume(run_dir)}")
+    with torch.no_grad():
+        # The first call builds the fused kernels (once per machine); done before the clock
+        # of a --minutes budget starts. Eval mode draws no random numbers, so resume is exact.
+        model.eval()
+        model(windows.batch(probe[:1], decoder, data.warmup)[0])
+        model.train()
+    trainer.fit()
+    which = "best" if data.validation else "last"
+    model.load_state_dict(load_checkpoint(run_dir, which=which).model_state)
+    model.eval()
+    if config.model.output == "point":
+        fitted.residual_quantiles = _residual_quantiles(fitted, fit_rows, data.horizon)
+        if fitted.residual_quantiles is not None:
+            # Beside the checkpoints, so `forecast predict` gives the same intervals.
+            atomic_write(run_dir / RESIDUALS_FILE,
+                         json.dumps(fitted.residual_quantiles.tolist()).encode())
+    return fitted
+
+
+def read_residual_quantiles(path: Path) -> np.ndarray | None:
+    """The residual quantiles saved by ``fit_forecaster`` for a run folder or checkpoint."""
+    for folder in (path, *path.parents[:3]):
+        candidate = folder / RESIDUALS_FILE
+        if candidate.is_file():
+            return np.asarray(json.loads(candidate.read_text()))
+    return None
+
+

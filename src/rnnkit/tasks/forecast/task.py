@@ -1,0 +1,299 @@
+"""Time-series forecasting: train on a series, score a tail holdout beside the baselines.
+
+The last ``holdout`` rows (default: one horizon) are the test part and are never seen in
+training: the scaler, the model and the AR(p) baseline are all fitted on the rows before them.
+The model then forecasts the holdout from the end of the training part, and MASE (scaled by the
+in-sample seasonal-naive error), RMSE and sMAPE are reported for it and for the naive,
+seasonal-naive and AR(p) forecasts computed in the same run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from rnnkit.data.timeseries import TimeSeries, load_series
+from rnnkit.training import (
+    CheckpointError, TrainConfig, atomic_write, config_from_dict, load_checkpoint,
+)
+
+from .baselines import baseline_forecasts
+from .fitting import FittedForecaster, fit_forecaster, read_residual_quantiles
+from .metrics import forecast_metrics, interval_coverage
+from .model import Forecaster, ModelConfig
+from .plot import plot_forecast
+from .windows import Scaler, feature_rows
+
+TASK = "forecast"
+log = logging.getLogger("rnnkit.tasks")
+
+
+@dataclass
+class DataConfig:
+    data: str = "sunspots"  #: a built-in series name or a CSV/TSV/Parquet file
+    time_col: str | None = None
+    value_cols: list | None = None  #: target columns (default: every numeric column)
+    covariate_cols: list | None = None  #: known inputs that are not forecast
+    horizon: int = 20  #: H, steps forecast from one origin
+    holdout: int | None = None  #: test rows at the end (default: the horizon)
+    season: int | None = None  #: seasonal period m for MASE and seasonal naive (default: the series')
+    window: int = 60  #: W, context steps per training window
+    warmup: int = 20  #: first steps of a window that only build up state (no loss)
+    batch_size: int = 16
+    validation: int = 0  #: rows before the holdout for model selection; 0: train on all, keep the last weights
+    interval: float = 0.8  #: coverage of the prediction intervals
+
+    def check(self) -> None:
+        for name in ("horizon", "window", "batch_size"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"data.{name} must be >= 1; got {getattr(self, name)}")
+        if not 0 <= self.warmup < self.window:
+            raise ValueError(f"data.warmup must be in [0, window={self.window}); got {self.warmup}")
+        if not 0.0 < self.interval < 1.0:
+            raise ValueError(f"data.interval must be a coverage in (0, 1); got {self.interval}")
+        if self.validation < 0 or (self.holdout is not None and self.holdout < 1):
+            raise ValueError("data.validation must be >= 0 and data.holdout >= 1")
+
+
+def _default_train() -> TrainConfig:
+    # Measured on sunspots (docs/guide/forecasting.md): ~800 small steps of an 8-unit GRU
+    # ensemble; the series is tiny, so steps, not minutes, bound the run.
+    return TrainConfig(learning_rate=3e-3, weight_decay=0.01, warmup_steps=80, max_steps=800,
+                       eval_every=200, log_every=50)
+
+
+@dataclass
+class ForecastConfig:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=_default_train)
+
+
+def _as_list(value):
+    return [value] if isinstance(value, str) else value
+
+
+def load_configured_series(config: DataConfig) -> TimeSeries:
+    return load_series(config.data, time_col=config.time_col,
+                       value_cols=_as_list(config.value_cols),
+                       covariate_cols=_as_list(config.covariate_cols))
+
+
+def holdout_report(series: TimeSeries, fitted: FittedForecaster | None, config: ForecastConfig,
+                   train_rows: np.ndarray, label: str) -> dict:
+    """Metrics of the model and the three baselines on the rows after ``train_rows``."""
+    data = config.data
+    targets = series.values.shape[1]
+    horizon = min(data.holdout or data.horizon, len(series) - len(train_rows))
+    actual = series.values[len(train_rows): len(train_rows) + horizon]
+    season = data.season or series.season or 1
+    train_values = train_rows[:, :targets]
+    forecasts = {name: values for name, values in
+                 baseline_forecasts(train_values, horizon, season).items()}
+    out = None
+    if fitted is not None:
+        future_cov = None
+        if fitted.model.covariates:
+            future_cov = series.covariates[len(train_rows): len(train_rows) + horizon]
+        out = fitted.forecast(train_rows, horizon, future_cov)
+        forecasts = {label: out["point"], **forecasts}
+    table = {}
+    for name, values in forecasts.items():
+        values = np.asarray(values).reshape(horizon, targets)
+        table[name] = forecast_metrics(actual, values, train_values, season)
+    if out is not None and np.isfinite(out["lower"]).all():
+        table[label]["coverage"] = interval_coverage(actual, out["lower"], out["upper"])
+    return {"season": season, "horizon": horizon, "table": table, "actual": actual,
+            "forecasts": forecasts, "interval": out}
+
+
+def series_meta(series: TimeSeries) -> dict:
+    return {"source": series.source, "rows": len(series), "columns": series.columns,
+            "covariate_columns": series.covariate_columns}
+
+
+def model_label(config: ForecastConfig) -> str:
+    model = config.model
+    members = f" x{model.ensemble}" if model.ensemble > 1 else ""
+    return f"rnnkit {model.cell.upper()} H={model.hidden_size}{members}"
+
+
+def future_times(time_stamps: np.ndarray, steps: int) -> np.ndarray:
+    """Stamps of the ``steps`` rows after the series: the median spacing continued."""
+    stamps = np.asarray(time_stamps)
+    if len(stamps) < 2:
+        return np.arange(len(stamps), len(stamps) + steps)
+    if np.issubdtype(stamps.dtype, np.datetime64):
+        import pandas as pd
+
+        # Calendar steps (months have different lengths) when pandas can name the frequency.
+        frequency = pd.infer_freq(pd.DatetimeIndex(stamps[-min(len(stamps), 50):]))
+        if frequency is not None:
+            return pd.date_range(stamps[-1], periods=steps + 1, freq=frequency)[1:].to_numpy()
+    spacing = np.median(np.diff(stamps))
+    if np.issubdtype(stamps.dtype, np.integer) and float(spacing).is_integer():
+        spacing = stamps.dtype.type(spacing)
+    return stamps[-1] + spacing * np.arange(1, steps + 1)
+
+
+def _check_length(series: TimeSeries, data: DataConfig, holdout: int) -> None:
+    needed = holdout + data.validation + data.window + data.horizon
+    if len(series) < needed:
+        raise ValueError(
+            f"the series has {len(series)} rows, fewer than holdout {holdout} + validation "
+            f"{data.validation} + window {data.window} + horizon {data.horizon} = {needed}; "
+            f"use a shorter --window or --horizon, or a longer series")
+
+
+def write_forecast_csv(path: Path, stamps, columns: list[str], forecast: dict,
+                       actual: np.ndarray | None = None, extra: dict | None = None) -> Path:
+    """One row per forecast step: time, then per column the point, lower and upper bounds
+    (and the actual value and baselines when known); written atomically."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    header = ["time"]
+    for name in columns:
+        header += [f"{name}_forecast", f"{name}_lower", f"{name}_upper"]
+        if actual is not None:
+            header.append(f"{name}_actual")
+        header += [f"{name}_{label}" for label in (extra or {})]
+    writer.writerow(header)
+    for step, stamp in enumerate(stamps):
+        row = [str(stamp)]
+        for c in range(len(columns)):
+            row += [f"{forecast[key][step, c]:.6g}" for key in ("point", "lower", "upper")]
+            if actual is not None:
+                row.append(f"{actual[step, c]:.6g}")
+            row += [f"{np.asarray(v).reshape(len(stamps), -1)[step, c]:.6g}"
+                    for v in (extra or {}).values()]
+        writer.writerow(row)
+    atomic_write(path, buffer.getvalue().encode("utf-8"))
+    return path
+
+
+def train_forecast(config: ForecastConfig, run_dir: str | Path, *, resume: bool = False,
+                   backtest_folds: int = 0, backtest_step: int | None = None,
+                   notify: Callable[[str], None] = print) -> dict:
+    """Train on everything but the holdout, then score model and baselines on the holdout.
+
+    With ``backtest_folds`` > 0, also run a rolling-origin backtest (see
+    :mod:`rnnkit.tasks.forecast.backtest`): that many earlier origins, ``backtest_step`` rows
+    apart (default: the horizon), each with a model trained on the rows before it.
+    """
+    data = config.data
+    data.check()
+    config.model.check()
+    config.train.check()
+    run_dir = Path(run_dir)
+    series = load_configured_series(data)
+    holdout = data.holdout or data.horizon
+    _check_length(series, data, holdout)
+    rows = feature_rows(series.values, series.covariates)
+    train_rows = rows[: len(rows) - holdout]
+    label = model_label(config)
+    meta = {"task": TASK, "config": asdict(config), "series": series_meta(series),
+            "title": f"{label} on {data.data}"}
+    notify(f"series {series.source}: {len(series)} rows, {len(train_rows)} for training, "
+           f"last {holdout} held out; {label}, {config.model.decoder} decoder")
+    start = time.perf_counter()
+    fitted = fit_forecaster(config, train_rows, series.values.shape[1], run_dir, resume=resume,
+                            meta=meta, notify=notify)
+    seconds = time.perf_counter() - start
+    report = holdout_report(series, fitted, config, train_rows, label)
+    stamps = series.time[len(train_rows): len(train_rows) + report["horizon"]]
+    baselines = {k: v for k, v in report["forecasts"].items() if k != label}
+    write_forecast_csv(run_dir / "holdout.csv", stamps, series.columns, report["interval"],
+                       report["actual"], baselines)
+    shown = min(len(train_rows), max(5 * report["horizon"], 100))
+    picture = None
+    try:
+        picture = plot_forecast(
+            series.time[len(train_rows) - shown: len(train_rows) + report["horizon"]],
+            train_rows[-shown:, : series.values.shape[1]], report["actual"], report["interval"],
+            run_dir / "forecast.png", baselines={k: v for k, v in baselines.items()
+                                                 if k.startswith("AR")},
+            column_names=series.columns, title=meta["title"], interval=data.interval)
+    except ImportError as error:
+        log.info("%s", error)
+    result = {
+        "task": TASK, "series": series_meta(series), "holdout": report["horizon"],
+        "season": report["season"], "model": label, "table": report["table"],
+        "train_seconds": round(seconds, 1), "run_dir": str(run_dir),
+        "forecast_png": None if picture is None else str(picture),
+        "holdout_csv": str(run_dir / "holdout.csv"), "config": asdict(config),
+    }
+    if backtest_folds:
+        from .backtest import rolling_origin_backtest
+
+        result["backtest"] = rolling_origin_backtest(
+            config, series, report, folds=backtest_folds, step=backtest_step or data.horizon,
+            run_dir=run_dir / "backtest", label=label, notify=notify)
+    return result
+
+
+def load_forecaster(path: str | Path, *, which: str | None = None) -> FittedForecaster:
+    """A trained forecaster from a run folder or checkpoint (the weights the run reported)."""
+    probe = load_checkpoint(path, which="last")
+    if probe.meta.get("task") != TASK:
+        raise CheckpointError(f"{probe.path} is a {probe.meta.get('task')!r} checkpoint, not a "
+                              f"forecaster")
+    config = config_from_dict(ForecastConfig, probe.meta["config"])
+    checkpoint = load_checkpoint(path, which=which or ("best" if config.data.validation
+                                                       else "last"))
+    meta = checkpoint.meta
+    targets = len(meta["series"]["columns"])
+    model = Forecaster(targets, len(meta["series"]["covariate_columns"]), config.data.horizon,
+                       config.model)
+    model.load_state_dict(checkpoint.model_state)
+    model.eval()
+    return FittedForecaster(model, Scaler.from_dict(meta["scaler"]), targets, config,
+                            read_residual_quantiles(Path(path)))
+
+
+def predict_forecast(path: str | Path, data: str, *, horizon: int | None = None,
+                     out: str | Path | None = None, time_col: str | None = None,
+                     value_cols=None, covariate_cols=None) -> dict:
+    """Forecast ``horizon`` steps past the end of ``data`` with a trained model.
+
+    The file must have the columns the model was trained on (by default the same names); the
+    forecast CSV (and a PNG beside it) are written to ``out``."""
+    fitted = load_forecaster(path)
+    config = fitted.config
+    trained = load_checkpoint(path, which="last").meta["series"]
+    series = load_series(data, time_col=time_col or config.data.time_col,
+                         value_cols=_as_list(value_cols) or trained["columns"],
+                         covariate_cols=_as_list(covariate_cols) or
+                         (trained["covariate_columns"] or None))
+    horizon = horizon or config.data.horizon
+    if horizon < 1:
+        raise ValueError(f"--horizon must be >= 1; got {horizon}")
+    if fitted.model.covariates and config.model.decoder == "autoregressive":
+        raise ValueError("this model's autoregressive decoder needs the covariates' future "
+                         "values, which a forecast past the data's end does not have; train "
+                         "with model.decoder=direct to forecast with covariates")
+    rows = feature_rows(series.values, series.covariates)
+    forecast = fitted.forecast(rows, horizon)
+    stamps = future_times(series.time, horizon)
+    out = Path(out or "forecast.csv")
+    write_forecast_csv(out, stamps, series.columns, forecast)
+    shown = min(len(rows), max(5 * horizon, 100))
+    picture = None
+    try:
+        picture = plot_forecast(np.concatenate([series.time[-shown:], stamps]),
+                                series.values[-shown:], None, forecast, out.with_suffix(".png"),
+                                column_names=series.columns, interval=config.data.interval,
+                                title=f"{model_label(config)}: {horizon} steps past {data}")
+    except ImportError as error:
+        log.info("%s", error)
+    return {"task": TASK, "checkpoint": str(path), "data": series.source, "horizon": horizon,
+            "csv": str(out), "png": None if picture is None else str(picture),
+            "forecast": {k: v.tolist() for k, v in forecast.items()},
+            "time": [str(t) for t in stamps]}
