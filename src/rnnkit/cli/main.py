@@ -10,6 +10,8 @@ import sys
 
 from rnnkit.training import NonFiniteLossError
 
+from .classify import add_classify
+from .forecast import add_forecast
 from .lm import add_evaluate, add_generate, add_train
 
 
@@ -81,6 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_train(commands)
     add_evaluate(commands)
     add_generate(commands)
+    add_classify(commands)
+    add_forecast(commands)
     _add_info(commands)
     return parser
 

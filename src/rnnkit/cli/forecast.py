@@ -1,0 +1,166 @@
+"""`rnnkit forecast train` and `rnnkit forecast predict`: parse, call the library, print."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from pathlib import Path
+
+# Friendly flags of `forecast train` and the config keys they set.
+_TRAIN_FLAGS = {
+    "data": "data.data", "time_col": "data.time_col", "value_col": "data.value_cols",
+    "covariate_col": "data.covariate_cols", "horizon": "data.horizon",
+    "holdout": "data.holdout", "season": "data.season", "window": "data.window",
+    "validation": "data.validation", "interval": "data.interval",
+    "cell": "model.cell", "hidden": "model.hidden_size", "layers": "model.layers",
+    "decoder": "model.decoder", "output": "model.output", "highway": "model.highway",
+    "ensemble": "model.ensemble", "lr": "train.learning_rate", "minutes": "train.minutes",
+    "steps": "train.max_steps", "seed": "train.seed", "device": "train.device",
+}
+
+
+def _add_data_flags(parser) -> None:
+    parser.add_argument("--time-col", metavar="C", help="time column of a CSV/Parquet file "
+                        "(default: one named time/date/year/...; none: row numbers)")
+    parser.add_argument("--value-col", metavar="V", action="append",
+                        help="target column (repeat for several; default: every numeric one)")
+    parser.add_argument("--covariate-col", metavar="U", action="append",
+                        help="known input column that is not forecast (repeatable)")
+
+
+def add_forecast(commands) -> None:
+    parser = commands.add_parser(
+        "forecast", help="time-series forecasting: train with baselines, predict to CSV",
+        description="Forecast a time series with a recurrent network, scored beside the "
+                    "naive, seasonal-naive and AR(p) baselines.")
+    actions = parser.add_subparsers(title="actions", metavar="ACTION")
+    train = actions.add_parser(
+        "train", help="train on a series and score a tail holdout beside the baselines",
+        description="Train on all but the last rows of a series (built-in: sunspots, co2, "
+                    "nile, elnino, macrodata, lynx, shampoo, airline, solar; or a CSV/Parquet "
+                    "file), forecast the held-out rows and print MASE, RMSE and sMAPE for the "
+                    "model, naive, seasonal naive and AR(p) in one table.")
+    train.add_argument("--data", help="built-in series name or CSV/TSV/Parquet file "
+                       "(default sunspots)")
+    _add_data_flags(train)
+    train.add_argument("--horizon", type=int, help="steps forecast from one origin H (default 20)")
+    train.add_argument("--holdout", type=int, help="test rows at the end (default: the horizon)")
+    train.add_argument("--season", type=int, help="seasonal period m for MASE and seasonal "
+                       "naive (default: the series' own, else 1)")
+    train.add_argument("--window", type=int, help="context steps per training window W")
+    train.add_argument("--validation", type=int, help="rows before the holdout for choosing "
+                       "the best checkpoint (default 0: train on all, keep the last)")
+    train.add_argument("--interval", type=float, help="prediction-interval coverage (0.8)")
+    train.add_argument("--cell", choices=("gru", "lstm", "rnn"))
+    train.add_argument("--hidden", type=int, help="hidden size per member")
+    train.add_argument("--layers", type=int)
+    train.add_argument("--decoder", choices=("direct", "autoregressive"))
+    train.add_argument("--output", choices=("point", "gaussian", "quantile"))
+    train.add_argument("--highway", type=int, help="lags of the linear path (0: off)")
+    train.add_argument("--ensemble", type=int, help="members averaged in the forecast")
+    train.add_argument("--lr", type=float, help="peak learning rate")
+    train.add_argument("--steps", type=int, help="optimizer steps (default 800)")
+    train.add_argument("--minutes", type=float, help="training time budget")
+    train.add_argument("--seed", type=int)
+    train.add_argument("--device", help="torch device, e.g. cpu or cuda")
+    train.add_argument("--backtest", type=int, default=0, metavar="FOLDS",
+                       help="also backtest at FOLDS earlier origins (a model trained per fold)")
+    train.add_argument("--backtest-step", type=int, metavar="ROWS",
+                       help="rows between backtest origins (default: the horizon)")
+    train.add_argument("--config", metavar="FILE", help="JSON or TOML config file")
+    train.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
+                       dest="overrides", help="override a config key (repeatable)")
+    train.add_argument("--out", metavar="DIR", help="run folder (default runs/forecast-<time>)")
+    train.add_argument("--resume", metavar="DIR", help="continue the run in DIR")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
+    train.add_argument("--json", action="store_true", help="print the result as JSON")
+    train.set_defaults(handler=run_forecast_train)
+
+    predict = actions.add_parser(
+        "predict", help="forecast past the end of a series with a trained model",
+        description="Forecast --horizon steps after the last row of --data with a trained "
+                    "model; writes a CSV of point forecasts and interval bounds and a PNG.")
+    predict.add_argument("--checkpoint", required=True, metavar="DIR",
+                         help="a run folder of `rnnkit forecast train`")
+    predict.add_argument("--data", required=True, help="built-in series name or file")
+    _add_data_flags(predict)
+    predict.add_argument("--horizon", type=int, help="steps to forecast (default: trained H)")
+    predict.add_argument("--out", metavar="CSV", default="forecast.csv",
+                         help="forecast CSV to write (a PNG is written beside it)")
+    predict.add_argument("--json", action="store_true", help="print the result as JSON")
+    predict.set_defaults(handler=run_forecast_predict)
+    parser.set_defaults(handler=lambda args: (parser.print_help(), 2)[1])
+
+
+def _overrides(args) -> list[str]:
+    overrides = []
+    for flag, key in _TRAIN_FLAGS.items():
+        value = getattr(args, flag)
+        if value is not None:
+            overrides.append(f"{key}={json.dumps(value)}")
+    if args.no_progress:
+        overrides.append("train.progress=false")
+    return overrides + list(args.overrides)
+
+
+def format_table(table: dict, *, title: str = "") -> str:
+    """The metrics table: one row per method, MASE / RMSE / sMAPE (and interval coverage)."""
+    lines = [title] if title else []
+    width = max(len(name) for name in table) + 2
+    lines.append(f"{'method':<{width}}{'MASE':>8}{'RMSE':>10}{'sMAPE':>9}{'coverage':>10}")
+    for name, metrics in table.items():
+        coverage = metrics.get("coverage")
+        lines.append(f"{name:<{width}}{metrics['mase']:>8.3f}{metrics['rmse']:>10.2f}"
+                     f"{metrics['smape']:>9.1f}"
+                     f"{'' if coverage is None else f'{coverage:.2f}':>10}")
+    return "\n".join(lines)
+
+
+def run_forecast_train(args) -> int:
+    from rnnkit.tasks.forecast.task import ForecastConfig, train_forecast
+    from rnnkit.training import load_checkpoint, resolve_config
+
+    say = (lambda line: print(line, file=sys.stderr)) if args.json else print
+    base = None
+    if args.resume:
+        if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
+            raise ValueError("--resume continues a run in its own folder; drop --out")
+        base = load_checkpoint(args.resume).meta["config"]
+        run_dir = Path(args.resume)
+    else:
+        run_dir = Path(args.out or f"runs/forecast-{time.strftime('%Y%m%d-%H%M%S')}")
+        if (run_dir / "checkpoints").exists():
+            raise ValueError(f"{run_dir} already holds a run; continue it with --resume "
+                             f"{run_dir} or choose another --out")
+    config = resolve_config(ForecastConfig, base=base, file=args.config,
+                            overrides=_overrides(args))
+    result = train_forecast(config, run_dir, resume=bool(args.resume), notify=say,
+                            backtest_folds=args.backtest, backtest_step=args.backtest_step)
+    say("")
+    say(format_table(result["table"], title=f"holdout: last {result['holdout']} rows of "
+                     f"{config.data.data} (MASE scale: seasonal naive, m={result['season']})"))
+    if "backtest" in result:
+        backtest = result["backtest"]
+        say("")
+        say(format_table(backtest["mean"], title=f"rolling-origin backtest: mean over "
+                         f"{len(backtest['folds'])} origins {backtest['step']} rows apart"))
+    say(f"\nforecast plot {result['forecast_png']}, holdout CSV {result['holdout_csv']}; "
+        f"trained in {result['train_seconds']:.0f} s; checkpoint in {run_dir}")
+    if args.json:
+        print(json.dumps(result, indent=2))
+    return 0
+
+
+def run_forecast_predict(args) -> int:
+    from rnnkit.tasks.forecast.task import predict_forecast
+
+    result = predict_forecast(args.checkpoint, args.data, horizon=args.horizon, out=args.out,
+                              time_col=args.time_col, value_cols=args.value_col,
+                              covariate_cols=args.covariate_col)
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print(f"wrote {result['horizon']} forecast steps to {result['csv']}"
+              + (f" and {result['png']}" if result["png"] else ""))
+    return 0
