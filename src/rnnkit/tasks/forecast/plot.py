@@ -45,9 +45,10 @@ def plot_forecast(time, history: np.ndarray, actual: np.ndarray | None, forecast
         if np.isfinite(lower).all() and np.isfinite(upper).all():
             label = f"{interval:.0%} interval" if interval else "interval"
             axes.fill_between(future, lower, upper, color="tab:blue", alpha=0.2, label=label)
-        for name, values in (baselines or {}).items():
+        colors = ("tab:orange", "tab:green", "tab:red", "tab:purple")
+        for (name, values), color in zip((baselines or {}).items(), colors):
             axes.plot(future, np.asarray(values).reshape(len(future), -1)[:, column],
-                      linestyle="--", linewidth=1, label=name)
+                      linestyle="--", linewidth=1, color=color, label=name)
         axes.set_ylabel(names[column])
         axes.grid(alpha=0.3)
         if column == 0:
