@@ -1,0 +1,279 @@
+"""Sequence classification: train, evaluate, and load a classifier back from its checkpoint.
+
+Quality is test accuracy (the share of test sequences whose most probable class is the true
+one) and macro F1 (the mean over classes of per-class F1, which weighs rare classes like common
+ones); see :mod:`rnnkit.tasks.classify.metrics`. The model is chosen by validation loss on a
+stratified part of the training split, and the test split is scored once, at the end.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+from torch.nn import functional as F
+
+from rnnkit.training import (
+    CheckpointError, ShuffledBatches, StepOutput, TrainConfig, Trainer, config_from_dict,
+    load_checkpoint,
+)
+
+from .data import (
+    DataConfig, Normalizer, Tensors, class_weights, is_bundled, load_split, prepare_data,
+)
+from .metrics import classification_report, plot_confusion
+from .model import ModelConfig, SequenceClassifier, valid_mask
+
+__all__ = ["DataConfig", "ClassifyConfig", "train_classifier", "load_classifier",
+           "evaluate_classifier", "score", "LoadedClassifier", "published_bars"]
+
+TASK = "classify"
+
+#: Published test accuracy on the official split (DATA.md), by lower-case set name.
+_BARS = {"japanesevowels": {"1-NN DTW": 0.949, "MLP": 0.976, "ResNet": 0.992, "FCN": 0.993}}
+
+
+def published_bars(data: str) -> dict | None:
+    """Published test accuracies for a bundled set, or None when none are recorded."""
+    return dict(_BARS[data.lower()]) if data.lower() in _BARS else None
+
+
+def _default_train() -> TrainConfig:
+    # Measured on JapaneseVowels (docs/guide/classification.md): epochs are the limit, so the
+    # result does not depend on the machine's speed; the minutes are only a safety net.
+    return TrainConfig(learning_rate=3e-3, weight_decay=0.01, warmup_steps=50, max_epochs=150,
+                       minutes=5.0, eval_every=40, log_every=20)
+
+
+@dataclass
+class ClassifyConfig:
+    """Everything a classification run needs; saved resolved beside every checkpoint."""
+
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=_default_train)
+    #: intra-op CPU threads while training and scoring (restored afterwards); 1 was 10-70x
+    #: faster than 2 for these small matrices on the shared 2-core machine; 0 keeps torch's
+    threads: int = 1
+
+
+@contextlib.contextmanager
+def _threads(count: int):
+    previous = torch.get_num_threads()
+    if count < 0:
+        raise ValueError(f"threads must be >= 0 (0 keeps torch's setting); got {count}")
+    torch.set_num_threads(count or previous)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def score(model: SequenceClassifier, tensors: Tensors, *, batch_size: int = 256) -> dict:
+    """Mean cross-entropy, accuracy and macro F1 of ``model`` on a split; ``predictions`` (N,)."""
+    was_training = model.training
+    model.eval()
+    logits = []
+    with torch.no_grad():
+        for start in range(0, len(tensors), batch_size):
+            x, lengths, _ = tensors.batch(torch.arange(start, min(start + batch_size,
+                                                                  len(tensors))))
+            logits.append(model(x, lengths).float())
+    model.train(was_training)
+    logits = torch.cat(logits)
+    predictions = logits.argmax(dim=-1).cpu().numpy()
+    labels = tensors.labels.cpu().numpy()
+    report = classification_report(labels, predictions, [str(k) for k in range(model.num_classes)])
+    return {"loss": F.cross_entropy(logits, tensors.labels).item(),
+            "accuracy": report["accuracy"], "macro_f1": report["macro_f1"],
+            "predictions": predictions}
+
+
+def _test_report(model, tensors: Tensors, class_names: list[str], png: Path | None,
+                 title: str) -> dict:
+    scored = score(model, tensors)
+    report = classification_report(tensors.labels.cpu().numpy(), scored["predictions"],
+                                   class_names)
+    if png is not None:
+        plot_confusion(np.array(report["confusion"]), class_names, png, title=title)
+    return {"loss": scored["loss"], "sequences": len(tensors), **report}
+
+
+def _title(config: ClassifyConfig) -> str:
+    m = config.model
+    return (f"{'Bi' if m.bidirectional else ''}{m.cell.upper()} H={m.hidden_size} x{m.layers}, "
+            f"{m.pooling} pooling on {config.data.data}")
+
+
+def _batch_loss(train: Tensors, weights, noise: float, model, indices, carry) -> StepOutput:
+    """Mean (class-weighted) cross-entropy of one batch of training sequences, with Gaussian
+    noise of std ``noise`` added to their valid steps."""
+    x, lengths, labels = train.batch(indices)
+    if noise > 0:
+        mask = valid_mask(lengths, x.size(1)).unsqueeze(-1)
+        x = x + noise * torch.randn_like(x) * mask
+    loss = F.cross_entropy(model(x, lengths).float(), labels, weight=weights)
+    return StepOutput(loss, None, int(labels.numel()))
+
+
+def train_classifier(config: ClassifyConfig, run_dir: str | Path, *, resume: bool = False,
+                     notify: Callable[[str], None] = print) -> dict:
+    """Train a classifier; returns the run summary with validation and test metrics.
+
+    The run folder gets checkpoints, metrics.jsonl, curves.png and (with a test split)
+    confusion.png; ``resume=True`` continues the run in ``run_dir`` exactly.
+    """
+    with _threads(config.threads):
+        return _train(config, Path(run_dir), resume, notify)
+
+
+def _train(config: ClassifyConfig, run_dir: Path, resume: bool, notify) -> dict:
+    start = time.perf_counter()
+    config.model.check()
+    data = prepare_data(config.data, config.train.seed)
+    device = config.train.device
+    train = Tensors.from_sequences(data.train.sequences, data.train.labels, data.normalizer, device)
+    # Without a validation part the training sequences stand in (selection is then by train loss).
+    held_out = data.validation or data.train
+    validation = Tensors.from_sequences(held_out.sequences, held_out.labels, data.normalizer,
+                                        device)
+    num_classes = len(data.class_names)
+    weights = class_weights(data.train.labels, num_classes, config.data.class_weights)
+    weights = weights.to(device) if weights is not None else None
+    torch.manual_seed(config.train.seed)  # the same initial weights for the same seed
+    model = SequenceClassifier(data.train.channels, num_classes, config.model)
+    sources = {"train": data.train.source, "validation": held_out.source,
+               "test": data.test.source if data.test is not None else None}
+    meta = {"task": TASK, "config": asdict(config), "class_names": data.class_names,
+            "channels": data.train.channels, "normalization": data.normalizer.to_dict(),
+            "sources": sources, "split": data.describe(), "title": _title(config)}
+
+    def evaluate(model) -> dict:
+        scored = score(model, validation)
+        return {k: scored[k] for k in ("loss", "accuracy", "macro_f1")}
+
+    batches = ShuffledBatches(len(train), config.data.batch_size, seed=config.train.seed)
+    loss_fn = functools.partial(_batch_loss, train, weights, config.data.noise)
+    trainer = Trainer(model, config.train, batches=batches, loss_fn=loss_fn, evaluate_fn=evaluate,
+                      run_dir=run_dir, meta=meta, notify=notify)
+    if resume:
+        step = trainer.resume(run_dir)
+        notify(f"resuming from step {step} ({trainer.elapsed / 60:.1f} min trained)")
+    parameters = sum(p.numel() for p in model.parameters())
+    split = data.describe()
+    notify(f"data {data.train.source.split(',')[0]}: {split['train']} train / "
+           f"{split['validation']} validation / {split['test']} test sequences, "
+           f"{data.train.channels} channels, {num_classes} classes; model {meta['title']} "
+           f"({parameters:,} parameters)")
+    with torch.no_grad():
+        # The first call compiles the fused kernels (once per machine, about a minute): done
+        # here so it does not eat into a --minutes budget. Eval mode draws no random numbers,
+        # so a resumed run stays exact.
+        model.eval()
+        model(*train.batch(torch.arange(min(2, len(train))))[:2])
+        model.train()
+    result = trainer.fit()
+    best = load_checkpoint(run_dir, which="best")
+    model.load_state_dict(best.model_state)
+    model.eval()
+    test = None
+    if data.test is not None:
+        tensors = Tensors.from_sequences(data.test.sequences, data.test.labels, data.normalizer,
+                                         device)
+        test = _test_report(model, tensors, data.class_names, run_dir / "confusion.png",
+                            f"{meta['title']}: test")
+    return {
+        "task": TASK, "status": result.status, "steps": result.steps,
+        "epochs": round(result.epochs, 3), "train_seconds": round(result.seconds, 1),
+        "seconds": round(time.perf_counter() - start, 1), "best_step": result.best_step,
+        "validation": result.best_validation, "test": test, "sources": sources,
+        "split": split, "class_names": data.class_names, "parameters": parameters,
+        "run_dir": str(run_dir), "checkpoint": str(best.path),
+        "confusion_png": str(run_dir / "confusion.png") if test is not None else None,
+        "config": asdict(config),
+    }
+
+
+@dataclass
+class LoadedClassifier:
+    model: SequenceClassifier
+    config: ClassifyConfig
+    class_names: list[str]
+    normalizer: Normalizer
+    checkpoint: Path
+    step: int
+
+    def tensors(self, sequences: list[np.ndarray], labels=None) -> Tensors:
+        """Raw (T_i, C) sequences, normalized with the training statistics, as tensors."""
+        labels = np.zeros(len(sequences), np.int64) if labels is None else labels
+        return Tensors.from_sequences(sequences, labels, self.normalizer)
+
+    def predict(self, sequences: list[np.ndarray]) -> tuple[list[str], np.ndarray]:
+        """Class names (N,) and class probabilities (N, K) of raw (T_i, C) sequences."""
+        tensors = self.tensors(sequences)
+        with torch.no_grad():
+            probabilities = torch.softmax(self.model(tensors.x, tensors.lengths), dim=-1).numpy()
+        return [self.class_names[k] for k in probabilities.argmax(axis=-1)], probabilities
+
+
+def load_classifier(path: str | Path, *, which: str = "best") -> LoadedClassifier:
+    """A trained classifier with its classes and normalization from a run folder or checkpoint."""
+    checkpoint = load_checkpoint(path, which=which)
+    if checkpoint.meta.get("task") != TASK:
+        raise CheckpointError(f"{checkpoint.path} is a {checkpoint.meta.get('task')!r} "
+                              f"checkpoint, not a sequence classifier")
+    config = config_from_dict(ClassifyConfig, checkpoint.meta["config"])
+    class_names = list(checkpoint.meta["class_names"])
+    model = SequenceClassifier(checkpoint.meta["channels"], len(class_names), config.model)
+    model.load_state_dict(checkpoint.model_state)
+    model.eval()
+    return LoadedClassifier(model, config, class_names,
+                            Normalizer.from_dict(checkpoint.meta["normalization"]),
+                            checkpoint.path, checkpoint.step)
+
+
+def evaluate_classifier(path: str | Path, data: str | None = None, split: str = "test", *,
+                        which: str = "best", confusion_png: str | Path | None = None) -> dict:
+    """Accuracy, macro F1 and the per-class report of a checkpoint.
+
+    ``data=None`` scores ``split`` ("test", "validation" or "train") of the run's own data,
+    re-carved exactly as in training; ``data`` (a bundled set's name or a file) scores that
+    instead: its ``split`` for a bundled set, the whole file otherwise.
+    """
+    if split not in ("test", "validation", "train"):
+        raise ValueError(f"split must be 'test', 'validation' or 'train'; got {split!r}")
+    loaded = load_classifier(path, which=which)
+    with _threads(loaded.config.threads):
+        return _evaluate(loaded, data, split, confusion_png)
+
+
+def _evaluate(loaded: LoadedClassifier, data: str | None, split: str, confusion_png) -> dict:
+    channels = loaded.model.input_size
+    if data is not None:
+        if split == "validation":
+            raise ValueError("split='validation' is part of the run's own data; drop data=")
+        part = load_split(data, split if is_bundled(data) else "test", loaded.class_names,
+                          channels, what="evaluation data")
+    elif split == "test":
+        if loaded.config.data.test is None and not is_bundled(loaded.config.data.data):
+            raise ValueError(f"the run was trained on file {loaded.config.data.data!r} without a "
+                             f"test file; pass the data to score (--data FILE)")
+        part = load_split(loaded.config.data.test or loaded.config.data.data, "test",
+                          loaded.class_names, channels, what="test data")
+    else:
+        prepared = prepare_data(loaded.config.data, loaded.config.train.seed, with_test=False)
+        part = getattr(prepared, split)
+        if part is None:
+            raise ValueError("the run had no validation part (validation_fraction=0)")
+    start = time.perf_counter()
+    report = _test_report(loaded.model, loaded.tensors(part.sequences, part.labels),
+                          loaded.class_names, confusion_png, f"{part.source}")
+    return {"task": TASK, "checkpoint": str(loaded.checkpoint), "step": loaded.step,
+            "data": part.source, "split": split, **report,
+            "seconds": round(time.perf_counter() - start, 2)}
