@@ -48,7 +48,7 @@ OUTPUTS = ("point", "gaussian", "quantile")
 @dataclass
 class ModelConfig:
     cell: str = "gru"  #: "gru", "lstm" or "rnn" (Elman, tanh)
-    hidden_size: int = 8
+    hidden_size: int = 16
     layers: int = 1
     dropout: float = 0.0  #: between stacked layers
     decoder: str = "autoregressive"  #: "direct" (all H steps at once) or "autoregressive"
