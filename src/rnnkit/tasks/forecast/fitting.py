@@ -62,11 +62,20 @@ class FittedForecaster:
         if config.output == "gaussian":
             from statistics import NormalDist
 
-            z = NormalDist().inv_cdf(0.5 + level / 2)
-            point, sigma = out[..., 0], np.exp(out[..., 1])
-            lower, upper = point - z * sigma, point + z * sigma
+            point = out[..., 0]
+            if config.decoder == "autoregressive":
+                paths = self.model.sample_paths(context, covariates, horizon)[:, 0]
+                lower, upper = np.quantile(paths.double().numpy(),
+                                           [(1 - level) / 2, (1 + level) / 2], axis=0)
+            else:
+                z = NormalDist().inv_cdf(0.5 + level / 2)
+                sigma = np.exp(out[..., 1])
+                lower, upper = point - z * sigma, point + z * sigma
         elif config.output == "quantile":
             q = np.asarray(config.quantiles)
+            # Separately fitted quantile outputs can cross; sorting them (rearrangement,
+            # Chernozhukov et al. 2010) keeps lower <= upper and never worsens the pinball loss.
+            out = np.sort(out, axis=-1)
             middle = int(np.argmin(np.abs(q - 0.5)))
             point, lower, upper = out[..., middle], out[..., 0], out[..., -1]
         else:
@@ -126,8 +135,12 @@ def fit_forecaster(config, rows: np.ndarray, targets: int, run_dir: Path, *,
     def evaluate(model) -> dict:
         if data.validation:
             # Forecast the validation rows from the end of the fitting rows, in scaled units.
-            out = fitted.forecast(fit_rows, data.validation if decoder == "autoregressive"
-                                  else min(data.validation, data.horizon))
+            steps = (data.validation if decoder == "autoregressive"
+                     else min(data.validation, data.horizon))
+            # The covariates of the validation rows are known inputs (as in the holdout).
+            future = (rows[len(fit_rows): len(fit_rows) + steps, targets:]
+                      if rows.shape[1] > targets else None)
+            out = fitted.forecast(fit_rows, steps, future)
             truth = rows[len(fit_rows): len(fit_rows) + len(out["point"]), :targets]
             mae = float(np.mean(np.abs((out["point"] - truth) / scaler.std[:targets])))
             return {"loss": mae, "validation_mae_scaled": mae}

@@ -130,11 +130,13 @@ class _Member(nn.Module):
         return self._project(hidden, recent)
 
     def decode(self, context: torch.Tensor, future_covariates: torch.Tensor | None,
-               horizon: int, sample: torch.Generator | None = None) -> torch.Tensor:
+               horizon: int, sample: torch.Generator | None = None,
+               return_values: bool = False) -> torch.Tensor:
         """Autoregressive decoding from a context (B, W, F): (B, horizon, C, P).
 
         With a generator and Gaussian output, each step feeds back a draw instead of the mean,
-        so a batch of copies of one context yields sample paths."""
+        so a batch of copies of one context yields sample paths; ``return_values`` returns the
+        fed-back values (B, horizon, C) instead of the outputs."""
         hidden, state = self.rnn(context)
         history = context[..., : self.targets]
         steps = []
@@ -153,6 +155,8 @@ class _Member(nn.Module):
                 if future_covariates is not None:
                     step_input = torch.cat([value, future_covariates[:, step]], dim=-1)
                 hidden, state = self.rnn(step_input.unsqueeze(1), state)
+        if return_values:
+            return history[:, context.size(1):]
         return torch.stack(steps, dim=1)
 
 
@@ -221,3 +225,28 @@ class Forecaster(nn.Module):
         center = mean.mean(0)
         variance = (sigma.square() + (mean - center).square()).mean(0)
         return torch.stack([center, 0.5 * variance.log()], dim=-1)
+
+    @torch.no_grad()
+    def sample_paths(self, context: torch.Tensor, future_covariates: torch.Tensor | None,
+                     horizon: int, samples: int = 200, seed: int = 0) -> torch.Tensor:
+        """Sample paths of an autoregressive Gaussian model: (S, B, H, C) in scaled units.
+
+        Each step feeds back a draw from its predicted Gaussian, so the spread grows with the
+        horizon as the model's own uncertainty compounds (feeding back the mean and reading
+        off each step's sigma would understate it). Draws are split evenly among members."""
+        if self.config.decoder != "autoregressive" or self.config.output != "gaussian":
+            raise ValueError("sample paths need model.decoder=autoregressive and "
+                             "model.output=gaussian")
+        generator = torch.Generator().manual_seed(seed)
+        per_member = max(1, samples // len(self.members))
+        batch = context.size(0)
+        repeated = context.repeat_interleave(per_member, dim=0)
+        covariates = (None if future_covariates is None
+                      else future_covariates.repeat_interleave(per_member, dim=0))
+        paths = []
+        for member in self.members:
+            # The path is the sequence of draws that were fed back (history past the context).
+            draws = member.decode(repeated, covariates, horizon, sample=generator,
+                                  return_values=True)
+            paths.append(draws.view(batch, per_member, horizon, -1).transpose(0, 1))
+        return torch.cat(paths, dim=0)

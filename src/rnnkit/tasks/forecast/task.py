@@ -196,6 +196,11 @@ def train_forecast(config: ForecastConfig, run_dir: str | Path, *, resume: bool 
     run_dir = Path(run_dir)
     series = load_configured_series(data)
     holdout = data.holdout or data.horizon
+    if config.model.decoder == "direct" and holdout > data.horizon:
+        # Checked before training: the direct decoder cannot forecast past its horizon.
+        raise ValueError(f"data.holdout {holdout} is longer than data.horizon {data.horizon}, "
+                         f"which the direct decoder cannot forecast past; use a holdout <= "
+                         f"the horizon or model.decoder=autoregressive")
     _check_length(series, data, holdout)
     rows = feature_rows(series.values, series.covariates)
     train_rows = rows[: len(rows) - holdout]
