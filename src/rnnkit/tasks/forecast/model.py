@@ -55,7 +55,7 @@ class ModelConfig:
     output: str = "point"  #: "point", "gaussian" or "quantile" (direct decoder only)
     quantiles: list = field(default_factory=lambda: [0.1, 0.5, 0.9])
     loss: str = "l1"  #: point output: "l1" (matches MASE) or "mse"
-    highway: int = 10  #: lags of the linear autoregressive path; 0 turns it off
+    highway: int = 0  #: lags of a linear autoregressive path beside the RNN; 0: none
     ensemble: int = 5  #: members averaged in the forecast
     implementation: str = "rnnkit"  #: "rnnkit" or "torch" (torch.nn's layer, for comparison)
 
