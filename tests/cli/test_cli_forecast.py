@@ -1,0 +1,213 @@
+"""`rnnkit forecast train` and `rnnkit forecast predict` from the command line, and bad input.
+
+Oracles: the library the commands call (a checkpoint loaded with ``load_forecaster`` must give
+the forecast and the scores the command reported), the calendar (forecast stamps continue the
+series), and the one-line error contract (exit code 2, one ``rnnkit: error:`` line on stderr).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import importlib.util
+import io
+import json
+
+import numpy as np
+import pytest
+
+from rnnkit.cli.main import main
+from rnnkit.data.timeseries import load_series
+from rnnkit.tasks.forecast.metrics import forecast_metrics
+from rnnkit.tasks.forecast.task import load_forecaster
+from rnnkit.tasks.forecast.windows import feature_rows
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+needs_statsmodels = pytest.mark.skipif(importlib.util.find_spec("statsmodels") is None,
+                                       reason="statsmodels is not installed")
+
+TINY = ["--horizon", "4", "--window", "10", "--hidden", "4", "--ensemble", "1", "--highway",
+        "3", "--steps", "6", "--no-progress", "--set", "data.warmup=2", "--set",
+        "train.eval_every=3", "--set", "train.warmup_steps=1"]
+
+
+def run(argv, capsys):
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def run_quietly(argv):
+    """``main`` in a module-scoped fixture (no capsys there): (code, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in argv])
+    return code, out.getvalue(), err.getvalue()
+
+
+def assert_one_line_error(code, err, *fragments):
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rnnkit: error:"), err
+    for fragment in fragments:
+        assert fragment in lines[0], err
+
+
+def write_series(path, rows: int = 60, bad: dict | None = None):
+    """date, two value columns and a covariate; ``bad`` {(row, column): text} replaces cells."""
+    t = np.arange(rows)
+    noise = np.random.default_rng(3).normal(scale=0.1, size=(2, rows))
+    u = np.sin(t / 3.0)
+    columns = {"a": np.sin(t / 5.0) + 0.8 * u + noise[0],
+               "b": 10 + 3 * np.cos(t / 7.0) + noise[1], "u": u}
+    dates = np.datetime64("2022-03-01") + t
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["date", *columns])
+        for i in range(rows):
+            cells = [repr(float(values[i])) for values in columns.values()]
+            for (row, name), text in (bad or {}).items():
+                if row == i:
+                    cells[list(columns).index(name)] = text
+            writer.writerow([str(dates[i]), *cells])
+    return path
+
+
+@pytest.fixture(scope="module")
+def series_csv(tmp_path_factory):
+    return write_series(tmp_path_factory.mktemp("cli-forecast") / "series.csv")
+
+
+@pytest.fixture(scope="module")
+def sunspots_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("cli-forecast-run") / "run"
+    code, out, err = run_quietly(["forecast", "train", "--out", run_dir, "--json", *TINY])
+    assert code == 0, err
+    return run_dir, out, err
+
+
+@pytest.fixture(scope="module")
+def covariate_run(series_csv, tmp_path_factory):
+    """An autoregressive model with a covariate, trained on the CSV file."""
+    run_dir = tmp_path_factory.mktemp("cli-forecast-cov") / "run"
+    code, out, err = run_quietly(["forecast", "train", "--data", series_csv, "--value-col", "a",
+                                  "--value-col", "b", "--covariate-col", "u", "--decoder",
+                                  "autoregressive", "--out", run_dir, "--json", *TINY])
+    assert code == 0, err
+    return run_dir, json.loads(out)
+
+
+@needs_statsmodels
+def test_train_json_has_the_table_the_checkpoint_reproduces(sunspots_run):
+    run_dir, out, err = sunspots_run
+    result = json.loads(out)  # stdout is the JSON alone; notes and the table go to stderr
+    table = result["table"]
+    assert list(table)[:3] == ["rnnkit GRU H=4", "naive", "seasonal naive"]
+    assert list(table)[3].startswith("AR(") and result["holdout"] == 4
+    assert result["config"]["train"]["max_steps"] == 6
+    assert result["config"]["model"]["hidden_size"] == 4
+    values = load_series("sunspots").values
+    train, test = values[:-4], values[-4:]
+    point = load_forecaster(run_dir).forecast(train, 4)["point"]
+    assert table["rnnkit GRU H=4"]["mase"] == forecast_metrics(test, point, train, 11)["mase"]
+    assert "MASE" in err and "seasonal naive" in err and "holdout: last 4 rows" in err
+
+
+@needs_statsmodels
+def test_predict_writes_the_csv_after_the_series(sunspots_run, tmp_path, capsys):
+    run_dir, _, _ = sunspots_run
+    target = tmp_path / "next.csv"
+    code, out, err = run(["forecast", "predict", "--checkpoint", run_dir, "--data", "sunspots",
+                          "--horizon", "6", "--out", target], capsys)
+    assert code == 0, err
+    assert out.startswith(f"wrote 6 forecast steps to {target}")
+    with open(target, newline="") as file:
+        rows = list(csv.DictReader(file))
+    assert [r["time"] for r in rows] == [str(y) for y in range(2009, 2015)]
+    want = load_forecaster(run_dir).forecast(load_series("sunspots").values, 6)["point"][:, 0]
+    np.testing.assert_allclose([float(r["SUNACTIVITY_forecast"]) for r in rows], want,
+                               rtol=1e-5)
+    assert target.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+    code, out, _ = run(["forecast", "predict", "--checkpoint", run_dir, "--data", "sunspots",
+                        "--out", tmp_path / "json.csv", "--json"], capsys)
+    result = json.loads(out)
+    assert code == 0 and result["horizon"] == 4 and result["time"][0] == "2009"
+    np.testing.assert_allclose(np.asarray(result["forecast"]["point"])[:, 0], want[:4],
+                               rtol=1e-6)
+
+
+@needs_statsmodels
+def test_resume_continues_a_finished_run(sunspots_run, tmp_path, capsys):
+    import shutil
+
+    run_dir, _, _ = sunspots_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    code, out, err = run(["forecast", "train", "--resume", copy, "--steps", "9", "--json",
+                          "--no-progress"], capsys)
+    assert code == 0, err
+    assert "resuming from step 6" in err
+    assert json.loads(out)["config"]["train"]["max_steps"] == 9
+    code, _, err = run(["forecast", "train", "--out", run_dir, *TINY], capsys)
+    assert_one_line_error(code, err, "already holds a run", "--resume")
+
+
+def test_csv_run_with_a_covariate(covariate_run, series_csv):
+    run_dir, result = covariate_run
+    assert result["series"]["columns"] == ["a", "b"]
+    assert result["series"]["covariate_columns"] == ["u"]
+    series = load_series(str(series_csv), value_cols=["a", "b"], covariate_cols=["u"])
+    rows = feature_rows(series.values, series.covariates)
+    fitted = load_forecaster(run_dir)
+    point = fitted.forecast(rows[:-4], 4, series.covariates[-4:])["point"]
+    assert point.shape == (4, 2)
+    assert result["table"][result["model"]]["mase"] == \
+        forecast_metrics(series.values[-4:], point, series.values[:-4], 1)["mase"]
+
+
+def test_predict_with_an_autoregressive_covariate_model_is_an_error(covariate_run, series_csv,
+                                                                    tmp_path, capsys):
+    run_dir, _ = covariate_run
+    target = tmp_path / "never.csv"
+    code, out, err = run(["forecast", "predict", "--checkpoint", run_dir, "--data", series_csv,
+                          "--out", target], capsys)
+    assert_one_line_error(code, err, "needs the covariates' future values",
+                          "model.decoder=direct")
+    assert out == "" and not target.exists()
+
+
+@pytest.mark.parametrize("bad, flags, fragment", [
+    (None, ["--value-col", "nosuch"], "has no column 'nosuch'"),
+    ({(7, "a"): "lots"}, [], "column 'a' has non-numeric text 'lots' in row 8"),
+    ({(3, "b"): ""}, [], "column 'b' has 1 missing value(s) (row 4)"),
+    (None, ["--rows", "15"], "fewer than holdout 4 + validation 0 + window 10 + horizon 4 = 18"),
+    (None, ["--decoder", "direct", "--holdout", "6"], "cannot forecast past"),
+    (None, ["--decoder", "autoregressive", "--output", "quantile"],
+     "needs model.decoder=direct"),
+])
+def test_bad_input_is_a_one_line_error(tmp_path, capsys, bad, flags, fragment):
+    rows = 60
+    if "--rows" in flags:
+        rows, flags = int(flags[1]), flags[2:]
+    path = write_series(tmp_path / "series.csv", rows=rows, bad=bad)
+    code, out, err = run(["forecast", "train", "--data", path, *TINY, "--out",
+                          tmp_path / "run", *flags], capsys)
+    assert_one_line_error(code, err, fragment)
+    assert out == "" and not (tmp_path / "run").exists()
+
+
+def test_unknown_dataset_name_is_a_one_line_error(tmp_path, capsys):
+    code, _, err = run(["forecast", "train", "--data", "sunspot", "--out", tmp_path / "run",
+                        *TINY], capsys)
+    assert_one_line_error(code, err, "'sunspot' is neither a built-in series")
+
+
+def test_help_for_forecast_and_its_actions(capsys):
+    for command in (["forecast"], ["forecast", "train"], ["forecast", "predict"]):
+        with pytest.raises(SystemExit) as exited:
+            main([*command, "--help"])
+        assert exited.value.code == 0
+        assert f"usage: rnnkit {' '.join(command)}" in capsys.readouterr().out
+    assert main(["forecast"]) == 2  # no action: the help, and a usage error's exit code
+    assert "train" in capsys.readouterr().out

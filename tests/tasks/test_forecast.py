@@ -1,0 +1,726 @@
+"""The forecasting task: windows, scaling, the network, training end to end, backtests.
+
+Oracles: explicit Python loops over the scaled rows (windows, masks, losses, the highway's
+linear map, the AR(q) recursion it becomes when the recurrent head is zeroed); step-vs-sequence
+equality (autoregressive decoding equals ``forward`` over the context extended with the fed-back
+forecasts); torch.nn's layers with the same weights; single-member models built from the
+ensemble's weights (the ensemble's mean and its moment-matched Gaussian mixture computed by
+hand); torch.distributions.Normal's log-density; numpy/statsmodels' own sunspots numbers for
+the baselines; an uninterrupted run (a resumed run must equal it); and perturbed copies of the
+data (values the model must not see may not change it).
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from rnnkit.data.timeseries import SeriesError, TimeSeries, load_series
+from rnnkit.tasks.forecast.backtest import rolling_origin_backtest
+from rnnkit.tasks.forecast.fitting import FittedForecaster
+from rnnkit.tasks.forecast.metrics import forecast_metrics
+from rnnkit.tasks.forecast.model import Forecaster, ModelConfig
+from rnnkit.tasks.forecast.task import (
+    DataConfig, ForecastConfig, load_forecaster, predict_forecast, train_forecast,
+)
+from rnnkit.tasks.forecast.windows import Scaler, WindowSet, feature_rows
+from rnnkit.training import config_from_dict, load_checkpoint
+
+from tolerances import assert_close
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+needs_statsmodels = pytest.mark.skipif(importlib.util.find_spec("statsmodels") is None,
+                                       reason="statsmodels is not installed")
+
+# Tiny settings: a 4-unit GRU, short windows, a few dozen steps. Constant learning rate after
+# the warmup, so that a run of N/2 steps resumed to N follows the same schedule as N at once
+# (cosine decay is a function of step / max_steps and would differ between the two).
+TINY = {"data": {"horizon": 5, "window": 12, "warmup": 4, "batch_size": 16},
+        "model": {"hidden_size": 4, "ensemble": 2, "highway": 3},
+        "train": {"max_steps": 30, "eval_every": 15, "log_every": 5, "warmup_steps": 3,
+                  "learning_rate": 1e-2, "decay": "constant", "progress": False}}
+HORIZON = 5
+
+
+def make_config(data=None, model=None, train=None) -> ForecastConfig:
+    return config_from_dict(ForecastConfig, {
+        "data": {**TINY["data"], **(data or {})}, "model": {**TINY["model"], **(model or {})},
+        "train": {**TINY["train"], **(train or {})}})
+
+
+def quiet(_line: str) -> None:
+    pass
+
+
+def read_csv(path) -> list[dict]:
+    with open(path, newline="") as file:
+        return list(csv.DictReader(file))
+
+
+def one_line_value_error(call, *args, match: str, **kwargs) -> str:
+    with pytest.raises(ValueError, match=match) as info:
+        call(*args, **kwargs)
+    assert "\n" not in str(info.value)
+    return str(info.value)
+
+
+# ---- 1. windows ---------------------------------------------------------------------------------
+
+def loop_batch(rows: np.ndarray, index, c: int, w: int, h: int, decoder: str, warmup: int):
+    """The training tensors built element by element from the scaled rows."""
+    inputs, targets, mask = [], [], []
+    for i in index:
+        window = rows[i: i + w + h]
+        steps = w if decoder == "direct" else w + h - 1
+        ahead = h if decoder == "direct" else 1
+        inputs.append([list(window[t]) for t in range(steps)])
+        targets.append([[list(window[t + 1 + k][:c]) for k in range(ahead)]
+                        for t in range(steps)])
+        mask.append([[[0.0 if t < warmup else 1.0] for _ in range(ahead)]
+                     for t in range(steps)])
+    return (torch.tensor(inputs, dtype=torch.float32), torch.tensor(targets, dtype=torch.float32),
+            torch.tensor(mask, dtype=torch.float32))
+
+
+@pytest.mark.parametrize("decoder", ["direct", "autoregressive"])
+def test_window_batches_equal_an_explicit_loop(decoder):
+    rng = np.random.default_rng(0)
+    raw = rng.normal(size=(23, 3)) * [1.0, 10.0, 0.1] + [5.0, -2.0, 0.0]
+    scaled = (raw - raw.mean(axis=0)) / raw.std(axis=0)  # independent of Scaler
+    c, w, h, warmup = 2, 6, 3, 2
+    windows = WindowSet(Scaler.fit(raw).transform(raw), c, w, h)
+    assert len(windows) == 23 - (w + h) + 1
+    index = torch.tensor([0, 7, 14, 3])
+    got = windows.batch(index, decoder, warmup)
+    want = loop_batch(scaled, index.tolist(), c, w, h, decoder, warmup)
+    for name, g, e in zip(("inputs", "targets", "mask"), got, want):
+        assert g.shape == e.shape, name
+        assert_close(g, e, what=name)
+    assert got[2][:, :warmup].sum() == 0 and got[2][:, warmup:].min() == 1
+
+
+def test_too_short_series_is_a_one_line_error():
+    WindowSet(np.zeros((9, 2)), 1, 6, 3)  # exactly one window is enough
+    one_line_value_error(WindowSet, np.zeros((8, 2)), 1, 6, 3,
+                         match=r"8 rows, fewer than one window of context 6 \+ horizon 3 = 9")
+
+
+# ---- 2. scaler ----------------------------------------------------------------------------------
+
+def test_scaler_round_trips_and_keeps_a_constant_column_finite():
+    rng = np.random.default_rng(1)
+    rows = np.column_stack([rng.normal(50, 20, 40), np.full(40, 7.0), rng.normal(size=40)])
+    scaler = Scaler.fit(rows)
+    np.testing.assert_allclose(scaler.mean, rows.mean(axis=0))
+    np.testing.assert_allclose(scaler.std, [rows[:, 0].std(), 1.0, rows[:, 2].std()])
+    z = scaler.transform(rows)
+    assert np.isfinite(z).all() and np.all(z[:, 1] == 0)
+    np.testing.assert_allclose(z.mean(axis=0), 0, atol=1e-12)
+    np.testing.assert_allclose(scaler.inverse(z), rows, rtol=1e-12)
+    np.testing.assert_allclose(scaler.inverse(z[:, :2], slice(0, 2)), rows[:, :2], rtol=1e-12)
+    again = Scaler.from_dict(json.loads(json.dumps(scaler.to_dict())))
+    np.testing.assert_array_equal(again.mean, scaler.mean)
+    np.testing.assert_array_equal(again.std, scaler.std)
+
+
+# ---- 3. the network -----------------------------------------------------------------------------
+
+def model_config(**settings) -> ModelConfig:
+    return ModelConfig(**{"hidden_size": 4, "ensemble": 1, "highway": 3, **settings})
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("highway", [0, 3])
+def test_autoregressive_decode_equals_forward_over_the_fed_back_sequence(cell, highway):
+    torch.manual_seed(0)
+    c, k, h = 2, 1, 5
+    model = Forecaster(c, k, h, model_config(cell=cell, highway=highway,
+                                             decoder="autoregressive")).eval()
+    member = model.members[0]
+    for context_length in (2, 7):  # shorter and longer than the highway's q = 3 lags
+        context = torch.randn(3, context_length, c + k)
+        future = torch.randn(3, 8, k)
+        got = model.forecast(context, future)
+        assert got.shape == (3, h, c, 1)
+        sequence, steps = context, []
+        with torch.no_grad():
+            for step in range(8):
+                value = member(sequence)[:, -1, 0, :, 0]  # (B, C): forecast of the next row
+                steps.append(value)
+                row = torch.cat([value, future[:, step]], dim=-1)
+                sequence = torch.cat([sequence, row[:, None]], dim=1)
+        want = torch.stack(steps, dim=1)[..., None]
+        assert_close(got, want[:, :h], what=f"decode, context {context_length}")
+        # Past the trained horizon too: the decoder just keeps going.
+        assert_close(model.forecast(context, future, horizon=8), want, what="horizon 8")
+
+
+def test_highway_is_a_linear_map_of_the_last_q_values():
+    torch.manual_seed(1)
+    c, q, h = 2, 4, 3
+    direct = Forecaster(c, 0, h, model_config(decoder="direct", highway=q)).eval()
+    autoregressive = Forecaster(c, 0, h, model_config(decoder="autoregressive", highway=q)).eval()
+    for model in (direct, autoregressive):
+        with torch.no_grad():  # silence the recurrent path: only the linear one is left
+            model.members[0].head.weight.zero_()
+            model.members[0].head.bias.zero_()
+    for length in (6, 2):  # with fewer than q values the missing lags are zeros (the mean)
+        context = torch.randn(2, length, c)
+        weight = direct.members[0].highway.weight.detach()  # (H, q)
+        bias = direct.members[0].highway.bias.detach()
+        want = torch.zeros(2, h, c)
+        for b in range(2):
+            for step in range(h):
+                for col in range(c):
+                    total = float(bias[step])
+                    for j in range(q):  # weight column j multiplies the value at W - q + j
+                        t = length - q + j
+                        if t >= 0:
+                            total += float(weight[step, j]) * float(context[b, t, col])
+                    want[b, step, col] = total
+        assert_close(direct.forecast(context)[..., 0], want, what=f"direct, W={length}")
+        # Autoregressive: one step of the same map, fed back, is an AR(q) recursion.
+        weight = autoregressive.members[0].highway.weight.detach()[0]  # (q,)
+        bias = float(autoregressive.members[0].highway.bias.detach()[0])
+        want = torch.zeros(2, h, c)
+        for b in range(2):
+            for col in range(c):
+                history = [0.0] * q + [float(v) for v in context[b, :, col]]
+                for step in range(h):
+                    value = bias + sum(float(weight[j]) * history[len(history) - q + j]
+                                       for j in range(q))
+                    history.append(value)
+                    want[b, step, col] = value
+        assert_close(autoregressive.forecast(context)[..., 0], want, what=f"AR, W={length}")
+
+
+@pytest.mark.parametrize("output, per_value", [("point", 1), ("gaussian", 2), ("quantile", 3)])
+def test_direct_decoder_shape_and_forecast_is_the_last_step_of_forward(output, per_value):
+    torch.manual_seed(2)
+    model = Forecaster(2, 1, 4, model_config(decoder="direct", output=output)).eval()
+    inputs = torch.randn(3, 6, 3)
+    with torch.no_grad():
+        every_step = model(inputs)
+    assert every_step.shape == (1, 3, 6, 4, 2, per_value)  # (M, B, N, H, C, P)
+    got = model.forecast(inputs)
+    assert got.shape == (3, 4, 2, per_value)
+    last = every_step[0, :, -1]
+    if output == "gaussian":  # one member: the mixture is the member (log sigma clamped)
+        last = torch.stack([last[..., 0], last[..., 1].clamp(-7, 7)], dim=-1)
+    assert_close(got, last)
+    assert_close(model.forecast(inputs, horizon=2), last[:, :2])
+    one_line_value_error(model.forecast, inputs, horizon=5, match="4 steps at most")
+
+
+def single_members(model: Forecaster, targets: int, covariates: int, horizon: int,
+                   config: ModelConfig) -> list[Forecaster]:
+    """One one-member Forecaster per member of ``model``, holding that member's weights."""
+    singles = []
+    for i in range(len(model.members)):
+        single = Forecaster(targets, covariates, horizon,
+                            ModelConfig(**{**config.__dict__, "ensemble": 1})).eval()
+        prefix = f"members.{i}."
+        single.load_state_dict({"members.0." + key[len(prefix):]: value
+                                for key, value in model.state_dict().items()
+                                if key.startswith(prefix)})
+        singles.append(single)
+    return singles
+
+
+@pytest.mark.parametrize("decoder, output", [("direct", "point"), ("direct", "quantile"),
+                                             ("autoregressive", "point")])
+def test_ensemble_forecast_is_the_mean_of_the_members(decoder, output):
+    torch.manual_seed(3)
+    config = model_config(decoder=decoder, output=output, ensemble=3)
+    model = Forecaster(2, 1, 4, config).eval()
+    context, future = torch.randn(2, 7, 3), torch.randn(2, 4, 1)
+    members = [s.forecast(context, future) for s in single_members(model, 2, 1, 4, config)]
+    assert not torch.allclose(members[0], members[1])  # independently initialized
+    assert_close(model.forecast(context, future), sum(members) / 3)
+
+
+@pytest.mark.parametrize("decoder", ["direct", "autoregressive"])
+def test_gaussian_ensemble_is_the_moment_matched_mixture(decoder):
+    torch.manual_seed(4)
+    config = model_config(decoder=decoder, output="gaussian", ensemble=3)
+    model = Forecaster(1, 0, 4, config).eval()
+    context = torch.randn(2, 7, 1)
+    members = [s.forecast(context) for s in single_members(model, 1, 0, 4, config)]
+    means = torch.stack([m[..., 0] for m in members]).double()
+    sigmas = torch.stack([m[..., 1] for m in members]).double().exp()
+    center = means.mean(0)
+    # Law of total variance: E[X^2] - E[X]^2 of the equal-weight mixture.
+    variance = (sigmas ** 2 + means ** 2).mean(0) - center ** 2
+    got = model.forecast(context).double()
+    torch.testing.assert_close(got[..., 0], center, atol=1e-6, rtol=1e-5)
+    torch.testing.assert_close((2 * got[..., 1]).exp(), variance, atol=1e-6, rtol=1e-4)
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm", "rnn"])
+@pytest.mark.parametrize("decoder", ["direct", "autoregressive"])
+def test_torch_and_rnnkit_implementations_give_the_same_forecast(cell, decoder):
+    torch.manual_seed(5)
+    ours = Forecaster(2, 1, 3, model_config(cell=cell, decoder=decoder, layers=2)).eval()
+    theirs = Forecaster(2, 1, 3, model_config(cell=cell, decoder=decoder, layers=2,
+                                              implementation="torch")).eval()
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    theirs.load_state_dict(ours.state_dict())
+    context, future = torch.randn(3, 6, 3), torch.randn(3, 3, 1)
+    assert_close(ours.forecast(context, future), theirs.forecast(context, future))
+    with torch.no_grad():
+        assert_close(ours(context), theirs(context))
+
+
+def loss_setup(output: str, loss: str = "l1"):
+    torch.manual_seed(6)
+    m, b, n, steps, c = 2, 3, 4, 2, 2
+    quantiles = [0.1, 0.5, 0.8]
+    model = Forecaster(c, 0, steps, model_config(decoder="direct", output=output, loss=loss,
+                                                 ensemble=m, quantiles=quantiles))
+    p = model.config.outputs_per_value
+    outputs = torch.randn(m, b, n, steps, c, p, dtype=torch.float64)
+    targets = torch.randn(b, n, steps, c, dtype=torch.float64)
+    mask = (torch.rand(b, n, steps, 1) > 0.4).double()
+    mask[0, 0, 0, 0] = 1.0
+    return model, outputs, targets, mask, quantiles
+
+
+def masked_mean_per_member(value_of, outputs, targets, mask):
+    """sum over members of (sum of masked per-value losses / number of unmasked values)."""
+    m, b, n, steps, c = outputs.shape[:5]
+    total = 0.0
+    for member in range(m):
+        loss, count = 0.0, 0.0
+        for i in range(b):
+            for t in range(n):
+                for s in range(steps):
+                    for col in range(c):
+                        weight = float(mask[i, t, s, 0]) if mask is not None else 1.0
+                        loss += weight * value_of(outputs[member, i, t, s, col],
+                                                  float(targets[i, t, s, col]))
+                        count += weight
+        total += loss / count
+    return total
+
+
+@pytest.mark.parametrize("loss", ["l1", "mse"])
+@pytest.mark.parametrize("masked", [True, False])
+def test_point_loss_equals_a_loop(loss, masked):
+    model, outputs, targets, mask, _ = loss_setup("point", loss)
+    mask = mask if masked else None
+    value = (lambda o, t: abs(float(o[0]) - t)) if loss == "l1" else \
+        (lambda o, t: (float(o[0]) - t) ** 2)
+    want = masked_mean_per_member(value, outputs, targets, mask)
+    assert float(model.loss(outputs, targets, mask)) == pytest.approx(want, rel=1e-10)
+
+
+def test_gaussian_loss_is_the_negative_normal_log_density():
+    model, outputs, targets, mask, _ = loss_setup("gaussian")
+    outputs[..., 1] = outputs[..., 1].clamp(-3, 3)  # inside the clamp at +-7
+    nll = -torch.distributions.Normal(outputs[..., 0], outputs[..., 1].exp()).log_prob(
+        targets.unsqueeze(0).expand(outputs.shape[:-1]))
+    per_member = (nll * mask).flatten(1).sum(1) / (mask.sum() * nll.shape[-1])
+    assert float(model.loss(outputs, targets, mask)) == pytest.approx(float(per_member.sum()),
+                                                                      rel=1e-10)
+
+
+def test_quantile_loss_is_the_pinball_formula():
+    model, outputs, targets, mask, levels = loss_setup("quantile")
+
+    def pinball(o, t):
+        total = 0.0
+        for j, q in enumerate(levels):
+            error = t - float(o[j])
+            total += q * error if error >= 0 else (q - 1) * error
+        return total / len(levels)
+
+    want = masked_mean_per_member(pinball, outputs, targets, mask)
+    assert float(model.loss(outputs, targets, mask)) == pytest.approx(want, rel=1e-10)
+
+
+def constant_forecaster(output: str, per_step: list[float], interval: float = 0.8):
+    """A direct one-target forecaster whose scaled output is ``per_step`` at every step (the
+    recurrent head's weights zeroed, no highway), in data units through mean 10 and std 3."""
+    config = make_config(data={"window": 4, "horizon": 3, "warmup": 1, "interval": interval},
+                         model={"decoder": "direct", "output": output, "highway": 0,
+                                "ensemble": 1})
+    model = Forecaster(1, 0, 3, config.model).eval()
+    with torch.no_grad():
+        model.members[0].head.weight.zero_()
+        model.members[0].head.bias.copy_(torch.tensor(per_step * 3))
+    return FittedForecaster(model, Scaler(np.array([10.0]), np.array([3.0])), 1, config)
+
+
+def test_gaussian_interval_in_data_units():
+    fitted = constant_forecaster("gaussian", [0.5, math.log(2.0)], interval=0.8)
+    out = fitted.forecast(np.zeros((6, 1)), 3)
+    z = 1.2815515655446004  # the standard normal's 0.9 quantile
+    np.testing.assert_allclose(out["point"], 11.5, rtol=1e-6)  # 10 + 3 * 0.5
+    np.testing.assert_allclose(out["lower"], 11.5 - z * 6.0, rtol=1e-6)  # sigma 3 * 2
+    np.testing.assert_allclose(out["upper"], 11.5 + z * 6.0, rtol=1e-6)
+
+
+def test_crossing_quantile_outputs_are_sorted_into_an_interval():
+    # Levels 0.1, 0.5, 0.9 with outputs 1, 0, -1: crossed, as early in training.
+    fitted = constant_forecaster("quantile", [1.0, 0.0, -1.0])
+    out = fitted.forecast(np.zeros((6, 1)), 3)
+    np.testing.assert_allclose(out["lower"], 7.0)
+    np.testing.assert_allclose(out["point"], 10.0)
+    np.testing.assert_allclose(out["upper"], 13.0)
+    one_line_value_error(fitted.forecast, np.zeros((3, 1)), 3, match="at least window=4 rows")
+
+
+# ---- 4. config errors ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("settings, match", [
+    ({"output": "quantile", "decoder": "autoregressive"}, "needs model.decoder=direct"),
+    ({"output": "quantile", "decoder": "direct", "quantiles": [0.5, 0.1]}, "increasing"),
+    ({"output": "quantile", "decoder": "direct", "quantiles": [0.1, 1.0]}, "increasing"),
+    ({"output": "quantile", "decoder": "direct", "quantiles": [0.5, 0.5]}, "increasing"),
+    ({"output": "quantile", "decoder": "direct", "quantiles": []}, "increasing"),
+    ({"cell": "transformer"}, "model.cell must be one of"),
+    ({"decoder": "seq2seq"}, "model.decoder must be one of"),
+    ({"output": "median"}, "model.output must be one of"),
+    ({"loss": "huber"}, "model.loss must be one of"),
+    ({"implementation": "jax"}, "model.implementation must be one of"),
+    ({"hidden_size": 0}, "model.hidden_size must be >= 1"),
+    ({"ensemble": 0}, "model.ensemble must be >= 1"),
+    ({"layers": 0}, "model.layers must be >= 1"),
+    ({"highway": -1}, "model.highway must be >= 0"),
+    ({"dropout": 1.0}, r"model.dropout must be in \[0, 1\)"),
+])
+def test_model_config_errors_are_one_line(settings, match):
+    one_line_value_error(ModelConfig(**settings).check, match=match)
+    one_line_value_error(Forecaster, 1, 0, 3, ModelConfig(**settings), match=match)
+
+
+@pytest.mark.parametrize("settings, match", [
+    ({"warmup": 12, "window": 12}, r"data.warmup must be in \[0, window=12\)"),
+    ({"horizon": 0}, "data.horizon must be >= 1"),
+    ({"interval": 1.0}, "data.interval must be a coverage"),
+    ({"validation": -1}, "data.validation must be >= 0"),
+])
+def test_data_config_errors_are_one_line(settings, match):
+    one_line_value_error(DataConfig(**settings).check, match=match)
+
+
+def test_direct_decoder_with_a_holdout_past_its_horizon_fails_before_training(tmp_path):
+    config = make_config(data={"holdout": 8}, model={"decoder": "direct"})
+    one_line_value_error(train_forecast, config, tmp_path / "run", notify=quiet,
+                         match="cannot forecast past")
+    assert not (tmp_path / "run").exists()
+
+
+# ---- 5. end to end on sunspots ------------------------------------------------------------------
+
+BACKTEST_STEP = 7  # > horizon: an earlier fold's origin + H lies inside a later fold's training
+
+
+@pytest.fixture(scope="module")
+def sunspots_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("forecast") / "run"
+    config = make_config()
+    result = train_forecast(config, run_dir, backtest_folds=2, backtest_step=BACKTEST_STEP,
+                            notify=quiet)
+    return config, run_dir, result
+
+
+@pytest.fixture(scope="module")
+def sunspots_values():
+    return load_series("sunspots").values[:, 0]
+
+
+def train_records(run_dir):
+    return [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+
+
+@needs_statsmodels
+def test_table_has_the_model_and_baselines_with_independent_naive_mase(sunspots_run):
+    import statsmodels.api as sm
+
+    _, _, result = sunspots_run
+    values = sm.datasets.sunspots.load_pandas().data["SUNACTIVITY"].to_numpy(np.float64)
+    train, test = values[:-HORIZON], values[-HORIZON:]
+    names = list(result["table"])
+    assert names[:3] == ["rnnkit GRU H=4 x2", "naive", "seasonal naive"]
+    assert len(names) == 4 and names[3].startswith("AR(")
+    assert result["model"] == names[0] and result["season"] == 11
+    assert result["holdout"] == HORIZON
+    scale = np.mean(np.abs(train[11:] - train[:-11]))
+    naive = np.mean(np.abs(test - train[-1])) / scale
+    seasonal = np.mean(np.abs(test - train[len(train) - 11 + np.arange(HORIZON) % 11])) / scale
+    assert result["table"]["naive"]["mase"] == pytest.approx(naive, rel=1e-12)
+    assert result["table"]["seasonal naive"]["mase"] == pytest.approx(seasonal, rel=1e-12)
+    assert all(math.isfinite(m["mase"]) for m in result["table"].values())
+
+
+@needs_statsmodels
+def test_training_loss_decreases(sunspots_run):
+    _, run_dir, _ = sunspots_run
+    losses = [r["loss"] for r in train_records(run_dir) if r["split"] == "train"]
+    assert len(losses) == 30 // 5
+    assert losses[-1] < 0.8 * losses[0]
+
+
+@needs_statsmodels
+def test_holdout_csv_and_plot_hold_the_reported_forecast(sunspots_run, sunspots_values):
+    config, run_dir, result = sunspots_run
+    assert result["forecast_png"] == str(run_dir / "forecast.png")
+    assert (run_dir / "forecast.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    rows = read_csv(result["holdout_csv"])
+    assert [r["time"] for r in rows] == [str(y) for y in range(2004, 2009)]
+    column = lambda key: np.array([float(r[f"SUNACTIVITY_{key}"]) for r in rows])  # noqa: E731
+    train, test = sunspots_values[:-HORIZON], sunspots_values[-HORIZON:]
+    np.testing.assert_allclose(column("actual"), test, rtol=1e-6)
+    np.testing.assert_allclose(column("naive"), train[-1], rtol=1e-6)
+    fitted = load_forecaster(run_dir)
+    out = fitted.forecast(train[:, None], HORIZON)
+    np.testing.assert_allclose(column("forecast"), out["point"][:, 0], rtol=1e-5)
+    np.testing.assert_allclose(column("lower"), out["lower"][:, 0], rtol=1e-5)
+    np.testing.assert_allclose(column("upper"), out["upper"][:, 0], rtol=1e-5)
+    # The table's MASE is that of the CSV's forecast column (6 significant digits there).
+    mase = forecast_metrics(test, column("forecast"), train, 11)["mase"]
+    assert result["table"][result["model"]]["mase"] == pytest.approx(mase, rel=1e-4)
+
+
+@needs_statsmodels
+def test_loaded_forecaster_reproduces_the_holdout_forecast_exactly(sunspots_run,
+                                                                    sunspots_values):
+    _, run_dir, result = sunspots_run
+    train, test = sunspots_values[:-HORIZON], sunspots_values[-HORIZON:]
+    out = load_forecaster(run_dir).forecast(train[:, None], HORIZON)
+    metrics = forecast_metrics(test, out["point"][:, 0], train, 11)
+    reported = result["table"][result["model"]]
+    for key in ("mase", "rmse", "smape", "mae"):
+        assert reported[key] == metrics[key], key
+    inside = (out["lower"][:, 0] <= test) & (test <= out["upper"][:, 0])
+    assert reported["coverage"] == inside.mean()
+
+
+@needs_statsmodels
+def test_resumed_run_equals_the_uninterrupted_one(sunspots_run, tmp_path):
+    _, whole_dir, _ = sunspots_run
+    half = make_config(train={"max_steps": 15})
+    train_forecast(half, tmp_path / "split", notify=quiet)
+    notes = []
+    train_forecast(make_config(), tmp_path / "split", resume=True, notify=notes.append)
+    assert "resuming from step 15" in notes
+    history = load_series("sunspots").values[:-HORIZON]
+    want = load_forecaster(whole_dir).forecast(history, HORIZON)
+    got = load_forecaster(tmp_path / "split").forecast(history, HORIZON)
+    for key in want:
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-6, atol=1e-6)
+    steps = lambda d: [(r["split"], r["step"]) for r in train_records(d)]  # noqa: E731
+    assert steps(tmp_path / "split") == steps(whole_dir)
+
+
+@needs_statsmodels
+def test_predict_writes_the_steps_after_the_series(sunspots_run, sunspots_values, tmp_path):
+    _, run_dir, _ = sunspots_run
+    result = predict_forecast(run_dir, "sunspots", out=tmp_path / "next.csv")
+    rows = read_csv(tmp_path / "next.csv")
+    assert result["horizon"] == HORIZON and len(rows) == HORIZON
+    assert [r["time"] for r in rows] == result["time"] == [str(y) for y in range(2009, 2014)]
+    want = load_forecaster(run_dir).forecast(sunspots_values[:, None], HORIZON)
+    np.testing.assert_allclose([float(r["SUNACTIVITY_forecast"]) for r in rows],
+                               want["point"][:, 0], rtol=1e-5)
+    np.testing.assert_allclose(result["forecast"]["point"], want["point"], rtol=1e-12)
+    assert np.isfinite(np.asarray(result["forecast"]["lower"])).all()
+    assert (tmp_path / "next.png").read_bytes()[:4] == b"\x89PNG"
+    # Longer than the trained horizon (autoregressive decoder): no residual interval there.
+    longer = predict_forecast(run_dir, "sunspots", horizon=8, out=tmp_path / "longer.csv")
+    assert longer["time"] == [str(y) for y in range(2009, 2017)]
+    assert len(read_csv(tmp_path / "longer.csv")) == 8
+    np.testing.assert_allclose(np.asarray(longer["forecast"]["point"])[:HORIZON],
+                               want["point"], rtol=1e-5)
+
+
+@needs_statsmodels
+def test_backtest_origins_and_mean(sunspots_run):
+    _, run_dir, result = sunspots_run
+    backtest = result["backtest"]
+    first = 309 - HORIZON  # rows before the holdout
+    assert [f["origin"] for f in backtest["folds"]] == [
+        str(1700 + first - k * BACKTEST_STEP) for k in range(3)]
+    assert backtest["step"] == BACKTEST_STEP
+    for method, metrics in backtest["mean"].items():
+        for key, value in metrics.items():
+            assert value == pytest.approx(np.mean([f[method][key] for f in backtest["folds"]]))
+    assert set(backtest["mean"]) == {result["model"], "naive", "seasonal naive", "AR(p)"}
+    assert all(f["AR(p)"]["p"] >= 1 for f in backtest["folds"])
+    assert (run_dir / "backtest" / "fold-2" / "checkpoints").is_dir()
+
+
+def fold_forecast(fold_dir, config, history: np.ndarray) -> np.ndarray:
+    """The point forecast of a backtest fold's saved model after ``history`` (N, 1)."""
+    checkpoint = load_checkpoint(fold_dir)
+    model = Forecaster(1, 0, config.data.horizon, config.model)
+    model.load_state_dict(checkpoint.model_state)
+    fitted = FittedForecaster(model.eval(), Scaler.from_dict(checkpoint.meta["scaler"]), 1,
+                              config)
+    return fitted.forecast(history, config.data.horizon)["point"]
+
+
+@needs_statsmodels
+def test_backtest_folds_do_not_see_values_from_their_origin_on(sunspots_run, tmp_path):
+    config, run_dir, result = sunspots_run
+    series = load_series("sunspots")
+    origin_2 = len(series) - HORIZON - 2 * BACKTEST_STEP
+    values = series.values.copy()
+    values[origin_2:] = values[origin_2:] * 3.0 + 50.0  # fold 2's window and everything after
+    perturbed = TimeSeries(values, series.time, series.columns, None, [], series.source,
+                           series.season)
+    backtest = rolling_origin_backtest(config, perturbed, {"table": result["table"]}, folds=2,
+                                       step=BACKTEST_STEP, run_dir=tmp_path / "bt",
+                                       label=result["model"], notify=quiet)
+    assert [f["origin"] for f in backtest["folds"]] == \
+        [f["origin"] for f in result["backtest"]["folds"]]
+    # Fold 2 was fitted on the rows before its origin only: the same weights, scaler and
+    # forecast; its scores move with the perturbed truth.
+    before, after = run_dir / "backtest" / "fold-2", tmp_path / "bt" / "fold-2"
+    same = load_checkpoint(after)
+    reference = load_checkpoint(before)
+    assert same.meta["scaler"] == reference.meta["scaler"]
+    for name, tensor in reference.model_state.items():
+        assert torch.equal(same.model_state[name], tensor), name
+    history = series.values[:origin_2]
+    np.testing.assert_array_equal(fold_forecast(after, config, history),
+                                  fold_forecast(before, config, history))
+    assert backtest["folds"][2] != result["backtest"]["folds"][2]
+    # Fold 1 (a later origin) trains on perturbed rows: the perturbation did reach the data.
+    other = load_checkpoint(tmp_path / "bt" / "fold-1").model_state
+    assert any(not torch.equal(other[n], t) for n, t in
+               load_checkpoint(run_dir / "backtest" / "fold-1").model_state.items())
+
+
+# ---- 6. a CSV file with two targets and a covariate ---------------------------------------------
+
+ROWS, CSV_H, VALIDATION = 90, 4, 4
+
+
+def write_series(path, rows: int = ROWS, holdout_shift: float = 0.0):
+    t = np.arange(rows)
+    rng = np.random.default_rng(7)
+    u = np.sin(t / 3.0)
+    a = np.sin(t / 5.0) + 0.8 * u + 0.1 * rng.normal(size=rows)
+    b = 10 + 3 * np.cos(t / 7.0) + 0.3 * rng.normal(size=rows)
+    a[rows - CSV_H:] += holdout_shift
+    b[rows - CSV_H:] -= 2 * holdout_shift
+    dates = np.datetime64("2021-01-01") + t
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["date", "a", "b", "u"])
+        for i in range(rows):
+            writer.writerow([str(dates[i]), *(repr(float(x[i])) for x in (a, b, u))])
+    return path
+
+
+def csv_config(path, decoder: str) -> ForecastConfig:
+    return make_config(
+        data={"data": str(path), "value_cols": ["a", "b"], "covariate_cols": ["u"],
+              "horizon": CSV_H, "window": 10, "warmup": 2, "validation": VALIDATION},
+        model={"decoder": decoder, "ensemble": 1},
+        train={"max_steps": 8, "eval_every": 4, "log_every": 4})
+
+
+@pytest.fixture(scope="module")
+def csv_runs(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("forecast-csv")
+    path = write_series(folder / "series.csv")
+    runs = {}
+    for decoder in ("direct", "autoregressive"):
+        result = train_forecast(csv_config(path, decoder), folder / decoder, notify=quiet)
+        runs[decoder] = (folder / decoder, result)
+    return path, runs
+
+
+@pytest.mark.parametrize("decoder", ["direct", "autoregressive"])
+def test_csv_series_with_two_targets_and_a_covariate(csv_runs, decoder):
+    path, runs = csv_runs
+    run_dir, result = runs[decoder]
+    series = load_series(str(path), value_cols=["a", "b"], covariate_cols=["u"])
+    rows = feature_rows(series.values, series.covariates)
+    assert result["series"]["columns"] == ["a", "b"]
+    assert result["series"]["covariate_columns"] == ["u"]
+    assert result["season"] == 1 and result["holdout"] == CSV_H
+    fitted = load_forecaster(run_dir)
+    assert (fitted.model.targets, fitted.model.covariates) == (2, 1)
+    # The scaler saw only the fitting rows: neither the holdout nor the validation rows.
+    fit_rows = rows[: ROWS - CSV_H - VALIDATION]
+    np.testing.assert_allclose(fitted.scaler.mean, fit_rows.mean(axis=0), rtol=1e-12)
+    np.testing.assert_allclose(fitted.scaler.std, fit_rows.std(axis=0), rtol=1e-12)
+    history, future = rows[: ROWS - CSV_H], series.covariates[ROWS - CSV_H:]
+    out = fitted.forecast(history, CSV_H, future)
+    assert {k: v.shape for k, v in out.items()} == {k: (CSV_H, 2) for k in
+                                                     ("point", "lower", "upper")}
+    table_row = result["table"][result["model"]]
+    assert table_row["mase"] == forecast_metrics(series.values[ROWS - CSV_H:], out["point"],
+                                                 history[:, :2], 1)["mase"]
+    csv_rows = read_csv(run_dir / "holdout.csv")
+    assert len(csv_rows) == CSV_H and csv_rows[0]["time"].startswith(
+        str(np.datetime64("2021-01-01") + ROWS - CSV_H))
+    assert {"a_forecast", "a_lower", "a_upper", "a_actual", "b_forecast", "b_naive"} <= \
+        set(csv_rows[0])
+    np.testing.assert_allclose([float(r["b_forecast"]) for r in csv_rows], out["point"][:, 1],
+                               rtol=1e-5)
+
+
+def test_direct_decoder_uses_the_past_covariates(csv_runs):
+    path, runs = csv_runs
+    fitted = load_forecaster(runs["direct"][0])
+    series = load_series(str(path), value_cols=["a", "b"], covariate_cols=["u"])
+    rows = feature_rows(series.values, series.covariates)[: ROWS - CSV_H]
+    future = series.covariates[ROWS - CSV_H:]
+    base = fitted.forecast(rows, CSV_H, future)["point"]
+    changed = rows.copy()
+    changed[-3:, 2] += 2.0  # the covariate in the context
+    assert not np.allclose(fitted.forecast(changed, CSV_H, future)["point"], base)
+    # Future covariates are no input of the direct decoder.
+    np.testing.assert_array_equal(fitted.forecast(rows, CSV_H, future + 2.0)["point"], base)
+
+
+def test_autoregressive_decoder_uses_the_future_covariates(csv_runs):
+    path, runs = csv_runs
+    fitted = load_forecaster(runs["autoregressive"][0])
+    series = load_series(str(path), value_cols=["a", "b"], covariate_cols=["u"])
+    rows = feature_rows(series.values, series.covariates)[: ROWS - CSV_H]
+    future = series.covariates[ROWS - CSV_H:]
+    base = fitted.forecast(rows, CSV_H, future)["point"]
+    moved = fitted.forecast(rows, CSV_H, future + 2.0)["point"]
+    # The first step comes from the context alone; the later ones read the covariates.
+    np.testing.assert_array_equal(moved[0], base[0])
+    assert not np.allclose(moved[1:], base[1:])
+
+
+def test_holdout_values_do_not_change_the_model(csv_runs, tmp_path):
+    path, runs = csv_runs
+    run_dir, result = runs["direct"]
+    shifted = write_series(tmp_path / "shifted.csv", holdout_shift=25.0)
+    other = train_forecast(csv_config(shifted, "direct"), tmp_path / "run", notify=quiet)
+    first, second = load_forecaster(run_dir), load_forecaster(tmp_path / "run")
+    np.testing.assert_array_equal(first.scaler.mean, second.scaler.mean)
+    np.testing.assert_array_equal(first.scaler.std, second.scaler.std)
+    series = load_series(str(path), value_cols=["a", "b"], covariate_cols=["u"])
+    rows = feature_rows(series.values, series.covariates)[: ROWS - CSV_H]
+    a, b = first.forecast(rows, CSV_H), second.forecast(rows, CSV_H)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+    forecast_columns = lambda d: [(r["a_forecast"], r["b_forecast"])  # noqa: E731
+                                  for r in read_csv(d / "holdout.csv")]
+    assert forecast_columns(tmp_path / "run") == forecast_columns(run_dir)
+    # ... while the scores do move with the held-out truth.
+    assert other["table"][other["model"]]["mase"] != result["table"][result["model"]]["mase"]
+
+
+def test_missing_column_is_a_series_error(csv_runs):
+    path, _ = csv_runs
+    with pytest.raises(SeriesError, match="has no column 'c'"):
+        train_forecast(make_config(data={"data": str(path), "value_cols": ["c"]}), "unused",
+                       notify=quiet)
