@@ -367,6 +367,52 @@ def test_gaussian_interval_in_data_units():
     np.testing.assert_allclose(out["upper"], 11.5 + z * 6.0, rtol=1e-6)
 
 
+def autoregressive_gaussian(mean: float, log_sigma: float, interval: float = 0.8):
+    """An autoregressive Gaussian forecaster whose every step predicts N(mean, e^log_sigma) in
+    scaled units whatever it is fed (recurrent head zeroed, no highway); data mean 10, std 3."""
+    config = make_config(data={"window": 4, "horizon": 3, "warmup": 1, "interval": interval},
+                         model={"decoder": "autoregressive", "output": "gaussian",
+                                "highway": 0, "ensemble": 2})
+    model = Forecaster(1, 0, 3, config.model).eval()
+    with torch.no_grad():
+        for member in model.members:
+            member.head.weight.zero_()
+            member.head.bias.copy_(torch.tensor([mean, log_sigma]))
+    return FittedForecaster(model, Scaler(np.array([10.0]), np.array([3.0])), 1, config)
+
+
+def test_sample_paths_are_draws_of_the_predicted_gaussians():
+    # Each step's distribution is N(0.5, 2^2) whatever was fed back, so the paths are i.i.d.
+    fitted = autoregressive_gaussian(0.5, math.log(2.0))
+    paths = fitted.model.sample_paths(torch.zeros(1, 4, 1), None, 6, samples=20000, seed=1)
+    assert paths.shape == (20000, 1, 6, 1)
+    draws = paths.double().numpy().ravel()
+    assert abs(draws.mean() - 0.5) < 4 * 2.0 / math.sqrt(draws.size)
+    assert draws.std() == pytest.approx(2.0, rel=0.02)
+    # The interval in data units: 10 + 3 * (0.5 +- z * 2), within Monte Carlo error.
+    out = fitted.forecast(np.zeros((6, 1)), 3)
+    z = 1.2815515655446004
+    np.testing.assert_allclose(out["point"], 11.5, rtol=1e-6)
+    np.testing.assert_allclose(out["lower"], 11.5 - 6.0 * z, atol=1.0)
+    np.testing.assert_allclose(out["upper"], 11.5 + 6.0 * z, atol=1.0)
+
+
+def test_sample_paths_without_noise_follow_the_mean_forecast():
+    # A trained-looking model (random weights) with sigma ~ 0: every path is the decode.
+    config = make_config(model={"decoder": "autoregressive", "output": "gaussian",
+                                "ensemble": 1, "highway": 3})
+    torch.manual_seed(0)
+    model = Forecaster(1, 0, HORIZON, config.model).eval()
+    with torch.no_grad():
+        model.members[0].head.weight[1].zero_()
+        model.members[0].head.bias[1] = -30.0  # log sigma: e^-30 is no noise at float32
+    context = torch.randn(2, 12, 1)
+    paths = model.sample_paths(context, None, HORIZON, samples=4, seed=0)
+    mean = model.forecast(context, None, HORIZON)[..., 0]
+    for path in paths:
+        assert_close(path, mean, torch.float32)
+
+
 def test_crossing_quantile_outputs_are_sorted_into_an_interval():
     # Levels 0.1, 0.5, 0.9 with outputs 1, 0, -1: crossed, as early in training.
     fitted = constant_forecaster("quantile", [1.0, 0.0, -1.0])

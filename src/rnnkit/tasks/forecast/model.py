@@ -228,7 +228,7 @@ class Forecaster(nn.Module):
 
     @torch.no_grad()
     def sample_paths(self, context: torch.Tensor, future_covariates: torch.Tensor | None,
-                     horizon: int, samples: int = 200, seed: int = 0) -> torch.Tensor:
+                     horizon: int, samples: int = 1000, seed: int = 0) -> torch.Tensor:
         """Sample paths of an autoregressive Gaussian model: (S, B, H, C) in scaled units.
 
         Each step feeds back a draw from its predicted Gaussian, so the spread grows with the
