@@ -111,7 +111,9 @@ def run_train(args) -> int:
                                                          in result["bars"].items()))
     else:
         say("\nno test split (a file without --test): validation scores only")
-    say(f"  best validation: loss {validation.get('loss', float('nan')):.4f}, accuracy "
+    # Without a validation part the model is checked (and chosen) on its training sequences.
+    checked = "validation" if result["split"]["validation"] else "training-set check"
+    say(f"  best {checked}: loss {validation.get('loss', float('nan')):.4f}, accuracy "
         f"{validation.get('accuracy', float('nan')):.4f} at step {result['best_step']}; "
         f"{result['status']} after {result['steps']} steps, {result['epochs']:.1f} epochs, "
         f"{result['train_seconds'] / 60:.2f} min")

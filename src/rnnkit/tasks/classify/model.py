@@ -39,10 +39,10 @@ POOLINGS = ("last", "mean", "max", "attention")
 @dataclass
 class ModelConfig:
     cell: str = "gru"  #: "gru", "lstm" or "rnn" (Elman, tanh)
-    hidden_size: int = 64  #: H per direction
+    hidden_size: int = 128  #: H per direction
     layers: int = 1
     bidirectional: bool = True
-    dropout: float = 0.3  #: between stacked layers and on the pooled features before the head
+    dropout: float = 0.5  #: between stacked layers and on the pooled features before the head
     pooling: str = "mean"  #: "last", "mean", "max" or "attention"
     attention_size: int = 64  #: width of the additive attention's hidden layer
     implementation: str = "rnnkit"  #: "rnnkit" or "torch" (torch.nn's layer, for comparison)

@@ -58,8 +58,9 @@ class ClassifyConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=_default_train)
-    #: intra-op CPU threads while training and scoring (restored afterwards); 1 was 10-70x
-    #: faster than 2 for these small matrices on the shared 2-core machine; 0 keeps torch's
+    #: intra-op CPU threads while training and scoring (restored afterwards); 0 keeps torch's.
+    #: For these small matrices one thread took 21 ms per default step and two 550 ms on the
+    #: busy shared 2-core machine (threads spinning against other jobs)
     threads: int = 1
 
 
@@ -108,7 +109,7 @@ def _test_report(model, tensors: Tensors, class_names: list[str], png: Path | No
 def _title(config: ClassifyConfig) -> str:
     m = config.model
     return (f"{'Bi' if m.bidirectional else ''}{m.cell.upper()} H={m.hidden_size} x{m.layers}, "
-            f"{m.pooling} pooling on {config.data.data}")
+            f"{m.pooling} pooling on {Path(config.data.data).name}")
 
 
 def _batch_loss(train: Tensors, weights, noise: float, model, indices, carry) -> StepOutput:

@@ -1,0 +1,137 @@
+"""`rnnkit classify train` and `rnnkit classify evaluate` from the command line, and bad input.
+
+Oracles: the library functions the commands call (the CLI must report what they compute), the
+published bars of DATA.md, the step limits given on the command line, and the exit status and
+one-line message of every bad input.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from rnnkit.cli.main import main
+
+TINY = ["--hidden", "6", "--batch-size", "8", "--no-progress", "--set", "train.eval_every=4",
+        "--set", "model.attention_size=4"]
+
+
+def run(argv, capsys):
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def write_npz(path, n: int, channels: int = 3, classes=("a", "b"), nan: bool = False):
+    """n random sequences (T_i in 3..7, C channels) with labels cycling through classes."""
+    rng = np.random.default_rng(n + channels)
+    X = np.empty(n, dtype=object)
+    X[:] = [rng.normal(size=(rng.integers(3, 8), channels)) for _ in range(n)]
+    if nan:
+        X[1][0, 0] = np.nan
+    np.savez(path, X=X, y=np.array([classes[i % len(classes)] for i in range(n)]))
+    return path
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli-classify-data")
+    return {"train": write_npz(folder / "train.npz", 24),
+            "test": write_npz(folder / "test.npz", 10)}
+
+
+@pytest.fixture(scope="module")
+def trained_run(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli-classify-run") / "run"
+    code = main([str(a) for a in ["classify", "train", "--data", data["train"], "--test",
+                                  data["test"], "--steps", "8", "--out", out, *TINY]])
+    assert code == 0
+    return out
+
+
+def test_train_json_holds_what_the_run_computed(data, tmp_path, capsys):
+    code, out, err = run(["classify", "train", "--data", data["train"], "--test", data["test"],
+                          "--steps", "6", "--pooling", "max", "--no-bidirectional",
+                          "--class-weights", "balanced", "--out", tmp_path / "run", "--json",
+                          *TINY], capsys)
+    assert code == 0
+    result = json.loads(out)
+    assert result["steps"] == 6 and result["status"] == "completed"
+    assert result["config"]["model"]["pooling"] == "max"
+    assert result["config"]["model"]["bidirectional"] is False
+    assert result["config"]["data"]["class_weights"] == "balanced"
+    assert result["bars"] is None  # no published bars for a user's file
+    assert result["test"]["sequences"] == 10
+    assert "test: accuracy" in err and "macro-F1" in err  # the summary goes to stderr
+    assert "published" not in err
+
+
+def test_japanese_vowels_prints_the_published_bars(tmp_path, capsys):
+    code, out, err = run(["classify", "train", "--data", "JapaneseVowels", "--steps", "2",
+                          "--out", tmp_path / "run", "--json", *TINY], capsys)
+    assert code == 0
+    result = json.loads(out)
+    assert result["bars"] == {"1-NN DTW": 0.949, "MLP": 0.976, "ResNet": 0.992, "FCN": 0.993}
+    assert result["split"] == {"train": 270, "validation": 0, "test": 370}  # the official split
+    assert "1-NN DTW 0.949" in err and "FCN 0.993" in err
+    assert "training-set check" in err  # no validation part by default
+
+
+def test_evaluate_reports_what_the_library_computes(trained_run, data, capsys):
+    from rnnkit.tasks.classify.task import evaluate_classifier
+
+    code, out, _ = run(["classify", "evaluate", "--checkpoint", trained_run, "--json"], capsys)
+    assert code == 0
+    expected = evaluate_classifier(trained_run)
+    reported = json.loads(out)
+    assert (reported["accuracy"], reported["macro_f1"]) == (expected["accuracy"],
+                                                            expected["macro_f1"])
+    code, out, _ = run(["classify", "evaluate", "--checkpoint", trained_run, "--data",
+                        data["train"]], capsys)
+    assert code == 0 and "accuracy" in out and "precision" in out
+
+
+def test_resume_continues_a_finished_run_to_a_larger_step_limit(data, tmp_path, capsys):
+    out_dir = tmp_path / "run"
+    argv = ["classify", "train", "--data", data["train"], *TINY]
+    assert run([*argv, "--steps", "4", "--out", out_dir], capsys)[0] == 0
+    code, out, _ = run([*argv, "--steps", "9", "--resume", out_dir, "--json"], capsys)
+    assert code == 0
+    result = json.loads(out)
+    assert result["steps"] == 9 and result["test"] is None  # a file without --test
+    code, _, err = run([*argv, "--steps", "4", "--out", out_dir], capsys)
+    assert code == 2 and "--resume" in err
+
+
+@pytest.mark.parametrize("case, words", [
+    ("unknown-set", ["'NoSuchSet'", "JapaneseVowels"]),
+    ("nan", ["NaN", "sequence 1"]),
+    ("pooling", ["model.pooling", "'median'"]),
+    ("channels", ["4 channels", "trained on 3"]),
+    ("label", ["'c'", "not a class of the training data"]),
+    ("unknown-key", ["unknown config key", "model.hiddn"]),
+])
+def test_bad_input_is_one_line_on_stderr(case, words, data, tmp_path, capsys):
+    argv = ["classify", "train", "--data", data["train"], "--steps", "2", "--out",
+            tmp_path / "run", *TINY]
+    if case == "unknown-set":
+        argv[3] = "NoSuchSet"
+    elif case == "nan":
+        argv[3] = write_npz(tmp_path / "nan.npz", 8, nan=True)
+    elif case == "pooling":
+        argv += ["--set", "model.pooling=median"]
+    elif case == "channels":
+        argv += ["--test", write_npz(tmp_path / "wide.npz", 8, channels=4)]
+    elif case == "label":
+        argv += ["--test", write_npz(tmp_path / "other.npz", 8, classes=("a", "c"))]
+    else:
+        argv += ["--set", "model.hiddn=4"]
+    code, out, err = run(argv, capsys)
+    assert code == 2 and out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rnnkit: error: "), err
+    for word in words:
+        assert word in lines[0], lines[0]
+    assert not (tmp_path / "run" / "checkpoints").exists()

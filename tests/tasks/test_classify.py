@@ -1,0 +1,283 @@
+"""The sequence-classification task end to end on small generated data, and every bad input.
+
+Oracles: the untrained model and chance (training must beat both), an independent count of
+accuracy and per-class F1 from the predictions, each sequence run alone (a padded batch must
+give the same logits), torch.nn's layers on a PackedSequence with the same weights, the
+in-memory model (a reloaded checkpoint must score the same), an uninterrupted run (a resumed
+run must equal it exactly), and training-only statistics recomputed by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+import torch
+
+from rnnkit.data.sequences import SequenceDataError
+from rnnkit.tasks.classify import task as classify_task
+from rnnkit.tasks.classify.data import (
+    Normalizer, Tensors, class_weights, prepare_data, stratified_split,
+)
+from rnnkit.tasks.classify.model import POOLINGS, ModelConfig, SequenceClassifier
+from rnnkit.tasks.classify.task import (
+    ClassifyConfig, DataConfig, evaluate_classifier, load_classifier, score, train_classifier,
+)
+from rnnkit.training import TrainConfig
+
+from tolerances import assert_close
+
+NAMES = ["low", "mid", "high"]
+
+
+def make_sequences(n: int, seed: int, channels: int = 2, names=NAMES):
+    """n sequences (T_i, C), T_i in 4..12; the class sets the level and slope of channel 0."""
+    rng = np.random.default_rng(seed)
+    labels = rng.integers(0, len(names), size=n)
+    sequences = []
+    for k in labels:
+        t = np.arange(rng.integers(4, 13))[:, None]
+        x = rng.normal(0.0, 0.3, size=(len(t), channels)) + 5.0  # offset: normalization matters
+        x[:, :1] += (k - 1.0) * (1.0 + 0.1 * t)
+        sequences.append(x)
+    return sequences, np.array([names[k] for k in labels])
+
+
+def save_npz(path, sequences, labels):
+    array = np.empty(len(sequences), dtype=object)
+    array[:] = sequences
+    np.savez(path, X=array, y=labels)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("classify-data")
+    return {"train": save_npz(folder / "train.npz", *make_sequences(90, seed=1)),
+            "test": save_npz(folder / "test.npz", *make_sequences(60, seed=2))}
+
+
+def small_config(files, **train) -> ClassifyConfig:
+    settings = dict(max_steps=60, max_epochs=None, minutes=None, eval_every=20, log_every=5,
+                    warmup_steps=5, learning_rate=1e-2, progress=False)
+    settings.update(train)
+    return ClassifyConfig(
+        data=DataConfig(data=files["train"], test=files["test"], validation_fraction=0.2,
+                        batch_size=16),
+        model=ModelConfig(hidden_size=8, dropout=0.1, attention_size=8, pooling="attention"),
+        train=TrainConfig(**settings))
+
+
+def quiet(_line: str) -> None:
+    pass
+
+
+@pytest.fixture(scope="module")
+def trained(files, tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("classify-run") / "run"
+    return run_dir, train_classifier(small_config(files), run_dir, notify=quiet)
+
+
+def independent_scores(labels: np.ndarray, predictions: np.ndarray, k: int):
+    """Accuracy and macro F1 counted directly (classes present in labels or predictions)."""
+    f1 = []
+    for c in range(k):
+        tp = int(np.sum((labels == c) & (predictions == c)))
+        fp = int(np.sum((labels != c) & (predictions == c)))
+        fn = int(np.sum((labels == c) & (predictions != c)))
+        if tp + fp + fn:
+            f1.append(2 * tp / (2 * tp + fp + fn))
+    return float(np.mean(labels == predictions)), float(np.mean(f1))
+
+
+def test_training_lowers_the_loss_and_beats_the_untrained_model(files, trained):
+    run_dir, result = trained
+    config = small_config(files)
+    data = prepare_data(config.data, config.train.seed)
+    test = Tensors.from_sequences(data.test.sequences, data.test.labels, data.normalizer)
+    torch.manual_seed(config.train.seed)
+    untrained = SequenceClassifier(2, 3, config.model)
+    assert result["test"]["loss"] < score(untrained, test)["loss"] - 0.5
+    assert result["test"]["accuracy"] > 0.8  # chance is about 1/3
+    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    train_losses = [r["loss"] for r in history if r["split"] == "train"]
+    assert train_losses[-1] < 0.5 * train_losses[0]
+    assert result["split"] == {"train": 72, "validation": 18, "test": 60}
+    assert set(result["validation"]) >= {"loss", "accuracy", "macro_f1"}
+    assert (run_dir / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+    assert result["class_names"] == sorted(NAMES)
+
+
+def test_reported_metrics_equal_an_independent_computation(files, trained):
+    run_dir, result = trained
+    loaded = load_classifier(run_dir)
+    sequences, names = make_sequences(60, seed=2)  # the test file's contents
+    predicted, probabilities = loaded.predict(sequences)
+    assert probabilities.shape == (60, 3)
+    assert_close(torch.from_numpy(probabilities.sum(axis=1)), torch.ones(60))
+    labels = np.array([loaded.class_names.index(n) for n in names])
+    predictions = np.array([loaded.class_names.index(n) for n in predicted])
+    accuracy, macro_f1 = independent_scores(labels, predictions, 3)
+    assert result["test"]["accuracy"] == pytest.approx(accuracy, abs=1e-12)
+    assert result["test"]["macro_f1"] == pytest.approx(macro_f1, abs=1e-12)
+    matrix = np.array(result["test"]["confusion"])
+    assert matrix.sum() == 60 and np.trace(matrix) == round(accuracy * 60)
+
+
+def test_checkpoint_load_and_evaluate_reproduce_the_test_scores(files, trained):
+    run_dir, result = trained
+    evaluated = evaluate_classifier(run_dir)
+    assert evaluated["accuracy"] == result["test"]["accuracy"]
+    assert evaluated["macro_f1"] == result["test"]["macro_f1"]
+    assert evaluated["loss"] == pytest.approx(result["test"]["loss"], rel=1e-6)
+    on_file = evaluate_classifier(run_dir, data=files["test"])
+    assert on_file["accuracy"] == result["test"]["accuracy"]
+    validation = evaluate_classifier(run_dir, split="validation")
+    assert validation["loss"] == pytest.approx(result["validation"]["loss"], rel=1e-6)
+
+
+def test_without_a_validation_part_the_training_sequences_are_checked(files, tmp_path):
+    config = small_config(files, max_steps=4, eval_every=2)
+    config.data.validation_fraction = 0.0
+    result = train_classifier(config, tmp_path / "run", notify=quiet)
+    assert result["split"] == {"train": 90, "validation": 0, "test": 60}
+    loaded = load_classifier(tmp_path / "run")
+    sequences, names = make_sequences(90, seed=1)  # the training file's contents
+    labels = np.array([loaded.class_names.index(n) for n in names])
+    on_train = score(loaded.model, loaded.tensors(sequences, labels))
+    assert result["validation"]["loss"] == pytest.approx(on_train["loss"], rel=1e-5)
+    assert result["validation"]["accuracy"] == on_train["accuracy"]
+    with pytest.raises(ValueError, match="no validation part"):
+        evaluate_classifier(tmp_path / "run", split="validation")
+
+
+def test_normalization_uses_training_statistics_only(files):
+    config = small_config(files).data
+    data = prepare_data(config, seed=0)
+    steps = np.concatenate(data.train.sequences)  # validation and test steps excluded
+    assert np.allclose(data.normalizer.mean, steps.mean(axis=0))
+    assert np.allclose(data.normalizer.std, steps.std(axis=0))
+    restored = Normalizer.from_dict(json.loads(json.dumps(data.normalizer.to_dict())))
+    assert np.array_equal(restored(steps), data.normalizer(steps))
+
+
+def test_stratified_split_is_seeded_and_keeps_class_shares():
+    labels = np.repeat(np.arange(3), [30, 20, 10])
+    train, validation = stratified_split(labels, 0.2, seed=3)
+    assert np.bincount(labels[validation]).tolist() == [6, 4, 2]
+    assert sorted(np.concatenate([train, validation]).tolist()) == list(range(60))
+    again = stratified_split(labels, 0.2, seed=3)[1]
+    assert np.array_equal(validation, again)
+    assert not np.array_equal(validation, stratified_split(labels, 0.2, seed=4)[1])
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+@pytest.mark.parametrize("bidirectional", [False, True])
+@pytest.mark.parametrize("pooling", POOLINGS)
+def test_a_padded_batch_gives_each_sequence_its_own_logits(cell, bidirectional, pooling):
+    torch.manual_seed(0)
+    model = SequenceClassifier(3, 4, ModelConfig(cell=cell, hidden_size=6, layers=2,
+                                                 bidirectional=bidirectional, pooling=pooling,
+                                                 attention_size=5, dropout=0.0)).eval()
+    lengths = torch.tensor([5, 1, 9, 3])
+    x = torch.randn(4, 9, 3) * 10.0  # garbage past each length, where it must not matter
+    with torch.no_grad():
+        batched = model(x, lengths)
+        alone = torch.cat([model(x[i:i + 1, :n], lengths[i:i + 1])
+                           for i, n in enumerate(lengths.tolist())])
+    assert_close(batched, alone, what=f"{cell} bidirectional={bidirectional} {pooling}")
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm", "rnn"])
+@pytest.mark.parametrize("pooling", POOLINGS)
+def test_torch_layers_give_the_same_logits_with_the_same_weights(cell, pooling):
+    torch.manual_seed(1)
+    config = ModelConfig(cell=cell, hidden_size=7, layers=2, pooling=pooling, dropout=0.0)
+    ours = SequenceClassifier(4, 3, config).eval()
+    theirs = SequenceClassifier(4, 3, ModelConfig(**{**vars(config),
+                                                     "implementation": "torch"})).eval()
+    theirs.load_state_dict(ours.state_dict())
+    lengths = torch.tensor([6, 2, 4])
+    x = torch.randn(3, 6, 4)
+    with torch.no_grad():
+        assert_close(ours(x, lengths), theirs(x, lengths), what=f"{cell} {pooling}")
+
+
+def test_interrupted_and_resumed_equals_uninterrupted(files, tmp_path, monkeypatch):
+    config = small_config(files, max_steps=24, eval_every=8)
+    whole = train_classifier(config, tmp_path / "whole", notify=quiet)
+    original, calls = classify_task._batch_loss, {"n": 0}
+
+    def interrupt_at_step_11(*args):
+        calls["n"] += 1
+        if calls["n"] == 11:
+            os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C does
+        return original(*args)
+
+    monkeypatch.setattr(classify_task, "_batch_loss", interrupt_at_step_11)
+    first = train_classifier(config, tmp_path / "split", notify=quiet)
+    assert first["status"] == "interrupted" and first["steps"] == 11
+    monkeypatch.setattr(classify_task, "_batch_loss", original)
+    second = train_classifier(config, tmp_path / "split", resume=True, notify=quiet)
+    assert second["steps"] == whole["steps"] == 24
+    assert second["validation"] == whole["validation"]
+    assert second["test"] == whole["test"]
+
+
+def test_balanced_class_weights_follow_n_over_k_times_count():
+    weights = class_weights(np.array([0, 0, 0, 1, 2, 2]), 4, "balanced")
+    assert_close(weights, torch.tensor([6 / 12, 6 / 4, 6 / 8, 0.0]))
+    assert class_weights(np.array([0, 1]), 2, "none") is None
+
+
+def one_line_error(error_type, call, *words):
+    with pytest.raises(error_type) as caught:
+        call()
+    message = str(caught.value)
+    assert "\n" not in message, message
+    for word in words:
+        assert word in message, message
+    return message
+
+
+def test_unknown_dataset_name_is_a_one_line_error_without_network(tmp_path):
+    config = ClassifyConfig(data=DataConfig(data="NoSuchSet"))
+    one_line_error(SequenceDataError, lambda: train_classifier(config, tmp_path, notify=quiet),
+                   "NoSuchSet", "JapaneseVowels", "never downloaded")
+
+
+def test_nan_in_features_is_a_one_line_error(files, tmp_path):
+    sequences, labels = make_sequences(10, seed=5)
+    sequences[3][2, 1] = np.nan
+    config = small_config(files)
+    config.data.data = save_npz(tmp_path / "nan.npz", sequences, labels)
+    one_line_error(SequenceDataError, lambda: train_classifier(config, tmp_path / "run",
+                                                               notify=quiet),
+                   "sequence 3", "NaN", "step 2, channel 1")
+
+
+def test_unknown_pooling_is_a_one_line_error(files, tmp_path):
+    config = small_config(files)
+    config.model.pooling = "median"
+    one_line_error(ValueError, lambda: train_classifier(config, tmp_path, notify=quiet),
+                   "model.pooling", "'median'", "attention")
+
+
+def test_test_file_with_other_channels_is_a_one_line_error(files, tmp_path):
+    config = small_config(files)
+    config.data.test = save_npz(tmp_path / "wide.npz", *make_sequences(6, seed=6, channels=3))
+    one_line_error(SequenceDataError, lambda: train_classifier(config, tmp_path / "run",
+                                                               notify=quiet),
+                   "3 channels", "trained on 2")
+
+
+def test_test_label_outside_the_training_classes_is_a_one_line_error(files, tmp_path):
+    config = small_config(files)
+    config.data.test = save_npz(tmp_path / "other.npz",
+                                *make_sequences(6, seed=7, names=["low", "mid", "extreme"]))
+    one_line_error(SequenceDataError, lambda: train_classifier(config, tmp_path / "run",
+                                                               notify=quiet),
+                   "'extreme'", "not a class of the training data")
