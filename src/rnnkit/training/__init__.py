@@ -13,6 +13,7 @@ from .metrics import MetricsLog, plot_curves
 from .sampling import ShuffledBatches
 from .schedule import LearningRateSchedule
 from .seeding import capture_rng_state, restore_rng_state, seed_everything
+from .threads import cpu_threads
 from .tbptt import ContiguousBatches, Window, detach_state
 from .trainer import NonFiniteLossError, StepOutput, TrainConfig, Trainer, TrainResult
 
@@ -20,6 +21,6 @@ __all__ = [
     "Checkpoint", "CheckpointError", "atomic_write", "load_checkpoint", "save_checkpoint",
     "clip_gradients", "ConfigError", "config_from_dict", "config_to_dict", "resolve_config",
     "MetricsLog", "plot_curves", "ShuffledBatches", "LearningRateSchedule", "capture_rng_state",
-    "restore_rng_state", "seed_everything", "ContiguousBatches", "Window", "detach_state",
+    "restore_rng_state", "seed_everything", "cpu_threads", "ContiguousBatches", "Window", "detach_state",
     "NonFiniteLossError", "StepOutput", "TrainConfig", "Trainer", "TrainResult",
 ]

@@ -8,7 +8,6 @@ stratified part of the training split, and the test split is scored once, at the
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import time
 from dataclasses import asdict, dataclass, field
@@ -21,7 +20,7 @@ from torch.nn import functional as F
 
 from rnnkit.training import (
     CheckpointError, ShuffledBatches, StepOutput, TrainConfig, Trainer, config_from_dict,
-    load_checkpoint,
+    cpu_threads, load_checkpoint,
 )
 
 from .data import (
@@ -62,18 +61,6 @@ class ClassifyConfig:
     #: For these small matrices one thread took 21 ms per default step and two 550 ms on the
     #: busy shared 2-core machine (threads spinning against other jobs)
     threads: int = 1
-
-
-@contextlib.contextmanager
-def _threads(count: int):
-    previous = torch.get_num_threads()
-    if count < 0:
-        raise ValueError(f"threads must be >= 0 (0 keeps torch's setting); got {count}")
-    torch.set_num_threads(count or previous)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
 
 
 def score(model: SequenceClassifier, tensors: Tensors, *, batch_size: int = 256) -> dict:
@@ -130,7 +117,7 @@ def train_classifier(config: ClassifyConfig, run_dir: str | Path, *, resume: boo
     The run folder gets checkpoints, metrics.jsonl, curves.png and (with a test split)
     confusion.png; ``resume=True`` continues the run in ``run_dir`` exactly.
     """
-    with _threads(config.threads):
+    with cpu_threads(config.threads):
         return _train(config, Path(run_dir), resume, notify)
 
 
@@ -250,7 +237,7 @@ def evaluate_classifier(path: str | Path, data: str | None = None, split: str = 
     if split not in ("test", "validation", "train"):
         raise ValueError(f"split must be 'test', 'validation' or 'train'; got {split!r}")
     loaded = load_classifier(path, which=which)
-    with _threads(loaded.config.threads):
+    with cpu_threads(loaded.config.threads):
         return _evaluate(loaded, data, split, confusion_png)
 
 

@@ -22,7 +22,7 @@ import torch
 
 from rnnkit.data.timeseries import TimeSeries, load_series
 from rnnkit.training import (
-    CheckpointError, TrainConfig, atomic_write, config_from_dict, load_checkpoint,
+    CheckpointError, TrainConfig, atomic_write, config_from_dict, cpu_threads, load_checkpoint,
 )
 
 from .baselines import baseline_forecasts
@@ -76,6 +76,9 @@ class ForecastConfig:
     data: DataConfig = field(default_factory=DataConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
     train: TrainConfig = field(default_factory=_default_train)
+    #: intra-op CPU threads while training and forecasting (restored afterwards); 0 keeps
+    #: torch's. The networks are tiny; see rnnkit.training.threads for why one is the default.
+    threads: int = 1
 
 
 def _as_list(value):
@@ -189,6 +192,13 @@ def train_forecast(config: ForecastConfig, run_dir: str | Path, *, resume: bool 
     :mod:`rnnkit.tasks.forecast.backtest`): that many earlier origins, ``backtest_step`` rows
     apart (default: the horizon), each with a model trained on the rows before it.
     """
+    with cpu_threads(config.threads):
+        return _train_forecast(config, Path(run_dir), resume, backtest_folds, backtest_step,
+                               notify)
+
+
+def _train_forecast(config: ForecastConfig, run_dir: Path, resume: bool, backtest_folds: int,
+                    backtest_step: int | None, notify: Callable[[str], None]) -> dict:
     data = config.data
     data.check()
     config.model.check()
