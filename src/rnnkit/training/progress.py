@@ -1,16 +1,17 @@
-"""A progress bar for training: step, loss, tokens/s and ETA (tqdm, on stderr).
+"""A progress bar for training: percent of the run, step, loss, rate and ETA (tqdm, stderr).
 
-With a time budget the bar counts seconds, so its ETA is the budget's end; with a step limit it
-counts steps. Without tqdm, or with ``enabled=False``, it prints nothing.
+A run may be limited by steps, epochs and a time budget at once; it ends at whichever comes
+first, so the bar shows the largest of the three fractions (the trainer's progress fraction)
+and its ETA is the time to that end. Without tqdm, or with ``enabled=False``, it prints nothing.
 """
 
 from __future__ import annotations
 
+_UNITS = 1000  # the bar counts thousandths of the run, smooth enough for the ETA
+
 
 class Progress:
-    def __init__(self, *, total_steps: int | None, budget_seconds: float | None,
-                 start_step: int = 0, start_seconds: float = 0.0, enabled: bool = True) -> None:
-        self.by_time = budget_seconds is not None
+    def __init__(self, *, start_fraction: float = 0.0, enabled: bool = True) -> None:
         self.bar = None
         if not enabled:
             return
@@ -18,18 +19,15 @@ class Progress:
             from tqdm.auto import tqdm
         except ImportError:
             return
-        if self.by_time:
-            self.bar = tqdm(total=round(budget_seconds), initial=round(start_seconds), unit="s",
-                            dynamic_ncols=True, leave=True,
-                            bar_format="{l_bar}{bar}| {n:.0f}/{total:.0f} s [{remaining}{postfix}]")
-        else:
-            self.bar = tqdm(total=total_steps, initial=start_step, unit="step",
-                            dynamic_ncols=True, leave=True)
+        self.bar = tqdm(total=_UNITS, initial=round(start_fraction * _UNITS), dynamic_ncols=True,
+                        leave=True, bar_format="{percentage:3.0f}%|{bar}| "
+                                               "[{elapsed}<{remaining}{postfix}]")
 
-    def update(self, *, step: int, seconds: float, **fields) -> None:
+    def update(self, *, fraction: float, step: int, **fields) -> None:
+        """``fraction`` of the run done (0..1), after optimizer step ``step``."""
         if self.bar is None:
             return
-        self.bar.n = min(round(seconds), self.bar.total) if self.by_time else step
+        self.bar.n = min(round(fraction * _UNITS), _UNITS)
         self.bar.set_postfix(step=step, **fields, refresh=False)
         self.bar.refresh()
 

@@ -298,10 +298,7 @@ class Trainer:
         in_main_thread = threading.current_thread() is threading.main_thread()
         previous_handler = signal.signal(signal.SIGINT, self._on_interrupt) if in_main_thread \
             else None
-        budget = 60.0 * config.minutes if config.minutes else None
-        progress = Progress(total_steps=config.max_steps, budget_seconds=budget,
-                            start_step=self.step, start_seconds=self.elapsed,
-                            enabled=config.progress)
+        progress = Progress(start_fraction=self._progress_fraction(), enabled=config.progress)
         self.model.train()
         status = None
         window_loss, window_norm, window_count, window_steps = 0.0, 0.0, 0, 0
@@ -331,7 +328,7 @@ class Trainer:
                               "lr": self.optimizer.param_groups[0]["lr"],
                               "per_second": round(rate, 1), "elapsed": round(self.elapsed, 2)}
                     self.metrics.write(record)
-                    progress.update(step=self.step, seconds=self.elapsed,
+                    progress.update(fraction=self._progress_fraction(), step=self.step,
                                     loss=f"{record['loss']:.3f}", rate=f"{rate:,.0f}/s")
                     window_loss, window_norm, window_count, window_steps = 0.0, 0.0, 0, 0
                     window_start = now

@@ -47,7 +47,7 @@ def _default_train() -> TrainConfig:
     # Measured on JapaneseVowels (docs/guide/classification.md): epochs are the limit, so the
     # result does not depend on the machine's speed; the minutes are only a safety net.
     return TrainConfig(learning_rate=3e-3, weight_decay=0.01, warmup_steps=50, max_epochs=150,
-                       minutes=5.0, eval_every=40, log_every=20)
+                       minutes=5.0, eval_every=150, log_every=30)
 
 
 @dataclass
