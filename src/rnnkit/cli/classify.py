@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
-import time
-from pathlib import Path
+
+from .runs import printer, resolve_run
 
 # Friendly flags of `classify train` and the config keys they set.
 _TRAIN_FLAGS = {
@@ -83,22 +82,9 @@ def _overrides(args) -> list[str]:
 
 def run_train(args) -> int:
     from rnnkit.tasks.classify.task import ClassifyConfig, published_bars, train_classifier
-    from rnnkit.training import load_checkpoint, resolve_config
 
-    say = (lambda line: print(line, file=sys.stderr)) if args.json else print
-    base = None
-    if args.resume:
-        if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
-            raise ValueError("--resume continues a run in its own folder; drop --out")
-        base = load_checkpoint(args.resume).meta["config"]
-        run_dir = Path(args.resume)
-    else:
-        run_dir = Path(args.out or f"runs/classify-{time.strftime('%Y%m%d-%H%M%S')}")
-        if (run_dir / "checkpoints").exists():
-            raise ValueError(f"{run_dir} already holds a run; continue it with --resume "
-                             f"{run_dir} or choose another --out")
-    config = resolve_config(ClassifyConfig, base=base, file=args.config,
-                            overrides=_overrides(args))
+    say = printer(args)
+    config, run_dir = resolve_run(args, ClassifyConfig, "classify", _overrides(args))
     config.train.check()
     result = train_classifier(config, run_dir, resume=bool(args.resume), notify=say)
     result["bars"] = published_bars(config.data.data)

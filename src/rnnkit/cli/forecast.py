@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import sys
-import time
-from pathlib import Path
+
+from .runs import printer, resolve_run
 
 # Friendly flags of `forecast train` and the config keys they set.
 _TRAIN_FLAGS = {
@@ -119,22 +118,9 @@ def format_table(table: dict, *, title: str = "") -> str:
 
 def run_forecast_train(args) -> int:
     from rnnkit.tasks.forecast.task import ForecastConfig, train_forecast
-    from rnnkit.training import load_checkpoint, resolve_config
 
-    say = (lambda line: print(line, file=sys.stderr)) if args.json else print
-    base = None
-    if args.resume:
-        if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
-            raise ValueError("--resume continues a run in its own folder; drop --out")
-        base = load_checkpoint(args.resume).meta["config"]
-        run_dir = Path(args.resume)
-    else:
-        run_dir = Path(args.out or f"runs/forecast-{time.strftime('%Y%m%d-%H%M%S')}")
-        if (run_dir / "checkpoints").exists():
-            raise ValueError(f"{run_dir} already holds a run; continue it with --resume "
-                             f"{run_dir} or choose another --out")
-    config = resolve_config(ForecastConfig, base=base, file=args.config,
-                            overrides=_overrides(args))
+    say = printer(args)
+    config, run_dir = resolve_run(args, ForecastConfig, "forecast", _overrides(args))
     result = train_forecast(config, run_dir, resume=bool(args.resume), notify=say,
                             backtest_folds=args.backtest, backtest_step=args.backtest_step)
     say("")

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import json
-import sys
-import time
-from pathlib import Path
+
+from .runs import printer, resolve_run
 
 # Friendly flags of `train lm` and the config keys they set.
 _TRAIN_FLAGS = {
@@ -68,21 +67,9 @@ def _overrides(args) -> list[str]:
 def run_train_lm(args) -> int:
     from rnnkit.tasks.lm.generate import generate
     from rnnkit.tasks.lm.task import LMConfig, compressor_bars, load_lm, train_lm
-    from rnnkit.training import load_checkpoint, resolve_config
 
-    say = (lambda line: print(line, file=sys.stderr)) if args.json else print
-    base = None
-    if args.resume:
-        if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
-            raise ValueError("--resume continues a run in its own folder; drop --out")
-        base = load_checkpoint(args.resume).meta["config"]
-        run_dir = Path(args.resume)
-    else:
-        run_dir = Path(args.out or f"runs/lm-{time.strftime('%Y%m%d-%H%M%S')}")
-        if (run_dir / "checkpoints").exists():
-            raise ValueError(f"{run_dir} already holds a run; continue it with --resume "
-                             f"{run_dir} or choose another --out")
-    config = resolve_config(LMConfig, base=base, file=args.config, overrides=_overrides(args))
+    say = printer(args)
+    config, run_dir = resolve_run(args, LMConfig, "lm", _overrides(args))
     config.train.check()
     result = train_lm(config, run_dir, resume=bool(args.resume), notify=say)
     bars = compressor_bars(_corpus_text(config.data.corpus))

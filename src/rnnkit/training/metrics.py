@@ -90,3 +90,19 @@ def plot_curves(records: list[dict], path: str | os.PathLike, *, title: str = ""
     figure.savefig(path)
     pyplot.close(figure)
     return path
+
+
+def save_figure(figure, path: str | os.PathLike) -> Path:
+    """Write a matplotlib ``Figure`` as a PNG that replaces ``path`` atomically.
+
+    Rendered into memory first, so an interrupted save never leaves a half-written picture
+    where a previous good one was."""
+    import io
+
+    from .checkpoint import atomic_write
+
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    path = Path(path)
+    atomic_write(path, buffer.getvalue())
+    return path

@@ -15,10 +15,11 @@ predicted). From it, for class ``k``:
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 
 import numpy as np
+
+from rnnkit.training.metrics import save_figure
 
 
 def _indices(name: str, values, num_classes: int | None = None) -> np.ndarray:
@@ -156,14 +157,4 @@ def plot_confusion(matrix, class_names, path: str | os.PathLike, title: str = ""
         axes.set_title(title)
     figure.tight_layout()
 
-    path = Path(path)
-    # A unique sibling, created with the usual permissions, then renamed over ``path``.
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(temporary, "xb") as file:
-            figure.savefig(file, format="png")
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return path
+    return save_figure(figure, path)

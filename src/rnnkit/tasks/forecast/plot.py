@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 
 import numpy as np
+
+from rnnkit.training.metrics import save_figure
 
 
 def plot_forecast(time, history: np.ndarray, actual: np.ndarray | None, forecast: dict,
@@ -56,13 +57,4 @@ def plot_forecast(time, history: np.ndarray, actual: np.ndarray | None, forecast
             if title:
                 axes.set_title(title)
     figure.tight_layout()
-    path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        with open(temporary, "xb") as file:
-            figure.savefig(file, format="png")
-        os.replace(temporary, path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
-    return path
+    return save_figure(figure, path)

@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-import torch
 
 from rnnkit.data.timeseries import TimeSeries, load_series
 from rnnkit.training import (

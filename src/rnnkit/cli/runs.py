@@ -1,0 +1,37 @@
+"""What every `rnnkit ... train` command does before training: the run folder and the config.
+
+A new run gets ``--out`` (or ``runs/<task>-<time>``) and refuses a folder that already holds
+checkpoints; ``--resume DIR`` continues the run in DIR, starting from the config saved in its
+checkpoint, with this command's flags applied on top.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+
+def resolve_run(args, config_class, task: str, overrides: list[str]):
+    """(config, run_dir) from ``args.out``, ``args.resume`` and ``args.config``."""
+    from rnnkit.training import load_checkpoint, resolve_config
+
+    base = None
+    if args.resume:
+        if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
+            raise ValueError("--resume continues a run in its own folder; drop --out")
+        base = load_checkpoint(args.resume).meta["config"]
+        run_dir = Path(args.resume)
+    else:
+        run_dir = Path(args.out or f"runs/{task}-{time.strftime('%Y%m%d-%H%M%S')}")
+        if (run_dir / "checkpoints").exists():
+            raise ValueError(f"{run_dir} already holds a run; continue it with --resume "
+                             f"{run_dir} or choose another --out")
+    config = resolve_config(config_class, base=base, file=args.config, overrides=overrides)
+    return config, run_dir
+
+
+def printer(args):
+    """Where progress lines go: stderr when stdout carries the --json result, else stdout."""
+    import sys
+
+    return (lambda line: print(line, file=sys.stderr)) if args.json else print
