@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .runs import printer, resolve_run
+from .runs import add_run_flags, printer, resolve_run
 
 # Friendly flags of `classify train` and the config keys they set.
 _TRAIN_FLAGS = {
@@ -58,14 +58,7 @@ def _add_train(actions) -> None:
     parser.add_argument("--seed", type=int)
     parser.add_argument("--class-weights", choices=("none", "balanced"),
                         help="balanced: weigh each class's loss by N / (K * N_k)")
-    parser.add_argument("--config", metavar="FILE", help="JSON or TOML config file")
-    parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
-                        dest="overrides", help="override a config key (repeatable)")
-    parser.add_argument("--out", metavar="DIR", help="run folder (default runs/classify-<time>)")
-    parser.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last "
-                        "intact checkpoint (flags given here override its config)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_run_flags(parser, "classify")
     parser.set_defaults(handler=run_train)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .runs import printer, resolve_run
+from .runs import add_run_flags, printer, resolve_run
 
 # Friendly flags of `forecast train` and the config keys they set.
 _TRAIN_FLAGS = {
@@ -67,13 +67,7 @@ def add_forecast(commands) -> None:
                        help="also backtest at FOLDS earlier origins (a model trained per fold)")
     train.add_argument("--backtest-step", type=int, metavar="ROWS",
                        help="rows between backtest origins (default: the horizon)")
-    train.add_argument("--config", metavar="FILE", help="JSON or TOML config file")
-    train.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
-                       dest="overrides", help="override a config key (repeatable)")
-    train.add_argument("--out", metavar="DIR", help="run folder (default runs/forecast-<time>)")
-    train.add_argument("--resume", metavar="DIR", help="continue the run in DIR")
-    train.add_argument("--no-progress", action="store_true", help="no progress bar")
-    train.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_run_flags(train, "forecast")
     train.set_defaults(handler=run_forecast_train)
 
     predict = actions.add_parser(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .runs import printer, resolve_run
+from .runs import add_run_flags, printer, resolve_run
 
 # Friendly flags of `train lm` and the config keys they set.
 _TRAIN_FLAGS = {
@@ -38,16 +38,9 @@ def add_train_lm(train_commands) -> None:
     parser.add_argument("--steps", type=int, help="optimizer steps (without --minutes, the only limit)")
     parser.add_argument("--seed", type=int)
     parser.add_argument("--device", help="torch device, e.g. cpu or cuda")
-    parser.add_argument("--config", metavar="FILE", help="JSON or TOML config file")
-    parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
-                        dest="overrides", help="override a config key (repeatable)")
-    parser.add_argument("--out", metavar="DIR", help="run folder (default runs/lm-<time>)")
-    parser.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last "
-                        "intact checkpoint (flags given here override its config)")
     parser.add_argument("--sample-length", type=int, default=400,
                         help="characters of the sample printed at the end (0: none)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+    add_run_flags(parser, "lm")
     parser.set_defaults(handler=run_train_lm)
 
 

@@ -11,6 +11,18 @@ import time
 from pathlib import Path
 
 
+def add_run_flags(parser, task: str) -> None:
+    """The flags every `train` command shares: config file, overrides, run folder, output."""
+    parser.add_argument("--config", metavar="FILE", help="JSON or TOML config file")
+    parser.add_argument("--set", metavar="KEY=VALUE", action="append", default=[],
+                        dest="overrides", help="override a config key (repeatable)")
+    parser.add_argument("--out", metavar="DIR", help=f"run folder (default runs/{task}-<time>)")
+    parser.add_argument("--resume", metavar="DIR", help="continue the run in DIR from its last "
+                        "intact checkpoint (flags given here override its config)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    parser.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
 def resolve_run(args, config_class, task: str, overrides: list[str]):
     """(config, run_dir) from ``args.out``, ``args.resume`` and ``args.config``."""
     from rnnkit.training import load_checkpoint, resolve_config
