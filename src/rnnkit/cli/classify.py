@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .runs import add_run_flags, printer, resolve_run
+from .runs import add_run_flags, flag_overrides, printer, resolve_run
 
 # Friendly flags of `classify train` and the config keys they set.
 _TRAIN_FLAGS = {
@@ -63,14 +63,10 @@ def _add_train(actions) -> None:
 
 
 def _overrides(args) -> list[str]:
-    overrides = [f"{key}={json.dumps(getattr(args, flag))}" for flag, key in _TRAIN_FLAGS.items()
-                 if getattr(args, flag) is not None]
-    if args.steps is not None and args.minutes is None and args.epochs is None:
-        # --steps alone: train exactly that many steps
-        overrides += ["train.minutes=null", "train.max_epochs=null"]
-    if args.no_progress:
-        overrides.append("train.progress=false")
-    return overrides + list(args.overrides)
+    # --steps alone: train exactly that many steps
+    alone = args.steps is not None and args.minutes is None and args.epochs is None
+    return flag_overrides(args, _TRAIN_FLAGS,
+                          ["train.minutes=null", "train.max_epochs=null"] if alone else [])
 
 
 def run_train(args) -> int:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .runs import add_run_flags, printer, resolve_run
+from .runs import add_run_flags, flag_overrides, printer, resolve_run
 
 # Friendly flags of `forecast train` and the config keys they set.
 _TRAIN_FLAGS = {
@@ -86,17 +86,6 @@ def add_forecast(commands) -> None:
     parser.set_defaults(handler=lambda args: (parser.print_help(), 2)[1])
 
 
-def _overrides(args) -> list[str]:
-    overrides = []
-    for flag, key in _TRAIN_FLAGS.items():
-        value = getattr(args, flag)
-        if value is not None:
-            overrides.append(f"{key}={json.dumps(value)}")
-    if args.no_progress:
-        overrides.append("train.progress=false")
-    return overrides + list(args.overrides)
-
-
 def format_table(table: dict, *, title: str = "") -> str:
     """The metrics table: one row per method, MASE / RMSE / sMAPE (and interval coverage)."""
     lines = [title] if title else []
@@ -114,7 +103,8 @@ def run_forecast_train(args) -> int:
     from rnnkit.tasks.forecast.task import ForecastConfig, train_forecast
 
     say = printer(args)
-    config, run_dir = resolve_run(args, ForecastConfig, "forecast", _overrides(args))
+    config, run_dir = resolve_run(args, ForecastConfig, "forecast",
+                                   flag_overrides(args, _TRAIN_FLAGS))
     result = train_forecast(config, run_dir, resume=bool(args.resume), notify=say,
                             backtest_folds=args.backtest, backtest_step=args.backtest_step)
     say("")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .runs import add_run_flags, printer, resolve_run
+from .runs import add_run_flags, flag_overrides, printer, resolve_run
 
 # Friendly flags of `train lm` and the config keys they set.
 _TRAIN_FLAGS = {
@@ -45,16 +45,9 @@ def add_train_lm(train_commands) -> None:
 
 
 def _overrides(args) -> list[str]:
-    overrides = []
-    for flag, key in _TRAIN_FLAGS.items():
-        value = getattr(args, flag)
-        if value is not None:
-            overrides.append(f"{key}={json.dumps(value)}")
-    if args.steps is not None and args.minutes is None:
-        overrides.append("train.minutes=null")  # --steps alone: train exactly that many steps
-    if args.no_progress:
-        overrides.append("train.progress=false")
-    return overrides + list(args.overrides)
+    # --steps alone: train exactly that many steps
+    alone = args.steps is not None and args.minutes is None
+    return flag_overrides(args, _TRAIN_FLAGS, ["train.minutes=null"] if alone else [])
 
 
 def run_train_lm(args) -> int:

@@ -23,6 +23,19 @@ def add_run_flags(parser, task: str) -> None:
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
 
 
+def flag_overrides(args, flags: dict[str, str], extra: list[str] = ()) -> list[str]:
+    """Config overrides from the named flags that were given (``flags``: attribute -> key),
+    then ``extra`` (the command's own rules), then --no-progress, then the user's --set."""
+    import json
+
+    overrides = [f"{key}={json.dumps(getattr(args, flag))}" for flag, key in flags.items()
+                 if getattr(args, flag) is not None]
+    overrides += list(extra)
+    if args.no_progress:
+        overrides.append("train.progress=false")
+    return overrides + list(args.overrides)
+
+
 def resolve_run(args, config_class, task: str, overrides: list[str]):
     """(config, run_dir) from ``args.out``, ``args.resume`` and ``args.config``."""
     from rnnkit.training import load_checkpoint, resolve_config
