@@ -10,14 +10,7 @@ import pytest
 
 from rnnkit.data import sequences as sequences_module
 from rnnkit.data.sequences import BUNDLED_SETS, SequenceDataError, SequenceSet, load_sequences
-
-
-def _one_line_error(excinfo, *needles):
-    message = str(excinfo.value)
-    assert "\n" not in message, message
-    for needle in needles:
-        assert needle in message, message
-    return message
+from one_line import one_line_message as _one_line_error
 
 
 @pytest.fixture

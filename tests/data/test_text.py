@@ -15,14 +15,7 @@ from rnnkit.data.text import (
     load_corpus,
     split_text,
 )
-
-
-def _one_line_error(excinfo, *needles):
-    message = str(excinfo.value)
-    assert "\n" not in message, message
-    for needle in needles:
-        assert needle in message, message
-    return message
+from one_line import one_line_message as _one_line_error
 
 
 # --- built-in corpus ---------------------------------------------------------------------------

@@ -14,14 +14,7 @@ from rnnkit.data.timeseries import (  # noqa: E402  (after the pandas skip)
     TimeSeries,
     load_series,
 )
-
-
-def _one_line_error(excinfo, *needles):
-    message = str(excinfo.value)
-    assert "\n" not in message, message
-    for needle in needles:
-        assert needle in message, message
-    return message
+from one_line import one_line_message as _one_line_error  # noqa: E402
 
 
 def _csv(tmp_path, text, name="data.csv"):

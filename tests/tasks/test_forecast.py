@@ -32,6 +32,7 @@ from rnnkit.tasks.forecast.task import (
 from rnnkit.tasks.forecast.windows import Scaler, WindowSet, feature_rows
 from rnnkit.training import config_from_dict, load_checkpoint
 
+from one_line import one_line_value_error
 from tolerances import assert_close
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -62,13 +63,6 @@ def quiet(_line: str) -> None:
 def read_csv(path) -> list[dict]:
     with open(path, newline="") as file:
         return list(csv.DictReader(file))
-
-
-def one_line_value_error(call, *args, match: str, **kwargs) -> str:
-    with pytest.raises(ValueError, match=match) as info:
-        call(*args, **kwargs)
-    assert "\n" not in str(info.value)
-    return str(info.value)
 
 
 # ---- 1. windows ---------------------------------------------------------------------------------

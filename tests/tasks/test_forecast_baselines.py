@@ -25,14 +25,7 @@ from rnnkit.tasks.forecast.baselines import (
 from rnnkit.tasks.forecast.metrics import (
     forecast_metrics, interval_coverage, mae, mase, mase_scale, pinball_loss, rmse, smape,
 )
-
-
-def one_line_value_error(call, *args, match: str, **kwargs) -> str:
-    with pytest.raises(ValueError, match=match) as info:
-        call(*args, **kwargs)
-    message = str(info.value)
-    assert "\n" not in message
-    return message
+from one_line import one_line_value_error
 
 
 # ---- metrics against loop oracles -------------------------------------------------------------
