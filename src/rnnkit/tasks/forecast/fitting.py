@@ -33,6 +33,7 @@ class FittedForecaster:
     targets: int
     config: object  # the run's ForecastConfig (data, model, train)
     residual_quantiles: np.ndarray | None = None  # (2, H, C) for point models' intervals
+    series: dict | None = None  # what it was trained on: source, columns, covariate columns
 
     def _context(self, rows: np.ndarray) -> torch.Tensor:
         window = self.config.data.window

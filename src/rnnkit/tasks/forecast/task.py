@@ -99,8 +99,7 @@ def holdout_report(series: TimeSeries, fitted: FittedForecaster | None, config: 
     actual = series.values[len(train_rows): len(train_rows) + horizon]
     season = data.season or series.season or 1
     train_values = train_rows[:, :targets]
-    forecasts = {name: values for name, values in
-                 baseline_forecasts(train_values, horizon, season).items()}
+    forecasts = baseline_forecasts(train_values, horizon, season)
     out = None
     if fitted is not None:
         future_cov = None
@@ -256,13 +255,13 @@ def _train_forecast(config: ForecastConfig, run_dir: Path, resume: bool, backtes
 
 def load_forecaster(path: str | Path, *, which: str | None = None) -> FittedForecaster:
     """A trained forecaster from a run folder or checkpoint (the weights the run reported)."""
-    probe = load_checkpoint(path, which="last")
-    if probe.meta.get("task") != TASK:
-        raise CheckpointError(f"{probe.path} is a {probe.meta.get('task')!r} checkpoint, not a "
-                              f"forecaster")
-    config = config_from_dict(ForecastConfig, probe.meta["config"])
-    checkpoint = load_checkpoint(path, which=which or ("best" if config.data.validation
-                                                       else "last"))
+    checkpoint = load_checkpoint(path, which=which or "last")
+    if checkpoint.meta.get("task") != TASK:
+        raise CheckpointError(f"{checkpoint.path} is a {checkpoint.meta.get('task')!r} "
+                              f"checkpoint, not a forecaster")
+    config = config_from_dict(ForecastConfig, checkpoint.meta["config"])
+    if which is None and config.data.validation:  # the run reported its best checkpoint
+        checkpoint = load_checkpoint(path, which="best")
     meta = checkpoint.meta
     targets = len(meta["series"]["columns"])
     model = Forecaster(targets, len(meta["series"]["covariate_columns"]), config.data.horizon,
@@ -270,7 +269,7 @@ def load_forecaster(path: str | Path, *, which: str | None = None) -> FittedFore
     model.load_state_dict(checkpoint.model_state)
     model.eval()
     return FittedForecaster(model, Scaler.from_dict(meta["scaler"]), targets, config,
-                            read_residual_quantiles(Path(path)))
+                            read_residual_quantiles(Path(path)), series=meta["series"])
 
 
 def predict_forecast(path: str | Path, data: str, *, horizon: int | None = None,
@@ -282,7 +281,7 @@ def predict_forecast(path: str | Path, data: str, *, horizon: int | None = None,
     forecast CSV (and a PNG beside it) are written to ``out``."""
     fitted = load_forecaster(path)
     config = fitted.config
-    trained = load_checkpoint(path, which="last").meta["series"]
+    trained = fitted.series
     series = load_series(data, time_col=time_col or config.data.time_col,
                          value_cols=_as_list(value_cols) or trained["columns"],
                          covariate_cols=_as_list(covariate_cols) or
