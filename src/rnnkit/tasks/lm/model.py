@@ -68,6 +68,10 @@ class CharLanguageModel(nn.Module):
         if config.tie_weights:
             self.head.weight = self.embedding.weight
 
+    def streaming_parts(self) -> dict:
+        """The model as embedding -> rnn -> head, for rnnkit.runtime.StreamingSession and export."""
+        return {"embedding": self.embedding, "rnn": self.rnn, "head": self.head}
+
     def forward(self, tokens: torch.Tensor, state=None):
         output, state = self.rnn(self.embedding(tokens), state)
         return self.head(self.dropout(output)), state

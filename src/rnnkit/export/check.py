@@ -1,0 +1,71 @@
+"""What every export does last: run the exported model and compare it with PyTorch.
+
+Each exporter feeds :func:`check_inputs` through its artifact (the NumPy runtime, onnxruntime,
+the compiled C test program), compares with :meth:`StreamingGraph.eager_forward` and returns an
+:class:`ExportReport`; a difference above :data:`TOLERANCE` raises :class:`ExportMismatchError`
+rather than leaving a silently wrong artifact unreported.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..runtime.graph import StreamingGraph
+
+#: largest max-abs difference from the PyTorch model accepted for a float32 export
+TOLERANCE = 1e-5
+
+
+class ExportMismatchError(RuntimeError):
+    """An exported model whose outputs differ from the PyTorch model's by more than TOLERANCE."""
+
+
+@dataclass(frozen=True)
+class ExportReport:
+    """Where an export went and how closely it matches the PyTorch model.
+
+    max_abs_diff: largest |exported - eager| over the check inputs (all outputs and steps), or
+    None when the check could not run here (``note`` says why, e.g. no C compiler).
+    """
+
+    format: str
+    folder: Path
+    files: tuple[str, ...]
+    max_abs_diff: float | None
+    note: str = ""
+
+    def summary(self) -> str:
+        """One line for people: format, folder and the measured difference."""
+        if self.max_abs_diff is None:
+            checked = f"not checked ({self.note})"
+        else:
+            checked = f"max |exported - PyTorch| = {self.max_abs_diff:.2e} (limit {TOLERANCE:.0e})"
+        return f"{self.format} export in {self.folder}: {checked}"
+
+
+def check_inputs(graph: StreamingGraph, batch: int = 2, steps: int = 12,
+                 seed: int = 0) -> torch.Tensor:
+    """Random check inputs: float32 (B, T, I) features, or int64 (B, T) token ids with an embedding."""
+    generator = torch.Generator().manual_seed(seed)
+    if graph.embedding is not None:
+        return torch.randint(0, graph.vocab_size, (batch, steps), generator=generator)
+    return torch.randn(batch, steps, graph.input_size, generator=generator)
+
+
+def compare(format_name: str, exported, expected) -> float:
+    """max |exported - expected| (arrays or tensors of equal shape); raises past TOLERANCE."""
+    exported = np.asarray(exported, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    if exported.shape != expected.shape:
+        raise ExportMismatchError(f"{format_name} export produced outputs of shape "
+                                  f"{exported.shape}; PyTorch produced {expected.shape}")
+    difference = float(np.max(np.abs(exported - expected))) if exported.size else 0.0
+    if not difference <= TOLERANCE:  # also catches NaN
+        raise ExportMismatchError(
+            f"{format_name} export differs from the PyTorch model by {difference:.3g} (limit "
+            f"{TOLERANCE:g}); please report this with the model's configuration")
+    return difference

@@ -1,0 +1,271 @@
+"""``StreamingGraph``: a trained model as the plain list of operations a step needs.
+
+Every deployment path (the streaming session, the NumPy, ONNX and C99 exports) reads this one
+description instead of the many module types a user may have built, so each supports the same
+models and names unsupported parts the same way. A graph is
+
+    x_t ──[embedding]──> layer 0 ──> layer 1 ──> ... ──> layer L-1 ──> head ops ──> y_t
+
+* ``embedding``: optional (V, E) table; the input is then a token id per step instead of a
+  (I,) feature vector.
+* ``layers``: unidirectional recurrent layers (:class:`LayerSpec`), each an LSTM (optionally with
+  projection), GRU or Elman (tanh/relu) cell with torch's parameter layout and gate order. With
+  ``residual`` a layer adds its input to its output (``Stacked(residual=True)``).
+* ``head``: :class:`HeadOp` s applied to the top layer's output: ``linear`` (y = x W^T + b) and
+  the activations ``relu``, ``tanh`` and ``sigmoid``. Dropout and Identity are dropped
+  (inference).
+
+Weights are float32 CPU snapshots: later changes to the model do not reach a built graph.
+Build one with :func:`streaming_graph`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..cells import GRUCell, LSTMCell, RecurrentCell, RNNCell
+from ..layers import GRU, LSTM, RNN, Bidirectional, Recurrent, Stacked
+
+#: gates per cell kind, in torch's order
+GATE_ORDERS = {"lstm": "i,f,g,o", "gru": "r,z,n", "rnn_tanh": "h", "rnn_relu": "h"}
+HEAD_ACTIVATIONS = {nn.ReLU: "relu", nn.Tanh: "tanh", nn.Sigmoid: "sigmoid"}
+_SKIPPED = (nn.Dropout, nn.Identity)
+_TORCH_KINDS = {"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn_tanh", "RNN_RELU": "rnn_relu"}
+
+
+class UnsupportedModelError(ValueError):
+    """A model (or one of its layers) that cannot run step by step or be exported."""
+
+
+@dataclass(frozen=True)
+class LayerSpec:
+    """One recurrent layer: ``kind`` in lstm, gru, rnn_tanh, rnn_relu; G = gates * H.
+
+    weight_ih (G, I), weight_hh (G, P), bias_ih / bias_hh (G) or None, weight_hr (P, H) for an
+    LSTM with projection (else None). P = ``output_size`` (proj_size or H).
+    """
+
+    name: str
+    kind: str
+    input_size: int
+    hidden_size: int
+    output_size: int
+    weight_ih: torch.Tensor
+    weight_hh: torch.Tensor
+    bias_ih: torch.Tensor | None
+    bias_hh: torch.Tensor | None
+    weight_hr: torch.Tensor | None = None
+    residual: bool = False
+
+    def state_sizes(self) -> dict[str, int]:
+        """Width of each state field: ``{"h": P}`` plus ``"c": H`` for an LSTM."""
+        return {"h": self.output_size, "c": self.hidden_size} if self.kind == "lstm" else {
+            "h": self.output_size}
+
+
+@dataclass(frozen=True)
+class HeadOp:
+    """``kind`` is ``linear`` (weight (O, I), bias (O) or None) or an activation name."""
+
+    name: str
+    kind: str
+    weight: torch.Tensor | None = None
+    bias: torch.Tensor | None = None
+
+
+@dataclass(frozen=True)
+class StreamingGraph:
+    layers: tuple[LayerSpec, ...]
+    head: tuple[HeadOp, ...] = ()
+    embedding: torch.Tensor | None = None
+    #: the source modules (embedding, rnn, head), for :meth:`eager_forward` checks
+    modules: tuple = field(default=(None, None, None), compare=False, repr=False)
+
+    @property
+    def input_size(self) -> int:
+        """Features per step of the recurrent input (the embedding width with an embedding)."""
+        return self.layers[0].input_size
+
+    @property
+    def vocab_size(self) -> int | None:
+        return None if self.embedding is None else int(self.embedding.shape[0])
+
+    @property
+    def output_size(self) -> int:
+        for op in reversed(self.head):
+            if op.kind == "linear":
+                return int(op.weight.shape[0])
+        return self.layers[-1].output_size
+
+    @torch.no_grad()
+    def eager_forward(self, inputs: torch.Tensor) -> torch.Tensor:
+        """The source modules' outputs (B, T, O) for inputs (B, T, I), or token ids (B, T).
+
+        Runs the original PyTorch modules in eval mode (restored afterwards): the oracle that
+        exports are checked against.
+        """
+        embedding, rnn, head = self.modules
+        modules = [m for m in (embedding, rnn, head) if m is not None]
+        modes = [(m, m.training) for m in modules]
+        try:
+            for module in modules:
+                module.eval()
+            x = embedding(inputs) if embedding is not None else inputs
+            if isinstance(rnn, RecurrentCell):
+                state, outputs = None, []
+                for t in range(x.shape[1]):
+                    state = rnn(x[:, t], state)
+                    state = state if isinstance(state, tuple) else (state,)
+                    outputs.append(state[0])
+                y = torch.stack(outputs, dim=1)
+            else:
+                batch_first = getattr(rnn, "batch_first", True)
+                y = rnn(x if batch_first else x.transpose(0, 1))[0]
+                y = y if batch_first else y.transpose(0, 1)
+            return (head(y) if head is not None else y).float()
+        finally:
+            for module, training in modes:
+                module.train(training)
+
+
+def _snapshot(tensor: torch.Tensor | None) -> torch.Tensor | None:
+    if tensor is None:
+        return None
+    return tensor.detach().to("cpu", torch.float32).contiguous().clone()
+
+
+def _cell_spec(cell: RecurrentCell, name: str, residual: bool = False) -> LayerSpec:
+    if type(cell) is LSTMCell:
+        kind = "lstm"
+    elif type(cell) is GRUCell:
+        kind = "gru"
+    elif type(cell) is RNNCell:
+        kind = f"rnn_{cell.nonlinearity}"
+    else:
+        raise UnsupportedModelError(
+            f"layer {name} is a {type(cell).__name__}; streaming and export support rnnkit's "
+            f"LSTMCell, GRUCell and RNNCell")
+    return LayerSpec(name, kind, cell.input_size, cell.hidden_size, cell.output_size,
+                     _snapshot(cell.weight_ih), _snapshot(cell.weight_hh),
+                     _snapshot(cell.bias_ih), _snapshot(cell.bias_hh),
+                     _snapshot(getattr(cell, "weight_hr", None)), residual)
+
+
+def _no_bidirectional(layer, name: str) -> None:
+    if isinstance(layer, Bidirectional) or getattr(layer, "reverse", False):
+        raise UnsupportedModelError(
+            f"layer {name} runs backwards in time ({type(layer).__name__}): its output at step t "
+            f"needs the inputs after t, so it cannot run step by step; use unidirectional layers "
+            f"for streaming and export")
+
+
+def _recurrent_specs(rnn, name: str) -> list[LayerSpec]:
+    if isinstance(rnn, RecurrentCell):
+        return [_cell_spec(rnn, name)]
+    if isinstance(rnn, Recurrent):
+        _no_bidirectional(rnn, name)
+        return [_cell_spec(rnn.cell, f"{name}.cell")]
+    if isinstance(rnn, Bidirectional):
+        _no_bidirectional(rnn, name)
+    if isinstance(rnn, (LSTM, GRU, RNN)):
+        return _recurrent_specs(rnn.stack, f"{name}.stack")
+    if isinstance(rnn, Stacked):
+        specs = []
+        for index, layer in enumerate(rnn.layers):
+            _no_bidirectional(layer, f"{name}.layers.{index}")
+            spec = _cell_spec(layer.cell, f"{name}.layers.{index}.cell",
+                              residual=rnn.residual and index > 0)
+            specs.append(spec)
+        return specs
+    if isinstance(rnn, (nn.LSTM, nn.GRU, nn.RNN)):
+        return _torch_layer_specs(rnn, name)
+    raise UnsupportedModelError(
+        f"{name} is a {type(rnn).__module__}.{type(rnn).__qualname__}; streaming and export "
+        f"support rnnkit.LSTM/GRU/RNN, Stacked, Recurrent, rnnkit cells and torch.nn.LSTM/GRU/RNN")
+
+
+def _torch_layer_specs(rnn: nn.RNNBase, name: str) -> list[LayerSpec]:
+    if rnn.bidirectional:
+        raise UnsupportedModelError(
+            f"layer {name} is a bidirectional {type(rnn).__name__}: its output at step t needs "
+            f"the inputs after t, so it cannot run step by step; use bidirectional=False")
+    kind = _TORCH_KINDS[rnn.mode]
+    proj = getattr(rnn, "proj_size", 0)
+    output_size = proj or rnn.hidden_size
+    specs = []
+    for k in range(rnn.num_layers):
+        weight = lambda field: _snapshot(getattr(rnn, f"{field}_l{k}", None))  # noqa: E731
+        specs.append(LayerSpec(
+            f"{name} (layer {k})", kind, rnn.input_size if k == 0 else output_size,
+            rnn.hidden_size, output_size, weight("weight_ih"), weight("weight_hh"),
+            weight("bias_ih") if rnn.bias else None, weight("bias_hh") if rnn.bias else None,
+            weight("weight_hr") if proj else None))
+    return specs
+
+
+def _head_ops(head, name: str) -> list[HeadOp]:
+    if head is None or isinstance(head, _SKIPPED):
+        return []
+    if isinstance(head, nn.Linear):
+        return [HeadOp(name, "linear", _snapshot(head.weight), _snapshot(head.bias))]
+    if type(head) in HEAD_ACTIVATIONS:
+        return [HeadOp(name, HEAD_ACTIVATIONS[type(head)])]
+    if isinstance(head, nn.Sequential):
+        ops = []
+        for child_name, child in head.named_children():
+            ops.extend(_head_ops(child, f"{name}.{child_name}"))
+        return ops
+    raise UnsupportedModelError(
+        f"head module {name} is a {type(head).__module__}.{type(head).__qualname__}; a head may "
+        f"hold nn.Linear, nn.ReLU, nn.Tanh, nn.Sigmoid, nn.Dropout and nn.Identity in an "
+        f"nn.Sequential")
+
+
+def _embedding_table(embedding, name: str) -> torch.Tensor:
+    if not isinstance(embedding, nn.Embedding):
+        raise UnsupportedModelError(
+            f"{name} is a {type(embedding).__qualname__}; the embedding must be a torch.nn.Embedding")
+    if embedding.max_norm is not None:
+        raise UnsupportedModelError(
+            f"{name} has max_norm={embedding.max_norm}, which rescales rows at lookup time; "
+            f"renormalize the table once and set max_norm=None before streaming or export")
+    return _snapshot(embedding.weight)
+
+
+def streaming_graph(model, *, head=None, embedding=None) -> StreamingGraph:
+    """Describe ``model`` (plus optional ``head`` and ``embedding``) as a :class:`StreamingGraph`.
+
+    model: an rnnkit layer (``LSTM``/``GRU``/``RNN``, ``Stacked``, ``Recurrent``), an rnnkit
+    cell, a ``torch.nn.LSTM/GRU/RNN``, or any module with a ``streaming_parts()`` method that
+    returns ``{"rnn": ..., "head": ..., "embedding": ...}`` (how task models such as the
+    character LM describe themselves). head: ``nn.Linear`` or an ``nn.Sequential`` of linear
+    layers and ReLU/Tanh/Sigmoid. embedding: ``nn.Embedding`` (inputs become token ids).
+    Raises :class:`UnsupportedModelError` naming the first part that cannot run step by step.
+    """
+    if hasattr(model, "streaming_parts"):
+        if head is not None or embedding is not None:
+            raise ValueError(f"{type(model).__name__} describes its own head and embedding "
+                             f"(streaming_parts()); do not pass head= or embedding= as well")
+        parts = model.streaming_parts()
+        rnn, head, embedding = parts["rnn"], parts.get("head"), parts.get("embedding")
+    else:
+        rnn = model
+    layers = _recurrent_specs(rnn, "rnn")
+    table = None if embedding is None else _embedding_table(embedding, "embedding")
+    if table is not None and table.shape[1] != layers[0].input_size:
+        raise UnsupportedModelError(
+            f"the embedding has width {table.shape[1]} but the first layer takes "
+            f"input_size={layers[0].input_size}; they must match")
+    ops = _head_ops(head, "head")
+    width = layers[-1].output_size
+    for op in ops:
+        if op.kind == "linear":
+            if op.weight.shape[1] != width:
+                raise UnsupportedModelError(
+                    f"head module {op.name} takes {op.weight.shape[1]} features but receives "
+                    f"{width}; its in_features must match")
+            width = op.weight.shape[0]
+    return StreamingGraph(tuple(layers), tuple(ops), table, (embedding, rnn, head))
