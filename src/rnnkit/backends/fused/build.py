@@ -31,7 +31,7 @@ CFLAGS = ("-O3", f"-march={os.environ.get(ARCH_VARIABLE, 'native')}", "-fno-math
           "-fopenmp")
 
 
-STREAM_SOURCES = ("stream.cpp",)
+STREAM_SOURCES = ("stream.cpp", "session.cpp")
 
 
 def _source_hash(sources: tuple[str, ...] = SOURCES) -> str:

@@ -1,0 +1,248 @@
+"""StreamingSession against the eager PyTorch model: step-by-step and chunked outputs equal the
+full-sequence forward, streams are independent, state save/restore resumes exactly, and bad use
+gets one-line errors. Both engines (native C++ and torch) are checked."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import rnnkit
+from one_line import one_line_message
+from rnnkit.backends.fused.build import stream_module
+from rnnkit.runtime import StreamingSession, UnsupportedModelError, streaming_graph
+from tolerances import assert_close
+
+pytestmark = pytest.mark.usefixtures("single_thread")
+
+try:
+    stream_module()
+    ENGINES = ["native", "torch"]
+except RuntimeError as error:  # no C++ toolchain: the torch engine is still checked
+    ENGINES = [pytest.param("native", marks=pytest.mark.skip(reason=f"native engine unavailable: {error}")),
+               "torch"]
+
+
+class TokenModel(nn.Module):
+    """A task-style model that describes itself with streaming_parts()."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(11, 6)
+        self.rnn = rnnkit.GRU(6, 10, num_layers=2, batch_first=True)
+        self.head = nn.Sequential(nn.Linear(10, 8), nn.ReLU(), nn.Dropout(0.5), nn.Linear(8, 11))
+
+    def streaming_parts(self) -> dict:
+        return {"embedding": self.embedding, "rnn": self.rnn, "head": self.head}
+
+
+def _residual_stack():
+    return rnnkit.Stacked([rnnkit.Recurrent(rnnkit.LSTMCell(5, 7)), rnnkit.Recurrent(rnnkit.LSTMCell(7, 7)),
+                           rnnkit.Recurrent(rnnkit.GRUCell(7, 7))], residual=True)
+
+
+# name -> (model, head) with input size 5 (or token ids for the TokenModel)
+MODELS = {
+    "lstm": lambda: (rnnkit.LSTM(5, 7, batch_first=True), None),
+    "lstm_2layers_head": lambda: (rnnkit.LSTM(5, 7, num_layers=2, batch_first=True), nn.Linear(7, 3)),
+    "lstm_proj": lambda: (rnnkit.LSTM(5, 8, num_layers=2, proj_size=3, batch_first=True), None),
+    "gru": lambda: (rnnkit.GRU(5, 7, batch_first=True), nn.Sequential(nn.Linear(7, 4), nn.Sigmoid())),
+    "gru_nobias": lambda: (rnnkit.GRU(5, 7, bias=False), None),
+    "rnn_tanh": lambda: (rnnkit.RNN(5, 7, num_layers=2), nn.Sequential(nn.Tanh(), nn.Linear(7, 2))),
+    "rnn_relu": lambda: (rnnkit.RNN(5, 7, nonlinearity="relu", batch_first=True), None),
+    "torch_lstm": lambda: (nn.LSTM(5, 7, num_layers=2, batch_first=True), nn.Linear(7, 3)),
+    "torch_gru": lambda: (nn.GRU(5, 7), None),
+    "torch_lstm_proj": lambda: (nn.LSTM(5, 8, proj_size=4, batch_first=True), None),
+    "cell": lambda: (rnnkit.LSTMCell(5, 7), None),
+    "residual_stack": lambda: (_residual_stack(), nn.Linear(7, 2)),
+    "token_model": lambda: (TokenModel(), None),
+}
+
+
+def _build(name: str, seed: int = 0):
+    torch.manual_seed(seed)
+    model, head = MODELS[name]()
+    graph = streaming_graph(model, head=head)
+    return model, head, graph
+
+
+def _inputs(graph, batch: int, steps: int, seed: int = 1) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    if graph.embedding is not None:
+        return torch.randint(0, graph.vocab_size, (batch, steps), generator=generator)
+    return torch.randn(batch, steps, graph.input_size, generator=generator)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("name", MODELS)
+def test_steps_and_chunks_equal_the_full_sequence(name, engine):
+    model, head, graph = _build(name)
+    x = _inputs(graph, batch=1, steps=9)
+    expected = graph.eager_forward(x)[0]
+    session = StreamingSession(model, head=head, engine=engine)
+    assert session.engine == engine
+    if graph.embedding is not None:
+        stepped = torch.stack([session.step(int(token)).clone() for token in x[0]])
+    else:
+        stepped = torch.stack([session.step(x[0, t].clone()).clone() for t in range(x.shape[1])])
+    assert_close(stepped, expected, what=f"{name} step by step")
+    session.reset()
+    chunked = torch.cat([session.feed(x[0, :4]), session.feed(x[0, 4:])])
+    assert_close(chunked, expected, what=f"{name} fed in two chunks")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_final_state_equals_the_models_final_state(engine):
+    model, head, graph = _build("torch_lstm")
+    x = _inputs(graph, batch=1, steps=6)
+    _, (h_n, c_n) = model(x)
+    session = StreamingSession(model, head=head, engine=engine)
+    session.feed(x[0])
+    for layer, state in enumerate(session.get_state()):
+        assert_close(state.h, h_n[layer, 0], what=f"h of layer {layer}")
+        assert_close(state.c, c_n[layer, 0], what=f"c of layer {layer}")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("name", ["lstm_proj", "gru", "residual_stack", "token_model"])
+def test_interleaved_streams_equal_each_stream_alone(name, engine):
+    model, head, graph = _build(name)
+    x = _inputs(graph, batch=3, steps=7)
+    expected = graph.eager_forward(x)
+    session = StreamingSession(model, head=head, streams=["a", "b", 7], engine=engine)
+    ids = session.stream_ids
+    outputs = {stream_id: [] for stream_id in ids}
+    for t in range(x.shape[1]):
+        for index in (2, 0, 1):  # a different order than the ids, on purpose
+            value = int(x[index, t]) if graph.embedding is not None else x[index, t].clone()
+            outputs[ids[index]].append(session.step(value, ids[index]).clone())
+    for index, stream_id in enumerate(ids):
+        assert_close(torch.stack(outputs[stream_id]), expected[index], what=f"stream {stream_id}")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("name", ["lstm_2layers_head", "torch_gru", "token_model"])
+def test_step_many_equals_each_stream_alone(name, engine):
+    model, head, graph = _build(name)
+    x = _inputs(graph, batch=4, steps=5)
+    expected = graph.eager_forward(x)
+    session = StreamingSession(model, head=head, streams=4, engine=engine)
+    order = [3, 1, 0, 2]
+    for t in range(x.shape[1]):
+        batch = x[order, t].contiguous()
+        assert_close(session.step_many(batch, order), expected[order, t], what=f"step {t}")
+    # single-stream steps afterwards continue from the state step_many left behind
+    tail = _inputs(graph, batch=4, steps=1, seed=5)
+    whole = graph.eager_forward(torch.cat([x, tail], dim=1))
+    value = int(tail[2, 0]) if graph.embedding is not None else tail[2, 0].clone()
+    assert_close(session.step(value, 2), whole[2, -1], what="step after step_many")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_save_and_restore_resume_exactly(engine, tmp_path):
+    model, head, graph = _build("lstm_proj")
+    x = _inputs(graph, batch=2, steps=10)
+    session = StreamingSession(model, head=head, streams=["left", "right"], engine=engine)
+    for index, stream_id in enumerate(session.stream_ids):
+        session.feed(x[index, :6], stream_id)
+    blob = session.state_to_bytes()
+    session.save_state(tmp_path / "streams.safetensors")
+    uninterrupted = {s: session.feed(x[i, 6:], s) for i, s in enumerate(session.stream_ids)}
+
+    for restore in ("bytes", "file"):
+        resumed = StreamingSession(model, head=head, streams=["other"], engine=engine)
+        if restore == "bytes":
+            resumed.state_from_bytes(blob)
+        else:
+            resumed.load_state(tmp_path / "streams.safetensors")
+        assert resumed.stream_ids == ["left", "right"]
+        for index, stream_id in enumerate(resumed.stream_ids):
+            assert torch.equal(resumed.feed(x[index, 6:], stream_id), uninterrupted[stream_id])
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_add_drop_reset_and_growth_keep_streams_apart(engine):
+    model, head, graph = _build("gru")
+    x = _inputs(graph, batch=12, steps=4)
+    expected = graph.eager_forward(x)
+    session = StreamingSession(model, head=head, streams=0, engine=engine)
+    assert len(session) == 0
+    for stream_id in range(12):  # more than the initial arena: it grows while streams are live
+        session.add_stream(stream_id)
+        session.feed(x[stream_id, :2], stream_id)
+    for stream_id in range(12):
+        assert_close(session.feed(x[stream_id, 2:], stream_id), expected[stream_id, 2:])
+    session.drop_stream(5)
+    assert 5 not in session and len(session) == 11
+    session.add_stream("new")  # reuses the freed row with a zero state
+    assert_close(session.feed(x[0], "new"), expected[0], what="a new stream starts from zero")
+    session.reset(3)
+    assert_close(session.feed(x[3], 3), expected[3], what="a reset stream starts from zero")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_set_state_continues_from_a_given_state(engine):
+    model, head, graph = _build("lstm_2layers_head")
+    x = _inputs(graph, batch=1, steps=8)
+    expected = graph.eager_forward(x)[0]
+    first = StreamingSession(model, head=head, engine=engine)
+    first.feed(x[0, :5])
+    second = StreamingSession(model, head=head, streams=["copy"], engine=engine)
+    second.set_state(first.get_state(), "copy")
+    assert_close(second.feed(x[0, 5:], "copy"), expected[5:])
+
+
+def test_bidirectional_models_are_refused_naming_the_layer():
+    with pytest.raises(UnsupportedModelError) as info:
+        StreamingSession(rnnkit.GRU(4, 6, num_layers=2, bidirectional=True))
+    one_line_message(info, "rnn.stack.layers.0", "step by step")
+    with pytest.raises(UnsupportedModelError) as info:
+        StreamingSession(nn.LSTM(4, 6, bidirectional=True))
+    one_line_message(info, "bidirectional")
+    with pytest.raises(UnsupportedModelError) as info:
+        StreamingSession(rnnkit.LSTM(4, 6), head=nn.Sequential(nn.Linear(6, 3), nn.GELU()))
+    one_line_message(info, "head.1", "GELU")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_bad_inputs_get_one_line_errors(engine):
+    session = StreamingSession(rnnkit.LSTM(4, 6), streams=["a"], engine=engine)
+    with pytest.raises(KeyError) as info:
+        session.step(torch.zeros(4), "b")
+    one_line_message(info, "no stream 'b'", "add_stream")
+    with pytest.raises(ValueError) as info:
+        session.step(torch.zeros(5), "a")
+    one_line_message(info, "float32", "4 features")
+    with pytest.raises(ValueError) as info:
+        session.step(torch.zeros(4, dtype=torch.float64), "a")
+    one_line_message(info, "float32")
+    with pytest.raises(ValueError) as info:
+        session.add_stream("a")
+    one_line_message(info, "already open")
+    with pytest.raises(TypeError) as info:
+        session.add_stream(1.5)
+    one_line_message(info, "ints or strings")
+    session.add_stream("b")
+    with pytest.raises(ValueError) as info:
+        session.step_many(torch.zeros(2, 4), ["a", "a"])
+    one_line_message(info, "distinct")
+    with pytest.raises(ValueError) as info:
+        session.state_from_bytes(b"definitely not safetensors")
+    one_line_message(info, "not a stream-state blob")
+    other = StreamingSession(rnnkit.GRU(4, 6), engine=engine)
+    with pytest.raises(ValueError) as info:
+        other.state_from_bytes(session.state_to_bytes())
+    one_line_message(info, "layers")
+    assert other.stream_ids == [0], "a refused restore leaves the session as it was"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_token_ids_outside_the_vocabulary_are_refused(engine):
+    session = StreamingSession(TokenModel(), engine=engine)
+    with pytest.raises(ValueError) as info:
+        session.step(11)
+    one_line_message(info, "token id 11", "[0, 11)")
+    with pytest.raises(ValueError) as info:
+        session.feed(torch.tensor([1, -1]))
+    one_line_message(info, "token id -1")
