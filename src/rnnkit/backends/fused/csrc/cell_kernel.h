@@ -8,7 +8,7 @@
 //         h' = m, or m W_hr^T with a projection (P < H)
 //   GRU   r, z = σ(gx + gh);  n = tanh(gx_n + r * gh_n);  h' = n + z (h - n)
 //   Elman h' = act(x W_ih^T + h W_hh^T + b), act tanh or relu
-// State rows live at h + b * ld and c + b * ld, so one row of a session's state arena (all layers
+// State rows live at h + b * ld_h and c + b * ld_c, so one row of a session's state arena (all layers
 // side by side) or a gathered batch of rows both work without copies.
 #pragma once
 
@@ -51,8 +51,8 @@ struct CellKernel {
     }
   }
 
-  // Advance B rows: x (B, I) with row stride ldx; h (B, P) and c (B, H) with row stride ld.
-  void step(int64_t B, const float* x, int64_t ldx, float* h, float* c, int64_t ld) {
+  // Advance B rows: x (B, I) with row stride ldx; h (B, P) and c (B, H) with row strides ld_h, ld_c.
+  void step(int64_t B, const float* x, int64_t ldx, float* h, int64_t ld_h, float* c, int64_t ld_c) {
     if ((int64_t)pre_x.size() < B * G) {
       pre_x.resize(B * G);
       pre_h.resize(kind == kGRU ? B * G : 0);
@@ -63,7 +63,7 @@ struct CellKernel {
     gemm_accumulate(B, x, ldx, w_x, pre_x.data(), G, 0, w_x.panels);
     if (kind == kGRU) {
       for (int64_t b = 0; b < B; ++b) std::memcpy(pre_h.data() + b * G, bias_h.data(), G * sizeof(float));
-      gemm_accumulate(B, h, ld, w_h, pre_h.data(), G, 0, w_h.panels);
+      gemm_accumulate(B, h, ld_h, w_h, pre_h.data(), G, 0, w_h.panels);
       for (int64_t b = 0; b < B; ++b) {
         float* gx = pre_x.data() + b * G;
         const float* gh = pre_h.data() + b * G;
@@ -71,16 +71,16 @@ struct CellKernel {
         sigmoid_array(gx, gx, 2 * H);  // r | z
         for (int64_t u = 0; u < H; ++u) gx[2 * H + u] += gx[u] * gh[2 * H + u];
         tanh_array(gx + 2 * H, gx + 2 * H, H);  // n
-        float* hb = h + b * ld;
+        float* hb = h + b * ld_h;
         for (int64_t u = 0; u < H; ++u) hb[u] = gx[2 * H + u] + gx[H + u] * (hb[u] - gx[2 * H + u]);
       }
       return;
     }
-    gemm_accumulate(B, h, ld, w_h, pre_x.data(), G, 0, w_h.panels);
+    gemm_accumulate(B, h, ld_h, w_h, pre_x.data(), G, 0, w_h.panels);
     if (kind == kTanh || kind == kReLU) {
       for (int64_t b = 0; b < B; ++b) {
         const float* row = pre_x.data() + b * G;
-        float* hb = h + b * ld;
+        float* hb = h + b * ld_h;
         if (kind == kTanh) tanh_array(hb, row, H);
         else for (int64_t u = 0; u < H; ++u) hb[u] = row[u] > 0.f ? row[u] : 0.f;
       }
@@ -91,16 +91,16 @@ struct CellKernel {
       sigmoid_array(g, g, 2 * H);
       tanh_array(g + 2 * H, g + 2 * H, H);
       sigmoid_array(g + 3 * H, g + 3 * H, H);
-      float* cb = c + b * ld;
+      float* cb = c + b * ld_c;
       for (int64_t u = 0; u < H; ++u) cb[u] = g[H + u] * cb[u] + g[u] * g[2 * H + u];
-      float* mb = P == H ? h + b * ld : m.data() + b * H;
+      float* mb = P == H ? h + b * ld_h : m.data() + b * H;
       tanh_array(mb, cb, H);
       for (int64_t u = 0; u < H; ++u) mb[u] *= g[3 * H + u];
     }
     if (P != H) {
       std::fill(projected.begin(), projected.begin() + B * P, 0.f);
       gemm_accumulate(B, m.data(), H, w_r, projected.data(), P, 0, w_r.panels);
-      for (int64_t b = 0; b < B; ++b) std::memcpy(h + b * ld, projected.data() + b * P, P * sizeof(float));
+      for (int64_t b = 0; b < B; ++b) std::memcpy(h + b * ld_h, projected.data() + b * P, P * sizeof(float));
     }
   }
 };

@@ -70,7 +70,7 @@ struct Session {
     for (size_t l = 0; l < layers.size(); ++l) {
       CellKernel& cell = *layers[l];
       float* h = st + h_offset[l];
-      cell.step(B, in, ld_in, h, st + c_offset[l], lds);
+      cell.step(B, in, ld_in, h, lds, st + c_offset[l], lds);
       width = cell.P;
       if (residual[l]) {  // the next input is h + this layer's input; h itself stays the state
         float* sum = scratch(which, B * width);

@@ -83,7 +83,7 @@ PyObject* stepper_step(StepperObject* self, PyObject* x_object) {
                  (long long)s.B, (long long)s.kernel.I, got.c_str());
     return nullptr;
   }
-  s.kernel.step(s.B, x.data_ptr<float>(), s.kernel.I, s.h, s.c, s.kernel.P);
+  s.kernel.step(s.B, x.data_ptr<float>(), s.kernel.I, s.h, s.kernel.P, s.c, s.kernel.H);
   Py_INCREF(self->h_tensor);
   return self->h_tensor;
 }
