@@ -8,9 +8,11 @@ import logging
 import os
 import sys
 
+from rnnkit.export.check import ExportMismatchError
 from rnnkit.training import NonFiniteLossError
 
 from .classify import add_classify
+from .export import add_export
 from .forecast import add_forecast
 from .lm import add_evaluate, add_generate, add_train
 
@@ -85,6 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_generate(commands)
     add_classify(commands)
     add_forecast(commands)
+    add_export(commands)
     _add_info(commands)
     return parser
 
@@ -120,13 +123,13 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rnnkit: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, OSError, NonFiniteLossError) as error:
+    except (ValueError, OSError, NonFiniteLossError, ExportMismatchError) as error:
         # Bad input of every kind (corpus, checkpoint, config, option values) ends here as one
         # line; RNNKIT_DEBUG=1 shows the traceback instead.
         if os.environ.get("RNNKIT_DEBUG"):
             raise
         print(f"rnnkit: error: {error}", file=sys.stderr)
-        return 1 if isinstance(error, NonFiniteLossError) else 2
+        return 1 if isinstance(error, (NonFiniteLossError, ExportMismatchError)) else 2
 
 
 if __name__ == "__main__":

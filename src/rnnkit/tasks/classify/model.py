@@ -87,6 +87,22 @@ class SequenceClassifier(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.head = nn.Linear(features, num_classes)
 
+    def streaming_parts(self) -> dict:
+        """The model as rnn -> head over each step's output, for streaming and export.
+
+        Only a unidirectional model with pooling="last" is one: its logits after step t are the
+        class scores of the sequence so far. Other poolings need the whole sequence.
+        """
+        from rnnkit.runtime import UnsupportedModelError
+
+        if self.config.bidirectional or self.config.pooling != "last":
+            raise UnsupportedModelError(
+                f"this classifier (bidirectional={self.config.bidirectional}, pooling="
+                f"{self.config.pooling!r}) needs whole sequences; only a unidirectional model "
+                f"with pooling='last' runs step by step (train with --no-bidirectional "
+                f"--pooling last)")
+        return {"rnn": self.rnn, "head": self.head}
+
     def _encode(self, x: torch.Tensor, lengths: torch.Tensor):
         """Outputs (B, T, D*H), zero past each length, and h_n (L*D, B, H)."""
         if self.config.implementation == "rnnkit":
