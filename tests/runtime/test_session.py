@@ -55,6 +55,7 @@ MODELS = {
     "torch_gru": lambda: (nn.GRU(5, 7), None),
     "torch_lstm_proj": lambda: (nn.LSTM(5, 8, proj_size=4, batch_first=True), None),
     "cell": lambda: (rnnkit.LSTMCell(5, 7), None),
+    "gru_cell": lambda: (rnnkit.GRUCell(5, 7), nn.Linear(7, 2)),
     "residual_stack": lambda: (_residual_stack(), nn.Linear(7, 2)),
     "token_model": lambda: (TokenModel(), None),
 }

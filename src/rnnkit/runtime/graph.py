@@ -117,9 +117,8 @@ class StreamingGraph:
             if isinstance(rnn, RecurrentCell):
                 state, outputs = None, []
                 for t in range(x.shape[1]):
-                    state = rnn(x[:, t], state)
-                    state = state if isinstance(state, tuple) else (state,)
-                    outputs.append(state[0])
+                    state = rnn(x[:, t], state)  # (h, c) for an LSTM cell, h for the others
+                    outputs.append(state[0] if isinstance(state, tuple) else state)
                 y = torch.stack(outputs, dim=1)
             else:
                 batch_first = getattr(rnn, "batch_first", True)
