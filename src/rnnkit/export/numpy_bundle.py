@@ -1,13 +1,24 @@
-"""Export a recurrent model (plus optional linear head) to a folder that runs on NumPy alone.
+"""Export a recurrent model to a folder that runs on NumPy alone, checked against PyTorch.
 
-The folder holds ``weights.npz`` (float32 arrays ``layer{k}.weight_ih``, ``layer{k}.weight_hh``,
-``layer{k}.bias_ih``, ``layer{k}.bias_hh``, ``head.weight``, ``head.bias``), ``model.json``
-(cell, sizes, layers, nonlinearity, bias, head shape, format version, gate order) and a copy of
-``rnnkit_numpy_runtime.py``, so it runs where neither torch nor rnnkit is installed::
+The model is read through :func:`rnnkit.runtime.graph.streaming_graph`, so everything the graph
+describes exports: an optional embedding (inputs are then token ids), unidirectional LSTM (with
+or without projection), GRU and Elman (tanh/relu) layers, residual stacks, and a head of
+``nn.Linear`` layers and ReLU/Tanh/Sigmoid activations::
 
-    from rnnkit.export import export_numpy
-    export_numpy(rnnkit.LSTM(8, 16, num_layers=2), "lstm_np", head=torch.nn.Linear(16, 4))
+    x_t --[embedding E (V, I)]--> layer 0 --> ... --> layer L-1 --> head ops --> y_t (O)
 
+The folder holds
+
+* ``weights.npz``: float32 arrays ``layer{k}.weight_ih`` (G, I), ``layer{k}.weight_hh`` (G, P),
+  ``layer{k}.bias_ih`` / ``layer{k}.bias_hh`` (G) when the layer has biases,
+  ``layer{k}.weight_hr`` (P, H) for an LSTM with projection, ``head{j}.weight`` (O, I) /
+  ``head{j}.bias`` (O) for linear head op j, and ``embedding.weight`` (V, I), in torch's layout
+  and gate order (G = gates * H, P = proj size or H);
+* ``model.json`` (format_version 2): the layers (kind, sizes, bias, projection, residual), the
+  head ops, the embedding's size or null, the gate orders and where the model came from;
+* ``rnnkit_numpy_runtime.py``: the standalone runtime (numpy, json and pathlib only)::
+
+    report = export_numpy(rnnkit.LSTM(8, 16, num_layers=2), "lstm_np", head=nn.Linear(16, 4))
     # elsewhere, with only numpy:
     import rnnkit_numpy_runtime as rt      # the copy inside "lstm_np"
     outputs, state = rt.load("lstm_np").forward(x)   # x (B, T, I), batch-major always
@@ -21,108 +32,128 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
-from ..layers import GRU, LSTM, RNN
+from ..runtime.graph import GATE_ORDERS, StreamingGraph, streaming_graph
 from ..training import atomic_write
 from . import rnnkit_numpy_runtime as runtime
+from .check import ExportMismatchError, ExportReport, check_inputs, compare
 
 RUNTIME_FILENAME = "rnnkit_numpy_runtime.py"
-_SUPPORTED = "rnnkit.LSTM/GRU/RNN or torch.nn.LSTM/GRU/RNN"
-_CELLS = {"LSTM": "lstm", "GRU": "gru", "RNN_TANH": "rnn", "RNN_RELU": "rnn"}
+FILES = ("model.json", RUNTIME_FILENAME, "weights.npz")
+_LAYOUT = ("batch-major: x (B, T, I) or token ids (B, T); state: one entry per layer, "
+           "(h (B, P), c (B, H)) for lstm, h (B, P) otherwise")
 
 
-def _describe_model(rnn) -> dict:
-    """model.json's fields for ``rnn``; a one-line ValueError for anything unsupported."""
-    if not isinstance(rnn, (LSTM, GRU, RNN, nn.LSTM, nn.GRU, nn.RNN)):
-        raise ValueError(f"export_numpy supports {_SUPPORTED} (unidirectional, proj_size=0); "
-                         f"got {type(rnn).__module__}.{type(rnn).__qualname__}")
-    name = type(rnn).__name__
-    if getattr(rnn, "bidirectional", False):
-        raise ValueError(f"export_numpy: {name}(bidirectional=True) is not supported; the NumPy "
-                         f"runtime supports unidirectional layers only")
-    if getattr(rnn, "proj_size", 0):
-        raise ValueError(f"export_numpy: {name}(proj_size={rnn.proj_size}) is not supported; the "
-                         f"NumPy runtime supports LSTM with proj_size=0 only")
-    cell = _CELLS.get(rnn.mode)
-    if cell is None:
-        raise ValueError(f"export_numpy: {name} with mode {rnn.mode!r} is not supported; "
-                         f"supported modes are {sorted(_CELLS)}")
+def _qualified_name(module) -> str | None:
+    return None if module is None else f"{type(module).__module__}.{type(module).__qualname__}"
+
+
+def _describe(graph: StreamingGraph, model) -> dict:
+    """model.json's fields for ``graph``, built from ``model``."""
+    layers = [{"name": spec.name, "kind": spec.kind, "input_size": spec.input_size,
+               "hidden_size": spec.hidden_size, "output_size": spec.output_size,
+               "has_bias": spec.bias_ih is not None, "has_projection": spec.weight_hr is not None,
+               "residual": spec.residual} for spec in graph.layers]
+    head = []
+    for op in graph.head:
+        entry = {"name": op.name, "kind": op.kind}
+        if op.kind == "linear":
+            entry.update(in_features=int(op.weight.shape[1]), out_features=int(op.weight.shape[0]),
+                         has_bias=op.bias is not None)
+        head.append(entry)
+    embedding = None
+    if graph.embedding is not None:
+        embedding = {"vocab_size": graph.vocab_size, "embedding_dim": int(graph.embedding.shape[1])}
+    rnn = graph.modules[1]
     return {
         "format_version": runtime.FORMAT_VERSION,
-        "cell": cell,
-        "gate_order": runtime.GATE_ORDERS[cell],
-        "input_size": int(rnn.input_size),
-        "hidden_size": int(rnn.hidden_size),
-        "num_layers": int(rnn.num_layers),
-        "nonlinearity": "relu" if rnn.mode == "RNN_RELU" else "tanh",
-        "has_bias": bool(rnn.bias),
-        "source": f"{type(rnn).__module__}.{type(rnn).__qualname__}",
-        "source_batch_first": bool(rnn.batch_first),
-        "layout": "batch-major: x (B, T, I), state per layer (B, H)",
-        "head": None,
+        "layers": layers,
+        "head": head,
+        "embedding": embedding,
+        "input": "token_ids" if embedding else "features",
+        "input_size": graph.input_size,
+        "output_size": graph.output_size,
+        "gate_orders": dict(GATE_ORDERS),
+        "source": {"model": _qualified_name(model), "rnn": _qualified_name(rnn),
+                   "batch_first": getattr(rnn, "batch_first", None)},
+        "layout": _LAYOUT,
     }
 
 
-def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
-    return np.ascontiguousarray(tensor.detach().to("cpu", torch.float32).numpy())
+def _weights(graph: StreamingGraph) -> dict[str, np.ndarray]:
+    """weights.npz's arrays, named as the module docstring lists."""
+    def array(tensor: torch.Tensor) -> np.ndarray:
+        return np.ascontiguousarray(tensor.detach().to("cpu", torch.float32).numpy())
 
-
-def _collect_weights(rnn, config: dict) -> dict[str, np.ndarray]:
-    state = rnn.state_dict()  # torch.nn's key names for both rnnkit presets and torch.nn
     arrays = {}
-    fields = ["weight_ih", "weight_hh"] + (["bias_ih", "bias_hh"] if config["has_bias"] else [])
-    for layer in range(config["num_layers"]):
-        for field in fields:
-            key = f"{field}_l{layer}"
-            if key not in state:
-                raise ValueError(f"export_numpy: parameter {key!r} missing from the model's "
-                                 f"state_dict; expected torch.nn's parameter names")
-            arrays[f"layer{layer}.{field}"] = _to_numpy(state[key])
+    for k, spec in enumerate(graph.layers):
+        for field in ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr"):
+            if getattr(spec, field) is not None:
+                arrays[f"layer{k}.{field}"] = array(getattr(spec, field))
+    for j, op in enumerate(graph.head):
+        for field in ("weight", "bias"):
+            if getattr(op, field) is not None:
+                arrays[f"head{j}.{field}"] = array(getattr(op, field))
+    if graph.embedding is not None:
+        arrays["embedding.weight"] = array(graph.embedding)
     return arrays
 
 
-def _describe_head(head, hidden_size: int) -> tuple[dict, dict[str, np.ndarray]]:
-    if not isinstance(head, nn.Linear):
-        raise ValueError(f"export_numpy: head must be a torch.nn.Linear (or None); got "
-                         f"{type(head).__module__}.{type(head).__qualname__}")
-    if head.in_features != hidden_size:
-        raise ValueError(f"export_numpy: head.in_features={head.in_features} must equal the "
-                         f"model's hidden_size={hidden_size}")
-    arrays = {"head.weight": _to_numpy(head.weight)}
-    if head.bias is not None:
-        arrays["head.bias"] = _to_numpy(head.bias)
-    info = {"type": "linear", "in_features": int(head.in_features),
-            "out_features": int(head.out_features), "has_bias": head.bias is not None}
-    return info, arrays
+def _bundle(model, head, embedding) -> tuple[StreamingGraph, dict, dict[str, np.ndarray]]:
+    graph = streaming_graph(model, head=head, embedding=embedding)
+    return graph, _describe(graph, model), _weights(graph)
 
 
-def export_numpy(rnn, path, head: nn.Linear | None = None) -> Path:
-    """Write ``rnn`` (and ``head``) to the folder ``path`` for the NumPy runtime; returns it.
+def numpy_runtime_model(model, *, head=None, embedding=None) -> runtime.NumpyRecurrentModel:
+    """The runtime's model for ``model`` built in memory, without a folder (benchmarks, tests).
 
-    rnn: rnnkit.LSTM/GRU/RNN or torch.nn.LSTM/GRU/RNN, unidirectional, any num_layers, either
-    batch_first (the runtime is always batch-major), bias on or off, RNN tanh or relu, LSTM
-    proj_size 0. Dropout is ignored (inference). head: optional torch.nn.Linear(H, out) applied
-    to the top layer's h at every step. Each file is written atomically; the folder is created
-    if needed and files of an earlier export in it are replaced.
+    Same arguments as :func:`export_numpy`; the result computes what ``load(folder)`` of an
+    export would.
     """
-    config = _describe_model(rnn)
-    arrays = _collect_weights(rnn, config)
-    if head is not None:
-        config["head"], head_arrays = _describe_head(head, config["hidden_size"])
-        arrays.update(head_arrays)
-    # Validate with the runtime itself before writing anything.
-    runtime.NumpyRecurrentModel(config, arrays)
+    _, config, arrays = _bundle(model, head, embedding)
+    return runtime.NumpyRecurrentModel(config, arrays)
 
+
+def export_numpy(model, path, *, head=None, embedding=None, check: bool = True) -> ExportReport:
+    """Write ``model`` (plus ``head`` and ``embedding``) to the folder ``path`` for the runtime.
+
+    model: anything :func:`rnnkit.runtime.graph.streaming_graph` takes: rnnkit LSTM/GRU/RNN,
+    Stacked (residual too), Recurrent, an rnnkit cell, torch.nn.LSTM/GRU/RNN (either batch_first,
+    any num_layers, bias on or off, LSTM proj_size), unidirectional, or a module with
+    ``streaming_parts()``. head: nn.Linear or an nn.Sequential of Linear and ReLU/Tanh/Sigmoid
+    (Dropout and Identity are dropped). embedding: nn.Embedding; inputs are then token ids.
+
+    Unsupported models raise :class:`rnnkit.runtime.graph.UnsupportedModelError` naming the
+    layer, before anything is written. Each file is written atomically, model.json last (its
+    presence marks a complete export); the folder is created if needed and an earlier export in
+    it is replaced. With ``check`` the written folder is loaded with the runtime and run on
+    :func:`check_inputs`, and ``max_abs_diff`` is its largest difference from the PyTorch
+    model (above ``check.TOLERANCE`` raises ``ExportMismatchError`` and removes model.json, so
+    the folder no longer loads); otherwise it is None.
+    """
+    graph, config, arrays = _bundle(model, head, embedding)
+    # Validate with the runtime itself, and serialize, before writing anything.
+    runtime.NumpyRecurrentModel(config, arrays)
+    text = json.dumps(config, indent=2, sort_keys=True) + "\n"
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"export_numpy: {folder} exists and is not a folder; pass a folder path")
+
     folder.mkdir(parents=True, exist_ok=True)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     atomic_write(folder / "weights.npz", buffer.getvalue())
     atomic_write(folder / RUNTIME_FILENAME, Path(runtime.__file__).read_bytes())
-    # model.json last: its presence marks a complete export.
-    text = json.dumps(config, indent=2, sort_keys=True) + "\n"
     atomic_write(folder / "model.json", text.encode("utf-8"))
-    return folder
+
+    if not check:
+        return ExportReport("numpy", folder, FILES, None, note="check=False")
+    inputs = check_inputs(graph)
+    outputs, _ = runtime.load(folder).forward(inputs.numpy())
+    try:
+        difference = compare("numpy", outputs, graph.eager_forward(inputs))
+    except ExportMismatchError:
+        # Without model.json the folder no longer loads: a wrong export is never used by mistake.
+        (folder / "model.json").unlink()
+        raise
+    return ExportReport("numpy", folder, FILES, difference)

@@ -5,31 +5,41 @@ This file imports only numpy, json and pathlib, so an exported folder (``model.j
 
     import rnnkit_numpy_runtime as rt
     model = rt.load("exported_folder")
-    outputs, state = model.forward(x)            # x (B, T, I) or (T, I)
-    y_t, state = model.step(x_t, state)          # x_t (B, I) or (I,)
+    outputs, state = model.forward(x)      # x (B, T, I) or (T, I); token ids (B, T) or (T,)
+    y_t, state = model.step(x_t, state)    # x_t (B, I) or (I,); token ids (B,) or a scalar
 
-Equations per layer (torch gate order; ``gx = x_t W_ih^T + b_ih``, ``gh = h_{t-1} W_hh^T + b_hh``,
-biases are zero when the model has none):
+A model is ``x_t --[embedding]--> layer 0 --> ... --> layer L-1 --> head ops --> y_t``.
 
-* LSTM (gates i, f, g, o; gates = gx + gh split into four (B, H) blocks)::
+Embedding (optional): the input is a token id per step and ``x_t = E[id_t]`` with E (V, I);
+ids outside 0..V-1 raise ValueError.
 
-      c_t = sigmoid(f) * c_{t-1} + sigmoid(i) * tanh(g)
-      h_t = sigmoid(o) * tanh(c_t)
+Layer l (torch's parameter layout and gate order; G = gates * H) with input x (B, I_l)::
 
-* GRU (gates r, z, n; gx and gh each split into three (B, H) blocks)::
+    gx = x W_ih^T + b_ih        (B, G)     W_ih (G, I_l)
+    gh = h_{t-1} W_hh^T + b_hh  (B, G)     W_hh (G, P), biases zero when the layer has none
 
-      r = sigmoid(gx_r + gh_r)    z = sigmoid(gx_z + gh_z)
+* LSTM, gates i, f, g, o (four (B, H) blocks of gx + gh)::
+
+      c_t = sigmoid(f) * c_{t-1} + sigmoid(i) * tanh(g)       (B, H)
+      h_t = sigmoid(o) * tanh(c_t)                             (B, H)
+      h_t = h_t W_hr^T           with projection, W_hr (P, H)  (B, P)
+
+* GRU, gates r, z, n (three (B, H) blocks each of gx and gh)::
+
+      r = sigmoid(gx_r + gh_r)        z = sigmoid(gx_z + gh_z)
       n = tanh(gx_n + r * gh_n)
       h_t = (1 - z) * n + z * h_{t-1}
 
-* RNN: ``h_t = act(gx + gh)`` with act tanh or relu.
+* RNN: ``h_t = tanh(gx + gh)`` (rnn_tanh) or ``max(gx + gh, 0)`` (rnn_relu).
 
-Layer l > 0 takes layer l-1's h_t as its input. The step output ``y_t`` is the top layer's
-h_t, or ``y_t = h_t W_head^T + b_head`` when the model has a linear head.
+The layer's output is h_t, or ``h_t + x`` for a residual layer (then P = I_l); layer l + 1
+takes layer l's output. The head ops then run in order on the top layer's output: ``linear``
+(y W^T + b, W (O, I), b (O) or none), ``relu`` (max(y, 0)), ``tanh`` and ``sigmoid``.
 
-Shapes: x_t (B, I); per layer W_ih (G*H, I_l), W_hh (G*H, H), b_* (G*H) with G = 4 (LSTM),
-3 (GRU), 1 (RNN); state is a list with one entry per layer: the tuple (h, c) for LSTM, the
-array h otherwise, each (B, H) float32, batch-major.
+Shapes: B batch, T steps, I input features, H hidden, P a layer's output width (proj size, else
+H), V vocabulary, O the output width (the last linear's O, else the top layer's P). The state is
+a list with one entry per layer: the pair (h (B, P), c (B, H)) for an LSTM, h (B, P) otherwise,
+float32 and batch-major. All arrays are float32.
 """
 
 from __future__ import annotations
@@ -39,140 +49,350 @@ from pathlib import Path
 
 import numpy as np
 
-FORMAT_VERSION = 1
-GATE_COUNTS = {"lstm": 4, "gru": 3, "rnn": 1}
-GATE_ORDERS = {"lstm": "ifgo", "gru": "rzn", "rnn": "h"}
+FORMAT_VERSION = 2
+#: gates per layer kind, in torch's order (the order of the rows of W_ih, W_hh, b_ih, b_hh)
+GATE_ORDERS = {"lstm": "i,f,g,o", "gru": "r,z,n", "rnn_tanh": "h", "rnn_relu": "h"}
+HEAD_ACTIVATIONS = ("relu", "tanh", "sigmoid")
+_REEXPORT = "re-export the model with rnnkit.export.export_numpy"
 
 
 def _sigmoid(x: np.ndarray) -> np.ndarray:
     # Numerically stable and float32-preserving: 0.5 * (1 + tanh(x / 2)).
-    return 0.5 * (1.0 + np.tanh(0.5 * x)).astype(x.dtype, copy=False)
+    return (0.5 * (1.0 + np.tanh(0.5 * x))).astype(x.dtype, copy=False)
+
+
+def _weight(weights, name: str, shape: tuple) -> np.ndarray:
+    """The float32 array ``name`` of weights.npz, checked against the shape model.json implies."""
+    if name not in weights:
+        raise ValueError(f"weights.npz has no array {name!r} that model.json needs; {_REEXPORT}")
+    array = np.asarray(weights[name], dtype=np.float32)
+    if array.shape != tuple(shape):
+        raise ValueError(f"weights.npz array {name!r} has shape {array.shape}; model.json needs "
+                         f"{tuple(shape)}; {_REEXPORT}")
+    return array
+
+
+def _halve_rows(matrix: np.ndarray, rows: int) -> np.ndarray:
+    # sigmoid(a) = 0.5 + 0.5 * tanh(a / 2): halving a sigmoid gate's rows (exact in float32) lets
+    # one tanh call evaluate all the gates of a step, which matters at batch 1 where every NumPy
+    # call costs about a microsecond of overhead.
+    matrix = matrix.copy()
+    matrix[:rows] *= 0.5
+    return matrix
+
+
+class _Layer:
+    """One recurrent layer: its weights, prepared once for fast steps, and its state checks."""
+
+    gates = 1
+
+    def __init__(self, index: int, spec: dict) -> None:
+        self.index = index
+        self.kind = spec["kind"]
+        self.input_size = int(spec["input_size"])
+        self.hidden_size = int(spec["hidden_size"])
+        self.output_size = int(spec["output_size"])
+        self.residual = bool(spec["residual"])
+        self.state_sizes = {"h": self.output_size}
+
+    def _load(self, spec: dict, weights) -> tuple:
+        """(W_ih, W_hh, b_ih, b_hh) of this layer, in torch's layout; biases None if it has none."""
+        rows, prefix = self.gates * self.hidden_size, f"layer{self.index}."
+        w_ih = _weight(weights, prefix + "weight_ih", (rows, self.input_size))
+        w_hh = _weight(weights, prefix + "weight_hh", (rows, self.output_size))
+        if not spec["has_bias"]:
+            return w_ih, w_hh, None, None
+        return (w_ih, w_hh, _weight(weights, prefix + "bias_ih", (rows,)),
+                _weight(weights, prefix + "bias_hh", (rows,)))
+
+    def zero_state(self, batch: int):
+        arrays = tuple(np.zeros((batch, width), dtype=np.float32)
+                       for width in self.state_sizes.values())
+        return arrays if len(arrays) > 1 else arrays[0]
+
+    def check_state(self, entry, batch: int):
+        """``entry`` as float32 arrays of shape (batch, width), or a one-line ValueError."""
+        fields = len(self.state_sizes)
+        if fields > 1 and (not isinstance(entry, (tuple, list)) or len(entry) != fields):
+            raise ValueError(f"state[{self.index}] must be the pair (h, c) of LSTM layer "
+                             f"{self.index}; got {type(entry).__name__}")
+        arrays = tuple(entry) if fields > 1 else (entry,)
+        checked = []
+        for (name, width), array in zip(self.state_sizes.items(), arrays):
+            array = np.asarray(array, dtype=np.float32)
+            if array.shape != (batch, width):
+                raise ValueError(f"state[{self.index}] {name} must have shape (B, {width}) = "
+                                 f"({batch}, {width}) for layer {self.index}; got {array.shape}")
+            checked.append(array)
+        return tuple(checked) if fields > 1 else checked[0]
+
+
+class _LSTMLayer(_Layer):
+    gates = 4
+
+    def __init__(self, index: int, spec: dict, weights) -> None:
+        super().__init__(index, spec)
+        hidden = self.hidden_size
+        self.state_sizes = {"h": self.output_size, "c": hidden}
+        w_ih, w_hh, b_ih, b_hh = self._load(spec, weights)
+        # Rows i, f, g, o become i, f, o, g so the sigmoid gates form one (B, 3H) block.
+        order = np.r_[0:2 * hidden, 3 * hidden:4 * hidden, 2 * hidden:3 * hidden]
+        prepare = lambda rows: _halve_rows(rows[order], 3 * hidden)  # noqa: E731
+        self.w_ih_t = np.ascontiguousarray(prepare(w_ih).T)
+        self.w_hh_t = np.ascontiguousarray(prepare(w_hh).T)
+        self.bias = None if b_ih is None else prepare(b_ih + b_hh)
+        self.w_hr_t = None
+        if spec["has_projection"]:
+            w_hr = _weight(weights, f"layer{index}.weight_hr", (self.output_size, hidden))
+            self.w_hr_t = np.ascontiguousarray(w_hr.T)
+        elif self.output_size != hidden:
+            raise ValueError(f"layer {index} outputs {self.output_size} features but has "
+                             f"hidden_size {hidden} and no projection; {_REEXPORT}")
+
+    def step(self, x: np.ndarray, state):
+        h, c = state
+        hidden = self.hidden_size
+        gates = x @ self.w_ih_t
+        gates += h @ self.w_hh_t
+        if self.bias is not None:
+            gates += self.bias
+        gates = np.tanh(gates, out=gates)
+        sigmoids = gates[:, :3 * hidden]
+        sigmoids *= 0.5
+        sigmoids += 0.5
+        c = sigmoids[:, hidden:2 * hidden] * c + sigmoids[:, :hidden] * gates[:, 3 * hidden:]
+        h = sigmoids[:, 2 * hidden:3 * hidden] * np.tanh(c)
+        if self.w_hr_t is not None:
+            h = h @ self.w_hr_t
+        return h, (h, c)
+
+
+class _GRULayer(_Layer):
+    gates = 3
+
+    def __init__(self, index: int, spec: dict, weights) -> None:
+        super().__init__(index, spec)
+        hidden = self.hidden_size
+        w_ih, w_hh, b_ih, b_hh = self._load(spec, weights)
+        self.w_ih_t = np.ascontiguousarray(_halve_rows(w_ih, 2 * hidden).T)
+        self.w_hh_t = np.ascontiguousarray(_halve_rows(w_hh, 2 * hidden).T)
+        self.bias_x = self.bias_h = None
+        if b_ih is not None:
+            # r and z add both biases, so they fold into one; n's hidden bias stays on the hidden
+            # side because r multiplies (h W_hn^T + b_hn).
+            self.bias_x = b_ih.copy()
+            self.bias_x[:2 * hidden] += b_hh[:2 * hidden]
+            self.bias_x = _halve_rows(self.bias_x, 2 * hidden)
+            self.bias_h = np.zeros_like(b_hh)
+            self.bias_h[2 * hidden:] = b_hh[2 * hidden:]
+
+    def step(self, x: np.ndarray, h: np.ndarray):
+        hidden = self.hidden_size
+        gx = x @ self.w_ih_t
+        gh = h @ self.w_hh_t
+        if self.bias_x is not None:
+            gx += self.bias_x
+            gh += self.bias_h
+        rz = np.tanh(gx[:, :2 * hidden] + gh[:, :2 * hidden])
+        rz *= 0.5
+        rz += 0.5
+        n = np.tanh(gx[:, 2 * hidden:] + rz[:, :hidden] * gh[:, 2 * hidden:])
+        h = n + rz[:, hidden:] * (h - n)
+        return h, h
+
+
+class _ElmanLayer(_Layer):
+    def __init__(self, index: int, spec: dict, weights) -> None:
+        super().__init__(index, spec)
+        w_ih, w_hh, b_ih, b_hh = self._load(spec, weights)
+        self.w_ih_t = np.ascontiguousarray(w_ih.T)
+        self.w_hh_t = np.ascontiguousarray(w_hh.T)
+        self.bias = None if b_ih is None else b_ih + b_hh
+        self.relu = self.kind == "rnn_relu"
+
+    def step(self, x: np.ndarray, h: np.ndarray):
+        pre = x @ self.w_ih_t
+        pre += h @ self.w_hh_t
+        if self.bias is not None:
+            pre += self.bias
+        h = np.maximum(pre, 0, out=pre) if self.relu else np.tanh(pre, out=pre)
+        return h, h
+
+
+_LAYER_TYPES = {"lstm": _LSTMLayer, "gru": _GRULayer, "rnn_tanh": _ElmanLayer,
+                "rnn_relu": _ElmanLayer}
 
 
 class NumpyRecurrentModel:
-    """A stack of LSTM/GRU/RNN layers (plus optional linear head) evaluated with NumPy."""
+    """An exported model (embedding, recurrent layers, head ops) evaluated with NumPy."""
 
-    def __init__(self, config: dict, weights: dict) -> None:
-        version = config.get("format_version")
+    def __init__(self, config: dict, weights) -> None:
+        version = config.get("format_version") if isinstance(config, dict) else None
         if version != FORMAT_VERSION:
-            raise ValueError(f"unsupported model.json format_version {version!r}; "
-                             f"this runtime reads version {FORMAT_VERSION}")
+            raise ValueError(f"model.json has format_version {version!r}; this runtime reads "
+                             f"format_version {FORMAT_VERSION} only: {_REEXPORT}")
         self.config = config
-        self.cell = config["cell"]
-        if self.cell not in GATE_COUNTS:
-            raise ValueError(f"unknown cell {self.cell!r} in model.json; expected one of "
-                             f"{sorted(GATE_COUNTS)}")
-        self.input_size = int(config["input_size"])
-        self.hidden_size = int(config["hidden_size"])
-        self.num_layers = int(config["num_layers"])
-        self.nonlinearity = config.get("nonlinearity", "tanh")
-        gates = GATE_COUNTS[self.cell] * self.hidden_size
-        self.layers = []
-        for index in range(self.num_layers):
-            w_ih = np.asarray(weights[f"layer{index}.weight_ih"], dtype=np.float32)
-            w_hh = np.asarray(weights[f"layer{index}.weight_hh"], dtype=np.float32)
-            if config["has_bias"]:
-                b_ih = np.asarray(weights[f"layer{index}.bias_ih"], dtype=np.float32)
-                b_hh = np.asarray(weights[f"layer{index}.bias_hh"], dtype=np.float32)
-            else:
-                b_ih = b_hh = np.zeros(gates, dtype=np.float32)
-            self.layers.append((np.ascontiguousarray(w_ih.T), np.ascontiguousarray(w_hh.T),
-                                np.ascontiguousarray(b_ih), np.ascontiguousarray(b_hh)))
-        self.head = None
-        if config.get("head") is not None:
-            w = np.asarray(weights["head.weight"], dtype=np.float32)
-            b = (np.asarray(weights["head.bias"], dtype=np.float32) if config["head"]["has_bias"]
-                 else np.zeros(w.shape[0], dtype=np.float32))
-            self.head = (np.ascontiguousarray(w.T), b)
-        self.output_size = self.head[0].shape[1] if self.head is not None else self.hidden_size
+        try:
+            self.layers = self._build_layers(config["layers"], config["gate_orders"], weights)
+            self.embedding = self._build_embedding(config["embedding"], weights)
+            self.head, self.output_size = self._build_head(config["head"], weights)
+        except KeyError as missing:
+            raise ValueError(f"model.json has no field {missing}; {_REEXPORT}") from None
+        self.input_size = self.layers[0].input_size
+        self.vocab_size = None if self.embedding is None else self.embedding.shape[0]
 
-    # -- state --------------------------------------------------------------------------
+    # -- building -------------------------------------------------------------------------
+    @staticmethod
+    def _build_layers(specs: list, gate_orders: dict, weights) -> list:
+        if not specs:
+            raise ValueError(f"model.json lists no layers; {_REEXPORT}")
+        layers = []
+        for index, spec in enumerate(specs):
+            kind = spec["kind"]
+            if kind not in _LAYER_TYPES:
+                raise ValueError(f"layer {index} has kind {kind!r}; this runtime supports "
+                                 f"{sorted(_LAYER_TYPES)}")
+            if gate_orders.get(kind) != GATE_ORDERS[kind]:
+                raise ValueError(f"model.json gives gate order {gate_orders.get(kind)!r} for "
+                                 f"{kind}; this runtime computes {GATE_ORDERS[kind]!r}")
+            layer = _LAYER_TYPES[kind](index, spec, weights)
+            width = layers[-1].output_size if layers else layer.input_size
+            if layer.input_size != width:
+                raise ValueError(f"layer {index} takes {layer.input_size} features but receives "
+                                 f"{width}; {_REEXPORT}")
+            if layer.residual and layer.output_size != layer.input_size:
+                raise ValueError(f"layer {index} is residual but maps {layer.input_size} -> "
+                                 f"{layer.output_size} features; {_REEXPORT}")
+            layers.append(layer)
+        return layers
+
+    def _build_embedding(self, spec, weights):
+        if spec is None:
+            return None
+        shape = (int(spec["vocab_size"]), int(spec["embedding_dim"]))
+        if shape[1] != self.layers[0].input_size:
+            raise ValueError(f"the embedding is {shape[1]} wide but layer 0 takes "
+                             f"{self.layers[0].input_size} features; {_REEXPORT}")
+        return _weight(weights, "embedding.weight", shape)
+
+    def _build_head(self, ops: list, weights) -> tuple[list, int]:
+        """The head ops as (kind, W^T, b) and the model's output width O."""
+        head, width = [], self.layers[-1].output_size
+        for index, op in enumerate(ops):
+            kind = op["kind"]
+            if kind == "linear":
+                if int(op["in_features"]) != width:
+                    raise ValueError(f"head op {index} takes {op['in_features']} features but "
+                                     f"receives {width}; {_REEXPORT}")
+                width = int(op["out_features"])
+                weight = _weight(weights, f"head{index}.weight", (width, int(op["in_features"])))
+                bias = (_weight(weights, f"head{index}.bias", (width,)) if op["has_bias"]
+                        else None)
+                head.append((kind, np.ascontiguousarray(weight.T), bias))
+            elif kind in HEAD_ACTIVATIONS:
+                head.append((kind, None, None))
+            else:
+                raise ValueError(f"head op {index} has kind {kind!r}; this runtime supports "
+                                 f"linear, {', '.join(HEAD_ACTIVATIONS)}")
+        return head, width
+
+    # -- state ----------------------------------------------------------------------------
     def initial_state(self, batch: int = 1) -> list:
-        """Zero state: one (h, c) tuple (LSTM) or h array per layer, each (batch, H)."""
-        zeros = lambda: np.zeros((batch, self.hidden_size), dtype=np.float32)  # noqa: E731
-        if self.cell == "lstm":
-            return [(zeros(), zeros()) for _ in range(self.num_layers)]
-        return [zeros() for _ in range(self.num_layers)]
+        """Zero state: per layer (h (batch, P), c (batch, H)) for an LSTM, else h (batch, P)."""
+        return [layer.zero_state(batch) for layer in self.layers]
 
     def _check_state(self, state, batch: int) -> list:
         if state is None:
             return self.initial_state(batch)
-        if len(state) != self.num_layers:
-            raise ValueError(f"state must have one entry per layer ({self.num_layers}); "
-                             f"got {len(state)}")
-        fields = 2 if self.cell == "lstm" else 1
-        checked = []
-        for layer_state in state:
-            arrays = tuple(layer_state) if fields == 2 else (layer_state,)
-            if len(arrays) != fields:
-                raise ValueError("LSTM state entries must be (h, c) tuples")
-            arrays = tuple(np.asarray(a, dtype=np.float32) for a in arrays)
-            for a in arrays:
-                if a.shape != (batch, self.hidden_size):
-                    raise ValueError(f"state arrays must be (B, H) = ({batch}, "
-                                     f"{self.hidden_size}); got {a.shape}")
-            checked.append(arrays if fields == 2 else arrays[0])
-        return checked
+        if not isinstance(state, (list, tuple)) or len(state) != len(self.layers):
+            got = (f"{len(state)} entries" if isinstance(state, (list, tuple))
+                   else type(state).__name__)
+            raise ValueError(f"state must be a list with one entry per layer "
+                             f"({len(self.layers)}); got {got}")
+        return [layer.check_state(entry, batch) for layer, entry in zip(self.layers, state)]
 
-    # -- compute ------------------------------------------------------------------------
-    def _cell_step(self, layer, x: np.ndarray, layer_state):
-        w_ih_t, w_hh_t, b_ih, b_hh = layer
-        gx = x @ w_ih_t + b_ih
-        if self.cell == "lstm":
-            h, c = layer_state
-            i, f, g, o = np.split(gx + (h @ w_hh_t + b_hh), 4, axis=1)
-            c = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
-            h = _sigmoid(o) * np.tanh(c)
-            return h, (h, c)
-        h = layer_state
-        gh = h @ w_hh_t + b_hh
-        if self.cell == "gru":
-            x_r, x_z, x_n = np.split(gx, 3, axis=1)
-            h_r, h_z, h_n = np.split(gh, 3, axis=1)
-            r = _sigmoid(x_r + h_r)
-            z = _sigmoid(x_z + h_z)
-            n = np.tanh(x_n + r * h_n)
-            h = n + z * (h - n)
-            return h, h
-        pre = gx + gh
-        h = np.tanh(pre) if self.nonlinearity == "tanh" else np.maximum(pre, 0)
-        return h, h
+    # -- inputs ---------------------------------------------------------------------------
+    def _token_ids(self, ids, batched_ndim: int, shapes: str) -> tuple[np.ndarray, bool]:
+        """Integer ids checked against the vocabulary; returns (ids, unbatched)."""
+        ids = np.asarray(ids)
+        if ids.dtype.kind not in "iu":
+            raise ValueError(f"this model takes integer token ids {shapes} (it has an embedding "
+                             f"of {self.vocab_size} tokens); got an array of dtype {ids.dtype}")
+        if ids.ndim not in (batched_ndim - 1, batched_ndim):
+            raise ValueError(f"token ids must have shape {shapes}; got shape {ids.shape}")
+        if ids.size and (ids.min() < 0 or ids.max() >= self.vocab_size):
+            bad = ids[(ids < 0) | (ids >= self.vocab_size)].flat[0]
+            raise ValueError(f"token id {bad} is out of range: the vocabulary has "
+                             f"{self.vocab_size} tokens (ids 0..{self.vocab_size - 1})")
+        unbatched = ids.ndim == batched_ndim - 1
+        return (ids[None] if unbatched else ids), unbatched
+
+    def _features(self, x, batched_ndim: int, shapes: str) -> tuple[np.ndarray, bool]:
+        """Float32 features with the batch axis added if missing; returns (x, unbatched)."""
+        x = np.asarray(x, dtype=np.float32)
+        if x.ndim not in (batched_ndim - 1, batched_ndim) or x.shape[-1] != self.input_size:
+            raise ValueError(f"input must have shape {shapes}; got shape {x.shape}")
+        unbatched = x.ndim == batched_ndim - 1
+        return (x[None] if unbatched else x), unbatched
+
+    # -- compute --------------------------------------------------------------------------
+    def _advance(self, x: np.ndarray, state: list):
+        """One step of every layer and the head: x (B, I) contiguous -> (y (B, O), state)."""
+        new_state = []
+        for layer, layer_state in zip(self.layers, state):
+            output, layer_state = layer.step(x, layer_state)
+            x = output + x if layer.residual else output
+            new_state.append(layer_state)
+        for kind, weight_t, bias in self.head:
+            if kind == "linear":
+                x = x @ weight_t
+                if bias is not None:
+                    x += bias
+            elif kind == "relu":
+                x = np.maximum(x, 0)
+            elif kind == "tanh":
+                x = np.tanh(x)
+            else:
+                x = _sigmoid(x)
+        return x, new_state
 
     def step(self, x_t, state=None):
-        """One time step. x_t (B, I) or (I,); returns (y_t (B, out) or (out,), new state)."""
-        x_t = np.asarray(x_t, dtype=np.float32)
-        unbatched = x_t.ndim == 1
-        if unbatched:
-            x_t = x_t[None, :]
-        if x_t.ndim != 2 or x_t.shape[1] != self.input_size:
-            raise ValueError(f"x_t must be (B, {self.input_size}) or ({self.input_size},); "
-                             f"got shape {x_t.shape}")
-        state = self._check_state(state, x_t.shape[0])
-        new_state = []
-        inp = x_t
-        for layer, layer_state in zip(self.layers, state):
-            inp, layer_state = self._cell_step(layer, inp, layer_state)
-            new_state.append(layer_state)
-        y = inp if self.head is None else inp @ self.head[0] + self.head[1]
-        return (y[0] if unbatched else y), new_state
+        """One time step; returns (y_t (B, O), or (O,) for unbatched input, new state).
+
+        x_t: features (B, I) or (I,), or with an embedding integer token ids (B,) or a scalar.
+        state: from :meth:`initial_state` or an earlier call, or None for zeros. The given
+        state is not modified.
+        """
+        if self.embedding is not None:
+            ids, unbatched = self._token_ids(x_t, 1, "(B,) or a scalar")
+            x_t = self.embedding[ids]
+        else:
+            x_t, unbatched = self._features(x_t, 2, f"(B, {self.input_size}) or "
+                                                    f"({self.input_size},)")
+            # Contiguous rows make the matrix products (and so the results) identical to forward's.
+            x_t = np.ascontiguousarray(x_t)
+        y, state = self._advance(x_t, self._check_state(state, x_t.shape[0]))
+        return (y[0] if unbatched else y), state
 
     def forward(self, x, state=None):
-        """Run over a sequence. x (B, T, I) or (T, I); returns (outputs (B, T, out), state).
+        """Run over a sequence; returns (outputs (B, T, O), or (T, O) unbatched, final state).
 
-        Unbatched input gives outputs (T, out); the state stays batch-major with B = 1.
+        x: features (B, T, I) or (T, I), or with an embedding integer token ids (B, T) or (T,).
+        The state stays batch-major (B = 1 for unbatched input). Equals calling :meth:`step`
+        for t = 0..T-1, bit for bit.
         """
-        x = np.asarray(x, dtype=np.float32)
-        unbatched = x.ndim == 2
-        if unbatched:
-            x = x[None]
-        if x.ndim != 3 or x.shape[2] != self.input_size:
-            raise ValueError(f"x must be (B, T, {self.input_size}) or (T, {self.input_size}); "
-                             f"got shape {x.shape}")
+        if self.embedding is not None:
+            ids, unbatched = self._token_ids(x, 2, "(B, T) or (T,)")
+            x = self.embedding[ids]
+        else:
+            x, unbatched = self._features(x, 3, f"(B, T, {self.input_size}) or "
+                                                f"(T, {self.input_size})")
         batch, steps = x.shape[0], x.shape[1]
         state = self._check_state(state, batch)
+        time_major = np.ascontiguousarray(x.transpose(1, 0, 2))  # contiguous (B, I) per step
         outputs = np.empty((batch, steps, self.output_size), dtype=np.float32)
         for t in range(steps):
-            outputs[:, t], state = self.step(x[:, t], state)
+            outputs[:, t], state = self._advance(time_major[t], state)
         return (outputs[0] if unbatched else outputs), state
 
     __call__ = forward
@@ -181,7 +401,11 @@ class NumpyRecurrentModel:
 def load(folder) -> NumpyRecurrentModel:
     """Load an exported folder (``model.json`` + ``weights.npz``)."""
     folder = Path(folder)
-    config = json.loads((folder / "model.json").read_text(encoding="utf-8"))
+    config_path = folder / "model.json"
+    if not config_path.is_file():
+        raise FileNotFoundError(f"{config_path} does not exist; export a model to {folder} with "
+                                f"rnnkit.export.export_numpy first")
+    config = json.loads(config_path.read_text(encoding="utf-8"))
     with np.load(folder / "weights.npz", allow_pickle=False) as archive:
         weights = {name: archive[name] for name in archive.files}
     return NumpyRecurrentModel(config, weights)

@@ -1,0 +1,230 @@
+"""rnnkit.export.export_numpy: the folder's format, the ExportReport and one-line errors.
+
+The numerical parity with PyTorch lives in test_numpy_runtime.py; here: model.json (format 2)
+and weights.npz names, the check and its report, replacing an earlier export, and every error
+(unsupported models, bad paths, bad runtime inputs and states, old or damaged folders) being
+one line that names the problem.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import rnnkit
+from one_line import one_line_message
+from rnnkit.export import export_numpy
+from rnnkit.export import rnnkit_numpy_runtime as runtime
+from rnnkit.export.check import TOLERANCE, ExportMismatchError
+from rnnkit.export.numpy_bundle import FILES, numpy_runtime_model
+from rnnkit.runtime.graph import GATE_ORDERS, UnsupportedModelError
+from rnnkit.tasks.lm.model import CharLanguageModel, ModelConfig
+
+pytestmark = [pytest.mark.usefixtures("single_thread"),
+              pytest.mark.filterwarnings("ignore:LSTM with projections:UserWarning")]
+
+B, T, I, H, P, OUT, V = 2, 5, 5, 6, 3, 4, 11
+
+
+def _embedding_gru_mlp():
+    torch.manual_seed(0)
+    head = nn.Sequential(nn.Linear(H, 8), nn.ReLU(), nn.Dropout(0.1), nn.Linear(8, OUT, bias=False))
+    return nn.GRU(I, H, batch_first=True), dict(embedding=nn.Embedding(V, I), head=head)
+
+
+def test_model_json_and_weight_names(tmp_path):
+    rnn, kwargs = _embedding_gru_mlp()
+    folder = export_numpy(rnn, tmp_path / "gru", **kwargs).folder
+    config = json.loads((folder / "model.json").read_text())
+    assert config["format_version"] == runtime.FORMAT_VERSION == 2
+    assert config["gate_orders"] == GATE_ORDERS == runtime.GATE_ORDERS
+    assert config["layers"] == [{"name": "rnn (layer 0)", "kind": "gru", "input_size": I,
+                                 "hidden_size": H, "output_size": H, "has_bias": True,
+                                 "has_projection": False, "residual": False}]
+    assert config["head"] == [
+        {"name": "head.0", "kind": "linear", "in_features": H, "out_features": 8, "has_bias": True},
+        {"name": "head.1", "kind": "relu"},
+        {"name": "head.3", "kind": "linear", "in_features": 8, "out_features": OUT,
+         "has_bias": False}]
+    assert config["embedding"] == {"vocab_size": V, "embedding_dim": I}
+    assert (config["input"], config["input_size"], config["output_size"]) == ("token_ids", I, OUT)
+    assert config["source"] == {"model": "torch.nn.modules.rnn.GRU",
+                                "rnn": "torch.nn.modules.rnn.GRU", "batch_first": True}
+    with np.load(folder / "weights.npz") as archive:
+        assert sorted(archive.files) == [
+            "embedding.weight", "head0.bias", "head0.weight", "head2.weight",
+            "layer0.bias_hh", "layer0.bias_ih", "layer0.weight_hh", "layer0.weight_ih"]
+        assert all(archive[name].dtype == np.float32 for name in archive.files)
+        np.testing.assert_array_equal(archive["embedding.weight"],
+                                      kwargs["embedding"].weight.detach().numpy())
+
+    lstm = rnnkit.Stacked([rnnkit.Recurrent(rnnkit.LSTMCell(I, H, proj_size=P, bias=False)),
+                           rnnkit.Recurrent(rnnkit.LSTMCell(P, H, proj_size=P))], residual=True)
+    folder = export_numpy(lstm, tmp_path / "lstm").folder
+    config = json.loads((folder / "model.json").read_text())
+    assert [(layer["kind"], layer["output_size"], layer["has_bias"], layer["has_projection"],
+             layer["residual"]) for layer in config["layers"]] == [
+        ("lstm", P, False, True, False), ("lstm", P, True, True, True)]
+    assert config["head"] == [] and config["embedding"] is None
+    with np.load(folder / "weights.npz") as archive:
+        assert sorted(archive.files) == [
+            "layer0.weight_hh", "layer0.weight_hr", "layer0.weight_ih", "layer1.bias_hh",
+            "layer1.bias_ih", "layer1.weight_hh", "layer1.weight_hr", "layer1.weight_ih"]
+        assert archive["layer1.weight_hr"].shape == (P, H)
+
+
+def test_report_check_and_replacing_an_export(tmp_path):
+    model = CharLanguageModel(V, ModelConfig(cell="lstm", embedding_dim=I, hidden_size=H,
+                                             dropout=0.3, layers=2))
+    assert model.training
+    report = export_numpy(model, tmp_path / "bundle")
+    assert model.training, "the check must restore the model's training mode"
+    assert report.files == FILES and 0 <= report.max_abs_diff <= TOLERANCE
+    assert report.summary().startswith(f"numpy export in {tmp_path / 'bundle'}: max |")
+
+    # A second export into the same folder replaces the first and leaves no temporary files.
+    unchecked = export_numpy(nn.RNN(I, H), tmp_path / "bundle", check=False)
+    assert unchecked.max_abs_diff is None and unchecked.note == "check=False"
+    assert sorted(p.name for p in (tmp_path / "bundle").iterdir()) == sorted(FILES)
+    assert runtime.load(tmp_path / "bundle").vocab_size is None
+
+
+def test_in_memory_model_equals_the_loaded_export(tmp_path):
+    rnn, kwargs = _embedding_gru_mlp()
+    ids = np.random.default_rng(0).integers(0, V, (B, T))
+    in_memory = numpy_runtime_model(rnn, **kwargs).forward(ids)[0]
+    export_numpy(rnn, tmp_path / "bundle", **kwargs)
+    np.testing.assert_array_equal(in_memory, runtime.load(tmp_path / "bundle").forward(ids)[0])
+
+
+def test_mismatch_with_pytorch_raises(tmp_path, monkeypatch):
+    forward = runtime.NumpyRecurrentModel.forward
+    monkeypatch.setattr(runtime.NumpyRecurrentModel, "forward",
+                        lambda self, x, state=None: (forward(self, x, state)[0] + 1e-3, None))
+    with pytest.raises(ExportMismatchError) as error:
+        export_numpy(nn.GRU(I, H), tmp_path / "bundle")
+    one_line_message(error, "numpy export differs", "1e-05")
+
+
+@pytest.mark.parametrize("make, needles", [
+    (lambda: (rnnkit.LSTM(I, H, bidirectional=True), {}), ["rnn.stack.layers.0", "backwards"]),
+    (lambda: (nn.GRU(I, H, bidirectional=True), {}), ["layer rnn", "bidirectional GRU"]),
+    (lambda: (rnnkit.Stacked([rnnkit.Recurrent(rnnkit.LSTMCell(I, H)), rnnkit.Bidirectional(
+        rnnkit.GRUCell(H, H), rnnkit.GRUCell(H, H), merge="sum")]), {}), ["rnn.layers.1"]),
+    (lambda: (rnnkit.Recurrent(rnnkit.GRUCell(I, H), reverse=True), {}),
+     ["layer rnn", "backwards"]),
+    (lambda: (nn.Linear(I, H), {}), ["torch.nn.modules.linear.Linear", "rnnkit.LSTM/GRU/RNN"]),
+    (lambda: (nn.GRU(I, H), {"head": nn.Sequential(nn.Linear(H, OUT), nn.GELU())}),
+     ["head.1", "GELU"]),
+    (lambda: (nn.GRU(I, H), {"head": nn.Linear(H + 1, OUT)}), ["head", "in_features"]),
+    (lambda: (nn.GRU(I, H), {"embedding": nn.Embedding(V, I + 1)}), ["embedding", "width 6"]),
+], ids=["rnnkit-bidirectional", "torch-bidirectional", "stacked-bidirectional", "reverse",
+        "linear-model", "gelu-head", "head-width", "embedding-width"])
+def test_unsupported_model_is_one_line_error(tmp_path, make, needles):
+    model, kwargs = make()
+    with pytest.raises(UnsupportedModelError) as error:
+        export_numpy(model, tmp_path / "bundle", **kwargs)
+    one_line_message(error, *needles)
+    assert not (tmp_path / "bundle").exists()
+
+
+def test_bad_call_is_one_line_error(tmp_path):
+    model = CharLanguageModel(V, ModelConfig(cell="gru", embedding_dim=I, hidden_size=H))
+    with pytest.raises(ValueError) as error:
+        export_numpy(model, tmp_path / "bundle", head=nn.Linear(H, OUT))
+    one_line_message(error, "streaming_parts()", "head=")
+    (tmp_path / "file").write_text("keep")
+    with pytest.raises(ValueError) as error:
+        export_numpy(nn.GRU(I, H), tmp_path / "file")
+    one_line_message(error, "is not a folder")
+    assert (tmp_path / "file").read_text() == "keep"
+
+
+@pytest.fixture(scope="module")
+def lstm_model():
+    torch.manual_seed(1)
+    return numpy_runtime_model(nn.LSTM(I, H, num_layers=2, proj_size=P))
+
+
+@pytest.fixture(scope="module")
+def token_model():
+    rnn, kwargs = _embedding_gru_mlp()
+    return numpy_runtime_model(rnn, **kwargs)
+
+
+def _zeros(*shape):
+    return np.zeros(shape, dtype=np.float32)
+
+
+@pytest.mark.parametrize("call, needles", [
+    (lambda m: m.step(_zeros(B, I + 1)), ["input must have shape (B, 5) or (5,)", "(2, 6)"]),
+    (lambda m: m.step(_zeros(B, 1, I)), ["input must have shape (B, 5)", "(2, 1, 5)"]),
+    (lambda m: m.forward(_zeros(B, T, I - 1)), ["(B, T, 5) or (T, 5)", "(2, 5, 4)"]),
+    (lambda m: m.forward(_zeros(1, B, T, I)), ["(B, T, 5)", "(1, 2, 5, 5)"]),
+    (lambda m: m.step(_zeros(B, I), m.initial_state(B)[:1]),
+     ["one entry per layer (2)", "1 entries"]),
+    (lambda m: m.step(_zeros(B, I), _zeros(B, H)), ["one entry per layer", "ndarray"]),
+    (lambda m: m.step(_zeros(B, I), [(_zeros(B, P), _zeros(B, H)), (_zeros(B, H), _zeros(B, H))]),
+     ["state[1] h must have shape (B, 3) = (2, 3)", "(2, 6)"]),
+    (lambda m: m.step(_zeros(B, I), [(_zeros(B, P), _zeros(B, H)), _zeros(B, P)]),
+     ["state[1] must be the pair (h, c)"]),
+    (lambda m: m.forward(_zeros(B, T, I), [(_zeros(B + 1, P), _zeros(B + 1, H))] * 2),
+     ["state[0] h", "(2, 3)", "(3, 3)"]),
+], ids=["step-width", "step-ndim", "forward-width", "forward-ndim", "state-length",
+        "state-not-list", "state-shape", "state-not-pair", "state-batch"])
+def test_bad_features_or_state_is_one_line_error(lstm_model, call, needles):
+    lstm_model.step(_zeros(B, I), lstm_model.initial_state(B))  # the well-formed call works
+    with pytest.raises(ValueError) as error:
+        call(lstm_model)
+    one_line_message(error, *needles)
+
+
+@pytest.mark.parametrize("call, needles", [
+    (lambda m: m.step(np.array([1.0, 2.0])), ["integer token ids (B,) or a scalar", "float64"]),
+    (lambda m: m.forward(_zeros(B, T, I)), ["integer token ids (B, T) or (T,)", "float32"]),
+    (lambda m: m.step(V), [f"token id {V} is out of range", f"ids 0..{V - 1}"]),
+    (lambda m: m.step(np.array([0, -1])), ["token id -1 is out of range"]),
+    (lambda m: m.forward([[1, 2], [3, V + 4]]), [f"token id {V + 4} is out of range"]),
+    (lambda m: m.step(np.zeros((B, T), dtype=int)), ["token ids must have shape (B,)", "(2, 5)"]),
+    (lambda m: m.forward(np.zeros((B, T, 1), dtype=int)), ["token ids must have shape (B, T)"]),
+    (lambda m: m.step(True), ["integer token ids", "bool"]),
+], ids=["step-float", "forward-features", "step-too-large", "step-negative", "forward-range",
+        "step-ndim", "forward-ndim", "bool"])
+def test_bad_token_ids_are_one_line_errors(token_model, call, needles):
+    with pytest.raises(ValueError) as error:
+        call(token_model)
+    one_line_message(error, *needles)
+
+
+@pytest.mark.parametrize("damage, needles", [
+    (lambda c, w: c.update(format_version=1), ["format_version 1", "reads format_version 2"]),
+    (lambda c, w: c.update(format_version=99), ["format_version 99", "re-export"]),
+    (lambda c, w: c.pop("head"), ["no field 'head'", "re-export"]),
+    (lambda c, w: c["layers"][0].update(kind="lstm2"), ["kind 'lstm2'", "rnn_relu"]),
+    (lambda c, w: c["gate_orders"].update(lstm="i,g,f,o"), ["gate order 'i,g,f,o'", "'i,f,g,o'"]),
+    (lambda c, w: w.pop("layer1.weight_hr"), ["no array 'layer1.weight_hr'", "re-export"]),
+    (lambda c, w: w.update({"layer0.weight_ih": np.zeros((1, 2))}),
+     ["'layer0.weight_ih' has shape (1, 2)", "(24, 5)"]),
+], ids=["version-1", "version-unknown", "missing-field", "layer-kind", "gate-order",
+        "missing-array", "array-shape"])
+def test_damaged_folder_is_one_line_error(tmp_path, damage, needles):
+    folder = export_numpy(nn.LSTM(I, H, num_layers=2, proj_size=P), tmp_path / "bundle").folder
+    config = json.loads((folder / "model.json").read_text())
+    with np.load(folder / "weights.npz") as archive:
+        weights = {name: archive[name] for name in archive.files}
+    damage(config, weights)
+    (folder / "model.json").write_text(json.dumps(config))
+    np.savez(folder / "weights.npz", **weights)
+    with pytest.raises(ValueError) as error:
+        runtime.load(folder)
+    one_line_message(error, *needles)
+
+
+def test_missing_folder_is_one_line_error(tmp_path):
+    with pytest.raises(FileNotFoundError) as error:
+        runtime.load(tmp_path / "nowhere")
+    one_line_message(error, "model.json does not exist", "export_numpy")
