@@ -1,0 +1,152 @@
+"""`rnnkit export` on trained runs: every format is checked against the run's own PyTorch model.
+
+Oracles: the loaded task model's logits (the LM's next-character logits at every step; the
+classifier's sequence logits, which with pooling="last" equal the exported model's output at
+the last step) computed independently of the export; task.json against the checkpoint's
+vocabulary, classes and normalization.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from rnnkit.cli.main import main
+
+from corpora import tiny_text
+from test_cli_classify import write_npz
+
+LM_TINY = ["--hidden", "12", "--embedding", "6", "--batch-size", "4", "--window", "16",
+           "--no-progress", "--set", "data.eval_rows=2", "--set", "train.eval_every=4"]
+
+
+def run(argv, capsys):
+    code = main([str(a) for a in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def _numpy_runtime(folder):
+    spec = importlib.util.spec_from_file_location(f"rt_{folder.name}", folder / "rnnkit_numpy_runtime.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.load(folder)
+
+
+@pytest.fixture(scope="module")
+def lm_run(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("export-lm")
+    corpus = folder / "corpus.txt"
+    corpus.write_text(tiny_text(4000), encoding="utf-8")
+    out = folder / "run"
+    assert main(["train", "lm", "--corpus", str(corpus), "--steps", "4", "--out", str(out),
+                 "--json", "--sample-length", "5", "--cell", "gru", "--layers", "2", *LM_TINY]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def classify_data(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("export-classify-data")
+    return write_npz(folder / "train.npz", 24), write_npz(folder / "test.npz", 8)
+
+
+def _train_classifier(data, out, *flags):
+    train, test = data
+    assert main([str(a) for a in ["classify", "train", "--data", train, "--test", test, "--steps",
+                                  "4", "--out", out, "--hidden", "6", "--batch-size", "8",
+                                  "--no-progress", *flags]]) == 0
+    return out
+
+
+def test_lm_numpy_export_matches_the_models_logits(lm_run, tmp_path, capsys):
+    from rnnkit.tasks.lm.task import load_lm
+
+    code, out, _ = run(["export", "--checkpoint", lm_run, "--format", "numpy", "--out",
+                        tmp_path / "np", "--json"], capsys)
+    assert code == 0
+    report = json.loads(out)
+    assert report["format"] == "numpy" and report["max_abs_diff"] <= 1e-5
+    loaded = load_lm(lm_run)
+    task = json.loads((tmp_path / "np" / "task.json").read_text())
+    assert task["task"] == "lm" and task["vocabulary"] == loaded.vocabulary.to_list()
+    tokens = torch.randint(0, len(task["vocabulary"]), (2, 15), generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        expected = loaded.model(tokens)[0].numpy()
+    exported, _ = _numpy_runtime(tmp_path / "np").forward(tokens.numpy())
+    np.testing.assert_allclose(exported, expected, atol=1e-5, rtol=0)
+
+
+def test_lm_onnx_export_matches_the_models_logits(lm_run, tmp_path, capsys):
+    ort = pytest.importorskip("onnxruntime", reason="ONNX export needs the export extra")
+    from rnnkit.tasks.lm.task import load_lm
+
+    code, out, _ = run(["export", "--checkpoint", lm_run, "--format", "onnx", "--out",
+                        tmp_path / "onnx"], capsys)
+    assert code == 0 and "max |exported - PyTorch|" in out
+    loaded = load_lm(lm_run)
+    tokens = torch.randint(0, len(loaded.vocabulary), (1, 9), generator=torch.Generator().manual_seed(4))
+    session = ort.InferenceSession(str(tmp_path / "onnx" / "model.onnx"),
+                                   providers=["CPUExecutionProvider"])
+    feeds = {"tokens": tokens.numpy()}
+    for item in session.get_inputs()[1:]:  # zero initial states, width from the declared shape
+        feeds[item.name] = np.zeros((1, item.shape[1]), np.float32)
+    exported = session.run(["y"], feeds)[0]
+    with torch.no_grad():
+        expected = loaded.model(tokens)[0].numpy()
+    np.testing.assert_allclose(exported, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.skipif(not any(shutil.which(cc) for cc in ("cc", "gcc", "clang")),
+                    reason="no C compiler on this machine: the C export cannot be checked")
+def test_lm_c_export_is_compiled_and_checked(lm_run, tmp_path, capsys):
+    code, out, _ = run(["export", "--checkpoint", lm_run, "--format", "c", "--out",
+                        tmp_path / "c", "--name", "charlm", "--json"], capsys)
+    assert code == 0
+    report = json.loads(out)
+    assert report["max_abs_diff"] is not None and report["max_abs_diff"] <= 1e-5
+    assert {"charlm.h", "charlm.c", "task.json"} <= set(report["files"])
+    assert (tmp_path / "c" / "charlm.h").is_file()
+
+
+def test_streamable_classifier_exports_and_its_last_step_is_the_sequence_logits(
+        classify_data, tmp_path, capsys):
+    from rnnkit.tasks.classify.task import load_classifier
+
+    run_dir = _train_classifier(classify_data, tmp_path / "run", "--no-bidirectional",
+                                "--pooling", "last")
+    code, _, _ = run(["export", "--checkpoint", run_dir, "--format", "numpy", "--out",
+                      tmp_path / "np"], capsys)
+    assert code == 0
+    loaded = load_classifier(run_dir)
+    task = json.loads((tmp_path / "np" / "task.json").read_text())
+    assert task["classes"] == loaded.class_names
+    assert task["normalization"] == loaded.normalizer.to_dict()
+    sequence = np.random.default_rng(5).normal(size=(6, 3))
+    tensors = loaded.tensors([sequence])
+    with torch.no_grad():
+        expected = loaded.model(tensors.x, tensors.lengths)[0].numpy()
+    outputs, _ = _numpy_runtime(tmp_path / "np").forward(tensors.x[0].numpy())
+    np.testing.assert_allclose(outputs[-1], expected, atol=1e-5, rtol=0)
+
+
+def test_a_classifier_that_needs_whole_sequences_is_refused_in_one_line(
+        classify_data, tmp_path, capsys):
+    run_dir = _train_classifier(classify_data, tmp_path / "run")  # default: bidirectional, mean
+    capsys.readouterr()  # the training run's report
+    code, out, err = run(["export", "--checkpoint", run_dir, "--format", "numpy", "--out",
+                          tmp_path / "np"], capsys)
+    assert code == 2 and out == ""
+    message = err.strip()
+    assert "\n" not in message and "--pooling last" in message
+    assert not (tmp_path / "np").exists(), "nothing is written for a refused model"
+
+
+def test_a_missing_checkpoint_is_one_line(tmp_path, capsys):
+    code, _, err = run(["export", "--checkpoint", tmp_path / "nowhere", "--format", "onnx",
+                        "--out", tmp_path / "x"], capsys)
+    assert code == 2 and "does not exist" in err and "\n" not in err.strip()
