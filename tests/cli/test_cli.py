@@ -1,4 +1,7 @@
+import importlib.util
 import json
+import os
+import shutil
 import subprocess
 import sys
 
@@ -15,6 +18,12 @@ def test_info_json_lists_versions_and_backends(capsys):
     assert info["threads"] >= 1
     backends = {b["name"]: b for b in info["backends"]}
     assert backends["reference"]["usable"] is True
+    deployment = {row["name"]: row for row in info["deployment"]}
+    assert set(deployment) == {"streaming", "onnx", "c"}
+    onnx_installed = all(importlib.util.find_spec(name) for name in ("onnx", "onnxruntime"))
+    assert deployment["onnx"]["usable"] is bool(onnx_installed)
+    compiler = any(shutil.which(name) for name in ("cc", "gcc", "clang"))
+    assert ("no C compiler" in deployment["c"]["detail"]) is (not compiler and not os.environ.get("CC"))
 
 
 def test_info_text_names_every_backend(capsys):

@@ -19,16 +19,10 @@ import torch
 from rnnkit.cli.main import main
 
 from corpora import tiny_text
-from test_cli_classify import write_npz
+from test_cli_classify import run, write_npz
 
 LM_TINY = ["--hidden", "12", "--embedding", "6", "--batch-size", "4", "--window", "16",
            "--no-progress", "--set", "data.eval_rows=2", "--set", "train.eval_every=4"]
-
-
-def run(argv, capsys):
-    code = main([str(a) for a in argv])
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def _numpy_runtime(folder):

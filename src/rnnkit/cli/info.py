@@ -46,13 +46,39 @@ def collect_info() -> dict:
         "cuda": torch.cuda.is_available(),
         **fused_details(),
         "backends": backends,
+        "deployment": deployment_report(),
     }
 
 
+def deployment_report() -> list[dict]:
+    """Whether each deployment path works here: the native streaming engine, ONNX, C."""
+    from rnnkit.backends.fused.build import stream_module
+    from rnnkit.export.c_build import find_c_compiler
+
+    rows = []
+    try:
+        stream_module()
+        rows.append(("streaming", True, "native C++ session engine"))
+    except RuntimeError as error:
+        rows.append(("streaming", True, f"torch engine only ({error})"))
+    try:
+        import onnx
+        import onnxruntime
+
+        rows.append(("onnx", True, f"onnx {onnx.__version__}, onnxruntime {onnxruntime.__version__}"))
+    except ImportError:
+        rows.append(("onnx", False, "pip install 'rnnkit[export]' (onnx, onnxruntime)"))
+    compiler = find_c_compiler()
+    rows.append(("c", True, f"exports checked with {' '.join(compiler)}" if compiler else
+                 "exports written but not compiled or checked: no C compiler (set CC)"))
+    return [{"name": name, "usable": usable, "detail": detail} for name, usable, detail in rows]
+
+
 def format_info(info: dict) -> str:
-    lines = [f"{key:20s} {info[key]}" for key in info if key != "backends"]
-    lines.append("backends:")
-    for backend in info["backends"]:
-        mark = "usable" if backend["usable"] else "not usable"
-        lines.append(f"  {backend['name']:12s} {mark:11s} {backend['detail']}")
+    lines = [f"{key:20s} {info[key]}" for key in info if key not in ("backends", "deployment")]
+    for section in ("backends", "deployment"):
+        lines.append(f"{section}:")
+        for row in info.get(section, []):
+            mark = "usable" if row["usable"] else "not usable"
+            lines.append(f"  {row['name']:12s} {mark:11s} {row['detail']}")
     return "\n".join(lines)
