@@ -410,3 +410,17 @@ def test_literals_round_trip_float32():
         text = c_build.c_float(float(value))
         assert text.endswith("f") and ("." in text or "e" in text), text
         assert np.float32(float(text[:-1])) == value
+
+
+def test_header_states_the_step_stack_use(tmp_path):
+    # Counted by hand from the generated step: per GRU layer two (3H) accumulators, per head op
+    # one buffer of its output width; the LSTM layer one (4H) accumulator plus m (H) for the
+    # projection and, being residual, an output (P) buffer.
+    H, P = 7, 3
+    stack = rnnkit.Stacked([rnnkit.Recurrent(rnnkit.GRUCell(4, P)),
+                            rnnkit.Recurrent(rnnkit.LSTMCell(P, H, proj_size=P))], residual=True)
+    head = nn.Sequential(nn.Linear(P, 5), nn.Tanh())
+    export_c(stack, tmp_path, head=head, name="m", check=False)
+    header = (tmp_path / "m.h").read_text()
+    floats = 2 * 3 * P + (4 * H + H + P) + 5 + 5
+    assert f"#define M_STEP_STACK_BYTES {4 * floats}\n" in header

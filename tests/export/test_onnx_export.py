@@ -265,6 +265,13 @@ def test_embedding_gru_sequential_head(tmp_path):
     graph = streaming_graph(gru, head=head, embedding=embedding)
     _close(stepped, graph.eager_forward(torch.from_numpy(tokens)), "streamed tokens")
 
+    # Ids outside [0, V) are clamped (ONNX cannot raise), as in the C export: -3 reads row 0
+    # and 99 row V - 1, never a wrapped-around or missing row.
+    outside = tokens.copy()
+    outside[:, 0], outside[:, 1] = -3, 99
+    clamped = np.clip(outside, 0, vocab - 1)
+    _close(_run(session, outside, states)["y"], _run(session, clamped, states)["y"], "clamped ids")
+
 
 STREAMED = {
     "lstm-2layers-head": lambda: (rnnkit.LSTM(I, H, num_layers=2), nn.Linear(H, OUT)),

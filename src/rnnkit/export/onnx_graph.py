@@ -204,7 +204,12 @@ def build_model(graph: StreamingGraph, opset: int) -> onnx.ModelProto:
     source = input_name(graph)
     if graph.embedding is not None:
         table = b.constant("embedding", _array(graph.embedding))
-        features = b.op("Gather", [table, source], "embedded", axis=0)
+        # Gather would wrap negative ids (and fail on large ones); ONNX cannot raise, so ids
+        # are clamped into [0, V - 1], as the C export does.
+        low = b.constant("token_min", np.array(0, dtype=np.int64))
+        high = b.constant("token_max", np.array(graph.vocab_size - 1, dtype=np.int64))
+        ids = b.op("Clip", [source, low, high], "token_ids")
+        features = b.op("Gather", [table, ids], "embedded", axis=0)
         source_info = helper.make_tensor_value_info(source, TensorProto.INT64, [BATCH, TIME])
     else:
         features = source
