@@ -144,3 +144,20 @@ def test_a_missing_checkpoint_is_one_line(tmp_path, capsys):
     code, _, err = run(["export", "--checkpoint", tmp_path / "nowhere", "--format", "onnx",
                         "--out", tmp_path / "x"], capsys)
     assert code == 2 and "does not exist" in err and "\n" not in err.strip()
+
+
+def test_onnx_export_without_the_extra_says_how_to_install_it(lm_run, tmp_path, capsys, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def without_onnx(name, *args, **kwargs):
+        if name.split(".")[0] in ("onnx", "onnxruntime"):
+            raise ImportError(f"No module named {name!r}")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", without_onnx)
+    code, _, err = run(["export", "--checkpoint", lm_run, "--format", "onnx", "--out",
+                        tmp_path / "onnx"], capsys)
+    assert code == 2 and "pip install 'rnnkit[export]'" in err and "\n" not in err.strip()
+    assert not (tmp_path / "onnx").exists()
