@@ -19,3 +19,12 @@ def one_line_value_error(call, *args, match: str, **kwargs) -> str:
     with pytest.raises(ValueError, match=match) as info:
         call(*args, **kwargs)
     return one_line_message(info)
+
+
+def assert_one_line_error(code: int, err: str, *fragments: str) -> None:
+    """A CLI call ended with exit status 2 and one ``rnnkit: error:`` line holding every fragment."""
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rnnkit: error:"), err
+    for fragment in fragments:
+        assert fragment in lines[0], err

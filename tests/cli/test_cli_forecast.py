@@ -16,6 +16,7 @@ import json
 import numpy as np
 import pytest
 
+from one_line import assert_one_line_error
 from rnnkit.cli.main import main
 from rnnkit.data.timeseries import load_series
 from rnnkit.tasks.forecast.metrics import forecast_metrics
@@ -44,14 +45,6 @@ def run_quietly(argv):
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main([str(a) for a in argv])
     return code, out.getvalue(), err.getvalue()
-
-
-def assert_one_line_error(code, err, *fragments):
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("rnnkit: error:"), err
-    for fragment in fragments:
-        assert fragment in lines[0], err
 
 
 def write_series(path, rows: int = 60, bad: dict | None = None):

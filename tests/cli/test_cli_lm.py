@@ -11,6 +11,7 @@ import json
 
 import pytest
 
+from one_line import assert_one_line_error
 from rnnkit.cli.main import main
 
 from corpora import tiny_text
@@ -88,14 +89,6 @@ def test_resume_continues_a_finished_run_to_a_larger_step_limit(corpus, tmp_path
 def _digest(folder):
     return {str(p): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}
-
-
-def assert_one_line_error(code, err, *fragments):
-    assert code == 2, err
-    lines = err.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("rnnkit: error:"), err
-    for fragment in fragments:
-        assert fragment in lines[0], err
 
 
 @pytest.mark.parametrize("content, fragment", [

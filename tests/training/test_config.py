@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from one_line import one_line_message
 from rnnkit.training.config import (
     ConfigError, config_from_dict, config_to_dict, parse_override, resolve_config,
 )
@@ -30,13 +31,6 @@ class Cfg:
     pair: tuple[int, float] = (3, 0.25)
     # The parent picks defaults that differ from Optim's own.
     optim: Optim = field(default_factory=lambda: Optim(lr=0.5, steps=7, name="sgd"))
-
-
-def assert_one_line_error(excinfo, *needles):
-    message = str(excinfo.value)
-    assert "\n" not in message
-    for needle in needles:
-        assert needle in message, (needle, message)
 
 
 # --- config_from_dict / config_to_dict ---------------------------------------------------------
@@ -103,7 +97,7 @@ def test_parse_override_splits_dotted_key():
 def test_malformed_override_raises(text):
     with pytest.raises(ConfigError) as excinfo:
         parse_override(text)
-    assert_one_line_error(excinfo, "key=value")
+    one_line_message(excinfo, "key=value")
 
 
 # --- files and precedence ---------------------------------------------------------------------
@@ -150,13 +144,13 @@ def test_override_can_set_optional_to_null():
 def test_unknown_key_raises():
     with pytest.raises(ConfigError) as excinfo:
         config_from_dict(Cfg, {"sise": 3})
-    assert_one_line_error(excinfo, "sise")
+    one_line_message(excinfo, "sise")
 
 
 def test_unknown_nested_key_names_dotted_key():
     with pytest.raises(ConfigError) as excinfo:
         resolve_config(Cfg, overrides=["optim.lrr=0.1"])
-    assert_one_line_error(excinfo, "optim.lrr")
+    one_line_message(excinfo, "optim.lrr")
 
 
 @pytest.mark.parametrize("key, value", [
@@ -173,32 +167,32 @@ def test_unknown_nested_key_names_dotted_key():
 def test_wrong_type_raises_naming_key(key, value):
     with pytest.raises(ConfigError) as excinfo:
         config_from_dict(Cfg, {key: value})
-    assert_one_line_error(excinfo, repr(key))
+    one_line_message(excinfo, repr(key))
 
 
 def test_wrong_type_in_nested_section_names_dotted_key():
     with pytest.raises(ConfigError) as excinfo:
         config_from_dict(Cfg, {"optim": {"steps": "many"}})
-    assert_one_line_error(excinfo, "optim.steps")
+    one_line_message(excinfo, "optim.steps")
 
 
 def test_null_for_non_optional_raises():
     with pytest.raises(ConfigError) as excinfo:
         config_from_dict(Cfg, {"size": None})
-    assert_one_line_error(excinfo, "'size'", "null")
+    one_line_message(excinfo, "'size'", "null")
 
 
 def test_scalar_for_section_raises():
     with pytest.raises(ConfigError) as excinfo:
         resolve_config(Cfg, overrides=["optim=3"])
-    assert_one_line_error(excinfo, "'optim'")
+    one_line_message(excinfo, "'optim'")
 
 
 def test_missing_file_raises(tmp_path):
     missing = tmp_path / "nope.json"
     with pytest.raises(ConfigError) as excinfo:
         resolve_config(Cfg, file=str(missing))
-    assert_one_line_error(excinfo, "nope.json", "does not exist")
+    one_line_message(excinfo, "nope.json", "does not exist")
 
 
 def test_invalid_json_file_raises(tmp_path):
@@ -206,7 +200,7 @@ def test_invalid_json_file_raises(tmp_path):
     path.write_text('{"size": 3,,}')
     with pytest.raises(ConfigError) as excinfo:
         resolve_config(Cfg, file=str(path))
-    assert_one_line_error(excinfo, "bad.json", "JSON")
+    one_line_message(excinfo, "bad.json", "JSON")
 
 
 def test_invalid_toml_file_raises(tmp_path):
@@ -214,7 +208,7 @@ def test_invalid_toml_file_raises(tmp_path):
     path.write_text("size = = 3\n")
     with pytest.raises(ConfigError) as excinfo:
         resolve_config(Cfg, file=str(path))
-    assert_one_line_error(excinfo, "bad.toml", "TOML")
+    one_line_message(excinfo, "bad.toml", "TOML")
 
 
 def test_file_holding_a_list_raises(tmp_path):
@@ -222,7 +216,7 @@ def test_file_holding_a_list_raises(tmp_path):
     path.write_text("[1, 2]")
     with pytest.raises(ConfigError) as excinfo:
         resolve_config(Cfg, file=str(path))
-    assert_one_line_error(excinfo, "list.json")
+    one_line_message(excinfo, "list.json")
 
 
 def test_config_error_is_a_value_error():
