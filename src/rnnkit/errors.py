@@ -5,6 +5,14 @@ from __future__ import annotations
 import torch
 
 
+class MissingExtraError(ImportError):
+    """An optional dependency is not installed; the message names the pip command that adds it.
+
+    A subclass of ImportError, so ``except ImportError`` keeps working; the CLI prints it as one
+    line instead of a traceback.
+    """
+
+
 def describe(tensor: torch.Tensor) -> str:
     """Shape of a tensor as a plain tuple, e.g. ``(5, 3, 10)``."""
     return str(tuple(tensor.shape))

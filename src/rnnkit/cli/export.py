@@ -61,10 +61,7 @@ def run_export(args) -> int:
     model, task_info = _load_task_model(args.checkpoint, args.which)
     out = Path(args.out)
     if args.format == "onnx":
-        try:
-            report = export_onnx(model, out)
-        except ImportError as error:  # the export extra is missing: say how to install it
-            raise ValueError(str(error)) from None
+        report = export_onnx(model, out)
     elif args.format == "numpy":
         report = export_numpy(model, out)
     else:

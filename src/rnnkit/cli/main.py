@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 
+from rnnkit.errors import MissingExtraError
 from rnnkit.export.check import ExportMismatchError
 from rnnkit.training import NonFiniteLossError
 
@@ -123,9 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("rnnkit: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, OSError, NonFiniteLossError, ExportMismatchError) as error:
-        # Bad input of every kind (corpus, checkpoint, config, option values) ends here as one
-        # line; RNNKIT_DEBUG=1 shows the traceback instead.
+    except (ValueError, OSError, MissingExtraError, NonFiniteLossError,
+            ExportMismatchError) as error:
+        # Bad input of every kind (corpus, checkpoint, config, option values) and a missing
+        # optional package end here as one line; RNNKIT_DEBUG=1 shows the traceback instead.
         if os.environ.get("RNNKIT_DEBUG"):
             raise
         print(f"rnnkit: error: {error}", file=sys.stderr)

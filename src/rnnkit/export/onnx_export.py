@@ -30,6 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import MissingExtraError
 from ..runtime.graph import streaming_graph
 from ..training import atomic_write
 from .check import ExportReport, check_inputs, compare
@@ -46,7 +47,7 @@ def _import_onnx():
         import onnx
         import onnxruntime
     except ImportError as error:
-        raise ImportError(_MISSING) from error
+        raise MissingExtraError(_MISSING) from error
     return onnx, onnxruntime
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rnnkit.errors import MissingExtraError
 from rnnkit.training.metrics import save_figure
 
 
@@ -124,7 +125,7 @@ def plot_confusion(matrix, class_names, path: str | os.PathLike, title: str = ""
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:  # an optional dependency: say how to get it
-        raise ImportError('plotting the confusion matrix needs matplotlib; install it with: '
+        raise MissingExtraError('plotting the confusion matrix needs matplotlib; install it with: '
                           'pip install "rnnkit[plot]"') from None
     counts = np.asarray(matrix)
     names = [str(name) for name in class_names]

@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from rnnkit.errors import MissingExtraError
+
 from .metrics import _series
 
 CRITERIA = ("aic", "bic", "hqic")
@@ -140,7 +142,7 @@ def _statsmodels():
         from statsmodels.tsa.ar_model import ar_select_order
         from statsmodels.tsa.arima.model import ARIMA
     except ImportError:  # an optional dependency: say how to get it
-        raise ImportError("the AR(p) baseline needs statsmodels; install it with: "
+        raise MissingExtraError("the AR(p) baseline needs statsmodels; install it with: "
                           'pip install "rnnkit[timeseries]"') from None
     return ar_select_order, ARIMA
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from rnnkit.errors import MissingExtraError
 from rnnkit.training.metrics import save_figure
 
 
@@ -24,7 +25,7 @@ def plot_forecast(time, history: np.ndarray, actual: np.ndarray | None, forecast
         from matplotlib.backends.backend_agg import FigureCanvasAgg
         from matplotlib.figure import Figure
     except ImportError:
-        raise ImportError('plotting the forecast needs matplotlib; install it with: '
+        raise MissingExtraError('plotting the forecast needs matplotlib; install it with: '
                           'pip install "rnnkit[plot]"') from None
     history = np.asarray(history).reshape(len(history), -1)
     columns = history.shape[1]
