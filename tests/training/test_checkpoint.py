@@ -53,6 +53,20 @@ def test_atomic_write_replaces_content(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]
 
 
+def test_atomic_write_gives_new_files_the_mode_open_would_and_keeps_a_replaced_files(tmp_path):
+    # The oracle: a file created with a plain open() in the same process, same umask.
+    plain = tmp_path / "plain.bin"
+    plain.write_bytes(b"x")
+    fresh = tmp_path / "fresh.bin"
+    atomic_write(fresh, b"x")
+    assert fresh.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+    private = tmp_path / "private.bin"
+    private.write_bytes(b"old")
+    private.chmod(0o600)
+    atomic_write(private, b"new")
+    assert private.stat().st_mode & 0o777 == 0o600
+
+
 @pytest.mark.parametrize("failing", ["fsync", "replace"])
 def test_atomic_write_failure_keeps_old_content(tmp_path, monkeypatch, failing):
     path = tmp_path / "f.bin"

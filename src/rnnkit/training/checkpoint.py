@@ -59,6 +59,15 @@ def _fsync_directory(directory: Path) -> None:
         os.close(fd)
 
 
+def _process_umask() -> int:
+    mask = os.umask(0)  # the only portable way to read it is to set it (and restore it at once)
+    os.umask(mask)
+    return mask
+
+
+_UMASK = _process_umask()  # read once at import, before any threads of ours exist
+
+
 def atomic_write(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix.
 
@@ -68,6 +77,10 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
     path = Path(path)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        # mkstemp makes the file private (0600); give it the mode a plain open() would (or the
+        # replaced file's), so exports and checkpoints can be shared like any other file.
+        mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_UMASK
+        os.chmod(temporary, mode)
         with os.fdopen(handle, "wb") as file:
             file.write(data)
             file.flush()
