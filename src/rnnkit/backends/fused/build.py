@@ -18,7 +18,7 @@ import threading
 log = logging.getLogger("rnnkit.backends")
 
 SOURCE_DIR = pathlib.Path(__file__).parent / "csrc"
-SOURCES = ("lstm.cpp", "gru.cpp", "elman.cpp", "dense.cpp", "probe.cpp")
+SOURCES = ("lstm.cpp", "gru.cpp", "elman.cpp", "dense.cpp", "probe.cpp", "autograd.cpp")
 DISABLE_VARIABLE = "RNNKIT_DISABLE_FUSED"
 
 _lock = threading.Lock()
@@ -75,7 +75,7 @@ def load_error() -> str | None:
             return _status["error"]
         try:
             build_library()
-            from . import ops  # noqa: F401  (registers fake and autograd functions)
+            from . import ops  # noqa: F401  (registers the fake functions)
 
             _status["error"] = None
         except Exception as error:  # a missing compiler, ninja or headers: fall back
