@@ -45,6 +45,20 @@ def median_time(function, repeats: int) -> float:
     return statistics.median(samples)
 
 
+def calls_per_sample(function, target_seconds: float = 0.02) -> int:
+    """How many back-to-back calls make one timing sample of about ``target_seconds``: a single
+    sub-millisecond call is at the mercy of the timer and of one scheduler hiccup."""
+    single = median_time(function, 3)
+    return max(1, min(200, round(target_seconds / max(single, 1e-6))))
+
+
+def time_per_call(function, calls: int) -> float:
+    start = time.perf_counter()
+    for _ in range(calls):
+        function()
+    return (time.perf_counter() - start) / calls
+
+
 def bench_point(kind, hidden, batch, steps, threads, repeats, with_reference):
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -73,10 +87,11 @@ def bench_point(kind, hidden, batch, steps, threads, repeats, with_reference):
         runs = {name: make(model) for name, model in models.items()}
         for run in runs.values():  # warm-up (and the fused build on first use)
             run()
+        calls = {name: calls_per_sample(run) for name, run in runs.items()}
         samples = {name: [] for name in runs}
         for _ in range(repeats):  # interleaved: each repeat times every contender once
             for name, run in runs.items():
-                samples[name].append(median_time(run, 1))
+                samples[name].append(time_per_call(run, calls[name]))
         medians = {name: statistics.median(values) for name, values in samples.items()}
         flops = forward_flops(kind, steps, batch, hidden) * (3.0 if mode == "train" else 1.0)
         results[mode] = {
@@ -126,15 +141,23 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="a few grid points only")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--cells", default="gru,rnn,lstm")
+    parser.add_argument("--hidden", help="comma-separated hidden sizes (default: the grid)")
+    parser.add_argument("--batch", help="comma-separated batch sizes (default: the grid)")
+    parser.add_argument("--threads", help="comma-separated thread counts (default: 1,2)")
+    parser.add_argument("--no-single-step", action="store_true", help="skip the single-step table")
     parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "recurrence.json"))
     args = parser.parse_args()
     error = load_error()
     if error:
         raise SystemExit(f"the fused backend is not usable here: {error}")
     peak = {threads: torch.ops.rnnkit.fma_peak(20_000_000, threads) / 1e9 for threads in (1, 2)}
-    hiddens = (64, 256) if args.quick else (32, 64, 128, 256, 512)
-    batches = (1, 16) if args.quick else (1, 16, 64)
-    thread_counts = (1,) if args.quick else (1, 2)
+    def numbers(text, default):
+        return tuple(int(v) for v in text.split(",")) if text else default
+
+    hiddens = numbers(args.hidden, (64, 256) if args.quick else (32, 64, 128, 256, 512))
+    batches = numbers(args.batch, (1, 16) if args.quick else (1, 16, 64))
+    thread_counts = numbers(args.threads, (1,) if args.quick else (1, 2))
+    partial = args.quick or args.hidden or args.batch
     rows = []
     print(f"FMA peak: {peak[1]:.0f} GFLOP/s (1 thread), {peak[2]:.0f} GFLOP/s (2 threads)")
     header = (f"{'cell':5s} {'thr':>3s} {'B':>3s} {'H':>4s} {'T':>4s} | "
@@ -143,7 +166,7 @@ def main() -> None:
     print(header)
     print("-" * len(header))
     points = [(h, b, 100) for h in hiddens for b in batches]
-    if not args.quick:
+    if not partial:
         points += [(64, 16, 500), (256, 16, 500)]
     for kind in args.cells.split(","):
         for threads in thread_counts:
@@ -164,7 +187,7 @@ def main() -> None:
     steps_rows = []
     print("\nbatch-1 single step from Python (us, 1 thread)")
     print(f"{'cell':5s} {'H':>4s} {'rnnkit':>8s} {'torch cell':>11s} {'torch layer':>12s}")
-    for kind in args.cells.split(","):
+    for kind in [] if args.no_single_step else args.cells.split(","):
         for hidden in (16, 32, 64, 128, 256):
             timing = bench_single_step(kind, hidden)
             steps_rows.append({"cell": kind, "hidden": hidden, **timing})
