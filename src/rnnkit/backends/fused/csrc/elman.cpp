@@ -38,6 +38,7 @@ std::tuple<Tensor, Tensor> forward_impl(const Tensor& gates_x, const Tensor& h0,
       for (int64_t b = b0; b < b1; ++b) {
         T* row = pre.data() + (b - b0) * H;
         const T* src = gx + t * gx_t + b * gx_b;
+        RNNKIT_NO_ALIAS
         for (int64_t u = 0; u < H; ++u) row[u] = src[u] + (b_hh ? b_hh[u] : T(0));
       }
       gemm(M, h + b0 * H, H, w_packed, pre.data(), H);
@@ -49,6 +50,7 @@ std::tuple<Tensor, Tensor> forward_impl(const Tensor& gates_x, const Tensor& h0,
         }
         T* row = pre.data() + (b - b0) * H;
         if (relu) {
+          RNNKIT_NO_ALIAS
           for (int64_t u = 0; u < H; ++u) row[u] = row[u] > T(0) ? row[u] : T(0);
         } else {
           tanh_array(row, row, H);
@@ -94,8 +96,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
         T* d = dpre + b * H;
         const T* dhb = dh_p + b * H;
         if (relu) {
+          RNNKIT_NO_ALIAS
           for (int64_t u = 0; u < H; ++u) d[u] = y[u] > T(0) ? dhb[u] + g_out[u] : T(0);
         } else {
+          RNNKIT_NO_ALIAS
           for (int64_t u = 0; u < H; ++u) d[u] = (dhb[u] + g_out[u]) * (T(1) - y[u] * y[u]);
         }
       }

@@ -67,9 +67,11 @@ std::tuple<Tensor, Tensor, Tensor> forward_impl(const Tensor& gates_x, const Ten
         T* n = z + H;
         for (int64_t j = 0; j < 2 * H; ++j) r[j] = x[j] + r_h[j];  // r and z pre-activations
         sigmoid_array(r, r, 2 * H);
+        RNNKIT_NO_ALIAS
         for (int64_t u = 0; u < H; ++u) n[u] = x[2 * H + u] + r[u] * r_h[2 * H + u];
         tanh_array(n, n, H);
         T* hb = h + b * H;
+        RNNKIT_NO_ALIAS
         for (int64_t u = 0; u < H; ++u) hb[u] = n[u] + z[u] * (hb[u] - n[u]);
         std::memcpy(out_row, hb, H * sizeof(T));
         if (training) {
@@ -126,6 +128,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
         T* dX = dX_all + (t * B + b) * G;
         T* dRb = dR + b * G;
         T* dhb = dh_p + b * H;
+        RNNKIT_NO_ALIAS
         for (int64_t u = 0; u < H; ++u) {
           const T d_h = dhb[u] + g_out[u];
           const T d_n = d_h * (T(1) - z[u]) * (T(1) - n[u] * n[u]);

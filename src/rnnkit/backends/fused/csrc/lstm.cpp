@@ -24,8 +24,10 @@ inline void cell_row(T* g, T* c, T* m, T* saved_gates, T* saved_cells, int64_t H
   sigmoid_array(g, g, 2 * H);
   tanh_array(g + 2 * H, g + 2 * H, H);
   sigmoid_array(g + 3 * H, g + 3 * H, H);
+  RNNKIT_NO_ALIAS
   for (int64_t u = 0; u < H; ++u) c[u] = g[H + u] * c[u] + g[u] * g[2 * H + u];
   tanh_array(tanh_c, c, H);
+  RNNKIT_NO_ALIAS
   for (int64_t u = 0; u < H; ++u) m[u] = g[3 * H + u] * tanh_c[u];
   if (saved_gates) {
     std::memcpy(saved_gates, g, 4 * H * sizeof(T));
@@ -105,6 +107,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> forward_impl(
         T* row = pre.data() + (b - b0) * G;
         const T* src = gx + t * gx_t + b * gx_b;
         if (b_hh) {
+          RNNKIT_NO_ALIAS
           for (int64_t j = 0; j < G; ++j) row[j] = src[j] + b_hh[j];
         } else {
           std::memcpy(row, src, G * sizeof(T));
@@ -179,6 +182,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward_impl(
       for (int64_t b = b0; b < b1; ++b) {
         if (!steps.valid(t, b)) continue;
         const T* g_out = go + (t * B + b) * P;
+        RNNKIT_NO_ALIAS
         for (int64_t j = 0; j < P; ++j) dh_p[b * P + j] += g_out[j];
       }
       if (proj) {
@@ -200,8 +204,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward_impl(
         tanh_array(tanh_c.data(), c_t, H);
         if (proj) {
           T* mb = m_all.data_ptr<T>() + (t * B + b) * H;
+          RNNKIT_NO_ALIAS
           for (int64_t u = 0; u < H; ++u) mb[u] = g[3 * H + u] * tanh_c[u];
         }
+        RNNKIT_NO_ALIAS
         for (int64_t u = 0; u < H; ++u) {
           const T i = g[u], f = g[H + u], gg = g[2 * H + u], o = g[3 * H + u], tc = tanh_c[u];
           const T d_o = dmb[u] * tc;
