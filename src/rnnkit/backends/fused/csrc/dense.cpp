@@ -1,4 +1,4 @@
-// torch ops for the dense products around the recurrence (autograd is registered in ops.py).
+// torch ops for the dense products around the recurrence (autograd in autograd.cpp, fake functions in ops.py).
 //
 // rnnkit::linear (x @ W^T + b for all steps) and rnnkit::matmul. When the right-hand side is a
 // weight (small next to the left-hand side, whose rows are contiguous) the product runs on the
