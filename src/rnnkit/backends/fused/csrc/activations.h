@@ -39,8 +39,8 @@ inline __m512 vexp(__m512 x) {
 }
 // 1 / d as rcp14 (relative error < 2^-14) refined by one Newton step r (2 - d r) to ~2^-28:
 // the division instruction is several times slower here and the recurrences run it per gate.
-// d = 1 + e^-x lies in [1, inf]; at inf rcp14 gives 0 and the refinement keeps it 0... except
-// inf * 0 = NaN, so that lane is taken from rcp14 directly.
+// d = 1 + e^-x lies in [1, inf]. At d = inf rcp14 gives 0 but the Newton step computes
+// inf * 0 = NaN, so lanes where rcp14 is 0 keep it.
 inline __m512 vreciprocal(__m512 d) {
   const __m512 r = _mm512_rcp14_ps(d);
   const __m512 refined = _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.f)));
