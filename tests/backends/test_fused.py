@@ -84,18 +84,20 @@ def test_fused_equals_reference(kind, dtype, layers, bidirectional, use_lengths,
 @pytest.mark.parametrize("cell_kind", ["lstm", "gru", "rnn_tanh", "rnn_relu"])
 @pytest.mark.parametrize("hidden", [1, 16, 33, 70])
 @pytest.mark.parametrize("reverse", [False, True])
-def test_scan_sizes_and_reverse(cell_kind, hidden, reverse):
-    """rnnkit.scan directly, over hidden sizes around the SIMD width and several panels."""
+@pytest.mark.parametrize("batch", [1, 13])
+def test_scan_sizes_and_reverse(cell_kind, hidden, reverse, batch):
+    """rnnkit.scan directly, over hidden sizes around the SIMD width and several panels; batch 1
+    takes the matrix-vector path of the GEMM."""
     torch.manual_seed(1)
     cell = {"lstm": lambda: rnnkit.LSTMCell(4, hidden),
             "gru": lambda: rnnkit.GRUCell(4, hidden),
             "rnn_tanh": lambda: rnnkit.RNNCell(4, hidden),
             "rnn_relu": lambda: rnnkit.RNNCell(4, hidden, nonlinearity="relu")}[cell_kind]()
-    x = torch.randn(5, 13, 4)
+    x = torch.randn(5, batch, 4)
     gates_x = cell.project_input(x).detach().requires_grad_()
-    state0 = cell.state_type(*(torch.randn(13, w, requires_grad=True)
+    state0 = cell.state_type(*(torch.randn(batch, w, requires_grad=True)
                                for w in cell.state_sizes().values()))
-    lengths = torch.randint(1, 6, (13,))
+    lengths = torch.randint(1, 6, (batch,))
     results = {}
     for backend in ("reference", "fused"):
         out, final = rnnkit.scan(cell, gates_x, state0, lengths=lengths, reverse=reverse,
@@ -268,12 +270,13 @@ def test_two_threads_split_rows_and_panels(kind, batch):
 
 @requires_fused
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("rows, features, outputs", [(37, 19, 23), (700, 70, 130)],
-                         ids=["small-at::mm", "large-packed"])
+@pytest.mark.parametrize("rows, features, outputs", [(37, 19, 23), (700, 70, 130), (300, 300, 45)],
+                         ids=["small-at::mm", "large-packed", "packed-deep"])
 def test_dense_ops_match_torch_and_pass_opcheck(dtype, rows, features, outputs):
     """rnnkit::linear / rnnkit::matmul against torch, with opcheck: small products go to
     at::mm, larger ones (>= 1M multiply-adds) to the packed GEMM, weight gradients to
-    oneDNN/at::mm."""
+    oneDNN/at::mm. packed-deep: more than one depth block (K > 128), so the bias starts only
+    the first and the later ones accumulate, and a partial last panel."""
     torch.manual_seed(8)
     x = torch.randn(rows, features, dtype=dtype, requires_grad=True)
     weight = torch.randn(outputs, features, dtype=dtype, requires_grad=True)

@@ -18,7 +18,8 @@ import threading
 log = logging.getLogger("rnnkit.backends")
 
 SOURCE_DIR = pathlib.Path(__file__).parent / "csrc"
-SOURCES = ("lstm.cpp", "gru.cpp", "elman.cpp", "dense.cpp", "probe.cpp", "autograd.cpp")
+SOURCES = ("lstm.cpp", "gru.cpp", "elman.cpp", "dense.cpp", "probe.cpp", "autograd.cpp",
+           "buffer_pool.cpp")
 DISABLE_VARIABLE = "RNNKIT_DISABLE_FUSED"
 
 _lock = threading.Lock()

@@ -9,6 +9,7 @@
 #include <cmath>
 
 #include "activations.h"
+#include "buffer_pool.h"
 #include "gemm.h"
 
 // Before a per-unit loop over rows of different buffers: they never overlap, which the compiler
@@ -23,15 +24,17 @@ namespace rnnkit {
 // fork/join costs more than it saves.
 constexpr int64_t kParallelWork = 1 << 17;
 
+// C (M x N) = A * B + C, or with overwrite A * B + bias (bias null: zero), C not read.
 template <typename T>
-inline void gemm(int64_t M, const T* A, int64_t lda, const PackedMatrix<T>& B, T* C, int64_t ldc) {
+inline void gemm(int64_t M, const T* A, int64_t lda, const PackedMatrix<T>& B, T* C, int64_t ldc,
+                 bool overwrite = false, const T* bias = nullptr) {
   if (M * B.K * B.N < kParallelWork || B.panels < 2 || at::get_num_threads() < 2 ||
       at::in_parallel_region()) {
-    gemm_accumulate(M, A, lda, B, C, ldc, 0, B.panels);
+    gemm_blocked(M, A, lda, B, C, ldc, 0, B.panels, overwrite, bias);
     return;
   }
   at::parallel_for(0, B.panels, 1, [&](int64_t p0, int64_t p1) {
-    gemm_accumulate(M, A, lda, B, C, ldc, p0, p1);
+    gemm_blocked(M, A, lda, B, C, ldc, p0, p1, overwrite, bias);
   });
 }
 
@@ -81,7 +84,7 @@ inline Steps make_steps(int64_t T, int64_t B, bool reverse, const c10::optional<
 // Buffers whose padding rows are never written must start at zero; without lengths every row is
 // written, and zero-filling them would be a wasted pass over memory.
 inline at::Tensor buffer_for(const Steps& steps, at::IntArrayRef shape, const at::TensorOptions& options) {
-  return steps.lengths != nullptr ? at::zeros(shape, options) : at::empty(shape, options);
+  return steps.lengths != nullptr ? pooled_zeros(shape, options) : pooled_empty(shape, options);
 }
 
 // The state a sequence held before step t: the initial state at its first step, otherwise

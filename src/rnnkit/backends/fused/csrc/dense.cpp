@@ -12,10 +12,11 @@
 namespace rnnkit {
 namespace {
 
-// out (M, N) += a (M, K) @ B, with B given by (src, stride_k, stride_n); rows of a contiguous.
+// out (M, N) = a (M, K) @ B + bias, with B given by (src, stride_k, stride_n) and bias N values
+// or null; rows of a contiguous. out is only written.
 template <typename T>
 void packed_product(const at::Tensor& a, const T* src, int64_t K, int64_t N, int64_t stride_k,
-                    int64_t stride_n, at::Tensor& out) {
+                    int64_t stride_n, const T* bias, at::Tensor& out) {
   PackedMatrix<T> packed;
   packed.pack(src, K, N, stride_k, stride_n);
   const int64_t M = a.size(0), lda = a.stride(0);
@@ -23,7 +24,7 @@ void packed_product(const at::Tensor& a, const T* src, int64_t K, int64_t N, int
   T* c = out.data_ptr<T>();
   const int64_t grain = std::max<int64_t>(kRowBlock, kParallelWork / std::max<int64_t>(1, K * N));
   at::parallel_for(0, M, grain, [&](int64_t r0, int64_t r1) {
-    gemm_accumulate(r1 - r0, a_ptr + r0 * lda, lda, packed, c + r0 * N, N, 0, packed.panels);
+    gemm_assign(r1 - r0, a_ptr + r0 * lda, lda, packed, c + r0 * N, N, 0, packed.panels, bias);
   });
 }
 
@@ -35,10 +36,10 @@ bool packable(const at::Tensor& a, int64_t rhs_elements, int64_t rhs_cols) {
 
 at::Tensor matmul(const at::Tensor& a, const at::Tensor& b) {
   if (!packable(a, b.numel(), b.size(1))) return dense_mm(a, b);
-  at::Tensor out = at::zeros({a.size(0), b.size(1)}, a.options());
+  at::Tensor out = pooled_empty({a.size(0), b.size(1)}, a.options());
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "rnnkit_matmul", [&] {
     packed_product<scalar_t>(a, b.data_ptr<scalar_t>(), b.size(0), b.size(1), b.stride(0),
-                             b.stride(1), out);
+                             b.stride(1), static_cast<const scalar_t*>(nullptr), out);
   });
   return out;
 }
@@ -47,11 +48,11 @@ at::Tensor matmul(const at::Tensor& a, const at::Tensor& b) {
 at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias) {
   if (!packable(x, weight.numel(), weight.size(0))) return dense_mm(x, weight.t(), bias);
   const int64_t M = x.size(0), N = weight.size(0);
-  at::Tensor out = bias.has_value() && bias->defined() ? bias->expand({M, N}).contiguous()
-                                                        : at::zeros({M, N}, x.options());
+  at::Tensor out = pooled_empty({M, N}, x.options());
+  const at::Tensor b = bias.has_value() && bias->defined() ? bias->contiguous() : at::Tensor();
   AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnkit_linear", [&] {
     packed_product<scalar_t>(x, weight.data_ptr<scalar_t>(), weight.size(1), N, weight.stride(1),
-                             weight.stride(0), out);
+                             weight.stride(0), b.defined() ? b.data_ptr<scalar_t>() : nullptr, out);
   });
   return out;
 }

@@ -6,6 +6,8 @@
 
 #include <ATen/ATen.h>
 
+#include "buffer_pool.h"
+
 namespace at {
 namespace native {
 // Exported by libtorch_cpu (not a public API): declared weak so that a torch without it still
@@ -38,13 +40,13 @@ inline at::Tensor dense_mm(const at::Tensor& a, const at::Tensor& b,
   const bool has_init = init.has_value() && init->defined();
   // oneDNN costs ~40 us per call on top of the arithmetic; it pays from ~16M multiply-adds.
   const bool large = a.size(0) * a.size(1) * b.size(1) >= (int64_t(1) << 24);
+  at::Tensor out = pooled_empty({a.size(0), b.size(1)}, a.options());
+  if (has_init) out.copy_(init->expand({a.size(0), b.size(1)}));
   if (a.scalar_type() == at::kFloat && large && onednn_matmul_usable()) {
-    at::Tensor out = has_init ? init->expand({a.size(0), b.size(1)}).contiguous()
-                              : at::empty({a.size(0), b.size(1)}, a.options());
     at::native::mkldnn_matmul(a, b, out, has_init ? 1.0f : 0.0f, 1.0f);
     return out;
   }
-  return has_init ? at::addmm(*init, a, b) : at::mm(a, b);
+  return has_init ? at::addmm_out(out, out, a, b) : at::mm_out(out, a, b);
 }
 
 }  // namespace rnnkit

@@ -16,7 +16,7 @@ std::tuple<Tensor, Tensor> forward_impl(const Tensor& gates_x, const Tensor& h0,
                                         const Tensor& weight_hh, const optional<Tensor>& bias_hh,
                                         const optional<Tensor>& lengths, bool reverse, bool relu) {
   const int64_t steps_n = gates_x.size(0), B = gates_x.size(1), H = gates_x.size(2);
-  Tensor output = at::empty({steps_n, B, H}, gates_x.options());
+  Tensor output = pooled_empty({steps_n, B, H}, gates_x.options());
   Tensor h_n = h0.contiguous().clone();
   if (steps_n == 0) return {output, h_n};
   const Tensor W = weight_hh.contiguous();

@@ -23,13 +23,13 @@ std::tuple<Tensor, Tensor, Tensor> forward_impl(const Tensor& gates_x, const Ten
                                                 bool training) {
   const int64_t steps_n = gates_x.size(0), B = gates_x.size(1), G = gates_x.size(2), H = G / 3;
   const auto opts = gates_x.options();
-  Tensor output = at::empty({steps_n, B, H}, opts);
+  Tensor output = pooled_empty({steps_n, B, H}, opts);
   Tensor h_n = h0.contiguous().clone();
   // Rows of padding steps are never written; zero them so the op's outputs are deterministic.
   const bool padded = lengths.has_value() && lengths->defined();
   Tensor saved = !training ? at::empty({0}, opts)
-                 : padded  ? at::zeros({steps_n, B, 4 * H}, opts)
-                           : at::empty({steps_n, B, 4 * H}, opts);
+                 : padded  ? pooled_zeros({steps_n, B, 4 * H}, opts)
+                           : pooled_empty({steps_n, B, 4 * H}, opts);
   if (steps_n == 0) return {output, h_n, saved};
 
   const Tensor W = weight_hh.contiguous();
@@ -48,12 +48,7 @@ std::tuple<Tensor, Tensor, Tensor> forward_impl(const Tensor& gates_x, const Ten
     std::vector<T> rec(M * G), act(3 * H);
     for (int64_t s = 0; s < steps_n; ++s) {
       const int64_t t = steps.time(s);
-      for (int64_t r = 0; r < M; ++r) {
-        T* row = rec.data() + r * G;
-        if (b_hh) std::memcpy(row, b_hh, G * sizeof(T));
-        else std::fill(row, row + G, T(0));
-      }
-      gemm(M, h + b0 * H, H, w_packed, rec.data(), G);
+      gemm(M, h + b0 * H, H, w_packed, rec.data(), G, /*overwrite=*/true, b_hh);
       for (int64_t b = b0; b < b1; ++b) {
         T* out_row = out + (t * B + b) * H;
         if (!steps.valid(t, b)) {

@@ -67,12 +67,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> forward_impl(
   const bool proj = weight_hr.has_value() && weight_hr->defined();
   const int64_t P = proj ? weight_hr->size(0) : H;
   const auto opts = gates_x.options();
-  Tensor output = at::empty({steps_n, B, P}, opts);
+  Tensor output = pooled_empty({steps_n, B, P}, opts);
   Tensor h_n = h0.contiguous().clone(), c_n = c0.contiguous().clone();
   // Rows of padding steps are never written; zero them so the op's outputs are deterministic.
   const bool padded = lengths.has_value() && lengths->defined();
   auto allocate = [&](at::IntArrayRef shape) {
-    return padded ? at::zeros(shape, opts) : at::empty(shape, opts);
+    return padded ? pooled_zeros(shape, opts) : pooled_empty(shape, opts);
   };
   Tensor gates = training ? allocate({steps_n, B, G}) : at::empty({0}, opts);
   Tensor cells = training ? allocate({steps_n, B, H}) : at::empty({0}, opts);
