@@ -2,8 +2,9 @@
 //
 // rnnkit::linear (x @ W^T + b for all steps) and rnnkit::matmul. When the right-hand side is a
 // weight (small next to the left-hand side, whose rows are contiguous) the product runs on the
-// packed GEMM of gemm.h, rows split across threads; other shapes (the weight gradients,
-// grad^T @ x) go to dense_mm (oneDNN or at::mm).
+// packed GEMM of gemm.h, rows split across threads; a transposed left-hand side (the weight
+// gradients grad^T @ x) goes to weight_gradient (dense.h); other shapes to dense_mm (oneDNN or
+// at::mm).
 #include <torch/library.h>
 
 #include "common.h"
@@ -35,6 +36,7 @@ bool packable(const at::Tensor& a, int64_t rhs_elements, int64_t rhs_cols) {
 }
 
 at::Tensor matmul(const at::Tensor& a, const at::Tensor& b) {
+  if (column_major(a)) return weight_gradient(a, b);
   if (!packable(a, b.numel(), b.size(1))) return dense_mm(a, b);
   at::Tensor out = pooled_empty({a.size(0), b.size(1)}, a.options());
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "rnnkit_matmul", [&] {

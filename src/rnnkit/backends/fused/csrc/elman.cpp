@@ -111,7 +111,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
     }
   });
   const Tensor h_prev = gather_previous<T>(steps, out, h_init, H, opts);
-  Tensor grad_weight_hh = dense_mm(grad_pre.view({steps_n * B, H}).t(), h_prev.view({steps_n * B, H}));
+  Tensor grad_weight_hh = weight_gradient(grad_pre.view({steps_n * B, H}).t(), h_prev.view({steps_n * B, H}));
   return {grad_pre, dh, grad_weight_hh, grad_pre.sum({0, 1})};
 }
 

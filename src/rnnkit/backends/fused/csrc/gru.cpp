@@ -146,7 +146,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
   });
 
   const Tensor h_prev = gather_previous<T>(steps, out, h_init, H, opts);
-  Tensor grad_weight_hh = dense_mm(grad_rec.view({steps_n * B, G}).t(), h_prev.view({steps_n * B, H}));
+  Tensor grad_weight_hh = weight_gradient(grad_rec.view({steps_n * B, G}).t(), h_prev.view({steps_n * B, H}));
   return {grad_gates_x, dh, grad_weight_hh, grad_rec.sum({0, 1})};
 }
 

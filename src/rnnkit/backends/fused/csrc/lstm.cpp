@@ -230,9 +230,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward_impl(
   // Weight gradients: one large GEMM each over all (t, b), instead of T small ones.
   const Tensor h_prev = gather_previous<T>(steps, output.contiguous().data_ptr<T>(),
                                            h0.data_ptr<T>(), P, opts);
-  Tensor grad_weight_hh = dense_mm(grad_gates.view({steps_n * B, G}).t(), h_prev.view({steps_n * B, P}));
+  Tensor grad_weight_hh = weight_gradient(grad_gates.view({steps_n * B, G}).t(), h_prev.view({steps_n * B, P}));
   Tensor grad_bias_hh = grad_gates.sum({0, 1});
-  Tensor grad_weight_hr = proj ? dense_mm(grad_h_all.view({steps_n * B, P}).t(), m_all.view({steps_n * B, H}))
+  Tensor grad_weight_hr = proj ? weight_gradient(grad_h_all.view({steps_n * B, P}).t(), m_all.view({steps_n * B, H}))
                                : at::empty({0}, opts);
   return {grad_gates, dh, dc, grad_weight_hh, grad_bias_hh, grad_weight_hr};
 }
