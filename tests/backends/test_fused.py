@@ -130,6 +130,28 @@ def test_no_grad_inference_and_partial_requires_grad(kind):
 
 
 @requires_fused
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("used", ["final_state_only", "output_only"])
+def test_gradients_when_some_outputs_are_unused(kind, used):
+    """The ops do not materialize gradients of unused outputs; the ones they read must be
+    filled in (as zero) by them, so a loss on the final state alone (classification) or on the
+    output alone gives the reference gradients."""
+    torch.manual_seed(4)
+    reference = KINDS[kind](3, 9, num_layers=2, backend="reference")
+    fused = KINDS[kind](3, 9, num_layers=2, backend="fused")
+    fused.load_state_dict(reference.state_dict())
+    x = torch.randn(6, 4, 3, requires_grad=True)
+    grads = []
+    for model in (fused, reference):
+        output, state = model(x)
+        first_state = state[0] if isinstance(state, tuple) else state
+        loss = (first_state.sum() if used == "final_state_only" else output.square().sum())
+        grads.append(torch.autograd.grad(loss, [x, *model.parameters()]))
+    for a, b in zip(*grads):
+        assert_close(a, b, grad=True)
+
+
+@requires_fused
 def test_auto_picks_fused_for_supported_calls_and_reference_otherwise():
     cell = rnnkit.GRUCell(3, 4)
     assert select_backend(cell, torch.zeros(2, 2, 12)).name == "fused"

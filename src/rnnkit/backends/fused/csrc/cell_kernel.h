@@ -59,11 +59,9 @@ struct CellKernel {
       m.resize(B * H);
       projected.resize(B * P);
     }
-    for (int64_t b = 0; b < B; ++b) std::memcpy(pre_x.data() + b * G, bias_x.data(), G * sizeof(float));
-    gemm_accumulate(B, x, ldx, w_x, pre_x.data(), G, 0, w_x.panels);
+    gemm_assign(B, x, ldx, w_x, pre_x.data(), G, 0, w_x.panels, bias_x.data());
     if (kind == kGRU) {
-      for (int64_t b = 0; b < B; ++b) std::memcpy(pre_h.data() + b * G, bias_h.data(), G * sizeof(float));
-      gemm_accumulate(B, h, ld_h, w_h, pre_h.data(), G, 0, w_h.panels);
+      gemm_assign(B, h, ld_h, w_h, pre_h.data(), G, 0, w_h.panels, bias_h.data());
       for (int64_t b = 0; b < B; ++b) {
         float* gx = pre_x.data() + b * G;
         const float* gh = pre_h.data() + b * G;
@@ -98,8 +96,7 @@ struct CellKernel {
       for (int64_t u = 0; u < H; ++u) mb[u] *= g[3 * H + u];
     }
     if (P != H) {
-      std::fill(projected.begin(), projected.begin() + B * P, 0.f);
-      gemm_accumulate(B, m.data(), H, w_r, projected.data(), P, 0, w_r.panels);
+      gemm_assign<float>(B, m.data(), H, w_r, projected.data(), P, 0, w_r.panels, nullptr);
       for (int64_t b = 0; b < B; ++b) std::memcpy(h + b * ld_h, projected.data() + b * P, P * sizeof(float));
     }
   }

@@ -103,8 +103,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
           for (int64_t u = 0; u < H; ++u) d[u] = (dhb[u] + g_out[u]) * (T(1) - y[u] * y[u]);
         }
       }
-      std::fill(dh_prev.begin(), dh_prev.end(), T(0));
-      gemm(M, dpre + b0 * H, H, w_packed, dh_prev.data(), H);
+      gemm(M, dpre + b0 * H, H, w_packed, dh_prev.data(), H, /*overwrite=*/true);
       for (int64_t b = b0; b < b1; ++b)
         if (steps.valid(t, b))
           std::memcpy(dh_p + b * H, dh_prev.data() + (b - b0) * H, H * sizeof(T));

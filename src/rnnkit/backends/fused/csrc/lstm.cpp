@@ -127,8 +127,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> forward_impl(
         if (!proj) std::memcpy(out_row, mb, H * sizeof(T));
       }
       if (proj) {
-        std::fill(projected.begin(), projected.end(), T(0));
-        gemm(M, m.data(), H, r_packed, projected.data(), P);
+        gemm(M, m.data(), H, r_packed, projected.data(), P, /*overwrite=*/true);
         for (int64_t b = b0; b < b1; ++b) {
           if (!steps.valid(t, b)) continue;
           std::memcpy(h + b * P, projected.data() + (b - b0) * P, P * sizeof(T));
@@ -186,8 +185,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward_impl(
         for (int64_t j = 0; j < P; ++j) dh_p[b * P + j] += g_out[j];
       }
       if (proj) {
-        std::fill(dm.begin(), dm.end(), T(0));
-        gemm(M, dh_p + b0 * P, P, r_packed, dm.data(), H);
+        gemm(M, dh_p + b0 * P, P, r_packed, dm.data(), H, /*overwrite=*/true);
         T* dh_all = grad_h_all.data_ptr<T>();
         for (int64_t b = b0; b < b1; ++b)
           if (steps.valid(t, b)) std::memcpy(dh_all + (t * B + b) * P, dh_p + b * P, P * sizeof(T));
@@ -219,8 +217,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward_impl(
           dcb[u] = d_c * f;
         }
       }
-      std::fill(dh_prev.begin(), dh_prev.end(), T(0));
-      gemm(M, dG + b0 * G, G, w_packed, dh_prev.data(), P);
+      gemm(M, dG + b0 * G, G, w_packed, dh_prev.data(), P, /*overwrite=*/true);
       for (int64_t b = b0; b < b1; ++b)
         if (steps.valid(t, b))
           std::memcpy(dh_p + b * P, dh_prev.data() + (b - b0) * P, P * sizeof(T));
