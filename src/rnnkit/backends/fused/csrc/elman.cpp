@@ -42,7 +42,9 @@ std::tuple<Tensor, Tensor> forward_impl(const Tensor& gates_x, const Tensor& h0,
         for (int64_t u = 0; u < H; ++u) row[u] = src[u] + (b_hh ? b_hh[u] : T(0));
       }
       gemm(M, h + b0 * H, H, w_packed, pre.data(), H);
+      const int64_t t_next = steps.time_after(s);
       for (int64_t b = b0; b < b1; ++b) {
+        if (t_next >= 0) prefetch(gx + t_next * gx_t + b * gx_b, H);
         T* out_row = out + (t * B + b) * H;
         if (!steps.valid(t, b)) {
           std::fill(out_row, out_row + H, T(0));
@@ -89,7 +91,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
     for (int64_t s = steps_n - 1; s >= 0; --s) {
       const int64_t t = steps.time(s);
       T* dpre = dpre_all + t * B * H;
+      const int64_t t_next = steps.time_before(s);
       for (int64_t b = b0; b < b1; ++b) {
+        if (t_next >= 0) {
+          prefetch(out + (t_next * B + b) * H, H);
+          prefetch(go + (t_next * B + b) * H, H);
+        }
         if (!steps.valid(t, b)) continue;
         const T* y = out + (t * B + b) * H;
         const T* g_out = go + (t * B + b) * H;

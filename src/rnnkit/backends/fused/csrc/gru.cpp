@@ -49,7 +49,9 @@ std::tuple<Tensor, Tensor, Tensor> forward_impl(const Tensor& gates_x, const Ten
     for (int64_t s = 0; s < steps_n; ++s) {
       const int64_t t = steps.time(s);
       gemm(M, h + b0 * H, H, w_packed, rec.data(), G, /*overwrite=*/true, b_hh);
+      const int64_t t_next = steps.time_after(s);
       for (int64_t b = b0; b < b1; ++b) {
+        if (t_next >= 0) prefetch(gx + t_next * gx_t + b * gx_b, G);
         T* out_row = out + (t * B + b) * H;
         if (!steps.valid(t, b)) {
           std::fill(out_row, out_row + H, T(0));
@@ -110,7 +112,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
     for (int64_t s = steps_n - 1; s >= 0; --s) {
       const int64_t t = steps.time(s);
       T* dR = dR_all + t * B * G;
+      const int64_t t_next = steps.time_before(s);
       for (int64_t b = b0; b < b1; ++b) {
+        if (t_next >= 0) {
+          prefetch(keep_all + (t_next * B + b) * 4 * H, 4 * H);
+          prefetch(go + (t_next * B + b) * H, H);
+        }
         T* dprev = dh_prev.data() + (b - b0) * H;
         if (!steps.valid(t, b)) {
           std::fill(dprev, dprev + H, T(0));

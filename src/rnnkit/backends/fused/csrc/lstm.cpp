@@ -114,7 +114,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> forward_impl(
         }
       }
       gemm(M, h + b0 * P, P, w_packed, pre.data(), G);
+      const int64_t t_next = steps.time_after(s);
       for (int64_t b = b0; b < b1; ++b) {
+        if (t_next >= 0) prefetch(gx + t_next * gx_t + b * gx_b, G);
         T* out_row = out + (t * B + b) * P;
         if (!steps.valid(t, b)) {
           std::fill(out_row, out_row + P, T(0));
@@ -191,7 +193,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward_impl(
           if (steps.valid(t, b)) std::memcpy(dh_all + (t * B + b) * P, dh_p + b * P, P * sizeof(T));
       }
       T* dG = dG_all + t * B * G;
+      const int64_t t_next = steps.time_before(s);
       for (int64_t b = b0; b < b1; ++b) {
+        if (t_next >= 0) {
+          prefetch(act + (t_next * B + b) * G, G);
+          prefetch(cell + (t_next * B + b) * H, H);
+          prefetch(go + (t_next * B + b) * P, P);
+        }
         if (!steps.valid(t, b)) continue;
         const T* g = act + (t * B + b) * G;
         const T* c_t = cell + (t * B + b) * H;
