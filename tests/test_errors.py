@@ -150,7 +150,7 @@ class ComputeSpy:
 
 @pytest.fixture
 def compute(monkeypatch) -> ComputeSpy:
-    """Records every input projection, cell step, layer-level scan and backend run."""
+    """Records every input projection, cell step, layer-level run and backend run."""
     spy = ComputeSpy()
     recurrent_module = importlib.import_module("rnnkit.layers.recurrent")
 
@@ -160,15 +160,17 @@ def compute(monkeypatch) -> ComputeSpy:
             return function(*args, **kwargs)
         return spied
 
-    monkeypatch.setattr(recurrent_module, "scan", wrap("scan", recurrent_module.scan))
+    monkeypatch.setattr(recurrent_module, "run_layer", wrap("scan", recurrent_module.run_layer))
     monkeypatch.setattr(RecurrentCell, "project_input",
                         wrap("project_input", RecurrentCell.project_input))
     for cell_type in (RNNCell, LSTMCell, GRUCell):
         monkeypatch.setattr(cell_type, "step", wrap(f"{cell_type.__name__}.step", cell_type.step))
     for name, backend in list(BACKENDS.items()):  # fused backends call neither of the above
+        without_grad = backend.run_without_grad
         monkeypatch.setitem(BACKENDS, name, dataclasses.replace(
             backend, run=wrap(f"backend:{name}", backend.run),
-            project=wrap("project_input", backend.project)))
+            project=wrap("project_input", backend.project),
+            run_without_grad=without_grad and wrap(f"backend:{name}", without_grad)))
     return spy
 
 

@@ -17,6 +17,7 @@ import textwrap
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 import rnnkit
 from rnnkit.backends import BACKENDS, select_backend
@@ -129,6 +130,49 @@ def test_no_grad_inference_and_partial_requires_grad(kind):
     assert_close(grads[0], grads[1], grad=True)
 
 
+class _OpsCalled(TorchDispatchMode):
+    """Records the name of every op dispatched while active."""
+
+    def __init__(self):
+        super().__init__()
+        self.names = set()
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.names.add(str(func))
+        return func(*args, **(kwargs or {}))
+
+
+@requires_fused
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("proj_size", [0, 3])
+@pytest.mark.parametrize("batch_first", [False, True])
+def test_lstm_inference_projects_inside_the_loop(dtype, proj_size, batch_first):
+    """Without gradients a fused LSTM runs rnnkit::lstm_inference (the input projection inside
+    the time loop) for batches > 1; it must equal the reference with lengths, both directions
+    and stacked layers, and agree with the project-then-scan path that training takes."""
+    torch.manual_seed(5)
+    reference = rnnkit.LSTM(5, 17, num_layers=2, bidirectional=True, proj_size=proj_size,
+                            batch_first=batch_first, backend="reference", dtype=dtype)
+    fused = rnnkit.LSTM(5, 17, num_layers=2, bidirectional=True, proj_size=proj_size,
+                        batch_first=batch_first, backend="fused", dtype=dtype)
+    fused.load_state_dict(reference.state_dict())
+    batch, steps = 9, 7  # 9 rows: one full row block of 8 and a tail
+    x = torch.randn((batch, steps, 5) if batch_first else (steps, batch, 5), dtype=dtype)
+    lengths = torch.randint(1, steps + 1, (batch,))
+    with torch.no_grad():
+        expected = reference(x, lengths=lengths)
+        with _OpsCalled() as called:
+            got = fused(x, lengths=lengths)
+    assert "rnnkit.lstm_inference.default" in called.names
+    with _OpsCalled() as called:
+        with_grad = fused(x.clone().requires_grad_(), lengths=lengths)  # the training path
+    assert "rnnkit.lstm_inference.default" not in called.names
+    for actual in (got, with_grad):
+        assert_close(actual[0], expected[0])
+        for a, b in zip(actual[1], expected[1]):
+            assert_close(a, b)
+
+
 @requires_fused
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("used", ["final_state_only", "output_only"])
@@ -187,6 +231,15 @@ def _opcheck_cases():
         torch.randn(batch, proj, requires_grad=True), torch.randn(batch, hidden, requires_grad=True),
         torch.randn(4 * hidden, proj, requires_grad=True), None,
         torch.randn(proj, hidden, requires_grad=True), lengths, True, True), id="lstm-proj-nobias"))
+    features = 6
+    for with_lengths, reverse, projected in itertools.product((False, True), (False, True), (False, True)):
+        width = proj if projected else hidden
+        cases.append(pytest.param("lstm_inference", (
+            torch.randn(steps, batch, features), torch.randn(batch, width), torch.randn(batch, hidden),
+            torch.randn(4 * hidden, features), None if projected else torch.randn(4 * hidden),
+            torch.randn(4 * hidden, width), torch.randn(4 * hidden),
+            torch.randn(proj, hidden) if projected else None, lengths if with_lengths else None,
+            reverse), id=f"lstm-inference-len{with_lengths}-rev{reverse}-proj{projected}"))
     return cases
 
 

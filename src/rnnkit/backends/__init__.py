@@ -2,11 +2,11 @@
 
 from .reference import reference_scan
 from .scan import (
-    BACKENDS, Backend, backend_names, backend_report, check_backend_name, project_input, scan,
-    select_backend,
+    BACKENDS, Backend, backend_names, backend_report, check_backend_name, project_input, run_layer,
+    scan, select_backend,
 )
 
 __all__ = [
     "BACKENDS", "Backend", "backend_names", "backend_report", "check_backend_name",
-    "project_input", "reference_scan", "scan", "select_backend",
+    "project_input", "reference_scan", "run_layer", "scan", "select_backend",
 ]

@@ -1,8 +1,10 @@
 """One entry point to run a cell over time, and the one place that chooses how.
 
-``select_backend`` is the only code in rnnkit that branches on device, dtype, availability or
-grad mode. Layers call :func:`project_input` (the state-independent GEMM for all steps) and
-:func:`scan` (the recurrence), and never look at ``x.is_cuda`` themselves.
+``select_backend`` (device, dtype, availability) and ``run_layer`` (grad mode) are the only code
+in rnnkit that branches on how a call runs. Layers call :func:`run_layer`: the state-independent
+input projection for all steps (:func:`project_input`, one GEMM), then the recurrence
+(:func:`scan`), or both at once where a backend can without gradients; they never look at
+``x.is_cuda`` themselves.
 """
 
 from __future__ import annotations
@@ -13,7 +15,10 @@ from typing import Callable, NamedTuple
 
 import torch
 
-from .fused import fused_project, fused_scan, fused_unavailable, fused_unsupported
+from .fused import (
+    fused_project, fused_run_without_grad, fused_scan, fused_unavailable, fused_unsupported,
+)
+from .fused.backend import needs_grad
 from .reference import reference_scan
 
 log = logging.getLogger("rnnkit.backends")
@@ -27,6 +32,9 @@ class Backend:
     importable), or the reason why not. ``unsupported(cell, gates_x)`` does the same for one
     call (cell type, device, dtype). ``run`` has the signature of :func:`reference_scan`;
     ``project(cell, x)`` computes the input projection ``x @ W_ih^T + b_ih`` for all steps.
+    ``run_without_grad(cell, x, state0, lengths, reverse)``, optional, runs projection and
+    recurrence together from time-major x when no gradient is needed, or returns None to
+    decline (then project + run).
     """
 
     name: str
@@ -35,6 +43,7 @@ class Backend:
     unavailable: Callable[[], str | None]
     unsupported: Callable[[object, torch.Tensor], str | None]
     description: str
+    run_without_grad: Callable | None = None
 
 
 def _nothing_missing(*args) -> str | None:
@@ -46,6 +55,7 @@ BACKENDS: dict[str, Backend] = {
     "fused": Backend(
         "fused", fused_scan, fused_project, fused_unavailable, fused_unsupported,
         "C++ kernels for the whole sequence, forward and backward (CPU, float32/float64)",
+        run_without_grad=fused_run_without_grad,
     ),
     "reference": Backend(
         "reference", reference_scan, lambda cell, x: cell.project_input(x), _nothing_missing,
@@ -118,6 +128,37 @@ def scan(
         )
     chosen = select_backend(cell, gates_x, backend)
     return chosen.run(cell, gates_x, state0, lengths, reverse)
+
+
+def run_layer(
+    cell,
+    x: torch.Tensor,
+    state0: NamedTuple,
+    *,
+    lengths: torch.Tensor | None = None,
+    reverse: bool = False,
+    batch_first: bool = False,
+    backend: str = "auto",
+) -> tuple[torch.Tensor, NamedTuple]:
+    """One direction of a layer: the input projection and the recurrence.
+
+    x: (B, T, I) if ``batch_first`` else (T, B, I); state0 and lengths as in :func:`scan`.
+    Returns the output in x's layout, (B, T, H_out) or (T, B, H_out), and the final state.
+    Normally ``project`` (one GEMM over all steps) then ``run``; when no gradient is needed a
+    backend may do both at once (``Backend.run_without_grad``).
+    """
+    chosen = select_backend(cell, x, backend)
+    x_time_major = x.transpose(0, 1) if batch_first else x
+    result = None
+    if chosen.run_without_grad is not None and not needs_grad(x, *state0, *cell.parameters()):
+        result = chosen.run_without_grad(cell, x_time_major, state0, lengths, reverse)
+    if result is None:
+        gates_x = chosen.project(cell, x)
+        if batch_first:
+            gates_x = gates_x.transpose(0, 1)
+        result = scan(cell, gates_x, state0, lengths=lengths, reverse=reverse, backend=chosen.name)
+    output, final = result
+    return (output.transpose(0, 1) if batch_first else output), final
 
 
 def project_input(cell, x: torch.Tensor, *, backend: str = "auto") -> torch.Tensor:

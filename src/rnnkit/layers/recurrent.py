@@ -7,7 +7,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from ..backends import check_backend_name, project_input, scan
+from ..backends import check_backend_name, run_layer
 from ..cells.base import RecurrentCell, check_state_tensor
 from ..errors import describe_container
 from .autocast import recurrence_outside_autocast
@@ -78,13 +78,8 @@ class Recurrent(nn.Module):
         if state is None:
             batch = x.size(0) if self.batch_first else x.size(1)
             state = self.cell.initial_state(batch, dtype=x.dtype, device=x.device)
-        gates_x = project_input(self.cell, x, backend=self.backend)  # one GEMM for all steps
-        if self.batch_first:
-            gates_x = gates_x.transpose(0, 1)
-        output, final = scan(
-            self.cell, gates_x, state, lengths=lengths, reverse=self.reverse, backend=self.backend
-        )
-        return (output.transpose(0, 1) if self.batch_first else output), final
+        return run_layer(self.cell, x, state, lengths=lengths, reverse=self.reverse,
+                         batch_first=self.batch_first, backend=self.backend)
 
     def extra_repr(self) -> str:
         parts = [f"reverse={self.reverse}"] if self.reverse else []

@@ -1,7 +1,9 @@
 """The fused backend: each cell's recurrence, forward and backward, in C++ (see csrc/), and the
 streaming single-step kernel (:class:`FusedStepper`)."""
 
-from .backend import fused_project, fused_scan, fused_unavailable, fused_unsupported
+from .backend import (
+    fused_project, fused_run_without_grad, fused_scan, fused_unavailable, fused_unsupported,
+)
 from .buffer_cache import buffer_cache_bytes, empty_buffer_cache, set_buffer_cache_limit
 from .stepper import FusedStepper
 
@@ -10,6 +12,7 @@ __all__ = [
     "buffer_cache_bytes",
     "empty_buffer_cache",
     "fused_project",
+    "fused_run_without_grad",
     "fused_scan",
     "fused_unavailable",
     "fused_unsupported",

@@ -41,8 +41,27 @@ def fused_project(cell, x: torch.Tensor) -> torch.Tensor:
     return flat.view(*x.shape[:-1], flat.size(-1))
 
 
-def _needs_grad(*tensors) -> bool:
+def needs_grad(*tensors) -> bool:
+    """Whether autograd will need gradients through any of these tensors."""
     return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+
+
+def fused_run_without_grad(cell, x: torch.Tensor, state0: NamedTuple, lengths=None, reverse=False):
+    """An LSTM over x (T, B, I) when no gradient is needed, its input projection inside the time
+    loop (``rnnkit::lstm_inference``: no (T, B, 4H) gates_x is written and read back). Returns
+    (output, state) as :func:`fused_scan`, or None for other cells and for batch 1, where one
+    projection GEMM over all T steps beats a matrix-vector product per step."""
+    if not isinstance(cell, LSTMCell) or x.size(1) < 2:
+        return None
+    if x.stride(-1) != 1:
+        x = x.contiguous()
+    if lengths is not None:
+        lengths = lengths.to(device="cpu", dtype=torch.int64).contiguous()
+    output, h_n, c_n = torch.ops.rnnkit.lstm_inference(
+        x, state0.h, state0.c, cell.weight_ih, cell.bias_ih, cell.weight_hh, cell.bias_hh,
+        cell.weight_hr, lengths, reverse,
+    )
+    return output, cell.state_type(h_n, c_n)
 
 
 def fused_scan(cell, gates_x: torch.Tensor, state0: NamedTuple, lengths=None, reverse=False):
@@ -53,14 +72,14 @@ def fused_scan(cell, gates_x: torch.Tensor, state0: NamedTuple, lengths=None, re
         lengths = lengths.to(device="cpu", dtype=torch.int64).contiguous()
     ops = torch.ops.rnnkit
     if isinstance(cell, LSTMCell):
-        training = _needs_grad(gates_x, *state0, *cell.parameters())
+        training = needs_grad(gates_x, *state0, *cell.parameters())
         output, h_n, c_n, _, _ = ops.lstm_forward(
             gates_x, state0.h, state0.c, cell.weight_hh, cell.bias_hh, cell.weight_hr, lengths,
             reverse, training,
         )
         return output, cell.state_type(h_n, c_n)
     if isinstance(cell, GRUCell):
-        training = _needs_grad(gates_x, *state0, *cell.parameters())
+        training = needs_grad(gates_x, *state0, *cell.parameters())
         output, h_n, _ = ops.gru_forward(
             gates_x, state0.h, cell.weight_hh, cell.bias_hh, lengths, reverse, training
         )

@@ -27,6 +27,14 @@ def _lstm_forward_fake(gates_x, h0, c0, weight_hh, bias_hh, weight_hr, lengths, 
     )
 
 
+@torch.library.register_fake("rnnkit::lstm_inference")
+def _lstm_inference_fake(x, h0, c0, weight_ih, bias_ih, weight_hh, bias_hh, weight_hr, lengths,
+                         reverse):
+    steps, batch, _ = x.shape
+    return (x.new_empty(steps, batch, h0.shape[-1]), x.new_empty(batch, h0.shape[-1]),
+            x.new_empty(batch, c0.shape[-1]))
+
+
 @torch.library.register_fake("rnnkit::lstm_backward")
 def _lstm_backward_fake(grad_output, grad_h_n, grad_c_n, output, gates, cells, h0, c0, weight_hh,
                         weight_hr, lengths, reverse):
