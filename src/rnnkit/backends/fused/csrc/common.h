@@ -128,6 +128,35 @@ inline at::Tensor gather_previous(const Steps& steps, const T* all, const T* ini
   return previous;
 }
 
+// The gradient of a bias added at every step: the sum over all valid (t, b) of rows of dG,
+// gathered while each row is still in L1 (a separate sum re-read the whole (T, B, G) buffer).
+// Each batch row accumulates its own steps, so threads (which own rows) never share an
+// accumulator and the result does not depend on the thread count; accumulating in double keeps
+// float32 sums over long sequences as exact as at::sum's.
+template <typename T>
+struct BiasGradient {
+  int64_t width;
+  std::vector<double> rows;  // B x width
+
+  BiasGradient(int64_t B, int64_t width_) : width(width_), rows(B * width_, 0.0) {}
+
+  void add(int64_t b, const T* grad_row) {
+    double* acc = rows.data() + b * width;
+    RNNKIT_NO_ALIAS
+    for (int64_t j = 0; j < width; ++j) acc[j] += grad_row[j];
+  }
+
+  at::Tensor total(const at::TensorOptions& options) const {
+    std::vector<double> sum(width, 0.0);
+    for (size_t offset = 0; offset < rows.size(); offset += width)
+      for (int64_t j = 0; j < width; ++j) sum[j] += rows[offset + j];
+    at::Tensor out = at::empty({width}, options);
+    T* dst = out.data_ptr<T>();
+    for (int64_t j = 0; j < width; ++j) dst[j] = static_cast<T>(sum[j]);
+    return out;
+  }
+};
+
 inline void check_cpu_float(const at::Tensor& t, const char* name) {
   TORCH_CHECK(t.device().is_cpu(), "rnnkit fused: ", name, " must be on the CPU");
   TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble,

@@ -85,6 +85,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
   T* dpre_all = grad_pre.data_ptr<T>();
   T* dh_p = dh.data_ptr<T>();
 
+  BiasGradient<T> bias_grad(B, H);
   for_row_blocks(B, steps_n * H * (H + 1), [&](int64_t b0, int64_t b1) {
     const int64_t M = b1 - b0;
     std::vector<T> dh_prev(M * H);
@@ -109,6 +110,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
           RNNKIT_NO_ALIAS
           for (int64_t u = 0; u < H; ++u) d[u] = (dhb[u] + g_out[u]) * (T(1) - y[u] * y[u]);
         }
+        bias_grad.add(b, d);
       }
       gemm(M, dpre + b0 * H, H, w_packed, dh_prev.data(), H, /*overwrite=*/true);
       for (int64_t b = b0; b < b1; ++b)
@@ -118,7 +120,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
   });
   const Tensor h_prev = gather_previous<T>(steps, out, h_init, H, opts);
   Tensor grad_weight_hh = weight_gradient(grad_pre.view({steps_n * B, H}).t(), h_prev.view({steps_n * B, H}));
-  return {grad_pre, dh, grad_weight_hh, grad_pre.sum({0, 1})};
+  return {grad_pre, dh, grad_weight_hh, bias_grad.total(opts)};
 }
 
 std::tuple<Tensor, Tensor> elman_forward(const Tensor& gates_x, const Tensor& h0,

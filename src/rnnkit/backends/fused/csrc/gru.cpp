@@ -106,6 +106,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
   T* dR_all = grad_rec.data_ptr<T>();
   T* dh_p = dh.data_ptr<T>();
 
+  BiasGradient<T> bias_grad(B, G);
   for_row_blocks(B, steps_n * G * (H + 1), [&](int64_t b0, int64_t b1) {
     const int64_t M = b1 - b0;
     std::vector<T> dh_prev(M * H);
@@ -144,6 +145,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
           dRb[2 * H + u] = d_n * r[u];
           dprev[u] = d_h * z[u];  // the direct path z * h; the matmul path is added below
         }
+        bias_grad.add(b, dRb);
       }
       gemm(M, dR + b0 * G, G, w_packed, dh_prev.data(), H);
       for (int64_t b = b0; b < b1; ++b)
@@ -154,7 +156,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
 
   const Tensor h_prev = gather_previous<T>(steps, out, h_init, H, opts);
   Tensor grad_weight_hh = weight_gradient(grad_rec.view({steps_n * B, G}).t(), h_prev.view({steps_n * B, H}));
-  return {grad_gates_x, dh, grad_weight_hh, grad_rec.sum({0, 1})};
+  return {grad_gates_x, dh, grad_weight_hh, bias_grad.total(opts)};
 }
 
 std::tuple<Tensor, Tensor, Tensor> gru_forward(const Tensor& gates_x, const Tensor& h0,

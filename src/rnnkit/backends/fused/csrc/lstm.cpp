@@ -200,6 +200,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward_impl(
   T* dh_p = dh.data_ptr<T>();
   T* dc_p = dc.data_ptr<T>();
 
+  BiasGradient<T> bias_grad(B, G);
   for_row_blocks(B, steps_n * G * (P + 1), [&](int64_t b0, int64_t b1) {
     const int64_t M = b1 - b0;
     std::vector<T> dm(proj ? M * H : 0), dh_prev(M * P), tanh_c(H);
@@ -249,6 +250,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward_impl(
           dGb[3 * H + u] = d_o * o * (T(1) - o);
           dcb[u] = d_c * f;
         }
+        bias_grad.add(b, dGb);
       }
       gemm(M, dG + b0 * G, G, w_packed, dh_prev.data(), P, /*overwrite=*/true);
       for (int64_t b = b0; b < b1; ++b)
@@ -261,7 +263,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward_impl(
   const Tensor h_prev = gather_previous<T>(steps, output.contiguous().data_ptr<T>(),
                                            h0.data_ptr<T>(), P, opts);
   Tensor grad_weight_hh = weight_gradient(grad_gates.view({steps_n * B, G}).t(), h_prev.view({steps_n * B, P}));
-  Tensor grad_bias_hh = grad_gates.sum({0, 1});
+  Tensor grad_bias_hh = bias_grad.total(opts);
   Tensor grad_weight_hr = proj ? weight_gradient(grad_h_all.view({steps_n * B, P}).t(), m_all.view({steps_n * B, H}))
                                : at::empty({0}, opts);
   return {grad_gates, dh, dc, grad_weight_hh, grad_bias_hh, grad_weight_hr};
