@@ -1,0 +1,135 @@
+"""A/B of two fused-backend choices, each toggled at run time and measured interleaved in one
+process (so machine drift hits both sides alike):
+
+* ``cache``: the large-buffer cache (``rnnkit.backends.fused.set_buffer_cache_limit``) on vs
+  off, training steps of each cell at B = 64 and 16;
+* ``inloop``: LSTM inference with the input projection inside the time loop
+  (``rnnkit::lstm_inference``, forced on) vs one projection GEMM then the scan, over H and B;
+  the table says which one the shipped rule picks at each point.
+
+    .venv/bin/python benchmarks/bench_fused_ab.py              # both, about 3 minutes
+    .venv/bin/python benchmarks/bench_fused_ab.py --only cache
+Writes benchmarks/results/fused_ab.json and prints a table (median ms, ratio = B side / A side,
+so > 1 means the A side is faster).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import pathlib
+import statistics
+import time
+
+import torch
+
+import rnnkit
+from rnnkit.backends import BACKENDS
+from rnnkit.backends import fused
+
+LAYERS = {"lstm": rnnkit.LSTM, "gru": rnnkit.GRU, "rnn": rnnkit.RNN}
+
+
+def interleaved(run_a, run_b, switch, repeats: int, calls: int = 3) -> tuple[float, float]:
+    """Median seconds per call of run_a and run_b; switch(True/False) selects the side."""
+    samples = {True: [], False: []}
+    for _ in range(repeats):
+        for side, run in ((True, run_a), (False, run_b)):
+            switch(side)
+            run()  # one untimed call after switching
+            start = time.perf_counter()
+            for _ in range(calls):
+                run()
+            samples[side].append((time.perf_counter() - start) / calls)
+    return statistics.median(samples[True]), statistics.median(samples[False])
+
+
+def cache_rows(repeats: int) -> list[dict]:
+    def switch(on: bool) -> None:
+        fused.set_buffer_cache_limit((1 << 30) if on else 0)
+
+    rows = []
+    for kind, layer in LAYERS.items():
+        for batch, hidden in ((64, 64), (64, 256), (16, 128)):
+            model = layer(hidden, hidden, backend="fused")
+            x = torch.randn(100, batch, hidden, requires_grad=True)
+
+            def train():
+                output, _ = model(x)
+                output.sum().backward()
+
+            on, off = interleaved(train, train, switch, repeats)
+            rows.append({"test": "cache", "cell": kind, "B": batch, "H": hidden,
+                         "A (cache on) ms": on * 1e3, "B (cache off) ms": off * 1e3,
+                         "ratio": off / on})
+    switch(True)
+    return rows
+
+
+def inloop_rows(repeats: int) -> list[dict]:
+    """In-loop projection forced on (the shipped rule's limits lifted) vs project + scan; the
+    ``shipped`` column says which side the shipped rule picks at that point."""
+    from rnnkit.backends.fused import backend as fused_backend
+
+    limits = (fused_backend._MIN_ROWS_IN_LOOP, fused_backend._MAX_WEIGHT_BYTES_IN_LOOP)
+    shipped = BACKENDS["fused"]
+    two_step = dataclasses.replace(shipped, run_without_grad=None)
+
+    def switch(in_loop: bool) -> None:
+        BACKENDS["fused"] = shipped if in_loop else two_step
+
+    rows = []
+    try:
+        fused_backend._MIN_ROWS_IN_LOOP, fused_backend._MAX_WEIGHT_BYTES_IN_LOOP = 1, float("inf")
+        for hidden in (64, 128, 256, 512):
+            for batch in (4, 16, 64):
+                model = rnnkit.LSTM(hidden, hidden, backend="fused")
+                x = torch.randn(100, batch, hidden)
+
+                def infer():
+                    with torch.no_grad():
+                        model(x)
+
+                in_loop, separate = interleaved(infer, infer, switch, repeats)
+                weight_bytes = 4 * hidden * 2 * hidden * 4
+                picks = batch >= limits[0] and weight_bytes <= limits[1]
+                rows.append({"test": "inloop", "cell": "lstm", "B": batch, "H": hidden,
+                             "A (in-loop) ms": in_loop * 1e3,
+                             "B (project + scan) ms": separate * 1e3, "ratio": separate / in_loop,
+                             "shipped": "in-loop" if picks else "project + scan"})
+    finally:
+        BACKENDS["fused"] = shipped
+        fused_backend._MIN_ROWS_IN_LOOP, fused_backend._MAX_WEIGHT_BYTES_IN_LOOP = limits
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", choices=["cache", "inloop"])
+    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "fused_ab.json"))
+    args = parser.parse_args()
+    error = fused.fused_unavailable()
+    if error is not None:
+        raise SystemExit(f"the fused backend is not usable here: {error}")
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    rows = []
+    if args.only in (None, "cache"):
+        rows += cache_rows(args.repeats)
+    if args.only in (None, "inloop"):
+        rows += inloop_rows(args.repeats)
+    print(f"{'test':7} {'cell':5} {'B':>3} {'H':>4} | {'A ms':>9} {'B ms':>9} | ratio B/A | shipped")
+    for row in rows:
+        a, b = (value for key, value in row.items() if key.endswith("ms"))
+        print(f"{row['test']:7} {row['cell']:5} {row['B']:3d} {row['H']:4d} | {a:9.2f} {b:9.2f} | "
+              f"{row['ratio']:9.2f} | {row.get('shipped', 'cache on')}")
+    pathlib.Path(args.out).write_text(json.dumps(
+        {"threads": args.threads, "torch": torch.__version__, "rows": rows}, indent=1))
+    print(f"\nwrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()
