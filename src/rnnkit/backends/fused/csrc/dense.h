@@ -1,7 +1,8 @@
-// Dense matrix products for the large GEMMs around the recurrence: the input projection for all
-// steps, its gradients and the weight gradients. On this project's AMD CPUs MKL takes its AVX2
-// path (~85 GFLOP/s per core) while oneDNN reaches ~100, so float32 products go to the oneDNN
-// matmul inside libtorch when it is there and agrees with at::mm on a probe; otherwise at::mm.
+// Dense matrix products for the large GEMMs around the recurrence: the weight gradients
+// (weight_gradient, on the packed GEMM of gemm.h) and dense_mm for every other shape. On this
+// project's AMD CPUs MKL takes its AVX2 path (~85 GFLOP/s per core) while oneDNN reaches ~100,
+// so dense_mm sends large float32 products to the oneDNN matmul inside libtorch when it is
+// there and agrees with at::mm on a probe; otherwise at::mm.
 #pragma once
 
 #include <ATen/ATen.h>
