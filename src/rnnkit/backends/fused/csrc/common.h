@@ -61,13 +61,7 @@ inline void for_row_blocks(int64_t B, int64_t work_per_row, F&& body) {
 // buffers far larger than L2. The stream is short per step and interrupted by the GEMM, so the
 // hardware prefetcher does not keep ahead of it: the LSTM forward's first read of gates_x[t]
 // took a third of its non-GEMM time at B = 64, H = 64. Each row of the next step is requested
-// while the current step's row is processed, a full step ahead of use.
-template <typename T>
-inline void prefetch(const T* p, int64_t count) {
-  const char* bytes = reinterpret_cast<const char*>(p);
-  for (int64_t offset = 0; offset < count * (int64_t)sizeof(T); offset += 64)
-    __builtin_prefetch(bytes + offset, /*rw=*/0, /*locality=*/3);
-}
+// while the current step's row is processed, a full step ahead of use (prefetch, gemm.h).
 
 // ---- lengths ---------------------------------------------------------------------------------
 // Step t of sequence b is valid when t < lengths[b]. Sequences run t = 0..len-1, or with
