@@ -150,7 +150,7 @@ def run_layer(
     chosen = select_backend(cell, x, backend)
     x_time_major = x.transpose(0, 1) if batch_first else x
     result = None
-    if chosen.run_without_grad is not None and not needs_grad(x, *state0, *cell.parameters()):
+    if chosen.run_without_grad is not None and not needs_grad(cell, x, *state0):
         result = chosen.run_without_grad(cell, x_time_major, state0, lengths, reverse)
     if result is None:
         gates_x = chosen.project(cell, x)

@@ -41,9 +41,16 @@ def fused_project(cell, x: torch.Tensor) -> torch.Tensor:
     return flat.view(*x.shape[:-1], flat.size(-1))
 
 
-def needs_grad(*tensors) -> bool:
-    """Whether autograd will need gradients through any of these tensors."""
-    return torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+def needs_grad(cell, *tensors) -> bool:
+    """Whether autograd will need gradients through any of these tensors or ``cell``'s
+    parameters. Checked lazily, cheapest first: under ``no_grad`` nothing is looked at, and in
+    training the input usually requires grad, so the parameter walk (a few microseconds, which
+    counts in a batch-1 call of ~100 us) is rarely reached."""
+    if not torch.is_grad_enabled():
+        return False
+    if any(t is not None and t.requires_grad for t in tensors):
+        return True
+    return any(p.requires_grad for p in cell.parameters())
 
 
 _MIN_ROWS_IN_LOOP = 8
@@ -86,14 +93,14 @@ def fused_scan(cell, gates_x: torch.Tensor, state0: NamedTuple, lengths=None, re
         lengths = lengths.to(device="cpu", dtype=torch.int64).contiguous()
     ops = torch.ops.rnnkit
     if isinstance(cell, LSTMCell):
-        training = needs_grad(gates_x, *state0, *cell.parameters())
+        training = needs_grad(cell, gates_x, *state0)
         output, h_n, c_n, _, _ = ops.lstm_forward(
             gates_x, state0.h, state0.c, cell.weight_hh, cell.bias_hh, cell.weight_hr, lengths,
             reverse, training,
         )
         return output, cell.state_type(h_n, c_n)
     if isinstance(cell, GRUCell):
-        training = needs_grad(gates_x, *state0, *cell.parameters())
+        training = needs_grad(cell, gates_x, *state0)
         output, h_n, _ = ops.gru_forward(
             gates_x, state0.h, cell.weight_hh, cell.bias_hh, lengths, reverse, training
         )

@@ -11,6 +11,9 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <memory>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #if defined(__AVX512F__)
@@ -26,27 +29,100 @@ template <typename T> struct Simd;  // vector width of T (values per 512-bit reg
 template <> struct Simd<float> { static constexpr int width = 16; };
 template <> struct Simd<double> { static constexpr int width = 8; };
 
+#if RNNKIT_AVX512
+// Transpose the 16 x 16 floats rows[i][0..15] (rows[i] = 16 values of row i) in place: after
+// it rows[j][i] holds what rows[i][j] held. Three rounds of in-lane and cross-lane shuffles.
+inline void transpose_16x16(__m512 rows[16]) {
+  __m512 a[16], b[16];
+  for (int i = 0; i < 8; ++i) {  // pairs of rows interleaved within each 128-bit lane
+    a[2 * i] = _mm512_unpacklo_ps(rows[2 * i], rows[2 * i + 1]);
+    a[2 * i + 1] = _mm512_unpackhi_ps(rows[2 * i], rows[2 * i + 1]);
+  }
+  for (int i = 0; i < 4; ++i) {  // b[4i + c], lane L: column 4L + c of rows 4i..4i+3
+    const __m512d a0 = _mm512_castps_pd(a[4 * i]), a1 = _mm512_castps_pd(a[4 * i + 1]);
+    const __m512d a2 = _mm512_castps_pd(a[4 * i + 2]), a3 = _mm512_castps_pd(a[4 * i + 3]);
+    b[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));
+    b[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
+    b[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
+    b[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
+  }
+  for (int c = 0; c < 4; ++c) {  // gather lane L of b[c], b[4+c], b[8+c], b[12+c]
+    const __m512 low01 = _mm512_shuffle_f32x4(b[c], b[4 + c], 0x44);
+    const __m512 low23 = _mm512_shuffle_f32x4(b[8 + c], b[12 + c], 0x44);
+    const __m512 high01 = _mm512_shuffle_f32x4(b[c], b[4 + c], 0xEE);
+    const __m512 high23 = _mm512_shuffle_f32x4(b[8 + c], b[12 + c], 0xEE);
+    rows[c] = _mm512_shuffle_f32x4(low01, low23, 0x88);
+    rows[4 + c] = _mm512_shuffle_f32x4(low01, low23, 0xDD);
+    rows[8 + c] = _mm512_shuffle_f32x4(high01, high23, 0x88);
+    rows[12 + c] = _mm512_shuffle_f32x4(high01, high23, 0xDD);
+  }
+}
+#endif
+
+// std::allocator that leaves plain values uninitialized on resize: a packed matrix writes
+// every element itself, and zero-filling it first doubled the writes (a third of the time of
+// packing W_hh at H = 512).
+template <typename T>
+struct UninitializedAllocator : std::allocator<T> {
+  template <typename U>
+  struct rebind { using other = UninitializedAllocator<U>; };
+  template <typename U>
+  void construct(U* p) noexcept { ::new (static_cast<void*>(p)) U; }
+  template <typename U, typename... Args>
+  void construct(U* p, Args&&... args) { ::new (static_cast<void*>(p)) U(std::forward<Args>(args)...); }
+};
+
 template <typename T>
 struct PackedMatrix {
   static constexpr int NR = 2 * Simd<T>::width;  // columns per panel
   int64_t K = 0, N = 0, panels = 0;
-  std::vector<T> data;  // panels * K * NR
+  std::vector<T, UninitializedAllocator<T>> data;  // panels * K * NR
 
   // Pack B where element (k, n) is at src[k * stride_k + n * stride_n].
   void pack(const T* src, int64_t K_, int64_t N_, int64_t stride_k, int64_t stride_n) {
     K = K_;
     N = N_;
     panels = (N + NR - 1) / NR;
-    data.assign(panels * K * NR, T(0));
+    data.resize(panels * K * NR);
     for (int64_t p = 0; p < panels; ++p) {
       T* dst = data.data() + p * K * NR;
       const int64_t n0 = p * NR, width = std::min<int64_t>(NR, N - n0);
-      for (int64_t k = 0; k < K; ++k)
-        for (int64_t j = 0; j < width; ++j)
-          dst[k * NR + j] = src[k * stride_k + (n0 + j) * stride_n];
+      int64_t k = 0;
+      if (stride_k == 1) k = pack_transposed(src, dst, n0, width, stride_n);
+      for (; k < K; ++k)
+        for (int64_t j = 0; j < NR; ++j)  // zero padding right of the last column
+          dst[k * NR + j] = j < width ? src[k * stride_k + (n0 + j) * stride_n] : T(0);
     }
   }
   const T* panel(int64_t p) const { return data.data() + p * K * NR; }
+
+ private:
+  // B = W^T of a row-major W (stride_k = 1: column n of B is row n of W), as every recurrent
+  // and input weight is used. The element loop then reads each cache line of W for one value
+  // and ran at 3-9 GB/s: 1.1-1.4 ms per call for an LSTM's W_hh at H = 512, a tenth of a
+  // batch-1 inference over 100 steps. Here 16 x 16 tiles are read row by row and transposed
+  // in registers. Returns the first k left to the element loop.
+  int64_t pack_transposed(const T* src, T* dst, int64_t n0, int64_t width, int64_t stride_n) {
+#if RNNKIT_AVX512
+    if constexpr (std::is_same_v<T, float>) {
+      int64_t k0 = 0;
+      for (; k0 + 16 <= K; k0 += 16)
+        for (int64_t half = 0; half < 2; ++half) {  // columns n0 + 16 half + (0..15)
+          __m512 tile[16];
+          for (int j = 0; j < 16; ++j) {
+            const int64_t column = 16 * half + j;
+            tile[j] = column < width ? _mm512_loadu_ps(src + (n0 + column) * stride_n + k0)
+                                     : _mm512_setzero_ps();
+          }
+          transpose_16x16(tile);
+          for (int kk = 0; kk < 16; ++kk) _mm512_storeu_ps(dst + (k0 + kk) * NR + 16 * half, tile[kk]);
+        }
+      return k0;
+    }
+#endif
+    (void)src, (void)dst, (void)n0, (void)width, (void)stride_n;
+    return 0;
+  }
 };
 
 // Element (r, k) of A with row stride lda: A is stored row-major, or (kColMajorA) column-major,
@@ -86,6 +162,16 @@ inline void prefetch(const T* p, int64_t count, bool for_write = false) {
 // lines overlaps the block's FMAs instead of stalling its final stores. Without it an overwrite
 // of a C larger than L2 (the input projection over all steps, 6400 x 256 floats) ran at 59
 // GFLOP/s against 87 for one that fits.
+// The panel's two B vectors of a k step are loaded once into registers and reused by all MR
+// rows. Left to itself, gcc folds the loads into the FMAs for MR <= 4 (inlined into
+// gemm_blocked), loading each vector MR times: the 4-row kernel then ran at 47 GFLOP/s on a
+// 4 x 64 x 256 product, against 84 with the loads kept apart (the load ports, not the FMAs,
+// were the limit). The empty asm makes the values opaque, so they cannot be re-loaded.
+template <typename V>
+inline void keep_in_registers(V& b0, V& b1) {
+  asm("" : "+v"(b0), "+v"(b1));
+}
+
 // MR x 32 float block: 2*MR accumulators in zmm registers.
 template <int MR, bool kColMajorA>
 inline void micro_kernel(const float* A, int64_t lda, const float* Bp, int64_t K, float* C,
@@ -105,8 +191,9 @@ inline void micro_kernel(const float* A, int64_t lda, const float* Bp, int64_t K
     }
   }
   for (int64_t k = 0; k < K; ++k) {
-    const __m512 b0 = _mm512_loadu_ps(Bp + k * 32);
-    const __m512 b1 = _mm512_loadu_ps(Bp + k * 32 + 16);
+    __m512 b0 = _mm512_loadu_ps(Bp + k * 32);
+    __m512 b1 = _mm512_loadu_ps(Bp + k * 32 + 16);
+    keep_in_registers(b0, b1);
     for (int r = 0; r < MR; ++r) {
       const __m512 a = _mm512_set1_ps(a_at<kColMajorA>(A, lda, r, k));
       acc[r][0] = _mm512_fmadd_ps(a, b0, acc[r][0]);
@@ -142,8 +229,9 @@ inline void micro_kernel(const double* A, int64_t lda, const double* Bp, int64_t
     }
   }
   for (int64_t k = 0; k < K; ++k) {
-    const __m512d b0 = _mm512_loadu_pd(Bp + k * 16);
-    const __m512d b1 = _mm512_loadu_pd(Bp + k * 16 + 8);
+    __m512d b0 = _mm512_loadu_pd(Bp + k * 16);
+    __m512d b1 = _mm512_loadu_pd(Bp + k * 16 + 8);
+    keep_in_registers(b0, b1);
     for (int r = 0; r < MR; ++r) {
       const __m512d a = _mm512_set1_pd(a_at<kColMajorA>(A, lda, r, k));
       acc[r][0] = _mm512_fmadd_pd(a, b0, acc[r][0]);
