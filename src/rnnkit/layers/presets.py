@@ -132,7 +132,7 @@ class _TorchStyleRNN(nn.Module):
                                  "the packed batch already carries its lengths")
             input, packing = unpack(input, self.batch_first)
             lengths = packing.lengths
-        first_cell = next(self._cells())
+        first_cell = self.stack._first_cell()
         check_sequence_input(input, self.input_size, first_cell.weight_ih, ranks=(2, 3))
         unbatched = input.dim() == 2
         if unbatched:

@@ -89,6 +89,8 @@ struct PackedMatrix {
       const int64_t n0 = p * NR, width = std::min<int64_t>(NR, N - n0);
       int64_t k = 0;
       if (stride_k == 1) k = pack_transposed(src, dst, n0, width, stride_n);
+      if (stride_n == 1 && width == NR)  // row-major B: each panel row is a contiguous copy
+        for (; k < K; ++k) std::memcpy(dst + k * NR, src + k * stride_k + n0, NR * sizeof(T));
       for (; k < K; ++k)
         for (int64_t j = 0; j < NR; ++j)  // zero padding right of the last column
           dst[k * NR + j] = j < width ? src[k * stride_k + (n0 + j) * stride_n] : T(0);
