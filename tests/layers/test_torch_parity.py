@@ -514,3 +514,22 @@ def test_all_weights_and_parameter_names_match_torch(kind, proj):
     assert [p.shape for p in rnnkit_module.parameters()] == [p.shape for p in torch_module.parameters()]
     for p_r, p_t in zip(rnnkit_module.parameters(), torch_module.parameters()):
         assert torch.equal(p_r, p_t)
+
+
+@pytest.mark.parametrize("backend", ["reference", "fused"])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_final_states_can_be_detached_in_place_like_torch(kind, backend):
+    """Truncated-BPTT code often calls ``h.detach_()`` on the returned state; torch.nn's h_n is
+    its own tensor, so that works there and must work here (an h_n that is a view of the
+    kernel's output would raise "Can't detach views in-place")."""
+    if backend == "fused" and rnnkit.backends.BACKENDS["fused"].unavailable():
+        pytest.skip("the fused kernels do not build on this machine")
+    torch_layer = {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}[kind](INPUT, HIDDEN)
+    layer = {"lstm": rnnkit.LSTM, "gru": rnnkit.GRU, "rnn": rnnkit.RNN}[kind](
+        INPUT, HIDDEN, backend=backend)
+    x = torch.randn(STEPS, BATCH, INPUT, requires_grad=True)
+    for module in (torch_layer, layer):
+        _, hidden = module(x)
+        for state in hidden if isinstance(hidden, tuple) else (hidden,):
+            state.detach_()
+            assert not state.requires_grad

@@ -72,10 +72,13 @@ def run_train_lm(args) -> int:
     if args.sample_length > 0:
         loaded = load_lm(run_dir)
         prompt = "\n" if "\n" in loaded.vocabulary else ""
-        say(f"\nsample (temperature 0.8, seed {config.train.seed}):")
+        # Nucleus sampling (top-p 0.9): a short run's distribution after a paragraph start is
+        # flat, and one draw from its long tail (p ~ 0.002) could derail the whole sample
+        # into noise (seen after a 6-minute run whose CPU was shared).
+        say(f"\nsample (temperature 0.8, top-p 0.9, seed {config.train.seed}):")
         pieces = []
         for piece in generate(loaded, prompt, length=args.sample_length, temperature=0.8,
-                              seed=config.train.seed):
+                              top_p=0.9, seed=config.train.seed):
             pieces.append(piece)
             if not args.json:
                 print(piece, end="", flush=True)

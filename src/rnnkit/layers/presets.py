@@ -189,9 +189,7 @@ class _TorchStyleRNN(nn.Module):
         flat = []
         for final in finals:
             flat.extend(final if isinstance(final, BidirectionalState) else [final])
-        # One layer and direction: a view of the kernel's fresh output instead of a copy.
-        stacked = [values[0].unsqueeze(0) if len(values) == 1 else torch.stack(values)
-                   for values in zip(*flat)]
+        stacked = [torch.stack(field_values) for field_values in zip(*flat)]
         if unbatched:
             stacked = [t.squeeze(1) for t in stacked]
         return stacked[0] if len(stacked) == 1 else tuple(stacked)

@@ -160,10 +160,6 @@ inline void prefetch(const T* p, int64_t count, bool for_write = false) {
 }
 
 #if RNNKIT_AVX512
-// A block of C is prefetched for writing when its micro-kernel starts, so that fetching its
-// lines overlaps the block's FMAs instead of stalling its final stores. Without it an overwrite
-// of a C larger than L2 (the input projection over all steps, 6400 x 256 floats) ran at 59
-// GFLOP/s against 87 for one that fits.
 // The panel's two B vectors of a k step are loaded once into registers and reused by all MR
 // rows. Left to itself, gcc folds the loads into the FMAs for MR <= 4 (inlined into
 // gemm_blocked), loading each vector MR times: the 4-row kernel then ran at 47 GFLOP/s on a
@@ -174,6 +170,10 @@ inline void keep_in_registers(V& b0, V& b1) {
   asm("" : "+v"(b0), "+v"(b1));
 }
 
+// A block of C is prefetched for writing when its micro-kernel starts, so that fetching its
+// lines overlaps the block's FMAs instead of stalling its final stores. Without it an overwrite
+// of a C larger than L2 (the input projection over all steps, 6400 x 256 floats) ran at 59
+// GFLOP/s against 87 for one that fits.
 // MR x 32 float block: 2*MR accumulators in zmm registers.
 template <int MR, bool kColMajorA>
 inline void micro_kernel(const float* A, int64_t lda, const float* Bp, int64_t K, float* C,
