@@ -19,7 +19,7 @@ def fused_details() -> dict:
         return {}
     ops = torch.ops.rnnkit
     return {
-        "fused_simd": "AVX-512" if ops.simd_width() == 512 else "portable C++ (compiler-vectorized)",
+        "fused_simd": {512: "AVX-512", 256: "AVX2 + FMA"}.get(ops.simd_width(), "portable C++ (compiler-vectorized)"),
         "fused_dense_matmul": "oneDNN" if ops.onednn_usable() else "at::mm",
     }
 

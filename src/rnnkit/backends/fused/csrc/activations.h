@@ -8,7 +8,7 @@
 
 #include "gemm.h"
 
-#if RNNKIT_AVX512
+#if RNNKIT_AVX512 || RNNKIT_AVX2
 #include <sleef.h>  // float64 activations; torch's libtorch_cpu exports these symbols
 #endif
 
@@ -65,7 +65,53 @@ inline __m512 vload(const float* p, int n) { return _mm512_maskz_loadu_ps(n >= 1
 inline __m512d vload(const double* p, int n) { return _mm512_maskz_loadu_pd(n >= 8 ? 0xFF : (__mmask8)((1u << n) - 1), p); }
 inline void vstore(float* p, __m512 v, int n) { _mm512_mask_storeu_ps(p, n >= 16 ? 0xFFFF : (__mmask16)((1u << n) - 1), v); }
 inline void vstore(double* p, __m512d v, int n) { _mm512_mask_storeu_pd(p, n >= 8 ? 0xFF : (__mmask8)((1u << n) - 1), v); }
+#elif RNNKIT_AVX2
+// float32 on 256-bit vectors: the same exp as the AVX-512 branch, with 2^n built in the exponent
+// bits (there is no scalef). The clamp keeps n in [-126, 127], so 2^n is a normal float:
+// e^-87.3 ~ 1.2e-38 and e^88.3 ~ 2.2e38 stand in for 0 and inf, which moves sigmoid and tanh by
+// less than 1e-38. Operand order makes min/max pass a NaN through.
+inline __m256 vexp(__m256 x) {
+  x = _mm256_max_ps(_mm256_set1_ps(-87.3f), _mm256_min_ps(_mm256_set1_ps(88.3f), x));
+  const __m256 n = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                                   _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693145751953125f), x);
+  r = _mm256_fnmadd_ps(n, _mm256_set1_ps(1.428606765330187045e-06f), r);
+  __m256 p = _mm256_set1_ps(1.f / 5040.f);
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 720.f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 120.f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 24.f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f / 6.f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
+  p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.f));
+  const __m256i exponent = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
+  return _mm256_mul_ps(p, _mm256_castsi256_ps(exponent));
+}
+// 1 / d as rcp (relative error < 1.5 * 2^-12) and one Newton step; d = 1 + e^-x is finite
+// (the clamp above), so the step never computes inf * 0.
+inline __m256 vreciprocal(__m256 d) {
+  const __m256 r = _mm256_rcp_ps(d);
+  return _mm256_mul_ps(r, _mm256_fnmadd_ps(d, r, _mm256_set1_ps(2.f)));
+}
+inline __m256 vsigmoid(__m256 x) {
+  return vreciprocal(_mm256_add_ps(_mm256_set1_ps(1.f), vexp(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+}
+inline __m256 vtanh(__m256 x) {
+  const __m256 s = vsigmoid(_mm256_add_ps(x, x));
+  return _mm256_fmsub_ps(_mm256_set1_ps(2.f), s, _mm256_set1_ps(1.f));
+}
+inline __m256d vtanh(__m256d x) { return Sleef_tanhd4_u10avx2(x); }
+inline __m256d vsigmoid(__m256d x) {
+  const __m256d one = _mm256_set1_pd(1.0);
+  return _mm256_div_pd(one, _mm256_add_pd(one, Sleef_expd4_u10avx2(_mm256_sub_pd(_mm256_setzero_pd(), x))));
+}
+inline __m256 vload(const float* p, int n) { return load_lanes(p, n); }
+inline __m256d vload(const double* p, int n) { return load_lanes(p, n); }
+inline void vstore(float* p, __m256 v, int n) { store_lanes(p, v, n); }
+inline void vstore(double* p, __m256d v, int n) { store_lanes(p, v, n); }
+#endif
 
+#if RNNKIT_AVX512 || RNNKIT_AVX2
 template <typename T>
 inline void sigmoid_array(T* dst, const T* src, int64_t n) {
   constexpr int W = Simd<T>::width;

@@ -22,12 +22,21 @@
 #else
 #define RNNKIT_AVX512 0
 #endif
+// AVX2 + FMA without AVX-512 (Zen 1-3, most Intel client CPUs): 256-bit kernels in gemm_avx2.h.
+#if !RNNKIT_AVX512 && defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#define RNNKIT_AVX2 1
+#else
+#define RNNKIT_AVX2 0
+#endif
 
 namespace rnnkit {
 
-template <typename T> struct Simd;  // vector width of T (values per 512-bit register)
-template <> struct Simd<float> { static constexpr int width = 16; };
-template <> struct Simd<double> { static constexpr int width = 8; };
+// Vector width of T: values per register of the build's SIMD (512-bit, or 256-bit with AVX2;
+// the portable kernel uses the 512-bit shape and lets the compiler map it).
+template <typename T> struct Simd;
+template <> struct Simd<float> { static constexpr int width = RNNKIT_AVX2 ? 8 : 16; };
+template <> struct Simd<double> { static constexpr int width = RNNKIT_AVX2 ? 4 : 8; };
 
 #if RNNKIT_AVX512
 // Transpose the 16 x 16 floats rows[i][0..15] (rows[i] = 16 values of row i) in place: after
@@ -57,6 +66,12 @@ inline void transpose_16x16(__m512 rows[16]) {
     rows[12 + c] = _mm512_shuffle_f32x4(high01, high23, 0xDD);
   }
 }
+#endif
+
+#if RNNKIT_AVX2
+// The transposing pack for 256-bit vectors (gemm_avx2.h, included below the helpers it uses).
+inline int64_t pack_transposed_avx2(const float* src, float* dst, int64_t K, int64_t n0,
+                                    int64_t width, int64_t stride_n);
 #endif
 
 // std::allocator that leaves plain values uninitialized on resize: a packed matrix writes
@@ -121,6 +136,8 @@ struct PackedMatrix {
         }
       return k0;
     }
+#elif RNNKIT_AVX2
+    if constexpr (std::is_same_v<T, float>) return pack_transposed_avx2(src, dst, K, n0, width, stride_n);
 #endif
     (void)src, (void)dst, (void)n0, (void)width, (void)stride_n;
     return 0;
@@ -158,6 +175,10 @@ inline void prefetch(const T* p, int64_t count, bool for_write = false) {
     else __builtin_prefetch(bytes + offset, /*rw=*/0, /*locality=*/3);
   }
 }
+
+#if RNNKIT_AVX2
+#include "gemm_avx2.h"  // transposing pack, micro-kernels and GEMV for 256-bit vectors
+#endif
 
 #if RNNKIT_AVX512
 // The panel's two B vectors of a k step are loaded once into registers and reused by all MR
@@ -250,7 +271,7 @@ inline void micro_kernel(const double* A, int64_t lda, const double* Bp, int64_t
     _mm512_mask_storeu_pd(C + r * ldc + 8, m1, acc[r][1]);
   }
 }
-#else
+#elif !RNNKIT_AVX2
 // Portable MR x NR block; the fixed-size inner loop vectorizes at -O3 for the host's SIMD.
 template <int MR, bool kColMajorA, typename T>
 inline void micro_kernel(const T* A, int64_t lda, const T* Bp, int64_t K, T* C, int64_t ldc,
@@ -275,7 +296,8 @@ inline void micro_kernel(const T* A, int64_t lda, const T* Bp, int64_t K, T* C, 
 // MR = 8: 16 accumulators + 2 B vectors + 1 broadcast fit the 32 zmm registers, each B vector
 // loaded serves 8 FMAs, and the common batch sizes (8, 16, 32, 64 rows) split into full blocks
 // (with MR = 6 a batch of 16 ran 6 + 6 + 4 rows: 73 GFLOP/s against 86 with 8 + 8).
-constexpr int kRowBlock = 8;
+// With AVX2 (16 ymm registers) the block is 6 x 16: 12 accumulators + 2 B vectors + 1 broadcast.
+constexpr int kRowBlock = RNNKIT_AVX2 ? 6 : 8;
 
 template <bool kColMajorA, typename T>
 inline void rows_kernel(int rows, const T* A, int64_t lda, const T* Bp, int64_t K, T* C,
@@ -339,6 +361,12 @@ inline int64_t gemv_four_panels(const double* a, const PackedMatrix<double>& B, 
     for (int j = 0; j < 8; ++j) _mm512_storeu_pd(c + p * 16 + 8 * j, acc[j]);
   }
   return p;
+}
+#elif RNNKIT_AVX2
+template <typename T>
+inline int64_t gemv_four_panels(const T* a, const PackedMatrix<T>& B, T* c, int64_t p0, int64_t p1,
+                                const Start<T>& start) {
+  return gemv_four_panels_avx2(a, B.data.data(), B.K, B.N, c, p0, p1, start.from_c, start.bias);
 }
 #else
 template <typename T>

@@ -57,6 +57,28 @@ inline void cell_row<float>(float* g, float* c, float* m, float* saved_gates, fl
   }
 }
 #endif
+#if RNNKIT_AVX2
+// float32 on 256-bit vectors: the same single pass, 8 units at a time.
+template <>
+inline void cell_row<float>(float* g, float* c, float* m, float* saved_gates, float* saved_cells,
+                            int64_t H, float*) {
+  for (int64_t u = 0; u < H; u += 8) {
+    const int n = (int)std::min<int64_t>(8, H - u);
+    const __m256 i = vsigmoid(vload(g + u, n)), f = vsigmoid(vload(g + H + u, n));
+    const __m256 gg = vtanh(vload(g + 2 * H + u, n)), o = vsigmoid(vload(g + 3 * H + u, n));
+    const __m256 c_new = _mm256_fmadd_ps(f, vload(c + u, n), _mm256_mul_ps(i, gg));
+    vstore(c + u, c_new, n);
+    vstore(m + u, _mm256_mul_ps(o, vtanh(c_new)), n);
+    if (saved_gates) {
+      vstore(saved_gates + u, i, n);
+      vstore(saved_gates + H + u, f, n);
+      vstore(saved_gates + 2 * H + u, gg, n);
+      vstore(saved_gates + 3 * H + u, o, n);
+      vstore(saved_cells + u, c_new, n);
+    }
+  }
+}
+#endif
 
 // The input projection done inside the time loop (lstm_inference): each step starts its gates
 // from x_t W_ih^T + b_ih + b_hh instead of reading a precomputed gates_x[t]. Without gradients

@@ -76,5 +76,5 @@ TORCH_LIBRARY_IMPL(rnnkit, CompositeExplicitAutograd, m) {}
 TORCH_LIBRARY_IMPL(rnnkit, CatchAll, m) {
   m.impl("fma_peak", &rnnkit::fma_peak);
   m.impl("gemm_rate", &rnnkit::gemm_rate);
-  m.impl("simd_width", []() -> int64_t { return RNNKIT_AVX512 ? 512 : 0; });
+  m.impl("simd_width", []() -> int64_t { return RNNKIT_AVX512 ? 512 : RNNKIT_AVX2 ? 256 : 0; });
 }
