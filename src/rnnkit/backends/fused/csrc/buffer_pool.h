@@ -129,6 +129,15 @@ inline at::Tensor pooled_empty(at::IntArrayRef shape, const at::TensorOptions& o
                                    c10::typeMetaToScalarType(options.dtype()), c10::nullopt);
 }
 
+// t itself when contiguous, else a contiguous copy in a pooled buffer. Why: the gradient of
+// `output.sum()` reaches backward as an expanded (stride-0) tensor, and Tensor::contiguous()
+// would copy it into fresh pages every step: ~0.5 ms of page faults for a (100, 64, 32) float
+// tensor, 15% of an LSTM training step at that size, against ~20 us warm.
+inline at::Tensor pooled_contiguous(const at::Tensor& t) {
+  if (t.is_contiguous()) return t;
+  return pooled_empty(t.sizes(), t.options()).copy_(t);
+}
+
 inline at::Tensor pooled_zeros(at::IntArrayRef shape, const at::TensorOptions& options) {
   return pooled_empty(shape, options).zero_();
 }

@@ -72,7 +72,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
   const int64_t steps_n = output_.size(0), B = output_.size(1), H = output_.size(2);
   const auto opts = output_.options();
   const Steps steps = make_steps(steps_n, B, reverse, lengths);
-  const Tensor grad_output = grad_output_.contiguous(), output = output_.contiguous();
+  const Tensor grad_output = pooled_contiguous(grad_output_), output = pooled_contiguous(output_);
   const Tensor h0 = h0_.contiguous();
   Tensor grad_pre = buffer_for(steps, {steps_n, B, H}, opts);
   Tensor dh = grad_h_n.contiguous().clone();

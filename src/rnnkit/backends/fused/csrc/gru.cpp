@@ -89,8 +89,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
   const int64_t steps_n = saved.size(0), B = saved.size(1), H = saved.size(2) / 4, G = 3 * H;
   const auto opts = saved.options();
   const Steps steps = make_steps(steps_n, B, reverse, lengths);
-  const Tensor grad_output = grad_output_.contiguous(), h0 = h0_.contiguous();
-  const Tensor out_c = output.contiguous();
+  const Tensor grad_output = pooled_contiguous(grad_output_), h0 = h0_.contiguous();
+  const Tensor out_c = pooled_contiguous(output);
   Tensor grad_gates_x = buffer_for(steps, {steps_n, B, G}, opts);
   Tensor grad_rec = buffer_for(steps, {steps_n, B, G}, opts);  // gradient of h W_hh^T + b_hh
   Tensor dh = grad_h_n.contiguous().clone();

@@ -199,7 +199,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward_impl(
   const int64_t P = proj ? weight_hr->size(0) : H;
   const auto opts = gates.options();
   const Steps steps = make_steps(steps_n, B, reverse, lengths);
-  const Tensor grad_output = grad_output_.contiguous(), h0 = h0_.contiguous(), c0 = c0_.contiguous();
+  const Tensor grad_output = pooled_contiguous(grad_output_), h0 = h0_.contiguous(), c0 = c0_.contiguous();
   Tensor grad_gates = buffer_for(steps, {steps_n, B, G}, opts);
   Tensor dh = grad_h_n.contiguous().clone(), dc = grad_c_n.contiguous().clone();
 
