@@ -31,6 +31,21 @@ RNNKIT_LAYERS = {"lstm": rnnkit.LSTM, "gru": rnnkit.GRU, "rnn": rnnkit.RNN}
 GATES = {"lstm": 4, "gru": 3, "rnn": 1}
 
 
+def cpu_name() -> str:
+    """The CPU's model name and family (results from different hosts differ by 2x; say which
+    one ran): "AMD EPYC (family 26, model 2)" on Linux, the platform's word elsewhere."""
+    fields = {}
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            key, _, value = line.partition(":")
+            fields.setdefault(key.strip(), value.strip())
+    except OSError:
+        pass
+    if "model name" not in fields:
+        return platform.processor() or platform.machine()
+    return f"{fields['model name']} (family {fields.get('cpu family', '?')}, model {fields.get('model', '?')})"
+
+
 def forward_flops(kind: str, steps: int, batch: int, hidden: int) -> float:
     """Multiply-adds x 2 of one forward pass (input projection + recurrence), input size = H."""
     return 2.0 * steps * batch * GATES[kind] * hidden * (hidden + hidden)
@@ -163,6 +178,9 @@ def main() -> None:
     thread_counts = numbers(args.threads, (1,) if args.quick else (1, 2))
     partial = args.quick or args.hidden or args.batch
     rows = []
+    simd_bits = torch.ops.rnnkit.simd_width()
+    kernels = f"{simd_bits}-bit SIMD" if simd_bits else "portable loops"
+    print(f"{cpu_name()}, fused kernels: {kernels}")
     print(f"FMA peak: {peak[1]:.0f} GFLOP/s (1 thread), {peak[2]:.0f} GFLOP/s (2 threads)")
     header = (f"{'cell':5s} {'thr':>3s} {'B':>3s} {'H':>4s} {'T':>4s} | "
               f"{'train ms torch':>14s} {'fused':>8s} {'x':>6s} {'%peak':>6s} | "
@@ -200,7 +218,7 @@ def main() -> None:
     out = pathlib.Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
-        "machine": platform.processor() or platform.machine(), "torch": torch.__version__,
+        "machine": cpu_name(), "simd_bits": simd_bits, "torch": torch.__version__,
         "fma_peak_gflops": peak, "grid": rows, "single_step_us": steps_rows,
     }, indent=2))
     print(f"\nwrote {out}")
