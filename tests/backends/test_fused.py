@@ -345,13 +345,16 @@ def test_two_threads_split_rows_and_panels(kind, batch):
 
 @requires_fused
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
-@pytest.mark.parametrize("rows, features, outputs", [(37, 19, 23), (700, 70, 130), (300, 300, 45)],
-                         ids=["small-at::mm", "large-packed", "packed-deep"])
+@pytest.mark.parametrize("rows, features, outputs",
+                         [(37, 19, 23), (700, 70, 130), (300, 300, 45), (100, 130, 520)],
+                         ids=["small-at::mm", "large-packed", "packed-deep", "weight-over-rows"])
 def test_dense_ops_match_torch_and_pass_opcheck(dtype, rows, features, outputs):
     """rnnkit::linear / rnnkit::matmul against torch, with opcheck: small products go to
     at::mm, larger ones (>= 1M multiply-adds) to the packed GEMM, weight gradients to
     oneDNN/at::mm. packed-deep: more than one depth block (K > 128), so the bias starts only
-    the first and the later ones accumulate, and a partial last panel."""
+    the first and the later ones accumulate, and a partial last panel. weight-over-rows: a
+    weight with more values than x (an input projection at B = 1), packed below 16M
+    multiply-adds, with a partial last panel."""
     torch.manual_seed(8)
     x = torch.randn(rows, features, dtype=dtype, requires_grad=True)
     weight = torch.randn(outputs, features, dtype=dtype, requires_grad=True)
