@@ -29,7 +29,7 @@ class ModelConfig:
     embedding_dim: int = 64
     hidden_size: int = 512
     layers: int = 1
-    dropout: float = 0.0  #: between layers and before the head
+    dropout: float = 0.25  #: between layers and before the head (see docs/decisions/lm-defaults.md)
     tie_weights: bool = False  #: share the embedding and head matrix (needs embedding_dim == hidden_size)
     implementation: str = "rnnkit"  #: "rnnkit" or "torch" (torch.nn's layer, for comparison)
 
