@@ -343,18 +343,56 @@ def test_two_threads_split_rows_and_panels(kind, batch):
         assert_close(a, b, grad=True)
 
 
+@pytest.fixture(params=["packed", "mkl"])
+def dense_engine(request):
+    """Each dense engine in turn (the host rule picks one; both must be right everywhere)."""
+    from rnnkit.backends import fused
+
+    fused.set_dense_engine(request.param)
+    yield request.param
+    fused.set_dense_engine("auto")
+
+
+@requires_fused
+def test_dense_engine_setting_and_host_rule():
+    """set_dense_engine switches and "auto" returns to the host rule, which must match what
+    /proc/cpuinfo and torch say: mkl exactly on an Intel CPU with AVX-512 and a torch with MKL."""
+    from rnnkit.backends import fused
+
+    try:
+        for name in ("packed", "mkl"):
+            fused.set_dense_engine(name)
+            assert fused.dense_engine() == name
+        fused.set_dense_engine("auto")
+        assert fused.dense_engine() == fused.host_dense_engine()
+        with pytest.raises(ValueError, match="unknown dense engine 'fast'"):
+            fused.set_dense_engine("fast")
+        with pytest.raises(RuntimeError, match="unknown dense engine"):
+            torch.ops.rnnkit.set_dense_engine("fast")
+    finally:
+        fused.set_dense_engine("auto")
+    if not os.path.exists("/proc/cpuinfo"):
+        pytest.skip("the host rule is checked against /proc/cpuinfo, which this OS lacks")
+    cpuinfo = open("/proc/cpuinfo").read()
+    intel = "GenuineIntel" in cpuinfo
+    avx512 = any(line.startswith("flags") and " avx512f " in f"{line} "
+                 for line in cpuinfo.splitlines())
+    expected = "mkl" if intel and avx512 and torch.backends.mkl.is_available() else "packed"
+    assert fused.host_dense_engine() == expected
+
+
 @requires_fused
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("rows, features, outputs",
                          [(37, 19, 23), (700, 70, 130), (300, 300, 45), (100, 130, 520)],
                          ids=["small-at::mm", "large-packed", "packed-deep", "weight-over-rows"])
-def test_dense_ops_match_torch_and_pass_opcheck(dtype, rows, features, outputs):
-    """rnnkit::linear / rnnkit::matmul against torch, with opcheck: small products go to
-    at::mm, larger ones (>= 1M multiply-adds) to the packed GEMM, weight gradients to
-    oneDNN/at::mm. packed-deep: more than one depth block (K > 128), so the bias starts only
-    the first and the later ones accumulate, and a partial last panel. weight-over-rows: a
-    weight with more values than x (an input projection at B = 1), packed below 16M
-    multiply-adds, with a partial last panel."""
+def test_dense_ops_match_torch_and_pass_opcheck(dtype, rows, features, outputs, dense_engine):
+    """rnnkit::linear / rnnkit::matmul against torch, with opcheck, under each dense engine.
+    With "packed": small products go to at::mm, larger ones (>= 1M multiply-adds) to the packed
+    GEMM, weight gradients to oneDNN/at::mm. packed-deep: more than one depth block (K > 128),
+    so the bias starts only the first and the later ones accumulate, and a partial last panel.
+    weight-over-rows: a weight with more values than x (an input projection at B = 1), packed
+    below 16M multiply-adds, with a partial last panel. With "mkl" all go to at::mm."""
     torch.manual_seed(8)
     x = torch.randn(rows, features, dtype=dtype, requires_grad=True)
     weight = torch.randn(outputs, features, dtype=dtype, requires_grad=True)
@@ -369,6 +407,25 @@ def test_dense_ops_match_torch_and_pass_opcheck(dtype, rows, features, outputs):
     torch.library.opcheck(torch.ops.rnnkit.linear, (x, weight, bias))
     torch.library.opcheck(torch.ops.rnnkit.linear, (x, weight, None))
     torch.library.opcheck(torch.ops.rnnkit.matmul, (x, weight.t()))
+
+
+@requires_fused
+@pytest.mark.parametrize("kind", ["lstm", "lstm_proj", "gru", "rnn_tanh"])
+def test_fused_equals_reference_under_each_dense_engine(kind, dense_engine):
+    """Large enough (160 rows x 96 units: >= 1M multiply-adds each, even for the Elman cell)
+    that the projection, its input gradient and the weight gradients inside each cell's backward
+    all take the engine's path, not the small-product fallback."""
+    torch.manual_seed(9)
+    reference = KINDS[kind](96, 96, backend="reference")
+    fused = KINDS[kind](96, 96, backend="fused")
+    fused.load_state_dict(reference.state_dict())
+    x = torch.randn(20, 8, 96, requires_grad=True)
+    values_ref, grads_ref = _loss_and_grads(reference, x, None, None)
+    values_fused, grads_fused = _loss_and_grads(fused, x, None, None)
+    for a, b in zip(values_fused, values_ref):
+        assert_close(a, b)
+    for a, b in zip(grads_fused, grads_ref):
+        assert_close(a, b, grad=True)
 
 
 _PORTABLE_SCRIPT = textwrap.dedent("""

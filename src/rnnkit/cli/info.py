@@ -20,7 +20,11 @@ def fused_details() -> dict:
     ops = torch.ops.rnnkit
     return {
         "fused_simd": {512: "AVX-512", 256: "AVX2 + FMA"}.get(ops.simd_width(), "portable C++ (compiler-vectorized)"),
-        "fused_dense_matmul": "oneDNN" if ops.onednn_usable() else "at::mm",
+        # the large products around the recurrence (rnnkit.backends.fused.dense_engine)
+        "fused_dense_engine": {
+            "mkl": "mkl (at::mm)",
+            "packed": "packed GEMM + " + ("oneDNN" if ops.onednn_usable() else "at::mm"),
+        }[str(ops.dense_engine())],
     }
 
 

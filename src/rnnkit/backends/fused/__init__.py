@@ -5,16 +5,20 @@ from .backend import (
     fused_project, fused_run_without_grad, fused_scan, fused_unavailable, fused_unsupported,
 )
 from .buffer_cache import buffer_cache_bytes, empty_buffer_cache, set_buffer_cache_limit
+from .dense_engine import dense_engine, host_dense_engine, set_dense_engine
 from .stepper import FusedStepper
 
 __all__ = [
     "FusedStepper",
     "buffer_cache_bytes",
+    "dense_engine",
     "empty_buffer_cache",
     "fused_project",
     "fused_run_without_grad",
     "fused_scan",
     "fused_unavailable",
     "fused_unsupported",
+    "host_dense_engine",
     "set_buffer_cache_limit",
+    "set_dense_engine",
 ]

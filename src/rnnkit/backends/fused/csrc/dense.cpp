@@ -3,9 +3,11 @@
 // rnnkit::linear (x @ W^T + b for all steps) and rnnkit::matmul. When the right-hand side is a
 // weight (small next to the left-hand side, whose rows are contiguous) the product runs on the
 // packed GEMM of gemm.h, rows split across threads; a transposed left-hand side (the weight
-// gradients grad^T @ x) goes to weight_gradient (dense.h); other shapes to dense_mm (oneDNN or
-// at::mm).
+// gradients grad^T @ x) goes to weight_gradient (dense.h); other shapes, and all of them under
+// the mkl dense engine, to dense_mm (oneDNN or at::mm).
 #include <torch/library.h>
+
+#include <string>
 
 #include "common.h"
 #include "dense.h"
@@ -38,7 +40,9 @@ void packed_product(const at::Tensor& a, const T* src, int64_t K, int64_t N, int
 //   Below 16M dense_mm would take at::mm, MKL's AVX2 path, which the packed GEMM beats
 //   1.5-2x even with B larger than a (100 rows x 128 x 512, the input projection of an LSTM
 //   with H = 128 at B = 1, T = 100: 148 -> 81 us; its input gradient 155 -> 69 us).
+// Under the mkl engine (see dense.h) nothing is: at::mm runs every such product.
 bool packable(const at::Tensor& a, int64_t rhs_elements, int64_t rhs_cols) {
+  if (dense_engine() == DenseEngine::kMkl) return false;
   if (a.dim() != 2 || a.stride(1) != 1 || a.size(0) < kRowBlock) return false;
   const int64_t multiply_adds = a.size(0) * a.size(1) * rhs_cols;
   if (multiply_adds < (int64_t(1) << 20)) return false;
@@ -72,6 +76,23 @@ at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const c10::opti
 
 bool onednn_usable() { return onednn_matmul_usable(); }
 
+// The dense engine by name: "packed" or "mkl" (dense.h).
+constexpr const char* kEngineNames[] = {"packed", "mkl"};
+
+std::string dense_engine_name() { return kEngineNames[static_cast<int64_t>(dense_engine())]; }
+
+std::string host_dense_engine_name() { return kEngineNames[static_cast<int64_t>(host_dense_engine())]; }
+
+// name: "packed", "mkl", or "auto" to follow the host rule again.
+void set_dense_engine(const std::string& name) {
+  int64_t chosen = -1;
+  for (int64_t i = 0; i < 2; ++i)
+    if (name == kEngineNames[i]) chosen = i;
+  TORCH_CHECK(chosen >= 0 || name == "auto", "rnnkit: unknown dense engine '", name,
+              "'; use 'auto', 'packed' or 'mkl'");
+  dense_engine_override().store(chosen, std::memory_order_relaxed);
+}
+
 }  // namespace
 }  // namespace rnnkit
 
@@ -79,6 +100,9 @@ TORCH_LIBRARY_FRAGMENT(rnnkit, m) {
   m.def("matmul(Tensor a, Tensor b) -> Tensor");
   m.def("linear(Tensor x, Tensor weight, Tensor? bias) -> Tensor");
   m.def("onednn_usable() -> bool");
+  m.def("dense_engine() -> str");
+  m.def("host_dense_engine() -> str");
+  m.def("set_dense_engine(str name) -> ()");
 }
 
 TORCH_LIBRARY_IMPL(rnnkit, CPU, m) {
@@ -86,4 +110,9 @@ TORCH_LIBRARY_IMPL(rnnkit, CPU, m) {
   m.impl("linear", &rnnkit::linear);
 }
 
-TORCH_LIBRARY_IMPL(rnnkit, CatchAll, m) { m.impl("onednn_usable", &rnnkit::onednn_usable); }
+TORCH_LIBRARY_IMPL(rnnkit, CatchAll, m) {
+  m.impl("onednn_usable", &rnnkit::onednn_usable);
+  m.impl("dense_engine", &rnnkit::dense_engine_name);
+  m.impl("host_dense_engine", &rnnkit::host_dense_engine_name);
+  m.impl("set_dense_engine", &rnnkit::set_dense_engine);
+}

@@ -1,13 +1,24 @@
-// Dense matrix products for the large GEMMs around the recurrence: the weight gradients
-// (weight_gradient, on the packed GEMM of gemm.h) and dense_mm for every other shape. On this
-// project's AMD CPUs MKL takes its AVX2 path (~85 GFLOP/s per core) while oneDNN reaches ~100,
-// so dense_mm sends large float32 products to the oneDNN matmul inside libtorch when it is
-// there and agrees with at::mm on a probe; otherwise at::mm.
+// Dense matrix products for the large GEMMs around the recurrence: the input projection over
+// all steps, its input gradient and the weight gradients (weight_gradient). Which code runs
+// them is the dense engine (below), chosen per host:
+// * packed: the packed GEMM of gemm.h for weight-shaped products, and dense_mm for every other
+//   shape, which sends large float32 products to the oneDNN matmul inside libtorch (when it is
+//   there and agrees with at::mm on a probe), otherwise at::mm. On AMD CPUs MKL takes its AVX2
+//   path (~85 GFLOP/s per core, against 160-200 for the packed GEMM with AVX-512).
+// * mkl: at::mm (MKL, or whatever BLAS torch was built with) for all of them. On an Intel CPU
+//   with AVX-512, MKL runs its AVX-512 kernels and was ahead of the packed GEMM at every size
+//   measured (1-16M to 5G multiply-adds, 1 and 2 threads): 1.1-1.3x on the input gradient,
+//   1.1-1.6x on the weight gradients, ~1.05x on the projection.
+// The recurrent products inside the time loop stay on the packed GEMM on every host: per step
+// they are too small for a library call (see gemm.h).
 #pragma once
 
 #include <ATen/ATen.h>
 
+#include <ATen/Context.h>
 #include <ATen/Parallel.h>
+
+#include <atomic>
 
 #include "buffer_pool.h"
 #include "gemm.h"
@@ -38,6 +49,31 @@ inline bool onednn_matmul_usable() {
   return usable;
 }
 
+// ---- the dense engine ----------------------------------------------------------------------
+enum class DenseEngine : int64_t { kPacked = 0, kMkl = 1 };
+
+// MKL dispatches its AVX-512 kernels on Intel CPUs only; on AMD ones (Zen 4 and 5 included) it
+// takes its AVX2 path. So the host rule is: Intel, AVX-512 and a torch built with MKL -> mkl.
+inline DenseEngine host_dense_engine() {
+  static const DenseEngine engine = [] {
+    __builtin_cpu_init();
+    const bool intel_avx512 = __builtin_cpu_is("intel") && __builtin_cpu_supports("avx512f");
+    return intel_avx512 && at::hasMKL() ? DenseEngine::kMkl : DenseEngine::kPacked;
+  }();
+  return engine;
+}
+
+// The engine in use: the host rule unless set_dense_engine chose one (benchmarks compare them
+// in one process). One setting per process, read at every product.
+inline std::atomic<int64_t>& dense_engine_override() {
+  static std::atomic<int64_t> chosen{-1};  // -1: follow the host rule
+  return chosen;
+}
+inline DenseEngine dense_engine() {
+  const int64_t chosen = dense_engine_override().load(std::memory_order_relaxed);
+  return chosen < 0 ? host_dense_engine() : static_cast<DenseEngine>(chosen);
+}
+
 // out = beta_init + a @ b, where beta_init is `init` (broadcast to the result) or zero.
 inline at::Tensor dense_mm(const at::Tensor& a, const at::Tensor& b,
                            const c10::optional<at::Tensor>& init = c10::nullopt) {
@@ -46,7 +82,8 @@ inline at::Tensor dense_mm(const at::Tensor& a, const at::Tensor& b,
   const bool large = a.size(0) * a.size(1) * b.size(1) >= (int64_t(1) << 24);
   at::Tensor out = pooled_empty({a.size(0), b.size(1)}, a.options());
   if (has_init) out.copy_(init->expand({a.size(0), b.size(1)}));
-  if (a.scalar_type() == at::kFloat && large && onednn_matmul_usable()) {
+  if (a.scalar_type() == at::kFloat && large && dense_engine() == DenseEngine::kPacked &&
+      onednn_matmul_usable()) {
     at::native::mkldnn_matmul(a, b, out, has_init ? 1.0f : 0.0f, 1.0f);
     return out;
   }
@@ -60,11 +97,13 @@ inline bool column_major(const at::Tensor& a) {
 
 // a (M, K) @ b (K, N) for a column-major a: the weight gradients dW = dG^T X, with dG (K, M)
 // contiguous over all T x B rows (K large, M x N small). The packed GEMM reads dG in place
-// (oneDNN and MKL ran these at ~60 GFLOP/s, the packed kernel at ~85-95); b is packed once and
-// the rows of the result are split across threads. Small products go to dense_mm.
+// (on AMD, oneDNN and MKL ran these at ~60 GFLOP/s, the packed kernel at ~85-95); b is packed
+// once and the rows of the result are split across threads. Small products, and every product
+// under the mkl engine, go to dense_mm.
 inline at::Tensor weight_gradient(const at::Tensor& a, const at::Tensor& b) {
   const int64_t M = a.size(0), K = a.size(1), N = b.size(1);
-  if (!column_major(a) || M * K * N < (int64_t(1) << 20)) return dense_mm(a, b);
+  if (!column_major(a) || M * K * N < (int64_t(1) << 20) || dense_engine() == DenseEngine::kMkl)
+    return dense_mm(a, b);
   at::Tensor out = pooled_empty({M, N}, a.options());
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "rnnkit_weight_gradient", [&] {
     PackedMatrix<scalar_t> packed;
