@@ -4,8 +4,9 @@
 // call into column panels of NR values: panel j holds B[0:K, j*NR:(j+1)*NR] row by row, zero
 // padded at the right edge. The micro-kernel keeps an MR x NR block of C in registers and
 // streams one panel, so each loaded B vector is reused MR times and each broadcast A value NR
-// times. With AVX-512 (chosen at build time) NR is two 512-bit vectors; otherwise a portable
-// loop that the compiler vectorizes for the host's SIMD width.
+// times. NR is two SIMD vectors; the build target chooses the kernels: gemm_avx512.h (512-bit),
+// gemm_avx2.h (256-bit, AVX2 + FMA) or the portable loop below, which the compiler vectorizes
+// for the host's SIMD width. This file holds the packing, the blocking and the dispatch.
 #pragma once
 
 #include <algorithm>
@@ -39,36 +40,10 @@ template <> struct Simd<float> { static constexpr int width = RNNKIT_AVX2 ? 8 : 
 template <> struct Simd<double> { static constexpr int width = RNNKIT_AVX2 ? 4 : 8; };
 
 #if RNNKIT_AVX512
-// Transpose the 16 x 16 floats rows[i][0..15] (rows[i] = 16 values of row i) in place: after
-// it rows[j][i] holds what rows[i][j] held. Three rounds of in-lane and cross-lane shuffles.
-inline void transpose_16x16(__m512 rows[16]) {
-  __m512 a[16], b[16];
-  for (int i = 0; i < 8; ++i) {  // pairs of rows interleaved within each 128-bit lane
-    a[2 * i] = _mm512_unpacklo_ps(rows[2 * i], rows[2 * i + 1]);
-    a[2 * i + 1] = _mm512_unpackhi_ps(rows[2 * i], rows[2 * i + 1]);
-  }
-  for (int i = 0; i < 4; ++i) {  // b[4i + c], lane L: column 4L + c of rows 4i..4i+3
-    const __m512d a0 = _mm512_castps_pd(a[4 * i]), a1 = _mm512_castps_pd(a[4 * i + 1]);
-    const __m512d a2 = _mm512_castps_pd(a[4 * i + 2]), a3 = _mm512_castps_pd(a[4 * i + 3]);
-    b[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(a0, a2));
-    b[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(a0, a2));
-    b[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(a1, a3));
-    b[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(a1, a3));
-  }
-  for (int c = 0; c < 4; ++c) {  // gather lane L of b[c], b[4+c], b[8+c], b[12+c]
-    const __m512 low01 = _mm512_shuffle_f32x4(b[c], b[4 + c], 0x44);
-    const __m512 low23 = _mm512_shuffle_f32x4(b[8 + c], b[12 + c], 0x44);
-    const __m512 high01 = _mm512_shuffle_f32x4(b[c], b[4 + c], 0xEE);
-    const __m512 high23 = _mm512_shuffle_f32x4(b[8 + c], b[12 + c], 0xEE);
-    rows[c] = _mm512_shuffle_f32x4(low01, low23, 0x88);
-    rows[4 + c] = _mm512_shuffle_f32x4(low01, low23, 0xDD);
-    rows[8 + c] = _mm512_shuffle_f32x4(high01, high23, 0x88);
-    rows[12 + c] = _mm512_shuffle_f32x4(high01, high23, 0xDD);
-  }
-}
-#endif
-
-#if RNNKIT_AVX2
+// The transposing pack for 512-bit vectors (gemm_avx512.h, included below the helpers it uses).
+inline int64_t pack_transposed_avx512(const float* src, float* dst, int64_t K, int64_t n0,
+                                      int64_t width, int64_t stride_n);
+#elif RNNKIT_AVX2
 // The transposing pack for 256-bit vectors (gemm_avx2.h, included below the helpers it uses).
 inline int64_t pack_transposed_avx2(const float* src, float* dst, int64_t K, int64_t n0,
                                     int64_t width, int64_t stride_n);
@@ -121,21 +96,7 @@ struct PackedMatrix {
   // in registers. Returns the first k left to the element loop.
   int64_t pack_transposed(const T* src, T* dst, int64_t n0, int64_t width, int64_t stride_n) {
 #if RNNKIT_AVX512
-    if constexpr (std::is_same_v<T, float>) {
-      int64_t k0 = 0;
-      for (; k0 + 16 <= K; k0 += 16)
-        for (int64_t half = 0; half < 2; ++half) {  // columns n0 + 16 half + (0..15)
-          __m512 tile[16];
-          for (int j = 0; j < 16; ++j) {
-            const int64_t column = 16 * half + j;
-            tile[j] = column < width ? _mm512_loadu_ps(src + (n0 + column) * stride_n + k0)
-                                     : _mm512_setzero_ps();
-          }
-          transpose_16x16(tile);
-          for (int kk = 0; kk < 16; ++kk) _mm512_storeu_ps(dst + (k0 + kk) * NR + 16 * half, tile[kk]);
-        }
-      return k0;
-    }
+    if constexpr (std::is_same_v<T, float>) return pack_transposed_avx512(src, dst, K, n0, width, stride_n);
 #elif RNNKIT_AVX2
     if constexpr (std::is_same_v<T, float>) return pack_transposed_avx2(src, dst, K, n0, width, stride_n);
 #endif
@@ -178,100 +139,9 @@ inline void prefetch(const T* p, int64_t count, bool for_write = false) {
 
 #if RNNKIT_AVX2
 #include "gemm_avx2.h"  // transposing pack, micro-kernels and GEMV for 256-bit vectors
-#endif
-
-#if RNNKIT_AVX512
-// The panel's two B vectors of a k step are loaded once into registers and reused by all MR
-// rows. Left to itself, gcc folds the loads into the FMAs for MR <= 4 (inlined into
-// gemm_blocked), loading each vector MR times: the 4-row kernel then ran at 47 GFLOP/s on a
-// 4 x 64 x 256 product, against 84 with the loads kept apart (the load ports, not the FMAs,
-// were the limit). The empty asm makes the values opaque, so they cannot be re-loaded.
-template <typename V>
-inline void keep_in_registers(V& b0, V& b1) {
-  asm("" : "+v"(b0), "+v"(b1));
-}
-
-// A block of C is prefetched for writing when its micro-kernel starts, so that fetching its
-// lines overlaps the block's FMAs instead of stalling its final stores. Without it an overwrite
-// of a C larger than L2 (the input projection over all steps, 6400 x 256 floats) ran at 59
-// GFLOP/s against 87 for one that fits.
-// MR x 32 float block: 2*MR accumulators in zmm registers.
-template <int MR, bool kColMajorA>
-inline void micro_kernel(const float* A, int64_t lda, const float* Bp, int64_t K, float* C,
-                         int64_t ldc, int cols, const Start<float>& start) {
-  __m512 acc[MR][2];
-  const __mmask16 m0 = cols >= 16 ? 0xFFFF : (__mmask16)((1u << cols) - 1);
-  const __mmask16 m1 = cols <= 16 ? 0 : cols >= 32 ? 0xFFFF : (__mmask16)((1u << (cols - 16)) - 1);
-  for (int r = 0; r < MR; ++r) prefetch(C + r * ldc, cols, /*for_write=*/true);
-  if (start.from_c) {  // C is added at the end (see Start)
-    for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_ps();
-  } else {  // every row starts from the bias (or zero): C is not read
-    const __m512 b0 = start.bias ? _mm512_maskz_loadu_ps(m0, start.bias) : _mm512_setzero_ps();
-    const __m512 b1 = start.bias ? _mm512_maskz_loadu_ps(m1, start.bias + 16) : _mm512_setzero_ps();
-    for (int r = 0; r < MR; ++r) {
-      acc[r][0] = b0;
-      acc[r][1] = b1;
-    }
-  }
-  for (int64_t k = 0; k < K; ++k) {
-    __m512 b0 = _mm512_loadu_ps(Bp + k * 32);
-    __m512 b1 = _mm512_loadu_ps(Bp + k * 32 + 16);
-    keep_in_registers(b0, b1);
-    for (int r = 0; r < MR; ++r) {
-      const __m512 a = _mm512_set1_ps(a_at<kColMajorA>(A, lda, r, k));
-      acc[r][0] = _mm512_fmadd_ps(a, b0, acc[r][0]);
-      acc[r][1] = _mm512_fmadd_ps(a, b1, acc[r][1]);
-    }
-  }
-  if (start.from_c)
-    for (int r = 0; r < MR; ++r) {
-      acc[r][0] = _mm512_add_ps(acc[r][0], _mm512_maskz_loadu_ps(m0, C + r * ldc));
-      acc[r][1] = _mm512_add_ps(acc[r][1], _mm512_maskz_loadu_ps(m1, C + r * ldc + 16));
-    }
-  for (int r = 0; r < MR; ++r) {
-    _mm512_mask_storeu_ps(C + r * ldc, m0, acc[r][0]);
-    _mm512_mask_storeu_ps(C + r * ldc + 16, m1, acc[r][1]);
-  }
-}
-
-template <int MR, bool kColMajorA>
-inline void micro_kernel(const double* A, int64_t lda, const double* Bp, int64_t K, double* C,
-                         int64_t ldc, int cols, const Start<double>& start) {
-  __m512d acc[MR][2];
-  const __mmask8 m0 = cols >= 8 ? 0xFF : (__mmask8)((1u << cols) - 1);
-  const __mmask8 m1 = cols <= 8 ? 0 : cols >= 16 ? 0xFF : (__mmask8)((1u << (cols - 8)) - 1);
-  for (int r = 0; r < MR; ++r) prefetch(C + r * ldc, cols, /*for_write=*/true);
-  if (start.from_c) {  // C is added at the end (see Start)
-    for (int r = 0; r < MR; ++r) acc[r][0] = acc[r][1] = _mm512_setzero_pd();
-  } else {
-    const __m512d b0 = start.bias ? _mm512_maskz_loadu_pd(m0, start.bias) : _mm512_setzero_pd();
-    const __m512d b1 = start.bias ? _mm512_maskz_loadu_pd(m1, start.bias + 8) : _mm512_setzero_pd();
-    for (int r = 0; r < MR; ++r) {
-      acc[r][0] = b0;
-      acc[r][1] = b1;
-    }
-  }
-  for (int64_t k = 0; k < K; ++k) {
-    __m512d b0 = _mm512_loadu_pd(Bp + k * 16);
-    __m512d b1 = _mm512_loadu_pd(Bp + k * 16 + 8);
-    keep_in_registers(b0, b1);
-    for (int r = 0; r < MR; ++r) {
-      const __m512d a = _mm512_set1_pd(a_at<kColMajorA>(A, lda, r, k));
-      acc[r][0] = _mm512_fmadd_pd(a, b0, acc[r][0]);
-      acc[r][1] = _mm512_fmadd_pd(a, b1, acc[r][1]);
-    }
-  }
-  if (start.from_c)
-    for (int r = 0; r < MR; ++r) {
-      acc[r][0] = _mm512_add_pd(acc[r][0], _mm512_maskz_loadu_pd(m0, C + r * ldc));
-      acc[r][1] = _mm512_add_pd(acc[r][1], _mm512_maskz_loadu_pd(m1, C + r * ldc + 8));
-    }
-  for (int r = 0; r < MR; ++r) {
-    _mm512_mask_storeu_pd(C + r * ldc, m0, acc[r][0]);
-    _mm512_mask_storeu_pd(C + r * ldc + 8, m1, acc[r][1]);
-  }
-}
-#elif !RNNKIT_AVX2
+#elif RNNKIT_AVX512
+#include "gemm_avx512.h"  // transposing pack, micro-kernels and GEMV for 512-bit vectors
+#else
 // Portable MR x NR block; the fixed-size inner loop vectorizes at -O3 for the host's SIMD.
 template <int MR, bool kColMajorA, typename T>
 inline void micro_kernel(const T* A, int64_t lda, const T* Bp, int64_t K, T* C, int64_t ldc,
@@ -315,52 +185,10 @@ inline void rows_kernel(int rows, const T* A, int64_t lda, const T* Bp, int64_t 
 }
 
 #if RNNKIT_AVX512
-// One row (M = 1, a matrix-vector product): with only one A value per k the MR x NR kernel has
-// two dependent FMA chains per panel and stalls on FMA latency, so here four full panels run
-// side by side: eight independent accumulators. Returns the first panel it did not cover.
-inline int64_t gemv_four_panels(const float* a, const PackedMatrix<float>& B, float* c,
-                                int64_t p0, int64_t p1, const Start<float>& start) {
-  const int64_t K = B.K, full = B.N / 32;
-  int64_t p = p0;
-  for (; p + 4 <= std::min(p1, full); p += 4) {
-    const float* w = B.panel(p);  // the four panels lie one after another, K * 32 apart
-    __m512 acc[8];
-    for (int j = 0; j < 8; ++j)
-      acc[j] = start.from_c ? _mm512_loadu_ps(c + p * 32 + 16 * j)
-               : start.bias ? _mm512_loadu_ps(start.bias + p * 32 + 16 * j)
-                            : _mm512_setzero_ps();
-    for (int64_t k = 0; k < K; ++k) {
-      const __m512 x = _mm512_set1_ps(a[k]);
-      for (int q = 0; q < 4; ++q) {
-        acc[2 * q] = _mm512_fmadd_ps(x, _mm512_loadu_ps(w + q * K * 32 + k * 32), acc[2 * q]);
-        acc[2 * q + 1] = _mm512_fmadd_ps(x, _mm512_loadu_ps(w + q * K * 32 + k * 32 + 16), acc[2 * q + 1]);
-      }
-    }
-    for (int j = 0; j < 8; ++j) _mm512_storeu_ps(c + p * 32 + 16 * j, acc[j]);
-  }
-  return p;
-}
-inline int64_t gemv_four_panels(const double* a, const PackedMatrix<double>& B, double* c,
-                                int64_t p0, int64_t p1, const Start<double>& start) {
-  const int64_t K = B.K, full = B.N / 16;
-  int64_t p = p0;
-  for (; p + 4 <= std::min(p1, full); p += 4) {
-    const double* w = B.panel(p);
-    __m512d acc[8];
-    for (int j = 0; j < 8; ++j)
-      acc[j] = start.from_c ? _mm512_loadu_pd(c + p * 16 + 8 * j)
-               : start.bias ? _mm512_loadu_pd(start.bias + p * 16 + 8 * j)
-                            : _mm512_setzero_pd();
-    for (int64_t k = 0; k < K; ++k) {
-      const __m512d x = _mm512_set1_pd(a[k]);
-      for (int q = 0; q < 4; ++q) {
-        acc[2 * q] = _mm512_fmadd_pd(x, _mm512_loadu_pd(w + q * K * 16 + k * 16), acc[2 * q]);
-        acc[2 * q + 1] = _mm512_fmadd_pd(x, _mm512_loadu_pd(w + q * K * 16 + k * 16 + 8), acc[2 * q + 1]);
-      }
-    }
-    for (int j = 0; j < 8; ++j) _mm512_storeu_pd(c + p * 16 + 8 * j, acc[j]);
-  }
-  return p;
+template <typename T>
+inline int64_t gemv_four_panels(const T* a, const PackedMatrix<T>& B, T* c, int64_t p0, int64_t p1,
+                                const Start<T>& start) {
+  return gemv_four_panels_avx512(a, B.data.data(), B.K, B.N, c, p0, p1, start.from_c, start.bias);
 }
 #elif RNNKIT_AVX2
 template <typename T>
