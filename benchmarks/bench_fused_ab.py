@@ -5,10 +5,12 @@ process (so machine drift hits both sides alike):
   off, training steps of each cell at B = 64 and 16;
 * ``inloop``: LSTM inference with the input projection inside the time loop
   (``rnnkit::lstm_inference``, forced on) vs one projection GEMM then the scan, over H and B;
-  the table says which one the shipped rule picks at each point.
+  the table says which one the shipped rule picks at each point;
+* ``engine``: the dense engine (``rnnkit.backends.fused.set_dense_engine``) "mkl" vs "packed",
+  training and inference steps of each cell; the table says which one the host rule picks.
 
-    .venv/bin/python benchmarks/bench_fused_ab.py              # both, about 3 minutes
-    .venv/bin/python benchmarks/bench_fused_ab.py --only cache
+    .venv/bin/python benchmarks/bench_fused_ab.py              # all three, about 6 minutes
+    .venv/bin/python benchmarks/bench_fused_ab.py --only engine --threads 2
 Writes benchmarks/results/fused_ab.json and prints a table (median ms, ratio = B side / A side,
 so > 1 means the A side is faster).
 """
@@ -31,11 +33,20 @@ from rnnkit.backends import fused
 LAYERS = {"lstm": rnnkit.LSTM, "gru": rnnkit.GRU, "rnn": rnnkit.RNN}
 
 
-def interleaved(run_a, run_b, switch, repeats: int, calls: int = 3) -> tuple[float, float]:
-    """Median seconds per call of run_a and run_b; switch(True/False) selects the side."""
+def interleaved(run_a, run_b, switch, repeats: int, sample_seconds: float = 0.02) -> tuple[float, float]:
+    """Median seconds per call of run_a and run_b; switch(True/False) selects the side. A
+    sample is as many back-to-back calls as take about ``sample_seconds`` (at least 3): with
+    3 calls of ~0.2 ms, two identical sides differed by up to 15%."""
+    switch(True)
+    run_a()
+    start = time.perf_counter()
+    run_a()
+    calls = max(3, round(sample_seconds / max(time.perf_counter() - start, 1e-6)))
     samples = {True: [], False: []}
-    for _ in range(repeats):
-        for side, run in ((True, run_a), (False, run_b)):
+    for repeat in range(repeats):
+        # alternate which side goes first, so that neither always runs right after a switch
+        pair = ((True, run_a), (False, run_b))
+        for side, run in pair if repeat % 2 == 0 else pair[::-1]:
             switch(side)
             run()  # one untimed call after switching
             start = time.perf_counter()
@@ -104,9 +115,41 @@ def inloop_rows(repeats: int) -> list[dict]:
     return rows
 
 
+def engine_rows(repeats: int) -> list[dict]:
+    """The large dense products on MKL (A) vs the packed GEMM + oneDNN (B), through the layers."""
+    host = fused.host_dense_engine()
+
+    def switch(mkl: bool) -> None:
+        fused.set_dense_engine("mkl" if mkl else "packed")
+
+    rows = []
+    try:
+        for kind, layer in LAYERS.items():
+            for batch, hidden in ((1, 128), (16, 64), (16, 256), (64, 128), (64, 256), (16, 512)):
+                model = layer(hidden, hidden, backend="fused")
+                x = torch.randn(100, batch, hidden, requires_grad=True)
+
+                def train():
+                    output, _ = model(x)
+                    output.sum().backward()
+
+                def infer():
+                    with torch.no_grad():
+                        model(x)
+
+                for mode, run in (("train", train), ("infer", infer)):
+                    mkl, packed = interleaved(run, run, switch, repeats)
+                    rows.append({"test": f"engine-{mode}", "cell": kind, "B": batch, "H": hidden,
+                                 "A (mkl) ms": mkl * 1e3, "B (packed) ms": packed * 1e3,
+                                 "ratio": packed / mkl, "shipped": host})
+    finally:
+        fused.set_dense_engine("auto")
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["cache", "inloop"])
+    parser.add_argument("--only", choices=["cache", "inloop", "engine"])
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "fused_ab.json"))
@@ -121,10 +164,12 @@ def main() -> None:
         rows += cache_rows(args.repeats)
     if args.only in (None, "inloop"):
         rows += inloop_rows(args.repeats)
-    print(f"{'test':7} {'cell':5} {'B':>3} {'H':>4} | {'A ms':>9} {'B ms':>9} | ratio B/A | shipped")
+    if args.only in (None, "engine"):
+        rows += engine_rows(args.repeats)
+    print(f"{'test':12} {'cell':5} {'B':>3} {'H':>4} | {'A ms':>9} {'B ms':>9} | ratio B/A | shipped")
     for row in rows:
         a, b = (value for key, value in row.items() if key.endswith("ms"))
-        print(f"{row['test']:7} {row['cell']:5} {row['B']:3d} {row['H']:4d} | {a:9.2f} {b:9.2f} | "
+        print(f"{row['test']:12} {row['cell']:5} {row['B']:3d} {row['H']:4d} | {a:9.2f} {b:9.2f} | "
               f"{row['ratio']:9.2f} | {row.get('shipped', 'cache on')}")
     pathlib.Path(args.out).write_text(json.dumps(
         {"threads": args.threads, "torch": torch.__version__, "rows": rows}, indent=1))

@@ -392,7 +392,8 @@ def test_dense_ops_match_torch_and_pass_opcheck(dtype, rows, features, outputs, 
     GEMM, weight gradients to oneDNN/at::mm. packed-deep: more than one depth block (K > 128),
     so the bias starts only the first and the later ones accumulate, and a partial last panel.
     weight-over-rows: a weight with more values than x (an input projection at B = 1), packed
-    below 16M multiply-adds, with a partial last panel. With "mkl" all go to at::mm."""
+    below 16M multiply-adds, with a partial last panel. With "mkl" all go to at::mm except the
+    projection of large-packed (70 inputs, a weight no larger than x)."""
     torch.manual_seed(8)
     x = torch.randn(rows, features, dtype=dtype, requires_grad=True)
     weight = torch.randn(outputs, features, dtype=dtype, requires_grad=True)

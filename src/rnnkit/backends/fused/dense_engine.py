@@ -6,8 +6,9 @@ can run them:
 
 * ``"packed"``: rnnkit's packed GEMM (``csrc/gemm.h``), with oneDNN for the shapes it does not
   take. The choice on AMD CPUs, where MKL takes its AVX2 path.
-* ``"mkl"``: ``at::mm``, i.e. MKL. The choice on Intel CPUs with AVX-512, where MKL runs its
-  AVX-512 kernels and was 1.05-1.6x ahead of the packed GEMM on these products.
+* ``"mkl"``: ``at::mm``, i.e. MKL, for all but projections from at most 128 inputs with a
+  weight no larger than x. The choice on Intel CPUs with AVX-512, where MKL runs its AVX-512
+  kernels and was 1.05-2x ahead of the packed GEMM on the others.
 
 The default (``"auto"``) applies that host rule. Both engines compute the same products to
 float rounding; only the speed differs. The recurrent products inside the time loop always

@@ -5,10 +5,12 @@
 //   shape, which sends large float32 products to the oneDNN matmul inside libtorch (when it is
 //   there and agrees with at::mm on a probe), otherwise at::mm. On AMD CPUs MKL takes its AVX2
 //   path (~85 GFLOP/s per core, against 160-200 for the packed GEMM with AVX-512).
-// * mkl: at::mm (MKL, or whatever BLAS torch was built with) for all of them. On an Intel CPU
-//   with AVX-512, MKL runs its AVX-512 kernels and was ahead of the packed GEMM at every size
-//   measured (1-16M to 5G multiply-adds, 1 and 2 threads): 1.1-1.3x on the input gradient,
-//   1.1-1.6x on the weight gradients, ~1.05x on the projection.
+// * mkl: at::mm (MKL, or whatever BLAS torch was built with) for all of them, except
+//   projections from at most 128 inputs with a weight no larger than x (rnnkit::linear), which
+//   stay on the packed GEMM (dense.cpp, packable). On an Intel CPU with AVX-512, MKL runs its
+//   AVX-512 kernels and was ahead of the packed GEMM at every size measured (1M to 5G
+//   multiply-adds, 1 and 2 threads) on the input gradient (1.0-1.4x) and the weight gradients
+//   (1.1-2x), and on large projections (~1.05x).
 // The recurrent products inside the time loop stay on the packed GEMM on every host: per step
 // they are too small for a library call (see gemm.h).
 #pragma once
