@@ -26,6 +26,22 @@ def test_info_json_lists_versions_and_backends(capsys):
     assert ("no C compiler" in deployment["c"]["detail"]) is (not compiler and not os.environ.get("CC"))
 
 
+def test_info_json_reports_the_dense_engine_in_use(capsys):
+    from rnnkit.backends import BACKENDS
+
+    if BACKENDS["fused"].unavailable() is not None:
+        pytest.skip(f"fused backend unavailable here: {BACKENDS['fused'].unavailable()}")
+    from rnnkit.backends import fused
+
+    try:
+        for engine in ("mkl", "packed"):
+            fused.set_dense_engine(engine)
+            assert main(["info", "--json"]) == 0
+            assert json.loads(capsys.readouterr().out)["fused_dense_engine"].startswith(engine)
+    finally:
+        fused.set_dense_engine("auto")
+
+
 def test_info_text_names_every_backend(capsys):
     assert main(["info"]) == 0
     out = capsys.readouterr().out

@@ -3,8 +3,8 @@
 // rnnkit::linear (x @ W^T + b for all steps) and rnnkit::matmul. When the right-hand side is a
 // weight (small next to the left-hand side, whose rows are contiguous) the product runs on the
 // packed GEMM of gemm.h, rows split across threads; a transposed left-hand side (the weight
-// gradients grad^T @ x) goes to weight_gradient (dense.h); other shapes, and all of them under
-// the mkl dense engine, to dense_mm (oneDNN or at::mm).
+// gradients grad^T @ x) goes to weight_gradient (dense.h); other shapes to dense_mm (oneDNN or
+// at::mm). Under the mkl dense engine (dense.h) dense_mm takes all but small projections.
 #include <torch/library.h>
 
 #include <string>

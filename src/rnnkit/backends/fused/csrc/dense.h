@@ -56,10 +56,15 @@ enum class DenseEngine : int64_t { kPacked = 0, kMkl = 1 };
 
 // MKL dispatches its AVX-512 kernels on Intel CPUs only; on AMD ones (Zen 4 and 5 included) it
 // takes its AVX2 path. So the host rule is: Intel, AVX-512 and a torch built with MKL -> mkl.
+// Other architectures have no MKL and keep the packed engine.
 inline DenseEngine host_dense_engine() {
   static const DenseEngine engine = [] {
+#if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
     const bool intel_avx512 = __builtin_cpu_is("intel") && __builtin_cpu_supports("avx512f");
+#else
+    const bool intel_avx512 = false;
+#endif
     return intel_avx512 && at::hasMKL() ? DenseEngine::kMkl : DenseEngine::kPacked;
   }();
   return engine;
