@@ -9,16 +9,7 @@ inspect and bound it, like ``torch.cuda.empty_cache`` and friends for the GPU.
 
 from __future__ import annotations
 
-import torch
-
-from .build import load_error
-
-
-def _ops():
-    error = load_error()
-    if error is not None:
-        raise RuntimeError(f"rnnkit fused backend unavailable: {error}")
-    return torch.ops.rnnkit
+from .build import loaded_ops as _ops
 
 
 def buffer_cache_bytes() -> int:

@@ -85,6 +85,16 @@ def load_error() -> str | None:
     return _status["error"]
 
 
+def loaded_ops():
+    """``torch.ops.rnnkit`` once the kernels are loaded; RuntimeError saying why if they cannot be."""
+    error = load_error()
+    if error is not None:
+        raise RuntimeError(f"rnnkit fused backend unavailable: {error}")
+    import torch
+
+    return torch.ops.rnnkit
+
+
 _stream_status: dict[str, object] = {}
 
 

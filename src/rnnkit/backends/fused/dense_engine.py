@@ -17,18 +17,9 @@ run on the packed GEMM.
 
 from __future__ import annotations
 
-import torch
-
-from .build import load_error
+from .build import loaded_ops as _ops
 
 ENGINES = ("auto", "packed", "mkl")
-
-
-def _ops():
-    error = load_error()
-    if error is not None:
-        raise RuntimeError(f"rnnkit fused backend unavailable: {error}")
-    return torch.ops.rnnkit
 
 
 def dense_engine() -> str:
