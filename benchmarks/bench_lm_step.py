@@ -8,7 +8,9 @@ This is the speed half of ``bench_lm.py`` without the 15-minute runs.
 
     .venv/bin/python benchmarks/bench_lm_step.py                 # lstm and gru, 2 threads
     .venv/bin/python benchmarks/bench_lm_step.py --threads 1 --cells lstm
-Writes benchmarks/results/lm_step.json and prints a table.
+    .venv/bin/python benchmarks/bench_lm_step.py --precision bf16   # under CPU bf16 autocast
+Writes benchmarks/results/lm_step.json (lm_step-bf16.json with --precision bf16) and prints a
+table.
 """
 
 from __future__ import annotations
@@ -29,15 +31,17 @@ RESULTS = pathlib.Path(__file__).parent / "results"
 VOCABULARY = 68  # the King James Bible's characters
 
 
-def make_step(cell: str, implementation: str, batch: torch.Tensor):
+def make_step(cell: str, implementation: str, batch: torch.Tensor, precision: str):
     torch.manual_seed(0)
     model = CharLanguageModel(VOCABULARY, ModelConfig(cell=cell, implementation=implementation))
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     inputs, targets = batch[:, :-1], batch[:, 1:].reshape(-1)
 
     def step() -> None:
-        logits, _ = model(inputs)
-        loss = F.cross_entropy(logits.reshape(-1, VOCABULARY), targets)
+        # The trainer's precision="bf16": the model under autocast, the loss in float32.
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            logits, _ = model(inputs)
+        loss = F.cross_entropy(logits.reshape(-1, VOCABULARY).float(), targets)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -53,19 +57,24 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=64)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=15)
-    parser.add_argument("--out", default=str(RESULTS / "lm_step.json"))
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument("--out", default=None, help="default results/lm_step[-bf16].json")
     args = parser.parse_args()
+    if args.out is None:
+        suffix = "" if args.precision == "fp32" else f"-{args.precision}"
+        args.out = str(RESULTS / f"lm_step{suffix}.json")
     torch.set_num_threads(args.threads)
     batch = torch.randint(0, VOCABULARY, (args.batch_size, args.window + 1),
                           generator=torch.Generator().manual_seed(0))
     characters = args.batch_size * args.window
 
     rows = []
-    print(f"B={args.batch_size} x T={args.window}, {args.threads} thread(s), H=512, E=64")
+    print(f"B={args.batch_size} x T={args.window}, {args.threads} thread(s), H=512, E=64, "
+          f"{args.precision}")
     print(f"{'cell':5s} {'rnnkit ms':>10s} {'torch ms':>9s} {'rnnkit chars/s':>15s} "
           f"{'torch chars/s':>14s} {'x':>6s}")
     for cell in args.cells.split(","):
-        steps = {name: make_step(cell, name, batch) for name in ("rnnkit", "torch")}
+        steps = {name: make_step(cell, name, batch, args.precision) for name in ("rnnkit", "torch")}
         for step in steps.values():  # warm-up (and the kernel build on first use)
             for _ in range(3):
                 step()
@@ -87,6 +96,7 @@ def main() -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({
         "batch_size": args.batch_size, "window": args.window, "threads": args.threads,
+        "precision": args.precision,
         "repeats": args.repeats, "torch": torch.__version__, "machine": platform.machine(),
         "rows": rows}, indent=2))
     print(f"wrote {out}")

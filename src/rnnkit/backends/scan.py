@@ -19,6 +19,7 @@ from .fused import (
     fused_project, fused_run_without_grad, fused_scan, fused_unavailable, fused_unsupported,
 )
 from .fused.backend import needs_grad
+from .lowered import bf16_unsupported, log_decline_once, lowered_dtype, run_bf16
 from .reference import reference_scan
 
 log = logging.getLogger("rnnkit.backends")
@@ -145,8 +146,18 @@ def run_layer(
     x: (B, T, I) if ``batch_first`` else (T, B, I); state0 and lengths as in :func:`scan`.
     Returns the output in x's layout, (B, T, H_out) or (T, B, H_out), and the final state.
     Normally ``project`` (one GEMM over all steps) then ``run``; when no gradient is needed a
-    backend may do both at once (``Backend.run_without_grad``).
+    backend may do both at once (``Backend.run_without_grad``). Under CPU bfloat16 autocast an
+    LSTM layer may take the bfloat16 route instead (:mod:`rnnkit.backends.lowered`).
     """
+    if lowered_dtype() is torch.bfloat16:
+        # Under CPU bfloat16 autocast (see rnnkit.backends.lowered).
+        reason = bf16_unsupported(cell, x, lengths, backend)
+        if reason is None:
+            return run_bf16(cell, x, state0, reverse=reverse, batch_first=batch_first,
+                            training=needs_grad(cell, x, *state0))
+        log_decline_once(reason)
+        # A layer below may have handed on a bfloat16 output; this one runs in its own dtype.
+        x = x.to(cell.weight_hh.dtype)
     chosen = select_backend(cell, x, backend)
     x_time_major = x.transpose(0, 1) if batch_first else x
     result = None

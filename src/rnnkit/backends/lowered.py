@@ -1,0 +1,128 @@
+"""The bfloat16 route for LSTM layers under CPU autocast: oneDNN's LSTM primitive on AMX.
+
+Outside autocast, and for every call this route declines, a layer's recurrence runs in its
+parameters' dtype (float32 on the fused kernels): rounding the state to bfloat16 at each of T
+steps is a loss of accuracy the user did not ask for. Under ``torch.autocast("cpu",
+dtype=torch.bfloat16)`` they did ask for it, and on a CPU with AMX the price is small next to
+the gain: oneDNN runs the LSTM's products on the AMX tiles (torch.mm in bfloat16 reaches
+~2.2 TFLOP/s on the 2-core Intel host against ~0.36 in float32), and a whole training step of
+the default character model (H = 512, B x T = 32 x 64) ran 1.9x faster with the same loss per
+step (``docs/decisions/lm-defaults.md``). This is the primitive torch.nn.LSTM uses under the
+same autocast; the route calls it through ``torch.lstm`` for one layer and one direction, with
+the weights cast per call (so gradients reach the float32 parameters):
+
+    (T, B, I) x, (B, H) h_0, c_0  --bf16-->  oneDNN LSTM  -->  (T, B, H) bf16 output, f32 h_T, c_T
+
+The output stays bfloat16, as autocast's own ops return; the final state is cast back to the
+parameters' dtype so a carried state keeps the type it would have without autocast.
+
+What it runs: LSTM cells without a projection, no ``lengths`` (oneDNN has no per-sequence
+lengths; such calls keep the float32 recurrence), either direction, with or without gradients,
+on a CPU with AMX-BF16 (without it oneDNN emulates bfloat16 and is slower than float32), when
+the layer's backend is ``"auto"`` and :func:`set_bf16_recurrence` has not turned it off.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import threading
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+
+from ..cells import LSTMCell
+
+log = logging.getLogger("rnnkit.backends")
+
+_context = threading.local()
+_enabled = True
+_declines_logged: set[str] = set()
+
+
+@contextlib.contextmanager
+def lowered_precision(dtype: torch.dtype):
+    """Within this block, layers may run their recurrence in ``dtype`` (entered by the layers'
+    autocast wrapper, :mod:`rnnkit.layers.autocast`, when CPU autocast is on)."""
+    previous = getattr(_context, "dtype", None)
+    _context.dtype = dtype
+    try:
+        yield
+    finally:
+        _context.dtype = previous
+
+
+def lowered_dtype() -> torch.dtype | None:
+    """The dtype of the enclosing :func:`lowered_precision` block, or None."""
+    return getattr(_context, "dtype", None)
+
+
+def set_bf16_recurrence(enabled: bool) -> None:
+    """Allow (default) or forbid the bfloat16 route; forbidden, LSTM recurrences stay float32
+    under autocast too. The setting holds for the whole process."""
+    global _enabled
+    _enabled = bool(enabled)
+
+
+def bf16_recurrence_enabled() -> bool:
+    return _enabled
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_has_amx_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively on AMX tiles (Linux: /proc/cpuinfo)."""
+    try:
+        cpuinfo = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False  # no way to tell; the float32 recurrence is the safe choice
+    flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines()
+                  if line.startswith("flags")), [])
+    return "amx_bf16" in flags and torch.backends.mkldnn.is_available()
+
+
+def bf16_unsupported(cell, x: torch.Tensor, lengths, backend: str) -> str | None:
+    """Why the bfloat16 route cannot run this call, or None."""
+    if backend != "auto":
+        return f"backend={backend!r} was asked for by name"
+    if not _enabled:
+        return "turned off with set_bf16_recurrence(False)"
+    if not isinstance(cell, LSTMCell):
+        return f"only LSTM cells have it (got {type(cell).__name__})"
+    if cell.weight_hr is not None:
+        return "oneDNN's LSTM has no projection (proj_size)"
+    if lengths is not None:
+        return "oneDNN's LSTM has no per-sequence lengths"
+    if x.device.type != "cpu":
+        return f"it runs on the CPU only (got {x.device})"
+    if not cpu_has_amx_bf16():
+        return "this CPU has no AMX-BF16, where oneDNN's bfloat16 is slower than float32"
+    return None
+
+
+def run_bf16(cell: LSTMCell, x: torch.Tensor, state0: NamedTuple, *, reverse: bool,
+             batch_first: bool, training: bool) -> tuple[torch.Tensor, NamedTuple]:
+    """One direction of an LSTM layer in bfloat16 (x in the layer's layout); see the module."""
+    low = torch.bfloat16
+    time_axis = 1 if batch_first else 0
+    x = x.to(low)
+    if reverse:
+        x = x.flip(time_axis)  # no lengths here, so reversing the whole time axis is exact
+    weights = [cell.weight_ih.to(low), cell.weight_hh.to(low)]
+    if cell.bias_ih is not None:
+        weights += [cell.bias_ih.to(low), cell.bias_hh.to(low)]
+    hx = (state0.h.to(low).unsqueeze(0), state0.c.to(low).unsqueeze(0))
+    # train=True makes oneDNN keep the workspace its backward needs.
+    output, h_n, c_n = torch.lstm(x, hx, weights, cell.bias_ih is not None, 1, 0.0, training,
+                                  False, batch_first)
+    if reverse:
+        output = output.flip(time_axis)
+    dtype = cell.weight_hh.dtype
+    return output, cell.state_type(h_n.squeeze(0).to(dtype), c_n.squeeze(0).to(dtype))
+
+
+def log_decline_once(reason: str) -> None:
+    if reason not in _declines_logged:
+        _declines_logged.add(reason)
+        log.info("rnnkit: bfloat16 recurrence skipped (float32 instead): %s", reason)
