@@ -3,8 +3,9 @@
 Trains the default ``rnnkit train lm`` configuration twice for the same time budget, once with
 rnnkit's recurrent layer and once with torch.nn's layer of the same cell (everything else equal:
 data order, initial weights, optimizer, schedule), one after the other on this machine, then
-reports test bits per character, optimizer steps and characters per second of each, beside the
-compressor bars.
+reports test bits per character (static, and under dynamic evaluation when the config has it
+on, as by default), optimizer steps and characters per second of each, beside the compressor
+bars.
 
     .venv/bin/python benchmarks/bench_lm.py                 # 15 minutes each (the target)
     .venv/bin/python benchmarks/bench_lm.py --minutes 3     # a quick look
@@ -53,6 +54,7 @@ def main() -> None:
             result = train_lm(config, run_dir, notify=lambda line: None)
         rows.append({
             "implementation": implementation, "cell": cell, "test_bpc": result["test"]["bpc"],
+            "test_dynamic_bpc": result["test"].get("dynamic", {}).get("bpc"),
             "validation_bpc": result["validation"]["bpc"], "steps": result["steps"],
             "epochs": result["epochs"], "train_seconds": result["train_seconds"],
             "characters_per_second": result["steps"] * config.data.batch_size
@@ -61,7 +63,8 @@ def main() -> None:
     bars = compressor_bars(load_corpus(config.data.corpus).text)
     report = {
         "benchmark": "character LM, same wall time", "minutes": args.minutes,
-        "config": config_to_dict(default), "split": result["split"],
+        "config": config_to_dict(default), "precision": config.train.resolved_precision(),
+        "split": result["split"],
         "corpus": result["corpus"], "compressors_bpc": bars, "results": rows,
         "machine": {"cpu": platform.processor() or platform.machine(),
                     "threads": torch.get_num_threads(), "torch": torch.__version__},
@@ -70,12 +73,14 @@ def main() -> None:
     pathlib.Path(args.out).write_text(json.dumps(report, indent=2))
     print(f"\nH={config.model.hidden_size} x{config.model.layers}, "
           f"batch {config.data.batch_size} x window {config.data.window}, {args.minutes:g} min "
-          f"each, {torch.get_num_threads()} threads")
-    print(f"{'layer':<14} {'test bpc':>9} {'valid bpc':>10} {'steps':>7} {'epochs':>7} "
-          f"{'chars/s':>9}")
+          f"each, {torch.get_num_threads()} threads, {config.train.resolved_precision()}")
+    print(f"{'layer':<14} {'test bpc':>9} {'dynamic':>8} {'valid bpc':>10} {'steps':>7} "
+          f"{'epochs':>7} {'chars/s':>9}")
     for row in rows:
         name = f"{row['implementation']}.{row['cell'].upper()}"
-        print(f"{name:<14} {row['test_bpc']:>9.3f} {row['validation_bpc']:>10.3f} "
+        dynamic = row["test_dynamic_bpc"]
+        dynamic = "-" if dynamic is None else f"{dynamic:.3f}"
+        print(f"{name:<14} {row['test_bpc']:>9.3f} {dynamic:>8} {row['validation_bpc']:>10.3f} "
               f"{row['steps']:>7d} {row['epochs']:>7.2f} {row['characters_per_second']:>9,.0f}")
     print("bars (whole corpus): " + ", ".join(f"{k} {v:.2f}" for k, v in bars.items()))
     print(f"wrote {args.out}")

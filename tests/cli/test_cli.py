@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 import rnnkit
 from rnnkit.cli.main import main
@@ -64,3 +65,13 @@ def test_demo_json_result(capsys):
     assert main(["demo", "--steps", "6", "--hidden", "8", "--train-steps", "3", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["config"]["steps"] == 6 and result["test_mse"] >= 0
+
+
+def test_info_reports_the_bf16_lstm_route_as_the_cpu_flags_say(capsys):
+    """Oracle: /proc/cpuinfo's flags (the route needs AMX-BF16 and oneDNN)."""
+    if not os.path.exists("/proc/cpuinfo"):
+        pytest.skip("the CPU flags are read from /proc/cpuinfo, which this OS lacks")
+    flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
+    assert main(["info", "--json"]) == 0
+    reported = json.loads(capsys.readouterr().out)["bf16_lstm_under_autocast"]
+    assert reported == ("amx_bf16" in flags and torch.backends.mkldnn.is_available())

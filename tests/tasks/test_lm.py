@@ -274,7 +274,8 @@ def test_rnnkit_and_torch_layers_give_the_same_model_function(corpus):
     torch.testing.assert_close(ours(tokens)[0], theirs(tokens)[0], atol=1e-5, rtol=1e-5)
 
 
-def test_dynamic_evaluation_is_causal_and_adapts():
+@pytest.mark.parametrize("rule, lr", [("sgd", 0.5), ("rms", 1e-2)])
+def test_dynamic_evaluation_is_causal_and_adapts(rule, lr):
     from rnnkit.tasks.lm.dynamic import dynamic_bits_per_character
 
     torch.manual_seed(0)
@@ -283,14 +284,50 @@ def test_dynamic_evaluation_is_causal_and_adapts():
     tokens = torch.randint(9, (7,)).repeat(170)  # a short repeating pattern: adaptation pays
     static = bits_per_character(model, tokens, rows=2, window=50)
     # lr 0: nothing is learned, so the score is the static one.
-    frozen = dynamic_bits_per_character(model, tokens, rows=2, window=50, lr=0.0)
+    frozen = dynamic_bits_per_character(model, tokens, rows=2, window=50, lr=0.0, rule=rule)
     assert frozen["bpc"] == pytest.approx(static["bpc"], rel=1e-6)
     # Causal: the first window is scored before any update, so with one window in all the
     # score cannot depend on the learning rate.
     short = tokens[:40]
-    assert dynamic_bits_per_character(model, short, rows=1, window=64, lr=1.0)["bpc"] == \
+    assert dynamic_bits_per_character(model, short, rows=1, window=64, lr=1.0,
+                                      rule=rule)["bpc"] == \
         pytest.approx(bits_per_character(model, short, rows=1, window=64)["bpc"], rel=1e-6)
-    adapted = dynamic_bits_per_character(model, tokens, rows=2, window=50, lr=0.5)
+    adapted = dynamic_bits_per_character(model, tokens, rows=2, window=50, lr=lr, rule=rule)
     assert adapted["bpc"] < static["bpc"] - 0.1
     for parameter, original in zip(model.parameters(), before):
         assert torch.equal(parameter, original)  # the caller's model is untouched
+
+
+def test_rms_rule_first_step_is_lr_times_the_gradient_sign():
+    """Oracle: after one update, v = (1 - beta) g^2, bias-corrected to g^2, so the step is
+    lr * g / |g| = lr * sign(g) for every weight with a nonzero gradient."""
+    import copy
+
+    from rnnkit.tasks.lm.dynamic import dynamic_bits_per_character
+
+    torch.manual_seed(0)
+    model = CharLanguageModel(9, ModelConfig(hidden_size=8, embedding_dim=4)).eval()
+    tokens = torch.randint(9, (2 * 64 + 1,))
+    # Two windows: the second is scored after one update; compare with a hand-made update.
+    result = dynamic_bits_per_character(model, tokens, rows=1, window=64, lr=1e-2, rule="rms")
+    stepped = copy.deepcopy(model)
+    logits, state = stepped(tokens[None, :64])
+    F.cross_entropy(logits.reshape(-1, 9), tokens[1:65]).backward()
+    with torch.no_grad():
+        for p in stepped.parameters():
+            p.sub_(1e-2 * p.grad / (p.grad.abs() + 1e-8))
+        state = tuple(s.detach() for s in state)
+        second, _ = stepped(tokens[None, 64:128], state)
+        first = F.cross_entropy(model(tokens[None, :64])[0].reshape(-1, 9), tokens[1:65],
+                                reduction="sum")
+        expected = first + F.cross_entropy(second.reshape(-1, 9), tokens[65:129],
+                                           reduction="sum")
+    assert result["loss"] == pytest.approx(expected.item() / 128, rel=1e-5)
+
+
+def test_dynamic_evaluation_rejects_an_unknown_rule():
+    from rnnkit.tasks.lm.dynamic import dynamic_bits_per_character
+
+    model = CharLanguageModel(9, ModelConfig(hidden_size=8, embedding_dim=4))
+    with pytest.raises(ValueError, match="rule must be one of"):
+        dynamic_bits_per_character(model, torch.randint(9, (100,)), rows=1, rule="adam")

@@ -120,3 +120,15 @@ def test_a_run_needs_a_limit_and_valid_choices():
         TrainConfig(max_steps=1, precision="fp16").check()
     with pytest.raises(ValueError, match="minutes must be positive"):
         TrainConfig(minutes=0).check()
+
+
+def test_auto_precision_is_bf16_exactly_on_a_cpu_with_amx(monkeypatch):
+    from rnnkit.training import trainer as trainer_module
+
+    for has_amx, expected in ((True, "bf16"), (False, "fp32")):
+        monkeypatch.setattr(trainer_module, "cpu_has_amx_bf16", lambda: has_amx)
+        assert TrainConfig(max_steps=1, precision="auto").resolved_precision() == expected
+    # Named precisions and other devices are not touched by the CPU check.
+    assert TrainConfig(max_steps=1, precision="fp32").resolved_precision() == "fp32"
+    assert TrainConfig(max_steps=1, precision="auto",
+                       device="cuda").resolved_precision() == "fp32"

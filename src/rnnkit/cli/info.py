@@ -9,6 +9,7 @@ import torch
 
 import rnnkit
 from rnnkit.backends import backend_report
+from rnnkit.backends.lowered import cpu_has_amx_bf16
 
 
 def fused_details() -> dict:
@@ -48,6 +49,8 @@ def collect_info() -> dict:
         "mkl": torch.backends.mkl.is_available(),
         "onednn": torch.backends.mkldnn.is_available(),
         "cuda": torch.cuda.is_available(),
+        # LSTM layers under CPU bf16 autocast run on oneDNN's bf16 LSTM (rnnkit.backends.lowered)
+        "bf16_lstm_under_autocast": cpu_has_amx_bf16(),
         **fused_details(),
         "backends": backends,
         "deployment": deployment_report(),

@@ -63,6 +63,11 @@ def run_train_lm(args) -> int:
     test = result["test"]
     say(f"\ntest: {test['bpc']:.3f} bits per character (perplexity {test['perplexity']:.2f}) on "
         f"{test['characters']:,} unseen characters")
+    if "dynamic" in test:
+        settings = test["dynamic"]["dynamic"]
+        say(f"test with dynamic evaluation: {test['dynamic']['bpc']:.3f} bits per character "
+            f"(the model keeps learning from the text it has scored, as the compressors do; "
+            f"{settings['rule']} lr {settings['lr']:g}, rows {settings['rows']})")
     say("  bars on the whole corpus: " + ", ".join(f"{k} {v:.2f}" for k, v in bars.items()))
     validation = result["validation"] or {}
     say(f"  best validation {validation.get('bpc', float('nan')):.3f} bpc at step "
@@ -108,10 +113,14 @@ def add_evaluate(commands) -> None:
     parser.add_argument("--split", choices=("test", "validation", "train"), default="test")
     parser.add_argument("--which", choices=("best", "last"), default="best",
                         help="which checkpoint of a run folder (default: best)")
-    parser.add_argument("--dynamic", type=float, metavar="LR",
-                        help="also score with dynamic evaluation: the model takes an SGD step "
-                             "of this size on each window after scoring it (like an adaptive "
-                             "compressor); the static score is still printed")
+    parser.add_argument("--dynamic", action="store_true",
+                        help="also score with dynamic evaluation: the model takes an update "
+                             "step on each window after scoring it (like an adaptive "
+                             "compressor), with the checkpoint's dynamic.* settings; the "
+                             "static score is still printed")
+    parser.add_argument("--dynamic-lr", type=float, metavar="LR",
+                        help="dynamic evaluation with this step size instead of the saved one "
+                             "(implies --dynamic)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(handler=run_evaluate)
 
@@ -120,7 +129,7 @@ def run_evaluate(args) -> int:
     from rnnkit.tasks.lm.task import evaluate_lm
 
     result = evaluate_lm(args.checkpoint, corpus=args.corpus, split=args.split, which=args.which,
-                         dynamic_lr=args.dynamic)
+                         dynamic=args.dynamic, dynamic_lr=args.dynamic_lr)
     if args.json:
         print(json.dumps(result, indent=2))
     else:
@@ -128,7 +137,9 @@ def run_evaluate(args) -> int:
               f"{result['perplexity']:.3f}) on {result['characters']:,} characters of "
               f"{result['corpus']}; checkpoint {result['checkpoint']} (step {result['step']})")
         if "dynamic" in result:
-            print(f"{result['split']} with dynamic evaluation (lr {args.dynamic:g}): "
+            settings = result["dynamic"]["dynamic"]
+            print(f"{result['split']} with dynamic evaluation ({settings['rule']} lr "
+                  f"{settings['lr']:g}, rows {settings['rows']}): "
                   f"{result['dynamic']['bpc']:.4f} bits per character")
     return 0
 

@@ -24,6 +24,7 @@ from typing import Any, Callable, NamedTuple
 import torch
 from torch import nn
 
+from ..backends.lowered import cpu_has_amx_bf16
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .clipping import clip_gradients
 from .metrics import MetricsLog, plot_curves
@@ -54,7 +55,10 @@ class TrainConfig:
     patience: int | None = None  #: stop after this many evaluations without improvement
     keep_last: int = 3  #: checkpoints kept besides the best one
     on_nonfinite: str = "stop"  #: a NaN/Inf loss or gradient: "stop" the run or "skip" the step
-    precision: str = "fp32"  #: "fp32", "bf16" (CPU or GPU autocast) or "fp16" (CUDA only)
+    #: "fp32", "bf16" (CPU or GPU autocast), "fp16" (CUDA only) or "auto": bf16 on a CPU with
+    #: AMX-BF16 (native bfloat16 products; LSTM layers then run in bfloat16 too, see
+    #: rnnkit.backends.lowered), fp32 elsewhere
+    precision: str = "fp32"
     device: str = "cpu"
     seed: int = 0
     log_every: int = 50  #: optimizer steps per training-metrics record
@@ -69,13 +73,20 @@ class TrainConfig:
             if value is not None and not value > 0:
                 raise ValueError(f"train.{name} must be positive; got {value}")
         choices = {"optimizer": ("adamw", "adam", "sgd"), "on_nonfinite": ("stop", "skip"),
-                   "precision": ("fp32", "bf16", "fp16")}
+                   "precision": ("fp32", "bf16", "fp16", "auto")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"train.{name} must be one of {allowed}; got "
                                  f"{getattr(self, name)!r}")
         if self.precision == "fp16" and not self.device.startswith("cuda"):
             raise ValueError("train.precision=fp16 needs a CUDA device; use bf16 on the CPU")
+
+    def resolved_precision(self) -> str:
+        """``precision`` with "auto" decided for this device: "bf16" or "fp32"."""
+        if self.precision != "auto":
+            return self.precision
+        on_cpu = torch.device(self.device).type == "cpu"
+        return "bf16" if on_cpu and cpu_has_amx_bf16() else "fp32"
 
 
 class StepOutput(NamedTuple):
@@ -129,7 +140,8 @@ class Trainer:
         self.optimizer = build_optimizer(model, config)
         self.schedule = LearningRateSchedule(
             config.learning_rate, config.warmup_steps, config.decay, config.min_lr_ratio)
-        self.scaler = (torch.amp.GradScaler("cuda") if config.precision == "fp16" else None)
+        self.precision = config.resolved_precision()
+        self.scaler = (torch.amp.GradScaler("cuda") if self.precision == "fp16" else None)
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
         # Progress of the run; everything here goes into every checkpoint.
         self.step = 0
@@ -192,9 +204,9 @@ class Trainer:
     # --- the loop ---------------------------------------------------------------------------
 
     def _autocast(self):
-        if self.config.precision == "fp32":
+        if self.precision == "fp32":
             return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.config.precision == "bf16" else torch.float16
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
         return torch.autocast(torch.device(self.config.device).type, dtype=dtype)
 
     def _progress_fraction(self) -> float:

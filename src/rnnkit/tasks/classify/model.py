@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import rnnkit
+from rnnkit.layers.dropout import Dropout
 
 _LAYERS = {
     "rnnkit": {"lstm": rnnkit.LSTM, "gru": rnnkit.GRU, "rnn": rnnkit.RNN},
@@ -84,7 +85,7 @@ class SequenceClassifier(nn.Module):
         if config.pooling == "attention":
             self.attention = nn.Sequential(nn.Linear(features, config.attention_size), nn.Tanh(),
                                            nn.Linear(config.attention_size, 1, bias=False))
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.head = nn.Linear(features, num_classes)
 
     def streaming_parts(self) -> dict:

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 import rnnkit
+from rnnkit.layers.dropout import Dropout
 
 _LAYERS = {
     "rnnkit": {"lstm": rnnkit.LSTM, "gru": rnnkit.GRU, "rnn": rnnkit.RNN},
@@ -28,8 +29,8 @@ class ModelConfig:
     cell: str = "lstm"  #: "lstm", "gru" or "rnn" (Elman, tanh)
     embedding_dim: int = 64
     hidden_size: int = 512
-    layers: int = 1
-    dropout: float = 0.25  #: between layers and before the head (see docs/decisions/lm-defaults.md)
+    layers: int = 2
+    dropout: float = 0.3  #: between layers and before the head (see docs/decisions/lm-defaults.md)
     tie_weights: bool = False  #: share the embedding and head matrix (needs embedding_dim == hidden_size)
     implementation: str = "rnnkit"  #: "rnnkit" or "torch" (torch.nn's layer, for comparison)
 
@@ -63,7 +64,7 @@ class CharLanguageModel(nn.Module):
         layer = _LAYERS[config.implementation][config.cell]
         self.rnn = layer(config.embedding_dim, config.hidden_size, num_layers=config.layers,
                          dropout=config.dropout if config.layers > 1 else 0.0, batch_first=True)
-        self.dropout = nn.Dropout(config.dropout)
+        self.dropout = Dropout(config.dropout)
         self.head = nn.Linear(config.hidden_size, vocab_size)
         if config.tie_weights:
             self.head.weight = self.embedding.weight
