@@ -331,3 +331,16 @@ def test_dynamic_evaluation_rejects_an_unknown_rule():
     model = CharLanguageModel(9, ModelConfig(hidden_size=8, embedding_dim=4))
     with pytest.raises(ValueError, match="rule must be one of"):
         dynamic_bits_per_character(model, torch.randint(9, (100,)), rows=1, rule="adam")
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("rule", "adam", "dynamic.rule must be one of"),
+    ("lr", -1.0, "dynamic.lr and dynamic.decay must be >= 0"),
+    ("rows", 0, "dynamic.rows and dynamic.window must be >= 1"),
+])
+def test_a_bad_dynamic_setting_fails_before_training(corpus, tmp_path, key, value, message):
+    config = small_config(corpus)
+    setattr(config.dynamic, key, value)
+    with pytest.raises(ValueError, match=message):
+        lm_task.train_lm(config, tmp_path / "run", notify=quiet)
+    assert not (tmp_path / "run").exists()  # nothing was trained or written

@@ -57,6 +57,20 @@ class DynamicConfig:
     rows: int = 1  #: side-by-side rows (1 adapts most; more rows are faster)
     window: int = 64  #: characters scored between updates
 
+    def check(self) -> None:
+        """Raise a one-line ValueError for a bad setting (checked before training starts, so a
+        typo does not surface only after the time budget)."""
+        from .dynamic import RULES
+
+        if self.rule not in RULES:
+            raise ValueError(f"dynamic.rule must be one of {RULES}; got {self.rule!r}")
+        if self.lr < 0 or self.decay < 0:
+            raise ValueError(f"dynamic.lr and dynamic.decay must be >= 0; got {self.lr} and "
+                             f"{self.decay}")
+        if self.rows < 1 or self.window < 1:
+            raise ValueError(f"dynamic.rows and dynamic.window must be >= 1; got {self.rows} "
+                             f"and {self.window}")
+
 
 def _default_train() -> TrainConfig:
     # Measured on the 2-core machine (docs/decisions/lm-defaults.md): many small updates
@@ -148,6 +162,7 @@ def train_lm(config: LMConfig, run_dir: str | Path, *, resume: bool = False,
              notify: Callable[[str], None] = print) -> dict:
     """Train a character model; returns the run summary with validation and test bpc."""
     run_dir = Path(run_dir)
+    config.dynamic.check()
     data = prepare_data(config.data)
     device = config.train.device
     train_tokens = data.vocabulary.encode(data.split.train).to(device)
@@ -256,6 +271,7 @@ def evaluate_lm(path: str | Path, *, corpus: str | None = None, split: str = "te
         settings = loaded.config.dynamic
         if dynamic_lr is not None:
             settings = DynamicConfig(**{**asdict(settings), "lr": dynamic_lr})
+        settings.check()
         metrics["dynamic"] = dynamic_score(loaded.model, tokens, settings)
     return {"task": TASK, "checkpoint": str(loaded.checkpoint), "step": loaded.step,
             "corpus": data.source, "split": split, **metrics,
