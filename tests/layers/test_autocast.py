@@ -1,9 +1,11 @@
 """Under torch.autocast, rnnkit layers run the recurrence in their parameters' dtype, except
-LSTM layers under CPU bfloat16 autocast on a CPU with AMX (the bfloat16 route).
+LSTM layers under CPU bfloat16 autocast on a CPU with AMX (the bfloat16 route); there the other
+layers run only their input projection in bfloat16.
 
 Oracles: the same layer called outside autocast on the float32 input; for the bfloat16 route,
 torch.nn.LSTM with the same weights under the same autocast (the same oneDNN primitive), and
-the float32 layer to bfloat16 accuracy.
+the float32 layer to bfloat16 accuracy; for the bfloat16 projection, F.linear in bfloat16
+followed by the reference backend's float32 scan.
 """
 
 from __future__ import annotations
@@ -12,7 +14,10 @@ import pytest
 import torch
 
 import rnnkit
+from torch.nn import functional as F
+
 from rnnkit.backends import lowered
+from rnnkit.backends.scan import scan
 from rnnkit.interop import from_torch
 
 needs_amx = pytest.mark.skipif(
@@ -53,14 +58,23 @@ def _assert_float32_under_autocast(layers, x, **kwargs):
                                    atol=0, rtol=0, msg=name)
 
 
-def test_output_under_bf16_autocast_equals_float32_without_it():
+def test_output_under_bf16_autocast_equals_float32_with_the_route_off(float32_recurrence):
     _assert_float32_under_autocast(_layers(), torch.randn(3, 5, 6))
 
 
-def test_lstm_with_lengths_keeps_the_float32_recurrence():
+def test_output_under_bf16_autocast_equals_float32_on_a_cpu_without_amx(monkeypatch):
+    monkeypatch.setattr(lowered, "cpu_has_amx_bf16", lambda: False)
+    _assert_float32_under_autocast(_layers(), torch.randn(3, 5, 6))
+    _assert_float32_under_autocast({"LSTM": rnnkit.LSTM(6, 8, num_layers=2, batch_first=True)},
+                                   torch.randn(3, 5, 6), lengths=torch.tensor([5, 2, 4]))
+
+
+def test_a_backend_asked_for_by_name_keeps_float32_under_autocast():
     torch.manual_seed(0)
-    layers = {"LSTM": rnnkit.LSTM(6, 8, num_layers=2, batch_first=True)}
-    _assert_float32_under_autocast(layers, torch.randn(3, 5, 6), lengths=torch.tensor([5, 2, 4]))
+    layers = {"LSTM reference": rnnkit.LSTM(6, 8, batch_first=True, backend="reference"),
+              "GRU fused": rnnkit.GRU(6, 8, backend="fused"),
+              "GRU reference": rnnkit.GRU(6, 8, backend="reference")}
+    _assert_float32_under_autocast(layers, torch.randn(3, 5, 6))
 
 
 def test_lstm_keeps_float32_when_the_route_is_off_or_the_cpu_lacks_amx(float32_recurrence,
@@ -71,6 +85,69 @@ def test_lstm_keeps_float32_when_the_route_is_off_or_the_cpu_lacks_amx(float32_r
     lowered.set_bf16_recurrence(True)
     monkeypatch.setattr(lowered, "cpu_has_amx_bf16", lambda: False)
     _assert_float32_under_autocast(layers, torch.randn(3, 5, 6))
+
+
+def _bf16_projection_then_reference_scan(cell, x, lengths=None):
+    """The oracle of the bfloat16 projection: F.linear in bfloat16, then torch-op float32 steps."""
+    bias = cell.bias_ih.bfloat16() if cell.bias_ih is not None else None
+    gates_x = F.linear(x.bfloat16(), cell.weight_ih.bfloat16(), bias).float()
+    state0 = cell.initial_state(x.size(1), dtype=x.dtype, device=x.device)
+    return scan(cell, gates_x, state0, lengths=lengths, backend="reference")[0]
+
+
+@needs_amx
+@pytest.mark.parametrize("make_cell", [
+    lambda: rnnkit.GRUCell(6, 16),
+    lambda: rnnkit.GRUCell(6, 16, bias=False),
+    lambda: rnnkit.RNNCell(6, 16),
+    lambda: rnnkit.RNNCell(6, 16, nonlinearity="relu"),
+    lambda: rnnkit.LSTMCell(6, 16, proj_size=8),
+], ids=["gru", "gru-nobias", "rnn-tanh", "rnn-relu", "lstm-proj"])
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
+def test_declined_layers_project_in_bf16_and_recur_in_float32(make_cell, with_lengths):
+    torch.manual_seed(0)
+    cell = make_cell()
+    layer = rnnkit.Recurrent(cell, batch_first=False)
+    x = torch.randn(9, 4, 6)  # (T, B, I)
+    lengths = torch.tensor([9, 3, 7, 1]) if with_lengths else None
+    kwargs = {"lengths": lengths} if with_lengths else {}
+
+    x_leaf = x.clone().requires_grad_()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got, _ = layer(x_leaf, **kwargs)
+    got.square().sum().backward()
+    got_grads = [x_leaf.grad] + [p.grad.clone() for p in cell.parameters()]
+    cell.zero_grad(set_to_none=True)
+
+    x_leaf = x.clone().requires_grad_()
+    expected = _bf16_projection_then_reference_scan(cell, x_leaf, lengths)
+    expected.square().sum().backward()
+    expected_grads = [x_leaf.grad] + [p.grad for p in cell.parameters()]
+
+    assert got.dtype == torch.float32  # the recurrence ran in float32
+    # Same bfloat16 gates; the fused and the reference float32 steps differ by rounding only.
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+    # The gradients of x and W_ih come out of a bfloat16 product whose input (the gates'
+    # gradient) differs between the two by float32 rounding, which can flip a bfloat16 rounding.
+    for got_grad, expected_grad in zip(got_grads, expected_grads):
+        torch.testing.assert_close(got_grad, expected_grad, atol=2e-3, rtol=1.6e-2)
+    # And it is not the float32 layer: the projection was rounded.
+    assert not torch.equal(got, layer(x, **kwargs)[0])
+
+
+@needs_amx
+def test_bf16_projection_stacks_and_stays_near_float32():
+    torch.manual_seed(0)
+    layer = rnnkit.GRU(8, 32, num_layers=2, bidirectional=True, batch_first=True)
+    x = torch.randn(4, 20, 8)
+    expected, h_expected = layer(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got, h = layer(x)
+    assert got.dtype == h.dtype == torch.float32
+    # Only the projections are rounded (relative 2^-8); the float32 recurrence adds no more.
+    torch.testing.assert_close(got, expected, atol=0.02, rtol=0)
+    torch.testing.assert_close(h, h_expected, atol=0.02, rtol=0)
+    assert not torch.equal(got, expected)
 
 
 @needs_amx

@@ -17,9 +17,22 @@ The output stays bfloat16, as autocast's own ops return; the final state is cast
 parameters' dtype so a carried state keeps the type it would have without autocast.
 
 What it runs: LSTM cells without a projection, no ``lengths`` (oneDNN has no per-sequence
-lengths; such calls keep the float32 recurrence), either direction, with or without gradients,
-on a CPU with AMX-BF16 (without it oneDNN emulates bfloat16 and is slower than float32), when
-the layer's backend is ``"auto"`` and :func:`set_bf16_recurrence` has not turned it off.
+lengths), either direction, with or without gradients, on a CPU with AMX-BF16 (without it
+oneDNN emulates bfloat16 and is slower than float32), when the layer's backend is ``"auto"``
+and :func:`set_bf16_recurrence` has not turned it off.
+
+The other layers on such a CPU (GRU, Elman, an LSTM with a projection or ``lengths``) take
+half of it: the input projection, a feed-forward product over all T x B rows that autocast
+would lower for any ``nn.Linear``, runs in bfloat16, and the recurrence stays float32:
+
+    gates_x = bf16(x) bf16(W_ih)^T + bf16(b_ih)   (T, B, G), bfloat16 GEMM on AMX
+    h_t = cell(float32(gates_x_t), h_{t-1})       fused float32 recurrence, as without autocast
+
+(:func:`run_projection_bf16`). That is ~12-15% off a GRU or Elman training call at H = 256-512
+(``docs/decisions/lm-defaults.md``), less than the whole route gives, because the recurrent
+products, which stay float32, are half the work. torch.nn.GRU and RNN under the same autocast
+run their recurrent products in bfloat16 as well, and were no faster than rnnkit's float32
+ones at those sizes.
 """
 
 from __future__ import annotations
@@ -39,7 +52,7 @@ log = logging.getLogger("rnnkit.backends")
 
 _context = threading.local()
 _enabled = True
-_declines_logged: set[str] = set()
+_declines_logged: set[tuple[str, bool]] = set()
 
 
 @contextlib.contextmanager
@@ -82,23 +95,43 @@ def cpu_has_amx_bf16() -> bool:
     return "amx_bf16" in flags and torch.backends.mkldnn.is_available()
 
 
-def bf16_unsupported(cell, x: torch.Tensor, lengths, backend: str) -> str | None:
-    """Why the bfloat16 route cannot run this call, or None."""
+def bf16_unavailable(cell, x: torch.Tensor, backend: str) -> str | None:
+    """Why no part of this call may run in bfloat16 (the whole layer stays float32), or None."""
     if backend != "auto":
         return f"backend={backend!r} was asked for by name"
     if not _enabled:
         return "turned off with set_bf16_recurrence(False)"
+    if x.device.type != "cpu":
+        return f"it runs on the CPU only (got {x.device})"
+    if cell.weight_ih.dtype != torch.float32:
+        return f"the parameters are {cell.weight_ih.dtype}, not float32"
+    if not cpu_has_amx_bf16():
+        return "this CPU has no AMX-BF16, where oneDNN's bfloat16 is slower than float32"
+    return None
+
+
+def bf16_unsupported(cell, x: torch.Tensor, lengths, backend: str) -> str | None:
+    """Why the whole bfloat16 route (oneDNN's LSTM) cannot run this call, or None."""
+    reason = bf16_unavailable(cell, x, backend)
+    if reason is not None:
+        return reason
     if not isinstance(cell, LSTMCell):
         return f"only LSTM cells have it (got {type(cell).__name__})"
     if cell.weight_hr is not None:
         return "oneDNN's LSTM has no projection (proj_size)"
     if lengths is not None:
         return "oneDNN's LSTM has no per-sequence lengths"
-    if x.device.type != "cpu":
-        return f"it runs on the CPU only (got {x.device})"
-    if not cpu_has_amx_bf16():
-        return "this CPU has no AMX-BF16, where oneDNN's bfloat16 is slower than float32"
     return None
+
+
+def run_projection_bf16(cell, x: torch.Tensor) -> torch.Tensor:
+    """The input projection ``x W_ih^T + b_ih`` of every step in bfloat16, returned in the
+    parameters' dtype for the float32 recurrence: (..., I) -> (..., G). The casts are
+    differentiable, so the gradients of W_ih and b_ih arrive in float32."""
+    low = torch.bfloat16
+    bias = cell.bias_ih.to(low) if cell.bias_ih is not None else None
+    gates_x = torch.nn.functional.linear(x.to(low), cell.weight_ih.to(low), bias)
+    return gates_x.to(cell.weight_ih.dtype)
 
 
 def run_bf16(cell: LSTMCell, x: torch.Tensor, state0: NamedTuple, *, reverse: bool,
@@ -122,7 +155,13 @@ def run_bf16(cell: LSTMCell, x: torch.Tensor, state0: NamedTuple, *, reverse: bo
     return output, cell.state_type(h_n.squeeze(0).to(dtype), c_n.squeeze(0).to(dtype))
 
 
-def log_decline_once(reason: str) -> None:
-    if reason not in _declines_logged:
-        _declines_logged.add(reason)
+def log_decline_once(reason: str, *, projection_bf16: bool = False) -> None:
+    """Log once per reason why a call did not take the whole bfloat16 route, and what it runs."""
+    if (reason, projection_bf16) in _declines_logged:
+        return
+    _declines_logged.add((reason, projection_bf16))
+    if projection_bf16:
+        log.info("rnnkit: bfloat16 LSTM route skipped (%s): the input projection runs in "
+                 "bfloat16, the recurrence in float32", reason)
+    else:
         log.info("rnnkit: bfloat16 recurrence skipped (float32 instead): %s", reason)

@@ -19,7 +19,8 @@ from .fused import (
     fused_project, fused_run_without_grad, fused_scan, fused_unavailable, fused_unsupported,
 )
 from .fused.backend import needs_grad
-from .lowered import bf16_unsupported, log_decline_once, lowered_dtype, run_bf16
+from .lowered import (bf16_unavailable, bf16_unsupported, log_decline_once, lowered_dtype,
+                      run_bf16, run_projection_bf16)
 from .reference import reference_scan
 
 log = logging.getLogger("rnnkit.backends")
@@ -147,24 +148,34 @@ def run_layer(
     Returns the output in x's layout, (B, T, H_out) or (T, B, H_out), and the final state.
     Normally ``project`` (one GEMM over all steps) then ``run``; when no gradient is needed a
     backend may do both at once (``Backend.run_without_grad``). Under CPU bfloat16 autocast an
-    LSTM layer may take the bfloat16 route instead (:mod:`rnnkit.backends.lowered`).
+    LSTM layer may take the bfloat16 route instead, and other layers their input projection in
+    bfloat16 (:mod:`rnnkit.backends.lowered`).
     """
+    gates_x = None
     if lowered_dtype() is torch.bfloat16:
         # Under CPU bfloat16 autocast (see rnnkit.backends.lowered).
         reason = bf16_unsupported(cell, x, lengths, backend)
         if reason is None:
             return run_bf16(cell, x, state0, reverse=reverse, batch_first=batch_first,
                             training=needs_grad(cell, x, *state0))
-        log_decline_once(reason)
-        # A layer below may have handed on a bfloat16 output; this one runs in its own dtype.
-        x = x.to(cell.weight_hh.dtype)
-    chosen = select_backend(cell, x, backend)
+        projection_bf16 = bf16_unavailable(cell, x, backend) is None
+        log_decline_once(reason, projection_bf16=projection_bf16)
+        if projection_bf16:
+            # The input projection in bfloat16, the recurrence in the parameters' dtype.
+            gates_x = run_projection_bf16(cell, x)
+        else:
+            # A layer below may have handed on a bfloat16 output; this one runs in its own
+            # dtype.
+            x = x.to(cell.weight_hh.dtype)
+    chosen = select_backend(cell, x if gates_x is None else gates_x, backend)
     x_time_major = x.transpose(0, 1) if batch_first else x
     result = None
-    if chosen.run_without_grad is not None and not needs_grad(cell, x, *state0):
+    if (gates_x is None and chosen.run_without_grad is not None
+            and not needs_grad(cell, x, *state0)):
         result = chosen.run_without_grad(cell, x_time_major, state0, lengths, reverse)
     if result is None:
-        gates_x = chosen.project(cell, x)
+        if gates_x is None:
+            gates_x = chosen.project(cell, x)
         if batch_first:
             gates_x = gates_x.transpose(0, 1)
         # chosen.run rather than scan(): the backend is chosen and the arguments were checked

@@ -1,5 +1,6 @@
 """Recurrent layers under ``torch.autocast``: the recurrence stays in the parameters' dtype,
-except for LSTM layers under CPU bfloat16 autocast on a CPU with AMX.
+except for LSTM layers under CPU bfloat16 autocast on a CPU with AMX (and there the other
+layers run their input projection in bfloat16).
 
 Autocast lowers matmuls to bfloat16/float16 for speed, which suits feed-forward layers but not
 a recurrence: the state is rounded again at every one of T steps, and that error compounds
@@ -11,7 +12,9 @@ The exception: under CPU autocast to bfloat16 the layer also enters
 :func:`rnnkit.backends.lowered.lowered_precision`, and LSTM layers the bfloat16 route supports
 (no projection, no lengths, AMX-BF16 present) run on oneDNN's bfloat16 LSTM, as torch.nn.LSTM
 does under the same autocast: there it nearly doubles training speed at the same loss per step.
-``rnnkit.backends.lowered.set_bf16_recurrence(False)`` keeps them float32.
+The other layers on that CPU compute their input projection, a feed-forward product, in
+bfloat16 and recur in float32. ``rnnkit.backends.lowered.set_bf16_recurrence(False)`` keeps
+all of it float32.
 """
 
 from __future__ import annotations
