@@ -49,7 +49,8 @@ def collect_info() -> dict:
         "mkl": torch.backends.mkl.is_available(),
         "onednn": torch.backends.mkldnn.is_available(),
         "cuda": torch.cuda.is_available(),
-        # LSTM layers under CPU bf16 autocast run on oneDNN's bf16 LSTM (rnnkit.backends.lowered)
+        # Under CPU bf16 autocast, LSTM layers run on oneDNN's bf16 LSTM and the others project
+        # their input in bf16 (rnnkit.backends.lowered)
         "bf16_lstm_under_autocast": cpu_has_amx_bf16(),
         **fused_details(),
         "backends": backends,
