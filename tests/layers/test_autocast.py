@@ -209,3 +209,22 @@ def test_gradients_flow_under_autocast_into_a_bf16_head():
         loss = head(output).float().square().mean()
     loss.backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in layer.parameters())
+
+
+def test_each_decline_is_logged_once_with_what_runs_instead(caplog, monkeypatch):
+    monkeypatch.setattr(lowered, "_declines_logged", set())
+    monkeypatch.setattr(lowered, "cpu_has_amx_bf16", lambda: True)  # the message, not the speed
+    layer, lstm = rnnkit.GRU(6, 8), rnnkit.LSTM(6, 8, backend="reference")
+    x = torch.randn(5, 3, 6)
+    with caplog.at_level("INFO", logger="rnnkit.backends"), \
+            torch.autocast("cpu", dtype=torch.bfloat16):
+        for _ in range(2):
+            layer(x)
+            lstm(x)
+    messages = [r.getMessage() for r in caplog.records if "bfloat16" in r.getMessage()]
+    assert messages == [
+        "rnnkit: bfloat16 LSTM route skipped (only LSTM cells have it (got GRUCell)): the input "
+        "projection runs in bfloat16, the recurrence in float32",
+        "rnnkit: bfloat16 recurrence skipped (the parameters' dtype instead): "
+        "backend='reference' was asked for by name",
+    ]

@@ -166,4 +166,5 @@ def log_decline_once(reason: str, *, projection_bf16: bool = False) -> None:
         log.info("rnnkit: bfloat16 LSTM route skipped (%s): the input projection runs in "
                  "bfloat16, the recurrence in float32", reason)
     else:
-        log.info("rnnkit: bfloat16 recurrence skipped (float32 instead): %s", reason)
+        log.info("rnnkit: bfloat16 recurrence skipped (the parameters' dtype instead): %s",
+                 reason)
