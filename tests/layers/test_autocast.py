@@ -22,7 +22,8 @@ from rnnkit.interop import from_torch
 
 needs_amx = pytest.mark.skipif(
     not lowered.cpu_has_amx_bf16(),
-    reason="the bfloat16 LSTM route runs only on CPUs with AMX-BF16, which this one lacks")
+    reason="the bfloat16 paths (LSTM route, bf16 projection) run only on CPUs with AMX-BF16, "
+           "which this one lacks")
 
 
 @pytest.fixture

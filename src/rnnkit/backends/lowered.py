@@ -112,11 +112,9 @@ def bf16_unavailable(cell, x: torch.Tensor, backend: str) -> str | None:
     return None
 
 
-def bf16_unsupported(cell, x: torch.Tensor, lengths, backend: str) -> str | None:
-    """Why the whole bfloat16 route (oneDNN's LSTM) cannot run this call, or None."""
-    reason = bf16_unavailable(cell, x, backend)
-    if reason is not None:
-        return reason
+def bf16_lstm_unsupported(cell, lengths) -> str | None:
+    """Why oneDNN's LSTM cannot run a call that may use bfloat16 (see bf16_unavailable), or
+    None."""
     if not isinstance(cell, LSTMCell):
         return f"only LSTM cells have it (got {type(cell).__name__})"
     if cell.weight_hr is not None:

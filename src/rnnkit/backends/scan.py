@@ -19,7 +19,7 @@ from .fused import (
     fused_project, fused_run_without_grad, fused_scan, fused_unavailable, fused_unsupported,
 )
 from .fused.backend import needs_grad
-from .lowered import (bf16_unavailable, bf16_unsupported, log_decline_once, lowered_dtype,
+from .lowered import (bf16_lstm_unsupported, bf16_unavailable, log_decline_once, lowered_dtype,
                       run_bf16, run_projection_bf16)
 from .reference import reference_scan
 
@@ -154,11 +154,12 @@ def run_layer(
     gates_x = None
     if lowered_dtype() is torch.bfloat16:
         # Under CPU bfloat16 autocast (see rnnkit.backends.lowered).
-        reason = bf16_unsupported(cell, x, lengths, backend)
+        unavailable = bf16_unavailable(cell, x, backend)
+        reason = unavailable or bf16_lstm_unsupported(cell, lengths)
         if reason is None:
             return run_bf16(cell, x, state0, reverse=reverse, batch_first=batch_first,
                             training=needs_grad(cell, x, *state0))
-        projection_bf16 = bf16_unavailable(cell, x, backend) is None
+        projection_bf16 = unavailable is None
         log_decline_once(reason, projection_bf16=projection_bf16)
         if projection_bf16:
             # The input projection in bfloat16, the recurrence in the parameters' dtype.
