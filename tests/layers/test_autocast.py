@@ -20,6 +20,8 @@ from rnnkit.backends import lowered
 from rnnkit.backends.scan import scan
 from rnnkit.interop import from_torch
 
+from bf16_oracle import bf16_reference  # noqa: F401 (a fixture)
+
 needs_amx = pytest.mark.skipif(
     not lowered.cpu_has_amx_bf16(),
     reason="the bfloat16 paths (LSTM route, bf16 projection) run only on CPUs with AMX-BF16, "
@@ -105,7 +107,8 @@ def _bf16_projection_then_reference_scan(cell, x, lengths=None):
     lambda: rnnkit.LSTMCell(6, 16, proj_size=8),
 ], ids=["gru", "gru-nobias", "rnn-tanh", "rnn-relu", "lstm-proj"])
 @pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
-def test_declined_layers_project_in_bf16_and_recur_in_float32(make_cell, with_lengths):
+def test_declined_layers_project_in_bf16_and_recur_in_float32(bf16_reference, make_cell,
+                                                             with_lengths):
     torch.manual_seed(0)
     cell = make_cell()
     layer = rnnkit.Recurrent(cell, batch_first=False)

@@ -16,7 +16,8 @@ from typing import Callable, NamedTuple
 import torch
 
 from .fused import (
-    fused_project, fused_run_without_grad, fused_scan, fused_unavailable, fused_unsupported,
+    fused_project, fused_run_without_grad, fused_scan, fused_scan_bf16, fused_unavailable,
+    fused_unsupported,
 )
 from .fused.backend import needs_grad
 from .lowered import (bf16_lstm_unsupported, bf16_unavailable, log_decline_once, lowered_dtype,
@@ -36,7 +37,9 @@ class Backend:
     ``project(cell, x)`` computes the input projection ``x @ W_ih^T + b_ih`` for all steps.
     ``run_without_grad(cell, x, state0, lengths, reverse)``, optional, runs projection and
     recurrence together from time-major x when no gradient is needed, or returns None to
-    decline (then project + run).
+    decline (then project + run). ``run_bf16_products``, optional, is ``run`` with the recurrent
+    products in bfloat16 (float32 in and out), for layers under CPU bfloat16 autocast, or
+    returns None to decline (then ``run``).
     """
 
     name: str
@@ -46,6 +49,7 @@ class Backend:
     unsupported: Callable[[object, torch.Tensor], str | None]
     description: str
     run_without_grad: Callable | None = None
+    run_bf16_products: Callable | None = None
 
 
 def _nothing_missing(*args) -> str | None:
@@ -57,7 +61,7 @@ BACKENDS: dict[str, Backend] = {
     "fused": Backend(
         "fused", fused_scan, fused_project, fused_unavailable, fused_unsupported,
         "C++ kernels for the whole sequence, forward and backward (CPU, float32/float64)",
-        run_without_grad=fused_run_without_grad,
+        run_without_grad=fused_run_without_grad, run_bf16_products=fused_scan_bf16,
     ),
     "reference": Backend(
         "reference", reference_scan, lambda cell, x: cell.project_input(x), _nothing_missing,
@@ -152,6 +156,7 @@ def run_layer(
     bfloat16 (:mod:`rnnkit.backends.lowered`).
     """
     gates_x = None
+    projection_bf16 = False
     if lowered_dtype() is torch.bfloat16:
         # Under CPU bfloat16 autocast (see rnnkit.backends.lowered).
         unavailable = bf16_unavailable(cell, x, backend)
@@ -179,9 +184,13 @@ def run_layer(
             gates_x = chosen.project(cell, x)
         if batch_first:
             gates_x = gates_x.transpose(0, 1)
+        # A bfloat16 projection means autocast may lower the recurrent products too.
+        if projection_bf16 and chosen.run_bf16_products is not None:
+            result = chosen.run_bf16_products(cell, gates_x, state0, lengths, reverse)
         # chosen.run rather than scan(): the backend is chosen and the arguments were checked
         # by the layer, and repeating both costs a few microseconds per call at batch 1.
-        result = chosen.run(cell, gates_x, state0, lengths, reverse)
+        if result is None:
+            result = chosen.run(cell, gates_x, state0, lengths, reverse)
     output, final = result
     return (output.transpose(0, 1) if batch_first else output), final
 

@@ -85,8 +85,33 @@ def fused_run_without_grad(cell, x: torch.Tensor, state0: NamedTuple, lengths=No
     return output, cell.state_type(h_n, c_n)
 
 
-def fused_scan(cell, gates_x: torch.Tensor, state0: NamedTuple, lengths=None, reverse=False):
-    """Same contract as :func:`rnnkit.backends.reference.reference_scan`."""
+def amx_bf16_usable() -> bool:
+    """Whether the built kernels have the AMX bfloat16 product (csrc/gemm_amx.h) and the OS lets
+    this process use the tiles."""
+    global _amx_usable
+    if _amx_usable is None:
+        _amx_usable = load_error() is None and bool(torch.ops.rnnkit.amx_bf16_usable())
+    return _amx_usable
+
+
+_amx_usable: bool | None = None
+
+
+def fused_scan_bf16(cell, gates_x: torch.Tensor, state0: NamedTuple, lengths=None,
+                    reverse=False):
+    """:func:`fused_scan` with the recurrent products ``h W_hh^T`` (and an LSTM's projection
+    ``m W_hr^T``; in backward ``dG W_hh`` and the weight gradients) in bfloat16 on AMX, float32
+    everywhere else; None (decline) for float64 or where the AMX kernel is not usable. For
+    layers under CPU bfloat16 autocast (:mod:`rnnkit.backends.lowered`)."""
+    if gates_x.dtype != torch.float32 or not amx_bf16_usable():
+        return None
+    return fused_scan(cell, gates_x, state0, lengths, reverse, bf16=True)
+
+
+def fused_scan(cell, gates_x: torch.Tensor, state0: NamedTuple, lengths=None, reverse=False,
+               bf16: bool = False):
+    """Same contract as :func:`rnnkit.backends.reference.reference_scan`; ``bf16`` (float32
+    only) multiplies by the recurrent weights in bfloat16 on AMX (:func:`fused_scan_bf16`)."""
     if gates_x.stride(-1) != 1:
         gates_x = gates_x.contiguous()
     if lengths is not None:
@@ -96,17 +121,17 @@ def fused_scan(cell, gates_x: torch.Tensor, state0: NamedTuple, lengths=None, re
         training = needs_grad(cell, gates_x, *state0)
         output, h_n, c_n, _, _ = ops.lstm_forward(
             gates_x, state0.h, state0.c, cell.weight_hh, cell.bias_hh, cell.weight_hr, lengths,
-            reverse, training,
+            reverse, training, bf16,
         )
         return output, cell.state_type(h_n, c_n)
     if isinstance(cell, GRUCell):
         training = needs_grad(cell, gates_x, *state0)
         output, h_n, _ = ops.gru_forward(
-            gates_x, state0.h, cell.weight_hh, cell.bias_hh, lengths, reverse, training
+            gates_x, state0.h, cell.weight_hh, cell.bias_hh, lengths, reverse, training, bf16
         )
         return output, cell.state_type(h_n)
     output, h_n = ops.elman_forward(
         gates_x, state0.h, cell.weight_hh, cell.bias_hh, lengths, reverse,
-        cell.nonlinearity == "relu",
+        cell.nonlinearity == "relu", bf16,
     )
     return output, cell.state_type(h_n)

@@ -14,7 +14,8 @@ import torch
 
 # ---- LSTM ---------------------------------------------------------------------------------------
 @torch.library.register_fake("rnnkit::lstm_forward")
-def _lstm_forward_fake(gates_x, h0, c0, weight_hh, bias_hh, weight_hr, lengths, reverse, training):
+def _lstm_forward_fake(gates_x, h0, c0, weight_hh, bias_hh, weight_hr, lengths, reverse, training,
+                       bf16=False):
     steps, batch, width = gates_x.shape
     hidden = width // 4
     out_width = h0.shape[-1]
@@ -37,7 +38,7 @@ def _lstm_inference_fake(x, h0, c0, weight_ih, bias_ih, weight_hh, bias_hh, weig
 
 @torch.library.register_fake("rnnkit::lstm_backward")
 def _lstm_backward_fake(grad_output, grad_h_n, grad_c_n, output, gates, cells, h0, c0, weight_hh,
-                        weight_hr, lengths, reverse):
+                        weight_hr, lengths, reverse, bf16=False):
     return (
         torch.empty_like(gates), torch.empty_like(h0), torch.empty_like(c0),
         torch.empty_like(weight_hh), weight_hh.new_empty(weight_hh.shape[0]),
@@ -47,7 +48,7 @@ def _lstm_backward_fake(grad_output, grad_h_n, grad_c_n, output, gates, cells, h
 
 # ---- GRU ----------------------------------------------------------------------------------------
 @torch.library.register_fake("rnnkit::gru_forward")
-def _gru_forward_fake(gates_x, h0, weight_hh, bias_hh, lengths, reverse, training):
+def _gru_forward_fake(gates_x, h0, weight_hh, bias_hh, lengths, reverse, training, bf16=False):
     steps, batch, width = gates_x.shape
     hidden = width // 3
     return (gates_x.new_empty(steps, batch, hidden), gates_x.new_empty(batch, hidden),
@@ -55,7 +56,8 @@ def _gru_forward_fake(gates_x, h0, weight_hh, bias_hh, lengths, reverse, trainin
 
 
 @torch.library.register_fake("rnnkit::gru_backward")
-def _gru_backward_fake(grad_output, grad_h_n, output, saved, h0, weight_hh, lengths, reverse):
+def _gru_backward_fake(grad_output, grad_h_n, output, saved, h0, weight_hh, lengths, reverse,
+                       bf16=False):
     steps, batch, width = saved.shape
     return (saved.new_empty(steps, batch, 3 * width // 4), torch.empty_like(h0),
             torch.empty_like(weight_hh), weight_hh.new_empty(weight_hh.shape[0]))
@@ -63,13 +65,14 @@ def _gru_backward_fake(grad_output, grad_h_n, output, saved, h0, weight_hh, leng
 
 # ---- Elman --------------------------------------------------------------------------------------
 @torch.library.register_fake("rnnkit::elman_forward")
-def _elman_forward_fake(gates_x, h0, weight_hh, bias_hh, lengths, reverse, relu):
+def _elman_forward_fake(gates_x, h0, weight_hh, bias_hh, lengths, reverse, relu, bf16=False):
     steps, batch, hidden = gates_x.shape
     return gates_x.new_empty(steps, batch, hidden), gates_x.new_empty(batch, hidden)
 
 
 @torch.library.register_fake("rnnkit::elman_backward")
-def _elman_backward_fake(grad_output, grad_h_n, output, h0, weight_hh, lengths, reverse, relu):
+def _elman_backward_fake(grad_output, grad_h_n, output, h0, weight_hh, lengths, reverse, relu,
+                         bf16=False):
     return (torch.empty_like(output), torch.empty_like(h0), torch.empty_like(weight_hh),
             weight_hh.new_empty(weight_hh.shape[0]))
 

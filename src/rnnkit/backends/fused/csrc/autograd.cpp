@@ -45,26 +45,28 @@ Tensor if_present(const Tensor& input, const Tensor& grad) {
 // ---- LSTM ---------------------------------------------------------------------------------------
 using LstmForward = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor>(
     const Tensor&, const Tensor&, const Tensor&, const Tensor&, const optional<Tensor>&,
-    const optional<Tensor>&, const optional<Tensor>&, bool, bool);
+    const optional<Tensor>&, const optional<Tensor>&, bool, bool, bool);
 using LstmBackward = std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor>(
     const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
     const Tensor&, const Tensor&, const Tensor&, const optional<Tensor>&, const optional<Tensor>&,
-    bool);
+    bool, bool);
 
 struct LstmFunction : torch::autograd::Function<LstmFunction> {
   static variable_list forward(AutogradContext* ctx, const Tensor& gates_x, const Tensor& h0,
                                const Tensor& c0, const Tensor& weight_hh,
                                const optional<Tensor>& bias_hh, const optional<Tensor>& weight_hr,
-                               const optional<Tensor>& lengths, bool reverse, bool training) {
+                               const optional<Tensor>& lengths, bool reverse, bool training,
+                               bool bf16) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     static const auto forward_op = op<LstmForward>("rnnkit::lstm_forward");
-    auto [out, h_n, c_n, gates, cells] = forward_op.call(gates_x, h0, c0, weight_hh, bias_hh,
-                                                         weight_hr, lengths, reverse, training);
+    auto [out, h_n, c_n, gates, cells] = forward_op.call(
+        gates_x, h0, c0, weight_hh, bias_hh, weight_hr, lengths, reverse, training, bf16);
     ctx->save_for_backward({out, gates, cells, h0, c0, weight_hh, weight_hr.value_or(Tensor()),
                             lengths.value_or(Tensor())});
     ctx->saved_data["reverse"] = reverse;
     ctx->saved_data["has_bias"] = bias_hh.has_value() && bias_hh->defined();
     ctx->saved_data["training"] = training;
+    ctx->saved_data["bf16"] = bf16;  // backward multiplies by W_hh (and W_hr) as forward did
     ctx->mark_non_differentiable({gates, cells});
     ctx->set_materialize_grads(false);
     return {out, h_n, c_n, gates, cells};
@@ -81,42 +83,44 @@ struct LstmFunction : torch::autograd::Function<LstmFunction> {
     auto [grad_gates_x, grad_h0, grad_c0, grad_w_hh, grad_b_hh, grad_w_hr] = backward_op.call(
         or_zeros(grads[0], out), or_zeros(grads[1], h0), or_zeros(grads[2], c0), out, gates,
         cells, h0, c0, weight_hh, maybe(weight_hr), maybe(saved[7]),
-        ctx->saved_data["reverse"].toBool());
+        ctx->saved_data["reverse"].toBool(), ctx->saved_data["bf16"].toBool());
     const bool has_bias = ctx->saved_data["has_bias"].toBool();
     return {grad_gates_x, grad_h0, grad_c0, grad_w_hh, has_bias ? grad_b_hh : Tensor(),
-            if_present(weight_hr, grad_w_hr), Tensor(), Tensor(), Tensor()};
+            if_present(weight_hr, grad_w_hr), Tensor(), Tensor(), Tensor(), Tensor()};
   }
 };
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lstm_forward_autograd(
     const Tensor& gates_x, const Tensor& h0, const Tensor& c0, const Tensor& weight_hh,
     const optional<Tensor>& bias_hh, const optional<Tensor>& weight_hr,
-    const optional<Tensor>& lengths, bool reverse, bool training) {
+    const optional<Tensor>& lengths, bool reverse, bool training, bool bf16) {
   auto r = LstmFunction::apply(gates_x, h0, c0, weight_hh, bias_hh, weight_hr, lengths, reverse,
-                               training);
+                               training, bf16);
   return {r[0], r[1], r[2], r[3], r[4]};
 }
 
 // ---- GRU ----------------------------------------------------------------------------------------
 using GruForward = std::tuple<Tensor, Tensor, Tensor>(const Tensor&, const Tensor&, const Tensor&,
                                                       const optional<Tensor>&,
-                                                      const optional<Tensor>&, bool, bool);
+                                                      const optional<Tensor>&, bool, bool, bool);
 using GruBackward = std::tuple<Tensor, Tensor, Tensor, Tensor>(
     const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
-    const optional<Tensor>&, bool);
+    const optional<Tensor>&, bool, bool);
 
 struct GruFunction : torch::autograd::Function<GruFunction> {
   static variable_list forward(AutogradContext* ctx, const Tensor& gates_x, const Tensor& h0,
                                const Tensor& weight_hh, const optional<Tensor>& bias_hh,
-                               const optional<Tensor>& lengths, bool reverse, bool training) {
+                               const optional<Tensor>& lengths, bool reverse, bool training,
+                               bool bf16) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     static const auto forward_op = op<GruForward>("rnnkit::gru_forward");
     auto [out, h_n, saved] =
-        forward_op.call(gates_x, h0, weight_hh, bias_hh, lengths, reverse, training);
+        forward_op.call(gates_x, h0, weight_hh, bias_hh, lengths, reverse, training, bf16);
     ctx->save_for_backward({out, saved, h0, weight_hh, lengths.value_or(Tensor())});
     ctx->saved_data["reverse"] = reverse;
     ctx->saved_data["has_bias"] = bias_hh.has_value() && bias_hh->defined();
     ctx->saved_data["training"] = training;
+    ctx->saved_data["bf16"] = bf16;  // backward multiplies by W_hh as forward did
     ctx->mark_non_differentiable({saved});
     ctx->set_materialize_grads(false);
     return {out, h_n, saved};
@@ -131,10 +135,11 @@ struct GruFunction : torch::autograd::Function<GruFunction> {
     static const auto backward_op = op<GruBackward>("rnnkit::gru_backward");
     auto [grad_gates_x, grad_h0, grad_w_hh, grad_b_hh] =
         backward_op.call(or_zeros(grads[0], out), or_zeros(grads[1], h0), out, saved, h0, s[3],
-                         maybe(s[4]), ctx->saved_data["reverse"].toBool());
+                         maybe(s[4]), ctx->saved_data["reverse"].toBool(),
+                         ctx->saved_data["bf16"].toBool());
     const bool has_bias = ctx->saved_data["has_bias"].toBool();
     return {grad_gates_x, grad_h0, grad_w_hh, has_bias ? grad_b_hh : Tensor(),
-            Tensor(), Tensor(), Tensor()};
+            Tensor(), Tensor(), Tensor(), Tensor()};
   }
 };
 
@@ -142,29 +147,31 @@ std::tuple<Tensor, Tensor, Tensor> gru_forward_autograd(const Tensor& gates_x, c
                                                         const Tensor& weight_hh,
                                                         const optional<Tensor>& bias_hh,
                                                         const optional<Tensor>& lengths,
-                                                        bool reverse, bool training) {
-  auto r = GruFunction::apply(gates_x, h0, weight_hh, bias_hh, lengths, reverse, training);
+                                                        bool reverse, bool training, bool bf16) {
+  auto r = GruFunction::apply(gates_x, h0, weight_hh, bias_hh, lengths, reverse, training, bf16);
   return {r[0], r[1], r[2]};
 }
 
 // ---- Elman --------------------------------------------------------------------------------------
 using ElmanForward = std::tuple<Tensor, Tensor>(const Tensor&, const Tensor&, const Tensor&,
                                                 const optional<Tensor>&, const optional<Tensor>&,
-                                                bool, bool);
+                                                bool, bool, bool);
 using ElmanBackward = std::tuple<Tensor, Tensor, Tensor, Tensor>(
     const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
-    const optional<Tensor>&, bool, bool);
+    const optional<Tensor>&, bool, bool, bool);
 
 struct ElmanFunction : torch::autograd::Function<ElmanFunction> {
   static variable_list forward(AutogradContext* ctx, const Tensor& gates_x, const Tensor& h0,
                                const Tensor& weight_hh, const optional<Tensor>& bias_hh,
-                               const optional<Tensor>& lengths, bool reverse, bool relu) {
+                               const optional<Tensor>& lengths, bool reverse, bool relu,
+                               bool bf16) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     static const auto forward_op = op<ElmanForward>("rnnkit::elman_forward");
-    auto [out, h_n] = forward_op.call(gates_x, h0, weight_hh, bias_hh, lengths, reverse, relu);
+    auto [out, h_n] = forward_op.call(gates_x, h0, weight_hh, bias_hh, lengths, reverse, relu, bf16);
     ctx->save_for_backward({out, h0, weight_hh, lengths.value_or(Tensor())});
     ctx->saved_data["reverse"] = reverse;
     ctx->saved_data["relu"] = relu;
+    ctx->saved_data["bf16"] = bf16;
     ctx->saved_data["has_bias"] = bias_hh.has_value() && bias_hh->defined();
     ctx->set_materialize_grads(false);
     return {out, h_n};
@@ -176,10 +183,11 @@ struct ElmanFunction : torch::autograd::Function<ElmanFunction> {
     static const auto backward_op = op<ElmanBackward>("rnnkit::elman_backward");
     auto [grad_gates_x, grad_h0, grad_w_hh, grad_b_hh] = backward_op.call(
         or_zeros(grads[0], out), or_zeros(grads[1], h0), out, h0, s[2], maybe(s[3]),
-        ctx->saved_data["reverse"].toBool(), ctx->saved_data["relu"].toBool());
+        ctx->saved_data["reverse"].toBool(), ctx->saved_data["relu"].toBool(),
+        ctx->saved_data["bf16"].toBool());
     const bool has_bias = ctx->saved_data["has_bias"].toBool();
     return {grad_gates_x, grad_h0, grad_w_hh, has_bias ? grad_b_hh : Tensor(),
-            Tensor(), Tensor(), Tensor()};
+            Tensor(), Tensor(), Tensor(), Tensor()};
   }
 };
 
@@ -187,8 +195,8 @@ std::tuple<Tensor, Tensor> elman_forward_autograd(const Tensor& gates_x, const T
                                                   const Tensor& weight_hh,
                                                   const optional<Tensor>& bias_hh,
                                                   const optional<Tensor>& lengths, bool reverse,
-                                                  bool relu) {
-  auto r = ElmanFunction::apply(gates_x, h0, weight_hh, bias_hh, lengths, reverse, relu);
+                                                  bool relu, bool bf16) {
+  auto r = ElmanFunction::apply(gates_x, h0, weight_hh, bias_hh, lengths, reverse, relu, bf16);
   return {r[0], r[1]};
 }
 

@@ -7,10 +7,13 @@
 #include <c10/util/Optional.h>
 
 #include <cmath>
+#include <optional>
+#include <type_traits>
 
 #include "activations.h"
 #include "buffer_pool.h"
 #include "gemm.h"
+#include "gemm_amx.h"
 
 // Before a per-unit loop over rows of different buffers: they never overlap, which the compiler
 // cannot prove from raw pointers, so without this it vectorizes behind runtime overlap checks or
@@ -37,6 +40,59 @@ inline void gemm(int64_t M, const T* A, int64_t lda, const PackedMatrix<T>& B, T
     gemm_blocked(M, A, lda, B, C, ldc, p0, p1, overwrite, bias);
   });
 }
+
+// ---- the recurrent product of a step -------------------------------------------------------------
+// A call's recurrent weight, packed once: for the float32 (or float64) packed GEMM above, or, when
+// the caller asks for bfloat16 (CPU autocast, float32 only), for the AMX kernel of gemm_amx.h.
+template <typename T>
+struct RecurrentWeight {
+  bool bf16 = false;
+  PackedMatrix<T> full;
+  PackedBf16 low;
+
+  // src null: no weight (an LSTM without projection); nothing is packed or multiplied.
+  RecurrentWeight(const T* src, int64_t K, int64_t N, int64_t stride_k, int64_t stride_n, bool use_bf16) {
+    if (src == nullptr) return;
+    if constexpr (std::is_same_v<T, float>) {
+      if (use_bf16) {
+        TORCH_CHECK(amx_bf16_usable(), "rnnkit fused: bf16=True needs the AMX-BF16 kernel, which "
+                    "this build or CPU lacks; call with bf16=False");
+        bf16 = true;
+        low.pack(src, K, N, stride_k, stride_n);
+        return;
+      }
+    } else {
+      TORCH_CHECK(!use_bf16, "rnnkit fused: bf16=True takes float32 tensors only");
+    }
+    full.pack(src, K, N, stride_k, stride_n);
+  }
+};
+
+// One thread's C = A W + bias (overwrite) or C += A W with a RecurrentWeight, for up to max_rows
+// rows. Constructed in the thread that multiplies: on the bfloat16 path it holds that thread's
+// tile configuration and padded copies for the whole loop over steps.
+template <typename T>
+class RecurrentProduct {
+ public:
+  RecurrentProduct(const RecurrentWeight<T>& weight, int64_t max_rows) : weight_(weight) {
+    if (weight.bf16) {
+      tiles_.emplace();
+      low_.emplace(weight.low, max_rows);
+    }
+  }
+  void operator()(int64_t M, const T* A, int64_t lda, T* C, int64_t ldc, bool overwrite = false,
+                  const T* bias = nullptr) {
+    if constexpr (std::is_same_v<T, float>) {
+      if (low_) return (*low_)(M, A, lda, C, ldc, overwrite, bias);
+    }
+    gemm(M, A, lda, weight_.full, C, ldc, overwrite, bias);
+  }
+
+ private:
+  const RecurrentWeight<T>& weight_;
+  std::optional<AmxTiles> tiles_;
+  std::optional<Bf16Product> low_;
+};
 
 // ---- threads over batch rows ------------------------------------------------------------------
 // Rows of a batch never interact in a recurrence, so each thread can take a block of rows through

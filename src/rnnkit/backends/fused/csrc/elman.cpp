@@ -14,14 +14,14 @@ using c10::optional;
 template <typename T>
 std::tuple<Tensor, Tensor> forward_impl(const Tensor& gates_x, const Tensor& h0,
                                         const Tensor& weight_hh, const optional<Tensor>& bias_hh,
-                                        const optional<Tensor>& lengths, bool reverse, bool relu) {
+                                        const optional<Tensor>& lengths, bool reverse, bool relu,
+                                        bool bf16) {
   const int64_t steps_n = gates_x.size(0), B = gates_x.size(1), H = gates_x.size(2);
   Tensor output = pooled_empty({steps_n, B, H}, gates_x.options());
   Tensor h_n = h0.contiguous().clone();
   if (steps_n == 0) return {output, h_n};
   const Tensor W = weight_hh.contiguous();
-  PackedMatrix<T> w_packed;
-  w_packed.pack(W.data_ptr<T>(), H, H, 1, H);
+  const RecurrentWeight<T> w_hh(W.data_ptr<T>(), H, H, 1, H, bf16);
   Tensor bias = bias_hh.has_value() && bias_hh->defined() ? bias_hh->contiguous() : Tensor();
   const T* b_hh = bias.defined() ? bias.data_ptr<T>() : nullptr;
   const T* gx = gates_x.data_ptr<T>();
@@ -33,6 +33,7 @@ std::tuple<Tensor, Tensor> forward_impl(const Tensor& gates_x, const Tensor& h0,
   for_row_blocks(B, steps_n * H * (H + 1), [&](int64_t b0, int64_t b1) {
     const int64_t M = b1 - b0;
     std::vector<T> pre(M * H);
+    RecurrentProduct<T> recurrent(w_hh, M);
     for (int64_t s = 0; s < steps_n; ++s) {
       const int64_t t = steps.time(s);
       for (int64_t b = b0; b < b1; ++b) {
@@ -41,7 +42,7 @@ std::tuple<Tensor, Tensor> forward_impl(const Tensor& gates_x, const Tensor& h0,
         RNNKIT_NO_ALIAS
         for (int64_t u = 0; u < H; ++u) row[u] = src[u] + (b_hh ? b_hh[u] : T(0));
       }
-      gemm(M, h + b0 * H, H, w_packed, pre.data(), H);
+      recurrent(M, h + b0 * H, H, pre.data(), H);
       const int64_t t_next = steps.time_after(s);
       for (int64_t b = b0; b < b1; ++b) {
         if (t_next >= 0) prefetch(gx + t_next * gx_t + b * gx_b, H);
@@ -68,7 +69,7 @@ std::tuple<Tensor, Tensor> forward_impl(const Tensor& gates_x, const Tensor& h0,
 template <typename T>
 std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
     const Tensor& grad_output_, const Tensor& grad_h_n, const Tensor& output_, const Tensor& h0_,
-    const Tensor& weight_hh, const optional<Tensor>& lengths, bool reverse, bool relu) {
+    const Tensor& weight_hh, const optional<Tensor>& lengths, bool reverse, bool relu, bool bf16) {
   const int64_t steps_n = output_.size(0), B = output_.size(1), H = output_.size(2);
   const auto opts = output_.options();
   const Steps steps = make_steps(steps_n, B, reverse, lengths);
@@ -77,8 +78,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
   Tensor grad_pre = buffer_for(steps, {steps_n, B, H}, opts);
   Tensor dh = grad_h_n.contiguous().clone();
   const Tensor W = weight_hh.contiguous();
-  PackedMatrix<T> w_packed;  // d_pre (B x H) -> B x H
-  w_packed.pack(W.data_ptr<T>(), H, H, H, 1);
+  const RecurrentWeight<T> w_hh(W.data_ptr<T>(), H, H, H, 1, bf16);  // d_pre (B x H) -> B x H
   const T* go = grad_output.data_ptr<T>();
   const T* out = output.data_ptr<T>();
   const T* h_init = h0.data_ptr<T>();
@@ -89,6 +89,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
   for_row_blocks(B, steps_n * H * (H + 1), [&](int64_t b0, int64_t b1) {
     const int64_t M = b1 - b0;
     std::vector<T> dh_prev(M * H);
+    RecurrentProduct<T> recurrent(w_hh, M);
     for (int64_t s = steps_n - 1; s >= 0; --s) {
       const int64_t t = steps.time(s);
       T* dpre = dpre_all + t * B * H;
@@ -112,33 +113,36 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
         }
         bias_grad.add(b, d);
       }
-      gemm(M, dpre + b0 * H, H, w_packed, dh_prev.data(), H, /*overwrite=*/true);
+      recurrent(M, dpre + b0 * H, H, dh_prev.data(), H, /*overwrite=*/true);
       for (int64_t b = b0; b < b1; ++b)
         if (steps.valid(t, b))
           std::memcpy(dh_p + b * H, dh_prev.data() + (b - b0) * H, H * sizeof(T));
     }
   });
   const Tensor h_prev = gather_previous<T>(steps, out, h_init, H, opts);
-  Tensor grad_weight_hh = weight_gradient(grad_pre.view({steps_n * B, H}).t(), h_prev.view({steps_n * B, H}));
+  Tensor grad_weight_hh =
+      weight_gradient(grad_pre.view({steps_n * B, H}).t(), h_prev.view({steps_n * B, H}), bf16);
   return {grad_pre, dh, grad_weight_hh, bias_grad.total(opts)};
 }
 
 std::tuple<Tensor, Tensor> elman_forward(const Tensor& gates_x, const Tensor& h0,
                                          const Tensor& weight_hh, const optional<Tensor>& bias_hh,
-                                         const optional<Tensor>& lengths, bool reverse, bool relu) {
+                                         const optional<Tensor>& lengths, bool reverse, bool relu,
+                                         bool bf16) {
   check_cpu_float(gates_x, "gates_x");
   TORCH_CHECK(gates_x.dim() == 3 && gates_x.stride(2) == 1, "rnnkit fused: gates_x must be (T, B, H) with contiguous rows");
   return AT_DISPATCH_FLOATING_TYPES(gates_x.scalar_type(), "rnnkit_elman_forward", [&] {
-    return forward_impl<scalar_t>(gates_x, h0, weight_hh, bias_hh, lengths, reverse, relu);
+    return forward_impl<scalar_t>(gates_x, h0, weight_hh, bias_hh, lengths, reverse, relu, bf16);
   });
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor> elman_backward(
     const Tensor& grad_output, const Tensor& grad_h_n, const Tensor& output, const Tensor& h0,
-    const Tensor& weight_hh, const optional<Tensor>& lengths, bool reverse, bool relu) {
+    const Tensor& weight_hh, const optional<Tensor>& lengths, bool reverse, bool relu, bool bf16) {
   check_cpu_float(output, "output");
   return AT_DISPATCH_FLOATING_TYPES(output.scalar_type(), "rnnkit_elman_backward", [&] {
-    return backward_impl<scalar_t>(grad_output, grad_h_n, output, h0, weight_hh, lengths, reverse, relu);
+    return backward_impl<scalar_t>(grad_output, grad_h_n, output, h0, weight_hh, lengths, reverse, relu,
+                                   bf16);
   });
 }
 
@@ -147,9 +151,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> elman_backward(
 
 TORCH_LIBRARY_FRAGMENT(rnnkit, m) {
   m.def("elman_forward(Tensor gates_x, Tensor h0, Tensor weight_hh, Tensor? bias_hh, "
-        "Tensor? lengths, bool reverse, bool relu) -> (Tensor output, Tensor h_n)");
+        "Tensor? lengths, bool reverse, bool relu, bool bf16=False) -> (Tensor output, Tensor h_n)");
   m.def("elman_backward(Tensor grad_output, Tensor grad_h_n, Tensor output, Tensor h0, "
-        "Tensor weight_hh, Tensor? lengths, bool reverse, bool relu) -> (Tensor grad_gates_x, "
+        "Tensor weight_hh, Tensor? lengths, bool reverse, bool relu, bool bf16=False) -> "
+        "(Tensor grad_gates_x, "
         "Tensor grad_h0, Tensor grad_weight_hh, Tensor grad_bias_hh)");
 }
 

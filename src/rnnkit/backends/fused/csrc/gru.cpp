@@ -20,7 +20,7 @@ std::tuple<Tensor, Tensor, Tensor> forward_impl(const Tensor& gates_x, const Ten
                                                 const Tensor& weight_hh,
                                                 const optional<Tensor>& bias_hh,
                                                 const optional<Tensor>& lengths, bool reverse,
-                                                bool training) {
+                                                bool training, bool bf16) {
   const int64_t steps_n = gates_x.size(0), B = gates_x.size(1), G = gates_x.size(2), H = G / 3;
   const auto opts = gates_x.options();
   Tensor output = pooled_empty({steps_n, B, H}, opts);
@@ -33,8 +33,7 @@ std::tuple<Tensor, Tensor, Tensor> forward_impl(const Tensor& gates_x, const Ten
   if (steps_n == 0) return {output, h_n, saved};
 
   const Tensor W = weight_hh.contiguous();
-  PackedMatrix<T> w_packed;  // h (B x H) -> B x 3H
-  w_packed.pack(W.data_ptr<T>(), H, G, 1, H);
+  const RecurrentWeight<T> w_hh(W.data_ptr<T>(), H, G, 1, H, bf16);  // h (B x H) -> B x 3H
   Tensor bias = bias_hh.has_value() && bias_hh->defined() ? bias_hh->contiguous() : Tensor();
   const T* b_hh = bias.defined() ? bias.data_ptr<T>() : nullptr;
   const T* gx = gates_x.data_ptr<T>();
@@ -46,9 +45,10 @@ std::tuple<Tensor, Tensor, Tensor> forward_impl(const Tensor& gates_x, const Ten
   for_row_blocks(B, steps_n * G * (H + 1), [&](int64_t b0, int64_t b1) {
     const int64_t M = b1 - b0;
     std::vector<T> rec(M * G), act(3 * H);
+    RecurrentProduct<T> recurrent(w_hh, M);
     for (int64_t s = 0; s < steps_n; ++s) {
       const int64_t t = steps.time(s);
-      gemm(M, h + b0 * H, H, w_packed, rec.data(), G, /*overwrite=*/true, b_hh);
+      recurrent(M, h + b0 * H, H, rec.data(), G, /*overwrite=*/true, b_hh);
       const int64_t t_next = steps.time_after(s);
       for (int64_t b = b0; b < b1; ++b) {
         if (t_next >= 0) prefetch(gx + t_next * gx_t + b * gx_b, G);
@@ -85,7 +85,8 @@ std::tuple<Tensor, Tensor, Tensor> forward_impl(const Tensor& gates_x, const Ten
 template <typename T>
 std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
     const Tensor& grad_output_, const Tensor& grad_h_n, const Tensor& output, const Tensor& saved,
-    const Tensor& h0_, const Tensor& weight_hh, const optional<Tensor>& lengths, bool reverse) {
+    const Tensor& h0_, const Tensor& weight_hh, const optional<Tensor>& lengths, bool reverse,
+    bool bf16) {
   const int64_t steps_n = saved.size(0), B = saved.size(1), H = saved.size(2) / 4, G = 3 * H;
   const auto opts = saved.options();
   const Steps steps = make_steps(steps_n, B, reverse, lengths);
@@ -96,8 +97,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
   Tensor dh = grad_h_n.contiguous().clone();
 
   const Tensor W = weight_hh.contiguous();
-  PackedMatrix<T> w_packed;  // dR (B x 3H) -> B x H
-  w_packed.pack(W.data_ptr<T>(), G, H, H, 1);
+  const RecurrentWeight<T> w_hh(W.data_ptr<T>(), G, H, H, 1, bf16);  // dR (B x 3H) -> B x H
   const T* go = grad_output.data_ptr<T>();
   const T* keep_all = saved.data_ptr<T>();
   const T* out = out_c.data_ptr<T>();
@@ -110,6 +110,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
   for_row_blocks(B, steps_n * G * (H + 1), [&](int64_t b0, int64_t b1) {
     const int64_t M = b1 - b0;
     std::vector<T> dh_prev(M * H);
+    RecurrentProduct<T> recurrent(w_hh, M);
     for (int64_t s = steps_n - 1; s >= 0; --s) {
       const int64_t t = steps.time(s);
       T* dR = dR_all + t * B * G;
@@ -147,7 +148,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
         }
         bias_grad.add(b, dRb);
       }
-      gemm(M, dR + b0 * G, G, w_packed, dh_prev.data(), H);
+      recurrent(M, dR + b0 * G, G, dh_prev.data(), H);
       for (int64_t b = b0; b < b1; ++b)
         if (steps.valid(t, b))
           std::memcpy(dh_p + b * H, dh_prev.data() + (b - b0) * H, H * sizeof(T));
@@ -155,7 +156,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
   });
 
   const Tensor h_prev = gather_previous<T>(steps, out, h_init, H, opts);
-  Tensor grad_weight_hh = weight_gradient(grad_rec.view({steps_n * B, G}).t(), h_prev.view({steps_n * B, H}));
+  Tensor grad_weight_hh =
+      weight_gradient(grad_rec.view({steps_n * B, G}).t(), h_prev.view({steps_n * B, H}), bf16);
   return {grad_gates_x, dh, grad_weight_hh, bias_grad.total(opts)};
 }
 
@@ -163,20 +165,22 @@ std::tuple<Tensor, Tensor, Tensor> gru_forward(const Tensor& gates_x, const Tens
                                                const Tensor& weight_hh,
                                                const optional<Tensor>& bias_hh,
                                                const optional<Tensor>& lengths, bool reverse,
-                                               bool training) {
+                                               bool training, bool bf16) {
   check_cpu_float(gates_x, "gates_x");
   TORCH_CHECK(gates_x.dim() == 3 && gates_x.stride(2) == 1, "rnnkit fused: gates_x must be (T, B, 3H) with contiguous rows");
   return AT_DISPATCH_FLOATING_TYPES(gates_x.scalar_type(), "rnnkit_gru_forward", [&] {
-    return forward_impl<scalar_t>(gates_x, h0, weight_hh, bias_hh, lengths, reverse, training);
+    return forward_impl<scalar_t>(gates_x, h0, weight_hh, bias_hh, lengths, reverse, training, bf16);
   });
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor> gru_backward(
     const Tensor& grad_output, const Tensor& grad_h_n, const Tensor& output, const Tensor& saved,
-    const Tensor& h0, const Tensor& weight_hh, const optional<Tensor>& lengths, bool reverse) {
+    const Tensor& h0, const Tensor& weight_hh, const optional<Tensor>& lengths, bool reverse,
+    bool bf16) {
   check_cpu_float(saved, "saved");
   return AT_DISPATCH_FLOATING_TYPES(saved.scalar_type(), "rnnkit_gru_backward", [&] {
-    return backward_impl<scalar_t>(grad_output, grad_h_n, output, saved, h0, weight_hh, lengths, reverse);
+    return backward_impl<scalar_t>(grad_output, grad_h_n, output, saved, h0, weight_hh, lengths, reverse,
+                                   bf16);
   });
 }
 
@@ -185,9 +189,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_backward(
 
 TORCH_LIBRARY_FRAGMENT(rnnkit, m) {
   m.def("gru_forward(Tensor gates_x, Tensor h0, Tensor weight_hh, Tensor? bias_hh, "
-        "Tensor? lengths, bool reverse, bool training) -> (Tensor output, Tensor h_n, Tensor saved)");
+        "Tensor? lengths, bool reverse, bool training, bool bf16=False) -> (Tensor output, Tensor h_n, "
+        "Tensor saved)");
   m.def("gru_backward(Tensor grad_output, Tensor grad_h_n, Tensor output, Tensor saved, Tensor h0, "
-        "Tensor weight_hh, Tensor? lengths, bool reverse) -> (Tensor grad_gates_x, Tensor grad_h0, "
+        "Tensor weight_hh, Tensor? lengths, bool reverse, bool bf16=False) -> (Tensor grad_gates_x, "
+        "Tensor grad_h0, "
         "Tensor grad_weight_hh, Tensor grad_bias_hh)");
 }
 

@@ -99,7 +99,7 @@ template <typename T>
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> forward_impl(
     const Tensor& gates_x, const Tensor& h0, const Tensor& c0, const Tensor& weight_hh,
     const optional<Tensor>& bias_hh, const optional<Tensor>& weight_hr,
-    const optional<Tensor>& lengths, bool reverse, bool training,
+    const optional<Tensor>& lengths, bool reverse, bool training, bool bf16,
     const InputStep<T>* input = nullptr, at::IntArrayRef shape = {}) {
   const int64_t steps_n = input ? shape[0] : gates_x.size(0), B = input ? shape[1] : gates_x.size(1);
   const int64_t G = input ? shape[2] : gates_x.size(2), H = G / 4;
@@ -118,14 +118,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> forward_impl(
   if (steps_n == 0) return {output, h_n, c_n, gates, cells};
 
   const Tensor W = weight_hh.contiguous();
-  PackedMatrix<T> w_packed;  // h (B x P) -> B x 4H
-  w_packed.pack(W.data_ptr<T>(), P, G, 1, P);
-  PackedMatrix<T> r_packed;  // m (B x H) -> B x P
-  Tensor R;
-  if (proj) {
-    R = weight_hr->contiguous();
-    r_packed.pack(R.data_ptr<T>(), H, P, 1, H);
-  }
+  const RecurrentWeight<T> w_hh(W.data_ptr<T>(), P, G, 1, P, bf16);  // h (B x P) -> B x 4H
+  const Tensor R = proj ? weight_hr->contiguous() : Tensor();
+  const RecurrentWeight<T> w_hr(proj ? R.data_ptr<T>() : nullptr, proj ? H : 0, P, 1, H,
+                                bf16 && proj);  // m (B x H) -> B x P
   Tensor bias = bias_hh.has_value() && bias_hh->defined() ? bias_hh->contiguous() : Tensor();
   const T* b_hh = bias.defined() ? bias.data_ptr<T>() : nullptr;
   const T* gx = input ? nullptr : gates_x.data_ptr<T>();
@@ -140,6 +136,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> forward_impl(
   for_row_blocks(B, steps_n * G * (P + 1), [&](int64_t b0, int64_t b1) {
     const int64_t M = b1 - b0;
     std::vector<T> pre(M * G), m(proj ? M * H : 0), projected(proj ? M * P : 0), tanh_c(H);
+    RecurrentProduct<T> recurrent(w_hh, M), projection(w_hr, M);
     for (int64_t s = 0; s < steps_n; ++s) {
       const int64_t t = steps.time(s);
       if (input) {
@@ -157,7 +154,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> forward_impl(
           }
         }
       }
-      gemm(M, h + b0 * P, P, w_packed, pre.data(), G);
+      recurrent(M, h + b0 * P, P, pre.data(), G);
       const int64_t t_next = steps.time_after(s);
       for (int64_t b = b0; b < b1; ++b) {
         if (t_next >= 0) {
@@ -176,7 +173,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> forward_impl(
         if (!proj) std::memcpy(out_row, mb, H * sizeof(T));
       }
       if (proj) {
-        gemm(M, m.data(), H, r_packed, projected.data(), P, /*overwrite=*/true);
+        projection(M, m.data(), H, projected.data(), P, /*overwrite=*/true);
         for (int64_t b = b0; b < b1; ++b) {
           if (!steps.valid(t, b)) continue;
           std::memcpy(h + b * P, projected.data() + (b - b0) * P, P * sizeof(T));
@@ -193,7 +190,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward_impl(
     const Tensor& grad_output_, const Tensor& grad_h_n, const Tensor& grad_c_n,
     const Tensor& output, const Tensor& gates, const Tensor& cells, const Tensor& h0_,
     const Tensor& c0_, const Tensor& weight_hh, const optional<Tensor>& weight_hr,
-    const optional<Tensor>& lengths, bool reverse) {
+    const optional<Tensor>& lengths, bool reverse, bool bf16) {
   const int64_t steps_n = gates.size(0), B = gates.size(1), G = gates.size(2), H = G / 4;
   const bool proj = weight_hr.has_value() && weight_hr->defined();
   const int64_t P = proj ? weight_hr->size(0) : H;
@@ -204,13 +201,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward_impl(
   Tensor dh = grad_h_n.contiguous().clone(), dc = grad_c_n.contiguous().clone();
 
   const Tensor W = weight_hh.contiguous();
-  PackedMatrix<T> w_packed;  // dG (B x 4H) -> B x P
-  w_packed.pack(W.data_ptr<T>(), G, P, P, 1);
-  PackedMatrix<T> r_packed;  // dh (B x P) -> dm (B x H)
-  Tensor R, grad_h_all, m_all;
+  const RecurrentWeight<T> w_hh(W.data_ptr<T>(), G, P, P, 1, bf16);  // dG (B x 4H) -> B x P
+  const Tensor R = proj ? weight_hr->contiguous() : Tensor();
+  const RecurrentWeight<T> w_hr(proj ? R.data_ptr<T>() : nullptr, proj ? P : 0, H, H, 1,
+                                bf16 && proj);  // dh (B x P) -> dm (B x H)
+  Tensor grad_h_all, m_all;
   if (proj) {
-    R = weight_hr->contiguous();
-    r_packed.pack(R.data_ptr<T>(), P, H, H, 1);
     grad_h_all = buffer_for(steps, {steps_n, B, P}, opts);
     m_all = buffer_for(steps, {steps_n, B, H}, opts);
   }
@@ -226,6 +222,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward_impl(
   for_row_blocks(B, steps_n * G * (P + 1), [&](int64_t b0, int64_t b1) {
     const int64_t M = b1 - b0;
     std::vector<T> dm(proj ? M * H : 0), dh_prev(M * P), tanh_c(H);
+    RecurrentProduct<T> recurrent(w_hh, M), projection(w_hr, M);
     for (int64_t s = steps_n - 1; s >= 0; --s) {
       const int64_t t = steps.time(s);
       for (int64_t b = b0; b < b1; ++b) {
@@ -235,7 +232,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward_impl(
         for (int64_t j = 0; j < P; ++j) dh_p[b * P + j] += g_out[j];
       }
       if (proj) {
-        gemm(M, dh_p + b0 * P, P, r_packed, dm.data(), H, /*overwrite=*/true);
+        projection(M, dh_p + b0 * P, P, dm.data(), H, /*overwrite=*/true);
         T* dh_all = grad_h_all.data_ptr<T>();
         for (int64_t b = b0; b < b1; ++b)
           if (steps.valid(t, b)) std::memcpy(dh_all + (t * B + b) * P, dh_p + b * P, P * sizeof(T));
@@ -274,7 +271,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward_impl(
         }
         bias_grad.add(b, dGb);
       }
-      gemm(M, dG + b0 * G, G, w_packed, dh_prev.data(), P, /*overwrite=*/true);
+      recurrent(M, dG + b0 * G, G, dh_prev.data(), P, /*overwrite=*/true);
       for (int64_t b = b0; b < b1; ++b)
         if (steps.valid(t, b))
           std::memcpy(dh_p + b * P, dh_prev.data() + (b - b0) * P, P * sizeof(T));
@@ -284,21 +281,24 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward_impl(
   // Weight gradients: one large GEMM each over all (t, b), instead of T small ones.
   const Tensor h_prev = gather_previous<T>(steps, output.contiguous().data_ptr<T>(),
                                            h0.data_ptr<T>(), P, opts);
-  Tensor grad_weight_hh = weight_gradient(grad_gates.view({steps_n * B, G}).t(), h_prev.view({steps_n * B, P}));
+  Tensor grad_weight_hh =
+      weight_gradient(grad_gates.view({steps_n * B, G}).t(), h_prev.view({steps_n * B, P}), bf16);
   Tensor grad_bias_hh = bias_grad.total(opts);
-  Tensor grad_weight_hr = proj ? weight_gradient(grad_h_all.view({steps_n * B, P}).t(), m_all.view({steps_n * B, H}))
-                               : at::empty({0}, opts);
+  Tensor grad_weight_hr =
+      proj ? weight_gradient(grad_h_all.view({steps_n * B, P}).t(), m_all.view({steps_n * B, H}), bf16)
+           : at::empty({0}, opts);
   return {grad_gates, dh, dc, grad_weight_hh, grad_bias_hh, grad_weight_hr};
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lstm_forward(
     const Tensor& gates_x, const Tensor& h0, const Tensor& c0, const Tensor& weight_hh,
     const optional<Tensor>& bias_hh, const optional<Tensor>& weight_hr,
-    const optional<Tensor>& lengths, bool reverse, bool training) {
+    const optional<Tensor>& lengths, bool reverse, bool training, bool bf16) {
   check_cpu_float(gates_x, "gates_x");
   TORCH_CHECK(gates_x.dim() == 3 && gates_x.stride(2) == 1, "rnnkit fused: gates_x must be (T, B, 4H) with contiguous rows");
   return AT_DISPATCH_FLOATING_TYPES(gates_x.scalar_type(), "rnnkit_lstm_forward", [&] {
-    return forward_impl<scalar_t>(gates_x, h0, c0, weight_hh, bias_hh, weight_hr, lengths, reverse, training);
+    return forward_impl<scalar_t>(gates_x, h0, c0, weight_hh, bias_hh, weight_hr, lengths, reverse, training,
+                                  bf16);
   });
 }
 
@@ -330,7 +330,7 @@ std::tuple<Tensor, Tensor, Tensor> lstm_inference(
     }
     auto [output, h_n, c_n, gates, cells] =
         forward_impl<T>(Tensor(), h0, c0, weight_hh, c10::nullopt, weight_hr, lengths, reverse,
-                        /*training=*/false, &input, {x.size(0), x.size(1), G});
+                        /*training=*/false, /*bf16=*/false, &input, {x.size(0), x.size(1), G});
     return std::make_tuple(output, h_n, c_n);
   });
 }
@@ -339,11 +339,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward(
     const Tensor& grad_output, const Tensor& grad_h_n, const Tensor& grad_c_n, const Tensor& output,
     const Tensor& gates, const Tensor& cells, const Tensor& h0, const Tensor& c0,
     const Tensor& weight_hh, const optional<Tensor>& weight_hr, const optional<Tensor>& lengths,
-    bool reverse) {
+    bool reverse, bool bf16) {
   check_cpu_float(gates, "gates");
   return AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "rnnkit_lstm_backward", [&] {
     return backward_impl<scalar_t>(grad_output, grad_h_n, grad_c_n, output, gates, cells, h0, c0,
-                                   weight_hh, weight_hr, lengths, reverse);
+                                   weight_hh, weight_hr, lengths, reverse, bf16);
   });
 }
 
@@ -352,14 +352,15 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward(
 
 TORCH_LIBRARY_FRAGMENT(rnnkit, m) {
   m.def("lstm_forward(Tensor gates_x, Tensor h0, Tensor c0, Tensor weight_hh, Tensor? bias_hh, "
-        "Tensor? weight_hr, Tensor? lengths, bool reverse, bool training) "
+        "Tensor? weight_hr, Tensor? lengths, bool reverse, bool training, bool bf16=False) "
         "-> (Tensor output, Tensor h_n, Tensor c_n, Tensor gates, Tensor cells)");
   m.def("lstm_inference(Tensor x, Tensor h0, Tensor c0, Tensor weight_ih, Tensor? bias_ih, "
         "Tensor weight_hh, Tensor? bias_hh, Tensor? weight_hr, Tensor? lengths, bool reverse) "
         "-> (Tensor output, Tensor h_n, Tensor c_n)");
   m.def("lstm_backward(Tensor grad_output, Tensor grad_h_n, Tensor grad_c_n, Tensor output, "
         "Tensor gates, Tensor cells, Tensor h0, Tensor c0, Tensor weight_hh, Tensor? weight_hr, "
-        "Tensor? lengths, bool reverse) -> (Tensor grad_gates_x, Tensor grad_h0, Tensor grad_c0, "
+        "Tensor? lengths, bool reverse, bool bf16=False) -> (Tensor grad_gates_x, Tensor grad_h0, "
+        "Tensor grad_c0, "
         "Tensor grad_weight_hh, Tensor grad_bias_hh, Tensor grad_weight_hr)");
 }
 

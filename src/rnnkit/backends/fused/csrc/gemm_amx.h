@@ -1,0 +1,211 @@
+// bfloat16 recurrent products on AMX tiles: C (M x N) = A (M x K) * B (K x N), float32 in and out.
+//
+// Under CPU bfloat16 autocast the fused GRU and Elman kernels (and the LSTM with a projection or
+// lengths) may run their per-step products h W_hh^T and dG W_hh here instead of the float32
+// packed GEMM of gemm.h. Each operand is rounded to bfloat16 (round to nearest even) and the
+// products are summed in float32 by the AMX unit (TDPBF16PS), so
+//     C = bf16(A) bf16(B), accumulated in float32,
+// where torch.nn's layers under the same autocast also round C to bfloat16. One 16 x 32 x 16
+// tile product is 8192 multiply-adds; a 32-row block of a GRU step at H = 512 (32 x 512 x 1536)
+// took 56 us on one core of the Intel host against ~300 us for the float32 GEMM.
+//
+// Layout. B is packed once per call into 16-column blocks of K/2 pairs: tile (n_block, k_chunk)
+// is 16 rows (pairs k, k+1 of a 32-deep chunk) x 16 columns x 2 values = 1 KB, the VNNI layout
+// TDPBF16PS reads, and the chunks of one column block are adjacent, so the k loop streams
+// memory. K and N are zero padded to multiples of 32. Each step converts A to a zero-padded
+// bfloat16 copy (rows padded to 16), multiplies into a padded float32 block and writes C from it
+// (adding the bias, or accumulating), so no tile ever touches memory past a buffer's end.
+//
+// Tiles are per thread: AmxTiles loads the tile configuration in the thread that multiplies and
+// releases it when it goes out of scope. The kernel needs the OS to grant the AMX state to the
+// process (arch_prctl; Linux 5.16+), checked once by amx_bf16_usable().
+#pragma once
+
+#include <cstdint>
+#include <cstring>
+#include <vector>
+
+#if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512BF16__)
+#include <immintrin.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+#define RNNKIT_AMX 1
+#else
+#define RNNKIT_AMX 0
+#endif
+
+namespace rnnkit {
+
+// Whether this build has the AMX kernel and the OS lets the process use the tiles.
+inline bool amx_bf16_usable() {
+#if RNNKIT_AMX
+  static const bool usable = [] {
+    constexpr long kRequestPermission = 0x1023;  // ARCH_REQ_XCOMP_PERM
+    constexpr long kTileData = 18;               // XFEATURE_XTILEDATA
+    return syscall(SYS_arch_prctl, kRequestPermission, kTileData) == 0;
+  }();
+  return usable;
+#else
+  return false;
+#endif
+}
+
+// float32 -> bfloat16 bits, round to nearest even (what _mm512_cvtneps_pbh does, for the pack).
+inline uint16_t bf16_bits(float value) {
+  uint32_t bits;
+  std::memcpy(&bits, &value, sizeof bits);
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40);  // NaN
+  bits += 0x7fffu + ((bits >> 16) & 1u);
+  return static_cast<uint16_t>(bits >> 16);
+}
+
+struct PackedBf16 {
+  static constexpr int64_t kChunk = 32;  // depth of one tile product
+  static constexpr int64_t kTileValues = 512;  // 16 pair rows x 16 columns x 2
+  int64_t K = 0, N = 0, K_pad = 0, N_pad = 0;
+  std::vector<uint16_t> data;  // (N_pad / 16) column blocks x (K_pad / 32) tiles
+
+  // Pack B where element (k, n) is at src[k * stride_k + n * stride_n] (as PackedMatrix::pack).
+  void pack(const float* src, int64_t K_, int64_t N_, int64_t stride_k, int64_t stride_n) {
+    K = K_;
+    N = N_;
+    K_pad = (K + kChunk - 1) / kChunk * kChunk;
+    N_pad = (N + 31) / 32 * 32;
+    data.assign(K_pad * N_pad, 0);
+    const int64_t chunks = K_pad / kChunk;
+    for (int64_t nb = 0; nb < N_pad / 16; ++nb)
+      for (int64_t kc = 0; kc < chunks; ++kc) {
+        uint16_t* tile = data.data() + (nb * chunks + kc) * kTileValues;
+        for (int64_t c = 0; c < 16; ++c) {
+          const int64_t n = nb * 16 + c;
+          if (n >= N) break;
+          for (int64_t pair = 0; pair < 16; ++pair)
+            for (int64_t e = 0; e < 2; ++e) {
+              const int64_t k = kc * kChunk + 2 * pair + e;
+              if (k < K) tile[(pair * 16 + c) * 2 + e] = bf16_bits(src[k * stride_k + n * stride_n]);
+            }
+        }
+      }
+  }
+  const uint16_t* column_block(int64_t nb) const { return data.data() + nb * (K_pad / kChunk) * kTileValues; }
+};
+
+#if RNNKIT_AMX
+// The tile configuration (palette 1): all eight tiles 16 rows x 64 bytes.
+struct AmxTiles {
+  AmxTiles() {
+    alignas(64) struct {
+      uint8_t palette, start_row, reserved[14];
+      uint16_t bytes_per_row[16];
+      uint8_t rows[16];
+    } config{};
+    config.palette = 1;
+    for (int tile = 0; tile < 8; ++tile) {
+      config.bytes_per_row[tile] = 64;
+      config.rows[tile] = 16;
+    }
+    _tile_loadconfig(&config);
+  }
+  ~AmxTiles() { _tile_release(); }
+  AmxTiles(const AmxTiles&) = delete;
+  AmxTiles& operator=(const AmxTiles&) = delete;
+};
+#else
+struct AmxTiles {};
+#endif
+
+// One thread's bfloat16 product for a fixed B and up to max_rows rows of A: the padded copies
+// live here, allocated once per call and thread.
+class Bf16Product {
+ public:
+  Bf16Product(const PackedBf16& B, int64_t max_rows)
+      : B_(B), rows_pad_((max_rows + 15) / 16 * 16), a_(rows_pad_ * B.K_pad, 0), c_(rows_pad_ * B.N_pad) {}
+
+  // C = A B + bias (overwrite; bias null: zero) or C += A B, for M <= max_rows rows.
+  void operator()(int64_t M, const float* A, int64_t lda, float* C, int64_t ldc, bool overwrite,
+                  const float* bias = nullptr) {
+#if RNNKIT_AMX
+    convert_rows(M, A, lda);
+    multiply((M + 15) / 16 * 16);
+    const int64_t N = B_.N;
+    for (int64_t m = 0; m < M; ++m) {
+      const float* product = c_.data() + m * B_.N_pad;
+      float* row = C + m * ldc;
+      if (!overwrite) {
+        _Pragma("GCC ivdep") for (int64_t n = 0; n < N; ++n) row[n] += product[n];
+      } else if (bias) {
+        _Pragma("GCC ivdep") for (int64_t n = 0; n < N; ++n) row[n] = product[n] + bias[n];
+      } else {
+        std::memcpy(row, product, N * sizeof(float));
+      }
+    }
+#else
+    (void)M, (void)A, (void)lda, (void)C, (void)ldc, (void)overwrite, (void)bias;
+#endif
+  }
+
+ private:
+#if RNNKIT_AMX
+  // A's rows into the padded bfloat16 copy; columns past K become zero (masked loads), rows past
+  // M stay zero from the allocation.
+  void convert_rows(int64_t M, const float* A, int64_t lda) {
+    const int64_t K = B_.K;
+    for (int64_t m = 0; m < M; ++m) {
+      const float* src = A + m * lda;
+      uint16_t* dst = a_.data() + m * B_.K_pad;
+      for (int64_t k = 0; k < B_.K_pad; k += 16) {
+        const int64_t left = K - k;
+        const __mmask16 mask = left >= 16 ? __mmask16(0xffff) : left > 0 ? __mmask16((1u << left) - 1) : 0;
+        const __m256bh bf = _mm512_cvtneps_pbh(_mm512_maskz_loadu_ps(mask, src + k));
+        _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + k), (__m256i)bf);
+      }
+    }
+  }
+
+  // The padded product: 32 x 32 blocks of C in four tiles (two of A's row tiles, two column
+  // blocks of B), or 16 x 32 for a last odd row tile. Tiles: 0-3 C, 4-5 A, 6-7 B.
+  void multiply(int64_t rows) {
+    const int64_t chunks = B_.K_pad / PackedBf16::kChunk;
+    const int64_t a_stride = B_.K_pad * 2, c_stride = B_.N_pad * 4;
+    for (int64_t m = 0; m < rows; m += 32) {
+      const bool two = m + 16 < rows;
+      const uint16_t* a0 = a_.data() + m * B_.K_pad;
+      const uint16_t* a1 = a0 + 16 * B_.K_pad;
+      for (int64_t nb = 0; nb < B_.N_pad / 16; nb += 2) {
+        const uint16_t* b0 = B_.column_block(nb);
+        const uint16_t* b1 = B_.column_block(nb + 1);
+        _tile_zero(0);
+        _tile_zero(1);
+        _tile_zero(2);
+        _tile_zero(3);
+        for (int64_t kc = 0; kc < chunks; ++kc) {
+          _tile_loadd(4, a0 + kc * PackedBf16::kChunk, a_stride);
+          _tile_loadd(6, b0 + kc * PackedBf16::kTileValues, 64);
+          _tile_loadd(7, b1 + kc * PackedBf16::kTileValues, 64);
+          _tile_dpbf16ps(0, 4, 6);
+          _tile_dpbf16ps(1, 4, 7);
+          if (two) {
+            _tile_loadd(5, a1 + kc * PackedBf16::kChunk, a_stride);
+            _tile_dpbf16ps(2, 5, 6);
+            _tile_dpbf16ps(3, 5, 7);
+          }
+        }
+        float* c = c_.data() + m * B_.N_pad + nb * 16;
+        _tile_stored(0, c, c_stride);
+        _tile_stored(1, c + 16, c_stride);
+        if (two) {
+          _tile_stored(2, c + 16 * B_.N_pad, c_stride);
+          _tile_stored(3, c + 16 * B_.N_pad + 16, c_stride);
+        }
+      }
+    }
+  }
+#endif
+
+  const PackedBf16& B_;
+  int64_t rows_pad_;
+  std::vector<uint16_t> a_;
+  std::vector<float> c_;
+};
+
+}  // namespace rnnkit
