@@ -7,9 +7,12 @@ process (so machine drift hits both sides alike):
   (``rnnkit::lstm_inference``, forced on) vs one projection GEMM then the scan, over H and B;
   the table says which one the shipped rule picks at each point;
 * ``engine``: the dense engine (``rnnkit.backends.fused.set_dense_engine``) "mkl" vs "packed",
-  training and inference steps of each cell; the table says which one the host rule picks.
+  training and inference steps of each cell; the table says which one the host rule picks;
+* ``bf16``: under CPU bfloat16 autocast on AMX, the recurrent products as bfloat16 tile
+  products (forced on) vs the float32 GEMM, both after the bfloat16 input projection, over B
+  and H; the table says which one the shipped rule (``bf16_products_pay``) picks.
 
-    .venv/bin/python benchmarks/bench_fused_ab.py              # all three, about 6 minutes
+    .venv/bin/python benchmarks/bench_fused_ab.py              # all four, about 10 minutes
     .venv/bin/python benchmarks/bench_fused_ab.py --only engine --threads 2
 Writes benchmarks/results/fused_ab.json and prints a table (median ms, ratio = B side / A side,
 so > 1 means the A side is faster).
@@ -147,9 +150,66 @@ def engine_rows(repeats: int) -> list[dict]:
     return rows
 
 
+def bf16_rows(repeats: int) -> list[dict]:
+    """bfloat16 tile products forced on (A) vs the float32 recurrent GEMM (B), under autocast."""
+    from rnnkit.backends.fused import backend as fused_backend
+
+    if not fused.amx_bf16_usable():
+        print("bf16: skipped, the AMX kernel is not usable here")
+        return []
+    names = ("_MIN_ROWS_BF16", "_MIN_WIDTH_BF16", "_LARGE_WEIGHT_BF16")
+    limits = tuple(getattr(fused_backend, name) for name in names)
+
+    def set_limits(values) -> None:
+        for name, value in zip(names, values):
+            setattr(fused_backend, name, value)
+
+    shipped = BACKENDS["fused"]
+    float32_products = dataclasses.replace(shipped, run_bf16_products=None)
+
+    def switch(tiles: bool) -> None:
+        BACKENDS["fused"] = shipped if tiles else float32_products
+
+    rows = []
+    try:
+        set_limits((1, 1, 0))  # the tiles forced on
+        for kind, layer in LAYERS.items():
+            for hidden in (64, 128, 256, 512):
+                for batch in (1, 4, 16, 64):
+                    options = {"proj_size": hidden // 2} if kind == "lstm" else {}
+                    model = layer(hidden, hidden, **options)
+                    x = torch.randn(100, batch, hidden, requires_grad=True)
+
+                    def train():
+                        with torch.autocast("cpu", dtype=torch.bfloat16):
+                            output, _ = model(x)
+                        output.float().sum().backward()
+
+                    def infer():
+                        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+                            model(x)
+
+                    set_limits(limits)
+                    cell = next(m for m in model.modules() if hasattr(m, "weight_hh"))
+                    weights = sum(w.numel() for w in (cell.weight_hh, getattr(cell, "weight_hr", None))
+                                  if w is not None)
+                    picks = fused_backend.bf16_products_pay(batch, cell.weight_hh.size(1), weights)
+                    set_limits((1, 1, 0))
+                    for mode, run in (("train", train), ("infer", infer)):
+                        tiles, full = interleaved(run, run, switch, repeats)
+                        rows.append({"test": f"bf16-{mode}", "cell": kind + ("-proj" if options else ""),
+                                     "B": batch, "H": hidden, "A (bf16 tiles) ms": tiles * 1e3,
+                                     "B (float32) ms": full * 1e3, "ratio": full / tiles,
+                                     "shipped": "bf16 tiles" if picks else "float32"})
+    finally:
+        BACKENDS["fused"] = shipped
+        set_limits(limits)
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["cache", "inloop", "engine"])
+    parser.add_argument("--only", choices=["cache", "inloop", "engine", "bf16"])
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "fused_ab.json"))
@@ -166,10 +226,12 @@ def main() -> None:
         rows += inloop_rows(args.repeats)
     if args.only in (None, "engine"):
         rows += engine_rows(args.repeats)
-    print(f"{'test':12} {'cell':5} {'B':>3} {'H':>4} | {'A ms':>9} {'B ms':>9} | ratio B/A | shipped")
+    if args.only in (None, "bf16"):
+        rows += bf16_rows(args.repeats)
+    print(f"{'test':12} {'cell':9} {'B':>3} {'H':>4} | {'A ms':>9} {'B ms':>9} | ratio B/A | shipped")
     for row in rows:
         a, b = (value for key, value in row.items() if key.endswith("ms"))
-        print(f"{row['test']:12} {row['cell']:5} {row['B']:3d} {row['H']:4d} | {a:9.2f} {b:9.2f} | "
+        print(f"{row['test']:12} {row['cell']:9} {row['B']:3d} {row['H']:4d} | {a:9.2f} {b:9.2f} | "
               f"{row['ratio']:9.2f} | {row.get('shipped', 'cache on')}")
     pathlib.Path(args.out).write_text(json.dumps(
         {"threads": args.threads, "torch": torch.__version__, "rows": rows}, indent=1))

@@ -107,10 +107,22 @@ def _bf16_projection_then_reference_scan(cell, x, lengths=None):
     lambda: rnnkit.LSTMCell(6, 16, proj_size=8),
 ], ids=["gru", "gru-nobias", "rnn-tanh", "rnn-relu", "lstm-proj"])
 @pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
-def test_declined_layers_project_in_bf16_and_recur_in_float32(bf16_reference, make_cell,
-                                                             with_lengths):
+@pytest.mark.parametrize("products", ["float32", "tiles"])
+def test_declined_layers_project_in_bf16(request, monkeypatch, make_cell, with_lengths, products):
+    """The bf16 projection, then the recurrence with float32 products (what the size rule picks
+    for this small layer) or with bfloat16 tile products (the rule's limits lifted)."""
+    from rnnkit.backends.fused import backend as fused_backend
+
+    if products == "tiles":
+        if not fused_backend.amx_bf16_usable():
+            pytest.skip("the AMX tile kernel is not usable in this build or process")
+        monkeypatch.setattr(fused_backend, "_MIN_ROWS_BF16", 1)
+        monkeypatch.setattr(fused_backend, "_MIN_WIDTH_BF16", 1)
+        request.getfixturevalue("bf16_reference")  # the oracle multiplies in bfloat16 too
     torch.manual_seed(0)
     cell = make_cell()
+    if products == "float32":  # the rule keeps a layer this small on float32 products
+        assert not fused_backend.bf16_products_pay(4, 16, cell.weight_hh.numel() * 2)
     layer = rnnkit.Recurrent(cell, batch_first=False)
     x = torch.randn(9, 4, 6)  # (T, B, I)
     lengths = torch.tensor([9, 3, 7, 1]) if with_lengths else None
@@ -148,7 +160,8 @@ def test_bf16_projection_stacks_and_stays_near_float32():
     with torch.autocast("cpu", dtype=torch.bfloat16):
         got, h = layer(x)
     assert got.dtype == h.dtype == torch.float32
-    # Only the projections are rounded (relative 2^-8); the float32 recurrence adds no more.
+    # The products are rounded (relative 2^-8), the state between steps is not: the error stays
+    # at the scale of one rounding instead of growing with T.
     torch.testing.assert_close(got, expected, atol=0.02, rtol=0)
     torch.testing.assert_close(h, h_expected, atol=0.02, rtol=0)
     assert not torch.equal(got, expected)
@@ -228,7 +241,38 @@ def test_each_decline_is_logged_once_with_what_runs_instead(caplog, monkeypatch)
     messages = [r.getMessage() for r in caplog.records if "bfloat16" in r.getMessage()]
     assert messages == [
         "rnnkit: bfloat16 LSTM route skipped (only LSTM cells have it (got GRUCell)): the input "
-        "projection runs in bfloat16, the recurrence in float32",
+        "projection runs in bfloat16, and on the fused kernels the recurrent products too where "
+        "AMX tile products pay; the state stays float32",
         "rnnkit: bfloat16 recurrence skipped (the parameters' dtype instead): "
         "backend='reference' was asked for by name",
     ]
+
+
+@needs_amx
+@pytest.mark.parametrize("threads", [1, 2])
+def test_a_layer_large_enough_for_tiles_takes_them_under_autocast(threads):
+    """Routing: where bf16_products_pay says so, the layer's recurrence is the fused kernel with
+    bf16=True after the bfloat16 projection (bitwise), and otherwise the float32 products."""
+    from rnnkit.backends.fused import amx_bf16_usable, fused_scan
+    from rnnkit.backends.fused.backend import bf16_products_pay
+
+    if not amx_bf16_usable():
+        pytest.skip("the AMX tile kernel is not usable in this build or process")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        torch.manual_seed(0)
+        for batch in (1, 32):
+            layer = rnnkit.Recurrent(rnnkit.GRUCell(16, 256), batch_first=False)
+            x = torch.randn(6, batch, 16)
+            with torch.no_grad():
+                with torch.autocast("cpu", dtype=torch.bfloat16):
+                    got, _ = layer(x)
+                cell = layer.cell
+                gates_x = lowered.run_projection_bf16(cell, x)
+                tiles = bf16_products_pay(batch, 256, cell.weight_hh.numel())
+                expected, _ = fused_scan(cell, gates_x, cell.initial_state(batch), bf16=tiles)
+            assert tiles == (batch == 32)
+            torch.testing.assert_close(got, expected, atol=0, rtol=0)
+    finally:
+        torch.set_num_threads(previous)

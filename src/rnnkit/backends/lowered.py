@@ -1,8 +1,9 @@
-"""The bfloat16 route for LSTM layers under CPU autocast: oneDNN's LSTM primitive on AMX.
+"""bfloat16 under CPU autocast: oneDNN's LSTM primitive on AMX for LSTM layers (the bfloat16
+route), bfloat16 products around a float32 state for the others.
 
-Outside autocast, and for every call this route declines, a layer's recurrence runs in its
-parameters' dtype (float32 on the fused kernels): rounding the state to bfloat16 at each of T
-steps is a loss of accuracy the user did not ask for. Under ``torch.autocast("cpu",
+Outside autocast a layer's recurrence runs in its parameters' dtype (float32 on the fused
+kernels): rounding the state to bfloat16 at each of T steps is a loss of accuracy the user did
+not ask for. Under ``torch.autocast("cpu",
 dtype=torch.bfloat16)`` they did ask for it, and on a CPU with AMX the price is small next to
 the gain: oneDNN runs the LSTM's products on the AMX tiles (torch.mm in bfloat16 reaches
 ~2.2 TFLOP/s on the 2-core Intel host against ~0.36 in float32), and a whole training step of
@@ -21,20 +22,23 @@ lengths), either direction, with or without gradients, on a CPU with AMX-BF16 (w
 oneDNN emulates bfloat16 and is slower than float32), when the layer's backend is ``"auto"``
 and :func:`set_bf16_recurrence` has not turned it off.
 
-The other layers on such a CPU (GRU, Elman, an LSTM with a projection or ``lengths``) take
-half of it: the input projection, a feed-forward product over all T x B rows that autocast
-would lower for any ``nn.Linear``, runs in bfloat16, and the recurrence stays float32:
+The other layers on such a CPU (GRU, Elman, an LSTM with a projection or ``lengths``) run the
+products in bfloat16 and keep the state float32. The input projection, a feed-forward product
+over all T x B rows that autocast would lower for any ``nn.Linear``, runs as a bfloat16 GEMM
+(:func:`run_projection_bf16`), and on the fused backend the recurrent products of every step
+run as bfloat16 AMX tile products summed in float32 (``csrc/gemm_amx.h``), where they pay
+(``fused.backend.bf16_products_pay``: enough rows per thread and a wide enough weight):
 
-    gates_x = bf16(x) bf16(W_ih)^T + bf16(b_ih)   (T, B, G), bfloat16 GEMM on AMX
-    h_t = cell(float32(gates_x_t), h_{t-1})       fused float32 recurrence, as without autocast
+    gates_x = bf16(x) bf16(W_ih)^T + bf16(b_ih)        (T, B, G), bfloat16 GEMM on AMX
+    h_t = cell(float32(gates_x_t), h_{t-1}), with       float32 state and gate math
+          h_{t-1} W_hh^T = bf16(h_{t-1}) bf16(W_hh)^T   summed in float32, per step on AMX tiles
 
-(:func:`run_projection_bf16`). Measured with ``benchmarks/bench_autocast.py`` on the 2-core
-Intel host (T = 100, B = 16 and 64, H = 128-512, 2 threads; ``results/autocast.txt``), training
-calls ran 1.24-1.46x faster than the float32 layer at H >= 256 and 0.99-1.24x at H = 128, where
-the recurrent products, which stay float32, are most of the work. torch.nn.GRU, RNN and LSTM
-with a projection under the same autocast run their recurrent products in bfloat16 too; they
-were faster only at B = 64, H = 512 (0.77-0.96 of rnnkit's time) and 1.02-7.4x slower elsewhere
-on that grid.
+In backward the products by W_hh are rounded the same way and dW_hh is one bfloat16 product
+over all T x B rows. torch.nn.GRU, RNN and LSTM with a projection under the same autocast also
+run every product in bfloat16, but round each product's result to bfloat16 as well and sum the
+weight gradient over steps in bfloat16. Measurements: ``benchmarks/bench_autocast.py``
+(``results/autocast.txt``) and, for the tile products against float32 ones,
+``benchmarks/bench_fused_ab.py --only bf16``.
 """
 
 from __future__ import annotations
@@ -162,7 +166,8 @@ def log_decline_once(reason: str, *, projection_bf16: bool = False) -> None:
     _declines_logged.add((reason, projection_bf16))
     if projection_bf16:
         log.info("rnnkit: bfloat16 LSTM route skipped (%s): the input projection runs in "
-                 "bfloat16, the recurrence in float32", reason)
+                 "bfloat16, and on the fused kernels the recurrent products too where AMX tile "
+                 "products pay; the state stays float32", reason)
     else:
         log.info("rnnkit: bfloat16 recurrence skipped (the parameters' dtype instead): %s",
                  reason)

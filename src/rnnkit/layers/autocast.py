@@ -13,7 +13,8 @@ The exception: under CPU autocast to bfloat16 the layer also enters
 (no projection, no lengths, AMX-BF16 present) run on oneDNN's bfloat16 LSTM, as torch.nn.LSTM
 does under the same autocast: there it nearly doubles training speed at the same loss per step.
 The other layers on that CPU compute their input projection, a feed-forward product, in
-bfloat16 and recur in float32. ``rnnkit.backends.lowered.set_bf16_recurrence(False)`` keeps
+bfloat16, and on the fused kernels the recurrent products as bfloat16 AMX tile products where
+they pay, with the state and gate math in float32. ``rnnkit.backends.lowered.set_bf16_recurrence(False)`` keeps
 all of it float32.
 """
 

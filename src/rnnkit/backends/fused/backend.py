@@ -105,7 +105,41 @@ def fused_scan_bf16(cell, gates_x: torch.Tensor, state0: NamedTuple, lengths=Non
     layers under CPU bfloat16 autocast (:mod:`rnnkit.backends.lowered`)."""
     if gates_x.dtype != torch.float32 or not amx_bf16_usable():
         return None
+    weights = cell.weight_hh.numel() + (cell.weight_hr.numel() if isinstance(cell, LSTMCell)
+                                        and cell.weight_hr is not None else 0)
+    if not bf16_products_pay(gates_x.size(1), cell.weight_hh.size(1), weights):
+        return None
     return fused_scan(cell, gates_x, state0, lengths, reverse, bf16=True)
+
+
+# Where the tile products pay, from `benchmarks/bench_fused_ab.py --only bf16` on the 2-core
+# Intel host (training and inference, GRU, Elman and LSTM with a projection, T = 100, 1 and 2
+# threads; results/fused_ab-bf16-*.json). A tile holds 16 rows, so a thread with few rows
+# multiplies mostly zero padding, and every step converts and copies its rows:
+# * 8 or more rows per thread and a weight at least 128 deep: 1.13-2.3x faster (1.00-1.05x at
+#   the edge, Elman and a projection 64 wide);
+# * a weight of 400k values or more (GRU, or LSTM with its projection, at H = 512) even with 2
+#   rows per thread: 1.5-1.9x, from half the bytes of weight to stream per step. With one row
+#   per thread too, when there is one thread (1.56-2.13x); with two threads one row loses
+#   (0.6-0.7x), as the float32 GEMM then splits its columns over both threads.
+# Below that the tiles lost up to ~25% (0.43x for Elman inference at B = 1, H = 512, 2 threads),
+# or won by at most 1.3x (one thread, 4 rows, H = 256; a weight 64 deep at 64 rows): the rule
+# errs towards float32, which is also the more accurate.
+_MIN_ROWS_BF16 = 8
+_MIN_WIDTH_BF16 = 128
+_LARGE_WEIGHT_BF16 = 400_000
+
+
+def bf16_products_pay(batch: int, width: int, weight_values: int) -> bool:
+    """Whether ``batch`` rows multiplied by recurrent weights of ``weight_values`` values in all,
+    ``width`` deep (H, or P with a projection), run faster as bfloat16 tile products than as
+    the float32 GEMM. Each thread takes its own block of rows through every step."""
+    threads = max(1, min(torch.get_num_threads(), batch))
+    rows_per_thread = -(-batch // threads)
+    if rows_per_thread >= _MIN_ROWS_BF16 and width >= _MIN_WIDTH_BF16:
+        return True
+    return weight_values >= _LARGE_WEIGHT_BF16 and (rows_per_thread >= 2 or
+                                                     torch.get_num_threads() == 1)
 
 
 def fused_scan(cell, gates_x: torch.Tensor, state0: NamedTuple, lengths=None, reverse=False,

@@ -12,7 +12,8 @@
 //   multiply-adds, 1 and 2 threads) on the input gradient (1.0-1.4x) and the weight gradients
 //   (1.1-2x), and on large projections (~1.05x).
 // The recurrent products inside the time loop stay on the packed GEMM on every host: per step
-// they are too small for a library call (see gemm.h).
+// they are too small for a library call (see gemm.h). Under CPU bfloat16 autocast they may run
+// as AMX tile products instead (gemm_amx.h), and the weight gradients as weight_gradient_bf16.
 #pragma once
 
 #include <ATen/ATen.h>
