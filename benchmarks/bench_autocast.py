@@ -3,8 +3,9 @@ against rnnkit with the bfloat16 paths turned off (``set_bf16_recurrence(False)`
 
 Under ``torch.autocast("cpu", dtype=torch.bfloat16)`` on a CPU with AMX-BF16, an rnnkit LSTM
 layer (no projection, no lengths) runs oneDNN's bfloat16 LSTM, and every other layer (GRU,
-Elman, LSTM with a projection) runs its input projection in bfloat16 and the recurrence in
-float32 (``rnnkit/backends/lowered.py``). torch.nn's layers under the same autocast: LSTM on the
+Elman, LSTM with a projection) runs its input projection in bfloat16 and, where they pay, its
+recurrent products as bfloat16 AMX tile products around a float32 state
+(``rnnkit/backends/lowered.py``). torch.nn's layers under the same autocast: LSTM on the
 same oneDNN primitive, GRU and RNN with every product, the recurrent ones too, in bfloat16.
 One call is a training call (forward, backward of the output's sum) or an inference call
 (no_grad) on (T, B, H) = (100, B, H) input. The three sides are timed interleaved, each sample
