@@ -75,3 +75,14 @@ def test_info_reports_the_bf16_lstm_route_as_the_cpu_flags_say(capsys):
     assert main(["info", "--json"]) == 0
     reported = json.loads(capsys.readouterr().out)["bf16_lstm_under_autocast"]
     assert reported == ("amx_bf16" in flags and torch.backends.mkldnn.is_available())
+
+
+def test_info_json_says_whether_the_bf16_tile_products_run_here(capsys):
+    from rnnkit.backends import BACKENDS
+    from rnnkit.backends.fused import amx_bf16_usable
+
+    if BACKENDS["fused"].unavailable() is not None:
+        pytest.skip(f"fused backend unavailable here: {BACKENDS['fused'].unavailable()}")
+    assert main(["info", "--json"]) == 0
+    # the oracle: the op the fused backend asks before it multiplies on tiles
+    assert json.loads(capsys.readouterr().out)["fused_bf16_tile_products"] is amx_bf16_usable()

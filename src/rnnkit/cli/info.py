@@ -26,6 +26,8 @@ def fused_details() -> dict:
             "mkl": "mkl (at::mm)",
             "packed": "packed GEMM + " + ("oneDNN" if ops.onednn_usable() else "at::mm"),
         }[str(ops.dense_engine())],
+        # under CPU bf16 autocast, GRU/Elman/LSTM-with-projection products on AMX tiles
+        "fused_bf16_tile_products": bool(ops.amx_bf16_usable()),
     }
 
 

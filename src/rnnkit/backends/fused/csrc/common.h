@@ -56,7 +56,7 @@ struct RecurrentWeight {
     if constexpr (std::is_same_v<T, float>) {
       if (use_bf16) {
         TORCH_CHECK(amx_bf16_usable(), "rnnkit fused: bf16=True needs the AMX-BF16 kernel, which "
-                    "this build or CPU lacks; call with bf16=False");
+                    "this build, CPU or OS lacks; call with bf16=False");
         bf16 = true;
         low.pack(src, K, N, stride_k, stride_n);
         return;
