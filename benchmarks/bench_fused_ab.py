@@ -191,9 +191,8 @@ def bf16_rows(repeats: int) -> list[dict]:
 
                     set_limits(limits)
                     cell = next(m for m in model.modules() if hasattr(m, "weight_hh"))
-                    weights = sum(w.numel() for w in (cell.weight_hh, getattr(cell, "weight_hr", None))
-                                  if w is not None)
-                    picks = fused_backend.bf16_products_pay(batch, cell.weight_hh.size(1), weights)
+                    picks = fused_backend.bf16_products_pay(
+                        batch, cell.weight_hh.size(1), fused_backend.recurrent_weight_values(cell))
                     set_limits((1, 1, 0))
                     for mode, run in (("train", train), ("infer", infer)):
                         tiles, full = interleaved(run, run, switch, repeats)

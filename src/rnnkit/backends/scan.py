@@ -167,7 +167,8 @@ def run_layer(
         projection_bf16 = unavailable is None
         log_decline_once(reason, projection_bf16=projection_bf16)
         if projection_bf16:
-            # The input projection in bfloat16, the recurrence in the parameters' dtype.
+            # The input projection in bfloat16; the state stays in the parameters' dtype (the
+            # recurrent products may be bfloat16 too, below).
             gates_x = run_projection_bf16(cell, x)
         else:
             # A layer below may have handed on a bfloat16 output; this one runs in its own

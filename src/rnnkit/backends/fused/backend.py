@@ -105,9 +105,8 @@ def fused_scan_bf16(cell, gates_x: torch.Tensor, state0: NamedTuple, lengths=Non
     layers under CPU bfloat16 autocast (:mod:`rnnkit.backends.lowered`)."""
     if gates_x.dtype != torch.float32 or not amx_bf16_usable():
         return None
-    weights = cell.weight_hh.numel() + (cell.weight_hr.numel() if isinstance(cell, LSTMCell)
-                                        and cell.weight_hr is not None else 0)
-    if not bf16_products_pay(gates_x.size(1), cell.weight_hh.size(1), weights):
+    if not bf16_products_pay(gates_x.size(1), cell.weight_hh.size(1),
+                             recurrent_weight_values(cell)):
         return None
     return fused_scan(cell, gates_x, state0, lengths, reverse, bf16=True)
 
@@ -128,6 +127,12 @@ def fused_scan_bf16(cell, gates_x: torch.Tensor, state0: NamedTuple, lengths=Non
 _MIN_ROWS_BF16 = 8
 _MIN_WIDTH_BF16 = 128
 _LARGE_WEIGHT_BF16 = 400_000
+
+
+def recurrent_weight_values(cell) -> int:
+    """How many values the per-step products read: W_hh, and an LSTM's projection W_hr."""
+    weight_hr = getattr(cell, "weight_hr", None)
+    return cell.weight_hh.numel() + (weight_hr.numel() if weight_hr is not None else 0)
 
 
 def bf16_products_pay(batch: int, width: int, weight_values: int) -> bool:
