@@ -205,6 +205,25 @@ def test_auto_picks_fused_for_supported_calls_and_reference_otherwise():
         select_backend(cell, torch.zeros(2, 2, 12, dtype=torch.float16), "fused")
 
 
+@requires_fused
+def test_the_ops_refuse_inputs_that_do_not_fit_together():
+    """A mismatched width would index past the state's rows: each is a one-line error instead."""
+    ops = torch.ops.rnnkit
+    T, B, H = 3, 2, 8
+    h0, w = torch.zeros(B, H), torch.zeros(H, H)
+    with pytest.raises(RuntimeError, match=r"shapes do not fit together: gates_x \[3, 2, 32\]"):
+        ops.elman_forward(torch.zeros(T, B, 4 * H), h0, w, None, None, False, False)
+    with pytest.raises(RuntimeError, match="shapes do not fit together"):
+        ops.gru_forward(torch.zeros(T, B + 1, 3 * H), h0, torch.zeros(3 * H, H), None, None,
+                        False, False)
+    with pytest.raises(RuntimeError, match="shapes do not fit together"):
+        ops.lstm_forward(torch.zeros(T, B, 4 * H), h0, h0, torch.zeros(4 * H, H + 1), None, None,
+                         None, False, False)
+    with pytest.raises(RuntimeError, match="gates_x is Double but the state is Float; pass both"):
+        ops.elman_forward(torch.zeros(T, B, H, dtype=torch.float64), h0, w, None, None, False,
+                          False)
+
+
 def _opcheck_cases():
     torch.manual_seed(3)
     steps, batch, hidden, proj = 4, 3, 5, 2

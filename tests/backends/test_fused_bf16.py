@@ -42,8 +42,9 @@ def _problem(kind, T, B, H, bias=True, seed=0):
     return problem
 
 
-def _forward(kind, p, bf16, lengths=None, reverse=False, relu=False):
-    """(output, h_n), and for an LSTM the cells c_t of every step as well."""
+def _forward(kind, p, bf16, lengths=None, reverse=False, relu=False, training=False):
+    """(output, h_n), and for an LSTM the cells c_t of every step as well (the LSTM saves for
+    backward always, the GRU with ``training``)."""
     if kind.startswith("lstm"):
         out, h_n, _, _, cells = ops.lstm_forward(p["gates_x"], p["h0"], p["c0"], p["weight_hh"],
                                                  p["bias_hh"], p["weight_hr"], lengths, reverse,
@@ -51,7 +52,7 @@ def _forward(kind, p, bf16, lengths=None, reverse=False, relu=False):
         return out, h_n, cells
     if kind == "gru":
         out, h_n, _ = ops.gru_forward(p["gates_x"], p["h0"], p["weight_hh"], p["bias_hh"], lengths,
-                                      reverse, False, bf16)
+                                      reverse, training, bf16)
     else:
         out, h_n = ops.elman_forward(p["gates_x"], p["h0"], p["weight_hh"], p["bias_hh"], lengths,
                                      reverse, relu, bf16)
@@ -181,3 +182,66 @@ def test_opcheck_with_bf16():
     torch.library.opcheck(ops.elman_forward.default,
                           (q["gates_x"].requires_grad_(), q["h0"], q["weight_hh"], q["bias_hh"],
                            None, False, False, True))
+
+
+# ---- a bfloat16 gates_x: what the autocast path hands the kernels ---------------------------------
+def _op_grads(kind, p, gates_x, lengths, relu=False):
+    """Outputs and the gradients of every tensor input of one forward op call (bf16=True)."""
+    p = dict(p, gates_x=gates_x)
+    names = [n for n in ("gates_x", "h0", "c0", "weight_hh", "bias_hh", "weight_hr")
+             if p.get(n) is not None]
+    leaves = {n: p[n].detach().clone().requires_grad_() for n in names}
+    outputs = _forward(kind, dict(p, **leaves), True, lengths=lengths, relu=relu, training=True)[:2]
+    torch.manual_seed(1)
+    upstream = [torch.randn_like(o) for o in outputs]
+    grads = torch.autograd.grad(outputs, list(leaves.values()), upstream)
+    return outputs, dict(zip(names, grads))
+
+
+@pytest.mark.parametrize("kind,relu", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
+def test_a_bfloat16_gates_x_runs_as_its_float32_values(kind, relu, with_lengths):
+    """The kernels read a bfloat16 gates_x exactly (its float32 values), and return its gradient in
+    bfloat16: the rounding, in the kernel, of the gradient that a float32 gates_x gets."""
+    kind = _OP_KIND[kind]
+    p = _problem(kind, 5, 6, 48)
+    low = p["gates_x"].bfloat16()
+    lengths = torch.tensor([5, 2, 4, 1, 5, 3]) if with_lengths else None
+    out_low, grads_low = _op_grads(kind, p, low, lengths, relu)
+    out_full, grads_full = _op_grads(kind, p, low.float(), lengths, relu)
+    for got, expected in zip(out_low, out_full):
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got, expected, atol=0, rtol=0)
+    assert grads_low["gates_x"].dtype == torch.bfloat16
+    assert grads_full["gates_x"].dtype == torch.float32
+    for name, got in grads_low.items():
+        expected = grads_full[name]
+        torch.testing.assert_close(got.float(), expected, atol=0, rtol=0, msg=name)
+    # the float32 gates_x's gradient went through bfloat16: representable there exactly
+    torch.testing.assert_close(grads_full["gates_x"].bfloat16().float(), grads_full["gates_x"],
+                               atol=0, rtol=0)
+
+
+def test_a_bfloat16_gates_x_without_bf16_is_refused():
+    p = _problem("gru", 3, 2, 16)
+    p["gates_x"] = p["gates_x"].bfloat16()
+    with pytest.raises(RuntimeError, match="bfloat16 gates_x needs bf16=True"):
+        _forward("gru", p, False)
+
+
+@pytest.mark.parametrize("kind", ["gru", "elman", "lstm", "lstm-proj"])
+def test_opcheck_with_a_bfloat16_gates_x(kind):
+    p = _problem(kind, 4, 3, 32)
+    gates_x = p["gates_x"].bfloat16().requires_grad_()
+    h0 = p["h0"].requires_grad_()
+    if kind == "gru":
+        args = (gates_x, h0, p["weight_hh"], p["bias_hh"], None, False, True, True)
+        op = ops.gru_forward.default
+    elif kind == "elman":
+        args = (gates_x, h0, p["weight_hh"], p["bias_hh"], None, False, False, True)
+        op = ops.elman_forward.default
+    else:
+        args = (gates_x, h0, p["c0"], p["weight_hh"].requires_grad_(), p["bias_hh"],
+                p["weight_hr"], None, False, True, True)
+        op = ops.lstm_forward.default
+    torch.library.opcheck(op, args)

@@ -129,13 +129,13 @@ def bf16_lstm_unsupported(cell, lengths) -> str | None:
 
 
 def run_projection_bf16(cell, x: torch.Tensor) -> torch.Tensor:
-    """The input projection ``x W_ih^T + b_ih`` of every step in bfloat16, returned in the
-    parameters' dtype for the float32 recurrence: (..., I) -> (..., G). The casts are
-    differentiable, so the gradients of W_ih and b_ih arrive in float32."""
+    """The input projection ``x W_ih^T + b_ih`` of every step in bfloat16, returned in
+    bfloat16: (..., I) -> (..., G). The fused kernels' bfloat16 products read it as it is; a
+    recurrence in float32 casts it first. The casts are differentiable, so the gradients of W_ih
+    and b_ih arrive in float32."""
     low = torch.bfloat16
     bias = cell.bias_ih.to(low) if cell.bias_ih is not None else None
-    gates_x = torch.nn.functional.linear(x.to(low), cell.weight_ih.to(low), bias)
-    return gates_x.to(cell.weight_ih.dtype)
+    return torch.nn.functional.linear(x.to(low), cell.weight_ih.to(low), bias)
 
 
 def run_bf16(cell: LSTMCell, x: torch.Tensor, state0: NamedTuple, *, reverse: bool,

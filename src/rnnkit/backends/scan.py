@@ -174,7 +174,8 @@ def run_layer(
             # A layer below may have handed on a bfloat16 output; this one runs in its own
             # dtype.
             x = x.to(cell.weight_hh.dtype)
-    chosen = select_backend(cell, x if gates_x is None else gates_x, backend)
+    # The recurrence after a bfloat16 projection runs in the parameters' dtype: choose by that.
+    chosen = select_backend(cell, cell.weight_hh if projection_bf16 else x, backend)
     x_time_major = x.transpose(0, 1) if batch_first else x
     result = None
     if (gates_x is None and chosen.run_without_grad is not None
@@ -185,9 +186,12 @@ def run_layer(
             gates_x = chosen.project(cell, x)
         if batch_first:
             gates_x = gates_x.transpose(0, 1)
-        # A bfloat16 projection means autocast may lower the recurrent products too.
+        # A bfloat16 projection means autocast may lower the recurrent products too; they take
+        # the bfloat16 gates_x as it is, a float32 recurrence a float32 copy.
         if projection_bf16 and chosen.run_bf16_products is not None:
             result = chosen.run_bf16_products(cell, gates_x, state0, lengths, reverse)
+        if result is None and projection_bf16:
+            gates_x = gates_x.to(cell.weight_hh.dtype)
         # chosen.run rather than scan(): the backend is chosen and the arguments were checked
         # by the layer, and repeating both costs a few microseconds per call at batch 1.
         if result is None:

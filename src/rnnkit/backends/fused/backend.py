@@ -102,8 +102,11 @@ def fused_scan_bf16(cell, gates_x: torch.Tensor, state0: NamedTuple, lengths=Non
     """:func:`fused_scan` with the recurrent products ``h W_hh^T`` (and an LSTM's projection
     ``m W_hr^T``; in backward ``dG W_hh`` and the weight gradients) in bfloat16 on AMX, float32
     everywhere else; None (decline) for float64 or where the AMX kernel is not usable. For
-    layers under CPU bfloat16 autocast (:mod:`rnnkit.backends.lowered`)."""
-    if gates_x.dtype != torch.float32 or not amx_bf16_usable():
+    layers under CPU bfloat16 autocast (:mod:`rnnkit.backends.lowered`). gates_x may be
+    bfloat16 (the autocast projection's output), read as it is, or float32; the state and
+    outputs are in the parameters' dtype, float32."""
+    if (gates_x.dtype not in (torch.float32, torch.bfloat16)
+            or cell.weight_hh.dtype != torch.float32 or not amx_bf16_usable()):
         return None
     if not bf16_products_pay(gates_x.size(1), cell.weight_hh.size(1),
                              recurrent_weight_values(cell)):

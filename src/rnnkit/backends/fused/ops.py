@@ -5,11 +5,19 @@ needs, and a ``*_backward`` op that runs the sequence in reverse. Their autograd
 registered in C++ (csrc/autograd.cpp: a Python autograd wrapper cost more than the work at small
 sizes). Imported by build.py only after the library is loaded, since registration needs the op
 schemas.
+
+Outputs take the state's dtype (h0). With ``bf16=True`` (CPU bfloat16 autocast) gates_x may be
+bfloat16 under a float32 state, and the backward ops return grad_gates_x in bfloat16.
 """
 
 from __future__ import annotations
 
 import torch
+
+
+def _grad_gates_dtype(state_like, bf16):
+    """The dtype of a backward op's grad_gates_x."""
+    return torch.bfloat16 if bf16 else state_like.dtype
 
 
 # ---- LSTM ---------------------------------------------------------------------------------------
@@ -21,10 +29,10 @@ def _lstm_forward_fake(gates_x, h0, c0, weight_hh, bias_hh, weight_hr, lengths, 
     out_width = h0.shape[-1]
     saved = (steps, batch) if training else None
     return (
-        gates_x.new_empty(steps, batch, out_width), gates_x.new_empty(batch, out_width),
-        gates_x.new_empty(batch, hidden),
-        gates_x.new_empty(*saved, width) if saved else gates_x.new_empty(0),
-        gates_x.new_empty(*saved, hidden) if saved else gates_x.new_empty(0),
+        h0.new_empty(steps, batch, out_width), h0.new_empty(batch, out_width),
+        h0.new_empty(batch, hidden),
+        h0.new_empty(*saved, width) if saved else h0.new_empty(0),
+        h0.new_empty(*saved, hidden) if saved else h0.new_empty(0),
     )
 
 
@@ -40,7 +48,8 @@ def _lstm_inference_fake(x, h0, c0, weight_ih, bias_ih, weight_hh, bias_hh, weig
 def _lstm_backward_fake(grad_output, grad_h_n, grad_c_n, output, gates, cells, h0, c0, weight_hh,
                         weight_hr, lengths, reverse, bf16=False):
     return (
-        torch.empty_like(gates), torch.empty_like(h0), torch.empty_like(c0),
+        torch.empty_like(gates, dtype=_grad_gates_dtype(gates, bf16)), torch.empty_like(h0),
+        torch.empty_like(c0),
         torch.empty_like(weight_hh), weight_hh.new_empty(weight_hh.shape[0]),
         torch.empty_like(weight_hr) if weight_hr is not None else weight_hh.new_empty(0),
     )
@@ -51,15 +60,16 @@ def _lstm_backward_fake(grad_output, grad_h_n, grad_c_n, output, gates, cells, h
 def _gru_forward_fake(gates_x, h0, weight_hh, bias_hh, lengths, reverse, training, bf16=False):
     steps, batch, width = gates_x.shape
     hidden = width // 3
-    return (gates_x.new_empty(steps, batch, hidden), gates_x.new_empty(batch, hidden),
-            gates_x.new_empty(steps, batch, 4 * hidden) if training else gates_x.new_empty(0))
+    return (h0.new_empty(steps, batch, hidden), h0.new_empty(batch, hidden),
+            h0.new_empty(steps, batch, 4 * hidden) if training else h0.new_empty(0))
 
 
 @torch.library.register_fake("rnnkit::gru_backward")
 def _gru_backward_fake(grad_output, grad_h_n, output, saved, h0, weight_hh, lengths, reverse,
                        bf16=False):
     steps, batch, width = saved.shape
-    return (saved.new_empty(steps, batch, 3 * width // 4), torch.empty_like(h0),
+    return (saved.new_empty(steps, batch, 3 * width // 4, dtype=_grad_gates_dtype(saved, bf16)),
+            torch.empty_like(h0),
             torch.empty_like(weight_hh), weight_hh.new_empty(weight_hh.shape[0]))
 
 
@@ -67,13 +77,14 @@ def _gru_backward_fake(grad_output, grad_h_n, output, saved, h0, weight_hh, leng
 @torch.library.register_fake("rnnkit::elman_forward")
 def _elman_forward_fake(gates_x, h0, weight_hh, bias_hh, lengths, reverse, relu, bf16=False):
     steps, batch, hidden = gates_x.shape
-    return gates_x.new_empty(steps, batch, hidden), gates_x.new_empty(batch, hidden)
+    return h0.new_empty(steps, batch, hidden), h0.new_empty(batch, hidden)
 
 
 @torch.library.register_fake("rnnkit::elman_backward")
 def _elman_backward_fake(grad_output, grad_h_n, output, h0, weight_hh, lengths, reverse, relu,
                          bf16=False):
-    return (torch.empty_like(output), torch.empty_like(h0), torch.empty_like(weight_hh),
+    return (torch.empty_like(output, dtype=_grad_gates_dtype(output, bf16)), torch.empty_like(h0),
+            torch.empty_like(weight_hh),
             weight_hh.new_empty(weight_hh.shape[0]))
 
 

@@ -33,6 +33,18 @@ Tensor or_zeros(const Tensor& grad, const Tensor& like) {
   return grad.defined() ? grad : pooled_zeros(like.sizes(), like.options());
 }
 
+// With bf16=True the backward ops return grad_gates_x in bfloat16, what the bfloat16 input
+// projection of the autocast path takes. An op called with a float32 gates_x gets its gradient in
+// float32 (rounded through bfloat16 all the same).
+Tensor in_dtype_of_gates_x(const Tensor& grad, AutogradContext* ctx) {
+  const auto dtype = static_cast<at::ScalarType>(ctx->saved_data["gates_x_dtype"].toInt());
+  return grad.scalar_type() == dtype ? grad : grad.to(dtype);
+}
+
+void save_gates_x_dtype(AutogradContext* ctx, const Tensor& gates_x) {
+  ctx->saved_data["gates_x_dtype"] = static_cast<int64_t>(gates_x.scalar_type());
+}
+
 // Tensor? arguments come back from saved variables as undefined tensors when absent.
 optional<Tensor> maybe(const Tensor& t) { return t.defined() ? optional<Tensor>(t) : c10::nullopt; }
 
@@ -67,6 +79,7 @@ struct LstmFunction : torch::autograd::Function<LstmFunction> {
     ctx->saved_data["has_bias"] = bias_hh.has_value() && bias_hh->defined();
     ctx->saved_data["training"] = training;
     ctx->saved_data["bf16"] = bf16;  // backward multiplies by W_hh (and W_hr) as forward did
+    save_gates_x_dtype(ctx, gates_x);
     ctx->mark_non_differentiable({gates, cells});
     ctx->set_materialize_grads(false);
     return {out, h_n, c_n, gates, cells};
@@ -85,7 +98,7 @@ struct LstmFunction : torch::autograd::Function<LstmFunction> {
         cells, h0, c0, weight_hh, maybe(weight_hr), maybe(saved[7]),
         ctx->saved_data["reverse"].toBool(), ctx->saved_data["bf16"].toBool());
     const bool has_bias = ctx->saved_data["has_bias"].toBool();
-    return {grad_gates_x, grad_h0, grad_c0, grad_w_hh, has_bias ? grad_b_hh : Tensor(),
+    return {in_dtype_of_gates_x(grad_gates_x, ctx), grad_h0, grad_c0, grad_w_hh, has_bias ? grad_b_hh : Tensor(),
             if_present(weight_hr, grad_w_hr), Tensor(), Tensor(), Tensor(), Tensor()};
   }
 };
@@ -121,6 +134,7 @@ struct GruFunction : torch::autograd::Function<GruFunction> {
     ctx->saved_data["has_bias"] = bias_hh.has_value() && bias_hh->defined();
     ctx->saved_data["training"] = training;
     ctx->saved_data["bf16"] = bf16;  // backward multiplies by W_hh as forward did
+    save_gates_x_dtype(ctx, gates_x);
     ctx->mark_non_differentiable({saved});
     ctx->set_materialize_grads(false);
     return {out, h_n, saved};
@@ -138,7 +152,7 @@ struct GruFunction : torch::autograd::Function<GruFunction> {
                          maybe(s[4]), ctx->saved_data["reverse"].toBool(),
                          ctx->saved_data["bf16"].toBool());
     const bool has_bias = ctx->saved_data["has_bias"].toBool();
-    return {grad_gates_x, grad_h0, grad_w_hh, has_bias ? grad_b_hh : Tensor(),
+    return {in_dtype_of_gates_x(grad_gates_x, ctx), grad_h0, grad_w_hh, has_bias ? grad_b_hh : Tensor(),
             Tensor(), Tensor(), Tensor(), Tensor()};
   }
 };
@@ -172,6 +186,7 @@ struct ElmanFunction : torch::autograd::Function<ElmanFunction> {
     ctx->saved_data["reverse"] = reverse;
     ctx->saved_data["relu"] = relu;
     ctx->saved_data["bf16"] = bf16;
+    save_gates_x_dtype(ctx, gates_x);
     ctx->saved_data["has_bias"] = bias_hh.has_value() && bias_hh->defined();
     ctx->set_materialize_grads(false);
     return {out, h_n};
@@ -186,7 +201,7 @@ struct ElmanFunction : torch::autograd::Function<ElmanFunction> {
         ctx->saved_data["reverse"].toBool(), ctx->saved_data["relu"].toBool(),
         ctx->saved_data["bf16"].toBool());
     const bool has_bias = ctx->saved_data["has_bias"].toBool();
-    return {grad_gates_x, grad_h0, grad_w_hh, has_bias ? grad_b_hh : Tensor(),
+    return {in_dtype_of_gates_x(grad_gates_x, ctx), grad_h0, grad_w_hh, has_bias ? grad_b_hh : Tensor(),
             Tensor(), Tensor(), Tensor(), Tensor()};
   }
 };

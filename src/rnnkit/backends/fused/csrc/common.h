@@ -153,6 +153,77 @@ inline at::Tensor buffer_for(const Steps& steps, at::IntArrayRef shape, const at
   return steps.lengths != nullptr ? pooled_zeros(shape, options) : pooled_empty(shape, options);
 }
 
+// ---- bfloat16 buffers of the autocast path -------------------------------------------------------
+// Under CPU bfloat16 autocast (bf16=True) the input projection may arrive as a bfloat16 gates_x,
+// and the gradients the kernels hand on to bfloat16 products (of the projection's backward, of
+// dW_hh) leave as bfloat16. Converting those (T, B, G) buffers in separate passes, to float32 and
+// back, was a quarter of an LSTM training call under autocast (B = 64, H = 256: ~10 of 39 ms of
+// copies). The kernels convert one row at a time while it is in L1 instead; the state and the
+// gate arithmetic stay float32.
+
+inline bool is_bf16(const at::Tensor& t) { return t.defined() && t.scalar_type() == at::kBFloat16; }
+
+// The rows gates_x[t, b, :] a forward kernel reads, as T values: in place, or converted from
+// bfloat16 into a scratch row of the calling thread (width values).
+template <typename T>
+struct GateRows {
+  const T* full = nullptr;
+  const uint16_t* low = nullptr;
+  int64_t stride_t = 0, stride_b = 0, width = 0;
+
+  // gates_x undefined (LSTM inference projects inside the loop): no rows.
+  explicit GateRows(const at::Tensor& gates_x) {
+    if (!gates_x.defined()) return;
+    stride_t = gates_x.stride(0);
+    stride_b = gates_x.stride(1);
+    width = gates_x.size(2);
+    if (is_bf16(gates_x)) low = reinterpret_cast<const uint16_t*>(gates_x.data_ptr<at::BFloat16>());
+    else full = gates_x.data_ptr<T>();
+  }
+  const T* row(int64_t t, int64_t b, T* scratch) const {
+    const int64_t offset = t * stride_t + b * stride_b;
+    if constexpr (std::is_same_v<T, float>) {
+      if (low) {
+        bf16_to_float(low + offset, scratch, width);
+        return scratch;
+      }
+    }
+    return full + offset;
+  }
+  void prefetch_row(int64_t t, int64_t b) const {
+    const int64_t offset = t * stride_t + b * stride_b;
+    if (low) prefetch(low + offset, width);
+    else prefetch(full + offset, width);
+  }
+};
+
+// A (T, B, width) gradient a backward kernel writes row by row: T values in place, or with bf16
+// bfloat16 values. On the bfloat16 side each thread computes a step's rows of its block in a
+// T scratch block (rows b0..b1, width apart), which the kernel goes on reading (the bias
+// gradient, the step's product), and store() rounds a finished row into the buffer.
+template <typename T>
+struct GradientRows {
+  at::Tensor tensor;
+  T* full = nullptr;
+  uint16_t* low = nullptr;
+  int64_t B = 0, width = 0;
+
+  GradientRows(const Steps& steps, int64_t width_, const at::TensorOptions& options, bool bf16)
+      : B(steps.B), width(width_) {
+    // Buffers whose padding rows are never written start at zero (buffer_for).
+    tensor = buffer_for(steps, {steps.T, steps.B, width}, bf16 ? options.dtype(at::kBFloat16) : options);
+    if (bf16) low = reinterpret_cast<uint16_t*>(tensor.data_ptr<at::BFloat16>());
+    else full = tensor.data_ptr<T>();
+  }
+  // Where rows b0.. of step t are computed: the buffer itself, or the thread's scratch block.
+  T* block(int64_t t, int64_t b0, T* scratch) const { return low ? scratch : full + (t * B + b0) * width; }
+  void store(int64_t t, int64_t b, const T* row) const {
+    if constexpr (std::is_same_v<T, float>) {
+      if (low) float_to_bf16(row, low + (t * B + b) * width, width);
+    }
+  }
+};
+
 // The state a sequence held before step t: the initial state at its first step, otherwise
 // what was saved at the previous step. Rows past a sequence's length are never asked for.
 template <typename T>
@@ -176,6 +247,30 @@ inline at::Tensor gather_previous(const Steps& steps, const T* all, const T* ini
         std::memcpy(dst + (t * steps.B + b) * width, previous_row(steps, t, b, all, initial, width),
                     width * sizeof(T));
   return previous;
+}
+
+// gather_previous with the rows rounded to bfloat16 on the way: the right side of dW = dG^T @
+// previous on the bfloat16 path (weight_gradient_bf16), without a float32 copy to convert.
+inline at::Tensor gather_previous_bf16(const Steps& steps, const float* all, const float* initial,
+                                       int64_t width, const at::TensorOptions& options) {
+  at::Tensor previous = buffer_for(steps, {steps.T, steps.B, width}, options.dtype(at::kBFloat16));
+  uint16_t* dst = reinterpret_cast<uint16_t*>(previous.data_ptr<at::BFloat16>());
+  for (int64_t t = 0; t < steps.T; ++t)
+    for (int64_t b = 0; b < steps.B; ++b)
+      if (steps.valid(t, b))
+        float_to_bf16(previous_row(steps, t, b, all, initial, width), dst + (t * steps.B + b) * width,
+                      width);
+  return previous;
+}
+
+// The previous states for dW_hh: float32 (T) rows, or with bf16 bfloat16 ones.
+template <typename T>
+inline at::Tensor gather_previous(const Steps& steps, const T* all, const T* initial, int64_t width,
+                                  const at::TensorOptions& options, bool bf16) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (bf16) return gather_previous_bf16(steps, all, initial, width, options);
+  }
+  return gather_previous<T>(steps, all, initial, width, options);
 }
 
 // The gradient of a bias added at every step: the sum over all valid (t, b) of rows of dG,
@@ -206,6 +301,31 @@ struct BiasGradient {
     return out;
   }
 };
+
+// gates_x of a forward op: float32 or float64 like the state, or bfloat16 with bf16=True and a
+// float32 state (the autocast path).
+inline void check_gates_x(const at::Tensor& gates_x, const at::Tensor& h0, bool bf16) {
+  TORCH_CHECK(gates_x.device().is_cpu(), "rnnkit fused: gates_x must be on the CPU");
+  if (is_bf16(gates_x)) {
+    TORCH_CHECK(bf16 && h0.scalar_type() == at::kFloat, "rnnkit fused: a bfloat16 gates_x needs "
+                "bf16=True and a float32 state; pass float32 gates_x otherwise");
+    return;
+  }
+  TORCH_CHECK(gates_x.scalar_type() == h0.scalar_type(), "rnnkit fused: gates_x is ",
+              gates_x.scalar_type(), " but the state is ", h0.scalar_type(), "; pass both in one dtype");
+}
+
+// The shapes of a forward op's gates_x (T, B, gates * H) and state h0 (B, width), and of its
+// W_hh (gates * H, width): the kernels index all three by these sizes.
+inline void check_shapes(const at::Tensor& gates_x, const at::Tensor& h0, const at::Tensor& weight_hh,
+                         int64_t gates, int64_t hidden) {
+  TORCH_CHECK(gates_x.dim() == 3 && h0.dim() == 2 && h0.size(0) == gates_x.size(1) &&
+                  gates_x.size(2) == gates * hidden && weight_hh.dim() == 2 &&
+                  weight_hh.size(0) == gates * hidden && weight_hh.size(1) == h0.size(1),
+              "rnnkit fused: shapes do not fit together: gates_x ", gates_x.sizes(), ", h0 ",
+              h0.sizes(), ", weight_hh ", weight_hh.sizes(), " (expected (T, B, ", gates,
+              " H), (B, width) and (", gates, " H, width) with H = ", hidden, ")");
+}
 
 inline void check_cpu_float(const at::Tensor& t, const char* name) {
   TORCH_CHECK(t.device().is_cpu(), "rnnkit fused: ", name, " must be on the CPU");

@@ -133,9 +133,10 @@ inline at::Tensor weight_gradient(const at::Tensor& a, const at::Tensor& b) {
 // The weight gradient under CPU bfloat16 autocast (the recurrence's bf16=True): both operands
 // rounded to bfloat16 and one oneDNN product over all T x B rows, summed in float32 and rounded
 // to bfloat16 once at the end (torch.nn's layers under autocast sum T bfloat16 step gradients
-// instead). Returned in float32, the parameters' dtype.
+// instead). The operands may come in bfloat16 already (common.h, GradientRows and
+// gather_previous_bf16). Returned in float32, the parameters' dtype.
 inline at::Tensor weight_gradient_bf16(const at::Tensor& a, const at::Tensor& b) {
-  return at::mm(a.to(at::kBFloat16), b.to(at::kBFloat16)).to(a.scalar_type());
+  return at::mm(a.to(at::kBFloat16), b.to(at::kBFloat16)).to(at::kFloat);
 }
 
 // weight_gradient or, with bf16, weight_gradient_bf16.

@@ -1,5 +1,6 @@
 // Fused Elman recurrence: h' = act(gates_x[t] + b_hh + h W_hh^T), act = tanh or relu.
-// The outputs are all backward needs: tanh'(a) = 1 - h'^2 and relu'(a) = [h' > 0].
+// The outputs are all backward needs: tanh'(a) = 1 - h'^2 and relu'(a) = [h' > 0]. With bf16
+// (CPU autocast) gates_x may be bfloat16, and backward returns grad_gates_x in bfloat16 (common.h).
 #include <torch/library.h>
 
 #include "common.h"
@@ -17,35 +18,34 @@ std::tuple<Tensor, Tensor> forward_impl(const Tensor& gates_x, const Tensor& h0,
                                         const optional<Tensor>& lengths, bool reverse, bool relu,
                                         bool bf16) {
   const int64_t steps_n = gates_x.size(0), B = gates_x.size(1), H = gates_x.size(2);
-  Tensor output = pooled_empty({steps_n, B, H}, gates_x.options());
+  Tensor output = pooled_empty({steps_n, B, H}, h0.options());
   Tensor h_n = h0.contiguous().clone();
   if (steps_n == 0) return {output, h_n};
   const Tensor W = weight_hh.contiguous();
   const RecurrentWeight<T> w_hh(W.data_ptr<T>(), H, H, 1, H, bf16);
   Tensor bias = bias_hh.has_value() && bias_hh->defined() ? bias_hh->contiguous() : Tensor();
   const T* b_hh = bias.defined() ? bias.data_ptr<T>() : nullptr;
-  const T* gx = gates_x.data_ptr<T>();
-  const int64_t gx_t = gates_x.stride(0), gx_b = gates_x.stride(1);
+  const GateRows<T> gates_rows(gates_x);
   T* h = h_n.data_ptr<T>();
   T* out = output.data_ptr<T>();
   const Steps steps = make_steps(steps_n, B, reverse, lengths);
 
   for_row_blocks(B, steps_n * H * (H + 1), [&](int64_t b0, int64_t b1) {
     const int64_t M = b1 - b0;
-    std::vector<T> pre(M * H);
+    std::vector<T> pre(M * H), x_row(H);
     RecurrentProduct<T> recurrent(w_hh, M);
     for (int64_t s = 0; s < steps_n; ++s) {
       const int64_t t = steps.time(s);
       for (int64_t b = b0; b < b1; ++b) {
         T* row = pre.data() + (b - b0) * H;
-        const T* src = gx + t * gx_t + b * gx_b;
+        const T* src = gates_rows.row(t, b, x_row.data());
         RNNKIT_NO_ALIAS
         for (int64_t u = 0; u < H; ++u) row[u] = src[u] + (b_hh ? b_hh[u] : T(0));
       }
       recurrent(M, h + b0 * H, H, pre.data(), H);
       const int64_t t_next = steps.time_after(s);
       for (int64_t b = b0; b < b1; ++b) {
-        if (t_next >= 0) prefetch(gx + t_next * gx_t + b * gx_b, H);
+        if (t_next >= 0) gates_rows.prefetch_row(t_next, b);
         T* out_row = out + (t * B + b) * H;
         if (!steps.valid(t, b)) {
           std::fill(out_row, out_row + H, T(0));
@@ -75,24 +75,23 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
   const Steps steps = make_steps(steps_n, B, reverse, lengths);
   const Tensor grad_output = pooled_contiguous(grad_output_), output = pooled_contiguous(output_);
   const Tensor h0 = h0_.contiguous();
-  Tensor grad_pre = buffer_for(steps, {steps_n, B, H}, opts);
+  GradientRows<T> grad_pre(steps, H, opts, bf16);
   Tensor dh = grad_h_n.contiguous().clone();
   const Tensor W = weight_hh.contiguous();
   const RecurrentWeight<T> w_hh(W.data_ptr<T>(), H, H, H, 1, bf16);  // d_pre (B x H) -> B x H
   const T* go = grad_output.data_ptr<T>();
   const T* out = output.data_ptr<T>();
   const T* h_init = h0.data_ptr<T>();
-  T* dpre_all = grad_pre.data_ptr<T>();
   T* dh_p = dh.data_ptr<T>();
 
   BiasGradient<T> bias_grad(B, H);
   for_row_blocks(B, steps_n * H * (H + 1), [&](int64_t b0, int64_t b1) {
     const int64_t M = b1 - b0;
-    std::vector<T> dh_prev(M * H);
+    std::vector<T> dh_prev(M * H), dpre_rows(bf16 ? M * H : 0);  // scratch of the bfloat16 side
     RecurrentProduct<T> recurrent(w_hh, M);
     for (int64_t s = steps_n - 1; s >= 0; --s) {
       const int64_t t = steps.time(s);
-      T* dpre = dpre_all + t * B * H;
+      T* dpre = grad_pre.block(t, b0, dpre_rows.data());  // rows b0..b1 of step t
       const int64_t t_next = steps.time_before(s);
       for (int64_t b = b0; b < b1; ++b) {
         if (t_next >= 0) {
@@ -102,7 +101,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
         if (!steps.valid(t, b)) continue;
         const T* y = out + (t * B + b) * H;
         const T* g_out = go + (t * B + b) * H;
-        T* d = dpre + b * H;
+        T* d = dpre + (b - b0) * H;
         const T* dhb = dh_p + b * H;
         if (relu) {
           RNNKIT_NO_ALIAS
@@ -112,26 +111,29 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
           for (int64_t u = 0; u < H; ++u) d[u] = (dhb[u] + g_out[u]) * (T(1) - y[u] * y[u]);
         }
         bias_grad.add(b, d);
+        grad_pre.store(t, b, d);
       }
-      recurrent(M, dpre + b0 * H, H, dh_prev.data(), H, /*overwrite=*/true);
+      recurrent(M, dpre, H, dh_prev.data(), H, /*overwrite=*/true);
       for (int64_t b = b0; b < b1; ++b)
         if (steps.valid(t, b))
           std::memcpy(dh_p + b * H, dh_prev.data() + (b - b0) * H, H * sizeof(T));
     }
   });
-  const Tensor h_prev = gather_previous<T>(steps, out, h_init, H, opts);
-  Tensor grad_weight_hh =
-      weight_gradient(grad_pre.view({steps_n * B, H}).t(), h_prev.view({steps_n * B, H}), bf16);
-  return {grad_pre, dh, grad_weight_hh, bias_grad.total(opts)};
+  const Tensor h_prev = gather_previous<T>(steps, out, h_init, H, opts, bf16);
+  Tensor grad_weight_hh = weight_gradient(grad_pre.tensor.view({steps_n * B, H}).t(),
+                                          h_prev.view({steps_n * B, H}), bf16);
+  return {grad_pre.tensor, dh, grad_weight_hh, bias_grad.total(opts)};
 }
 
 std::tuple<Tensor, Tensor> elman_forward(const Tensor& gates_x, const Tensor& h0,
                                          const Tensor& weight_hh, const optional<Tensor>& bias_hh,
                                          const optional<Tensor>& lengths, bool reverse, bool relu,
                                          bool bf16) {
-  check_cpu_float(gates_x, "gates_x");
+  check_cpu_float(h0, "h0");
+  check_gates_x(gates_x, h0, bf16);
+  check_shapes(gates_x, h0, weight_hh, 1, h0.size(1));
   TORCH_CHECK(gates_x.dim() == 3 && gates_x.stride(2) == 1, "rnnkit fused: gates_x must be (T, B, H) with contiguous rows");
-  return AT_DISPATCH_FLOATING_TYPES(gates_x.scalar_type(), "rnnkit_elman_forward", [&] {
+  return AT_DISPATCH_FLOATING_TYPES(h0.scalar_type(), "rnnkit_elman_forward", [&] {
     return forward_impl<scalar_t>(gates_x, h0, weight_hh, bias_hh, lengths, reverse, relu, bf16);
   });
 }

@@ -25,6 +25,9 @@
 #include <cstring>
 #include <vector>
 
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 #if defined(__AMX_TILE__) && defined(__AMX_BF16__) && defined(__AVX512BF16__)
 #include <immintrin.h>
 #include <sys/syscall.h>
@@ -57,6 +60,31 @@ inline uint16_t bf16_bits(float value) {
   if ((bits & 0x7fffffffu) > 0x7f800000u) return static_cast<uint16_t>((bits >> 16) | 0x40);  // NaN
   bits += 0x7fffu + ((bits >> 16) & 1u);
   return static_cast<uint16_t>(bits >> 16);
+}
+
+// Rows of bfloat16 values (as uint16 bits) to float32, exactly: the bits are the top half.
+inline void bf16_to_float(const uint16_t* src, float* dst, int64_t n) {
+  int64_t i = 0;
+#if defined(__AVX512F__)
+  for (; i + 16 <= n; i += 16) {
+    const __m512i wide = _mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(src + i)));
+    _mm512_storeu_ps(dst + i, _mm512_castsi512_ps(_mm512_slli_epi32(wide, 16)));
+  }
+#endif
+  for (; i < n; ++i) {
+    const uint32_t bits = uint32_t(src[i]) << 16;
+    std::memcpy(dst + i, &bits, sizeof bits);
+  }
+}
+
+// Rows of float32 values to bfloat16 bits, round to nearest even.
+inline void float_to_bf16(const float* src, uint16_t* dst, int64_t n) {
+  int64_t i = 0;
+#if RNNKIT_AMX
+  for (; i + 16 <= n; i += 16)
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(src + i)));
+#endif
+  for (; i < n; ++i) dst[i] = bf16_bits(src[i]);
 }
 
 struct PackedBf16 {

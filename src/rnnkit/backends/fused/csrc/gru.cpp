@@ -3,7 +3,8 @@
 // Per step, with X = gates_x[t] (B x 3H, order r, z, n) and R = h W_hh^T + b_hh (B x 3H):
 //   r = sigmoid(X_r + R_r)   z = sigmoid(X_z + R_z)   n = tanh(X_n + r R_n)
 //   h' = (1 - z) n + z h
-// Forward saves r, z, n and R_n per step, (T, B, 4H), for backward.
+// Forward saves r, z, n and R_n per step, (T, B, 4H), for backward. With bf16 (CPU autocast)
+// gates_x may be bfloat16, and backward returns grad_gates_x in bfloat16 (common.h).
 #include <torch/library.h>
 
 #include "common.h"
@@ -22,7 +23,7 @@ std::tuple<Tensor, Tensor, Tensor> forward_impl(const Tensor& gates_x, const Ten
                                                 const optional<Tensor>& lengths, bool reverse,
                                                 bool training, bool bf16) {
   const int64_t steps_n = gates_x.size(0), B = gates_x.size(1), G = gates_x.size(2), H = G / 3;
-  const auto opts = gates_x.options();
+  const auto opts = h0.options();
   Tensor output = pooled_empty({steps_n, B, H}, opts);
   Tensor h_n = h0.contiguous().clone();
   // Rows of padding steps are never written; zero them so the op's outputs are deterministic.
@@ -36,28 +37,27 @@ std::tuple<Tensor, Tensor, Tensor> forward_impl(const Tensor& gates_x, const Ten
   const RecurrentWeight<T> w_hh(W.data_ptr<T>(), H, G, 1, H, bf16);  // h (B x H) -> B x 3H
   Tensor bias = bias_hh.has_value() && bias_hh->defined() ? bias_hh->contiguous() : Tensor();
   const T* b_hh = bias.defined() ? bias.data_ptr<T>() : nullptr;
-  const T* gx = gates_x.data_ptr<T>();
-  const int64_t gx_t = gates_x.stride(0), gx_b = gates_x.stride(1);
+  const GateRows<T> gates_rows(gates_x);
   T* h = h_n.data_ptr<T>();
   T* out = output.data_ptr<T>();
   const Steps steps = make_steps(steps_n, B, reverse, lengths);
 
   for_row_blocks(B, steps_n * G * (H + 1), [&](int64_t b0, int64_t b1) {
     const int64_t M = b1 - b0;
-    std::vector<T> rec(M * G), act(3 * H);
+    std::vector<T> rec(M * G), act(3 * H), x_row(G);
     RecurrentProduct<T> recurrent(w_hh, M);
     for (int64_t s = 0; s < steps_n; ++s) {
       const int64_t t = steps.time(s);
       recurrent(M, h + b0 * H, H, rec.data(), G, /*overwrite=*/true, b_hh);
       const int64_t t_next = steps.time_after(s);
       for (int64_t b = b0; b < b1; ++b) {
-        if (t_next >= 0) prefetch(gx + t_next * gx_t + b * gx_b, G);
+        if (t_next >= 0) gates_rows.prefetch_row(t_next, b);
         T* out_row = out + (t * B + b) * H;
         if (!steps.valid(t, b)) {
           std::fill(out_row, out_row + H, T(0));
           continue;
         }
-        const T* x = gx + t * gx_t + b * gx_b;
+        const T* x = gates_rows.row(t, b, x_row.data());
         const T* r_h = rec.data() + (b - b0) * G;
         T* r = act.data();
         T* z = r + H;
@@ -92,8 +92,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
   const Steps steps = make_steps(steps_n, B, reverse, lengths);
   const Tensor grad_output = pooled_contiguous(grad_output_), h0 = h0_.contiguous();
   const Tensor out_c = pooled_contiguous(output);
-  Tensor grad_gates_x = buffer_for(steps, {steps_n, B, G}, opts);
-  Tensor grad_rec = buffer_for(steps, {steps_n, B, G}, opts);  // gradient of h W_hh^T + b_hh
+  GradientRows<T> grad_gates_x(steps, G, opts, bf16);
+  GradientRows<T> grad_rec(steps, G, opts, bf16);  // gradient of h W_hh^T + b_hh
   Tensor dh = grad_h_n.contiguous().clone();
 
   const Tensor W = weight_hh.contiguous();
@@ -102,18 +102,18 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
   const T* keep_all = saved.data_ptr<T>();
   const T* out = out_c.data_ptr<T>();
   const T* h_init = h0.data_ptr<T>();
-  T* dX_all = grad_gates_x.data_ptr<T>();
-  T* dR_all = grad_rec.data_ptr<T>();
   T* dh_p = dh.data_ptr<T>();
 
   BiasGradient<T> bias_grad(B, G);
   for_row_blocks(B, steps_n * G * (H + 1), [&](int64_t b0, int64_t b1) {
     const int64_t M = b1 - b0;
     std::vector<T> dh_prev(M * H);
+    // scratch rows of the bfloat16 side (GradientRows): the step's dR block and one dX row
+    std::vector<T> dR_rows(bf16 ? M * G : 0), dX_row(bf16 ? G : 0);
     RecurrentProduct<T> recurrent(w_hh, M);
     for (int64_t s = steps_n - 1; s >= 0; --s) {
       const int64_t t = steps.time(s);
-      T* dR = dR_all + t * B * G;
+      T* dR = grad_rec.block(t, b0, dR_rows.data());  // rows b0..b1 of step t
       const int64_t t_next = steps.time_before(s);
       for (int64_t b = b0; b < b1; ++b) {
         if (t_next >= 0) {
@@ -129,8 +129,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
         const T *r = keep, *z = keep + H, *n = keep + 2 * H, *rn = keep + 3 * H;
         const T* h_prev = previous_row(steps, t, b, out, h_init, H);
         const T* g_out = go + (t * B + b) * H;
-        T* dX = dX_all + (t * B + b) * G;
-        T* dRb = dR + b * G;
+        T* dX = bf16 ? dX_row.data() : grad_gates_x.block(t, b, nullptr);
+        T* dRb = dR + (b - b0) * G;
         T* dhb = dh_p + b * H;
         RNNKIT_NO_ALIAS
         for (int64_t u = 0; u < H; ++u) {
@@ -147,18 +147,20 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
           dprev[u] = d_h * z[u];  // the direct path z * h; the matmul path is added below
         }
         bias_grad.add(b, dRb);
+        grad_gates_x.store(t, b, dX);
+        grad_rec.store(t, b, dRb);
       }
-      recurrent(M, dR + b0 * G, G, dh_prev.data(), H);
+      recurrent(M, dR, G, dh_prev.data(), H);
       for (int64_t b = b0; b < b1; ++b)
         if (steps.valid(t, b))
           std::memcpy(dh_p + b * H, dh_prev.data() + (b - b0) * H, H * sizeof(T));
     }
   });
 
-  const Tensor h_prev = gather_previous<T>(steps, out, h_init, H, opts);
-  Tensor grad_weight_hh =
-      weight_gradient(grad_rec.view({steps_n * B, G}).t(), h_prev.view({steps_n * B, H}), bf16);
-  return {grad_gates_x, dh, grad_weight_hh, bias_grad.total(opts)};
+  const Tensor h_prev = gather_previous<T>(steps, out, h_init, H, opts, bf16);
+  Tensor grad_weight_hh = weight_gradient(grad_rec.tensor.view({steps_n * B, G}).t(),
+                                          h_prev.view({steps_n * B, H}), bf16);
+  return {grad_gates_x.tensor, dh, grad_weight_hh, bias_grad.total(opts)};
 }
 
 std::tuple<Tensor, Tensor, Tensor> gru_forward(const Tensor& gates_x, const Tensor& h0,
@@ -166,9 +168,11 @@ std::tuple<Tensor, Tensor, Tensor> gru_forward(const Tensor& gates_x, const Tens
                                                const optional<Tensor>& bias_hh,
                                                const optional<Tensor>& lengths, bool reverse,
                                                bool training, bool bf16) {
-  check_cpu_float(gates_x, "gates_x");
+  check_cpu_float(h0, "h0");
+  check_gates_x(gates_x, h0, bf16);
+  check_shapes(gates_x, h0, weight_hh, 3, h0.size(1));
   TORCH_CHECK(gates_x.dim() == 3 && gates_x.stride(2) == 1, "rnnkit fused: gates_x must be (T, B, 3H) with contiguous rows");
-  return AT_DISPATCH_FLOATING_TYPES(gates_x.scalar_type(), "rnnkit_gru_forward", [&] {
+  return AT_DISPATCH_FLOATING_TYPES(h0.scalar_type(), "rnnkit_gru_forward", [&] {
     return forward_impl<scalar_t>(gates_x, h0, weight_hh, bias_hh, lengths, reverse, training, bf16);
   });
 }

@@ -4,7 +4,9 @@
 //   i, f, o = sigmoid(G_i, G_f, G_o)   g = tanh(G_g)
 //   c' = f c + i g      m = o tanh(c')      h' = m (or m W_hr^T with projection, width P)
 // Forward saves the activated gates (T, B, 4H) and the cells (T, B, H) for backward. Steps
-// past a sequence's length leave its state alone and output zeros (see common.h, Steps).
+// past a sequence's length leave its state alone and output zeros (see common.h, Steps). With
+// bf16 (CPU autocast) gates_x may be bfloat16, and backward returns grad_gates_x in bfloat16
+// (common.h, GateRows and GradientRows).
 #include <torch/library.h>
 
 #include "common.h"
@@ -124,8 +126,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> forward_impl(
                                 bf16 && proj);  // m (B x H) -> B x P
   Tensor bias = bias_hh.has_value() && bias_hh->defined() ? bias_hh->contiguous() : Tensor();
   const T* b_hh = bias.defined() ? bias.data_ptr<T>() : nullptr;
-  const T* gx = input ? nullptr : gates_x.data_ptr<T>();
-  const int64_t gx_t = input ? 0 : gates_x.stride(0), gx_b = input ? 0 : gates_x.stride(1);
+  const GateRows<T> gates_rows(input ? Tensor() : gates_x);
   T* h = h_n.data_ptr<T>();
   T* c = c_n.data_ptr<T>();
   T* out = output.data_ptr<T>();
@@ -136,6 +137,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> forward_impl(
   for_row_blocks(B, steps_n * G * (P + 1), [&](int64_t b0, int64_t b1) {
     const int64_t M = b1 - b0;
     std::vector<T> pre(M * G), m(proj ? M * H : 0), projected(proj ? M * P : 0), tanh_c(H);
+    std::vector<T> x_row(gates_rows.low ? G : 0);
     RecurrentProduct<T> recurrent(w_hh, M), projection(w_hr, M);
     for (int64_t s = 0; s < steps_n; ++s) {
       const int64_t t = steps.time(s);
@@ -145,7 +147,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> forward_impl(
       } else {
         for (int64_t b = b0; b < b1; ++b) {
           T* row = pre.data() + (b - b0) * G;
-          const T* src = gx + t * gx_t + b * gx_b;
+          const T* src = gates_rows.row(t, b, x_row.data());
           if (b_hh) {
             RNNKIT_NO_ALIAS
             for (int64_t j = 0; j < G; ++j) row[j] = src[j] + b_hh[j];
@@ -159,7 +161,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> forward_impl(
       for (int64_t b = b0; b < b1; ++b) {
         if (t_next >= 0) {
           if (input) prefetch(input->x + t_next * input->stride_t + b * input->stride_b, input->I);
-          else prefetch(gx + t_next * gx_t + b * gx_b, G);
+          else gates_rows.prefetch_row(t_next, b);
         }
         T* out_row = out + (t * B + b) * P;
         if (!steps.valid(t, b)) {
@@ -197,7 +199,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward_impl(
   const auto opts = gates.options();
   const Steps steps = make_steps(steps_n, B, reverse, lengths);
   const Tensor grad_output = pooled_contiguous(grad_output_), h0 = h0_.contiguous(), c0 = c0_.contiguous();
-  Tensor grad_gates = buffer_for(steps, {steps_n, B, G}, opts);
+  GradientRows<T> grad_gates(steps, G, opts, bf16);
   Tensor dh = grad_h_n.contiguous().clone(), dc = grad_c_n.contiguous().clone();
 
   const Tensor W = weight_hh.contiguous();
@@ -214,7 +216,6 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward_impl(
   const T* act = gates.data_ptr<T>();
   const T* cell = cells.data_ptr<T>();
   const T* c_init = c0.data_ptr<T>();
-  T* dG_all = grad_gates.data_ptr<T>();
   T* dh_p = dh.data_ptr<T>();
   T* dc_p = dc.data_ptr<T>();
 
@@ -222,6 +223,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward_impl(
   for_row_blocks(B, steps_n * G * (P + 1), [&](int64_t b0, int64_t b1) {
     const int64_t M = b1 - b0;
     std::vector<T> dm(proj ? M * H : 0), dh_prev(M * P), tanh_c(H);
+    std::vector<T> dG_rows(bf16 ? M * G : 0);  // scratch of the bfloat16 side
     RecurrentProduct<T> recurrent(w_hh, M), projection(w_hr, M);
     for (int64_t s = steps_n - 1; s >= 0; --s) {
       const int64_t t = steps.time(s);
@@ -237,7 +239,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward_impl(
         for (int64_t b = b0; b < b1; ++b)
           if (steps.valid(t, b)) std::memcpy(dh_all + (t * B + b) * P, dh_p + b * P, P * sizeof(T));
       }
-      T* dG = dG_all + t * B * G;
+      T* dG = grad_gates.block(t, b0, dG_rows.data());  // rows b0..b1 of step t
       const int64_t t_next = steps.time_before(s);
       for (int64_t b = b0; b < b1; ++b) {
         if (t_next >= 0) {
@@ -251,7 +253,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward_impl(
         const T* c_prev = previous_row(steps, t, b, cell, c_init, H);
         const T* dmb = proj ? dm.data() + (b - b0) * H : dh_p + b * P;
         T* dcb = dc_p + b * H;
-        T* dGb = dG + b * G;
+        T* dGb = dG + (b - b0) * G;
         tanh_array(tanh_c.data(), c_t, H);
         if (proj) {
           T* mb = m_all.data_ptr<T>() + (t * B + b) * H;
@@ -270,8 +272,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward_impl(
           dcb[u] = d_c * f;
         }
         bias_grad.add(b, dGb);
+        grad_gates.store(t, b, dGb);
       }
-      recurrent(M, dG + b0 * G, G, dh_prev.data(), P, /*overwrite=*/true);
+      recurrent(M, dG, G, dh_prev.data(), P, /*overwrite=*/true);
       for (int64_t b = b0; b < b1; ++b)
         if (steps.valid(t, b))
           std::memcpy(dh_p + b * P, dh_prev.data() + (b - b0) * P, P * sizeof(T));
@@ -280,23 +283,25 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward_impl(
 
   // Weight gradients: one large GEMM each over all (t, b), instead of T small ones.
   const Tensor h_prev = gather_previous<T>(steps, output.contiguous().data_ptr<T>(),
-                                           h0.data_ptr<T>(), P, opts);
-  Tensor grad_weight_hh =
-      weight_gradient(grad_gates.view({steps_n * B, G}).t(), h_prev.view({steps_n * B, P}), bf16);
+                                           h0.data_ptr<T>(), P, opts, bf16);
+  Tensor grad_weight_hh = weight_gradient(grad_gates.tensor.view({steps_n * B, G}).t(),
+                                          h_prev.view({steps_n * B, P}), bf16);
   Tensor grad_bias_hh = bias_grad.total(opts);
   Tensor grad_weight_hr =
       proj ? weight_gradient(grad_h_all.view({steps_n * B, P}).t(), m_all.view({steps_n * B, H}), bf16)
            : at::empty({0}, opts);
-  return {grad_gates, dh, dc, grad_weight_hh, grad_bias_hh, grad_weight_hr};
+  return {grad_gates.tensor, dh, dc, grad_weight_hh, grad_bias_hh, grad_weight_hr};
 }
 
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lstm_forward(
     const Tensor& gates_x, const Tensor& h0, const Tensor& c0, const Tensor& weight_hh,
     const optional<Tensor>& bias_hh, const optional<Tensor>& weight_hr,
     const optional<Tensor>& lengths, bool reverse, bool training, bool bf16) {
-  check_cpu_float(gates_x, "gates_x");
+  check_cpu_float(h0, "h0");
+  check_gates_x(gates_x, h0, bf16);
+  check_shapes(gates_x, h0, weight_hh, 4, c0.size(1));
   TORCH_CHECK(gates_x.dim() == 3 && gates_x.stride(2) == 1, "rnnkit fused: gates_x must be (T, B, 4H) with contiguous rows");
-  return AT_DISPATCH_FLOATING_TYPES(gates_x.scalar_type(), "rnnkit_lstm_forward", [&] {
+  return AT_DISPATCH_FLOATING_TYPES(h0.scalar_type(), "rnnkit_lstm_forward", [&] {
     return forward_impl<scalar_t>(gates_x, h0, c0, weight_hh, bias_hh, weight_hr, lengths, reverse, training,
                                   bf16);
   });
