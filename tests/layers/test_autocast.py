@@ -29,6 +29,16 @@ needs_amx = pytest.mark.skipif(
 
 
 @pytest.fixture
+def onednn_lstm_training(monkeypatch):
+    """Training calls of plain LSTM layers take oneDNN's bfloat16 LSTM, as inference does (by
+    default the fused kernels take those they run faster, fused_lstm_training_pays_bf16)."""
+    import sys
+
+    monkeypatch.setattr(sys.modules["rnnkit.backends.scan"], "fused_lstm_training_pays_bf16",
+                        lambda batch, hidden: False)
+
+
+@pytest.fixture
 def float32_recurrence():
     lowered.set_bf16_recurrence(False)
     yield
@@ -171,8 +181,8 @@ def test_bf16_projection_stacks_and_stays_near_float32():
 @pytest.mark.parametrize("batch_first", [True, False])
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("bias", [True, False])
-def test_bf16_route_equals_torch_nn_lstm_under_the_same_autocast(batch_first, bidirectional,
-                                                                 bias):
+def test_bf16_route_equals_torch_nn_lstm_under_the_same_autocast(onednn_lstm_training, batch_first,
+                                                                 bidirectional, bias):
     torch.manual_seed(0)
     reference = torch.nn.LSTM(6, 16, num_layers=2, bias=bias, batch_first=batch_first,
                               bidirectional=bidirectional)
@@ -202,7 +212,7 @@ def test_bf16_route_equals_torch_nn_lstm_under_the_same_autocast(batch_first, bi
 
 
 @needs_amx
-def test_bf16_route_is_float32_to_bfloat16_accuracy():
+def test_bf16_route_is_float32_to_bfloat16_accuracy(onednn_lstm_training):
     torch.manual_seed(0)
     layer = rnnkit.LSTM(8, 32, num_layers=2, batch_first=True)
     x = torch.randn(4, 20, 8)
@@ -276,5 +286,47 @@ def test_a_layer_large_enough_for_tiles_takes_them_under_autocast(threads):
                 expected, _ = fused_scan(cell, gates_x, cell.initial_state(batch), bf16=tiles)
             assert tiles == (batch == 32)
             torch.testing.assert_close(got, expected, atol=0, rtol=0)
+    finally:
+        torch.set_num_threads(previous)
+
+
+@needs_amx
+@pytest.mark.parametrize("threads", [1, 2])
+def test_plain_lstm_training_takes_the_fused_kernels_where_they_are_faster(threads):
+    """Routing: a training call of a plain LSTM layer under autocast is the bfloat16 projection
+    plus the fused kernel (bitwise, float32 out) where fused_lstm_training_pays_bf16 says so, and
+    oneDNN's LSTM (bfloat16 out) otherwise; inference is oneDNN's always."""
+    from rnnkit.backends.fused import amx_bf16_usable, fused_scan
+    from rnnkit.backends.fused.backend import bf16_products_pay, fused_lstm_training_pays_bf16
+
+    if not amx_bf16_usable():
+        pytest.skip("the AMX tile kernel is not usable in this build or process")
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        torch.manual_seed(0)
+        for batch, hidden in ((3, 16), (32, 128), (64, 64)):
+            layer = rnnkit.LSTM(8, hidden)
+            x = torch.randn(5, batch, 8, requires_grad=True)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                got, (h_n, _) = layer(x)
+                with torch.no_grad():
+                    inferred, _ = layer(x)
+            assert inferred.dtype == torch.bfloat16  # oneDNN's LSTM
+            fused = fused_lstm_training_pays_bf16(batch, hidden)
+            assert fused == ((batch, hidden) != (64, 64))  # there: many rows, a narrow weight
+            if not fused:
+                assert got.dtype == torch.bfloat16
+                continue
+            cell = next(m for m in layer.modules() if isinstance(m, rnnkit.LSTMCell))
+            with torch.no_grad():
+                gates_x = lowered.run_projection_bf16(cell, x)
+                tiles = bf16_products_pay(batch, hidden, cell.weight_hh.numel())
+                if not tiles:
+                    gates_x = gates_x.float()
+                expected, final = fused_scan(cell, gates_x, cell.initial_state(batch), bf16=tiles)
+            assert got.dtype == torch.float32
+            torch.testing.assert_close(got, expected, atol=0, rtol=0)
+            torch.testing.assert_close(h_n[0], final.h, atol=0, rtol=0)
     finally:
         torch.set_num_threads(previous)

@@ -150,6 +150,27 @@ def bf16_products_pay(batch: int, width: int, weight_values: int) -> bool:
                                                      torch.get_num_threads() == 1)
 
 
+# Under autocast, training a plain LSTM layer (no projection, no lengths), oneDNN's bfloat16 LSTM
+# (what torch.nn.LSTM runs) against the fused kernels (bfloat16 projection, tile products where
+# bf16_products_pay, float32 state), from `benchmarks/bench_fused_ab.py --only lstm-route` at 1
+# and 2 threads (results/fused_ab-lstm-route-*.json): the fused kernels won by 1.01-3.9x wherever
+# the tile products pay or a thread has at most 8 rows (B = 1: 1.35-3.5x; the default character
+# model's B = 32, T = 64, H = 512: 1.5x), and lost where many rows meet a narrow weight (B = 64,
+# H = 64: 0.48x at 1 thread, 0.85x at 2). Inference stays on oneDNN: its forward alone ran level
+# or ahead at most sizes (fused 0.37-1.1x, wins only at B <= 4 and small H).
+_MAX_ROWS_FUSED_LSTM = 8
+
+
+def fused_lstm_training_pays_bf16(batch: int, hidden: int) -> bool:
+    """Whether a training call of a plain LSTM layer under CPU bfloat16 autocast runs faster on
+    the fused kernels than on oneDNN's bfloat16 LSTM (the comment above has the numbers)."""
+    if not amx_bf16_usable():
+        return False
+    rows_per_thread = -(-batch // max(1, min(torch.get_num_threads(), batch)))
+    return (rows_per_thread <= _MAX_ROWS_FUSED_LSTM
+            or bf16_products_pay(batch, hidden, 4 * hidden * hidden))
+
+
 def fused_scan(cell, gates_x: torch.Tensor, state0: NamedTuple, lengths=None, reverse=False,
                bf16: bool = False):
     """Same contract as :func:`rnnkit.backends.reference.reference_scan`; ``bf16`` (float32
