@@ -10,9 +10,13 @@ process (so machine drift hits both sides alike):
   training and inference steps of each cell; the table says which one the host rule picks;
 * ``bf16``: under CPU bfloat16 autocast on AMX, the recurrent products as bfloat16 tile
   products (forced on) vs the float32 GEMM, both after the bfloat16 input projection, over B
-  and H; the table says which one the shipped rule (``bf16_products_pay``) picks.
+  and H; the table says which one the shipped rule (``bf16_products_pay``) picks;
+* ``lstm-route``: under the same autocast, a plain LSTM layer on the fused kernels (bfloat16
+  projection, then tile products where ``bf16_products_pay``, float32 state) vs oneDNN's
+  bfloat16 LSTM (what torch.nn.LSTM runs), training and inference; the table says which one
+  ships (``fused_lstm_training_pays_bf16`` for training, oneDNN for inference).
 
-    .venv/bin/python benchmarks/bench_fused_ab.py              # all four, about 10 minutes
+    .venv/bin/python benchmarks/bench_fused_ab.py              # all five, about 15 minutes
     .venv/bin/python benchmarks/bench_fused_ab.py --only engine --threads 2
 Writes benchmarks/results/fused_ab.json and prints a table (median ms, ratio = B side / A side,
 so > 1 means the A side is faster).
@@ -206,9 +210,51 @@ def bf16_rows(repeats: int) -> list[dict]:
     return rows
 
 
+def lstm_route_rows(repeats: int) -> list[dict]:
+    """A plain LSTM layer under autocast: the fused kernels forced (A) vs oneDNN's bf16 LSTM (B)."""
+    import sys
+
+    if not fused.amx_bf16_usable():
+        print("lstm-route: skipped, the AMX kernel is not usable here")
+        return []
+    scan_module = sys.modules["rnnkit.backends.scan"]
+    shipped = scan_module.fused_lstm_pays_bf16
+
+    def switch(on_fused: bool) -> None:
+        scan_module.fused_lstm_pays_bf16 = lambda batch, hidden, training: on_fused
+
+    rows = []
+    try:
+        for hidden in (64, 128, 256, 512):
+            for batch, steps in ((1, 100), (4, 100), (16, 100), (32, 64), (64, 100)):
+                model = rnnkit.LSTM(hidden, hidden)
+                x = torch.randn(steps, batch, hidden, requires_grad=True)
+
+                def train():
+                    with torch.autocast("cpu", dtype=torch.bfloat16):
+                        output, _ = model(x)
+                    output.float().sum().backward()
+
+                def infer():
+                    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+                        model(x)
+
+                for mode, run in (("train", train), ("infer", infer)):
+                    on_fused, on_onednn = interleaved(run, run, switch, repeats)
+                    ships = shipped(batch, hidden, mode == "train")
+                    rows.append({"test": f"lstm-{mode}", "cell": f"lstm T{steps}", "B": batch,
+                                 "H": hidden, "A (fused) ms": on_fused * 1e3,
+                                 "B (oneDNN) ms": on_onednn * 1e3,
+                                 "ratio": on_onednn / on_fused,
+                                 "shipped": "fused" if ships else "oneDNN"})
+    finally:
+        scan_module.fused_lstm_pays_bf16 = shipped
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--only", choices=["cache", "inloop", "engine", "bf16"])
+    parser.add_argument("--only", choices=["cache", "inloop", "engine", "bf16", "lstm-route"])
     parser.add_argument("--repeats", type=int, default=9)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "fused_ab.json"))
@@ -227,6 +273,8 @@ def main() -> None:
         rows += engine_rows(args.repeats)
     if args.only in (None, "bf16"):
         rows += bf16_rows(args.repeats)
+    if args.only in (None, "lstm-route"):
+        rows += lstm_route_rows(args.repeats)
     print(f"{'test':12} {'cell':9} {'B':>3} {'H':>4} | {'A ms':>9} {'B ms':>9} | ratio B/A | shipped")
     for row in rows:
         a, b = (value for key, value in row.items() if key.endswith("ms"))

@@ -31,11 +31,11 @@ needs_amx = pytest.mark.skipif(
 @pytest.fixture
 def onednn_lstm_training(monkeypatch):
     """Training calls of plain LSTM layers take oneDNN's bfloat16 LSTM, as inference does (by
-    default the fused kernels take those they run faster, fused_lstm_training_pays_bf16)."""
+    default the fused kernels take those they run faster, fused_lstm_pays_bf16)."""
     import sys
 
-    monkeypatch.setattr(sys.modules["rnnkit.backends.scan"], "fused_lstm_training_pays_bf16",
-                        lambda batch, hidden: False)
+    monkeypatch.setattr(sys.modules["rnnkit.backends.scan"], "fused_lstm_pays_bf16",
+                        lambda batch, hidden, training: False)
 
 
 @pytest.fixture
@@ -294,10 +294,10 @@ def test_a_layer_large_enough_for_tiles_takes_them_under_autocast(threads):
 @pytest.mark.parametrize("threads", [1, 2])
 def test_plain_lstm_training_takes_the_fused_kernels_where_they_are_faster(threads):
     """Routing: a training call of a plain LSTM layer under autocast is the bfloat16 projection
-    plus the fused kernel (bitwise, float32 out) where fused_lstm_training_pays_bf16 says so, and
+    plus the fused kernel (bitwise, float32 out) where fused_lstm_pays_bf16 says so, and
     oneDNN's LSTM (bfloat16 out) otherwise; inference is oneDNN's always."""
     from rnnkit.backends.fused import amx_bf16_usable, fused_scan
-    from rnnkit.backends.fused.backend import bf16_products_pay, fused_lstm_training_pays_bf16
+    from rnnkit.backends.fused.backend import bf16_products_pay, fused_lstm_pays_bf16
 
     if not amx_bf16_usable():
         pytest.skip("the AMX tile kernel is not usable in this build or process")
@@ -305,7 +305,10 @@ def test_plain_lstm_training_takes_the_fused_kernels_where_they_are_faster(threa
     torch.set_num_threads(threads)
     try:
         torch.manual_seed(0)
-        for batch, hidden in ((3, 16), (32, 128), (64, 64)):
+        # (batch, hidden) -> whether the fused kernels take training: few rows per thread; a
+        # deep weight; 128 deep only with 2 threads; many rows of a narrow weight never
+        cases = {(3, 16): True, (32, 256): True, (32, 128): threads == 2, (64, 64): False}
+        for (batch, hidden), expected_fused in cases.items():
             layer = rnnkit.LSTM(8, hidden)
             x = torch.randn(5, batch, 8, requires_grad=True)
             with torch.autocast("cpu", dtype=torch.bfloat16):
@@ -313,8 +316,9 @@ def test_plain_lstm_training_takes_the_fused_kernels_where_they_are_faster(threa
                 with torch.no_grad():
                     inferred, _ = layer(x)
             assert inferred.dtype == torch.bfloat16  # oneDNN's LSTM
-            fused = fused_lstm_training_pays_bf16(batch, hidden)
-            assert fused == ((batch, hidden) != (64, 64))  # there: many rows, a narrow weight
+            assert not fused_lstm_pays_bf16(batch, hidden, training=False)
+            fused = fused_lstm_pays_bf16(batch, hidden, training=True)
+            assert fused == expected_fused
             if not fused:
                 assert got.dtype == torch.bfloat16
                 continue

@@ -19,7 +19,7 @@ from .fused import (
     fused_project, fused_run_without_grad, fused_scan, fused_scan_bf16, fused_unavailable,
     fused_unsupported,
 )
-from .fused.backend import fused_lstm_training_pays_bf16, needs_grad
+from .fused.backend import fused_lstm_pays_bf16, needs_grad
 from .lowered import (bf16_lstm_unsupported, bf16_unavailable, log_decline_once, lowered_dtype,
                       run_bf16, run_projection_bf16)
 from .reference import reference_scan
@@ -162,10 +162,10 @@ def run_layer(
         unavailable = bf16_unavailable(cell, x, backend)
         reason = unavailable or bf16_lstm_unsupported(cell, lengths)
         if reason is None:
-            # oneDNN's LSTM, unless this is training that the fused kernels run faster
+            # oneDNN's LSTM, unless the fused kernels run this call faster (in training)
             training = needs_grad(cell, x, *state0)
             batch = x.size(0 if batch_first else 1)
-            if not (training and fused_lstm_training_pays_bf16(batch, cell.hidden_size)):
+            if not fused_lstm_pays_bf16(batch, cell.hidden_size, training):
                 return run_bf16(cell, x, state0, reverse=reverse, batch_first=batch_first,
                                 training=training)
             reason = "training runs faster on the fused kernels at this size"

@@ -150,25 +150,33 @@ def bf16_products_pay(batch: int, width: int, weight_values: int) -> bool:
                                                      torch.get_num_threads() == 1)
 
 
-# Under autocast, training a plain LSTM layer (no projection, no lengths), oneDNN's bfloat16 LSTM
-# (what torch.nn.LSTM runs) against the fused kernels (bfloat16 projection, tile products where
-# bf16_products_pay, float32 state), from `benchmarks/bench_fused_ab.py --only lstm-route` at 1
-# and 2 threads (results/fused_ab-lstm-route-*.json): the fused kernels won by 1.01-3.9x wherever
-# the tile products pay or a thread has at most 8 rows (B = 1: 1.35-3.5x; the default character
-# model's B = 32, T = 64, H = 512: 1.5x), and lost where many rows meet a narrow weight (B = 64,
-# H = 64: 0.48x at 1 thread, 0.85x at 2). Inference stays on oneDNN: its forward alone ran level
-# or ahead at most sizes (fused 0.37-1.1x, wins only at B <= 4 and small H).
+# Under autocast, a plain LSTM layer (no projection, no lengths) may run oneDNN's bfloat16 LSTM
+# (what torch.nn.LSTM runs) or the fused kernels (bfloat16 projection, tile products where
+# bf16_products_pay, float32 state). `benchmarks/bench_fused_ab.py --only lstm-route` at 1 and 2
+# threads (results/fused_ab-lstm-route-*.txt), training:
+# * the fused kernels won by 1.1-3.8x with at most 8 rows per thread (B = 1: 1.4-3.8x), and with
+#   more rows where the tile products pay on a weight 256 or more deep (1.1-2.0x; the default
+#   character model's B = 32, T = 64, H = 512: 1.39-1.44x), or 128 deep with 2 threads
+#   (1.39-1.84x);
+# * they lost with many rows on a narrow weight (H = 64, B >= 16, 1 thread: 0.55-0.69x; B = 64,
+#   2 threads: 0.87x), and were level at H = 128, B >= 16 on one thread (0.85-1.12x).
+# Inference stays on oneDNN: there the fused kernels won only in scattered cases (B <= 16 at
+# H = 64 with 2 threads, 1.3-1.9x; B = 4-16 at H = 512 with 1 thread) and lost at most other
+# sizes (0.44-0.97x).
 _MAX_ROWS_FUSED_LSTM = 8
 
 
-def fused_lstm_training_pays_bf16(batch: int, hidden: int) -> bool:
-    """Whether a training call of a plain LSTM layer under CPU bfloat16 autocast runs faster on
-    the fused kernels than on oneDNN's bfloat16 LSTM (the comment above has the numbers)."""
-    if not amx_bf16_usable():
+def fused_lstm_pays_bf16(batch: int, hidden: int, training: bool) -> bool:
+    """Whether a call of a plain LSTM layer under CPU bfloat16 autocast (a training call, one
+    that saves for backward, when ``training``) runs faster on the fused kernels than on
+    oneDNN's bfloat16 LSTM (the comment above has the numbers)."""
+    if not training or not amx_bf16_usable():
         return False
-    rows_per_thread = -(-batch // max(1, min(torch.get_num_threads(), batch)))
-    return (rows_per_thread <= _MAX_ROWS_FUSED_LSTM
-            or bf16_products_pay(batch, hidden, 4 * hidden * hidden))
+    threads = torch.get_num_threads()
+    rows_per_thread = -(-batch // max(1, min(threads, batch)))
+    if rows_per_thread <= _MAX_ROWS_FUSED_LSTM:
+        return True
+    return bf16_products_pay(batch, hidden, 4 * hidden * hidden) and (hidden >= 256 or threads >= 2)
 
 
 def fused_scan(cell, gates_x: torch.Tensor, state0: NamedTuple, lengths=None, reverse=False,
