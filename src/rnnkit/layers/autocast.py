@@ -11,11 +11,12 @@ follows it (e.g. the output head) is autocast as usual.
 The exception: under CPU autocast to bfloat16 the layer also enters
 :func:`rnnkit.backends.lowered.lowered_precision`, and LSTM layers the bfloat16 route supports
 (no projection, no lengths, AMX-BF16 present) run on oneDNN's bfloat16 LSTM, as torch.nn.LSTM
-does under the same autocast: there it nearly doubles training speed at the same loss per step.
-The other layers on that CPU compute their input projection, a feed-forward product, in
-bfloat16, and on the fused kernels the recurrent products as bfloat16 AMX tile products where
-they pay, with the state and gate math in float32. ``rnnkit.backends.lowered.set_bf16_recurrence(False)`` keeps
-all of it float32.
+does under the same autocast, except for training calls the fused kernels run faster
+(``rnnkit.backends.fused.backend.fused_lstm_pays_bf16``). The other layers on that CPU, and
+those training calls, compute their input projection, a feed-forward product, in bfloat16,
+and on the fused kernels the recurrent products as bfloat16 AMX tile products where they pay,
+with the state and gate math in float32. ``rnnkit.backends.lowered.set_bf16_recurrence(False)``
+keeps all of it float32.
 """
 
 from __future__ import annotations
