@@ -1,4 +1,5 @@
-"""The fused kernels with bf16=True: recurrent products (and an LSTM's projection) on AMX tiles.
+"""The fused kernels with bf16=True: recurrent products (and an LSTM's projection) in bfloat16,
+on AMX tiles or with AVX512-BF16 dot products (whichever this CPU has).
 
 Oracles: the cells' own step functions (the reference backend) with the recurrent product
 replaced by bf16(h) bf16(W_hh)^T summed in float64 (what the AMX unit computes, summed exactly),
@@ -13,7 +14,7 @@ import pytest
 import torch
 
 import rnnkit
-from rnnkit.backends.fused import amx_bf16_usable
+from rnnkit.backends.fused import bf16_products_kernel
 from rnnkit.backends.reference import reference_scan
 from rnnkit.cells.elman import ElmanState, elman_step
 from rnnkit.cells.gru import GRUState, gru_step
@@ -22,8 +23,8 @@ from rnnkit.cells.lstm import LSTMState, lstm_step
 from bf16_oracle import bf16_reference  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.skipif(
-    not amx_bf16_usable(),
-    reason="bf16=True needs the AMX-BF16 kernel: this CPU, build or kernel lacks AMX tiles")
+    not bf16_products_kernel(),
+    reason="bf16=True needs AMX-BF16 or AVX512-BF16, which this CPU or build lacks")
 
 ops = torch.ops.rnnkit
 

@@ -88,25 +88,35 @@ def fused_run_without_grad(cell, x: torch.Tensor, state0: NamedTuple, lengths=No
 def amx_bf16_usable() -> bool:
     """Whether the built kernels have the AMX bfloat16 product (csrc/gemm_amx.h) and the OS lets
     this process use the tiles."""
-    global _amx_usable
-    if _amx_usable is None:
-        _amx_usable = load_error() is None and bool(torch.ops.rnnkit.amx_bf16_usable())
-    return _amx_usable
+    return bf16_products_kernel() == "amx"
 
 
-_amx_usable: bool | None = None
+def bf16_products_kernel() -> str:
+    """Which kernel runs the fused ops' bfloat16 products (``bf16=True``) here: ``"amx"`` (tile
+    products, csrc/gemm_amx.h), ``"avx512_bf16"`` (VDPBF16PS dot products on CPUs without AMX,
+    such as AMD Zen 4; csrc/gemm_avx512bf16.h), or ``""`` when neither can run (then the layers
+    keep float32 products)."""
+    global _bf16_kernel
+    if _bf16_kernel is None:
+        _bf16_kernel = (str(torch.ops.rnnkit.bf16_products_kernel()) if load_error() is None
+                        else "")
+    return _bf16_kernel
+
+
+_bf16_kernel: str | None = None
 
 
 def fused_scan_bf16(cell, gates_x: torch.Tensor, state0: NamedTuple, lengths=None,
                     reverse=False):
     """:func:`fused_scan` with the recurrent products ``h W_hh^T`` (and an LSTM's projection
-    ``m W_hr^T``; in backward ``dG W_hh`` and the weight gradients) in bfloat16 on AMX, float32
-    everywhere else; None (decline) for float64 or where the AMX kernel is not usable. For
+    ``m W_hr^T``; in backward ``dG W_hh`` and the weight gradients) in bfloat16 (AMX tiles, or
+    AVX512-BF16 dot products), float32 everywhere else; None (decline) for float64, where
+    neither kernel is usable, or where they do not pay (:func:`bf16_products_pay`). For
     layers under CPU bfloat16 autocast (:mod:`rnnkit.backends.lowered`). gates_x may be
     bfloat16 (the autocast projection's output), read as it is, or float32; the state and
     outputs are in the parameters' dtype, float32."""
     if (gates_x.dtype not in (torch.float32, torch.bfloat16)
-            or cell.weight_hh.dtype != torch.float32 or not amx_bf16_usable()):
+            or cell.weight_hh.dtype != torch.float32 or not bf16_products_kernel()):
         return None
     if not bf16_products_pay(gates_x.size(1), cell.weight_hh.size(1),
                              recurrent_weight_values(cell)):

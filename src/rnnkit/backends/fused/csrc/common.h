@@ -43,7 +43,8 @@ inline void gemm(int64_t M, const T* A, int64_t lda, const PackedMatrix<T>& B, T
 
 // ---- the recurrent product of a step -------------------------------------------------------------
 // A call's recurrent weight, packed once: for the float32 (or float64) packed GEMM above, or, when
-// the caller asks for bfloat16 (CPU autocast, float32 only), for the AMX kernel of gemm_amx.h.
+// the caller asks for bfloat16 (CPU autocast, float32 only), for the AMX tiles of gemm_amx.h (or
+// the AVX512-BF16 dot products of gemm_avx512bf16.h where there are no tiles).
 template <typename T>
 struct RecurrentWeight {
   bool bf16 = false;
@@ -55,8 +56,8 @@ struct RecurrentWeight {
     if (src == nullptr) return;
     if constexpr (std::is_same_v<T, float>) {
       if (use_bf16) {
-        TORCH_CHECK(amx_bf16_usable(), "rnnkit fused: bf16=True needs the AMX-BF16 kernel, which "
-                    "this build, CPU or OS lacks; call with bf16=False");
+        TORCH_CHECK(bf16_products_usable(), "rnnkit fused: bf16=True needs AMX-BF16 or "
+                    "AVX512-BF16, which this build or CPU lacks; call with bf16=False");
         bf16 = true;
         low.pack(src, K, N, stride_k, stride_n);
         return;
@@ -76,7 +77,7 @@ class RecurrentProduct {
  public:
   RecurrentProduct(const RecurrentWeight<T>& weight, int64_t max_rows) : weight_(weight) {
     if (weight.bf16) {
-      tiles_.emplace();
+      if (amx_bf16_usable()) tiles_.emplace();
       low_.emplace(weight.low, max_rows);
     }
   }

@@ -18,7 +18,9 @@
 //
 // Tiles are per thread: AmxTiles loads the tile configuration in the thread that multiplies and
 // releases it when it goes out of scope. The kernel needs the OS to grant the AMX state to the
-// process (arch_prctl; Linux 5.16+), checked once by amx_bf16_usable().
+// process (arch_prctl; Linux 5.16+), checked once by amx_bf16_usable(). Where the tiles are not
+// usable but the CPU has AVX512-BF16 (AMD Zen 4 and later), Bf16Product multiplies the same
+// packed weight with VDPBF16PS dot products instead (gemm_avx512bf16.h).
 #pragma once
 
 #include <cstdint>
@@ -36,6 +38,7 @@
 #else
 #define RNNKIT_AMX 0
 #endif
+#include "gemm_avx512bf16.h"
 
 namespace rnnkit {
 
@@ -51,6 +54,15 @@ inline bool amx_bf16_usable() {
 #else
   return false;
 #endif
+}
+
+// Whether bf16=True products can run in this build and process: on the AMX tiles, or else with
+// the AVX512-BF16 dot products (an AMX build has those too).
+inline bool bf16_products_usable() { return amx_bf16_usable() || RNNKIT_AVX512_BF16; }
+
+// Which kernel runs them: "amx", "avx512_bf16", or "" (none: bf16=True is refused).
+inline const char* bf16_products_kernel() {
+  return amx_bf16_usable() ? "amx" : RNNKIT_AVX512_BF16 ? "avx512_bf16" : "";
 }
 
 // float32 -> bfloat16 bits, round to nearest even (what _mm512_cvtneps_pbh does, for the pack).
@@ -80,7 +92,7 @@ inline void bf16_to_float(const uint16_t* src, float* dst, int64_t n) {
 // Rows of float32 values to bfloat16 bits, round to nearest even.
 inline void float_to_bf16(const float* src, uint16_t* dst, int64_t n) {
   int64_t i = 0;
-#if RNNKIT_AMX
+#if RNNKIT_AVX512_BF16
   for (; i + 16 <= n; i += 16)
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), (__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(src + i)));
 #endif
@@ -143,18 +155,25 @@ struct AmxTiles {};
 #endif
 
 // One thread's bfloat16 product for a fixed B and up to max_rows rows of A: the padded copies
-// live here, allocated once per call and thread.
+// live here, allocated once per call and thread. On the AMX tiles where they are usable (the
+// caller holds an AmxTiles in this thread), else with AVX512-BF16 dot products.
 class Bf16Product {
  public:
   Bf16Product(const PackedBf16& B, int64_t max_rows)
-      : B_(B), rows_pad_((max_rows + 15) / 16 * 16), a_(rows_pad_ * B.K_pad, 0), c_(rows_pad_ * B.N_pad) {}
+      : B_(B), tiles_(amx_bf16_usable()), rows_pad_((max_rows + 15) / 16 * 16),
+        a_(rows_pad_ * B.K_pad, 0), c_(rows_pad_ * B.N_pad) {}
 
   // C = A B + bias (overwrite; bias null: zero) or C += A B, for M <= max_rows rows.
   void operator()(int64_t M, const float* A, int64_t lda, float* C, int64_t ldc, bool overwrite,
                   const float* bias = nullptr) {
-#if RNNKIT_AMX
+#if RNNKIT_AVX512_BF16
     convert_rows(M, A, lda);
-    multiply((M + 15) / 16 * 16);
+    if (tiles_) {
+      multiply_on_tiles((M + 15) / 16 * 16);
+    } else {
+      dot_bf16_multiply(M, a_.data(), B_.K_pad, B_.N_pad,
+                        [this](int64_t nb) { return B_.column_block(nb); }, c_.data());
+    }
     const int64_t N = B_.N;
     for (int64_t m = 0; m < M; ++m) {
       const float* product = c_.data() + m * B_.N_pad;
@@ -173,7 +192,7 @@ class Bf16Product {
   }
 
  private:
-#if RNNKIT_AMX
+#if RNNKIT_AVX512_BF16
   // A's rows into the padded bfloat16 copy; columns past K become zero (masked loads), rows past
   // M stay zero from the allocation.
   void convert_rows(int64_t M, const float* A, int64_t lda) {
@@ -189,10 +208,12 @@ class Bf16Product {
       }
     }
   }
+#endif
 
   // The padded product: 32 x 32 blocks of C in four tiles (two of A's row tiles, two column
   // blocks of B), or 16 x 32 for a last odd row tile. Tiles: 0-3 C, 4-5 A, 6-7 B.
-  void multiply(int64_t rows) {
+  void multiply_on_tiles(int64_t rows) {
+#if RNNKIT_AMX
     const int64_t chunks = B_.K_pad / PackedBf16::kChunk;
     const int64_t a_stride = B_.K_pad * 2, c_stride = B_.N_pad * 4;
     for (int64_t m = 0; m < rows; m += 32) {
@@ -227,10 +248,13 @@ class Bf16Product {
         }
       }
     }
-  }
+#else
+    (void)rows;
 #endif
+  }
 
   const PackedBf16& B_;
+  bool tiles_;
   int64_t rows_pad_;
   std::vector<uint16_t> a_;
   std::vector<float> c_;

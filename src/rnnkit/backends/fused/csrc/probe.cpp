@@ -70,6 +70,7 @@ TORCH_LIBRARY_FRAGMENT(rnnkit, m) {
   m.def("simd_width() -> int");
   m.def("gemm_rate(int M, int K, int N, int repeats) -> float");
   m.def("amx_bf16_usable() -> bool");
+  m.def("bf16_products_kernel() -> str");
 }
 
 TORCH_LIBRARY_IMPL(rnnkit, CompositeExplicitAutograd, m) {}
@@ -78,5 +79,6 @@ TORCH_LIBRARY_IMPL(rnnkit, CatchAll, m) {
   m.impl("fma_peak", &rnnkit::fma_peak);
   m.impl("gemm_rate", &rnnkit::gemm_rate);
   m.impl("amx_bf16_usable", []() -> bool { return rnnkit::amx_bf16_usable(); });
+  m.impl("bf16_products_kernel", []() -> std::string { return rnnkit::bf16_products_kernel(); });
   m.impl("simd_width", []() -> int64_t { return RNNKIT_AVX512 ? 512 : RNNKIT_AVX2 ? 256 : 0; });
 }
