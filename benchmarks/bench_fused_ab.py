@@ -158,8 +158,8 @@ def bf16_rows(repeats: int) -> list[dict]:
     """bfloat16 tile products forced on (A) vs the float32 recurrent GEMM (B), under autocast."""
     from rnnkit.backends.fused import backend as fused_backend
 
-    if not fused.amx_bf16_usable():
-        print("bf16: skipped, the AMX kernel is not usable here")
+    if not fused.bf16_products_kernel():
+        print("bf16: skipped, no bfloat16 product kernel (AMX or AVX512-BF16) is usable here")
         return []
     names = ("_MIN_ROWS_BF16", "_MIN_WIDTH_BF16", "_LARGE_WEIGHT_BF16")
     limits = tuple(getattr(fused_backend, name) for name in names)
@@ -214,8 +214,8 @@ def lstm_route_rows(repeats: int) -> list[dict]:
     """A plain LSTM layer under autocast: the fused kernels forced (A) vs oneDNN's bf16 LSTM (B)."""
     import sys
 
-    if not fused.amx_bf16_usable():
-        print("lstm-route: skipped, the AMX kernel is not usable here")
+    if not fused.bf16_products_kernel():
+        print("lstm-route: skipped, no bfloat16 product kernel (AMX or AVX512-BF16) is usable here")
         return []
     scan_module = sys.modules["rnnkit.backends.scan"]
     shipped = scan_module.fused_lstm_pays_bf16

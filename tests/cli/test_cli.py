@@ -67,22 +67,24 @@ def test_demo_json_result(capsys):
     assert result["config"]["steps"] == 6 and result["test_mse"] >= 0
 
 
-def test_info_reports_the_bf16_lstm_route_as_the_cpu_flags_say(capsys):
-    """Oracle: /proc/cpuinfo's flags (the route needs AMX-BF16 and oneDNN)."""
+def test_info_reports_the_bf16_instructions_as_the_cpu_flags_say(capsys):
+    """Oracle: /proc/cpuinfo's flags (the bf16 paths need AMX-BF16 or AVX512-BF16, and oneDNN)."""
     if not os.path.exists("/proc/cpuinfo"):
         pytest.skip("the CPU flags are read from /proc/cpuinfo, which this OS lacks")
     flags = next(line for line in open("/proc/cpuinfo") if line.startswith("flags")).split()
     assert main(["info", "--json"]) == 0
-    reported = json.loads(capsys.readouterr().out)["bf16_lstm_under_autocast"]
-    assert reported == ("amx_bf16" in flags and torch.backends.mkldnn.is_available())
+    reported = json.loads(capsys.readouterr().out)["bf16_instructions"]
+    expected = next((name for name in ("amx_bf16", "avx512_bf16") if name in flags), "none")
+    assert reported == (expected if torch.backends.mkldnn.is_available() else "none")
 
 
-def test_info_json_says_whether_the_bf16_tile_products_run_here(capsys):
+def test_info_json_says_which_kernel_runs_the_bf16_products_here(capsys):
     from rnnkit.backends import BACKENDS
-    from rnnkit.backends.fused import amx_bf16_usable
+    from rnnkit.backends.fused import bf16_products_kernel
 
     if BACKENDS["fused"].unavailable() is not None:
         pytest.skip(f"fused backend unavailable here: {BACKENDS['fused'].unavailable()}")
     assert main(["info", "--json"]) == 0
-    # the oracle: the op the fused backend asks before it multiplies on tiles
-    assert json.loads(capsys.readouterr().out)["fused_bf16_tile_products"] is amx_bf16_usable()
+    # the oracle: the op the fused backend asks before it multiplies in bfloat16
+    assert json.loads(capsys.readouterr().out)["fused_bf16_products"] == (bf16_products_kernel()
+                                                                          or "none")

@@ -1,6 +1,8 @@
 """Under torch.autocast, rnnkit layers run the recurrence in their parameters' dtype, except
-LSTM layers under CPU bfloat16 autocast on a CPU with AMX (the bfloat16 route); there the other
-layers run only their input projection in bfloat16.
+under CPU bfloat16 autocast on a CPU that multiplies bfloat16 natively (AMX-BF16 or
+AVX512-BF16): there LSTM layers may take oneDNN's bfloat16 LSTM (the bfloat16 route), and the
+other layers run their input projection, and where it pays their recurrent products, in
+bfloat16.
 
 Oracles: the same layer called outside autocast on the float32 input; for the bfloat16 route,
 torch.nn.LSTM with the same weights under the same autocast (the same oneDNN primitive), and
@@ -22,10 +24,10 @@ from rnnkit.interop import from_torch
 
 from bf16_oracle import bf16_reference  # noqa: F401 (a fixture)
 
-needs_amx = pytest.mark.skipif(
-    not lowered.cpu_has_amx_bf16(),
-    reason="the bfloat16 paths (LSTM route, bf16 projection) run only on CPUs with AMX-BF16, "
-           "which this one lacks")
+needs_native_bf16 = pytest.mark.skipif(
+    not lowered.cpu_bf16_instructions(),
+    reason="the bfloat16 paths (LSTM route, bf16 projection) run only on CPUs with AMX-BF16 or "
+           "AVX512-BF16, which this one lacks")
 
 
 @pytest.fixture
@@ -75,8 +77,8 @@ def test_output_under_bf16_autocast_equals_float32_with_the_route_off(float32_re
     _assert_float32_under_autocast(_layers(), torch.randn(3, 5, 6))
 
 
-def test_output_under_bf16_autocast_equals_float32_on_a_cpu_without_amx(monkeypatch):
-    monkeypatch.setattr(lowered, "cpu_has_amx_bf16", lambda: False)
+def test_output_under_bf16_autocast_equals_float32_on_a_cpu_without_native_bf16(monkeypatch):
+    monkeypatch.setattr(lowered, "cpu_bf16_instructions", lambda: "")
     _assert_float32_under_autocast(_layers(), torch.randn(3, 5, 6))
     _assert_float32_under_autocast({"LSTM": rnnkit.LSTM(6, 8, num_layers=2, batch_first=True)},
                                    torch.randn(3, 5, 6), lengths=torch.tensor([5, 2, 4]))
@@ -90,13 +92,13 @@ def test_a_backend_asked_for_by_name_keeps_float32_under_autocast():
     _assert_float32_under_autocast(layers, torch.randn(3, 5, 6))
 
 
-def test_lstm_keeps_float32_when_the_route_is_off_or_the_cpu_lacks_amx(float32_recurrence,
-                                                                       monkeypatch):
+def test_lstm_keeps_float32_when_the_route_is_off_or_the_cpu_lacks_bf16(float32_recurrence,
+                                                                        monkeypatch):
     torch.manual_seed(0)
     layers = {"LSTM": rnnkit.LSTM(6, 8, num_layers=2, batch_first=True)}
     _assert_float32_under_autocast(layers, torch.randn(3, 5, 6))
     lowered.set_bf16_recurrence(True)
-    monkeypatch.setattr(lowered, "cpu_has_amx_bf16", lambda: False)
+    monkeypatch.setattr(lowered, "cpu_bf16_instructions", lambda: "")
     _assert_float32_under_autocast(layers, torch.randn(3, 5, 6))
 
 
@@ -108,7 +110,7 @@ def _bf16_projection_then_reference_scan(cell, x, lengths=None):
     return scan(cell, gates_x, state0, lengths=lengths, backend="reference")[0]
 
 
-@needs_amx
+@needs_native_bf16
 @pytest.mark.parametrize("make_cell", [
     lambda: rnnkit.GRUCell(6, 16),
     lambda: rnnkit.GRUCell(6, 16, bias=False),
@@ -117,15 +119,15 @@ def _bf16_projection_then_reference_scan(cell, x, lengths=None):
     lambda: rnnkit.LSTMCell(6, 16, proj_size=8),
 ], ids=["gru", "gru-nobias", "rnn-tanh", "rnn-relu", "lstm-proj"])
 @pytest.mark.parametrize("with_lengths", [False, True], ids=["full", "lengths"])
-@pytest.mark.parametrize("products", ["float32", "tiles"])
+@pytest.mark.parametrize("products", ["float32", "bf16"])
 def test_declined_layers_project_in_bf16(request, monkeypatch, make_cell, with_lengths, products):
     """The bf16 projection, then the recurrence with float32 products (what the size rule picks
-    for this small layer) or with bfloat16 tile products (the rule's limits lifted)."""
+    for this small layer) or with bfloat16 products (the rule's limits lifted)."""
     from rnnkit.backends.fused import backend as fused_backend
 
-    if products == "tiles":
-        if not fused_backend.amx_bf16_usable():
-            pytest.skip("the AMX tile kernel is not usable in this build or process")
+    if products == "bf16":
+        if not fused_backend.bf16_products_kernel():
+            pytest.skip("no bfloat16 product kernel is usable in this build or process")
         monkeypatch.setattr(fused_backend, "_MIN_ROWS_BF16", 1)
         monkeypatch.setattr(fused_backend, "_MIN_WIDTH_BF16", 1)
         request.getfixturevalue("bf16_reference")  # the oracle multiplies in bfloat16 too
@@ -161,7 +163,7 @@ def test_declined_layers_project_in_bf16(request, monkeypatch, make_cell, with_l
     assert not torch.equal(got, layer(x, **kwargs)[0])
 
 
-@needs_amx
+@needs_native_bf16
 def test_bf16_projection_stacks_and_stays_near_float32():
     torch.manual_seed(0)
     layer = rnnkit.GRU(8, 32, num_layers=2, bidirectional=True, batch_first=True)
@@ -177,7 +179,7 @@ def test_bf16_projection_stacks_and_stays_near_float32():
     assert not torch.equal(got, expected)
 
 
-@needs_amx
+@needs_native_bf16
 @pytest.mark.parametrize("batch_first", [True, False])
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("bias", [True, False])
@@ -211,7 +213,7 @@ def test_bf16_route_equals_torch_nn_lstm_under_the_same_autocast(onednn_lstm_tra
         torch.testing.assert_close(got, expected, atol=2e-3, rtol=1.6e-2)
 
 
-@needs_amx
+@needs_native_bf16
 def test_bf16_route_is_float32_to_bfloat16_accuracy(onednn_lstm_training):
     torch.manual_seed(0)
     layer = rnnkit.LSTM(8, 32, num_layers=2, batch_first=True)
@@ -240,7 +242,7 @@ def test_gradients_flow_under_autocast_into_a_bf16_head():
 
 def test_each_decline_is_logged_once_with_what_runs_instead(caplog, monkeypatch):
     monkeypatch.setattr(lowered, "_declines_logged", set())
-    monkeypatch.setattr(lowered, "cpu_has_amx_bf16", lambda: True)  # the message, not the speed
+    monkeypatch.setattr(lowered, "cpu_bf16_instructions", lambda: "amx_bf16")  # the message
     layer, lstm = rnnkit.GRU(6, 8), rnnkit.LSTM(6, 8, backend="reference")
     x = torch.randn(5, 3, 6)
     with caplog.at_level("INFO", logger="rnnkit.backends"), \
@@ -252,22 +254,22 @@ def test_each_decline_is_logged_once_with_what_runs_instead(caplog, monkeypatch)
     assert messages == [
         "rnnkit: bfloat16 LSTM route skipped (only LSTM cells have it (got GRUCell)): the input "
         "projection runs in bfloat16, and on the fused kernels the recurrent products too where "
-        "AMX tile products pay; the state stays float32",
+        "bfloat16 products pay; the state stays float32",
         "rnnkit: bfloat16 recurrence skipped (the parameters' dtype instead): "
         "backend='reference' was asked for by name",
     ]
 
 
-@needs_amx
+@needs_native_bf16
 @pytest.mark.parametrize("threads", [1, 2])
-def test_a_layer_large_enough_for_tiles_takes_them_under_autocast(threads):
+def test_a_layer_large_enough_for_bf16_products_takes_them_under_autocast(threads):
     """Routing: where bf16_products_pay says so, the layer's recurrence is the fused kernel with
     bf16=True after the bfloat16 projection (bitwise), and otherwise the float32 products."""
-    from rnnkit.backends.fused import amx_bf16_usable, fused_scan
+    from rnnkit.backends.fused import bf16_products_kernel, fused_scan
     from rnnkit.backends.fused.backend import bf16_products_pay
 
-    if not amx_bf16_usable():
-        pytest.skip("the AMX tile kernel is not usable in this build or process")
+    if not bf16_products_kernel():
+        pytest.skip("no bfloat16 product kernel is usable in this build or process")
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
@@ -290,24 +292,28 @@ def test_a_layer_large_enough_for_tiles_takes_them_under_autocast(threads):
         torch.set_num_threads(previous)
 
 
-@needs_amx
+@needs_native_bf16
 @pytest.mark.parametrize("threads", [1, 2])
 def test_plain_lstm_training_takes_the_fused_kernels_where_they_are_faster(threads):
     """Routing: a training call of a plain LSTM layer under autocast is the bfloat16 projection
     plus the fused kernel (bitwise, float32 out) where fused_lstm_pays_bf16 says so, and
     oneDNN's LSTM (bfloat16 out) otherwise; inference is oneDNN's always."""
-    from rnnkit.backends.fused import amx_bf16_usable, fused_scan
+    from rnnkit.backends.fused import bf16_products_kernel, fused_scan
     from rnnkit.backends.fused.backend import bf16_products_pay, fused_lstm_pays_bf16
 
-    if not amx_bf16_usable():
-        pytest.skip("the AMX tile kernel is not usable in this build or process")
+    kernel = bf16_products_kernel()
+    if not kernel:
+        pytest.skip("no bfloat16 product kernel is usable in this build or process")
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
         torch.manual_seed(0)
-        # (batch, hidden) -> whether the fused kernels take training: few rows per thread; a
-        # deep weight; 128 deep only with 2 threads; many rows of a narrow weight never
+        # (batch, hidden) -> whether the fused kernels take training. On AMX: few rows per
+        # thread; a deep weight; 128 deep only with 2 threads; many rows of a narrow weight
+        # never. With AVX512-BF16 dot products: always.
         cases = {(3, 16): True, (32, 256): True, (32, 128): threads == 2, (64, 64): False}
+        if kernel == "avx512_bf16":
+            cases = dict.fromkeys(cases, True)
         for (batch, hidden), expected_fused in cases.items():
             layer = rnnkit.LSTM(8, hidden)
             x = torch.randn(5, batch, 8, requires_grad=True)

@@ -122,11 +122,11 @@ def test_a_run_needs_a_limit_and_valid_choices():
         TrainConfig(minutes=0).check()
 
 
-def test_auto_precision_is_bf16_exactly_on_a_cpu_with_amx(monkeypatch):
+def test_auto_precision_is_bf16_exactly_on_a_cpu_with_native_bf16(monkeypatch):
     from rnnkit.training import trainer as trainer_module
 
-    for has_amx, expected in ((True, "bf16"), (False, "fp32")):
-        monkeypatch.setattr(trainer_module, "cpu_has_amx_bf16", lambda: has_amx)
+    for instructions, expected in (("amx_bf16", "bf16"), ("avx512_bf16", "bf16"), ("", "fp32")):
+        monkeypatch.setattr(trainer_module, "cpu_bf16_instructions", lambda: instructions)
         assert TrainConfig(max_steps=1, precision="auto").resolved_precision() == expected
     # Named precisions and other devices are not touched by the CPU check.
     assert TrainConfig(max_steps=1, precision="fp32").resolved_precision() == "fp32"

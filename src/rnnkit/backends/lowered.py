@@ -90,15 +90,25 @@ def bf16_recurrence_enabled() -> bool:
 
 
 @functools.lru_cache(maxsize=1)
-def cpu_has_amx_bf16() -> bool:
-    """Whether this CPU multiplies bfloat16 natively on AMX tiles (Linux: /proc/cpuinfo)."""
+def cpu_bf16_instructions() -> str:
+    """How this CPU multiplies bfloat16 natively (Linux: /proc/cpuinfo): ``"amx_bf16"`` (AMX
+    tiles, Intel Sapphire Rapids and later), ``"avx512_bf16"`` (VDPBF16PS dot products, AMD Zen 4
+    and later, Intel Cooper Lake), or ``""`` (oneDNN then emulates bfloat16, slower than
+    float32). oneDNN must be in this torch build for the bfloat16 GEMMs."""
     try:
         cpuinfo = Path("/proc/cpuinfo").read_text()
     except OSError:
-        return False  # no way to tell; the float32 recurrence is the safe choice
+        return ""  # no way to tell; the float32 recurrence is the safe choice
     flags = next((line.split(":", 1)[1].split() for line in cpuinfo.splitlines()
                   if line.startswith("flags")), [])
-    return "amx_bf16" in flags and torch.backends.mkldnn.is_available()
+    if not torch.backends.mkldnn.is_available():
+        return ""
+    return next((name for name in ("amx_bf16", "avx512_bf16") if name in flags), "")
+
+
+def cpu_has_amx_bf16() -> bool:
+    """Whether this CPU multiplies bfloat16 natively on AMX tiles (Linux: /proc/cpuinfo)."""
+    return cpu_bf16_instructions() == "amx_bf16"
 
 
 def bf16_unavailable(cell, x: torch.Tensor, backend: str) -> str | None:
@@ -111,8 +121,9 @@ def bf16_unavailable(cell, x: torch.Tensor, backend: str) -> str | None:
         return f"it runs on the CPU only (got {x.device})"
     if cell.weight_ih.dtype != torch.float32:
         return f"the parameters are {cell.weight_ih.dtype}, not float32"
-    if not cpu_has_amx_bf16():
-        return "this CPU has no AMX-BF16, where oneDNN's bfloat16 is slower than float32"
+    if not cpu_bf16_instructions():
+        return ("this CPU has neither AMX-BF16 nor AVX512-BF16, where oneDNN's bfloat16 is "
+                "slower than float32")
     return None
 
 
@@ -166,7 +177,7 @@ def log_decline_once(reason: str, *, projection_bf16: bool = False) -> None:
     _declines_logged.add((reason, projection_bf16))
     if projection_bf16:
         log.info("rnnkit: bfloat16 LSTM route skipped (%s): the input projection runs in "
-                 "bfloat16, and on the fused kernels the recurrent products too where AMX tile "
+                 "bfloat16, and on the fused kernels the recurrent products too where bfloat16 "
                  "products pay; the state stays float32", reason)
     else:
         log.info("rnnkit: bfloat16 recurrence skipped (the parameters' dtype instead): %s",

@@ -9,7 +9,7 @@ import torch
 
 import rnnkit
 from rnnkit.backends import backend_report
-from rnnkit.backends.lowered import cpu_has_amx_bf16
+from rnnkit.backends.lowered import cpu_bf16_instructions
 
 
 def fused_details() -> dict:
@@ -26,8 +26,9 @@ def fused_details() -> dict:
             "mkl": "mkl (at::mm)",
             "packed": "packed GEMM + " + ("oneDNN" if ops.onednn_usable() else "at::mm"),
         }[str(ops.dense_engine())],
-        # under CPU bf16 autocast, GRU/Elman/LSTM-with-projection products on AMX tiles
-        "fused_bf16_tile_products": bool(ops.amx_bf16_usable()),
+        # under CPU bf16 autocast, the recurrent products on AMX tiles ("amx") or with
+        # AVX512-BF16 dot products ("avx512_bf16"); "none": float32 products
+        "fused_bf16_products": str(ops.bf16_products_kernel()) or "none",
     }
 
 
@@ -51,9 +52,10 @@ def collect_info() -> dict:
         "mkl": torch.backends.mkl.is_available(),
         "onednn": torch.backends.mkldnn.is_available(),
         "cuda": torch.cuda.is_available(),
-        # Under CPU bf16 autocast, LSTM layers run on oneDNN's bf16 LSTM and the others project
-        # their input in bf16 (rnnkit.backends.lowered)
-        "bf16_lstm_under_autocast": cpu_has_amx_bf16(),
+        # How this CPU multiplies bfloat16 natively; with either, under CPU bf16 autocast the
+        # layers project their input in bf16 and LSTM inference runs on oneDNN's bf16 LSTM
+        # (rnnkit.backends.lowered), and train.precision="auto" trains in bf16
+        "bf16_instructions": cpu_bf16_instructions() or "none",
         **fused_details(),
         "backends": backends,
         "deployment": deployment_report(),

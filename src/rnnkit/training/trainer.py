@@ -24,7 +24,7 @@ from typing import Any, Callable, NamedTuple
 import torch
 from torch import nn
 
-from ..backends.lowered import cpu_has_amx_bf16
+from ..backends.lowered import cpu_bf16_instructions
 from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from .clipping import clip_gradients
 from .metrics import MetricsLog, plot_curves
@@ -82,11 +82,12 @@ class TrainConfig:
             raise ValueError("train.precision=fp16 needs a CUDA device; use bf16 on the CPU")
 
     def resolved_precision(self) -> str:
-        """``precision`` with "auto" decided for this device: "bf16" or "fp32"."""
+        """``precision`` with "auto" decided for this device: "bf16" on a CPU that multiplies
+        bfloat16 natively (AMX-BF16 or AVX512-BF16), else "fp32"."""
         if self.precision != "auto":
             return self.precision
         on_cpu = torch.device(self.device).type == "cpu"
-        return "bf16" if on_cpu and cpu_has_amx_bf16() else "fp32"
+        return "bf16" if on_cpu and cpu_bf16_instructions() else "fp32"
 
 
 class StepOutput(NamedTuple):

@@ -137,6 +137,12 @@ def fused_scan_bf16(cell, gates_x: torch.Tensor, state0: NamedTuple, lengths=Non
 # Below that the tiles lost up to ~25% (0.43x for Elman inference at B = 1, H = 512, 2 threads),
 # or won by at most 1.3x (one thread, 4 rows, H = 256; a weight 64 deep at 64 rows): the rule
 # errs towards float32, which is also the more accurate.
+# The AVX512-BF16 dot products (no AMX; the 2-core AMD Zen 4 host of 2026-12-04, same benchmark,
+# results/zen4-avx512bf16/fused_ab-bf16-*) have no 16-row tiles to fill: with 8 or more rows per
+# thread they won at every width from 32 to 512 (1.01-1.64x; training 1.08-1.61x), and with
+# fewer they lost or tied (B = 1: 0.52-1.15x; B = 4: 0.77-1.28x, inference mostly below 1), as
+# the float32 GEMM splits a few rows' product over both threads' columns and they do not. So
+# there the rule is the row count alone.
 _MIN_ROWS_BF16 = 8
 _MIN_WIDTH_BF16 = 128
 _LARGE_WEIGHT_BF16 = 400_000
@@ -150,10 +156,13 @@ def recurrent_weight_values(cell) -> int:
 
 def bf16_products_pay(batch: int, width: int, weight_values: int) -> bool:
     """Whether ``batch`` rows multiplied by recurrent weights of ``weight_values`` values in all,
-    ``width`` deep (H, or P with a projection), run faster as bfloat16 tile products than as
-    the float32 GEMM. Each thread takes its own block of rows through every step."""
+    ``width`` deep (H, or P with a projection), run faster as bfloat16 products (AMX tiles or
+    AVX512-BF16 dot products, whichever :func:`bf16_products_kernel` says) than as the float32
+    GEMM. Each thread takes its own block of rows through every step."""
     threads = max(1, min(torch.get_num_threads(), batch))
     rows_per_thread = -(-batch // threads)
+    if bf16_products_kernel() == "avx512_bf16":
+        return rows_per_thread >= _MIN_ROWS_BF16
     if rows_per_thread >= _MIN_ROWS_BF16 and width >= _MIN_WIDTH_BF16:
         return True
     return weight_values >= _LARGE_WEIGHT_BF16 and (rows_per_thread >= 2 or
@@ -173,6 +182,12 @@ def bf16_products_pay(batch: int, width: int, weight_values: int) -> bool:
 # Inference stays on oneDNN: there the fused kernels won only in scattered cases (B <= 16 at
 # H = 64 with 2 threads, 1.3-1.9x; B = 4-16 at H = 512 with 1 thread) and lost at most other
 # sizes (0.44-0.97x).
+# With AVX512-BF16 dot products instead of tiles (the Zen 4 host of 2026-12-04,
+# results/zen4-avx512bf16/fused_ab-lstm-route-*), training on the fused kernels won at nearly
+# every size (2 threads 0.95-2.05x, the one loss B = 4, H = 512; 1 thread 0.92-1.96x, below 1
+# only at H = 64, B = 64 and three points within 4%), the default character model's shape
+# (B = 32, T = 64, H = 512) by 1.23x (2 threads) and 1.51x (1 thread); inference lost to oneDNN
+# from H = 128 on (0.54-0.99x), so it stays there as with AMX.
 _MAX_ROWS_FUSED_LSTM = 8
 
 
@@ -180,7 +195,12 @@ def fused_lstm_pays_bf16(batch: int, hidden: int, training: bool) -> bool:
     """Whether a call of a plain LSTM layer under CPU bfloat16 autocast (a training call, one
     that saves for backward, when ``training``) runs faster on the fused kernels than on
     oneDNN's bfloat16 LSTM (the comment above has the numbers)."""
-    if not training or not amx_bf16_usable():
+    if not training:
+        return False
+    kernel = bf16_products_kernel()
+    if kernel == "avx512_bf16":
+        return True
+    if kernel != "amx":
         return False
     threads = torch.get_num_threads()
     rows_per_thread = -(-batch // max(1, min(threads, batch)))
