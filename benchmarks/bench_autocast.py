@@ -1,10 +1,11 @@
 """rnnkit's layers under CPU bfloat16 autocast against torch.nn's under the same autocast, and
 against rnnkit with the bfloat16 paths turned off (``set_bf16_recurrence(False)``).
 
-Under ``torch.autocast("cpu", dtype=torch.bfloat16)`` on a CPU with AMX-BF16, an rnnkit LSTM
-layer (no projection, no lengths) runs oneDNN's bfloat16 LSTM, and every other layer (GRU,
-Elman, LSTM with a projection) runs its input projection in bfloat16 and, where they pay, its
-recurrent products as bfloat16 AMX tile products around a float32 state
+Under ``torch.autocast("cpu", dtype=torch.bfloat16)`` on a CPU with AMX-BF16 or AVX512-BF16,
+an rnnkit LSTM layer (no projection, no lengths) runs oneDNN's bfloat16 LSTM (training: the
+fused kernels where faster), and every other layer (GRU, Elman, LSTM with a projection) runs
+its input projection in bfloat16 and, where they pay, its recurrent products as bfloat16
+products (AMX tiles or AVX512-BF16 dot products) around a float32 state
 (``rnnkit/backends/lowered.py``). torch.nn's layers under the same autocast: LSTM on the
 same oneDNN primitive, GRU and RNN with every product, the recurrent ones too, in bfloat16.
 One call is a training call (forward, backward of the output's sum) or an inference call
@@ -86,9 +87,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--out", default=str(RESULTS / "autocast.json"))
     args = parser.parse_args()
-    if not lowered.cpu_has_amx_bf16():
-        raise SystemExit("this CPU has no AMX-BF16: rnnkit keeps float32 under CPU bfloat16 "
-                         "autocast here, so there is nothing to compare")
+    if not lowered.cpu_bf16_instructions():
+        raise SystemExit("this CPU has neither AMX-BF16 nor AVX512-BF16: rnnkit keeps float32 "
+                         "under CPU bfloat16 autocast here, so there is nothing to compare")
     torch.set_num_threads(args.threads)
     points = [(16, 128), (64, 128), (16, 256), (64, 256), (16, 512), (64, 512)]
     rows = []

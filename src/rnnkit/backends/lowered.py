@@ -1,5 +1,5 @@
-"""bfloat16 under CPU autocast: oneDNN's LSTM primitive on AMX for LSTM layers (the bfloat16
-route), bfloat16 products around a float32 state for the others.
+"""bfloat16 under CPU autocast: oneDNN's LSTM primitive for LSTM layers (the bfloat16 route),
+bfloat16 products around a float32 state for the others, on CPUs with AMX-BF16 or AVX512-BF16.
 
 Outside autocast a layer's recurrence runs in its parameters' dtype (float32 on the fused
 kernels): rounding the state to bfloat16 at each of T steps is a loss of accuracy the user did
@@ -18,20 +18,24 @@ The output stays bfloat16, as autocast's own ops return; the final state is cast
 parameters' dtype so a carried state keeps the type it would have without autocast.
 
 What it runs: LSTM cells without a projection, no ``lengths`` (oneDNN has no per-sequence
-lengths), either direction, with or without gradients, on a CPU with AMX-BF16 (without it
-oneDNN emulates bfloat16 and is slower than float32), when the layer's backend is ``"auto"``
-and :func:`set_bf16_recurrence` has not turned it off.
+lengths), either direction, with or without gradients, on a CPU that multiplies bfloat16
+natively (:func:`cpu_bf16_instructions`: AMX-BF16, or AVX512-BF16 as on AMD Zen 4, where
+torch.mm in bfloat16 ran at 2.4x float32; without either oneDNN emulates bfloat16 and is slower
+than float32), when the layer's backend is ``"auto"`` and :func:`set_bf16_recurrence` has not
+turned it off. Training calls take the fused kernels instead where those are faster
+(``fused.backend.fused_lstm_pays_bf16``: on AVX512-BF16 CPUs, all of them).
 
 The other layers on such a CPU (GRU, Elman, an LSTM with a projection or ``lengths``) run the
 products in bfloat16 and keep the state float32. The input projection, a feed-forward product
 over all T x B rows that autocast would lower for any ``nn.Linear``, runs as a bfloat16 GEMM
 (:func:`run_projection_bf16`), and on the fused backend the recurrent products of every step
-run as bfloat16 AMX tile products summed in float32 (``csrc/gemm_amx.h``), where they pay
+run as bfloat16 products summed in float32 (AMX tiles, ``csrc/gemm_amx.h``, or AVX512-BF16 dot
+products, ``csrc/gemm_avx512bf16.h``), where they pay
 (``fused.backend.bf16_products_pay``: enough rows per thread and a wide enough weight):
 
-    gates_x = bf16(x) bf16(W_ih)^T + bf16(b_ih)        (T, B, G), bfloat16 GEMM on AMX
+    gates_x = bf16(x) bf16(W_ih)^T + bf16(b_ih)        (T, B, G), oneDNN's bfloat16 GEMM
     h_t = cell(float32(gates_x_t), h_{t-1}), with       float32 state and gate math
-          h_{t-1} W_hh^T = bf16(h_{t-1}) bf16(W_hh)^T   summed in float32, per step on AMX tiles
+          h_{t-1} W_hh^T = bf16(h_{t-1}) bf16(W_hh)^T   summed in float32, per step (tiles or dots)
 
 In backward the products by W_hh are rounded the same way and dW_hh is one bfloat16 product
 over all T x B rows. torch.nn.GRU, RNN and LSTM with a projection under the same autocast also
