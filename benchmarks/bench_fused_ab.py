@@ -8,8 +8,8 @@ process (so machine drift hits both sides alike):
   the table says which one the shipped rule picks at each point;
 * ``engine``: the dense engine (``rnnkit.backends.fused.set_dense_engine``) "mkl" vs "packed",
   training and inference steps of each cell; the table says which one the host rule picks;
-* ``bf16``: under CPU bfloat16 autocast on AMX, the recurrent products as bfloat16 tile
-  products (forced on) vs the float32 GEMM, both after the bfloat16 input projection, over B
+* ``bf16``: under CPU bfloat16 autocast, the recurrent products in bfloat16 (AMX tiles, or
+  AVX512-BF16 dot products; forced on) vs the float32 GEMM, both after the bfloat16 input projection, over B
   and H; the table says which one the shipped rule (``bf16_products_pay``) picks;
 * ``lstm-route``: under the same autocast, a plain LSTM layer on the fused kernels (bfloat16
   projection, then tile products where ``bf16_products_pay``, float32 state) vs oneDNN's
@@ -155,7 +155,7 @@ def engine_rows(repeats: int) -> list[dict]:
 
 
 def bf16_rows(repeats: int) -> list[dict]:
-    """bfloat16 tile products forced on (A) vs the float32 recurrent GEMM (B), under autocast."""
+    """bfloat16 products forced on (A) vs the float32 recurrent GEMM (B), under autocast."""
     from rnnkit.backends.fused import backend as fused_backend
 
     if not fused.bf16_products_kernel():
@@ -170,6 +170,7 @@ def bf16_rows(repeats: int) -> list[dict]:
 
     shipped = BACKENDS["fused"]
     float32_products = dataclasses.replace(shipped, run_bf16_products=None)
+    bf16_kind = "bf16 tiles" if fused.amx_bf16_usable() else "bf16 dots"  # AVX512-BF16
 
     def switch(tiles: bool) -> None:
         BACKENDS["fused"] = shipped if tiles else float32_products
@@ -201,9 +202,9 @@ def bf16_rows(repeats: int) -> list[dict]:
                     for mode, run in (("train", train), ("infer", infer)):
                         tiles, full = interleaved(run, run, switch, repeats)
                         rows.append({"test": f"bf16-{mode}", "cell": kind + ("-proj" if options else ""),
-                                     "B": batch, "H": hidden, "A (bf16 tiles) ms": tiles * 1e3,
+                                     "B": batch, "H": hidden, "A (bf16) ms": tiles * 1e3,
                                      "B (float32) ms": full * 1e3, "ratio": full / tiles,
-                                     "shipped": "bf16 tiles" if picks else "float32"})
+                                     "shipped": bf16_kind if picks else "float32"})
     finally:
         BACKENDS["fused"] = shipped
         set_limits(limits)

@@ -139,8 +139,9 @@ def fused_scan_bf16(cell, gates_x: torch.Tensor, state0: NamedTuple, lengths=Non
 # errs towards float32, which is also the more accurate.
 # The AVX512-BF16 dot products (no AMX; the 2-core AMD Zen 4 host of 2026-12-04, same benchmark,
 # results/zen4-avx512bf16/fused_ab-bf16-*) have no 16-row tiles to fill: with 8 or more rows per
-# thread they won at every width from 32 to 512 (1.01-1.64x; training 1.08-1.61x), and with
-# fewer they lost or tied (B = 1: 0.52-1.15x; B = 4: 0.77-1.28x, inference mostly below 1), as
+# thread they won at every width from 32 to 512 (training 1.12-1.75x, inference 1.10-1.60x but
+# for one 0.94), and with fewer they lost or tied (2 threads: 0.47-1.26x, inference mostly below
+# 1; 1 thread: 0.67-1.22x), as
 # the float32 GEMM splits a few rows' product over both threads' columns and they do not. So
 # there the rule is the row count alone.
 _MIN_ROWS_BF16 = 8
@@ -184,10 +185,9 @@ def bf16_products_pay(batch: int, width: int, weight_values: int) -> bool:
 # sizes (0.44-0.97x).
 # With AVX512-BF16 dot products instead of tiles (the Zen 4 host of 2026-12-04,
 # results/zen4-avx512bf16/fused_ab-lstm-route-*), training on the fused kernels won at nearly
-# every size (2 threads 0.95-2.05x, the one loss B = 4, H = 512; 1 thread 0.92-1.96x, below 1
-# only at H = 64, B = 64 and three points within 4%), the default character model's shape
-# (B = 32, T = 64, H = 512) by 1.23x (2 threads) and 1.51x (1 thread); inference lost to oneDNN
-# from H = 128 on (0.54-0.99x), so it stays there as with AMX.
+# every size (2 threads 1.05-2.12x; 1 thread 0.95-2.18x, the few points below 1 within 5%),
+# B = 1 by 1.4-2.2x; inference lost to oneDNN at most sizes (0.58-1.34x, median 0.87-0.93), so
+# it stays there as with AMX.
 _MAX_ROWS_FUSED_LSTM = 8
 
 
