@@ -141,9 +141,8 @@ def fused_scan_bf16(cell, gates_x: torch.Tensor, state0: NamedTuple, lengths=Non
 # results/zen4-avx512bf16/fused_ab-bf16-*) have no 16-row tiles to fill: with 8 or more rows per
 # thread they won at every width from 32 to 512 (training 1.12-1.75x, inference 1.10-1.60x but
 # for one 0.94), and with fewer they lost or tied (2 threads: 0.47-1.26x, inference mostly below
-# 1; 1 thread: 0.67-1.22x), as
-# the float32 GEMM splits a few rows' product over both threads' columns and they do not. So
-# there the rule is the row count alone.
+# 1; 1 thread: 0.67-1.22x), as the float32 GEMM splits a few rows' product over both threads'
+# columns and they do not. So there the rule is the row count alone.
 _MIN_ROWS_BF16 = 8
 _MIN_WIDTH_BF16 = 128
 _LARGE_WEIGHT_BF16 = 400_000
