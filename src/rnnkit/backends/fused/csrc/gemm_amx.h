@@ -171,8 +171,7 @@ class Bf16Product {
     if (tiles_) {
       multiply_on_tiles((M + 15) / 16 * 16);
     } else {
-      dot_bf16_multiply(M, a_.data(), B_.K_pad, B_.N_pad,
-                        [this](int64_t nb) { return B_.column_block(nb); }, c_.data());
+      dot_bf16_multiply(M, a_.data(), B_.K_pad, B_.N_pad, B_.data.data(), c_.data());
     }
     const int64_t N = B_.N;
     for (int64_t m = 0; m < M; ++m) {

@@ -62,15 +62,15 @@ inline void dot_bf16_block(const uint16_t* a, int64_t K_pad, const uint16_t* b0,
   }
 }
 
-// The product of M rows of a (bfloat16, K_pad per row) with the packed weight whose column block
-// nb starts at column_block(nb) (each K_pad / 2 pair rows of 32 values), into c (M x N_pad
-// float32, row stride N_pad).
-template <typename ColumnBlock>
+// The product of M rows of a (bfloat16, K_pad per row) with the packed weight b (PackedBf16::data:
+// N_pad / 16 column blocks of K_pad / 2 pair rows of 32 values each, adjacent), into c
+// (M x N_pad float32, row stride N_pad).
 inline void dot_bf16_multiply(int64_t M, const uint16_t* a, int64_t K_pad, int64_t N_pad,
-                              ColumnBlock column_block, float* c) {
+                              const uint16_t* b, float* c) {
+  const int64_t block_values = K_pad * 16;  // one column block: K_pad / 2 pair rows x 32
   for (int64_t nb = 0; nb < N_pad / 16; nb += 2) {
-    const uint16_t* b0 = column_block(nb);
-    const uint16_t* b1 = column_block(nb + 1);
+    const uint16_t* b0 = b + nb * block_values;
+    const uint16_t* b1 = b0 + block_values;
     int64_t m = 0;
     for (; m + 8 <= M; m += 8)
       dot_bf16_block<8>(a + m * K_pad, K_pad, b0, b1, c + m * N_pad + nb * 16, N_pad);
