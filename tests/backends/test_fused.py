@@ -430,6 +430,32 @@ def test_dense_ops_match_torch_and_pass_opcheck(dtype, rows, features, outputs, 
 
 
 @requires_fused
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("layout", ["contiguous", "transposed"])
+@pytest.mark.parametrize("steps, batch", [(5, 3), (100, 16)], ids=["at::mm", "packed"])
+def test_linear_takes_leading_dims(dtype, layout, steps, batch):
+    """rnnkit::linear on (T, B, I), as a layer's projection calls it, flattening below autograd:
+    the same values and gradients as torch's linear on the same 3-D tensor, also for a
+    transposed (batch-first) view whose rows are not contiguous; opcheck on both."""
+    torch.manual_seed(10)
+    x = torch.randn(steps, batch, 70, dtype=dtype)
+    if layout == "transposed":
+        x = x.transpose(0, 1)
+    x.requires_grad_(True)
+    weight = torch.randn(130, 70, dtype=dtype, requires_grad=True)
+    bias = torch.randn(130, dtype=dtype, requires_grad=True)
+    ours = torch.ops.rnnkit.linear(x, weight, bias)
+    expected = torch.nn.functional.linear(x, weight, bias)
+    assert ours.shape == expected.shape and ours._base is None
+    assert_close(ours, expected)
+    grad = torch.randn_like(expected)
+    for a, b in zip(torch.autograd.grad(ours, (x, weight, bias), grad),
+                    torch.autograd.grad(expected, (x, weight, bias), grad)):
+        assert_close(a, b, grad=True)
+    torch.library.opcheck(torch.ops.rnnkit.linear, (x, weight, bias))
+
+
+@requires_fused
 @pytest.mark.parametrize("kind", ["lstm", "lstm_proj", "gru", "rnn_tanh"])
 def test_fused_equals_reference_under_each_dense_engine(kind, dense_engine):
     """Large enough (160 rows x 96 units: >= 1M multiply-adds each, even for the Elman cell)

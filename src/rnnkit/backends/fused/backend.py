@@ -37,8 +37,7 @@ def fused_project(cell, x: torch.Tensor) -> torch.Tensor:
     """
     if x.dtype != torch.float32:
         return cell.project_input(x)
-    flat = torch.ops.rnnkit.linear(x.reshape(-1, x.size(-1)), cell.weight_ih, cell.bias_ih)
-    return flat.view(*x.shape[:-1], flat.size(-1))
+    return torch.ops.rnnkit.linear(x, cell.weight_ih, cell.bias_ih)
 
 
 def needs_grad(cell, *tensors) -> bool:

@@ -96,5 +96,5 @@ def _matmul_fake(a, b):
 
 @torch.library.register_fake("rnnkit::linear")
 def _linear_fake(x, weight, bias):
-    return x.new_empty(x.shape[0], weight.shape[0])
+    return x.new_empty(*x.shape[:-1], weight.shape[0])
 

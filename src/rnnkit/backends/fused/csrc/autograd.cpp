@@ -239,7 +239,7 @@ struct MatmulFunction : torch::autograd::Function<MatmulFunction> {
   }
 };
 
-// y = x W^T + b: dx = dy W, dW = dy^T x, db = sum over rows of dy.
+// y = x W^T + b (x (..., I)): dx = dy W, dW = dy^T x, db = sum over rows of dy.
 struct LinearFunction : torch::autograd::Function<LinearFunction> {
   static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& weight,
                         const optional<Tensor>& bias) {
@@ -252,11 +252,18 @@ struct LinearFunction : torch::autograd::Function<LinearFunction> {
 
   static variable_list backward(AutogradContext* ctx, variable_list grads) {
     const auto s = ctx->get_saved_variables();
-    const Tensor& grad = grads[0];
+    const Tensor &x = s[0], &weight = s[1];
+    // x may be (..., I): the products run on its rows, (N, I), and dy's, (N, G). dy made
+    // contiguous: an expanded one (of output.sum()) would take another route through matmul
+    // than the materialized one AOT autograd passes, and round differently.
+    const Tensor grad = grads[0].contiguous().view({-1, grads[0].size(-1)});
     // needs_input_grad counts tensor inputs only: x, weight, then bias when present.
     const bool bias_grad = ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2);
-    return {ctx->needs_input_grad(0) ? call_matmul(grad, s[1]) : Tensor(),
-            ctx->needs_input_grad(1) ? call_matmul(grad.t(), s[0]) : Tensor(),
+    Tensor grad_x;
+    if (ctx->needs_input_grad(0)) grad_x = call_matmul(grad, weight).view(x.sizes());
+    return {grad_x,
+            ctx->needs_input_grad(1) ? call_matmul(grad.t(), x.reshape({-1, x.size(-1)}))
+                                     : Tensor(),
             bias_grad ? grad.sum(0) : Tensor()};
   }
 };

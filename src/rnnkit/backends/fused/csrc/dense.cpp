@@ -68,18 +68,39 @@ at::Tensor matmul(const at::Tensor& a, const at::Tensor& b) {
   return out;
 }
 
-// x (N, I), weight (G, I), bias (G) -> x @ weight^T + bias (N, G)
-at::Tensor linear(const at::Tensor& x, const at::Tensor& weight, const c10::optional<at::Tensor>& bias) {
-  if (!packable(x, weight.numel(), weight.size(0), /*projection=*/true))
-    return dense_mm(x, weight.t(), bias);
+// Leading dims flattened: (..., I) -> (N, I). Here, below autograd, rather than in Python: a
+// view of a tensor that requires grad is an autograd node, built and run in backward, and at
+// batch 1 the two views around a layer's projection cost ~5 us of a ~60 us forward.
+at::Tensor rows_of(const at::Tensor& x) { return x.dim() == 2 ? x : x.reshape({-1, x.size(-1)}); }
+
+// Output sizes (..., N) for an input (..., K).
+std::vector<int64_t> with_last(const at::Tensor& x, int64_t N) {
+  std::vector<int64_t> sizes(x.sizes().begin(), x.sizes().end());
+  sizes.back() = N;
+  return sizes;
+}
+
+// x (..., I), weight (G, I), bias (G) -> x @ weight^T + bias (..., G)
+at::Tensor linear(const at::Tensor& x_any, const at::Tensor& weight,
+                  const c10::optional<at::Tensor>& bias) {
+  TORCH_CHECK(x_any.dim() >= 2, "rnnkit::linear: x must be (..., I) with at least 2 dims; got ",
+              x_any.dim());
+  const at::Tensor x = rows_of(x_any);
   const int64_t M = x.size(0), N = weight.size(0);
-  at::Tensor out = pooled_empty({M, N}, x.options());
-  const at::Tensor b = bias.has_value() && bias->defined() ? bias->contiguous() : at::Tensor();
-  AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnkit_linear", [&] {
-    packed_product<scalar_t>(x, weight.data_ptr<scalar_t>(), weight.size(1), N, weight.stride(1),
-                             weight.stride(0), b.defined() ? b.data_ptr<scalar_t>() : nullptr, out);
-  });
-  return out;
+  at::Tensor out;
+  if (!packable(x, weight.numel(), N, /*projection=*/true)) {
+    out = dense_mm(x, weight.t(), bias);
+  } else {
+    out = pooled_empty({M, N}, x.options());
+    const at::Tensor b = bias.has_value() && bias->defined() ? bias->contiguous() : at::Tensor();
+    AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnkit_linear", [&] {
+      packed_product<scalar_t>(x, weight.data_ptr<scalar_t>(), weight.size(1), N,
+                               weight.stride(1), weight.stride(0),
+                               b.defined() ? b.data_ptr<scalar_t>() : nullptr, out);
+    });
+  }
+  // _unsafe_view: the result is the op's own tensor, not marked as a view of a temporary.
+  return x_any.dim() == 2 ? out : at::_unsafe_view(out, with_last(x_any, N));
 }
 
 bool onednn_usable() { return onednn_matmul_usable(); }
