@@ -474,6 +474,39 @@ def test_fused_equals_reference_under_each_dense_engine(kind, dense_engine):
         assert_close(a, b, grad=True)
 
 
+# The float32 activations (csrc/activations.h) against float64 torch, read from the activated
+# gates an LSTM forward saves: with W_hh = 0 and a zero state they are sigmoid and tanh of
+# gates_x itself (i, f, o: sigmoid; g: tanh). Bounds: a few float32 ulps at 1 (the kernels'
+# exp is a degree-5 polynomial; measured 1.4e-7 and 2.7e-7 with AVX-512). NaN propagates,
+# +-inf saturate. A script, so that the builds for other targets run it too.
+_ACTIVATIONS_CHECK = textwrap.dedent("""
+    import torch
+    def check_float32_activations():
+        values = torch.cat([torch.linspace(-30, 30, 100_000),
+                            torch.tensor([float("inf"), -float("inf"), float("nan"), -88.5, 88.5,
+                                          -200.0, 0.0, 1e-30])])
+        H = 16
+        values = torch.cat([values, values[: (-values.numel()) % H]]).view(-1, H)
+        gates_x = values.repeat(1, 4).unsqueeze(0).contiguous()
+        zeros = torch.zeros(values.size(0), H)
+        gates = torch.ops.rnnkit.lstm_forward(gates_x, zeros, zeros, torch.zeros(4 * H, H), None,
+                                              None, None, False, True, False)[3][0].double()
+        exact = values.double()
+        for ours, expected, bound in ((gates[:, :H], exact.sigmoid(), 2.5e-7),
+                                      (gates[:, 2 * H:3 * H], exact.tanh(), 4e-7)):
+            assert torch.equal(ours.isnan(), expected.isnan())
+            error = (ours - expected).nan_to_num().abs().max().item()
+            assert error <= bound, (error, bound)
+""")
+exec(_ACTIVATIONS_CHECK)
+
+
+@requires_fused
+def test_float32_activations_are_accurate():
+    """Native build: see _ACTIVATIONS_CHECK."""
+    check_float32_activations()  # noqa: F821 (defined by the exec above)
+
+
 _PORTABLE_SCRIPT = textwrap.dedent("""
     import torch, rnnkit
     from rnnkit.backends import BACKENDS
@@ -497,6 +530,8 @@ _PORTABLE_SCRIPT = textwrap.dedent("""
             tol = 1e-4 if dtype == torch.float32 else 1e-10
             for a, b in zip(*results):
                 assert torch.allclose(a, b, atol=tol, rtol=tol), (make.__name__, dtype)
+""") + _ACTIVATIONS_CHECK + textwrap.dedent("""
+    check_float32_activations()
     print("build ok")
 """)
 
