@@ -36,13 +36,8 @@ std::tuple<Tensor, Tensor> forward_impl(const Tensor& gates_x, const Tensor& h0,
     RecurrentProduct<T> recurrent(w_hh, M);
     for (int64_t s = 0; s < steps_n; ++s) {
       const int64_t t = steps.time(s);
-      for (int64_t b = b0; b < b1; ++b) {
-        T* row = pre.data() + (b - b0) * H;
-        const T* src = gates_rows.row(t, b, x_row.data());
-        RNNKIT_NO_ALIAS
-        for (int64_t u = 0; u < H; ++u) row[u] = src[u] + (b_hh ? b_hh[u] : T(0));
-      }
-      recurrent(M, h + b0 * H, H, pre.data(), H);
+      // h W_hh^T + b_hh written fresh, gates_x added below as its row is read (as in lstm.cpp).
+      recurrent(M, h + b0 * H, H, pre.data(), H, /*overwrite=*/true, b_hh);
       const int64_t t_next = steps.time_after(s);
       for (int64_t b = b0; b < b1; ++b) {
         if (t_next >= 0) gates_rows.prefetch_row(t_next, b);
@@ -52,6 +47,9 @@ std::tuple<Tensor, Tensor> forward_impl(const Tensor& gates_x, const Tensor& h0,
           continue;
         }
         T* row = pre.data() + (b - b0) * H;
+        const T* x = gates_rows.row(t, b, x_row.data());
+        RNNKIT_NO_ALIAS
+        for (int64_t u = 0; u < H; ++u) row[u] += x[u];
         if (relu) {
           RNNKIT_NO_ALIAS
           for (int64_t u = 0; u < H; ++u) row[u] = row[u] > T(0) ? row[u] : T(0);

@@ -18,11 +18,18 @@ namespace {
 using at::Tensor;
 using c10::optional;
 
-// The cell update of one row, in one pass: g holds the pre-activations i | f | g | o (4H),
-// c the cell (updated), m receives o * tanh(c'); saved_gates / saved_cells (training) receive
-// the activated gates and c'. Generic version: one array pass per activation.
+// The cell update of one row, in one pass: g holds the pre-activations i | f | g | o (4H)
+// without gates_x, which is added as they are read (gx, the row of gates_x; null when g already
+// holds it), c the cell (updated), m receives o * tanh(c'); saved_gates / saved_cells
+// (training) receive the activated gates and c'. Generic version: one array pass per
+// activation.
 template <typename T>
-inline void cell_row(T* g, T* c, T* m, T* saved_gates, T* saved_cells, int64_t H, T* tanh_c) {
+inline void cell_row(T* g, const T* gx, T* c, T* m, T* saved_gates, T* saved_cells, int64_t H,
+                     T* tanh_c) {
+  if (gx) {
+    RNNKIT_NO_ALIAS
+    for (int64_t j = 0; j < 4 * H; ++j) g[j] += gx[j];
+  }
   sigmoid_array(g, g, 2 * H);
   tanh_array(g + 2 * H, g + 2 * H, H);
   sigmoid_array(g + 3 * H, g + 3 * H, H);
@@ -40,12 +47,17 @@ inline void cell_row(T* g, T* c, T* m, T* saved_gates, T* saved_cells, int64_t H
 #if RNNKIT_AVX512
 // float32: everything for 16 units stays in registers.
 template <>
-inline void cell_row<float>(float* g, float* c, float* m, float* saved_gates, float* saved_cells,
-                            int64_t H, float*) {
+inline void cell_row<float>(float* g, const float* gx, float* c, float* m, float* saved_gates,
+                            float* saved_cells, int64_t H, float*) {
+  // pre-activation of gate k (0..3) for units u..u+n
+  auto pre = [&](int k, int64_t u, int n) {
+    const __m512 v = vload(g + k * H + u, n);
+    return gx ? _mm512_add_ps(v, vload(gx + k * H + u, n)) : v;
+  };
   for (int64_t u = 0; u < H; u += 16) {
     const int n = (int)std::min<int64_t>(16, H - u);
-    const __m512 i = vsigmoid(vload(g + u, n)), f = vsigmoid(vload(g + H + u, n));
-    const __m512 gg = vtanh(vload(g + 2 * H + u, n)), o = vsigmoid(vload(g + 3 * H + u, n));
+    const __m512 i = vsigmoid(pre(0, u, n)), f = vsigmoid(pre(1, u, n));
+    const __m512 gg = vtanh(pre(2, u, n)), o = vsigmoid(pre(3, u, n));
     const __m512 c_new = _mm512_fmadd_ps(f, vload(c + u, n), _mm512_mul_ps(i, gg));
     vstore(c + u, c_new, n);
     vstore(m + u, _mm512_mul_ps(o, vtanh(c_new)), n);
@@ -62,12 +74,16 @@ inline void cell_row<float>(float* g, float* c, float* m, float* saved_gates, fl
 #if RNNKIT_AVX2
 // float32 on 256-bit vectors: the same single pass, 8 units at a time.
 template <>
-inline void cell_row<float>(float* g, float* c, float* m, float* saved_gates, float* saved_cells,
-                            int64_t H, float*) {
+inline void cell_row<float>(float* g, const float* gx, float* c, float* m, float* saved_gates,
+                            float* saved_cells, int64_t H, float*) {
+  auto pre = [&](int k, int64_t u, int n) {
+    const __m256 v = vload(g + k * H + u, n);
+    return gx ? _mm256_add_ps(v, vload(gx + k * H + u, n)) : v;
+  };
   for (int64_t u = 0; u < H; u += 8) {
     const int n = (int)std::min<int64_t>(8, H - u);
-    const __m256 i = vsigmoid(vload(g + u, n)), f = vsigmoid(vload(g + H + u, n));
-    const __m256 gg = vtanh(vload(g + 2 * H + u, n)), o = vsigmoid(vload(g + 3 * H + u, n));
+    const __m256 i = vsigmoid(pre(0, u, n)), f = vsigmoid(pre(1, u, n));
+    const __m256 gg = vtanh(pre(2, u, n)), o = vsigmoid(pre(3, u, n));
     const __m256 c_new = _mm256_fmadd_ps(f, vload(c + u, n), _mm256_mul_ps(i, gg));
     vstore(c + u, c_new, n);
     vstore(m + u, _mm256_mul_ps(o, vtanh(c_new)), n);
@@ -144,19 +160,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> forward_impl(
       if (input) {
         gemm(M, input->x + t * input->stride_t + b0 * input->stride_b, input->stride_b,
              input->w_packed, pre.data(), G, /*overwrite=*/true, input->bias.data());
+        recurrent(M, h + b0 * P, P, pre.data(), G);
       } else {
-        for (int64_t b = b0; b < b1; ++b) {
-          T* row = pre.data() + (b - b0) * G;
-          const T* src = gates_rows.row(t, b, x_row.data());
-          if (b_hh) {
-            RNNKIT_NO_ALIAS
-            for (int64_t j = 0; j < G; ++j) row[j] = src[j] + b_hh[j];
-          } else {
-            std::memcpy(row, src, G * sizeof(T));
-          }
-        }
+        // h W_hh^T + b_hh written fresh; the cell adds the row of gates_x as it reads it. A
+        // separate pass copying gates_x + b_hh into pre for the product to accumulate onto was
+        // a fifth of the step's pointwise time at H = 32 (perf).
+        recurrent(M, h + b0 * P, P, pre.data(), G, /*overwrite=*/true, b_hh);
       }
-      recurrent(M, h + b0 * P, P, pre.data(), G);
       const int64_t t_next = steps.time_after(s);
       for (int64_t b = b0; b < b1; ++b) {
         if (t_next >= 0) {
@@ -169,7 +179,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> forward_impl(
           continue;
         }
         T* mb = proj ? m.data() + (b - b0) * H : h + b * P;
-        cell_row<T>(pre.data() + (b - b0) * G, c + b * H, mb,
+        cell_row<T>(pre.data() + (b - b0) * G,
+                    input ? nullptr : gates_rows.row(t, b, x_row.data()), c + b * H, mb,
                     training ? saved_gates + (t * B + b) * G : nullptr,
                     training ? saved_cells + (t * B + b) * H : nullptr, H, tanh_c.data());
         if (!proj) std::memcpy(out_row, mb, H * sizeof(T));
