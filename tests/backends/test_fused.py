@@ -417,16 +417,23 @@ def test_dense_ops_match_torch_and_pass_opcheck(dtype, rows, features, outputs, 
     x = torch.randn(rows, features, dtype=dtype, requires_grad=True)
     weight = torch.randn(outputs, features, dtype=dtype, requires_grad=True)
     bias = torch.randn(outputs, dtype=dtype, requires_grad=True)
+    _assert_linear_matches_torch(x, weight, bias)
+    torch.library.opcheck(torch.ops.rnnkit.linear, (x, weight, None))
+    torch.library.opcheck(torch.ops.rnnkit.matmul, (x, weight.t()))
+
+
+def _assert_linear_matches_torch(x, weight, bias):
+    """rnnkit::linear against torch's linear: output (shape, not a view), every gradient, and
+    opcheck."""
     ours = torch.ops.rnnkit.linear(x, weight, bias)
     expected = torch.nn.functional.linear(x, weight, bias)
+    assert ours.shape == expected.shape and ours._base is None
     assert_close(ours, expected)
     grad = torch.randn_like(expected)
     for a, b in zip(torch.autograd.grad(ours, (x, weight, bias), grad),
                     torch.autograd.grad(expected, (x, weight, bias), grad)):
         assert_close(a, b, grad=True)
     torch.library.opcheck(torch.ops.rnnkit.linear, (x, weight, bias))
-    torch.library.opcheck(torch.ops.rnnkit.linear, (x, weight, None))
-    torch.library.opcheck(torch.ops.rnnkit.matmul, (x, weight.t()))
 
 
 @requires_fused
@@ -444,15 +451,7 @@ def test_linear_takes_leading_dims(dtype, layout, steps, batch):
     x.requires_grad_(True)
     weight = torch.randn(130, 70, dtype=dtype, requires_grad=True)
     bias = torch.randn(130, dtype=dtype, requires_grad=True)
-    ours = torch.ops.rnnkit.linear(x, weight, bias)
-    expected = torch.nn.functional.linear(x, weight, bias)
-    assert ours.shape == expected.shape and ours._base is None
-    assert_close(ours, expected)
-    grad = torch.randn_like(expected)
-    for a, b in zip(torch.autograd.grad(ours, (x, weight, bias), grad),
-                    torch.autograd.grad(expected, (x, weight, bias), grad)):
-        assert_close(a, b, grad=True)
-    torch.library.opcheck(torch.ops.rnnkit.linear, (x, weight, bias))
+    _assert_linear_matches_torch(x, weight, bias)
 
 
 @requires_fused
