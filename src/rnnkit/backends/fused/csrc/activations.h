@@ -28,11 +28,11 @@ constexpr float kExpPolynomial[6] = {8.297654800e-03f, 4.191538319e-02f, 1.66675
 // float32), where the degree-7 Taylor polynomial used before spent two more FMAs on a truncation
 // error of 1e-8 that float32 cannot show: at H <= 64 the activations are about half of a
 // recurrence step. The clamp keeps r finite for +-inf; operand order makes min/max return x
-// when x is NaN, so a NaN propagates instead of being clamped into a number. `high` is the
-// clamp's upper end: 89 lets e^x overflow to inf where it should; callers that need e^x finite
-// pass less (see vsigmoid).
-inline __m512 vexp(__m512 x, float high = 89.f) {
-  x = _mm512_max_ps(_mm512_set1_ps(-104.f), _mm512_min_ps(_mm512_set1_ps(high), x));
+// when x is NaN, so a NaN propagates instead of being clamped into a number. The upper end, 88,
+// keeps e^x finite (1.7e38; e^89 would overflow): sigmoid, the only caller, needs 1 + e^-x
+// finite for its reciprocal (see vreciprocal).
+inline __m512 vexp(__m512 x) {
+  x = _mm512_max_ps(_mm512_set1_ps(-104.f), _mm512_min_ps(_mm512_set1_ps(88.f), x));
   const __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
                                         _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
@@ -48,11 +48,10 @@ inline __m512 vreciprocal(__m512 d) {
   const __m512 r = _mm512_rcp14_ps(d);
   return _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.f)));
 }
-// e^-x is clamped at e^88 (finite, 1.7e38) so that 1 + e^-x stays finite: sigmoid(x) for
-// x < -88 is then ~6e-39 or 0 instead of its true value below 6e-39.
+// With e^-x at most e^88, sigmoid(x) for x < -88 is ~6e-39 instead of its true value below.
 inline __m512 vsigmoid(__m512 x) {
   const __m512 one = _mm512_set1_ps(1.f);
-  return vreciprocal(_mm512_add_ps(one, vexp(_mm512_sub_ps(_mm512_setzero_ps(), x), 88.f)));
+  return vreciprocal(_mm512_add_ps(one, vexp(_mm512_sub_ps(_mm512_setzero_ps(), x))));
 }
 // tanh(x) = 2 sigmoid(2x) - 1: absolute error ~1e-7 everywhere, the scale float32 resolves at 1.
 inline __m512 vtanh(__m512 x) {

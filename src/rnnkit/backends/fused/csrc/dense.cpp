@@ -69,8 +69,9 @@ at::Tensor matmul(const at::Tensor& a, const at::Tensor& b) {
 }
 
 // Leading dims flattened: (..., I) -> (N, I). Here, below autograd, rather than in Python: a
-// view of a tensor that requires grad is an autograd node, built and run in backward, and at
-// batch 1 the two views around a layer's projection cost ~5 us of a ~60 us forward.
+// view of a tensor that requires grad is an autograd node, built in forward and run in
+// backward, and the two views around a layer's projection were ~12 us of a 124 us LSTM layer
+// forward at batch 1 (H = 32, T = 100).
 at::Tensor rows_of(const at::Tensor& x) { return x.dim() == 2 ? x : x.reshape({-1, x.size(-1)}); }
 
 // Output sizes (..., N) for an input (..., K).
