@@ -337,6 +337,25 @@ def test_build_failure_falls_back_to_reference(tmp_path, env, expected):
     assert "fallback ok" in result.stdout
 
 
+def test_builds_read_a_copy_of_the_sources(tmp_path):
+    """The compiler gets the sources from a copy under the build's own (content-named) folder,
+    so another checkout of the same code maps to the same paths and reuses the build: the copy
+    holds every source and header byte for byte, and a second call (another checkout of the
+    same code) returns the same paths and leaves the copy alone."""
+    from rnnkit.backends.fused.build import SOURCE_DIR, SOURCES, sources_for_build
+
+    paths = sources_for_build(str(tmp_path), SOURCES)
+    assert paths == [str(tmp_path / "src" / source) for source in SOURCES]
+    copied = sorted((tmp_path / "src").iterdir())
+    originals = sorted([SOURCE_DIR / source for source in SOURCES] + list(SOURCE_DIR.glob("*.h")))
+    assert [p.name for p in copied] == [p.name for p in originals]
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(copied, originals))
+    stamps = [p.stat().st_mtime_ns for p in copied]
+    assert sources_for_build(str(tmp_path), SOURCES) == paths
+    assert [p.stat().st_mtime_ns for p in sorted((tmp_path / "src").iterdir())] == stamps
+    assert [p.name for p in tmp_path.iterdir()] == ["src"]  # no staging folder left behind
+
+
 @requires_fused
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("batch", [2, 9])

@@ -4,7 +4,9 @@ The sources in ``csrc/`` are compiled on first use with ``torch.utils.cpp_extens
 ninja) for the host CPU (``-march=native``: AVX-512 kernels where the CPU has it, a portable
 compiler-vectorized kernel otherwise; ``RNNKIT_FUSED_ARCH`` overrides the target) and cached
 under torch's extension directory, keyed by a hash of sources, headers and flags, so later
-processes only load the library. Nothing is built at import time.
+processes only load the library. The compiler reads a copy of the sources kept beside the build
+(:func:`sources_for_build`), not the checkout's files, so two checkouts with the same sources
+share one build. Nothing is built at import time.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import hashlib
 import logging
 import os
 import pathlib
+import shutil
+import tempfile
 import threading
 
 log = logging.getLogger("rnnkit.backends")
@@ -45,6 +49,27 @@ def _source_hash(sources: tuple[str, ...] = SOURCES) -> str:
     return digest.hexdigest()[:12]
 
 
+def sources_for_build(folder: str, sources: tuple[str, ...]) -> list[str]:
+    """Paths of ``sources`` in a copy of csrc/ (sources and headers) under ``folder``, made once.
+
+    Why a copy: torch's build file names each source by its absolute path, so a second checkout
+    of the same code (a fresh clone for a CI check, a worktree) rewrote the build file with its
+    own paths and recompiled everything, about a minute, and the first checkout then did the
+    same. ``folder`` is the build's own directory, already named by the content hash.
+    """
+    copy = pathlib.Path(folder) / "src"
+    if not copy.is_dir():
+        os.makedirs(folder, exist_ok=True)
+        staging = tempfile.mkdtemp(prefix="src-", dir=folder)
+        for path in [SOURCE_DIR / source for source in sources] + sorted(SOURCE_DIR.glob("*.h")):
+            shutil.copy2(path, staging)
+        try:
+            os.rename(staging, copy)  # atomic; another process may have won the race
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+    return [str(copy / source) for source in sources]
+
+
 def build_library(build_directory: str | None = None, verbose: bool = False) -> str:
     """Compile (if needed) and load the kernels; returns the library path. Raises on failure."""
     from torch.utils import cpp_extension
@@ -55,7 +80,7 @@ def build_library(build_directory: str | None = None, verbose: bool = False) -> 
         log.info("rnnkit: building the fused CPU kernels (first use only, about a minute)")
     return cpp_extension.load(
         name=name,
-        sources=[str(SOURCE_DIR / source) for source in SOURCES],
+        sources=sources_for_build(folder, SOURCES),
         extra_cflags=list(CFLAGS),
         extra_ldflags=["-fopenmp"],
         build_directory=build_directory,
@@ -115,9 +140,10 @@ def stream_module():
                 try:
                     from torch.utils import cpp_extension
 
+                    name = f"rnnkit_stream_{_source_hash(STREAM_SOURCES)}"
+                    folder = cpp_extension._get_build_directory(name, verbose=False)
                     _stream_status["module"] = cpp_extension.load(
-                        name=f"rnnkit_stream_{_source_hash(STREAM_SOURCES)}",
-                        sources=[str(SOURCE_DIR / source) for source in STREAM_SOURCES],
+                        name=name, sources=sources_for_build(folder, STREAM_SOURCES),
                         extra_cflags=list(CFLAGS), is_python_module=True, verbose=False,
                     )
                 except Exception as error:
