@@ -358,19 +358,20 @@ def test_builds_read_a_copy_of_the_sources(tmp_path):
 
 @requires_fused
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("batch", [2, 9])
-def test_two_threads_split_rows_and_panels(kind, batch):
+@pytest.mark.parametrize("batch, hidden", [(1, 192), (2, 80), (9, 80)])
+def test_two_threads_split_rows_and_panels(kind, batch, hidden):
     """Large enough to take the threaded paths: rows split across threads (B >= 2) for the
-    whole sequence, and column panels split per step; results must not change."""
+    whole sequence, or with one row each step's product split over column panels (H = 192:
+    at least 32k multiply-adds per step for every cell); results must not change."""
     previous = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
         torch.manual_seed(6)
-        reference = KINDS[kind](24, 80, num_layers=2, bidirectional=True, backend="reference")
-        fused = KINDS[kind](24, 80, num_layers=2, bidirectional=True, backend="fused")
+        reference = KINDS[kind](24, hidden, num_layers=2, bidirectional=True, backend="reference")
+        fused = KINDS[kind](24, hidden, num_layers=2, bidirectional=True, backend="fused")
         fused.load_state_dict(reference.state_dict())
         x = torch.randn(30, batch, 24, requires_grad=True)
-        lengths = torch.arange(batch) * 3 % 30 + 1
+        lengths = (torch.arange(batch) * 3 + 25) % 30 + 1
         values_ref, grads_ref = _loss_and_grads(reference, x, None, lengths)
         values_fused, grads_fused = _loss_and_grads(fused, x, None, lengths)
     finally:
