@@ -382,6 +382,41 @@ def test_two_threads_split_rows_and_panels(kind, batch, hidden):
         assert_close(a, b, grad=True)
 
 
+@requires_fused
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
+def test_second_derivatives_raise_and_name_the_reference_backend(kind):
+    """The backward kernels have no derivative of their own: a backward with create_graph=True
+    through a fused layer raises (torch's fallback only warned and dropped the term), and the
+    reference backend it points to does give second derivatives (float64 gradgradcheck)."""
+    torch.manual_seed(8)
+    fused = KINDS[kind](2, 3, backend="fused").double()
+    x = torch.randn(3, 2, 2, dtype=torch.float64, requires_grad=True)
+    output, _ = fused(x)
+    with pytest.raises(RuntimeError, match=r"create_graph=True.*backend='reference'"):
+        torch.autograd.grad(output.pow(2).sum(), x, create_graph=True)
+
+    reference = KINDS[kind](2, 3, backend="reference").double()
+    reference.load_state_dict(fused.state_dict())
+    assert torch.autograd.gradgradcheck(lambda inputs: reference(inputs)[0], (x,))
+
+
+@requires_fused
+@pytest.mark.parametrize("op", ["linear", "matmul"])
+def test_dense_products_have_second_derivatives(op):
+    """rnnkit::linear and rnnkit::matmul are products of differentiable products: float64
+    gradgradcheck through both (their backward skips the autograd layer only when no graph is
+    being recorded)."""
+    torch.manual_seed(9)
+    a = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(5, 3, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    if op == "linear":
+        function, inputs = torch.ops.rnnkit.linear, (a, weight, bias)
+    else:
+        function, inputs = torch.ops.rnnkit.matmul, (a, weight.t().detach().requires_grad_())
+    assert torch.autograd.gradgradcheck(function, inputs)
+
+
 @pytest.fixture(params=["packed", "mkl"])
 def dense_engine(request):
     """Each dense engine in turn (the host rule picks one; both must be right everywhere)."""
