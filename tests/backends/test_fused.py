@@ -401,6 +401,32 @@ def test_second_derivatives_raise_and_name_the_reference_backend(kind):
 
 
 @requires_fused
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
+def test_torch_func_transforms_run_on_the_reference_backend(kind):
+    """torch.func refuses C++ autograd Functions, which the fused ops are: inside grad or vmap,
+    "auto" takes the reference backend (gradients equal to plain backward through the fused
+    kernels; vmap equal to a loop over the batch of inputs), and "fused" raises saying why."""
+    from torch.func import functional_call, grad, vmap
+
+    torch.manual_seed(10)
+    model = KINDS[kind](3, 4).double()
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    params = {name: p.detach() for name, p in model.named_parameters()}
+    grads = grad(lambda p: functional_call(model, p, (x,))[0].pow(2).sum())(params)
+    model(x)[0].pow(2).sum().backward()
+    for name, parameter in model.named_parameters():
+        assert_close(grads[name], parameter.grad, grad=True)
+
+    batch_of_inputs = torch.randn(4, 5, 2, 3, dtype=torch.float64)
+    mapped = vmap(lambda one: model(one)[0])(batch_of_inputs)
+    assert_close(mapped, torch.stack([model(one)[0] for one in batch_of_inputs]))
+
+    fused = KINDS[kind](3, 4, backend="fused").double()
+    with pytest.raises(RuntimeError, match="torch.func"):
+        vmap(lambda one: fused(one)[0])(batch_of_inputs)
+
+
+@requires_fused
 @pytest.mark.parametrize("op", ["linear", "matmul"])
 def test_dense_products_have_second_derivatives(op):
     """rnnkit::linear and rnnkit::matmul are products of differentiable products: float64

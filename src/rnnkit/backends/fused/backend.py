@@ -26,6 +26,10 @@ def fused_unsupported(cell, gates_x: torch.Tensor) -> str | None:
         return f"fused kernels run on the CPU only; got a tensor on {gates_x.device}"
     if gates_x.dtype not in _SUPPORTED_DTYPES:
         return f"fused kernels support float32 and float64; got {gates_x.dtype}"
+    if torch._C._functorch.maybe_current_level() is not None:
+        # torch.func.grad, vmap, jacrev, ... refuse C++ autograd Functions, which is what the
+        # fused ops' autograd is (csrc/autograd.cpp); the reference backend's loop runs there.
+        return "fused kernels cannot run inside torch.func transforms (grad, vmap, ...)"
     return None
 
 
