@@ -452,6 +452,50 @@ def test_activation_checkpointing_recomputes_the_same_gradients(kind, use_reentr
 
 
 @requires_fused
+@pytest.mark.parametrize("kind", ["lstm", "lstm_proj", "gru", "rnn_relu"])
+def test_parametrized_cells_run_on_the_fused_kernels(kind):
+    """weight_norm and spectral_norm (torch parametrizations) swap in a subclass of the cell that
+    computes its weights when read; the fused kernels still run it (backend="fused" raised
+    before), matching the reference backend in values and every gradient, and the streaming
+    stepper matches the cell's own step. A subclass that is not a parametrization is refused."""
+    from torch.nn.utils import parametrizations
+    from rnnkit.backends.fused import FusedStepper
+    from rnnkit.cells import RecurrentCell
+
+    def parametrized(backend):
+        torch.manual_seed(12)
+        model = KINDS[kind](3, 8, num_layers=2, backend=backend).double()
+        for cell in [m for m in model.modules() if isinstance(m, RecurrentCell)]:
+            parametrizations.weight_norm(cell, "weight_hh")
+            parametrizations.spectral_norm(cell, "weight_ih")
+        return model
+
+    x = torch.randn(6, 2, 3, dtype=torch.float64, requires_grad=True)
+    values_fused, grads_fused = _loss_and_grads(parametrized("fused"), x, None, None)
+    values_ref, grads_ref = _loss_and_grads(parametrized("reference"), x, None, None)
+    for a, b in zip(values_fused, values_ref):
+        assert_close(a, b)
+    for a, b in zip(grads_fused, grads_ref):
+        assert_close(a, b, grad=True)
+
+    cell = next(m for m in parametrized("fused").float().modules() if isinstance(m, RecurrentCell))
+    stepper = FusedStepper(cell, batch_size=2)
+    x_t = torch.randn(2, 3)
+    with torch.no_grad():
+        expected = cell(x_t)
+    assert_close(stepper.step(x_t), expected[0] if isinstance(expected, tuple) else expected)
+
+    class CustomStep(type(cell).__bases__[0]):
+        pass
+
+    custom = KINDS[kind](3, 8, backend="fused")
+    custom_cell = next(m for m in custom.modules() if isinstance(m, RecurrentCell))
+    custom_cell.__class__ = CustomStep
+    with pytest.raises(RuntimeError, match="no fused kernel for CustomStep"):
+        custom(torch.randn(4, 2, 3))
+
+
+@requires_fused
 @pytest.mark.parametrize("op", ["linear", "matmul"])
 def test_dense_products_have_second_derivatives(op):
     """rnnkit::linear and rnnkit::matmul are products of differentiable products: float64

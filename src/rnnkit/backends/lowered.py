@@ -56,7 +56,7 @@ from typing import NamedTuple
 
 import torch
 
-from ..cells import LSTMCell
+from ..cells import LSTMCell, cell_class
 
 log = logging.getLogger("rnnkit.backends")
 
@@ -134,7 +134,7 @@ def bf16_unavailable(cell, x: torch.Tensor, backend: str) -> str | None:
 def bf16_lstm_unsupported(cell, lengths) -> str | None:
     """Why oneDNN's LSTM cannot run a call that may use bfloat16 (see bf16_unavailable), or
     None."""
-    if not isinstance(cell, LSTMCell):
+    if cell_class(cell) is not LSTMCell:  # not isinstance: a subclass may change the step
         return f"only LSTM cells have it (got {type(cell).__name__})"
     if cell.weight_hr is not None:
         return "oneDNN's LSTM has no projection (proj_size)"

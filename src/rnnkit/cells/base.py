@@ -19,6 +19,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 from torch.nn import functional as F
+from torch.nn.utils import parametrize
 
 from ..errors import check_floating, check_matches_parameters, describe, describe_container
 
@@ -151,6 +152,17 @@ class RecurrentCell(nn.Module):
         if not self.bias:
             text += ", bias=False"
         return text
+
+
+def cell_class(cell) -> type:
+    """The class whose step ``cell`` computes, for code with one kernel per cell class (the fused
+    ops, streaming, export): ``type(cell)``, or for a cell with torch parametrizations
+    (``torch.nn.utils.parametrize``: weight_norm, spectral_norm, orthogonal, ...) the class it was
+    made from, since those swap in a subclass ``Parametrized<Class>`` that only computes the
+    weights when they are read. Never isinstance: a user's subclass may change the step."""
+    if parametrize.is_parametrized(cell):
+        return type(cell).__bases__[0]
+    return type(cell)
 
 
 def check_state_tensor(name: str, tensor, expected_shape: tuple, reference: torch.Tensor) -> None:

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..cells import GRUCell, LSTMCell, RecurrentCell, RNNCell
+from ..cells import GRUCell, LSTMCell, RecurrentCell, RNNCell, cell_class
 from ..layers import GRU, LSTM, RNN, Bidirectional, Recurrent, Stacked
 
 #: gates per cell kind, in torch's order
@@ -137,11 +137,12 @@ def _snapshot(tensor: torch.Tensor | None) -> torch.Tensor | None:
 
 
 def _cell_spec(cell: RecurrentCell, name: str, residual: bool = False) -> LayerSpec:
-    if type(cell) is LSTMCell:
+    family = cell_class(cell)  # a parametrized cell's weights are snapshotted as computed
+    if family is LSTMCell:
         kind = "lstm"
-    elif type(cell) is GRUCell:
+    elif family is GRUCell:
         kind = "gru"
-    elif type(cell) is RNNCell:
+    elif family is RNNCell:
         kind = f"rnn_{cell.nonlinearity}"
     else:
         raise UnsupportedModelError(

@@ -6,7 +6,7 @@ from typing import NamedTuple
 
 import torch
 
-from ...cells import GRUCell, LSTMCell, RNNCell
+from ...cells import GRUCell, LSTMCell, RNNCell, cell_class
 from .build import load_error
 
 _SUPPORTED_CELLS = (LSTMCell, GRUCell, RNNCell)
@@ -20,7 +20,7 @@ def fused_unavailable() -> str | None:
 
 def fused_unsupported(cell, gates_x: torch.Tensor) -> str | None:
     """Why the fused kernels cannot run this call, or None."""
-    if type(cell) not in _SUPPORTED_CELLS:
+    if cell_class(cell) not in _SUPPORTED_CELLS:
         return f"no fused kernel for {type(cell).__name__}"
     if gates_x.device.type != "cpu":
         return f"fused kernels run on the CPU only; got a tensor on {gates_x.device}"

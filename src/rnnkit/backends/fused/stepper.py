@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-from ...cells import GRUCell, LSTMCell, RNNCell
+from ...cells import GRUCell, LSTMCell, RNNCell, cell_class
 from .build import stream_module
 
 _KINDS = {LSTMCell: 0, GRUCell: 1}
@@ -24,7 +24,7 @@ _KINDS = {LSTMCell: 0, GRUCell: 1}
 
 class FusedStepper:
     def __init__(self, cell, batch_size: int = 1) -> None:
-        if type(cell) not in (LSTMCell, GRUCell, RNNCell):
+        if cell_class(cell) not in (LSTMCell, GRUCell, RNNCell):
             raise TypeError(f"FusedStepper supports rnnkit LSTMCell, GRUCell and RNNCell; "
                             f"got {type(cell).__name__}")
         if cell.weight_ih.dtype != torch.float32 or cell.weight_ih.device.type != "cpu":
@@ -33,7 +33,7 @@ class FusedStepper:
                             f"(use cell.float().cpu())")
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
-        kind = _KINDS.get(type(cell), 3 if getattr(cell, "nonlinearity", "") == "relu" else 2)
+        kind = _KINDS.get(cell_class(cell), 3 if getattr(cell, "nonlinearity", "") == "relu" else 2)
         self.cell = cell
         self.batch_size = batch_size
         widths = cell.state_sizes()
