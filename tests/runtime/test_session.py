@@ -58,7 +58,16 @@ MODELS = {
     "gru_cell": lambda: (rnnkit.GRUCell(5, 7), nn.Linear(7, 2)),
     "residual_stack": lambda: (_residual_stack(), nn.Linear(7, 2)),
     "token_model": lambda: (TokenModel(), None),
+    "weight_norm_lstm": lambda: (_weight_normed_lstm(), nn.Linear(7, 2)),
 }
+
+
+def _weight_normed_lstm():
+    """Cells with a torch parametrization (a subclass that computes weight_hh when read)."""
+    model = rnnkit.LSTM(5, 7, num_layers=2, batch_first=True)
+    for cell in [m for m in model.modules() if isinstance(m, rnnkit.cells.RecurrentCell)]:
+        nn.utils.parametrizations.weight_norm(cell, "weight_hh")
+    return model
 
 
 def _build(name: str, seed: int = 0):
