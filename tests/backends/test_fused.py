@@ -428,6 +428,55 @@ def test_torch_func_transforms_run_on_the_reference_backend(kind):
 
 @requires_fused
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
+def test_forward_mode_derivatives_run_on_the_reference_backend(kind):
+    """The fused ops' C++ autograd has no jvp: inside forward_ad.dual_level "auto" takes the
+    reference backend, whose tangent equals a central finite difference of the fused forward
+    (float64), and "fused" raises saying why instead of dropping the tangent."""
+    import torch.autograd.forward_ad as fwAD
+
+    torch.manual_seed(11)
+    model = KINDS[kind](3, 4).double()
+    x = torch.randn(5, 2, 3, dtype=torch.float64)
+    direction = torch.randn_like(x)
+    with fwAD.dual_level():
+        tangent = fwAD.unpack_dual(model(fwAD.make_dual(x, direction))[0]).tangent
+    eps = 1e-6
+    with torch.no_grad():
+        difference = (model(x + eps * direction)[0] - model(x - eps * direction)[0]) / (2 * eps)
+    assert_close(tangent, difference, grad=True)
+
+    fused = KINDS[kind](3, 4, backend="fused").double()
+    with fwAD.dual_level(), pytest.raises(RuntimeError, match="forward-mode"):
+        fused(fwAD.make_dual(x, direction))
+
+
+@requires_fused
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
+def test_calls_without_a_graph_skip_autograd_and_match_those_with_one(kind):
+    """Under no_grad, or with nothing requiring grad, the ops bypass their autograd Function
+    (csrc/autograd.cpp, records_graph): same values as the call that records a graph, outputs
+    that do not require grad, and a tangent-carrying input still reaches the Function's error
+    for missing forward-mode derivatives."""
+    import torch.autograd.forward_ad as fwAD
+
+    torch.manual_seed(12)
+    model = KINDS[kind](3, 4, backend="fused")
+    x = torch.randn(6, 2, 3)
+    recorded, _ = model(x)
+    assert recorded.requires_grad
+    with torch.no_grad():
+        unrecorded, _ = model(x)
+    model.requires_grad_(False)
+    frozen, _ = model(x)
+    assert not unrecorded.requires_grad and not frozen.requires_grad
+    assert torch.equal(unrecorded, recorded.detach()) and torch.equal(frozen, unrecorded)
+    cell = model.stack.layers[0].cell
+    with fwAD.dual_level(), torch.no_grad(), pytest.raises(RuntimeError, match="jvp"):
+        torch.ops.rnnkit.linear(fwAD.make_dual(x, torch.ones_like(x)), cell.weight_ih, None)
+
+
+@requires_fused
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
 @pytest.mark.parametrize("use_reentrant", [False, True])
 def test_activation_checkpointing_recomputes_the_same_gradients(kind, use_reentrant):
     """torch.utils.checkpoint runs the fused forward again in backward (without saving it the

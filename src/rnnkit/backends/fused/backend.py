@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import NamedTuple
 
 import torch
+from torch.autograd import forward_ad
 
 from ...cells import GRUCell, LSTMCell, RNNCell, cell_class
 from .build import load_error
@@ -30,6 +31,9 @@ def fused_unsupported(cell, gates_x: torch.Tensor) -> str | None:
         # torch.func.grad, vmap, jacrev, ... refuse C++ autograd Functions, which is what the
         # fused ops' autograd is (csrc/autograd.cpp); the reference backend's loop runs there.
         return "fused kernels cannot run inside torch.func transforms (grad, vmap, ...)"
+    if forward_ad._current_level >= 0:
+        # Inside torch.autograd.forward_ad.dual_level: the ops' C++ autograd has no jvp.
+        return "fused kernels have no forward-mode derivatives (torch.autograd.forward_ad)"
     return None
 
 
