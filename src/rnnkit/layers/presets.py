@@ -132,7 +132,8 @@ class _TorchStyleRNN(nn.Module):
                                  "the packed batch already carries its lengths")
             input, packing = unpack(input, self.batch_first)
             lengths = packing.lengths
-        first_cell = self.stack._first_cell()
+        stack = self._modules["stack"]  # not self.stack: nn.Module's __getattr__ costs ~0.5 us
+        first_cell = stack._first_cell()
         check_sequence_input(input, self.input_size, first_cell.weight_ih, ranks=(2, 3))
         unbatched = input.dim() == 2
         if unbatched:
@@ -142,10 +143,11 @@ class _TorchStyleRNN(nn.Module):
             input = input.unsqueeze(0 if self.batch_first else 1)
         batch_axis = 0 if self.batch_first else 1
         batch, steps = input.size(batch_axis), input.size(1 - batch_axis)
-        lengths = normalize_lengths(lengths, batch_size=batch, steps=steps,
-                                    batch_first=self.batch_first, device=input.device)
+        if lengths is not None:
+            lengths = normalize_lengths(lengths, batch_size=batch, steps=steps,
+                                        batch_first=self.batch_first, device=input.device)
         states = self._states_from_hx(hx, input, batch, unbatched)
-        output, finals = self.stack._forward(input, states, lengths)
+        output, finals = stack._forward(input, states, lengths)
         hidden = self._hx_from_states(finals, unbatched)
         if packing is not None:
             return repack(output, packing, self.batch_first), hidden
@@ -186,6 +188,8 @@ class _TorchStyleRNN(nn.Module):
 
     def _hx_from_states(self, finals, unbatched: bool):
         """Per-layer final states -> torch's h_n (or (h_n, c_n))."""
+        # torch.stack copies even for one layer: h_n must not be a view (an unsqueeze would be
+        # ~1 us cheaper), since training loops call h_n.detach_(), which views refuse.
         flat = []
         for final in finals:
             flat.extend(final if isinstance(final, BidirectionalState) else [final])

@@ -77,7 +77,7 @@ class Recurrent(nn.Module):
         """forward() without argument checks, for layers that have already checked them."""
         if state is None:
             batch = x.size(0) if self.batch_first else x.size(1)
-            state = self.cell.initial_state(batch, dtype=x.dtype, device=x.device)
+            state = self.cell.zero_state_like(x, batch)
         return run_layer(self.cell, x, state, lengths=lengths, reverse=self.reverse,
                          batch_first=self.batch_first, backend=self.backend)
 

@@ -65,7 +65,7 @@ class Stacked(nn.Module):
     def _first_cell(self):
         # Through _modules: ModuleList indexing and hasattr on a Module cost ~6 us per call,
         # which shows in a batch-1 forward of ~100 us.
-        layer = next(iter(self.layers._modules.values()))
+        layer = next(iter(self._modules["layers"]._modules.values()))
         modules = layer._modules
         return modules["cell"] if "cell" in modules else layer.forward_layer.cell
 
@@ -92,7 +92,7 @@ class Stacked(nn.Module):
             skip_mask = valid_steps(lengths, x.size(1 if self.batch_first else 0), self.batch_first)
             skip_mask = skip_mask.unsqueeze(-1).to(x.dtype)
         finals = []
-        for index, layer in enumerate(self.layers):
+        for index, layer in enumerate(self._modules["layers"]):
             layer_input = x
             if index > 0 and self.dropout > 0.0 and self.training:
                 layer_input = F.dropout(x, self.dropout, training=True)
