@@ -358,11 +358,13 @@ def test_builds_read_a_copy_of_the_sources(tmp_path):
 
 @requires_fused
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("batch, hidden", [(1, 192), (2, 80), (9, 80)])
-def test_two_threads_split_rows_and_panels(kind, batch, hidden):
+@pytest.mark.parametrize("batch, hidden", [(1, 192), (1, 200), (2, 80), (9, 80)])
+def test_two_threads_split_rows_and_units(kind, batch, hidden):
     """Large enough to take the threaded paths: rows split across threads (B >= 2) for the
-    whole sequence, or with one row each step's product split over column panels (H = 192:
-    at least 32k multiply-adds per step for every cell); results must not change."""
+    whole sequence, or with one row the hidden units split across threads, a barrier per step
+    (csrc/unit_team.h; H = 192: at least 32k multiply-adds per step for every cell; H = 200:
+    slices of 96 and 104 units, the last SIMD group partial), or each step's product over
+    column panels where a cell has no unit plan; results must not change."""
     previous = torch.get_num_threads()
     torch.set_num_threads(2)
     try:

@@ -14,6 +14,7 @@
 #include "buffer_pool.h"
 #include "gemm.h"
 #include "gemm_amx.h"
+#include "unit_team.h"
 
 // Before a per-unit loop over rows of different buffers: they never overlap, which the compiler
 // cannot prove from raw pointers, so without this it vectorizes behind runtime overlap checks or
@@ -103,16 +104,21 @@ class RecurrentProduct {
 // ---- threads over batch rows ------------------------------------------------------------------
 // Rows of a batch never interact in a recurrence, so each thread can take a block of rows through
 // every time step with no synchronization at all: one fork/join per call instead of one per
-// step, and the pointwise work is split too. body(b0, b1) runs rows [b0, b1). With one thread or
-// one row the per-step GEMM is split over column panels instead (see gemm above).
+// step, and the pointwise work is split too. body(b0, b1) runs rows [b0, b1). With one row the
+// kernels split the hidden units instead where that pays (unit_team.h), else the per-step GEMM
+// over column panels (see gemm above).
+inline bool rows_split(int64_t B, int64_t work_per_row) {
+  return at::get_num_threads() >= 2 && B >= 2 && B * work_per_row >= kParallelWork &&
+         !at::in_parallel_region();
+}
+
 template <typename F>
 inline void for_row_blocks(int64_t B, int64_t work_per_row, F&& body) {
-  const int64_t threads = at::get_num_threads();
-  if (threads < 2 || B < 2 || B * work_per_row < kParallelWork || at::in_parallel_region()) {
+  if (!rows_split(B, work_per_row)) {
     body(0, B);
     return;
   }
-  const int64_t blocks = std::min(threads, B);
+  const int64_t blocks = std::min<int64_t>(at::get_num_threads(), B);
   at::parallel_for(0, blocks, 1, [&](int64_t first, int64_t last) {
     for (int64_t k = first; k < last; ++k) body(k * B / blocks, (k + 1) * B / blocks);
   });
@@ -291,10 +297,13 @@ struct BiasGradient {
 
   BiasGradient(int64_t B, int64_t width_) : width(width_), rows(B * width_, 0.0) {}
 
-  void add(int64_t b, const T* grad_row) {
-    double* acc = rows.data() + b * width;
+  void add(int64_t b, const T* grad_row) { add_units(b, 0, grad_row, width); }
+
+  // Values [offset, offset + count) of row b's gradient (a thread's units, unit_team.h).
+  void add_units(int64_t b, int64_t offset, const T* values, int64_t count) {
+    double* acc = rows.data() + b * width + offset;
     RNNKIT_NO_ALIAS
-    for (int64_t j = 0; j < width; ++j) acc[j] += grad_row[j];
+    for (int64_t j = 0; j < count; ++j) acc[j] += values[j];
   }
 
   at::Tensor total(const at::TensorOptions& options) const {

@@ -18,17 +18,20 @@ namespace {
 using at::Tensor;
 using c10::optional;
 
-// The cell update of one row, in one pass: g holds the pre-activations i | f | g | o (4H)
-// without gates_x, which is added as they are read (gx, the row of gates_x; null when g already
-// holds it), c the cell (updated), m receives o * tanh(c'); saved_gates / saved_cells
-// (training) receive the activated gates and c'. Generic version: one array pass per
-// activation.
+// The cell update of one row (or of a slice of H of its units), in one pass: g holds the
+// pre-activations i | f | g | o (4H) without gates_x, which is added as they are read (gx, the
+// row of gates_x; null when g already holds it), c the cell (updated), m receives o * tanh(c');
+// saved_gates / saved_cells (training) receive the activated gates and c'. In gx and
+// saved_gates the gates lie S apart (S = H for a whole row; the row's width when a thread
+// updates a slice of its units, unit_team.h). Generic version: one array pass per activation.
 template <typename T>
 inline void cell_row(T* g, const T* gx, T* c, T* m, T* saved_gates, T* saved_cells, int64_t H,
-                     T* tanh_c) {
+                     int64_t S, T* tanh_c) {
   if (gx) {
-    RNNKIT_NO_ALIAS
-    for (int64_t j = 0; j < 4 * H; ++j) g[j] += gx[j];
+    for (int64_t k = 0; k < 4; ++k) {
+      RNNKIT_NO_ALIAS
+      for (int64_t u = 0; u < H; ++u) g[k * H + u] += gx[k * S + u];
+    }
   }
   sigmoid_array(g, g, 2 * H);
   tanh_array(g + 2 * H, g + 2 * H, H);
@@ -39,7 +42,7 @@ inline void cell_row(T* g, const T* gx, T* c, T* m, T* saved_gates, T* saved_cel
   RNNKIT_NO_ALIAS
   for (int64_t u = 0; u < H; ++u) m[u] = g[3 * H + u] * tanh_c[u];
   if (saved_gates) {
-    std::memcpy(saved_gates, g, 4 * H * sizeof(T));
+    for (int64_t k = 0; k < 4; ++k) std::memcpy(saved_gates + k * S, g + k * H, H * sizeof(T));
     std::memcpy(saved_cells, c, H * sizeof(T));
   }
 }
@@ -48,11 +51,11 @@ inline void cell_row(T* g, const T* gx, T* c, T* m, T* saved_gates, T* saved_cel
 // float32: everything for 16 units stays in registers.
 template <>
 inline void cell_row<float>(float* g, const float* gx, float* c, float* m, float* saved_gates,
-                            float* saved_cells, int64_t H, float*) {
+                            float* saved_cells, int64_t H, int64_t S, float*) {
   // pre-activation of gate k (0..3) for units u..u+n
   auto pre = [&](int k, int64_t u, int n) {
     const __m512 v = vload(g + k * H + u, n);
-    return gx ? _mm512_add_ps(v, vload(gx + k * H + u, n)) : v;
+    return gx ? _mm512_add_ps(v, vload(gx + k * S + u, n)) : v;
   };
   for (int64_t u = 0; u < H; u += 16) {
     const int n = (int)std::min<int64_t>(16, H - u);
@@ -63,9 +66,9 @@ inline void cell_row<float>(float* g, const float* gx, float* c, float* m, float
     vstore(m + u, _mm512_mul_ps(o, vtanh(c_new)), n);
     if (saved_gates) {
       vstore(saved_gates + u, i, n);
-      vstore(saved_gates + H + u, f, n);
-      vstore(saved_gates + 2 * H + u, gg, n);
-      vstore(saved_gates + 3 * H + u, o, n);
+      vstore(saved_gates + S + u, f, n);
+      vstore(saved_gates + 2 * S + u, gg, n);
+      vstore(saved_gates + 3 * S + u, o, n);
       vstore(saved_cells + u, c_new, n);
     }
   }
@@ -75,10 +78,10 @@ inline void cell_row<float>(float* g, const float* gx, float* c, float* m, float
 // float32 on 256-bit vectors: the same single pass, 8 units at a time.
 template <>
 inline void cell_row<float>(float* g, const float* gx, float* c, float* m, float* saved_gates,
-                            float* saved_cells, int64_t H, float*) {
+                            float* saved_cells, int64_t H, int64_t S, float*) {
   auto pre = [&](int k, int64_t u, int n) {
     const __m256 v = vload(g + k * H + u, n);
-    return gx ? _mm256_add_ps(v, vload(gx + k * H + u, n)) : v;
+    return gx ? _mm256_add_ps(v, vload(gx + k * S + u, n)) : v;
   };
   for (int64_t u = 0; u < H; u += 8) {
     const int n = (int)std::min<int64_t>(8, H - u);
@@ -89,9 +92,9 @@ inline void cell_row<float>(float* g, const float* gx, float* c, float* m, float
     vstore(m + u, _mm256_mul_ps(o, vtanh(c_new)), n);
     if (saved_gates) {
       vstore(saved_gates + u, i, n);
-      vstore(saved_gates + H + u, f, n);
-      vstore(saved_gates + 2 * H + u, gg, n);
-      vstore(saved_gates + 3 * H + u, o, n);
+      vstore(saved_gates + S + u, f, n);
+      vstore(saved_gates + 2 * S + u, gg, n);
+      vstore(saved_gates + 3 * S + u, o, n);
       vstore(saved_cells + u, c_new, n);
     }
   }
@@ -110,6 +113,58 @@ struct InputStep {
   PackedMatrix<T> w_packed;  // x (B x I) -> B x 4H
   std::vector<T> bias;       // b_ih + b_hh (4H)
 };
+
+// forward_impl's plan when the batch is too small to split by rows (unit_team.h): each of
+// `slices` slices of the H units goes to one thread, which packs its rows of W_hh and runs the
+// cell for its units; a barrier per step publishes h_t. From gates_x only (the layers project
+// inside the loop from 8 rows up, where rows split), no projection, not the bfloat16 path.
+// h, c: the state (B, H), updated in place.
+template <typename T>
+void forward_units(int64_t slices, const Steps& steps, int64_t H, const T* W, const T* b_hh,
+                   const GateRows<T>& gates_rows, T* h, T* c, T* out, T* saved_gates,
+                   T* saved_cells) {
+  const int64_t B = steps.B, G = 4 * H;
+  // Step s reads h from state[s % 2] and writes state[(s + 1) % 2]: with one buffer a thread
+  // writing its slice of h_t would overwrite h_{t-1} while another thread still multiplies it.
+  std::vector<T> state(2 * B * H);
+  std::memcpy(state.data(), h, B * H * sizeof(T));
+  for_unit_slices(H, slices, [&](int64_t u0, int64_t u1, int64_t weight, SpinBarrier& barrier) {
+    const int64_t n = u1 - u0, N = 4 * n;
+    const PackedMatrix<T> w_hh = pack_unit_rows(W, H, H, 4, u0, u1);
+    const std::vector<T> bias = gather_units(b_hh, H, 4, u0, u1);
+    const T* bias_p = bias.empty() ? nullptr : bias.data();
+    std::vector<T> pre(B * N), tanh_c(n);
+    for (int64_t s = 0; s < steps.T; ++s) {
+      const int64_t t = steps.time(s), t_next = steps.time_after(s);
+      const T* h_prev = state.data() + (s % 2) * B * H;
+      T* h_next = state.data() + ((s + 1) % 2) * B * H;
+      // The other threads' units of h_prev were just written in their cores' caches. Asked
+      // for all at once; the product would otherwise miss on them one line at a time.
+      prefetch(h_prev, B * H);
+      gemm_assign(B, h_prev, H, w_hh, pre.data(), N, 0, w_hh.panels, bias_p);
+      for (int64_t b = 0; b < B; ++b) {
+        const int64_t gx_offset = t * gates_rows.stride_t + b * gates_rows.stride_b + u0;
+        if (t_next >= 0)
+          for (int64_t k = 0; k < 4; ++k)
+            prefetch(gates_rows.full + gx_offset + (t_next - t) * gates_rows.stride_t + k * H, n);
+        T* out_row = out + (t * B + b) * H + u0;
+        if (!steps.valid(t, b)) {
+          std::fill(out_row, out_row + n, T(0));
+          std::memcpy(h_next + b * H + u0, h_prev + b * H + u0, n * sizeof(T));
+          continue;
+        }
+        T* m = h_next + b * H + u0;
+        cell_row<T>(pre.data() + b * N, gates_rows.full + gx_offset,
+                    c + b * H + u0, m, saved_gates ? saved_gates + (t * B + b) * G + u0 : nullptr,
+                    saved_cells ? saved_cells + (t * B + b) * H + u0 : nullptr, n, H, tanh_c.data());
+        std::memcpy(out_row, m, n * sizeof(T));
+      }
+      barrier.arrive_and_wait(weight);
+    }
+    const T* last = state.data() + (steps.T % 2) * B * H;
+    for (int64_t b = 0; b < B; ++b) std::memcpy(h + b * H + u0, last + b * H + u0, n * sizeof(T));
+  });
+}
 
 // The sequence from precomputed gates_x (T, B, 4H), or with `input` from x, gates_x then unused
 // and `shape` giving (T, B, 4H).
@@ -136,10 +191,6 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> forward_impl(
   if (steps_n == 0) return {output, h_n, c_n, gates, cells};
 
   const Tensor W = weight_hh.contiguous();
-  const RecurrentWeight<T> w_hh(W.data_ptr<T>(), P, G, 1, P, bf16);  // h (B x P) -> B x 4H
-  const Tensor R = proj ? weight_hr->contiguous() : Tensor();
-  const RecurrentWeight<T> w_hr(proj ? R.data_ptr<T>() : nullptr, proj ? H : 0, P, 1, H,
-                                bf16 && proj);  // m (B x H) -> B x P
   Tensor bias = bias_hh.has_value() && bias_hh->defined() ? bias_hh->contiguous() : Tensor();
   const T* b_hh = bias.defined() ? bias.data_ptr<T>() : nullptr;
   const GateRows<T> gates_rows(input ? Tensor() : gates_x);
@@ -149,8 +200,23 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> forward_impl(
   T* saved_gates = training ? gates.data_ptr<T>() : nullptr;
   T* saved_cells = training ? cells.data_ptr<T>() : nullptr;
   const Steps steps = make_steps(steps_n, B, reverse, lengths);
+  const int64_t work_per_row = steps_n * G * (P + 1);
 
-  for_row_blocks(B, steps_n * G * (P + 1), [&](int64_t b0, int64_t b1) {
+  const int64_t slices = input || proj || bf16 || gates_rows.low
+                             ? 1
+                             : unit_slices(H, B * H * G, rows_split(B, work_per_row));
+  if (slices > 1) {
+    forward_units<T>(slices, steps, H, W.data_ptr<T>(), b_hh, gates_rows, h, c, out,
+                     saved_gates, saved_cells);
+    return {output, h_n, c_n, gates, cells};
+  }
+
+  const RecurrentWeight<T> w_hh(W.data_ptr<T>(), P, G, 1, P, bf16);  // h (B x P) -> B x 4H
+  const Tensor R = proj ? weight_hr->contiguous() : Tensor();
+  const RecurrentWeight<T> w_hr(proj ? R.data_ptr<T>() : nullptr, proj ? H : 0, P, 1, H,
+                                bf16 && proj);  // m (B x H) -> B x P
+
+  for_row_blocks(B, work_per_row, [&](int64_t b0, int64_t b1) {
     const int64_t M = b1 - b0;
     std::vector<T> pre(M * G), m(proj ? M * H : 0), projected(proj ? M * P : 0), tanh_c(H);
     std::vector<T> x_row(gates_rows.low ? G : 0);
@@ -182,7 +248,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> forward_impl(
         cell_row<T>(pre.data() + (b - b0) * G,
                     input ? nullptr : gates_rows.row(t, b, x_row.data()), c + b * H, mb,
                     training ? saved_gates + (t * B + b) * G : nullptr,
-                    training ? saved_cells + (t * B + b) * H : nullptr, H, tanh_c.data());
+                    training ? saved_cells + (t * B + b) * H : nullptr, H, H, tanh_c.data());
         if (!proj) std::memcpy(out_row, mb, H * sizeof(T));
       }
       if (proj) {
@@ -196,6 +262,73 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> forward_impl(
     }
   });
   return {output, h_n, c_n, gates, cells};
+}
+
+// The cell's backward for units [u0, u1) of one row (H units, gates i | f | g | o): from the
+// activated gates g (4H), the cells c_t and c_prev and the gradient dm of m = o tanh(c_t), the
+// gate gradients dG (pre-activation, 4H); dc holds the gradient of c_t and leaves with that of
+// c_prev. tanh_c (H) receives tanh(c_t) at the same units.
+//   dc_t = dc + dm o (1 - tanh^2 c_t)     dG_i = dc_t g i (1 - i)    dG_f = dc_t c_prev f (1 - f)
+//   dG_g = dc_t i (1 - g^2)    dG_o = dm tanh(c_t) o (1 - o)    dc_prev = dc_t f
+template <typename T>
+inline void cell_backward_row(const T* g, const T* c_t, const T* c_prev, const T* dm, T* dc, T* dG,
+                              int64_t H, int64_t u0, int64_t u1, T* tanh_c) {
+  tanh_array(tanh_c + u0, c_t + u0, u1 - u0);
+  RNNKIT_NO_ALIAS
+  for (int64_t u = u0; u < u1; ++u) {
+    const T i = g[u], f = g[H + u], gg = g[2 * H + u], o = g[3 * H + u], tc = tanh_c[u];
+    const T d_o = dm[u] * tc;
+    const T d_c = dc[u] + dm[u] * o * (T(1) - tc * tc);
+    dG[u] = d_c * gg * i * (T(1) - i);
+    dG[H + u] = d_c * c_prev[u] * f * (T(1) - f);
+    dG[2 * H + u] = d_c * i * (T(1) - gg * gg);
+    dG[3 * H + u] = d_o * o * (T(1) - o);
+    dc[u] = d_c * f;
+  }
+}
+
+// backward_impl's plan when the batch is too small to split by rows (unit_team.h): the thread
+// of units [u0, u1) computes their gate gradients into grad_gates[t] (each step its own row, so
+// a step's writes never meet the previous step's reads), and after the step's barrier its
+// units of dh_{t-1} = dG_t W_hh[:, u0:u1] from the whole row dG_t. dh and dc (B, H) are only
+// ever touched at a thread's own units. No projection, and not the bfloat16 path.
+template <typename T>
+void backward_units(int64_t slices, const Steps& steps, int64_t H, const T* W, const T* go,
+                    const T* act, const T* cell, const T* c_init, T* dh, T* dc, T* grad_gates,
+                    BiasGradient<T>& bias_grad) {
+  const int64_t B = steps.B, G = 4 * H;
+  for_unit_slices(H, slices, [&](int64_t u0, int64_t u1, int64_t weight, SpinBarrier& barrier) {
+    const int64_t n = u1 - u0;
+    PackedMatrix<T> w_hh;  // dG (B x 4H) -> the thread's units of dh (B x n)
+    w_hh.pack(W + u0, G, n, H, 1);
+    std::vector<T> dh_prev(B * n), tanh_c(H);
+    for (int64_t s = steps.T - 1; s >= 0; --s) {
+      const int64_t t = steps.time(s), t_next = steps.time_before(s);
+      T* dG = grad_gates + t * B * G;
+      for (int64_t b = 0; b < B; ++b) {
+        if (t_next >= 0) {
+          for (int64_t k = 0; k < 4; ++k) prefetch(act + (t_next * B + b) * G + k * H + u0, n);
+          prefetch(cell + (t_next * B + b) * H + u0, n);
+          prefetch(go + (t_next * B + b) * H + u0, n);
+        }
+        if (!steps.valid(t, b)) continue;
+        T* dhb = dh + b * H;
+        const T* g_out = go + (t * B + b) * H;
+        RNNKIT_NO_ALIAS
+        for (int64_t u = u0; u < u1; ++u) dhb[u] += g_out[u];
+        T* dGb = dG + b * G;
+        cell_backward_row(act + (t * B + b) * G, cell + (t * B + b) * H,
+                          previous_row(steps, t, b, cell, c_init, H), dhb, dc + b * H, dGb, H, u0,
+                          u1, tanh_c.data());
+        for (int64_t k = 0; k < 4; ++k) bias_grad.add_units(b, k * H + u0, dGb + k * H + u0, n);
+      }
+      barrier.arrive_and_wait(weight);
+      prefetch(dG, B * G);  // the other threads' units, all at once (as in forward_units)
+      gemm_assign(B, dG, G, w_hh, dh_prev.data(), n, 0, w_hh.panels, static_cast<const T*>(nullptr));
+      for (int64_t b = 0; b < B; ++b)
+        if (steps.valid(t, b)) std::memcpy(dh + b * H + u0, dh_prev.data() + b * n, n * sizeof(T));
+    }
+  });
 }
 
 template <typename T>
@@ -214,7 +347,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward_impl(
   Tensor dh = grad_h_n.contiguous().clone(), dc = grad_c_n.contiguous().clone();
 
   const Tensor W = weight_hh.contiguous();
-  const RecurrentWeight<T> w_hh(W.data_ptr<T>(), G, P, P, 1, bf16);  // dG (B x 4H) -> B x P
+  const int64_t work_per_row = steps_n * G * (P + 1);
+  const int64_t slices = proj || bf16 ? 1 : unit_slices(H, B * H * G, rows_split(B, work_per_row));
+  // packed here for the plan by rows; the plan by units packs each thread's columns itself
+  const RecurrentWeight<T> w_hh(slices == 1 ? W.data_ptr<T>() : nullptr, G, P, P, 1,
+                                bf16);  // dG (B x 4H) -> B x P
   const Tensor R = proj ? weight_hr->contiguous() : Tensor();
   const RecurrentWeight<T> w_hr(proj ? R.data_ptr<T>() : nullptr, proj ? P : 0, H, H, 1,
                                 bf16 && proj);  // dh (B x P) -> dm (B x H)
@@ -231,7 +368,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward_impl(
   T* dc_p = dc.data_ptr<T>();
 
   BiasGradient<T> bias_grad(B, G);
-  for_row_blocks(B, steps_n * G * (P + 1), [&](int64_t b0, int64_t b1) {
+  if (slices > 1)
+    backward_units<T>(slices, steps, H, W.data_ptr<T>(), go, act, cell, c_init, dh_p, dc_p,
+                      grad_gates.full, bias_grad);
+  if (slices == 1) for_row_blocks(B, work_per_row, [&](int64_t b0, int64_t b1) {
     const int64_t M = b1 - b0;
     std::vector<T> dm(proj ? M * H : 0), dh_prev(M * P), tanh_c(H);
     std::vector<T> dG_rows(bf16 ? M * G : 0);  // scratch of the bfloat16 side
@@ -263,24 +403,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward_impl(
         const T* c_t = cell + (t * B + b) * H;
         const T* c_prev = previous_row(steps, t, b, cell, c_init, H);
         const T* dmb = proj ? dm.data() + (b - b0) * H : dh_p + b * P;
-        T* dcb = dc_p + b * H;
         T* dGb = dG + (b - b0) * G;
-        tanh_array(tanh_c.data(), c_t, H);
+        cell_backward_row(g, c_t, c_prev, dmb, dc_p + b * H, dGb, H, 0, H, tanh_c.data());
         if (proj) {
           T* mb = m_all.data_ptr<T>() + (t * B + b) * H;
           RNNKIT_NO_ALIAS
           for (int64_t u = 0; u < H; ++u) mb[u] = g[3 * H + u] * tanh_c[u];
-        }
-        RNNKIT_NO_ALIAS
-        for (int64_t u = 0; u < H; ++u) {
-          const T i = g[u], f = g[H + u], gg = g[2 * H + u], o = g[3 * H + u], tc = tanh_c[u];
-          const T d_o = dmb[u] * tc;
-          const T d_c = dcb[u] + dmb[u] * o * (T(1) - tc * tc);
-          dGb[u] = d_c * gg * i * (T(1) - i);
-          dGb[H + u] = d_c * c_prev[u] * f * (T(1) - f);
-          dGb[2 * H + u] = d_c * i * (T(1) - gg * gg);
-          dGb[3 * H + u] = d_o * o * (T(1) - o);
-          dcb[u] = d_c * f;
         }
         bias_grad.add(b, dGb);
         grad_gates.store(t, b, dGb);
