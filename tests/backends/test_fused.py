@@ -358,8 +358,10 @@ def test_builds_read_a_copy_of_the_sources(tmp_path):
 
 @requires_fused
 @pytest.mark.parametrize("kind", KINDS)
-@pytest.mark.parametrize("batch, hidden", [(1, 192), (1, 200), (2, 80), (9, 80)])
-def test_two_threads_split_rows_and_units(kind, batch, hidden):
+@pytest.mark.parametrize("batch, hidden, dtype", [
+    (1, 192, torch.float32), (1, 200, torch.float32), (1, 200, torch.float64),
+    (2, 80, torch.float32), (9, 80, torch.float32)])
+def test_two_threads_split_rows_and_units(kind, batch, hidden, dtype):
     """Large enough to take the threaded paths: rows split across threads (B >= 2) for the
     whole sequence, or with one row the hidden units split across threads, a barrier per step
     (csrc/unit_team.h; H = 192: at least 32k multiply-adds per step for every cell; H = 200:
@@ -369,10 +371,12 @@ def test_two_threads_split_rows_and_units(kind, batch, hidden):
     torch.set_num_threads(2)
     try:
         torch.manual_seed(6)
-        reference = KINDS[kind](24, hidden, num_layers=2, bidirectional=True, backend="reference")
-        fused = KINDS[kind](24, hidden, num_layers=2, bidirectional=True, backend="fused")
+        reference = KINDS[kind](24, hidden, num_layers=2, bidirectional=True, backend="reference",
+                                dtype=dtype)
+        fused = KINDS[kind](24, hidden, num_layers=2, bidirectional=True, backend="fused",
+                            dtype=dtype)
         fused.load_state_dict(reference.state_dict())
-        x = torch.randn(30, batch, 24, requires_grad=True)
+        x = torch.randn(30, batch, 24, dtype=dtype, requires_grad=True)
         lengths = (torch.arange(batch) * 3 + 25) % 30 + 1
         values_ref, grads_ref = _loss_and_grads(reference, x, None, lengths)
         values_fused, grads_fused = _loss_and_grads(fused, x, None, lengths)

@@ -12,6 +12,54 @@ namespace {
 using at::Tensor;
 using c10::optional;
 
+// forward_impl's plan when the batch is too small to split by rows (unit_team.h, as in
+// lstm.cpp): the thread of units [u0, u1) packs W_hh's rows of its units and computes them; a
+// barrier per step publishes h_t. Not the bfloat16 path.
+template <typename T>
+void forward_units(int64_t slices, const Steps& steps, int64_t H, const T* W, const T* b_hh,
+                   const GateRows<T>& gates_rows, bool relu, T* h, T* out) {
+  const int64_t B = steps.B;
+  std::vector<T> state(2 * B * H);  // h_{t-1} and h_t (see lstm.cpp, forward_units)
+  std::memcpy(state.data(), h, B * H * sizeof(T));
+  for_unit_slices(H, slices, [&](int64_t u0, int64_t u1, int64_t weight, SpinBarrier& barrier) {
+    const int64_t n = u1 - u0;
+    const PackedMatrix<T> w_hh = pack_unit_rows(W, H, H, 1, u0, u1);
+    const std::vector<T> bias = gather_units(b_hh, H, 1, u0, u1);
+    for (int64_t s = 0; s < steps.T; ++s) {
+      const int64_t t = steps.time(s), t_next = steps.time_after(s);
+      const T* h_prev = state.data() + (s % 2) * B * H;
+      T* h_next = state.data() + ((s + 1) % 2) * B * H;
+      prefetch(h_prev, B * H);  // the other threads' units, all at once
+      // h W_hh^T + b_hh at this thread's units, straight into its units of h_t
+      gemm_assign(B, h_prev, H, w_hh, h_next + u0, H, 0, w_hh.panels,
+                  bias.empty() ? nullptr : bias.data());
+      for (int64_t b = 0; b < B; ++b) {
+        const T* x = gates_rows.full + t * gates_rows.stride_t + b * gates_rows.stride_b + u0;
+        if (t_next >= 0) prefetch(x + (t_next - t) * gates_rows.stride_t, n);
+        T* out_row = out + (t * B + b) * H + u0;
+        T* row = h_next + b * H + u0;
+        if (!steps.valid(t, b)) {
+          std::fill(out_row, out_row + n, T(0));
+          std::memcpy(row, h_prev + b * H + u0, n * sizeof(T));
+          continue;
+        }
+        RNNKIT_NO_ALIAS
+        for (int64_t u = 0; u < n; ++u) row[u] += x[u];
+        if (relu) {
+          RNNKIT_NO_ALIAS
+          for (int64_t u = 0; u < n; ++u) row[u] = row[u] > T(0) ? row[u] : T(0);
+        } else {
+          tanh_array(row, row, n);
+        }
+        std::memcpy(out_row, row, n * sizeof(T));
+      }
+      barrier.arrive_and_wait(weight);
+    }
+    const T* last = state.data() + (steps.T % 2) * B * H;
+    for (int64_t b = 0; b < B; ++b) std::memcpy(h + b * H + u0, last + b * H + u0, n * sizeof(T));
+  });
+}
+
 template <typename T>
 std::tuple<Tensor, Tensor> forward_impl(const Tensor& gates_x, const Tensor& h0,
                                         const Tensor& weight_hh, const optional<Tensor>& bias_hh,
@@ -22,15 +70,23 @@ std::tuple<Tensor, Tensor> forward_impl(const Tensor& gates_x, const Tensor& h0,
   Tensor h_n = h0.contiguous().clone();
   if (steps_n == 0) return {output, h_n};
   const Tensor W = weight_hh.contiguous();
-  const RecurrentWeight<T> w_hh(W.data_ptr<T>(), H, H, 1, H, bf16);
   Tensor bias = bias_hh.has_value() && bias_hh->defined() ? bias_hh->contiguous() : Tensor();
   const T* b_hh = bias.defined() ? bias.data_ptr<T>() : nullptr;
   const GateRows<T> gates_rows(gates_x);
   T* h = h_n.data_ptr<T>();
   T* out = output.data_ptr<T>();
   const Steps steps = make_steps(steps_n, B, reverse, lengths);
+  const int64_t work_per_row = steps_n * H * (H + 1);
 
-  for_row_blocks(B, steps_n * H * (H + 1), [&](int64_t b0, int64_t b1) {
+  const int64_t slices =
+      bf16 || gates_rows.low ? 1 : unit_slices(H, B * H * H, rows_split(B, work_per_row));
+  if (slices > 1) {
+    forward_units<T>(slices, steps, H, W.data_ptr<T>(), b_hh, gates_rows, relu, h, out);
+    return {output, h_n};
+  }
+
+  const RecurrentWeight<T> w_hh(W.data_ptr<T>(), H, H, 1, H, bf16);
+  for_row_blocks(B, work_per_row, [&](int64_t b0, int64_t b1) {
     const int64_t M = b1 - b0;
     std::vector<T> pre(M * H), x_row(H);
     RecurrentProduct<T> recurrent(w_hh, M);
@@ -64,6 +120,50 @@ std::tuple<Tensor, Tensor> forward_impl(const Tensor& gates_x, const Tensor& h0,
   return {output, h_n};
 }
 
+// backward_impl's plan when the batch is too small to split by rows (unit_team.h, as in
+// lstm.cpp): the thread of units [u0, u1) writes their gradients into the step's row of
+// grad_pre, and after the step's barrier computes its units of dh_{t-1} = d_pre_t W_hh[:, u0:u1]
+// from the whole row. Not the bfloat16 path.
+template <typename T>
+void backward_units(int64_t slices, const Steps& steps, int64_t H, const T* W, const T* go,
+                    const T* out, bool relu, T* dh, T* grad_pre, BiasGradient<T>& bias_grad) {
+  const int64_t B = steps.B;
+  for_unit_slices(H, slices, [&](int64_t u0, int64_t u1, int64_t weight, SpinBarrier& barrier) {
+    const int64_t n = u1 - u0;
+    PackedMatrix<T> w_hh;  // d_pre (B x H) -> the thread's units of dh (B x n)
+    w_hh.pack(W + u0, H, n, H, 1);
+    std::vector<T> dh_prev(B * n);
+    for (int64_t s = steps.T - 1; s >= 0; --s) {
+      const int64_t t = steps.time(s), t_next = steps.time_before(s);
+      for (int64_t b = 0; b < B; ++b) {
+        if (t_next >= 0) {
+          prefetch(out + (t_next * B + b) * H + u0, n);
+          prefetch(go + (t_next * B + b) * H + u0, n);
+        }
+        if (!steps.valid(t, b)) continue;
+        const T* y = out + (t * B + b) * H;
+        const T* g_out = go + (t * B + b) * H;
+        T* d = grad_pre + (t * B + b) * H;
+        const T* dhb = dh + b * H;
+        if (relu) {
+          RNNKIT_NO_ALIAS
+          for (int64_t u = u0; u < u1; ++u) d[u] = y[u] > T(0) ? dhb[u] + g_out[u] : T(0);
+        } else {
+          RNNKIT_NO_ALIAS
+          for (int64_t u = u0; u < u1; ++u) d[u] = (dhb[u] + g_out[u]) * (T(1) - y[u] * y[u]);
+        }
+        bias_grad.add_units(b, u0, d + u0, n);
+      }
+      barrier.arrive_and_wait(weight);
+      prefetch(grad_pre + t * B * H, B * H);  // the other threads' units, all at once
+      gemm_assign(B, grad_pre + t * B * H, H, w_hh, dh_prev.data(), n, 0, w_hh.panels,
+                  static_cast<const T*>(nullptr));
+      for (int64_t b = 0; b < B; ++b)
+        if (steps.valid(t, b)) std::memcpy(dh + b * H + u0, dh_prev.data() + b * n, n * sizeof(T));
+    }
+  });
+}
+
 template <typename T>
 std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
     const Tensor& grad_output_, const Tensor& grad_h_n, const Tensor& output_, const Tensor& h0_,
@@ -76,14 +176,21 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
   GradientRows<T> grad_pre(steps, H, opts, bf16);
   Tensor dh = grad_h_n.contiguous().clone();
   const Tensor W = weight_hh.contiguous();
-  const RecurrentWeight<T> w_hh(W.data_ptr<T>(), H, H, H, 1, bf16);  // d_pre (B x H) -> B x H
+  const int64_t work_per_row = steps_n * H * (H + 1);
+  const int64_t slices = bf16 ? 1 : unit_slices(H, B * H * H, rows_split(B, work_per_row));
+  // packed here for the plan by rows; the plan by units packs each thread's columns itself
+  const RecurrentWeight<T> w_hh(slices == 1 ? W.data_ptr<T>() : nullptr, H, H, H, 1,
+                                bf16);  // d_pre (B x H) -> B x H
   const T* go = grad_output.data_ptr<T>();
   const T* out = output.data_ptr<T>();
   const T* h_init = h0.data_ptr<T>();
   T* dh_p = dh.data_ptr<T>();
 
   BiasGradient<T> bias_grad(B, H);
-  for_row_blocks(B, steps_n * H * (H + 1), [&](int64_t b0, int64_t b1) {
+  if (slices > 1)
+    backward_units<T>(slices, steps, H, W.data_ptr<T>(), go, out, relu, dh_p, grad_pre.full,
+                      bias_grad);
+  if (slices == 1) for_row_blocks(B, work_per_row, [&](int64_t b0, int64_t b1) {
     const int64_t M = b1 - b0;
     std::vector<T> dh_prev(M * H), dpre_rows(bf16 ? M * H : 0);  // scratch of the bfloat16 side
     RecurrentProduct<T> recurrent(w_hh, M);

@@ -16,6 +16,75 @@ namespace {
 using at::Tensor;
 using c10::optional;
 
+// The cell for units [u0, u1) of one row: x the row of gates_x (r | z | n, 3H), rec the row of
+// h W_hh^T + b_hh at those units only (r | z | n, 3n with n = u1 - u0), h_prev / h_next the
+// states (H), act a scratch of 3n; keep (training, else null) receives r, z, n and R_n at the
+// units of a (4H) row of the saved buffer.
+template <typename T>
+inline void cell_units(const T* x, const T* rec, const T* h_prev, T* h_next, T* act, T* keep,
+                       int64_t H, int64_t u0, int64_t u1) {
+  const int64_t n_units = u1 - u0;
+  T* r = act;
+  T* z = r + n_units;
+  T* n = z + n_units;
+  for (int64_t k = 0; k < 2; ++k) {  // r and z pre-activations
+    RNNKIT_NO_ALIAS
+    for (int64_t u = 0; u < n_units; ++u) r[k * n_units + u] = x[k * H + u0 + u] + rec[k * n_units + u];
+  }
+  sigmoid_array(r, r, 2 * n_units);
+  RNNKIT_NO_ALIAS
+  for (int64_t u = 0; u < n_units; ++u) n[u] = x[2 * H + u0 + u] + r[u] * rec[2 * n_units + u];
+  tanh_array(n, n, n_units);
+  RNNKIT_NO_ALIAS
+  for (int64_t u = 0; u < n_units; ++u) h_next[u0 + u] = n[u] + z[u] * (h_prev[u0 + u] - n[u]);
+  if (keep) {
+    for (int64_t k = 0; k < 3; ++k)
+      std::memcpy(keep + k * H + u0, act + k * n_units, n_units * sizeof(T));
+    std::memcpy(keep + 3 * H + u0, rec + 2 * n_units, n_units * sizeof(T));
+  }
+}
+
+// forward_impl's plan when the batch is too small to split by rows (unit_team.h, as in
+// lstm.cpp): the thread of units [u0, u1) packs W_hh's rows of its units for the three gates and
+// computes them; a barrier per step publishes h_t. Not the bfloat16 path.
+template <typename T>
+void forward_units(int64_t slices, const Steps& steps, int64_t H, const T* W, const T* b_hh,
+                   const GateRows<T>& gates_rows, T* h, T* out, T* saved) {
+  const int64_t B = steps.B;
+  std::vector<T> state(2 * B * H);  // h_{t-1} and h_t (see lstm.cpp, forward_units)
+  std::memcpy(state.data(), h, B * H * sizeof(T));
+  for_unit_slices(H, slices, [&](int64_t u0, int64_t u1, int64_t weight, SpinBarrier& barrier) {
+    const int64_t n = u1 - u0, N = 3 * n;
+    const PackedMatrix<T> w_hh = pack_unit_rows(W, H, H, 3, u0, u1);
+    const std::vector<T> bias = gather_units(b_hh, H, 3, u0, u1);
+    std::vector<T> rec(B * N), act(N);
+    for (int64_t s = 0; s < steps.T; ++s) {
+      const int64_t t = steps.time(s), t_next = steps.time_after(s);
+      const T* h_prev = state.data() + (s % 2) * B * H;
+      T* h_next = state.data() + ((s + 1) % 2) * B * H;
+      prefetch(h_prev, B * H);  // the other threads' units, all at once
+      gemm_assign(B, h_prev, H, w_hh, rec.data(), N, 0, w_hh.panels,
+                  bias.empty() ? nullptr : bias.data());
+      for (int64_t b = 0; b < B; ++b) {
+        if (t_next >= 0) gates_rows.prefetch_row(t_next, b);
+        T* out_row = out + (t * B + b) * H + u0;
+        if (!steps.valid(t, b)) {
+          std::fill(out_row, out_row + n, T(0));
+          std::memcpy(h_next + b * H + u0, h_prev + b * H + u0, n * sizeof(T));
+          continue;
+        }
+        cell_units(gates_rows.full + t * gates_rows.stride_t + b * gates_rows.stride_b,
+                   rec.data() + b * N, h_prev + b * H, h_next + b * H, act.data(),
+                   saved ? saved + (t * B + b) * 4 * H : nullptr, H, u0, u1);
+        std::memcpy(out_row, h_next + b * H + u0, n * sizeof(T));
+      }
+      barrier.arrive_and_wait(weight);
+    }
+    const T* last = state.data() + (steps.T % 2) * B * H;
+    for (int64_t b = 0; b < B; ++b) std::memcpy(h + b * H + u0, last + b * H + u0, n * sizeof(T));
+  });
+}
+
 template <typename T>
 std::tuple<Tensor, Tensor, Tensor> forward_impl(const Tensor& gates_x, const Tensor& h0,
                                                 const Tensor& weight_hh,
@@ -34,15 +103,24 @@ std::tuple<Tensor, Tensor, Tensor> forward_impl(const Tensor& gates_x, const Ten
   if (steps_n == 0) return {output, h_n, saved};
 
   const Tensor W = weight_hh.contiguous();
-  const RecurrentWeight<T> w_hh(W.data_ptr<T>(), H, G, 1, H, bf16);  // h (B x H) -> B x 3H
   Tensor bias = bias_hh.has_value() && bias_hh->defined() ? bias_hh->contiguous() : Tensor();
   const T* b_hh = bias.defined() ? bias.data_ptr<T>() : nullptr;
   const GateRows<T> gates_rows(gates_x);
   T* h = h_n.data_ptr<T>();
   T* out = output.data_ptr<T>();
   const Steps steps = make_steps(steps_n, B, reverse, lengths);
+  const int64_t work_per_row = steps_n * G * (H + 1);
 
-  for_row_blocks(B, steps_n * G * (H + 1), [&](int64_t b0, int64_t b1) {
+  const int64_t slices =
+      bf16 || gates_rows.low ? 1 : unit_slices(H, B * H * G, rows_split(B, work_per_row));
+  if (slices > 1) {
+    forward_units<T>(slices, steps, H, W.data_ptr<T>(), b_hh, gates_rows, h, out,
+                     training ? saved.data_ptr<T>() : nullptr);
+    return {output, h_n, saved};
+  }
+
+  const RecurrentWeight<T> w_hh(W.data_ptr<T>(), H, G, 1, H, bf16);  // h (B x H) -> B x 3H
+  for_row_blocks(B, work_per_row, [&](int64_t b0, int64_t b1) {
     const int64_t M = b1 - b0;
     std::vector<T> rec(M * G), act(3 * H), x_row(G);
     RecurrentProduct<T> recurrent(w_hh, M);
@@ -82,6 +160,65 @@ std::tuple<Tensor, Tensor, Tensor> forward_impl(const Tensor& gates_x, const Ten
   return {output, h_n, saved};
 }
 
+// backward_impl's plan when the batch is too small to split by rows (unit_team.h, as in
+// lstm.cpp): the thread of units [u0, u1) writes their gradients into the step's rows of
+// grad_gates_x and grad_rec, and after the step's barrier adds dR_t W_hh[:, u0:u1] (the whole
+// row dR_t) to its units of dh_{t-1}. Not the bfloat16 path.
+template <typename T>
+void backward_units(int64_t slices, const Steps& steps, int64_t H, const T* W, const T* go,
+                    const T* keep_all, const T* out, const T* h_init, T* dh, T* grad_x,
+                    T* grad_rec, BiasGradient<T>& bias_grad) {
+  const int64_t B = steps.B, G = 3 * H;
+  for_unit_slices(H, slices, [&](int64_t u0, int64_t u1, int64_t weight, SpinBarrier& barrier) {
+    const int64_t n = u1 - u0;
+    PackedMatrix<T> w_hh;  // dR (B x 3H) -> the thread's units of dh (B x n)
+    w_hh.pack(W + u0, G, n, H, 1);
+    std::vector<T> dh_prev(B * n);
+    for (int64_t s = steps.T - 1; s >= 0; --s) {
+      const int64_t t = steps.time(s), t_next = steps.time_before(s);
+      for (int64_t b = 0; b < B; ++b) {
+        if (t_next >= 0) {
+          for (int64_t k = 0; k < 4; ++k)
+            prefetch(keep_all + (t_next * B + b) * 4 * H + k * H + u0, n);
+          prefetch(go + (t_next * B + b) * H + u0, n);
+        }
+        T* dprev = dh_prev.data() + b * n;
+        if (!steps.valid(t, b)) {
+          std::fill(dprev, dprev + n, T(0));
+          continue;
+        }
+        const T* keep = keep_all + (t * B + b) * 4 * H;
+        const T *r = keep, *z = keep + H, *n_gate = keep + 2 * H, *rn = keep + 3 * H;
+        const T* h_prev = previous_row(steps, t, b, out, h_init, H);
+        const T* g_out = go + (t * B + b) * H;
+        T* dX = grad_x + (t * B + b) * G;
+        T* dR = grad_rec + (t * B + b) * G;
+        const T* dhb = dh + b * H;
+        RNNKIT_NO_ALIAS
+        for (int64_t u = u0; u < u1; ++u) {
+          const T d_h = dhb[u] + g_out[u];
+          const T d_n = d_h * (T(1) - z[u]) * (T(1) - n_gate[u] * n_gate[u]);
+          const T d_z = d_h * (h_prev[u] - n_gate[u]) * z[u] * (T(1) - z[u]);
+          const T d_r = d_n * rn[u] * r[u] * (T(1) - r[u]);
+          dX[u] = d_r;
+          dX[H + u] = d_z;
+          dX[2 * H + u] = d_n;
+          dR[u] = d_r;
+          dR[H + u] = d_z;
+          dR[2 * H + u] = d_n * r[u];
+          dprev[u - u0] = d_h * z[u];  // the direct path z * h; the matmul path is added below
+        }
+        for (int64_t k = 0; k < 3; ++k) bias_grad.add_units(b, k * H + u0, dR + k * H + u0, n);
+      }
+      barrier.arrive_and_wait(weight);
+      prefetch(grad_rec + t * B * G, B * G);  // the other threads' units, all at once
+      gemm_accumulate(B, grad_rec + t * B * G, G, w_hh, dh_prev.data(), n, 0, w_hh.panels);
+      for (int64_t b = 0; b < B; ++b)
+        if (steps.valid(t, b)) std::memcpy(dh + b * H + u0, dh_prev.data() + b * n, n * sizeof(T));
+    }
+  });
+}
+
 template <typename T>
 std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
     const Tensor& grad_output_, const Tensor& grad_h_n, const Tensor& output, const Tensor& saved,
@@ -97,7 +234,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
   Tensor dh = grad_h_n.contiguous().clone();
 
   const Tensor W = weight_hh.contiguous();
-  const RecurrentWeight<T> w_hh(W.data_ptr<T>(), G, H, H, 1, bf16);  // dR (B x 3H) -> B x H
+  const int64_t work_per_row = steps_n * G * (H + 1);
+  const int64_t slices = bf16 ? 1 : unit_slices(H, B * H * G, rows_split(B, work_per_row));
+  // packed here for the plan by rows; the plan by units packs each thread's columns itself
+  const RecurrentWeight<T> w_hh(slices == 1 ? W.data_ptr<T>() : nullptr, G, H, H, 1,
+                                bf16);  // dR (B x 3H) -> B x H
   const T* go = grad_output.data_ptr<T>();
   const T* keep_all = saved.data_ptr<T>();
   const T* out = out_c.data_ptr<T>();
@@ -105,7 +246,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
   T* dh_p = dh.data_ptr<T>();
 
   BiasGradient<T> bias_grad(B, G);
-  for_row_blocks(B, steps_n * G * (H + 1), [&](int64_t b0, int64_t b1) {
+  if (slices > 1)
+    backward_units<T>(slices, steps, H, W.data_ptr<T>(), go, keep_all, out, h_init, dh_p,
+                      grad_gates_x.full, grad_rec.full, bias_grad);
+  if (slices == 1) for_row_blocks(B, work_per_row, [&](int64_t b0, int64_t b1) {
     const int64_t M = b1 - b0;
     std::vector<T> dh_prev(M * H);
     // scratch rows of the bfloat16 side (GradientRows): the step's dR block and one dX row
