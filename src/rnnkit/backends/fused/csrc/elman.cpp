@@ -21,9 +21,11 @@ void forward_units(int64_t slices, const Steps& steps, int64_t H, const T* W, co
   const int64_t B = steps.B;
   std::vector<T> state(2 * B * H);  // h_{t-1} and h_t (see lstm.cpp, forward_units)
   std::memcpy(state.data(), h, B * H * sizeof(T));
-  for_unit_slices(H, slices, [&](int64_t u0, int64_t u1, int64_t weight, SpinBarrier& barrier) {
+  SliceWeights<T> w_slices(slices, H, H, 1, /*gathered=*/true);
+  for_unit_slices(H, slices, [&](int64_t slice, int64_t u0, int64_t u1, int64_t weight,
+                                 SpinBarrier& barrier) {
     const int64_t n = u1 - u0;
-    const PackedMatrix<T> w_hh = pack_unit_rows(W, H, H, 1, u0, u1);
+    const PackedMatrix<T>& w_hh = w_slices.pack_rows(slice, W, H, H, 1, u0, u1);
     const std::vector<T> bias = gather_units(b_hh, H, 1, u0, u1);
     for (int64_t s = 0; s < steps.T; ++s) {
       const int64_t t = steps.time(s), t_next = steps.time_after(s);
@@ -128,10 +130,12 @@ template <typename T>
 void backward_units(int64_t slices, const Steps& steps, int64_t H, const T* W, const T* go,
                     const T* out, bool relu, T* dh, T* grad_pre, BiasGradient<T>& bias_grad) {
   const int64_t B = steps.B;
-  for_unit_slices(H, slices, [&](int64_t u0, int64_t u1, int64_t weight, SpinBarrier& barrier) {
+  SliceWeights<T> w_slices(slices, H, H, 1, /*gathered=*/false);
+  for_unit_slices(H, slices, [&](int64_t slice, int64_t u0, int64_t u1, int64_t weight,
+                                 SpinBarrier& barrier) {
     const int64_t n = u1 - u0;
-    PackedMatrix<T> w_hh;  // d_pre (B x H) -> the thread's units of dh (B x n)
-    w_hh.pack(W + u0, H, n, H, 1);
+    // d_pre (B x H) -> the thread's units of dh (B x n)
+    const PackedMatrix<T>& w_hh = w_slices.pack_columns(slice, W, H, H, u0, u1);
     std::vector<T> dh_prev(B * n);
     for (int64_t s = steps.T - 1; s >= 0; --s) {
       const int64_t t = steps.time(s), t_next = steps.time_before(s);

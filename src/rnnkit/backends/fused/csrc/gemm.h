@@ -66,16 +66,35 @@ template <typename T>
 struct PackedMatrix {
   static constexpr int NR = 2 * Simd<T>::width;  // columns per panel
   int64_t K = 0, N = 0, panels = 0;
-  std::vector<T, UninitializedAllocator<T>> data;  // panels * K * NR
+  std::vector<T, UninitializedAllocator<T>> data;  // panels * K * NR, unless packed into lent memory
+  T* lent = nullptr;                               // the memory of pack_into, else null
+
+  // Values a K x N matrix takes packed.
+  static int64_t packed_size(int64_t K, int64_t N) { return (N + NR - 1) / NR * K * NR; }
 
   // Pack B where element (k, n) is at src[k * stride_k + n * stride_n].
   void pack(const T* src, int64_t K_, int64_t N_, int64_t stride_k, int64_t stride_n) {
+    data.resize(packed_size(K_, N_));
+    lent = nullptr;
+    pack_values(data.data(), src, K_, N_, stride_k, stride_n);
+  }
+  // pack into memory of packed_size(K, N) values that the caller owns and keeps alive (the
+  // per-thread slices of unit_team.h, from the buffer pool).
+  void pack_into(T* memory, const T* src, int64_t K_, int64_t N_, int64_t stride_k, int64_t stride_n) {
+    data.clear();
+    lent = memory;
+    pack_values(memory, src, K_, N_, stride_k, stride_n);
+  }
+  const T* values() const { return lent ? lent : data.data(); }
+  const T* panel(int64_t p) const { return values() + p * K * NR; }
+
+ private:
+  void pack_values(T* out, const T* src, int64_t K_, int64_t N_, int64_t stride_k, int64_t stride_n) {
     K = K_;
     N = N_;
     panels = (N + NR - 1) / NR;
-    data.resize(panels * K * NR);
     for (int64_t p = 0; p < panels; ++p) {
-      T* dst = data.data() + p * K * NR;
+      T* dst = out + p * K * NR;
       const int64_t n0 = p * NR, width = std::min<int64_t>(NR, N - n0);
       int64_t k = 0;
       if (stride_k == 1) k = pack_transposed(src, dst, n0, width, stride_n);
@@ -86,9 +105,6 @@ struct PackedMatrix {
           dst[k * NR + j] = j < width ? src[k * stride_k + (n0 + j) * stride_n] : T(0);
     }
   }
-  const T* panel(int64_t p) const { return data.data() + p * K * NR; }
-
- private:
   // B = W^T of a row-major W (stride_k = 1: column n of B is row n of W), as every recurrent
   // and input weight is used. The element loop then reads each cache line of W for one value
   // and ran at 3-9 GB/s: 1.1-1.4 ms per call for an LSTM's W_hh at H = 512, a tenth of a
@@ -188,13 +204,13 @@ inline void rows_kernel(int rows, const T* A, int64_t lda, const T* Bp, int64_t 
 template <typename T>
 inline int64_t gemv_four_panels(const T* a, const PackedMatrix<T>& B, T* c, int64_t p0, int64_t p1,
                                 const Start<T>& start) {
-  return gemv_four_panels_avx512(a, B.data.data(), B.K, B.N, c, p0, p1, start.from_c, start.bias);
+  return gemv_four_panels_avx512(a, B.values(), B.K, B.N, c, p0, p1, start.from_c, start.bias);
 }
 #elif RNNKIT_AVX2
 template <typename T>
 inline int64_t gemv_four_panels(const T* a, const PackedMatrix<T>& B, T* c, int64_t p0, int64_t p1,
                                 const Start<T>& start) {
-  return gemv_four_panels_avx2(a, B.data.data(), B.K, B.N, c, p0, p1, start.from_c, start.bias);
+  return gemv_four_panels_avx2(a, B.values(), B.K, B.N, c, p0, p1, start.from_c, start.bias);
 }
 #else
 template <typename T>

@@ -53,9 +53,11 @@ void forward_units(int64_t slices, const Steps& steps, int64_t H, const T* W, co
   const int64_t B = steps.B;
   std::vector<T> state(2 * B * H);  // h_{t-1} and h_t (see lstm.cpp, forward_units)
   std::memcpy(state.data(), h, B * H * sizeof(T));
-  for_unit_slices(H, slices, [&](int64_t u0, int64_t u1, int64_t weight, SpinBarrier& barrier) {
+  SliceWeights<T> w_slices(slices, H, H, 3, /*gathered=*/true);
+  for_unit_slices(H, slices, [&](int64_t slice, int64_t u0, int64_t u1, int64_t weight,
+                                 SpinBarrier& barrier) {
     const int64_t n = u1 - u0, N = 3 * n;
-    const PackedMatrix<T> w_hh = pack_unit_rows(W, H, H, 3, u0, u1);
+    const PackedMatrix<T>& w_hh = w_slices.pack_rows(slice, W, H, H, 3, u0, u1);
     const std::vector<T> bias = gather_units(b_hh, H, 3, u0, u1);
     std::vector<T> rec(B * N), act(N);
     for (int64_t s = 0; s < steps.T; ++s) {
@@ -169,10 +171,12 @@ void backward_units(int64_t slices, const Steps& steps, int64_t H, const T* W, c
                     const T* keep_all, const T* out, const T* h_init, T* dh, T* grad_x,
                     T* grad_rec, BiasGradient<T>& bias_grad) {
   const int64_t B = steps.B, G = 3 * H;
-  for_unit_slices(H, slices, [&](int64_t u0, int64_t u1, int64_t weight, SpinBarrier& barrier) {
+  SliceWeights<T> w_slices(slices, H, 3 * H, 1, /*gathered=*/false);
+  for_unit_slices(H, slices, [&](int64_t slice, int64_t u0, int64_t u1, int64_t weight,
+                                 SpinBarrier& barrier) {
     const int64_t n = u1 - u0;
-    PackedMatrix<T> w_hh;  // dR (B x 3H) -> the thread's units of dh (B x n)
-    w_hh.pack(W + u0, G, n, H, 1);
+    // dR (B x 3H) -> the thread's units of dh (B x n)
+    const PackedMatrix<T>& w_hh = w_slices.pack_columns(slice, W, G, H, u0, u1);
     std::vector<T> dh_prev(B * n);
     for (int64_t s = steps.T - 1; s >= 0; --s) {
       const int64_t t = steps.time(s), t_next = steps.time_before(s);

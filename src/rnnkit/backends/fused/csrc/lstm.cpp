@@ -128,9 +128,11 @@ void forward_units(int64_t slices, const Steps& steps, int64_t H, const T* W, co
   // writing its slice of h_t would overwrite h_{t-1} while another thread still multiplies it.
   std::vector<T> state(2 * B * H);
   std::memcpy(state.data(), h, B * H * sizeof(T));
-  for_unit_slices(H, slices, [&](int64_t u0, int64_t u1, int64_t weight, SpinBarrier& barrier) {
+  SliceWeights<T> w_slices(slices, H, H, 4, /*gathered=*/true);
+  for_unit_slices(H, slices, [&](int64_t slice, int64_t u0, int64_t u1, int64_t weight,
+                                 SpinBarrier& barrier) {
     const int64_t n = u1 - u0, N = 4 * n;
-    const PackedMatrix<T> w_hh = pack_unit_rows(W, H, H, 4, u0, u1);
+    const PackedMatrix<T>& w_hh = w_slices.pack_rows(slice, W, H, H, 4, u0, u1);
     const std::vector<T> bias = gather_units(b_hh, H, 4, u0, u1);
     const T* bias_p = bias.empty() ? nullptr : bias.data();
     std::vector<T> pre(B * N), tanh_c(n);
@@ -297,10 +299,12 @@ void backward_units(int64_t slices, const Steps& steps, int64_t H, const T* W, c
                     const T* act, const T* cell, const T* c_init, T* dh, T* dc, T* grad_gates,
                     BiasGradient<T>& bias_grad) {
   const int64_t B = steps.B, G = 4 * H;
-  for_unit_slices(H, slices, [&](int64_t u0, int64_t u1, int64_t weight, SpinBarrier& barrier) {
+  SliceWeights<T> w_slices(slices, H, 4 * H, 1, /*gathered=*/false);
+  for_unit_slices(H, slices, [&](int64_t slice, int64_t u0, int64_t u1, int64_t weight,
+                                 SpinBarrier& barrier) {
     const int64_t n = u1 - u0;
-    PackedMatrix<T> w_hh;  // dG (B x 4H) -> the thread's units of dh (B x n)
-    w_hh.pack(W + u0, G, n, H, 1);
+    // dG (B x 4H) -> the thread's units of dh (B x n)
+    const PackedMatrix<T>& w_hh = w_slices.pack_columns(slice, W, G, H, u0, u1);
     std::vector<T> dh_prev(B * n), tanh_c(H);
     for (int64_t s = steps.T - 1; s >= 0; --s) {
       const int64_t t = steps.time(s), t_next = steps.time_before(s);

@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "buffer_pool.h"
 #include "gemm.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -92,31 +93,79 @@ inline int64_t slice_start(int64_t k, int64_t slices, int64_t H) {
   return (H / kUnitGroup) * k / slices * kUnitGroup;
 }
 
-// Runs body(u0, u1, weight, barrier) once per thread of a team over `slices` slices of H units:
-// the thread owns units [u0, u1) and stands for `weight` slices at the barrier. Nothing in body
-// may throw after its first barrier: a thread that left would leave the others waiting.
+// Runs body(slice, u0, u1, weight, barrier) once per thread of a team over `slices` slices of
+// H units: the thread owns units [u0, u1), which start at slice `slice`, and stands for
+// `weight` slices at the barrier. Nothing in body may throw after its first barrier: a thread
+// that left would leave the others waiting.
 template <typename F>
 inline void for_unit_slices(int64_t H, int64_t slices, F&& body) {
   SpinBarrier barrier(slices);
   at::parallel_for(0, slices, 1, [&](int64_t first, int64_t last) {
-    body(slice_start(first, slices, H), slice_start(last, slices, H), last - first, barrier);
+    body(first, slice_start(first, slices, H), slice_start(last, slices, H), last - first, barrier);
   });
 }
 
-// Rows g H + u (g < gates, u in [u0, u1)) of a row-major (gates H, K) weight W, packed as the
-// right-hand side of x W_slice^T: K x gates (u1 - u0), gate after gate. One thread's share of a
-// step's product, laid out as the cell reads it (cell_row with H = u1 - u0).
+// Each slice's packed share of a weight, K x (gates x its units), packed by the thread that
+// multiplies it (so the values land in that core's caches) into memory from the buffer pool
+// (buffer_pool.h). With a fresh std::vector per call the kernels page-faulted their slices in
+// again every call (LSTM, H = 512: ~2000 faults per training call, against none for one packed
+// matrix of the whole weight, which glibc reuses), and ran slower than a fork/join per step.
 template <typename T>
-inline PackedMatrix<T> pack_unit_rows(const T* W, int64_t K, int64_t H, int64_t gates, int64_t u0,
+struct SliceWeights {
+  std::vector<PackedMatrix<T>> packed;
+  at::Tensor memory;   // every slice's packed values, then the staging rows
+  std::vector<int64_t> offsets;  // slice k's packed values at memory + offsets[k]
+  T* staging = nullptr;  // gathered rows before packing (pack_rows): gates H x K, a slice at gates u0 K
+
+  SliceWeights(int64_t slices, int64_t H, int64_t K, int64_t gates, bool gathered)
+      : packed(slices), offsets(slices + 1, 0) {
+    for (int64_t k = 0; k < slices; ++k) {
+      const int64_t n = gates * (slice_start(k + 1, slices, H) - slice_start(k, slices, H));
+      offsets[k + 1] = offsets[k] + PackedMatrix<T>::packed_size(K, n);
+    }
+    const int64_t staging_size = gathered && gates > 1 ? gates * H * K : 0;
+    memory = pooled_empty({offsets[slices] + staging_size},
+                          at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value));
+    staging = memory.data_ptr<T>() + offsets[slices];
+  }
+
+  // Rows g H + u (g < gates, u in [u0, u1)) of a row-major (gates H, K) weight W, packed as the
+  // right-hand side of x W_slice^T: K x gates (u1 - u0), gate after gate, laid out as the cell
+  // reads them (lstm.cpp: cell_row with H = u1 - u0). Rows of different gates lie apart in W,
+  // so they are first copied side by side into the staging rows.
+  const PackedMatrix<T>& pack_rows(int64_t slice, const T* W, int64_t K, int64_t H, int64_t gates,
+                                   int64_t u0, int64_t u1) {
+    const int64_t n = u1 - u0;
+    const T* rows = W + u0 * K;  // one gate: the rows are already side by side
+    if (gates > 1) {
+      T* gathered = staging + gates * u0 * K;
+      for (int64_t g = 0; g < gates; ++g)
+        std::memcpy(gathered + g * n * K, W + (g * H + u0) * K, n * K * sizeof(T));
+      rows = gathered;
+    }
+    pack_slice(slice, rows, K, gates * n, 1, K);
+    return packed[slice];
+  }
+
+  // Columns [u0, u1) of a row-major (K, H) weight (the backward's W_hh, K = gates H).
+  const PackedMatrix<T>& pack_columns(int64_t slice, const T* W, int64_t K, int64_t H, int64_t u0,
                                       int64_t u1) {
-  const int64_t n = u1 - u0;
-  std::vector<T> rows(gates * n * K);
-  for (int64_t g = 0; g < gates; ++g)
-    std::memcpy(rows.data() + g * n * K, W + (g * H + u0) * K, n * K * sizeof(T));
-  PackedMatrix<T> packed;
-  packed.pack(rows.data(), K, gates * n, 1, K);
-  return packed;
-}
+    pack_slice(slice, W + u0, K, u1 - u0, H, 1);
+    return packed[slice];
+  }
+
+ private:
+  void pack_slice(int64_t slice, const T* src, int64_t K, int64_t N, int64_t stride_k,
+                  int64_t stride_n) {
+    // A thread handed several slices (a team smaller than asked for) packs them as one, larger
+    // than slice `slice`'s reserved room: it gets memory of its own.
+    const int64_t room = offsets[slice + 1] - offsets[slice];
+    if (PackedMatrix<T>::packed_size(K, N) <= room)
+      packed[slice].pack_into(memory.data_ptr<T>() + offsets[slice], src, K, N, stride_k, stride_n);
+    else
+      packed[slice].pack(src, K, N, stride_k, stride_n);
+  }
+};
 
 // The values g H + u of a gates H vector (a bias), in the same order; empty for a null vector.
 template <typename T>
