@@ -32,8 +32,8 @@ void packed_product(const at::Tensor& a, const T* src, int64_t K, int64_t N, int
 }
 
 // Whether a @ B runs on the packed GEMM, B being (K x rhs_cols) with rhs_elements values:
-// * not under ~1M multiply-adds or one row block of a: packing costs more than it saves
-//   there, and at::mm is faster;
+// * not for small products (packed_pays, dense.h) or under one row block of a: at::mm is
+//   faster there;
 // * not when B is larger than a (a weight bigger than the batch of rows it multiplies) and
 //   the product has 16M multiply-adds or more: oneDNN's matmul uses B without a packed copy and
 //   ran level or ahead (100 rows, 256 x 1024: 313 vs 318 us; 512 x 2048: 1.20 vs 1.46 ms).
@@ -50,7 +50,7 @@ void packed_product(const at::Tensor& a, const T* src, int64_t K, int64_t N, int
 bool packable(const at::Tensor& a, int64_t rhs_elements, int64_t rhs_cols, bool projection) {
   if (a.dim() != 2 || a.stride(1) != 1 || a.size(0) < kRowBlock) return false;
   const int64_t multiply_adds = a.size(0) * a.size(1) * rhs_cols;
-  if (multiply_adds < (int64_t(1) << 20)) return false;
+  if (!packed_pays(multiply_adds, rhs_cols, a.scalar_type())) return false;
   if (dense_engine() == DenseEngine::kMkl)
     return projection && rhs_elements <= a.numel() && a.size(1) <= kDepthPerBlock;
   const bool onednn = a.scalar_type() == at::kFloat && onednn_matmul_usable();

@@ -98,6 +98,19 @@ inline at::Tensor dense_mm(const at::Tensor& a, const at::Tensor& b,
   return has_init ? at::addmm_out(out, out, a, b) : at::mm_out(out, a, b);
 }
 
+// Whether a product of `multiply_adds` with N result columns is worth the packed GEMM by its
+// size: not below 64k (at::mm's fixed cost is lower), and below 1M only where N fills whole
+// panels. Packing and blocking cost more per multiply-add in a small product, and a partial
+// panel computes zero columns. Measured on Zen 4, one thread, 4 paired runs (at::mm time /
+// packed time): N a multiple of 32 gained 1.04-1.35x (100 x 32 -> 128 projection 1.11x, its
+// input gradient 1.17x, weight gradient 1.28x; 20 rows 1.14-1.35x); N = 16 or 48 lost
+// (0.85-0.91x for the input and weight gradients of 100 x 16 -> 64 and 100 x 48 -> 144).
+inline bool packed_pays(int64_t multiply_adds, int64_t N, at::ScalarType dtype) {
+  if (multiply_adds < (int64_t(1) << 16)) return false;
+  const int64_t panel = dtype == at::kDouble ? PackedMatrix<double>::NR : PackedMatrix<float>::NR;
+  return multiply_adds >= (int64_t(1) << 20) || N % panel == 0;
+}
+
 // True when a is a transposed view of a contiguous matrix: column-major, columns lda apart.
 inline bool column_major(const at::Tensor& a) {
   return a.dim() == 2 && a.stride(0) == 1 && a.stride(1) >= a.size(0) && a.size(0) > 1;
@@ -106,11 +119,12 @@ inline bool column_major(const at::Tensor& a) {
 // a (M, K) @ b (K, N) for a column-major a: the weight gradients dW = dG^T X, with dG (K, M)
 // contiguous over all T x B rows (K large, M x N small). The packed GEMM reads dG in place
 // (on AMD, oneDNN and MKL ran these at ~60 GFLOP/s, the packed kernel at ~85-95); b is packed
-// once and the rows of the result are split across threads. Small products, and every product
-// under the mkl engine, go to dense_mm.
+// once and the rows of the result are split across threads. Small products (packed_pays), and
+// every product under the mkl engine, go to dense_mm.
 inline at::Tensor weight_gradient(const at::Tensor& a, const at::Tensor& b) {
   const int64_t M = a.size(0), K = a.size(1), N = b.size(1);
-  if (!column_major(a) || M * K * N < (int64_t(1) << 20) || dense_engine() == DenseEngine::kMkl)
+  if (!column_major(a) || !packed_pays(M * K * N, N, a.scalar_type()) ||
+      dense_engine() == DenseEngine::kMkl)
     return dense_mm(a, b);
   at::Tensor out = pooled_empty({M, N}, a.options());
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "rnnkit_weight_gradient", [&] {
