@@ -608,12 +608,16 @@ def test_dense_engine_setting_and_host_rule():
 @requires_fused
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("rows, features, outputs",
-                         [(37, 19, 23), (700, 70, 130), (300, 300, 45), (100, 130, 520)],
-                         ids=["small-at::mm", "large-packed", "packed-deep", "weight-over-rows"])
+                         [(37, 19, 23), (100, 32, 128), (700, 70, 130), (300, 300, 45),
+                          (100, 130, 520)],
+                         ids=["small-at::mm", "small-full-panels", "large-packed", "packed-deep",
+                              "weight-over-rows"])
 def test_dense_ops_match_torch_and_pass_opcheck(dtype, rows, features, outputs, dense_engine):
     """rnnkit::linear / rnnkit::matmul against torch, with opcheck, under each dense engine.
-    With "packed": small products go to at::mm, larger ones (>= 1M multiply-adds) to the packed
-    GEMM, weight gradients to oneDNN/at::mm. packed-deep: more than one depth block (K > 128),
+    With "packed": small products go to at::mm, larger ones (>= 1M multiply-adds, or >= 64k
+    whose result columns fill whole panels: small-full-panels, 410k, and its gradients with 32
+    and 128 columns) to the packed GEMM, weight gradients to oneDNN/at::mm. packed-deep: more
+    than one depth block (K > 128),
     so the bias starts only the first and the later ones accumulate, and a partial last panel.
     weight-over-rows: a weight with more values than x (an input projection at B = 1), packed
     below 16M multiply-adds, with a partial last panel. With "mkl" all go to at::mm except the
