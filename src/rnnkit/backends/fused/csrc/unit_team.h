@@ -51,6 +51,7 @@ class SpinBarrier {
   explicit SpinBarrier(int64_t slices) : slices_(slices) {}
 
   void arrive_and_wait(int64_t weight) {
+    if (abandoned_.load(std::memory_order_relaxed)) return;
     const int64_t generation = generation_.load(std::memory_order_acquire);
     if (arrived_.fetch_add(weight, std::memory_order_acq_rel) + weight == slices_) {
       arrived_.store(0, std::memory_order_relaxed);
@@ -59,7 +60,9 @@ class SpinBarrier {
     }
     // After a long wait (the other vCPU descheduled by the host) give the core away instead of
     // burning it.
-    for (int64_t spins = 0; generation_.load(std::memory_order_acquire) == generation; ++spins) {
+    for (int64_t spins = 0; generation_.load(std::memory_order_acquire) == generation &&
+                            !abandoned_.load(std::memory_order_relaxed);
+         ++spins) {
       if (spins < kSpinsBeforeYield) {
 #if defined(__x86_64__) || defined(_M_X64)
         _mm_pause();
@@ -70,8 +73,13 @@ class SpinBarrier {
     }
   }
 
+  // A thread that leaves the team early (an exception) releases the others: from then on no
+  // wait blocks, they run out their loops on whatever they hold, and the caller gets the error.
+  void abandon() { abandoned_.store(true, std::memory_order_relaxed); }
+
  private:
   static constexpr int64_t kSpinsBeforeYield = 1 << 14;
+  std::atomic<bool> abandoned_{false};
   alignas(64) std::atomic<int64_t> arrived_{0};
   alignas(64) std::atomic<int64_t> generation_{0};
   const int64_t slices_;
@@ -95,13 +103,19 @@ inline int64_t slice_start(int64_t k, int64_t slices, int64_t H) {
 
 // Runs body(slice, u0, u1, weight, barrier) once per thread of a team over `slices` slices of
 // H units: the thread owns units [u0, u1), which start at slice `slice`, and stands for
-// `weight` slices at the barrier. Nothing in body may throw after its first barrier: a thread
-// that left would leave the others waiting.
+// `weight` slices at the barrier. If body throws in one thread (an allocation failing), the
+// barrier is abandoned so that the others finish, and at::parallel_for rethrows the error.
 template <typename F>
 inline void for_unit_slices(int64_t H, int64_t slices, F&& body) {
   SpinBarrier barrier(slices);
   at::parallel_for(0, slices, 1, [&](int64_t first, int64_t last) {
-    body(first, slice_start(first, slices, H), slice_start(last, slices, H), last - first, barrier);
+    try {
+      body(first, slice_start(first, slices, H), slice_start(last, slices, H), last - first,
+           barrier);
+    } catch (...) {
+      barrier.abandon();
+      throw;
+    }
   });
 }
 
