@@ -389,6 +389,32 @@ def test_two_threads_split_rows_and_units(kind, batch, hidden, dtype):
 
 
 @requires_fused
+@pytest.mark.parametrize("kind, hidden", [("lstm", 112), ("gru", 112), ("rnn_tanh", 128),
+                                          ("rnn_relu", 128)])
+def test_two_threads_split_units_of_two_rows(kind, hidden):
+    """Two rows for one step are too little work to split by rows (under 128k multiply-adds in
+    all), but the step's product (2 x hidden x gates hidden, at least 32k) is split by units
+    (csrc/unit_team.h), so the plan by units must handle more than one row. Against the
+    reference in float64."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        torch.manual_seed(12)
+        reference = KINDS[kind](16, hidden, backend="reference", dtype=torch.float64)
+        fused = KINDS[kind](16, hidden, backend="fused", dtype=torch.float64)
+        fused.load_state_dict(reference.state_dict())
+        x = torch.randn(1, 2, 16, dtype=torch.float64, requires_grad=True)
+        values_ref, grads_ref = _loss_and_grads(reference, x, None, None)
+        values_fused, grads_fused = _loss_and_grads(fused, x, None, None)
+    finally:
+        torch.set_num_threads(previous)
+    for a, b in zip(values_fused, values_ref):
+        assert_close(a, b)
+    for a, b in zip(grads_fused, grads_ref):
+        assert_close(a, b, grad=True)
+
+
+@requires_fused
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn_tanh"])
 def test_second_derivatives_raise_and_name_the_reference_backend(kind):
     """The backward kernels have no derivative of their own: a backward with create_graph=True
