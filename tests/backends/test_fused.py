@@ -367,17 +367,22 @@ def test_two_threads_split_rows_and_units(kind, batch, hidden, dtype):
     (csrc/unit_team.h; H = 192: at least 32k multiply-adds per step for every cell; H = 200:
     slices of 96 and 104 units, the last SIMD group partial), or each step's product over
     column panels where a cell has no unit plan; results must not change."""
+    torch.manual_seed(6)
+    x = torch.randn(30, batch, 24, dtype=dtype, requires_grad=True)
+    lengths = (torch.arange(batch) * 3 + 25) % 30 + 1
+    _assert_two_threads_match_reference(kind, dict(hidden_size=hidden, num_layers=2,
+                                                   bidirectional=True, dtype=dtype), x, lengths)
+
+
+def _assert_two_threads_match_reference(kind, options, x, lengths):
+    """A fused layer of `kind` run with 2 threads against the reference layer with the same
+    weights: outputs, final states and every gradient."""
     previous = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        torch.manual_seed(6)
-        reference = KINDS[kind](24, hidden, num_layers=2, bidirectional=True, backend="reference",
-                                dtype=dtype)
-        fused = KINDS[kind](24, hidden, num_layers=2, bidirectional=True, backend="fused",
-                            dtype=dtype)
+        reference = KINDS[kind](x.size(-1), backend="reference", **options)
+        fused = KINDS[kind](x.size(-1), backend="fused", **options)
         fused.load_state_dict(reference.state_dict())
-        x = torch.randn(30, batch, 24, dtype=dtype, requires_grad=True)
-        lengths = (torch.arange(batch) * 3 + 25) % 30 + 1
         values_ref, grads_ref = _loss_and_grads(reference, x, None, lengths)
         values_fused, grads_fused = _loss_and_grads(fused, x, None, lengths)
     finally:
@@ -396,22 +401,10 @@ def test_two_threads_split_units_of_two_rows(kind, hidden):
     all), but the step's product (2 x hidden x gates hidden, at least 32k) is split by units
     (csrc/unit_team.h), so the plan by units must handle more than one row. Against the
     reference in float64."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(2)
-    try:
-        torch.manual_seed(12)
-        reference = KINDS[kind](16, hidden, backend="reference", dtype=torch.float64)
-        fused = KINDS[kind](16, hidden, backend="fused", dtype=torch.float64)
-        fused.load_state_dict(reference.state_dict())
-        x = torch.randn(1, 2, 16, dtype=torch.float64, requires_grad=True)
-        values_ref, grads_ref = _loss_and_grads(reference, x, None, None)
-        values_fused, grads_fused = _loss_and_grads(fused, x, None, None)
-    finally:
-        torch.set_num_threads(previous)
-    for a, b in zip(values_fused, values_ref):
-        assert_close(a, b)
-    for a, b in zip(grads_fused, grads_ref):
-        assert_close(a, b, grad=True)
+    torch.manual_seed(12)
+    x = torch.randn(1, 2, 16, dtype=torch.float64, requires_grad=True)
+    _assert_two_threads_match_reference(kind, dict(hidden_size=hidden, dtype=torch.float64), x,
+                                        None)
 
 
 @requires_fused

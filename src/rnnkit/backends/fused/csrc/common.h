@@ -14,7 +14,6 @@
 #include "buffer_pool.h"
 #include "gemm.h"
 #include "gemm_amx.h"
-#include "unit_team.h"
 
 // Before a per-unit loop over rows of different buffers: they never overlap, which the compiler
 // cannot prove from raw pointers, so without this it vectorizes behind runtime overlap checks or

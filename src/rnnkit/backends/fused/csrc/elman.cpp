@@ -5,6 +5,7 @@
 
 #include "common.h"
 #include "dense.h"
+#include "unit_team.h"
 
 namespace rnnkit {
 namespace {
@@ -12,53 +13,46 @@ namespace {
 using at::Tensor;
 using c10::optional;
 
-// forward_impl's plan when the batch is too small to split by rows (unit_team.h, as in
-// lstm.cpp): the thread of units [u0, u1) packs W_hh's rows of its units and computes them; a
-// barrier per step publishes h_t. Not the bfloat16 path.
+// h' = act(a) in place over n values of a = h W_hh^T + b_hh + gates_x[t] (x: the row of gates_x).
+template <typename T>
+inline void activate(T* a, const T* x, int64_t n, bool relu) {
+  RNNKIT_NO_ALIAS
+  for (int64_t u = 0; u < n; ++u) a[u] += x[u];
+  if (relu) {
+    RNNKIT_NO_ALIAS
+    for (int64_t u = 0; u < n; ++u) a[u] = a[u] > T(0) ? a[u] : T(0);
+  } else {
+    tanh_array(a, a, n);
+  }
+}
+
+// The gradient of the pre-activation at units [u0, u1) of one row, from the step's output y
+// (tanh'(a) = 1 - y^2, relu'(a) = [y > 0]), the output gradient g_out and dh (full rows).
+template <typename T>
+inline void pre_activation_gradient(const T* y, const T* g_out, const T* dh, T* d, int64_t u0,
+                                    int64_t u1, bool relu) {
+  if (relu) {
+    RNNKIT_NO_ALIAS
+    for (int64_t u = u0; u < u1; ++u) d[u] = y[u] > T(0) ? dh[u] + g_out[u] : T(0);
+  } else {
+    RNNKIT_NO_ALIAS
+    for (int64_t u = u0; u < u1; ++u) d[u] = (dh[u] + g_out[u]) * (T(1) - y[u] * y[u]);
+  }
+}
+
+// forward_impl's plan when the batch is too small to split by rows (unit_team.h): each thread
+// runs the activation for its units. Not the bfloat16 path.
 template <typename T>
 void forward_units(int64_t slices, const Steps& steps, int64_t H, const T* W, const T* b_hh,
                    const GateRows<T>& gates_rows, bool relu, T* h, T* out) {
-  const int64_t B = steps.B;
-  std::vector<T> state(2 * B * H);  // h_{t-1} and h_t (see lstm.cpp, forward_units)
-  std::memcpy(state.data(), h, B * H * sizeof(T));
-  SliceWeights<T> w_slices(slices, H, H, 1, /*gathered=*/true);
-  for_unit_slices(H, slices, [&](int64_t slice, int64_t u0, int64_t u1, int64_t weight,
-                                 SpinBarrier& barrier) {
-    const int64_t n = u1 - u0;
-    const PackedMatrix<T>& w_hh = w_slices.pack_rows(slice, W, H, H, 1, u0, u1);
-    const std::vector<T> bias = gather_units(b_hh, H, 1, u0, u1);
-    for (int64_t s = 0; s < steps.T; ++s) {
-      const int64_t t = steps.time(s), t_next = steps.time_after(s);
-      const T* h_prev = state.data() + (s % 2) * B * H;
-      T* h_next = state.data() + ((s + 1) % 2) * B * H;
-      prefetch(h_prev, B * H);  // the other threads' units, all at once
-      // h W_hh^T + b_hh at this thread's units, straight into its units of h_t
-      gemm_assign(B, h_prev, H, w_hh, h_next + u0, H, 0, w_hh.panels,
-                  bias.empty() ? nullptr : bias.data());
-      for (int64_t b = 0; b < B; ++b) {
-        const T* x = gates_rows.full + t * gates_rows.stride_t + b * gates_rows.stride_b + u0;
-        if (t_next >= 0) prefetch(x + (t_next - t) * gates_rows.stride_t, n);
-        T* out_row = out + (t * B + b) * H + u0;
-        T* row = h_next + b * H + u0;
-        if (!steps.valid(t, b)) {
-          std::fill(out_row, out_row + n, T(0));
-          std::memcpy(row, h_prev + b * H + u0, n * sizeof(T));
-          continue;
-        }
-        RNNKIT_NO_ALIAS
-        for (int64_t u = 0; u < n; ++u) row[u] += x[u];
-        if (relu) {
-          RNNKIT_NO_ALIAS
-          for (int64_t u = 0; u < n; ++u) row[u] = row[u] > T(0) ? row[u] : T(0);
-        } else {
-          tanh_array(row, row, n);
-        }
-        std::memcpy(out_row, row, n * sizeof(T));
-      }
-      barrier.arrive_and_wait(weight);
-    }
-    const T* last = state.data() + (steps.T % 2) * B * H;
-    for (int64_t b = 0; b < B; ++b) std::memcpy(h + b * H + u0, last + b * H + u0, n * sizeof(T));
+  forward_by_units(slices, steps, H, 1, W, b_hh, h, out, [&](int64_t u0, int64_t u1) {
+    return [&, u0, u1](int64_t t, int64_t b, int64_t t_next, T* pre, const T*, T* h_next) {
+      const int64_t n = u1 - u0;
+      const T* x = gates_rows.full + t * gates_rows.stride_t + b * gates_rows.stride_b + u0;
+      if (t_next >= 0) prefetch(x + (t_next - t) * gates_rows.stride_t, n);
+      activate(pre, x, n, relu);
+      std::memcpy(h_next + u0, pre, n * sizeof(T));
+    };
   });
 }
 
@@ -105,15 +99,7 @@ std::tuple<Tensor, Tensor> forward_impl(const Tensor& gates_x, const Tensor& h0,
           continue;
         }
         T* row = pre.data() + (b - b0) * H;
-        const T* x = gates_rows.row(t, b, x_row.data());
-        RNNKIT_NO_ALIAS
-        for (int64_t u = 0; u < H; ++u) row[u] += x[u];
-        if (relu) {
-          RNNKIT_NO_ALIAS
-          for (int64_t u = 0; u < H; ++u) row[u] = row[u] > T(0) ? row[u] : T(0);
-        } else {
-          tanh_array(row, row, H);
-        }
+        activate(row, gates_rows.row(t, b, x_row.data()), H, relu);
         std::memcpy(h + b * H, row, H * sizeof(T));
         std::memcpy(out_row, row, H * sizeof(T));
       }
@@ -122,49 +108,25 @@ std::tuple<Tensor, Tensor> forward_impl(const Tensor& gates_x, const Tensor& h0,
   return {output, h_n};
 }
 
-// backward_impl's plan when the batch is too small to split by rows (unit_team.h, as in
-// lstm.cpp): the thread of units [u0, u1) writes their gradients into the step's row of
-// grad_pre, and after the step's barrier computes its units of dh_{t-1} = d_pre_t W_hh[:, u0:u1]
-// from the whole row. Not the bfloat16 path.
+// backward_impl's plan when the batch is too small to split by rows (unit_team.h): each thread
+// writes its units' gradients into the step's row of grad_pre and computes its units of
+// dh_{t-1} = d_pre_t W_hh[:, u0:u1]. Not the bfloat16 path.
 template <typename T>
 void backward_units(int64_t slices, const Steps& steps, int64_t H, const T* W, const T* go,
                     const T* out, bool relu, T* dh, T* grad_pre, BiasGradient<T>& bias_grad) {
   const int64_t B = steps.B;
-  SliceWeights<T> w_slices(slices, H, H, 1, /*gathered=*/false);
-  for_unit_slices(H, slices, [&](int64_t slice, int64_t u0, int64_t u1, int64_t weight,
-                                 SpinBarrier& barrier) {
-    const int64_t n = u1 - u0;
-    // d_pre (B x H) -> the thread's units of dh (B x n)
-    const PackedMatrix<T>& w_hh = w_slices.pack_columns(slice, W, H, H, u0, u1);
-    std::vector<T> dh_prev(B * n);
-    for (int64_t s = steps.T - 1; s >= 0; --s) {
-      const int64_t t = steps.time(s), t_next = steps.time_before(s);
-      for (int64_t b = 0; b < B; ++b) {
-        if (t_next >= 0) {
-          prefetch(out + (t_next * B + b) * H + u0, n);
-          prefetch(go + (t_next * B + b) * H + u0, n);
-        }
-        if (!steps.valid(t, b)) continue;
-        const T* y = out + (t * B + b) * H;
-        const T* g_out = go + (t * B + b) * H;
-        T* d = grad_pre + (t * B + b) * H;
-        const T* dhb = dh + b * H;
-        if (relu) {
-          RNNKIT_NO_ALIAS
-          for (int64_t u = u0; u < u1; ++u) d[u] = y[u] > T(0) ? dhb[u] + g_out[u] : T(0);
-        } else {
-          RNNKIT_NO_ALIAS
-          for (int64_t u = u0; u < u1; ++u) d[u] = (dhb[u] + g_out[u]) * (T(1) - y[u] * y[u]);
-        }
-        bias_grad.add_units(b, u0, d + u0, n);
+  backward_by_units(slices, steps, H, H, W, grad_pre, dh, /*accumulate=*/false,
+                    [&](int64_t u0, int64_t u1) {
+    return [&, u0, u1](int64_t t, int64_t b, int64_t t_next, T* dh_row, T*) {
+      const int64_t n = u1 - u0;
+      if (t_next >= 0) {
+        prefetch(out + (t_next * B + b) * H + u0, n);
+        prefetch(go + (t_next * B + b) * H + u0, n);
       }
-      barrier.arrive_and_wait(weight);
-      prefetch(grad_pre + t * B * H, B * H);  // the other threads' units, all at once
-      gemm_assign(B, grad_pre + t * B * H, H, w_hh, dh_prev.data(), n, 0, w_hh.panels,
-                  static_cast<const T*>(nullptr));
-      for (int64_t b = 0; b < B; ++b)
-        if (steps.valid(t, b)) std::memcpy(dh + b * H + u0, dh_prev.data() + b * n, n * sizeof(T));
-    }
+      T* d = grad_pre + (t * B + b) * H;
+      pre_activation_gradient(out + (t * B + b) * H, go + (t * B + b) * H, dh_row, d, u0, u1, relu);
+      bias_grad.add_units(b, u0, d + u0, n);
+    };
   });
 }
 
@@ -211,14 +173,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
         const T* y = out + (t * B + b) * H;
         const T* g_out = go + (t * B + b) * H;
         T* d = dpre + (b - b0) * H;
-        const T* dhb = dh_p + b * H;
-        if (relu) {
-          RNNKIT_NO_ALIAS
-          for (int64_t u = 0; u < H; ++u) d[u] = y[u] > T(0) ? dhb[u] + g_out[u] : T(0);
-        } else {
-          RNNKIT_NO_ALIAS
-          for (int64_t u = 0; u < H; ++u) d[u] = (dhb[u] + g_out[u]) * (T(1) - y[u] * y[u]);
-        }
+        pre_activation_gradient(y, g_out, dh_p + b * H, d, 0, H, relu);
         bias_grad.add(b, d);
         grad_pre.store(t, b, d);
       }

@@ -9,6 +9,7 @@
 
 #include "common.h"
 #include "dense.h"
+#include "unit_team.h"
 
 namespace rnnkit {
 namespace {
@@ -44,46 +45,19 @@ inline void cell_units(const T* x, const T* rec, const T* h_prev, T* h_next, T* 
   }
 }
 
-// forward_impl's plan when the batch is too small to split by rows (unit_team.h, as in
-// lstm.cpp): the thread of units [u0, u1) packs W_hh's rows of its units for the three gates and
-// computes them; a barrier per step publishes h_t. Not the bfloat16 path.
+// forward_impl's plan when the batch is too small to split by rows (unit_team.h): each thread
+// runs the cell for its units. Not the bfloat16 path. saved: null without training.
 template <typename T>
 void forward_units(int64_t slices, const Steps& steps, int64_t H, const T* W, const T* b_hh,
                    const GateRows<T>& gates_rows, T* h, T* out, T* saved) {
   const int64_t B = steps.B;
-  std::vector<T> state(2 * B * H);  // h_{t-1} and h_t (see lstm.cpp, forward_units)
-  std::memcpy(state.data(), h, B * H * sizeof(T));
-  SliceWeights<T> w_slices(slices, H, H, 3, /*gathered=*/true);
-  for_unit_slices(H, slices, [&](int64_t slice, int64_t u0, int64_t u1, int64_t weight,
-                                 SpinBarrier& barrier) {
-    const int64_t n = u1 - u0, N = 3 * n;
-    const PackedMatrix<T>& w_hh = w_slices.pack_rows(slice, W, H, H, 3, u0, u1);
-    const std::vector<T> bias = gather_units(b_hh, H, 3, u0, u1);
-    std::vector<T> rec(B * N), act(N);
-    for (int64_t s = 0; s < steps.T; ++s) {
-      const int64_t t = steps.time(s), t_next = steps.time_after(s);
-      const T* h_prev = state.data() + (s % 2) * B * H;
-      T* h_next = state.data() + ((s + 1) % 2) * B * H;
-      prefetch(h_prev, B * H);  // the other threads' units, all at once
-      gemm_assign(B, h_prev, H, w_hh, rec.data(), N, 0, w_hh.panels,
-                  bias.empty() ? nullptr : bias.data());
-      for (int64_t b = 0; b < B; ++b) {
-        if (t_next >= 0) gates_rows.prefetch_row(t_next, b);
-        T* out_row = out + (t * B + b) * H + u0;
-        if (!steps.valid(t, b)) {
-          std::fill(out_row, out_row + n, T(0));
-          std::memcpy(h_next + b * H + u0, h_prev + b * H + u0, n * sizeof(T));
-          continue;
-        }
-        cell_units(gates_rows.full + t * gates_rows.stride_t + b * gates_rows.stride_b,
-                   rec.data() + b * N, h_prev + b * H, h_next + b * H, act.data(),
-                   saved ? saved + (t * B + b) * 4 * H : nullptr, H, u0, u1);
-        std::memcpy(out_row, h_next + b * H + u0, n * sizeof(T));
-      }
-      barrier.arrive_and_wait(weight);
-    }
-    const T* last = state.data() + (steps.T % 2) * B * H;
-    for (int64_t b = 0; b < B; ++b) std::memcpy(h + b * H + u0, last + b * H + u0, n * sizeof(T));
+  forward_by_units(slices, steps, H, 3, W, b_hh, h, out, [&](int64_t u0, int64_t u1) {
+    return [&, u0, u1, act = std::vector<T>(3 * (u1 - u0))](
+               int64_t t, int64_t b, int64_t t_next, T* rec, const T* h_prev, T* h_next) mutable {
+      if (t_next >= 0) gates_rows.prefetch_row(t_next, b);
+      cell_units(gates_rows.full + t * gates_rows.stride_t + b * gates_rows.stride_b, rec, h_prev,
+                 h_next, act.data(), saved ? saved + (t * B + b) * 4 * H : nullptr, H, u0, u1);
+    };
   });
 }
 
@@ -162,64 +136,55 @@ std::tuple<Tensor, Tensor, Tensor> forward_impl(const Tensor& gates_x, const Ten
   return {output, h_n, saved};
 }
 
-// backward_impl's plan when the batch is too small to split by rows (unit_team.h, as in
-// lstm.cpp): the thread of units [u0, u1) writes their gradients into the step's rows of
-// grad_gates_x and grad_rec, and after the step's barrier adds dR_t W_hh[:, u0:u1] (the whole
-// row dR_t) to its units of dh_{t-1}. Not the bfloat16 path.
+// The cell's backward for units [u0, u1) of one row: from what forward kept (r, z, n, R_n; 4H),
+// the previous state h_prev, the output gradient g_out and dh, the gradient of the state the
+// step wrote, it writes the gradients of gates_x (dX) and of h W_hh^T + b_hh (dR) at those
+// units (3H each, r | z | n), and the direct part of the gradient of h_prev to dprev[0:u1-u0]
+// (the part through W_hh is added by the caller's product):
+//   d_h = dh + g_out    d_n = d_h (1 - z) (1 - n^2)    d_z = d_h (h_prev - n) z (1 - z)
+//   d_r = d_n R_n r (1 - r)    dX = (d_r, d_z, d_n)    dR = (d_r, d_z, d_n r)    dprev = d_h z
+template <typename T>
+inline void cell_gradients(const T* keep, const T* h_prev, const T* g_out, const T* dh, T* dX,
+                           T* dR, T* dprev, int64_t H, int64_t u0, int64_t u1) {
+  const T *r = keep, *z = keep + H, *n = keep + 2 * H, *rn = keep + 3 * H;
+  RNNKIT_NO_ALIAS
+  for (int64_t u = u0; u < u1; ++u) {
+    const T d_h = dh[u] + g_out[u];
+    const T d_n = d_h * (T(1) - z[u]) * (T(1) - n[u] * n[u]);
+    const T d_z = d_h * (h_prev[u] - n[u]) * z[u] * (T(1) - z[u]);
+    const T d_r = d_n * rn[u] * r[u] * (T(1) - r[u]);
+    dX[u] = d_r;
+    dX[H + u] = d_z;
+    dX[2 * H + u] = d_n;
+    dR[u] = d_r;
+    dR[H + u] = d_z;
+    dR[2 * H + u] = d_n * r[u];
+    dprev[u - u0] = d_h * z[u];
+  }
+}
+
+// backward_impl's plan when the batch is too small to split by rows (unit_team.h): each thread
+// writes its units' gradients into the step's rows of grad_x and grad_rec, and the product
+// adds dR_t W_hh[:, u0:u1] to the direct part of its units of dh_{t-1}. Not the bfloat16 path.
 template <typename T>
 void backward_units(int64_t slices, const Steps& steps, int64_t H, const T* W, const T* go,
                     const T* keep_all, const T* out, const T* h_init, T* dh, T* grad_x,
                     T* grad_rec, BiasGradient<T>& bias_grad) {
   const int64_t B = steps.B, G = 3 * H;
-  SliceWeights<T> w_slices(slices, H, 3 * H, 1, /*gathered=*/false);
-  for_unit_slices(H, slices, [&](int64_t slice, int64_t u0, int64_t u1, int64_t weight,
-                                 SpinBarrier& barrier) {
-    const int64_t n = u1 - u0;
-    // dR (B x 3H) -> the thread's units of dh (B x n)
-    const PackedMatrix<T>& w_hh = w_slices.pack_columns(slice, W, G, H, u0, u1);
-    std::vector<T> dh_prev(B * n);
-    for (int64_t s = steps.T - 1; s >= 0; --s) {
-      const int64_t t = steps.time(s), t_next = steps.time_before(s);
-      for (int64_t b = 0; b < B; ++b) {
-        if (t_next >= 0) {
-          for (int64_t k = 0; k < 4; ++k)
-            prefetch(keep_all + (t_next * B + b) * 4 * H + k * H + u0, n);
-          prefetch(go + (t_next * B + b) * H + u0, n);
-        }
-        T* dprev = dh_prev.data() + b * n;
-        if (!steps.valid(t, b)) {
-          std::fill(dprev, dprev + n, T(0));
-          continue;
-        }
-        const T* keep = keep_all + (t * B + b) * 4 * H;
-        const T *r = keep, *z = keep + H, *n_gate = keep + 2 * H, *rn = keep + 3 * H;
-        const T* h_prev = previous_row(steps, t, b, out, h_init, H);
-        const T* g_out = go + (t * B + b) * H;
-        T* dX = grad_x + (t * B + b) * G;
-        T* dR = grad_rec + (t * B + b) * G;
-        const T* dhb = dh + b * H;
-        RNNKIT_NO_ALIAS
-        for (int64_t u = u0; u < u1; ++u) {
-          const T d_h = dhb[u] + g_out[u];
-          const T d_n = d_h * (T(1) - z[u]) * (T(1) - n_gate[u] * n_gate[u]);
-          const T d_z = d_h * (h_prev[u] - n_gate[u]) * z[u] * (T(1) - z[u]);
-          const T d_r = d_n * rn[u] * r[u] * (T(1) - r[u]);
-          dX[u] = d_r;
-          dX[H + u] = d_z;
-          dX[2 * H + u] = d_n;
-          dR[u] = d_r;
-          dR[H + u] = d_z;
-          dR[2 * H + u] = d_n * r[u];
-          dprev[u - u0] = d_h * z[u];  // the direct path z * h; the matmul path is added below
-        }
-        for (int64_t k = 0; k < 3; ++k) bias_grad.add_units(b, k * H + u0, dR + k * H + u0, n);
+  backward_by_units(slices, steps, H, G, W, grad_rec, dh, /*accumulate=*/true,
+                    [&](int64_t u0, int64_t u1) {
+    return [&, u0, u1](int64_t t, int64_t b, int64_t t_next, T* dh_row, T* dprev) {
+      const int64_t n = u1 - u0;
+      if (t_next >= 0) {
+        for (int64_t k = 0; k < 4; ++k)
+          prefetch(keep_all + (t_next * B + b) * 4 * H + k * H + u0, n);
+        prefetch(go + (t_next * B + b) * H + u0, n);
       }
-      barrier.arrive_and_wait(weight);
-      prefetch(grad_rec + t * B * G, B * G);  // the other threads' units, all at once
-      gemm_accumulate(B, grad_rec + t * B * G, G, w_hh, dh_prev.data(), n, 0, w_hh.panels);
-      for (int64_t b = 0; b < B; ++b)
-        if (steps.valid(t, b)) std::memcpy(dh + b * H + u0, dh_prev.data() + b * n, n * sizeof(T));
-    }
+      T* dR = grad_rec + (t * B + b) * G;
+      cell_gradients(keep_all + (t * B + b) * 4 * H, previous_row(steps, t, b, out, h_init, H),
+                     go + (t * B + b) * H, dh_row, grad_x + (t * B + b) * G, dR, dprev, H, u0, u1);
+      for (int64_t k = 0; k < 3; ++k) bias_grad.add_units(b, k * H + u0, dR + k * H + u0, n);
+    };
   });
 }
 
@@ -274,26 +239,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
           continue;
         }
         const T* keep = keep_all + (t * B + b) * 4 * H;
-        const T *r = keep, *z = keep + H, *n = keep + 2 * H, *rn = keep + 3 * H;
         const T* h_prev = previous_row(steps, t, b, out, h_init, H);
         const T* g_out = go + (t * B + b) * H;
         T* dX = bf16 ? dX_row.data() : grad_gates_x.block(t, b, nullptr);
         T* dRb = dR + (b - b0) * G;
         T* dhb = dh_p + b * H;
-        RNNKIT_NO_ALIAS
-        for (int64_t u = 0; u < H; ++u) {
-          const T d_h = dhb[u] + g_out[u];
-          const T d_n = d_h * (T(1) - z[u]) * (T(1) - n[u] * n[u]);
-          const T d_z = d_h * (h_prev[u] - n[u]) * z[u] * (T(1) - z[u]);
-          const T d_r = d_n * rn[u] * r[u] * (T(1) - r[u]);
-          dX[u] = d_r;
-          dX[H + u] = d_z;
-          dX[2 * H + u] = d_n;
-          dRb[u] = d_r;
-          dRb[H + u] = d_z;
-          dRb[2 * H + u] = d_n * r[u];
-          dprev[u] = d_h * z[u];  // the direct path z * h; the matmul path is added below
-        }
+        cell_gradients(keep, h_prev, g_out, dhb, dX, dRb, dprev, H, 0, H);
         bias_grad.add(b, dRb);
         grad_gates_x.store(t, b, dX);
         grad_rec.store(t, b, dRb);

@@ -11,6 +11,7 @@
 
 #include "common.h"
 #include "dense.h"
+#include "unit_team.h"
 
 namespace rnnkit {
 namespace {
@@ -114,62 +115,29 @@ struct InputStep {
   std::vector<T> bias;       // b_ih + b_hh (4H)
 };
 
-// forward_impl's plan when the batch is too small to split by rows (unit_team.h): each of
-// `slices` slices of the H units goes to one thread, which packs its rows of W_hh and runs the
-// cell for its units; a barrier per step publishes h_t. From gates_x only (the layers project
-// inside the loop from 8 rows up, where rows split), no projection, not the bfloat16 path.
-// h, c: the state (B, H), updated in place.
+// forward_impl's plan when the batch is too small to split by rows (unit_team.h): each thread
+// runs the cell for its units, from gates_x only (the layers project inside the loop from 8
+// rows up, where rows split); no projection, not the bfloat16 path. h, c: the state (B, H),
+// updated in place.
 template <typename T>
 void forward_units(int64_t slices, const Steps& steps, int64_t H, const T* W, const T* b_hh,
                    const GateRows<T>& gates_rows, T* h, T* c, T* out, T* saved_gates,
                    T* saved_cells) {
   const int64_t B = steps.B, G = 4 * H;
-  // Step s reads h from state[s % 2] and writes state[(s + 1) % 2]: with one buffer a thread
-  // writing its slice of h_t would overwrite h_{t-1} while another thread still multiplies it.
-  std::vector<T> state(2 * B * H);
-  std::memcpy(state.data(), h, B * H * sizeof(T));
-  SliceWeights<T> w_slices(slices, H, H, 4, /*gathered=*/true);
-  for_unit_slices(H, slices, [&](int64_t slice, int64_t u0, int64_t u1, int64_t weight,
-                                 SpinBarrier& barrier) {
-    const int64_t n = u1 - u0, N = 4 * n;
-    const PackedMatrix<T>& w_hh = w_slices.pack_rows(slice, W, H, H, 4, u0, u1);
-    const std::vector<T> bias = gather_units(b_hh, H, 4, u0, u1);
-    const T* bias_p = bias.empty() ? nullptr : bias.data();
-    std::vector<T> pre(B * N), tanh_c(n);
-    for (int64_t s = 0; s < steps.T; ++s) {
-      const int64_t t = steps.time(s), t_next = steps.time_after(s);
-      const T* h_prev = state.data() + (s % 2) * B * H;
-      T* h_next = state.data() + ((s + 1) % 2) * B * H;
-      // The other threads' units of h_prev were just written in their cores' caches. Asked
-      // for all at once; the product would otherwise miss on them one line at a time.
-      prefetch(h_prev, B * H);
-      gemm_assign(B, h_prev, H, w_hh, pre.data(), N, 0, w_hh.panels, bias_p);
-      for (int64_t b = 0; b < B; ++b) {
-        const int64_t gx_offset = t * gates_rows.stride_t + b * gates_rows.stride_b + u0;
-        if (t_next >= 0)
-          for (int64_t k = 0; k < 4; ++k)
-            prefetch(gates_rows.full + gx_offset + (t_next - t) * gates_rows.stride_t + k * H, n);
-        T* out_row = out + (t * B + b) * H + u0;
-        if (!steps.valid(t, b)) {
-          std::fill(out_row, out_row + n, T(0));
-          std::memcpy(h_next + b * H + u0, h_prev + b * H + u0, n * sizeof(T));
-          continue;
-        }
-        T* m = h_next + b * H + u0;
-        cell_row<T>(pre.data() + b * N, gates_rows.full + gx_offset,
-                    c + b * H + u0, m, saved_gates ? saved_gates + (t * B + b) * G + u0 : nullptr,
-                    saved_cells ? saved_cells + (t * B + b) * H + u0 : nullptr, n, H, tanh_c.data());
-        std::memcpy(out_row, m, n * sizeof(T));
-      }
-      barrier.arrive_and_wait(weight);
-    }
-    const T* last = state.data() + (steps.T % 2) * B * H;
-    for (int64_t b = 0; b < B; ++b) std::memcpy(h + b * H + u0, last + b * H + u0, n * sizeof(T));
+  forward_by_units(slices, steps, H, 4, W, b_hh, h, out, [&](int64_t u0, int64_t u1) {
+    return [&, u0, u1, tanh_c = std::vector<T>(u1 - u0)](int64_t t, int64_t b, int64_t t_next,
+                                                         T* pre, const T*, T* h_next) mutable {
+      const int64_t n = u1 - u0;
+      const T* gx = gates_rows.full + t * gates_rows.stride_t + b * gates_rows.stride_b + u0;
+      if (t_next >= 0)
+        for (int64_t k = 0; k < 4; ++k) prefetch(gx + (t_next - t) * gates_rows.stride_t + k * H, n);
+      cell_row<T>(pre, gx, c + b * H + u0, h_next + u0,
+                  saved_gates ? saved_gates + (t * B + b) * G + u0 : nullptr,
+                  saved_cells ? saved_cells + (t * B + b) * H + u0 : nullptr, n, H, tanh_c.data());
+    };
   });
 }
 
-// The sequence from precomputed gates_x (T, B, 4H), or with `input` from x, gates_x then unused
-// and `shape` giving (T, B, 4H).
 template <typename T>
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> forward_impl(
     const Tensor& gates_x, const Tensor& h0, const Tensor& c0, const Tensor& weight_hh,
@@ -289,49 +257,33 @@ inline void cell_backward_row(const T* g, const T* c_t, const T* c_prev, const T
   }
 }
 
-// backward_impl's plan when the batch is too small to split by rows (unit_team.h): the thread
-// of units [u0, u1) computes their gate gradients into grad_gates[t] (each step its own row, so
-// a step's writes never meet the previous step's reads), and after the step's barrier its
-// units of dh_{t-1} = dG_t W_hh[:, u0:u1] from the whole row dG_t. dh and dc (B, H) are only
-// ever touched at a thread's own units. No projection, and not the bfloat16 path.
+// backward_impl's plan when the batch is too small to split by rows (unit_team.h): each thread
+// computes its units' gate gradients into grad_gates[t] and their part of dh_{t-1}. dh and dc
+// (B, H) are only ever touched at a thread's own units. No projection, not the bfloat16 path.
 template <typename T>
 void backward_units(int64_t slices, const Steps& steps, int64_t H, const T* W, const T* go,
                     const T* act, const T* cell, const T* c_init, T* dh, T* dc, T* grad_gates,
                     BiasGradient<T>& bias_grad) {
   const int64_t B = steps.B, G = 4 * H;
-  SliceWeights<T> w_slices(slices, H, 4 * H, 1, /*gathered=*/false);
-  for_unit_slices(H, slices, [&](int64_t slice, int64_t u0, int64_t u1, int64_t weight,
-                                 SpinBarrier& barrier) {
-    const int64_t n = u1 - u0;
-    // dG (B x 4H) -> the thread's units of dh (B x n)
-    const PackedMatrix<T>& w_hh = w_slices.pack_columns(slice, W, G, H, u0, u1);
-    std::vector<T> dh_prev(B * n), tanh_c(H);
-    for (int64_t s = steps.T - 1; s >= 0; --s) {
-      const int64_t t = steps.time(s), t_next = steps.time_before(s);
-      T* dG = grad_gates + t * B * G;
-      for (int64_t b = 0; b < B; ++b) {
-        if (t_next >= 0) {
-          for (int64_t k = 0; k < 4; ++k) prefetch(act + (t_next * B + b) * G + k * H + u0, n);
-          prefetch(cell + (t_next * B + b) * H + u0, n);
-          prefetch(go + (t_next * B + b) * H + u0, n);
-        }
-        if (!steps.valid(t, b)) continue;
-        T* dhb = dh + b * H;
-        const T* g_out = go + (t * B + b) * H;
-        RNNKIT_NO_ALIAS
-        for (int64_t u = u0; u < u1; ++u) dhb[u] += g_out[u];
-        T* dGb = dG + b * G;
-        cell_backward_row(act + (t * B + b) * G, cell + (t * B + b) * H,
-                          previous_row(steps, t, b, cell, c_init, H), dhb, dc + b * H, dGb, H, u0,
-                          u1, tanh_c.data());
-        for (int64_t k = 0; k < 4; ++k) bias_grad.add_units(b, k * H + u0, dGb + k * H + u0, n);
+  backward_by_units(slices, steps, H, G, W, grad_gates, dh, /*accumulate=*/false,
+                    [&](int64_t u0, int64_t u1) {
+    return [&, u0, u1, tanh_c = std::vector<T>(H)](int64_t t, int64_t b, int64_t t_next,
+                                                   T* dh_row, T*) mutable {
+      const int64_t n = u1 - u0;
+      if (t_next >= 0) {
+        for (int64_t k = 0; k < 4; ++k) prefetch(act + (t_next * B + b) * G + k * H + u0, n);
+        prefetch(cell + (t_next * B + b) * H + u0, n);
+        prefetch(go + (t_next * B + b) * H + u0, n);
       }
-      barrier.arrive_and_wait(weight);
-      prefetch(dG, B * G);  // the other threads' units, all at once (as in forward_units)
-      gemm_assign(B, dG, G, w_hh, dh_prev.data(), n, 0, w_hh.panels, static_cast<const T*>(nullptr));
-      for (int64_t b = 0; b < B; ++b)
-        if (steps.valid(t, b)) std::memcpy(dh + b * H + u0, dh_prev.data() + b * n, n * sizeof(T));
-    }
+      const T* g_out = go + (t * B + b) * H;
+      RNNKIT_NO_ALIAS
+      for (int64_t u = u0; u < u1; ++u) dh_row[u] += g_out[u];
+      T* dG = grad_gates + (t * B + b) * G;
+      cell_backward_row(act + (t * B + b) * G, cell + (t * B + b) * H,
+                        previous_row(steps, t, b, cell, c_init, H), dh_row, dc + b * H, dG, H, u0,
+                        u1, tanh_c.data());
+      for (int64_t k = 0; k < 4; ++k) bias_grad.add_units(b, k * H + u0, dG + k * H + u0, n);
+    };
   });
 }
 

@@ -25,6 +25,7 @@
 #include <vector>
 
 #include "buffer_pool.h"
+#include "common.h"
 #include "gemm.h"
 
 #if defined(__x86_64__) || defined(_M_X64)
@@ -188,6 +189,94 @@ inline std::vector<T> gather_units(const T* v, int64_t H, int64_t gates, int64_t
   if (v == nullptr) return out;
   for (int64_t g = 0; g < gates; ++g) out.insert(out.end(), v + g * H + u0, v + g * H + u1);
   return out;
+}
+
+// The forward of a cell under the plan by units. h (B, H): the state, updated in place; out
+// (T, B, H): the outputs, padding rows zero. W (gates H, H) and bias (gates H, or null): W_hh
+// and b_hh. make_cell(u0, u1) is called once in each thread and returns that thread's
+// cell(t, b, t_next, pre, h_prev, h_next): for its units of row b at step t (t_next: the step
+// after, or -1, for prefetching) it turns pre (h_{t-1} W^T + b at those units, gate after gate,
+// gates (u1 - u0) values) and h_prev (the row's whole h_{t-1}) into h_next[u0:u1].
+// Step s reads h from state[s % 2] and writes state[(s + 1) % 2]: with one buffer a thread
+// writing its units of h_t would overwrite h_{t-1} while another thread still multiplies it.
+template <typename T, typename MakeCell>
+void forward_by_units(int64_t slices, const Steps& steps, int64_t H, int64_t gates, const T* W,
+                      const T* bias, T* h, T* out, MakeCell&& make_cell) {
+  const int64_t B = steps.B;
+  std::vector<T> state(2 * B * H);
+  std::memcpy(state.data(), h, B * H * sizeof(T));
+  SliceWeights<T> w_slices(slices, H, H, gates, /*gathered=*/true);
+  for_unit_slices(H, slices, [&](int64_t slice, int64_t u0, int64_t u1, int64_t weight,
+                                 SpinBarrier& barrier) {
+    const int64_t n = u1 - u0, N = gates * n;
+    const PackedMatrix<T>& w = w_slices.pack_rows(slice, W, H, H, gates, u0, u1);
+    const std::vector<T> bias_units = gather_units(bias, H, gates, u0, u1);
+    std::vector<T> pre(B * N);
+    auto cell = make_cell(u0, u1);
+    for (int64_t s = 0; s < steps.T; ++s) {
+      const int64_t t = steps.time(s), t_next = steps.time_after(s);
+      const T* h_prev = state.data() + (s % 2) * B * H;
+      T* h_next = state.data() + ((s + 1) % 2) * B * H;
+      // The other threads' units of h_prev were just written in their cores' caches. Asked
+      // for all at once; the product would otherwise miss on them one line at a time.
+      prefetch(h_prev, B * H);
+      gemm_assign(B, h_prev, H, w, pre.data(), N, 0, w.panels,
+                  bias_units.empty() ? nullptr : bias_units.data());
+      for (int64_t b = 0; b < B; ++b) {
+        T* out_row = out + (t * B + b) * H + u0;
+        T* next = h_next + b * H;
+        if (!steps.valid(t, b)) {  // past its length: the row keeps its state, outputs zeros
+          std::fill(out_row, out_row + n, T(0));
+          std::memcpy(next + u0, h_prev + b * H + u0, n * sizeof(T));
+          continue;
+        }
+        cell(t, b, t_next, pre.data() + b * N, h_prev + b * H, next);
+        std::memcpy(out_row, next + u0, n * sizeof(T));
+      }
+      barrier.arrive_and_wait(weight);
+    }
+    const T* last = state.data() + (steps.T % 2) * B * H;
+    for (int64_t b = 0; b < B; ++b) std::memcpy(h + b * H + u0, last + b * H + u0, n * sizeof(T));
+  });
+}
+
+// The backward of a cell under the plan by units. grad_rows (T, B, K): the gradient of the
+// step's recurrent product h_{t-1} W^T, W (K, H) = W_hh with K = gates H, and dh (B, H) the
+// gradient of the state, each only ever touched at a thread's own units. make_cell(u0, u1) is
+// called once in each thread and returns its cell(t, b, t_next, dh_row, dh_prev): for its units
+// of row b at step t it adds the output gradient to dh_row[u0:u1], writes the step's gradient
+// rows at those units (grad_rows among them), and with `accumulate` (the GRU, whose h_{t-1}
+// also reaches h_t directly) the direct part of the gradient of h_{t-1} to dh_prev[0:u1-u0].
+// After the step's barrier each thread adds dG_t W[:, u0:u1] from the whole row dG_t: each
+// step's gradient has its own row of grad_rows, so the next step's writes never meet this
+// step's reads.
+template <typename T, typename MakeCell>
+void backward_by_units(int64_t slices, const Steps& steps, int64_t H, int64_t K, const T* W,
+                       T* grad_rows, T* dh, bool accumulate, MakeCell&& make_cell) {
+  const int64_t B = steps.B;
+  SliceWeights<T> w_slices(slices, H, K, 1, /*gathered=*/false);
+  for_unit_slices(H, slices, [&](int64_t slice, int64_t u0, int64_t u1, int64_t weight,
+                                 SpinBarrier& barrier) {
+    const int64_t n = u1 - u0;
+    const PackedMatrix<T>& w = w_slices.pack_columns(slice, W, K, H, u0, u1);  // (B x K) -> B x n
+    std::vector<T> dh_prev(B * n, T(0));
+    auto cell = make_cell(u0, u1);
+    for (int64_t s = steps.T - 1; s >= 0; --s) {
+      const int64_t t = steps.time(s), t_next = steps.time_before(s);
+      for (int64_t b = 0; b < B; ++b) {
+        T* dprev = dh_prev.data() + b * n;
+        if (steps.valid(t, b)) cell(t, b, t_next, dh + b * H, dprev);
+        else if (accumulate) std::fill(dprev, dprev + n, T(0));
+      }
+      barrier.arrive_and_wait(weight);
+      const T* rows = grad_rows + t * B * K;
+      prefetch(rows, B * K);  // the other threads' units, all at once (as in forward_by_units)
+      if (accumulate) gemm_accumulate(B, rows, K, w, dh_prev.data(), n, 0, w.panels);
+      else gemm_assign(B, rows, K, w, dh_prev.data(), n, 0, w.panels, static_cast<const T*>(nullptr));
+      for (int64_t b = 0; b < B; ++b)
+        if (steps.valid(t, b)) std::memcpy(dh + b * H + u0, dh_prev.data() + b * n, n * sizeof(T));
+    }
+  });
 }
 
 }  // namespace rnnkit
