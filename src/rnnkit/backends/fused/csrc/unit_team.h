@@ -3,10 +3,10 @@
 //
 // Rows of a batch never interact, so larger batches give each thread a block of rows and need no
 // synchronization (common.h, for_row_blocks). At batch 1 there is one row, and splitting each
-// step's recurrent product over column panels (common.h, gemm) costs a fork/join per step: at
-// H = 256 with 2 threads an LSTM inference step took 10.7 us, 2.5x a single thread's rate on
-// half the weights. Here the hidden units are split instead, once per call. Thread k owns units
-// [u0, u1) for every step:
+// step's recurrent product over column panels (common.h, gemm) costs a fork/join per step
+// (~0.64 us with 2 threads here) and leaves the cell's pointwise work to one thread: the LSTM
+// forward at H = 256 took 7.7-15 us per step that way, 6-8.6 us with the plan below. Here the
+// hidden units are split instead, once per call. Thread k owns units [u0, u1) for every step:
 //   - it packs its own rows of the weights (W_hh's rows g H + u for the forward, its columns u
 //     for the backward), which then stay in that core's L2 from step to step;
 //   - each step it multiplies the whole previous state by its slice, runs the cell for its units,
