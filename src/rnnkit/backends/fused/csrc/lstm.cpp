@@ -138,6 +138,8 @@ void forward_units(int64_t slices, const Steps& steps, int64_t H, const T* W, co
   });
 }
 
+// The sequence from precomputed gates_x (T, B, 4H), or with `input` from x, gates_x then unused
+// and `shape` giving (T, B, 4H).
 template <typename T>
 std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> forward_impl(
     const Tensor& gates_x, const Tensor& h0, const Tensor& c0, const Tensor& weight_hh,
