@@ -367,7 +367,8 @@ def test_two_threads_split_rows_and_units(kind, batch, hidden, dtype):
     (csrc/unit_team.h; H = 192: at least 32k multiply-adds per step for every cell; H = 200:
     slices of 96 and 104 units, the last SIMD group partial), or each step's product over
     column panels where a cell has no unit plan; results must not change. (With fewer than 2
-    CPUs in the affinity mask the kernels keep one thread, and this compares that instead.)"""
+    CPUs in the affinity mask the unit plan is off, and the B = 1 cases compare the per-step
+    panel split instead.)"""
     torch.manual_seed(6)
     x = torch.randn(30, batch, 24, dtype=dtype, requires_grad=True)
     lengths = (torch.arange(batch) * 3 + 25) % 30 + 1
