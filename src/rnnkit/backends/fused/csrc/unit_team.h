@@ -153,13 +153,14 @@ struct SliceWeights {
   std::vector<int64_t> offsets;  // slice k's packed values at memory + offsets[k]
   T* staging = nullptr;  // gathered rows before packing (pack_rows): gates H x K, a slice at gates u0 K
 
-  SliceWeights(int64_t slices, int64_t H, int64_t K, int64_t gates, bool gathered)
+  // gates: the gates of each unit's rows in the packed slice (pack_rows); 1 for pack_columns.
+  SliceWeights(int64_t slices, int64_t H, int64_t K, int64_t gates)
       : packed(slices), offsets(slices + 1, 0) {
     for (int64_t k = 0; k < slices; ++k) {
       const int64_t n = gates * (slice_start(k + 1, slices, H) - slice_start(k, slices, H));
       offsets[k + 1] = offsets[k] + PackedMatrix<T>::packed_size(K, n);
     }
-    const int64_t staging_size = gathered && gates > 1 ? gates * H * K : 0;
+    const int64_t staging_size = gates > 1 ? gates * H * K : 0;  // pack_rows gathers them
     memory = pooled_empty({offsets[slices] + staging_size},
                           at::TensorOptions().dtype(c10::CppTypeToScalarType<T>::value));
     staging = memory.data_ptr<T>() + offsets[slices];
@@ -226,7 +227,7 @@ void forward_by_units(int64_t slices, const Steps& steps, int64_t H, int64_t gat
   const int64_t B = steps.B;
   std::vector<T> state(2 * B * H);
   std::memcpy(state.data(), h, B * H * sizeof(T));
-  SliceWeights<T> w_slices(slices, H, H, gates, /*gathered=*/true);
+  SliceWeights<T> w_slices(slices, H, H, gates);
   for_unit_slices(H, slices, [&](int64_t slice, int64_t u0, int64_t u1, int64_t weight,
                                  SpinBarrier& barrier) {
     const int64_t n = u1 - u0, N = gates * n;
@@ -275,7 +276,7 @@ template <typename T, typename MakeCell>
 void backward_by_units(int64_t slices, const Steps& steps, int64_t H, int64_t K, const T* W,
                        T* grad_rows, T* dh, bool accumulate, MakeCell&& make_cell) {
   const int64_t B = steps.B;
-  SliceWeights<T> w_slices(slices, H, K, 1, /*gathered=*/false);
+  SliceWeights<T> w_slices(slices, H, K, 1);
   for_unit_slices(H, slices, [&](int64_t slice, int64_t u0, int64_t u1, int64_t weight,
                                  SpinBarrier& barrier) {
     const int64_t n = u1 - u0;
