@@ -224,6 +224,31 @@ def test_the_ops_refuse_inputs_that_do_not_fit_together():
                           False)
 
 
+@requires_fused
+@pytest.mark.parametrize("bad", [[4, 1], [0, 1], [-1, 1]], ids=["past-T", "zero", "negative"])
+def test_the_ops_refuse_lengths_outside_one_to_t(bad):
+    """A length past T made the reverse direction read rows beyond the buffers (garbage
+    gradients, found 2026-12-04): the ops and rnnkit.scan check every length."""
+    ops = torch.ops.rnnkit
+    T, B, H = 3, 2, 8
+    h0, lengths = torch.zeros(B, H), torch.tensor(bad)
+    pattern = rf"lengths must be in 1\.\.T = 3; got {bad[0]} at index 0"
+    with pytest.raises(RuntimeError, match=pattern):
+        ops.elman_forward(torch.zeros(T, B, H), h0, torch.zeros(H, H), None, lengths, True, False)
+    with pytest.raises(RuntimeError, match=pattern):
+        ops.gru_forward(torch.zeros(T, B, 3 * H), h0, torch.zeros(3 * H, H), None, lengths, True,
+                        True)
+    with pytest.raises(RuntimeError, match=pattern):
+        ops.lstm_backward(torch.zeros(T, B, H), h0, h0, torch.zeros(T, B, H),
+                          torch.zeros(T, B, 4 * H), torch.zeros(T, B, H), h0, h0,
+                          torch.zeros(4 * H, H), None, lengths, True)
+    cell = rnnkit.GRUCell(4, H)
+    for backend in ("reference", "fused"):
+        with pytest.raises(ValueError, match=r"^lengths must be (>= 1|<= the sequence length)"):
+            rnnkit.scan(cell, torch.zeros(T, B, 3 * H), cell.initial_state(B), lengths=lengths,
+                        reverse=True, backend=backend)
+
+
 def _opcheck_cases():
     torch.manual_seed(3)
     steps, batch, hidden, proj = 4, 3, 5, 2

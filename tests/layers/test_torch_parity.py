@@ -249,7 +249,8 @@ def _check_layer_mode(mode, torch_module, rnnkit_module, *, kind, proj, num_laye
 @pytest.mark.parametrize("kind,proj", LAYER_CONFIGS,
                          ids=[f"{k}{'_proj' if p else ''}" for k, p in LAYER_CONFIGS])
 def test_lengths_as_mask_and_list_match_torch(kind, proj, batch_first, backend):
-    """``lengths=`` as a boolean mask (input's first two dims) or list of ints == torch packed."""
+    """``lengths=`` as a boolean mask (input's first two dims), a list of ints or a NumPy array
+    (or list of NumPy ints) == torch packed."""
     torch.manual_seed(seed_for("mask", kind, proj, batch_first))
     dtype = torch.float64
     torch_module, rnnkit_module = make_layer_pair(kind, num_layers=2, bidirectional=True,
@@ -264,11 +265,39 @@ def test_lengths_as_mask_and_list_match_torch(kind, proj, batch_first, backend):
     mask = torch.arange(STEPS).unsqueeze(0) < lengths.unsqueeze(1)  # (B, T)
     if not batch_first:
         mask = mask.t()
-    for given in (mask, list(LENGTHS), lengths.to(torch.int32)):
+    for given in (mask, list(LENGTHS), lengths.to(torch.int32), lengths.numpy(),
+                  list(lengths.numpy())):
         out_r, state_r = rnnkit_module(x, lengths=given)
         assert_close(out_r, out_t, dtype, what=f"output with lengths={type(given).__name__}")
         for s_r, s_t in zip(as_tuple(state_r), as_tuple(state_t)):
             assert_close(s_r, s_t, dtype, what="final state")
+
+
+@pytest.mark.parametrize("batch_first", [False, True], ids=["tmajor", "bfirst"])
+@pytest.mark.parametrize("kind,proj", LAYER_CONFIGS,
+                         ids=[f"{k}{'_proj' if p else ''}" for k, p in LAYER_CONFIGS])
+def test_empty_batch_matches_torch(kind, proj, batch_first, backend):
+    """A batch of no sequences gives torch.nn's empty outputs, states and gradients, also with
+    (empty) lengths and an (empty) hx."""
+    dtype = torch.float64
+    torch_module, rnnkit_module = make_layer_pair(kind, num_layers=2, bidirectional=True,
+                                                  batch_first=batch_first, proj=proj, dtype=dtype,
+                                                  backend=backend)
+    shape = (0, STEPS, INPUT) if batch_first else (STEPS, 0, INPUT)
+    x_t = torch.randn(shape, dtype=dtype, requires_grad=True)
+    x_r = x_t.detach().clone().requires_grad_()
+    out_t, state_t = torch_module(x_t)
+    hx = tuple(torch.zeros_like(s) for s in as_tuple(state_t))
+    for lengths in (None, torch.zeros(0, dtype=torch.int64)):
+        for given_hx in (None, hx if kind == "lstm" else hx[0]):
+            out_r, state_r = rnnkit_module(x_r, given_hx, lengths=lengths)
+            assert out_r.shape == out_t.shape and out_r.dtype == out_t.dtype
+            for s_r, s_t in zip(as_tuple(state_r), as_tuple(state_t)):
+                assert s_r.shape == s_t.shape and s_r.dtype == s_t.dtype
+    (out_t.sum() + sum(s.sum() for s in as_tuple(state_t))).backward()
+    (out_r.sum() + sum(s.sum() for s in as_tuple(state_r))).backward()
+    assert x_r.grad.shape == x_t.grad.shape
+    assert_param_grads_match(rnnkit_module, torch_module, dtype)
 
 
 @pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)

@@ -121,17 +121,21 @@ def scan(
     """Run ``cell`` over time on precomputed input projections.
 
     gates_x: (T, B, G) = ``cell.project_input(x)`` time-major. state0: the cell's state with
-    fields (B, *). lengths: optional (B,) int tensor of valid lengths in 1..T (already validated;
-    layers check them). reverse: run from the last valid step to the first.
+    fields (B, *). lengths: optional valid lengths, (B,) ints in 1..T or a (T, B) boolean mask
+    (see :func:`rnnkit.layers.normalize_lengths`). reverse: run from the last valid step to the
+    first.
     Returns outputs (T, B, H_out) (zero past each length) and the final state (each sequence's
     own last state).
     """
     if gates_x.dim() != 3:
         raise ValueError(f"gates_x must be 3-D (T, B, G); got shape {tuple(gates_x.shape)}")
-    if lengths is not None and (lengths.dim() != 1 or lengths.numel() != gates_x.size(1)):
-        raise ValueError(
-            f"lengths must have shape ({gates_x.size(1)},); got {tuple(lengths.shape)}"
-        )
+    if lengths is not None:
+        # Imported here: rnnkit.layers imports this module. Checked even though the layers check
+        # too, since scan is public and a length past T would make a kernel read past its buffers.
+        from ..layers.masking import normalize_lengths
+
+        lengths = normalize_lengths(lengths, batch_size=gates_x.size(1), steps=gates_x.size(0),
+                                    batch_first=False, device=gates_x.device)
     chosen = select_backend(cell, gates_x, backend)
     return chosen.run(cell, gates_x, state0, lengths, reverse)
 

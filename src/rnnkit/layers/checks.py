@@ -8,9 +8,11 @@ from ..errors import check_floating, check_matches_parameters, describe
 from .masking import normalize_lengths
 
 
-def check_sequence_input(x, input_size: int, parameter: torch.Tensor, ranks=(3,)) -> None:
-    """``x`` must be a floating tensor of an allowed rank, with ``input_size`` features and the
-    dtype and device of ``parameter`` (one of the module's weights)."""
+def check_sequence_input(x, input_size: int, parameter: torch.Tensor, batch_first: bool,
+                         ranks=(3,)) -> None:
+    """``x`` must be a floating tensor of an allowed rank, with ``input_size`` features, the
+    dtype and device of ``parameter`` (one of the module's weights) and at least one time step.
+    An empty batch is allowed, as in torch.nn: it gives empty outputs and states."""
     check_floating("input", x)
     if x.dim() not in ranks:
         allowed = " or ".join(
@@ -23,14 +25,15 @@ def check_sequence_input(x, input_size: int, parameter: torch.Tensor, ranks=(3,)
             f"(input shape {describe(x)})"
         )
     check_matches_parameters(x, parameter)
-    if x.numel() == 0:
-        raise ValueError(f"input must not be empty; got shape {describe(x)}")
+    steps = x.size(1) if batch_first and x.dim() == 3 else x.size(0)
+    if steps == 0:
+        raise ValueError(f"input must have at least one time step; got shape {describe(x)}")
 
 
 def check_layer_call(x, input_size: int, parameter: torch.Tensor, batch_first: bool, lengths):
     """The checks every layer's forward starts with: the input (3-D, features, dtype, device)
     and the lengths, returned in canonical form (see :func:`normalize_lengths`)."""
-    check_sequence_input(x, input_size, parameter)
+    check_sequence_input(x, input_size, parameter, batch_first)
     batch, steps = (x.size(0), x.size(1)) if batch_first else (x.size(1), x.size(0))
     return normalize_lengths(lengths, batch_size=batch, steps=steps, batch_first=batch_first,
                              device=x.device)

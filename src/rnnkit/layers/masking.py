@@ -6,8 +6,10 @@ lengths in 1..T on the input's device, or fails with a one-line error naming the
 
 from __future__ import annotations
 
+import numbers
 from typing import NamedTuple, Sequence
 
+import numpy as np
 import torch
 from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
 
@@ -17,26 +19,29 @@ def normalize_lengths(
 ) -> torch.Tensor | None:
     """Check ``lengths`` and return it as a (B,) int64 tensor on ``device`` (None stays None).
 
-    ``lengths`` is a 1-D integer tensor or sequence of ints, one per sequence, each in 1..T; or a
-    boolean mask shaped like the input's first two dims ((B, T) if batch_first else (T, B)),
-    True on each sequence's valid prefix.
+    ``lengths`` is a 1-D integer tensor, NumPy array or sequence of ints, one per sequence, each
+    in 1..T; or a boolean mask shaped like the input's first two dims ((B, T) if batch_first else
+    (T, B)), True on each sequence's valid prefix.
     """
     if lengths is None:
         return None
+    if isinstance(lengths, np.ndarray):
+        lengths = torch.from_numpy(lengths)
     if not isinstance(lengths, torch.Tensor):
         if not isinstance(lengths, Sequence):
             raise TypeError(
-                f"lengths must be a 1-D integer tensor, a list of ints or a boolean mask; "
-                f"got {type(lengths).__name__}"
+                f"lengths must be a 1-D integer tensor or array, a list of ints or a boolean "
+                f"mask; got {type(lengths).__name__}"
             )
         for index, value in enumerate(lengths):
-            if not isinstance(value, int) or isinstance(value, bool):
+            # numbers.Integral takes NumPy's integers too (np.int64 from an array's elements)
+            if not isinstance(value, numbers.Integral) or isinstance(value, bool):
                 raise TypeError(
-                    f"lengths must be a 1-D integer tensor, a list of ints or a boolean mask; "
-                    f"got {type(lengths).__name__} with {type(value).__name__} {value!r} at "
+                    f"lengths must be a 1-D integer tensor or array, a list of ints or a boolean "
+                    f"mask; got {type(lengths).__name__} with {type(value).__name__} {value!r} at "
                     f"index {index}"
                 )
-        lengths = torch.tensor(list(lengths), dtype=torch.int64)
+        lengths = torch.tensor([int(value) for value in lengths], dtype=torch.int64)
     if lengths.dtype == torch.bool:
         return _lengths_from_mask(lengths, batch_size, steps, batch_first).to(device)
     if lengths.is_floating_point() or lengths.is_complex():
@@ -49,6 +54,8 @@ def normalize_lengths(
             f"got shape {tuple(lengths.shape)}"
         )
     lengths = lengths.to(torch.int64)
+    if batch_size == 0:
+        return lengths.to(device)
     smallest, largest = int(lengths.min()), int(lengths.max())
     if smallest < 1:
         index = int(torch.argmin(lengths))
@@ -81,7 +88,7 @@ def _lengths_from_mask(mask: torch.Tensor, batch_size: int, steps: int, batch_fi
             f"a boolean lengths mask must be True on a prefix of each sequence and False after "
             f"it (right padding); sequence {row} is not"
         )
-    if int(lengths.min()) < 1:
+    if lengths.numel() and int(lengths.min()) < 1:
         raise ValueError(
             f"a boolean lengths mask must have at least one True per sequence; "
             f"sequence {int(torch.argmin(lengths))} has none"

@@ -134,7 +134,8 @@ class _TorchStyleRNN(nn.Module):
             lengths = packing.lengths
         stack = self._modules["stack"]  # not self.stack: nn.Module's __getattr__ costs ~0.5 us
         first_cell = stack._first_cell()
-        check_sequence_input(input, self.input_size, first_cell.weight_ih, ranks=(2, 3))
+        check_sequence_input(input, self.input_size, first_cell.weight_ih, self.batch_first,
+                             ranks=(2, 3))
         unbatched = input.dim() == 2
         if unbatched:
             if lengths is not None:

@@ -154,6 +154,11 @@ inline Steps make_steps(int64_t T, int64_t B, bool reverse, const c10::optional<
                     lengths->numel() == B && lengths->device().is_cpu(),
                 "rnnkit fused: lengths must be a contiguous int64 CPU tensor of size B");
     ptr = lengths->data_ptr<int64_t>();
+    // A length past T would make the kernels read rows beyond their buffers (the reverse
+    // direction starts at length - 1), so the ops check what the Python layers already have.
+    for (int64_t b = 0; b < B; ++b)
+      TORCH_CHECK(ptr[b] >= 1 && ptr[b] <= T, "rnnkit fused: lengths must be in 1..T = ", T,
+                  "; got ", ptr[b], " at index ", b);
   }
   return Steps{T, B, reverse, ptr};
 }
