@@ -545,6 +545,55 @@ def test_all_weights_and_parameter_names_match_torch(kind, proj):
         assert torch.equal(p_r, p_t)
 
 
+@pytest.mark.parametrize("kind,proj", LAYER_CONFIGS,
+                         ids=[f"{k}{'_proj' if p else ''}" for k, p in LAYER_CONFIGS])
+def test_parameters_assigned_under_torch_names_reach_the_computation(kind, proj, backend):
+    """``module.weight_hh_l0 = Parameter(...)`` and torch.func.functional_call with torch's
+    parameter names act as on torch.nn (they were a KeyError and a silent no-op)."""
+    torch.manual_seed(seed_for("assign", kind, proj))
+    dtype = torch.float64
+    torch_module, rnnkit_module = make_layer_pair(kind, num_layers=2, bidirectional=True,
+                                                  proj=proj, dtype=dtype, backend=backend)
+    x = torch.randn(STEPS, BATCH, INPUT, dtype=dtype)
+    replacement = torch.randn_like(torch_module.weight_hh_l1_reverse)
+    for module in (torch_module, rnnkit_module):
+        module.weight_hh_l1_reverse = nn.Parameter(replacement.clone())
+    assert_close(rnnkit_module(x)[0], torch_module(x)[0], dtype, what="output after assignment")
+    assert torch.equal(rnnkit_module.state_dict()["weight_hh_l1_reverse"], replacement)
+
+    params = {name: torch.randn_like(p, requires_grad=True)
+              for name, p in torch_module.named_parameters()}
+    out_t = torch.func.functional_call(torch_module, params, (x,))[0]
+    out_r = torch.func.functional_call(rnnkit_module, params, (x,))[0]
+    assert_close(out_r, out_t, dtype, what="functional_call output")
+    grads_t = torch.autograd.grad(out_t.sum(), list(params.values()))
+    grads_r = torch.autograd.grad(out_r.sum(), list(params.values()))
+    for name, g_r, g_t in zip(params, grads_r, grads_t):
+        assert_grad_close(g_r, g_t, dtype, what=f"functional_call grad of {name}")
+    # afterwards the module computes with its own parameters again
+    assert all(isinstance(p, nn.Parameter) for p in rnnkit_module.parameters())
+    assert_close(rnnkit_module(x)[0], torch_module(x)[0], dtype, what="output after the call")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_load_state_dict_names_keys_as_torch_does(kind):
+    """Missing keys and size mismatches are reported under torch's names, word for word."""
+    torch_module, rnnkit_module = make_layer_pair(kind, bidirectional=True)
+    state = torch_module.state_dict()
+    del state["weight_ih_l0_reverse"]
+    outcomes = [module.load_state_dict(dict(state), strict=False)
+                for module in (torch_module, rnnkit_module)]
+    assert outcomes[0] == outcomes[1]
+    state["weight_ih_l0_reverse"] = torch.zeros(2, 2)
+    state["bogus"] = torch.zeros(1)
+    messages = []
+    for module in (torch_module, rnnkit_module):
+        with pytest.raises(RuntimeError) as raised:
+            module.load_state_dict(state)
+        messages.append(str(raised.value))
+    assert messages[0] == messages[1]
+
+
 @pytest.mark.parametrize("backend", ["reference", "fused"])
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
 def test_final_states_can_be_detached_in_place_like_torch(kind, backend):

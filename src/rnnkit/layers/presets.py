@@ -78,16 +78,50 @@ class _TorchStyleRNN(nn.Module):
         self._torch_to_nested = {t: n for n, t in self._name_pairs}
         self.register_state_dict_post_hook(_state_dict_to_torch_names)
         self.register_load_state_dict_pre_hook(_state_dict_from_torch_names)
+        self.register_load_state_dict_post_hook(_report_torch_names)
 
     # -- torch.nn compatibility -------------------------------------------------------------
+    # torch's flat parameter names (weight_ih_l0, ...) are aliases of the cells' parameters: read,
+    # assigned and deleted on the cell that owns them, so that code written for torch.nn (and
+    # torch.func.functional_call, which deletes and re-sets each named tensor) reaches the
+    # parameter the kernels read.
+    def _torch_alias(self, name: str):
+        """(cell, attribute) behind torch's parameter name ``name``, or None for other names."""
+        nested = self.__dict__.get("_torch_to_nested", {}).get(name)
+        if nested is None:
+            return None
+        owner, _, leaf = nested.rpartition(".")
+        return self.get_submodule(owner), leaf
+
     def __getattr__(self, name: str):
         try:
             return super().__getattr__(name)
         except AttributeError:
-            nested = self.__dict__.get("_torch_to_nested", {}).get(name)
-            if nested is None:
+            alias = self._torch_alias(name)
+            if alias is None:
                 raise
-            return self.get_parameter(nested)
+            return getattr(*alias)
+
+    def __setattr__(self, name: str, value) -> None:
+        alias = self._torch_alias(name)
+        if alias is None:
+            super().__setattr__(name, value)
+            return
+        cell, leaf = alias
+        if isinstance(value, torch.Tensor) and not isinstance(value, nn.Parameter):
+            # A plain tensor takes the parameter's place, as torch.func.functional_call makes it
+            # do in torch.nn's modules by writing their _parameters (which an alias cannot
+            # offer); torch.nn itself refuses `module.weight_hh_l0 = tensor` with a TypeError.
+            cell._parameters[leaf] = value
+        else:
+            setattr(cell, leaf, value)
+
+    def __delattr__(self, name: str) -> None:
+        alias = self._torch_alias(name)
+        if alias is None:
+            super().__delattr__(name)
+        else:
+            delattr(*alias)
 
     @property
     def all_weights(self) -> list[list[nn.Parameter]]:
@@ -216,10 +250,26 @@ def _state_dict_to_torch_names(module, state_dict, prefix, local_metadata) -> No
         state_dict[prefix + torch_name] = state_dict.pop(prefix + nested)
 
 
-def _state_dict_from_torch_names(module, state_dict, prefix, *args) -> None:
+def _state_dict_from_torch_names(module, state_dict, prefix, local_metadata, strict,
+                                 missing_keys, unexpected_keys, error_msgs) -> None:
     for nested, torch_name in module._name_pairs:
         if prefix + torch_name in state_dict:
             state_dict[prefix + nested] = state_dict.pop(prefix + torch_name)
+    # for _report_torch_names, which torch calls without the prefix or the error messages
+    module._loading = (prefix, error_msgs)
+
+
+def _report_torch_names(module, incompatible_keys) -> None:
+    """Name missing keys and size mismatches as torch.nn would (weight_ih_l0, not
+    stack.layers.0.cell.weight_ih): the user's state_dict uses torch's names."""
+    prefix, error_msgs = module.__dict__.pop("_loading", ("", []))
+    renames = {prefix + nested: prefix + torch_name for nested, torch_name in module._name_pairs}
+    missing = incompatible_keys.missing_keys
+    missing[:] = [renames.get(key, key) for key in missing]
+    for index, message in enumerate(error_msgs):
+        for nested, torch_name in renames.items():
+            message = message.replace(f" {nested}: ", f" {torch_name}: ")
+        error_msgs[index] = message
 
 
 class RNN(_TorchStyleRNN):
