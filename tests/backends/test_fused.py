@@ -328,6 +328,29 @@ def test_compiles_with_torch_compile():
     assert_close(compiled(x)[0], reference(x)[0])
 
 
+_FIRST_CALL_COMPILED_SCRIPT = textwrap.dedent("""
+    import torch, rnnkit
+    torch.manual_seed(5)
+    model = rnnkit.GRU(3, 6, backend="fused")
+    x = torch.randn(5, 2, 3)
+    out = torch.compile(model, fullgraph=True, backend="eager")(x)[0]  # first fused call here
+    reference = rnnkit.GRU(3, 6, backend="reference")
+    reference.load_state_dict(model.state_dict())
+    print("max difference", float((out - reference(x)[0]).abs().max()))
+""")
+
+
+@requires_fused
+def test_first_fused_call_may_be_inside_a_full_graph_compile():
+    """Loading the kernels takes a lock that dynamo cannot trace; before the availability check
+    was marked constant, fullgraph=True failed unless an eager fused call had come first."""
+    result = subprocess.run([sys.executable, "-c", _FIRST_CALL_COMPILED_SCRIPT],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    difference = float(result.stdout.split("max difference")[-1])
+    assert difference < 1e-5, result.stdout
+
+
 _FALLBACK_SCRIPT = textwrap.dedent("""
     import logging, torch, rnnkit
     from rnnkit.backends import BACKENDS

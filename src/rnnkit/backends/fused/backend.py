@@ -14,6 +14,10 @@ _SUPPORTED_CELLS = (LSTMCell, GRUCell, RNNCell)
 _SUPPORTED_DTYPES = (torch.float32, torch.float64)
 
 
+# Marked constant for torch.compile: dynamo calls it instead of tracing into it (its lock is
+# untraceable, so a first fused call under fullgraph=True failed), and the answer does not change
+# once given.
+@torch.compiler.assume_constant_result
 def fused_unavailable() -> str | None:
     """None when the kernels are built and loaded here (building them on first call)."""
     return load_error()
