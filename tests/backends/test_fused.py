@@ -351,6 +351,30 @@ def test_first_fused_call_may_be_inside_a_full_graph_compile():
     assert difference < 1e-5, result.stdout
 
 
+_GLOBAL_RNG_SCRIPT = textwrap.dedent("""
+    import torch, rnnkit
+    torch.manual_seed(0)
+    rnnkit.LSTM(64, 64)                                    # the same draws for the weights
+    expected = torch.rand(4)
+    torch.manual_seed(0)
+    model = rnnkit.LSTM(64, 64, backend="fused")
+    model(torch.ones(256, 64, 64))[0].sum().backward()     # products from 16M multiply-adds
+    torch.ops.rnnkit.onednn_usable()                       # the one-off probe of oneDNN's matmul
+    print("same draws", bool(torch.equal(torch.rand(4), expected)))
+""")
+
+
+@requires_fused
+def test_fused_calls_leave_torch_random_generator_alone():
+    """The first large product of a process probed oneDNN with randn on torch's global
+    generator, which shifted every later dropout mask: a resumed training run then differed from
+    an uninterrupted one. Run in a fresh process, where that probe has not happened yet."""
+    result = subprocess.run([sys.executable, "-c", _GLOBAL_RNG_SCRIPT],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "same draws True" in result.stdout, result.stdout
+
+
 _FALLBACK_SCRIPT = textwrap.dedent("""
     import logging, torch, rnnkit
     from rnnkit.backends import BACKENDS

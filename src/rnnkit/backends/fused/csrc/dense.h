@@ -41,7 +41,11 @@ inline bool onednn_matmul_usable() {
   static const bool usable = [] {
     if (&at::native::mkldnn_matmul == nullptr) return false;
     try {  // trust it only if it computes what at::mm does on a small probe
-      const at::Tensor a = at::randn({37, 19}), b = at::randn({19, 23});
+      // Fixed values, not randn: drawing from torch's global generator here, on the first large
+      // product of a process, shifted every later random draw (dropout masks), so a resumed
+      // training run no longer matched an uninterrupted one.
+      const at::Tensor a = at::arange(37 * 19, at::kFloat).mul_(0.37).sin_().view({37, 19});
+      const at::Tensor b = at::arange(19 * 23, at::kFloat).mul_(0.53).cos_().view({19, 23});
       at::Tensor out = at::empty({37, 23});
       at::native::mkldnn_matmul(a, b, out, 0.0f, 1.0f);
       return at::allclose(out, at::mm(a, b), 1e-4, 1e-4);
