@@ -128,9 +128,12 @@ def test_interrupted_and_resumed_equals_uninterrupted(corpus, tmp_path, monkeypa
     expected, got = _parameters(tmp_path / "whole"), _parameters(tmp_path / "split")
     for name in expected:
         assert torch.equal(got[name], expected[name]), name
-    # The metrics file reads as one run: each step once.
-    steps = [(r["split"], r["step"]) for r in load_metrics(tmp_path / "split")]
-    assert steps == [(r["split"], r["step"]) for r in load_metrics(tmp_path / "whole")]
+    # The metrics file reads as one run: each step once, with the same numbers (the record at
+    # step 20 averages steps 16-20 across the interruption), timings aside.
+    def numbers(run):
+        return [{k: v for k, v in r.items() if k not in ("elapsed", "per_second")}
+                for r in load_metrics(tmp_path / run)]
+    assert numbers("split") == numbers("whole")
 
 
 def _digest(folder):

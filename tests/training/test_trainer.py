@@ -132,3 +132,36 @@ def test_auto_precision_is_bf16_exactly_on_a_cpu_with_native_bf16(monkeypatch):
     assert TrainConfig(max_steps=1, precision="fp32").resolved_precision() == "fp32"
     assert TrainConfig(max_steps=1, precision="auto",
                        device="cuda").resolved_precision() == "fp32"
+
+
+def test_skipping_nonfinite_steps_stops_when_every_step_fails(tmp_path):
+    """A skipped step does not count towards max_steps, so a run whose every step is non-finite
+    ran forever under on_nonfinite="skip"; after MAX_SKIPS_IN_A_ROW it stops with the reason."""
+    from rnnkit.training import NonFiniteLossError
+    from rnnkit.training.trainer import MAX_SKIPS_IN_A_ROW
+
+    trainer = make_trainer(tmp_path, on_nonfinite="skip")
+    trainer.loss_fn = lambda model, batch, carry: StepOutput(
+        model(batch[0]).sum() * math.inf, None, 1)
+    with pytest.raises(NonFiniteLossError,
+                       match=rf"^the training loss was -?inf at {MAX_SKIPS_IN_A_ROW} steps in "
+                             rf"a row up to step 1 .*the run stopped, before its first checkpoint"):
+        trainer.fit()
+    assert trainer.skipped_steps == MAX_SKIPS_IN_A_ROW and trainer.step == 0
+    assert trainer.batches.index == MAX_SKIPS_IN_A_ROW
+
+
+def test_skipped_steps_in_a_row_restart_after_a_good_step(tmp_path):
+    """Every other step non-finite: never MAX_SKIPS_IN_A_ROW in a row, so the run completes."""
+    trainer = make_trainer(tmp_path, on_nonfinite="skip", max_steps=120)
+    good = regression_loss
+
+    def every_other_fails(model, batch, carry):
+        output = good(model, batch, carry)
+        failing = trainer.batches.index % 2 == 0
+        return output._replace(loss=output.loss * math.inf) if failing else output
+
+    trainer.loss_fn = every_other_fails
+    result = trainer.fit()
+    assert result.status == "completed" and result.steps == 120
+    assert result.skipped_steps == trainer.batches.index - 120 == 119

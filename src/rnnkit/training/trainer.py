@@ -35,6 +35,9 @@ from .tbptt import detach_state
 
 log = logging.getLogger("rnnkit.training")
 
+#: With train.on_nonfinite="skip", this many non-finite steps in a row stop the run.
+MAX_SKIPS_IN_A_ROW = 100
+
 
 @dataclass
 class TrainConfig:
@@ -155,6 +158,10 @@ class Trainer:
         self.last_eval_step: int | None = None
         self.evals_since_best = 0
         self.skipped_steps = 0
+        self.skipped_in_a_row = 0
+        # Sums over the steps since the last training-metrics record; saved, so that the first
+        # record after a resume averages the same steps as in an uninterrupted run.
+        self.window = {"loss": 0.0, "grad_norm": 0.0, "steps": 0}
         self._interrupted = False
         seed_everything(config.seed)
 
@@ -166,7 +173,8 @@ class Trainer:
             "best_loss": self.best_loss, "best_step": self.best_step,
             "best_validation": self.best_validation, "last_validation": self.last_validation,
             "last_eval_step": self.last_eval_step, "evals_since_best": self.evals_since_best,
-            "skipped_steps": self.skipped_steps,
+            "skipped_steps": self.skipped_steps, "skipped_in_a_row": self.skipped_in_a_row,
+            "window": dict(self.window),
             "optimizer": self.optimizer.state_dict(), "batches": self.batches.state_dict(),
             "rng": capture_rng_state(), "train_config": asdict(self.config),
         }
@@ -199,6 +207,9 @@ class Trainer:
                      "last_validation", "last_eval_step", "evals_since_best",
                      "skipped_steps"):
             setattr(self, name, state[name])
+        # absent from checkpoints written before 2026-12-04
+        self.skipped_in_a_row = state.get("skipped_in_a_row", 0)
+        self.window = dict(state.get("window", self.window))
         self.metrics.truncate_after(self.step)
         return self.step
 
@@ -232,20 +243,33 @@ class Trainer:
 
     def _nonfinite(self, what: str, value: float) -> bool:
         """Handle a NaN/Inf loss or gradient; True when the step is to be skipped."""
+        lr = self.optimizer.param_groups[0]["lr"]
         if self.config.on_nonfinite == "skip":
             self.skipped_steps += 1
+            self.skipped_in_a_row += 1
+            # A skipped step does not count towards train.max_steps, so a run whose every step
+            # fails would skip forever.
+            if self.skipped_in_a_row >= MAX_SKIPS_IN_A_ROW:
+                raise NonFiniteLossError(
+                    f"the {what} was {value} at {MAX_SKIPS_IN_A_ROW} steps in a row up to step "
+                    f"{self.step + 1} (learning rate {lr:.3g}); the run stopped, "
+                    f"{self._checkpoints_left()}; lower train.learning_rate or train.clip_norm")
             self.optimizer.zero_grad(set_to_none=True)
             self.carry = None  # the carried state may be what went wrong
             log.warning("step %d: %s is %s; step skipped (%d so far)", self.step + 1, what,
                         value, self.skipped_steps)
             return True
-        last = self.run_dir / "checkpoints"
         raise NonFiniteLossError(
-            f"the {what} became {value} at step {self.step + 1} (learning rate "
-            f"{self.optimizer.param_groups[0]['lr']:.3g}); the run stopped and its last good "
-            f"checkpoint in {last} is untouched; lower train.learning_rate or train.clip_norm, "
-            f"or set train.on_nonfinite=skip"
+            f"the {what} became {value} at step {self.step + 1} (learning rate {lr:.3g}); the "
+            f"run stopped, {self._checkpoints_left()}; lower train.learning_rate or "
+            f"train.clip_norm, or set train.on_nonfinite=skip"
         )
+
+    def _checkpoints_left(self) -> str:
+        folder = self.run_dir / "checkpoints"
+        if folder.is_dir() and any(folder.glob("step-*")):
+            return f"its last good checkpoint in {folder} is untouched"
+        return "before its first checkpoint"
 
     def _train_step(self, batch) -> tuple[float, float, int] | None:
         model, optimizer = self.model, self.optimizer
@@ -275,6 +299,7 @@ class Trainer:
             optimizer.step()
         self.carry = detach_state(output.carry)
         self.step += 1
+        self.skipped_in_a_row = 0
         return loss, norm, output.count
 
     def _evaluate(self) -> dict:
@@ -314,7 +339,8 @@ class Trainer:
         progress = Progress(start_fraction=self._progress_fraction(), enabled=config.progress)
         self.model.train()
         status = None
-        window_loss, window_norm, window_count, window_steps = 0.0, 0.0, 0, 0
+        window = self.window
+        window_count = 0  # characters or samples since window_start, for the rate
         window_start = clock = time.perf_counter()
         try:
             while True:
@@ -328,23 +354,23 @@ class Trainer:
                 if outcome is None:
                     continue
                 loss, norm, count = outcome
-                window_loss += loss
-                window_norm += norm
+                window["loss"] += loss
+                window["grad_norm"] += norm
+                window["steps"] += 1
                 window_count += count
-                window_steps += 1
                 if self.step % config.log_every == 0 or self.step == config.max_steps:
                     rate = window_count / max(now - window_start, 1e-9)
                     record = {"split": "train", "step": self.step,
                               "epoch": round(self.batches.epochs_done, 4),
-                              "loss": window_loss / window_steps,
-                              "grad_norm": window_norm / window_steps,
+                              "loss": window["loss"] / window["steps"],
+                              "grad_norm": window["grad_norm"] / window["steps"],
                               "lr": self.optimizer.param_groups[0]["lr"],
                               "per_second": round(rate, 1), "elapsed": round(self.elapsed, 2)}
                     self.metrics.write(record)
                     progress.update(fraction=self._progress_fraction(), step=self.step,
                                     loss=f"{record['loss']:.3f}", rate=f"{rate:,.0f}/s")
-                    window_loss, window_norm, window_count, window_steps = 0.0, 0.0, 0, 0
-                    window_start = now
+                    window.update(loss=0.0, grad_norm=0.0, steps=0)
+                    window_count, window_start = 0, now
                 if self.step % config.eval_every == 0:
                     metrics = self._evaluate()
                     progress.write(f"step {self.step}: validation " + ", ".join(
