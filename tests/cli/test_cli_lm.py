@@ -54,6 +54,32 @@ def test_train_prints_json_with_test_bpc_bars_and_a_sample(corpus, tmp_path, cap
     assert "training characters" in err  # progress notes go to stderr under --json
 
 
+def test_ctrl_c_saves_and_exits_without_scoring(corpus, tmp_path, capsys, monkeypatch):
+    """Ctrl-C finishes the step, saves, says how to continue and exits with 130 (128 + SIGINT);
+    it used to go on to the test score, dynamic evaluation and the sample."""
+    import os
+    import signal
+
+    from rnnkit.tasks.lm import task as lm_task
+
+    original, calls = lm_task._lm_loss, {"n": 0}
+
+    def interrupt_at_step_4(*args):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C does
+        return original(*args)
+
+    monkeypatch.setattr(lm_task, "_lm_loss", interrupt_at_step_4)
+    out_dir = tmp_path / "run"
+    code, out, _ = run(["train", "lm", "--corpus", corpus, "--steps", "12", "--out", out_dir,
+                        "--sample-length", "20", *TINY], capsys)
+    assert code == 130
+    assert f"interrupted at step 4; checkpoint saved, continue with --resume {out_dir}" in out
+    assert "test:" not in out and "sample" not in out
+    assert (out_dir / "checkpoints" / "step-00000004").is_dir()
+
+
 def test_evaluate_reports_what_the_library_computes(trained_run, capsys):
     from rnnkit.tasks.lm.task import evaluate_lm
 

@@ -220,6 +220,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(files, tmp_path, monkeypat
     monkeypatch.setattr(classify_task, "_batch_loss", interrupt_at_step_11)
     first = train_classifier(config, tmp_path / "split", notify=quiet)
     assert first["status"] == "interrupted" and first["steps"] == 11
+    assert first["test"] is None  # Ctrl-C stops there: no test score
     monkeypatch.setattr(classify_task, "_batch_loss", original)
     second = train_classifier(config, tmp_path / "split", resume=True, notify=quiet)
     assert second["steps"] == whole["steps"] == 24

@@ -119,6 +119,7 @@ def test_interrupted_and_resumed_equals_uninterrupted(corpus, tmp_path, monkeypa
     monkeypatch.setattr(lm_task, "_lm_loss", interrupt_at_step_17)
     first = train_lm(config, tmp_path / "split", notify=quiet)
     assert first["status"] == "interrupted" and first["steps"] == 17
+    assert first["test"] is None  # Ctrl-C stops there: no test score
     monkeypatch.setattr(lm_task, "_lm_loss", original)
     second = train_lm(config, tmp_path / "split", resume=True, notify=quiet)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from .runs import add_run_flags, flag_overrides, printer, resolve_run
+from .runs import INTERRUPTED, add_run_flags, flag_overrides, printer, resolve_run
 
 # Friendly flags of `classify train` and the config keys they set.
 _TRAIN_FLAGS = {
@@ -76,6 +76,10 @@ def run_train(args) -> int:
     config, run_dir = resolve_run(args, ClassifyConfig, "classify", _overrides(args))
     config.train.check()
     result = train_classifier(config, run_dir, resume=bool(args.resume), notify=say)
+    if result["status"] == "interrupted":  # saved; the trainer said how to continue
+        if args.json:
+            print(json.dumps(result, indent=2))
+        return INTERRUPTED
     result["bars"] = published_bars(config.data.data)
     test, validation = result["test"], result["validation"] or {}
     if test is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from .runs import add_run_flags, flag_overrides, printer, resolve_run
+from .runs import INTERRUPTED, add_run_flags, flag_overrides, printer, resolve_run
 
 # Friendly flags of `train lm` and the config keys they set.
 _TRAIN_FLAGS = {
@@ -58,6 +58,10 @@ def run_train_lm(args) -> int:
     config, run_dir = resolve_run(args, LMConfig, "lm", _overrides(args))
     config.train.check()
     result = train_lm(config, run_dir, resume=bool(args.resume), notify=say)
+    if result["status"] == "interrupted":  # saved; the trainer said how to continue
+        if args.json:
+            print(json.dumps(result, indent=2))
+        return INTERRUPTED
     bars = compressor_bars(_corpus_text(config.data.corpus))
     result["compressors_bpc"] = bars
     test = result["test"]

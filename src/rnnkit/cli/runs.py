@@ -11,6 +11,11 @@ import time
 from pathlib import Path
 
 
+#: Exit status of a training command stopped by Ctrl-C (after saving): 128 + SIGINT, as a shell
+#: reports a process that SIGINT ended.
+INTERRUPTED = 130
+
+
 def add_run_flags(parser, task: str) -> None:
     """The flags every `train` command shares: config file, overrides, run folder, output."""
     parser.add_argument("--config", metavar="FILE", help="JSON or TOML config file")

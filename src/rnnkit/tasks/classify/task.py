@@ -167,6 +167,11 @@ def _train(config: ClassifyConfig, run_dir: Path, resume: bool, notify) -> dict:
         model(*train.batch(torch.arange(min(2, len(train))))[:2])
         model.train()
     result = trainer.fit()
+    if result.status == "interrupted":  # Ctrl-C: saved, and the user wants out, not a score
+        return {"task": TASK, "status": result.status, "steps": result.steps,
+                "epochs": round(result.epochs, 3), "train_seconds": round(result.seconds, 1),
+                "best_step": result.best_step, "validation": result.best_validation,
+                "test": None, "run_dir": str(run_dir), "config": asdict(config)}
     best = load_checkpoint(run_dir, which="best")
     model.load_state_dict(best.model_state)
     model.eval()

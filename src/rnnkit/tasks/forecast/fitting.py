@@ -159,7 +159,9 @@ def fit_forecaster(config, rows: np.ndarray, targets: int, run_dir: Path, *,
         model.eval()
         model(windows.batch(probe[:1], decoder, data.warmup)[0])
         model.train()
-    trainer.fit()
+    if trainer.fit().status == "interrupted":
+        # Ctrl-C: the checkpoint is saved and the user wants out, not a holdout score
+        raise KeyboardInterrupt
     which = "best" if data.validation else "last"
     model.load_state_dict(load_checkpoint(run_dir, which=which).model_state)
     model.eval()

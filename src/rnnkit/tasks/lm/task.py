@@ -194,21 +194,24 @@ def train_lm(config: LMConfig, run_dir: str | Path, *, resume: bool = False,
         model(train_tokens[None, :2])
         model.train()
     result = trainer.fit()
-    best = load_checkpoint(run_dir, which="best")
-    model.load_state_dict(best.model_state)
-    model.eval()
-    test_tokens = _encode_heldout(data.vocabulary, data.split.test, "test")
-    test = bits_per_character(model, test_tokens, rows=config.data.eval_rows,
-                              window=config.data.eval_window, device=device)
-    if config.dynamic.enabled:
-        notify("scoring the test text with dynamic evaluation")
-        test["dynamic"] = dynamic_score(model, test_tokens, config.dynamic, device=device)
+    test, checkpoint = None, None
+    if result.status != "interrupted":  # Ctrl-C: saved, and the user wants out, not a score
+        best = load_checkpoint(run_dir, which="best")
+        model.load_state_dict(best.model_state)
+        model.eval()
+        test_tokens = _encode_heldout(data.vocabulary, data.split.test, "test")
+        test = bits_per_character(model, test_tokens, rows=config.data.eval_rows,
+                                  window=config.data.eval_window, device=device)
+        if config.dynamic.enabled:
+            notify("scoring the test text with dynamic evaluation")
+            test["dynamic"] = dynamic_score(model, test_tokens, config.dynamic, device=device)
+        checkpoint = str(best.path)
     return {
         "task": TASK, "status": result.status, "steps": result.steps,
         "epochs": round(result.epochs, 3), "train_seconds": round(result.seconds, 1),
         "best_step": result.best_step, "validation": result.best_validation, "test": test,
         "skipped_steps": result.skipped_steps, "corpus": data.source, "split": meta["split"],
-        "parameters": parameters, "run_dir": str(run_dir), "checkpoint": str(best.path),
+        "parameters": parameters, "run_dir": str(run_dir), "checkpoint": checkpoint,
         "config": asdict(config),
     }
 
