@@ -187,3 +187,115 @@ def test_every_command_has_help(capsys):
             main([*command, "--help"])
         assert exited.value.code == 0
         assert "usage: rnnkit" in capsys.readouterr().out
+
+
+# -- found by an adversarial review (2026-12-04) ---------------------------------------------
+@pytest.mark.parametrize("options, fragment", [
+    (["--top-k", "0"], "top_k must be >= 1"),
+    (["--top-p", "0"], "top_p must be in (0, 1]"),
+    (["--top-p", "1.5"], "top_p must be in (0, 1]"),
+    (["--temperature", "inf"], "temperature must be finite and >= 0"),
+    (["--temperature", "0", "--top-p", "7"], "top_p must be in (0, 1]"),
+    (["--beam", "2", "--temperature", "0.5"], "drop --top-k/--top-p/--temperature"),
+])
+def test_bad_sampling_options_fail_before_anything_is_printed(trained_run, capsys, options,
+                                                              fragment):
+    code, out, err = run(["generate", "--checkpoint", trained_run, "--prompt", "And",
+                          *options], capsys)
+    assert_one_line_error(code, err, fragment)
+    assert out == ""  # the prompt used to be echoed before the error
+
+
+def test_text_the_model_cannot_score_is_an_error_not_zero_bits(trained_run, tmp_path, capsys):
+    """Digits the model never saw: nothing to score, which read as a perfect 0.000 bpc."""
+    digits = tmp_path / "digits.txt"
+    digits.write_text("0123456789" * 50, encoding="utf-8")
+    code, out, err = run(["evaluate", "--checkpoint", trained_run, "--corpus", digits], capsys)
+    assert_one_line_error(code, err, "the test text has 0 character(s) the model knows")
+    assert out == ""
+
+
+def test_resume_refuses_another_corpus_batch_size_or_a_checkpoint_folder(trained_run, corpus,
+                                                                         tmp_path, capsys):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run, run_dir)
+    before = _digest(run_dir)
+    shifted = tmp_path / "shifted.txt"  # as many characters, one of them another
+    shifted.write_text(corpus.read_text(encoding="utf-8").replace("z", "!"), encoding="utf-8")
+    code, _, err = run(["train", "lm", "--resume", run_dir, "--corpus", shifted, "--steps",
+                        "20", "--no-progress"], capsys)
+    assert_one_line_error(code, err, "data.corpus was")
+    code, _, err = run(["train", "lm", "--resume", run_dir, "--batch-size", "8", "--steps",
+                        "20", "--no-progress"], capsys)
+    assert_one_line_error(code, err, "data.batch_size was 4", "now 8")
+    step = sorted((run_dir / "checkpoints").glob("step-*"))[-1]
+    code, _, err = run(["train", "lm", "--resume", step, "--steps", "20", "--no-progress"],
+                       capsys)
+    assert_one_line_error(code, err, "is one of its checkpoints", f"--resume {run_dir}")
+    assert _digest(run_dir) == before
+
+
+def test_minutes_alone_lifts_a_step_limit_and_steps_alone_a_time_limit(trained_run):
+    """--resume --minutes M gives a run limited by steps more time (it trained nothing)."""
+    from rnnkit.cli.lm import _overrides
+    from rnnkit.cli.main import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["train", "lm", "--resume", str(trained_run), "--minutes", "2"])
+    assert "train.max_steps=null" in _overrides(args)
+    assert "train.minutes=null" in _overrides(parser.parse_args(["train", "lm", "--steps", "5"]))
+
+
+def test_corpus_without_newlines_trains_and_samples(tmp_path, capsys):
+    """The sample used to start from a newline, failing at the very end of the run."""
+    corpus = tmp_path / "one-line.txt"
+    corpus.write_text(tiny_text(6000).replace("\n", " "), encoding="utf-8")
+    code, out, err = run(["train", "lm", "--corpus", corpus, "--steps", "3", "--out",
+                          tmp_path / "run", "--json", "--sample-length", "10", *TINY], capsys)
+    assert code == 0, err
+    assert len(json.loads(out)["sample"]) == 10
+
+
+@pytest.mark.parametrize("setting, fragment", [
+    (["--device", "foo"], "train.device must be a torch device"),
+    (["--set", "data.eval_window=0"], "data.eval_window must be a positive int"),
+])
+def test_bad_device_and_data_settings_fail_before_training(corpus, tmp_path, capsys, setting,
+                                                           fragment):
+    code, _, err = run(["train", "lm", "--corpus", corpus, "--steps", "3", "--out",
+                        tmp_path / "run", *TINY, *setting], capsys)
+    assert_one_line_error(code, err, fragment)
+    assert not (tmp_path / "run" / "metrics.jsonl").exists()
+
+
+def test_folder_of_a_run_that_left_no_checkpoint_is_not_reused(corpus, tmp_path, capsys):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "metrics.jsonl").write_text('{"split": "train", "step": 1, "loss": 9.0}\n')
+    code, _, err = run(["train", "lm", "--corpus", corpus, "--steps", "3", "--out", run_dir,
+                        *TINY], capsys)
+    assert_one_line_error(code, err, "metrics of an earlier run")
+
+
+def test_damaged_best_checkpoint_falls_back_and_edited_records_are_one_line_errors(
+        trained_run, tmp_path, capsys):
+    import shutil
+
+    from rnnkit.training.checkpoint import read_index
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained_run, run_dir)
+    best = run_dir / "checkpoints" / read_index(run_dir)["best"]
+    intact = [p for p in sorted((run_dir / "checkpoints").glob("step-*")) if p != best]
+    (best / "state.safetensors").write_bytes(b"")
+    code, out, err = run(["evaluate", "--checkpoint", run_dir, "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["checkpoint"] == str(intact[-1])  # the newest intact one
+    assert f"skipping checkpoint {best} is damaged" in err
+    for record in ("[]", '{"sha256": {}}'):
+        for step in (run_dir / "checkpoints").glob("step-*"):
+            (step / "checkpoint.json").write_text(record)
+        code, _, err = run(["evaluate", "--checkpoint", run_dir], capsys)
+        assert_one_line_error(code, err, "damaged")

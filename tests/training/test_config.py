@@ -211,6 +211,14 @@ def test_invalid_toml_file_raises(tmp_path):
     one_line_message(excinfo, "bad.toml", "TOML")
 
 
+def test_file_that_is_not_utf8_raises_naming_it(tmp_path):
+    path = tmp_path / "latin1.json"
+    path.write_bytes('{"name": "caf\u00e9"}'.encode("latin-1"))
+    with pytest.raises(ConfigError) as excinfo:
+        resolve_config(Cfg, file=str(path))
+    one_line_message(excinfo, "latin1.json", "not UTF-8")
+
+
 def test_file_holding_a_list_raises(tmp_path):
     path = tmp_path / "list.json"
     path.write_text("[1, 2]")

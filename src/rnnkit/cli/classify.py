@@ -63,7 +63,7 @@ def _add_train(actions) -> None:
 
 
 def _overrides(args) -> list[str]:
-    # --steps alone: train exactly that many steps
+    # --steps alone: train exactly that many steps (--minutes stays a cap on the epochs)
     alone = args.steps is not None and args.minutes is None and args.epochs is None
     return flag_overrides(args, _TRAIN_FLAGS,
                           ["train.minutes=null", "train.max_epochs=null"] if alone else [])

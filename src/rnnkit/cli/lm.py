@@ -45,9 +45,14 @@ def add_train_lm(train_commands) -> None:
 
 
 def _overrides(args) -> list[str]:
-    # --steps alone: train exactly that many steps
-    alone = args.steps is not None and args.minutes is None
-    return flag_overrides(args, _TRAIN_FLAGS, ["train.minutes=null"] if alone else [])
+    # --steps alone: train exactly that many steps; --minutes alone: for that long (so that
+    # --resume --minutes M also gives more time to a run that was limited by steps)
+    rules = []
+    if args.steps is not None and args.minutes is None:
+        rules.append("train.minutes=null")
+    if args.minutes is not None and args.steps is None:
+        rules.append("train.max_steps=null")
+    return flag_overrides(args, _TRAIN_FLAGS, rules)
 
 
 def run_train_lm(args) -> int:
@@ -80,7 +85,8 @@ def run_train_lm(args) -> int:
     say(f"  checkpoint {result['checkpoint']}  (curves: {run_dir / 'curves.png'})")
     if args.sample_length > 0:
         loaded = load_lm(run_dir)
-        prompt = "\n" if "\n" in loaded.vocabulary else ""
+        # a paragraph start, or any character the model knows for a text without newlines
+        prompt = "\n" if "\n" in loaded.vocabulary else loaded.vocabulary.to_list()[0]
         # Nucleus sampling (top-p 0.9): a short run's distribution after a paragraph start is
         # flat, and one draw from its long tail (p ~ 0.002) could derail the whole sample
         # into noise (seen after a 6-minute run whose CPU was shared).
@@ -157,7 +163,8 @@ def add_generate(commands) -> None:
     parser.add_argument("--checkpoint", required=True, metavar="DIR")
     parser.add_argument("--prompt", default="", help="text to continue (default: a new line)")
     parser.add_argument("--length", type=int, default=300, help="characters to generate")
-    parser.add_argument("--temperature", type=float, default=0.8, help="0 means greedy")
+    parser.add_argument("--temperature", type=float,
+                        help="sampling temperature (default 0.8); 0 means greedy")
     parser.add_argument("--top-k", type=int, help="sample among the k most probable")
     parser.add_argument("--top-p", type=float, help="sample within the nucleus of mass p")
     parser.add_argument("--seed", type=int, help="make sampling repeatable")
@@ -175,14 +182,16 @@ def run_generate(args) -> int:
 
     loaded = load_lm(args.checkpoint, which=args.which)
     if args.beam is not None:
-        if args.top_k is not None or args.top_p is not None:
-            raise ValueError("--beam searches for the most probable text; drop --top-k/--top-p")
+        if args.top_k is not None or args.top_p is not None or args.temperature is not None:
+            raise ValueError("--beam searches for the most probable text; drop "
+                             "--top-k/--top-p/--temperature")
         text = generate_beam(loaded, args.prompt, length=args.length, beam_width=args.beam,
                              unknown=args.unknown)
         if not args.json:
             print(args.prompt + text)
     else:
-        stream = generate(loaded, args.prompt, length=args.length, temperature=args.temperature,
+        temperature = 0.8 if args.temperature is None else args.temperature
+        stream = generate(loaded, args.prompt, length=args.length, temperature=temperature,
                           top_k=args.top_k, top_p=args.top_p, seed=args.seed,
                           unknown=args.unknown)
         pieces = []
@@ -198,7 +207,8 @@ def run_generate(args) -> int:
     if args.json:
         print(json.dumps({"checkpoint": str(loaded.checkpoint), "prompt": args.prompt,
                           "text": text, "seed": args.seed, "beam": args.beam,
-                          "temperature": args.temperature}, indent=2))
+                          "temperature": None if args.beam is not None else temperature},
+                         indent=2))
     return 0
 
 

@@ -44,18 +44,30 @@ def flag_overrides(args, flags: dict[str, str], extra: list[str] = ()) -> list[s
 def resolve_run(args, config_class, task: str, overrides: list[str]):
     """(config, run_dir) from ``args.out``, ``args.resume`` and ``args.config``."""
     from rnnkit.training import load_checkpoint, resolve_config
+    from rnnkit.training.checkpoint import reading_record
 
     base = None
     if args.resume:
         if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
             raise ValueError("--resume continues a run in its own folder; drop --out")
-        base = load_checkpoint(args.resume).meta["config"]
         run_dir = Path(args.resume)
+        if (run_dir / "checkpoint.json").exists():
+            # one checkpoint of a run: training would start a new run inside it
+            raise ValueError(f"--resume takes a run folder, and {run_dir} is one of its "
+                             f"checkpoints; use --resume {run_dir.parent.parent}")
+        checkpoint = load_checkpoint(args.resume)
+        with reading_record(checkpoint.path):
+            base = dict(checkpoint.meta["config"])
     else:
         run_dir = Path(args.out or f"runs/{task}-{time.strftime('%Y%m%d-%H%M%S')}")
         if (run_dir / "checkpoints").exists():
             raise ValueError(f"{run_dir} already holds a run; continue it with --resume "
                              f"{run_dir} or choose another --out")
+        if (run_dir / "metrics.jsonl").exists():
+            # a run that stopped before its first checkpoint (a NaN, an error): its metrics
+            # would be mixed with the new run's
+            raise ValueError(f"{run_dir} holds the metrics of an earlier run that left no "
+                             f"checkpoint; choose another --out or delete {run_dir}")
     config = resolve_config(config_class, base=base, file=args.config, overrides=overrides)
     return config, run_dir
 

@@ -34,6 +34,19 @@ def _check_logits(name: str, logits: Tensor, rows: int | None = None) -> None:
                          f"leave at least one token unmasked in every row")
 
 
+def check_sampling_options(*, temperature: float, top_k: int | None = None,
+                           top_p: float | None = None) -> None:
+    """Raise a one-line ValueError for a setting :func:`sample_next` would refuse: so that a
+    caller can check before it starts (prints a prompt, reads a model) rather than at the
+    first token. ``temperature`` 0 means greedy."""
+    if not (0 <= temperature < float("inf")):
+        raise ValueError(f"temperature must be finite and >= 0 (0 = greedy); got {temperature}")
+    if top_k is not None and (isinstance(top_k, bool) or operator.index(top_k) < 1):
+        raise ValueError(f"top_k must be >= 1 (or None to keep every token); got {top_k}")
+    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"top_p must be in (0, 1]; got {top_p}")
+
+
 def filter_logits(logits: Tensor, *, temperature: float = 1.0, top_k: int | None = None,
                   top_p: float | None = None) -> Tensor:
     """Scale (B, V) logits by ``1 / temperature`` and set tokens outside the top-k and nucleus

@@ -19,6 +19,7 @@ intact, so a half-written or damaged checkpoint is never loaded and never replac
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -257,19 +258,37 @@ def _read_checkpoint(path: Path, namedtuples) -> Checkpoint:
         blobs = {name: (path / name).read_bytes() for name in (MODEL_FILE, STATE_FILE)}
     except (OSError, ValueError) as error:
         raise CheckpointError(f"checkpoint {path} is damaged ({error})") from None
+    if not isinstance(record, dict) or not isinstance(record.get("sha256"), dict):
+        raise CheckpointError(f"checkpoint {path} is damaged ({META} is not a checkpoint record)")
     for name, data in blobs.items():
-        if record.get("sha256", {}).get(name) != _sha256(data):
+        if record["sha256"].get(name) != _sha256(data):
             raise CheckpointError(f"checkpoint {path} is damaged ({name} does not match its "
                                   f"checksum)")
     if record.get("format") != FORMAT_VERSION:
         raise CheckpointError(f"checkpoint {path} has format {record.get('format')}; this "
                               f"rnnkit reads format {FORMAT_VERSION}")
     state_tensors = tensors_from_bytes(blobs[STATE_FILE])
-    return Checkpoint(
-        path=path, step=int(record["step"]), model_state=tensors_from_bytes(blobs[MODEL_FILE]),
-        train_state=unflatten_tensors(record["train_state"], state_tensors, namedtuples),
-        meta=record["meta"],
-    )
+    with reading_record(path):
+        if not isinstance(record["meta"], dict):
+            raise TypeError("'meta' is not a table")
+        return Checkpoint(
+            path=path, step=int(record["step"]),
+            model_state=tensors_from_bytes(blobs[MODEL_FILE]),
+            train_state=unflatten_tensors(record["train_state"], state_tensors, namedtuples),
+            meta=record["meta"],
+        )
+
+
+@contextlib.contextmanager
+def reading_record(path: Path):
+    """Around code that reads entries of a checkpoint's JSON record: one that is missing or of
+    the wrong type (an edited or foreign file; only the tensor files carry checksums) becomes a
+    CheckpointError naming the checkpoint, not a traceback."""
+    try:
+        yield
+    except (KeyError, TypeError, AttributeError, IndexError) as error:
+        raise CheckpointError(f"checkpoint {path} is damaged ({META} lacks or mistypes an "
+                              f"entry: {error})") from None
 
 
 def _candidates(folder: Path, which: str) -> list[Path]:
@@ -280,7 +299,10 @@ def _candidates(folder: Path, which: str) -> list[Path]:
     if which == "last":
         return everything
     best = read_index(folder.parent).get("best")
-    return [folder / best] if best and (folder / best).is_dir() else everything[:1]
+    if not (isinstance(best, str) and best.startswith("step-") and (folder / best).is_dir()):
+        return everything  # no best recorded (or a damaged index): the newest
+    # a damaged best falls back to the newest intact checkpoint, with a warning
+    return [folder / best] + [p for p in everything if p.name != best]
 
 
 def load_checkpoint(path: str | os.PathLike, *, which: str = "last",

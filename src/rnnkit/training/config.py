@@ -142,7 +142,11 @@ def read_config_file(path: str | os.PathLike) -> dict:
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as error:
+        raise ConfigError(f"config file {str(path)!r} is not UTF-8 text ({error.reason} at byte "
+                          f"{error.start})") from None
     try:
         if path.suffix == ".toml":
             import tomllib  # Python >= 3.11

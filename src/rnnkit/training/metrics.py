@@ -82,12 +82,15 @@ def plot_curves(records: list[dict], path: str | os.PathLike, *, title: str = ""
     axes.set_xlabel("optimizer step")
     axes.set_ylabel(unit)
     axes.grid(alpha=0.3)
-    axes.legend()
+    if axes.lines:
+        axes.legend()
+    else:  # stopped before its first record (Ctrl-C early on)
+        axes.text(0.5, 0.5, "no records yet", ha="center", va="center",
+                  transform=axes.transAxes)
     if title:
         axes.set_title(title)
     figure.tight_layout()
-    path = Path(path)
-    figure.savefig(path)
+    path = save_figure(figure, path)  # atomic: a resumed run's plot is replaced, never torn
     pyplot.close(figure)
     return path
 

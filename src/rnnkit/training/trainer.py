@@ -81,6 +81,16 @@ class TrainConfig:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"train.{name} must be one of {allowed}; got "
                                  f"{getattr(self, name)!r}")
+        try:
+            device = torch.device(self.device)
+        except (RuntimeError, ValueError):
+            raise ValueError(f"train.device must be a torch device such as 'cpu' or 'cuda'; got "
+                             f"{self.device!r}") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"train.device is {self.device!r} but torch has no CUDA device "
+                             f"here; use cpu")
+        if device.type not in ("cpu", "cuda"):
+            raise ValueError(f"train.device must be a CPU or CUDA device; got {self.device!r}")
         if self.precision == "fp16" and not self.device.startswith("cuda"):
             raise ValueError("train.precision=fp16 needs a CUDA device; use bf16 on the CPU")
 

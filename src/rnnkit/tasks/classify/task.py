@@ -22,6 +22,7 @@ from rnnkit.training import (
     CheckpointError, ShuffledBatches, StepOutput, TrainConfig, Trainer, config_from_dict,
     cpu_threads, load_checkpoint,
 )
+from rnnkit.training.checkpoint import reading_record
 
 from .data import (
     DataConfig, Normalizer, Tensors, class_weights, is_bundled, load_split, prepare_data,
@@ -221,14 +222,16 @@ def load_classifier(path: str | Path, *, which: str = "best") -> LoadedClassifie
     if checkpoint.meta.get("task") != TASK:
         raise CheckpointError(f"{checkpoint.path} is a {checkpoint.meta.get('task')!r} "
                               f"checkpoint, not a sequence classifier")
-    config = config_from_dict(ClassifyConfig, checkpoint.meta["config"])
-    class_names = list(checkpoint.meta["class_names"])
-    model = SequenceClassifier(checkpoint.meta["channels"], len(class_names), config.model)
+    meta = checkpoint.meta
+    with reading_record(checkpoint.path):
+        config = config_from_dict(ClassifyConfig, meta["config"])
+        class_names, channels = list(meta["class_names"]), int(meta["channels"])
+        normalizer = Normalizer.from_dict(meta["normalization"])
+    model = SequenceClassifier(channels, len(class_names), config.model)
     model.load_state_dict(checkpoint.model_state)
     model.eval()
-    return LoadedClassifier(model, config, class_names,
-                            Normalizer.from_dict(checkpoint.meta["normalization"]),
-                            checkpoint.path, checkpoint.step)
+    return LoadedClassifier(model, config, class_names, normalizer, checkpoint.path,
+                            checkpoint.step)
 
 
 def evaluate_classifier(path: str | Path, data: str | None = None, split: str = "test", *,

@@ -23,6 +23,7 @@ from rnnkit.data.timeseries import TimeSeries, load_series
 from rnnkit.training import (
     CheckpointError, TrainConfig, atomic_write, config_from_dict, cpu_threads, load_checkpoint,
 )
+from rnnkit.training.checkpoint import reading_record
 
 from .baselines import baseline_forecasts
 from .fitting import FittedForecaster, fit_forecaster, read_residual_quantiles
@@ -259,16 +260,19 @@ def load_forecaster(path: str | Path, *, which: str | None = None) -> FittedFore
     if checkpoint.meta.get("task") != TASK:
         raise CheckpointError(f"{checkpoint.path} is a {checkpoint.meta.get('task')!r} "
                               f"checkpoint, not a forecaster")
-    config = config_from_dict(ForecastConfig, checkpoint.meta["config"])
+    with reading_record(checkpoint.path):
+        config = config_from_dict(ForecastConfig, checkpoint.meta["config"])
     if which is None and config.data.validation:  # the run reported its best checkpoint
         checkpoint = load_checkpoint(path, which="best")
     meta = checkpoint.meta
-    targets = len(meta["series"]["columns"])
-    model = Forecaster(targets, len(meta["series"]["covariate_columns"]), config.data.horizon,
-                       config.model)
+    with reading_record(checkpoint.path):
+        targets = len(meta["series"]["columns"])
+        covariates = len(meta["series"]["covariate_columns"])
+        scaler = Scaler.from_dict(meta["scaler"])
+    model = Forecaster(targets, covariates, config.data.horizon, config.model)
     model.load_state_dict(checkpoint.model_state)
     model.eval()
-    return FittedForecaster(model, Scaler.from_dict(meta["scaler"]), targets, config,
+    return FittedForecaster(model, scaler, targets, config,
                             read_residual_quantiles(Path(path)), series=meta["series"])
 
 

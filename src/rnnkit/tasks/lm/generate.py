@@ -15,6 +15,7 @@ import torch
 
 from rnnkit.data.text import CorpusError
 from rnnkit.runtime import beam_search, sample_next
+from rnnkit.runtime.sampling import check_sampling_options
 
 from .task import LoadedModel
 
@@ -40,11 +41,11 @@ def encode_prompt(loaded: LoadedModel, prompt: str, *, unknown: str = "error") -
     return ids.unsqueeze(0)
 
 
-def _check_options(length: int, temperature: float) -> None:
+def _check_options(length: int, temperature: float, top_k: int | None = None,
+                   top_p: float | None = None) -> None:
     if length < 1:
         raise ValueError(f"length must be >= 1 character; got {length}")
-    if temperature < 0:
-        raise ValueError(f"temperature must be >= 0 (0 = greedy); got {temperature}")
+    check_sampling_options(temperature=temperature, top_k=top_k, top_p=top_p)
 
 
 def generate(loaded: LoadedModel, prompt: str = "", *, length: int = 300,
@@ -54,8 +55,9 @@ def generate(loaded: LoadedModel, prompt: str = "", *, length: int = 300,
 
     The same ``seed`` gives the same text; ``temperature=0`` is greedy decoding.
     """
-    _check_options(length, temperature)
-    # Checked here, not on the first next(): a bad prompt fails before anything is printed.
+    # Checked here, not on the first next(): bad options or a bad prompt fail before anything
+    # is printed.
+    _check_options(length, temperature, top_k, top_p)
     tokens = encode_prompt(loaded, prompt, unknown=unknown)
     generator = torch.Generator().manual_seed(seed) if seed is not None else None
     return _sample(loaded, tokens, length, temperature, top_k, top_p, generator)

@@ -26,6 +26,7 @@ from rnnkit.training import (
     CheckpointError, ContiguousBatches, StepOutput, TrainConfig, Trainer, config_from_dict,
     load_checkpoint,
 )
+from rnnkit.training.checkpoint import reading_record
 
 from .model import CharLanguageModel, ModelConfig
 
@@ -41,6 +42,13 @@ class DataConfig:
     random_length: bool = False  #: jitter the window length per batch (Merity et al. 2017)
     eval_rows: int = 32  #: rows the validation/test text is read in, side by side
     eval_window: int = 256
+
+    def check(self) -> None:
+        """Raise a one-line ValueError for a bad setting, before any training."""
+        for name in ("batch_size", "window", "eval_rows", "eval_window"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"data.{name} must be a positive int; got {value!r}")
 
 
 @dataclass
@@ -110,12 +118,19 @@ def prepare_data(config: DataConfig, vocabulary: CharVocabulary | None = None) -
 
 
 def _encode_heldout(vocabulary: CharVocabulary, text: str, what: str) -> torch.Tensor:
+    tokens = vocabulary.encode(text, unknown="skip")
+    if tokens.numel() < 2:
+        # One character has nothing before it to be predicted from; a score over none would
+        # read as a perfect 0 bits per character.
+        raise ValueError(f"the {what} text has {tokens.numel()} character(s) the model knows, "
+                         f"too few to score; use a corpus written in the training text's "
+                         f"characters")
     unknown = vocabulary.unknown_characters(text)
     if unknown:
         # Characters never seen in training cannot be scored; they are dropped and said so.
         log.warning("%d distinct characters of the %s text are not in the vocabulary (%r); "
                     "they are skipped when scoring", len(unknown), what, "".join(unknown[:10]))
-    return vocabulary.encode(text, unknown="skip")
+    return tokens
 
 
 def bits_per_character(model: CharLanguageModel, tokens: torch.Tensor, *, rows: int,
@@ -162,11 +177,15 @@ def train_lm(config: LMConfig, run_dir: str | Path, *, resume: bool = False,
              notify: Callable[[str], None] = print) -> dict:
     """Train a character model; returns the run summary with validation and test bpc."""
     run_dir = Path(run_dir)
+    config.data.check()
     config.dynamic.check()
     data = prepare_data(config.data)
+    if resume:
+        _check_resumed_data(run_dir, config.data, data.vocabulary)
     device = config.train.device
     train_tokens = data.vocabulary.encode(data.split.train).to(device)
     valid_tokens = _encode_heldout(data.vocabulary, data.split.validation, "validation")
+    test_tokens = _encode_heldout(data.vocabulary, data.split.test, "test")
     batches = ContiguousBatches(train_tokens, config.data.batch_size, config.data.window,
                                 random_length=config.data.random_length, seed=config.train.seed)
     torch.manual_seed(config.train.seed)  # the same initial weights for the same seed
@@ -199,7 +218,6 @@ def train_lm(config: LMConfig, run_dir: str | Path, *, resume: bool = False,
         best = load_checkpoint(run_dir, which="best")
         model.load_state_dict(best.model_state)
         model.eval()
-        test_tokens = _encode_heldout(data.vocabulary, data.split.test, "test")
         test = bits_per_character(model, test_tokens, rows=config.data.eval_rows,
                                   window=config.data.eval_window, device=device)
         if config.dynamic.enabled:
@@ -214,6 +232,28 @@ def train_lm(config: LMConfig, run_dir: str | Path, *, resume: bool = False,
         "parameters": parameters, "run_dir": str(run_dir), "checkpoint": checkpoint,
         "config": asdict(config),
     }
+
+
+# What a resumed run must read exactly as before: the same text, in the same rows and windows.
+_RESUMED_DATA_KEYS = ("corpus", "batch_size", "window", "random_length")
+
+
+def _check_resumed_data(run_dir: Path, data: DataConfig, vocabulary: CharVocabulary) -> None:
+    """A resumed run must read the text it was trained on, the same way: another corpus would
+    give the embedding rows other characters' meanings, another batch size no longer fits the
+    carried state."""
+    last = load_checkpoint(run_dir, which="last")
+    with reading_record(last.path):
+        saved_data, saved_vocabulary = last.meta["config"]["data"], last.meta["vocabulary"]
+    for key in _RESUMED_DATA_KEYS:
+        if saved_data.get(key) != getattr(data, key):
+            raise ValueError(f"data.{key} was {saved_data.get(key)!r} in the run in {run_dir}, "
+                             f"now {getattr(data, key)!r}; a resumed run reads its text as "
+                             f"before: drop that change, or start a new run with --out")
+    if saved_vocabulary != vocabulary.to_list():
+        raise ValueError(f"the corpus text differs from the one the run in {run_dir} was "
+                         f"trained on (its characters differ); resume with the same corpus, or "
+                         f"start a new run with --out")
 
 
 @dataclass
@@ -231,8 +271,9 @@ def load_lm(path: str | Path, *, which: str = "best", device: str = "cpu") -> Lo
     if checkpoint.meta.get("task") != TASK:
         raise CheckpointError(f"{checkpoint.path} is a {checkpoint.meta.get('task')!r} "
                               f"checkpoint, not a language model")
-    config = config_from_dict(LMConfig, checkpoint.meta["config"])
-    vocabulary = CharVocabulary.from_list(checkpoint.meta["vocabulary"])
+    with reading_record(checkpoint.path):
+        config = config_from_dict(LMConfig, checkpoint.meta["config"])
+        vocabulary = CharVocabulary.from_list(checkpoint.meta["vocabulary"])
     model = CharLanguageModel(len(vocabulary), config.model)
     model.load_state_dict(checkpoint.model_state)
     model.to(device).eval()
@@ -265,6 +306,7 @@ def evaluate_lm(path: str | Path, *, corpus: str | None = None, split: str = "te
     data_config = loaded.config.data
     if corpus is not None:
         data_config = DataConfig(**{**asdict(data_config), "corpus": corpus})
+    data_config.check()
     data = prepare_data(data_config, vocabulary=loaded.vocabulary)
     start = time.perf_counter()
     tokens = _encode_heldout(loaded.vocabulary, getattr(data.split, split), split)
