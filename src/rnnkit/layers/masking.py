@@ -56,6 +56,13 @@ def normalize_lengths(
     lengths = lengths.to(torch.int64)
     if batch_size == 0:
         return lengths.to(device)
+    if torch.compiler.is_compiling():
+        # Traced (torch.compile, torch.export): the values are unknown until run time, so the
+        # check is an assertion in the graph instead of a Python branch (which could not be
+        # traced), and the error a RuntimeError without the offending index.
+        torch._assert_async(((lengths >= 1) & (lengths <= steps)).all(),
+                            f"lengths must be in 1..T={steps}")
+        return lengths.to(device)
     smallest, largest = int(lengths.min()), int(lengths.max())
     if smallest < 1:
         index = int(torch.argmin(lengths))
@@ -82,6 +89,11 @@ def _lengths_from_mask(mask: torch.Tensor, batch_size: int, steps: int, batch_fi
     mask = mask if batch_first else mask.t()
     lengths = mask.sum(dim=1)
     prefix = torch.arange(steps, device=mask.device).unsqueeze(0) < lengths.unsqueeze(1)
+    if torch.compiler.is_compiling():  # traced: asserted at run time (see normalize_lengths)
+        torch._assert_async((prefix == mask).all() & (lengths >= 1).all(),
+                            "a boolean lengths mask must be True on a non-empty prefix of each "
+                            "sequence and False after it")
+        return lengths.to(torch.int64)
     if not torch.equal(prefix, mask):
         row = int((prefix != mask).any(dim=1).nonzero()[0])
         raise ValueError(
