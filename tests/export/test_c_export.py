@@ -23,7 +23,7 @@ from torch import nn
 import rnnkit
 from one_line import one_line_message, one_line_value_error
 from rnnkit.export import c_build
-from rnnkit.export.c_build import CHECK_FLAGS, find_c_compiler, time_c_step
+from rnnkit.export.c_build import CBuildError, CHECK_FLAGS, find_c_compiler, time_c_step
 from rnnkit.export.c_code import export_c
 from rnnkit.export.check import TOLERANCE, ExportMismatchError
 from rnnkit.runtime.graph import UnsupportedModelError, streaming_graph
@@ -348,16 +348,32 @@ def test_no_compiler_gives_a_report_without_a_check(tmp_path, monkeypatch):
     assert "not checked" in report.summary()
 
 
-def test_compile_failure_is_a_one_line_runtime_error(tmp_path, monkeypatch):
+def test_compile_failure_is_a_one_line_error(tmp_path, monkeypatch, capsys):
     fake = tmp_path / "broken_cc"
     fake.write_text("#!/bin/sh\necho 'In file included from x.c:1:' >&2\n"
                     "echo 'model.c:3:1: error: expected something' >&2\nexit 1\n")
     fake.chmod(0o755)
     monkeypatch.setenv("CC", shlex.quote(str(fake)))
-    with pytest.raises(RuntimeError) as info:
+    with pytest.raises(CBuildError) as info:  # a RuntimeError
         export_c(rnnkit.GRU(I, H), tmp_path / "out")
     one_line_message(info, "error: expected something")
     assert not (tmp_path / "out").exists()
+    # the command line reports it as one line (it printed a traceback)
+    from corpora import tiny_text
+    from rnnkit.cli.main import main
+
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(tiny_text(3000), encoding="utf-8")
+    run = tmp_path / "run"
+    assert main(["train", "lm", "--corpus", str(corpus), "--steps", "2", "--out", str(run),
+                 "--hidden", "8", "--embedding", "4", "--batch-size", "2", "--window", "8",
+                 "--sample-length", "0", "--no-progress", "--set", "dynamic.enabled=false"]) == 0
+    capsys.readouterr()
+    code = main(["export", "--checkpoint", str(run), "--format", "c", "--out",
+                 str(tmp_path / "cli")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and len(err) == 1 and "error: expected something" in err[0], err
+    assert not (tmp_path / "cli").exists()
 
 
 def test_mismatch_raises(tmp_path, monkeypatch):

@@ -110,6 +110,35 @@ def test_mismatch_with_pytorch_raises(tmp_path, monkeypatch):
     one_line_message(error, "numpy export differs", "1e-05")
 
 
+@pytest.mark.parametrize("dtype", [torch.float64, torch.bfloat16], ids=["float64", "bfloat16"])
+def test_models_of_other_dtypes_export_as_their_float32_copy(tmp_path, dtype):
+    """The check used to feed float32 inputs to the model itself, which refused them."""
+    torch.manual_seed(0)
+    model = rnnkit.LSTM(I, H, batch_first=True).to(dtype)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    report = export_numpy(model, tmp_path / "bundle")
+    assert report.max_abs_diff <= TOLERANCE
+    assert all(torch.equal(before[k], v) and v.dtype == dtype
+               for k, v in model.state_dict().items())  # the model itself is left alone
+    x = torch.randn(B, T, I)
+    with torch.no_grad():
+        expected = model.float()(x)[0].numpy()
+    got, _ = runtime.load(tmp_path / "bundle").forward(x.numpy())
+    np.testing.assert_allclose(got, expected, atol=TOLERANCE)
+
+
+def test_a_check_that_cannot_run_leaves_no_loadable_folder(tmp_path, monkeypatch):
+    from rnnkit.runtime.graph import StreamingGraph
+
+    def broken(self, inputs):
+        raise RuntimeError("the model failed")
+
+    monkeypatch.setattr(StreamingGraph, "eager_forward", broken)
+    with pytest.raises(RuntimeError, match="the model failed"):
+        export_numpy(nn.GRU(I, H), tmp_path / "bundle")
+    assert not (tmp_path / "bundle" / "model.json").exists()
+
+
 @pytest.mark.parametrize("make, needles", [
     (lambda: (rnnkit.LSTM(I, H, bidirectional=True), {}), ["rnn.stack.layers.0", "backwards"]),
     (lambda: (nn.GRU(I, H, bidirectional=True), {}), ["layer rnn", "bidirectional GRU"]),

@@ -432,6 +432,9 @@ def test_streamer_errors_are_one_line(tmp_path):
     with pytest.raises(ValueError, match="dimensions") as error:
         streamer(np.zeros((2, I), np.float32))
     one_line_message(error)
+    with pytest.raises(ValueError, match=f"must have {I} features") as error:
+        streamer(np.zeros((2, 1, I + 1), np.float32))  # was onnxruntime's 3-line message
+    one_line_message(error)
     streamer.reset()
     assert streamer(np.zeros((3, 1, I), np.float32)).shape == (3, 1, H)
 

@@ -245,6 +245,18 @@ def test_bad_inputs_get_one_line_errors(engine):
         other.state_from_bytes(session.state_to_bytes())
     one_line_message(info, "layers")
     assert other.stream_ids == [0], "a refused restore leaves the session as it was"
+    # same layers, another head or input width: refused before any stream is dropped
+    for head, inputs, needle in ((nn.Linear(6, 3), 4, "saved output has shape"),
+                                 (None, 5, "taking ['features', 4]")):
+        saved = StreamingSession(rnnkit.GRU(4, 6), head=nn.Linear(6, 2), engine=engine)
+        saved.add_stream("x")
+        other = StreamingSession(rnnkit.GRU(inputs, 6), head=head, engine=engine)
+        other.add_stream("kept")
+        streams = other.stream_ids
+        with pytest.raises(ValueError) as info:
+            other.state_from_bytes(saved.state_to_bytes())
+        one_line_message(info, needle)
+        assert other.stream_ids == streams
 
 
 @pytest.mark.parametrize("engine", ENGINES)

@@ -9,6 +9,7 @@ import os
 import sys
 
 from rnnkit.errors import MissingExtraError
+from rnnkit.export.c_build import CBuildError
 from rnnkit.export.check import ExportMismatchError
 from rnnkit.training import NonFiniteLossError
 
@@ -125,13 +126,14 @@ def main(argv: list[str] | None = None) -> int:
         print("rnnkit: interrupted", file=sys.stderr)
         return 130
     except (ValueError, OSError, MissingExtraError, NonFiniteLossError,
-            ExportMismatchError) as error:
+            ExportMismatchError, CBuildError) as error:
         # Bad input of every kind (corpus, checkpoint, config, option values) and a missing
         # optional package end here as one line; RNNKIT_DEBUG=1 shows the traceback instead.
         if os.environ.get("RNNKIT_DEBUG"):
             raise
         print(f"rnnkit: error: {error}", file=sys.stderr)
-        return 1 if isinstance(error, (NonFiniteLossError, ExportMismatchError)) else 2
+        return 1 if isinstance(error, (NonFiniteLossError, ExportMismatchError,
+                                       CBuildError)) else 2
 
 
 if __name__ == "__main__":

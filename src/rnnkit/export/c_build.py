@@ -186,26 +186,38 @@ def find_c_compiler() -> list[str] | None:
     return None
 
 
+class CBuildError(RuntimeError):
+    """The C check could not build or run the exported code (compiler error, crash, timeout)."""
+
+
 def compile_c(compiler: list[str], sources, output: Path, flags=CHECK_FLAGS) -> None:
-    """Compile and link ``sources`` into ``output``; RuntimeError with the first error line."""
+    """Compile and link ``sources`` into ``output``; CBuildError with the first error line."""
     command = [*compiler, *map(str, sources), *flags, "-o", str(output), "-lm"]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=_COMPILE_TIMEOUT_S)
+    try:
+        result = subprocess.run(command, capture_output=True, text=True,
+                                timeout=_COMPILE_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise CBuildError(f"C compiler {compiler[0]} took over {_COMPILE_TIMEOUT_S} s on "
+                          f"{Path(sources[0]).name}") from None
     if result.returncode != 0:
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         errors = [line for line in lines if "error" in line.lower()]
         first = (errors or lines or [f"exit status {result.returncode}"])[0]
-        raise RuntimeError(f"C compiler {compiler[0]} failed on {Path(sources[0]).name}: {first}")
+        raise CBuildError(f"C compiler {compiler[0]} failed on {Path(sources[0]).name}: {first}")
 
 
 def _run(program: Path, *args: str, expect: str) -> subprocess.CompletedProcess:
-    """Run a built test program; RuntimeError if it crashed or printed no ``expect`` line.
+    """Run a built test program; CBuildError if it crashed or printed no ``expect`` line.
 
     Status 1 (outputs past the tolerance) is not an error here: the caller compares."""
-    result = subprocess.run([str(program), *args], capture_output=True, text=True,
-                            timeout=_RUN_TIMEOUT_S)
+    try:
+        result = subprocess.run([str(program), *args], capture_output=True, text=True,
+                                timeout=_RUN_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        raise CBuildError(f"{program.name} ran over {_RUN_TIMEOUT_S} s") from None
     if result.returncode not in (0, 1) or expect not in result.stdout:
         tail = (result.stderr.strip().splitlines() or ["no message"])[-1]
-        raise RuntimeError(f"{program.name} exited with status {result.returncode}: {tail}")
+        raise CBuildError(f"{program.name} exited with status {result.returncode}: {tail}")
     return result
 
 
@@ -241,7 +253,7 @@ def time_c_step(folder, name: str = "rnnkit_model", steps: int = 20000,
     ``flags`` (default -O3 -march=native) in a temporary folder. RuntimeError without a compiler."""
     compiler = find_c_compiler()
     if compiler is None:
-        raise RuntimeError("no C compiler found (set CC to one)")
+        raise CBuildError("no C compiler found (set CC to one)")
     folder = Path(folder)
     with tempfile.TemporaryDirectory(prefix="rnnkit_c_") as build:
         program = Path(build) / f"{name}_bench"
@@ -250,4 +262,4 @@ def time_c_step(folder, name: str = "rnnkit_model", steps: int = 20000,
     for line in stdout.splitlines():
         if line.startswith("ns_per_step "):
             return float(line.split()[1])
-    raise RuntimeError(f"{name}_bench printed no ns_per_step line")
+    raise CBuildError(f"{name}_bench printed no ns_per_step line")

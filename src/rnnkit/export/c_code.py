@@ -379,8 +379,8 @@ def export_c(model, path, *, head=None, embedding=None, name: str = "rnnkit_mode
     identifier prefixing the files ({name}.h, {name}.c, {name}_test.c, README.txt) and symbols.
     check: compile the test program (env CC, else cc/gcc/clang) in a temporary folder and
     compare its outputs with PyTorch's on :func:`~rnnkit.export.check.check_inputs`; a
-    difference above TOLERANCE raises ExportMismatchError and a compile failure RuntimeError,
-    both before anything is written. Without a compiler the files are written and the report
+    difference above TOLERANCE raises ExportMismatchError and a compile failure CBuildError (a
+    RuntimeError), both before anything is written. Without a compiler the files are written and the report
     has max_abs_diff None and says why. Each file is written atomically; the folder is created
     if needed. Raises UnsupportedModelError (a ValueError) naming the first unsupported part.
     """

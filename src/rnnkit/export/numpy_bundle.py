@@ -128,8 +128,8 @@ def export_numpy(model, path, *, head=None, embedding=None, check: bool = True) 
     presence marks a complete export); the folder is created if needed and an earlier export in
     it is replaced. With ``check`` the written folder is loaded with the runtime and run on
     :func:`check_inputs`, and ``max_abs_diff`` is its largest difference from the PyTorch
-    model (above ``check.TOLERANCE`` raises ``ExportMismatchError`` and removes model.json, so
-    the folder no longer loads); otherwise it is None.
+    model (above ``check.TOLERANCE`` raises ``ExportMismatchError``; that or any other failure of
+    the check removes model.json, so the folder no longer loads); otherwise it is None.
     """
     graph, config, arrays = _bundle(model, head, embedding)
     # Validate with the runtime itself, and serialize, before writing anything.
@@ -148,12 +148,13 @@ def export_numpy(model, path, *, head=None, embedding=None, check: bool = True) 
 
     if not check:
         return ExportReport("numpy", folder, FILES, None, note="check=False")
-    inputs = check_inputs(graph)
-    outputs, _ = runtime.load(folder).forward(inputs.numpy())
     try:
+        inputs = check_inputs(graph)
+        outputs, _ = runtime.load(folder).forward(inputs.numpy())
         difference = compare("numpy", outputs, graph.eager_forward(inputs))
-    except ExportMismatchError:
-        # Without model.json the folder no longer loads: a wrong export is never used by mistake.
-        (folder / "model.json").unlink()
+    except BaseException:
+        # A mismatch, or a check that could not run: without model.json the folder no longer
+        # loads, so an unchecked export is never used by mistake.
+        (folder / "model.json").unlink(missing_ok=True)
         raise
     return ExportReport("numpy", folder, FILES, difference)

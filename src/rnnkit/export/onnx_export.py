@@ -100,6 +100,9 @@ class OnnxStreamer:
         shapes = {value.name: value.shape for value in session.get_inputs()}
         self._widths = {name: shapes[name][1] for name in self.state_inputs}
         self._dtype = np.int64 if self.input_name == "tokens" else np.float32
+        # the feature width (None for token ids, or if the graph leaves it open)
+        width = shapes[self.input_name][-1] if self._dtype == np.float32 else None
+        self._features = width if isinstance(width, int) else None
         self._outputs = ["y", *self.state_outputs]
         self.state: dict[str, np.ndarray] | None = None
 
@@ -112,12 +115,19 @@ class OnnxStreamer:
             name: np.ascontiguousarray(value, dtype=np.float32) for name, value in state.items()}
 
     def __call__(self, x) -> np.ndarray:
-        x = np.ascontiguousarray(x, dtype=self._dtype)
+        given = np.asarray(x)
+        if self._dtype == np.int64 and given.size and not np.issubdtype(given.dtype, np.integer):
+            # a cast would truncate 1.9 to token 1 without a word
+            raise ValueError(f"OnnxStreamer: tokens must be integer ids; got dtype {given.dtype}")
+        x = np.ascontiguousarray(given, dtype=self._dtype)
         rank = 2 if self._dtype == np.int64 else 3
         if x.ndim != rank:
             raise ValueError(f"OnnxStreamer: {self.input_name} must have {rank} dimensions "
                              f"(batch, time{', features' if rank == 3 else ''}); got shape "
                              f"{x.shape}")
+        if self._features is not None and x.shape[-1] != self._features:
+            raise ValueError(f"OnnxStreamer: {self.input_name} must have {self._features} "
+                             f"features in its last dimension; got shape {x.shape}")
         batch = x.shape[0]
         if self.state is None:
             self.state = {name: np.zeros((batch, width), np.float32)

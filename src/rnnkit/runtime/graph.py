@@ -105,9 +105,10 @@ class StreamingGraph:
         """The source modules' outputs (B, T, O) for inputs (B, T, I), or token ids (B, T).
 
         Runs the original PyTorch modules in eval mode (restored afterwards): the oracle that
-        exports are checked against.
+        exports are checked against. The graph holds float32 snapshots, so a model of another
+        dtype (float64, bfloat16) runs as its float32 copy: the model the export computes.
         """
-        embedding, rnn, head = self.modules
+        embedding, rnn, head = (_as_float32(m) for m in self.modules)
         modules = [m for m in (embedding, rnn, head) if m is not None]
         modes = [(m, m.training) for m in modules]
         try:
@@ -128,6 +129,19 @@ class StreamingGraph:
         finally:
             for module, training in modes:
                 module.train(training)
+
+
+def _as_float32(module: nn.Module | None) -> nn.Module | None:
+    """``module`` itself when all its floating tensors are float32 (or it has none), else a
+    float32 copy (the original is left alone)."""
+    if module is None:
+        return None
+    tensors = [*module.parameters(), *module.buffers()]
+    if all(t.dtype == torch.float32 for t in tensors if t.is_floating_point()):
+        return module
+    import copy
+
+    return copy.deepcopy(module).float()
 
 
 def _snapshot(tensor: torch.Tensor | None) -> torch.Tensor | None:

@@ -196,6 +196,12 @@ class StreamingSession:
                 values[at:at + width] = field.reshape(width)
         self._state[row] = values
 
+    def _input_description(self) -> list:
+        """What a step takes: ["tokens", V] with an embedding, else ["features", I]."""
+        if self.graph.embedding is not None:
+            return ["tokens", int(self.graph.vocab_size)]
+        return ["features", int(self.graph.input_size)]
+
     def _layout(self) -> list:
         return [[layer.kind, layer.hidden_size, layer.output_size] for layer in self.graph.layers]
 
@@ -205,7 +211,8 @@ class StreamingSession:
 
         rows = torch.tensor(list(self._rows.values()), dtype=torch.int64)
         metadata = {"format": STATE_FORMAT, "version": STATE_VERSION,
-                    "streams": json.dumps(self.stream_ids), "layout": json.dumps(self._layout())}
+                    "streams": json.dumps(self.stream_ids), "layout": json.dumps(self._layout()),
+                    "input": json.dumps(self._input_description())}
         return save({"state": self._state[rows].contiguous(),
                      "output": self._output[rows].contiguous()}, metadata=metadata)
 
@@ -227,8 +234,22 @@ class StreamingSession:
         if layout != self._layout():
             raise ValueError(f"the saved state is for layers {layout} but this session's model has "
                              f"{self._layout()} ([kind, hidden, output] per layer)")
+        # "input" is absent from blobs written before 2026-12-04
+        saved_input = json.loads(metadata.get("input", "null"))
+        if saved_input is not None and saved_input != self._input_description():
+            raise ValueError(f"the saved state is for a model taking {saved_input} but this "
+                             f"session's takes {self._input_description()}")
         streams = json.loads(metadata["streams"])
-        state, output = tensors["state"], tensors["output"]
+        state, output = tensors.get("state"), tensors.get("output")
+        expected = {"state": (len(streams), self.state_width),
+                    "output": (len(streams), self.output_size)}
+        for name, tensor in (("state", state), ("output", output)):
+            if tensor is None or tuple(tensor.shape) != expected[name]:
+                shape = None if tensor is None else tuple(tensor.shape)
+                raise ValueError(f"the saved {name} has shape {shape} but this session needs "
+                                 f"{expected[name]} for {len(streams)} streams (the output "
+                                 f"width is the head's); it was saved from another model")
+        # Checked above, so replacing the streams cannot fail half-way.
         for stream_id in list(self._rows):
             self.drop_stream(stream_id)
         for index, stream_id in enumerate(streams):
