@@ -57,20 +57,10 @@ def test_train_prints_json_with_test_bpc_bars_and_a_sample(corpus, tmp_path, cap
 def test_ctrl_c_saves_and_exits_without_scoring(corpus, tmp_path, capsys, monkeypatch):
     """Ctrl-C finishes the step, saves, says how to continue and exits with 130 (128 + SIGINT);
     it used to go on to the test score, dynamic evaluation and the sample."""
-    import os
-    import signal
-
+    from interrupts import ctrl_c_at_call
     from rnnkit.tasks.lm import task as lm_task
 
-    original, calls = lm_task._lm_loss, {"n": 0}
-
-    def interrupt_at_step_4(*args):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C does
-        return original(*args)
-
-    monkeypatch.setattr(lm_task, "_lm_loss", interrupt_at_step_4)
+    ctrl_c_at_call(monkeypatch, lm_task, "_lm_loss", 4)
     out_dir = tmp_path / "run"
     code, out, _ = run(["train", "lm", "--corpus", corpus, "--steps", "12", "--out", out_dir,
                         "--sample-length", "20", *TINY], capsys)

@@ -10,8 +10,6 @@ run must equal it exactly), and training-only statistics recomputed by hand.
 from __future__ import annotations
 
 import json
-import os
-import signal
 
 import numpy as np
 import pytest
@@ -28,6 +26,7 @@ from rnnkit.tasks.classify.task import (
 )
 from rnnkit.training import TrainConfig
 
+from interrupts import ctrl_c_at_call
 from tolerances import assert_close
 
 NAMES = ["low", "mid", "high"]
@@ -209,15 +208,8 @@ def test_torch_layers_give_the_same_logits_with_the_same_weights(cell, pooling):
 def test_interrupted_and_resumed_equals_uninterrupted(files, tmp_path, monkeypatch):
     config = small_config(files, max_steps=24, eval_every=8)
     whole = train_classifier(config, tmp_path / "whole", notify=quiet)
-    original, calls = classify_task._batch_loss, {"n": 0}
-
-    def interrupt_at_step_11(*args):
-        calls["n"] += 1
-        if calls["n"] == 11:
-            os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C does
-        return original(*args)
-
-    monkeypatch.setattr(classify_task, "_batch_loss", interrupt_at_step_11)
+    original = classify_task._batch_loss
+    ctrl_c_at_call(monkeypatch, classify_task, "_batch_loss", 11)
     first = train_classifier(config, tmp_path / "split", notify=quiet)
     assert first["status"] == "interrupted" and first["steps"] == 11
     assert first["test"] is None  # Ctrl-C stops there: no test score

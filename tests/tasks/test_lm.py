@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import math
-import os
-import signal
 
 import pytest
 import torch
@@ -27,6 +25,7 @@ from rnnkit.tasks.lm.task import (
 from rnnkit.training import NonFiniteLossError, TrainConfig, load_checkpoint
 
 from corpora import tiny_text
+from interrupts import ctrl_c_at_call
 
 @pytest.fixture
 def corpus(tmp_path):
@@ -107,16 +106,8 @@ def test_interrupted_and_resumed_equals_uninterrupted(corpus, tmp_path, monkeypa
     config.data.random_length = True  # the window draws must be replayed too
     whole = train_lm(config, tmp_path / "whole", notify=quiet)
 
-    calls = {"n": 0}
     original = lm_task._lm_loss
-
-    def interrupt_at_step_17(model, window, carry):
-        calls["n"] += 1
-        if calls["n"] == 17:
-            os.kill(os.getpid(), signal.SIGINT)  # what Ctrl-C does
-        return original(model, window, carry)
-
-    monkeypatch.setattr(lm_task, "_lm_loss", interrupt_at_step_17)
+    ctrl_c_at_call(monkeypatch, lm_task, "_lm_loss", 17)
     first = train_lm(config, tmp_path / "split", notify=quiet)
     assert first["status"] == "interrupted" and first["steps"] == 17
     assert first["test"] is None  # Ctrl-C stops there: no test score
