@@ -135,3 +135,19 @@ def test_bad_input_is_one_line_on_stderr(case, words, data, tmp_path, capsys):
     for word in words:
         assert word in lines[0], lines[0]
     assert not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_resume_on_other_data_is_refused_and_evaluate_works_from_another_folder(
+        data, tmp_path, capsys, monkeypatch):
+    """Found by an adversarial review (2026-12-04): resuming on other data crashed deep in a
+    batch, and a run on relative paths could not be evaluated from another folder."""
+    monkeypatch.chdir(data["train"].parent)
+    out_dir = tmp_path / "run"
+    assert run(["classify", "train", "--data", data["train"].name, "--test",
+                data["test"].name, "--steps", "3", "--out", out_dir, *TINY], capsys)[0] == 0
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(["classify", "evaluate", "--checkpoint", out_dir, "--json"], capsys)
+    assert code == 0, err
+    code, _, err = run(["classify", "train", "--resume", out_dir, "--data", data["test"],
+                        "--steps", "6", "--no-progress"], capsys)
+    assert code == 2 and "data.data was" in err and len(err.strip().splitlines()) == 1, err

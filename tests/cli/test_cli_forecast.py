@@ -178,6 +178,14 @@ def test_predict_with_an_autoregressive_covariate_model_is_an_error(covariate_ru
     (None, ["--decoder", "direct", "--holdout", "6"], "cannot forecast past"),
     (None, ["--decoder", "autoregressive", "--output", "quantile"],
      "needs model.decoder=direct"),
+    # checked before training (these used to fail after it, leaving a run folder behind)
+    (None, ["--season", "-3"], "data.season must be >= 1"),
+    (None, ["--season", "0"], "data.season must be >= 1"),
+    (None, ["--season", "100"], "shorter than one season (100)"),
+    (None, ["--backtest", "-1"], "backtest folds and step must be >= 1"),
+    (None, ["--backtest", "1", "--backtest-step", "0"], "backtest folds and step must be >= 1"),
+    (None, ["--backtest", "50"], "50 backtest folds 4 rows apart need"),
+    (None, ["--window", "4", "--set", "data.warmup=6"], "--set data.warmup=2"),
 ])
 def test_bad_input_is_a_one_line_error(tmp_path, capsys, bad, flags, fragment):
     rows = 60
@@ -204,3 +212,45 @@ def test_help_for_forecast_and_its_actions(capsys):
         assert f"usage: rnnkit {' '.join(command)}" in capsys.readouterr().out
     assert main(["forecast"]) == 2  # no action: the help, and a usage error's exit code
     assert "train" in capsys.readouterr().out
+
+
+# -- found by an adversarial review (2026-12-04) ---------------------------------------------
+def test_predict_refuses_other_columns_a_png_out_and_overwriting_its_data(covariate_run,
+                                                                        series_csv, tmp_path,
+                                                                        capsys):
+    run_dir, _ = covariate_run
+    for flags, fragment in (
+            (["--value-col", "a", "--covariate-col", "u"], "trained on 2 target column(s)"),
+            (["--out", tmp_path / "plot.png"], "a PNG is written beside it"),
+            (["--out", series_csv], "is the input data file"),
+            (["--horizon", "0"], "--horizon must be >= 1")):
+        code, out, err = run(["forecast", "predict", "--checkpoint", run_dir, "--data",
+                              series_csv, *flags], capsys)
+        assert_one_line_error(code, err, fragment)
+        assert out == ""
+
+
+@needs_statsmodels
+def test_resume_on_other_data_is_refused(sunspots_run, tmp_path, capsys):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(sunspots_run[0], run_dir)
+    code, _, err = run(["forecast", "train", "--resume", run_dir, "--data", "nile", "--steps",
+                        "9", "--no-progress"], capsys)
+    assert_one_line_error(code, err, "data.data was 'sunspots'", "now 'nile'")
+
+
+@needs_statsmodels
+def test_a_run_on_a_relative_path_is_resumed_from_another_folder(series_csv, tmp_path, capsys,
+                                                                monkeypatch):
+    """The saved config held the path as given, relative to where training ran."""
+    monkeypatch.chdir(series_csv.parent)
+    run_dir = tmp_path / "run"
+    code, _, err = run(["forecast", "train", "--data", series_csv.name, "--value-col", "a",
+                        "--out", run_dir, *TINY], capsys)
+    assert code == 0, err
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(["forecast", "train", "--resume", run_dir, "--steps", "8",
+                        "--no-progress"], capsys)
+    assert code == 0, err

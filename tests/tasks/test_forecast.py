@@ -764,3 +764,39 @@ def test_missing_column_is_a_series_error(csv_runs):
     with pytest.raises(SeriesError, match="has no column 'c'"):
         train_forecast(make_config(data={"data": str(path), "value_cols": ["c"]}), "unused",
                        notify=quiet)
+
+
+# -- found by an adversarial review (2026-12-04) ---------------------------------------------
+@needs_statsmodels
+def test_point_intervals_cover_the_trained_horizon_when_more_steps_are_asked(sunspots_run):
+    """Asking for more than H steps used to drop the bounds of every step, even 1..H."""
+    config, run_dir, _ = sunspots_run
+    fitted = load_forecaster(run_dir)
+    if fitted.residual_quantiles is None:
+        pytest.skip("this configuration's model predicts its own intervals")
+    rows = feature_rows(load_series("sunspots").values, None)
+    horizon = config.data.horizon
+    short = fitted.forecast(rows, horizon)
+    long = fitted.forecast(rows, horizon + 5)
+    for key in ("point", "lower", "upper"):
+        np.testing.assert_allclose(long[key][:horizon], short[key], rtol=1e-6, atol=1e-6)
+    assert np.isfinite(long["lower"][:horizon]).all()
+    assert np.isnan(long["lower"][horizon:]).all() and np.isnan(long["upper"][horizon:]).all()
+
+
+def test_a_series_without_naive_error_has_nan_mase_and_the_other_metrics():
+    train = np.tile([1.0, 2.0, 3.0, 4.0], 10)  # repeats itself exactly at season 4
+    actual, forecast = np.array([1.0, 2.0]), np.array([1.5, 2.0])
+    metrics = forecast_metrics(actual, forecast, train, season=4)
+    assert math.isnan(metrics["mase"])
+    assert metrics["mae"] == pytest.approx(0.25) and metrics["rmse"] == pytest.approx(0.125 ** 0.5)
+
+
+@needs_statsmodels
+def test_baselines_go_without_the_ar_row_when_it_cannot_be_fitted(caplog):
+    from rnnkit.tasks.forecast.baselines import baseline_forecasts
+
+    forecasts = baseline_forecasts(np.full(60, 5.0), 3, 4)  # constant: no AR structure
+    assert list(forecasts) == ["naive", "seasonal naive"]
+    np.testing.assert_array_equal(forecasts["naive"], np.full(3, 5.0))
+    assert "the AR baseline could not be fitted" in caplog.text

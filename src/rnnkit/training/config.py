@@ -187,3 +187,14 @@ def _merge(into: dict, update: dict) -> None:
             _merge(into[key], value)
         else:
             into[key] = value
+
+
+def make_paths_absolute(section, *names: str) -> None:
+    """Replace each field ``names`` of ``section`` (a config dataclass) that names an existing
+    file or folder by its absolute path, in place: the resolved config is saved with every
+    checkpoint, and a relative path there would break evaluating or resuming the run from
+    another folder. Other values (built-in dataset names, None) stay as they are."""
+    for name in names:
+        value = getattr(section, name)
+        if isinstance(value, str) and value and Path(value).exists():
+            setattr(section, name, str(Path(value).resolve()))

@@ -22,7 +22,8 @@ from rnnkit.training import (
     CheckpointError, ShuffledBatches, StepOutput, TrainConfig, Trainer, config_from_dict,
     cpu_threads, load_checkpoint,
 )
-from rnnkit.training.checkpoint import reading_record
+from rnnkit.training.checkpoint import check_resumed_settings, reading_record
+from rnnkit.training.config import make_paths_absolute
 
 from .data import (
     DataConfig, Normalizer, Tensors, class_weights, is_bundled, load_split, prepare_data,
@@ -125,6 +126,10 @@ def train_classifier(config: ClassifyConfig, run_dir: str | Path, *, resume: boo
 def _train(config: ClassifyConfig, run_dir: Path, resume: bool, notify) -> dict:
     start = time.perf_counter()
     config.model.check()
+    make_paths_absolute(config.data, "data", "test")
+    if resume:
+        check_resumed_settings(run_dir, "data", config.data,
+                               ("data", "validation_fraction", "batch_size"))
     data = prepare_data(config.data, config.train.seed)
     device = config.train.device
     train = Tensors.from_sequences(data.train.sequences, data.train.labels, data.normalizer, device)

@@ -21,6 +21,22 @@ from .fitting import fit_forecaster
 from .windows import feature_rows
 
 
+def check_backtest(config, series: TimeSeries, folds: int, step: int) -> list[int]:
+    """The fold origins (rows before each), or a one-line ValueError: checked before the
+    holdout model trains, so that a bad setting does not surface only after it."""
+    data = config.data
+    if folds < 1 or step < 1:
+        raise ValueError(f"backtest folds and step must be >= 1; got {folds} and {step}")
+    first_origin = len(series) - (data.holdout or data.horizon)
+    needed = data.validation + data.window + data.horizon
+    origins = [first_origin - k * step for k in range(1, folds + 1)]
+    if origins[-1] < needed:
+        raise ValueError(
+            f"{folds} backtest folds {step} rows apart need {needed + folds * step} rows before "
+            f"the holdout; the series has {first_origin}; use fewer folds or a smaller step")
+    return origins
+
+
 def rolling_origin_backtest(config, series: TimeSeries, holdout_report: dict, *, folds: int,
                             step: int, run_dir: Path, label: str,
                             notify: Callable[[str], None] = print) -> dict:
@@ -28,16 +44,9 @@ def rolling_origin_backtest(config, series: TimeSeries, holdout_report: dict, *,
     from .task import holdout_report as score  # the same scoring as the holdout
 
     data = config.data
-    if folds < 1 or step < 1:
-        raise ValueError(f"backtest folds and step must be >= 1; got {folds} and {step}")
+    origins = check_backtest(config, series, folds, step)
     rows = feature_rows(series.values, series.covariates)
     first_origin = len(rows) - (data.holdout or data.horizon)
-    needed = data.validation + data.window + data.horizon
-    origins = [first_origin - k * step for k in range(1, folds + 1)]
-    if origins[-1] < needed:
-        raise ValueError(
-            f"{folds} backtest folds {step} rows apart need {needed + folds * step} rows before "
-            f"the holdout; the series has {first_origin}; use fewer folds or a smaller step")
     tables = [{"origin": str(series.time[first_origin]), **_generic(holdout_report["table"])}]
     for k, origin in enumerate(origins, start=1):
         notify(f"backtest fold {k}/{folds}: origin {series.time[origin]} "

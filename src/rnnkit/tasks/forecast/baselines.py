@@ -19,6 +19,7 @@ each with its own order (``ColumnwiseAR``).
 from __future__ import annotations
 
 import contextlib
+import logging
 import warnings
 from dataclasses import dataclass
 
@@ -29,6 +30,8 @@ from rnnkit.errors import MissingExtraError
 from .metrics import _series
 
 CRITERIA = ("aic", "bic", "hqic")
+
+log = logging.getLogger("rnnkit.tasks")
 
 
 def _horizon(horizon) -> int:
@@ -162,13 +165,14 @@ def _one_blas_thread():
 
 def _fit_one(train: np.ndarray, max_lag: int, criterion: str, what: str = "train") -> ARModel:
     ar_select_order, ARIMA = _statsmodels()
-    from statsmodels.tools.sm_exceptions import ConvergenceWarning
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning, SingularMatrixWarning
 
     if np.ptp(train) == 0:
         raise ValueError(f"{what} is constant (every value is {train[0]:g}), so there is no AR "
                          f"structure to fit; use the naive forecast for a constant series")
     with warnings.catch_warnings(), _one_blas_thread():
         warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", SingularMatrixWarning)  # a failed fit raises instead
         warnings.filterwarnings("ignore", message=r"Non-(stationary|invertible) starting",
                                 category=UserWarning)
         lags = ar_select_order(train, max_lag, ic=criterion, trend="c").ar_lags
@@ -218,8 +222,15 @@ def baseline_forecasts(train, horizon: int, season: int) -> dict[str, np.ndarray
     a (N, C) series chose different orders); values have shape (H,) or (H, C).
     """
     train = _series("train", train)
-    model = fit_autoregressive(train)
-    return {"naive": naive_forecast(train, horizon),
-            "seasonal naive": seasonal_naive_forecast(train, horizon, season),
-            model.label: model.forecast(train, horizon)}
+    forecasts = {"naive": naive_forecast(train, horizon),
+                 "seasonal naive": seasonal_naive_forecast(train, horizon, season)}
+    try:
+        model = fit_autoregressive(train)
+    except (ValueError, np.linalg.LinAlgError) as error:
+        # A constant column, too short a series, or statsmodels' likelihood failing on a
+        # near-unit-root one (macrodata): the table goes without the AR row, and says why.
+        log.warning("the AR baseline could not be fitted (%s); it is left out", error)
+        return forecasts
+    forecasts[model.label] = model.forecast(train, horizon)
+    return forecasts
 

@@ -81,11 +81,13 @@ class FittedForecaster:
             point, lower, upper = out[..., middle], out[..., 0], out[..., -1]
         else:
             point = out[..., 0]
-            if self.residual_quantiles is not None and horizon <= self.residual_quantiles.shape[1]:
-                lower = point + self.residual_quantiles[0, :horizon]
-                upper = point + self.residual_quantiles[1, :horizon]
-            else:
-                lower = upper = np.full_like(point, np.nan)
+            # bounds for the steps the residuals were measured at (up to the trained horizon),
+            # NaN past them
+            lower, upper = np.full_like(point, np.nan), np.full_like(point, np.nan)
+            if self.residual_quantiles is not None:
+                known = min(horizon, self.residual_quantiles.shape[1])
+                lower[:known] = point[:known] + self.residual_quantiles[0, :known]
+                upper[:known] = point[:known] + self.residual_quantiles[1, :known]
         to_data = lambda v: self.scaler.inverse(v, columns)  # noqa: E731
         return {"point": to_data(point), "lower": to_data(lower), "upper": to_data(upper)}
 

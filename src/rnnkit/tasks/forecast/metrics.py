@@ -135,7 +135,15 @@ def interval_coverage(actual, lower, upper) -> float:
 
 
 def forecast_metrics(actual, forecast, train, season: int = 1) -> dict:
-    """``{"mase", "rmse", "smape", "mae"}`` of one forecast; MASE scaled on ``train``."""
+    """``{"mase", "rmse", "smape", "mae"}`` of one forecast; MASE scaled on ``train``, NaN when
+    that scale is 0 (a series that repeats itself exactly at the season has no naive error to
+    scale by; the other metrics still say how good the forecast is)."""
+    train_array = _series("train", train)
+    if int(season) == season and 1 <= season < train_array.shape[0]:
+        raw = np.mean(np.abs(train_array[int(season):] - train_array[:-int(season)]), axis=0)
+        if np.any(raw == 0):
+            return {"mase": float("nan"), "rmse": rmse(actual, forecast),
+                    "smape": smape(actual, forecast), "mae": mae(actual, forecast)}
     scale = mase_scale(train, season)
     return {"mase": mase(actual, forecast, scale), "rmse": rmse(actual, forecast),
             "smape": smape(actual, forecast), "mae": mae(actual, forecast)}

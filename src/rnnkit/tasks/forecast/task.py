@@ -23,7 +23,8 @@ from rnnkit.data.timeseries import TimeSeries, load_series
 from rnnkit.training import (
     CheckpointError, TrainConfig, atomic_write, config_from_dict, cpu_threads, load_checkpoint,
 )
-from rnnkit.training.checkpoint import reading_record
+from rnnkit.training.checkpoint import check_resumed_settings, reading_record
+from rnnkit.training.config import make_paths_absolute
 
 from .baselines import baseline_forecasts
 from .fitting import FittedForecaster, fit_forecaster, read_residual_quantiles
@@ -56,7 +57,12 @@ class DataConfig:
             if getattr(self, name) < 1:
                 raise ValueError(f"data.{name} must be >= 1; got {getattr(self, name)}")
         if not 0 <= self.warmup < self.window:
-            raise ValueError(f"data.warmup must be in [0, window={self.window}); got {self.warmup}")
+            raise ValueError(f"data.warmup must be in [0, window={self.window}); got "
+                             f"{self.warmup}: with a --window of {self.window} also lower "
+                             f"data.warmup (--set data.warmup={self.window // 2})")
+        if self.season is not None and self.season < 1:
+            raise ValueError(f"data.season must be >= 1 (or unset for the series' own); got "
+                             f"{self.season}")
         if not 0.0 < self.interval < 1.0:
             raise ValueError(f"data.interval must be a coverage in (0, 1); got {self.interval}")
         if self.validation < 0 or (self.holdout is not None and self.holdout < 1):
@@ -200,6 +206,7 @@ def _train_forecast(config: ForecastConfig, run_dir: Path, resume: bool, backtes
                     backtest_step: int | None, notify: Callable[[str], None]) -> dict:
     data = config.data
     data.check()
+    make_paths_absolute(data, "data")
     config.model.check()
     config.train.check()
     run_dir = Path(run_dir)
@@ -211,9 +218,21 @@ def _train_forecast(config: ForecastConfig, run_dir: Path, resume: bool, backtes
                          f"which the direct decoder cannot forecast past; use a holdout <= "
                          f"the horizon or model.decoder=autoregressive")
     _check_length(series, data, holdout)
+    if resume:
+        check_resumed_settings(run_dir, "data", data, (
+            "data", "time_col", "value_cols", "covariate_cols", "horizon", "holdout", "window",
+            "warmup", "batch_size", "validation"))
     rows = feature_rows(series.values, series.covariates)
     train_rows = rows[: len(rows) - holdout]
     label = model_label(config)
+    # Everything that can fail after training, tried before it: the baselines and metrics
+    # (season, scale) on the holdout, and the backtest's folds.
+    holdout_report(series, None, config, train_rows, label)
+    if backtest_folds or backtest_step is not None:
+        from .backtest import check_backtest
+
+        check_backtest(config, series, backtest_folds,
+                       data.horizon if backtest_step is None else backtest_step)
     meta = {"task": TASK, "config": asdict(config), "series": series_meta(series),
             "title": f"{label} on {data.data}"}
     notify(f"series {series.source}: {len(series)} rows, {len(train_rows)} for training, "
@@ -249,7 +268,8 @@ def _train_forecast(config: ForecastConfig, run_dir: Path, resume: bool, backtes
         from .backtest import rolling_origin_backtest
 
         result["backtest"] = rolling_origin_backtest(
-            config, series, report, folds=backtest_folds, step=backtest_step or data.horizon,
+            config, series, report, folds=backtest_folds,
+            step=data.horizon if backtest_step is None else backtest_step,
             run_dir=run_dir / "backtest", label=label, notify=notify)
     return result
 
@@ -290,9 +310,19 @@ def predict_forecast(path: str | Path, data: str, *, horizon: int | None = None,
                          value_cols=_as_list(value_cols) or trained["columns"],
                          covariate_cols=_as_list(covariate_cols) or
                          (trained["covariate_columns"] or None))
-    horizon = horizon or config.data.horizon
+    horizon = config.data.horizon if horizon is None else horizon
     if horizon < 1:
         raise ValueError(f"--horizon must be >= 1; got {horizon}")
+    expected = (list(trained["columns"]), list(trained["covariate_columns"] or []))
+    if (len(series.columns), len(series.covariate_columns or [])) != tuple(map(len, expected)):
+        raise ValueError(f"the model was trained on {len(expected[0])} target column(s) "
+                         f"{expected[0]} and {len(expected[1])} covariate(s) {expected[1]}; got "
+                         f"{series.columns} and {list(series.covariate_columns or [])}")
+    out = Path(out or "forecast.csv")
+    if out.suffix.lower() == ".png":
+        raise ValueError(f"--out names the forecast CSV (a PNG is written beside it); got {out}")
+    if Path(data).exists() and out.resolve() == Path(data).resolve():
+        raise ValueError(f"--out {out} is the input data file; choose another path")
     if fitted.model.covariates and config.model.decoder == "autoregressive":
         raise ValueError("this model's autoregressive decoder needs the covariates' future "
                          "values, which a forecast past the data's end does not have; train "
@@ -300,7 +330,6 @@ def predict_forecast(path: str | Path, data: str, *, horizon: int | None = None,
     rows = feature_rows(series.values, series.covariates)
     forecast = fitted.forecast(rows, horizon)
     stamps = future_times(series.time, horizon)
-    out = Path(out or "forecast.csv")
     write_forecast_csv(out, stamps, series.columns, forecast)
     shown = min(len(rows), max(5 * horizon, 100))
     picture = None

@@ -26,7 +26,8 @@ from rnnkit.training import (
     CheckpointError, ContiguousBatches, StepOutput, TrainConfig, Trainer, config_from_dict,
     load_checkpoint,
 )
-from rnnkit.training.checkpoint import reading_record
+from rnnkit.training.checkpoint import check_resumed_settings, reading_record
+from rnnkit.training.config import make_paths_absolute
 
 from .model import CharLanguageModel, ModelConfig
 
@@ -179,6 +180,7 @@ def train_lm(config: LMConfig, run_dir: str | Path, *, resume: bool = False,
     run_dir = Path(run_dir)
     config.data.check()
     config.dynamic.check()
+    make_paths_absolute(config.data, "corpus")
     data = prepare_data(config.data)
     if resume:
         _check_resumed_data(run_dir, config.data, data.vocabulary)
@@ -234,22 +236,14 @@ def train_lm(config: LMConfig, run_dir: str | Path, *, resume: bool = False,
     }
 
 
-# What a resumed run must read exactly as before: the same text, in the same rows and windows.
-_RESUMED_DATA_KEYS = ("corpus", "batch_size", "window", "random_length")
-
-
 def _check_resumed_data(run_dir: Path, data: DataConfig, vocabulary: CharVocabulary) -> None:
     """A resumed run must read the text it was trained on, the same way: another corpus would
     give the embedding rows other characters' meanings, another batch size no longer fits the
     carried state."""
-    last = load_checkpoint(run_dir, which="last")
+    last = check_resumed_settings(run_dir, "data", data,
+                                  ("corpus", "batch_size", "window", "random_length"))
     with reading_record(last.path):
-        saved_data, saved_vocabulary = last.meta["config"]["data"], last.meta["vocabulary"]
-    for key in _RESUMED_DATA_KEYS:
-        if saved_data.get(key) != getattr(data, key):
-            raise ValueError(f"data.{key} was {saved_data.get(key)!r} in the run in {run_dir}, "
-                             f"now {getattr(data, key)!r}; a resumed run reads its text as "
-                             f"before: drop that change, or start a new run with --out")
+        saved_vocabulary = last.meta["vocabulary"]
     if saved_vocabulary != vocabulary.to_list():
         raise ValueError(f"the corpus text differs from the one the run in {run_dir} was "
                          f"trained on (its characters differ); resume with the same corpus, or "
