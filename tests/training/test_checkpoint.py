@@ -378,3 +378,11 @@ def test_a_process_killed_while_saving_leaves_an_intact_checkpoint(tmp_path):
     assert torch.equal(checkpoint.model_state["weight"],
                        torch.full((2_000_000,), float(checkpoint.step)))
     assert checkpoint.train_state == {"step": checkpoint.step}
+
+
+def test_atomic_write_into_a_missing_folder_names_the_folder(tmp_path):
+    from rnnkit.training.checkpoint import atomic_write
+
+    target = tmp_path / "missing" / "file.csv"
+    with pytest.raises(FileNotFoundError, match=r"the folder .*missing does not exist"):
+        atomic_write(target, b"x")

@@ -76,6 +76,8 @@ def atomic_write(path: str | os.PathLike, data: bytes) -> None:
     file is renamed over ``path`` (``os.replace`` is atomic on POSIX and Windows).
     """
     path = Path(path)
+    if not path.parent.is_dir():  # else the error would name the temporary file
+        raise FileNotFoundError(f"cannot write {path}: the folder {path.parent} does not exist")
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         # mkstemp makes the file private (0600); give it the mode a plain open() would (or the

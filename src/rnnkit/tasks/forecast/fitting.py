@@ -181,7 +181,16 @@ def read_residual_quantiles(path: Path) -> np.ndarray | None:
     for folder in (path, *path.parents[:3]):
         candidate = folder / RESIDUALS_FILE
         if candidate.is_file():
-            return np.asarray(json.loads(candidate.read_text()))
+            try:
+                quantiles = np.asarray(json.loads(candidate.read_text()), dtype=np.float64)
+            except (ValueError, TypeError) as error:
+                raise ValueError(f"{candidate} is damaged ({error}); retrain, or delete it to "
+                                 f"forecast without intervals") from None
+            if quantiles.ndim != 3 or quantiles.shape[0] != 2:
+                raise ValueError(f"{candidate} is damaged (shape {quantiles.shape}, expected "
+                                 f"(2, H, C)); retrain, or delete it to forecast without "
+                                 f"intervals")
+            return quantiles
     return None
 
 
