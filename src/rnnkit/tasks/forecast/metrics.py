@@ -43,11 +43,9 @@ def _mean_over_columns(per_column) -> float:
     return float(np.mean(per_column))
 
 
-def mase_scale(train, season: int = 1) -> float | np.ndarray:
-    """``mean_{t=m..N-1} |y_t - y_{t-m}|`` over ``train`` (N,) or (N, C); per column for 2-D.
-
-    Returns a float for (N,) and an array (C,) for (N, C).
-    """
+def _naive_errors(train, season: int) -> np.ndarray:
+    """``mean_{t=m..N-1} |y_t - y_{t-m}|`` of ``train`` (N,) or (N, C): () or (C,), unchecked
+    for zeros."""
     train = _series("train", train)
     if int(season) != season or season < 1:
         raise ValueError(f"season must be a positive integer; got {season!r}")
@@ -55,11 +53,19 @@ def mase_scale(train, season: int = 1) -> float | np.ndarray:
     if train.shape[0] < season + 1:
         raise ValueError(f"train has {train.shape[0]} values but the MASE scale with season "
                          f"{season} needs at least {season + 1}; pass a longer training part")
-    scale = np.mean(np.abs(train[season:] - train[:-season]), axis=0)
+    return np.mean(np.abs(train[season:] - train[:-season]), axis=0)
+
+
+def mase_scale(train, season: int = 1) -> float | np.ndarray:
+    """``mean_{t=m..N-1} |y_t - y_{t-m}|`` over ``train`` (N,) or (N, C); per column for 2-D.
+
+    Returns a float for (N,) and an array (C,) for (N, C).
+    """
+    scale = _naive_errors(train, season)
     if np.any(scale == 0):
         raise ValueError(f"the MASE scale is 0 because train is constant at lag {season} "
                          f"(a constant series has no naive error to scale by); use MAE or RMSE")
-    return float(scale) if train.ndim == 1 else scale
+    return float(scale) if scale.ndim == 0 else scale
 
 
 def mae(actual, forecast) -> float:
@@ -138,12 +144,8 @@ def forecast_metrics(actual, forecast, train, season: int = 1) -> dict:
     """``{"mase", "rmse", "smape", "mae"}`` of one forecast; MASE scaled on ``train``, NaN when
     that scale is 0 (a series that repeats itself exactly at the season has no naive error to
     scale by; the other metrics still say how good the forecast is)."""
-    train_array = _series("train", train)
-    if int(season) == season and 1 <= season < train_array.shape[0]:
-        raw = np.mean(np.abs(train_array[int(season):] - train_array[:-int(season)]), axis=0)
-        if np.any(raw == 0):
-            return {"mase": float("nan"), "rmse": rmse(actual, forecast),
-                    "smape": smape(actual, forecast), "mae": mae(actual, forecast)}
-    scale = mase_scale(train, season)
-    return {"mase": mase(actual, forecast, scale), "rmse": rmse(actual, forecast),
+    scale = _naive_errors(train, season)
+    value = (float("nan") if np.any(scale == 0)
+             else mase(actual, forecast, float(scale) if scale.ndim == 0 else scale))
+    return {"mase": value, "rmse": rmse(actual, forecast),
             "smape": smape(actual, forecast), "mae": mae(actual, forecast)}

@@ -98,15 +98,19 @@ def load_configured_series(config: DataConfig) -> TimeSeries:
 
 
 def holdout_report(series: TimeSeries, fitted: FittedForecaster | None, config: ForecastConfig,
-                   train_rows: np.ndarray, label: str) -> dict:
-    """Metrics of the model and the three baselines on the rows after ``train_rows``."""
+                   train_rows: np.ndarray, label: str, baselines: dict | None = None) -> dict:
+    """Metrics of the model and the three baselines on the rows after ``train_rows``.
+
+    ``baselines``: the baseline forecasts of an earlier report on the same rows (their AR fit
+    takes about a second), else they are computed here."""
     data = config.data
     targets = series.values.shape[1]
     horizon = min(data.holdout or data.horizon, len(series) - len(train_rows))
     actual = series.values[len(train_rows): len(train_rows) + horizon]
     season = data.season or series.season or 1
     train_values = train_rows[:, :targets]
-    forecasts = baseline_forecasts(train_values, horizon, season)
+    forecasts = (dict(baselines) if baselines is not None
+                 else baseline_forecasts(train_values, horizon, season))
     out = None
     if fitted is not None:
         future_cov = None
@@ -227,7 +231,7 @@ def _train_forecast(config: ForecastConfig, run_dir: Path, resume: bool, backtes
     label = model_label(config)
     # Everything that can fail after training, tried before it: the baselines and metrics
     # (season, scale) on the holdout, and the backtest's folds.
-    holdout_report(series, None, config, train_rows, label)
+    baselines = holdout_report(series, None, config, train_rows, label)["forecasts"]
     if backtest_folds or backtest_step is not None:
         from .backtest import check_backtest
 
@@ -241,7 +245,7 @@ def _train_forecast(config: ForecastConfig, run_dir: Path, resume: bool, backtes
     fitted = fit_forecaster(config, train_rows, series.values.shape[1], run_dir, resume=resume,
                             meta=meta, notify=notify)
     seconds = time.perf_counter() - start
-    report = holdout_report(series, fitted, config, train_rows, label)
+    report = holdout_report(series, fitted, config, train_rows, label, baselines)
     stamps = series.time[len(train_rows): len(train_rows) + report["horizon"]]
     baselines = {k: v for k, v in report["forecasts"].items() if k != label}
     write_forecast_csv(run_dir / "holdout.csv", stamps, series.columns, report["interval"],
