@@ -44,14 +44,14 @@ def flag_overrides(args, flags: dict[str, str], extra: list[str] = ()) -> list[s
 def resolve_run(args, config_class, task: str, overrides: list[str]):
     """(config, run_dir) from ``args.out``, ``args.resume`` and ``args.config``."""
     from rnnkit.training import load_checkpoint, resolve_config
-    from rnnkit.training.checkpoint import reading_record
+    from rnnkit.training.checkpoint import META, reading_record
 
     base = None
     if args.resume:
         if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
             raise ValueError("--resume continues a run in its own folder; drop --out")
         run_dir = Path(args.resume)
-        if (run_dir / "checkpoint.json").exists():
+        if (run_dir / META).exists():
             # one checkpoint of a run: training would start a new run inside it
             raise ValueError(f"--resume takes a run folder, and {run_dir} is one of its "
                              f"checkpoints; use --resume {run_dir.parent.parent}")

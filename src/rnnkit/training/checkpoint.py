@@ -313,7 +313,8 @@ def load_checkpoint(path: str | os.PathLike, *, which: str = "last",
 
     ``path`` is a run directory (``--out`` of a training run), its ``checkpoints/`` folder, or
     one ``step-*`` folder. ``which`` picks ``"last"`` (falling back to older intact checkpoints
-    when the newest is damaged, with a warning) or ``"best"`` (by validation loss).
+    when the newest is damaged, with a warning) or ``"best"`` (by validation loss; the newest
+    intact one, with a warning, when the best is damaged or none is recorded).
     """
     if which not in ("last", "best"):
         raise ValueError(f"which must be 'last' or 'best'; got {which!r}")
