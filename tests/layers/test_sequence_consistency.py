@@ -440,3 +440,28 @@ def test_stacked_dropout_eval_and_train(backend):
     out_ones, _ = stack(x)
     top_out, _ = stack.layers[-1](torch.zeros(BATCH, STEPS, HIDDEN, dtype=DTYPE))
     assert_close(out_ones, top_out, DTYPE, what="dropout=1 output")
+
+
+@pytest.mark.parametrize("torch_masks", [False, True], ids=["rnnkit-masks", "torch-masks"])
+def test_stacked_dropout_draws_its_masks_as_configured(torch_masks, backend):
+    """Oracle: the same layers run by hand, layer 1's input dropped by the named draw
+    (rnnkit's ``dropout`` or ``F.dropout``) from the same seed."""
+    from rnnkit.layers.dropout import dropout as rnnkit_dropout
+
+    torch.manual_seed(12)
+    stack = _mixed_stack(True, backend, dropout=0.4)
+    stack.torch_masks = torch_masks
+    x = sequence_input(True)
+    torch.manual_seed(6)
+    out, _ = stack(x)
+    draw = nn.functional.dropout if torch_masks else rnnkit_dropout
+    torch.manual_seed(6)
+    h, _ = stack.layers[0](x)
+    for layer in stack.layers[1:]:
+        h, _ = layer(draw(h, 0.4, training=True))
+    assert_close(out, h, DTYPE, what=f"stacked output, torch_masks={torch_masks}")
+
+
+def test_presets_draw_torch_masks_and_stacked_defaults_to_rnnkit_masks():
+    assert rnnkit.LSTM(3, 4, num_layers=2, dropout=0.5).stack.torch_masks
+    assert not Stacked([Recurrent(rnnkit.GRUCell(3, 4))], dropout=0.5).torch_masks

@@ -73,7 +73,8 @@ class _TorchStyleRNN(nn.Module):
             else:
                 layers.append(Recurrent(make_cell(layer_input, **factory),
                                         batch_first=batch_first, backend=backend))
-        self.stack = Stacked(layers, dropout=dropout)
+        # torch.nn's mask draws, so a seeded training-mode call gives torch.nn's result.
+        self.stack = Stacked(layers, dropout=dropout, torch_masks=True)
         self._name_pairs = torch_name_pairs(self.stack)
         self._torch_to_nested = {t: n for n, t in self._name_pairs}
         self.register_state_dict_post_hook(_state_dict_to_torch_names)

@@ -10,6 +10,7 @@ from torch.nn import functional as F
 
 from .autocast import recurrence_outside_autocast
 from .checks import check_layer_call
+from .dropout import dropout as rnnkit_dropout
 from .masking import valid_steps
 
 
@@ -21,10 +22,17 @@ class Stacked(nn.Module):
     after the first adds its input to its output, ``x_{l+1} = layer_l(dropout(x_l)) + x_l``
     (Wu et al. 2016), which needs equal input and output widths there.
 
+    The dropout masks are drawn by :func:`rnnkit.layers.dropout.dropout` (torch's Bernoulli
+    distribution at about a third of ``bernoulli_``'s cost on CPU). ``torch_masks=True`` draws
+    them with ``F.dropout`` instead, the op and order of torch.nn's stacked layers, so that a
+    seeded training-mode call reproduces torch.nn's exactly; the drop-in presets
+    (``rnnkit.LSTM`` etc.) set it. The flag is a plain attribute and may be changed later.
+
     forward(x, states=None, *, lengths=None) -> (output, list of per-layer final states)
     """
 
-    def __init__(self, layers: Sequence[nn.Module], *, dropout: float = 0.0, residual: bool = False):
+    def __init__(self, layers: Sequence[nn.Module], *, dropout: float = 0.0, residual: bool = False,
+                 torch_masks: bool = False):
         super().__init__()
         layers = list(layers)
         if not layers:
@@ -49,6 +57,7 @@ class Stacked(nn.Module):
         self.layers = nn.ModuleList(layers)
         self.dropout = float(dropout)
         self.residual = residual
+        self.torch_masks = bool(torch_masks)
 
     @property
     def batch_first(self) -> bool:
@@ -95,7 +104,8 @@ class Stacked(nn.Module):
         for index, layer in enumerate(self._modules["layers"]):
             layer_input = x
             if index > 0 and self.dropout > 0.0 and self.training:
-                layer_input = F.dropout(x, self.dropout, training=True)
+                draw = F.dropout if self.torch_masks else rnnkit_dropout
+                layer_input = draw(x, self.dropout, training=True)
             output, final = layer._forward(layer_input, None if states is None else states[index],
                                            lengths)
             if self.residual and index > 0:
