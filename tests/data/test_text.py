@@ -142,6 +142,21 @@ def test_empty_folder_and_folder_with_only_hidden_files(tmp_path):
         load_corpus(empty)
 
 
+def test_empty_files_inside_a_folder_are_skipped(tmp_path):
+    # Oracle: the same folder without its empty files.
+    (tmp_path / "a.txt").write_text("first", encoding="utf-8")
+    (tmp_path / "b.txt").write_bytes(b"")
+    (tmp_path / "c.txt").write_text("second", encoding="utf-8")
+    corpus = load_corpus(tmp_path)
+    assert corpus.text == "first\nsecond" and "1 empty skipped" in corpus.source
+    only_empty = tmp_path / "only_empty"
+    only_empty.mkdir()
+    (only_empty / "x.txt").write_bytes(b"")
+    with pytest.raises(CorpusError) as excinfo:
+        load_corpus(only_empty)
+    _one_line_error(excinfo, "only_empty", "only empty files")
+
+
 def test_bad_file_inside_folder_is_named(tmp_path):
     (tmp_path / "good.txt").write_text("fine", encoding="utf-8")
     (tmp_path / "bad.txt").write_bytes(b"\x80")

@@ -42,6 +42,8 @@ class Corpus:
 def load_corpus(source: str | os.PathLike) -> Corpus:
     """Load a built-in corpus by name, a UTF-8 file, or every non-hidden file under a folder.
 
+    A folder's files are read in sorted order and joined with ``"\\n"``; empty ones are skipped.
+
     Built-in names win over same-named paths; write ``./kjv`` to read a file called ``kjv``.
     Line endings are normalised to ``"\\n"`` and a UTF-8 byte-order mark is dropped.
     """
@@ -54,8 +56,15 @@ def load_corpus(source: str | os.PathLike) -> Corpus:
         if not files:
             raise CorpusError(f"corpus folder {name!r} has no files (hidden files are skipped); "
                               f"add UTF-8 text files to it or pass another path")
-        text = "\n".join(_read_text_file(f) for f in files)
-        provenance = f"folder {path.resolve()} ({len(files)} files)"
+        # Empty files (placeholders, __init__.py) add nothing; they are skipped, not refused.
+        texts = [_read_text_file(f) for f in files if f.stat().st_size > 0]
+        if not texts:
+            raise CorpusError(f"corpus folder {name!r} holds only empty files; add UTF-8 text "
+                              f"files to it or pass another path")
+        text = "\n".join(texts)
+        skipped = len(files) - len(texts)
+        provenance = (f"folder {path.resolve()} ({len(texts)} files"
+                      + (f", {skipped} empty skipped)" if skipped else ")"))
     elif path.is_file():
         text = _read_text_file(path)
         provenance = f"file {path.resolve()} ({path.stat().st_size} bytes)"
