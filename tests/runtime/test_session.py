@@ -216,6 +216,28 @@ def test_bidirectional_models_are_refused_naming_the_layer():
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+def test_strided_inputs_run_as_their_contiguous_copies(engine):
+    """Views (every other feature, a transposed batch) give what their .contiguous() copies give
+    (bit for bit on the native engine, which copies them; torch's matmul may round a transposed
+    operand differently)."""
+    torch.manual_seed(3)
+    model = rnnkit.LSTM(4, 6, num_layers=2)
+    wide = torch.randn(5, 8)  # (T, 2 I): [:, ::2] is a strided (T, I) chunk
+    by_column = torch.randn(4, 2)  # .t() is (2 streams, I) with non-unit column stride
+    strided = StreamingSession(model, streams=["a", "b"], engine=engine)
+    packed = StreamingSession(model, streams=["a", "b"], engine=engine)
+    outputs = [(strided.step(wide[0, ::2], "a"), packed.step(wide[0, ::2].contiguous(), "a")),
+               (strided.feed(wide[1:, ::2], "a"), packed.feed(wide[1:, ::2].contiguous(), "a")),
+               (strided.step_many(by_column.t(), ["a", "b"]),
+                packed.step_many(by_column.t().contiguous(), ["a", "b"]))]
+    for got, expected in outputs:
+        if engine == "native":
+            assert torch.equal(got, expected)
+        else:
+            assert_close(got, expected)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 def test_bad_inputs_get_one_line_errors(engine):
     session = StreamingSession(rnnkit.LSTM(4, 6), streams=["a"], engine=engine)
     with pytest.raises(KeyError) as info:

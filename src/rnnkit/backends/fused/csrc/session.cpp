@@ -149,23 +149,30 @@ bool check_tokens(const Session& s, const int64_t* tokens, int64_t n) {
 // Inputs for n steps or rows: (n, I) float32, or with an embedding n int64 ids. On success sets
 // either *x or *tokens.
 bool parse_inputs(const Session& s, PyObject* object, int64_t n, const float** x,
-                  const int64_t** tokens, const char* expected) {
+                  const int64_t** tokens, const char* expected, at::Tensor* packed) {
   const at::Tensor* t = tensor_arg(object, "x");
   if (!t) return false;
+  // A strided view (a column slice, a transpose) is copied into *packed, which the caller
+  // keeps alive for the call; contiguous input, the common case, is read in place.
+  const auto in_place = [&]() -> const at::Tensor& {
+    if (t->is_contiguous()) return *t;
+    *packed = t->contiguous();
+    return *packed;
+  };
   if (s.vocab > 0) {
-    if (!is_plain(*t, at::kLong) || t->numel() != n) {
+    if (t->scalar_type() != at::kLong || !t->device().is_cpu() || t->numel() != n) {
       PyErr_Format(PyExc_ValueError, "x must be %s int64 token ids; got %s", expected, describe(*t).c_str());
       return false;
     }
-    *tokens = t->data_ptr<int64_t>();
+    *tokens = in_place().data_ptr<int64_t>();
     return check_tokens(s, *tokens, n);
   }
-  if (!is_plain(*t, at::kFloat) || t->numel() != n * s.input_width) {
-    PyErr_Format(PyExc_ValueError, "x must be a contiguous float32 CPU tensor of %s x %lld features; got %s",
+  if (t->scalar_type() != at::kFloat || !t->device().is_cpu() || t->numel() != n * s.input_width) {
+    PyErr_Format(PyExc_ValueError, "x must be a float32 CPU tensor of %s x %lld features; got %s",
                  expected, (long long)s.input_width, describe(*t).c_str());
     return false;
   }
-  *x = t->data_ptr<float>();
+  *x = in_place().data_ptr<float>();
   return true;
 }
 
@@ -277,13 +284,14 @@ PyObject* session_step(SessionObject* self, PyObject* const* args, Py_ssize_t na
   if ((row == -1 && PyErr_Occurred()) || !check_row(s, row)) return nullptr;
   const float* x = nullptr;
   const int64_t* tokens = nullptr;
+  at::Tensor packed;  // a contiguous copy of a strided x, alive until the steps are done
   int64_t token;
   if (s.vocab > 0 && PyLong_Check(args[0])) {
     token = PyLong_AsLongLong(args[0]);
     if (token == -1 && PyErr_Occurred()) return nullptr;
     if (!check_tokens(s, &token, 1)) return nullptr;
     tokens = &token;
-  } else if (!parse_inputs(s, args[0], 1, &x, &tokens, "one step of")) {
+  } else if (!parse_inputs(s, args[0], 1, &x, &tokens, "one step of", &packed)) {
     return nullptr;
   }
   s.run(1, x, s.input_width, tokens, s.state + row * s.state_width, s.state_width,
@@ -307,7 +315,8 @@ PyObject* session_feed(SessionObject* self, PyObject* args) {
   }
   const float* x = nullptr;
   const int64_t* tokens = nullptr;
-  if (!parse_inputs(s, x_object, T, &x, &tokens, "T steps of")) return nullptr;
+  at::Tensor packed;  // a contiguous copy of a strided x, alive until the steps are done
+  if (!parse_inputs(s, x_object, T, &x, &tokens, "T steps of", &packed)) return nullptr;
   float* state_row = s.state + row * s.state_width;
   float* out = y->data_ptr<float>();
   for (int64_t t = 0; t < T; ++t)
@@ -337,7 +346,8 @@ PyObject* session_step_rows(SessionObject* self, PyObject* args) {
     if (!check_row(s, row[i])) return nullptr;
   const float* x = nullptr;
   const int64_t* tokens = nullptr;
-  if (!parse_inputs(s, x_object, n, &x, &tokens, "n rows of")) return nullptr;
+  at::Tensor packed;  // a contiguous copy of a strided x, alive until the steps are done
+  if (!parse_inputs(s, x_object, n, &x, &tokens, "n rows of", &packed)) return nullptr;
   const int64_t S = s.state_width, O = s.output_width;
   s.gathered.resize(n * S);
   for (int64_t i = 0; i < n; ++i) std::memcpy(s.gathered.data() + i * S, s.state + row[i] * S, S * sizeof(float));

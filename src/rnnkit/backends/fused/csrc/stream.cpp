@@ -74,16 +74,17 @@ PyObject* stepper_step(StepperObject* self, PyObject* x_object) {
   const at::Tensor& x = THPVariable_Unpack(x_object);
   Stepper& s = *self->impl;
   if (x.scalar_type() != at::kFloat || !x.device().is_cpu() || x.dim() != 2 || x.size(0) != s.B ||
-      x.size(1) != s.kernel.I || !x.is_contiguous()) {
+      x.size(1) != s.kernel.I) {
     const std::string got = std::string(c10::toString(x.scalar_type())) + " on " +
-                            x.device().str() + " of shape " + c10::str(x.sizes()) +
-                            (x.is_contiguous() ? "" : " (not contiguous: use x.contiguous())");
-    PyErr_Format(PyExc_ValueError,
-                 "x must be a contiguous float32 CPU tensor of shape (%lld, %lld); got %s",
+                            x.device().str() + " of shape " + c10::str(x.sizes());
+    PyErr_Format(PyExc_ValueError, "x must be a float32 CPU tensor of shape (%lld, %lld); got %s",
                  (long long)s.B, (long long)s.kernel.I, got.c_str());
     return nullptr;
   }
-  s.kernel.step(s.B, x.data_ptr<float>(), s.kernel.I, s.h, s.kernel.P, s.c, s.kernel.H);
+  // A strided view is stepped from a contiguous copy; contiguous input is read in place.
+  const at::Tensor packed = x.is_contiguous() ? at::Tensor() : x.contiguous();
+  const float* x_data = packed.defined() ? packed.data_ptr<float>() : x.data_ptr<float>();
+  s.kernel.step(s.B, x_data, s.kernel.I, s.h, s.kernel.P, s.c, s.kernel.H);
   Py_INCREF(self->h_tensor);
   return self->h_tensor;
 }
