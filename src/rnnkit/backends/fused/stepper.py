@@ -52,7 +52,9 @@ class FusedStepper:
         self.step = self._native.step  # no Python frame on the hot path
 
     def step(self, x: torch.Tensor) -> torch.Tensor:
-        """Advance every stream by one step; x (B, I) float32 (a strided view is copied). Returns ``self.h``.
+        """Advance every stream by one step; x (B, I) float32 (a strided view is read from a copy).
+
+        Returns ``self.h``.
 
         (Replaced per instance by the native method, which does the same checks in C++.)
         """
