@@ -224,6 +224,9 @@ def test_resume_refuses_another_corpus_batch_size_or_a_checkpoint_folder(trained
     code, _, err = run(["train", "lm", "--resume", step, "--steps", "20", "--no-progress"],
                        capsys)
     assert_one_line_error(code, err, "is one of its checkpoints", f"--resume {run_dir}")
+    code, _, err = run(["train", "lm", "--resume", run_dir / "checkpoints", "--steps", "20",
+                        "--no-progress"], capsys)
+    assert_one_line_error(code, err, "holds its checkpoints", f"--resume {run_dir}")
     assert _digest(run_dir) == before
 
 

@@ -165,3 +165,98 @@ def test_skipped_steps_in_a_row_restart_after_a_good_step(tmp_path):
     result = trainer.fit()
     assert result.status == "completed" and result.steps == 120
     assert result.skipped_steps == trainer.batches.index - 120 == 119
+
+
+def test_train_settings_below_one_are_refused_naming_the_key():
+    for key, value in (("patience", 0), ("keep_last", 0), ("keep_last", -3), ("seed", -1)):
+        with pytest.raises(ValueError, match=f"train.{key} must be") as info:
+            TrainConfig(max_steps=1, **{key: value}).check()
+        assert "\n" not in str(info.value)
+
+
+def test_the_last_partial_window_of_an_epoch_limited_run_is_logged(tmp_path):
+    """Oracle: the per-step losses of the same run logged at every step."""
+    every = make_trainer(tmp_path / "a", max_steps=None, max_epochs=2.4, log_every=1).fit()
+    losses = {r["step"]: r["loss"] for r in every.history if r["split"] == "train"}
+    result = make_trainer(tmp_path / "b", max_steps=None, max_epochs=2.4, log_every=7).fit()
+    records = [r for r in result.history if r["split"] == "train"]
+    assert [r["step"] for r in records] == [7, 14, 21, 24]
+    assert records[-1]["loss"] == pytest.approx(sum(losses[s] for s in (22, 23, 24)) / 3)
+    # The last checkpoint (saved at step 24's evaluation) has the emptied window, so a resumed
+    # run does not count steps 22-24 again.
+    assert load_checkpoint(tmp_path / "b" / "run").train_state["window"]["steps"] == 0
+
+
+def interrupt_at(trainer: Trainer, step: int) -> Trainer:
+    """Make ``trainer`` receive Ctrl-C (its SIGINT handler's call) once, before step ``step + 1``."""
+    original, sent = trainer.loss_fn, []
+
+    def interrupting(model, batch, carry):
+        if trainer.step == step and not sent:
+            sent.append(True)
+            trainer._on_interrupt(None, None)
+        return original(model, batch, carry)
+
+    trainer.loss_fn = interrupting
+    return trainer
+
+
+def test_fit_after_an_interrupt_continues_the_run(tmp_path):
+    trainer = interrupt_at(make_trainer(tmp_path, max_steps=12), 6)
+    assert trainer.fit().status == "interrupted" and trainer.step == 7
+    result = trainer.fit()
+    assert result.status == "completed" and result.steps == 12
+
+
+def test_resume_applies_this_configs_weight_decay_and_refuses_another_optimizer(tmp_path):
+    make_trainer(tmp_path, max_steps=10, weight_decay=0.01).fit()
+    same = make_trainer(tmp_path / "copy", max_steps=20, weight_decay=0.01)
+    same.resume(tmp_path / "run")
+    changed = make_trainer(tmp_path / "copy2", max_steps=20, weight_decay=0.5)
+    changed.resume(tmp_path / "run")
+    assert [g["weight_decay"] for g in changed.optimizer.param_groups] == [0.5]
+    # The moments are the saved ones in both; only the decay differs, and so do the weights.
+    for a, b in zip(same.optimizer.state.values(), changed.optimizer.state.values()):
+        assert torch.equal(a["exp_avg"], b["exp_avg"])
+    same.fit(), changed.fit()
+    assert not torch.equal(same.model.weight, changed.model.weight)
+    sgd = make_trainer(tmp_path / "copy3", max_steps=20, optimizer="sgd")
+    with pytest.raises(ValueError, match="train.optimizer was 'adamw'.*now 'sgd'") as info:
+        sgd.resume(tmp_path / "run")
+    assert "\n" not in str(info.value)
+
+
+def test_a_loss_scaler_resumes_with_its_scale(tmp_path):
+    """fp16's GradScaler (on CUDA) is saved with the run; a CPU scaler stands in for it here.
+    Oracle: the uninterrupted run."""
+    def with_scaler(trainer):
+        trainer.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 4, growth_interval=2)
+        return trainer
+
+    whole = with_scaler(make_trainer(tmp_path / "whole", max_steps=20))
+    whole.fit()
+    assert with_scaler(interrupt_at(make_trainer(tmp_path, max_steps=20), 9)).fit().steps == 10
+    resumed = with_scaler(make_trainer(tmp_path, max_steps=20))
+    resumed.resume()
+    assert resumed.scaler.get_scale() == 2.0 ** 9  # 10 steps, doubled every 2 from 2^4
+    resumed.fit()
+    assert resumed.scaler.get_scale() == whole.scaler.get_scale() == 2.0 ** 14
+    assert torch.equal(resumed.model.weight, whole.model.weight)
+
+
+def test_resume_repairs_an_index_that_names_an_older_best(tmp_path):
+    """A crash between a checkpoint's rename and the index update leaves the index naming an
+    older best; the resumed run must protect (and report) the real one."""
+    import json
+
+    losses = [0.7, 0.6, 0.9, 0.95, 0.99, 0.999, 0.9999]  # evals at 5, 10, ...: best at 10
+    make_trainer(tmp_path, validation_losses=losses[:2], max_steps=10).fit()
+    index_path = tmp_path / "run" / "checkpoints" / "index.json"
+    index = json.loads(index_path.read_text())
+    assert index["best"] == "step-00000010"
+    index_path.write_text(json.dumps({**index, "best": "step-00000005"}))  # the stale index
+    resumed = make_trainer(tmp_path, validation_losses=losses[2:], max_steps=30, keep_last=1)
+    resumed.resume()
+    result = resumed.fit()
+    assert result.best_step == 10
+    assert load_checkpoint(tmp_path / "run", which="best").step == 10

@@ -44,7 +44,7 @@ def flag_overrides(args, flags: dict[str, str], extra: list[str] = ()) -> list[s
 def resolve_run(args, config_class, task: str, overrides: list[str]):
     """(config, run_dir) from ``args.out``, ``args.resume`` and ``args.config``."""
     from rnnkit.training import load_checkpoint, resolve_config
-    from rnnkit.training.checkpoint import META, reading_record
+    from rnnkit.training.checkpoint import INDEX, META, reading_record
 
     base = None
     if args.resume:
@@ -55,6 +55,10 @@ def resolve_run(args, config_class, task: str, overrides: list[str]):
             # one checkpoint of a run: training would start a new run inside it
             raise ValueError(f"--resume takes a run folder, and {run_dir} is one of its "
                              f"checkpoints; use --resume {run_dir.parent.parent}")
+        if (run_dir / INDEX).exists() or any(p.is_dir() for p in run_dir.glob("step-*")):
+            # the checkpoints folder of a run: training would nest a new run inside it
+            raise ValueError(f"--resume takes a run folder, and {run_dir} holds its "
+                             f"checkpoints; use --resume {run_dir.parent}")
         checkpoint = load_checkpoint(args.resume)
         with reading_record(checkpoint.path):
             base = dict(checkpoint.meta["config"])

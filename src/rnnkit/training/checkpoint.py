@@ -225,15 +225,30 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, *, model_state: dict,
     return target
 
 
+def mark_best(run_dir: str | os.PathLike, step: int) -> None:
+    """Name checkpoint ``step-<step>`` the run's best in its index, if it exists and the index
+    says otherwise (the index is rewritten atomically; the newest folder is recorded as last)."""
+    folder = Path(run_dir) / CHECKPOINTS
+    name = checkpoint_name(step)
+    index = read_index(Path(run_dir))
+    if index.get("best") == name or not (folder / name).is_dir():
+        return
+    newest = sorted(p.name for p in folder.glob("step-*") if p.is_dir())[-1]
+    index.update(best=name, last=newest)
+    atomic_write(folder / INDEX, json.dumps(index, indent=1).encode("utf-8"))
+
+
 def _prune(folder: Path, keep: int, protect: set) -> None:
     names = sorted(p.name for p in folder.glob("step-*") if p.is_dir())
     for old in names[:-keep]:
         if old not in protect:
             shutil.rmtree(folder / old, ignore_errors=True)
-    # Staging folders of a crashed save are garbage.
+    # Staging folders and index files of a crashed save are garbage.
     for stale in folder.glob(".step-*"):
         if stale.is_dir():
             shutil.rmtree(stale, ignore_errors=True)
+    for stale in folder.glob(f".{INDEX}.*.tmp"):
+        stale.unlink(missing_ok=True)
 
 
 # --- loading --------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..backends.lowered import cpu_bf16_instructions
-from .checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from .checkpoint import CheckpointError, load_checkpoint, mark_best, save_checkpoint
 from .clipping import clip_gradients
 from .metrics import MetricsLog, plot_curves
 from .progress import Progress
@@ -71,10 +71,13 @@ class TrainConfig:
         if self.max_steps is None and self.max_epochs is None and self.minutes is None:
             raise ValueError("set a limit for training: train.max_steps, train.max_epochs or "
                              "train.minutes")
-        for name in ("max_steps", "max_epochs", "minutes", "eval_every", "log_every"):
+        for name in ("max_steps", "max_epochs", "minutes", "eval_every", "log_every",
+                     "patience", "keep_last"):
             value = getattr(self, name)
             if value is not None and not value > 0:
                 raise ValueError(f"train.{name} must be positive; got {value}")
+        if self.seed < 0:
+            raise ValueError(f"train.seed must be a non-negative integer; got {self.seed}")
         choices = {"optimizer": ("adamw", "adam", "sgd"), "on_nonfinite": ("stop", "skip"),
                    "precision": ("fp32", "bf16", "fp16", "auto")}
         for name, allowed in choices.items():
@@ -187,6 +190,8 @@ class Trainer:
             "window": dict(self.window),
             "optimizer": self.optimizer.state_dict(), "batches": self.batches.state_dict(),
             "rng": capture_rng_state(), "train_config": asdict(self.config),
+            # fp16's loss scale: restarting it at 2^16 would replay the overflow-skipped steps
+            "scaler": None if self.scaler is None else self.scaler.state_dict(),
         }
 
     def save(self, *, best: bool = False) -> Path:
@@ -205,7 +210,9 @@ class Trainer:
             raise CheckpointError(f"checkpoint {checkpoint.path} does not fit this model "
                                   f"({first[1].strip() if len(first) > 1 else first[0]})") from None
         state = checkpoint.train_state
-        self.optimizer.load_state_dict(state["optimizer"])
+        self._load_optimizer_state(state, checkpoint.path)
+        if self.scaler is not None and state.get("scaler"):
+            self.scaler.load_state_dict(state["scaler"])
         self.batches.load_state_dict(state["batches"])
         restore_rng_state(state["rng"])
         self.carry = state["carry"]
@@ -221,7 +228,27 @@ class Trainer:
         self.skipped_in_a_row = state.get("skipped_in_a_row", 0)
         self.window = dict(state.get("window", self.window))
         self.metrics.truncate_after(self.step)
+        if self.best_step is not None:
+            # A crash between a checkpoint's rename and the index update (or a damaged index)
+            # leaves the index naming an older best, which pruning would then keep instead.
+            mark_best(checkpoint.path.parent.parent, self.best_step)
         return self.step
+
+    def _load_optimizer_state(self, state: dict, path: Path) -> None:
+        """The saved moments and step counts, with this config's settings (the guide: flags
+        given with --resume override the stored config); another optimizer is refused."""
+        saved = (state.get("train_config") or {}).get("optimizer", self.config.optimizer)
+        if saved != self.config.optimizer:
+            raise ValueError(f"train.optimizer was {saved!r} in the run of {path}, now "
+                             f"{self.config.optimizer!r}; its saved state fits only {saved!r}: "
+                             f"drop that change, or start a new run with --out")
+        self.optimizer.load_state_dict(state["optimizer"])
+        # load_state_dict also restores every hyperparameter of the saved param groups.
+        settings = {"weight_decay": self.config.weight_decay}
+        if self.config.optimizer == "sgd":
+            settings["momentum"] = self.config.momentum
+        for group in self.optimizer.param_groups:
+            group.update(settings)
 
     # --- the loop ---------------------------------------------------------------------------
 
@@ -334,6 +361,20 @@ class Trainer:
         self.save(best=improved)
         return metrics
 
+    def _log_window(self, progress: Progress, rate: float) -> None:
+        """Write the training record of the steps since the last one and start a new window."""
+        window = self.window
+        record = {"split": "train", "step": self.step,
+                  "epoch": round(self.batches.epochs_done, 4),
+                  "loss": window["loss"] / window["steps"],
+                  "grad_norm": window["grad_norm"] / window["steps"],
+                  "lr": self.optimizer.param_groups[0]["lr"],
+                  "per_second": round(rate, 1), "elapsed": round(self.elapsed, 2)}
+        self.metrics.write(record)
+        progress.update(fraction=self._progress_fraction(), step=self.step,
+                        loss=f"{record['loss']:.3f}", rate=f"{rate:,.0f}/s")
+        window.update(loss=0.0, grad_norm=0.0, steps=0)
+
     def _on_interrupt(self, signum, frame) -> None:
         if self._interrupted:  # a second Ctrl-C: the user wants out now
             raise KeyboardInterrupt
@@ -348,6 +389,7 @@ class Trainer:
             else None
         progress = Progress(start_fraction=self._progress_fraction(), enabled=config.progress)
         self.model.train()
+        self._interrupted = False  # a second fit() after a Ctrl-C continues the run
         status = None
         window = self.window
         window_count = 0  # characters or samples since window_start, for the rate
@@ -369,17 +411,7 @@ class Trainer:
                 window["steps"] += 1
                 window_count += count
                 if self.step % config.log_every == 0 or self.step == config.max_steps:
-                    rate = window_count / max(now - window_start, 1e-9)
-                    record = {"split": "train", "step": self.step,
-                              "epoch": round(self.batches.epochs_done, 4),
-                              "loss": window["loss"] / window["steps"],
-                              "grad_norm": window["grad_norm"] / window["steps"],
-                              "lr": self.optimizer.param_groups[0]["lr"],
-                              "per_second": round(rate, 1), "elapsed": round(self.elapsed, 2)}
-                    self.metrics.write(record)
-                    progress.update(fraction=self._progress_fraction(), step=self.step,
-                                    loss=f"{record['loss']:.3f}", rate=f"{rate:,.0f}/s")
-                    window.update(loss=0.0, grad_norm=0.0, steps=0)
+                    self._log_window(progress, window_count / max(now - window_start, 1e-9))
                     window_count, window_start = 0, now
                 if self.step % config.eval_every == 0:
                     metrics = self._evaluate()
@@ -391,6 +423,13 @@ class Trainer:
                     if config.patience is not None and self.evals_since_best >= config.patience:
                         status = "early stopping"
                         break
+            if window["steps"] and not self._interrupted:
+                # The steps since the last record, when an epoch or time limit or early
+                # stopping ended the run (an interrupted run keeps them for its resume).
+                now = time.perf_counter()
+                self._log_window(progress, window_count / max(now - window_start, 1e-9))
+                if self.last_eval_step == self.step:  # saved with the window: save it emptied
+                    self.save(best=self.best_step == self.step)
             if self._interrupted:
                 status = "interrupted"
                 if self.last_eval_step != self.step:  # else this very step is saved already
