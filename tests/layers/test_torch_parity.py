@@ -611,3 +611,35 @@ def test_final_states_can_be_detached_in_place_like_torch(kind, backend):
         for state in hidden if isinstance(hidden, tuple) else (hidden,):
             state.detach_()
             assert not state.requires_grad
+
+
+def _relu_in_place(out):
+    nn.functional.relu(out, inplace=True)
+
+
+def _zero_a_unit_and_scale(out):
+    out[..., 0] = 0.0
+    out.mul_(2.0)
+
+
+@pytest.mark.parametrize("edit", [_relu_in_place, _zero_a_unit_and_scale], ids=["relu_", "setitem"])
+@pytest.mark.parametrize("dtype", DTYPES, ids=DTYPE_IDS)
+@pytest.mark.parametrize("kind", KINDS)
+def test_output_edited_in_place_still_backpropagates_like_torch(kind, dtype, edit, backend):
+    """``F.relu(out, inplace=True)`` or ``out[..., 0] = 0`` on the returned output: torch.nn's
+    GRU and RNN (and its float64 LSTM) backpropagate through the edit; so must rnnkit, to the
+    same gradients. (torch's float32 LSTM on CPU refuses it; rnnkit is compared with its
+    float64 result then.)"""
+    torch_module, rnnkit_module = make_layer_pair(kind, dtype=dtype, backend=backend)
+    oracle_module = torch_module
+    if kind == "lstm" and dtype == torch.float32:
+        oracle_module = torch_module.double()
+    x = torch.randn(STEPS, BATCH, INPUT, dtype=dtype)
+    grads = []
+    for module in (oracle_module, rnnkit_module):
+        inputs = x.to(next(module.parameters()).dtype).requires_grad_()
+        out, _ = module(inputs)
+        edit(out)
+        (out * torch.arange(out.numel(), dtype=out.dtype).reshape(out.shape)).sum().backward()
+        grads.append(inputs.grad)
+    assert_close(grads[1], grads[0].to(dtype), dtype, what="input gradient after in-place edits")

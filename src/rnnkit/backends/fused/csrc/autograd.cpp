@@ -99,6 +99,15 @@ const c10::TypedOperatorHandle<LstmForward>& lstm_forward_op() {
   return handle;
 }
 
+// The hidden states backward reads, as a private copy of the returned output: the caller may
+// edit that output in place (F.relu(out, inplace=True), out[..., 0] = 0), as torch.nn allows,
+// and saving the output itself would then make backward fail its version check. The copy is a
+// streaming pass over B x T x H values (~1% of a training step at the LM's default sizes).
+inline Tensor hidden_states_for_backward(const Tensor& out, bool training) {
+  if (!training) return out;  // nothing is read back; backward refuses to run
+  return pooled_empty(out.sizes(), out.options()).copy_(out);
+}
+
 struct LstmFunction : torch::autograd::Function<LstmFunction> {
   static variable_list forward(AutogradContext* ctx, const Tensor& gates_x, const Tensor& h0,
                                const Tensor& c0, const Tensor& weight_hh,
@@ -108,8 +117,8 @@ struct LstmFunction : torch::autograd::Function<LstmFunction> {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     auto [out, h_n, c_n, gates, cells] = lstm_forward_op().call(
         gates_x, h0, c0, weight_hh, bias_hh, weight_hr, lengths, reverse, training, bf16);
-    ctx->save_for_backward({out, gates, cells, h0, c0, weight_hh, weight_hr.value_or(Tensor()),
-                            lengths.value_or(Tensor())});
+    ctx->save_for_backward({hidden_states_for_backward(out, training), gates, cells, h0, c0,
+                            weight_hh, weight_hr.value_or(Tensor()), lengths.value_or(Tensor())});
     ctx->saved_data["reverse"] = reverse;
     ctx->saved_data["has_bias"] = bias_hh.has_value() && bias_hh->defined();
     ctx->saved_data["training"] = training;
@@ -175,7 +184,8 @@ struct GruFunction : torch::autograd::Function<GruFunction> {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     auto [out, h_n, saved] =
         gru_forward_op().call(gates_x, h0, weight_hh, bias_hh, lengths, reverse, training, bf16);
-    ctx->save_for_backward({out, saved, h0, weight_hh, lengths.value_or(Tensor())});
+    ctx->save_for_backward({hidden_states_for_backward(out, training), saved, h0, weight_hh,
+                            lengths.value_or(Tensor())});
     ctx->saved_data["reverse"] = reverse;
     ctx->saved_data["has_bias"] = bias_hh.has_value() && bias_hh->defined();
     ctx->saved_data["training"] = training;
@@ -238,7 +248,8 @@ struct ElmanFunction : torch::autograd::Function<ElmanFunction> {
                                bool bf16) {
     at::AutoDispatchBelowADInplaceOrView below_autograd;
     auto [out, h_n] = elman_forward_op().call(gates_x, h0, weight_hh, bias_hh, lengths, reverse, relu, bf16);
-    ctx->save_for_backward({out, h0, weight_hh, lengths.value_or(Tensor())});
+    ctx->save_for_backward({hidden_states_for_backward(out, true), h0, weight_hh,
+                            lengths.value_or(Tensor())});
     ctx->saved_data["reverse"] = reverse;
     ctx->saved_data["relu"] = relu;
     ctx->saved_data["bf16"] = bf16;
