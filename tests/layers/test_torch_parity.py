@@ -9,6 +9,7 @@ every parameter, matched by torch's parameter names.
 
 from __future__ import annotations
 
+import warnings
 import zlib
 
 import pytest
@@ -643,3 +644,47 @@ def test_output_edited_in_place_still_backpropagates_like_torch(kind, dtype, edi
         (out * torch.arange(out.numel(), dtype=out.dtype).reshape(out.shape)).sum().backward()
         grads.append(inputs.grad)
     assert_close(grads[1], grads[0].to(dtype), dtype, what="input gradient after in-place edits")
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_settings_changed_after_construction_take_effect_like_torch(kind, backend):
+    """torch.nn reads batch_first and dropout at every call; code that changes them later (a
+    model switched to batch_first, dropout off for fine-tuning) must get torch's result."""
+    torch_module, rnnkit_module = make_layer_pair(kind, num_layers=2, dropout=0.5,
+                                                  backend=backend)
+    torch_module.batch_first = rnnkit_module.batch_first = True
+    torch_module.dropout = rnnkit_module.dropout = 0.0  # both in training mode
+    x = torch.randn(BATCH, STEPS, INPUT, dtype=torch.float64)
+    expected, rnnkit_out = torch_module(x), rnnkit_module(x)
+    assert_close(rnnkit_out[0], expected[0], torch.float64, what="output after the changes")
+    for a, e in zip(as_tuple(rnnkit_out[1]), as_tuple(expected[1])):
+        assert a.shape == e.shape
+        assert_close(a, e, torch.float64, what="final state after the changes")
+    rnnkit_module.dropout = 0.5  # and back on: two calls now differ, as torch's do
+    assert not torch.equal(rnnkit_module(x)[0], rnnkit_module(x)[0])
+    rnnkit_module.backend = "reference"
+    assert {m.backend for m in rnnkit_module.modules() if isinstance(m, rnnkit.Recurrent)} == {
+        "reference"}
+    with pytest.raises(ValueError, match="backend"):
+        rnnkit_module.backend = "gpu"
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_jit_trace_checks_and_a_module_traced_without_grad_trains(kind, backend):
+    """Oracle: the eager module's output and input gradient."""
+    _, layer = make_layer_pair(kind, num_layers=2, dtype=torch.float32, backend=backend)
+    x = torch.randn(STEPS, BATCH, INPUT)
+    with warnings.catch_warnings():
+        # TracerWarnings for the Python-side shape checks; torch 2.13 deprecates jit.trace
+        warnings.simplefilter("ignore")
+        traced = torch.jit.trace(layer, (x,))  # its check reruns the graph under no_grad
+        with torch.no_grad():
+            traced_without_grad = torch.jit.trace(layer, (x,))
+    eager_x, traced_x = x.clone().requires_grad_(), x.clone().requires_grad_()
+    eager_out = layer(eager_x)[0]
+    eager_out.sum().backward()
+    traced_out = traced_without_grad(traced_x)[0]
+    traced_out.sum().backward()
+    assert_close(traced_out, eager_out, torch.float32, what="traced output")
+    assert_close(traced_x.grad, eager_x.grad, torch.float32, what="traced input gradient")
+    assert_close(traced(x)[0], eager_out, torch.float32, what="traced (with grad) output")

@@ -54,11 +54,9 @@ class _TorchStyleRNN(nn.Module):
         self.hidden_size = hidden_size
         self.num_layers = num_layers
         self.bias = bias
-        self.batch_first = batch_first
-        self.dropout = float(dropout)
         self.bidirectional = bidirectional
         self.proj_size = proj_size
-        self.backend = backend
+        # batch_first, dropout and backend live on the layers (see the properties below).
         directions = 2 if bidirectional else 1
         output_size = proj_size or hidden_size
         factory = {"device": device, "dtype": dtype}
@@ -124,6 +122,39 @@ class _TorchStyleRNN(nn.Module):
         else:
             delattr(*alias)
 
+    # torch.nn reads batch_first and dropout at every call, so code may change them after
+    # construction (dropout off for fine-tuning, a model switched to batch_first). The layers
+    # hold them here, and these properties keep the preset and its layers one setting.
+    @property
+    def batch_first(self) -> bool:
+        return self.stack.batch_first
+
+    @batch_first.setter
+    def batch_first(self, value: bool) -> None:
+        for layer in self._recurrent_layers():
+            layer.batch_first = bool(value)
+
+    @property
+    def dropout(self) -> float:
+        return self.stack.dropout
+
+    @dropout.setter
+    def dropout(self, value: float) -> None:
+        self.stack.dropout = float(value)
+
+    @property
+    def backend(self) -> str:
+        return next(self._recurrent_layers()).backend
+
+    @backend.setter
+    def backend(self, value: str) -> None:
+        check_backend_name(value)
+        for layer in self._recurrent_layers():
+            layer.backend = value
+
+    def _recurrent_layers(self):
+        return (m for m in self.stack.modules() if isinstance(m, Recurrent))
+
     @property
     def all_weights(self) -> list[list[nn.Parameter]]:
         """Parameters grouped per layer and direction, as ``torch.nn.RNNBase.all_weights``."""
@@ -160,33 +191,34 @@ class _TorchStyleRNN(nn.Module):
         (h_n, c_n) for LSTM). Outputs past a sequence's length are zero and h_n is each
         sequence's state at its own last step.
         """
+        stack = self._modules["stack"]  # not self.stack: nn.Module's __getattr__ costs ~0.5 us
+        batch_first = stack._modules["layers"][0].batch_first  # the layers hold the setting
         packing = None
         if isinstance(input, PackedSequence):
             if lengths is not None:
                 raise ValueError("lengths= cannot be combined with a PackedSequence input; "
                                  "the packed batch already carries its lengths")
-            input, packing = unpack(input, self.batch_first)
+            input, packing = unpack(input, batch_first)
             lengths = packing.lengths
-        stack = self._modules["stack"]  # not self.stack: nn.Module's __getattr__ costs ~0.5 us
         first_cell = stack._first_cell()
-        check_sequence_input(input, self.input_size, first_cell.weight_ih, self.batch_first,
+        check_sequence_input(input, self.input_size, first_cell.weight_ih, batch_first,
                              ranks=(2, 3))
         unbatched = input.dim() == 2
         if unbatched:
             if lengths is not None:
                 raise ValueError(f"lengths= needs a batched 3-D input; got a 2-D unbatched input "
                                  f"of shape {tuple(input.shape)}: add a batch dimension")
-            input = input.unsqueeze(0 if self.batch_first else 1)
-        batch_axis = 0 if self.batch_first else 1
+            input = input.unsqueeze(0 if batch_first else 1)
+        batch_axis = 0 if batch_first else 1
         batch, steps = input.size(batch_axis), input.size(1 - batch_axis)
         if lengths is not None:
             lengths = normalize_lengths(lengths, batch_size=batch, steps=steps,
-                                        batch_first=self.batch_first, device=input.device)
+                                        batch_first=batch_first, device=input.device)
         states = self._states_from_hx(hx, input, batch, unbatched)
         output, finals = stack._forward(input, states, lengths)
         hidden = self._hx_from_states(finals, unbatched)
         if packing is not None:
-            return repack(output, packing, self.batch_first), hidden
+            return repack(output, packing, batch_first), hidden
         if unbatched:
             output = output.squeeze(batch_axis)
         return output, hidden

@@ -56,7 +56,12 @@ def needs_grad(cell, *tensors) -> bool:
     """Whether autograd will need gradients through any of these tensors or ``cell``'s
     parameters. Checked lazily, cheapest first: under ``no_grad`` nothing is looked at, and in
     training the input usually requires grad, so the parameter walk (a few microseconds, which
-    counts in a batch-1 call of ~100 us) is rarely reached."""
+    counts in a batch-1 call of ~100 us) is rarely reached.
+
+    Under ``torch.jit.trace`` always True: the traced graph must not depend on grad mode (the
+    trace check reruns it under no_grad, and a module traced under no_grad may be trained)."""
+    if not torch.compiler.is_compiling() and torch._C._is_tracing():  # dynamo can't call it
+        return True
     if not torch.is_grad_enabled():
         return False
     if any(t is not None and t.requires_grad for t in tensors):

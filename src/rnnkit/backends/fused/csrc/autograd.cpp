@@ -105,7 +105,7 @@ const c10::TypedOperatorHandle<LstmForward>& lstm_forward_op() {
 // streaming pass over B x T x H values (~1% of a training step at the LM's default sizes).
 inline Tensor hidden_states_for_backward(const Tensor& out, bool training) {
   if (!training) return out;  // nothing is read back; backward refuses to run
-  return pooled_empty(out.sizes(), out.options()).copy_(out);
+  return out.clone();  // dispatched, so fake tensors (torch.compile, export) copy too
 }
 
 struct LstmFunction : torch::autograd::Function<LstmFunction> {
