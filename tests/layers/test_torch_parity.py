@@ -688,3 +688,25 @@ def test_jit_trace_checks_and_a_module_traced_without_grad_trains(kind, backend)
     assert_close(traced_out, eager_out, torch.float32, what="traced output")
     assert_close(traced_x.grad, eager_x.grad, torch.float32, what="traced input gradient")
     assert_close(traced(x)[0], eager_out, torch.float32, what="traced (with grad) output")
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_a_parametrization_on_the_torch_named_owner_matches_torch(kind):
+    """Orthogonal recurrent weights as torch users write them, via torch_parameter_owner.
+    Oracle: torch.nn with the same parametrization and the same original weights."""
+    from torch.nn.utils import parametrizations
+
+    torch_module, rnnkit_module = make_layer_pair(kind, num_layers=2, bidirectional=True)
+    torch.manual_seed(4)
+    for name in ("weight_hh_l0", "weight_hh_l1_reverse"):
+        parametrizations.orthogonal(torch_module, name)
+        module, attribute = rnnkit_module.torch_parameter_owner(name)
+        parametrizations.orthogonal(module, attribute)
+        # the same original (unconstrained) weight on both sides
+        original = getattr(torch_module.parametrizations, name).original
+        with torch.no_grad():
+            getattr(module.parametrizations, attribute).original.copy_(original)
+    x = torch.randn(STEPS, BATCH, INPUT, dtype=torch.float64)
+    assert_close(rnnkit_module(x)[0], torch_module(x)[0], torch.float64, what="output")
+    with pytest.raises(KeyError, match="no parameter 'weight_hh_l9'.*weight_ih_l0"):
+        rnnkit_module.torch_parameter_owner("weight_hh_l9")

@@ -92,6 +92,21 @@ class _TorchStyleRNN(nn.Module):
         owner, _, leaf = nested.rpartition(".")
         return self.get_submodule(owner), leaf
 
+    def torch_parameter_owner(self, name: str) -> tuple[nn.Module, str]:
+        """(module, attribute) that owns the parameter torch.nn calls ``name``.
+
+        For torch utilities that need the parameter in a module's ``_parameters`` under the
+        given name, which the presets' torch names (aliases) are not:
+        ``register_parametrization(*lstm.torch_parameter_owner("weight_hh_l0"), P)`` is
+        ``register_parametrization(lstm, "weight_hh_l0", P)`` of a torch.nn.LSTM.
+        """
+        alias = self._torch_alias(name)
+        if alias is None:
+            names = [t for _, t in self._name_pairs]
+            raise KeyError(f"{type(self).__name__} has no parameter {name!r}; torch's names "
+                           f"here: {', '.join(names)}")
+        return alias
+
     def __getattr__(self, name: str):
         try:
             return super().__getattr__(name)
