@@ -88,3 +88,11 @@ def test_info_json_says_which_kernel_runs_the_bf16_products_here(capsys):
     # the oracle: the op the fused backend asks before it multiplies in bfloat16
     assert json.loads(capsys.readouterr().out)["fused_bf16_products"] == (bf16_products_kernel()
                                                                           or "none")
+
+
+def test_json_text_writes_non_finite_numbers_as_null():
+    from rnnkit.cli.runs import json_text
+
+    value = {"a": float("nan"), "b": [1.5, float("inf"), {"c": -float("inf")}], "d": (2, "x")}
+    assert json.loads(json_text(value)) == {"a": None, "b": [1.5, None, {"c": None}],
+                                            "d": [2, "x"]}

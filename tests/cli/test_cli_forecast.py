@@ -254,3 +254,21 @@ def test_a_run_on_a_relative_path_is_resumed_from_another_folder(series_csv, tmp
     code, _, err = run(["forecast", "train", "--resume", run_dir, "--steps", "8",
                         "--no-progress"], capsys)
     assert code == 0, err
+
+
+def test_json_result_is_strict_json_when_a_metric_is_nan(tmp_path, capsys):
+    """A constant series has a zero MASE scale, so MASE is NaN (forecasting.md): --json must
+    still be JSON any parser reads (null), not Python's bare NaN token."""
+    path = tmp_path / "constant.csv"
+    path.write_text("year,v\n" + "".join(f"{2000 + i},5\n" for i in range(40)))
+    code, out, err = run(["forecast", "train", "--data", path, "--out", tmp_path / "run",
+                          "--json", *TINY], capsys)
+    assert code == 0, err
+
+    def refuse(token):
+        raise ValueError(f"non-standard JSON token {token}")
+
+    result = json.loads(out, parse_constant=refuse)
+    mase = [row["mase"] for row in result["table"].values()]
+    assert None in mase  # the NaN the metrics gave, written as null
+    assert "NaN" not in out

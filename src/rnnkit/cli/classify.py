@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 
-from .runs import INTERRUPTED, add_run_flags, flag_overrides, printer, resolve_run
+from .runs import INTERRUPTED, add_run_flags, flag_overrides, json_text, printer, resolve_run
 
 # Friendly flags of `classify train` and the config keys they set.
 _TRAIN_FLAGS = {
@@ -78,7 +77,7 @@ def run_train(args) -> int:
     result = train_classifier(config, run_dir, resume=bool(args.resume), notify=say)
     if result["status"] == "interrupted":  # saved; the trainer said how to continue
         if args.json:
-            print(json.dumps(result, indent=2))
+            print(json_text(result))
         return INTERRUPTED
     result["bars"] = published_bars(config.data.data)
     test, validation = result["test"], result["validation"] or {}
@@ -98,7 +97,7 @@ def run_train(args) -> int:
         f"{result['train_seconds'] / 60:.2f} min")
     say(f"  checkpoint {result['checkpoint']}  (curves: {run_dir / 'curves.png'})")
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json_text(result))
     return 0
 
 
@@ -124,7 +123,7 @@ def run_evaluate(args) -> int:
     result = evaluate_classifier(args.checkpoint, data=args.data, split=args.split,
                                  which=args.which)
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json_text(result))
         return 0
     print(f"{result['split']}: accuracy {result['accuracy']:.4f}, macro-F1 "
           f"{result['macro_f1']:.4f} on {result['sequences']} sequences of {result['data']}; "

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
 
-from .runs import add_run_flags, flag_overrides, printer, resolve_run
+from .runs import add_run_flags, flag_overrides, json_text, printer, resolve_run
 
 # Friendly flags of `forecast train` and the config keys they set.
 _TRAIN_FLAGS = {
@@ -118,7 +117,7 @@ def run_forecast_train(args) -> int:
     say(f"\nforecast plot {result['forecast_png']}, holdout CSV {result['holdout_csv']}; "
         f"trained in {result['train_seconds']:.0f} s; checkpoint in {run_dir}")
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json_text(result))
     return 0
 
 
@@ -129,7 +128,7 @@ def run_forecast_predict(args) -> int:
                               time_col=args.time_col, value_cols=args.value_col,
                               covariate_cols=args.covariate_col)
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json_text(result))
     else:
         print(f"wrote {result['horizon']} forecast steps to {result['csv']}"
               + (f" and {result['png']}" if result["png"] else ""))

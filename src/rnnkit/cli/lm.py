@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
 
-from .runs import INTERRUPTED, add_run_flags, flag_overrides, printer, resolve_run
+from .runs import INTERRUPTED, add_run_flags, flag_overrides, json_text, printer, resolve_run
 
 # Friendly flags of `train lm` and the config keys they set.
 _TRAIN_FLAGS = {
@@ -65,7 +64,7 @@ def run_train_lm(args) -> int:
     result = train_lm(config, run_dir, resume=bool(args.resume), notify=say)
     if result["status"] == "interrupted":  # saved; the trainer said how to continue
         if args.json:
-            print(json.dumps(result, indent=2))
+            print(json_text(result))
         return INTERRUPTED
     bars = compressor_bars(_corpus_text(config.data.corpus))
     result["compressors_bpc"] = bars
@@ -101,7 +100,7 @@ def run_train_lm(args) -> int:
             print()
         result["sample"] = "".join(pieces)
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json_text(result))
     return 0
 
 
@@ -141,7 +140,7 @@ def run_evaluate(args) -> int:
     result = evaluate_lm(args.checkpoint, corpus=args.corpus, split=args.split, which=args.which,
                          dynamic=args.dynamic, dynamic_lr=args.dynamic_lr)
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json_text(result))
     else:
         print(f"{result['split']}: {result['bpc']:.4f} bits per character (perplexity "
               f"{result['perplexity']:.3f}) on {result['characters']:,} characters of "
@@ -205,10 +204,9 @@ def run_generate(args) -> int:
             print()
         text = "".join(pieces)
     if args.json:
-        print(json.dumps({"checkpoint": str(loaded.checkpoint), "prompt": args.prompt,
-                          "text": text, "seed": args.seed, "beam": args.beam,
-                          "temperature": None if args.beam is not None else temperature},
-                         indent=2))
+        print(json_text({"checkpoint": str(loaded.checkpoint), "prompt": args.prompt,
+                         "text": text, "seed": args.seed, "beam": args.beam,
+                         "temperature": None if args.beam is not None else temperature}))
     return 0
 
 

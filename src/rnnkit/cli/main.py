@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
@@ -17,6 +16,7 @@ from .classify import add_classify
 from .export import add_export
 from .forecast import add_forecast
 from .lm import add_evaluate, add_generate, add_train
+from .runs import json_text
 
 
 def _add_info(commands) -> None:
@@ -33,7 +33,7 @@ def _run_info(args) -> int:
     from .info import collect_info, format_info
 
     info = collect_info()
-    print(json.dumps(info, indent=2) if args.json else format_info(info))
+    print(json_text(info) if args.json else format_info(info))
     return 0
 
 
@@ -70,7 +70,7 @@ def _run_demo(args) -> int:
         f"H={config.hidden_size}, {config.train_steps} steps of batch {config.batch_size}")
     result = run_demo(config, log=log)
     if args.json:
-        print(json.dumps(result, indent=2))
+        print(json_text(result))
     else:
         print(f"test MSE {result['test_mse']:.5f}   (always predicting the mean: "
               f"{result['mean_predictor_mse']:.5f}; "

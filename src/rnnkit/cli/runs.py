@@ -81,3 +81,22 @@ def printer(args):
     import sys
 
     return (lambda line: print(line, file=sys.stderr)) if args.json else print
+
+
+def json_text(value) -> str:
+    """``value`` as strict JSON (indented): NaN and infinities become null. Python's json writes
+    them as bare ``NaN``/``Infinity``, which other parsers (JavaScript's, jq) reject, and a
+    result can hold them legitimately (MASE of a series that repeats at its season)."""
+    import json
+    import math
+
+    def strict(item):
+        if isinstance(item, float) and not math.isfinite(item):
+            return None
+        if isinstance(item, dict):
+            return {key: strict(inner) for key, inner in item.items()}
+        if isinstance(item, (list, tuple)):
+            return [strict(inner) for inner in item]
+        return item
+
+    return json.dumps(strict(value), indent=2, allow_nan=False)
