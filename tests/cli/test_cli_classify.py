@@ -151,3 +151,15 @@ def test_resume_on_other_data_is_refused_and_evaluate_works_from_another_folder(
     code, _, err = run(["classify", "train", "--resume", out_dir, "--data", data["test"],
                         "--steps", "6", "--no-progress"], capsys)
     assert code == 2 and "data.data was" in err and len(err.strip().splitlines()) == 1, err
+
+
+def test_resume_with_another_seed_is_refused(data, tmp_path, capsys):
+    """The seed draws the validation split: resuming under another seed re-drew it, so
+    sequences already trained on became validation data (found by review, 2026-12-05)."""
+    out_dir = tmp_path / "run"
+    argv = ["classify", "train", "--data", data["train"], *TINY]
+    assert run([*argv, "--steps", "3", "--seed", "0", "--out", out_dir], capsys)[0] == 0
+    code, _, err = run([*argv, "--steps", "6", "--seed", "7", "--resume", out_dir], capsys)
+    assert code == 2 and "train.seed was 0" in err and len(err.strip().splitlines()) == 1, err
+    code, _, err = run([*argv, "--steps", "6", "--seed", "0", "--resume", out_dir], capsys)
+    assert code == 0, err

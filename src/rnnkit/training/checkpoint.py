@@ -357,23 +357,25 @@ def load_checkpoint(path: str | os.PathLike, *, which: str = "last",
     raise CheckpointError(f"no intact checkpoint in {str(path)!r}: {problems[0]}")
 
 
-def check_resumed_settings(run_dir: str | os.PathLike, section: str, current,
-                           keys: tuple[str, ...]) -> Checkpoint:
-    """Before resuming the run in ``run_dir``: each of ``keys`` of the config section
-    ``section`` (a dataclass, e.g. the data settings) must equal what the run was trained with,
-    else a one-line ValueError naming the setting. A resumed run must read its data as before:
-    other data leaves the saved data position and carried state pointing at nothing (a
+def check_resumed_settings(run_dir: str | os.PathLike,
+                           settings: dict[str, tuple[Any, tuple[str, ...]]]) -> Checkpoint:
+    """Before resuming the run in ``run_dir``: for each config section named in ``settings``
+    (``{"data": (config.data, ("corpus", ...)), ...}``: the section's dataclass and keys), each
+    key must equal what the run was trained with, else a one-line ValueError naming the
+    setting. A resumed run must read its data as before: other data (or another seed where the
+    seed draws a split) leaves the saved data position and carried state pointing at nothing (a
     traceback deep in a batch), or silently changes what the weights mean. Returns the last
     checkpoint."""
     last = load_checkpoint(run_dir, which="last")
-    with reading_record(last.path):
-        saved = dict(last.meta["config"][section])
-    for key in keys:
-        before, now = saved.get(key), getattr(current, key)
-        if isinstance(before, str) and before and Path(before).exists():
-            before = str(Path(before).resolve())  # a relative path of an older run's config
-        if before != (list(now) if isinstance(now, tuple) else now):
-            raise ValueError(f"{section}.{key} was {before!r} in the run in {run_dir}, now "
-                             f"{now!r}; a resumed run reads its data as before: drop that "
-                             f"change, or start a new run with --out")
+    for section, (current, keys) in settings.items():
+        with reading_record(last.path):
+            saved = dict(last.meta["config"][section])
+        for key in keys:
+            before, now = saved.get(key), getattr(current, key)
+            if isinstance(before, str) and before and Path(before).exists():
+                before = str(Path(before).resolve())  # a relative path of an older run's config
+            if before != (list(now) if isinstance(now, tuple) else now):
+                raise ValueError(f"{section}.{key} was {before!r} in the run in {run_dir}, now "
+                                 f"{now!r}; a resumed run reads its data as before: drop that "
+                                 f"change, or start a new run with --out")
     return last

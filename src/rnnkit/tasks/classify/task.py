@@ -128,8 +128,10 @@ def _train(config: ClassifyConfig, run_dir: Path, resume: bool, notify) -> dict:
     config.model.check()
     make_paths_absolute(config.data, "data", "test")
     if resume:
-        check_resumed_settings(run_dir, "data", config.data,
-                               ("data", "validation_fraction", "batch_size"))
+        # the seed draws the validation split (prepare_data), so it is data as well
+        check_resumed_settings(run_dir, {
+            "data": (config.data, ("data", "validation_fraction", "batch_size")),
+            "train": (config.train, ("seed",))})
     data = prepare_data(config.data, config.train.seed)
     device = config.train.device
     train = Tensors.from_sequences(data.train.sequences, data.train.labels, data.normalizer, device)

@@ -223,9 +223,9 @@ def _train_forecast(config: ForecastConfig, run_dir: Path, resume: bool, backtes
                          f"the horizon or model.decoder=autoregressive")
     _check_length(series, data, holdout)
     if resume:
-        check_resumed_settings(run_dir, "data", data, (
+        check_resumed_settings(run_dir, {"data": (data, (
             "data", "time_col", "value_cols", "covariate_cols", "horizon", "holdout", "window",
-            "warmup", "batch_size", "validation"))
+            "warmup", "batch_size", "validation"))})
     rows = feature_rows(series.values, series.covariates)
     train_rows = rows[: len(rows) - holdout]
     label = model_label(config)

@@ -240,8 +240,8 @@ def _check_resumed_data(run_dir: Path, data: DataConfig, vocabulary: CharVocabul
     """A resumed run must read the text it was trained on, the same way: another corpus would
     give the embedding rows other characters' meanings, another batch size no longer fits the
     carried state."""
-    last = check_resumed_settings(run_dir, "data", data,
-                                  ("corpus", "batch_size", "window", "random_length"))
+    last = check_resumed_settings(run_dir, {
+        "data": (data, ("corpus", "batch_size", "window", "random_length"))})
     with reading_record(last.path):
         saved_vocabulary = last.meta["vocabulary"]
     if saved_vocabulary != vocabulary.to_list():
