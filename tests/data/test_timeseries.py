@@ -342,3 +342,18 @@ def test_missing_package_says_how_to_install_it(monkeypatch, name, module, needl
     with pytest.raises(SeriesError, match=f"built-in series '{name}' needs") as excinfo:
         load_series(name)
     _one_line_error(excinfo, needle)
+
+
+def test_several_time_columns_need_time_col_and_are_not_forecast(tmp_path):
+    """A date and a year column and no column choices: the loader used to give up on both as
+    time and forecast the year as a value (found by review, 2026-12-05). With value columns
+    given there is nothing to guess (test_two_time_like_columns_mean_no_time_column)."""
+    path = tmp_path / "two.csv"
+    path.write_text("date,year,v\n" + "".join(
+        f"2020-01-{i + 1:02d},{2000 + i},{i * 0.5}\n" for i in range(12)))
+    with pytest.raises(SeriesError, match=r"several time columns \(date, year\).*--time-col"):
+        load_series(path)
+    series = load_series(path, time_col="date")  # the other time-named column is no value
+    assert series.columns == ["v"]
+    np.testing.assert_array_equal(series.values[:, 0], np.arange(12) * 0.5)
+    assert load_series(path, time_col="date", value_cols=["year", "v"]).columns == ["year", "v"]

@@ -98,11 +98,12 @@ def load_series(data: str, *, time_col: str | None = None,
 
     Built-in names win over same-named paths; write ``./nile`` to read a file called ``nile``.
     ``time_col`` defaults to the one column named time/date/datetime/timestamp/year/ds/period
-    (any case), else none; text time stamps are parsed as dates (time zones -> naive UTC).
-    ``value_cols`` defaults to the built-in's target, or for files every numeric column that is
-    not the time or a covariate (also text columns that are mostly numbers, so that a stray
-    bad cell is reported; ``Unnamed: ...`` index columns are skipped). Names match exactly, or
-    ignoring case when that is unambiguous.
+    (any case), else none (with several such columns and no ``value_cols`` either, an error:
+    nothing says which is the time); text time stamps are parsed as dates (time zones -> naive
+    UTC). ``value_cols`` defaults to the built-in's target, or for files every numeric column
+    that is not time-named or a covariate (also text columns that are mostly numbers, so that
+    a stray bad cell is reported; ``Unnamed: ...`` index columns are skipped). Names match
+    exactly, or ignoring case when that is unambiguous.
     """
     try:
         import pandas as pd
@@ -114,13 +115,19 @@ def load_series(data: str, *, time_col: str | None = None,
         key = name.lower()
         description, package, season = _BUILTINS[key]
         frame, default_time, default_values = _builtin(pd, key)
+        time_like = []
         label = f"built-in series {key!r}"
         source = f"{package} {key} ({description})"
     else:
         frame = _read_file(pd, name)
         label, source, season = name, os.path.abspath(name), None
-        found = [c for c in frame.columns if str(c).strip().lower() in _TIME_NAMES]
-        default_time, default_values = found[0] if len(found) == 1 else None, None
+        time_like = [c for c in frame.columns if str(c).strip().lower() in _TIME_NAMES]
+        if len(time_like) > 1 and time_col is None and value_cols is None:
+            # the values would be guessed too, and the other one (a year) forecast as a value
+            raise SeriesError(f"{label} has several time columns "
+                              f"({', '.join(str(c) for c in time_like)}); choose one with "
+                              f"--time-col")
+        default_time, default_values = (time_like[0] if len(time_like) == 1 else None), None
     time_name = default_time if time_col is None else _column(frame, time_col, label, "--time-col")
     covs = [_column(frame, c, label, "--covariate-col") for c in _names(covariate_cols)]
     if value_cols is not None:
@@ -128,7 +135,8 @@ def load_series(data: str, *, time_col: str | None = None,
     else:
         targets = default_values or [
             c for c in frame.columns if c != time_name and c not in covs and
-            not str(c).startswith("Unnamed: ") and _looks_numeric(pd, frame[c])]
+            c not in time_like and not str(c).startswith("Unnamed: ") and
+            _looks_numeric(pd, frame[c])]
     if not targets:
         raise SeriesError(f"{label} has no numeric value columns besides the time and covariate "
                           f"columns; its columns are: {_listing(frame)} (choose with --value-col)")
