@@ -269,6 +269,21 @@ def test_missing_and_infinite_values_are_reported_not_filled(tmp_path, cell, wha
         _one_line_error(excinfo, "interpolate()")
 
 
+def test_values_too_large_to_square_are_reported_before_training(tmp_path):
+    """5e160 is finite, but its square (the scaler's variance) is inf: training used to run and
+    then fail with a message about NaN values the file does not have (review, 2026-12-05).
+    The oracle: numpy's own variance of the column overflows."""
+    rows = [1.0, 2.0, 5e160, 4.0, -5e160]
+    with np.errstate(over="ignore"):
+        assert not np.isfinite(np.var(rows))
+    path = _csv(tmp_path, "t,v\n" + "".join(f"{i},{v!r}\n" for i, v in enumerate(rows)))
+    with pytest.raises(SeriesError, match="column 'v' has values too large") as excinfo:
+        load_series(path)
+    _one_line_error(excinfo, "rows 3, 5", "power of ten")
+    path = _csv(tmp_path, "t,v\n" + "".join(f"{i},{v / 1e150!r}\n" for i, v in enumerate(rows)))
+    assert np.isfinite(np.var(load_series(path).values))  # rescaled: accepted
+
+
 def test_missing_covariate_is_reported(tmp_path):
     path = _csv(tmp_path, "t,v,k\n1,1,1\n2,2,\n3,3,3\n")
     with pytest.raises(SeriesError, match="column 'k' has 1 missing value") as excinfo:

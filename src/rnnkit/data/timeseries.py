@@ -220,6 +220,11 @@ def _looks_numeric(pd, column) -> bool:
     return len(present) > 0 and pd.to_numeric(present, errors="coerce").notna().mean() > 0.5
 
 
+#: Largest magnitude a value or covariate may have: its square, summed over the rows, must stay
+#: finite in float64 (about 1.8e308).
+_LARGEST_VALUE = 1e150
+
+
 def _numbers(pd, frame, col, label: str) -> np.ndarray:
     """One value or covariate column as float64; bad, missing or infinite cells are errors."""
     raw = frame[col]
@@ -240,6 +245,12 @@ def _numbers(pd, frame, col, label: str) -> np.ndarray:
         if mask.any():
             raise SeriesError(f"{label} column {str(col)!r} has {int(mask.sum())} {what} "
                               f"value(s) (row {_rows(mask)}); {fix}")
+    huge = np.abs(array) > _LARGEST_VALUE
+    if huge.any():
+        # squares of such values (the scaler's variance, RMSE) overflow float64 to inf
+        raise SeriesError(f"{label} column {str(col)!r} has values too large to compute with "
+                          f"({array[huge][0]:.3g}; rows {_rows(huge)}; the limit is "
+                          f"{_LARGEST_VALUE:.0e}); divide the column by a power of ten first")
     return array
 
 
