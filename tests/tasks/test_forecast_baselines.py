@@ -254,6 +254,31 @@ def test_ar_errors_are_single_lines():
     one_line_value_error(fit_autoregressive, np.arange(50.0), criterion="r2", match="aic")
 
 
+@needs_statsmodels
+def test_degenerate_fit_is_left_out_of_the_table(caplog):
+    """A noise-free trend plus a season (the guide's sales example): statsmodels' likelihood
+    does not converge, the AR(11) it returns has its roots on the unit circle, and the recursion
+    swung from -361 to 1831 around values near 200 while statsmodels' own forecast of the same
+    fit was flat (review, 2026-12-05). The oracle: statsmodels' forecast of its own fit."""
+    from statsmodels.tsa.arima.model import ARIMA
+
+    t = np.arange(84.0)
+    y = np.round(100 + t + 20 * np.sin(2 * np.pi * t / 12), 2)
+    with pytest.raises(ValueError, match="degenerate") as excinfo:
+        fit_autoregressive(y)
+    p = int(str(excinfo.value).split("AR(")[1].split(")")[0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = ARIMA(y, order=(p, 0, 0), trend="c").fit()
+    phi = np.asarray(result.params[1:p + 1])
+    assert np.abs(np.roots(np.r_[-phi[::-1], 1.0])).min() < 1.001  # on the unit circle
+    with caplog.at_level("WARNING", logger="rnnkit"):
+        forecasts = baseline_forecasts(y, 6, season=12)
+    assert list(forecasts) == ["naive", "seasonal naive"] and "degenerate" in caplog.text
+    # a persistent but stationary AR(1) (phi = 0.98) keeps its row
+    assert fit_autoregressive(simulate_ar([0.98], mean=0.0, n=600, seed=4)).p >= 1
+
+
 def test_missing_statsmodels_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "statsmodels.tsa.ar_model", None)
     with pytest.raises(ImportError, match=r'pip install "rnnkit\[timeseries\]"'):

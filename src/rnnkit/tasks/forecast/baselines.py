@@ -181,9 +181,21 @@ def _fit_one(train: np.ndarray, max_lag: int, criterion: str, what: str = "train
     names = list(result.model.param_names)
     params = np.asarray(result.params, dtype=np.float64)
     phi = np.array([params[names.index(f"ar.L{i}")] for i in range(1, p + 1)])
-    return ARModel(p=p, mean=float(params[names.index("const")]), phi=phi,
-                   sigma2=float(params[names.index("sigma2")]), criterion=criterion,
-                   max_lag=max_lag)
+    model = ARModel(p=p, mean=float(params[names.index("const")]), phi=phi,
+                    sigma2=float(params[names.index("sigma2")]), criterion=criterion,
+                    max_lag=max_lag)
+    # For an AR(p) the forecast is a recursion on the last p values, and statsmodels' Kalman
+    # filter gives the same numbers (test_ar_forecast_and_std_match_statsmodels). Where its
+    # likelihood failed (a noise-free trend with a season, say) the parameters sit on the unit
+    # circle, the two disagree, and the recursion swings without bound: no usable baseline.
+    steps = 2 * max(p, 1)
+    recursion = model.forecast(train, steps)
+    own = np.asarray(result.forecast(steps), dtype=np.float64)
+    if not np.allclose(recursion, own, rtol=1e-6, atol=1e-6 * float(np.ptp(train))):
+        raise ValueError(f"the AR({p}) fit of {what} is degenerate (statsmodels' likelihood "
+                         f"did not converge to a stationary model; its own forecast and the AR "
+                         f"recursion differ by up to {np.abs(recursion - own).max():.3g})")
+    return model
 
 
 def fit_autoregressive(train, max_lag: int | None = None,
