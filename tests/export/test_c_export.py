@@ -25,7 +25,7 @@ from one_line import one_line_message, one_line_value_error
 from rnnkit.export import c_build
 from rnnkit.export.c_build import CBuildError, CHECK_FLAGS, find_c_compiler, time_c_step
 from rnnkit.export.c_code import export_c
-from rnnkit.export.check import TOLERANCE, ExportMismatchError
+from rnnkit.export.check import TOLERANCE, ExportMismatchError, check_inputs
 from rnnkit.runtime.graph import UnsupportedModelError, streaming_graph
 from rnnkit.tasks.lm.model import CharLanguageModel, ModelConfig
 
@@ -325,6 +325,36 @@ def test_readme_check_command_passes(exported, tmp_path):
     assert result.returncode == 0, result.stderr
     difference = float(re.search(r"max_abs_diff (\S+)", result.stdout).group(1))
     assert difference == pytest.approx(export.report.max_abs_diff, abs=1e-12)
+
+
+def test_test_program_limit_is_absolute_plus_relative(exported, tmp_path):
+    """The generated check fails an output y off by more than TOLERANCE + RELATIVE_TOLERANCE |y|
+    and passes otherwise; the oracle is the same rule computed here from its own outputs and
+    the eager forward it embeds. TOLERANCE is set to 0 so the relative part alone decides."""
+    export, _, _ = exported("lstm")
+    expected = export.graph.eager_forward(check_inputs(export.graph)).double().numpy()
+    source = (export.folder / f"{export.name}_test.c").read_text()
+
+    def run_with(relative: float) -> tuple[int, np.ndarray]:
+        text = re.sub(r"#define TOLERANCE \S+", "#define TOLERANCE 0.0", source)
+        text = re.sub(r"#define RELATIVE_TOLERANCE \S+", f"#define RELATIVE_TOLERANCE {relative!r}",
+                      text)
+        build = tmp_path / f"r{relative:.3g}"
+        build.mkdir()
+        (build / "check.c").write_text(text)
+        c_build.compile_c(COMPILER, [export.folder / f"{export.name}.c", build / "check.c"],
+                          build / "check", (*CHECK_FLAGS, f"-I{export.folder}"))
+        result = subprocess.run([str(build / "check"), "--outputs"], capture_output=True,
+                                text=True, timeout=60)
+        rows = [list(map(float, line.split()[3:])) for line in result.stdout.splitlines()
+                if line.startswith("y ")]
+        return result.returncode, np.array(rows).reshape(expected.shape)
+
+    _, outputs = run_with(1.0)
+    ratio = float(np.max(np.abs(outputs - expected) / np.abs(expected)))
+    assert ratio > 0  # the C outputs differ somewhere, so the two runs below can disagree
+    assert run_with(1.5 * ratio)[0] == 0
+    assert run_with(0.5 * ratio)[0] == 1
 
 
 def test_benchmark_reports_time_per_step(exported):

@@ -8,9 +8,9 @@ an :class:`ExportReport` with the measured difference from PyTorch.
 """
 
 from .c_code import export_c
-from .check import TOLERANCE, ExportMismatchError, ExportReport
+from .check import RELATIVE_TOLERANCE, TOLERANCE, ExportMismatchError, ExportReport
 from .numpy_bundle import export_numpy
 from .onnx_export import OnnxStreamer, export_onnx
 
-__all__ = ["TOLERANCE", "ExportMismatchError", "ExportReport", "OnnxStreamer", "export_c",
-           "export_numpy", "export_onnx"]
+__all__ = ["RELATIVE_TOLERANCE", "TOLERANCE", "ExportMismatchError", "ExportReport",
+           "OnnxStreamer", "export_c", "export_numpy", "export_onnx"]

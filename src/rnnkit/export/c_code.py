@@ -38,7 +38,7 @@ from ..runtime.graph import StreamingGraph, streaming_graph
 from ..training import atomic_write
 from . import c_build
 from .c_build import c_array
-from .check import TOLERANCE, ExportReport, check_inputs, compare
+from .check import RELATIVE_TOLERANCE, TOLERANCE, ExportReport, check_inputs, compare
 
 _C_KEYWORDS = frozenset(
     "auto break case char const continue default do double else enum extern float for goto if "
@@ -379,10 +379,11 @@ def export_c(model, path, *, head=None, embedding=None, name: str = "rnnkit_mode
     identifier prefixing the files ({name}.h, {name}.c, {name}_test.c, README.txt) and symbols.
     check: compile the test program (env CC, else cc/gcc/clang) in a temporary folder and
     compare its outputs with PyTorch's on :func:`~rnnkit.export.check.check_inputs`; a
-    difference above TOLERANCE raises ExportMismatchError and a compile failure CBuildError (a
-    RuntimeError), both before anything is written. Without a compiler the files are written and the report
-    has max_abs_diff None and says why. Each file is written atomically; the folder is created
-    if needed. Raises UnsupportedModelError (a ValueError) naming the first unsupported part.
+    difference past the check's limit (``check.LIMIT_TEXT``) raises ExportMismatchError and a
+    compile failure CBuildError (a RuntimeError), both before anything is written. Without a
+    compiler the files are written and the report has max_abs_diff None and says why. Each file
+    is written atomically; the folder is created if needed. Raises UnsupportedModelError (a
+    ValueError) naming the first unsupported part.
     """
     _check_name(name)
     graph = streaming_graph(model, head=head, embedding=embedding)
@@ -395,7 +396,7 @@ def export_c(model, path, *, head=None, embedding=None, name: str = "rnnkit_mode
     source, scratch_floats = _source_file(graph, name)
     files = {f"{name}.h": _header_file(graph, name, scratch_floats), f"{name}.c": source,
              f"{name}_test.c": c_build.check_program_source(graph, name, inputs, expected,
-                                                              TOLERANCE),
+                                                              TOLERANCE, RELATIVE_TOLERANCE),
              "README.txt": _readme(name)}
     difference, note = None, "check=False"
     if check:

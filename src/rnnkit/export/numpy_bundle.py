@@ -128,7 +128,7 @@ def export_numpy(model, path, *, head=None, embedding=None, check: bool = True) 
     presence marks a complete export); the folder is created if needed and an earlier export in
     it is replaced. With ``check`` the written folder is loaded with the runtime and run on
     :func:`check_inputs`, and ``max_abs_diff`` is its largest difference from the PyTorch
-    model (above ``check.TOLERANCE`` raises ``ExportMismatchError``; that or any other failure of
+    model (past ``check.LIMIT_TEXT`` raises ``ExportMismatchError``; that or any other failure of
     the check removes model.json, so the folder no longer loads); otherwise it is None.
     """
     graph, config, arrays = _bundle(model, head, embedding)

@@ -176,7 +176,7 @@ def export_onnx(model, path, *, head=None, embedding=None, opset: int = 17,
     or torch.nn LSTM/GRU/RNN, Stacked, Recurrent or a cell; unidirectional; an nn.Sequential
     head of Linear and ReLU/Tanh/Sigmoid; an nn.Embedding). opset: ONNX opset, 13 or newer.
     check: run the model in onnxruntime on random inputs and compare with the PyTorch model,
-    raising ExportMismatchError past check.TOLERANCE; nothing is written then. The folder is
+    raising ExportMismatchError past check.LIMIT_TEXT; nothing is written then. The folder is
     created if needed and an earlier model.onnx in it is replaced atomically.
     Raises UnsupportedModelError (a ValueError) naming the first part that cannot be exported.
     """
