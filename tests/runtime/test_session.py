@@ -215,6 +215,58 @@ def test_bidirectional_models_are_refused_naming_the_layer():
     one_line_message(info, "head.1", "GELU")
 
 
+class _NormedGRU(nn.GRU):
+    def forward(self, x, h=None):
+        out, h = super().forward(x, h)
+        return nn.functional.layer_norm(out, out.shape[-1:]), h
+
+
+class _TemperatureHead(nn.Linear):
+    def forward(self, x):
+        return super().forward(x) / 2
+
+
+class _ScaledLSTM(rnnkit.LSTM):
+    def forward(self, x, state=None):
+        out, state = super().forward(x, state)
+        return 2 * out, state
+
+
+class _ScaledEmbedding(nn.Embedding):
+    def forward(self, ids):
+        return 2 * super().forward(ids)
+
+
+@pytest.mark.parametrize("parts, needle", [
+    (lambda: dict(model=_NormedGRU(4, 6)), "_NormedGRU"),
+    (lambda: dict(model=_ScaledLSTM(4, 6)), "_ScaledLSTM"),
+    (lambda: dict(model=nn.GRU(4, 6), head=_TemperatureHead(6, 3)), "_TemperatureHead"),
+    (lambda: dict(model=nn.GRU(4, 6), head=nn.Sequential(_TemperatureHead(6, 3))), "head.0"),
+    (lambda: dict(model=nn.GRU(4, 6), embedding=_ScaledEmbedding(5, 4)), "_ScaledEmbedding"),
+], ids=["torch-layer", "rnnkit-layer", "head", "head-in-sequential", "embedding"])
+def test_subclasses_that_may_change_forward_are_refused(parts, needle):
+    """A GRU subclass adding a LayerNorm, a Linear dividing by 2: the session streamed the base
+    classes' numbers, 0.275 off the model's, silently (review, 2026-12-05)."""
+    kwargs = parts()
+    model = kwargs.pop("model")
+    with pytest.raises(UnsupportedModelError) as info:
+        StreamingSession(model, **kwargs)
+    one_line_message(info, needle, "subclass")
+
+
+def test_parametrized_layers_are_not_refused_as_subclasses():
+    """torch parametrizations swap in a generated subclass that only computes the weights: the
+    session streams the model's numbers (the oracle: its eager forward)."""
+    torch.manual_seed(0)
+    model, head = nn.GRU(4, 6, batch_first=True), nn.Linear(6, 3)
+    nn.utils.parametrizations.weight_norm(head)
+    nn.utils.parametrizations.weight_norm(model, "weight_hh_l0")
+    x = torch.randn(1, 7, 4)
+    with torch.no_grad():
+        expected = head(model(x)[0])[0]
+    assert_close(StreamingSession(model, head=head).feed(x[0]), expected)
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_strided_inputs_run_as_their_contiguous_copies(engine):
     """Views (every other feature, a transposed batch) give what their .contiguous() copies give

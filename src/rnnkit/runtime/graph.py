@@ -168,6 +168,16 @@ def _cell_spec(cell: RecurrentCell, name: str, residual: bool = False) -> LayerS
                      _snapshot(getattr(cell, "weight_hr", None)), residual)
 
 
+# A subclass may override forward (a LayerNorm after the layer, a temperature in the head),
+# which the graph would not see: its numbers would be silently wrong. So classes are matched
+# exactly, as cells are (cell_class), torch parametrizations' generated subclasses included.
+_SUBCLASS_NOTE = " (not subclasses: a subclass may change forward, which streaming cannot see)"
+
+
+def _exactly(module, *classes: type) -> bool:
+    return cell_class(module) in classes
+
+
 def _no_bidirectional(layer, name: str) -> None:
     if isinstance(layer, Bidirectional) or getattr(layer, "reverse", False):
         raise UnsupportedModelError(
@@ -179,14 +189,14 @@ def _no_bidirectional(layer, name: str) -> None:
 def _recurrent_specs(rnn, name: str) -> list[LayerSpec]:
     if isinstance(rnn, RecurrentCell):
         return [_cell_spec(rnn, name)]
-    if isinstance(rnn, Recurrent):
+    if _exactly(rnn, Recurrent):
         _no_bidirectional(rnn, name)
         return [_cell_spec(rnn.cell, f"{name}.cell")]
     if isinstance(rnn, Bidirectional):
         _no_bidirectional(rnn, name)
-    if isinstance(rnn, (LSTM, GRU, RNN)):
+    if _exactly(rnn, LSTM, GRU, RNN):
         return _recurrent_specs(rnn.stack, f"{name}.stack")
-    if isinstance(rnn, Stacked):
+    if _exactly(rnn, Stacked):
         specs = []
         for index, layer in enumerate(rnn.layers):
             _no_bidirectional(layer, f"{name}.layers.{index}")
@@ -194,11 +204,12 @@ def _recurrent_specs(rnn, name: str) -> list[LayerSpec]:
                               residual=rnn.residual and index > 0)
             specs.append(spec)
         return specs
-    if isinstance(rnn, (nn.LSTM, nn.GRU, nn.RNN)):
+    if _exactly(rnn, nn.LSTM, nn.GRU, nn.RNN):
         return _torch_layer_specs(rnn, name)
     raise UnsupportedModelError(
         f"{name} is a {type(rnn).__module__}.{type(rnn).__qualname__}; streaming and export "
-        f"support rnnkit.LSTM/GRU/RNN, Stacked, Recurrent, rnnkit cells and torch.nn.LSTM/GRU/RNN")
+        f"support rnnkit.LSTM/GRU/RNN, Stacked, Recurrent, rnnkit cells and torch.nn.LSTM/GRU/RNN "
+        f"themselves{_SUBCLASS_NOTE}")
 
 
 def _torch_layer_specs(rnn: nn.RNNBase, name: str) -> list[LayerSpec]:
@@ -221,13 +232,13 @@ def _torch_layer_specs(rnn: nn.RNNBase, name: str) -> list[LayerSpec]:
 
 
 def _head_ops(head, name: str) -> list[HeadOp]:
-    if head is None or isinstance(head, _SKIPPED):
+    if head is None or _exactly(head, *_SKIPPED):
         return []
-    if isinstance(head, nn.Linear):
+    if _exactly(head, nn.Linear):
         return [HeadOp(name, "linear", _snapshot(head.weight), _snapshot(head.bias))]
     if type(head) in HEAD_ACTIVATIONS:
         return [HeadOp(name, HEAD_ACTIVATIONS[type(head)])]
-    if isinstance(head, nn.Sequential):
+    if _exactly(head, nn.Sequential):
         ops = []
         for child_name, child in head.named_children():
             ops.extend(_head_ops(child, f"{name}.{child_name}"))
@@ -235,13 +246,14 @@ def _head_ops(head, name: str) -> list[HeadOp]:
     raise UnsupportedModelError(
         f"head module {name} is a {type(head).__module__}.{type(head).__qualname__}; a head may "
         f"hold nn.Linear, nn.ReLU, nn.Tanh, nn.Sigmoid, nn.Dropout and nn.Identity in an "
-        f"nn.Sequential")
+        f"nn.Sequential{_SUBCLASS_NOTE}")
 
 
 def _embedding_table(embedding, name: str) -> torch.Tensor:
-    if not isinstance(embedding, nn.Embedding):
+    if not _exactly(embedding, nn.Embedding):
         raise UnsupportedModelError(
-            f"{name} is a {type(embedding).__qualname__}; the embedding must be a torch.nn.Embedding")
+            f"{name} is a {type(embedding).__qualname__}; the embedding must be a "
+            f"torch.nn.Embedding{_SUBCLASS_NOTE}")
     if embedding.max_norm is not None:
         raise UnsupportedModelError(
             f"{name} has max_norm={embedding.max_norm}, which rescales rows at lookup time; "
