@@ -104,6 +104,7 @@ class OnnxStreamer:
         width = shapes[self.input_name][-1] if self._dtype == np.float32 else None
         self._features = width if isinstance(width, int) else None
         self._outputs = ["y", *self.state_outputs]
+        self._output_width = {value.name: value.shape for value in session.get_outputs()}["y"][-1]
         self.state: dict[str, np.ndarray] | None = None
 
     def reset(self, state: dict[str, np.ndarray] | None = None) -> None:
@@ -135,6 +136,10 @@ class OnnxStreamer:
         elif next(iter(self.state.values())).shape[0] != batch:
             raise ValueError(f"OnnxStreamer: batch size changed to {batch} mid-sequence; call "
                              f"reset() before streaming a batch of another size")
+        if x.shape[1] == 0:
+            # Nothing to step: the state stays. onnxruntime's GRU/RNN operators abort the whole
+            # process on an empty sequence (and its Scan fails), so it is not asked.
+            return np.zeros((batch, 0, self._output_width), np.float32)
         y, *finals = self.session.run(self._outputs, {self.input_name: x, **self.state})
         self.state = dict(zip(self.state_inputs, finals))
         return y
