@@ -301,6 +301,16 @@ def test_bad_inputs_get_one_line_errors(engine):
     with pytest.raises(ValueError) as info:
         session.step(torch.zeros(4, dtype=torch.float64), "a")
     one_line_message(info, "float32")
+    # the right number of values in the wrong layout: features must be the last dimension
+    # (a count check took these and read them row by row; review 2026-12-05)
+    session.add_stream("c")
+    for x, call in ((torch.zeros(2, 2), lambda x: session.step(x, "a")),
+                    (torch.zeros(4, 2), lambda x: session.step_many(x, ["a", "c"])),
+                    (torch.zeros(2, 3, 4).transpose(0, 2), lambda x: session.feed(x, "a"))):
+        with pytest.raises(ValueError) as info:
+            call(x)
+        one_line_message(info, "4 features", ", ".join(map(str, x.shape)))
+    session.drop_stream("c")
     with pytest.raises(ValueError) as info:
         session.add_stream("a")
     one_line_message(info, "already open")

@@ -103,7 +103,9 @@ class TorchEngine:
             return graph.embedding[tokens]
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"x must be a torch.Tensor; got {type(x).__name__}")
-        if x.dtype != torch.float32 or x.device.type != "cpu" or x.numel() != count * graph.input_size:
+        features = graph.input_size  # the last dimension, as on the native engine
+        if (x.dtype != torch.float32 or x.device.type != "cpu" or x.numel() != count * features
+                or x.dim() == 0 or x.size(-1) != features):
             raise ValueError(f"x must be a float32 CPU tensor of {what} x {graph.input_size} "
                              f"features; got {x.dtype} on {x.device} of shape {tuple(x.shape)}")
         return x.reshape(count, graph.input_size)

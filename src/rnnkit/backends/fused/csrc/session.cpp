@@ -167,7 +167,10 @@ bool parse_inputs(const Session& s, PyObject* object, int64_t n, const float** x
     *tokens = in_place().data_ptr<int64_t>();
     return check_tokens(s, *tokens, n);
   }
-  if (t->scalar_type() != at::kFloat || !t->device().is_cpu() || t->numel() != n * s.input_width) {
+  // The last dimension must be the features: a count check alone took a transposed (I, n)
+  // batch of n streams, or a (2, 2) tensor as one frame of 4, and read it row by row.
+  if (t->scalar_type() != at::kFloat || !t->device().is_cpu() || t->numel() != n * s.input_width ||
+      t->dim() == 0 || t->size(-1) != s.input_width) {
     PyErr_Format(PyExc_ValueError, "x must be a float32 CPU tensor of %s x %lld features; got %s",
                  expected, (long long)s.input_width, describe(*t).c_str());
     return false;
