@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -60,6 +62,32 @@ def test_state_can_be_set_and_reset():
     assert_close(stepper.h, expected[:, -1])
     stepper.reset()
     assert torch.count_nonzero(stepper.h) == 0 and torch.count_nonzero(stepper.c) == 0
+
+
+def test_gru_state_takes_a_bare_tensor_and_bad_states_write_nothing():
+    """A GRU's state given as torch.nn gives it (a bare h) used to be iterated row by row: row 0
+    was broadcast into every stream before an AttributeError; an LSTM given (h,) kept its old c
+    silently (review, 2026-12-05). The oracle: the reference backend from the same h0."""
+    torch.manual_seed(2)
+    cell = rnnkit.GRUCell(4, 6)
+    x, h0 = torch.randn(3, 5, 4), torch.randn(3, 6)
+    with torch.no_grad():
+        expected, _ = rnnkit.Recurrent(cell, backend="reference")(x, cell.state_type(h0))
+    stepper = FusedStepper(cell, batch_size=3)
+    stepper.state = h0
+    for t in range(5):
+        stepper.step(x[:, t].contiguous())
+    assert_close(stepper.h, expected[:, -1])
+
+    lstm = FusedStepper(rnnkit.LSTMCell(4, 6), batch_size=3)
+    lstm.step(torch.randn(3, 4))
+    before = [t.clone() for t in lstm.state]
+    for bad, needle in (((torch.randn(3, 6),), "(h, c)"), (torch.randn(3, 6), "(h, c)"),
+                        ((torch.randn(3, 6), torch.randn(1, 6)), "state c must have shape"),
+                        ((torch.randn(3, 6), torch.randn(3, 6).double()), "dtype")):
+        with pytest.raises((ValueError, TypeError), match=re.escape(needle)):
+            lstm.state = bad
+        assert all(torch.equal(a, b) for a, b in zip(lstm.state, before))  # nothing written
 
 
 def test_weights_are_a_snapshot():

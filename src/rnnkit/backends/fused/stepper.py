@@ -17,6 +17,7 @@ from __future__ import annotations
 import torch
 
 from ...cells import GRUCell, LSTMCell, RNNCell, cell_class
+from ...cells.base import check_state_tensor
 from .build import stream_module
 
 _KINDS = {LSTMCell: 0, GRUCell: 1}
@@ -67,7 +68,17 @@ class FusedStepper:
 
     @state.setter
     def state(self, value) -> None:
-        for buffer, tensor in zip((self.h, self.c), value):
+        """``h`` (GRU, Elman: a bare tensor, as torch.nn takes it, or a 1-tuple) or ``(h, c)``
+        (LSTM), each (B, H) like the current state; all are checked before any is written."""
+        buffers = (self.h,) if self.c is None else (self.h, self.c)
+        tensors = (value,) if isinstance(value, torch.Tensor) else tuple(value)
+        if len(tensors) != len(buffers):
+            wanted = "h" if self.c is None else "(h, c)"
+            raise ValueError(f"FusedStepper.state takes {wanted} for a "
+                             f"{type(self.cell).__name__}; got {len(tensors)} tensor(s)")
+        for name, buffer, tensor in zip(("state h", "state c"), buffers, tensors):
+            check_state_tensor(name, tensor, tuple(buffer.shape), buffer)
+        for buffer, tensor in zip(buffers, tensors):
             buffer.copy_(tensor)
 
     def reset(self) -> None:
