@@ -344,6 +344,23 @@ def test_bad_inputs_get_one_line_errors(engine):
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+def test_token_ids_may_be_numpy_integers_but_not_bools(engine):
+    """The engines disagreed: the native one refused np.int64 (what np.argmax returns) and took
+    True as token 1, the torch one the other way round (review, 2026-12-05). The oracle: the
+    same stream stepped with Python ints."""
+    import numpy as np
+
+    session = StreamingSession(TokenModel(), streams=["ints", "numpy"], engine=engine)
+    for token, numpy_type in ((3, np.int64), (7, np.int32), (0, np.int64)):
+        want = session.step(token, "ints").clone()
+        assert torch.equal(session.step(numpy_type(token), "numpy"), want)
+    for bad in (True, False):
+        with pytest.raises(TypeError) as info:
+            session.step(bad, "ints")
+        one_line_message(info, "token id must be an int", "bool")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 def test_token_ids_outside_the_vocabulary_are_refused(engine):
     session = StreamingSession(TokenModel(), engine=engine)
     with pytest.raises(ValueError) as info:

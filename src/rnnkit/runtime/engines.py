@@ -16,6 +16,7 @@ built on the cells' own step functions, used where the C++ module cannot be buil
 from __future__ import annotations
 
 import logging
+import numbers
 
 import torch
 from torch.nn import functional as F
@@ -139,8 +140,11 @@ class TorchEngine:
 
     def step(self, x, row: int) -> None:
         self._check_row(row)
-        if self.graph.embedding is not None and isinstance(x, int):
-            x = torch.tensor([x])
+        if self.graph.embedding is not None and isinstance(x, numbers.Integral):
+            # as the native engine: Python and NumPy integers, never a bool
+            if isinstance(x, bool):
+                raise TypeError("a token id must be an int; got bool")
+            x = torch.tensor([int(x)])
         rows = self.state[row:row + 1]
         self.output[row] = self._run(self._inputs(x, 1, "one step of"), rows)[0]
 

@@ -289,8 +289,14 @@ PyObject* session_step(SessionObject* self, PyObject* const* args, Py_ssize_t na
   const int64_t* tokens = nullptr;
   at::Tensor packed;  // a contiguous copy of a strided x, alive until the steps are done
   int64_t token;
-  if (s.vocab > 0 && PyLong_Check(args[0])) {
-    token = PyLong_AsLongLong(args[0]);
+  // A token id: a Python or NumPy integer (np.argmax gives the latter); not a bool, which
+  // PyLong_Check would pass as 0 or 1. Tensors, which also have __index__, take the path below.
+  if (s.vocab > 0 && PyBool_Check(args[0])) {
+    PyErr_SetString(PyExc_TypeError, "a token id must be an int; got bool");
+    return nullptr;
+  }
+  if (s.vocab > 0 && !THPVariable_Check(args[0]) && PyIndex_Check(args[0])) {
+    token = PyNumber_AsSsize_t(args[0], PyExc_OverflowError);
     if (token == -1 && PyErr_Occurred()) return nullptr;
     if (!check_tokens(s, &token, 1)) return nullptr;
     tokens = &token;
