@@ -203,6 +203,21 @@ def test_set_state_continues_from_a_given_state(engine):
     assert_close(second.feed(x[0, 5:], "copy"), expected[5:])
 
 
+def test_set_state_refuses_a_wrong_entry_and_leaves_the_state():
+    """An empty entry for a layer used to be accepted and zero that layer (review, 2026-12-05)."""
+    torch.manual_seed(4)
+    session = StreamingSession(rnnkit.LSTM(4, 6, num_layers=2))
+    session.feed(torch.randn(3, 4))
+    before = session.get_state()
+    for bad in ([before[0], ()], [before[0], (before[1].h,)],
+                [before[0], (before[1].h, torch.zeros(5))], [before[0], before[1].h]):
+        with pytest.raises(ValueError) as info:
+            session.set_state(bad)
+        one_line_message(info, "layer 1 (lstm) needs a state of")
+        after = session.get_state()
+        assert all(torch.equal(a, b) for a, b in zip(after[1], before[1]))
+
+
 def test_bidirectional_models_are_refused_naming_the_layer():
     with pytest.raises(UnsupportedModelError) as info:
         StreamingSession(rnnkit.GRU(4, 6, num_layers=2, bidirectional=True))

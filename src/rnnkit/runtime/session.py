@@ -188,12 +188,13 @@ class StreamingSession:
                 zip(self.graph.layers, states, self._offsets)):
             sizes = layer.state_sizes()
             fields = tuple(state) if isinstance(state, tuple) else (state,)
-            for field, (name, width), at in zip(fields, sizes.items(), (h_at, c_at)):
-                field = torch.as_tensor(field, dtype=torch.float32)
-                if field.numel() != width or len(fields) != len(sizes):
-                    raise ValueError(f"layer {index} ({layer.kind}) needs a state of {sizes}; got "
-                                     f"{[tuple(torch.as_tensor(f).shape) for f in fields]}")
-                values[at:at + width] = field.reshape(width)
+            # the count first: zip over an empty tuple would leave the layer silently zero
+            if len(fields) != len(sizes) or any(
+                    torch.as_tensor(f).numel() != width for f, width in zip(fields, sizes.values())):
+                raise ValueError(f"layer {index} ({layer.kind}) needs a state of {sizes}; got "
+                                 f"{[tuple(torch.as_tensor(f).shape) for f in fields]}")
+            for field, width, at in zip(fields, sizes.values(), (h_at, c_at)):
+                values[at:at + width] = torch.as_tensor(field, dtype=torch.float32).reshape(width)
         self._state[row] = values
 
     def _input_description(self) -> list:
