@@ -436,6 +436,16 @@ def test_path_that_is_a_file_is_a_one_line_error(tmp_path):
     one_line_value_error(export_c, rnnkit.GRU(I, H), target, match="not a folder")
 
 
+@pytest.mark.parametrize("name", sorted(h.strip("<>")[:-2] for h in STANDARD_HEADERS) + ["Math"])
+def test_names_of_standard_headers_are_refused(tmp_path, name):
+    """name="string" wrote string.h, which shadowed <string.h> for code compiled with -I on the
+    folder, the generated sources' own includes among them (review, 2026-12-05). The oracle:
+    every header the generated sources include (STANDARD_HEADERS), and one in another case."""
+    one_line_value_error(export_c, rnnkit.GRU(I, H), tmp_path / "out", name=name,
+                         match="shadows the C standard header")
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize("name", ["my-model", "2fast", "", "int", "a b"])
 def test_bad_name_is_a_one_line_error(tmp_path, name):
     one_line_value_error(export_c, rnnkit.GRU(I, H), tmp_path / "out", name=name, match="name=")

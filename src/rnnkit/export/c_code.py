@@ -362,12 +362,24 @@ def _readme(name: str) -> str:
             f"&& ./{name}_bench --bench 20000\n")
 
 
+#: The C11 standard library headers, by file name without ".h".
+_C_STANDARD_HEADERS = frozenset(
+    "assert complex ctype errno fenv float inttypes iso646 limits locale math setjmp signal "
+    "stdalign stdarg stdatomic stdbool stddef stdint stdio stdlib stdnoreturn string tgmath "
+    "threads time uchar wchar wctype".split())
+
+
 def _check_name(name) -> None:
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
         raise ValueError(f"export_c: name={name!r} must be a C identifier (a letter, then "
                          f"letters, digits or underscores); it prefixes files and symbols")
     if name in _C_KEYWORDS:
         raise ValueError(f"export_c: name={name!r} is a C keyword; choose another name")
+    if name.lower() in _C_STANDARD_HEADERS:
+        # {name}.h would shadow <{name}.h> for code built with the export folder on the include
+        # path (-I), the generated sources' own #include <string.h> among them
+        raise ValueError(f"export_c: name={name!r} would write {name}.h, which shadows the C "
+                         f"standard header <{name.lower()}.h>; choose another name")
 
 
 def export_c(model, path, *, head=None, embedding=None, name: str = "rnnkit_model",
