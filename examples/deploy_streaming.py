@@ -45,5 +45,6 @@ assert difference < 1e-5
 with tempfile.TemporaryDirectory() as folder:
     for export in (export_onnx, export_numpy, export_c):
         report = export(model, Path(folder) / export.__name__, head=head)
+        # Each export runs its own check and raises ExportMismatchError past the limit; the
+        # report says what was measured, or why it could not be (e.g. no C compiler here).
         print(report.summary())
-        assert report.max_abs_diff is None or report.max_abs_diff <= 1e-5

@@ -1,4 +1,5 @@
-"""Every script in examples/ runs to completion (each asserts its own result against torch.nn)."""
+"""Every script in examples/ runs to completion; each asserts its own result against an oracle
+(torch.nn, or the same model run on the whole sequence at once; exports check themselves)."""
 
 import pathlib
 import subprocess
