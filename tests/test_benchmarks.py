@@ -1,0 +1,52 @@
+"""The recurrence benchmark runs, and it refuses to time a computation that disagrees with
+torch.nn (its agreement check is the oracle here; timings are never asserted)."""
+
+import importlib.util
+import json
+import pathlib
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import rnnkit
+from rnnkit.backends import BACKENDS
+
+BENCHMARKS = pathlib.Path(__file__).parents[1] / "benchmarks"
+
+pytestmark = pytest.mark.skipif(BACKENDS["fused"].unavailable() is not None,
+                                reason="the benchmark measures the fused backend, which cannot "
+                                       "build here (no C++ compiler?)")
+
+
+def load_benchmark(name):
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_recurrence_benchmark_runs_and_records_agreement(tmp_path):
+    out = tmp_path / "recurrence.json"
+    subprocess.run([sys.executable, str(BENCHMARKS / "bench_recurrence.py"), "--hidden", "16",
+                    "--batch", "2", "--threads", "1", "--repeats", "1", "--no-single-step",
+                    "--out", str(out)], check=True, capture_output=True, timeout=300)
+    result = json.loads(out.read_text())
+    assert {row["cell"] for row in result["grid"]} == {"gru", "rnn", "lstm"}
+    for row in result["grid"]:
+        assert row["max_abs_diff_vs_torch"] <= 1e-5, row
+        assert row["train"]["seconds"]["fused"] > 0 and row["infer"]["seconds"]["torch"] > 0
+
+
+def test_recurrence_benchmark_refuses_a_wrong_result():
+    bench = load_benchmark("bench_recurrence")
+    torch.manual_seed(0)
+    reference = torch.nn.GRU(8, 8)
+    matching = rnnkit.GRU(8, 8, backend="fused")
+    matching.load_state_dict(reference.state_dict())
+    x = torch.randn(5, 2, 8, requires_grad=True)
+    assert bench.agreement_with_torch({"torch": reference, "fused": matching}, x) <= 1e-6
+    wrong = rnnkit.GRU(8, 8, backend="fused")  # its own random weights
+    with pytest.raises(SystemExit, match="disagrees with torch.nn"):
+        bench.agreement_with_torch({"torch": reference, "fused": wrong}, x)
