@@ -29,6 +29,9 @@ from rnnkit.tasks.lm.model import CharLanguageModel, ModelConfig
 
 RESULTS = pathlib.Path(__file__).parent / "results"
 VOCABULARY = 68  # the King James Bible's characters
+#: |loss difference| allowed between the two layers on the same weights and batch: float32
+#: rounding, or bfloat16 products (8-bit mantissas) summed in different orders
+LOSS_AGREEMENT = {"fp32": 1e-4, "bf16": 2e-2}
 
 
 def make_step(cell: str, implementation: str, batch: torch.Tensor, precision: str):
@@ -47,6 +50,16 @@ def make_step(cell: str, implementation: str, batch: torch.Tensor, precision: st
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()
 
+    def evaluation_loss() -> float:
+        """The loss without dropout (whose masks the two layers draw differently)."""
+        model.eval()
+        with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16,
+                                             enabled=precision == "bf16"):
+            logits, _ = model(inputs)
+        model.train()
+        return F.cross_entropy(logits.reshape(-1, VOCABULARY).float(), targets).item()
+
+    step.evaluation_loss = evaluation_loss
     return step
 
 
@@ -75,6 +88,14 @@ def main() -> None:
           f"{'torch chars/s':>14s} {'x':>6s}")
     for cell in args.cells.split(","):
         steps = {name: make_step(cell, name, batch, args.precision) for name in ("rnnkit", "torch")}
+        # Both layers must compute the same model from the same weights: a speed-up of a
+        # different computation would mean nothing.
+        start_loss = {name: step.evaluation_loss() for name, step in steps.items()}
+        difference = abs(start_loss["rnnkit"] - start_loss["torch"])
+        if not difference <= LOSS_AGREEMENT[args.precision]:
+            raise SystemExit(f"{cell}: rnnkit's loss {start_loss['rnnkit']:.6f} differs from "
+                             f"torch.nn's {start_loss['torch']:.6f} before training; not timing "
+                             f"different models")
         for step in steps.values():  # warm-up (and the kernel build on first use)
             for _ in range(3):
                 step()
@@ -85,7 +106,7 @@ def main() -> None:
                 step()
                 samples[name].append(time.perf_counter() - start)
         seconds = {name: statistics.median(values) for name, values in samples.items()}
-        row = {"cell": cell, "seconds": seconds,
+        row = {"cell": cell, "seconds": seconds, "start_loss": start_loss,
                "characters_per_second": {k: characters / v for k, v in seconds.items()},
                "speedup_vs_torch": seconds["torch"] / seconds["rnnkit"]}
         rows.append(row)

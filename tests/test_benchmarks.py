@@ -50,3 +50,14 @@ def test_recurrence_benchmark_refuses_a_wrong_result():
     wrong = rnnkit.GRU(8, 8, backend="fused")  # its own random weights
     with pytest.raises(SystemExit, match="disagrees with torch.nn"):
         bench.agreement_with_torch({"torch": reference, "fused": wrong}, x)
+
+
+def test_lm_step_benchmark_times_the_same_model_with_both_layers(tmp_path):
+    out = tmp_path / "lm_step.json"
+    subprocess.run([sys.executable, str(BENCHMARKS / "bench_lm_step.py"), "--batch-size", "2",
+                    "--window", "4", "--threads", "1", "--repeats", "1", "--out", str(out)],
+                   check=True, capture_output=True, timeout=300)
+    rows = json.loads(out.read_text())["rows"]
+    assert {row["cell"] for row in rows} == {"lstm", "gru"}
+    for row in rows:  # the same weights and batch through rnnkit's layer and torch.nn's
+        assert row["start_loss"]["rnnkit"] == pytest.approx(row["start_loss"]["torch"], abs=1e-5)
