@@ -12,6 +12,7 @@ import torch
 
 import rnnkit
 from rnnkit.backends import BACKENDS
+from rnnkit.export.c_build import find_c_compiler
 
 BENCHMARKS = pathlib.Path(__file__).parents[1] / "benchmarks"
 
@@ -61,3 +62,18 @@ def test_lm_step_benchmark_times_the_same_model_with_both_layers(tmp_path):
     assert {row["cell"] for row in rows} == {"lstm", "gru"}
     for row in rows:  # the same weights and batch through rnnkit's layer and torch.nn's
         assert row["start_loss"]["rnnkit"] == pytest.approx(row["start_loss"]["torch"], abs=1e-5)
+
+
+@pytest.mark.skipif(find_c_compiler() is None, reason="the latency benchmark times the C export; "
+                                                      "no C compiler found (set CC to one)")
+def test_latency_benchmark_times_exports_that_match_the_model(tmp_path):
+    pytest.importorskip("onnxruntime", reason="the latency benchmark times onnxruntime "
+                                              "(install rnnkit[export])")
+    out = tmp_path / "latency.json"
+    subprocess.run([sys.executable, str(BENCHMARKS / "bench_latency.py"), "--quick",
+                    "--out", str(out)], check=True, capture_output=True, timeout=300)
+    rows = json.loads(out.read_text())["rows"]
+    assert {row["cell"] for row in rows} == {"lstm", "gru"}
+    for row in rows:  # each export's own check against the eager model
+        assert set(row["max_abs_diff_vs_eager"]) == {"c", "numpy", "onnx"}
+        assert all(diff is not None and diff <= 1e-5 for diff in row["max_abs_diff_vs_eager"].values())
