@@ -33,6 +33,8 @@ from rnnkit.backends import lowered
 from rnnkit.interop import from_torch
 
 RESULTS = pathlib.Path(__file__).parent / "results"
+#: error of rnnkit's bfloat16 output (vs float32) always allowed, whatever torch.nn's is
+BF16_ERROR_FLOOR = 0.05
 CELLS = {
     # torch.nn layer and its options; rnnkit's is from_torch of it (the same weights)
     "lstm": (torch.nn.LSTM, {}),
@@ -80,6 +82,24 @@ def calls_for(layer: torch.nn.Module, x: torch.Tensor):
     return {"train": train, "infer": infer}
 
 
+def error_vs_float32(ours: torch.nn.Module, reference: torch.nn.Module, x: torch.Tensor) -> dict:
+    """max |output under bfloat16 autocast - torch.nn's float32 output| for rnnkit's layer and
+    for torch.nn's; rnnkit's must be of the same order (bfloat16 keeps 8 mantissa bits, so
+    ~1e-2 on these tanh-bounded outputs), or its timings would be of a wrong computation."""
+    with torch.no_grad():
+        exact = reference(x)[0]
+        errors = {}
+        for name, layer in (("rnnkit", ours), ("torch.nn", reference)):
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                output = layer(x)[0]
+            errors[name] = (output.float() - exact).abs().max().item()
+    limit = max(BF16_ERROR_FLOOR, 2 * errors["torch.nn"])
+    if not errors["rnnkit"] <= limit:
+        raise SystemExit(f"rnnkit under bfloat16 autocast is {errors['rnnkit']:.2e} from float32 "
+                         f"(torch.nn: {errors['torch.nn']:.2e}, limit {limit:.2e}); not timing it")
+    return errors
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cells", default=",".join(CELLS))
@@ -109,6 +129,7 @@ def main() -> None:
                 reference = torch_type(hidden, hidden, **kwargs)
                 ours = from_torch(reference)
                 x = torch.randn(100, batch, hidden, requires_grad=True)
+                errors = error_vs_float32(ours, reference, x)
                 ours_calls, torch_calls = calls_for(ours, x), calls_for(reference, x)
                 for mode in ("train", "infer"):
                     seconds = timed_interleaved({
@@ -119,7 +140,8 @@ def main() -> None:
                     row = {"cell": cell, "mode": mode, "B": batch, "H": hidden,
                            "ms": {k: v * 1e3 for k, v in seconds.items()},
                            "speedup_vs_torch": seconds["torch.nn"] / seconds["rnnkit"],
-                           "speedup_vs_off": seconds["off"] / seconds["rnnkit"]}
+                           "speedup_vs_off": seconds["off"] / seconds["rnnkit"],
+                           "max_abs_error_vs_float32": errors}
                     rows.append(row)
                     ms = row["ms"]
                     print(f"{cell:9} {mode:5} {batch:3d} {hidden:4d} | {ms['rnnkit']:8.2f} "

@@ -77,3 +77,18 @@ def test_latency_benchmark_times_exports_that_match_the_model(tmp_path):
     for row in rows:  # each export's own check against the eager model
         assert set(row["max_abs_diff_vs_eager"]) == {"c", "numpy", "onnx"}
         assert all(diff is not None and diff <= 1e-5 for diff in row["max_abs_diff_vs_eager"].values())
+
+
+def test_autocast_benchmark_checks_the_bfloat16_error_against_torch_nn():
+    from rnnkit.interop import from_torch
+
+    bench = load_benchmark("bench_autocast")
+    torch.manual_seed(0)
+    reference = torch.nn.GRU(32, 32)
+    x = torch.randn(20, 4, 32)
+    errors = bench.error_vs_float32(from_torch(reference), reference, x)
+    # Of bfloat16's order (or 0 where rnnkit keeps float32 on a CPU without bf16 instructions).
+    assert errors["rnnkit"] <= max(bench.BF16_ERROR_FLOOR, 2 * errors["torch.nn"])
+    other = torch.nn.GRU(32, 32)  # a different model: far more than rounding apart
+    with pytest.raises(SystemExit, match="not timing it"):
+        bench.error_vs_float32(from_torch(other), reference, x)
