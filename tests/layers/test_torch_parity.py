@@ -710,3 +710,37 @@ def test_a_parametrization_on_the_torch_named_owner_matches_torch(kind):
     assert_close(rnnkit_module(x)[0], torch_module(x)[0], torch.float64, what="output")
     with pytest.raises(KeyError, match="no parameter 'weight_hh_l9'.*weight_ih_l0"):
         rnnkit_module.torch_parameter_owner("weight_hh_l9")
+
+
+@pytest.mark.parametrize("batch_first", [False, True], ids=["tmajor", "bfirst"])
+@pytest.mark.parametrize("kind,proj", LAYER_CONFIGS,
+                         ids=[f"{k}{'_proj' if p else ''}" for k, p in LAYER_CONFIGS])
+def test_non_finite_padding_is_never_read(kind, proj, batch_first, backend):
+    """NaN and Inf past each length (what a padded batch may hold) change nothing: outputs,
+    states and every gradient equal torch.nn's on the packed sequence, which never reads them.
+    The input projection used to run over the padding, and 0 * NaN poisoned the gradients."""
+    torch.manual_seed(seed_for("nan-padding", kind, proj, batch_first))
+    dtype = torch.float64
+    torch_module, rnnkit_module = make_layer_pair(kind, num_layers=2, bidirectional=True,
+                                                  batch_first=batch_first, proj=proj, dtype=dtype,
+                                                  backend=backend)
+    shape = (BATCH, STEPS, INPUT) if batch_first else (STEPS, BATCH, INPUT)
+    x = torch.randn(shape, dtype=dtype)
+    for b, length in enumerate(LENGTHS):
+        padding = x[b, length:] if batch_first else x[length:, b]
+        padding.fill_(float("nan"))
+        padding[..., :1] = float("inf")
+    x_t = x.clone().requires_grad_()
+    x_r = x.clone().requires_grad_()
+    lengths = torch.tensor(LENGTHS)
+    packed = pack_padded_sequence(x_t, lengths, batch_first=batch_first, enforce_sorted=False)
+    out_packed, state_t = torch_module(packed)
+    out_t, _ = pad_packed_sequence(out_packed, batch_first=batch_first, total_length=STEPS)
+    out_r, state_r = rnnkit_module(x_r, lengths=lengths)
+    assert_close(out_r, out_t, dtype, what="output")
+    for s_r, s_t in zip(as_tuple(state_r), as_tuple(state_t)):
+        assert_close(s_r, s_t, dtype, what="final state")
+    (out_t.sum() + sum(s.sum() for s in as_tuple(state_t))).backward()
+    (out_r.sum() + sum(s.sum() for s in as_tuple(state_r))).backward()
+    assert_grad_close(x_r.grad, x_t.grad, dtype, what="grad of input")
+    assert_param_grads_match(rnnkit_module, torch_module, dtype)

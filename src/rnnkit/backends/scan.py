@@ -140,6 +140,19 @@ def scan(
     return chosen.run(cell, gates_x, state0, lengths, reverse)
 
 
+def zero_padding(x: torch.Tensor, lengths: torch.Tensor, batch_first: bool) -> torch.Tensor:
+    """x with the steps past each sequence's length set to 0.
+
+    Those steps leave the state frozen and the output 0, but their input still goes through the
+    input projection, whose weight gradient sums dG^T x over every step: a NaN or Inf in the
+    padding (0 * NaN = NaN there, and through the activations' derivatives in the reference
+    backend) would poison every gradient, where torch.nn's PackedSequence never reads it.
+    """
+    steps = x.size(1 if batch_first else 0)
+    valid = torch.arange(steps, device=x.device).unsqueeze(1) < lengths.to(x.device).unsqueeze(0)
+    return x.masked_fill(~(valid.t() if batch_first else valid).unsqueeze(-1), 0)
+
+
 def run_layer(
     cell,
     x: torch.Tensor,
@@ -159,6 +172,8 @@ def run_layer(
     LSTM layer may take the bfloat16 route instead, and other layers their input projection in
     bfloat16 (:mod:`rnnkit.backends.lowered`).
     """
+    if lengths is not None:
+        x = zero_padding(x, lengths, batch_first)
     gates_x = None
     projection_bf16 = False
     if lowered_dtype() is torch.bfloat16:
