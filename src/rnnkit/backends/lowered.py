@@ -15,7 +15,9 @@ the weights cast per call (so gradients reach the float32 parameters):
     (T, B, I) x, (B, H) h_0, c_0  --bf16-->  oneDNN LSTM  -->  (T, B, H) bf16 output, f32 h_T, c_T
 
 The output stays bfloat16, as autocast's own ops return; the final state is cast back to the
-parameters' dtype so a carried state keeps the type it would have without autocast.
+parameters' dtype so a carried state keeps the type it would have without autocast. (The other
+routes below return the parameters' dtype, their state's: so the dtype of an LSTM layer's
+output under autocast says which route ran, and may differ between training and inference.)
 
 What it runs: LSTM cells without a projection, no ``lengths`` (oneDNN has no per-sequence
 lengths), either direction, with or without gradients, on a CPU that multiplies bfloat16
