@@ -54,6 +54,17 @@ def test_train_prints_json_with_test_bpc_bars_and_a_sample(corpus, tmp_path, cap
     assert "training characters" in err  # progress notes go to stderr under --json
 
 
+def test_json_stays_alone_on_stdout_with_the_progress_bar(corpus, tmp_path, capsys):
+    """With the bar on, the validation lines written above it go to stderr with the bar; they
+    used to go to stdout (tqdm.write's default) in front of the --json result."""
+    with_bar = [a for a in TINY if a != "--no-progress"]
+    code, out, err = run(["train", "lm", "--corpus", corpus, "--steps", "6", "--out",
+                          tmp_path / "run", "--json", "--sample-length", "5", *with_bar], capsys)
+    assert code == 0
+    assert json.loads(out)["steps"] == 6
+    assert "step 6: validation" in err
+
+
 def test_ctrl_c_saves_and_exits_without_scoring(corpus, tmp_path, capsys, monkeypatch):
     """Ctrl-C finishes the step, saves, says how to continue and exits with 130 (128 + SIGINT);
     it used to go on to the test score, dynamic evaluation and the sample."""

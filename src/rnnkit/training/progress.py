@@ -2,10 +2,12 @@
 
 A run may be limited by steps, epochs and a time budget at once; it ends at whichever comes
 first, so the bar shows the largest of the three fractions (the trainer's progress fraction)
-and its ETA is the time to that end. Without tqdm, or with ``enabled=False``, it prints nothing.
+and its ETA is the time to that end. Without tqdm, or with ``enabled=False``, it prints nothing; with it, everything goes to stderr.
 """
 
 from __future__ import annotations
+
+import sys
 
 _UNITS = 1000  # the bar counts thousandths of the run, smooth enough for the ETA
 
@@ -32,9 +34,10 @@ class Progress:
         self.bar.refresh()
 
     def write(self, line: str) -> None:
-        """Print a line above the bar (or plainly, without one)."""
+        """Print a line above the bar, on stderr like the bar (stdout may carry a command's
+        --json result); nothing without a bar (the metrics file has every line)."""
         if self.bar is not None:
-            self.bar.write(line)
+            self.bar.write(line, file=sys.stderr)
 
     def close(self) -> None:
         if self.bar is not None:
