@@ -330,7 +330,9 @@ def test_dynamic_evaluation_rejects_an_unknown_rule():
 
 @pytest.mark.parametrize("key, value, message", [
     ("rule", "adam", "dynamic.rule must be one of"),
-    ("lr", -1.0, "dynamic.lr and dynamic.decay must be >= 0"),
+    ("lr", -1.0, "dynamic.lr must be a finite number >= 0"),
+    ("lr", float("nan"), "dynamic.lr must be a finite number >= 0"),
+    ("decay", float("inf"), "dynamic.decay must be a finite number >= 0"),
     ("rows", 0, "dynamic.rows and dynamic.window must be >= 1"),
 ])
 def test_a_bad_dynamic_setting_fails_before_training(corpus, tmp_path, key, value, message):
@@ -339,3 +341,9 @@ def test_a_bad_dynamic_setting_fails_before_training(corpus, tmp_path, key, valu
     with pytest.raises(ValueError, match=message):
         lm_task.train_lm(config, tmp_path / "run", notify=quiet)
     assert not (tmp_path / "run").exists()  # nothing was trained or written
+
+
+def test_a_non_finite_dynamic_rate_for_evaluate_is_refused(tmp_path):
+    """evaluate's --dynamic-lr overrides the saved rate; a NaN one used to score nan bpc."""
+    with pytest.raises(ValueError, match="dynamic.lr must be a finite number"):
+        lm_task.evaluate_lm(tmp_path / "no-run-needed", dynamic_lr=float("nan"))

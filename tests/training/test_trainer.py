@@ -122,6 +122,22 @@ def test_a_run_needs_a_limit_and_valid_choices():
         TrainConfig(minutes=0).check()
 
 
+@pytest.mark.parametrize("key,value,message", [
+    ("learning_rate", float("nan"), "train.learning_rate must be a finite number > 0"),
+    ("learning_rate", float("inf"), "train.learning_rate must be a finite number > 0"),
+    ("learning_rate", 0.0, "train.learning_rate must be a finite number > 0"),
+    ("weight_decay", -0.1, "train.weight_decay must be a finite number >= 0"),
+    ("weight_decay", float("nan"), "train.weight_decay must be a finite number >= 0"),
+    ("momentum", float("inf"), "train.momentum must be a finite number >= 0"),
+    ("clip_norm", 0.0, "train.clip_norm must be a finite number > 0, or None"),
+    ("clip_norm", float("nan"), "train.clip_norm must be a finite number > 0, or None"),
+])
+def test_non_finite_or_out_of_range_numbers_are_refused(key, value, message):
+    TrainConfig(max_steps=1).check()  # the defaults pass
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(max_steps=1, **{key: value}).check()
+
+
 def test_auto_precision_is_bf16_exactly_on_a_cpu_with_native_bf16(monkeypatch):
     from rnnkit.training import trainer as trainer_module
 

@@ -78,6 +78,16 @@ class TrainConfig:
                 raise ValueError(f"train.{name} must be positive; got {value}")
         if self.seed < 0:
             raise ValueError(f"train.seed must be a non-negative integer; got {self.seed}")
+        # NaN fails every comparison, so each test is written to be False for it; inf passes
+        # the signs but no optimizer or threshold means anything with it.
+        numbers = {"learning_rate": (self.learning_rate, "a finite number > 0", lambda v: v > 0),
+                   "weight_decay": (self.weight_decay, "a finite number >= 0", lambda v: v >= 0),
+                   "momentum": (self.momentum, "a finite number >= 0", lambda v: v >= 0),
+                   "clip_norm": (self.clip_norm, "a finite number > 0, or None to turn "
+                                                 "clipping off", lambda v: v > 0)}
+        for name, (value, wanted, valid) in numbers.items():
+            if value is not None and not (math.isfinite(value) and valid(value)):
+                raise ValueError(f"train.{name} must be {wanted}; got {value}")
         choices = {"optimizer": ("adamw", "adam", "sgd"), "on_nonfinite": ("stop", "skip"),
                    "precision": ("fp32", "bf16", "fp16", "auto")}
         for name, allowed in choices.items():

@@ -73,9 +73,10 @@ class DynamicConfig:
 
         if self.rule not in RULES:
             raise ValueError(f"dynamic.rule must be one of {RULES}; got {self.rule!r}")
-        if self.lr < 0 or self.decay < 0:
-            raise ValueError(f"dynamic.lr and dynamic.decay must be >= 0; got {self.lr} and "
-                             f"{self.decay}")
+        for name in ("lr", "decay"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value >= 0):  # NaN fails every comparison
+                raise ValueError(f"dynamic.{name} must be a finite number >= 0; got {value}")
         if self.rows < 1 or self.window < 1:
             raise ValueError(f"dynamic.rows and dynamic.window must be >= 1; got {self.rows} "
                              f"and {self.window}")
@@ -296,6 +297,8 @@ def evaluate_lm(path: str | Path, *, corpus: str | None = None, split: str = "te
     """
     if split not in ("validation", "test", "train"):
         raise ValueError(f"split must be 'train', 'validation' or 'test'; got {split!r}")
+    if dynamic_lr is not None:  # before the (slow) load: a typo fails at once
+        DynamicConfig(lr=dynamic_lr).check()
     loaded = load_lm(path, which=which)
     data_config = loaded.config.data
     if corpus is not None:
