@@ -241,6 +241,35 @@ def test_resume_refuses_another_corpus_batch_size_or_a_checkpoint_folder(trained
     assert _digest(run_dir) == before
 
 
+def test_out_inside_a_run_or_on_a_file_is_refused(trained_run, corpus, tmp_path, capsys):
+    """A new run nested in another's checkpoints could neither be resumed nor told apart from
+    it (evaluate read the outer run's checkpoint); a file as --out gave a bare errno."""
+    before = _digest(trained_run)
+    step = sorted((trained_run / "checkpoints").glob("step-*"))[-1]
+    for inside in (trained_run / "checkpoints", step, step / "deeper"):
+        code, _, err = run(["train", "lm", "--corpus", corpus, "--steps", "3", "--out", inside,
+                            *TINY], capsys)
+        assert_one_line_error(code, err, f"is inside the run {trained_run}", "choose a folder")
+    code, _, err = run(["train", "lm", "--corpus", corpus, "--steps", "3", "--out",
+                        trained_run / "metrics.jsonl", *TINY], capsys)
+    assert_one_line_error(code, err, "--out must be a folder")
+    assert _digest(trained_run) == before
+
+
+def test_resume_needs_a_run_of_the_same_task(trained_run, tmp_path, capsys):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = run(["train", "lm", "--resume", empty, "--steps", "20"], capsys)
+    assert_one_line_error(code, err, "--resume takes the --out folder of an earlier "
+                                     "`rnnkit train lm`", "holds no run")
+    before = _digest(trained_run)
+    code, _, err = run(["classify", "train", "--resume", trained_run, "--steps", "20"], capsys)
+    # it used to fail on the first config key the other task lacks ("unknown key 'dynamic'")
+    assert_one_line_error(code, err, "holds a 'lm' run, not a 'classify' one",
+                          f"rnnkit train lm --resume {trained_run}")
+    assert _digest(trained_run) == before
+
+
 def test_minutes_alone_lifts_a_step_limit_and_steps_alone_a_time_limit(trained_run):
     """--resume --minutes M gives a run limited by steps more time (it trained nothing)."""
     from rnnkit.cli.lm import _overrides

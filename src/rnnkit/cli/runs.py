@@ -41,6 +41,26 @@ def flag_overrides(args, flags: dict[str, str], extra: list[str] = ()) -> list[s
     return overrides + list(args.overrides)
 
 
+#: the command that trains (and resumes) each task's runs
+TRAIN_COMMANDS = {"lm": "rnnkit train lm", "classify": "rnnkit classify train",
+                  "forecast": "rnnkit forecast train"}
+
+
+def enclosing_run(path: Path) -> Path | None:
+    """The run folder that ``path`` lies strictly inside (its checkpoints folder, one of its
+    checkpoints, or anything below them), or None."""
+    from rnnkit.training.checkpoint import INDEX, META
+
+    for folder in Path(path).resolve().parents:
+        if (folder / META).is_file():  # one checkpoint: the run is two levels up
+            return folder.parent.parent
+        if (folder / INDEX).is_file():  # a checkpoints folder
+            return folder.parent
+        if (folder / "checkpoints" / INDEX).is_file():
+            return folder
+    return None
+
+
 def resolve_run(args, config_class, task: str, overrides: list[str]):
     """(config, run_dir) from ``args.out``, ``args.resume`` and ``args.config``."""
     from rnnkit.training import load_checkpoint, resolve_config
@@ -59,11 +79,28 @@ def resolve_run(args, config_class, task: str, overrides: list[str]):
             # the checkpoints folder of a run: training would nest a new run inside it
             raise ValueError(f"--resume takes a run folder, and {run_dir} holds its "
                              f"checkpoints; use --resume {run_dir.parent}")
+        if not (run_dir / "checkpoints").is_dir():
+            raise ValueError(f"--resume takes the --out folder of an earlier `{TRAIN_COMMANDS[task]}`"
+                             f", and {run_dir} holds no run")
         checkpoint = load_checkpoint(args.resume)
         with reading_record(checkpoint.path):
             base = dict(checkpoint.meta["config"])
+            other = checkpoint.meta.get("task")
+        if other != task:
+            continue_with = (f"; continue it with {TRAIN_COMMANDS[other]} --resume {run_dir}"
+                             if other in TRAIN_COMMANDS else "")
+            raise ValueError(f"{run_dir} holds a {other!r} run, not a {task!r} one"
+                             f"{continue_with}")
     else:
         run_dir = Path(args.out or f"runs/{task}-{time.strftime('%Y%m%d-%H%M%S')}")
+        if run_dir.exists() and not run_dir.is_dir():
+            raise ValueError(f"--out must be a folder, and {run_dir} is a file; choose another "
+                             f"--out")
+        enclosing = enclosing_run(run_dir)
+        if enclosing is not None:
+            # a new run inside another's folders could not be resumed or told apart from it
+            raise ValueError(f"--out {run_dir} is inside the run {enclosing}; choose a folder "
+                             f"outside it")
         if (run_dir / "checkpoints").exists():
             raise ValueError(f"{run_dir} already holds a run; continue it with --resume "
                              f"{run_dir} or choose another --out")
