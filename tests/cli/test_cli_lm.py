@@ -231,6 +231,13 @@ def test_resume_refuses_another_corpus_batch_size_or_a_checkpoint_folder(trained
     code, _, err = run(["train", "lm", "--resume", run_dir, "--batch-size", "8", "--steps",
                         "20", "--no-progress"], capsys)
     assert_one_line_error(code, err, "data.batch_size was 4", "now 8")
+    # another model: the saved weights would not fit (a torch size-mismatch line, naming no key)
+    code, _, err = run(["train", "lm", "--resume", run_dir, "--hidden", "24", "--steps",
+                        "20", "--no-progress"], capsys)
+    assert_one_line_error(code, err, "model.hidden_size was 16", "now 24")
+    code, _, err = run(["train", "lm", "--resume", run_dir, "--cell", "gru", "--steps",
+                        "20", "--no-progress"], capsys)
+    assert_one_line_error(code, err, "model.cell was 'lstm'", "now 'gru'")
     step = sorted((run_dir / "checkpoints").glob("step-*"))[-1]
     code, _, err = run(["train", "lm", "--resume", step, "--steps", "20", "--no-progress"],
                        capsys)

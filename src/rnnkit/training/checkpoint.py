@@ -19,6 +19,8 @@ intact, so a half-written or damaged checkpoint is never loaded and never replac
 
 from __future__ import annotations
 
+import dataclasses
+
 import contextlib
 import hashlib
 import json
@@ -357,6 +359,12 @@ def load_checkpoint(path: str | os.PathLike, *, which: str = "last",
     raise CheckpointError(f"no intact checkpoint in {str(path)!r}: {problems[0]}")
 
 
+def model_shape_keys(model_config) -> tuple[str, ...]:
+    """The keys of a task's model config that a resumed run must keep: all but ``dropout``,
+    which changes no weight and may well be changed to continue training."""
+    return tuple(f.name for f in dataclasses.fields(model_config) if f.name != "dropout")
+
+
 def check_resumed_settings(run_dir: str | os.PathLike,
                            settings: dict[str, tuple[Any, tuple[str, ...]]]) -> Checkpoint:
     """Before resuming the run in ``run_dir``: for each config section named in ``settings``
@@ -364,18 +372,21 @@ def check_resumed_settings(run_dir: str | os.PathLike,
     key must equal what the run was trained with, else a one-line ValueError naming the
     setting. A resumed run must read its data as before: other data (or another seed where the
     seed draws a split) leaves the saved data position and carried state pointing at nothing (a
-    traceback deep in a batch), or silently changes what the weights mean. Returns the last
-    checkpoint."""
+    traceback deep in a batch), or silently changes what the weights mean. And it must build
+    the same model, or the saved weights do not fit it (:func:`model_shape_keys`). Returns the
+    last checkpoint."""
     last = load_checkpoint(run_dir, which="last")
     for section, (current, keys) in settings.items():
         with reading_record(last.path):
             saved = dict(last.meta["config"][section])
         for key in keys:
-            before, now = saved.get(key), getattr(current, key)
+            if key not in saved:  # a run from before the key existed: nothing to compare
+                continue
+            before, now = saved[key], getattr(current, key)
             if isinstance(before, str) and before and Path(before).exists():
                 before = str(Path(before).resolve())  # a relative path of an older run's config
             if before != (list(now) if isinstance(now, tuple) else now):
                 raise ValueError(f"{section}.{key} was {before!r} in the run in {run_dir}, now "
-                                 f"{now!r}; a resumed run reads its data as before: drop that "
-                                 f"change, or start a new run with --out")
+                                 f"{now!r}; a resumed run keeps the data and model it was "
+                                 f"trained with: drop that change, or start a new run with --out")
     return last

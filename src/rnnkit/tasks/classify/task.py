@@ -22,7 +22,7 @@ from rnnkit.training import (
     CheckpointError, ShuffledBatches, StepOutput, TrainConfig, Trainer, config_from_dict,
     cpu_threads, load_checkpoint,
 )
-from rnnkit.training.checkpoint import check_resumed_settings, reading_record
+from rnnkit.training.checkpoint import check_resumed_settings, model_shape_keys, reading_record
 from rnnkit.training.config import make_paths_absolute
 
 from .data import (
@@ -131,7 +131,8 @@ def _train(config: ClassifyConfig, run_dir: Path, resume: bool, notify) -> dict:
         # the seed draws the validation split (prepare_data), so it is data as well
         check_resumed_settings(run_dir, {
             "data": (config.data, ("data", "validation_fraction", "batch_size")),
-            "train": (config.train, ("seed",))})
+            "train": (config.train, ("seed",)),
+            "model": (config.model, model_shape_keys(config.model))})
     data = prepare_data(config.data, config.train.seed)
     device = config.train.device
     train = Tensors.from_sequences(data.train.sequences, data.train.labels, data.normalizer, device)

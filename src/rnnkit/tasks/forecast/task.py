@@ -23,7 +23,7 @@ from rnnkit.data.timeseries import TimeSeries, load_series
 from rnnkit.training import (
     CheckpointError, TrainConfig, atomic_write, config_from_dict, cpu_threads, load_checkpoint,
 )
-from rnnkit.training.checkpoint import check_resumed_settings, reading_record
+from rnnkit.training.checkpoint import check_resumed_settings, model_shape_keys, reading_record
 from rnnkit.training.config import make_paths_absolute
 
 from .baselines import baseline_forecasts
@@ -225,7 +225,8 @@ def _train_forecast(config: ForecastConfig, run_dir: Path, resume: bool, backtes
     if resume:
         check_resumed_settings(run_dir, {"data": (data, (
             "data", "time_col", "value_cols", "covariate_cols", "horizon", "holdout", "window",
-            "warmup", "batch_size", "validation"))})
+            "warmup", "batch_size", "validation")),
+            "model": (config.model, model_shape_keys(config.model))})
     rows = feature_rows(series.values, series.covariates)
     train_rows = rows[: len(rows) - holdout]
     label = model_label(config)

@@ -26,7 +26,7 @@ from rnnkit.training import (
     CheckpointError, ContiguousBatches, StepOutput, TrainConfig, Trainer, config_from_dict,
     load_checkpoint,
 )
-from rnnkit.training.checkpoint import check_resumed_settings, reading_record
+from rnnkit.training.checkpoint import check_resumed_settings, model_shape_keys, reading_record
 from rnnkit.training.config import make_paths_absolute
 
 from .model import CharLanguageModel, ModelConfig
@@ -184,7 +184,7 @@ def train_lm(config: LMConfig, run_dir: str | Path, *, resume: bool = False,
     make_paths_absolute(config.data, "corpus")
     data = prepare_data(config.data)
     if resume:
-        _check_resumed_data(run_dir, config.data, data.vocabulary)
+        _check_resumed_data(run_dir, config.data, config.model, data.vocabulary)
     device = config.train.device
     train_tokens = data.vocabulary.encode(data.split.train).to(device)
     valid_tokens = _encode_heldout(data.vocabulary, data.split.validation, "validation")
@@ -237,12 +237,14 @@ def train_lm(config: LMConfig, run_dir: str | Path, *, resume: bool = False,
     }
 
 
-def _check_resumed_data(run_dir: Path, data: DataConfig, vocabulary: CharVocabulary) -> None:
+def _check_resumed_data(run_dir: Path, data: DataConfig, model: ModelConfig,
+                        vocabulary: CharVocabulary) -> None:
     """A resumed run must read the text it was trained on, the same way: another corpus would
     give the embedding rows other characters' meanings, another batch size no longer fits the
     carried state."""
     last = check_resumed_settings(run_dir, {
-        "data": (data, ("corpus", "batch_size", "window", "random_length"))})
+        "data": (data, ("corpus", "batch_size", "window", "random_length")),
+        "model": (model, model_shape_keys(model))})
     with reading_record(last.path):
         saved_vocabulary = last.meta["vocabulary"]
     if saved_vocabulary != vocabulary.to_list():
