@@ -9,6 +9,7 @@ import pytest
 import torch
 
 import rnnkit
+from one_line import assert_one_line_error
 from rnnkit.cli.main import main
 
 
@@ -56,9 +57,15 @@ def test_every_command_has_help(command):
     assert "usage: rnnkit" in result.stdout
 
 
-def test_demo_rejects_non_positive_sizes():
-    with pytest.raises(SystemExit, match="--train-steps must be positive; got 0"):
-        main(["demo", "--train-steps", "0"])
+@pytest.mark.parametrize("option, value, fragment", [
+    ("--train-steps", "0", "--train-steps must be >= 1; got 0"),
+    ("--hidden", "-3", "--hidden must be >= 1; got -3"),
+    ("--steps", "1", "--steps must be >= 2; got 1"),
+])
+def test_demo_rejects_too_small_sizes_like_every_usage_error(capsys, option, value, fragment):
+    """Exit status 2 and one ``rnnkit: error:`` line, as every other command (it exited 1)."""
+    code = main(["demo", option, value])
+    assert_one_line_error(code, capsys.readouterr().err, fragment)
 
 
 def test_demo_json_result(capsys):

@@ -60,9 +60,10 @@ def _run_demo(args) -> int:
     from rnnkit.tasks.demo import DemoConfig, run_demo
 
     for name in ("hidden", "steps", "train_steps"):
-        if getattr(args, name) < (2 if name == "steps" else 1):
-            raise SystemExit(f"rnnkit demo: --{name.replace('_', '-')} must be positive; "
-                             f"got {getattr(args, name)}")
+        least = 2 if name == "steps" else 1  # the adding problem marks two steps
+        if getattr(args, name) < least:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= {least}; got "
+                             f"{getattr(args, name)}")
     config = DemoConfig(cell=args.cell, hidden_size=args.hidden, steps=args.steps,
                         train_steps=args.train_steps, seed=args.seed)
     log = (lambda line: print(line, file=sys.stderr)) if args.json else print
