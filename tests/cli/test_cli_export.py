@@ -161,3 +161,36 @@ def test_onnx_export_without_the_extra_says_how_to_install_it(lm_run, tmp_path, 
                         tmp_path / "onnx"], capsys)
     assert code == 2 and "pip install 'rnnkit[export]'" in err and "\n" not in err.strip()
     assert not (tmp_path / "onnx").exists()
+
+
+def _tree(folder):
+    """{relative path: bytes} of every file below ``folder``."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*"))
+            if p.is_file()}
+
+
+def test_export_never_overwrites_what_is_not_an_export(lm_run, tmp_path, capsys):
+    """A folder of the user's files, a file, the run itself or a folder inside it are refused
+    with nothing written; an earlier export's folder may be exported into again. The user's
+    README.txt and task.json used to be replaced, and exports landed inside the run."""
+    run_before = _tree(lm_run)
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "README.txt").write_text("my notes")
+    (mine / "task.json").write_text('{"todo": 1}')
+    step = sorted((lm_run / "checkpoints").glob("step-*"))[-1]
+    for out, fragment in ((mine, "already holds files that are not an rnnkit export"),
+                          (mine / "README.txt", "--out must be a folder"),
+                          (lm_run, f"is in the training run {lm_run}"),
+                          (step, f"is in the training run {lm_run}"),
+                          (lm_run / "checkpoints" / "new", f"is in the training run {lm_run}")):
+        code, out_text, err = run(["export", "--checkpoint", lm_run, "--format", "numpy",
+                                   "--out", out], capsys)
+        assert code == 2 and fragment in err and "\n" not in err.strip(), err
+    assert _tree(mine) == {"README.txt": b"my notes", "task.json": b'{"todo": 1}'}
+    assert _tree(lm_run) == run_before
+    again = tmp_path / "again"
+    for _ in range(2):  # the second export replaces the first's files
+        code, _, err = run(["export", "--checkpoint", lm_run, "--format", "numpy", "--out",
+                            again], capsys)
+        assert code == 0, err

@@ -20,7 +20,9 @@ def add_export(commands) -> None:
     parser.add_argument("--checkpoint", required=True, metavar="DIR",
                         help="a run folder (--out of a training run) or one checkpoint")
     parser.add_argument("--format", required=True, choices=FORMATS)
-    parser.add_argument("--out", required=True, metavar="DIR", help="folder to write")
+    parser.add_argument("--out", required=True, metavar="DIR",
+                        help="folder to write: a new or empty one, or an earlier export's "
+                             "(never a training run's)")
     parser.add_argument("--which", choices=("best", "last"), default="best")
     parser.add_argument("--name", default="rnnkit_model",
                         help="C only: prefix of the generated files and symbols")
@@ -54,12 +56,43 @@ def _load_task_model(path: str, which: str):
                      f"with rnnkit.export from Python)")
 
 
+def _is_earlier_export(folder: Path) -> bool:
+    """Whether ``folder`` holds the task.json an rnnkit export writes (so exporting into it
+    again replaces only an export's files)."""
+    try:
+        info = json.loads((folder / "task.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(info, dict) and {"task", "input", "output"} <= info.keys()
+
+
+def _check_export_folder(out: Path) -> None:
+    """Refuse an --out whose files an export would overwrite: a file, a training run (or a
+    folder inside one), or a folder holding anything but an earlier export."""
+    from rnnkit.training.checkpoint import INDEX, META
+
+    from .runs import enclosing_run
+
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out must be a folder, and {out} is a file; choose another --out")
+    run = enclosing_run(out)
+    if run is None and any((out / name).is_file() for name in (META, INDEX, f"checkpoints/{INDEX}")):
+        run = out
+    if run is not None:
+        raise ValueError(f"--out {out} is in the training run {run}, whose files the export "
+                         f"would mix with or overwrite; choose a folder outside it")
+    if out.is_dir() and any(out.iterdir()) and not _is_earlier_export(out):
+        raise ValueError(f"--out {out} already holds files that are not an rnnkit export; "
+                         f"choose a new or empty folder")
+
+
 def run_export(args) -> int:
     from rnnkit.export import export_c, export_numpy, export_onnx
     from rnnkit.training import atomic_write
 
-    model, task_info = _load_task_model(args.checkpoint, args.which)
     out = Path(args.out)
+    _check_export_folder(out)
+    model, task_info = _load_task_model(args.checkpoint, args.which)
     if args.format == "onnx":
         report = export_onnx(model, out)
     elif args.format == "numpy":
