@@ -219,15 +219,22 @@ def test_predict_refuses_other_columns_a_png_out_and_overwriting_its_data(covari
                                                                         series_csv, tmp_path,
                                                                         capsys):
     run_dir, _ = covariate_run
+    notes = tmp_path / "notes.txt"  # any other file a typo could name
+    notes.write_text("mine")
+    holdout_before = (run_dir / "holdout.csv").read_bytes()
     for flags, fragment in (
             (["--value-col", "a", "--covariate-col", "u"], "trained on 2 target column(s)"),
             (["--out", tmp_path / "plot.png"], "a PNG is written beside it"),
             (["--out", series_csv], "is the input data file"),
+            (["--out", notes], "ending in .csv"),
+            (["--out", run_dir / "holdout.csv"], f"inside the training run {run_dir}"),
             (["--horizon", "0"], "--horizon must be >= 1")):
         code, out, err = run(["forecast", "predict", "--checkpoint", run_dir, "--data",
                               series_csv, *flags], capsys)
         assert_one_line_error(code, err, fragment)
         assert out == ""
+    assert notes.read_text() == "mine"
+    assert (run_dir / "holdout.csv").read_bytes() == holdout_before
 
 
 @needs_statsmodels

@@ -69,9 +69,7 @@ def _is_earlier_export(folder: Path) -> bool:
 def _check_export_folder(out: Path) -> None:
     """Refuse an --out whose files an export would overwrite: a file, a training run (or a
     folder inside one), or a folder holding anything but an earlier export."""
-    from rnnkit.training.checkpoint import INDEX, META
-
-    from .runs import enclosing_run
+    from rnnkit.training.checkpoint import INDEX, META, enclosing_run
 
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out must be a folder, and {out} is a file; choose another --out")

@@ -46,25 +46,10 @@ TRAIN_COMMANDS = {"lm": "rnnkit train lm", "classify": "rnnkit classify train",
                   "forecast": "rnnkit forecast train"}
 
 
-def enclosing_run(path: Path) -> Path | None:
-    """The run folder that ``path`` lies strictly inside (its checkpoints folder, one of its
-    checkpoints, or anything below them), or None."""
-    from rnnkit.training.checkpoint import INDEX, META
-
-    for folder in Path(path).resolve().parents:
-        if (folder / META).is_file():  # one checkpoint: the run is two levels up
-            return folder.parent.parent
-        if (folder / INDEX).is_file():  # a checkpoints folder
-            return folder.parent
-        if (folder / "checkpoints" / INDEX).is_file():
-            return folder
-    return None
-
-
 def resolve_run(args, config_class, task: str, overrides: list[str]):
     """(config, run_dir) from ``args.out``, ``args.resume`` and ``args.config``."""
     from rnnkit.training import load_checkpoint, resolve_config
-    from rnnkit.training.checkpoint import INDEX, META, reading_record
+    from rnnkit.training.checkpoint import INDEX, META, enclosing_run, reading_record
 
     base = None
     if args.resume:

@@ -359,6 +359,19 @@ def load_checkpoint(path: str | os.PathLike, *, which: str = "last",
     raise CheckpointError(f"no intact checkpoint in {str(path)!r}: {problems[0]}")
 
 
+def enclosing_run(path: Path) -> Path | None:
+    """The training run that ``path`` lies below (in the run folder itself, its checkpoints
+    folder, one of its checkpoints, or deeper), or None. A run is known by its index."""
+    for folder in Path(path).resolve().parents:
+        if (folder / META).is_file():  # one checkpoint: the run is two levels up
+            return folder.parent.parent
+        if (folder / INDEX).is_file():  # a checkpoints folder
+            return folder.parent
+        if (folder / CHECKPOINTS / INDEX).is_file():
+            return folder
+    return None
+
+
 def model_shape_keys(model_config) -> tuple[str, ...]:
     """The keys of a task's model config that a resumed run must keep: all but ``dropout``,
     which changes no weight and may well be changed to continue training."""

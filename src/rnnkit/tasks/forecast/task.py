@@ -23,7 +23,8 @@ from rnnkit.data.timeseries import TimeSeries, load_series
 from rnnkit.training import (
     CheckpointError, TrainConfig, atomic_write, config_from_dict, cpu_threads, load_checkpoint,
 )
-from rnnkit.training.checkpoint import check_resumed_settings, model_shape_keys, reading_record
+from rnnkit.training.checkpoint import (check_resumed_settings, enclosing_run, model_shape_keys,
+                                         reading_record)
 from rnnkit.training.config import make_paths_absolute
 
 from .baselines import baseline_forecasts
@@ -326,8 +327,15 @@ def predict_forecast(path: str | Path, data: str, *, horizon: int | None = None,
     out = Path(out or "forecast.csv")
     if out.suffix.lower() == ".png":
         raise ValueError(f"--out names the forecast CSV (a PNG is written beside it); got {out}")
+    if out.suffix.lower() != ".csv":
+        # a typo (--out data.txt, the corpus) would otherwise replace any file
+        raise ValueError(f"--out names the forecast CSV file, ending in .csv; got {out}")
     if Path(data).exists() and out.resolve() == Path(data).resolve():
         raise ValueError(f"--out {out} is the input data file; choose another path")
+    run = enclosing_run(out)
+    if run is not None:
+        raise ValueError(f"--out {out} is inside the training run {run}, whose files it could "
+                         f"replace; choose a path outside it")
     if fitted.model.covariates and config.model.decoder == "autoregressive":
         raise ValueError("this model's autoregressive decoder needs the covariates' future "
                          "values, which a forecast past the data's end does not have; train "
