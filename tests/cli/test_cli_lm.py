@@ -216,6 +216,29 @@ def test_text_the_model_cannot_score_is_an_error_not_zero_bits(trained_run, tmp_
     assert out == ""
 
 
+def test_evaluate_counts_unknown_characters_and_refuses_a_text_mostly_unknown(trained_run,
+                                                                             tmp_path, capsys):
+    """A text the model can read only a few characters of used to be scored on those few (a
+    warning on stderr, nothing in the result)."""
+    known = tiny_text(6000)
+    some = tmp_path / "some.txt"  # every 10th character one the model never saw
+    some.write_text("".join("#" if i % 10 == 9 else c for i, c in enumerate(known)),
+                    encoding="utf-8")
+    text = some.read_text(encoding="utf-8")
+    expected = text[len(text) * 95 // 100:].count("#")  # the test part: the last 5%
+    code, out, _ = run(["evaluate", "--checkpoint", trained_run, "--corpus", some, "--json"],
+                       capsys)
+    assert code == 0 and expected > 0
+    assert json.loads(out)["unknown_characters"] == expected
+    code, out, _ = run(["evaluate", "--checkpoint", trained_run, "--corpus", some], capsys)
+    assert f"{expected:,} characters outside the model's vocabulary were skipped" in out
+    mostly = tmp_path / "mostly.txt"  # two unknown characters for each known one
+    mostly.write_text("".join(c + "##" for c in known), encoding="utf-8")
+    code, out, err = run(["evaluate", "--checkpoint", trained_run, "--corpus", mostly], capsys)
+    assert_one_line_error(code, err, "characters are not in the model's vocabulary")
+    assert out == ""
+
+
 def test_resume_refuses_another_corpus_batch_size_or_a_checkpoint_folder(trained_run, corpus,
                                                                          tmp_path, capsys):
     import shutil

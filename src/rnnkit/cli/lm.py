@@ -145,6 +145,9 @@ def run_evaluate(args) -> int:
         print(f"{result['split']}: {result['bpc']:.4f} bits per character (perplexity "
               f"{result['perplexity']:.3f}) on {result['characters']:,} characters of "
               f"{result['corpus']}; checkpoint {result['checkpoint']} (step {result['step']})")
+        if result["unknown_characters"]:
+            print(f"  {result['unknown_characters']:,} characters outside the model's vocabulary "
+                  f"were skipped, not scored")
         if "dynamic" in result:
             settings = result["dynamic"]["dynamic"]
             print(f"{result['split']} with dynamic evaluation ({settings['rule']} lr "

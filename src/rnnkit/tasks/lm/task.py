@@ -119,7 +119,8 @@ def prepare_data(config: DataConfig, vocabulary: CharVocabulary | None = None) -
     return PreparedData(split, vocabulary, corpus.source)
 
 
-def _encode_heldout(vocabulary: CharVocabulary, text: str, what: str) -> torch.Tensor:
+def _encode_heldout(vocabulary: CharVocabulary, text: str, what: str) -> tuple[torch.Tensor, int]:
+    """(token ids of the characters the model knows, how many characters were skipped)."""
     tokens = vocabulary.encode(text, unknown="skip")
     if tokens.numel() < 2:
         # One character has nothing before it to be predicted from; a score over none would
@@ -127,12 +128,19 @@ def _encode_heldout(vocabulary: CharVocabulary, text: str, what: str) -> torch.T
         raise ValueError(f"the {what} text has {tokens.numel()} character(s) the model knows, "
                          f"too few to score; use a corpus written in the training text's "
                          f"characters")
+    skipped = len(text) - tokens.numel()
+    if 2 * skipped > len(text):
+        # The score of the few known characters, read without their context, would describe
+        # neither this text nor the model.
+        raise ValueError(f"{skipped:,} of the {what} text's {len(text):,} characters are not in "
+                         f"the model's vocabulary; use a corpus written in the training text's "
+                         f"characters")
     unknown = vocabulary.unknown_characters(text)
     if unknown:
         # Characters never seen in training cannot be scored; they are dropped and said so.
         log.warning("%d distinct characters of the %s text are not in the vocabulary (%r); "
                     "they are skipped when scoring", len(unknown), what, "".join(unknown[:10]))
-    return tokens
+    return tokens, skipped
 
 
 def bits_per_character(model: CharLanguageModel, tokens: torch.Tensor, *, rows: int,
@@ -187,8 +195,8 @@ def train_lm(config: LMConfig, run_dir: str | Path, *, resume: bool = False,
         _check_resumed_data(run_dir, config.data, config.model, data.vocabulary)
     device = config.train.device
     train_tokens = data.vocabulary.encode(data.split.train).to(device)
-    valid_tokens = _encode_heldout(data.vocabulary, data.split.validation, "validation")
-    test_tokens = _encode_heldout(data.vocabulary, data.split.test, "test")
+    valid_tokens, _ = _encode_heldout(data.vocabulary, data.split.validation, "validation")
+    test_tokens, _ = _encode_heldout(data.vocabulary, data.split.test, "test")
     batches = ContiguousBatches(train_tokens, config.data.batch_size, config.data.window,
                                 random_length=config.data.random_length, seed=config.train.seed)
     torch.manual_seed(config.train.seed)  # the same initial weights for the same seed
@@ -308,9 +316,10 @@ def evaluate_lm(path: str | Path, *, corpus: str | None = None, split: str = "te
     data_config.check()
     data = prepare_data(data_config, vocabulary=loaded.vocabulary)
     start = time.perf_counter()
-    tokens = _encode_heldout(loaded.vocabulary, getattr(data.split, split), split)
+    tokens, skipped = _encode_heldout(loaded.vocabulary, getattr(data.split, split), split)
     metrics = bits_per_character(loaded.model, tokens, rows=data_config.eval_rows,
                                  window=data_config.eval_window)
+    metrics["unknown_characters"] = skipped  # not scored (not in the vocabulary)
     if dynamic or dynamic_lr is not None:
         settings = loaded.config.dynamic
         if dynamic_lr is not None:
