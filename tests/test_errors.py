@@ -806,7 +806,7 @@ def test_bidirectional_directions_take_different_input_sizes():
                  1, H, P, id="LSTM-proj->Recurrent"),
     pytest.param(lambda: [Recurrent(GRUCell(I, H)), Recurrent(GRUCell(H, H)),
                           Recurrent(GRUCell(I, H))], 2, I, H, id="third-layer"),
-    pytest.param(lambda: [Recurrent(GRUCell(I, H)), RNN(H, H, batch_first=True)], 1, H, H,
+    pytest.param(lambda: [Recurrent(GRUCell(I, H)), Recurrent(RNNCell(H, H))], 1, H, H,
                  id="control-chains"),
 ])
 def test_stacked_layers_do_not_chain(layers, index, takes, gets):
@@ -833,6 +833,36 @@ def test_stacked_residual_with_mismatched_widths(layers, index, width_in, width_
                    rf"^residual=True needs layer {index} to keep its width; "
                    rf"it maps {width_in} -> {width_out}$")
     Stacked(layers(), residual=False)  # control: without residual the same stack is fine
+
+
+@pytest.mark.parametrize("make, index, got", [
+    pytest.param(lambda: [GRUCell(I, H)], 0, "GRUCell \\(wrap a cell in rnnkit.Recurrent\\)",
+                 id="cell"),
+    pytest.param(lambda: [Recurrent(GRUCell(I, H)), nn.Linear(H, H)], 1, "Linear", id="Linear"),
+    # a drop-in preset chains by its sizes but has no layer interface (it failed in forward)
+    pytest.param(lambda: [Recurrent(GRUCell(I, H)), RNN(H, H, batch_first=True)], 1, "RNN",
+                 id="preset"),
+])
+def test_stacked_takes_only_layers(make, index, got):
+    """It used to accept anything and fail later with an AttributeError about its internals."""
+    assert_rejects(lambda: Stacked(make()), TypeError,
+                   rf"^layers\[{index}\] must be a Recurrent or Bidirectional layer; got {got}$")
+
+
+@pytest.mark.parametrize("option, value, own", [("batch_first", False, True),
+                                                ("backend", "reference", "'auto'")])
+def test_bidirectional_refuses_options_its_given_layers_contradict(option, value, own):
+    """batch_first/backend configure the layers made from cells; with given Recurrent layers
+    they were silently ignored, and batch_first=False read time-major input as batch-major."""
+    def make(**options):
+        return Bidirectional(Recurrent(GRUCell(I, H)), Recurrent(GRUCell(I, H), reverse=True),
+                             **options)
+
+    assert_rejects(lambda: make(**{option: value}), ValueError,
+                   rf"^forward_layer has {option}={esc(str(own))} but {option}="
+                   rf"{esc(repr(value))} was passed; a given Recurrent layer keeps its own")
+    make()  # control: no option, or one the layers agree with
+    make(batch_first=True, backend="auto")
 
 
 def test_stacked_without_layers():

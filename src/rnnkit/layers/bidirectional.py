@@ -32,6 +32,10 @@ class Bidirectional(nn.Module):
     * ``concat``: [o_f, o_b] on the feature axis -> (B, T, 2 H_out) (torch.nn's layout)
     * ``sum``: o_f + o_b,  ``mean``: (o_f + o_b) / 2,  ``mul``: o_f * o_b -> (B, T, H_out)
 
+    ``batch_first`` (default True) and ``backend`` (default "auto") configure the Recurrent
+    layers made from cells; given Recurrent layers keep their own, and a value passed here that
+    contradicts them is an error rather than silently ignored.
+
     forward(x, state=None, *, lengths=None) -> (output, BidirectionalState)
     """
 
@@ -41,23 +45,32 @@ class Bidirectional(nn.Module):
         backward_layer: Recurrent | RecurrentCell,
         *,
         merge: str = "concat",
-        batch_first: bool = True,
-        backend: str = "auto",
+        batch_first: bool | None = None,
+        backend: str | None = None,
     ) -> None:
         super().__init__()
-        check_backend_name(backend)
+        if backend is not None:
+            check_backend_name(backend)
         if merge not in MERGE_MODES:
             raise ValueError(f"merge must be one of {MERGE_MODES}; got {merge!r}")
         layers = []
         for name, layer, reverse in (("forward_layer", forward_layer, False),
                                      ("backward_layer", backward_layer, True)):
             if isinstance(layer, RecurrentCell):
-                layer = Recurrent(layer, reverse=reverse, batch_first=batch_first, backend=backend)
+                layer = Recurrent(layer, reverse=reverse,
+                                  batch_first=True if batch_first is None else batch_first,
+                                  backend=backend or "auto")
             elif not isinstance(layer, Recurrent):
                 raise TypeError(f"{name} must be an rnnkit cell or Recurrent layer; got "
                                 f"{type(layer).__name__}")
             elif layer.reverse != reverse:
                 raise ValueError(f"{name} must have reverse={reverse}; got reverse={layer.reverse}")
+            else:
+                for option, given in (("batch_first", batch_first), ("backend", backend)):
+                    if given is not None and getattr(layer, option) != given:
+                        raise ValueError(f"{name} has {option}={getattr(layer, option)!r} but "
+                                         f"{option}={given!r} was passed; a given Recurrent "
+                                         f"layer keeps its own, so pass cells or drop {option}")
             layers.append(layer)
         forward_layer, backward_layer = layers
         if forward_layer.batch_first != backward_layer.batch_first:

@@ -8,10 +8,13 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..cells.base import RecurrentCell
 from .autocast import recurrence_outside_autocast
+from .bidirectional import Bidirectional
 from .checks import check_layer_call
 from .dropout import dropout as rnnkit_dropout
 from .masking import valid_steps
+from .recurrent import Recurrent
 
 
 class Stacked(nn.Module):
@@ -40,6 +43,12 @@ class Stacked(nn.Module):
         if (not isinstance(dropout, (int, float)) or isinstance(dropout, bool)
                 or not 0.0 <= dropout <= 1.0):
             raise ValueError(f"dropout must be a probability in [0, 1]; got {dropout!r}")
+        for index, layer in enumerate(layers):
+            if not isinstance(layer, (Recurrent, Bidirectional)):
+                hint = (" (wrap a cell in rnnkit.Recurrent)" if isinstance(layer, RecurrentCell)
+                        else "")
+                raise TypeError(f"layers[{index}] must be a Recurrent or Bidirectional layer; "
+                                f"got {type(layer).__name__}{hint}")
         for index in range(1, len(layers)):
             below, above = layers[index - 1], layers[index]
             if above.input_size != below.output_size:
