@@ -679,6 +679,46 @@ def test_unknown_backend_name_in_scan(name, compute):
                    compute)
 
 
+def _lstm_scan_args():
+    cell = LSTMCell(I, H)
+    return cell, torch.zeros(T, B, 4 * H), cell.initial_state(B)
+
+
+@pytest.mark.parametrize("backend", ["auto", "reference"])
+@pytest.mark.parametrize("change, exc_type, pattern", [
+    pytest.param(lambda c, g, s: (c, g[:0], s), ValueError,
+                 rf"^gates_x must have at least one time step; got shape \(0, {B}, {4 * H}\)$",
+                 id="no-steps"),
+    pytest.param(lambda c, g, s: (c, g[..., :2 * H], s), ValueError,
+                 rf"^gates_x must have G = 4 x {H} = {4 * H} features for this LSTMCell "
+                 rf"\(cell.project_input\(x\)\); got {2 * H}$", id="gate-width"),
+    pytest.param(lambda c, g, s: (c, g, c.initial_state(B + 1)), ValueError,
+                 rf"^state0.h must have shape \({B}, {H}\); got", id="state-batch"),
+    pytest.param(lambda c, g, s: (c, g, s.h), TypeError,
+                 r"^state0 must be a LSTMState\('h', 'c'\) of 2 tensors; got", id="bare-h"),
+    pytest.param(lambda c, g, s: (GRUCell(I, H), torch.zeros(T, B, 3 * H), s), TypeError,
+                 r"^state0 must be a GRUState\('h',\) of 1 tensors; got a LSTMState of 2",
+                 id="other-cell's-state"),
+    pytest.param(lambda c, g, s: (c, g, s._replace(c=s.c.double())), TypeError,
+                 r"^state0.c dtype torch.float64 does not match", id="state-dtype"),
+])
+def test_scan_checks_gates_and_state(change, exc_type, pattern, backend, compute):
+    """scan is public: it checked only the rank of gates_x, and the rest failed inside torch
+    (or, with no steps, returned an empty result on one backend and raised on the other)."""
+    cell, gates_x, state0 = change(*_lstm_scan_args())
+    assert_rejects(lambda: rnnkit.scan(cell, gates_x, state0, backend=backend), exc_type,
+                   pattern, compute)
+
+
+def test_scan_takes_none_or_a_plain_tuple_as_its_state():
+    cell, gates_x, state0 = _lstm_scan_args()
+    gates_x = torch.randn_like(gates_x)
+    expected, expected_state = rnnkit.scan(cell, gates_x, state0)
+    for given in (None, (state0.h, state0.c)):
+        output, state = rnnkit.scan(cell, gates_x, given)
+        assert torch.equal(output, expected) and torch.equal(state.c, expected_state.c)
+
+
 # --------------------------------------------------------------------------------------------
 # constructors
 

@@ -120,15 +120,32 @@ def scan(
 ) -> tuple[torch.Tensor, NamedTuple]:
     """Run ``cell`` over time on precomputed input projections.
 
-    gates_x: (T, B, G) = ``cell.project_input(x)`` time-major. state0: the cell's state with
-    fields (B, *). lengths: optional valid lengths, (B,) ints in 1..T or a (T, B) boolean mask
-    (see :func:`rnnkit.layers.normalize_lengths`). reverse: run from the last valid step to the
+    gates_x: (T, B, G) = ``cell.project_input(x)`` time-major, T >= 1. state0: the cell's
+    state with fields (B, *) in gates_x's dtype (a plain tuple of them is taken too), or None
+    for zeros. lengths: optional valid lengths, (B,) ints in 1..T or a (T, B) boolean mask (see
+    :func:`rnnkit.layers.normalize_lengths`). reverse: run from the last valid step to the
     first.
     Returns outputs (T, B, H_out) (zero past each length) and the final state (each sequence's
     own last state).
     """
+    # Imported here: the cells' and layers' packages import this module.
+    from ..cells.base import check_cell_state
+
     if gates_x.dim() != 3:
         raise ValueError(f"gates_x must be 3-D (T, B, G); got shape {tuple(gates_x.shape)}")
+    steps, batch, width = gates_x.shape
+    if steps == 0:
+        raise ValueError("gates_x must have at least one time step; got shape "
+                         f"{tuple(gates_x.shape)}")
+    gates = cell.gate_count * cell.hidden_size
+    if width != gates:
+        raise ValueError(f"gates_x must have G = {cell.gate_count} x {cell.hidden_size} = {gates} "
+                         f"features for this {type(cell).__name__} (cell.project_input(x)); "
+                         f"got {width}")
+    if state0 is None:
+        state0 = cell.zero_state_like(gates_x, batch)
+    else:
+        state0 = check_cell_state(cell, state0, batch, gates_x, "state0")
     if lengths is not None:
         # Imported here: rnnkit.layers imports this module. Checked even though the layers check
         # too, since scan is public and a length past T would make a kernel read past its buffers.
@@ -165,7 +182,9 @@ def run_layer(
 ) -> tuple[torch.Tensor, NamedTuple]:
     """One direction of a layer: the input projection and the recurrence.
 
-    x: (B, T, I) if ``batch_first`` else (T, B, I); state0 and lengths as in :func:`scan`.
+    x: (B, T, I) if ``batch_first`` else (T, B, I); state0 the cell's NamedTuple and lengths a
+    (B,) int64 tensor in 1..T, both already checked: this is the layers' entry, after their own
+    checks (a Recurrent layer, or :func:`scan`, checks what a user passes).
     Returns the output in x's layout, (B, T, H_out) or (T, B, H_out), and the final state.
     Normally ``project`` (one GEMM over all steps) then ``run``; when no gradient is needed a
     backend may do both at once (``Backend.run_without_grad``). Under CPU bfloat16 autocast an

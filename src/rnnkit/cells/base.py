@@ -176,6 +176,20 @@ def cell_class(cell) -> type:
     return type(cell)
 
 
+def check_cell_state(cell: RecurrentCell, state, batch: int, reference: torch.Tensor,
+                     name: str = "state") -> NamedTuple:
+    """A user's state for ``cell`` over a batch of ``batch``: the cell's fields, each (batch,
+    width) in ``reference``'s dtype and device. Returns it as the cell's NamedTuple (a plain
+    tuple of the right tensors is accepted, as torch.nn accepts (h, c))."""
+    fields = cell.state_type._fields
+    if not isinstance(state, tuple) or len(state) != len(fields):
+        raise TypeError(f"{name} must be a {cell.state_type.__name__}{tuple(fields)} of "
+                        f"{len(fields)} tensors; got {describe_container(state)}")
+    for field, tensor, width in zip(fields, state, cell.state_sizes().values()):
+        check_state_tensor(f"{name}.{field}", tensor, (batch, width), reference)
+    return cell.state_type(*state)
+
+
 def check_state_tensor(name: str, tensor, expected_shape: tuple, reference: torch.Tensor) -> None:
     """One state tensor must match ``expected_shape`` and the input's dtype and device."""
     if not isinstance(tensor, torch.Tensor):

@@ -8,8 +8,7 @@ import torch
 from torch import nn
 
 from ..backends import check_backend_name, run_layer
-from ..cells.base import RecurrentCell, check_state_tensor
-from ..errors import describe_container
+from ..cells.base import RecurrentCell, check_cell_state
 from .autocast import recurrence_outside_autocast
 from .checks import check_layer_call
 
@@ -62,16 +61,8 @@ class Recurrent(nn.Module):
         """Validate a user state against the input; returns the cell's NamedTuple (or None)."""
         if state is None:
             return None
-        fields = self.cell.state_type._fields
-        if not isinstance(state, tuple) or len(state) != len(fields):
-            raise TypeError(
-                f"{name} must be a {self.cell.state_type.__name__}{tuple(fields)} of "
-                f"{len(fields)} tensors; got {describe_container(state)}"
-            )
-        batch = x.size(0) if self.batch_first else x.size(1)
-        for field, tensor, width in zip(fields, state, self.cell.state_sizes().values()):
-            check_state_tensor(f"{name}.{field}", tensor, (batch, width), x)
-        return self.cell.state_type(*state)
+        return check_cell_state(self.cell, state, x.size(0) if self.batch_first else x.size(1),
+                                x, name)
 
     def _forward(self, x: torch.Tensor, state: NamedTuple | None, lengths: torch.Tensor | None):
         """forward() without argument checks, for layers that have already checked them."""
