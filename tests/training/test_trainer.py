@@ -7,6 +7,7 @@ plain SGD arithmetic (so the effect of clipping on one update can be computed by
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
@@ -276,3 +277,35 @@ def test_resume_repairs_an_index_that_names_an_older_best(tmp_path):
     result = resumed.fit()
     assert result.best_step == 10
     assert load_checkpoint(tmp_path / "run", which="best").step == 10
+
+
+def test_rate_excludes_evaluation_time_between_log_records(tmp_path, monkeypatch):
+    """A fake clock: every step takes 2 s for 10 items (5 items/s) and every evaluation 7 s.
+    With evaluations between log records (eval_every not a multiple of log_every) the record
+    after one divided the whole window's items by the time since the evaluation alone."""
+    import types
+
+    from rnnkit.training import ShuffledBatches
+    from rnnkit.training import trainer as trainer_module
+
+    clock = [0.0]
+    monkeypatch.setattr(trainer_module, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    model = nn.Linear(2, 1)
+
+    def loss_fn(model, indices, carry):
+        clock[0] += 2.0
+        return StepOutput(model(torch.ones(len(indices), 2)).pow(2).mean(), None, 10)
+
+    def evaluate_fn(model):
+        clock[0] += 7.0
+        return {"loss": 1.0}
+
+    config = TrainConfig(max_steps=12, log_every=4, eval_every=6, progress=False,
+                         warmup_steps=0)
+    Trainer(model, config, batches=ShuffledBatches(100, 5), loss_fn=loss_fn,
+            evaluate_fn=evaluate_fn, run_dir=tmp_path, notify=lambda line: None).fit()
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    rates = {r["step"]: r["per_second"] for r in records if r["split"] == "train"}
+    assert set(rates) == {4, 8, 12}
+    for step, rate in rates.items():
+        assert rate == pytest.approx(5.0), (step, rate)

@@ -429,7 +429,10 @@ class Trainer:
                         f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
                     clock = time.perf_counter()
                     self.elapsed += clock - now
-                    window_start = clock
+                    # the evaluation's time is not training time: shift the window's start by
+                    # it, keeping the window's count (resetting the start alone overstated the
+                    # rate when eval_every is not a multiple of log_every)
+                    window_start += clock - now
                     if config.patience is not None and self.evals_since_best >= config.patience:
                         status = "early stopping"
                         break
