@@ -800,3 +800,31 @@ def test_baselines_go_without_the_ar_row_when_it_cannot_be_fitted(caplog):
     assert list(forecasts) == ["naive", "seasonal naive"]
     np.testing.assert_array_equal(forecasts["naive"], np.full(3, 5.0))
     assert "the AR baseline could not be fitted" in caplog.text
+
+
+@needs_statsmodels
+def test_every_backtest_fold_forecasts_as_many_rows_as_the_holdout(tmp_path, monkeypatch):
+    """holdout > horizon (autoregressive decoder): fold 0 scored 25 rows and the earlier folds
+    only H = 10, and the mean over folds mixed lead times. Oracle: each fold's naive forecast
+    (the last training value, repeated) scored on the 25 rows after its origin."""
+    from rnnkit.tasks.forecast import backtest as backtest_module
+    from rnnkit.tasks.forecast.task import holdout_report
+
+    rows_count, holdout, step, season = 200, 25, 10, 12
+    values = (5 * np.sin(np.arange(rows_count) * 2 * np.pi / season)
+              + np.random.default_rng(0).normal(size=rows_count)).reshape(-1, 1)
+    series = TimeSeries(values, np.arange(rows_count), ["y"], None, [], "synthetic", season)
+    config = make_config(data={"horizon": 10, "holdout": holdout, "season": season},
+                         model={"decoder": "autoregressive"})
+    monkeypatch.setattr(backtest_module, "fit_forecaster", lambda *args, **kwargs: None)
+    first_origin = rows_count - holdout
+    fold_0 = holdout_report(series, None, config, values[:first_origin], "model")
+    result = rolling_origin_backtest(config, series, fold_0, folds=2, step=step,
+                                     run_dir=tmp_path, label="model", notify=quiet)
+    for k, fold in enumerate(result["folds"]):
+        origin = first_origin - k * step
+        naive = np.repeat(values[origin - 1:origin], holdout, axis=0)
+        expected = forecast_metrics(values[origin:origin + holdout], naive, values[:origin],
+                                    season)
+        for key, value in expected.items():
+            assert fold["naive"][key] == pytest.approx(value), (k, key)

@@ -3,7 +3,8 @@
 Origins step back from the holdout origin ``o_0 = N - holdout`` by ``step`` rows:
 ``o_k = o_0 - k * step`` for k = 1..folds. At every origin the scaler, the model and the AR(p)
 baseline are fitted afresh on the rows before it (re-estimation at each origin, Tashman 2000),
-and all forecasts cover the same H rows after it, so nothing after an origin leaks into its
+and all forecasts cover as many rows after it as the holdout does (``data.holdout``, or H), so
+every fold's metrics are over the same lead times and nothing after an origin leaks into its
 forecasts. Fold 0 is the holdout evaluation itself (its model is not trained twice). The summary
 is the mean of each metric over the folds, per method.
 """
@@ -48,14 +49,17 @@ def rolling_origin_backtest(config, series: TimeSeries, holdout_report: dict, *,
     rows = feature_rows(series.values, series.covariates)
     first_origin = len(rows) - (data.holdout or data.horizon)
     tables = [{"origin": str(series.time[first_origin]), **_generic(holdout_report["table"])}]
+    # Every fold forecasts as many rows as the holdout: errors grow with lead time, so a mean
+    # of 25-step and 10-step scores would describe neither.
+    span = data.holdout or data.horizon
     for k, origin in enumerate(origins, start=1):
         notify(f"backtest fold {k}/{folds}: origin {series.time[origin]} "
                f"({origin} training rows)")
+        end = origin + span  # <= N - step: origins lie at least `step` rows before the holdout's
         fold_series = TimeSeries(
-            series.values[: origin + data.horizon], series.time[: origin + data.horizon],
-            series.columns, None if series.covariates is None
-            else series.covariates[: origin + data.horizon], series.covariate_columns,
-            series.source, series.season)
+            series.values[:end], series.time[:end], series.columns,
+            None if series.covariates is None else series.covariates[:end],
+            series.covariate_columns, series.source, series.season)
         fitted = fit_forecaster(config, rows[:origin], series.values.shape[1],
                                 run_dir / f"fold-{k}", notify=notify)
         report = score(fold_series, fitted, config, rows[:origin], label)
