@@ -186,6 +186,17 @@ def test_temperature_zero_is_argmax():
     assert tokens.tolist() == [max(range(11), key=row.__getitem__) for row in logits.tolist()]
 
 
+@pytest.mark.parametrize("dtype, temperature", [(torch.float32, 1e-40), (torch.float64, 1e-310),
+                                                 (torch.float16, 1e-4)])
+def test_a_tiny_temperature_tends_to_argmax(dtype, temperature):
+    """logits / temperature overflowed to +inf, and the NaN probabilities crashed multinomial
+    (in float16 already at 1e-4)."""
+    logits = torch.tensor([[10.0, 9.0, -3.0], [0.5, -1.0, 2.0]], dtype=dtype)
+    tokens = sample_next(logits, temperature=temperature,
+                         generator=torch.Generator().manual_seed(0))
+    assert tokens.tolist() == [0, 2]
+
+
 def test_top_k_one_is_argmax():
     logits = torch.randn(200, 6, generator=torch.Generator().manual_seed(5))
     tokens = sample_next(logits, top_k=1, generator=torch.Generator().manual_seed(6))
@@ -355,6 +366,8 @@ def _beam(**overrides):
 
 @pytest.mark.parametrize("overrides, match", [
     (dict(beam_width=0), r"beam_width must be >= 1; got 0"),
+    (dict(beam_width=True), r"beam_width must be an integer >= 1; got True"),
+    (dict(length=False), r"length must be an integer >= 1; got False"),
     (dict(length=0), r"length must be >= 1; got 0"),
     (dict(first_logits=torch.zeros(2, V)), r"first_logits must be 2-D \(1, V\)"),
     (dict(first_logits=torch.zeros(V)), r"first_logits must be 2-D \(1, V\)"),

@@ -204,6 +204,30 @@ def test_generation_is_deterministic_under_a_seed(trained):
     assert set(first) <= set(trained.vocabulary.characters)
 
 
+def test_generation_leaves_the_callers_grad_mode_and_training_flag_alone(trained):
+    """The streaming generator held no_grad across its yields, so the caller's code between
+    two characters built no graph (and two interleaved generators left it off for good); and
+    both decoders left a training model in eval mode."""
+    model = trained.model
+    model.train()
+    try:
+        first = generate(trained, "And", length=5, seed=1)
+        second = generate(trained, "The", length=5, seed=2)
+        next(first), next(second)
+        assert torch.is_grad_enabled()
+        assert (torch.ones(1, requires_grad=True) * 2).requires_grad
+        list(first), list(second)
+        assert torch.is_grad_enabled() and model.training
+        stopped = generate(trained, "And", length=50)
+        next(stopped)
+        stopped.close()  # the caller stops early
+        assert model.training
+        generate_beam(trained, "And", length=4, beam_width=2)
+        assert model.training and torch.is_grad_enabled()
+    finally:
+        model.eval()
+
+
 def test_greedy_sampling_equals_beam_width_one_and_a_plain_argmax_loop(trained):
     greedy = "".join(generate(trained, "The", length=25, temperature=0.0))
     model, vocabulary = trained.model, trained.vocabulary

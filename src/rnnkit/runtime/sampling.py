@@ -99,9 +99,13 @@ def sample_next(logits: Tensor, *, temperature: float = 1.0, top_k: int | None =
         raise ValueError(f"temperature must be >= 0 (0 means greedy); got {temperature}")
     if temperature == 0:
         return logits.argmax(dim=1)
+    # In at least float32 (half-precision softmax loses small probabilities), and shifted so
+    # each row's largest logit is 0: softmax is unchanged, and a tiny temperature can no longer
+    # overflow the division to +inf (NaN probabilities); it tends to greedy, as it should.
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    logits = logits - logits.amax(dim=1, keepdim=True)
     filtered = filter_logits(logits, temperature=temperature, top_k=top_k, top_p=top_p)
-    # Probabilities in at least float32: half-precision softmax loses small probabilities.
-    probs = F.softmax(filtered, dim=1, dtype=torch.promote_types(logits.dtype, torch.float32))
+    probs = F.softmax(filtered, dim=1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(1)
 
 
@@ -158,6 +162,8 @@ def beam_search(step: Callable[[Tensor, Any], tuple[Tensor, Any]], state: Any,
     hypotheses, best first by ``log_prob / len(tokens) ** length_penalty``.
     """
     for name, value in (("beam_width", beam_width), ("length", length)):
+        if isinstance(value, bool):  # operator.index takes True as 1
+            raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
         if operator.index(value) < 1:
             raise ValueError(f"{name} must be >= 1; got {value}")
     _check_logits("first_logits", first_logits, rows=1)

@@ -9,6 +9,8 @@ probable continuations and returns the best one at the end.
 
 from __future__ import annotations
 
+import contextlib
+
 from typing import Iterator
 
 import torch
@@ -66,16 +68,30 @@ def generate(loaded: LoadedModel, prompt: str = "", *, length: int = 300,
 def _sample(loaded: LoadedModel, tokens: torch.Tensor, length: int, temperature: float,
             top_k: int | None, top_p: float | None, generator) -> Iterator[str]:
     model, vocabulary = loaded.model, loaded.vocabulary
-    model.eval()
-    with torch.no_grad():
+    # Inference settings around each step's work only: a generator paused at `yield` runs the
+    # caller's code (training, another generator on the same model), whose grad mode and
+    # training flag must stay its own.
+    with _inference(model):
         logits, state = model(tokens)
-        logits = logits[:, -1]
-        for _ in range(length):
-            token = sample_next(logits.float(), temperature=temperature, top_k=top_k,
+    for index in range(length):
+        with _inference(model):
+            if index:
+                logits, state = model(token.view(1, 1), state)
+            token = sample_next(logits[:, -1].float(), temperature=temperature, top_k=top_k,
                                 top_p=top_p, generator=generator)
-            yield vocabulary.decode(token)
-            logits, state = model(token.view(1, 1), state)
-            logits = logits[:, -1]
+        yield vocabulary.decode(token)
+
+
+@contextlib.contextmanager
+def _inference(model: torch.nn.Module):
+    """no_grad and eval mode (dropout off), with the model's training flag restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
 
 
 def generate_beam(loaded: LoadedModel, prompt: str = "", *, length: int = 300,
@@ -84,15 +100,14 @@ def generate_beam(loaded: LoadedModel, prompt: str = "", *, length: int = 300,
     _check_options(length, 0.0)
     model = loaded.model
     tokens = encode_prompt(loaded, prompt, unknown=unknown)
-    model.eval()
-    with torch.no_grad():
-        logits, state = model(tokens)
 
     def step(batch_tokens: torch.Tensor, batch_state):
         step_logits, next_state = model(batch_tokens.view(-1, 1), batch_state)
         return step_logits[:, -1].float(), next_state
 
-    # torch-style recurrent states are (layers, B, H): the batch is dimension 1.
-    best = beam_search(step, state, logits[:, -1].float(), beam_width=beam_width, length=length,
-                       state_batch_dim=1)
+    with _inference(model):
+        logits, state = model(tokens)
+        # torch-style recurrent states are (layers, B, H): the batch is dimension 1.
+        best = beam_search(step, state, logits[:, -1].float(), beam_width=beam_width,
+                           length=length, state_batch_dim=1)
     return loaded.vocabulary.decode(best[0].tokens)
