@@ -246,19 +246,25 @@ def _check_layer_mode(mode, torch_module, rnnkit_module, *, kind, proj, num_laye
     assert_param_grads_match(rnnkit_module, torch_module, dtype, prefix=f"[{mode}] ")
 
 
+def padded_pair(tag, kind, proj, batch_first, backend):
+    """(torch module, rnnkit module, float64 input of BATCH sequences of up to STEPS): a
+    two-layer bidirectional pair with equal weights, for the variable-length tests."""
+    torch.manual_seed(seed_for(tag, kind, proj, batch_first))
+    torch_module, rnnkit_module = make_layer_pair(kind, num_layers=2, bidirectional=True,
+                                                  batch_first=batch_first, proj=proj,
+                                                  dtype=torch.float64, backend=backend)
+    shape = (BATCH, STEPS, INPUT) if batch_first else (STEPS, BATCH, INPUT)
+    return torch_module, rnnkit_module, torch.randn(shape, dtype=torch.float64)
+
+
 @pytest.mark.parametrize("batch_first", [False, True], ids=["tmajor", "bfirst"])
 @pytest.mark.parametrize("kind,proj", LAYER_CONFIGS,
                          ids=[f"{k}{'_proj' if p else ''}" for k, p in LAYER_CONFIGS])
 def test_lengths_as_mask_and_list_match_torch(kind, proj, batch_first, backend):
     """``lengths=`` as a boolean mask (input's first two dims), a list of ints or a NumPy array
     (or list of NumPy ints) == torch packed."""
-    torch.manual_seed(seed_for("mask", kind, proj, batch_first))
     dtype = torch.float64
-    torch_module, rnnkit_module = make_layer_pair(kind, num_layers=2, bidirectional=True,
-                                                  batch_first=batch_first, proj=proj, dtype=dtype,
-                                                  backend=backend)
-    shape = (BATCH, STEPS, INPUT) if batch_first else (STEPS, BATCH, INPUT)
-    x = torch.randn(shape, dtype=dtype)
+    torch_module, rnnkit_module, x = padded_pair("mask", kind, proj, batch_first, backend)
     lengths = torch.tensor(LENGTHS)
     packed = pack_padded_sequence(x, lengths, batch_first=batch_first, enforce_sorted=False)
     out_packed, state_t = torch_module(packed)
@@ -719,13 +725,8 @@ def test_non_finite_padding_is_never_read(kind, proj, batch_first, backend):
     """NaN and Inf past each length (what a padded batch may hold) change nothing: outputs,
     states and every gradient equal torch.nn's on the packed sequence, which never reads them.
     The input projection used to run over the padding, and 0 * NaN poisoned the gradients."""
-    torch.manual_seed(seed_for("nan-padding", kind, proj, batch_first))
     dtype = torch.float64
-    torch_module, rnnkit_module = make_layer_pair(kind, num_layers=2, bidirectional=True,
-                                                  batch_first=batch_first, proj=proj, dtype=dtype,
-                                                  backend=backend)
-    shape = (BATCH, STEPS, INPUT) if batch_first else (STEPS, BATCH, INPUT)
-    x = torch.randn(shape, dtype=dtype)
+    torch_module, rnnkit_module, x = padded_pair("nan-padding", kind, proj, batch_first, backend)
     for b, length in enumerate(LENGTHS):
         padding = x[b, length:] if batch_first else x[length:, b]
         padding.fill_(float("nan"))
