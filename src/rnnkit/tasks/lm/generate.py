@@ -40,7 +40,13 @@ def encode_prompt(loaded: LoadedModel, prompt: str, *, unknown: str = "error") -
             raise CorpusError("the prompt is empty (after dropping unknown characters) and the "
                               "vocabulary has no newline to start from; give a prompt")
         ids = vocabulary.encode("\n")
-    return ids.unsqueeze(0)
+    return ids.unsqueeze(0).to(_device(loaded.model))
+
+
+def _device(model: torch.nn.Module) -> torch.device:
+    """Where the model's weights are (load_lm(..., device=...)): the prompt and the seeded
+    generator go there too."""
+    return next(model.parameters()).device
 
 
 def _check_options(length: int, temperature: float, top_k: int | None = None,
@@ -61,7 +67,8 @@ def generate(loaded: LoadedModel, prompt: str = "", *, length: int = 300,
     # is printed.
     _check_options(length, temperature, top_k, top_p)
     tokens = encode_prompt(loaded, prompt, unknown=unknown)
-    generator = torch.Generator().manual_seed(seed) if seed is not None else None
+    generator = (torch.Generator(device=_device(loaded.model)).manual_seed(seed)
+                 if seed is not None else None)
     return _sample(loaded, tokens, length, temperature, top_k, top_p, generator)
 
 
