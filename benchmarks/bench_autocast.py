@@ -10,7 +10,9 @@ products (AMX tiles or AVX512-BF16 dot products) around a float32 state
 same oneDNN primitive, GRU and RNN with every product, the recurrent ones too, in bfloat16.
 One call is a training call (forward, backward of the output's sum) or an inference call
 (no_grad) on (T, B, H) = (100, B, H) input. The three sides are timed interleaved, each sample
-as many calls as take ~20 ms, the order rotating per repeat; medians.
+as many calls as take ~20 ms, the order rotating per repeat; medians. Before a point is timed,
+each side's output under autocast is compared with torch.nn's float32 output
+(``max_abs_error_vs_float32``; rnnkit's must be within max(0.05, 2x torch.nn's)).
 
     .venv/bin/python benchmarks/bench_autocast.py                # about 4 minutes
     .venv/bin/python benchmarks/bench_autocast.py --threads 1 --cells gru

@@ -12,7 +12,8 @@ side in one run:
                 PyTorch user writes), under torch.inference_mode.
 
 Medians of several repeats of many calls, in microseconds per step; the ratios in the table are
-torch / each. Targets (issue 6): session <= 2 us and C <= 1 us at H = 32 (LSTM).
+torch / each. Targets (issue 6): session <= 2 us and C <= 1 us at H = 32 (LSTM). Every export
+is checked against the PyTorch model before it is timed (``max_abs_diff_vs_eager``).
 
     .venv/bin/python benchmarks/bench_latency.py            # the full grid, about 2 minutes
     .venv/bin/python benchmarks/bench_latency.py --quick    # H = 32 only

@@ -4,7 +4,8 @@ The model of ``rnnkit train lm`` (embedding -> recurrent layer -> linear head) w
 sizes, one step = forward, cross-entropy, backward, gradient clipping and AdamW on a batch of
 B rows x T characters, for each cell with rnnkit's layer and with torch.nn's (same initial
 weights, same batch). The two are timed interleaved in one process, medians of the repeats.
-This is the speed half of ``bench_lm.py`` without the 15-minute runs.
+This is the speed half of ``bench_lm.py`` without the 15-minute runs. Before timing, both
+models' loss on the batch with dropout off must agree (``start_loss`` in the JSON).
 
     .venv/bin/python benchmarks/bench_lm_step.py                 # lstm and gru, 2 threads
     .venv/bin/python benchmarks/bench_lm_step.py --threads 1 --cells lstm

@@ -4,7 +4,9 @@ Measured interleaved in one run, medians of repeats, on the grid of issue 3:
 H in {32, 64, 128, 256, 512}, B in {1, 16, 64}, T=100 (and T=500 for a few points), with 1 and
 2 threads; plus the batch-1 single-step latency from Python for H in {16, 32, 64, 128, 256}.
 Achieved GFLOP/s (the model's multiply-adds x 2, backward counted as twice the forward) is
-reported against the FMA peak measured on this machine in the same run.
+reported against the FMA peak measured on this machine in the same run. Before a point is
+timed, rnnkit's output and input gradient are compared with torch.nn's on the same weights
+(``max_abs_diff_vs_torch`` in the JSON; the run stops past 1e-3).
 
     .venv/bin/python benchmarks/bench_recurrence.py            # full grid, a few minutes
     .venv/bin/python benchmarks/bench_recurrence.py --quick    # a few points
