@@ -397,7 +397,7 @@ _FALLBACK_SCRIPT = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("env, expected", [
-    ({"CXX": "/nonexistent/c++"}, "the C++ build failed"),
+    ({"CXX": "/nonexistent/c++"}, "no C++ compiler '/nonexistent/c++' found; install one"),
     ({"RNNKIT_DISABLE_FUSED": "1"}, "disabled by the environment variable"),
 ], ids=["no-compiler", "disabled"])
 def test_build_failure_falls_back_to_reference(tmp_path, env, expected):
@@ -407,6 +407,38 @@ def test_build_failure_falls_back_to_reference(tmp_path, env, expected):
                             env=environment, capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert "fallback ok" in result.stdout
+
+
+@pytest.mark.parametrize("value, off", [("1", True), ("true", True), ("Yes", True), ("on", True),
+                                         ("0", False), ("false", False), ("no", False),
+                                         ("", False)])
+def test_disable_variable_reads_yes_and_no(monkeypatch, value, off):
+    """RNNKIT_DISABLE_FUSED=0 used to disable the kernels (any non-empty value did)."""
+    from rnnkit.backends.fused import build
+
+    monkeypatch.setenv("RNNKIT_DISABLE_FUSED", value)
+    assert build.disabled() is off
+
+
+def test_a_failed_build_is_reported_by_the_compilers_error_line():
+    """torch's exception starts with the long command line; the reason is further down."""
+    from rnnkit.backends.fused.build import _failure
+
+    error = RuntimeError("Error building extension 'x': [1/8] c++ -MMD -MF lstm.o.d -DTORCH\n"
+                         "FAILED: lstm.o\nc++ -c lstm.cpp\n/bin/sh: 1: c++: not found\n"
+                         "ninja: build stopped: subcommand failed.")
+    assert _failure(error) == "/bin/sh: 1: c++: not found"
+    assert _failure(RuntimeError("plain reason\nmore")) == "plain reason"
+
+
+def test_the_build_cache_is_keyed_by_the_cpu_target(monkeypatch):
+    """A cache shared with another CPU must not load kernels built for instructions it lacks:
+    the key hashes what -march=native means here, not the literal flag."""
+    from rnnkit.backends.fused import build
+
+    here = build._source_hash()
+    monkeypatch.setattr(build, "_target", lambda: "native sse2")
+    assert build._source_hash() != here
 
 
 def test_builds_read_a_copy_of_the_sources(tmp_path):

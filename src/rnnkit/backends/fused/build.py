@@ -3,7 +3,8 @@
 The sources in ``csrc/`` are compiled on first use with ``torch.utils.cpp_extension`` (gcc and
 ninja) for the host CPU (``-march=native``: AVX-512 kernels where the CPU has it, a portable
 compiler-vectorized kernel otherwise; ``RNNKIT_FUSED_ARCH`` overrides the target) and cached
-under torch's extension directory, keyed by a hash of sources, headers and flags, so later
+under torch's extension directory, keyed by a hash of sources, headers, flags, the CPU's
+instruction sets and torch's version, so later
 processes only load the library. The compiler reads a copy of the sources kept beside the build
 (:func:`sources_for_build`), not the checkout's files, so two checkouts with the same sources
 share one build. Nothing is built at import time.
@@ -39,9 +40,59 @@ CFLAGS = ("-O3", f"-march={os.environ.get(ARCH_VARIABLE, 'native')}", "-fno-math
 STREAM_SOURCES = ("stream.cpp", "session.cpp")
 
 
+def disabled() -> bool:
+    """Whether RNNKIT_DISABLE_FUSED asks for no fused kernels: 1, true, yes or on (any case);
+    0, false, no, off or empty leave them on."""
+    return os.environ.get(DISABLE_VARIABLE, "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _target() -> str:
+    """What ``-march`` compiles for: with ``native``, this CPU's instruction sets (from
+    /proc/cpuinfo where there is one), so that a cache shared with another CPU (a network home,
+    a copied container) never loads kernels built for instructions that CPU lacks."""
+    arch = os.environ.get(ARCH_VARIABLE, "native")
+    if arch != "native":
+        return arch
+    try:
+        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return "native " + " ".join(sorted(line.partition(":")[2].split()))
+    except OSError:
+        pass
+    import platform
+
+    return f"native {platform.machine()} {platform.processor()}"
+
+
+def _missing_tool() -> str | None:
+    """Why the build cannot even start (no compiler, no ninja), in one line with the fix."""
+    from torch.utils import cpp_extension
+
+    compiler = os.environ.get("CXX", "c++")  # what torch's build runs
+    if shutil.which(compiler.split()[0] if compiler.strip() else "c++") is None:
+        return (f"no C++ compiler {compiler!r} found; install one (apt-get install g++) or set "
+                f"CXX to one")
+    if not cpp_extension.is_ninja_available():
+        return "ninja is not installed; pip install ninja"
+    return None
+
+
+def _failure(error: Exception) -> str:
+    """One line on why a build failed: the compiler's own error line where there is one (the
+    exception starts with the long command line), else the first line."""
+    lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+    for line in lines:
+        if "error:" in line or "not found" in line:
+            return line[:200]
+    return (lines or [type(error).__name__])[0][:200]
+
+
 def _source_hash(sources: tuple[str, ...] = SOURCES) -> str:
-    """Hash of exactly what is compiled (sources, headers, flags): the cache key."""
-    digest = hashlib.sha256(" ".join(sources + CFLAGS).encode())
+    """Hash of exactly what is compiled (sources, headers, flags, the CPU target and torch's
+    version, whose headers and ABI the build uses): the cache key."""
+    import torch
+
+    digest = hashlib.sha256(" ".join(sources + CFLAGS + (_target(), torch.__version__)).encode())
     headers = sorted(SOURCE_DIR.glob("*.h"))
     for path in [SOURCE_DIR / source for source in sources] + headers:
         digest.update(path.name.encode())
@@ -96,17 +147,20 @@ def load_error() -> str | None:
     with _lock:
         if "error" in _status:
             return _status["error"]
-        if os.environ.get(DISABLE_VARIABLE):
+        if disabled():
             _status["error"] = f"disabled by the environment variable {DISABLE_VARIABLE}"
             return _status["error"]
+        missing = _missing_tool()
+        if missing is not None:
+            _status["error"] = missing
+            return missing
         try:
             build_library()
             from . import ops  # noqa: F401  (registers the fake functions)
 
             _status["error"] = None
-        except Exception as error:  # a missing compiler, ninja or headers: fall back
-            first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-            _status["error"] = f"the C++ build failed ({first_line[:200]})"
+        except Exception as error:  # headers, a compiler error: fall back
+            _status["error"] = f"the C++ build failed ({_failure(error)})"
     return _status["error"]
 
 
@@ -134,8 +188,10 @@ def stream_module():
         raise RuntimeError(_stream_status["error"])
     with _lock:
         if "module" not in _stream_status and "error" not in _stream_status:
-            if os.environ.get(DISABLE_VARIABLE):
+            if disabled():
                 _stream_status["error"] = f"disabled by the environment variable {DISABLE_VARIABLE}"
+            elif _missing_tool() is not None:
+                _stream_status["error"] = _missing_tool()
             else:
                 try:
                     from torch.utils import cpp_extension
@@ -147,8 +203,7 @@ def stream_module():
                         extra_cflags=list(CFLAGS), is_python_module=True, verbose=False,
                     )
                 except Exception as error:
-                    first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
-                    _stream_status["error"] = f"the C++ build failed ({first_line[:200]})"
+                    _stream_status["error"] = f"the C++ build failed ({_failure(error)})"
     if "error" in _stream_status:
         raise RuntimeError(_stream_status["error"])
     return _stream_status["module"]
