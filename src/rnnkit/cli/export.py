@@ -69,13 +69,11 @@ def _is_earlier_export(folder: Path) -> bool:
 def _check_export_folder(out: Path) -> None:
     """Refuse an --out whose files an export would overwrite: a file, a training run (or a
     folder inside one), or a folder holding anything but an earlier export."""
-    from rnnkit.training.checkpoint import INDEX, META, enclosing_run
+    from rnnkit.training.checkpoint import enclosing_run
 
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out must be a folder, and {out} is a file; choose another --out")
-    run = enclosing_run(out)
-    if run is None and any((out / name).is_file() for name in (META, INDEX, f"checkpoints/{INDEX}")):
-        run = out
+    run = enclosing_run(out, itself=True)
     if run is not None:
         raise ValueError(f"--out {out} is in the training run {run}, whose files the export "
                          f"would mix with or overwrite; choose a folder outside it")

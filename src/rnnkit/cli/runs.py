@@ -49,7 +49,7 @@ TRAIN_COMMANDS = {"lm": "rnnkit train lm", "classify": "rnnkit classify train",
 def resolve_run(args, config_class, task: str, overrides: list[str]):
     """(config, run_dir) from ``args.out``, ``args.resume`` and ``args.config``."""
     from rnnkit.training import load_checkpoint, resolve_config
-    from rnnkit.training.checkpoint import INDEX, META, enclosing_run, reading_record
+    from rnnkit.training.checkpoint import CHECKPOINTS, INDEX, META, enclosing_run, reading_record
 
     base = None
     if args.resume:
@@ -64,7 +64,7 @@ def resolve_run(args, config_class, task: str, overrides: list[str]):
             # the checkpoints folder of a run: training would nest a new run inside it
             raise ValueError(f"--resume takes a run folder, and {run_dir} holds its "
                              f"checkpoints; use --resume {run_dir.parent}")
-        if not (run_dir / "checkpoints").is_dir():
+        if not (run_dir / CHECKPOINTS).is_dir():
             raise ValueError(f"--resume takes the --out folder of an earlier `{TRAIN_COMMANDS[task]}`"
                              f", and {run_dir} holds no run")
         checkpoint = load_checkpoint(args.resume)

@@ -359,10 +359,12 @@ def load_checkpoint(path: str | os.PathLike, *, which: str = "last",
     raise CheckpointError(f"no intact checkpoint in {str(path)!r}: {problems[0]}")
 
 
-def enclosing_run(path: Path) -> Path | None:
+def enclosing_run(path: Path, *, itself: bool = False) -> Path | None:
     """The training run that ``path`` lies below (in the run folder itself, its checkpoints
-    folder, one of its checkpoints, or deeper), or None. A run is known by its index."""
-    for folder in Path(path).resolve().parents:
+    folder, one of its checkpoints, or deeper), or None; with ``itself``, also the run that
+    ``path`` is (a run, its checkpoints folder or one checkpoint). A run is known by its index."""
+    resolved = Path(path).resolve()
+    for folder in ([resolved] if itself else []) + list(resolved.parents):
         if (folder / META).is_file():  # one checkpoint: the run is two levels up
             return folder.parent.parent
         if (folder / INDEX).is_file():  # a checkpoints folder

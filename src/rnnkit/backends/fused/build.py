@@ -188,10 +188,11 @@ def stream_module():
         raise RuntimeError(_stream_status["error"])
     with _lock:
         if "module" not in _stream_status and "error" not in _stream_status:
+            missing = None if disabled() else _missing_tool()
             if disabled():
                 _stream_status["error"] = f"disabled by the environment variable {DISABLE_VARIABLE}"
-            elif _missing_tool() is not None:
-                _stream_status["error"] = _missing_tool()
+            elif missing is not None:
+                _stream_status["error"] = missing
             else:
                 try:
                     from torch.utils import cpp_extension

@@ -10,7 +10,6 @@ probable continuations and returns the best one at the end.
 from __future__ import annotations
 
 import contextlib
-
 from typing import Iterator
 
 import torch
