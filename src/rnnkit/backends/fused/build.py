@@ -4,14 +4,17 @@ The sources in ``csrc/`` are compiled on first use with ``torch.utils.cpp_extens
 ninja) for the host CPU (``-march=native``: AVX-512 kernels where the CPU has it, a portable
 compiler-vectorized kernel otherwise; ``RNNKIT_FUSED_ARCH`` overrides the target) and cached
 under torch's extension directory, keyed by a hash of sources, headers, flags, the CPU's
-instruction sets and torch's version, so later
-processes only load the library. The compiler reads a copy of the sources kept beside the build
-(:func:`sources_for_build`), not the checkout's files, so two checkouts with the same sources
-share one build. Nothing is built at import time.
-"""
+instruction sets and torch's version. The compiler reads a copy of the sources kept beside the
+build (:func:`sources_for_build`), not the checkout's files, so two checkouts with the same
+sources share one build. Nothing is built at import time.
+
+A finished build is stamped with its sha256 (:func:`load_extension`); later processes check the
+stamp and load the library directly, without a compiler or ninja, and rebuild one that is
+truncated or damaged. Builds hold an ``flock``, which a killed build cannot leave behind."""
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -28,7 +31,6 @@ SOURCES = ("lstm.cpp", "gru.cpp", "elman.cpp", "dense.cpp", "probe.cpp", "autogr
 DISABLE_VARIABLE = "RNNKIT_DISABLE_FUSED"
 
 _lock = threading.Lock()
-_status: dict[str, str | None] = {}  # "error": None once loaded, else the reason
 
 
 ARCH_VARIABLE = "RNNKIT_FUSED_ARCH"  # e.g. x86-64-v3 to build the portable (AVX2) kernels
@@ -121,47 +123,172 @@ def sources_for_build(folder: str, sources: tuple[str, ...]) -> list[str]:
     return [str(copy / source) for source in sources]
 
 
-def build_library(build_directory: str | None = None, verbose: bool = False) -> str:
-    """Compile (if needed) and load the kernels; returns the library path. Raises on failure."""
+class BuildUnavailable(RuntimeError):
+    """The kernels are not cached and cannot be built here (no compiler or no ninja); the
+    message is the one-line reason with its fix."""
+
+
+def _file_sha256(path: pathlib.Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        for block in iter(lambda: file.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _stamp_path(library: pathlib.Path) -> pathlib.Path:
+    return library.with_name(library.name + ".sha256")
+
+
+def _verified(library: pathlib.Path) -> bool:
+    """Whether ``library`` is a finished build: its stamp, written only after the build loaded,
+    holds the sha256 of its bytes. A truncated or damaged library fails this check instead of
+    being mapped into the process (where a short file ends it with SIGBUS)."""
+    try:
+        return _stamp_path(library).read_text().strip() == _file_sha256(library)
+    except OSError:
+        return False
+
+
+def _write_stamp(library: pathlib.Path) -> None:
+    """Stamp a library that built and loaded: flush it to disk, then write its sha256 to a
+    temporary file, flush that and rename it into place, so a crash leaves no stamp rather
+    than a stamp for bytes that never reached the disk."""
+    with open(library, "rb") as file:
+        os.fsync(file.fileno())
+    stamp = _stamp_path(library)
+    temporary = stamp.with_name(f"{stamp.name}.{os.getpid()}.tmp")
+    with open(temporary, "w") as file:
+        file.write(_file_sha256(library) + "\n")
+        file.flush()
+        os.fsync(file.fileno())
+    os.replace(temporary, stamp)
+
+
+def _import_library(library: pathlib.Path, name: str, python_module: bool):
+    """Load a verified build directly, as torch's loader would, without ninja or a compiler."""
+    if python_module:
+        import importlib.util
+
+        spec = importlib.util.spec_from_file_location(name, library)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    import torch
+
+    torch.ops.load_library(str(library))
+    return str(library)
+
+
+@contextlib.contextmanager
+def _build_lock(folder: pathlib.Path):
+    """Hold an exclusive ``flock`` on ``folder/rnnkit.lock`` while building there.
+
+    torch's own lock is a file that exists while a build runs; a build killed part-way (Ctrl-C
+    twice, an OOM kill, a CI timeout) leaves it behind and every later process waits on it
+    forever. The kernel drops an flock when its holder dies, so this lock cannot go stale.
+    """
+    import fcntl
+
+    descriptor = os.open(folder / "rnnkit.lock", os.O_RDWR | os.O_CREAT, 0o666)
+    try:
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            log.info("rnnkit: waiting for another process that is building in %s", folder)
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)  # releases the lock
+
+
+def _clear_build(folder: pathlib.Path) -> None:
+    """Remove what an unfinished or damaged build left, so the next one starts clean: object
+    files, the library and its stamp (ninja trusts any output newer than its inputs, truncated
+    or not), ninja's records, and torch's lock file, which under our lock can only be left
+    over from a killed build. The copied sources stay."""
+    for path in folder.iterdir():
+        if path.is_file() and (path.suffix in (".o", ".so", ".sha256")
+                               or path.name in ("lock", ".ninja_log", ".ninja_deps")):
+            path.unlink(missing_ok=True)
+
+
+def load_extension(name: str, sources: tuple[str, ...], *, python_module: bool,
+                   ldflags: tuple[str, ...] = (), build_directory: str | None = None,
+                   verbose: bool = False):
+    """Load the extension ``name`` built from ``sources`` (files in csrc/), building it first
+    unless a verified build is cached; returns the module (``python_module``) or the library's
+    path (an op library, loaded into ``torch.ops``).
+
+    A cached build is checked against its stamp and loaded directly, so it needs neither a
+    compiler nor ninja. Otherwise the build runs under a lock that dies with its holder, from
+    a clean folder, and is stamped once it has loaded. Raises :class:`BuildUnavailable` when a
+    build is needed and the tools are missing, and torch's error when it fails.
+    """
     from torch.utils import cpp_extension
 
-    name = f"rnnkit_fused_{_source_hash()}"
-    folder = build_directory or cpp_extension._get_build_directory(name, verbose=False)
-    if not os.path.exists(os.path.join(folder, f"{name}.so")):
-        log.info("rnnkit: building the fused CPU kernels (first use only, about a minute)")
-    return cpp_extension.load(
-        name=name,
-        sources=sources_for_build(folder, SOURCES),
-        extra_cflags=list(CFLAGS),
-        extra_ldflags=["-fopenmp"],
-        build_directory=build_directory,
-        is_python_module=False,
-        verbose=verbose,
-    )
+    folder = pathlib.Path(build_directory or cpp_extension._get_build_directory(name, False))
+    library = folder / f"{name}.so"
+    if _verified(library):
+        return _import_library(library, name, python_module)
+    missing = _missing_tool()
+    if missing is not None:
+        raise BuildUnavailable(missing)
+    folder.mkdir(parents=True, exist_ok=True)
+    with _build_lock(folder):
+        if _verified(library):  # another process finished it while this one waited
+            return _import_library(library, name, python_module)
+        _clear_build(folder)
+        log.info("rnnkit: building %s (first use only, up to a minute)", name)
+        result = cpp_extension.load(
+            name=name, sources=sources_for_build(str(folder), sources),
+            extra_cflags=list(CFLAGS), extra_ldflags=list(ldflags),
+            build_directory=str(folder), is_python_module=python_module, verbose=verbose)
+        _write_stamp(library)
+    return result
+
+
+def build_library(build_directory: str | None = None, verbose: bool = False) -> str:
+    """Load the kernels (building them if needed) into ``torch.ops.rnnkit``; returns the
+    library path. Raises on failure."""
+    return load_extension(f"rnnkit_fused_{_source_hash()}", SOURCES, python_module=False,
+                          ldflags=("-fopenmp",), build_directory=build_directory,
+                          verbose=verbose)
+
+
+def _load_once(status: dict, load) -> None:
+    """Run ``load`` once per process, keeping what it returns in ``status["value"]`` or why it
+    failed, in one line, in ``status["error"]``."""
+    if "value" in status or "error" in status:
+        return
+    with _lock:
+        if "value" in status or "error" in status:
+            return
+        if disabled():
+            status["error"] = f"disabled by the environment variable {DISABLE_VARIABLE}"
+            return
+        try:
+            status["value"] = load()
+        except BuildUnavailable as error:
+            status["error"] = str(error)
+        except Exception as error:  # headers, a compiler error: the caller falls back
+            status["error"] = f"the C++ build failed ({_failure(error)})"
+
+
+def _load_kernels() -> str:
+    path = build_library()
+    from . import ops  # noqa: F401  (registers the fake functions)
+
+    return path
+
+
+_kernels: dict[str, object] = {}
 
 
 def load_error() -> str | None:
     """None when the fused kernels are loaded (building them on first call), else why not."""
-    if "error" in _status:
-        return _status["error"]
-    with _lock:
-        if "error" in _status:
-            return _status["error"]
-        if disabled():
-            _status["error"] = f"disabled by the environment variable {DISABLE_VARIABLE}"
-            return _status["error"]
-        missing = _missing_tool()
-        if missing is not None:
-            _status["error"] = missing
-            return missing
-        try:
-            build_library()
-            from . import ops  # noqa: F401  (registers the fake functions)
-
-            _status["error"] = None
-        except Exception as error:  # headers, a compiler error: fall back
-            _status["error"] = f"the C++ build failed ({_failure(error)})"
-    return _status["error"]
+    _load_once(_kernels, _load_kernels)
+    return _kernels.get("error")
 
 
 def loaded_ops():
@@ -174,7 +301,7 @@ def loaded_ops():
     return torch.ops.rnnkit
 
 
-_stream_status: dict[str, object] = {}
+_stream: dict[str, object] = {}
 
 
 def stream_module():
@@ -182,29 +309,8 @@ def stream_module():
 
     Returns the module, or raises RuntimeError naming why it cannot be built here.
     """
-    if "module" in _stream_status:
-        return _stream_status["module"]
-    if "error" in _stream_status:
-        raise RuntimeError(_stream_status["error"])
-    with _lock:
-        if "module" not in _stream_status and "error" not in _stream_status:
-            missing = None if disabled() else _missing_tool()
-            if disabled():
-                _stream_status["error"] = f"disabled by the environment variable {DISABLE_VARIABLE}"
-            elif missing is not None:
-                _stream_status["error"] = missing
-            else:
-                try:
-                    from torch.utils import cpp_extension
-
-                    name = f"rnnkit_stream_{_source_hash(STREAM_SOURCES)}"
-                    folder = cpp_extension._get_build_directory(name, verbose=False)
-                    _stream_status["module"] = cpp_extension.load(
-                        name=name, sources=sources_for_build(folder, STREAM_SOURCES),
-                        extra_cflags=list(CFLAGS), is_python_module=True, verbose=False,
-                    )
-                except Exception as error:
-                    _stream_status["error"] = f"the C++ build failed ({_failure(error)})"
-    if "error" in _stream_status:
-        raise RuntimeError(_stream_status["error"])
-    return _stream_status["module"]
+    _load_once(_stream, lambda: load_extension(f"rnnkit_stream_{_source_hash(STREAM_SOURCES)}",
+                                               STREAM_SOURCES, python_module=True))
+    if "error" in _stream:
+        raise RuntimeError(_stream["error"])
+    return _stream["value"]
