@@ -1,9 +1,11 @@
-"""The build cache of the C++ extensions (rnnkit.backends.fused.build): a finished build is
-stamped with its sha256 and loaded without a compiler or ninja; a truncated one is rebuilt; a
-lock file left by a killed build does not block later builds; builders wait on each other.
+"""Building and loading the C++ extensions (rnnkit.backends.fused.build).
 
-Each case builds a tiny CPython extension (no torch headers, a few seconds) in a subprocess,
-so a crash or a hang in the loader fails the test instead of ending pytest.
+No compiler, or the kernels disabled: auto falls back with the reason. The cache: keyed by the
+CPU target, built from a copy of the sources; a finished build is stamped with its sha256 and
+loaded without a compiler or ninja; a truncated one is rebuilt; a lock file left by a killed
+build does not block later builds; builders wait on each other. The cache cases build a tiny
+CPython extension (no torch headers, a few seconds) in a subprocess, so a crash or a hang in
+the loader fails the test instead of ending pytest.
 """
 
 from __future__ import annotations
@@ -157,3 +159,88 @@ def test_the_cached_kernels_run_without_a_compiler():
                             capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stderr[-2000:]
     assert float(result.stdout.split()[-1]) < 1e-5, result.stdout
+
+
+_FALLBACK_SCRIPT = textwrap.dedent("""
+    import logging, torch, rnnkit
+    from rnnkit.backends import BACKENDS
+    reason = BACKENDS["fused"].unavailable()
+    assert reason is not None and "{expected}" in reason, reason
+    model = rnnkit.GRU(3, 4)                          # auto: must fall back to reference
+    reference = torch.nn.GRU(3, 4)
+    model.load_state_dict(reference.state_dict())
+    x = torch.randn(5, 2, 3)
+    assert torch.allclose(model(x)[0], reference(x)[0], atol=1e-6)
+    try:
+        rnnkit.GRU(3, 4, backend="fused")(x)
+    except RuntimeError as error:
+        assert "backend='fused' cannot run this call" in str(error), error
+        assert "{expected}" in str(error), error
+    else:
+        raise AssertionError("backend='fused' did not raise")
+    print("fallback ok:", reason)
+""")
+
+
+@pytest.mark.parametrize("env, expected", [
+    ({"CXX": "/nonexistent/c++"}, "no C++ compiler '/nonexistent/c++' found; install one"),
+    ({"RNNKIT_DISABLE_FUSED": "1"}, "disabled by the environment variable"),
+], ids=["no-compiler", "disabled"])
+def test_build_failure_falls_back_to_reference(tmp_path, env, expected):
+    """No compiler (or fused disabled): auto falls back with a reason, explicit fused raises."""
+    environment = {**os.environ, "TORCH_EXTENSIONS_DIR": str(tmp_path), **env}
+    result = subprocess.run([sys.executable, "-c", _FALLBACK_SCRIPT.format(expected=expected)],
+                            env=environment, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "fallback ok" in result.stdout
+
+
+@pytest.mark.parametrize("value, off", [("1", True), ("true", True), ("Yes", True), ("on", True),
+                                         ("0", False), ("false", False), ("no", False),
+                                         ("", False)])
+def test_disable_variable_reads_yes_and_no(monkeypatch, value, off):
+    """RNNKIT_DISABLE_FUSED=0 used to disable the kernels (any non-empty value did)."""
+    from rnnkit.backends.fused import build
+
+    monkeypatch.setenv("RNNKIT_DISABLE_FUSED", value)
+    assert build.disabled() is off
+
+
+def test_a_failed_build_is_reported_by_the_compilers_error_line():
+    """torch's exception starts with the long command line; the reason is further down."""
+    from rnnkit.backends.fused.build import _failure
+
+    error = RuntimeError("Error building extension 'x': [1/8] c++ -MMD -MF lstm.o.d -DTORCH\n"
+                         "FAILED: lstm.o\nc++ -c lstm.cpp\n/bin/sh: 1: c++: not found\n"
+                         "ninja: build stopped: subcommand failed.")
+    assert _failure(error) == "/bin/sh: 1: c++: not found"
+    assert _failure(RuntimeError("plain reason\nmore")) == "plain reason"
+
+
+def test_the_build_cache_is_keyed_by_the_cpu_target(monkeypatch):
+    """A cache shared with another CPU must not load kernels built for instructions it lacks:
+    the key hashes what -march=native means here, not the literal flag."""
+    from rnnkit.backends.fused import build
+
+    here = build._source_hash()
+    monkeypatch.setattr(build, "_target", lambda: "native sse2")
+    assert build._source_hash() != here
+
+
+def test_builds_read_a_copy_of_the_sources(tmp_path):
+    """The compiler gets the sources from a copy under the build's own (content-named) folder,
+    so another checkout of the same code maps to the same paths and reuses the build: the copy
+    holds every source and header byte for byte, and a second call (another checkout of the
+    same code) returns the same paths and leaves the copy alone."""
+    from rnnkit.backends.fused.build import SOURCE_DIR, SOURCES, sources_for_build
+
+    paths = sources_for_build(str(tmp_path), SOURCES)
+    assert paths == [str(tmp_path / "src" / source) for source in SOURCES]
+    copied = sorted((tmp_path / "src").iterdir())
+    originals = sorted([SOURCE_DIR / source for source in SOURCES] + list(SOURCE_DIR.glob("*.h")))
+    assert [p.name for p in copied] == [p.name for p in originals]
+    assert all(a.read_bytes() == b.read_bytes() for a, b in zip(copied, originals))
+    stamps = [p.stat().st_mtime_ns for p in copied]
+    assert sources_for_build(str(tmp_path), SOURCES) == paths
+    assert [p.stat().st_mtime_ns for p in sorted((tmp_path / "src").iterdir())] == stamps
+    assert [p.name for p in tmp_path.iterdir()] == ["src"]  # no staging folder left behind
