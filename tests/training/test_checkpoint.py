@@ -386,3 +386,26 @@ def test_atomic_write_into_a_missing_folder_names_the_folder(tmp_path):
     target = tmp_path / "missing" / "file.csv"
     with pytest.raises(FileNotFoundError, match=r"the folder .*missing does not exist"):
         atomic_write(target, b"x")
+
+
+def test_saving_a_step_again_never_leaves_it_missing(tmp_path, monkeypatch):
+    """A step saved again (Ctrl-C right after an evaluation) used to delete the old copy before
+    renaming the new one in: a crash between the two left no checkpoint (keep_last=1). The old
+    copy now waits aside and is loaded."""
+    save(tmp_path, 4, keep_last=1)
+    real_replace = os.replace
+
+    def crash_before_the_new_copy(source, target):
+        if Path(target).name == "step-00000004" and ".step-00000004." in Path(source).name:
+            raise OSError("simulated crash")
+        return real_replace(source, target)
+
+    monkeypatch.setattr(ckpt.os, "replace", crash_before_the_new_copy)
+    with pytest.raises(OSError, match="simulated crash"):
+        save(tmp_path, 4, seed=99, keep_last=1)
+    monkeypatch.setattr(ckpt.os, "replace", real_replace)
+    assert step_dirs(tmp_path) == []
+    loaded = load_checkpoint(tmp_path)
+    assert loaded.step == 4 and torch.equal(loaded.model_state["weight"], tiny_model(4).weight)
+    save(tmp_path, 5, keep_last=1)  # the next save clears the copy aside
+    assert step_dirs(tmp_path) == ["step-00000005"] and staging_dirs(tmp_path) == []

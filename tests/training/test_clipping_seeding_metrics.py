@@ -188,3 +188,25 @@ def test_plot_curves_writes_png(tmp_path):
     out = plot_curves(RECORDS, tmp_path / "curves.png", title="tiny")
     assert out == tmp_path / "curves.png"
     assert out.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_truncating_the_metrics_on_resume_is_atomic(tmp_path, monkeypatch):
+    """truncate_after rewrote metrics.jsonl in place: a full disk or a kill part-way cut the
+    run's history short. A failed write now leaves the file as it was."""
+    from rnnkit.training import checkpoint
+
+    log = MetricsLog(tmp_path / "metrics.jsonl")
+    for step in range(1, 11):
+        log.write({"split": "train", "step": step})
+    before = log.path.read_bytes()
+
+    def disk_full(*args):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(checkpoint.os, "replace", disk_full)
+    with pytest.raises(OSError, match="No space"):
+        log.truncate_after(4)
+    assert log.path.read_bytes() == before
+    monkeypatch.undo()
+    log.truncate_after(4)
+    assert [r["step"] for r in log.read()] == [1, 2, 3, 4]

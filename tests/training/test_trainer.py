@@ -309,3 +309,55 @@ def test_rate_excludes_evaluation_time_between_log_records(tmp_path, monkeypatch
     assert set(rates) == {4, 8, 12}
     for step, rate in rates.items():
         assert rate == pytest.approx(5.0), (step, rate)
+
+
+def test_a_run_stopped_early_stays_stopped_when_resumed(tmp_path):
+    """Ctrl-C in the evaluation that triggers early stopping, or a plain --resume of a run that
+    stopped early, used to train on to the next evaluation. Oracle: the uninterrupted run."""
+    losses = [1.0, 0.5, 0.6, 0.7, 0.8, 0.9]  # best at step 10; patience 2 stops at step 20
+    uninterrupted = make_trainer(tmp_path / "whole", validation_losses=losses, patience=2)
+    whole = uninterrupted.fit()
+    assert (whole.status, whole.steps) == ("early stopping", 20)
+
+    split = make_trainer(tmp_path, validation_losses=losses, patience=2)
+    evaluate = split.evaluate_fn
+
+    def interrupted_at_step_20(model):
+        if split.step == 20:
+            split._on_interrupt(None, None)
+        return evaluate(model)
+
+    split.evaluate_fn = interrupted_at_step_20
+    assert split.fit().status == "interrupted"
+    resumed = make_trainer(tmp_path, validation_losses=[0.3], patience=2)  # would improve
+    resumed.resume()
+    result = resumed.fit()
+    assert (result.status, result.steps, result.best_step) == ("early stopping", 20, 10)
+    assert torch.equal(resumed.model.weight, uninterrupted.model.weight)
+
+
+def test_a_checkpoint_saved_by_an_evaluation_counts_its_time(tmp_path, monkeypatch):
+    """A fake clock: steps take 1 s, the evaluation 5 s. Interrupted during the evaluation, the
+    run's checkpoint must hold the evaluation's time, or a resumed run gets it back as budget."""
+    import types
+
+    from rnnkit.training import trainer as trainer_module
+
+    clock = [0.0]
+    monkeypatch.setattr(trainer_module, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    trainer = make_trainer(tmp_path, max_steps=10, eval_every=4)
+    loss_fn, evaluate = trainer.loss_fn, trainer.evaluate_fn
+
+    def one_second(model, batch, carry):
+        clock[0] += 1.0
+        return loss_fn(model, batch, carry)
+
+    def five_seconds_then_ctrl_c(model):
+        clock[0] += 5.0
+        trainer._on_interrupt(None, None)
+        return evaluate(model)
+
+    trainer.loss_fn, trainer.evaluate_fn = one_second, five_seconds_then_ctrl_c
+    assert trainer.fit().status == "interrupted" and trainer.step == 4
+    assert trainer.elapsed == pytest.approx(9.0)
+    assert load_checkpoint(tmp_path / "run").train_state["elapsed"] == pytest.approx(9.0)

@@ -156,6 +156,9 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+REPLACED = ".replaced"  # suffix of the old copy while a step is saved again
+
+
 def checkpoint_name(step: int) -> str:
     return f"step-{step:08d}"
 
@@ -210,8 +213,12 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, *, model_state: dict,
                 os.fsync(file.fileno())
         _fsync_directory(staging)
         target = folder / name
-        if target.exists():  # the same step saved again (e.g. Ctrl-C right after an eval)
-            shutil.rmtree(target)
+        if target.exists():  # the same step saved again (e.g. Ctrl-C right after an eval):
+            # move the old copy aside rather than delete it first, so a crash between the two
+            # renames leaves that copy for loading (see _candidates), never no checkpoint
+            aside = folder / f".{name}{REPLACED}"
+            shutil.rmtree(aside, ignore_errors=True)
+            os.replace(target, aside)
         os.replace(staging, target)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -314,7 +321,11 @@ def _candidates(folder: Path, which: str) -> list[Path]:
     """Checkpoint folders to try, best guess first."""
     # Zero-padded step numbers sort in time order; the newest folder is the last checkpoint
     # even when a crash came between its rename and the index update.
-    everything = sorted((p for p in folder.glob("step-*") if p.is_dir()), reverse=True)
+    everything = [p for p in folder.glob("step-*") if p.is_dir()]
+    # a save of the same step again, cut off between its two renames, left the old copy aside
+    everything += [p for p in folder.glob(f".step-*{REPLACED}")
+                   if p.is_dir() and not (folder / p.name[1:-len(REPLACED)]).exists()]
+    everything.sort(key=lambda p: p.name.lstrip("."), reverse=True)
     if which == "last":
         return everything
     best = read_index(folder.parent).get("best")

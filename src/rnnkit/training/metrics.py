@@ -27,7 +27,10 @@ class MetricsLog:
             return
         kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
                 if line.strip() and _step_of(line) <= step]
-        self.path.write_text("".join(line + "\n" for line in kept), encoding="utf-8")
+        # atomically: a full disk or a kill part-way must not cut the run's history short
+        from .checkpoint import atomic_write
+
+        atomic_write(self.path, "".join(line + "\n" for line in kept).encode("utf-8"))
 
     def write(self, record: dict) -> None:
         with open(self.path, "a", encoding="utf-8") as file:

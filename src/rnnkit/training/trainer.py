@@ -286,6 +286,10 @@ class Trainer:
             return "completed"
         if config.minutes is not None and self.elapsed >= 60.0 * config.minutes:
             return "time budget"
+        # a run that stopped early (or was interrupted in the evaluation that stops it) stays
+        # stopped when resumed, as it would have without the interruption
+        if config.patience is not None and self.evals_since_best >= config.patience:
+            return "early stopping"
         return None
 
     def _nonfinite(self, what: str, value: float) -> bool:
@@ -350,6 +354,7 @@ class Trainer:
         return loss, norm, output.count
 
     def _evaluate(self) -> dict:
+        start = time.perf_counter()
         self.model.eval()
         try:
             with torch.no_grad():
@@ -368,6 +373,9 @@ class Trainer:
             self.evals_since_best = 0
         else:
             self.evals_since_best += 1
+        # count the evaluation's time before saving, so a run resumed from this checkpoint
+        # does not get it back as budget
+        self.elapsed += time.perf_counter() - start
         self.save(best=improved)
         return metrics
 
@@ -427,8 +435,7 @@ class Trainer:
                     metrics = self._evaluate()
                     progress.write(f"step {self.step}: validation " + ", ".join(
                         f"{k} {v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
-                    clock = time.perf_counter()
-                    self.elapsed += clock - now
+                    clock = time.perf_counter()  # _evaluate added its time to elapsed
                     # the evaluation's time is not training time: shift the window's start by
                     # it, keeping the window's count (resetting the start alone overstated the
                     # rate when eval_every is not a multiple of log_every)
