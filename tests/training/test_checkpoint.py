@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from pathlib import Path
 from typing import NamedTuple
@@ -409,3 +410,20 @@ def test_saving_a_step_again_never_leaves_it_missing(tmp_path, monkeypatch):
     assert loaded.step == 4 and torch.equal(loaded.model_state["weight"], tiny_model(4).weight)
     save(tmp_path, 5, keep_last=1)  # the next save clears the copy aside
     assert step_dirs(tmp_path) == ["step-00000005"] and staging_dirs(tmp_path) == []
+
+
+def test_the_checkpoint_record_is_strict_json(tmp_path):
+    """Non-finite floats in the training state (the best loss is inf before the first
+    evaluation) were written as bare Infinity, which strict readers (jq, JavaScript) refuse;
+    they round-trip exactly."""
+    def refuse(constant):
+        raise ValueError(f"bare {constant}")
+
+    state = {"best_loss": math.inf, "low": -math.inf, "missing": math.nan, "x": 1.5}
+    save_checkpoint(tmp_path, 1, model_state=tiny_model().state_dict(), train_state=state,
+                    meta={})
+    json.loads((tmp_path / "checkpoints" / "step-00000001" / "checkpoint.json").read_text(),
+               parse_constant=refuse)
+    loaded = load_checkpoint(tmp_path).train_state
+    assert loaded["best_loss"] == math.inf and loaded["low"] == -math.inf
+    assert math.isnan(loaded["missing"]) and loaded["x"] == 1.5

@@ -361,3 +361,28 @@ def test_a_checkpoint_saved_by_an_evaluation_counts_its_time(tmp_path, monkeypat
     assert trainer.fit().status == "interrupted" and trainer.step == 4
     assert trainer.elapsed == pytest.approx(9.0)
     assert load_checkpoint(tmp_path / "run").train_state["elapsed"] == pytest.approx(9.0)
+
+
+def test_a_loss_scalers_overflow_steps_are_counted_not_averaged(tmp_path):
+    """With a loss scaler an overflowing step has an infinite gradient norm and is skipped by
+    the scaler; that inf used to make the window's mean norm Infinity, which is not JSON.
+    A CPU scaler stands in for CUDA's; step 3's loss is scaled past float32's range."""
+    trainer = make_trainer(tmp_path, max_steps=10, log_every=5)
+    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 16)
+    loss_fn = trainer.loss_fn
+
+    def overflow_at_step_3(model, batch, carry):
+        output = loss_fn(model, batch, carry)
+        return output._replace(loss=output.loss * 1e37) if trainer.step == 2 else output
+
+    trainer.loss_fn = overflow_at_step_3
+    trainer.fit()
+
+    def refuse(constant):
+        raise ValueError(f"bare {constant}")
+
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    records = [json.loads(line, parse_constant=refuse) for line in lines]
+    train = {r["step"]: r for r in records if r["split"] == "train"}
+    assert train[5]["overflow_steps"] == 1 and "overflow_steps" not in train[10]
+    assert math.isfinite(train[5]["grad_norm"]) and math.isfinite(train[10]["grad_norm"])

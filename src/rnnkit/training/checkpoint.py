@@ -25,6 +25,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import os
 import shutil
 import tempfile
@@ -124,6 +125,9 @@ def flatten_tensors(value: Any, tensors: dict[str, torch.Tensor], path: str = ""
     if isinstance(value, dict):
         return {"__items__": [[key, flatten_tensors(v, tensors, f"{path}.{key}")]
                               for key, v in value.items()]}
+    if isinstance(value, float) and not math.isfinite(value):
+        # strict JSON has no inf or NaN (the best loss is inf before the first evaluation)
+        return {"__float__": repr(value)}
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     raise TypeError(f"cannot store a {type(value).__name__} in a checkpoint ({path or 'value'})")
@@ -136,6 +140,8 @@ def unflatten_tensors(skeleton: Any, tensors: dict[str, torch.Tensor],
     if isinstance(skeleton, list):
         return [unflatten_tensors(v, tensors, namedtuples) for v in skeleton]
     if isinstance(skeleton, dict):
+        if "__float__" in skeleton:
+            return float(skeleton["__float__"])
         if "__tensor__" in skeleton:
             return tensors[skeleton["__tensor__"]]
         if "__tuple__" in skeleton:

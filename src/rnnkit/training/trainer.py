@@ -184,7 +184,9 @@ class Trainer:
         self.skipped_in_a_row = 0
         # Sums over the steps since the last training-metrics record; saved, so that the first
         # record after a resume averages the same steps as in an uninterrupted run.
-        self.window = {"loss": 0.0, "grad_norm": 0.0, "steps": 0}
+        # steps: optimizer steps in the log window; norm_steps: those with a finite gradient
+        # norm (a loss scaler's overflow steps have an infinite one and are skipped by it)
+        self.window = {"loss": 0.0, "grad_norm": 0.0, "steps": 0, "norm_steps": 0}
         self._interrupted = False
         seed_everything(config.seed)
 
@@ -237,6 +239,7 @@ class Trainer:
         # absent from checkpoints written before 2026-12-04
         self.skipped_in_a_row = state.get("skipped_in_a_row", 0)
         self.window = dict(state.get("window", self.window))
+        self.window.setdefault("norm_steps", self.window["steps"])  # before 2026-12-05
         self.metrics.truncate_after(self.step)
         if self.best_step is not None:
             # A crash between a checkpoint's rename and the index update (or a damaged index)
@@ -385,13 +388,16 @@ class Trainer:
         record = {"split": "train", "step": self.step,
                   "epoch": round(self.batches.epochs_done, 4),
                   "loss": window["loss"] / window["steps"],
-                  "grad_norm": window["grad_norm"] / window["steps"],
+                  "grad_norm": (window["grad_norm"] / window["norm_steps"]
+                                if window["norm_steps"] else None),
                   "lr": self.optimizer.param_groups[0]["lr"],
                   "per_second": round(rate, 1), "elapsed": round(self.elapsed, 2)}
+        if window["norm_steps"] < window["steps"]:
+            record["overflow_steps"] = window["steps"] - window["norm_steps"]
         self.metrics.write(record)
         progress.update(fraction=self._progress_fraction(), step=self.step,
                         loss=f"{record['loss']:.3f}", rate=f"{rate:,.0f}/s")
-        window.update(loss=0.0, grad_norm=0.0, steps=0)
+        window.update(loss=0.0, grad_norm=0.0, steps=0, norm_steps=0)
 
     def _on_interrupt(self, signum, frame) -> None:
         if self._interrupted:  # a second Ctrl-C: the user wants out now
@@ -425,7 +431,9 @@ class Trainer:
                     continue
                 loss, norm, count = outcome
                 window["loss"] += loss
-                window["grad_norm"] += norm
+                if math.isfinite(norm):  # else a loss scaler's overflow step: not averaged
+                    window["grad_norm"] += norm
+                    window["norm_steps"] += 1
                 window["steps"] += 1
                 window_count += count
                 if self.step % config.log_every == 0 or self.step == config.max_steps:
