@@ -371,3 +371,17 @@ def test_a_non_finite_dynamic_rate_for_evaluate_is_refused(tmp_path):
     """evaluate's --dynamic-lr overrides the saved rate; a NaN one used to score nan bpc."""
     with pytest.raises(ValueError, match="dynamic.lr must be a finite number"):
         lm_task.evaluate_lm(tmp_path / "no-run-needed", dynamic_lr=float("nan"))
+
+
+def test_the_built_in_corpus_wins_over_a_file_of_its_name(tmp_path, monkeypatch):
+    """The loader takes the built-in name first, but making the config's paths absolute turned
+    'kjv' into ./kjv when the working folder held such a file, and trained on that."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "kjv").write_text(tiny_text(), encoding="utf-8")
+    config = small_config("kjv", max_steps=1, eval_every=1)
+    config.data.eval_rows, config.dynamic.enabled = 256, False  # the 200k-character test
+    train_lm(config, tmp_path / "run", notify=quiet)
+    saved = load_checkpoint(tmp_path / "run").meta["config"]["data"]
+    assert saved["corpus"] == "kjv"
+    builtin = lm_task.prepare_data(config.data)
+    assert builtin.source != lm_task.prepare_data(small_config(str(tmp_path / "kjv")).data).source

@@ -189,12 +189,16 @@ def _merge(into: dict, update: dict) -> None:
             into[key] = value
 
 
-def make_paths_absolute(section, *names: str) -> None:
+def make_paths_absolute(section, *names: str, builtin=()) -> None:
     """Replace each field ``names`` of ``section`` (a config dataclass) that names an existing
     file or folder by its absolute path, in place: the resolved config is saved with every
     checkpoint, and a relative path there would break evaluating or resuming the run from
-    another folder. Other values (built-in dataset names, None) stay as they are."""
+    another folder. Names in ``builtin`` (the task's built-in datasets, any case) and None stay
+    as they are: the loaders take a built-in name before a file of that name, and so must the
+    saved config (a file called ``kjv`` in the working folder used to replace the corpus)."""
+    builtin = {name.lower() for name in builtin}
     for name in names:
         value = getattr(section, name)
-        if isinstance(value, str) and value and Path(value).exists():
+        if isinstance(value, str) and value and value.lower() not in builtin \
+                and Path(value).exists():
             setattr(section, name, str(Path(value).resolve()))

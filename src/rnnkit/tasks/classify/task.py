@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
+from rnnkit.data.sequences import BUNDLED_SETS
 from rnnkit.training import (
     CheckpointError, ShuffledBatches, StepOutput, TrainConfig, Trainer, config_from_dict,
     cpu_threads, load_checkpoint,
@@ -126,7 +127,7 @@ def train_classifier(config: ClassifyConfig, run_dir: str | Path, *, resume: boo
 def _train(config: ClassifyConfig, run_dir: Path, resume: bool, notify) -> dict:
     start = time.perf_counter()
     config.model.check()
-    make_paths_absolute(config.data, "data", "test")
+    make_paths_absolute(config.data, "data", "test", builtin=BUNDLED_SETS)
     if resume:
         # the seed draws the validation split (prepare_data), so it is data as well
         check_resumed_settings(run_dir, {

@@ -19,7 +19,7 @@ from typing import Callable
 
 import numpy as np
 
-from rnnkit.data.timeseries import TimeSeries, load_series
+from rnnkit.data.timeseries import BUILTIN_SERIES, TimeSeries, load_series
 from rnnkit.training import (
     CheckpointError, TrainConfig, atomic_write, config_from_dict, cpu_threads, load_checkpoint,
 )
@@ -211,7 +211,7 @@ def _train_forecast(config: ForecastConfig, run_dir: Path, resume: bool, backtes
                     backtest_step: int | None, notify: Callable[[str], None]) -> dict:
     data = config.data
     data.check()
-    make_paths_absolute(data, "data")
+    make_paths_absolute(data, "data", builtin=BUILTIN_SERIES)
     config.model.check()
     config.train.check()
     run_dir = Path(run_dir)

@@ -21,7 +21,7 @@ from typing import Callable
 import torch
 from torch.nn import functional as F
 
-from rnnkit.data.text import CharVocabulary, TextSplit, load_corpus, split_text
+from rnnkit.data.text import BUILTIN_CORPORA, CharVocabulary, TextSplit, load_corpus, split_text
 from rnnkit.training import (
     CheckpointError, ContiguousBatches, StepOutput, TrainConfig, Trainer, config_from_dict,
     load_checkpoint,
@@ -189,7 +189,7 @@ def train_lm(config: LMConfig, run_dir: str | Path, *, resume: bool = False,
     run_dir = Path(run_dir)
     config.data.check()
     config.dynamic.check()
-    make_paths_absolute(config.data, "corpus")
+    make_paths_absolute(config.data, "corpus", builtin=BUILTIN_CORPORA)
     data = prepare_data(config.data)
     if resume:
         _check_resumed_data(run_dir, config.data, config.model, data.vocabulary)
