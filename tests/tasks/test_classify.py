@@ -110,6 +110,15 @@ def test_training_lowers_the_loss_and_beats_the_untrained_model(files, trained):
     assert result["class_names"] == sorted(NAMES)
 
 
+@pytest.mark.parametrize("shape", [(20, 1), (20, 3), (2,), (0, 2)])
+def test_predict_refuses_sequences_of_another_shape(trained, shape):
+    """A (T, 1) sequence for a 2-channel model was broadcast to 2 channels and classified."""
+    loaded = load_classifier(trained[0])
+    with pytest.raises(ValueError, match=r"sequence 1 has shape .*takes \(T, 2\) arrays") as info:
+        loaded.predict([np.zeros((5, 2)), np.zeros(shape)])
+    assert "\n" not in str(info.value)
+
+
 def test_reported_metrics_equal_an_independent_computation(files, trained):
     run_dir, result = trained
     loaded = load_classifier(run_dir)
@@ -171,6 +180,27 @@ def test_stratified_split_is_seeded_and_keeps_class_shares():
     again = stratified_split(labels, 0.2, seed=3)[1]
     assert np.array_equal(validation, again)
     assert not np.array_equal(validation, stratified_split(labels, 0.2, seed=4)[1])
+
+
+@pytest.mark.parametrize("fraction", [0.2, 0.6, 0.9])
+def test_stratified_split_keeps_every_class_in_training(fraction):
+    """A one-member class went wholly to validation when round(fraction) was 1 (fraction >
+    0.5), and with only such classes the training part was empty (an IndexError)."""
+    labels = np.array([0, 0, 0, 0, 0, 1, 2, 3, 3])
+    train, validation = stratified_split(labels, fraction, seed=0)
+    assert sorted(np.unique(labels[train]).tolist()) == [0, 1, 2, 3]
+    assert sorted(np.concatenate([train, validation]).tolist()) == list(range(9))
+    assert stratified_split(np.arange(4), fraction, seed=0)[0].tolist() == [0, 1, 2, 3]
+
+
+def test_a_channel_varying_on_a_tiny_scale_is_scaled_and_a_constant_one_centred():
+    """std > 1e-8 was absolute: a channel in farads (std 5e-9) reached the model as ~1e-9."""
+    rng = np.random.default_rng(0)
+    sequences = [np.stack([rng.normal(3.0, 2.0, 50), rng.normal(0.0, 5e-9, 50),
+                           np.full(50, 7.25)], axis=1) for _ in range(4)]
+    normalized = np.concatenate([Normalizer.fit(sequences)(s) for s in sequences])
+    assert np.allclose(normalized.std(axis=0), [1.0, 1.0, 0.0], atol=1e-5)
+    assert np.allclose(normalized.mean(axis=0), 0.0, atol=1e-5)
 
 
 @pytest.mark.parametrize("cell", ["gru", "lstm"])

@@ -61,7 +61,10 @@ class Normalizer:
             return cls(np.zeros(channels), np.ones(channels))
         steps = np.concatenate(sequences, axis=0).astype(np.float64)  # (sum_i T_i, C)
         std = steps.std(axis=0)
-        return cls(steps.mean(axis=0), np.where(std > 1e-8, std, 1.0))  # constant: centre only
+        mean = steps.mean(axis=0)
+        # constant channels (std at rounding level next to their mean) are centred only; the
+        # test is relative, so a channel that varies on a tiny scale (farads) is still scaled
+        return cls(mean, np.where(std > 1e-6 * np.abs(mean), std, 1.0))
 
     def __call__(self, sequence: np.ndarray) -> np.ndarray:
         return ((sequence - self.mean) / self.std).astype(np.float32)
@@ -106,14 +109,16 @@ class Tensors:
 
 def stratified_split(labels: np.ndarray, fraction: float, seed: int):
     """Indices (train, validation): round(fraction * N_k) of each class k to validation, at
-    least one per class with two or more members when fraction > 0, chosen by a seeded shuffle."""
+    least one per class with two or more members when fraction > 0, and never a class's last
+    member (training sees every class), chosen by a seeded shuffle."""
     rng = np.random.default_rng(seed)
     train, validation = [], []
     for k in np.unique(labels):
         members = rng.permutation(np.flatnonzero(labels == k))
         take = int(round(fraction * len(members)))
         if fraction > 0 and len(members) >= 2:
-            take = min(max(take, 1), len(members) - 1)
+            take = max(take, 1)
+        take = min(take, len(members) - 1)
         validation.extend(members[:take])
         train.extend(members[take:])
     return np.sort(np.array(train, np.int64)), np.sort(np.array(validation, np.int64))

@@ -214,6 +214,15 @@ class LoadedClassifier:
 
     def tensors(self, sequences: list[np.ndarray], labels=None) -> Tensors:
         """Raw (T_i, C) sequences, normalized with the training statistics, as tensors."""
+        channels = len(self.normalizer.mean)
+        if len(sequences) == 0:
+            raise ValueError("no sequences given; pass a list of (T, C) arrays")
+        for i, sequence in enumerate(sequences):
+            shape = np.shape(sequence)
+            # (x - mean) / std would broadcast a (T, 1) sequence to C channels without a word
+            if len(shape) != 2 or shape[0] < 1 or shape[1] != channels:
+                raise ValueError(f"sequence {i} has shape {shape}; the model takes (T, "
+                                 f"{channels}) arrays, T >= 1 steps of {channels} channels")
         labels = np.zeros(len(sequences), np.int64) if labels is None else labels
         return Tensors.from_sequences(sequences, labels, self.normalizer)
 
