@@ -307,3 +307,38 @@ def test_bad_split_and_bad_paths(tmp_path):
         with pytest.raises(SequenceDataError, match="is not a .ts, .npz or .csv file") as excinfo:
             load_sequences(path)
         _one_line_error(excinfo)
+
+
+def test_csv_labels_and_ids_like_na_are_values_and_the_index_column_is_skipped(tmp_path):
+    """pandas reads "NA", "None" and "null" as missing by default, so a class "NA" (North
+    America) was refused; and the row index DataFrame.to_csv writes ("Unnamed: 0") was taken
+    as a feature channel. Oracle: the arrays written."""
+    pytest.importorskip("pandas", reason="CSV sequence files need pandas")
+    rng = np.random.default_rng(4)
+    arrays = [rng.standard_normal((t, 2)) for t in (3, 4, 2)]
+    frame = _long_frame(arrays, ["NA", "EU", "None"], ["NA", "null", "7"])
+    frame.to_csv(tmp_path / "long.csv")  # index=True: the "Unnamed: 0" column
+    data = load_sequences(tmp_path / "long.csv")
+    assert data.class_names == ["EU", "NA", "None"] and data.channels == 2
+    by_label = {data.class_names[k]: s for k, s in zip(data.labels, data.sequences)}
+    for label, expected in zip(["NA", "EU", "None"], arrays):
+        np.testing.assert_allclose(by_label[label], expected.astype(np.float32), rtol=1e-6)
+
+
+@pytest.mark.parametrize("labels", [np.array([0.0, np.nan, 1.0]),
+                                    np.array(["a", None, "b"], dtype=object)], ids=["nan", "none"])
+def test_a_missing_npz_label_is_refused_not_made_a_class(tmp_path, labels):
+    np.savez(tmp_path / "set.npz", X=np.zeros((3, 4, 1)), y=labels)
+    with pytest.raises(SequenceDataError) as info:
+        load_sequences(tmp_path / "set.npz")
+    _one_line_error(info, "the label of sequence 1 of", "is missing")
+
+
+def test_a_value_beyond_float32_is_named_not_called_missing(tmp_path):
+    """1e39 overflowed in the cast to float32 and was reported as a NaN to fill in."""
+    x = np.zeros((2, 3, 1))
+    x[1, 2, 0] = -1e39
+    np.savez(tmp_path / "set.npz", X=x, y=np.array([0, 1]))
+    with pytest.raises(SequenceDataError) as info:
+        load_sequences(tmp_path / "set.npz")
+    _one_line_error(info, "sequence 1 of", "-1e+39 (step 2, channel 0), beyond float32")

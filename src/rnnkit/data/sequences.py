@@ -237,7 +237,15 @@ def _read_csv(path: Path):
                                 f"{', '.join(map(str, frame.columns))}); write {_CSV_LAYOUT}")
     if frame.empty:
         raise SequenceDataError(f"CSV file {shown} has no rows; write {_CSV_LAYOUT}")
-    features = [c for c in frame.columns if c not in ("sequence", "label", "time")]
+    # Ids and labels are text: "NA" (North America) or "None" is a value there, not a missing
+    # one as pandas reads it by default; only an empty cell is missing.
+    names = pd.read_csv(path, usecols=["sequence", "label"], dtype=str, keep_default_na=False)
+    for column in ("sequence", "label"):
+        frame[column] = names[column].where(names[column] != "")
+    # "Unnamed: 0" is the row index DataFrame.to_csv writes by default, not a measurement (and
+    # in a file sorted by class it gives the label away)
+    features = [c for c in frame.columns if c not in ("sequence", "label", "time")
+                and not str(c).startswith("Unnamed: ")]
     other = [str(c) for c in features if not pd.api.types.is_numeric_dtype(frame[c])]
     if not features or other:
         problem = f"non-numeric columns {other}" if other else "no feature columns"
@@ -298,6 +306,13 @@ def _build(sequences, raw_labels, class_names, source, ids=None) -> SequenceSet:
         if arrays and x.shape[1] != arrays[0].shape[1]:
             raise SequenceDataError(f"{where} has {x.shape[1]} channels but sequence 0 has "
                                     f"{arrays[0].shape[1]}; give every sequence the same channels")
+        if np.issubdtype(x.dtype, np.number):
+            huge = np.abs(x) > np.finfo(np.float32).max  # finite, but inf once cast
+            if huge.any():
+                step, channel = np.argwhere(huge)[0]
+                raise SequenceDataError(f"{where} has the value {x[step, channel]:g} (step {step}, "
+                                        f"channel {channel}), beyond float32's range; rescale "
+                                        f"the data (for example to other units)")
         x = np.ascontiguousarray(x, dtype=np.float32)
         bad = ~np.isfinite(x)
         if bad.any():
@@ -306,6 +321,11 @@ def _build(sequences, raw_labels, class_names, source, ids=None) -> SequenceSet:
                                     f"{channel}); fill or interpolate missing values before "
                                     f"loading, or drop the sequence")
         arrays.append(x)
+    for i, value in enumerate(raw_labels):
+        if value is None or (isinstance(value, (float, np.floating)) and np.isnan(value)):
+            where = f"sequence {i}" + (f" (id {ids[i]!r})" if ids else "")
+            raise SequenceDataError(f"the label of {where} of {source} is missing ({value}); "
+                                    f"give every sequence a label or drop it")
     labels = [v.decode() if isinstance(v, bytes) else str(v) for v in raw_labels]
     if class_names is None:
         names = _natural_order(labels)
