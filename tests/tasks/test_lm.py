@@ -385,3 +385,18 @@ def test_the_built_in_corpus_wins_over_a_file_of_its_name(tmp_path, monkeypatch)
     assert saved["corpus"] == "kjv"
     builtin = lm_task.prepare_data(config.data)
     assert builtin.source != lm_task.prepare_data(small_config(str(tmp_path / "kjv")).data).source
+
+
+def test_a_run_written_inside_its_corpus_folder_is_not_read_as_corpus(tmp_path):
+    """`train lm --corpus .` puts its run below the corpus; the folder was read again after
+    training (and by evaluate and --resume) with the checkpoints in it, a binary-file error.
+    Oracle: the test score of the training run itself."""
+    folder = tmp_path / "texts"
+    folder.mkdir()
+    text = tiny_text()
+    (folder / "a.txt").write_text(text[: len(text) // 2], encoding="utf-8")
+    (folder / "b.txt").write_text(text[len(text) // 2:], encoding="utf-8")
+    config = small_config(str(folder), max_steps=20)
+    config.dynamic.enabled = False
+    result = train_lm(config, folder / "runs" / "lm", notify=quiet)
+    assert evaluate_lm(folder / "runs" / "lm")["bpc"] == result["test"]["bpc"]

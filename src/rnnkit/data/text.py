@@ -96,10 +96,13 @@ def _load_kjv() -> Corpus:
 
 
 def _folder_files(folder: Path) -> list[Path]:
-    """Regular, non-hidden files under ``folder``, sorted by relative POSIX path."""
+    """Regular, non-hidden files under ``folder``, sorted by relative POSIX path, leaving out
+    training runs (folders with a ``checkpoints`` folder): ``train lm --corpus .`` writes its
+    run below the corpus, which must read the same when the run is evaluated or resumed."""
     found = []
     for root, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".")]  # prune hidden folders (.git, ...)
+        dirs[:] = [d for d in dirs if not d.startswith(".")  # hidden folders (.git, ...)
+                   and not Path(root, d, "checkpoints").is_dir()]
         found += [Path(root, f) for f in files if not f.startswith(".") and Path(root, f).is_file()]
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
