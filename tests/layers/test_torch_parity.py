@@ -532,6 +532,44 @@ def test_to_torch_rejects_projected_lstm_cell():
         to_torch(rnnkit.LSTMCell(INPUT, HIDDEN, proj_size=PROJ))
 
 
+@pytest.mark.parametrize("convert", [from_torch, to_torch])
+@pytest.mark.parametrize("module", [torch.nn.Identity(), torch.nn.Linear(2, 2)],
+                         ids=["no-parameters", "linear"])
+def test_conversion_refuses_other_modules_by_name(convert, module):
+    """A module without parameters raised a bare StopIteration before the type check."""
+    with pytest.raises(TypeError, match=f"got {type(module).__name__}$"):
+        convert(module)
+
+
+@pytest.mark.parametrize("direction", ["from_torch", "to_torch"])
+def test_conversion_keeps_frozen_parameters_frozen(direction):
+    """requires_grad=False came out True, so a frozen layer trained after conversion."""
+    torch_module, rnnkit_module = make_layer_pair("lstm", num_layers=2, bidirectional=True)
+    source = torch_module if direction == "from_torch" else rnnkit_module
+    for name in ("weight_ih_l0", "bias_hh_l1_reverse"):
+        getattr(source, name).requires_grad_(False)
+    converted = (from_torch if direction == "from_torch" else to_torch)(source)
+    frozen = {n for n, p in converted.state_dict(keep_vars=True).items() if not p.requires_grad}
+    assert frozen == {"weight_ih_l0", "bias_hh_l1_reverse"}
+
+
+@pytest.mark.parametrize("direction", ["from_torch", "to_torch"])
+def test_conversion_refuses_a_parametrized_module(direction):
+    """Its weights are computed; the converted module would hold the wrong ones."""
+    from torch.nn.utils import parametrizations
+
+    torch_module, rnnkit_module = make_layer_pair("gru")
+    if direction == "from_torch":
+        parametrizations.weight_norm(torch_module, "weight_hh_l0")
+        source = torch_module
+    else:
+        parametrizations.weight_norm(*rnnkit_module.torch_parameter_owner("weight_hh_l0"))
+        source = rnnkit_module
+    with pytest.raises(TypeError, match="cannot convert a module with parametrizations") as info:
+        (from_torch if direction == "from_torch" else to_torch)(source)
+    assert "\n" not in str(info.value)
+
+
 @pytest.mark.parametrize("kind,proj", LAYER_CONFIGS,
                          ids=[f"{k}{'_proj' if p else ''}" for k, p in LAYER_CONFIGS])
 def test_all_weights_and_parameter_names_match_torch(kind, proj):
@@ -699,21 +737,23 @@ def test_jit_trace_checks_and_a_module_traced_without_grad_trains(kind, backend)
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_a_parametrization_on_the_torch_named_owner_matches_torch(kind):
     """Orthogonal recurrent weights as torch users write them, via torch_parameter_owner.
-    Oracle: torch.nn with the same parametrization and the same original weights."""
+    Oracle: torch.nn with the same parametrization and, loaded from its state_dict, the same
+    weights; the state_dict is torch's, parametrizations included (saving raised a KeyError)."""
     from torch.nn.utils import parametrizations
 
     torch_module, rnnkit_module = make_layer_pair(kind, num_layers=2, bidirectional=True)
     torch.manual_seed(4)
     for name in ("weight_hh_l0", "weight_hh_l1_reverse"):
         parametrizations.orthogonal(torch_module, name)
-        module, attribute = rnnkit_module.torch_parameter_owner(name)
-        parametrizations.orthogonal(module, attribute)
-        # the same original (unconstrained) weight on both sides
-        original = getattr(torch_module.parametrizations, name).original
-        with torch.no_grad():
-            getattr(module.parametrizations, attribute).original.copy_(original)
+        parametrizations.orthogonal(*rnnkit_module.torch_parameter_owner(name))
+    theirs = torch_module.state_dict()
+    assert "parametrizations.weight_hh_l0.original" in theirs
+    rnnkit_module.load_state_dict(theirs)
     x = torch.randn(STEPS, BATCH, INPUT, dtype=torch.float64)
     assert_close(rnnkit_module(x)[0], torch_module(x)[0], torch.float64, what="output")
+    ours = rnnkit_module.state_dict()
+    assert list(ours) == list(theirs)
+    assert [key for key in theirs if not torch.equal(ours[key], theirs[key])] == []
     with pytest.raises(KeyError, match="no parameter 'weight_hh_l9'.*weight_ih_l0"):
         rnnkit_module.torch_parameter_owner("weight_hh_l9")
 

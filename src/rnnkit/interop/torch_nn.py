@@ -43,8 +43,10 @@ def from_torch(module: nn.Module, *, backend: str = "auto") -> nn.Module:
     """
     import rnnkit  # the presets live in rnnkit.layers, which imports this module
 
-    parameter = next(module.parameters())
-    factory = {"device": parameter.device, "dtype": parameter.dtype}
+    if not isinstance(module, _TORCH_LAYERS + _TORCH_CELLS):
+        raise TypeError(f"from_torch converts torch.nn RNN/LSTM/GRU and their cells; got "
+                        f"{type(module).__name__}")
+    factory = _factory(module, "from_torch")
     if isinstance(module, _TORCH_LAYERS):
         common = dict(num_layers=module.num_layers, bias=module.bias,
                       batch_first=module.batch_first, dropout=module.dropout,
@@ -65,12 +67,8 @@ def from_torch(module: nn.Module, *, backend: str = "auto") -> nn.Module:
         else:
             converted = RNNCell(module.input_size, module.hidden_size, module.bias,
                                 module.nonlinearity, **factory)
-    else:
-        raise TypeError(
-            f"from_torch converts torch.nn RNN/LSTM/GRU and their cells; got {type(module).__name__}"
-        )
     converted.load_state_dict(module.state_dict())
-    converted.train(module.training)
+    _copy_training_flags(module, converted)
     return converted
 
 
@@ -78,8 +76,10 @@ def to_torch(module: nn.Module) -> nn.Module:
     """A new torch.nn module computing the same function as an rnnkit preset or cell."""
     import rnnkit
 
-    parameter = next(module.parameters())
-    factory = {"device": parameter.device, "dtype": parameter.dtype}
+    if not isinstance(module, (rnnkit.RNN, rnnkit.LSTM, rnnkit.GRU, RNNCell, LSTMCell, GRUCell)):
+        raise TypeError(f"to_torch converts rnnkit RNN/LSTM/GRU and their cells; got "
+                        f"{type(module).__name__}")
+    factory = _factory(module, "to_torch")
     if isinstance(module, (rnnkit.RNN, rnnkit.LSTM, rnnkit.GRU)):
         common = dict(num_layers=module.num_layers, bias=module.bias,
                       batch_first=module.batch_first, dropout=module.dropout,
@@ -92,7 +92,7 @@ def to_torch(module: nn.Module) -> nn.Module:
         else:
             converted = nn.RNN(module.input_size, module.hidden_size,
                                nonlinearity=module.nonlinearity, **common)
-    elif isinstance(module, (RNNCell, LSTMCell, GRUCell)):
+    else:
         if isinstance(module, LSTMCell):
             if module.proj_size:
                 raise ValueError("torch.nn.LSTMCell has no projection; an rnnkit LSTMCell with "
@@ -103,11 +103,34 @@ def to_torch(module: nn.Module) -> nn.Module:
         else:
             converted = nn.RNNCell(module.input_size, module.hidden_size, module.bias,
                                    module.nonlinearity, **factory)
-    else:
-        raise TypeError(
-            f"to_torch converts rnnkit RNN/LSTM/GRU and their cells; got {type(module).__name__}"
-        )
     with torch.no_grad():
         converted.load_state_dict(module.state_dict())
-    converted.train(module.training)
+    _copy_training_flags(module, converted)
     return converted
+
+
+def _factory(module: nn.Module, what: str) -> dict:
+    """The device and dtype of ``module``'s weights; refuses a parametrized module, whose
+    weights are computed (weight_norm, orthogonal, ...) and which the converted module would
+    not reproduce."""
+    from torch.nn.utils import parametrize
+
+    for name, sub in module.named_modules():
+        if parametrize.is_parametrized(sub):
+            raise TypeError(f"{what} cannot convert a module with parametrizations (on "
+                            f"{name or type(module).__name__}); convert it first and then "
+                            f"parametrize the result, or remove them with "
+                            f"torch.nn.utils.parametrize.remove_parametrizations")
+    parameter = next(module.parameters())
+    return {"device": parameter.device, "dtype": parameter.dtype}
+
+
+def _copy_training_flags(source: nn.Module, converted: nn.Module) -> None:
+    """Train/eval mode and each parameter's requires_grad (a frozen weight stays frozen), by
+    the shared state_dict names."""
+    converted.train(source.training)
+    frozen = {name for name, value in source.state_dict(keep_vars=True).items()
+              if isinstance(value, nn.Parameter) and not value.requires_grad}
+    for name, value in converted.state_dict(keep_vars=True).items():
+        if name in frozen:
+            value.requires_grad_(False)

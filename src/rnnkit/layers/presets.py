@@ -292,10 +292,28 @@ class _TorchStyleRNN(nn.Module):
         return text
 
 
+def _parametrized_names(module, torch_name: str, nested: str) -> tuple[str, str]:
+    """Key prefixes of a parametrized parameter: torch.nn's (``parametrizations.weight_hh_l0.``)
+    and the cell's (``stack.layers.0.cell.parametrizations.weight_hh.``), holding ``original``
+    and each parametrization's own state."""
+    owner, _, leaf = nested.rpartition(".")
+    return f"parametrizations.{torch_name}.", f"{owner}.parametrizations.{leaf}."
+
+
 def _state_dict_to_torch_names(module, state_dict, prefix, local_metadata) -> None:
-    # Pop and re-insert every key in torch's order so the result matches torch.nn exactly.
+    # Pop and re-insert every key in torch's order so the result matches torch.nn exactly: plain
+    # parameters first, then parametrized ones (torch.nn keeps those in a child module).
+    parametrized = []
     for nested, torch_name in module._name_pairs:
-        state_dict[prefix + torch_name] = state_dict.pop(prefix + nested)
+        if prefix + nested in state_dict:
+            state_dict[prefix + torch_name] = state_dict.pop(prefix + nested)
+        else:  # e.g. after register_parametrization(*torch_parameter_owner(torch_name), ...)
+            parametrized.append((nested, torch_name))
+    for nested, torch_name in parametrized:
+        torch_prefix, cell_prefix = _parametrized_names(module, torch_name, nested)
+        for key in [k for k in state_dict if k.startswith(prefix + cell_prefix)]:
+            rest = key[len(prefix + cell_prefix):]
+            state_dict[prefix + torch_prefix + rest] = state_dict.pop(key)
 
 
 def _state_dict_from_torch_names(module, state_dict, prefix, local_metadata, strict,
@@ -303,6 +321,10 @@ def _state_dict_from_torch_names(module, state_dict, prefix, local_metadata, str
     for nested, torch_name in module._name_pairs:
         if prefix + torch_name in state_dict:
             state_dict[prefix + nested] = state_dict.pop(prefix + torch_name)
+        torch_prefix, cell_prefix = _parametrized_names(module, torch_name, nested)
+        for key in [k for k in state_dict if k.startswith(prefix + torch_prefix)]:
+            rest = key[len(prefix + torch_prefix):]
+            state_dict[prefix + cell_prefix + rest] = state_dict.pop(key)
     # for _report_torch_names, which torch calls without the prefix or the error messages
     module._loading = (prefix, error_msgs)
 
