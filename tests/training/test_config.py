@@ -229,3 +229,22 @@ def test_file_holding_a_list_raises(tmp_path):
 
 def test_config_error_is_a_value_error():
     assert issubclass(ConfigError, ValueError)
+
+
+@dataclass
+class Lists:
+    anything: list = field(default_factory=list)
+    names: list[str] | None = None
+
+
+def test_a_list_field_refuses_a_scalar_and_takes_one_name_for_a_list_of_names():
+    """A field typed as bare ``list`` was not checked, so --set model.quantiles=5 became a
+    TypeError deep in the task instead of a one-line config error."""
+    for key, value in (("anything", 5), ("names", 5)):
+        with pytest.raises(ConfigError) as info:
+            config_from_dict(Lists, {key: value})
+        one_line_message(info, f"config key '{key}' must be a list; got 5")
+    with pytest.raises(ConfigError, match="'names' must be a string; got 5"):
+        config_from_dict(Lists, {"names": ["a", 5]})
+    assert config_from_dict(Lists, {"names": "sales", "anything": [1, "x"]}) == \
+        Lists(anything=[1, "x"], names=["sales"])

@@ -57,13 +57,15 @@ def _coerce(value, kind, key: str):
             raise ConfigError(f"config key {key!r} is a section; give a table of its keys, "
                               f"not {value!r}")
         return config_from_dict(kind, value, prefix=f"{key}.")
-    origin = typing.get_origin(kind)
+    origin = typing.get_origin(kind) or (kind if kind in (list, tuple) else None)
     if origin is typing.Literal:
         choices = typing.get_args(kind)
         if value not in choices:
             raise ConfigError(f"config key {key!r} must be one of {list(choices)}; got {value!r}")
         return value
     if origin in (tuple, list):
+        if origin is list and isinstance(value, str) and typing.get_args(kind) == (str,):
+            value = [value]  # one name for a list of names (--set data.value_cols=sales)
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"config key {key!r} must be a list; got {value!r}")
         item_kinds = typing.get_args(kind)

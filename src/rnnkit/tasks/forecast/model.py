@@ -53,7 +53,7 @@ class ModelConfig:
     dropout: float = 0.0  #: between stacked layers
     decoder: str = "autoregressive"  #: "direct" (all H steps at once) or "autoregressive"
     output: str = "point"  #: "point", "gaussian" or "quantile" (direct decoder only)
-    quantiles: list = field(default_factory=lambda: [0.1, 0.5, 0.9])
+    quantiles: list[float] = field(default_factory=lambda: [0.1, 0.5, 0.9])
     loss: str = "l1"  #: point output: "l1" (matches MASE) or "mse"
     highway: int = 0  #: lags of a linear autoregressive path beside the RNN; 0: none
     ensemble: int = 5  #: members averaged in the forecast

@@ -42,8 +42,8 @@ log = logging.getLogger("rnnkit.tasks")
 class DataConfig:
     data: str = "sunspots"  #: a built-in series name or a CSV/TSV/Parquet file
     time_col: str | None = None
-    value_cols: list | None = None  #: target columns (default: every numeric column)
-    covariate_cols: list | None = None  #: known inputs that are not forecast
+    value_cols: list[str] | None = None  #: target columns (default: every numeric column)
+    covariate_cols: list[str] | None = None  #: known inputs that are not forecast
     horizon: int = 20  #: H, steps forecast from one origin
     holdout: int | None = None  #: test rows at the end (default: the horizon)
     season: int | None = None  #: seasonal period m for MASE and seasonal naive (default: the series')
