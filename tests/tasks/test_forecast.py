@@ -16,6 +16,7 @@ import csv
 import importlib.util
 import json
 import math
+import shutil
 
 import numpy as np
 import pytest
@@ -828,3 +829,17 @@ def test_every_backtest_fold_forecasts_as_many_rows_as_the_holdout(tmp_path, mon
                                     season)
         for key, value in expected.items():
             assert fold["naive"][key] == pytest.approx(value), (k, key)
+
+
+@needs_statsmodels
+def test_a_fold_retrained_on_resume_starts_from_a_clean_folder(sunspots_run, tmp_path):
+    """Resuming a run interrupted in a backtest fold retrains that fold; what the interrupted
+    try left was appended to (its metrics twice over). Oracle: the uninterrupted run's fold."""
+    config, run_dir, result = sunspots_run
+    stale = tmp_path / "bt" / "fold-1"
+    shutil.copytree(run_dir / "backtest" / "fold-1", stale)  # a finished earlier try
+    rolling_origin_backtest(config, load_series("sunspots"), {"table": result["table"]},
+                            folds=1, step=BACKTEST_STEP, run_dir=tmp_path / "bt",
+                            label=result["model"], notify=quiet)
+    steps = lambda d: [(r["split"], r["step"]) for r in train_records(d)]  # noqa: E731
+    assert steps(stale) == steps(run_dir / "backtest" / "fold-1")

@@ -386,3 +386,15 @@ def test_a_loss_scalers_overflow_steps_are_counted_not_averaged(tmp_path):
     train = {r["step"]: r for r in records if r["split"] == "train"}
     assert train[5]["overflow_steps"] == 1 and "overflow_steps" not in train[10]
     assert math.isfinite(train[5]["grad_norm"]) and math.isfinite(train[10]["grad_norm"])
+
+
+def test_the_interrupt_message_names_the_run_to_resume(tmp_path):
+    """A Trainer that trains one part of a run (a forecast backtest fold in run/backtest/fold-1)
+    told the user to --resume the part's folder, which is not a run."""
+    lines = []
+    config = TrainConfig(max_steps=10, eval_every=5, log_every=5, warmup_steps=0, progress=False)
+    trainer = Trainer(nn.Linear(3, 1), config, batches=Samples(), loss_fn=regression_loss,
+                      evaluate_fn=lambda m: {"loss": 1.0}, run_dir=tmp_path / "run" / "part",
+                      notify=lines.append, resume_hint=tmp_path / "run")
+    assert interrupt_at(trainer, 3).fit().status == "interrupted"
+    assert lines[-1].endswith(f"continue with --resume {tmp_path / 'run'}")

@@ -153,7 +153,8 @@ class Trainer:
     def __init__(self, model: nn.Module, config: TrainConfig, *, batches, loss_fn: Callable,
                  evaluate_fn: Callable[[nn.Module], dict], run_dir: str | Path,
                  meta: dict | None = None, state_types: dict[str, type] | None = None,
-                 notify: Callable[[str], None] | None = None) -> None:
+                 notify: Callable[[str], None] | None = None,
+                 resume_hint: str | Path | None = None) -> None:
         config.check()
         self.config = config
         self.model = model.to(config.device)
@@ -161,6 +162,9 @@ class Trainer:
         self.loss_fn = loss_fn
         self.evaluate_fn = evaluate_fn
         self.run_dir = Path(run_dir)
+        # what the interrupt message tells the user to --resume: the run, where this Trainer
+        # trains one part of it (a backtest fold)
+        self.resume_hint = Path(resume_hint) if resume_hint is not None else self.run_dir
         self.meta = meta or {}
         self.state_types = state_types or {}
         self.notify = notify or log.info
@@ -463,7 +467,7 @@ class Trainer:
                 if self.last_eval_step != self.step:  # else this very step is saved already
                     self.save()
                 self.notify(f"interrupted at step {self.step}; checkpoint saved, continue with "
-                            f"--resume {self.run_dir}")
+                            f"--resume {self.resume_hint}")
             elif self.last_eval_step != self.step:
                 self._evaluate()
         finally:

@@ -11,6 +11,8 @@ is the mean of each metric over the folds, per method.
 
 from __future__ import annotations
 
+import shutil
+
 from pathlib import Path
 from typing import Callable
 
@@ -40,8 +42,11 @@ def check_backtest(config, series: TimeSeries, folds: int, step: int) -> list[in
 
 def rolling_origin_backtest(config, series: TimeSeries, holdout_report: dict, *, folds: int,
                             step: int, run_dir: Path, label: str,
-                            notify: Callable[[str], None] = print) -> dict:
-    """Per-fold metric tables and their means; ``holdout_report`` is fold 0."""
+                            notify: Callable[[str], None] = print,
+                            resume_hint: Path | None = None) -> dict:
+    """Per-fold metric tables and their means; ``holdout_report`` is fold 0. Folds train in
+    ``run_dir/fold-k``; ``resume_hint`` is the run an interrupted fold tells the user to
+    resume."""
     from .task import holdout_report as score  # the same scoring as the holdout
 
     data = config.data
@@ -60,8 +65,12 @@ def rolling_origin_backtest(config, series: TimeSeries, holdout_report: dict, *,
             series.values[:end], series.time[:end], series.columns,
             None if series.covariates is None else series.covariates[:end],
             series.covariate_columns, series.source, series.season)
-        fitted = fit_forecaster(config, rows[:origin], series.values.shape[1],
-                                run_dir / f"fold-{k}", notify=notify)
+        fold_dir = run_dir / f"fold-{k}"
+        # a fold is retrained whole when its run is resumed: what an interrupted try left
+        # (checkpoints, metrics records) would be appended to
+        shutil.rmtree(fold_dir, ignore_errors=True)
+        fitted = fit_forecaster(config, rows[:origin], series.values.shape[1], fold_dir,
+                                notify=notify, resume_hint=resume_hint)
         report = score(fold_series, fitted, config, rows[:origin], label)
         tables.append({"origin": str(series.time[origin]), **_generic(report["table"])})
     methods = [name for name in tables[0] if name != "origin"]

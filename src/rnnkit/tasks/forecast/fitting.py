@@ -117,7 +117,8 @@ def _residual_quantiles(fitted: FittedForecaster, rows: np.ndarray,
 
 def fit_forecaster(config, rows: np.ndarray, targets: int, run_dir: Path, *,
                    resume: bool = False, meta: dict | None = None,
-                   notify: Callable[[str], None] = print) -> FittedForecaster:
+                   notify: Callable[[str], None] = print,
+                   resume_hint: Path | None = None) -> FittedForecaster:
     """Train on the rows (N, F) before the holdout; returns the fitted model."""
     data = config.data
     fit_rows = rows[: len(rows) - data.validation] if data.validation else rows
@@ -152,7 +153,8 @@ def fit_forecaster(config, rows: np.ndarray, targets: int, run_dir: Path, *,
 
     trainer = Trainer(model, config.train, batches=batches, loss_fn=loss_fn,
                       evaluate_fn=evaluate, run_dir=run_dir,
-                      meta={**(meta or {}), "scaler": scaler.to_dict()}, notify=notify)
+                      meta={**(meta or {}), "scaler": scaler.to_dict()}, notify=notify,
+                      resume_hint=resume_hint)
     if resume:
         notify(f"resuming from step {trainer.resume(run_dir)}")
     with torch.no_grad():

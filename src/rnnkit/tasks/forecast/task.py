@@ -276,7 +276,7 @@ def _train_forecast(config: ForecastConfig, run_dir: Path, resume: bool, backtes
         result["backtest"] = rolling_origin_backtest(
             config, series, report, folds=backtest_folds,
             step=data.horizon if backtest_step is None else backtest_step,
-            run_dir=run_dir / "backtest", label=label, notify=notify)
+            run_dir=run_dir / "backtest", label=label, notify=notify, resume_hint=run_dir)
     return result
 
 
