@@ -532,6 +532,30 @@ def test_to_torch_rejects_projected_lstm_cell():
         to_torch(rnnkit.LSTMCell(INPUT, HIDDEN, proj_size=PROJ))
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("batch_first", [False, True], ids=["tmajor", "bfirst"])
+def test_seeded_training_dropout_draws_torchs_masks(kind, bidirectional, batch_first):
+    """The presets draw torch.nn's dropout masks: same seed, same output and gradients. A
+    bidirectional batch-first layer's output is batch-major in memory, and the masks were
+    drawn in that order rather than torch.nn's time-major one."""
+    torch_module, rnnkit_module = make_layer_pair(kind, num_layers=3, dropout=0.5,
+                                                  bidirectional=bidirectional,
+                                                  batch_first=batch_first)
+    torch_module.train(), rnnkit_module.train()
+    x = torch.randn(BATCH, STEPS, INPUT, dtype=torch.float64)
+    x = x if batch_first else x.transpose(0, 1).contiguous()
+    results = []
+    for module in (torch_module, rnnkit_module):
+        torch.manual_seed(11)
+        output = module(x)[0]
+        results.append((output, *torch.autograd.grad(output.square().sum(),
+                                                     list(module.parameters()))))
+    for name, ours, theirs in zip(["output"] + [n for n, _ in torch_module.named_parameters()],
+                                  results[1], results[0]):
+        assert_close(ours, theirs, torch.float64, what=name)
+
+
 @pytest.mark.parametrize("convert", [from_torch, to_torch])
 @pytest.mark.parametrize("module", [torch.nn.Identity(), torch.nn.Linear(2, 2)],
                          ids=["no-parameters", "linear"])

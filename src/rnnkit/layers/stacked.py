@@ -28,8 +28,9 @@ class Stacked(nn.Module):
     The dropout masks are drawn by :func:`rnnkit.layers.dropout.dropout` (torch's Bernoulli
     distribution at about a third of ``bernoulli_``'s cost on CPU). ``torch_masks=True`` draws
     them with ``F.dropout`` instead, the op and order of torch.nn's stacked layers, so that a
-    seeded training-mode call reproduces torch.nn's exactly; the drop-in presets
-    (``rnnkit.LSTM`` etc.) set it. The flag is a plain attribute and may be changed later.
+    seeded training-mode call reproduces torch.nn's exactly (except with a PackedSequence,
+    whose masks torch.nn draws over the packed rows only); the drop-in presets (``rnnkit.LSTM``
+    etc.) set it. The flag is a plain attribute and may be changed later.
 
     forward(x, states=None, *, lengths=None) -> (output, list of per-layer final states)
     """
@@ -113,8 +114,15 @@ class Stacked(nn.Module):
         for index, layer in enumerate(self._modules["layers"]):
             layer_input = x
             if index > 0 and self.dropout > 0.0 and self.training:
-                draw = F.dropout if self.torch_masks else rnnkit_dropout
-                layer_input = draw(x, self.dropout, training=True)
+                if not self.torch_masks:
+                    layer_input = rnnkit_dropout(x, self.dropout, training=True)
+                elif self.batch_first:
+                    # torch.nn draws the mask over time-major memory; a bidirectional layer's
+                    # batch-first output is batch-major in memory, so draw on a time-major copy
+                    layer_input = F.dropout(x.transpose(0, 1).contiguous(), self.dropout,
+                                            training=True).transpose(0, 1)
+                else:
+                    layer_input = F.dropout(x, self.dropout, training=True)
             output, final = layer._forward(layer_input, None if states is None else states[index],
                                            lengths)
             if self.residual and index > 0:
