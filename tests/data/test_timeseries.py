@@ -159,6 +159,30 @@ def test_parquet_round_trips_with_a_date_index(tmp_path):
     assert series.columns == ["load", "temp"] and series.covariate_columns == ["holiday"]
 
 
+def test_parquet_row_numbers_left_by_filtering_are_not_a_series(tmp_path):
+    """An unnamed integer index (rows dropped before saving) read as a column "index" and was
+    forecast as a value; a named one is still a column."""
+    pytest.importorskip("pyarrow", reason="Parquet needs pyarrow")
+    frame = pd.DataFrame({"year": [2000, 2001, 2002, 2003], "sales": [1.0, 4.0, 7.0, 10.0]})
+    kept = frame[frame["sales"] != 4.0]  # index 0, 2, 3
+    kept.to_parquet(tmp_path / "s.parquet")
+    series = load_series(str(tmp_path / "s.parquet"))
+    assert series.columns == ["sales"]
+    np.testing.assert_array_equal(series.time, [2000, 2002, 2003])
+    np.testing.assert_array_equal(series.values, [[1.0], [7.0], [10.0]])
+    kept.rename_axis("row").to_parquet(tmp_path / "named.parquet")
+    assert load_series(str(tmp_path / "named.parquet")).columns == ["row", "sales"]
+
+
+def test_iso_dates_with_and_without_a_time_of_day_parse(tmp_path):
+    """pandas guesses the format from the first cell: "2020-01-01 12:00" was then refused as
+    neither a number nor a date."""
+    path = _csv(tmp_path, "time,x\n2020-01-01,1\n2020-01-01 12:00,2\n2020-01-02,3\n")
+    series = load_series(path)
+    np.testing.assert_array_equal(series.time, np.array(
+        ["2020-01-01T00:00", "2020-01-01T12:00", "2020-01-02T00:00"], dtype="datetime64[ns]"))
+
+
 def test_multivariate_selection_with_covariates(tmp_path):
     path = _csv(tmp_path, "Year,a,b,c,d\n2000,1,2,3,4\n2001,5,6,7,8\n2002,9,10,11,12\n")
     series = load_series(path, value_cols=["c", "a"], covariate_cols="D")  # "D": case folded

@@ -204,8 +204,12 @@ def _read_file(pd, name: str):
         reason = " ".join(str(error).split()) or type(error).__name__
         raise SeriesError(f"cannot read {name} ({reason}); check that it is a valid "
                           f"{path.suffix.lower()[1:].upper()} file") from None
-    if not isinstance(frame.index, pd.RangeIndex):  # a Parquet index (e.g. dates) -> columns
-        frame = frame.reset_index()
+    if not isinstance(frame.index, pd.RangeIndex):
+        # a named or date index (a Parquet file's time) is a column; an unnamed integer index
+        # is row numbers left by filtering (it read as a column "index", forecast as a value)
+        unnamed_rows = (frame.index.nlevels == 1 and frame.index.name is None
+                        and pd.api.types.is_integer_dtype(frame.index))
+        frame = frame.reset_index(drop=unnamed_rows)
     if len(frame) == 0:
         raise SeriesError(f"{name} has no data rows; pass a file with at least one row")
     return frame
@@ -277,6 +281,9 @@ def _time(pd, frame, col, label: str) -> np.ndarray:
         with warnings.catch_warnings():  # "could not infer format": unparsed cells are NaT
             warnings.simplefilter("ignore", UserWarning)
             parsed = pd.to_datetime(raw, errors="coerce", utc=True)
+            if parsed.isna().any():  # the format guessed from the first cell may not fit all
+                # ISO dates with and without a time of day ("2020-01-01", "2020-01-01 12:00")
+                parsed = pd.to_datetime(raw, errors="coerce", utc=True, format="ISO8601")
         if parsed.isna().any():
             first = int(np.argmax(parsed.isna().to_numpy()))
             raise SeriesError(f"{shown} has {str(raw.iloc[first])!r} in row {first + 1}, which is "
