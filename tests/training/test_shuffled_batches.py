@@ -46,3 +46,15 @@ def test_batch_larger_than_data_is_capped_and_bad_sizes_are_errors():
         ShuffledBatches(0, 4)
     with pytest.raises(ValueError, match="batch_size"):
         ShuffledBatches(5, 0)
+
+
+def test_drop_last_counts_an_epoch_done_after_its_last_full_batch():
+    """The dropped tail was never counted, so max_epochs=1 drew a batch of the second epoch
+    (0.4, 0.8, then 1.4). Oracle: an epoch is N // B full batches."""
+    batches = ShuffledBatches(10, 4, drop_last=True)
+    counts = []
+    for _ in range(4):
+        next(batches)
+        counts.append(batches.epochs_done)
+    assert counts == [0.5, 1.0, 1.5, 2.0]
+    assert ShuffledBatches(10, 4).epochs_done == 0.0

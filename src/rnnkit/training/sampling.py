@@ -37,8 +37,11 @@ class ShuffledBatches:
 
     @property
     def epochs_done(self) -> float:
-        """Fractional epochs consumed, e.g. 2.5 halfway through the third epoch."""
-        return self.epoch + self.position / self.num_samples
+        """Fractional epochs consumed, e.g. 2.5 halfway through the third epoch. With
+        ``drop_last`` an epoch is its full batches (the dropped tail is never drawn), so it is
+        done, 1.0, after the last of them rather than one batch into the next epoch."""
+        used = self.num_samples - (self.num_samples % self.batch_size if self.drop_last else 0)
+        return self.epoch + self.position / used
 
     def __iter__(self):
         return self
