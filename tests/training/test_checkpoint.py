@@ -427,3 +427,23 @@ def test_the_checkpoint_record_is_strict_json(tmp_path):
     loaded = load_checkpoint(tmp_path).train_state
     assert loaded["best_loss"] == math.inf and loaded["low"] == -math.inf
     assert math.isnan(loaded["missing"]) and loaded["x"] == 1.5
+
+
+def test_resumed_settings_accept_an_older_runs_spelling_of_the_same_value(tmp_path, monkeypatch):
+    """One column name saved as a string by an older run equals the one-item list it now reads
+    as; a built-in name equals itself even beside a file of that name (it was resolved to the
+    file's path and refused)."""
+    from types import SimpleNamespace
+
+    from rnnkit.training.checkpoint import check_resumed_settings
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "kjv").write_text("a file named like the built-in corpus")
+    save_checkpoint(tmp_path / "run", 1, model_state=tiny_model().state_dict(), train_state={},
+                    meta={"config": {"data": {"value_cols": "sales", "corpus": "kjv"}}})
+    keys = ("value_cols", "corpus")
+    same = SimpleNamespace(value_cols=["sales"], corpus="kjv")
+    assert check_resumed_settings(tmp_path / "run", {"data": (same, keys)}).step == 1
+    other = SimpleNamespace(value_cols=["sales", "cost"], corpus="kjv")
+    with pytest.raises(ValueError, match=r"data.value_cols was \['sales'\].*now \['sales', 'cost'\]"):
+        check_resumed_settings(tmp_path / "run", {"data": (other, keys)})

@@ -415,9 +415,12 @@ def check_resumed_settings(run_dir: str | os.PathLike,
             if key not in saved:  # a run from before the key existed: nothing to compare
                 continue
             before, now = saved[key], getattr(current, key)
-            if isinstance(before, str) and before and Path(before).exists():
+            now = list(now) if isinstance(now, tuple) else now
+            if before != now and isinstance(before, str) and before and Path(before).exists():
                 before = str(Path(before).resolve())  # a relative path of an older run's config
-            if before != (list(now) if isinstance(now, tuple) else now):
+            if isinstance(before, str) and isinstance(now, list):
+                before = [before]  # one name, saved as a string by an older run
+            if before != now:
                 raise ValueError(f"{section}.{key} was {before!r} in the run in {run_dir}, now "
                                  f"{now!r}; a resumed run keeps the data and model it was "
                                  f"trained with: drop that change, or start a new run with --out")
