@@ -342,3 +342,28 @@ def test_a_value_beyond_float32_is_named_not_called_missing(tmp_path):
     with pytest.raises(SequenceDataError) as info:
         load_sequences(tmp_path / "set.npz")
     _one_line_error(info, "sequence 1 of", "-1e+39 (step 2, channel 0), beyond float32")
+
+
+def test_an_infinite_value_is_called_infinite_not_out_of_range(tmp_path):
+    """An inf is also larger than float32's maximum and was reported as a value to rescale."""
+    x = np.zeros((2, 3, 1))
+    x[0, 1, 0] = np.inf
+    np.savez(tmp_path / "set.npz", X=x, y=np.array([0, 1]))
+    with pytest.raises(SequenceDataError) as info:
+        load_sequences(tmp_path / "set.npz")
+    _one_line_error(info, "sequence 0 of", "NaN or infinite value (step 1, channel 0)")
+
+
+def test_a_csv_column_with_a_blank_header_past_the_first_is_a_feature(tmp_path):
+    """Only a first column "Unnamed: 0" is the index to_csv writes; a later blank header
+    (pandas names it "Unnamed: N") is a channel the user wrote and was dropped. Oracle: the
+    arrays written."""
+    pytest.importorskip("pandas", reason="CSV sequence files need pandas")
+    rng = np.random.default_rng(5)
+    arrays = [rng.standard_normal((t, 2)) for t in (3, 2)]
+    frame = _long_frame(arrays, ["a", "b"], [1, 2]).rename(columns={"y": ""})
+    frame.to_csv(tmp_path / "long.csv", index=False)
+    data = load_sequences(tmp_path / "long.csv")
+    assert data.channels == 2
+    for sequence, expected in zip(data.sequences, arrays):
+        np.testing.assert_allclose(sequence, expected.astype(np.float32), rtol=1e-6)

@@ -9,6 +9,7 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
+import numpy as np
 import pytest
 import torch
 
@@ -419,7 +420,9 @@ def test_the_checkpoint_record_is_strict_json(tmp_path):
     def refuse(constant):
         raise ValueError(f"bare {constant}")
 
-    state = {"best_loss": math.inf, "low": -math.inf, "missing": math.nan, "x": 1.5}
+    # a NumPy scalar too: its repr, 'np.float64(inf)', was stored and could not be read back
+    state = {"best_loss": math.inf, "low": -math.inf, "missing": math.nan, "x": 1.5,
+             "numpy": np.float64(-np.inf)}
     save_checkpoint(tmp_path, 1, model_state=tiny_model().state_dict(), train_state=state,
                     meta={})
     json.loads((tmp_path / "checkpoints" / "step-00000001" / "checkpoint.json").read_text(),
@@ -427,6 +430,7 @@ def test_the_checkpoint_record_is_strict_json(tmp_path):
     loaded = load_checkpoint(tmp_path).train_state
     assert loaded["best_loss"] == math.inf and loaded["low"] == -math.inf
     assert math.isnan(loaded["missing"]) and loaded["x"] == 1.5
+    assert loaded["numpy"] == -math.inf
 
 
 def test_resumed_settings_accept_an_older_runs_spelling_of_the_same_value(tmp_path, monkeypatch):

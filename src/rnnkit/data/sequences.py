@@ -244,8 +244,10 @@ def _read_csv(path: Path):
         frame[column] = names[column].where(names[column] != "")
     # "Unnamed: 0" is the row index DataFrame.to_csv writes by default, not a measurement (and
     # in a file sorted by class it gives the label away)
-    features = [c for c in frame.columns if c not in ("sequence", "label", "time")
-                and not str(c).startswith("Unnamed: ")]
+    # in the first place only: a blank header elsewhere names a column the user wrote
+    index_column = [frame.columns[0]] if str(frame.columns[0]) == "Unnamed: 0" else []
+    features = [c for c in frame.columns
+                if c not in ("sequence", "label", "time", *index_column)]
     other = [str(c) for c in features if not pd.api.types.is_numeric_dtype(frame[c])]
     if not features or other:
         problem = f"non-numeric columns {other}" if other else "no feature columns"
@@ -307,7 +309,8 @@ def _build(sequences, raw_labels, class_names, source, ids=None) -> SequenceSet:
             raise SequenceDataError(f"{where} has {x.shape[1]} channels but sequence 0 has "
                                     f"{arrays[0].shape[1]}; give every sequence the same channels")
         if np.issubdtype(x.dtype, np.number):
-            huge = np.abs(x) > np.finfo(np.float32).max  # finite, but inf once cast
+            # finite, but inf once cast (an inf already there gets the NaN-or-infinite error below)
+            huge = np.isfinite(x) & (np.abs(x) > np.finfo(np.float32).max)
             if huge.any():
                 step, channel = np.argwhere(huge)[0]
                 raise SequenceDataError(f"{where} has the value {x[step, channel]:g} (step {step}, "

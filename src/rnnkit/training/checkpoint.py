@@ -127,7 +127,8 @@ def flatten_tensors(value: Any, tensors: dict[str, torch.Tensor], path: str = ""
                               for key, v in value.items()]}
     if isinstance(value, float) and not math.isfinite(value):
         # strict JSON has no inf or NaN (the best loss is inf before the first evaluation)
-        return {"__float__": repr(value)}
+        # float() first: repr of a NumPy scalar is 'np.float64(inf)', which float() cannot read
+        return {"__float__": repr(float(value))}
     if value is None or isinstance(value, (bool, int, float, str)):
         return value
     raise TypeError(f"cannot store a {type(value).__name__} in a checkpoint ({path or 'value'})")
