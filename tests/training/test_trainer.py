@@ -363,6 +363,38 @@ def test_a_checkpoint_saved_by_an_evaluation_counts_its_time(tmp_path, monkeypat
     assert load_checkpoint(tmp_path / "run").train_state["elapsed"] == pytest.approx(9.0)
 
 
+def test_the_time_a_checkpoint_takes_to_save_is_counted(tmp_path, monkeypatch):
+    """A fake clock: steps take 1 s, each evaluation 5 s and each save 2 s. Ten steps with
+    evaluations after steps 4 and 8 (and 10, at the end) took 10 + 3 * 7 = 31 s; the saves
+    were left out of the run's time. A checkpoint holds the time up to its own save."""
+    import types
+
+    from rnnkit.training import trainer as trainer_module
+
+    clock = [0.0]
+    monkeypatch.setattr(trainer_module, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
+    trainer = make_trainer(tmp_path, max_steps=10, eval_every=4)
+    loss_fn, evaluate, save = trainer.loss_fn, trainer.evaluate_fn, trainer.save
+
+    def one_second(model, batch, carry):
+        clock[0] += 1.0
+        return loss_fn(model, batch, carry)
+
+    def five_seconds(model):
+        clock[0] += 5.0
+        return evaluate(model)
+
+    def two_seconds(**kwargs):
+        save(**kwargs)
+        clock[0] += 2.0
+
+    trainer.loss_fn, trainer.evaluate_fn, trainer.save = one_second, five_seconds, two_seconds
+    result = trainer.fit()
+    assert (result.status, result.steps) == ("completed", 10)
+    assert trainer.elapsed == pytest.approx(31.0)
+    assert load_checkpoint(tmp_path / "run").train_state["elapsed"] == pytest.approx(29.0)
+
+
 def test_a_loss_scalers_overflow_steps_are_counted_not_averaged(tmp_path):
     """With a loss scaler an overflowing step has an infinite gradient norm and is skipped by
     the scaler; that inf used to make the window's mean norm Infinity, which is not JSON.

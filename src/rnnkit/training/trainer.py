@@ -382,8 +382,11 @@ class Trainer:
             self.evals_since_best += 1
         # count the evaluation's time before saving, so a run resumed from this checkpoint
         # does not get it back as budget
-        self.elapsed += time.perf_counter() - start
+        saving = time.perf_counter()
+        self.elapsed += saving - start
         self.save(best=improved)
+        # the save's own time cannot be in the checkpoint it writes, but it is this run's time
+        self.elapsed += time.perf_counter() - saving
         return metrics
 
     def _log_window(self, progress: Progress, rate: float) -> None:
