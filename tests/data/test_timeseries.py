@@ -174,6 +174,28 @@ def test_parquet_row_numbers_left_by_filtering_are_not_a_series(tmp_path):
     assert load_series(str(tmp_path / "named.parquet")).columns == ["row", "sales"]
 
 
+def test_an_unnamed_parquet_integer_index_can_still_be_the_time(tmp_path):
+    """Years saved as an unnamed index were dropped with the row numbers, so --time-col index
+    found no column. Oracle: the years and values written."""
+    pytest.importorskip("pyarrow", reason="Parquet needs pyarrow")
+    frame = pd.DataFrame({"sales": [1.0, 4.0, 7.0]}, index=[1990, 1991, 1992])
+    frame.to_parquet(tmp_path / "s.parquet")
+    series = load_series(str(tmp_path / "s.parquet"), time_col="index")
+    assert series.columns == ["sales"]
+    np.testing.assert_array_equal(series.time, [1990, 1991, 1992])
+    np.testing.assert_array_equal(series.values, [[1.0], [4.0], [7.0]])
+
+
+def test_a_bad_date_among_non_iso_dates_is_the_one_named(tmp_path):
+    """The ISO retry read none of these month/day/year dates and replaced the first parse, so
+    the error named row 1 instead of the bad cell."""
+    path = tmp_path / "s.csv"
+    path.write_text("date,y\n01/02/2020,1\n01/03/2020,2\nsoon,3\n01/05/2020,4\n")
+    with pytest.raises(SeriesError) as excinfo:
+        load_series(str(path))
+    _one_line_error(excinfo, "'soon' in row 3")
+
+
 def test_iso_dates_with_and_without_a_time_of_day_parse(tmp_path):
     """pandas guesses the format from the first cell: "2020-01-01 12:00" was then refused as
     neither a number nor a date."""

@@ -102,8 +102,8 @@ def load_series(data: str, *, time_col: str | None = None,
     nothing says which is the time); text time stamps are parsed as dates (time zones -> naive
     UTC). ``value_cols`` defaults to the built-in's target, or for files every numeric column
     that is not time-named or a covariate (also text columns that are mostly numbers, so that
-    a stray bad cell is reported; ``Unnamed: ...`` index columns are skipped). Names match
-    exactly, or ignoring case when that is unambiguous.
+    a stray bad cell is reported; ``Unnamed: ...`` columns and a Parquet file's unnamed
+    integer index are skipped). Names match exactly, or ignoring case when that is unambiguous.
     """
     try:
         import pandas as pd
@@ -136,7 +136,7 @@ def load_series(data: str, *, time_col: str | None = None,
         targets = default_values or [
             c for c in frame.columns if c != time_name and c not in covs and
             c not in time_like and not str(c).startswith("Unnamed: ") and
-            _looks_numeric(pd, frame[c])]
+            c not in frame.attrs.get("unnamed_index", ()) and _looks_numeric(pd, frame[c])]
     if not targets:
         raise SeriesError(f"{label} has no numeric value columns besides the time and covariate "
                           f"columns; its columns are: {_listing(frame)} (choose with --value-col)")
@@ -205,11 +205,15 @@ def _read_file(pd, name: str):
         raise SeriesError(f"cannot read {name} ({reason}); check that it is a valid "
                           f"{path.suffix.lower()[1:].upper()} file") from None
     if not isinstance(frame.index, pd.RangeIndex):
-        # a named or date index (a Parquet file's time) is a column; an unnamed integer index
-        # is row numbers left by filtering (it read as a column "index", forecast as a value)
-        unnamed_rows = (frame.index.nlevels == 1 and frame.index.name is None
-                        and pd.api.types.is_integer_dtype(frame.index))
-        frame = frame.reset_index(drop=unnamed_rows)
+        # A saved index (a Parquet file's time) becomes a column. An unnamed integer one is
+        # often row numbers left by filtering, so it is not a default value column, but it
+        # stays selectable (--time-col index): it may also be years.
+        unnamed_integers = (frame.index.nlevels == 1 and frame.index.name is None
+                            and pd.api.types.is_integer_dtype(frame.index))
+        before = set(frame.columns)
+        frame = frame.reset_index()
+        if unnamed_integers:
+            frame.attrs["unnamed_index"] = [c for c in frame.columns if c not in before]
     if len(frame) == 0:
         raise SeriesError(f"{name} has no data rows; pass a file with at least one row")
     return frame
@@ -282,8 +286,11 @@ def _time(pd, frame, col, label: str) -> np.ndarray:
             warnings.simplefilter("ignore", UserWarning)
             parsed = pd.to_datetime(raw, errors="coerce", utc=True)
             if parsed.isna().any():  # the format guessed from the first cell may not fit all
-                # ISO dates with and without a time of day ("2020-01-01", "2020-01-01 12:00")
-                parsed = pd.to_datetime(raw, errors="coerce", utc=True, format="ISO8601")
+                # ISO dates with and without a time of day ("2020-01-01", "2020-01-01 12:00");
+                # kept only if it reads more cells, so an error names the first truly bad one
+                iso = pd.to_datetime(raw, errors="coerce", utc=True, format="ISO8601")
+                if iso.isna().sum() < parsed.isna().sum():
+                    parsed = iso
         if parsed.isna().any():
             first = int(np.argmax(parsed.isna().to_numpy()))
             raise SeriesError(f"{shown} has {str(raw.iloc[first])!r} in row {first + 1}, which is "
