@@ -203,6 +203,19 @@ def test_a_channel_varying_on_a_tiny_scale_is_scaled_and_a_constant_one_centred(
     assert np.allclose(normalized.mean(axis=0), 0.0, atol=1e-5)
 
 
+def test_a_channel_far_from_zero_is_scaled():
+    """A threshold relative to the mean (std > 1e-6 |mean|) left a channel of time stamps
+    (about 1.7e9, spread 600 s) unscaled, reaching the model as values in the hundreds."""
+    rng = np.random.default_rng(1)
+    sequences = [np.stack([1.7e9 + rng.uniform(0.0, 600.0, 40), rng.normal(0.0, 1.0, 40)],
+                          axis=1) for _ in range(3)]
+    normalizer = Normalizer.fit(sequences)
+    steps = np.concatenate(sequences).astype(np.float64)
+    np.testing.assert_allclose(normalizer.std, steps.std(axis=0))
+    normalized = np.concatenate([normalizer(s) for s in sequences])
+    assert np.allclose(normalized.std(axis=0), 1.0, atol=1e-4)
+
+
 @pytest.mark.parametrize("cell", ["gru", "lstm"])
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("pooling", POOLINGS)

@@ -62,9 +62,11 @@ class Normalizer:
         steps = np.concatenate(sequences, axis=0).astype(np.float64)  # (sum_i T_i, C)
         std = steps.std(axis=0)
         mean = steps.mean(axis=0)
-        # constant channels (std at rounding level next to their mean) are centred only; the
-        # test is relative, so a channel that varies on a tiny scale (farads) is still scaled
-        return cls(mean, np.where(std > 1e-6 * np.abs(mean), std, 1.0))
+        # Only a channel whose values are all equal is constant (centred, not scaled): any
+        # threshold on std misjudges some scale, a tiny one (farads) or one far from zero
+        # (time stamps, whose spread is small next to their mean).
+        varies = np.ptp(steps, axis=0) > 0
+        return cls(mean, np.where(varies, std, 1.0))
 
     def __call__(self, sequence: np.ndarray) -> np.ndarray:
         return ((sequence - self.mean) / self.std).astype(np.float32)
