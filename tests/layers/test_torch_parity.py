@@ -663,6 +663,26 @@ def test_load_state_dict_names_keys_as_torch_does(kind):
     assert messages[0] == messages[1]
 
 
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_a_parametrization_mismatch_is_reported_under_torchs_names(kind):
+    """A parametrized state_dict loaded into a plain module, and a plain one into a
+    parametrized module: the unexpected and missing keys named the cell's internals
+    (stack.layers.0.cell.parametrizations...). Oracle: torch.nn's keys for the same loads."""
+    from torch.nn.utils import parametrizations
+
+    plain_torch, plain_ours = make_layer_pair(kind, num_layers=2)
+    para_torch, para_ours = make_layer_pair(kind, num_layers=2)
+    parametrizations.orthogonal(para_torch, "weight_hh_l1")
+    parametrizations.orthogonal(*para_ours.torch_parameter_owner("weight_hh_l1"))
+    for source, theirs, ours in ((para_torch, plain_torch, plain_ours),
+                                 (plain_torch, para_torch, para_ours)):
+        expected = theirs.load_state_dict(source.state_dict(), strict=False)
+        got = ours.load_state_dict(source.state_dict(), strict=False)
+        assert expected.missing_keys and expected.unexpected_keys  # the mismatch is real
+        assert (sorted(got.missing_keys), sorted(got.unexpected_keys)) == (
+            sorted(expected.missing_keys), sorted(expected.unexpected_keys))
+
+
 @pytest.mark.parametrize("backend", ["reference", "fused"])
 @pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
 def test_final_states_can_be_detached_in_place_like_torch(kind, backend):

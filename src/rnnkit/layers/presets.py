@@ -334,11 +334,24 @@ def _report_torch_names(module, incompatible_keys) -> None:
     stack.layers.0.cell.weight_ih): the user's state_dict uses torch's names."""
     prefix, error_msgs = module.__dict__.pop("_loading", ("", []))
     renames = {prefix + nested: prefix + torch_name for nested, torch_name in module._name_pairs}
-    missing = incompatible_keys.missing_keys
-    missing[:] = [renames.get(key, key) for key in missing]
+    prefix_renames = [tuple(prefix + p for p in reversed(_parametrized_names(module, t, n)))
+                      for n, t in module._name_pairs]  # (cell prefix, torch prefix)
+
+    def torch_key(key: str) -> str:
+        if key in renames:
+            return renames[key]
+        for cell_prefix, torch_prefix in prefix_renames:
+            if key.startswith(cell_prefix):
+                return torch_prefix + key[len(cell_prefix):]
+        return key
+
+    for keys in (incompatible_keys.missing_keys, incompatible_keys.unexpected_keys):
+        keys[:] = [torch_key(key) for key in keys]
     for index, message in enumerate(error_msgs):
         for nested, torch_name in renames.items():
             message = message.replace(f" {nested}: ", f" {torch_name}: ")
+        for cell_prefix, torch_prefix in prefix_renames:
+            message = message.replace(f" {cell_prefix}", f" {torch_prefix}")
         error_msgs[index] = message
 
 
