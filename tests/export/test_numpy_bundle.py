@@ -93,6 +93,26 @@ def test_report_check_and_replacing_an_export(tmp_path):
     assert runtime.load(tmp_path / "bundle").vocab_size is None
 
 
+def test_a_replacing_export_that_fails_leaves_no_loadable_mix(tmp_path, monkeypatch):
+    """Writing model.json failed (disk full) after the new weights were in place: the earlier
+    export's model.json then loaded the new weights under the old config, silently."""
+    import rnnkit.export.numpy_bundle as bundle
+
+    export_numpy(nn.RNN(I, H, nonlinearity="tanh"), tmp_path / "bundle")
+    real_write = bundle.atomic_write
+
+    def disk_full_at_model_json(path, data):
+        if path.name == "model.json":
+            raise OSError(28, "No space left on device")
+        real_write(path, data)
+
+    monkeypatch.setattr(bundle, "atomic_write", disk_full_at_model_json)
+    with pytest.raises(OSError, match="No space"):
+        export_numpy(nn.RNN(I, H, nonlinearity="relu"), tmp_path / "bundle")
+    with pytest.raises(FileNotFoundError, match="model.json does not exist"):
+        runtime.load(tmp_path / "bundle")
+
+
 def test_in_memory_model_equals_the_loaded_export(tmp_path):
     rnn, kwargs = _embedding_gru_mlp()
     ids = np.random.default_rng(0).integers(0, V, (B, T))

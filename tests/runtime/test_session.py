@@ -247,6 +247,12 @@ class _ScaledLSTM(rnnkit.LSTM):
         return 2 * out, state
 
 
+class _ScaledRecurrent(rnnkit.Recurrent):
+    def forward(self, *args, **kwargs):
+        out, state = super().forward(*args, **kwargs)
+        return 2 * out, state
+
+
 class _ScaledEmbedding(nn.Embedding):
     def forward(self, ids):
         return 2 * super().forward(ids)
@@ -258,7 +264,11 @@ class _ScaledEmbedding(nn.Embedding):
     (lambda: dict(model=nn.GRU(4, 6), head=_TemperatureHead(6, 3)), "_TemperatureHead"),
     (lambda: dict(model=nn.GRU(4, 6), head=nn.Sequential(_TemperatureHead(6, 3))), "head.0"),
     (lambda: dict(model=nn.GRU(4, 6), embedding=_ScaledEmbedding(5, 4)), "_ScaledEmbedding"),
-], ids=["torch-layer", "rnnkit-layer", "head", "head-in-sequential", "embedding"])
+    (lambda: dict(model=rnnkit.Stacked([rnnkit.Recurrent(rnnkit.GRUCell(4, 6)),
+                                        _ScaledRecurrent(rnnkit.GRUCell(6, 6))])),
+     "layers.1 is a test_session._ScaledRecurrent"),
+], ids=["torch-layer", "rnnkit-layer", "head", "head-in-sequential", "embedding",
+        "layer-in-stacked"])
 def test_subclasses_that_may_change_forward_are_refused(parts, needle):
     """A GRU subclass adding a LayerNorm, a Linear dividing by 2: the session streamed the base
     classes' numbers, 0.275 off the model's, silently (review, 2026-12-05)."""

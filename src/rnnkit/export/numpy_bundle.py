@@ -140,6 +140,9 @@ def export_numpy(model, path, *, head=None, embedding=None, check: bool = True) 
         raise ValueError(f"export_numpy: {folder} exists and is not a folder; pass a folder path")
 
     folder.mkdir(parents=True, exist_ok=True)
+    # an earlier export's model.json goes first: if a later write fails, the folder must not
+    # load that config with the new weights
+    (folder / "model.json").unlink(missing_ok=True)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     atomic_write(folder / "weights.npz", buffer.getvalue())

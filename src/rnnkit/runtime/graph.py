@@ -200,6 +200,8 @@ def _recurrent_specs(rnn, name: str) -> list[LayerSpec]:
         specs = []
         for index, layer in enumerate(rnn.layers):
             _no_bidirectional(layer, f"{name}.layers.{index}")
+            if not _exactly(layer, Recurrent):  # a subclass may change the forward
+                return _recurrent_specs(layer, f"{name}.layers.{index}")  # raises
             spec = _cell_spec(layer.cell, f"{name}.layers.{index}.cell",
                               residual=rnn.residual and index > 0)
             specs.append(spec)
