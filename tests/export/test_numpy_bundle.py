@@ -113,6 +113,34 @@ def test_a_replacing_export_that_fails_leaves_no_loadable_mix(tmp_path, monkeypa
         runtime.load(tmp_path / "bundle")
 
 
+def _overflowing_rnn() -> nn.RNN:
+    """A ReLU RNN whose outputs overflow float32 on any ordinary input."""
+    rnn = nn.RNN(I, H, nonlinearity="relu", batch_first=True)
+    with torch.no_grad():
+        rnn.weight_hh_l0.fill_(1e6)
+        rnn.weight_ih_l0.fill_(1.0)
+        rnn.bias_ih_l0.fill_(1.0)
+    return rnn
+
+
+@pytest.mark.parametrize("exporter", ["numpy", "c"])
+def test_a_model_whose_outputs_overflow_is_refused_not_reported_as_a_mismatch(tmp_path,
+                                                                              exporter):
+    """Both sides inf: the check said "differs by nan; please report this", and the C test
+    program held the literal inf (a compile error). Nothing loadable is left behind."""
+    from rnnkit.export import export_c
+
+    rnn = _overflowing_rnn()
+    with torch.no_grad():
+        assert not torch.isfinite(rnn(torch.randn(2, 12, I))[0]).all()  # the premise
+    export = {"numpy": export_numpy, "c": export_c}[exporter]
+    with pytest.raises(ValueError) as info, np.errstate(over="ignore", invalid="ignore"):
+        export(rnn, tmp_path / "out")
+    one_line_message(info, "export cannot be checked", "inf or NaN", "fix its weights")
+    assert not (tmp_path / "out" / "model.json").exists()
+    assert not (tmp_path / "out" / "rnnkit_model_test.c").exists()
+
+
 def test_in_memory_model_equals_the_loaded_export(tmp_path):
     rnn, kwargs = _embedding_gru_mlp()
     ids = np.random.default_rng(0).integers(0, V, (B, T))

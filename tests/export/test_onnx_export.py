@@ -425,7 +425,8 @@ def test_streamer_errors_are_one_line(tmp_path):
     with pytest.raises(ValueError, match="does not exist") as error:
         OnnxStreamer(tmp_path / "missing")
     one_line_message(error)
-    export_onnx(rnnkit.GRU(I, H), tmp_path / "onnx")
+    model = rnnkit.GRU(I, H)
+    export_onnx(model, tmp_path / "onnx")
     streamer = OnnxStreamer(tmp_path / "onnx")
     streamer(np.zeros((2, 1, I), np.float32))
     with pytest.raises(ValueError, match="reset") as error:
@@ -439,6 +440,40 @@ def test_streamer_errors_are_one_line(tmp_path):
     one_line_message(error)
     streamer.reset()
     assert streamer(np.zeros((3, 1, I), np.float32)).shape == (3, 1, H)
+    # a state of the wrong width or rank reached onnxruntime (a three-line InvalidArgument)
+    for bad in (np.zeros((3, H + 1)), np.zeros(H)):
+        with pytest.raises(ValueError, match="state 'h0_0' has shape") as error:
+            streamer.reset({"h0_0": bad})
+        one_line_message(error, f"width is {H}")
+    given = np.full((2, H), 0.5, np.float32)
+    streamer.reset({"h0_0": given})  # a good state: the stream continues from it
+    x = np.random.default_rng(0).standard_normal((2, 4, I)).astype(np.float32)
+    with torch.no_grad():
+        expected, _ = model(torch.from_numpy(x).transpose(0, 1), torch.from_numpy(given)[None])
+    np.testing.assert_allclose(streamer(x), expected.transpose(0, 1).numpy(), atol=1e-5)
+
+
+def test_reset_states_must_share_one_batch_size(tmp_path):
+    """LSTM states h0 and c0 of batch 2 and 3 failed inside onnxruntime (an [E:onnxruntime]
+    log line and Fail)."""
+    export_onnx(rnnkit.LSTM(I, H), tmp_path / "onnx")
+    streamer = OnnxStreamer(tmp_path / "onnx")
+    with pytest.raises(ValueError, match="one batch size") as error:
+        streamer.reset({"h0_0": np.zeros((2, H)), "c0_0": np.zeros((3, H))})
+    one_line_message(error)
+
+
+def test_a_model_whose_outputs_overflow_is_refused_and_nothing_written(tmp_path):
+    """Both sides inf: the check said "differs by nan; please report this"."""
+    rnn = nn.RNN(I, H, nonlinearity="relu", batch_first=True)
+    with torch.no_grad():
+        rnn.weight_hh_l0.fill_(1e6)
+        rnn.weight_ih_l0.fill_(1.0)
+        rnn.bias_ih_l0.fill_(1.0)
+    with pytest.raises(ValueError) as error:
+        export_onnx(rnn, tmp_path / "onnx")
+    one_line_message(error, "onnx export cannot be checked", "inf or NaN")
+    assert not (tmp_path / "onnx" / "model.onnx").exists()
 
 
 def test_missing_packages_one_line_import_error(tmp_path, monkeypatch):

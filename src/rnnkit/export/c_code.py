@@ -38,7 +38,8 @@ from ..runtime.graph import StreamingGraph, streaming_graph
 from ..training import atomic_write
 from . import c_build
 from .c_build import c_array
-from .check import RELATIVE_TOLERANCE, TOLERANCE, ExportReport, check_inputs, compare
+from .check import (RELATIVE_TOLERANCE, TOLERANCE, ExportReport, check_inputs, compare,
+                    expected_outputs)
 
 _C_KEYWORDS = frozenset(
     "auto break case char const continue default do double else enum extern float for goto if "
@@ -404,7 +405,7 @@ def export_c(model, path, *, head=None, embedding=None, name: str = "rnnkit_mode
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"export_c: {folder} exists and is not a folder; pass a folder path")
     inputs = check_inputs(graph)
-    expected = graph.eager_forward(inputs)
+    expected = expected_outputs("C", graph, inputs)  # the test program holds them
     source, scratch_floats = _source_file(graph, name)
     files = {f"{name}.h": _header_file(graph, name, scratch_floats), f"{name}.c": source,
              f"{name}_test.c": c_build.check_program_source(graph, name, inputs, expected,

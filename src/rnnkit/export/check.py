@@ -62,6 +62,18 @@ def check_inputs(graph: StreamingGraph, batch: int = 2, steps: int = 12,
     return torch.randn(batch, steps, graph.input_size, generator=generator)
 
 
+def expected_outputs(format_name: str, graph: StreamingGraph,
+                     inputs: torch.Tensor) -> torch.Tensor:
+    """The PyTorch model's outputs on the check inputs, refused if not finite: a comparison
+    with inf or NaN says nothing (and the C check program cannot hold them)."""
+    expected = graph.eager_forward(inputs)
+    if not torch.isfinite(expected).all():
+        raise ValueError(f"{format_name} export cannot be checked: the PyTorch model's own "
+                         f"outputs on random normal inputs hold inf or NaN; fix its weights "
+                         f"(NaN, or large enough to overflow float32) before exporting it")
+    return expected
+
+
 def compare(format_name: str, exported, expected) -> float:
     """max |exported - expected| (arrays or tensors of equal shape); raises where an output y
     differs by more than TOLERANCE + RELATIVE_TOLERANCE * |y| (or is NaN)."""

@@ -36,7 +36,8 @@ import torch
 from ..runtime.graph import GATE_ORDERS, StreamingGraph, streaming_graph
 from ..training import atomic_write
 from . import rnnkit_numpy_runtime as runtime
-from .check import ExportMismatchError, ExportReport, check_inputs, compare
+from .check import (ExportMismatchError, ExportReport, check_inputs, compare,
+                    expected_outputs)
 
 RUNTIME_FILENAME = "rnnkit_numpy_runtime.py"
 FILES = ("model.json", RUNTIME_FILENAME, "weights.npz")
@@ -154,7 +155,7 @@ def export_numpy(model, path, *, head=None, embedding=None, check: bool = True) 
     try:
         inputs = check_inputs(graph)
         outputs, _ = runtime.load(folder).forward(inputs.numpy())
-        difference = compare("numpy", outputs, graph.eager_forward(inputs))
+        difference = compare("numpy", outputs, expected_outputs("numpy", graph, inputs))
     except BaseException:
         # A mismatch, or a check that could not run: without model.json the folder no longer
         # loads, so an unchecked export is never used by mistake.

@@ -33,7 +33,7 @@ import numpy as np
 from ..errors import MissingExtraError
 from ..runtime.graph import streaming_graph
 from ..training import atomic_write
-from .check import ExportReport, check_inputs, compare
+from .check import ExportReport, check_inputs, compare, expected_outputs
 
 MODEL_FILENAME = "model.onnx"
 #: Squeeze/Unsqueeze axes and Split sizes are inputs (not attributes) from opset 13 on
@@ -112,8 +112,20 @@ class OnnxStreamer:
         if state is not None and sorted(state) != sorted(self.state_inputs):
             raise ValueError(f"OnnxStreamer.reset: state needs the keys {self.state_inputs}; "
                              f"got {sorted(state)}")
-        self.state = None if state is None else {
-            name: np.ascontiguousarray(value, dtype=np.float32) for name, value in state.items()}
+        if state is None:
+            self.state = None
+            return
+        arrays = {name: np.ascontiguousarray(value, dtype=np.float32)
+                  for name, value in state.items()}
+        batch = next(iter(arrays.values())).shape[0] if arrays else None
+        for name in self.state_inputs:  # checked here: onnxruntime's errors run to lines
+            shape, width = arrays[name].shape, self._widths[name]
+            if len(shape) != 2 or shape[0] != batch or (isinstance(width, int)
+                                                         and shape[1] != width):
+                raise ValueError(f"OnnxStreamer.reset: state {name!r} has shape {shape}; every "
+                                 f"state needs shape (B, width) with one batch size B "
+                                 f"({name}'s width is {width})")
+        self.state = arrays
 
     def __call__(self, x) -> np.ndarray:
         given = np.asarray(x)
@@ -160,7 +172,7 @@ def _check(graph, onnxruntime, data: bytes, opset: int) -> float:
                          f"check=False") from error
     streamer = OnnxStreamer._from_session(session)
     inputs = check_inputs(graph)
-    expected = graph.eager_forward(inputs).numpy()
+    expected = expected_outputs("onnx", graph, inputs).numpy()
     x = inputs.numpy()
     difference = compare("onnx", streamer(x), expected)
     whole_finals = streamer.state
