@@ -28,6 +28,14 @@ def test_info_json_lists_versions_and_backends(capsys):
     assert ("no C compiler" in deployment["c"]["detail"]) is (not compiler and not os.environ.get("CC"))
 
 
+def test_info_names_a_cc_that_is_no_program(capsys, monkeypatch, tmp_path):
+    monkeypatch.setenv("CC", str(tmp_path / "gcc-typo"))
+    assert main(["info", "--json"]) == 0
+    deployment = {row["name"]: row for row in json.loads(capsys.readouterr().out)["deployment"]}
+    assert deployment["c"]["usable"] is False
+    assert "gcc-typo" in deployment["c"]["detail"] and "names no program" in deployment["c"]["detail"]
+
+
 def test_info_json_reports_the_dense_engine_in_use(capsys):
     from rnnkit.backends import BACKENDS
 

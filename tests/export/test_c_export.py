@@ -371,11 +371,21 @@ def test_check_false_writes_without_compiling(tmp_path, monkeypatch):
 
 
 def test_no_compiler_gives_a_report_without_a_check(tmp_path, monkeypatch):
-    monkeypatch.setenv("CC", str(tmp_path / "no_such_cc"))
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no cc, gcc or clang on it
     report = export_c(rnnkit.GRU(I, H), tmp_path / "out")
     assert report.max_abs_diff is None
     assert report.note == "no C compiler found (set CC to one)"
     assert "not checked" in report.summary()
+
+
+def test_a_cc_naming_no_program_is_an_error_not_a_skipped_check(tmp_path, monkeypatch):
+    """A typo in CC skipped the check and reported success (the CLI exited 0)."""
+    monkeypatch.setenv("CC", str(tmp_path / "no_such_cc") + " -O2")
+    with pytest.raises(CBuildError) as info:
+        export_c(rnnkit.GRU(I, H), tmp_path / "out")
+    one_line_message(info, "no_such_cc -O2", "names no program found on PATH", "unset it")
+    assert not (tmp_path / "out").exists()
 
 
 def test_compile_failure_is_a_one_line_error(tmp_path, monkeypatch, capsys):

@@ -65,7 +65,7 @@ def collect_info() -> dict:
 def deployment_report() -> list[dict]:
     """Whether each deployment path works here: the native streaming engine, ONNX, C."""
     from rnnkit.backends.fused.build import stream_module
-    from rnnkit.export.c_build import find_c_compiler
+    from rnnkit.export.c_build import CBuildError, find_c_compiler
 
     rows = []
     try:
@@ -80,9 +80,12 @@ def deployment_report() -> list[dict]:
         rows.append(("onnx", True, f"onnx {onnx.__version__}, onnxruntime {onnxruntime.__version__}"))
     except ImportError:
         rows.append(("onnx", False, "pip install 'rnnkit[export]' (onnx, onnxruntime)"))
-    compiler = find_c_compiler()
-    rows.append(("c", True, f"exports checked with {' '.join(compiler)}" if compiler else
-                 "exports written but not compiled or checked: no C compiler (set CC)"))
+    try:
+        compiler = find_c_compiler()
+        rows.append(("c", True, f"exports checked with {' '.join(compiler)}" if compiler else
+                     "exports written but not compiled or checked: no C compiler (set CC)"))
+    except CBuildError as error:
+        rows.append(("c", False, str(error)))
     return [{"name": name, "usable": usable, "detail": detail} for name, usable, detail in rows]
 
 

@@ -180,11 +180,16 @@ def check_program_source(graph, name: str, inputs, expected, tolerance: float,
 
 
 def find_c_compiler() -> list[str] | None:
-    """The C compiler command: $CC (which may carry flags) if set, else cc, gcc or clang."""
+    """The C compiler command: $CC (which may carry flags) if set, else cc, gcc or clang; None
+    if there is none. A $CC naming no program raises CBuildError: the user asked for that
+    compiler, and a check skipped for a typo would pass unnoticed."""
     configured = os.environ.get("CC", "").strip()
     if configured:
         command = shlex.split(configured)
-        return command if shutil.which(command[0]) else None
+        if not shutil.which(command[0]):
+            raise CBuildError(f"CC={configured!r} names no program found on PATH; set CC to an "
+                              f"installed C compiler (gcc, clang) or unset it")
+        return command
     for candidate in _COMPILERS:
         path = shutil.which(candidate)
         if path:
