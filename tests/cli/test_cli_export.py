@@ -194,3 +194,47 @@ def test_export_never_overwrites_what_is_not_an_export(lm_run, tmp_path, capsys)
         code, _, err = run(["export", "--checkpoint", lm_run, "--format", "numpy", "--out",
                             again], capsys)
         assert code == 0, err
+
+
+def test_name_is_for_c_exports_only(lm_run, tmp_path, capsys):
+    """--name was accepted, and ignored, for NumPy and ONNX exports (even "not a C name!")."""
+    code, _, err = run(["export", "--checkpoint", lm_run, "--format", "numpy", "--out",
+                        tmp_path / "np", "--name", "not a C name!"], capsys)
+    assert code == 2 and "--name names the files of a C export" in err and "\n" not in err.strip()
+    assert not (tmp_path / "np").exists()
+
+
+def test_exporting_another_format_over_an_export_removes_the_earlier_files(lm_run, tmp_path,
+                                                                          capsys):
+    """A NumPy export after a C export into one folder left the C files beside it, unlisted.
+    Oracle: the folder holds exactly the files the last export lists."""
+    out = tmp_path / "out"
+    for form, flags in (("c", ["--name", "lm"]), ("numpy", [])):
+        code, text, err = run(["export", "--checkpoint", lm_run, "--format", form, "--out", out,
+                               "--json", *flags], capsys)
+        assert code == 0, err
+        listed = json.loads(text)["files"]
+        assert sorted(p.name for p in out.iterdir()) == sorted(listed)
+        assert json.loads((out / "task.json").read_text())["files"] == listed
+    assert "weights.npz" in listed and not (out / "lm.c").exists()
+
+
+def test_a_failed_export_into_a_new_folder_can_be_run_again(lm_run, tmp_path, capsys,
+                                                           monkeypatch):
+    """A NumPy export whose check failed left weights.npz and the runtime without task.json,
+    and running the command again was refused as a folder of other files."""
+    import rnnkit.export.numpy_bundle as bundle
+
+    def fail(*args):
+        raise ValueError("simulated check failure")
+
+    out = tmp_path / "new"
+    with monkeypatch.context() as patch:
+        patch.setattr(bundle, "expected_outputs", fail)
+        code, _, err = run(["export", "--checkpoint", lm_run, "--format", "numpy", "--out",
+                            out], capsys)
+        assert code == 2 and "simulated check failure" in err
+    assert not out.exists()
+    code, _, err = run(["export", "--checkpoint", lm_run, "--format", "numpy", "--out", out],
+                       capsys)
+    assert code == 0, err

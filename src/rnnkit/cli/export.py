@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+import sys
 from pathlib import Path
 
 FORMATS = ("onnx", "numpy", "c")
@@ -16,7 +18,9 @@ def add_export(commands) -> None:
                     "ONNX with state inputs/outputs, a NumPy-only bundle, or C99 source with a "
                     "step function and a generated test program. Every export is run on random "
                     "inputs and compared with the PyTorch model before success is reported; the "
-                    "task's vocabulary or normalization is written beside it as task.json.")
+                    "task's vocabulary or normalization is written beside it as task.json. (A C "
+                    "export is written but not checked where no C compiler is found; a "
+                    "warning says so.)")
     parser.add_argument("--checkpoint", required=True, metavar="DIR",
                         help="a run folder (--out of a training run) or one checkpoint")
     parser.add_argument("--format", required=True, choices=FORMATS)
@@ -24,8 +28,9 @@ def add_export(commands) -> None:
                         help="folder to write: a new or empty one, or an earlier export's "
                              "(never a training run's)")
     parser.add_argument("--which", choices=("best", "last"), default="best")
-    parser.add_argument("--name", default="rnnkit_model",
-                        help="C only: prefix of the generated files and symbols")
+    parser.add_argument("--name", default=None,
+                        help="C only: prefix of the generated files and symbols "
+                             "(default rnnkit_model)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(handler=run_export)
 
@@ -56,14 +61,23 @@ def _load_task_model(path: str, which: str):
                      f"with rnnkit.export from Python)")
 
 
-def _is_earlier_export(folder: Path) -> bool:
-    """Whether ``folder`` holds the task.json an rnnkit export writes (so exporting into it
+def _earlier_export(folder: Path) -> dict | None:
+    """The task.json of the rnnkit export ``folder`` holds, or None (so exporting into it
     again replaces only an export's files)."""
     try:
         info = json.loads((folder / "task.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return False
-    return isinstance(info, dict) and {"task", "input", "output"} <= info.keys()
+        return None
+    return info if isinstance(info, dict) and {"task", "input", "output"} <= info.keys() else None
+
+
+def _remove_files_left_by(earlier: dict | None, out: Path, kept: list[str]) -> None:
+    """Remove the files of the earlier export in ``out`` that the new one did not replace (a
+    model.onnx beside a new NumPy export would pass for part of it)."""
+    listed = earlier.get("files", []) if earlier else []  # older exports listed none
+    for name in listed:
+        if isinstance(name, str) and name not in kept and Path(name).name == name:
+            (out / name).unlink(missing_ok=True)
 
 
 def _check_export_folder(out: Path) -> None:
@@ -77,7 +91,7 @@ def _check_export_folder(out: Path) -> None:
     if run is not None:
         raise ValueError(f"--out {out} is in the training run {run}, whose files the export "
                          f"would mix with or overwrite; choose a folder outside it")
-    if out.is_dir() and any(out.iterdir()) and not _is_earlier_export(out):
+    if out.is_dir() and any(out.iterdir()) and _earlier_export(out) is None:
         raise ValueError(f"--out {out} already holds files that are not an rnnkit export; "
                          f"choose a new or empty folder")
 
@@ -86,21 +100,46 @@ def run_export(args) -> int:
     from rnnkit.export import export_c, export_numpy, export_onnx
     from rnnkit.training import atomic_write
 
+    if args.name is not None and args.format != "c":
+        raise ValueError(f"--name names the files of a C export; --format {args.format} "
+                         f"writes fixed file names, so leave --name out")
     out = Path(args.out)
     _check_export_folder(out)
+    earlier = _earlier_export(out)
     model, task_info = _load_task_model(args.checkpoint, args.which)
-    if args.format == "onnx":
-        report = export_onnx(model, out)
-    elif args.format == "numpy":
-        report = export_numpy(model, out)
-    else:
-        report = export_c(model, out, name=args.name)
+    was_new = not out.exists()
+    was_empty = out.is_dir() and not any(out.iterdir())
+    try:
+        if args.format == "onnx":
+            report = export_onnx(model, out)
+        elif args.format == "numpy":
+            report = export_numpy(model, out)
+        else:
+            report = export_c(model, out, name=args.name or "rnnkit_model")
+    except BaseException:
+        # a new or empty --out holds only what this export wrote: clear it, so the same
+        # command can be run again (a folder of export files without task.json is refused)
+        if was_new:
+            shutil.rmtree(out, ignore_errors=True)
+        elif was_empty:
+            for path in out.iterdir():
+                if path.is_dir():
+                    shutil.rmtree(path)
+                else:
+                    path.unlink(missing_ok=True)
+        raise
+    files = list(report.files) + ["task.json"]
+    task_info["files"] = files
     atomic_write(out / "task.json", (json.dumps(task_info, indent=2) + "\n").encode("utf-8"))
+    _remove_files_left_by(earlier, out, kept=files)
     if args.json:
         print(json.dumps({"format": report.format, "folder": str(report.folder),
-                          "files": list(report.files) + ["task.json"],
-                          "max_abs_diff": report.max_abs_diff, "note": report.note}, indent=2))
+                          "files": files, "max_abs_diff": report.max_abs_diff,
+                          "note": report.note}, indent=2))
     else:
         print(report.summary())
-        print("files: " + ", ".join(list(report.files) + ["task.json"]))
+        print("files: " + ", ".join(files))
+    if report.max_abs_diff is None:
+        print(f"warning: the export was not checked against the PyTorch model ({report.note})",
+              file=sys.stderr)
     return 0
