@@ -238,3 +238,13 @@ def test_a_failed_export_into_a_new_folder_can_be_run_again(lm_run, tmp_path, ca
     code, _, err = run(["export", "--checkpoint", lm_run, "--format", "numpy", "--out", out],
                        capsys)
     assert code == 0, err
+
+
+def test_a_c_export_without_a_compiler_warns_that_it_is_unchecked(lm_run, tmp_path, capsys,
+                                                                  monkeypatch):
+    monkeypatch.delenv("CC", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path))  # no cc, gcc or clang on it
+    code, _, err = run(["export", "--checkpoint", lm_run, "--format", "c", "--out",
+                        tmp_path / "c"], capsys)
+    assert code == 0 and "warning: the export was not checked" in err
+    assert (tmp_path / "c" / "rnnkit_model.c").exists()
