@@ -347,3 +347,16 @@ def test_missing_folder_is_one_line_error(tmp_path):
     with pytest.raises(FileNotFoundError) as error:
         runtime.load(tmp_path / "nowhere")
     one_line_message(error, "model.json does not exist", "export_numpy")
+
+
+@pytest.mark.parametrize("layer", ["gru", "rnn"])
+def test_a_step_output_changed_in_place_leaves_the_state_alone(layer):
+    """Without a head, step() returned the very array the state holds as h: centring y_t in
+    place changed the next step. Oracle: forward over both steps."""
+    model = numpy_runtime_model({"gru": nn.GRU, "rnn": nn.RNN}[layer](I, H, batch_first=True))
+    x = np.random.default_rng(0).standard_normal((2, 2, I)).astype(np.float32)
+    whole, _ = model.forward(x)
+    y0, state = model.step(x[:, 0])
+    y0 -= 100.0
+    y1, _ = model.step(x[:, 1], state)
+    np.testing.assert_array_equal(y1, whole[:, 1])

@@ -372,6 +372,8 @@ class NumpyRecurrentModel:
             # Contiguous rows make the matrix products (and so the results) identical to forward's.
             x_t = np.ascontiguousarray(x_t)
         y, state = self._advance(x_t, self._check_state(state, x_t.shape[0]))
+        if not self.head:  # y is then the last layer's h, held by the state: a caller
+            y = y.copy()   # changing y in place would change the next step
         return (y[0] if unbatched else y), state
 
     def forward(self, x, state=None):
