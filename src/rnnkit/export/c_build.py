@@ -214,7 +214,8 @@ def compile_c(compiler: list[str], sources, output: Path, flags=CHECK_FLAGS) -> 
         lines = [line for line in result.stderr.splitlines() if line.strip()]
         errors = [line for line in lines if "error" in line.lower()]
         first = (errors or lines or [f"exit status {result.returncode}"])[0]
-        raise CBuildError(f"C compiler {compiler[0]} failed on {Path(sources[0]).name}: {first}")
+        names = ", ".join(Path(source).name for source in sources)
+        raise CBuildError(f"C compiler {compiler[0]} failed on {names}: {first}")
 
 
 def _run(program: Path, *args: str, expect: str) -> subprocess.CompletedProcess:
