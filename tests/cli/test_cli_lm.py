@@ -192,7 +192,7 @@ def test_every_command_has_help(capsys):
 
 # -- found by an adversarial review (2026-12-04) ---------------------------------------------
 @pytest.mark.parametrize("options, fragment", [
-    (["--top-k", "0"], "top_k must be >= 1"),
+    (["--top-k", "0"], "top_k must be an integer >= 1"),
     (["--top-p", "0"], "top_p must be in (0, 1]"),
     (["--top-p", "1.5"], "top_p must be in (0, 1]"),
     (["--temperature", "inf"], "temperature must be finite and >= 0"),

@@ -8,6 +8,7 @@ from typing import NamedTuple
 
 import pytest
 import torch
+from torch.nn import functional as F
 
 from rnnkit.runtime import BeamHypothesis, beam_search, filter_logits, sample_next
 
@@ -171,6 +172,18 @@ def test_temperature_divides_logits():
                                    logits / temperature)
 
 
+@pytest.mark.parametrize("dtype, temperature", [(torch.float16, 1e-4), (torch.float32, 1e-40)])
+def test_a_tiny_temperature_keeps_the_most_probable_token(dtype, temperature):
+    """logits / temperature overflowed to +inf before any shift, so softmax gave NaN and top_p
+    masked every token. Oracle: the argmax, and unchanged logits at an ordinary temperature."""
+    logits = torch.tensor([[3.0, 5.0, -1.0], [0.5, -2.0, 0.25]], dtype=dtype)
+    out = filter_logits(logits, temperature=temperature, top_p=0.9)
+    assert out.dtype == dtype
+    assert torch.equal(torch.isfinite(out), torch.tensor([[False, True, False],
+                                                          [True, False, False]]))
+    assert torch.equal(F.softmax(out.float(), dim=1).argmax(dim=1), logits.float().argmax(dim=1))
+
+
 def test_masked_tokens_stay_masked():
     logits = torch.tensor([[0.0, float("-inf"), 1.0, float("-inf")]])
     out = filter_logits(logits, top_p=0.999)
@@ -331,11 +344,19 @@ def _ok_logits():
 
 
 @pytest.mark.parametrize("call, match", [
-    (lambda: sample_next(_ok_logits(), temperature=-0.5), r"temperature must be >= 0"),
+    (lambda: sample_next(_ok_logits(), temperature=-0.5), r"temperature must be finite and >= 0"),
+    # inf was blamed on filter_logits, which sample_next calls
+    (lambda: sample_next(_ok_logits(), temperature=float("inf")),
+     r"temperature must be finite and >= 0 \(0 = greedy\); got inf"),
+    # bools and options greedy decoding ignores were never checked
+    (lambda: sample_next(_ok_logits(), top_k=True), r"top_k must be an integer >= 1"),
+    (lambda: filter_logits(_ok_logits(), top_k=True), r"top_k must be an integer >= 1"),
+    (lambda: sample_next(_ok_logits(), temperature=0, top_p=5), r"top_p must be in \(0, 1\]"),
+    (lambda: sample_next(_ok_logits(), temperature=0, top_k=-3), r"top_k must be an integer"),
     (lambda: filter_logits(_ok_logits(), temperature=0.0), r"temperature must be .*> 0"),
     (lambda: filter_logits(_ok_logits(), temperature=-1.0), r"temperature must be .*> 0"),
-    (lambda: filter_logits(_ok_logits(), top_k=0), r"top_k must be >= 1"),
-    (lambda: sample_next(_ok_logits(), top_k=-3), r"top_k must be >= 1"),
+    (lambda: filter_logits(_ok_logits(), top_k=0), r"top_k must be an integer >= 1"),
+    (lambda: sample_next(_ok_logits(), top_k=-3), r"top_k must be an integer >= 1"),
     (lambda: filter_logits(_ok_logits(), top_p=0.0), r"top_p must be in \(0, 1\]; got 0.0"),
     (lambda: sample_next(_ok_logits(), top_p=1.5), r"top_p must be in \(0, 1\]; got 1.5"),
     (lambda: sample_next(torch.tensor([[0.0, float("nan")]])), r"NaN"),
@@ -372,7 +393,11 @@ def _beam(**overrides):
     (dict(first_logits=torch.zeros(2, V)), r"first_logits must be 2-D \(1, V\)"),
     (dict(first_logits=torch.zeros(V)), r"first_logits must be 2-D \(1, V\)"),
     (dict(first_logits=torch.tensor([[0.0, float("nan"), 0.0, 0.0]])), r"NaN"),
-    (dict(end_token=V), r"end_token must be a token id in \[0, 4\)"),
+    (dict(end_token=V), r"end_token must be an integer token id in \[0, 4\); got 4"),
+    # True was searched as token 1 and returned as tokens=[True]; 1.5 was an IndexError
+    (dict(end_token=True), r"end_token must be an integer token id in \[0, 4\); got True"),
+    (dict(end_token=1.5), r"end_token must be an integer token id in \[0, 4\); got 1.5"),
+    (dict(length_penalty=float("nan")), r"length_penalty must be a finite number; got nan"),
     (dict(state=torch.zeros(2, 1, 6)), r"batch size 1 along state_batch_dim=0"),
     (dict(step=lambda tokens, h: (torch.zeros(len(tokens), 1, V), h)), r"step's logits"),
     (dict(step=lambda tokens, h: (torch.zeros(len(tokens), V + 1), h)), r"V=4 columns"),

@@ -6,6 +6,7 @@ Shapes use B for the batch, V for the vocabulary and K for the beam width. Logit
 
 from __future__ import annotations
 
+import math
 import operator
 from typing import Any, Callable, NamedTuple
 
@@ -42,8 +43,9 @@ def check_sampling_options(*, temperature: float, top_k: int | None = None,
     if not (0 <= temperature < float("inf")):
         raise ValueError(f"temperature must be finite and >= 0 (0 = greedy); got {temperature}")
     if top_k is not None and (isinstance(top_k, bool) or operator.index(top_k) < 1):
-        raise ValueError(f"top_k must be >= 1 (or None to keep every token); got {top_k}")
-    if top_p is not None and not 0 < top_p <= 1:
+        raise ValueError(f"top_k must be an integer >= 1 (or None to keep every token); got "
+                         f"{top_k!r}")
+    if top_p is not None and (isinstance(top_p, bool) or not 0 < top_p <= 1):
         raise ValueError(f"top_p must be in (0, 1]; got {top_p}")
 
 
@@ -55,17 +57,19 @@ def filter_logits(logits: Tensor, *, temperature: float = 1.0, top_k: int | None
     ``top_k`` keeps the k largest logits of each row (None, or k >= V, keeps all). ``top_p``
     then keeps the nucleus: the smallest set of most probable tokens whose cumulative
     probability reaches ``top_p`` (None or 1.0 keeps all; the most probable token always stays).
+    Where a tiny temperature would overflow the scaled logits to +inf, each row is first shifted
+    so that its largest logit is 0, which changes no probability.
     """
     _check_logits("logits", logits)
     if not temperature > 0 or temperature == float("inf"):
         raise ValueError(f"temperature must be finite and > 0 in filter_logits (use sample_next "
                          f"with temperature=0 for greedy decoding); got {temperature}")
+    check_sampling_options(temperature=temperature, top_k=top_k, top_p=top_p)
     vocab = logits.size(1)
     out = logits / temperature
+    if torch.isposinf(out).any():  # +inf logits would make every probability NaN
+        out = (logits - logits.amax(dim=1, keepdim=True)) / temperature
     if top_k is not None:
-        top_k = operator.index(top_k)
-        if top_k < 1:
-            raise ValueError(f"top_k must be >= 1 (or None to keep every token); got {top_k}")
         if top_k < vocab:
             # Scatter from topk's indices, not a threshold on the k-th value: ties at the
             # threshold would otherwise keep more than k tokens.
@@ -73,8 +77,6 @@ def filter_logits(logits: Tensor, *, temperature: float = 1.0, top_k: int | None
             keep.scatter_(1, out.topk(top_k, dim=1).indices, True)
             out = out.masked_fill(~keep, float("-inf"))
     if top_p is not None:
-        if not 0 < top_p <= 1:
-            raise ValueError(f"top_p must be in (0, 1]; got {top_p}")
         if top_p < 1:
             probs, order = F.softmax(out.float(), dim=1).sort(dim=1, descending=True)
             # A token stays if the tokens ranked above it have not yet reached top_p; the
@@ -95,8 +97,8 @@ def sample_next(logits: Tensor, *, temperature: float = 1.0, top_k: int | None =
     seeded ``generator`` makes the draws reproducible.
     """
     _check_logits("logits", logits)
-    if not temperature >= 0:
-        raise ValueError(f"temperature must be >= 0 (0 means greedy); got {temperature}")
+    # every option, also those greedy decoding ignores: a bad one is a mistake either way
+    check_sampling_options(temperature=temperature, top_k=top_k, top_p=top_p)
     if temperature == 0:
         return logits.argmax(dim=1)
     # In at least float32 (half-precision softmax loses small probabilities), and shifted so
@@ -140,6 +142,17 @@ def _check_prompt_state(tensor: Tensor, dim: int) -> Tensor:
     return tensor
 
 
+def _token_id(name: str, value: Any, vocab: int) -> int:
+    """``value`` as an int in [0, vocab), or a one-line ValueError (bools and 1.5 included)."""
+    try:
+        token = None if isinstance(value, bool) else operator.index(value)
+    except TypeError:
+        token = None
+    if token is None or not 0 <= token < vocab:
+        raise ValueError(f"{name} must be an integer token id in [0, {vocab}); got {value!r}")
+    return token
+
+
 def _score(log_prob: float, length: int, length_penalty: float) -> float:
     return log_prob / (length ** length_penalty)
 
@@ -166,10 +179,12 @@ def beam_search(step: Callable[[Tensor, Any], tuple[Tensor, Any]], state: Any,
             raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
         if operator.index(value) < 1:
             raise ValueError(f"{name} must be >= 1; got {value}")
+    if not math.isfinite(length_penalty):  # a NaN score leaves the hypotheses unordered
+        raise ValueError(f"length_penalty must be a finite number; got {length_penalty}")
     _check_logits("first_logits", first_logits, rows=1)
     vocab = first_logits.size(1)
-    if end_token is not None and not 0 <= end_token < vocab:
-        raise ValueError(f"end_token must be a token id in [0, {vocab}); got {end_token}")
+    if end_token is not None:
+        end_token = _token_id("end_token", end_token, vocab)
     with torch.no_grad():
         return _search(step, state, first_logits, beam_width, length, state_batch_dim,
                        length_penalty, end_token)
