@@ -315,6 +315,27 @@ def test_strided_inputs_run_as_their_contiguous_copies(engine):
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+def test_bad_stream_arguments_are_refused(engine):
+    """streams="mic" opened streams 'm', 'i', 'c'; streams=-1 opened none; step(x, stream=True)
+    stepped stream 1 (True == 1 as a dict key) though add_stream(True) is refused."""
+    model = rnnkit.GRU(3, 4)
+    with pytest.raises(TypeError) as info:
+        StreamingSession(model, streams="mic", engine=engine)
+    one_line_message(info, "count or an iterable of ids", "['mic']")
+    with pytest.raises(ValueError) as info:
+        StreamingSession(model, streams=-1, engine=engine)
+    one_line_message(info, "count >= 0")
+    session = StreamingSession(model, streams=2, engine=engine)
+    for call in (lambda: session.step(torch.ones(3), stream=True),
+                 lambda: session.feed(torch.ones(2, 3), stream=True),
+                 lambda: session.get_state(True)):
+        with pytest.raises(TypeError) as info:
+            call()
+        one_line_message(info, "got a bool")
+    assert session.get_state(1)[0].h.abs().sum() == 0, "stream 1 was not stepped"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 def test_bad_inputs_get_one_line_errors(engine):
     session = StreamingSession(rnnkit.LSTM(4, 6), streams=["a"], engine=engine)
     with pytest.raises(KeyError) as info:

@@ -63,7 +63,12 @@ class StreamingSession:
         self._state = torch.zeros(0, self.state_width)
         self._output = torch.zeros(0, self.output_size)
         self._output_rows: list[torch.Tensor] = []
-        ids = range(streams) if isinstance(streams, int) and not isinstance(streams, bool) else streams
+        if isinstance(streams, (bool, str, bytes)):  # a string would open a stream per letter
+            raise TypeError(f"streams must be a count or an iterable of ids; got {streams!r} "
+                            f"(for one stream named so, pass [{streams!r}])")
+        if isinstance(streams, int) and streams < 0:
+            raise ValueError(f"streams must be a count >= 0 or an iterable of ids; got {streams}")
+        ids = range(streams) if isinstance(streams, int) else streams
         for stream_id in ids:
             self.add_stream(stream_id)
         self._step = self._engine.step
@@ -112,6 +117,8 @@ class StreamingSession:
             self._output[row].zero_()
 
     def _row(self, stream_id) -> int:
+        if isinstance(stream_id, bool):  # True == 1 as a dict key: it would find stream 1
+            raise TypeError("stream ids are ints or strings; got a bool")
         try:
             return self._rows[stream_id]
         except (KeyError, TypeError):
@@ -138,6 +145,8 @@ class StreamingSession:
         """
         try:
             row = self._rows[stream]
+            if stream.__class__ is bool:  # True == 1 as a dict key; _row refuses it
+                raise KeyError(stream)
         except (KeyError, TypeError):
             row = self._row(stream)
         self._step(x_t, row)
