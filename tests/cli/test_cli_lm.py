@@ -156,6 +156,27 @@ def test_prompt_outside_the_vocabulary_is_an_error_unless_skipped(trained_run, c
     assert code == 0
 
 
+def test_a_skipped_prompt_is_shown_as_the_model_read_it(trained_run, capsys):
+    """--unknown skip printed (and reported) the typed prompt, not the text the model
+    continued. Oracle: the vocabulary, and generate() on the kept characters."""
+    from rnnkit.tasks.lm.generate import generate
+    from rnnkit.tasks.lm.task import load_lm
+
+    loaded = load_lm(trained_run)
+    unseen = next(c for c in "€¤§©®ÆØ" if c not in loaded.vocabulary)
+    seen = "".join(c for c in "the cat" if c in loaded.vocabulary)
+    code, out, err = run(["generate", "--checkpoint", trained_run, "--prompt", seen + unseen,
+                          "--unknown", "skip", "--length", "6", "--seed", "3", "--json"], capsys)
+    assert code == 0 and f"dropped 1 character(s) the model never saw from the prompt: " \
+                         f"{unseen!r}" in err
+    result = json.loads(out)
+    assert (result["prompt"], result["dropped_characters"]) == (seen, unseen)
+    assert result["text"] == "".join(generate(loaded, seen, length=6, seed=3))
+    code, out, _ = run(["generate", "--checkpoint", trained_run, "--prompt", seen + unseen,
+                        "--unknown", "skip", "--length", "6", "--seed", "3"], capsys)
+    assert out == seen + result["text"] + "\n"
+
+
 def test_unknown_config_key_and_bad_values_are_one_line_errors(corpus, tmp_path, capsys):
     code, _, err = run(["train", "lm", "--corpus", corpus, "--set", "model.hiden=3"], capsys)
     assert_one_line_error(code, err, "model.hiden")
@@ -197,7 +218,8 @@ def test_every_command_has_help(capsys):
     (["--top-p", "1.5"], "top_p must be in (0, 1]"),
     (["--temperature", "inf"], "temperature must be finite and >= 0"),
     (["--temperature", "0", "--top-p", "7"], "top_p must be in (0, 1]"),
-    (["--beam", "2", "--temperature", "0.5"], "drop --top-k/--top-p/--temperature"),
+    (["--beam", "2", "--temperature", "0.5"], "drop --top-k/--top-p/--temperature/--seed"),
+    (["--beam", "2", "--seed", "1"], "with no randomness"),  # was accepted and ignored
 ])
 def test_bad_sampling_options_fail_before_anything_is_printed(trained_run, capsys, options,
                                                               fragment):

@@ -204,6 +204,15 @@ def test_generation_is_deterministic_under_a_seed(trained):
     assert set(first) <= set(trained.vocabulary.characters)
 
 
+@pytest.mark.parametrize("length", [0, 2.5, True])
+def test_a_bad_length_fails_when_generate_is_called(trained, length):
+    """2.5 passed the early check and failed with a TypeError at the first next()."""
+    with pytest.raises(ValueError, match="length must be an integer >= 1"):
+        generate(trained, "And", length=length)
+    with pytest.raises(ValueError, match="length must be an integer >= 1"):
+        generate_beam(trained, "And", length=length, beam_width=2)
+
+
 def test_generation_leaves_the_callers_grad_mode_and_training_flag_alone(trained):
     """The streaming generator held no_grad across its yields, so the caller's code between
     two characters built no graph (and two interleaved generators left it off for good); and

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 
 from .runs import INTERRUPTED, add_run_flags, flag_overrides, json_text, printer, resolve_run
 
@@ -182,23 +183,31 @@ def run_generate(args) -> int:
     from rnnkit.tasks.lm.generate import generate, generate_beam
     from rnnkit.tasks.lm.task import load_lm
 
+    if args.beam is not None and any(option is not None for option in (
+            args.top_k, args.top_p, args.temperature, args.seed)):
+        raise ValueError("--beam searches for the most probable text, with no randomness; drop "
+                         "--top-k/--top-p/--temperature/--seed")
     loaded = load_lm(args.checkpoint, which=args.which)
+    prompt = args.prompt
+    dropped = loaded.vocabulary.unknown_characters(prompt) if args.unknown == "skip" else []
+    if dropped:
+        # show (and report) the prompt the model continues, not the one typed
+        prompt = "".join(character for character in prompt if character not in dropped)
+        print(f"dropped {len(dropped)} character(s) the model never saw from the prompt: "
+              f"{''.join(dropped)!r}", file=sys.stderr)
     if args.beam is not None:
-        if args.top_k is not None or args.top_p is not None or args.temperature is not None:
-            raise ValueError("--beam searches for the most probable text; drop "
-                             "--top-k/--top-p/--temperature")
-        text = generate_beam(loaded, args.prompt, length=args.length, beam_width=args.beam,
+        text = generate_beam(loaded, prompt, length=args.length, beam_width=args.beam,
                              unknown=args.unknown)
         if not args.json:
-            print(args.prompt + text)
+            print(prompt + text)
     else:
         temperature = 0.8 if args.temperature is None else args.temperature
-        stream = generate(loaded, args.prompt, length=args.length, temperature=temperature,
+        stream = generate(loaded, prompt, length=args.length, temperature=temperature,
                           top_k=args.top_k, top_p=args.top_p, seed=args.seed,
                           unknown=args.unknown)
         pieces = []
         if not args.json:
-            print(args.prompt, end="", flush=True)
+            print(prompt, end="", flush=True)
         for piece in stream:
             pieces.append(piece)
             if not args.json:
@@ -207,7 +216,8 @@ def run_generate(args) -> int:
             print()
         text = "".join(pieces)
     if args.json:
-        print(json_text({"checkpoint": str(loaded.checkpoint), "prompt": args.prompt,
+        print(json_text({"checkpoint": str(loaded.checkpoint), "prompt": prompt,
+                         "dropped_characters": "".join(dropped),
                          "text": text, "seed": args.seed, "beam": args.beam,
                          "temperature": None if args.beam is not None else temperature}))
     return 0

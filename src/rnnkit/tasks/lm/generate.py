@@ -50,8 +50,8 @@ def _device(model: torch.nn.Module) -> torch.device:
 
 def _check_options(length: int, temperature: float, top_k: int | None = None,
                    top_p: float | None = None) -> None:
-    if length < 1:
-        raise ValueError(f"length must be >= 1 character; got {length}")
+    if isinstance(length, bool) or not isinstance(length, int) or length < 1:
+        raise ValueError(f"length must be an integer >= 1 (characters); got {length!r}")
     check_sampling_options(temperature=temperature, top_k=top_k, top_p=top_p)
 
 
