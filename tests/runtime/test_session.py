@@ -407,6 +407,16 @@ def test_token_ids_may_be_numpy_integers_but_not_bools(engine):
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+def test_token_ids_of_several_streams_must_be_a_tensor(engine):
+    """The torch engine took a list (the native one refused it), so code tested on one engine
+    failed on the other."""
+    session = StreamingSession(TokenModel(), streams=2, engine=engine)
+    with pytest.raises(TypeError) as info:
+        session.step_many([1, 2], [0, 1])
+    one_line_message(info, "x must be a torch.Tensor; got list")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 def test_token_ids_outside_the_vocabulary_are_refused(engine):
     session = StreamingSession(TokenModel(), engine=engine)
     with pytest.raises(ValueError) as info:

@@ -93,7 +93,9 @@ class TorchEngine:
         """(count, I) float32 features, or the embedding rows of ``count`` token ids."""
         graph = self.graph
         if graph.embedding is not None:
-            tokens = torch.as_tensor(x)
+            if not isinstance(x, torch.Tensor):  # as the native engine (step() takes ints)
+                raise TypeError(f"x must be a torch.Tensor; got {type(x).__name__}")
+            tokens = x
             if tokens.dtype != torch.int64 or tokens.numel() != count:
                 raise ValueError(f"x must be {what} int64 token ids; got {tokens.dtype} of shape "
                                  f"{tuple(tokens.shape)}")
