@@ -831,6 +831,50 @@ def test_every_backtest_fold_forecasts_as_many_rows_as_the_holdout(tmp_path, mon
             assert fold["naive"][key] == pytest.approx(value), (k, key)
 
 
+def test_a_season_longer_than_the_earliest_folds_history_is_refused_before_training():
+    """The earliest fold's 20 rows were shorter than the MASE scale's season + 1 (31 rows):
+    the backtest failed after the holdout model and two folds had trained."""
+    from rnnkit.tasks.forecast.backtest import check_backtest
+
+    series = TimeSeries(np.arange(100.0).reshape(-1, 1), np.arange(100), ["y"], None, [],
+                        "synthetic", None)
+    config = make_config(data={"season": 30})
+    # origins 70, 45, 20 before the 5-row holdout at 95; training windows need only 17 rows
+    assert check_backtest(make_config(), series, 3, 25) == [70, 45, 20]
+    with pytest.raises(ValueError) as info:
+        check_backtest(config, series, 3, 25)
+    message = str(info.value)
+    assert "\n" not in message and "earliest fold trains on at least 31" in message
+    assert check_backtest(config, series, 2, 25) == [70, 45]
+
+
+@needs_statsmodels
+def test_a_baseline_missing_from_a_fold_has_no_mean_instead_of_crashing(tmp_path, monkeypatch):
+    """AR(p) fitted at the holdout origin but not at an earlier one (a constant history): its
+    mean was an empty dict, and printing the table raised KeyError after all the training.
+    Oracle: the other methods' means over the folds' own scores."""
+    from rnnkit.cli.forecast import format_table
+    from rnnkit.tasks.forecast import backtest as backtest_module
+    from rnnkit.tasks.forecast.task import holdout_report
+
+    rng = np.random.default_rng(0)
+    t = np.arange(100)
+    values = np.where(t < 60, 5.0, 5.0 + np.sin(t / 2) + rng.normal(0, 0.2, 100)).reshape(-1, 1)
+    series = TimeSeries(values, t, ["y"], None, [], "synthetic", None)
+    config = make_config(data={"horizon": 5, "window": 10, "warmup": 2})
+    monkeypatch.setattr(backtest_module, "fit_forecaster", lambda *args, **kwargs: None)
+    fold_0 = holdout_report(series, None, config, values[:95], "model")
+    said = []
+    result = rolling_origin_backtest(config, series, fold_0, folds=1, step=40, run_dir=tmp_path,
+                                     label="model", notify=said.append)
+    assert "AR(p)" in result["folds"][0] and "AR(p)" not in result["folds"][1]
+    assert "AR(p)" not in result["mean"] and any("AR(p) could not be fitted" in s for s in said)
+    for key in ("rmse", "smape"):
+        expected = np.mean([fold["naive"][key] for fold in result["folds"]])
+        assert result["mean"]["naive"][key] == pytest.approx(expected)
+    assert "naive" in format_table(result["mean"])
+
+
 @needs_statsmodels
 def test_a_fold_retrained_on_resume_starts_from_a_clean_folder(sunspots_run, tmp_path):
     """Resuming a run interrupted in a backtest fold retrains that fold; what the interrupted

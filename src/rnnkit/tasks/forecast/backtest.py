@@ -31,12 +31,15 @@ def check_backtest(config, series: TimeSeries, folds: int, step: int) -> list[in
     if folds < 1 or step < 1:
         raise ValueError(f"backtest folds and step must be >= 1; got {folds} and {step}")
     first_origin = len(series) - (data.holdout or data.horizon)
-    needed = data.validation + data.window + data.horizon
+    season = data.season or series.season or 1
+    # the model's training windows, and the MASE scale (a season plus one row) of the baselines
+    needed = max(data.validation + data.window + data.horizon, season + 1)
     origins = [first_origin - k * step for k in range(1, folds + 1)]
     if origins[-1] < needed:
         raise ValueError(
             f"{folds} backtest folds {step} rows apart need {needed + folds * step} rows before "
-            f"the holdout; the series has {first_origin}; use fewer folds or a smaller step")
+            f"the holdout (the earliest fold trains on at least {needed}); the series has "
+            f"{first_origin}; use fewer folds or a smaller step")
     return origins
 
 
@@ -76,7 +79,12 @@ def rolling_origin_backtest(config, series: TimeSeries, holdout_report: dict, *,
     methods = [name for name in tables[0] if name != "origin"]
     mean = {}
     for method in methods:
-        keys = [key for key in tables[0][method] if all(key in t.get(method, {}) for t in tables)]
+        if not all(method in table for table in tables):
+            # a baseline left out of some fold (a degenerate AR fit): a mean over the other
+            # folds would not compare with the rest; its folds keep their own scores
+            notify(f"backtest: {method} could not be fitted at every origin; it has no mean")
+            continue
+        keys = [key for key in tables[0][method] if all(key in t[method] for t in tables)]
         mean[method] = {key: float(np.mean([t[method][key] for t in tables])) for key in keys}
     return {"folds": tables, "mean": mean, "step": step}
 
