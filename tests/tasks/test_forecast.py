@@ -426,6 +426,9 @@ def test_crossing_quantile_outputs_are_sorted_into_an_interval():
     ({"output": "quantile", "decoder": "direct", "quantiles": [0.1, 1.0]}, "increasing"),
     ({"output": "quantile", "decoder": "direct", "quantiles": [0.5, 0.5]}, "increasing"),
     ({"output": "quantile", "decoder": "direct", "quantiles": []}, "increasing"),
+    # no median: the 0.1 quantile was reported and scored as the point forecast
+    ({"output": "quantile", "decoder": "direct", "quantiles": [0.1, 0.9]}, "must hold 0.5"),
+    ({"output": "quantile", "decoder": "direct", "quantiles": [0.5, 0.9]}, "below and above"),
     ({"cell": "transformer"}, "model.cell must be one of"),
     ({"decoder": "seq2seq"}, "model.decoder must be one of"),
     ({"output": "median"}, "model.output must be one of"),
@@ -450,6 +453,20 @@ def test_model_config_errors_are_one_line(settings, match):
 ])
 def test_data_config_errors_are_one_line(settings, match):
     one_line_value_error(DataConfig(**settings).check, match=match)
+
+
+@pytest.mark.parametrize("quantiles, interval", [([0.1, 0.5, 0.9], 0.5),
+                                                 ([0.1, 0.5, 0.95], 0.85)])
+def test_a_quantile_model_refuses_an_interval_its_quantiles_do_not_give(tmp_path, quantiles,
+                                                                       interval):
+    """The bounds are the outermost quantiles whatever --interval said; the plot was labelled
+    with --interval and coverage read against it."""
+    config = make_config(data={"interval": interval},
+                         model={"output": "quantile", "decoder": "direct",
+                                "quantiles": quantiles})
+    one_line_value_error(train_forecast, config, tmp_path / "run", notify=quiet,
+                         match="the interval is the outermost quantiles")
+    assert not (tmp_path / "run").exists()
 
 
 def test_direct_decoder_with_a_holdout_past_its_horizon_fails_before_training(tmp_path):

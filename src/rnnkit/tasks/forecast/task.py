@@ -129,6 +129,20 @@ def holdout_report(series: TimeSeries, fitted: FittedForecaster | None, config: 
             "forecasts": forecasts, "interval": out}
 
 
+def _check_quantile_interval(config: ForecastConfig) -> None:
+    """A quantile model's interval is its outermost pair of quantiles: data.interval must name
+    that pair's coverage, or the plot and the coverage read against it would be mislabelled."""
+    if config.model.output != "quantile":
+        return
+    low, high = config.model.quantiles[0], config.model.quantiles[-1]
+    wanted = config.data.interval
+    if abs(low + high - 1.0) > 1e-9 or abs(high - low - wanted) > 1e-9:
+        raise ValueError(
+            f"with model.output=quantile the interval is the outermost quantiles ({low:g}, "
+            f"{high:g}), not a central {wanted:g} interval; set model.quantiles="
+            f"[{(1 - wanted) / 2:g},0.5,{(1 + wanted) / 2:g}] or --interval to match")
+
+
 def series_meta(series: TimeSeries) -> dict:
     return {"source": series.source, "rows": len(series), "columns": series.columns,
             "covariate_columns": series.covariate_columns}
@@ -214,6 +228,7 @@ def _train_forecast(config: ForecastConfig, run_dir: Path, resume: bool, backtes
     make_paths_absolute(data, "data", builtin=BUILTIN_SERIES)
     config.model.check()
     config.train.check()
+    _check_quantile_interval(config)
     run_dir = Path(run_dir)
     series = load_configured_series(data)
     holdout = data.holdout or data.horizon
