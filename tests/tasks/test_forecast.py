@@ -543,9 +543,37 @@ def test_holdout_csv_and_plot_hold_the_reported_forecast(sunspots_run, sunspots_
     np.testing.assert_allclose(column("forecast"), out["point"][:, 0], rtol=1e-5)
     np.testing.assert_allclose(column("lower"), out["lower"][:, 0], rtol=1e-5)
     np.testing.assert_allclose(column("upper"), out["upper"][:, 0], rtol=1e-5)
-    # The table's MASE is that of the CSV's forecast column (6 significant digits there).
+    # The table's MASE is that of the CSV's forecast column, written exactly.
     mase = forecast_metrics(test, column("forecast"), train, 11)["mase"]
-    assert result["table"][result["model"]]["mase"] == pytest.approx(mase, rel=1e-4)
+    assert result["table"][result["model"]]["mase"] == mase
+
+
+def test_future_time_stamps_continue_the_series():
+    """Two dates reached pd.infer_freq, which needs three, and raised a bare pandas error
+    (forecast predict with --window 2). Oracle: stamps written by hand."""
+    from rnnkit.tasks.forecast.task import future_times
+
+    days = np.array(["2024-01-01", "2024-01-03"], dtype="datetime64[ns]")
+    np.testing.assert_array_equal(
+        future_times(days, 2), np.array(["2024-01-05", "2024-01-07"], dtype="datetime64[ns]"))
+    months = np.array(["2024-01-31", "2024-02-29", "2024-03-31"], dtype="datetime64[ns]")
+    np.testing.assert_array_equal(  # calendar months, not the median spacing of 31 days
+        future_times(months, 2), np.array(["2024-04-30", "2024-05-31"], dtype="datetime64[ns]"))
+    np.testing.assert_array_equal(future_times(np.array([1990, 1992, 1994]), 2), [1996, 1998])
+
+
+def test_the_forecast_csv_holds_every_value_exactly(tmp_path):
+    """Values were written with 6 significant digits: 1999624.62 became 1999620."""
+    from rnnkit.tasks.forecast.task import write_forecast_csv
+
+    values = np.array([[1999624.62], [-0.000123456789], [3.0]])
+    forecast = {"point": values, "lower": values - 1, "upper": values + 1}
+    write_forecast_csv(tmp_path / "f.csv", [1, 2, 3], ["y"], forecast, actual=values * 2,
+                       extra={"naive": values[::-1]})
+    rows = read_csv(tmp_path / "f.csv")
+    for key, expected in (("forecast", values), ("lower", values - 1), ("upper", values + 1),
+                          ("actual", values * 2), ("naive", values[::-1])):
+        assert [float(r[f"y_{key}"]) for r in rows] == expected[:, 0].tolist(), key
 
 
 @needs_statsmodels

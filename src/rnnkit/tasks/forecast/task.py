@@ -159,7 +159,7 @@ def future_times(time_stamps: np.ndarray, steps: int) -> np.ndarray:
     stamps = np.asarray(time_stamps)
     if len(stamps) < 2:
         return np.arange(len(stamps), len(stamps) + steps)
-    if np.issubdtype(stamps.dtype, np.datetime64):
+    if np.issubdtype(stamps.dtype, np.datetime64) and len(stamps) >= 3:  # infer_freq's minimum
         import pandas as pd
 
         # Calendar steps (months have different lengths) when pandas can name the frequency.
@@ -197,10 +197,12 @@ def write_forecast_csv(path: Path, stamps, columns: list[str], forecast: dict,
     for step, stamp in enumerate(stamps):
         row = [str(stamp)]
         for c in range(len(columns)):
-            row += [f"{forecast[key][step, c]:.6g}" for key in ("point", "lower", "upper")]
+            # repr: the shortest text that reads back as the same float (6 significant
+            # digits rounded sales of a million to tens)
+            row += [repr(float(forecast[key][step, c])) for key in ("point", "lower", "upper")]
             if actual is not None:
-                row.append(f"{actual[step, c]:.6g}")
-            row += [f"{np.asarray(v).reshape(len(stamps), -1)[step, c]:.6g}"
+                row.append(repr(float(actual[step, c])))
+            row += [repr(float(np.asarray(v).reshape(len(stamps), -1)[step, c]))
                     for v in (extra or {}).values()]
         writer.writerow(row)
     atomic_write(path, buffer.getvalue().encode("utf-8"))
