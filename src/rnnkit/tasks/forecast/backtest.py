@@ -56,13 +56,15 @@ def rolling_origin_backtest(config, series: TimeSeries, holdout_report: dict, *,
     origins = check_backtest(config, series, folds, step)
     rows = feature_rows(series.values, series.covariates)
     first_origin = len(rows) - (data.holdout or data.horizon)
-    tables = [{"origin": str(series.time[first_origin]), **_generic(holdout_report["table"])}]
+    # an origin is named by its last observed time, the forecasts start after it
+    tables = [{"origin": str(series.time[first_origin - 1]),
+               **_generic(holdout_report["table"])}]
     # Every fold forecasts as many rows as the holdout: errors grow with lead time, so a mean
     # of 25-step and 10-step scores would describe neither.
     span = data.holdout or data.horizon
     for k, origin in enumerate(origins, start=1):
-        notify(f"backtest fold {k}/{folds}: origin {series.time[origin]} "
-               f"({origin} training rows)")
+        notify(f"backtest fold {k}/{folds}: origin {series.time[origin - 1]} "
+               f"({origin} training rows, up to and including it)")
         end = origin + span  # <= N - step: origins lie at least `step` rows before the holdout's
         fold_series = TimeSeries(
             series.values[:end], series.time[:end], series.columns,
@@ -75,7 +77,7 @@ def rolling_origin_backtest(config, series: TimeSeries, holdout_report: dict, *,
         fitted = fit_forecaster(config, rows[:origin], series.values.shape[1], fold_dir,
                                 notify=notify, resume_hint=resume_hint)
         report = score(fold_series, fitted, config, rows[:origin], label)
-        tables.append({"origin": str(series.time[origin]), **_generic(report["table"])})
+        tables.append({"origin": str(series.time[origin - 1]), **_generic(report["table"])})
     methods = [name for name in tables[0] if name != "origin"]
     mean = {}
     for method in methods:
