@@ -79,6 +79,40 @@ def test_japanese_vowels_prints_the_published_bars(tmp_path, capsys):
     assert "training-set check" in err  # no validation part by default
 
 
+def test_published_bars_are_not_shown_beside_another_test_file(data, tmp_path, capsys):
+    """The bars are for JapaneseVowels' official test split; they were printed beside the
+    score on a user's --test file."""
+    jv_like = write_npz(tmp_path / "jv_like.npz", 6, channels=12, classes=tuple("123456789"))
+    code, out, err = run(["classify", "train", "--data", "JapaneseVowels", "--test", jv_like,
+                          "--steps", "2", "--out", tmp_path / "run", "--json", *TINY], capsys)
+    assert code == 0, err
+    assert json.loads(out)["bars"] is None and "published test accuracy" not in err
+
+
+def test_resume_with_epochs_lifts_the_step_limit_of_a_run(data, tmp_path, capsys):
+    """--resume --epochs N on a run started with --steps kept the step limit and reported
+    "completed" at once. Oracle: the epochs the result reports."""
+    out_dir = tmp_path / "run"
+    argv = ["classify", "train", "--data", data["train"], *TINY, "--batch-size", "32"]
+    code, out, _ = run([*argv, "--steps", "2", "--out", out_dir, "--json"], capsys)
+    assert code == 0 and json.loads(out)["steps"] == 2
+    code, out, err = run([*argv, "--epochs", "5", "--resume", out_dir, "--json"], capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["steps"] > 2 and result["epochs"] == pytest.approx(5.0)
+
+
+def test_resume_with_normalization_switched_is_refused(data, tmp_path, capsys):
+    """The weights were learned on standardized inputs; a resume with --set
+    data.normalize=false trained on raw ones and overwrote the saved statistics."""
+    out_dir = tmp_path / "run"
+    argv = ["classify", "train", "--data", data["train"], *TINY]
+    assert run([*argv, "--steps", "2", "--out", out_dir], capsys)[0] == 0
+    code, _, err = run([*argv, "--steps", "4", "--set", "data.normalize=false", "--resume",
+                        out_dir], capsys)
+    assert code == 2 and "data.normalize was True" in err, err
+
+
 def test_evaluate_reports_what_the_library_computes(trained_run, data, capsys):
     from rnnkit.tasks.classify.task import evaluate_classifier
 

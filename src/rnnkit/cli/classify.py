@@ -62,10 +62,15 @@ def _add_train(actions) -> None:
 
 
 def _overrides(args) -> list[str]:
-    # --steps alone: train exactly that many steps (--minutes stays a cap on the epochs)
-    alone = args.steps is not None and args.minutes is None and args.epochs is None
-    return flag_overrides(args, _TRAIN_FLAGS,
-                          ["train.minutes=null", "train.max_epochs=null"] if alone else [])
+    # --steps alone: train exactly that many steps (--minutes stays a cap on the epochs);
+    # --epochs or --minutes without --steps: lift a step limit, so that --resume --epochs N
+    # also continues a run that was limited by steps
+    rules = []
+    if args.steps is not None and args.minutes is None and args.epochs is None:
+        rules += ["train.minutes=null", "train.max_epochs=null"]
+    if args.steps is None and (args.epochs is not None or args.minutes is not None):
+        rules.append("train.max_steps=null")
+    return flag_overrides(args, _TRAIN_FLAGS, rules)
 
 
 def run_train(args) -> int:
@@ -79,7 +84,8 @@ def run_train(args) -> int:
         if args.json:
             print(json_text(result))
         return INTERRUPTED
-    result["bars"] = published_bars(config.data.data)
+    # the published accuracies are on the set's own test split, not on another --test file
+    result["bars"] = published_bars(config.data.data) if config.data.test is None else None
     test, validation = result["test"], result["validation"] or {}
     if test is not None:
         say(f"\ntest: accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f} on "

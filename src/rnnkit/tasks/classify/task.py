@@ -131,7 +131,7 @@ def _train(config: ClassifyConfig, run_dir: Path, resume: bool, notify) -> dict:
     if resume:
         # the seed draws the validation split (prepare_data), so it is data as well
         check_resumed_settings(run_dir, {
-            "data": (config.data, ("data", "validation_fraction", "batch_size")),
+            "data": (config.data, ("data", "validation_fraction", "batch_size", "normalize")),
             "train": (config.train, ("seed",)),
             "model": (config.model, model_shape_keys(config.model))})
     data = prepare_data(config.data, config.train.seed)
