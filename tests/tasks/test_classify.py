@@ -119,6 +119,30 @@ def test_predict_refuses_sequences_of_another_shape(trained, shape):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("value, needle", [(np.nan, "NaN or infinite value (step 3, channel 1)"),
+                                           (np.inf, "NaN or infinite value (step 3, channel 1)"),
+                                           (1e39, "beyond float32's range")])
+def test_predict_refuses_values_the_data_loader_refuses(trained, value, needle):
+    """A NaN sequence was given a class name (with NaN probabilities)."""
+    loaded = load_classifier(trained[0])
+    bad = np.zeros((5, 2))
+    bad[3, 1] = value
+    with pytest.raises(ValueError, match="sequence 1 has") as info:
+        loaded.predict([np.zeros((5, 2)), bad])
+    assert needle in str(info.value) and "\n" not in str(info.value)
+
+
+def test_predict_takes_tensors_as_it_takes_arrays(trained):
+    """A torch tensor failed with AttributeError ('Tensor' object has no attribute 'astype').
+    Oracle: the same sequences as NumPy arrays."""
+    loaded = load_classifier(trained[0])
+    sequences = [np.random.default_rng(k).normal(size=(4 + k, 2)) for k in range(3)]
+    names, probabilities = loaded.predict(sequences)
+    tensor_names, tensor_probabilities = loaded.predict([torch.from_numpy(s) for s in sequences])
+    assert tensor_names == names
+    np.testing.assert_array_equal(tensor_probabilities, probabilities)
+
+
 def test_reported_metrics_equal_an_independent_computation(files, trained):
     run_dir, result = trained
     loaded = load_classifier(run_dir)

@@ -294,6 +294,27 @@ def _natural_order(values) -> list[str]:
     return [v for _, v in sorted(zip(numbers, values))]
 
 
+def checked_values(x: np.ndarray, where: str) -> np.ndarray:
+    """A (T, C) sequence as contiguous float32, or a one-line SequenceDataError naming
+    ``where`` and the step and channel of a NaN, an infinity or a value beyond float32."""
+    if np.issubdtype(x.dtype, np.number):
+        # finite, but inf once cast (an inf already there gets the NaN-or-infinite error below)
+        huge = np.isfinite(x) & (np.abs(x) > np.finfo(np.float32).max)
+        if huge.any():
+            step, channel = np.argwhere(huge)[0]
+            raise SequenceDataError(f"{where} has the value {x[step, channel]:g} (step {step}, "
+                                    f"channel {channel}), beyond float32's range; rescale "
+                                    f"the data (for example to other units)")
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    bad = ~np.isfinite(x)
+    if bad.any():
+        step, channel = np.argwhere(bad)[0]
+        raise SequenceDataError(f"{where} has a NaN or infinite value (step {step}, channel "
+                                f"{channel}); fill or interpolate missing values first, or "
+                                f"drop the sequence")
+    return x
+
+
 def _build(sequences, raw_labels, class_names, source, ids=None) -> SequenceSet:
     """Check shapes and values, encode labels, and return the set; ``ids`` name CSV sequences."""
     if not sequences:
@@ -308,22 +329,7 @@ def _build(sequences, raw_labels, class_names, source, ids=None) -> SequenceSet:
         if arrays and x.shape[1] != arrays[0].shape[1]:
             raise SequenceDataError(f"{where} has {x.shape[1]} channels but sequence 0 has "
                                     f"{arrays[0].shape[1]}; give every sequence the same channels")
-        if np.issubdtype(x.dtype, np.number):
-            # finite, but inf once cast (an inf already there gets the NaN-or-infinite error below)
-            huge = np.isfinite(x) & (np.abs(x) > np.finfo(np.float32).max)
-            if huge.any():
-                step, channel = np.argwhere(huge)[0]
-                raise SequenceDataError(f"{where} has the value {x[step, channel]:g} (step {step}, "
-                                        f"channel {channel}), beyond float32's range; rescale "
-                                        f"the data (for example to other units)")
-        x = np.ascontiguousarray(x, dtype=np.float32)
-        bad = ~np.isfinite(x)
-        if bad.any():
-            step, channel = np.argwhere(bad)[0]
-            raise SequenceDataError(f"{where} has a NaN or infinite value (step {step}, channel "
-                                    f"{channel}); fill or interpolate missing values before "
-                                    f"loading, or drop the sequence")
-        arrays.append(x)
+        arrays.append(checked_values(x, where))
     for i, value in enumerate(raw_labels):
         if value is None or (isinstance(value, (float, np.floating)) and np.isnan(value)):
             where = f"sequence {i}" + (f" (id {ids[i]!r})" if ids else "")

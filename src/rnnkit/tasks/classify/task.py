@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch.nn import functional as F
 
-from rnnkit.data.sequences import BUNDLED_SETS
+from rnnkit.data.sequences import BUNDLED_SETS, checked_values
 from rnnkit.training import (
     CheckpointError, ShuffledBatches, StepOutput, TrainConfig, Trainer, config_from_dict,
     cpu_threads, load_checkpoint,
@@ -217,14 +217,19 @@ class LoadedClassifier:
         channels = len(self.normalizer.mean)
         if len(sequences) == 0:
             raise ValueError("no sequences given; pass a list of (T, C) arrays")
+        arrays = []
         for i, sequence in enumerate(sequences):
-            shape = np.shape(sequence)
+            if isinstance(sequence, torch.Tensor):
+                sequence = sequence.detach().cpu().numpy()
+            sequence = np.asarray(sequence)
             # (x - mean) / std would broadcast a (T, 1) sequence to C channels without a word
-            if len(shape) != 2 or shape[0] < 1 or shape[1] != channels:
-                raise ValueError(f"sequence {i} has shape {shape}; the model takes (T, "
+            if sequence.ndim != 2 or len(sequence) < 1 or sequence.shape[1] != channels:
+                raise ValueError(f"sequence {i} has shape {sequence.shape}; the model takes (T, "
                                  f"{channels}) arrays, T >= 1 steps of {channels} channels")
+            # as the data loader: a NaN sequence was given a class name like any other
+            arrays.append(checked_values(sequence, f"sequence {i}"))
         labels = np.zeros(len(sequences), np.int64) if labels is None else labels
-        return Tensors.from_sequences(sequences, labels, self.normalizer)
+        return Tensors.from_sequences(arrays, labels, self.normalizer)
 
     def predict(self, sequences: list[np.ndarray]) -> tuple[list[str], np.ndarray]:
         """Class names (N,) and class probabilities (N, K) of raw (T_i, C) sequences."""
