@@ -98,6 +98,8 @@ def test_perfect_and_all_wrong():
     (accuracy, ([], []), "empty"),
     (macro_f1, ([[0, 1]], [[0, 1]], 2), r"shape \(N,\)"),
     (classification_report, ([0, 1], [0, 1], ["a", "a"]), "duplicates"),
+    # the report takes no num_classes: the message named only that
+    (classification_report, ([0, 2], [0, 1], ["a", "b"]), r"outside 0..1; .*class_names"),
 ])
 def test_errors_are_single_lines(call, args, match):
     with pytest.raises(ValueError, match=match) as info:

@@ -37,7 +37,8 @@ def _indices(name: str, values, num_classes: int | None = None) -> np.ndarray:
     if num_classes is not None and (array.min() < 0 or array.max() >= num_classes):
         bad = array[(array < 0) | (array >= num_classes)][0]
         raise ValueError(f"{name} contains class index {bad}, outside 0..{num_classes - 1}; "
-                         f"pass num_classes covering every class")
+                         f"pass num_classes (class_names, for a report) covering every "
+                         f"class")
     return array
 
 

@@ -276,7 +276,8 @@ def _evaluate(loaded: LoadedClassifier, data: str | None, split: str, confusion_
     channels = loaded.model.input_size
     if data is not None:
         if split == "validation":
-            raise ValueError("split='validation' is part of the run's own data; drop data=")
+            raise ValueError("split='validation' is part of the run's own data; score it "
+                             "without data= (--data on the command line)")
         part = load_split(data, split if is_bundled(data) else "test", loaded.class_names,
                           channels, what="evaluation data")
     elif split == "test":
