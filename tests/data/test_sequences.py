@@ -246,6 +246,9 @@ def test_csv_rows_in_any_order_are_put_back_in_time_order(tmp_path):
     np.testing.assert_array_equal(data.labels, [2, 1, 0, 2])
     for sequence, expected in zip(data.sequences, [arrays[1], arrays[2], arrays[0], arrays[3]]):
         np.testing.assert_allclose(sequence, expected.astype(np.float32), rtol=1e-6)
+    # the ids name the sequences in that order (they were dropped, so predictions could not
+    # be matched to them)
+    assert data.ids == ["3", "7", "12", "100"]
 
 
 def test_csv_without_time_keeps_file_order(tmp_path):
@@ -256,6 +259,7 @@ def test_csv_without_time_keeps_file_order(tmp_path):
     assert data.class_names == ["cat", "dog"] and data.channels == 1
     np.testing.assert_array_equal(data.labels, [1, 0])
     np.testing.assert_array_equal(data.sequences[0][:, 0], [1, 5])
+    assert data.ids == ["a", "b"]
     np.testing.assert_array_equal(data.sequences[1][:, 0], [3, 2, 1])
 
 

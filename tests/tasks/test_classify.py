@@ -227,6 +227,18 @@ def test_a_channel_varying_on_a_tiny_scale_is_scaled_and_a_constant_one_centred(
     assert np.allclose(normalized.mean(axis=0), 0.0, atol=1e-5)
 
 
+def test_a_split_keeps_each_sequences_csv_id():
+    """Oracle: the ids of the sequences each part holds, looked up by their contents."""
+    from rnnkit.data.sequences import SequenceSet
+    from rnnkit.tasks.classify.data import subset
+
+    sequences = [np.full((2, 1), float(k)) for k in range(6)]
+    data = SequenceSet(sequences, np.array([0, 1, 0, 1, 0, 1]), ["a", "b"], "file",
+                       ids=[f"id{k}" for k in range(6)])
+    part = subset(data, np.array([4, 1]), "validation")
+    assert part.ids == [f"id{int(s[0, 0])}" for s in part.sequences] == ["id4", "id1"]
+
+
 def test_a_channel_far_from_zero_is_scaled():
     """A threshold relative to the mean (std > 1e-6 |mean|) left a channel of time stamps
     (about 1.7e9, spread 600 s) unscaled, reaching the model as values in the hundreds."""

@@ -40,6 +40,9 @@ class SequenceSet:
     labels: np.ndarray
     class_names: list[str]
     source: str  # provenance for logs and run records
+    #: a CSV file's sequence ids, in the order of ``sequences`` (numeric order when every id
+    #: is a number, else text order); None for other sources, which are in file order
+    ids: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.sequences)
@@ -349,4 +352,5 @@ def _build(sequences, raw_labels, class_names, source, ids=None) -> SequenceSet:
                                 f"({', '.join(names)}); pass the class names of the training "
                                 f"set, including every class")
     return SequenceSet(sequences=arrays, labels=np.array([index[v] for v in labels], np.int64),
-                       class_names=names, source=source)
+                       class_names=names, source=source,
+                       ids=None if ids is None else [str(i) for i in ids])

@@ -128,7 +128,8 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int):
 
 def subset(data: SequenceSet, indices: np.ndarray, what: str) -> SequenceSet:
     return SequenceSet([data.sequences[i] for i in indices], data.labels[indices],
-                       data.class_names, f"{data.source}, {what}")
+                       data.class_names, f"{data.source}, {what}",
+                       None if data.ids is None else [data.ids[i] for i in indices])
 
 
 def load_split(name: str, split: str, class_names: list[str] | None = None,
@@ -149,7 +150,7 @@ def load_split(name: str, split: str, class_names: list[str] | None = None,
                                 f"of the training data ({', '.join(class_names)}); use the "
                                 f"training set's labels")
     labels = np.array([index[data.class_names[k]] for k in data.labels], np.int64)
-    return SequenceSet(data.sequences, labels, list(class_names), data.source)
+    return SequenceSet(data.sequences, labels, list(class_names), data.source, data.ids)
 
 
 @dataclass
