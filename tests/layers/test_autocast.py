@@ -84,6 +84,26 @@ def test_output_under_bf16_autocast_equals_float32_on_a_cpu_without_native_bf16(
                                    torch.randn(3, 5, 6), lengths=torch.tensor([5, 2, 4]))
 
 
+@pytest.mark.parametrize("kind", ["LSTM", "GRU"])
+def test_the_input_and_state_may_come_by_keyword_as_in_torch(float32_recurrence, kind):
+    """lstm(input=x, hx=h) raised "missing 1 required positional argument", and under
+    autocast a bfloat16 hx= was not cast (a dtype error), while the positional call worked.
+    Oracle: the positional call."""
+    torch.manual_seed(0)
+    layer = getattr(rnnkit, kind)(3, 4)
+    x = torch.randn(5, 2, 3)
+    h = torch.randn(1, 2, 4).bfloat16()
+    hx = (h, h.clone()) if kind == "LSTM" else h
+    float_hx = tuple(t.float() for t in hx) if kind == "LSTM" else hx.float()
+    expected, _ = layer(x, float_hx)
+    torch.testing.assert_close(layer(input=x, hx=float_hx)[0], expected, atol=0, rtol=0)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        positional, _ = layer(x, hx)
+        by_keyword, _ = layer(input=x, hx=hx)
+    torch.testing.assert_close(positional, expected, atol=0, rtol=0)
+    torch.testing.assert_close(by_keyword, expected, atol=0, rtol=0)
+
+
 def test_a_backend_asked_for_by_name_keeps_float32_under_autocast():
     torch.manual_seed(0)
     layers = {"LSTM reference": rnnkit.LSTM(6, 8, batch_first=True, backend="reference"),

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import inspect
 
 import torch
 from torch.nn.utils.rnn import PackedSequence
@@ -56,22 +57,27 @@ def _autocast_enabled(device_type: str) -> bool:
 def recurrence_outside_autocast(forward):
     """Decorate a layer's ``forward(self, x, state=None, ...)`` as described above."""
 
+    # the input may come by keyword too (torch.nn's ``lstm(input=x, hx=h)``)
+    input_name = list(inspect.signature(forward).parameters)[1]
+
     @functools.wraps(forward)
-    def wrapper(self, x, *args, **kwargs):
+    def wrapper(self, *args, **kwargs):
         # One C call answers the common case (no autocast region on any device) in ~0.1 us;
         # the per-device check below costs ~1 us, which shows in a batch-1 call.
         if not torch._C._is_any_autocast_enabled():
-            return forward(self, x, *args, **kwargs)
-        device_type = _device_type(x)
+            return forward(self, *args, **kwargs)
+        device_type = _device_type(args[0] if args else kwargs.get(input_name))
         if device_type is None or not _autocast_enabled(device_type):
-            return forward(self, x, *args, **kwargs)
+            return forward(self, *args, **kwargs)
         dtype = next(self.parameters()).dtype
         cast = lambda v: _cast(v, dtype)  # noqa: E731
-        args = pytree.tree_map(cast, args, is_leaf=lambda v: isinstance(v, PackedSequence))
+        is_leaf = lambda v: isinstance(v, PackedSequence)  # noqa: E731
+        args = pytree.tree_map(cast, args, is_leaf=is_leaf)
+        kwargs = pytree.tree_map(cast, kwargs, is_leaf=is_leaf)  # hx=, state= as well
         lowered = (lowered_precision(torch.bfloat16) if device_type == "cpu"
                    and torch.get_autocast_dtype("cpu") == torch.bfloat16
                    else contextlib.nullcontext())
         with torch.autocast(device_type, enabled=False), lowered:
-            return forward(self, cast(x), *args, **kwargs)
+            return forward(self, *args, **kwargs)
 
     return wrapper
