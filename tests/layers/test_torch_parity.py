@@ -610,6 +610,34 @@ def test_all_weights_and_parameter_names_match_torch(kind, proj):
         assert torch.equal(getattr(rnnkit_module, name), p_t), name
     # Parameters come in torch's order, so optimizer state lines up too.
     assert [p.shape for p in rnnkit_module.parameters()] == [p.shape for p in torch_module.parameters()]
+
+
+@pytest.mark.parametrize("kind,proj", LAYER_CONFIGS,
+                         ids=[f"{k}{'_proj' if p else ''}" for k, p in LAYER_CONFIGS])
+def test_reset_parameters_draws_torchs_weights(kind, proj):
+    """The presets had no reset_parameters (AttributeError). Oracle: torch.nn's, same seed."""
+    torch_module, rnnkit_module = make_layer_pair(kind, num_layers=2, bidirectional=True,
+                                                  proj=proj)
+    for module in (torch_module, rnnkit_module):
+        torch.manual_seed(seed_for("reset", kind, proj))
+        module.reset_parameters()
+    ours, theirs = rnnkit_module.state_dict(), torch_module.state_dict()
+    assert [k for k in theirs if not torch.equal(ours[k], theirs[k])] == []
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_all_weights_of_a_parametrized_module_match_torch(kind):
+    """all_weights looked a parametrized weight up as a parameter and raised AttributeError
+    (masked as "no attribute 'all_weights'"). Oracle: torch.nn's computed weights."""
+    from torch.nn.utils import parametrizations
+
+    torch_module, rnnkit_module = make_layer_pair(kind)
+    parametrizations.orthogonal(torch_module, "weight_hh_l0")
+    parametrizations.orthogonal(*rnnkit_module.torch_parameter_owner("weight_hh_l0"))
+    rnnkit_module.load_state_dict(torch_module.state_dict())
+    for group_r, group_t in zip(rnnkit_module.all_weights, torch_module.all_weights, strict=True):
+        for p_r, p_t in zip(group_r, group_t, strict=True):
+            torch.testing.assert_close(p_r, p_t)
     for p_r, p_t in zip(rnnkit_module.parameters(), torch_module.parameters()):
         assert torch.equal(p_r, p_t)
 

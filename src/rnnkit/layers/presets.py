@@ -174,9 +174,18 @@ class _TorchStyleRNN(nn.Module):
     def all_weights(self) -> list[list[nn.Parameter]]:
         """Parameters grouped per layer and direction, as ``torch.nn.RNNBase.all_weights``."""
         groups: dict[str, list] = {}
-        for nested, torch_name in self._name_pairs:
-            groups.setdefault(torch_name.split("_", 2)[-1], []).append(self.get_parameter(nested))
+        for _, torch_name in self._name_pairs:
+            # getattr, not get_parameter: a parametrized weight is its computed value, as in
+            # torch.nn (get_parameter finds no parameter of that name then)
+            groups.setdefault(torch_name.split("_", 2)[-1], []).append(
+                getattr(*self._torch_alias(torch_name)))
         return list(groups.values())
+
+    def reset_parameters(self) -> None:
+        """torch.nn's initialization, every parameter ~ U(-1/sqrt(H), 1/sqrt(H)), drawn in
+        torch.nn's order (the same seed gives the same weights)."""
+        for cell in self._cells():
+            cell.reset_parameters()
 
     def flatten_parameters(self) -> None:
         """No-op, kept so code written for torch.nn (cuDNN weight flattening) runs unchanged."""
