@@ -104,6 +104,22 @@ def test_the_input_and_state_may_come_by_keyword_as_in_torch(float32_recurrence,
     torch.testing.assert_close(by_keyword, expected, atol=0, rtol=0)
 
 
+class _ScaledProjectionGRUCell(rnnkit.GRUCell):
+    """A cell that changes its input projection (part of the cell contract)."""
+
+    def project_input(self, x):
+        return 0.1 * F.linear(x, self.weight_ih, self.bias_ih)
+
+
+def test_a_cell_subclass_keeps_its_own_projection_under_autocast():
+    """The bfloat16 projection was computed as x W_ih^T + b_ih, past the subclass's
+    project_input: its output was the base class's. Oracle: the layer in float32 (a subclass
+    stays float32)."""
+    torch.manual_seed(0)
+    layer = rnnkit.Recurrent(_ScaledProjectionGRUCell(6, 16), batch_first=True)
+    _assert_float32_under_autocast({"subclass": layer}, torch.randn(4, 10, 6))
+
+
 def test_a_backend_asked_for_by_name_keeps_float32_under_autocast():
     torch.manual_seed(0)
     layers = {"LSTM reference": rnnkit.LSTM(6, 8, batch_first=True, backend="reference"),

@@ -58,7 +58,7 @@ from typing import NamedTuple
 
 import torch
 
-from ..cells import LSTMCell, cell_class
+from ..cells import GRUCell, LSTMCell, RNNCell, cell_class
 
 log = logging.getLogger("rnnkit.backends")
 
@@ -121,6 +121,10 @@ def bf16_unavailable(cell, x: torch.Tensor, backend: str) -> str | None:
     """Why no part of this call may run in bfloat16 (the whole layer stays float32), or None."""
     if backend != "auto":
         return f"backend={backend!r} was asked for by name"
+    if cell_class(cell) not in (LSTMCell, GRUCell, RNNCell):
+        # the bfloat16 projection is computed here, not by the cell's project_input, which a
+        # subclass may change (not isinstance, for that reason)
+        return f"{type(cell).__name__} is not one of rnnkit's own cells"
     if not _enabled:
         return "turned off with set_bf16_recurrence(False)"
     if x.device.type != "cpu":
