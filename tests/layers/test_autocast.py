@@ -104,6 +104,31 @@ def test_the_input_and_state_may_come_by_keyword_as_in_torch(float32_recurrence,
     torch.testing.assert_close(by_keyword, expected, atol=0, rtol=0)
 
 
+@pytest.mark.parametrize("kind", ["LSTMCell", "GRUCell", "RNNCell"])
+def test_a_cell_loop_under_autocast_runs_in_the_parameters_dtype(kind):
+    """A bfloat16 input (an autocast Linear's output) was refused, and so was the bfloat16
+    state a torch cell returns under autocast; torch.nn's cells take both. Oracle: the same
+    loop in float32 without autocast, on the inputs rounded to bfloat16 where they were."""
+    torch.manual_seed(0)
+    cell = getattr(rnnkit, kind)(3, 4)
+    xs = torch.randn(5, 2, 3)
+    expected = None
+    for x in xs:
+        expected = cell(x.bfloat16().float(), expected)
+    state = None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        for x in xs:
+            state = cell(x.bfloat16(), state)
+    for got, want in zip(state if kind == "LSTMCell" else [state],
+                         expected if kind == "LSTMCell" else [expected]):
+        assert got.dtype == torch.float32
+        torch.testing.assert_close(got, want, atol=0, rtol=0)
+    h = torch.zeros(2, 4, dtype=torch.bfloat16)  # a state in bfloat16, as torch's cells return
+    hx = (h, h.clone()) if kind == "LSTMCell" else h
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        cell(xs[0], hx)
+
+
 class _ScaledProjectionGRUCell(rnnkit.GRUCell):
     """A cell that changes its input projection (part of the cell contract)."""
 

@@ -113,7 +113,23 @@ class RecurrentCell(nn.Module):
 
         ``input`` is (B, I) or unbatched (I); ``hx`` is the state in torch's form (a tensor, or the
         tuple (h, c) for LSTM), or None for zeros. Returns the next state in the same form.
+        Inside an autocast region the step runs in the parameters' dtype, as the layers do
+        (:mod:`rnnkit.layers.autocast`): floating inputs are cast to it, so a bfloat16 input or
+        state is taken, and the state does not lose precision at every step.
         """
+        if torch._C._is_any_autocast_enabled() and isinstance(input, torch.Tensor):
+            device = input.device.type
+            if torch.amp.is_autocast_available(device) and torch.is_autocast_enabled(device):
+                dtype = self.weight_ih.dtype
+                cast = lambda t: (t.to(dtype) if isinstance(t, torch.Tensor)  # noqa: E731
+                                  and t.is_floating_point() else t)
+                hx = tuple(map(cast, hx)) if isinstance(hx, (tuple, list)) else cast(hx)
+                with torch.autocast(device, enabled=False):
+                    return self._step_torch_style(cast(input), hx)
+        return self._step_torch_style(input, hx)
+
+    def _step_torch_style(self, input: torch.Tensor, hx):
+        """:meth:`forward` outside autocast."""
         check_floating("input", input)
         if input.dim() not in (1, 2):
             raise ValueError(
