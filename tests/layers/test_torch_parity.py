@@ -485,6 +485,14 @@ def test_to_torch_layer(kind, proj, num_layers, bidirectional, bias):
 
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
 @pytest.mark.parametrize("kind", KINDS)
+def test_cell_repr_matches_torch(kind, bias):
+    """RNNCell printed nonlinearity='relu' where torch.nn prints nonlinearity=relu."""
+    torch_cell, rnnkit_cell = make_cell_pair(kind, bias=bias)
+    assert repr(rnnkit_cell) == repr(torch_cell)
+
+
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_from_and_to_torch_cell(kind, bias):
     torch.manual_seed(seed_for("cell_interop", kind, bias))
     torch_cell, _ = make_cell_pair(kind, bias=bias)

@@ -66,5 +66,5 @@ class RNNCell(RecurrentCell):
     def extra_repr(self) -> str:
         text = super().extra_repr()
         if self.nonlinearity != "tanh":
-            text += f", nonlinearity={self.nonlinearity!r}"
+            text += f", nonlinearity={self.nonlinearity}"  # unquoted, as torch.nn.RNNCell
         return text
