@@ -71,6 +71,31 @@ def test_step_limit_and_the_loss_goes_down(tmp_path):
     assert history[-1]["loss"] < history[0]["loss"] / 2
 
 
+@pytest.mark.parametrize("policy", ["stop", "skip"])
+@pytest.mark.parametrize("bad", [math.inf, math.nan], ids=["inf", "nan"])
+def test_a_non_finite_validation_loss_stops_the_run_and_saves_nothing(tmp_path, policy, bad):
+    """Diverged weights scored inf at an evaluation were saved as the newest checkpoint (the
+    one --resume loads; keep_last pruned the good ones), and metrics.jsonl got a bare
+    Infinity. Oracle: the checkpoint of the evaluation before, and strict JSON."""
+    from rnnkit.training import NonFiniteLossError
+
+    trainer = make_trainer(tmp_path, validation_losses=[1.0, 0.5, bad], keep_last=1,
+                           on_nonfinite=policy)
+    with pytest.raises(NonFiniteLossError) as info:
+        trainer.fit()
+    message = str(info.value)
+    assert "\n" not in message and "validation loss became" in message
+    assert "last good checkpoint" in message and "is untouched" in message
+    assert load_checkpoint(tmp_path / "run").step == 10
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+
+    def refuse(constant):
+        raise ValueError(f"bare {constant}")
+
+    records = [json.loads(line, parse_constant=refuse) for line in lines]
+    assert [r["loss"] for r in records if r["split"] == "validation"] == [1.0, 0.5, None]
+
+
 def test_epoch_limit(tmp_path):
     result = make_trainer(tmp_path, max_steps=None, max_epochs=1.5).fit()
     assert result.steps == 15  # Samples counts 10 batches per epoch

@@ -110,15 +110,7 @@ def json_text(value) -> str:
     them as bare ``NaN``/``Infinity``, which other parsers (JavaScript's, jq) reject, and a
     result can hold them legitimately (MASE of a series that repeats at its season)."""
     import json
-    import math
 
-    def strict(item):
-        if isinstance(item, float) and not math.isfinite(item):
-            return None
-        if isinstance(item, dict):
-            return {key: strict(inner) for key, inner in item.items()}
-        if isinstance(item, (list, tuple)):
-            return [strict(inner) for inner in item]
-        return item
+    from rnnkit.training.metrics import finite_or_null
 
-    return json.dumps(strict(value), indent=2, allow_nan=False)
+    return json.dumps(finite_or_null(value), indent=2, allow_nan=False)

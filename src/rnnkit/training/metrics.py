@@ -9,10 +9,24 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 from pathlib import Path
 
 log = logging.getLogger("rnnkit.training")
+
+
+def finite_or_null(value):
+    """``value`` with every NaN and infinity (at any depth of dicts, lists and tuples) made
+    None, for strict JSON: Python writes them as bare ``NaN``/``Infinity``, which other parsers
+    (JavaScript's, jq) reject."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {key: finite_or_null(inner) for key, inner in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [finite_or_null(inner) for inner in value]
+    return value
 
 
 class MetricsLog:
@@ -34,7 +48,7 @@ class MetricsLog:
 
     def write(self, record: dict) -> None:
         with open(self.path, "a", encoding="utf-8") as file:
-            file.write(json.dumps(record) + "\n")
+            file.write(json.dumps(finite_or_null(record), allow_nan=False) + "\n")
 
     def read(self) -> list[dict]:
         """Every intact record (a line torn by a crash is left out)."""
@@ -78,7 +92,8 @@ def plot_curves(records: list[dict], path: str | os.PathLike, *, title: str = ""
     figure, axes = pyplot.subplots(figsize=(7, 4), dpi=110)
     for split, style in (("train", dict(alpha=0.6, linewidth=1)),
                          ("validation", dict(marker="o", markersize=3, linewidth=1.5))):
-        points = [(r["step"], r[unit]) for r in records if r.get("split") == split and unit in r]
+        points = [(r["step"], math.nan if r[unit] is None else r[unit])  # None: written NaN/inf
+                  for r in records if r.get("split") == split and unit in r]
         if points:
             steps, values = zip(*points)
             axes.plot(steps, values, label=split, **style)

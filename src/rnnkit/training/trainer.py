@@ -370,10 +370,17 @@ class Trainer:
             self.model.train()
         if "loss" not in metrics:
             raise KeyError("evaluate_fn must return a dict with a 'loss' entry")
-        self.last_validation, self.last_eval_step = metrics, self.step
         self.metrics.write({"split": "validation", "step": self.step,
                             "epoch": round(self.batches.epochs_done, 4),
                             "elapsed": round(self.elapsed, 2), **metrics})
+        if not math.isfinite(metrics["loss"]):
+            # The weights themselves diverged: no skipping helps, and saving them would make
+            # them the checkpoint a resume loads (and prune good ones). Either policy stops.
+            raise NonFiniteLossError(
+                f"the validation loss became {metrics['loss']} at step {self.step} (the weights "
+                f"diverged); the run stopped, {self._checkpoints_left()}; lower "
+                f"train.learning_rate or train.clip_norm")
+        self.last_validation, self.last_eval_step = metrics, self.step
         improved = metrics["loss"] < self.best_loss
         if improved:
             self.best_loss, self.best_step, self.best_validation = metrics["loss"], self.step, metrics
