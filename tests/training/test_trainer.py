@@ -144,8 +144,12 @@ def test_a_run_needs_a_limit_and_valid_choices():
         TrainConfig(max_steps=1, optimizer="lbfgs").check()
     with pytest.raises(ValueError, match="fp16 needs a CUDA device"):
         TrainConfig(max_steps=1, precision="fp16").check()
-    with pytest.raises(ValueError, match="minutes must be positive"):
+    with pytest.raises(ValueError, match="minutes must be a finite number > 0"):
         TrainConfig(minutes=0).check()
+    # inf passed as a limit and never ended the run (nor annealed the learning rate)
+    for key in ("minutes", "max_epochs"):
+        with pytest.raises(ValueError, match=f"train.{key} must be a finite number > 0"):
+            TrainConfig(**{key: math.inf}).check()
 
 
 @pytest.mark.parametrize("key,value,message", [

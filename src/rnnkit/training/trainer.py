@@ -74,8 +74,10 @@ class TrainConfig:
         for name in ("max_steps", "max_epochs", "minutes", "eval_every", "log_every",
                      "patience", "keep_last"):
             value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise ValueError(f"train.{name} must be positive; got {value}")
+            # inf would pass as a limit that never ends the run (and never anneals the rate)
+            if value is not None and not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"train.{name} must be a finite number > 0 (or None); got "
+                                 f"{value}")
         if self.seed < 0:
             raise ValueError(f"train.seed must be a non-negative integer; got {self.seed}")
         # NaN fails every comparison, so each test is written to be False for it; inf passes
