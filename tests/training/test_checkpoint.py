@@ -413,6 +413,38 @@ def test_saving_a_step_again_never_leaves_it_missing(tmp_path, monkeypatch):
     assert step_dirs(tmp_path) == ["step-00000005"] and staging_dirs(tmp_path) == []
 
 
+def test_the_copy_aside_of_a_best_step_survives_the_next_save(tmp_path, monkeypatch):
+    """After a crashed re-save left the best step only in its copy aside, the next save
+    deleted that copy with the staging garbage, and "best" then loaded another step."""
+    save(tmp_path, 4, keep_last=1)
+    save(tmp_path, 5, best=True, keep_last=1)
+    real_replace = os.replace
+
+    def crash_before_the_new_copy(source, target):
+        if Path(target).name == "step-00000005" and ".step-00000005." in Path(source).name:
+            raise OSError("simulated crash")
+        return real_replace(source, target)
+
+    monkeypatch.setattr(ckpt.os, "replace", crash_before_the_new_copy)
+    with pytest.raises(OSError, match="simulated crash"):
+        save(tmp_path, 5, seed=99, best=True, keep_last=1)
+    monkeypatch.setattr(ckpt.os, "replace", real_replace)
+    save(tmp_path, 6, keep_last=1)
+    assert step_dirs(tmp_path) == ["step-00000005", "step-00000006"]
+    best = load_checkpoint(tmp_path, which="best")
+    assert best.step == 5 and torch.equal(best.model_state["weight"], tiny_model(5).weight)
+
+
+def test_checkpoint_folders_get_the_modes_of_ordinary_folders(tmp_path):
+    """Step folders came from mkdtemp (0700 whatever the umask), so a run could not be shared
+    as its files, written with the umask's modes, were meant to be."""
+    save(tmp_path, 1)
+    plain = tmp_path / "plain"
+    plain.mkdir()
+    step = tmp_path / "checkpoints" / "step-00000001"
+    assert step.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+
+
 def test_the_checkpoint_record_is_strict_json(tmp_path):
     """Non-finite floats in the training state (the best loss is inf before the first
     evaluation) were written as bare Infinity, which strict readers (jq, JavaScript) refuse;

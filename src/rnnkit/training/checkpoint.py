@@ -212,6 +212,9 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, *, model_state: dict,
     }
     staging = Path(tempfile.mkdtemp(dir=folder, prefix=f".{name}."))
     try:
+        # mkdtemp makes it private (0700); a checkpoint folder gets the umask's mode, as any
+        # folder would, so that runs can be shared (atomic_write does the same for files)
+        os.chmod(staging, 0o777 & ~_UMASK)
         for filename, data in ((MODEL_FILE, model_bytes), (STATE_FILE, state_bytes),
                                (META, json.dumps(record, indent=1).encode("utf-8"))):
             with open(staging / filename, "wb") as file:
@@ -255,6 +258,11 @@ def mark_best(run_dir: str | os.PathLike, step: int) -> None:
 
 
 def _prune(folder: Path, keep: int, protect: set) -> None:
+    for aside in folder.glob(f".step-*{REPLACED}"):
+        original = folder / aside.name[1:-len(REPLACED)]
+        if aside.is_dir() and not original.exists():
+            # a re-save of that step crashed between its renames: this is its only copy
+            os.replace(aside, original)
     names = sorted(p.name for p in folder.glob("step-*") if p.is_dir())
     for old in names[:-keep]:
         if old not in protect:
