@@ -384,3 +384,17 @@ def test_damaged_best_checkpoint_falls_back_and_edited_records_are_one_line_erro
             (step / "checkpoint.json").write_text(record)
         code, _, err = run(["evaluate", "--checkpoint", run_dir], capsys)
         assert_one_line_error(code, err, "damaged")
+
+
+def test_set_wins_over_a_named_flag_for_the_same_key(tmp_path):
+    """The guide said the named flags win; the code applies --set last (the guide now says
+    so). Oracle: the resolved config."""
+    from rnnkit.cli.lm import _overrides
+    from rnnkit.cli.main import build_parser
+    from rnnkit.cli.runs import resolve_run
+    from rnnkit.tasks.lm.task import LMConfig
+
+    args = build_parser().parse_args(["train", "lm", "--hidden", "768", "--set",
+                                      "model.hidden_size=512", "--out", str(tmp_path / "r")])
+    config, _ = resolve_run(args, LMConfig, "lm", _overrides(args))
+    assert config.model.hidden_size == 512
