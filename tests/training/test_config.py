@@ -135,6 +135,35 @@ def test_resolve_config_does_not_mutate_base():
     assert base == {"optim": {"steps": 3}}
 
 
+@dataclass
+class Columns:
+    names: list[str] = field(default_factory=lambda: ["y"])
+    label: str | None = None
+
+
+@pytest.mark.parametrize("override, field_name, expected", [
+    ("rate=.1", "rate", 0.1),        # JSON has no ".1" or "5."; it was refused as text
+    ("rate=5.", "rate", 5.0),
+    ("limit=None", "limit", None),   # what check() messages say; it was refused
+    ("flag=True", "flag", True),
+    ("cell=2024", "cell", "2024"),   # a text field given a number-like value: the text
+    ("cell=true", "cell", "true"),
+])
+def test_overrides_read_as_their_fields_type(override, field_name, expected):
+    value = getattr(resolve_config(Cfg, overrides=[override]), field_name)
+    assert value == expected and type(value) is type(expected)
+
+
+def test_an_unquoted_list_override_is_an_error_not_a_name():
+    """data.value_cols=[a,b] became the one column name '[a,b]'."""
+    assert resolve_config(Columns, overrides=['names=["a","b"]']).names == ["a", "b"]
+    assert resolve_config(Columns, overrides=["names=sales"]).names == ["sales"]
+    assert resolve_config(Columns, overrides=["label=None"]).label is None
+    with pytest.raises(ConfigError) as excinfo:
+        resolve_config(Columns, overrides=["names=[a,b]"])
+    one_line_message(excinfo, "names=[a,b] is not a JSON list", 'names=["a","b"]')
+
+
 def test_override_can_set_optional_to_null():
     assert resolve_config(Cfg, base={"limit": 4}, overrides=["limit=null"]).limit is None
 

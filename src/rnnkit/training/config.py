@@ -173,8 +173,47 @@ def resolve_config(cls: type[T], *, base: dict | None = None, file: str | None =
         _merge(values, read_config_file(file))
     for text in overrides:
         path, value = parse_override(text)
+        kind = _kind_at(cls, path)
+        if kind is not None:
+            value = _typed_override(text.partition("=")[2], value, kind, ".".join(path))
         _set_nested(values, path, value)
     return config_from_dict(cls, values)
+
+
+def _kind_at(cls, path: list[str]):
+    """The type of the field ``path`` names in dataclass ``cls``, or None if it names none
+    (config_from_dict then reports the unknown key)."""
+    kind = cls
+    for part in path:
+        kind, _ = _strip_optional(kind)
+        if not dataclasses.is_dataclass(kind) or part not in _field_types(kind):
+            return None
+        kind = _field_types(kind)[part]
+    return kind
+
+
+def _typed_override(raw: str, parsed, kind, key: str):
+    """An override's text read as its field's type, where JSON alone misreads the command
+    line: ``.1`` and ``5.`` are numbers, ``None`` is null and ``True`` true, ``2024`` given to a
+    text field is text, and an unquoted ``[a,b]`` for a list is an error, not one odd name."""
+    kind, optional = _strip_optional(kind)
+    text = raw.strip()
+    if text in ("None", "none") and optional:
+        return None
+    if kind is str and not isinstance(parsed, str) and parsed is not None:
+        return raw  # a number or true/false where text belongs: the text as typed
+    if kind is bool and text in ("True", "False"):  # Python's spelling
+        return text == "True"
+    if kind is float and isinstance(parsed, str):
+        try:
+            return float(text)
+        except ValueError:
+            return parsed  # config_from_dict names the key and the bad value
+    origin = typing.get_origin(kind) or (kind if kind in (list, tuple) else None)
+    if origin in (list, tuple) and isinstance(parsed, str) and text.startswith("["):
+        raise ConfigError(f"{key}={raw} is not a JSON list; quote each item, e.g. "
+                          f'{key}=["a","b"] (or give one name alone)')
+    return parsed
 
 
 def _merged(base: dict, update: dict) -> dict:
