@@ -63,6 +63,14 @@ def test_file_round_trip_with_non_ascii_and_crlf(tmp_path):
     assert f"({path.stat().st_size} bytes)" in corpus.source
 
 
+def test_lone_carriage_returns_are_line_ends_too(tmp_path):
+    """Only CRLF was normalised: an old-Mac file (lone CR) trained on \r as its line end."""
+    text = "line one\nline two\nline three\n"
+    path = tmp_path / "corpus.txt"
+    path.write_bytes(b"line one\rline two\r\nline three\r")
+    assert load_corpus(path).text == text
+
+
 def test_byte_order_mark_is_stripped(tmp_path):
     path = tmp_path / "bom.txt"
     path.write_bytes(b"\xef\xbb\xbfhello world")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -126,6 +127,30 @@ def test_interrupted_and_resumed_equals_uninterrupted(corpus, tmp_path, monkeypa
         return [{k: v for k, v in r.items() if k not in ("elapsed", "per_second")}
                 for r in load_metrics(tmp_path / run)]
     assert numbers("split") == numbers("whole")
+
+
+@pytest.mark.parametrize("edit", ["shorter", "same-length"])
+def test_a_corpus_edited_since_training_is_refused_on_resume_and_evaluate(corpus, tmp_path,
+                                                                         edit):
+    """Only the characters were compared: an edited corpus with the same characters gave
+    another 90/5/5 split, so evaluate scored training text as "unseen" and a resumed run
+    trained on the old test text. Oracle: the split the run recorded."""
+    train_lm(small_config(corpus, max_steps=5), tmp_path / "run", notify=quiet)
+    text = Path(corpus).read_text(encoding="utf-8")
+    # the same characters: drop the first tenth, or swap its two halves
+    tenth = len(text) // 10
+    edited = text[tenth:] if edit == "shorter" else text[tenth:2 * tenth] + text[:tenth] + \
+        text[2 * tenth:]
+    assert sorted(set(edited)) == sorted(set(text)) and edited != text
+    Path(corpus).write_text(edited, encoding="utf-8")
+    with pytest.raises(ValueError, match="changed since the run was trained") as info:
+        evaluate_lm(tmp_path / "run")
+    assert "\n" not in str(info.value)
+    with pytest.raises(ValueError, match="differs from the one the run") as info:
+        train_lm(small_config(corpus, max_steps=8), tmp_path / "run", resume=True, notify=quiet)
+    assert "\n" not in str(info.value)
+    # another text given on purpose is scored as asked
+    assert evaluate_lm(tmp_path / "run", corpus=corpus)["bpc"] > 0
 
 
 def _digest(folder):

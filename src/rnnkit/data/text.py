@@ -9,6 +9,7 @@ Every bad input raises ``CorpusError`` with one line that names the problem and 
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import math
 import numbers
@@ -129,7 +130,8 @@ def _read_text_file(path: Path) -> str:
         raise CorpusError(f"corpus file {shown} is not UTF-8 text (invalid byte "
                           f"0x{data[offset]:02x} at offset {offset}); convert it to UTF-8 "
                           f"or pass another file") from None
-    return text.replace("\r\n", "\n")
+    # Windows (CRLF) and old Mac (lone CR) line ends alike, as Python's universal newlines
+    return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
 @dataclass(frozen=True)
@@ -148,9 +150,13 @@ class TextSplit:
                  "test": len(self.test)}
         total = sum(sizes.values())
         fractions = self.fractions or tuple(s / total for s in sizes.values())
+        digest = hashlib.sha256()
+        for part in (self.train, self.validation, self.test):
+            digest.update(part.encode("utf-8", errors="surrogatepass"))
         return {"fractions": [float(f) for f in fractions],
                 "boundaries": [int(b) for b in self.boundaries],
-                "characters": {**sizes, "total": total}}
+                "characters": {**sizes, "total": total},
+                "sha256": digest.hexdigest()}  # of the whole text: an edit shows
 
 
 def split_text(text: str, fractions: tuple[float, float, float] = (0.9, 0.05, 0.05)) -> TextSplit:

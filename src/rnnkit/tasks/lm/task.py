@@ -192,7 +192,7 @@ def train_lm(config: LMConfig, run_dir: str | Path, *, resume: bool = False,
     make_paths_absolute(config.data, "corpus", builtin=BUILTIN_CORPORA)
     data = prepare_data(config.data)
     if resume:
-        _check_resumed_data(run_dir, config.data, config.model, data.vocabulary)
+        _check_resumed_data(run_dir, config.data, config.model, data.vocabulary, data.split)
     device = config.train.device
     train_tokens = data.vocabulary.encode(data.split.train).to(device)
     valid_tokens, _ = _encode_heldout(data.vocabulary, data.split.validation, "validation")
@@ -246,7 +246,7 @@ def train_lm(config: LMConfig, run_dir: str | Path, *, resume: bool = False,
 
 
 def _check_resumed_data(run_dir: Path, data: DataConfig, model: ModelConfig,
-                        vocabulary: CharVocabulary) -> None:
+                        vocabulary: CharVocabulary, split) -> None:
     """A resumed run must read the text it was trained on, the same way: another corpus would
     give the embedding rows other characters' meanings, another batch size no longer fits the
     carried state."""
@@ -259,6 +259,27 @@ def _check_resumed_data(run_dir: Path, data: DataConfig, model: ModelConfig,
         raise ValueError(f"the corpus text differs from the one the run in {run_dir} was "
                          f"trained on (its characters differ); resume with the same corpus, or "
                          f"start a new run with --out")
+    change = split_change(last.meta.get("split"), split)
+    if change:
+        raise ValueError(f"the corpus text differs from the one the run in {run_dir} was "
+                         f"trained on ({change}): its old test text could be trained on; "
+                         f"resume with the same corpus, or start a new run with --out")
+
+
+def split_change(saved: dict | None, split) -> str | None:
+    """How ``split`` (a TextSplit) differs from the one a run recorded, or None if it does not
+    (runs that recorded no text digest are compared by their sizes only)."""
+    if not saved:
+        return None
+    now = split.describe()
+    if saved.get("characters") != now["characters"]:
+        return (f"{saved.get('characters', {}).get('total')} characters then, "
+                f"{now['characters']['total']} now")
+    if "sha256" in saved and saved["sha256"] != now["sha256"]:
+        return "same length, other content"
+    if saved.get("boundaries") != now["boundaries"]:
+        return f"split at {saved.get('boundaries')} then, at {now['boundaries']} now"
+    return None
 
 
 @dataclass
@@ -268,6 +289,7 @@ class LoadedModel:
     config: LMConfig
     checkpoint: Path
     step: int
+    split: dict | None = None  #: the run's record of its corpus split (TextSplit.describe)
 
 
 def load_lm(path: str | Path, *, which: str = "best", device: str = "cpu") -> LoadedModel:
@@ -282,7 +304,8 @@ def load_lm(path: str | Path, *, which: str = "best", device: str = "cpu") -> Lo
     model = CharLanguageModel(len(vocabulary), config.model)
     model.load_state_dict(checkpoint.model_state)
     model.to(device).eval()
-    return LoadedModel(model, vocabulary, config, checkpoint.path, checkpoint.step)
+    return LoadedModel(model, vocabulary, config, checkpoint.path, checkpoint.step,
+                       checkpoint.meta.get("split"))
 
 
 def dynamic_score(model: CharLanguageModel, tokens: torch.Tensor, config: DynamicConfig, *,
@@ -315,6 +338,13 @@ def evaluate_lm(path: str | Path, *, corpus: str | None = None, split: str = "te
         data_config = DataConfig(**{**asdict(data_config), "corpus": corpus})
     data_config.check()
     data = prepare_data(data_config, vocabulary=loaded.vocabulary)
+    if corpus is None:
+        # the run's own corpus, edited since: its "test" part may now be training text
+        change = split_change(loaded.split, data.split)
+        if change:
+            raise ValueError(f"the corpus {data_config.corpus!r} changed since the run was "
+                             f"trained ({change}), so its {split} part is no longer the one "
+                             f"held out; score another text with --corpus")
     start = time.perf_counter()
     tokens, skipped = _encode_heldout(loaded.vocabulary, getattr(data.split, split), split)
     metrics = bits_per_character(loaded.model, tokens, rows=data_config.eval_rows,
