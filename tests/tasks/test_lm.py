@@ -378,6 +378,36 @@ def test_rms_rule_first_step_is_lr_times_the_gradient_sign():
     assert result["loss"] == pytest.approx(expected.item() / 128, rel=1e-5)
 
 
+def test_sgd_rule_with_decay_follows_the_documented_formula():
+    """Oracle: theta <- theta - lr g + decay (theta_trained - theta), by hand over three
+    windows. The pull was taken after the gradient step, which shrank the step by 1 - decay
+    (even the first, where the pull is zero)."""
+    import copy
+
+    from rnnkit.tasks.lm.dynamic import dynamic_bits_per_character
+
+    torch.manual_seed(0)
+    model = CharLanguageModel(9, ModelConfig(hidden_size=8, embedding_dim=4)).eval()
+    tokens = torch.randint(9, (3 * 32 + 1,))
+    lr, decay = 0.5, 0.5
+    result = dynamic_bits_per_character(model, tokens, rows=1, window=32, lr=lr, decay=decay)
+    stepped = copy.deepcopy(model)
+    trained = [p.detach().clone() for p in model.parameters()]
+    total, state = 0.0, None
+    for start in range(0, 96, 32):
+        logits, state = stepped(tokens[None, start:start + 32], state)
+        loss = F.cross_entropy(logits.reshape(-1, 9), tokens[start + 1:start + 33],
+                               reduction="sum")
+        total += loss.item()
+        stepped.zero_grad()
+        (loss / 32).backward()
+        with torch.no_grad():
+            for p, anchor in zip(stepped.parameters(), trained):
+                p.copy_(p - lr * p.grad + decay * (anchor - p))
+        state = tuple(s.detach() for s in state)
+    assert result["loss"] == pytest.approx(total / 96, rel=1e-5)
+
+
 def test_dynamic_evaluation_rejects_an_unknown_rule():
     from rnnkit.tasks.lm.dynamic import dynamic_bits_per_character
 

@@ -74,14 +74,17 @@ def dynamic_bits_per_character(model: CharLanguageModel, tokens: torch.Tensor, *
             for parameter, anchor, mean_square in zip(adapted.parameters(), trained,
                                                       mean_squares):
                 grad = parameter.grad
+                # the pull back is measured from the weights before this step, as the
+                # formulas above have it (taken after, it would shrink the step too)
+                pull = (anchor - parameter) * decay if decay else None
                 if grad is not None and rule == "sgd":
                     parameter.add_(grad, alpha=-lr)
                 elif grad is not None:
                     mean_square.mul_(beta).addcmul_(grad, grad, value=1.0 - beta)
                     scale = (mean_square / (1.0 - beta ** updates)).sqrt_().add_(1e-8)
                     parameter.addcdiv_(grad, scale, value=-lr)
-                if decay:
-                    parameter.add_(anchor - parameter, alpha=decay)
+                if pull is not None:
+                    parameter.add_(pull)
         state = detach_state(state)
     loss = total_nats / max(count, 1)
     bpc = loss / math.log(2)
