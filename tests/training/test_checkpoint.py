@@ -390,22 +390,29 @@ def test_atomic_write_into_a_missing_folder_names_the_folder(tmp_path):
         atomic_write(target, b"x")
 
 
-def test_saving_a_step_again_never_leaves_it_missing(tmp_path, monkeypatch):
-    """A step saved again (Ctrl-C right after an evaluation) used to delete the old copy before
-    renaming the new one in: a crash between the two left no checkpoint (keep_last=1). The old
-    copy now waits aside and is loaded."""
-    save(tmp_path, 4, keep_last=1)
+def _resave_crashing_between_the_renames(run_dir, monkeypatch, step: int, **kwargs) -> None:
+    """Save ``step`` again (other weights), crashing after its old copy was moved aside and
+    before the new one was renamed in."""
     real_replace = os.replace
+    name = f"step-{step:08d}"
 
     def crash_before_the_new_copy(source, target):
-        if Path(target).name == "step-00000004" and ".step-00000004." in Path(source).name:
+        if Path(target).name == name and f".{name}." in Path(source).name:
             raise OSError("simulated crash")
         return real_replace(source, target)
 
     monkeypatch.setattr(ckpt.os, "replace", crash_before_the_new_copy)
     with pytest.raises(OSError, match="simulated crash"):
-        save(tmp_path, 4, seed=99, keep_last=1)
+        save(run_dir, step, seed=99, keep_last=1, **kwargs)
     monkeypatch.setattr(ckpt.os, "replace", real_replace)
+
+
+def test_saving_a_step_again_never_leaves_it_missing(tmp_path, monkeypatch):
+    """A step saved again (Ctrl-C right after an evaluation) used to delete the old copy before
+    renaming the new one in: a crash between the two left no checkpoint (keep_last=1). The old
+    copy now waits aside and is loaded."""
+    save(tmp_path, 4, keep_last=1)
+    _resave_crashing_between_the_renames(tmp_path, monkeypatch, 4)
     assert step_dirs(tmp_path) == []
     loaded = load_checkpoint(tmp_path)
     assert loaded.step == 4 and torch.equal(loaded.model_state["weight"], tiny_model(4).weight)
@@ -418,17 +425,7 @@ def test_the_copy_aside_of_a_best_step_survives_the_next_save(tmp_path, monkeypa
     deleted that copy with the staging garbage, and "best" then loaded another step."""
     save(tmp_path, 4, keep_last=1)
     save(tmp_path, 5, best=True, keep_last=1)
-    real_replace = os.replace
-
-    def crash_before_the_new_copy(source, target):
-        if Path(target).name == "step-00000005" and ".step-00000005." in Path(source).name:
-            raise OSError("simulated crash")
-        return real_replace(source, target)
-
-    monkeypatch.setattr(ckpt.os, "replace", crash_before_the_new_copy)
-    with pytest.raises(OSError, match="simulated crash"):
-        save(tmp_path, 5, seed=99, best=True, keep_last=1)
-    monkeypatch.setattr(ckpt.os, "replace", real_replace)
+    _resave_crashing_between_the_renames(tmp_path, monkeypatch, 5, best=True)
     save(tmp_path, 6, keep_last=1)
     assert step_dirs(tmp_path) == ["step-00000005", "step-00000006"]
     best = load_checkpoint(tmp_path, which="best")
