@@ -82,6 +82,18 @@ def test_demo_json_result(capsys):
     assert result["config"]["steps"] == 6 and result["test_mse"] >= 0
 
 
+def test_demo_compares_its_mse_with_the_mean_either_way(capsys, monkeypatch):
+    """A model worse than always predicting the mean was reported as "0x lower". Oracle: the
+    ratio of the two numbers the line prints."""
+    import rnnkit.tasks.demo as demo
+
+    for test_mse, words in ((0.5, "3.0x higher"), (0.01, "17x lower")):
+        monkeypatch.setattr(demo, "run_demo", lambda config, log: {
+            "test_mse": test_mse, "mean_predictor_mse": 1 / 6, "config": {}})
+        assert main(["demo", "--steps", "6", "--hidden", "8", "--train-steps", "3"]) == 0
+        assert words in capsys.readouterr().out
+
+
 def test_info_reports_the_bf16_instructions_as_the_cpu_flags_say(capsys):
     """Oracle: /proc/cpuinfo's flags (the bf16 paths need AMX-BF16 or AVX512-BF16, and oneDNN)."""
     if not os.path.exists("/proc/cpuinfo"):

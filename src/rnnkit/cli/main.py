@@ -73,9 +73,11 @@ def _run_demo(args) -> int:
     if args.json:
         print(json_text(result))
     else:
+        ratio = result["mean_predictor_mse"] / max(result["test_mse"], 1e-12)
+        # a model worse than the mean (too few steps) is said to be, not "0x lower"
+        comparison = f"{ratio:.0f}x lower" if ratio >= 1 else f"{1 / ratio:.1f}x higher"
         print(f"test MSE {result['test_mse']:.5f}   (always predicting the mean: "
-              f"{result['mean_predictor_mse']:.5f}; "
-              f"{result['mean_predictor_mse'] / max(result['test_mse'], 1e-12):.0f}x lower)")
+              f"{result['mean_predictor_mse']:.5f}; {comparison})")
     return 0
 
 

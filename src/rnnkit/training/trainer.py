@@ -59,8 +59,8 @@ class TrainConfig:
     keep_last: int = 3  #: checkpoints kept besides the best one
     on_nonfinite: str = "stop"  #: a NaN/Inf loss or gradient: "stop" the run or "skip" the step
     #: "fp32", "bf16" (CPU or GPU autocast), "fp16" (CUDA only) or "auto": bf16 on a CPU with
-    #: AMX-BF16 (native bfloat16 products; LSTM layers then run in bfloat16 too, see
-    #: rnnkit.backends.lowered), fp32 elsewhere
+    #: AMX-BF16 or AVX512-BF16 (native bfloat16 products; see rnnkit.backends.lowered for
+    #: what then runs in bfloat16), fp32 elsewhere
     precision: str = "fp32"
     device: str = "cpu"
     seed: int = 0

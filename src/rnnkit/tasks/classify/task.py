@@ -2,8 +2,10 @@
 
 Quality is test accuracy (the share of test sequences whose most probable class is the true
 one) and macro F1 (the mean over classes of per-class F1, which weighs rare classes like common
-ones); see :mod:`rnnkit.tasks.classify.metrics`. The model is chosen by validation loss on a
-stratified part of the training split, and the test split is scored once, at the end.
+ones); see :mod:`rnnkit.tasks.classify.metrics`. With ``data.validation_fraction`` > 0 the
+model is chosen by validation loss on that stratified part of the training split (by default
+none is held out: the last weights are kept and the training loss stands in), and the test
+split is scored once, at the end.
 """
 
 from __future__ import annotations
