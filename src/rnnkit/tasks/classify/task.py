@@ -4,8 +4,8 @@ Quality is test accuracy (the share of test sequences whose most probable class 
 one) and macro F1 (the mean over classes of per-class F1, which weighs rare classes like common
 ones); see :mod:`rnnkit.tasks.classify.metrics`. With ``data.validation_fraction`` > 0 the
 model is chosen by validation loss on that stratified part of the training split (by default
-none is held out: the last weights are kept and the training loss stands in), and the test
-split is scored once, at the end.
+none is held out, and the training sequences stand in for it), and the test split is scored
+once, at the end.
 """
 
 from __future__ import annotations
