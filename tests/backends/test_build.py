@@ -227,6 +227,17 @@ def test_the_build_cache_is_keyed_by_the_cpu_target(monkeypatch):
     assert build._source_hash() != here
 
 
+def test_an_arch_set_after_import_is_what_gets_compiled(monkeypatch):
+    """The flags read RNNKIT_FUSED_ARCH at import and the cache key at build time: set in
+    between, the code was built for this CPU under the key of the target asked for."""
+    from rnnkit.backends.fused import build
+
+    monkeypatch.setenv(build.ARCH_VARIABLE, "x86-64-v3")
+    assert "-march=x86-64-v3" in build.cflags() and build._target() == "x86-64-v3"
+    monkeypatch.delenv(build.ARCH_VARIABLE)
+    assert "-march=native" in build.cflags()
+
+
 def test_builds_read_a_copy_of_the_sources(tmp_path):
     """The compiler gets the sources from a copy under the build's own (content-named) folder,
     so another checkout of the same code maps to the same paths and reuses the build: the copy

@@ -34,9 +34,15 @@ _lock = threading.Lock()
 
 
 ARCH_VARIABLE = "RNNKIT_FUSED_ARCH"  # e.g. x86-64-v3 to build the portable (AVX2) kernels
-# -fopenmp: ATen's parallel_for is OpenMP pragmas in a header; without the flag it runs serially.
-CFLAGS = ("-O3", f"-march={os.environ.get(ARCH_VARIABLE, 'native')}", "-fno-math-errno",
-          "-fopenmp")
+
+
+def cflags() -> tuple[str, ...]:
+    """The compiler flags, with -march read from the environment when the build runs (as the
+    cache key's target is: read at import, a later setting built one target under another's
+    key). -fopenmp: ATen's parallel_for is OpenMP pragmas in a header; without the flag it runs
+    serially."""
+    return ("-O3", f"-march={os.environ.get(ARCH_VARIABLE, 'native')}", "-fno-math-errno",
+            "-fopenmp")
 
 
 STREAM_SOURCES = ("stream.cpp", "session.cpp")
@@ -94,7 +100,7 @@ def _source_hash(sources: tuple[str, ...] = SOURCES) -> str:
     version, whose headers and ABI the build uses): the cache key."""
     import torch
 
-    digest = hashlib.sha256(" ".join(sources + CFLAGS + (_target(), torch.__version__)).encode())
+    digest = hashlib.sha256(" ".join(sources + cflags() + (_target(), torch.__version__)).encode())
     headers = sorted(SOURCE_DIR.glob("*.h"))
     for path in [SOURCE_DIR / source for source in sources] + headers:
         digest.update(path.name.encode())
@@ -242,7 +248,7 @@ def load_extension(name: str, sources: tuple[str, ...], *, python_module: bool,
         log.info("rnnkit: building %s (first use only, up to a minute)", name)
         result = cpp_extension.load(
             name=name, sources=sources_for_build(str(folder), sources),
-            extra_cflags=list(CFLAGS), extra_ldflags=list(ldflags),
+            extra_cflags=list(cflags()), extra_ldflags=list(ldflags),
             build_directory=str(folder), is_python_module=python_module, verbose=verbose)
         _write_stamp(library)
     return result
