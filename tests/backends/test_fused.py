@@ -591,6 +591,42 @@ def test_parametrized_cells_run_on_the_fused_kernels(kind):
 
 
 @requires_fused
+@pytest.mark.parametrize("batch", [4, 16])  # 16: LSTM inference's own op, with no autograd
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_a_weight_set_as_a_plain_tensor_gets_its_gradient(kind, batch):
+    """A hypernetwork's weight_hh (a computed tensor, the cell's own parameters frozen, an
+    input without grad): the fused forward saved nothing, so backward raised, or at batch 16
+    the LSTM inference op ran and the gradient to z was silently dropped. Oracle: the
+    reference backend."""
+    from rnnkit.cells import GRUCell, LSTMCell
+
+    def gradient(backend):
+        torch.manual_seed(0)
+        cell = {"lstm": LSTMCell, "gru": GRUCell}[kind](3, 8)
+        cell.requires_grad_(False)
+        z = torch.randn(cell.weight_hh.shape, requires_grad=True)
+        del cell.weight_hh
+        cell.weight_hh = 0.1 * z
+        out, _ = rnnkit.Recurrent(cell, backend=backend, batch_first=False)(
+            torch.randn(5, batch, 3))
+        out.pow(2).sum().backward()
+        return z.grad
+
+    assert_close(gradient("fused"), gradient("reference"), grad=True)
+
+
+@requires_fused
+def test_project_input_takes_one_unbatched_row():
+    """(..., I) includes (I,): float32 on the fused kernels raised "at least 2 dims". Oracle:
+    the reference backend."""
+    cell = rnnkit.GRUCell(4, 3)
+    x = torch.randn(4)
+    expected = rnnkit.backends.project_input(cell, x, backend="reference")
+    assert expected.shape == (9,)
+    assert_close(rnnkit.backends.project_input(cell, x, backend="fused"), expected)
+
+
+@requires_fused
 @pytest.mark.parametrize("op", ["linear", "matmul"])
 def test_dense_products_have_second_derivatives(op):
     """rnnkit::linear and rnnkit::matmul are products of differentiable products: float64

@@ -47,7 +47,7 @@ def fused_project(cell, x: torch.Tensor) -> torch.Tensor:
     float32 goes through ``rnnkit::linear`` (the packed AVX-512 GEMM, rows split across
     threads; ``at::mm`` for small products); other dtypes through the cell's own projection.
     """
-    if x.dtype != torch.float32:
+    if x.dtype != torch.float32 or x.dim() < 2:  # rnnkit::linear takes (..., I) with a row
         return cell.project_input(x)
     return torch.ops.rnnkit.linear(x, cell.weight_ih, cell.bias_ih)
 
@@ -66,7 +66,11 @@ def needs_grad(cell, *tensors) -> bool:
         return False
     if any(t is not None and t.requires_grad for t in tensors):
         return True
-    return any(p.requires_grad for p in cell.parameters())
+    if any(p.requires_grad for p in cell.parameters()):
+        return True
+    # a weight set as a plain tensor (a hypernetwork's output, fast weights) is no parameter,
+    # yet its gradient is wanted: the ops must save what backward needs
+    return any(isinstance(v, torch.Tensor) and v.requires_grad for v in vars(cell).values())
 
 
 _MIN_ROWS_IN_LOOP = 8
