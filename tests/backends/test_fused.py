@@ -616,6 +616,29 @@ def test_a_weight_set_as_a_plain_tensor_gets_its_gradient(kind, batch):
 
 
 @requires_fused
+def test_relu_keeps_a_nan_as_torch_does():
+    """The fused ReLU (a > 0 ? a : 0) turned NaN into 0, hiding a diverging input; the
+    reference backend and torch.nn pass it on. Oracle: torch.nn.RNN, and the cell's own step
+    for the stepper."""
+    from rnnkit.backends.fused import FusedStepper
+
+    torch.manual_seed(1)
+    x = torch.randn(4, 2, 3)
+    x[1, 0, 0] = float("nan")
+    layer = rnnkit.RNN(3, 5, nonlinearity="relu", backend="fused")
+    oracle = torch.nn.RNN(3, 5, nonlinearity="relu")
+    oracle.load_state_dict(layer.state_dict())
+    with torch.no_grad():
+        got, expected = layer(x)[0], oracle(x)[0]
+    assert torch.equal(got.isnan(), expected.isnan()) and got.isnan().any()
+    assert_close(got.nan_to_num(), expected.nan_to_num())
+    cell = rnnkit.RNNCell(3, 5, nonlinearity="relu")
+    x_t = torch.full((2, 3), float("nan"))
+    with torch.no_grad():
+        assert FusedStepper(cell, batch_size=2).step(x_t).isnan().all() and cell(x_t).isnan().all()
+
+
+@requires_fused
 def test_project_input_takes_one_unbatched_row():
     """(..., I) includes (I,): float32 on the fused kernels raised "at least 2 dims". Oracle:
     the reference backend."""

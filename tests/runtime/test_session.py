@@ -406,6 +406,21 @@ def test_token_ids_may_be_numpy_integers_but_not_bools(engine):
         one_line_message(info, "token id must be an int", "bool")
 
 
+@pytest.mark.skipif("native" not in ENGINES, reason="the native engine did not build here")
+def test_a_nan_through_relu_reaches_the_output_on_both_engines():
+    """The native engine's ReLU (in a layer and in a head) turned NaN into 0, where the torch
+    engine passed it on. Oracle: the torch engine."""
+    torch.manual_seed(2)
+    model = rnnkit.RNN(3, 5, nonlinearity="relu")
+    head = nn.Sequential(nn.Linear(5, 2), nn.ReLU())
+    x = torch.randn(4, 3)
+    x[1, 0] = float("nan")
+    outputs = [StreamingSession(model, head=head, engine=engine).feed(x.clone())
+               for engine in ("torch", "native")]
+    assert outputs[0][1:].isnan().all()
+    assert torch.equal(outputs[1].isnan(), outputs[0].isnan())
+
+
 @pytest.mark.parametrize("engine", ENGINES)
 def test_token_ids_of_several_streams_must_be_a_tensor(engine):
     """The torch engine took a list (the native one refused it), so code tested on one engine

@@ -80,7 +80,7 @@ struct CellKernel {
         const float* row = pre_x.data() + b * G;
         float* hb = h + b * ld_h;
         if (kind == kTanh) tanh_array(hb, row, H);
-        else for (int64_t u = 0; u < H; ++u) hb[u] = row[u] > 0.f ? row[u] : 0.f;
+        else for (int64_t u = 0; u < H; ++u) hb[u] = row[u] < 0.f ? 0.f : row[u];  // NaN stays
       }
       return;
     }

@@ -20,7 +20,7 @@ inline void activate(T* a, const T* x, int64_t n, bool relu) {
   for (int64_t u = 0; u < n; ++u) a[u] += x[u];
   if (relu) {
     RNNKIT_NO_ALIAS
-    for (int64_t u = 0; u < n; ++u) a[u] = a[u] > T(0) ? a[u] : T(0);
+    for (int64_t u = 0; u < n; ++u) a[u] = a[u] < T(0) ? T(0) : a[u];  // keeps NaN, as torch
   } else {
     tanh_array(a, a, n);
   }

@@ -96,7 +96,7 @@ struct Session {
           float* dst = out + b * out_width;
           if (op.activation == kActTanh) tanh_array(dst, src, width);
           else if (op.activation == kActSigmoid) sigmoid_array(dst, src, width);
-          else for (int64_t u = 0; u < width; ++u) dst[u] = src[u] > 0.f ? src[u] : 0.f;
+          else for (int64_t u = 0; u < width; ++u) dst[u] = src[u] < 0.f ? 0.f : src[u];  // NaN stays
         }
       }
       in = out, ld_in = out_width, width = out_width;
