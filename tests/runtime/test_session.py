@@ -397,7 +397,8 @@ def test_token_ids_may_be_numpy_integers_but_not_bools(engine):
     import numpy as np
 
     session = StreamingSession(TokenModel(), streams=["ints", "numpy"], engine=engine)
-    for token, numpy_type in ((3, np.int64), (7, np.int32), (0, np.int64)):
+    # a 0-d array too (np.asarray(token)), which the torch engine refused
+    for token, numpy_type in ((3, np.int64), (7, np.int32), (0, np.int64), (5, np.asarray)):
         want = session.step(token, "ints").clone()
         assert torch.equal(session.step(numpy_type(token), "numpy"), want)
     for bad in (True, False):

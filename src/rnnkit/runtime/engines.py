@@ -16,7 +16,7 @@ built on the cells' own step functions, used where the C++ module cannot be buil
 from __future__ import annotations
 
 import logging
-import numbers
+import operator
 
 import torch
 from torch.nn import functional as F
@@ -142,11 +142,13 @@ class TorchEngine:
 
     def step(self, x, row: int) -> None:
         self._check_row(row)
-        if self.graph.embedding is not None and isinstance(x, numbers.Integral):
-            # as the native engine: Python and NumPy integers, never a bool
-            if isinstance(x, bool):
+        if (self.graph.embedding is not None and not isinstance(x, torch.Tensor)
+                and hasattr(type(x), "__index__")):
+            # as the native engine: anything with __index__ (Python and NumPy integers, a 0-d
+            # NumPy integer array), never a bool
+            if isinstance(x, bool) or str(getattr(x, "dtype", "")) == "bool":  # NumPy's too
                 raise TypeError("a token id must be an int; got bool")
-            x = torch.tensor([int(x)])
+            x = torch.tensor([operator.index(x)])
         rows = self.state[row:row + 1]
         self.output[row] = self._run(self._inputs(x, 1, "one step of"), rows)[0]
 
