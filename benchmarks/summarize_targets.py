@@ -10,6 +10,7 @@ here sustains more over a whole training step).
 
 import json
 import pathlib
+import statistics
 import sys
 
 path = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else
@@ -27,13 +28,16 @@ def required_share(row, mode, bar):
 
 
 def check(label, rows, mode, bar):
+    if not rows:  # a partial grid (--quick, or another --hidden) has no points for it
+        print(f"{label:34s}   no points in this grid")
+        return
     ratios = [r[mode]["speedup_vs_torch"] for r in rows]
     met = sum(x >= bar for x in ratios)
     shares = [required_share(r, mode, bar) for r in rows]
     beyond_peak = sum(s > 1.0 for s in shares)
     beyond_85 = sum(s > 0.85 for s in shares)
     print(f"{label:34s} {met:3d}/{len(ratios):<3d} >= {bar:<4} "
-          f"min {min(ratios):5.2f}  median {sorted(ratios)[len(ratios) // 2]:5.2f}  "
+          f"min {min(ratios):5.2f}  median {statistics.median(ratios):5.2f}  "
           f"{beyond_peak:3d} {beyond_85:4d}")
 
 
@@ -51,7 +55,8 @@ check("lstm infer, every point", lstm, "infer", 1.0)
 small = [r for r in lstm if r["hidden"] <= 64 or r["batch"] == 1]
 check("lstm train, H<=64 or B=1", small, "train", 2.0)
 check("lstm infer, H<=64 or B=1", small, "infer", 2.0)
-big = [r for r in grid if r["hidden"] >= 256 and r["batch"] >= 16 and r["threads"] == 2]
+big = [r for r in grid if r["hidden"] >= 256 and r["batch"] >= 16 and r["threads"] == 2
+       and 2 in peak]
 shares = sorted(round(100 * r["train"]["fused_gflops"] / peak[2]) for r in big)
 print(f"{'train % of 2-thread peak, H>=256, B>=16':34s} {sum(s >= 60 for s in shares):3d}/{len(shares):<3d}"
       f" >= 60%  values {shares}")

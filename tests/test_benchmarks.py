@@ -92,3 +92,26 @@ def test_autocast_benchmark_checks_the_bfloat16_error_against_torch_nn():
     other = torch.nn.GRU(32, 32)  # a different model: far more than rounding apart
     with pytest.raises(SystemExit, match="not timing it"):
         bench.error_vs_float32(from_torch(other), reference, x)
+
+
+def test_the_targets_summary_takes_true_medians_and_partial_grids(tmp_path):
+    """The median of an even count was the upper middle value (2.95 printed for 2.55), and a
+    grid without some target's points (--quick) crashed. Oracle: statistics.median by hand."""
+    import statistics
+
+    def row(cell, batch, hidden, speedup):
+        mode = {"speedup_vs_torch": speedup, "fused_gflops": 1.0,
+                "seconds": {"fused": 1.0, "torch": speedup}}
+        return {"cell": cell, "batch": batch, "hidden": hidden, "threads": 1,
+                "train": mode, "infer": mode}
+
+    speedups = [1.0, 2.0, 3.0, 10.0]
+    grid = [row("gru", 16, 64 * (i + 1), s) for i, s in enumerate(speedups)]
+    path = tmp_path / "recurrence.json"
+    path.write_text(json.dumps({"fma_peak_gflops": {"1": 100.0}, "grid": grid,
+                                "single_step_us": []}))
+    out = subprocess.run([sys.executable, str(BENCHMARKS / "summarize_targets.py"), str(path)],
+                         check=True, capture_output=True, text=True, timeout=60).stdout
+    line = next(l for l in out.splitlines() if l.startswith("gru train, B>=16, H<=256"))
+    assert f"median {statistics.median(speedups):5.2f}" in line  # 2.50, not 3.00
+    assert "rnn train, B=1" in out and "no points in this grid" in out
