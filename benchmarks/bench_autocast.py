@@ -33,6 +33,7 @@ import torch
 
 from rnnkit.backends import lowered
 from rnnkit.interop import from_torch
+from rnnkit.training import atomic_write
 
 RESULTS = pathlib.Path(__file__).parent / "results"
 #: error of rnnkit's bfloat16 output (vs float32) always allowed, whatever torch.nn's is
@@ -153,10 +154,9 @@ def main() -> None:
     finally:
         lowered.set_bf16_recurrence(True)
     out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({"threads": args.threads, "T": 100, "torch": torch.__version__,
+    atomic_write(out, json.dumps({"threads": args.threads, "T": 100, "torch": torch.__version__,
                                "machine": platform.processor() or platform.machine(),
-                               "repeats": args.repeats, "rows": rows}, indent=1))
+                               "repeats": args.repeats, "rows": rows}, indent=1), parents=True)
     print(f"wrote {out}")
 
 

@@ -23,7 +23,7 @@ import tempfile
 import torch
 
 from rnnkit.tasks.classify.task import ClassifyConfig, published_bars, train_classifier
-from rnnkit.training import config_to_dict, resolve_config
+from rnnkit.training import atomic_write, config_to_dict, resolve_config
 
 RESULTS = pathlib.Path(__file__).parent / "results"
 TARGET = 0.98
@@ -88,10 +88,9 @@ def main() -> None:
         "machine": {"cpu": platform.processor() or platform.machine(),
                     "threads": torch.get_num_threads(), "torch": torch.__version__},
     }
-    RESULTS.mkdir(exist_ok=True)
     out = pathlib.Path(args.out)
-    out.write_text(json.dumps(report, indent=2))
-    out.with_suffix(".txt").write_text(text + "\n")
+    atomic_write(out, json.dumps(report, indent=2), parents=True)
+    atomic_write(out.with_suffix(".txt"), text + "\n", parents=True)
     print(f"wrote {out} and {out.with_suffix('.txt')}")
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from rnnkit.tasks.forecast.task import ForecastConfig, train_forecast
-from rnnkit.training import config_to_dict, resolve_config
+from rnnkit.training import atomic_write, config_to_dict, resolve_config
 
 RESULTS = pathlib.Path(__file__).parent / "results"
 TARGET = 0.45
@@ -83,14 +83,13 @@ def main() -> None:
     text = "\n".join(lines)
     print("\n" + text)
     out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
+    atomic_write(out, json.dumps({
         "runs": runs, "means": means, "baselines": baselines, "target": TARGET,
         "config": config_to_dict(config), "torch": torch.__version__,
         "machine": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
-    }, indent=2))
-    out.with_suffix(".txt").write_text(text + "\n")
+    }, indent=2), parents=True)
+    atomic_write(out.with_suffix(".txt"), text + "\n", parents=True)
 
 
 if __name__ == "__main__":

@@ -36,6 +36,7 @@ import torch
 import rnnkit
 from rnnkit.backends import BACKENDS
 from rnnkit.backends import fused
+from rnnkit.training import atomic_write
 
 LAYERS = {"lstm": rnnkit.LSTM, "gru": rnnkit.GRU, "rnn": rnnkit.RNN}
 
@@ -281,8 +282,9 @@ def main() -> None:
         a, b = (value for key, value in row.items() if key.endswith("ms"))
         print(f"{row['test']:12} {row['cell']:9} {row['B']:3d} {row['H']:4d} | {a:9.2f} {b:9.2f} | "
               f"{row['ratio']:9.2f} | {row.get('shipped', 'cache on')}")
-    pathlib.Path(args.out).write_text(json.dumps(
-        {"threads": args.threads, "torch": torch.__version__, "rows": rows}, indent=1))
+    atomic_write(pathlib.Path(args.out), json.dumps(
+        {"threads": args.threads, "torch": torch.__version__, "rows": rows}, indent=1),
+        parents=True)
     print(f"\nwrote {args.out}")
 
 

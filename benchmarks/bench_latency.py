@@ -38,6 +38,7 @@ import rnnkit
 from rnnkit.export import OnnxStreamer, export_c, export_numpy, export_onnx
 from rnnkit.export.c_build import time_c_step
 from rnnkit.runtime import StreamingSession
+from rnnkit.training import atomic_write
 
 LAYERS = {"lstm": rnnkit.LSTM, "gru": rnnkit.GRU}
 TORCH_LAYERS = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}
@@ -142,11 +143,11 @@ def main() -> None:
     table = format_table(rows)
     print(table)
     out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
+    atomic_write(out, json.dumps({
         "benchmark": "per-step latency, batch 1", "machine": platform.processor() or platform.machine(),
-        "torch": torch.__version__, "numpy": np.__version__, "rows": rows}, indent=2) + "\n")
-    out.with_suffix(".txt").write_text(table + "\n")
+        "torch": torch.__version__, "numpy": np.__version__, "rows": rows}, indent=2) + "\n",
+        parents=True)
+    atomic_write(out.with_suffix(".txt"), table + "\n", parents=True)
 
 
 if __name__ == "__main__":

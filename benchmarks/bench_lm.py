@@ -25,7 +25,7 @@ import torch
 
 from rnnkit.data.text import load_corpus
 from rnnkit.tasks.lm.task import LMConfig, compressor_bars, train_lm
-from rnnkit.training import config_to_dict, resolve_config
+from rnnkit.training import atomic_write, config_to_dict, resolve_config
 
 RESULTS = pathlib.Path(__file__).parent / "results"
 
@@ -69,8 +69,7 @@ def main() -> None:
         "machine": {"cpu": platform.processor() or platform.machine(),
                     "threads": torch.get_num_threads(), "torch": torch.__version__},
     }
-    RESULTS.mkdir(exist_ok=True)
-    pathlib.Path(args.out).write_text(json.dumps(report, indent=2))
+    atomic_write(pathlib.Path(args.out), json.dumps(report, indent=2), parents=True)
     print(f"\nH={config.model.hidden_size} x{config.model.layers}, "
           f"batch {config.data.batch_size} x window {config.data.window}, {args.minutes:g} min "
           f"each, {torch.get_num_threads()} threads, {config.train.resolved_precision()}")

@@ -27,6 +27,7 @@ import torch
 from torch.nn import functional as F
 
 from rnnkit.tasks.lm.model import CharLanguageModel, ModelConfig
+from rnnkit.training import atomic_write
 
 RESULTS = pathlib.Path(__file__).parent / "results"
 VOCABULARY = 68  # the King James Bible's characters
@@ -115,12 +116,11 @@ def main() -> None:
               f"{characters / seconds['rnnkit']:15,.0f} {characters / seconds['torch']:14,.0f} "
               f"{row['speedup_vs_torch']:6.2f}")
     out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
+    atomic_write(out, json.dumps({
         "batch_size": args.batch_size, "window": args.window, "threads": args.threads,
         "precision": args.precision,
         "repeats": args.repeats, "torch": torch.__version__, "machine": platform.machine(),
-        "rows": rows}, indent=2))
+        "rows": rows}, indent=2), parents=True)
     print(f"wrote {out}")
 
 

@@ -27,6 +27,7 @@ import torch
 import rnnkit
 from rnnkit.backends.fused import FusedStepper
 from rnnkit.backends.fused.build import load_error
+from rnnkit.training import atomic_write
 
 TORCH_LAYERS = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}
 RNNKIT_LAYERS = {"lstm": rnnkit.LSTM, "gru": rnnkit.GRU, "rnn": rnnkit.RNN}
@@ -183,7 +184,8 @@ def bench_single_step(kind, hidden, repeats=20000):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a few grid points only")
-    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--repeats", type=int,
+                        help="timing rounds per point (default 5, and 3 where H x B >= 8192)")
     parser.add_argument("--cells", default="gru,rnn,lstm")
     parser.add_argument("--hidden", help="comma-separated hidden sizes (default: the grid)")
     parser.add_argument("--batch", help="comma-separated batch sizes (default: the grid)")
@@ -197,14 +199,15 @@ def main() -> None:
     # The best of several probes: a peak is what the cores can do, and a probe that another
     # process or a descheduled thread slowed (one run measured 117 GFLOP/s for 2 threads
     # against 230 in the next) would inflate every %peak of the run.
-    peak = {threads: max(torch.ops.rnnkit.fma_peak(20_000_000, threads) for _ in range(5)) / 1e9
-            for threads in (1, 2)}
     def numbers(text, default):
         return tuple(int(v) for v in text.split(",")) if text else default
 
     hiddens = numbers(args.hidden, (64, 256) if args.quick else (32, 64, 128, 256, 512))
     batches = numbers(args.batch, (1, 16) if args.quick else (1, 16, 64))
     thread_counts = numbers(args.threads, (1,) if args.quick else (1, 2))
+    # for every thread count timed (%peak divides by it), and 1 and 2 for the summary
+    peak = {threads: max(torch.ops.rnnkit.fma_peak(20_000_000, threads) for _ in range(5)) / 1e9
+            for threads in sorted({1, 2, *thread_counts})}
     partial = args.quick or args.hidden or args.batch
     rows = []
     simd_bits = torch.ops.rnnkit.simd_width()
@@ -223,11 +226,13 @@ def main() -> None:
         for threads in thread_counts:
             for hidden, batch, steps in points:
                 with_reference = hidden <= 128 and batch <= 16 and steps == 100
-                result = bench_point(kind, hidden, batch, steps, threads,
-                                     args.repeats if hidden * batch < 8192 else 3, with_reference)
+                # large points take long: fewer rounds, unless --repeats asks for a number
+                repeats = args.repeats or (5 if hidden * batch < 8192 else 3)
+                result = bench_point(kind, hidden, batch, steps, threads, repeats,
+                                     with_reference)
                 train, infer = result["train"], result["infer"]
                 rows.append({"cell": kind, "threads": threads, "batch": batch, "hidden": hidden,
-                             "steps": steps, **result})
+                             "steps": steps, "repeats": repeats, **result})
                 ref = train.get("speedup_vs_reference")
                 print(f"{kind:5s} {threads:3d} {batch:3d} {hidden:4d} {steps:4d} | "
                       f"{train['seconds']['torch'] * 1e3:14.2f} {train['seconds']['fused'] * 1e3:8.2f} "
@@ -245,11 +250,10 @@ def main() -> None:
             print(f"{kind:5s} {hidden:4d} {timing['rnnkit_stepper']:8.2f} {timing['torch_cell']:11.1f} "
                   f"{timing['torch_layer']:12.1f}", flush=True)
     out = pathlib.Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps({
+    atomic_write(out, json.dumps({
         "machine": cpu_name(), "simd_bits": simd_bits, "torch": torch.__version__,
         "fma_peak_gflops": peak, "grid": rows, "single_step_us": steps_rows,
-    }, indent=2))
+    }, indent=2), parents=True)
     print(f"\nwrote {out}")
 
 

@@ -29,13 +29,18 @@ def load_benchmark(name):
 
 
 def test_recurrence_benchmark_runs_and_records_agreement(tmp_path):
-    out = tmp_path / "recurrence.json"
+    """Also: a thread count beyond 1 and 2 had no FMA peak (KeyError after the first point),
+    --repeats was overridden at large points and not recorded, and an --out folder that did
+    not exist was not made."""
+    out = tmp_path / "new folder" / "recurrence.json"
     subprocess.run([sys.executable, str(BENCHMARKS / "bench_recurrence.py"), "--hidden", "16",
-                    "--batch", "2", "--threads", "1", "--repeats", "1", "--no-single-step",
+                    "--batch", "2", "--threads", "3", "--repeats", "1", "--no-single-step",
                     "--out", str(out)], check=True, capture_output=True, timeout=300)
     result = json.loads(out.read_text())
     assert {row["cell"] for row in result["grid"]} == {"gru", "rnn", "lstm"}
+    assert set(result["fma_peak_gflops"]) == {"1", "2", "3"}
     for row in result["grid"]:
+        assert row["threads"] == 3 and row["repeats"] == 1
         assert row["max_abs_diff_vs_torch"] <= 1e-5, row
         assert row["train"]["seconds"]["fused"] > 0 and row["infer"]["seconds"]["torch"] > 0
 

@@ -388,6 +388,9 @@ def test_atomic_write_into_a_missing_folder_names_the_folder(tmp_path):
     target = tmp_path / "missing" / "file.csv"
     with pytest.raises(FileNotFoundError, match=r"the folder .*missing does not exist"):
         atomic_write(target, b"x")
+    # or makes it when asked, and writes text as UTF-8 (what the benchmarks' results need)
+    atomic_write(target, "é\n", parents=True)
+    assert target.read_bytes() == "é\n".encode("utf-8")
 
 
 def _resave_crashing_between_the_renames(run_dir, monkeypatch, step: int, **kwargs) -> None:

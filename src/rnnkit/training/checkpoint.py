@@ -72,13 +72,20 @@ def _process_umask() -> int:
 _UMASK = _process_umask()  # read once at import, before any threads of ours exist
 
 
-def atomic_write(path: str | os.PathLike, data: bytes) -> None:
+def atomic_write(path: str | os.PathLike, data: bytes | str, *,
+                 parents: bool = False) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix.
 
-    The bytes go to a temporary file in the same folder, are flushed and fsynced, and the
-    file is renamed over ``path`` (``os.replace`` is atomic on POSIX and Windows).
+    The bytes (a str is written as UTF-8) go to a temporary file in the same folder, are flushed and fsynced, and the
+    file is renamed over ``path`` (``os.replace`` is atomic on POSIX and Windows). With
+    ``parents`` a missing folder is created first (as ``mkdir(parents=True)``); without, it is
+    an error naming the folder.
     """
     path = Path(path)
+    if isinstance(data, str):
+        data = data.encode("utf-8")
+    if parents:
+        path.parent.mkdir(parents=True, exist_ok=True)
     if not path.parent.is_dir():  # else the error would name the temporary file
         raise FileNotFoundError(f"cannot write {path}: the folder {path.parent} does not exist")
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
