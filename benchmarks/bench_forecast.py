@@ -41,12 +41,13 @@ def main() -> None:
     args = parser.parse_args()
 
     implementations = ["rnnkit"] + ([] if args.no_torch else ["torch"])
-    runs, baselines = [], None
+    runs, baselines, recipes = [], None, {}
     for implementation in implementations:
         for seed in args.seeds:
             config = resolve_config(ForecastConfig, overrides=[
                 *args.overrides, f"train.seed={seed}", "train.progress=false",
                 f"model.implementation={implementation}"])
+            recipes.setdefault(implementation, config)  # the first seed's, for the record
             with tempfile.TemporaryDirectory() as run_dir:
                 result = train_forecast(config, run_dir, notify=lambda line: None)
             table = result["table"]
@@ -85,7 +86,8 @@ def main() -> None:
     out = pathlib.Path(args.out)
     atomic_write(out, json.dumps({
         "runs": runs, "means": means, "baselines": baselines, "target": TARGET,
-        "config": config_to_dict(config), "torch": torch.__version__,
+        # rnnkit's recipe (the last run's was the torch.nn comparison's)
+        "config": config_to_dict(recipes["rnnkit"]), "torch": torch.__version__,
         "machine": platform.processor() or platform.machine(),
         "threads": torch.get_num_threads(),
     }, indent=2), parents=True)
