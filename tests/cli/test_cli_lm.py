@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from pathlib import Path
 
 import pytest
 
@@ -398,3 +399,49 @@ def test_set_wins_over_a_named_flag_for_the_same_key(tmp_path):
                                       "model.hidden_size=512", "--out", str(tmp_path / "r")])
     config, _ = resolve_run(args, LMConfig, "lm", _overrides(args))
     assert config.model.hidden_size == 512
+
+
+def test_two_runs_started_in_the_same_second_get_their_own_folders(tmp_path, monkeypatch):
+    """Both took runs/lm-<time>: their checkpoints overwrote each other's and their metrics
+    mixed. Oracle: the folders made."""
+    import time as time_module
+
+    from rnnkit.cli.lm import _overrides
+    from rnnkit.cli.main import build_parser
+    from rnnkit.cli.runs import resolve_run
+    from rnnkit.tasks.lm.task import LMConfig
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(time_module, "strftime", lambda pattern: "20261205-120000")
+    folders = []
+    for _ in range(2):
+        args = build_parser().parse_args(["train", "lm"])
+        folders.append(resolve_run(args, LMConfig, "lm", _overrides(args))[1])
+    assert folders == [Path("runs/lm-20261205-120000"), Path("runs/lm-20261205-120000-2")]
+    assert all(folder.is_dir() for folder in folders)
+
+
+def test_a_run_that_fails_before_training_leaves_no_folder(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "empty.txt").write_text("")
+    code, _, err = run(["train", "lm", "--corpus", "empty.txt"], capsys)
+    assert_one_line_error(code, err, "empty")
+    assert not any((tmp_path / "runs").iterdir())
+
+
+@pytest.mark.parametrize("flag", ["--resume", "--out"])
+def test_an_empty_run_folder_is_refused(flag, tmp_path, monkeypatch, capsys):
+    """--resume "" started a new run without a word, and --out "" took the default folder."""
+    monkeypatch.chdir(tmp_path)
+    code, _, err = run(["train", "lm", flag, ""], capsys)
+    assert_one_line_error(code, err, f"{flag} is empty")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_resume_from_inside_a_run_names_the_run_folder(trained_run, monkeypatch, capsys):
+    """Run from inside a checkpoint, the hint said "use --resume ." (the parent of "." is
+    "."). Oracle: the run folder."""
+    step = sorted((trained_run / "checkpoints").glob("step-*"))[-1]
+    monkeypatch.chdir(step)
+    code, _, err = run(["train", "lm", "--resume", "."], capsys)
+    assert_one_line_error(code, err, f"use --resume {trained_run.resolve()}")

@@ -16,7 +16,7 @@ from .classify import add_classify
 from .export import add_export
 from .forecast import add_forecast
 from .lm import add_evaluate, add_generate, add_train
-from .runs import json_text
+from .runs import json_text, release_claimed_run_folder
 
 
 def _add_info(commands) -> None:
@@ -42,7 +42,7 @@ def _add_demo(commands) -> None:
 
     defaults = DemoConfig()
     parser = commands.add_parser(
-        "demo", help="train a small network on the adding problem (about a minute)",
+        "demo", help="train a small network on the adding problem (seconds)",
         description="Train a recurrent network on the adding problem (generated data, no "
                     "download) and report its test MSE beside the mean predictor's 1/6.",
     )
@@ -126,10 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.handler(args)
     except KeyboardInterrupt:
+        release_claimed_run_folder(args)
         print("rnnkit: interrupted", file=sys.stderr)
         return 130
     except (ValueError, OSError, MissingExtraError, NonFiniteLossError,
             ExportMismatchError, CBuildError) as error:
+        release_claimed_run_folder(args)
         # Bad input of every kind (corpus, checkpoint, config, option values) and a missing
         # optional package end here as one line; RNNKIT_DEBUG=1 shows the traceback instead.
         if os.environ.get("RNNKIT_DEBUG"):

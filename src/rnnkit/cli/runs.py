@@ -1,12 +1,14 @@
 """What every `rnnkit ... train` command does before training: the run folder and the config.
 
-A new run gets ``--out`` (or ``runs/<task>-<time>``) and refuses a folder that already holds
+A new run gets ``--out`` (or a new ``runs/<task>-<time>``, ``-2`` appended when two runs
+start in the same second) and refuses a folder that already holds
 checkpoints; ``--resume DIR`` continues the run in DIR, starting from the config saved in its
 checkpoint, with this command's flags applied on top.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from pathlib import Path
 
@@ -52,18 +54,21 @@ def resolve_run(args, config_class, task: str, overrides: list[str]):
     from rnnkit.training.checkpoint import CHECKPOINTS, INDEX, META, enclosing_run, reading_record
 
     base = None
+    if args.resume == "":  # an empty path would start a new run without a word
+        raise ValueError("--resume is empty; name the folder of the run to continue")
     if args.resume:
         if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
             raise ValueError("--resume continues a run in its own folder; drop --out")
         run_dir = Path(args.resume)
+        # the folder to name instead, from the resolved path (the parent of "." is ".")
         if (run_dir / META).exists():
             # one checkpoint of a run: training would start a new run inside it
             raise ValueError(f"--resume takes a run folder, and {run_dir} is one of its "
-                             f"checkpoints; use --resume {run_dir.parent.parent}")
+                             f"checkpoints; use --resume {run_dir.resolve().parent.parent}")
         if (run_dir / INDEX).exists() or any(p.is_dir() for p in run_dir.glob("step-*")):
             # the checkpoints folder of a run: training would nest a new run inside it
             raise ValueError(f"--resume takes a run folder, and {run_dir} holds its "
-                             f"checkpoints; use --resume {run_dir.parent}")
+                             f"checkpoints; use --resume {run_dir.resolve().parent}")
         if not (run_dir / CHECKPOINTS).is_dir():
             raise ValueError(f"--resume takes the --out folder of an earlier `{TRAIN_COMMANDS[task]}`"
                              f", and {run_dir} holds no run")
@@ -77,7 +82,10 @@ def resolve_run(args, config_class, task: str, overrides: list[str]):
             raise ValueError(f"{run_dir} holds a {other!r} run, not a {task!r} one"
                              f"{continue_with}")
     else:
-        run_dir = Path(args.out or f"runs/{task}-{time.strftime('%Y%m%d-%H%M%S')}")
+        if args.out == "":
+            raise ValueError("--out is empty; name a folder, or leave --out out for "
+                             "runs/<task>-<time>")
+        run_dir = Path(args.out) if args.out is not None else _claim_run_folder(args, task)
         if run_dir.exists() and not run_dir.is_dir():
             raise ValueError(f"--out must be a folder, and {run_dir} is a file; choose another "
                              f"--out")
@@ -96,6 +104,29 @@ def resolve_run(args, config_class, task: str, overrides: list[str]):
                              f"checkpoint; choose another --out or delete {run_dir}")
     config = resolve_config(config_class, base=base, file=args.config, overrides=overrides)
     return config, run_dir
+
+
+def _claim_run_folder(args, task: str) -> Path:
+    """A new ``runs/<task>-<time>`` folder, made here so that two runs started in the same
+    second cannot both take it (the second gets ``-2``). ``args.claimed_run_dir`` records it
+    for :func:`release_claimed_run_folder`."""
+    base = f"runs/{task}-{time.strftime('%Y%m%d-%H%M%S')}"
+    for number in itertools.count(1):
+        candidate = Path(base if number == 1 else f"{base}-{number}")
+        try:
+            candidate.mkdir(parents=True)
+        except FileExistsError:
+            continue
+        args.claimed_run_dir = candidate
+        return candidate
+
+
+def release_claimed_run_folder(args) -> None:
+    """Remove the folder :func:`resolve_run` made for a run that failed before writing to it
+    (bad data, a config error), so that no empty run folders are left behind."""
+    claimed = getattr(args, "claimed_run_dir", None)
+    if claimed is not None and claimed.is_dir() and not any(claimed.iterdir()):
+        claimed.rmdir()
 
 
 def printer(args):
