@@ -602,6 +602,24 @@ def test_conversion_refuses_a_parametrized_module(direction):
     assert "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("norm", ["weight_norm", "spectral_norm"])
+def test_conversion_refuses_the_older_hook_based_norms(norm):
+    """torch.nn.utils.weight_norm / spectral_norm (forward pre-hooks, weight_g/weight_v keys)
+    failed inside load_state_dict with a multi-line error."""
+    import warnings
+
+    torch_module, _ = make_layer_pair("lstm")
+    torch_cell = torch.nn.LSTMCell(3, 4)
+    with warnings.catch_warnings():  # torch deprecates weight_norm in favour of parametrizations
+        warnings.simplefilter("ignore")
+        for module, name in ((torch_module, "weight_hh_l0"), (torch_cell, "weight_hh")):
+            getattr(torch.nn.utils, norm)(module, name)
+    for module in (torch_module, torch_cell):
+        with pytest.raises(TypeError, match=f"cannot convert a module with .*{norm}") as info:
+            from_torch(module)
+        assert "\n" not in str(info.value)
+
+
 @pytest.mark.parametrize("kind,proj", LAYER_CONFIGS,
                          ids=[f"{k}{'_proj' if p else ''}" for k, p in LAYER_CONFIGS])
 def test_all_weights_and_parameter_names_match_torch(kind, proj):

@@ -115,12 +115,24 @@ def _factory(module: nn.Module, what: str) -> dict:
     not reproduce."""
     from torch.nn.utils import parametrize
 
+    from torch.nn.utils.spectral_norm import SpectralNorm
+    from torch.nn.utils.weight_norm import WeightNorm
+
     for name, sub in module.named_modules():
+        where = name or type(module).__name__
         if parametrize.is_parametrized(sub):
             raise TypeError(f"{what} cannot convert a module with parametrizations (on "
-                            f"{name or type(module).__name__}); convert it first and then "
-                            f"parametrize the result, or remove them with "
-                            f"torch.nn.utils.parametrize.remove_parametrizations")
+                            f"{where}); convert it first and then parametrize the result, or "
+                            f"remove them with torch.nn.utils.parametrize."
+                            f"remove_parametrizations")
+        # the older hook-based forms (weight_g/weight_v, weight_orig keys) failed later in
+        # load_state_dict with a multi-line error
+        if any(isinstance(hook, (WeightNorm, SpectralNorm))
+               for hook in sub._forward_pre_hooks.values()):
+            raise TypeError(f"{what} cannot convert a module with torch.nn.utils.weight_norm "
+                            f"or spectral_norm (on {where}); convert it first and then apply "
+                            f"them, or remove them with torch.nn.utils.remove_weight_norm / "
+                            f"remove_spectral_norm")
     parameter = next(module.parameters())
     return {"device": parameter.device, "dtype": parameter.dtype}
 
