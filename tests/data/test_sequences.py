@@ -317,12 +317,16 @@ def test_csv_labels_and_ids_like_na_are_values_and_the_index_column_is_skipped(t
     """pandas reads "NA", "None" and "null" as missing by default, so a class "NA" (North
     America) was refused; and the row index DataFrame.to_csv writes ("Unnamed: 0") was taken
     as a feature channel. Oracle: the arrays written."""
-    pytest.importorskip("pandas", reason="CSV sequence files need pandas")
+    pd = pytest.importorskip("pandas", reason="CSV sequence files need pandas")
     rng = np.random.default_rng(4)
     arrays = [rng.standard_normal((t, 2)) for t in (3, 4, 2)]
     frame = _long_frame(arrays, ["NA", "EU", "None"], ["NA", "null", "7"])
     frame.to_csv(tmp_path / "long.csv")  # index=True: the "Unnamed: 0" column
     data = load_sequences(tmp_path / "long.csv")
+    # written by to_csv twice: two index columns ("Unnamed: 0.1", "Unnamed: 0"), both skipped
+    pd.read_csv(tmp_path / "long.csv", dtype={"sequence": str, "label": str},
+                keep_default_na=False).to_csv(tmp_path / "twice.csv")
+    assert load_sequences(tmp_path / "twice.csv").channels == 2
     assert data.class_names == ["EU", "NA", "None"] and data.channels == 2
     by_label = {data.class_names[k]: s for k, s in zip(data.labels, data.sequences)}
     for label, expected in zip(["NA", "EU", "None"], arrays):

@@ -426,9 +426,6 @@ def test_crossing_quantile_outputs_are_sorted_into_an_interval():
     ({"output": "quantile", "decoder": "direct", "quantiles": [0.1, 1.0]}, "increasing"),
     ({"output": "quantile", "decoder": "direct", "quantiles": [0.5, 0.5]}, "increasing"),
     ({"output": "quantile", "decoder": "direct", "quantiles": []}, "increasing"),
-    # no median: the 0.1 quantile was reported and scored as the point forecast
-    ({"output": "quantile", "decoder": "direct", "quantiles": [0.1, 0.9]}, "must hold 0.5"),
-    ({"output": "quantile", "decoder": "direct", "quantiles": [0.5, 0.9]}, "below and above"),
     ({"cell": "transformer"}, "model.cell must be one of"),
     ({"decoder": "seq2seq"}, "model.decoder must be one of"),
     ({"output": "median"}, "model.output must be one of"),
@@ -455,18 +452,24 @@ def test_data_config_errors_are_one_line(settings, match):
     one_line_value_error(DataConfig(**settings).check, match=match)
 
 
-@pytest.mark.parametrize("quantiles, interval", [([0.1, 0.5, 0.9], 0.5),
-                                                 ([0.1, 0.5, 0.95], 0.85)])
-def test_a_quantile_model_refuses_an_interval_its_quantiles_do_not_give(tmp_path, quantiles,
-                                                                       interval):
+@pytest.mark.parametrize("quantiles, interval, match", [
+    ([0.1, 0.5, 0.9], 0.5, "the interval is the outermost quantiles"),
+    ([0.1, 0.5, 0.95], 0.85, "the interval is the outermost quantiles"),
+    # no median: the 0.1 quantile was reported and scored as the point forecast
+    ([0.1, 0.9], 0.8, "must hold 0.5"),
+    ([0.5, 0.9], 0.8, "below and above"),
+])
+def test_a_quantile_model_needs_a_median_and_the_interval_of_its_outer_pair(
+        tmp_path, quantiles, interval, match):
     """The bounds are the outermost quantiles whatever --interval said; the plot was labelled
-    with --interval and coverage read against it."""
+    with --interval and coverage read against it. Checked when training starts only: a model
+    trained before (without 0.5) still builds, so its checkpoints load."""
     config = make_config(data={"interval": interval},
                          model={"output": "quantile", "decoder": "direct",
                                 "quantiles": quantiles})
-    one_line_value_error(train_forecast, config, tmp_path / "run", notify=quiet,
-                         match="the interval is the outermost quantiles")
+    one_line_value_error(train_forecast, config, tmp_path / "run", notify=quiet, match=match)
     assert not (tmp_path / "run").exists()
+    Forecaster(1, 0, 3, config.model)
 
 
 def test_direct_decoder_with_a_holdout_past_its_horizon_fails_before_training(tmp_path):

@@ -238,6 +238,18 @@ def test_a_bad_length_fails_when_generate_is_called(trained, length):
         generate_beam(trained, "And", length=length, beam_width=2)
 
 
+
+def test_a_numpy_integer_length_is_taken(trained):
+    """The length check refused np.int64, which worked before it and which beam_search
+    takes. Oracle: the same calls with a Python int."""
+    import numpy as np
+
+    assert "".join(generate(trained, "And", length=np.int64(5), seed=1)) == \
+        "".join(generate(trained, "And", length=5, seed=1))
+    assert generate_beam(trained, "And", length=np.int64(3), beam_width=2) == \
+        generate_beam(trained, "And", length=3, beam_width=2)
+
+
 def test_generation_leaves_the_callers_grad_mode_and_training_flag_alone(trained):
     """The streaming generator held no_grad across its yields, so the caller's code between
     two characters built no graph (and two interleaved generators left it off for good); and

@@ -139,6 +139,7 @@ def test_resolve_config_does_not_mutate_base():
 class Columns:
     names: list[str] = field(default_factory=lambda: ["y"])
     label: str | None = None
+    levels: list[float] = field(default_factory=lambda: [0.5])
 
 
 @pytest.mark.parametrize("override, field_name, expected", [
@@ -162,6 +163,12 @@ def test_an_unquoted_list_override_is_an_error_not_a_name():
     with pytest.raises(ConfigError) as excinfo:
         resolve_config(Columns, overrides=["names=[a,b]"])
     one_line_message(excinfo, "names=[a,b] is not a JSON list", 'names=["a","b"]')
+    # a list of numbers takes them as a single number would be (.05): the quoting advice
+    # was wrong for it
+    assert resolve_config(Columns, overrides=["levels=[.05,0.5,.95]"]).levels == [0.05, 0.5, 0.95]
+    with pytest.raises(ConfigError) as excinfo:
+        resolve_config(Columns, overrides=["levels=[a,0.5]"])
+    one_line_message(excinfo, "is not a list of numbers", "levels=[0.1,0.5,0.9]")
 
 
 def test_override_can_set_optional_to_null():

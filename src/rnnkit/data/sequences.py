@@ -15,7 +15,9 @@ Every bad input raises ``SequenceDataError`` with one line that names the proble
 from __future__ import annotations
 
 import importlib.util
+import itertools
 import os
+import re
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -247,10 +249,12 @@ def _read_csv(path: Path):
         frame[column] = names[column].where(names[column] != "")
     # "Unnamed: 0" is the row index DataFrame.to_csv writes by default, not a measurement (and
     # in a file sorted by class it gives the label away)
-    # in the first place only: a blank header elsewhere names a column the user wrote
-    index_column = [frame.columns[0]] if str(frame.columns[0]) == "Unnamed: 0" else []
+    # the leading run only (to_csv twice writes two: "Unnamed: 0.1", "Unnamed: 0"); a blank
+    # header further on names a column the user wrote
+    index_columns = list(itertools.takewhile(
+        lambda c: re.fullmatch(r"Unnamed: \d+(\.\d+)?", str(c)), frame.columns))
     features = [c for c in frame.columns
-                if c not in ("sequence", "label", "time", *index_column)]
+                if c not in ("sequence", "label", "time", *index_columns)]
     other = [str(c) for c in features if not pd.api.types.is_numeric_dtype(frame[c])]
     if not features or other:
         problem = f"non-numeric columns {other}" if other else "no feature columns"

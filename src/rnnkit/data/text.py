@@ -46,7 +46,7 @@ def load_corpus(source: str | os.PathLike) -> Corpus:
     A folder's files are read in sorted order and joined with ``"\\n"``; empty ones are skipped.
 
     Built-in names win over same-named paths; write ``./kjv`` to read a file called ``kjv``.
-    Line endings are normalised to ``"\\n"`` and a UTF-8 byte-order mark is dropped.
+    Windows line ends (CRLF) become ``"\\n"`` and a UTF-8 byte-order mark is dropped.
     """
     name = os.fsdecode(source)  # str, bytes or PathLike -> str
     if name.lower() in BUILTIN_CORPORA:
@@ -130,8 +130,9 @@ def _read_text_file(path: Path) -> str:
         raise CorpusError(f"corpus file {shown} is not UTF-8 text (invalid byte "
                           f"0x{data[offset]:02x} at offset {offset}); convert it to UTF-8 "
                           f"or pass another file") from None
-    # Windows (CRLF) and old Mac (lone CR) line ends alike, as Python's universal newlines
-    return text.replace("\r\n", "\n").replace("\r", "\n")
+    # Windows line ends (CRLF). A lone CR (old Mac) is kept as it is: runs trained on such a
+    # file know it as their line end, and reading it otherwise would refuse their resume.
+    return text.replace("\r\n", "\n")
 
 
 @dataclass(frozen=True)

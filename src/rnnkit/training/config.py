@@ -211,6 +211,14 @@ def _typed_override(raw: str, parsed, kind, key: str):
             return parsed  # config_from_dict names the key and the bad value
     origin = typing.get_origin(kind) or (kind if kind in (list, tuple) else None)
     if origin in (list, tuple) and isinstance(parsed, str) and text.startswith("["):
+        items = [item.strip() for item in text.strip("[]").split(",") if item.strip()]
+        if typing.get_args(kind) and all(k is float for k in typing.get_args(kind)
+                                         if k is not Ellipsis):
+            try:  # numbers JSON refuses, as for one value: [.05,0.5,.95]
+                return [float(item) for item in items]
+            except ValueError:
+                raise ConfigError(f"{key}={raw} is not a list of numbers; write e.g. "
+                                  f"{key}=[0.1,0.5,0.9]") from None
         raise ConfigError(f"{key}={raw} is not a JSON list; quote each item, e.g. "
                           f'{key}=["a","b"] (or give one name alone)')
     return parsed

@@ -77,7 +77,9 @@ class FittedForecaster:
             # Separately fitted quantile outputs can cross; sorting them (rearrangement,
             # Chernozhukov et al. 2010) keeps lower <= upper and never worsens the pinball loss.
             out = np.sort(out, axis=-1)
-            middle = int(np.argmin(np.abs(q - 0.5)))  # 0.5 itself (ModelConfig.check)
+            # 0.5 itself for models trained now (task._check_quantile_interval); the nearest
+            # level for older ones
+            middle = int(np.argmin(np.abs(q - 0.5)))
             point, lower, upper = out[..., middle], out[..., 0], out[..., -1]
         else:
             point = out[..., 0]

@@ -81,10 +81,6 @@ class ModelConfig:
             q = list(self.quantiles)
             if not q or any(not 0.0 < v < 1.0 for v in q) or q != sorted(set(q)):
                 raise ValueError(f"model.quantiles must be increasing values in (0, 1); got {q}")
-            if 0.5 not in q or q[0] == 0.5 or q[-1] == 0.5:
-                # the median is the point forecast, and the outermost pair the interval
-                raise ValueError(f"model.quantiles must hold 0.5 (the point forecast) and "
-                                 f"levels below and above it (the interval); got {q}")
 
     @property
     def outputs_per_value(self) -> int:

@@ -134,7 +134,14 @@ def _check_quantile_interval(config: ForecastConfig) -> None:
     that pair's coverage, or the plot and the coverage read against it would be mislabelled."""
     if config.model.output != "quantile":
         return
-    low, high = config.model.quantiles[0], config.model.quantiles[-1]
+    q = list(config.model.quantiles)
+    if 0.5 not in q or q[0] == 0.5 or q[-1] == 0.5:
+        # The median is the point forecast, and the outermost pair the interval. Checked for
+        # new training only: a model trained before this check still loads (its point is
+        # then the level nearest 0.5).
+        raise ValueError(f"model.quantiles must hold 0.5 (the point forecast) and levels "
+                         f"below and above it (the interval); got {q}")
+    low, high = q[0], q[-1]
     wanted = config.data.interval
     if abs(low + high - 1.0) > 1e-9 or abs(high - low - wanted) > 1e-9:
         raise ValueError(
@@ -230,7 +237,8 @@ def _train_forecast(config: ForecastConfig, run_dir: Path, resume: bool, backtes
     make_paths_absolute(data, "data", builtin=BUILTIN_SERIES)
     config.model.check()
     config.train.check()
-    _check_quantile_interval(config)
+    if not resume:  # a run trained before these checks still resumes as it was
+        _check_quantile_interval(config)
     run_dir = Path(run_dir)
     series = load_configured_series(data)
     holdout = data.holdout or data.horizon
