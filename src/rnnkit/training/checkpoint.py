@@ -76,10 +76,10 @@ def atomic_write(path: str | os.PathLike, data: bytes | str, *,
                  parents: bool = False) -> None:
     """Write ``data`` to ``path`` so that readers see the old file or the new one, never a mix.
 
-    The bytes (a str is written as UTF-8) go to a temporary file in the same folder, are flushed and fsynced, and the
-    file is renamed over ``path`` (``os.replace`` is atomic on POSIX and Windows). With
-    ``parents`` a missing folder is created first (as ``mkdir(parents=True)``); without, it is
-    an error naming the folder.
+    The bytes (a str is written as UTF-8) go to a temporary file in the same folder, are
+    flushed and fsynced, and the file is renamed over ``path`` (``os.replace`` is atomic on
+    POSIX and Windows). With ``parents`` a missing folder is created first (as
+    ``mkdir(parents=True)``); without, it is an error naming the folder.
     """
     path = Path(path)
     if isinstance(data, str):
