@@ -80,13 +80,17 @@ def time_per_call(function, calls: int) -> float:
 
 
 def agreement_with_torch(models, x) -> float:
-    """Largest |rnnkit - torch.nn| over the outputs and the gradient of the input, for every
-    rnnkit contender: a speed-up is only worth reporting for a computation that agrees."""
+    """Largest |rnnkit - torch.nn| over the outputs and the gradient of the input, and over
+    the outputs under no_grad (the inference timings run other kernels there, e.g. the LSTM
+    inference op), for every rnnkit contender: a speed-up is only worth reporting for a
+    computation that agrees."""
     def run(model):
         x.grad = None
         output, _ = model(x)
         output.sum().backward()
-        return output.detach(), x.grad.clone()
+        with torch.no_grad():
+            inferred, _ = model(x)
+        return output.detach(), x.grad.clone(), inferred
 
     expected = run(models["torch"])
     worst = 0.0

@@ -57,6 +57,15 @@ def test_recurrence_benchmark_refuses_a_wrong_result():
     with pytest.raises(SystemExit, match="disagrees with torch.nn"):
         bench.agreement_with_torch({"torch": reference, "fused": wrong}, x)
 
+    # wrong under no_grad only (where the inference timings run): that was never checked
+    class WrongWithoutGrad(torch.nn.Module):
+        def forward(self, x):
+            output, state = matching(x)
+            return (output if torch.is_grad_enabled() else output + 1.0), state
+
+    with pytest.raises(SystemExit, match="disagrees with torch.nn"):
+        bench.agreement_with_torch({"torch": reference, "fused": WrongWithoutGrad()}, x)
+
 
 def test_lm_step_benchmark_times_the_same_model_with_both_layers(tmp_path):
     out = tmp_path / "lm_step.json"
