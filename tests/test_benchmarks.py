@@ -107,6 +107,18 @@ def test_autocast_benchmark_checks_the_bfloat16_error_against_torch_nn():
     with pytest.raises(SystemExit, match="not timing it"):
         bench.error_vs_float32(from_torch(other), reference, x)
 
+    # right under no_grad, wrong with gradients on (the training calls' route): that was
+    # never checked
+    ours = from_torch(reference)
+
+    class WrongWithGrad(torch.nn.Module):
+        def forward(self, x):
+            output, state = ours(x)
+            return (output + 1.0 if torch.is_grad_enabled() else output), state
+
+    with pytest.raises(SystemExit, match="not timing it"):
+        bench.error_vs_float32(WrongWithGrad(), reference, x)
+
 
 def test_the_targets_summary_takes_true_medians_and_partial_grids(tmp_path):
     """The median of an even count was the upper middle value (2.95 printed for 2.55), and a
