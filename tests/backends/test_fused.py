@@ -639,6 +639,37 @@ def test_relu_keeps_a_nan_as_torch_does():
 
 
 @requires_fused
+@pytest.mark.parametrize("threads", [1, 2])
+def test_relu_passes_the_gradient_of_a_nan_output_on_as_torch_does(threads):
+    """torch's ReLU backward zeroes the gradient where the output is <= 0, so a NaN output
+    passes its gradient on; the fused backward tested y > 0 and zeroed it, hiding where a
+    diverging run's NaN came from. Oracle: torch.nn.RNN's gradients, NaN pattern included."""
+    torch.manual_seed(2)
+    x = torch.randn(6, 3, 4)
+    x[2, 1, 0] = float("nan")
+
+    def gradients(layer):
+        inputs = x.clone().requires_grad_()
+        layer(inputs)[0].sum().backward()
+        return [inputs.grad] + [p.grad for p in layer.parameters()]
+
+    layer = rnnkit.RNN(4, 7, nonlinearity="relu", backend="fused")
+    oracle = torch.nn.RNN(4, 7, nonlinearity="relu")
+    oracle.load_state_dict(layer.state_dict())
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got, expected = gradients(layer), gradients(oracle)
+    finally:
+        torch.set_num_threads(previous)
+    for g, e in zip(got, expected):
+        assert torch.equal(g.isnan(), e.isnan())
+        assert_close(g.nan_to_num(), e.nan_to_num(), grad=True)
+    with torch.no_grad():
+        assert oracle(x)[0].isnan().any()  # the case under test: some outputs are NaN
+
+
+@requires_fused
 def test_project_input_takes_one_unbatched_row():
     """(..., I) includes (I,): float32 on the fused kernels raised "at least 2 dims". Oracle:
     the reference backend."""

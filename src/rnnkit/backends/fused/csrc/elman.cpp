@@ -27,13 +27,15 @@ inline void activate(T* a, const T* x, int64_t n, bool relu) {
 }
 
 // The gradient of the pre-activation at units [u0, u1) of one row, from the step's output y
-// (tanh'(a) = 1 - y^2, relu'(a) = [y > 0]), the output gradient g_out and dh (full rows).
+// (tanh'(a) = 1 - y^2, relu'(a) = [y > 0], taken as 1 where y is NaN), the output gradient
+// g_out and dh (full rows).
 template <typename T>
 inline void pre_activation_gradient(const T* y, const T* g_out, const T* dh, T* d, int64_t u0,
                                     int64_t u1, bool relu) {
   if (relu) {
     RNNKIT_NO_ALIAS
-    for (int64_t u = u0; u < u1; ++u) d[u] = y[u] > T(0) ? dh[u] + g_out[u] : T(0);
+    // y <= 0, not !(y > 0): a NaN output passes its gradient on, as torch's threshold_backward
+    for (int64_t u = u0; u < u1; ++u) d[u] = y[u] <= T(0) ? T(0) : dh[u] + g_out[u];
   } else {
     RNNKIT_NO_ALIAS
     for (int64_t u = u0; u < u1; ++u) d[u] = (dh[u] + g_out[u]) * (T(1) - y[u] * y[u]);
