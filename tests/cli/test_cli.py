@@ -65,6 +65,62 @@ def test_every_command_has_help(command):
     assert "usage: rnnkit" in result.stdout
 
 
+def test_demo_help_states_the_config_defaults_and_the_run_uses_them(monkeypatch):
+    """The demo's flags take DemoConfig's defaults when the run starts (the parser no longer
+    imports it, as that loads torch): the help must name the same values, and a run without
+    flags must get them. Oracle: DemoConfig's own field defaults."""
+    import rnnkit.tasks.demo as demo
+
+    defaults = demo.DemoConfig()
+    help_text = subprocess.run([sys.executable, "-m", "rnnkit.cli.main", "demo", "--help"],
+                               capture_output=True, text=True, check=True).stdout
+    flat = " ".join(help_text.split())
+    assert f"default: {defaults.cell}" in flat
+    for flag, value in (("hidden size", defaults.hidden_size), ("sequence length T", defaults.steps),
+                        ("optimizer steps", defaults.train_steps)):
+        assert f"{flag} (default: {value})" in flat
+    assert f"--seed SEED default: {defaults.seed}" in flat
+    seen = []
+    monkeypatch.setattr(demo, "run_demo", lambda config, log: seen.append(config) or {
+        "test_mse": 0.1, "mean_predictor_mse": 1 / 6, "config": {}})
+    assert main(["demo"]) == 0 and seen == [defaults]
+    assert main(["demo", "--cell", "lstm", "--seed", "3"]) == 0
+    assert seen[1] == demo.DemoConfig(cell="lstm", seed=3)
+
+
+def test_import_rnnkit_and_the_command_line_parser_load_no_torch():
+    """`import rnnkit` and the parser import nothing heavy, so a command's handler loads torch
+    inside main's Ctrl-C handling. Oracle: sys.modules of a fresh interpreter; the lazy names
+    still resolve to the classes of their modules."""
+    code = ("import sys, rnnkit, rnnkit.cli.main as m; m.build_parser(); "
+            "print('torch' in sys.modules); "
+            "from rnnkit.layers.presets import LSTM; print(rnnkit.LSTM is LSTM); "
+            "print(all(hasattr(rnnkit, name) for name in rnnkit.__all__))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.split() == ["False", "True", "True"]
+
+
+def test_ctrl_c_while_torch_loads_is_one_line_and_exit_status_130():
+    """Ctrl-C during the first seconds of a command, while torch is being imported, printed a
+    traceback (torch loaded in `import rnnkit`, before main could catch it). Simulated by an
+    import hook that raises KeyboardInterrupt at `import torch`. Oracle: main's own message
+    and exit status for Ctrl-C."""
+    code = """
+import importlib.abc, sys
+class CtrlC(importlib.abc.MetaPathFinder):
+    def find_spec(self, name, path, target=None):
+        if name == "torch":
+            raise KeyboardInterrupt
+sys.meta_path.insert(0, CtrlC())
+from rnnkit.cli.main import main
+sys.exit(main(["demo", "--train-steps", "1"]))
+"""
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert result.returncode == 130, result.stderr
+    assert result.stderr == "rnnkit: interrupted\n"
+
+
 @pytest.mark.parametrize("option, value, fragment", [
     ("--train-steps", "0", "--train-steps must be >= 1; got 0"),
     ("--hidden", "-3", "--hidden must be >= 1; got -3"),

@@ -7,11 +7,6 @@ import logging
 import os
 import sys
 
-from rnnkit.errors import MissingExtraError
-from rnnkit.export.c_build import CBuildError
-from rnnkit.export.check import ExportMismatchError
-from rnnkit.training import NonFiniteLossError
-
 from .classify import add_classify
 from .export import add_export
 from .forecast import add_forecast
@@ -38,22 +33,24 @@ def _run_info(args) -> int:
 
 
 def _add_demo(commands) -> None:
-    from rnnkit.tasks.demo import DemoConfig
-
-    defaults = DemoConfig()
+    # The defaults are DemoConfig's, filled in by _run_demo: importing it here would load torch
+    # for every command, before Ctrl-C is handled (main).
     parser = commands.add_parser(
         "demo", help="train a small network on the adding problem (seconds)",
         description="Train a recurrent network on the adding problem (generated data, no "
                     "download) and report its test MSE beside the mean predictor's 1/6.",
     )
-    parser.add_argument("--cell", choices=("gru", "lstm", "rnn"), default=defaults.cell)
-    parser.add_argument("--hidden", type=int, default=defaults.hidden_size, help="hidden size")
-    parser.add_argument("--steps", type=int, default=defaults.steps, help="sequence length T")
-    parser.add_argument("--train-steps", type=int, default=defaults.train_steps,
-                        help="optimizer steps")
-    parser.add_argument("--seed", type=int, default=defaults.seed)
+    parser.add_argument("--cell", choices=("gru", "lstm", "rnn"), help="default: gru")
+    parser.add_argument("--hidden", type=int, help="hidden size (default: 64)")
+    parser.add_argument("--steps", type=int, help="sequence length T (default: 50)")
+    parser.add_argument("--train-steps", type=int, help="optimizer steps (default: 1200)")
+    parser.add_argument("--seed", type=int, help="default: 0")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.set_defaults(handler=_run_demo)
+
+
+_DEMO_FLAGS = {"cell": "cell", "hidden": "hidden_size", "steps": "steps",
+               "train_steps": "train_steps", "seed": "seed"}  # flag -> DemoConfig field
 
 
 def _run_demo(args) -> int:
@@ -61,11 +58,11 @@ def _run_demo(args) -> int:
 
     for name in ("hidden", "steps", "train_steps"):
         least = 2 if name == "steps" else 1  # the adding problem marks two steps
-        if getattr(args, name) < least:
+        if getattr(args, name) is not None and getattr(args, name) < least:
             raise ValueError(f"--{name.replace('_', '-')} must be >= {least}; got "
                              f"{getattr(args, name)}")
-    config = DemoConfig(cell=args.cell, hidden_size=args.hidden, steps=args.steps,
-                        train_steps=args.train_steps, seed=args.seed)
+    config = DemoConfig(**{field: getattr(args, flag) for flag, field in _DEMO_FLAGS.items()
+                           if getattr(args, flag) is not None})
     log = (lambda line: print(line, file=sys.stderr)) if args.json else print
     log(f"rnnkit demo: adding problem, T={config.steps}, {config.cell.upper()} "
         f"H={config.hidden_size}, {config.train_steps} steps of batch {config.batch_size}")
@@ -97,6 +94,17 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _one_line_errors() -> tuple[type[Exception], ...]:
+    """rnnkit's errors that a command reports as one line, besides ValueError and OSError:
+    imported when an error is being handled, as they import torch."""
+    from rnnkit.errors import MissingExtraError
+    from rnnkit.export.c_build import CBuildError
+    from rnnkit.export.check import ExportMismatchError
+    from rnnkit.training import NonFiniteLossError
+
+    return MissingExtraError, NonFiniteLossError, ExportMismatchError, CBuildError
+
+
 class _CurrentStderrHandler(logging.StreamHandler):
     """Writes to whatever ``sys.stderr`` is at the time of each message (it may be replaced,
     e.g. by a caller capturing output, after the handler was installed)."""
@@ -123,22 +131,23 @@ def main(argv: list[str] | None = None) -> int:
     if not hasattr(args, "handler"):
         parser.print_help()
         return 2
+    # torch loads inside this try (a command's handler imports what it needs; this module and
+    # `import rnnkit` import nothing heavy), so Ctrl-C in the first seconds is one line too.
     try:
         return args.handler(args)
     except KeyboardInterrupt:
         release_claimed_run_folder(args)
         print("rnnkit: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, OSError, MissingExtraError, NonFiniteLossError,
-            ExportMismatchError, CBuildError) as error:
+    except (ValueError, OSError, *_one_line_errors()) as error:
         release_claimed_run_folder(args)
         # Bad input of every kind (corpus, checkpoint, config, option values) and a missing
         # optional package end here as one line; RNNKIT_DEBUG=1 shows the traceback instead.
         if os.environ.get("RNNKIT_DEBUG"):
             raise
         print(f"rnnkit: error: {error}", file=sys.stderr)
-        return 1 if isinstance(error, (NonFiniteLossError, ExportMismatchError,
-                                       CBuildError)) else 2
+        # 2: bad input or a missing extra; 1: the run failed (the RuntimeErrors among them)
+        return 1 if isinstance(error, RuntimeError) else 2
 
 
 if __name__ == "__main__":
