@@ -445,3 +445,25 @@ def test_resume_from_inside_a_run_names_the_run_folder(trained_run, monkeypatch,
     monkeypatch.chdir(step)
     code, _, err = run(["train", "lm", "--resume", "."], capsys)
     assert_one_line_error(code, err, f"use --resume {trained_run.resolve()}")
+
+
+@pytest.mark.parametrize("flag", ["--out", "--resume"])
+def test_a_run_folder_another_process_trains_in_is_refused_untouched(corpus, trained_run, flag,
+                                                                    capsys):
+    """The same --out given twice, or --resume of a run that is still training, used to start a
+    second trainer in the folder (interleaved checkpoints; a resume truncates the metrics the
+    first is appending to). Oracle: a second process holding the folder's lock, and the
+    folder's digests before and after."""
+    from run_holder import Holder
+
+    digests = lambda: {p: hashlib.sha256(p.read_bytes()).hexdigest()  # noqa: E731
+                       for p in sorted(trained_run.rglob("*")) if p.is_file()}
+    before = digests()
+    holder = Holder(trained_run)
+    try:
+        code, _, err = run(["train", "lm", "--corpus", corpus, "--steps", "2", flag, trained_run,
+                            *TINY], capsys)
+    finally:
+        holder.release()
+    assert_one_line_error(code, err, f"another process is training in {trained_run}")
+    assert digests() == before

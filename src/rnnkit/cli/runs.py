@@ -3,7 +3,8 @@
 A new run gets ``--out`` (or a new ``runs/<task>-<time>``, ``-2`` appended when two runs
 start in the same second) and refuses a folder that already holds
 checkpoints; ``--resume DIR`` continues the run in DIR, starting from the config saved in its
-checkpoint, with this command's flags applied on top.
+checkpoint, with this command's flags applied on top. A folder another process is training in
+is refused either way (:mod:`rnnkit.training.run_lock`).
 """
 
 from __future__ import annotations
@@ -50,7 +51,7 @@ TRAIN_COMMANDS = {"lm": "rnnkit train lm", "classify": "rnnkit classify train",
 
 def resolve_run(args, config_class, task: str, overrides: list[str]):
     """(config, run_dir) from ``args.out``, ``args.resume`` and ``args.config``."""
-    from rnnkit.training import load_checkpoint, resolve_config
+    from rnnkit.training import check_run_folder_free, load_checkpoint, resolve_config
     from rnnkit.training.checkpoint import CHECKPOINTS, INDEX, META, enclosing_run, reading_record
 
     base = None
@@ -60,6 +61,7 @@ def resolve_run(args, config_class, task: str, overrides: list[str]):
         if args.out and Path(args.out).resolve() != Path(args.resume).resolve():
             raise ValueError("--resume continues a run in its own folder; drop --out")
         run_dir = Path(args.resume)
+        check_run_folder_free(run_dir)  # still training: resuming would truncate its metrics
         # the folder to name instead, from the resolved path (the parent of "." is ".")
         if (run_dir / META).exists():
             # one checkpoint of a run: training would start a new run inside it
@@ -89,6 +91,9 @@ def resolve_run(args, config_class, task: str, overrides: list[str]):
         if run_dir.exists() and not run_dir.is_dir():
             raise ValueError(f"--out must be a folder, and {run_dir} is a file; choose another "
                              f"--out")
+        # the same --out given to a run that is training now: say so (its folder may not hold
+        # a checkpoint yet, and the checks below would call it an earlier run's)
+        check_run_folder_free(run_dir)
         enclosing = enclosing_run(run_dir)
         if enclosing is not None:
             # a new run inside another's folders could not be resumed or told apart from it
@@ -124,8 +129,12 @@ def _claim_run_folder(args, task: str) -> Path:
 def release_claimed_run_folder(args) -> None:
     """Remove the folder :func:`resolve_run` made for a run that failed before writing to it
     (bad data, a config error), so that no empty run folders are left behind."""
+    from rnnkit.training.run_lock import LOCK_NAME
+
     claimed = getattr(args, "claimed_run_dir", None)
-    if claimed is not None and claimed.is_dir() and not any(claimed.iterdir()):
+    if claimed is not None and claimed.is_dir() and all(path.name == LOCK_NAME
+                                                        for path in claimed.iterdir()):
+        (claimed / LOCK_NAME).unlink(missing_ok=True)
         claimed.rmdir()
 
 

@@ -13,6 +13,7 @@ from .metrics import MetricsLog, plot_curves
 from .sampling import ShuffledBatches
 from .schedule import LearningRateSchedule
 from .seeding import capture_rng_state, restore_rng_state, seed_everything
+from .run_lock import RunFolderBusyError, check_run_folder_free, hold_run_folder
 from .threads import cpu_threads
 from .tbptt import ContiguousBatches, Window, detach_state
 from .trainer import NonFiniteLossError, StepOutput, TrainConfig, Trainer, TrainResult
@@ -23,4 +24,5 @@ __all__ = [
     "MetricsLog", "plot_curves", "ShuffledBatches", "LearningRateSchedule", "capture_rng_state",
     "restore_rng_state", "seed_everything", "cpu_threads", "ContiguousBatches", "Window", "detach_state",
     "NonFiniteLossError", "StepOutput", "TrainConfig", "Trainer", "TrainResult",
+    "RunFolderBusyError", "check_run_folder_free", "hold_run_folder",
 ]

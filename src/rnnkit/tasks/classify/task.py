@@ -23,7 +23,7 @@ from torch.nn import functional as F
 from rnnkit.data.sequences import BUNDLED_SETS, checked_values
 from rnnkit.training import (
     CheckpointError, ShuffledBatches, StepOutput, TrainConfig, Trainer, config_from_dict,
-    cpu_threads, load_checkpoint,
+    cpu_threads, hold_run_folder, load_checkpoint,
 )
 from rnnkit.training.checkpoint import check_resumed_settings, model_shape_keys, reading_record
 from rnnkit.training.config import make_paths_absolute
@@ -122,7 +122,7 @@ def train_classifier(config: ClassifyConfig, run_dir: str | Path, *, resume: boo
     The run folder gets checkpoints, metrics.jsonl, curves.png and (with a test split)
     confusion.png; ``resume=True`` continues the run in ``run_dir`` exactly.
     """
-    with cpu_threads(config.threads):
+    with cpu_threads(config.threads), hold_run_folder(run_dir):
         return _train(config, Path(run_dir), resume, notify)
 
 

@@ -21,7 +21,8 @@ import numpy as np
 
 from rnnkit.data.timeseries import BUILTIN_SERIES, TimeSeries, load_series
 from rnnkit.training import (
-    CheckpointError, TrainConfig, atomic_write, config_from_dict, cpu_threads, load_checkpoint,
+    CheckpointError, TrainConfig, atomic_write, config_from_dict, cpu_threads, hold_run_folder,
+    load_checkpoint,
 )
 from rnnkit.training.checkpoint import (check_resumed_settings, enclosing_run, model_shape_keys,
                                          reading_record)
@@ -225,7 +226,7 @@ def train_forecast(config: ForecastConfig, run_dir: str | Path, *, resume: bool 
     :mod:`rnnkit.tasks.forecast.backtest`): that many earlier origins, ``backtest_step`` rows
     apart (default: the horizon), each with a model trained on the rows before it.
     """
-    with cpu_threads(config.threads):
+    with cpu_threads(config.threads), hold_run_folder(run_dir):
         return _train_forecast(config, Path(run_dir), resume, backtest_folds, backtest_step,
                                notify)
 

@@ -24,7 +24,7 @@ from torch.nn import functional as F
 from rnnkit.data.text import BUILTIN_CORPORA, CharVocabulary, TextSplit, load_corpus, split_text
 from rnnkit.training import (
     CheckpointError, ContiguousBatches, StepOutput, TrainConfig, Trainer, config_from_dict,
-    load_checkpoint,
+    hold_run_folder, load_checkpoint,
 )
 from rnnkit.training.checkpoint import check_resumed_settings, model_shape_keys, reading_record
 from rnnkit.training.config import make_paths_absolute
@@ -186,7 +186,12 @@ def _lm_loss(model: CharLanguageModel, window, carry) -> StepOutput:
 def train_lm(config: LMConfig, run_dir: str | Path, *, resume: bool = False,
              notify: Callable[[str], None] = print) -> dict:
     """Train a character model; returns the run summary with validation and test bpc."""
-    run_dir = Path(run_dir)
+    with hold_run_folder(run_dir):
+        return _train_lm(config, Path(run_dir), resume, notify)
+
+
+def _train_lm(config: LMConfig, run_dir: Path, resume: bool,
+              notify: Callable[[str], None]) -> dict:
     config.data.check()
     config.dynamic.check()
     make_paths_absolute(config.data, "corpus", builtin=BUILTIN_CORPORA)

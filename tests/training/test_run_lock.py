@@ -1,0 +1,69 @@
+"""One process at a time in a run folder (rnnkit.training.run_lock).
+
+Oracles: a second real process (the lock must hold across processes, where it matters), the
+kernel's release of a dead holder's flock, and the folder's contents before and after.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from rnnkit.training import RunFolderBusyError, check_run_folder_free, hold_run_folder
+from rnnkit.training.run_lock import LOCK_NAME
+from run_holder import Holder
+
+pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="flock is POSIX; Windows runs "
+                                "are not locked")
+
+
+def test_a_second_process_is_refused_with_one_line_until_the_first_ends(tmp_path):
+    run_dir = tmp_path / "run"
+    holder = Holder(run_dir)
+    try:
+        with pytest.raises(RunFolderBusyError) as busy:
+            with hold_run_folder(run_dir):
+                pass
+        assert "another process is training in" in str(busy.value)
+        assert "\n" not in str(busy.value)
+        with pytest.raises(RunFolderBusyError):
+            check_run_folder_free(run_dir)
+    finally:
+        holder.release()
+    check_run_folder_free(run_dir)
+    with hold_run_folder(run_dir):
+        pass
+
+
+def test_a_killed_holder_leaves_no_stale_lock(tmp_path):
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)  # a run's folder: not removed afterwards
+    holder = Holder(run_dir)
+    holder.kill()
+    assert (run_dir / LOCK_NAME).exists()  # the file stays; the kernel dropped the lock
+    check_run_folder_free(run_dir)
+    with hold_run_folder(run_dir):
+        pass
+
+
+def test_a_folder_made_for_a_run_that_wrote_nothing_is_removed_again(tmp_path):
+    new = tmp_path / "new"
+    with pytest.raises(ValueError, match="bad corpus"):
+        with hold_run_folder(new):
+            assert (new / LOCK_NAME).is_file()
+            raise ValueError("bad corpus")
+    assert not new.exists()
+    with hold_run_folder(new):
+        (new / "metrics.jsonl").write_text("{}\n")
+    assert sorted(p.name for p in new.iterdir()) == [LOCK_NAME, "metrics.jsonl"]
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    with hold_run_folder(existing):
+        pass
+    assert existing.is_dir()  # the user's folder stays
+
+
+def test_check_creates_nothing(tmp_path):
+    check_run_folder_free(tmp_path / "absent")
+    assert not (tmp_path / "absent").exists()
