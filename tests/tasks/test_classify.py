@@ -353,3 +353,22 @@ def test_test_label_outside_the_training_classes_is_a_one_line_error(files, tmp_
     one_line_error(SequenceDataError, lambda: train_classifier(config, tmp_path / "run",
                                                                notify=quiet),
                    "'extreme'", "not a class of the training data")
+
+
+def test_a_run_folder_another_process_holds_is_refused_before_anything_is_written(files, trained):
+    """The task itself holds its run folder while it trains (the CLI checks it too): a library
+    call into a folder another process trains in raises. Oracle: a second process holding the
+    folder's lock, and the folder's listing before and after."""
+    from run_holder import Holder
+
+    from rnnkit.training import RunFolderBusyError
+
+    run_dir, _ = trained
+    before = sorted((p, p.stat().st_mtime_ns) for p in run_dir.rglob("*"))
+    holder = Holder(run_dir)
+    try:
+        with pytest.raises(RunFolderBusyError, match="another process is training in"):
+            train_classifier(small_config(files), run_dir, resume=True, notify=quiet)
+    finally:
+        holder.release()
+    assert sorted((p, p.stat().st_mtime_ns) for p in run_dir.rglob("*")) == before

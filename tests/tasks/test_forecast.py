@@ -937,3 +937,21 @@ def test_a_fold_retrained_on_resume_starts_from_a_clean_folder(sunspots_run, tmp
                             label=result["model"], notify=quiet)
     steps = lambda d: [(r["split"], r["step"]) for r in train_records(d)]  # noqa: E731
     assert steps(stale) == steps(run_dir / "backtest" / "fold-1")
+
+
+def test_a_run_folder_another_process_holds_is_refused_before_anything_is_written(tmp_path):
+    """The task holds its run folder for the whole run, backtest folds included (they train in
+    subfolders): a second call into a folder another process holds raises and writes nothing.
+    Oracle: a second process holding the folder's lock, and the folder's listing."""
+    from run_holder import Holder
+
+    from rnnkit.training import RunFolderBusyError
+
+    run_dir = tmp_path / "run"
+    holder = Holder(run_dir)
+    try:
+        with pytest.raises(RunFolderBusyError, match="another process is training in"):
+            train_forecast(make_config(), run_dir, backtest_folds=2, notify=quiet)
+        assert [p.name for p in run_dir.iterdir()] == [".training.lock"]
+    finally:
+        holder.release()
