@@ -483,6 +483,25 @@ def test_to_torch_layer(kind, proj, num_layers, bidirectional, bias):
     _assert_same_run(rnnkit_module, converted, x, "to_torch")
 
 
+@pytest.mark.parametrize("options", [
+    {}, {"num_layers": 2, "batch_first": True, "proj": 3}, {"bias": False},
+    {"dropout": 0.25, "bidirectional": True, "num_layers": 2},
+], ids=["defaults", "proj-layers-batch_first", "nobias", "dropout-bidirectional"])
+@pytest.mark.parametrize("kind", KINDS)
+def test_layer_repr_is_torch_nn_s_one_line(kind, options):
+    """A preset printed its inner tree (stack, layers, cells; 30 lines for a two-layer
+    bidirectional GRU) after a header in another order than torch.nn's. Oracle: torch.nn's
+    repr, plus rnnkit's own backend setting when it is not the default."""
+    if options.get("proj") and kind != "lstm":
+        pytest.skip("proj_size is an LSTM option (torch.nn refuses it elsewhere)")
+    torch_module, rnnkit_module = make_layer_pair(kind, **options)
+    assert repr(rnnkit_module) == repr(torch_module)
+    other_backend = make_layer_pair(kind, **options, backend="reference")[1]
+    assert repr(other_backend) == repr(torch_module)[:-1] + ", backend='reference')"
+    model = torch.nn.Sequential(rnnkit_module)
+    assert repr(model) == repr(torch.nn.Sequential(torch_module))
+
+
 @pytest.mark.parametrize("bias", [True, False], ids=["bias", "nobias"])
 @pytest.mark.parametrize("kind", KINDS)
 def test_cell_repr_matches_torch(kind, bias):

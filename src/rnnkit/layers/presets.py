@@ -291,14 +291,21 @@ class _TorchStyleRNN(nn.Module):
         return stacked[0] if len(stacked) == 1 else tuple(stacked)
 
     def extra_repr(self) -> str:
+        # torch.nn's order and defaults (proj_size first; nonlinearity is not shown, as there),
+        # then rnnkit's own setting
         text = f"{self.input_size}, {self.hidden_size}"
-        defaults = dict(num_layers=1, bias=True, batch_first=False, dropout=0.0,
-                        bidirectional=False, proj_size=0, backend="auto")
+        defaults = dict(proj_size=0, num_layers=1, bias=True, batch_first=False, dropout=0.0,
+                        bidirectional=False, backend="auto")
         for key, default in defaults.items():
             value = getattr(self, key)
             if value != default:
                 text += f", {key}={value!r}"
         return text
+
+    def __repr__(self) -> str:
+        # One line, as torch.nn's: the stack inside (layers, cells) is how this runs, not what
+        # the user configured, and would fill a printed model with a tree per layer.
+        return f"{type(self).__name__}({self.extra_repr()})"
 
 
 def _parametrized_names(module, torch_name: str, nested: str) -> tuple[str, str]:
