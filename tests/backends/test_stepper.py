@@ -131,3 +131,33 @@ def test_unsupported_cells_and_dtypes():
         FusedStepper(torch.nn.GRUCell(3, 4))
     with pytest.raises(ValueError, match="batch_size must be a positive int; got 0"):
         FusedStepper(rnnkit.GRUCell(3, 4), batch_size=0)
+
+
+def test_a_bound_step_kept_alone_owns_the_lstm_cell_state():
+    """`step = FusedStepper(cell, B).step` frees the FusedStepper; the native object held h but
+    only a raw pointer to the LSTM's c, so every step read and wrote freed memory (NaN under
+    glibc's free-fill below, heap corruption otherwise). Run in a child process with freed
+    memory filled with 0xFF bytes (a float32 NaN). Oracle: a stepper that is kept alive."""
+    import os
+    import subprocess
+    import sys
+    import textwrap
+
+    code = textwrap.dedent("""
+        import gc, torch, rnnkit
+        from rnnkit.backends.fused import FusedStepper
+        torch.manual_seed(0)
+        cell = rnnkit.LSTMCell(4, 32)
+        xs = torch.randn(3, 64, 4)
+        kept = FusedStepper(cell, batch_size=64)
+        expected = [kept.step(x).clone() for x in xs]
+        step = FusedStepper(cell, batch_size=64).step
+        gc.collect()
+        garbage = [torch.randn(64, 32) for _ in range(8)]  # reuse of freed memory
+        print(max((step(x) - e).abs().max().item() for x, e in zip(xs, expected)))
+    """)
+    env = dict(os.environ, MALLOC_PERTURB_="255", GLIBC_TUNABLES="glibc.malloc.perturb=255")
+    result = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert float(result.stdout.split()[-1]) == 0.0

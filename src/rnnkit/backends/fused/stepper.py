@@ -48,7 +48,7 @@ class FusedStepper:
         address = [0 if w is None else w.data_ptr() for w in weights]
         self._native = stream_module().Stepper(
             kind, batch_size, cell.input_size, cell.hidden_size, widths["h"], *address,
-            self.h, 0 if self.c is None else self.c.data_ptr(),
+            self.h, self.c,  # the native object holds both: a bound step kept alone owns them
         )
         self.step = self._native.step  # no Python frame on the hot path
 

@@ -29,6 +29,8 @@ struct StepperObject {
   PyObject_HEAD
   Stepper* impl;
   PyObject* h_tensor;  // returned by step()
+  PyObject* c_tensor;  // the LSTM cell (None otherwise): referenced here, so that a bound
+                       // step method kept alone still owns the buffer that impl->c points into
 };
 
 const float* as_pointer(unsigned long long address) {
@@ -38,37 +40,48 @@ const float* as_pointer(unsigned long long address) {
 int stepper_init(StepperObject* self, PyObject* args, PyObject*) {
   int kind;
   long long B, I, H, P;
-  unsigned long long w_ih, w_hh, b_ih, b_hh, w_hr, c;
+  unsigned long long w_ih, w_hh, b_ih, b_hh, w_hr;
   PyObject* h_tensor;
-  if (!PyArg_ParseTuple(args, "iLLLLKKKKKOK", &kind, &B, &I, &H, &P, &w_ih, &w_hh, &b_ih, &b_hh,
-                        &w_hr, &h_tensor, &c))
+  PyObject* c_tensor;
+  if (!PyArg_ParseTuple(args, "iLLLLKKKKKOO", &kind, &B, &I, &H, &P, &w_ih, &w_hh, &b_ih, &b_hh,
+                        &w_hr, &h_tensor, &c_tensor))
     return -1;
-  if (!THPVariable_Check(h_tensor)) {
-    PyErr_SetString(PyExc_TypeError, "h must be a torch.Tensor");
+  if (!THPVariable_Check(h_tensor) || (c_tensor != Py_None && !THPVariable_Check(c_tensor))) {
+    PyErr_SetString(PyExc_TypeError, "h must be a torch.Tensor and c a torch.Tensor or None");
     return -1;
   }
-  const unsigned long long h = reinterpret_cast<uintptr_t>(THPVariable_Unpack(h_tensor).data_ptr());
+  float* h = static_cast<float*>(THPVariable_Unpack(h_tensor).data_ptr());
+  float* c = c_tensor == Py_None ? nullptr
+                                 : static_cast<float*>(THPVariable_Unpack(c_tensor).data_ptr());
   auto* s = new Stepper{
       rnnkit::CellKernel(kind, I, H, P, as_pointer(w_ih), as_pointer(w_hh), as_pointer(b_ih),
                          as_pointer(b_hh), as_pointer(w_hr)),
-      B, const_cast<float*>(as_pointer(h)), const_cast<float*>(as_pointer(c))};
+      B, h, c};
   delete self->impl;
   self->impl = s;
   Py_INCREF(h_tensor);
   Py_XDECREF(self->h_tensor);
   self->h_tensor = h_tensor;
+  Py_INCREF(c_tensor);
+  Py_XDECREF(self->c_tensor);
+  self->c_tensor = c_tensor;
   return 0;
 }
 
 void stepper_dealloc(StepperObject* self) {
   delete self->impl;
   Py_XDECREF(self->h_tensor);
+  Py_XDECREF(self->c_tensor);
   Py_TYPE(self)->tp_free(reinterpret_cast<PyObject*>(self));
 }
 
 PyObject* stepper_step(StepperObject* self, PyObject* x_object) {
   if (!THPVariable_Check(x_object)) {
     PyErr_Format(PyExc_TypeError, "x must be a torch.Tensor; got %s", Py_TYPE(x_object)->tp_name);
+    return nullptr;
+  }
+  if (self->impl == nullptr) {  // Stepper.__new__ without __init__
+    PyErr_SetString(PyExc_RuntimeError, "Stepper was not initialized");
     return nullptr;
   }
   const at::Tensor& x = THPVariable_Unpack(x_object);
