@@ -225,6 +225,58 @@ def test_the_ops_refuse_inputs_that_do_not_fit_together():
 
 
 @requires_fused
+def test_the_ops_check_every_state_bias_and_projection_they_read():
+    """c0's batch size, bias_hh's length, weight_hr's shape and all of lstm_inference's
+    arguments but x and weight_ih went unchecked: a direct op call with a short one read or
+    wrote past its buffer (a segfault, glibc's "corrupted double-linked list", or 192 values
+    read from a 3-value bias). Oracle: the shapes torch.nn's own layers require."""
+    ops = torch.ops.rnnkit
+    T, B, H, P, I = 3, 4, 8, 5, 6
+    h0, c0 = torch.zeros(B, H), torch.zeros(B, H)
+    with pytest.raises(RuntimeError, match=r"bias_hh must hold 24 values of Float; got Float of shape \[3\]"):
+        ops.gru_forward(torch.zeros(T, B, 3 * H), h0, torch.zeros(3 * H, H), torch.zeros(3),
+                        None, False, False)
+    with pytest.raises(RuntimeError, match="bias_hh must hold 8 values"):
+        ops.elman_forward(torch.zeros(T, B, H), h0, torch.zeros(H, H), torch.zeros(H + 1), None,
+                          False, False)
+    with pytest.raises(RuntimeError, match="bias_hh must hold 8 values of Float; got Double"):
+        ops.elman_forward(torch.zeros(T, B, H), h0, torch.zeros(H, H),
+                          torch.zeros(H, dtype=torch.float64), None, False, False)
+    with pytest.raises(RuntimeError, match=r"c0 must be \(B, H\) = \(4, 8\)"):
+        ops.lstm_forward(torch.zeros(T, B, 4 * H), h0, torch.zeros(1, H), torch.zeros(4 * H, H),
+                         None, None, None, False, False)
+    with pytest.raises(RuntimeError, match="bias_hh must hold 32 values"):
+        ops.lstm_forward(torch.zeros(T, B, 4 * H), h0, c0, torch.zeros(4 * H, H), torch.zeros(8),
+                         None, None, False, False)
+    with pytest.raises(RuntimeError, match="do not fit H = 8"):
+        ops.lstm_forward(torch.zeros(T, B, 4 * H), torch.zeros(B, P), c0, torch.zeros(4 * H, P),
+                         None, torch.zeros(P, H - 1), None, False, False)
+    with pytest.raises(RuntimeError, match="do not fit H = 8"):  # P != H without weight_hr
+        ops.lstm_forward(torch.zeros(T, B, 4 * H), torch.zeros(B, P), c0, torch.zeros(4 * H, P),
+                         None, None, None, False, False)
+    x, w_ih, w_hh = torch.zeros(T, B, I), torch.zeros(4 * H, I), torch.zeros(4 * H, H)
+    bad_inference_calls = {
+        r"c0 must be \(B, H\)": (x, h0, torch.zeros(1, H), w_ih, None, w_hh, None, None),
+        "shapes do not fit together": (x, torch.zeros(1, H), c0, w_ih, None, w_hh, None, None),
+        "shapes do not fit together: x": (x, h0, c0, w_ih, None, torch.zeros(4 * H, H + 1), None,
+                                          None),
+        "bias_ih must hold 32 values": (x, h0, c0, w_ih, torch.zeros(3), w_hh, None, None),
+        "bias_hh must hold 32 values": (x, h0, c0, w_ih, None, w_hh, torch.zeros(3), None),
+        "do not fit H = 8": (x, torch.zeros(B, P), c0, w_ih, None, torch.zeros(4 * H, P), None,
+                             torch.zeros(P + 1, H)),
+        "must share one dtype": (x, h0.double(), c0, w_ih, None, w_hh, None, None),
+    }
+    for message, arguments in bad_inference_calls.items():
+        with pytest.raises(RuntimeError, match=message):
+            ops.lstm_inference(*arguments, None, False)
+    # and the same shapes, fitting, still run (the checks refuse no valid call)
+    out, h_n, c_n = ops.lstm_inference(x, torch.zeros(B, P), c0, w_ih, torch.zeros(4 * H),
+                                       torch.zeros(4 * H, P), torch.zeros(4 * H),
+                                       torch.zeros(P, H), None, False)
+    assert out.shape == (T, B, P) and h_n.shape == (B, P) and c_n.shape == (B, H)
+
+
+@requires_fused
 @pytest.mark.parametrize("bad", [[4, 1], [0, 1], [-1, 1]], ids=["past-T", "zero", "negative"])
 def test_the_ops_refuse_lengths_outside_one_to_t(bad):
     """A length past T made the reverse direction read rows beyond the buffers (garbage

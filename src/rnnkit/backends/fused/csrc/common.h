@@ -346,6 +346,34 @@ inline void check_shapes(const at::Tensor& gates_x, const at::Tensor& h0, const 
               " H), (B, width) and (", gates, " H, width) with H = ", hidden, ")");
 }
 
+// A bias given (not None) holds n values of the state's dtype: the kernels read n values from it.
+inline void check_bias(const c10::optional<at::Tensor>& bias, const at::Tensor& h0, int64_t n,
+                       const char* name) {
+  if (!bias.has_value() || !bias->defined()) return;
+  TORCH_CHECK(bias->numel() == n && bias->scalar_type() == h0.scalar_type(), "rnnkit fused: ",
+              name, " must hold ", n, " values of ", h0.scalar_type(), "; got ", bias->scalar_type(),
+              " of shape ", bias->sizes());
+}
+
+// The LSTM's cell state c0 (B, H) and projection weight_hr (P, H), where h0 is (B, P); without
+// a projection P = H.
+inline void check_lstm_state(const at::Tensor& h0, const at::Tensor& c0,
+                             const c10::optional<at::Tensor>& weight_hr, int64_t hidden) {
+  TORCH_CHECK(c0.dim() == 2 && c0.size(0) == h0.size(0) && c0.size(1) == hidden &&
+                  c0.scalar_type() == h0.scalar_type(),
+              "rnnkit fused: c0 must be (B, H) = (", h0.size(0), ", ", hidden, ") of ",
+              h0.scalar_type(), "; got ", c0.scalar_type(), " of shape ", c0.sizes());
+  const bool proj = weight_hr.has_value() && weight_hr->defined();
+  TORCH_CHECK(proj ? weight_hr->dim() == 2 && weight_hr->size(0) == h0.size(1) &&
+                         weight_hr->size(1) == hidden &&
+                         weight_hr->scalar_type() == h0.scalar_type()
+                   : h0.size(1) == hidden,
+              "rnnkit fused: h0 ", h0.sizes(), " and weight_hr ",
+              proj ? c10::str(weight_hr->sizes()) : std::string("None"),
+              " do not fit H = ", hidden, " (expected weight_hr (P, H) with h0 (B, P), or no "
+              "weight_hr and P = H)");
+}
+
 inline void check_cpu_float(const at::Tensor& t, const char* name) {
   TORCH_CHECK(t.device().is_cpu(), "rnnkit fused: ", name, " must be on the CPU");
   TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble,

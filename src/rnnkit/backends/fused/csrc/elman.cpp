@@ -198,6 +198,7 @@ std::tuple<Tensor, Tensor> elman_forward(const Tensor& gates_x, const Tensor& h0
   check_cpu_float(h0, "h0");
   check_gates_x(gates_x, h0, bf16);
   check_shapes(gates_x, h0, weight_hh, 1, h0.size(1));
+  check_bias(bias_hh, h0, h0.size(1), "bias_hh");
   TORCH_CHECK(gates_x.dim() == 3 && gates_x.stride(2) == 1, "rnnkit fused: gates_x must be (T, B, H) with contiguous rows");
   return AT_DISPATCH_FLOATING_TYPES(h0.scalar_type(), "rnnkit_elman_forward", [&] {
     return forward_impl<scalar_t>(gates_x, h0, weight_hh, bias_hh, lengths, reverse, relu, bf16);

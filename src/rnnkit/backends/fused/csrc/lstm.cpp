@@ -397,6 +397,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> lstm_forward(
   check_cpu_float(h0, "h0");
   check_gates_x(gates_x, h0, bf16);
   check_shapes(gates_x, h0, weight_hh, 4, c0.size(1));
+  check_lstm_state(h0, c0, weight_hr, c0.size(1));
+  check_bias(bias_hh, h0, 4 * c0.size(1), "bias_hh");
   TORCH_CHECK(gates_x.dim() == 3 && gates_x.stride(2) == 1, "rnnkit fused: gates_x must be (T, B, 4H) with contiguous rows");
   return AT_DISPATCH_FLOATING_TYPES(h0.scalar_type(), "rnnkit_lstm_forward", [&] {
     return forward_impl<scalar_t>(gates_x, h0, c0, weight_hh, bias_hh, weight_hr, lengths, reverse, training,
@@ -414,6 +416,20 @@ std::tuple<Tensor, Tensor, Tensor> lstm_inference(
   TORCH_CHECK(weight_ih.dim() == 2 && weight_ih.size(1) == x.size(2) && weight_ih.size(0) % 4 == 0,
               "rnnkit fused: weight_ih must be (4H, I) for x of width I = ", x.size(2));
   const int64_t G = weight_ih.size(0);
+  check_cpu_float(h0, "h0");
+  TORCH_CHECK(weight_ih.scalar_type() == x.scalar_type() && h0.scalar_type() == x.scalar_type(),
+              "rnnkit fused: x, h0 and weight_ih must share one dtype; got ", x.scalar_type(), ", ",
+              h0.scalar_type(), " and ", weight_ih.scalar_type());
+  // the shapes lstm_forward checks, with gates_x the (T, B, 4H) that is never materialized
+  TORCH_CHECK(h0.dim() == 2 && h0.size(0) == x.size(1) && weight_hh.dim() == 2 &&
+                  weight_hh.size(0) == G && weight_hh.size(1) == h0.size(1) &&
+                  weight_hh.scalar_type() == x.scalar_type(),
+              "rnnkit fused: shapes do not fit together: x ", x.sizes(), ", h0 ", h0.sizes(),
+              ", weight_hh ", weight_hh.sizes(), " (expected (T, B, I), (B, width) and (4 H, "
+              "width) with H = ", G / 4, ")");
+  check_lstm_state(h0, c0, weight_hr, G / 4);
+  check_bias(bias_ih, h0, G, "bias_ih");
+  check_bias(bias_hh, h0, G, "bias_hh");
   return AT_DISPATCH_FLOATING_TYPES(x.scalar_type(), "rnnkit_lstm_inference", [&] {
     using T = scalar_t;
     InputStep<T> input;
