@@ -691,6 +691,31 @@ def test_relu_keeps_a_nan_as_torch_does():
 
 
 @requires_fused
+def test_infinities_become_nan_where_torch_nn_s_do():
+    """float32 sigmoid(-inf) was ~6e-39 instead of 0: a GRU with an infinite state gave finite
+    outputs where torch.nn gives NaN, and an LSTM's weight gradients +-inf where torch.nn's are
+    NaN, hiding a diverged run. Oracle: torch.nn's NaN and infinity patterns."""
+    torch.manual_seed(0)
+    gru, gru_oracle = rnnkit.GRU(5, 17, backend="fused"), torch.nn.GRU(5, 17)
+    gru_oracle.load_state_dict(gru.state_dict())
+    x, h0 = torch.randn(3, 2, 5), torch.zeros(1, 2, 17)
+    h0[0, 0, 1] = float("inf")
+    with torch.no_grad():
+        got, expected = gru(x, h0)[0], gru_oracle(x, h0)[0]
+    assert expected.isnan().any() and torch.equal(got.isnan(), expected.isnan())
+    lstm, lstm_oracle = rnnkit.LSTM(5, 17, backend="fused"), torch.nn.LSTM(5, 17)
+    lstm_oracle.load_state_dict(lstm.state_dict())
+    x = torch.randn(3, 2, 5)
+    x[1, 0, 2] = -float("inf")
+    patterns = []
+    for layer in (lstm, lstm_oracle):
+        grad = torch.autograd.grad(layer(x)[0].sum(), layer.weight_ih_l0)[0]
+        patterns.append((grad.isnan(), grad.isinf()))
+    assert patterns[1][0].any()
+    assert all(torch.equal(a, b) for a, b in zip(*patterns))
+
+
+@requires_fused
 @pytest.mark.parametrize("threads", [1, 2])
 def test_relu_passes_the_gradient_of_a_nan_output_on_as_torch_does(threads):
     """torch's ReLU backward zeroes the gradient where the output is <= 0, so a NaN output
@@ -887,6 +912,11 @@ _ACTIVATIONS_CHECK = textwrap.dedent("""
             assert torch.equal(ours.isnan(), expected.isnan())
             error = (ours - expected).nan_to_num().abs().max().item()
             assert error <= bound, (error, bound)
+            # exact at -inf: sigmoid(-inf) was 1 / (1 + e^88) ~ 6e-39, not 0, so 0 * inf
+            # downstream gave a number where torch gives NaN (at +inf the AVX2 reciprocal's
+            # 1 - 6e-8 is within the bound and multiplies nothing into a NaN)
+            minus_inf = values == -float("inf")
+            assert torch.equal(ours[minus_inf], expected[minus_inf]), ours[minus_inf]
 """)
 exec(_ACTIVATIONS_CHECK)
 

@@ -48,10 +48,14 @@ inline __m512 vreciprocal(__m512 d) {
   const __m512 r = _mm512_rcp14_ps(d);
   return _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.f)));
 }
-// With e^-x at most e^88, sigmoid(x) for x < -88 is ~6e-39 instead of its true value below.
+// With e^-x at most e^88, sigmoid(x) for x < -88 is ~6e-39 instead of its true value below,
+// and at x = -inf exactly 0 is restored (one fixupimm: the lanes whose x classifies as -inf,
+// table token 8 = +0 in nibble 4, become 0; others keep the result). A -inf gate must give 0,
+// as torch's does, so that 0 * inf downstream is NaN and a diverged run is seen as one.
 inline __m512 vsigmoid(__m512 x) {
   const __m512 one = _mm512_set1_ps(1.f);
-  return vreciprocal(_mm512_add_ps(one, vexp(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+  const __m512 s = vreciprocal(_mm512_add_ps(one, vexp(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+  return _mm512_fixupimm_ps(s, x, _mm512_set1_epi32(8 << 16), 0);
 }
 // tanh(x) = 2 sigmoid(2x) - 1: absolute error ~1e-7 everywhere, the scale float32 resolves at 1.
 inline __m512 vtanh(__m512 x) {
@@ -90,8 +94,12 @@ inline __m256 vreciprocal(__m256 d) {
   const __m256 r = _mm256_rcp_ps(d);
   return _mm256_mul_ps(r, _mm256_fnmadd_ps(d, r, _mm256_set1_ps(2.f)));
 }
+// sigmoid(-inf) is set to exactly 0, as in the AVX-512 branch (there is no fixupimm here).
 inline __m256 vsigmoid(__m256 x) {
-  return vreciprocal(_mm256_add_ps(_mm256_set1_ps(1.f), vexp(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+  const __m256 s =
+      vreciprocal(_mm256_add_ps(_mm256_set1_ps(1.f), vexp(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+  const __m256 minus_inf = _mm256_cmp_ps(x, _mm256_set1_ps(-INFINITY), _CMP_EQ_OQ);
+  return _mm256_andnot_ps(minus_inf, s);
 }
 inline __m256 vtanh(__m256 x) {
   const __m256 s = vsigmoid(_mm256_add_ps(x, x));
