@@ -8,6 +8,7 @@ one-line message of every bad input.
 from __future__ import annotations
 
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -197,3 +198,25 @@ def test_resume_with_another_seed_is_refused(data, tmp_path, capsys):
     assert code == 2 and "train.seed was 0" in err and len(err.strip().splitlines()) == 1, err
     code, _, err = run([*argv, "--steps", "6", "--seed", "0", "--resume", out_dir], capsys)
     assert code == 0, err
+
+
+def test_a_run_without_matplotlib_keeps_its_test_score_and_names_no_picture(
+        data, tmp_path, capsys, monkeypatch):
+    """Without the optional matplotlib, plotting confusion.png raised after all the training,
+    so the run ended in an error instead of its test score, and the summary named a curves.png
+    that was never written. Oracle: the run folder's files, and `classify evaluate` of the
+    same checkpoint for the score."""
+    for module in ("matplotlib", "matplotlib.figure", "matplotlib.backends.backend_agg"):
+        monkeypatch.setitem(sys.modules, module, None)  # importing it now raises ImportError
+    out_dir = tmp_path / "run"
+    code, out, err = run(["classify", "train", "--data", data["train"], "--test", data["test"],
+                          "--steps", "6", "--out", out_dir, "--json", *TINY], capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["confusion_png"] is None and result["curves"] is None
+    assert not list(out_dir.glob("*.png"))
+    assert "no confusion matrix was written" in err
+    assert "(curves:" not in err and "(confusion matrix:" not in err
+    code, out, _ = run(["classify", "evaluate", "--checkpoint", out_dir, "--data", data["test"],
+                        "--json"], capsys)
+    assert code == 0 and json.loads(out)["accuracy"] == result["test"]["accuracy"]

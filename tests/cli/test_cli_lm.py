@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -467,3 +468,16 @@ def test_a_run_folder_another_process_trains_in_is_refused_untouched(corpus, tra
         holder.release()
     assert_one_line_error(code, err, f"another process is training in {trained_run}")
     assert digests() == before
+
+
+def test_the_summary_names_the_curves_only_when_they_were_written(corpus, tmp_path, capsys,
+                                                                    monkeypatch):
+    """Without matplotlib no curves.png is written, and the summary still named one. Oracle:
+    the run folder's files."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # importing it now raises ImportError
+    out_dir = tmp_path / "run"
+    code, out, err = run(["train", "lm", "--corpus", corpus, "--steps", "2", "--out", out_dir,
+                          "--sample-length", "0", *TINY], capsys)
+    assert code == 0, err
+    assert not (out_dir / "curves.png").exists()
+    assert "curves" not in out and "no plot of the curves was written" in err

@@ -89,7 +89,8 @@ def run_train(args) -> int:
     test, validation = result["test"], result["validation"] or {}
     if test is not None:
         say(f"\ntest: accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f} on "
-            f"{test['sequences']} sequences  (confusion matrix: {result['confusion_png']})")
+            f"{test['sequences']} sequences" + (f"  (confusion matrix: {result['confusion_png']})"
+                                                if result["confusion_png"] else ""))
         if result["bars"]:
             say("  published test accuracy: " + ", ".join(f"{name} {value:.3f}" for name, value
                                                          in result["bars"].items()))
@@ -101,7 +102,8 @@ def run_train(args) -> int:
         f"{validation.get('accuracy', float('nan')):.4f} at step {result['best_step']}; "
         f"{result['status']} after {result['steps']} steps, {result['epochs']:.1f} epochs, "
         f"{result['train_seconds'] / 60:.2f} min")
-    say(f"  checkpoint {result['checkpoint']}  (curves: {run_dir / 'curves.png'})")
+    curves = f"  (curves: {result['curves']})" if result.get("curves") else ""
+    say(f"  checkpoint {result['checkpoint']}{curves}")
     if args.json:
         print(json_text(result))
     return 0

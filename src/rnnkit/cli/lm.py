@@ -82,7 +82,8 @@ def run_train_lm(args) -> int:
     say(f"  best validation {validation.get('bpc', float('nan')):.3f} bpc at step "
         f"{result['best_step']}; {result['status']} after {result['steps']} steps, "
         f"{result['epochs']:.2f} epochs, {result['train_seconds'] / 60:.1f} min")
-    say(f"  checkpoint {result['checkpoint']}  (curves: {run_dir / 'curves.png'})")
+    curves = f"  (curves: {result['curves']})" if result.get("curves") else ""
+    say(f"  checkpoint {result['checkpoint']}{curves}")
     if args.sample_length > 0:
         loaded = load_lm(run_dir)
         # a paragraph start, or any character the model knows for a text without newlines

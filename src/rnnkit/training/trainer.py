@@ -140,6 +140,7 @@ class TrainResult:
     skipped_steps: int
     run_dir: str
     history: list = field(default_factory=list, repr=False)
+    curves: str | None = None  #: the curves PNG, None when none was written (no matplotlib)
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -487,10 +488,12 @@ class Trainer:
             if previous_handler is not None:
                 signal.signal(signal.SIGINT, previous_handler)
         history = self.metrics.read()
-        plot_curves(history, self.run_dir / "curves.png", title=str(self.meta.get("title", "")))
+        curves = plot_curves(history, self.run_dir / "curves.png",
+                             title=str(self.meta.get("title", "")))
         return TrainResult(
             status=status, steps=self.step, epochs=self.batches.epochs_done,
             seconds=self.elapsed, best_step=self.best_step, best_validation=self.best_validation,
             last_validation=self.last_validation, skipped_steps=self.skipped_steps,
             run_dir=str(self.run_dir), history=history,
+            curves=None if curves is None else str(curves),
         )

@@ -21,6 +21,7 @@ import torch
 from torch.nn import functional as F
 
 from rnnkit.data.sequences import BUNDLED_SETS, checked_values
+from rnnkit.errors import MissingExtraError
 from rnnkit.training import (
     CheckpointError, ShuffledBatches, StepOutput, TrainConfig, Trainer, config_from_dict,
     cpu_threads, hold_run_folder, load_checkpoint,
@@ -86,6 +87,18 @@ def score(model: SequenceClassifier, tensors: Tensors, *, batch_size: int = 256)
     return {"loss": F.cross_entropy(logits, tensors.labels).item(),
             "accuracy": report["accuracy"], "macro_f1": report["macro_f1"],
             "predictions": predictions}
+
+
+def _plot_run_confusion(report: dict, class_names: list[str], png: Path, title: str,
+                        notify: Callable[[str], None]) -> str | None:
+    """A training run's confusion.png, as a path; None, with a notice, without matplotlib (an
+    optional extra: the run and its test score stand without the picture, as without curves)."""
+    try:
+        plot_confusion(np.array(report["confusion"]), class_names, png, title=title)
+    except MissingExtraError as missing:
+        notify(f"no confusion matrix was written: {missing}")
+        return None
+    return str(png)
 
 
 def _test_report(model, tensors: Tensors, class_names: list[str], png: Path | None,
@@ -187,20 +200,21 @@ def _train(config: ClassifyConfig, run_dir: Path, resume: bool, notify) -> dict:
     best = load_checkpoint(run_dir, which="best")
     model.load_state_dict(best.model_state)
     model.eval()
-    test = None
+    test, confusion_png = None, None
     if data.test is not None:
         tensors = Tensors.from_sequences(data.test.sequences, data.test.labels, data.normalizer,
                                          device)
-        test = _test_report(model, tensors, data.class_names, run_dir / "confusion.png",
-                            f"{meta['title']}: test")
+        test = _test_report(model, tensors, data.class_names, None, "")
+        confusion_png = _plot_run_confusion(test, data.class_names, run_dir / "confusion.png",
+                                            f"{meta['title']}: test", notify)
     return {
         "task": TASK, "status": result.status, "steps": result.steps,
         "epochs": round(result.epochs, 3), "train_seconds": round(result.seconds, 1),
         "seconds": round(time.perf_counter() - start, 1), "best_step": result.best_step,
         "validation": result.best_validation, "test": test, "sources": sources,
         "split": split, "class_names": data.class_names, "parameters": parameters,
-        "run_dir": str(run_dir), "checkpoint": str(best.path),
-        "confusion_png": str(run_dir / "confusion.png") if test is not None else None,
+        "run_dir": str(run_dir), "checkpoint": str(best.path), "curves": result.curves,
+        "confusion_png": confusion_png,
         "config": asdict(config),
     }
 

@@ -246,6 +246,7 @@ def _train_lm(config: LMConfig, run_dir: Path, resume: bool,
         "best_step": result.best_step, "validation": result.best_validation, "test": test,
         "skipped_steps": result.skipped_steps, "corpus": data.source, "split": meta["split"],
         "parameters": parameters, "run_dir": str(run_dir), "checkpoint": checkpoint,
+        "curves": result.curves,
         "config": asdict(config),
     }
 
