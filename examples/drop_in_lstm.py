@@ -15,7 +15,7 @@ model = rnnkit.LSTM(input_size=8, hidden_size=16, num_layers=2, bidirectional=Tr
                     batch_first=True)
 model.load_state_dict(reference.state_dict())  # same keys, same gate order
 
-x = torch.randn(4, 12, 8)                 # (B, T, I), zero-padded past each length
+x = torch.randn(4, 12, 8)                 # (B, T, I); values past each length are ignored
 lengths = torch.tensor([12, 9, 5, 1])
 
 # torch.nn needs a PackedSequence for variable lengths ...

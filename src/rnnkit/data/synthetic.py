@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 
@@ -17,8 +19,16 @@ def adding_problem(
 
     Returns x (B, T, 2) and y (B, 1).
     """
-    if steps < 2:
-        raise ValueError(f"steps must be >= 2 (one marker per half); got {steps}")
+    for name, value, least in (("batch_size", batch_size, 1), ("steps", steps, 2)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+            raise TypeError(f"{name} must be an int; got {type(value).__name__} {value!r}")
+        if value < least:
+            why = " (one marker per half)" if name == "steps" else ""
+            raise ValueError(f"{name} must be >= {least}{why}; got {value}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None; got "
+                        f"{type(generator).__name__}")
+    batch_size, steps = int(batch_size), int(steps)
     values = torch.rand(batch_size, steps, generator=generator)
     half = steps // 2
     first = torch.randint(0, half, (batch_size,), generator=generator)
