@@ -3,6 +3,7 @@ torch.nn (its agreement check is the oracle here; timings are never asserted).""
 
 import importlib.util
 import json
+import math
 import pathlib
 import subprocess
 import sys
@@ -76,6 +77,29 @@ def test_lm_step_benchmark_times_the_same_model_with_both_layers(tmp_path):
     assert {row["cell"] for row in rows} == {"lstm", "gru"}
     for row in rows:  # the same weights and batch through rnnkit's layer and torch.nn's
         assert row["start_loss"]["rnnkit"] == pytest.approx(row["start_loss"]["torch"], abs=1e-5)
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_lm_step_agreement_check_runs_in_the_timed_step_s_grad_mode(monkeypatch, precision):
+    """Under bf16 autocast the layers take other kernels without gradients (oneDNN's LSTM where
+    training takes the fused route), so the loss checked before timing must be computed with
+    gradients on, as the timed step runs; it was computed under no_grad. Oracle: the grad mode
+    the timed step's own forward sees."""
+    bench = load_benchmark("bench_lm_step")
+    modes = []
+
+    class Recording(bench.CharLanguageModel):
+        def forward(self, *args, **kwargs):
+            modes.append(torch.is_grad_enabled())
+            return super().forward(*args, **kwargs)
+
+    monkeypatch.setattr(bench, "CharLanguageModel", Recording)
+    batch = torch.randint(0, bench.VOCABULARY, (2, 5))
+    step = bench.make_step("gru", "rnnkit", batch, precision)
+    step()
+    loss = step.evaluation_loss()
+    assert modes == [True, True]
+    assert math.isfinite(loss)
 
 
 @pytest.mark.skipif(find_c_compiler() is None, reason="the latency benchmark times the C export; "
