@@ -902,3 +902,55 @@ def test_non_finite_padding_is_never_read(kind, proj, batch_first, backend):
     (out_r.sum() + sum(s.sum() for s in as_tuple(state_r))).backward()
     assert_grad_close(x_r.grad, x_t.grad, dtype, what="grad of input")
     assert_param_grads_match(rnnkit_module, torch_module, dtype)
+
+
+@pytest.mark.parametrize("backend", ["reference", "fused"])
+@pytest.mark.parametrize("utility", ["prune", "weight_norm"])
+def test_hook_based_weight_utilities_recompute_the_weight_every_call(utility, backend):
+    """torch.nn.utils.prune and the older weight_norm recompute the weight in a forward
+    pre-hook; the layer never called the cell's forward, so it ran on the weight computed at
+    registration (stale after the first optimizer step; weight_norm's second backward
+    failed). Oracle: torch.nn.LSTM with the same utility, trained side by side with SGD."""
+    if backend == "fused" and rnnkit.backends.BACKENDS["fused"].unavailable():
+        pytest.skip(f"fused kernels unavailable: {rnnkit.backends.BACKENDS['fused'].unavailable()}")
+    import torch.nn.utils.prune as prune
+
+    torch.manual_seed(0)
+    oracle = torch.nn.LSTM(3, 4)
+    ours = rnnkit.LSTM(3, 4, backend=backend)
+    ours.load_state_dict(oracle.state_dict())
+    owner = ours.torch_parameter_owner("weight_hh_l0")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # weight_norm's deprecation
+        if utility == "prune":
+            prune.l1_unstructured(oracle, "weight_hh_l0", amount=0.5)
+            prune.l1_unstructured(*owner, amount=0.5)
+        else:
+            torch.nn.utils.weight_norm(oracle, "weight_hh_l0")
+            torch.nn.utils.weight_norm(*owner)
+    x = torch.randn(5, 2, 3)
+    optimizers = [torch.optim.SGD(m.parameters(), lr=0.5) for m in (oracle, ours)]
+    for _ in range(3):
+        outputs = []
+        for module, optimizer in zip((oracle, ours), optimizers):
+            output = module(x)[0]
+            optimizer.zero_grad()
+            output.pow(2).sum().backward()
+            optimizer.step()
+            outputs.append(output.detach())
+        assert_close(outputs[1], outputs[0], dtype=torch.float32)
+
+
+def test_a_cell_pre_hook_that_changes_the_arguments_is_refused():
+    """A layer cannot pass new arguments on to a cell it runs without calling its forward.
+    Oracle: the hook's own return value is what the error names."""
+    layer = rnnkit.GRU(3, 4, backend="reference")
+    cell = layer.stack.layers[0].cell
+    cell.register_forward_pre_hook(lambda module, args: (args[0] * 2, args[1]))
+    with pytest.raises(ValueError, match="returned new arguments, which a layer cannot pass on"):
+        layer(torch.randn(5, 2, 3))
+    calls = []
+    cell._forward_pre_hooks.clear()
+    cell.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape))
+    layer(torch.randn(5, 2, 3))
+    assert calls == [torch.Size([5, 2, 3])]  # once per call, with the whole sequence

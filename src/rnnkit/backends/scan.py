@@ -191,6 +191,8 @@ def run_layer(
     LSTM layer may take the bfloat16 route instead, and other layers their input projection in
     bfloat16 (:mod:`rnnkit.backends.lowered`).
     """
+    if cell._forward_pre_hooks:
+        run_forward_pre_hooks(cell, x, state0)
     if lengths is not None:
         x = zero_padding(x, lengths, batch_first)
     gates_x = None
@@ -241,6 +243,28 @@ def run_layer(
             result = chosen.run(cell, gates_x, state0, lengths, reverse)
     output, final = result
     return (output.transpose(0, 1) if batch_first else output), final
+
+
+def run_forward_pre_hooks(cell, x: torch.Tensor, state0: NamedTuple) -> None:
+    """Run the cell's forward pre-hooks once for the sequence, with ``(x, state0)`` as the args.
+
+    A layer runs its cell over the whole sequence without calling the cell's ``forward``, so
+    torch would never run them; but torch.nn.utils.prune and the older weight_norm recompute the
+    cell's weight in one (before each forward, as they do on a torch.nn.LSTM), and without it
+    the layer ran on the weight of the last recomputation: stale after an optimizer step. A hook
+    that returns new arguments cannot be honoured (the layer does not run the cell's forward) and
+    is refused. Forward (post) hooks on a cell do not run inside a layer; hooks on the layer do.
+    """
+    for key, hook in list(cell._forward_pre_hooks.items()):
+        if key in cell._forward_pre_hooks_with_kwargs:
+            result = hook(cell, (x, state0), {})
+        else:
+            result = hook(cell, (x, state0))
+        if result is not None:
+            raise ValueError(
+                f"a forward pre-hook on the {type(cell).__name__} returned new arguments, which "
+                f"a layer cannot pass on (it runs the cell over the whole sequence, not through "
+                f"its forward); register the hook on the layer instead")
 
 
 def project_input(cell, x: torch.Tensor, *, backend: str = "auto") -> torch.Tensor:
