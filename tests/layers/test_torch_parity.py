@@ -852,6 +852,30 @@ def test_jit_trace_checks_and_a_module_traced_without_grad_trains(kind, backend)
 
 
 @pytest.mark.parametrize("kind", ["lstm", "gru"])
+def test_a_trace_of_the_reference_loop_says_it_fixes_t(kind, backend):
+    """torch.jit.trace unrolls the reference backend's loop: the trace replays T steps and cut
+    a longer sequence short without a word (torch.nn's trace takes any T). It now warns while
+    tracing; the fused op traces as one call and takes any T. Oracle: the eager module at the
+    other length."""
+    _, layer = make_layer_pair(kind, dtype=torch.float32, backend=backend)
+    x, longer = torch.randn(5, BATCH, INPUT), torch.randn(7, BATCH, INPUT)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        traced = torch.jit.trace(layer, (x,), check_trace=False)
+    fixed = [w for w in caught if "runs exactly T=5 steps" in str(w.message)]
+    uses_loop = backend == "reference"
+    assert bool(fixed) is uses_loop
+    assert all(issubclass(w.category, torch.jit.TracerWarning) for w in fixed)
+    with torch.no_grad():
+        eager = layer(longer)[0]
+        replayed = traced(longer)[0]
+    if uses_loop:
+        assert replayed.shape[0] == 5  # what the warning says
+    else:
+        assert_close(replayed, eager, torch.float32, what="traced output at T=7")
+
+
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
 def test_a_parametrization_on_the_torch_named_owner_matches_torch(kind):
     """Orthogonal recurrent weights as torch users write them, via torch_parameter_owner.
     Oracle: torch.nn with the same parametrization and, loaded from its state_dict, the same

@@ -11,6 +11,19 @@ from typing import NamedTuple
 import torch
 
 
+def warn_trace_fixes_the_length(steps: int) -> None:
+    """torch.jit.trace unrolls this loop: the trace replays exactly ``steps`` steps, and a
+    longer sequence given to it later is cut short without an error (torch.nn's single op has
+    no such limit). Say so while tracing; the tracer cannot record a check of T."""
+    import warnings
+
+    warnings.warn(
+        f"rnnkit: torch.jit.trace unrolls the reference backend's time loop, so this trace "
+        f"runs exactly T={steps} steps and cuts a longer sequence short; trace on the fused "
+        f"backend (float32/float64 on the CPU) or use torch.export with a dynamic T",
+        torch.jit.TracerWarning, stacklevel=3)
+
+
 def reference_scan(
     cell,
     gates_x: torch.Tensor,
@@ -27,6 +40,8 @@ def reference_scan(
     Returns outputs (T, B, H_out) and the final state.
     """
     steps = gates_x.size(0)
+    if torch.jit.is_tracing():
+        warn_trace_fixes_the_length(steps)
     order = range(steps - 1, -1, -1) if reverse else range(steps)
     outputs: list[torch.Tensor | None] = [None] * steps
     state = state0
