@@ -13,6 +13,17 @@ class MissingExtraError(ImportError):
     """
 
 
+class DtypeMismatchError(TypeError, ValueError):
+    """A tensor's dtype differs from the module's (or the input's). Also a ValueError, the class
+    torch.nn's recurrent layers raise for it, so code that catches theirs catches this."""
+
+
+class ShapeMismatchError(ValueError, RuntimeError):
+    """A tensor's size does not fit the module (input_size, a state's shape). Also a
+    RuntimeError, the class torch.nn raises for these, so code that catches theirs catches
+    this."""
+
+
 def describe(tensor: torch.Tensor) -> str:
     """Shape of a tensor as a plain tuple, e.g. ``(5, 3, 10)``."""
     return str(tuple(tensor.shape))
@@ -28,7 +39,7 @@ def describe_container(value) -> str:
 def check_matches_parameters(x: torch.Tensor, parameter: torch.Tensor, name: str = "input") -> None:
     """``x`` must have the dtype and device of the module's parameters."""
     if x.dtype != parameter.dtype:
-        raise TypeError(
+        raise DtypeMismatchError(
             f"{name} dtype {x.dtype} does not match the parameters' dtype {parameter.dtype}; "
             f"convert one of them (e.g. module.to({x.dtype}) or {name}.to({parameter.dtype}))"
         )

@@ -978,3 +978,28 @@ def test_a_cell_pre_hook_that_changes_the_arguments_is_refused():
     cell.register_forward_pre_hook(lambda module, args: calls.append(args[0].shape))
     layer(torch.randn(5, 2, 3))
     assert calls == [torch.Size([5, 2, 3])]  # once per call, with the whole sequence
+
+
+@pytest.mark.parametrize("mistake", ["dtype", "input_size", "hx_shape", "cell_input_size",
+                                     "cell_hx_shape"])
+def test_a_mistake_raises_an_error_torch_nn_s_except_clause_catches(mistake):
+    """rnnkit raised TypeError where torch.nn raises ValueError (input dtype) and ValueError
+    where it raises RuntimeError (input_size, hx's shape): code written against torch.nn's
+    exception missed rnnkit's. Oracle: the class torch.nn raises for the same mistake."""
+    torch.manual_seed(0)
+    x = torch.randn(5, 2, 3)
+    torch_layer, ours = torch.nn.LSTM(3, 4), rnnkit.LSTM(3, 4)
+    torch_cell, our_cell = torch.nn.GRUCell(3, 4), rnnkit.GRUCell(3, 4)
+    calls = {
+        "dtype": lambda m: m(x.double()),
+        "input_size": lambda m: m(torch.randn(5, 2, 4)),
+        "hx_shape": lambda m: m(x, (torch.zeros(1, 3, 4), torch.zeros(1, 2, 4))),
+        "cell_input_size": lambda m: m(torch.randn(2, 4)),
+        "cell_hx_shape": lambda m: m(torch.randn(2, 3), torch.zeros(3, 4)),
+    }
+    pair = (torch_cell, our_cell) if mistake.startswith("cell") else (torch_layer, ours)
+    with pytest.raises(Exception) as torch_error:
+        calls[mistake](pair[0])
+    with pytest.raises(torch_error.type) as ours_error:
+        calls[mistake](pair[1])
+    assert "\n" not in str(ours_error.value)

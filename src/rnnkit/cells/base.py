@@ -21,7 +21,10 @@ from torch import nn
 from torch.nn import functional as F
 from torch.nn.utils import parametrize
 
-from ..errors import check_floating, check_matches_parameters, describe, describe_container
+from ..errors import (
+    DtypeMismatchError, ShapeMismatchError, check_floating, check_matches_parameters, describe,
+    describe_container,
+)
 
 
 class RecurrentCell(nn.Module):
@@ -137,7 +140,7 @@ class RecurrentCell(nn.Module):
                 f"shape {describe(input)}"
             )
         if input.size(-1) != self.input_size:
-            raise ValueError(
+            raise ShapeMismatchError(
                 f"input.size(-1) must equal input_size={self.input_size}; got {input.size(-1)}"
             )
         check_matches_parameters(input, self.weight_ih)
@@ -211,11 +214,11 @@ def check_state_tensor(name: str, tensor, expected_shape: tuple, reference: torc
     if not isinstance(tensor, torch.Tensor):
         raise TypeError(f"{name} must be a tensor; got {type(tensor).__name__}")
     if tuple(tensor.shape) != tuple(expected_shape):
-        raise ValueError(
+        raise ShapeMismatchError(
             f"{name} must have shape {tuple(expected_shape)}; got {describe(tensor)}"
         )
     if tensor.dtype != reference.dtype:
-        raise TypeError(
+        raise DtypeMismatchError(
             f"{name} dtype {tensor.dtype} does not match input dtype {reference.dtype}; "
             f"cast it with {name.split(' ')[0]}.to({reference.dtype})"
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import check_floating, check_matches_parameters, describe
+from ..errors import ShapeMismatchError, check_floating, check_matches_parameters, describe
 from .masking import normalize_lengths
 
 
@@ -20,7 +20,7 @@ def check_sequence_input(x, input_size: int, parameter: torch.Tensor, batch_firs
         )
         raise ValueError(f"input must be {allowed}; got {x.dim()}-D tensor of shape {describe(x)}")
     if x.size(-1) != input_size:
-        raise ValueError(
+        raise ShapeMismatchError(
             f"input.size(-1) must equal input_size={input_size}; got {x.size(-1)} "
             f"(input shape {describe(x)})"
         )
