@@ -179,3 +179,41 @@ def test_json_text_writes_non_finite_numbers_as_null():
     value = {"a": float("nan"), "b": [1.5, float("inf"), {"c": -float("inf")}], "d": (2, "x")}
     assert json.loads(json_text(value)) == {"a": None, "b": [1.5, None, {"c": None}],
                                             "d": [2, "x"]}
+
+
+@pytest.mark.parametrize("argv, flag", [
+    (["train", "lm", "--corpus", ""], "--corpus"),
+    (["evaluate", "--checkpoint", ""], "--checkpoint"),
+    (["generate", "--checkpoint", "", "--prompt", "a"], "--checkpoint"),
+    (["export", "--checkpoint", "", "--format", "numpy", "--out", "x"], "--checkpoint"),
+    (["classify", "train", "--test", ""], "--test"),
+    (["forecast", "predict", "--checkpoint", "run", "--data", "sunspots", "--out", ""], "--out"),
+    (["train", "lm", "--set", "data.corpus=\"\""], "data.corpus"),
+])
+def test_an_empty_name_is_refused_before_anything_runs(argv, flag, tmp_path, monkeypatch,
+                                                         capsys):
+    """"" is the working folder to Path: --corpus "" trained on every text file there, and
+    --checkpoint "" searched it; `x or default` read --test "" as no test file (the training
+    data was then scored as the test) and --out "" as forecast.csv. Oracle: the working
+    folder, which must stay as it was, and main's one-line usage error."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("a user's file, not a corpus\n" * 200)
+    code = main(argv)
+    assert_one_line_error(code, capsys.readouterr().err, f"{flag} is empty")
+    # (a new run's default folder is made and removed again; runs/ itself may stay, empty)
+    assert [p.name for p in tmp_path.rglob("*") if not p.is_dir()] == ["notes.txt"]
+
+
+def test_a_shape_mistake_is_bad_input_exit_status_2(monkeypatch, capsys):
+    """ShapeMismatchError is a RuntimeError too (torch.nn's class for it); the exit status
+    told failures from bad input by RuntimeError and turned it into 1. Oracle: exit status 2
+    of every other bad input."""
+    from rnnkit.errors import ShapeMismatchError
+
+    def bad_shape(args):
+        raise ShapeMismatchError("input.size(-1) must equal input_size=3; got 4")
+
+    import rnnkit.cli.main as cli_main
+
+    monkeypatch.setattr(cli_main, "_run_info", bad_shape)
+    assert_one_line_error(main(["info"]), capsys.readouterr().err, "must equal input_size")

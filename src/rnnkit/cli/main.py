@@ -94,6 +94,24 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: flags that name a file, folder or dataset: "" would be read as the working folder (a corpus
+#: of every text file there, a checkpoint search from "."), or as "not given" by `x or default`
+_NAME_FLAGS = ("corpus", "checkpoint", "data", "test", "out", "resume", "config", "time_col",
+               "name")
+_EMPTY_HINTS = {"resume": "name the folder of the run to continue",
+                "out": "name a folder or file, or leave --out out for the default",
+                "name": "leave it out for the default", "time_col": "leave it out to detect it",
+                "test": "leave it out for no test part (or the set's own)"}
+
+
+def _refuse_empty_names(args) -> None:
+    for flag in _NAME_FLAGS:
+        if getattr(args, flag, None) == "":
+            option = "--" + flag.replace("_", "-")
+            hint = _EMPTY_HINTS.get(flag, "name a file or folder")
+            raise ValueError(f"{option} is empty; {hint}")
+
+
 def _one_line_errors() -> tuple[type[Exception], ...]:
     """rnnkit's errors that a command reports as one line, besides ValueError and OSError:
     imported when an error is being handled, as they import torch."""
@@ -102,7 +120,7 @@ def _one_line_errors() -> tuple[type[Exception], ...]:
     from rnnkit.export.check import ExportMismatchError
     from rnnkit.training import NonFiniteLossError
 
-    return MissingExtraError, NonFiniteLossError, ExportMismatchError, CBuildError
+    return MissingExtraError, NonFiniteLossError, ExportMismatchError, CBuildError  # failures last
 
 
 class _CurrentStderrHandler(logging.StreamHandler):
@@ -134,6 +152,7 @@ def main(argv: list[str] | None = None) -> int:
     # torch loads inside this try (a command's handler imports what it needs; this module and
     # `import rnnkit` import nothing heavy), so Ctrl-C in the first seconds is one line too.
     try:
+        _refuse_empty_names(args)
         return args.handler(args)
     except KeyboardInterrupt:
         release_claimed_run_folder(args)
@@ -146,8 +165,9 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("RNNKIT_DEBUG"):
             raise
         print(f"rnnkit: error: {error}", file=sys.stderr)
-        # 2: bad input or a missing extra; 1: the run failed (the RuntimeErrors among them)
-        return 1 if isinstance(error, RuntimeError) else 2
+        # 1: the run failed; 2: bad input or a missing extra (ShapeMismatchError is both a
+        # ValueError and a RuntimeError, so the failures are named, not told by base class)
+        return 1 if isinstance(error, _one_line_errors()[1:]) else 2
 
 
 if __name__ == "__main__":

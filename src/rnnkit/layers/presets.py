@@ -181,31 +181,9 @@ class _TorchStyleRNN(nn.Module):
                 getattr(*self._torch_alias(torch_name)))
         return list(groups.values())
 
-    def named_parameters(self, prefix: str = "", recurse: bool = True,
-                         remove_duplicate: bool = True):
-        """The parameters under torch.nn's names and in its order (``weight_ih_l0``, ...; a
-        parametrized weight as ``parametrizations.weight_hh_l0.original``), as ``state_dict``
-        names them, so init recipes written for torch.nn (``name.startswith("weight_hh")``)
-        work on the layer itself. A parent module still lists them under the nested names of
-        the cells that own them (``lstm.stack.layers.0.cell.weight_hh``): torch walks each
-        submodule's own parameters there.
-        """
-        nested = dict(super().named_parameters(remove_duplicate=remove_duplicate))
-        ordered, parametrized = [], []
-        for nested_name, torch_name in self._name_pairs:
-            if nested_name in nested:
-                ordered.append((torch_name, nested.pop(nested_name)))
-            else:  # its parametrization's original (and any state of the parametrization)
-                parametrized.append((nested_name, torch_name))
-        for nested_name, torch_name in parametrized:
-            torch_prefix, cell_prefix = _parametrized_names(self, torch_name, nested_name)
-            for key in [k for k in nested if k.startswith(cell_prefix)]:
-                ordered.append((torch_prefix + key[len(cell_prefix):], nested.pop(key)))
-        ordered.extend(nested.items())  # none in a preset as built; kept if a user adds one
-        for name, parameter in ordered:
-            if recurse or "." not in name:  # torch.nn.LSTM's own are the unparametrized ones
-                yield (f"{prefix}.{name}" if prefix else name), parameter
-
+    # named_parameters() keeps the cells' nested names (stack.layers.0.cell.weight_ih): torch
+    # (export, get_parameter, per-module walks) requires them to agree with each submodule's
+    # own _parameters. torch.nn's names and order are here, and in state_dict().
     @property
     def _flat_weights_names(self) -> list[str]:
         """torch.nn.RNNBase's list of parameter names, layer-major then direction."""

@@ -248,6 +248,9 @@ def make_paths_absolute(section, *names: str, builtin=()) -> None:
     builtin = {name.lower() for name in builtin}
     for name in names:
         value = getattr(section, name)
+        if value == "":  # Path("") is the working folder: every file there would be read
+            raise ValueError(f"data.{name} is empty; name a file, a folder or a built-in "
+                             f"dataset (or leave it out)")
         if isinstance(value, str) and value and value.lower() not in builtin \
                 and Path(value).exists():
             setattr(section, name, str(Path(value).resolve()))
