@@ -67,3 +67,41 @@ def test_a_folder_made_for_a_run_that_wrote_nothing_is_removed_again(tmp_path):
 def test_check_creates_nothing(tmp_path):
     check_run_folder_free(tmp_path / "absent")
     assert not (tmp_path / "absent").exists()
+
+
+def test_a_run_that_wrote_nothing_leaves_folders_as_it_found_them(tmp_path):
+    """The lock file stayed in an existing empty --out after a failed run (a later export there
+    was refused as a folder of other files), and of a new a/b/c only c was removed. Oracle:
+    the tree before the run."""
+    existing = tmp_path / "existing"
+    existing.mkdir()
+    with pytest.raises(ValueError):
+        with hold_run_folder(existing):
+            raise ValueError("bad corpus")
+    assert list(existing.iterdir()) == []
+    with pytest.raises(ValueError):
+        with hold_run_folder(tmp_path / "a" / "b" / "c"):
+            raise ValueError("bad corpus")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["existing"]
+
+
+def test_a_checkpoint_folder_is_guarded_by_its_run_s_lock(tmp_path):
+    """train_lm(..., resume=True) given one of a run's checkpoints locked that checkpoint's
+    folder (and left a lock file in it), so a second process resuming the run was not kept
+    out. Oracle: a second process holding the run folder."""
+    from rnnkit.training.checkpoint import CHECKPOINTS, INDEX, META
+
+    run = tmp_path / "run"
+    step = run / CHECKPOINTS / "step-00000004"
+    step.mkdir(parents=True)
+    (run / CHECKPOINTS / INDEX).write_text("{}")
+    (step / META).write_text("{}")
+    holder = Holder(run)
+    try:
+        for inside in (step, run / CHECKPOINTS):
+            with pytest.raises(RunFolderBusyError, match=f"training in {run}"):
+                with hold_run_folder(inside):
+                    pass
+    finally:
+        holder.release()
+    assert not (step / LOCK_NAME).exists()

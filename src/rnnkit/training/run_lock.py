@@ -31,21 +31,30 @@ def _busy(run_dir: Path) -> RunFolderBusyError:
         f"it to end, or choose another folder")
 
 
+def _locked_folder(run_dir: Path) -> Path:
+    """The folder whose lock guards ``run_dir``: the run it is or lies in (a checkpoint folder
+    given for a run resumes that run), else ``run_dir`` itself."""
+    from .checkpoint import enclosing_run
+
+    return enclosing_run(run_dir, itself=True) or run_dir
+
+
 @contextlib.contextmanager
 def hold_run_folder(run_dir: str | os.PathLike):
     """Hold ``run_dir`` (created if missing) for this process; raises
     :class:`RunFolderBusyError` at once if another process holds it.
 
-    A folder made here that holds only the lock file at the end (the run failed before writing
-    anything: bad data, a config error) is removed again, as it was not there before.
+    A run that ends having written nothing (it failed on bad data or a config error) leaves
+    the folder as it found it: the lock file is removed, and so are the folders made for it.
     """
-    run_dir = Path(run_dir)
+    run_dir = _locked_folder(Path(run_dir))
     if fcntl is None:
         yield
         return
-    created = not run_dir.exists()
+    made = [folder for folder in (run_dir, *run_dir.parents) if not folder.exists()]
     run_dir.mkdir(parents=True, exist_ok=True)
     lock_path = run_dir / LOCK_NAME
+    lock_was_there = lock_path.exists()
     descriptor = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o666)
     try:
         try:
@@ -54,17 +63,21 @@ def hold_run_folder(run_dir: str | os.PathLike):
             raise _busy(run_dir) from None
         yield
     finally:
-        if created and {path.name for path in run_dir.iterdir()} == {LOCK_NAME}:
+        if not lock_was_there and [path.name for path in run_dir.iterdir()] == [LOCK_NAME]:
             lock_path.unlink(missing_ok=True)  # still locked, so no other process is inside
-            with contextlib.suppress(OSError):
-                run_dir.rmdir()
+            for folder in made:  # deepest first; stops at the first that is not empty
+                try:
+                    folder.rmdir()
+                except OSError:
+                    break
         os.close(descriptor)  # releases the lock
 
 
 def check_run_folder_free(run_dir: str | os.PathLike) -> None:
     """Raise :class:`RunFolderBusyError` if another process holds ``run_dir`` now; creates
     nothing (for the checks a command makes before it trains)."""
-    lock_path = Path(run_dir) / LOCK_NAME
+    run_dir = _locked_folder(Path(run_dir))
+    lock_path = run_dir / LOCK_NAME
     if fcntl is None or not lock_path.is_file():
         return
     try:
@@ -74,6 +87,6 @@ def check_run_folder_free(run_dir: str | os.PathLike) -> None:
     try:
         fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
-        raise _busy(Path(run_dir)) from None
+        raise _busy(run_dir) from None
     finally:
         os.close(descriptor)
