@@ -279,3 +279,33 @@ def test_json_result_is_strict_json_when_a_metric_is_nan(tmp_path, capsys):
     mase = [row["mase"] for row in result["table"].values()]
     assert None in mase  # the NaN the metrics gave, written as null
     assert "NaN" not in out
+
+
+@needs_statsmodels
+def test_predict_replaces_an_earlier_forecast_but_no_other_file(sunspots_run, tmp_path, capsys):
+    """--out replaced any existing CSV, and the PNG beside it (a user's holiday.png for --out
+    holiday.csv). Oracle: the files' bytes before and after; the same command run twice still
+    replaces its own forecast."""
+    import hashlib
+
+    run_dir, _, _ = sunspots_run
+    digest = lambda path: hashlib.sha256(path.read_bytes()).hexdigest()  # noqa: E731
+    users = tmp_path / "mine.csv"
+    users.write_text("date,sales\n2020,5\n")
+    holiday_png = tmp_path / "holiday.png"
+    holiday_png.write_bytes(b"\x89PNG not a forecast")
+    before = {path: digest(path) for path in (users, holiday_png)}
+    for target, fragment in ((users, "is not a forecast rnnkit wrote"),
+                             (tmp_path / "holiday.csv", "not an earlier forecast's")):
+        code, out, err = run(["forecast", "predict", "--checkpoint", run_dir, "--data",
+                              "sunspots", "--out", target], capsys)
+        assert_one_line_error(code, err, fragment)
+    assert {path: digest(path) for path in before} == before
+    assert not (tmp_path / "holiday.csv").exists() and not (tmp_path / "mine.png").exists()
+    again = tmp_path / "again.csv"
+    for horizon in ("3", "5"):
+        code, _, err = run(["forecast", "predict", "--checkpoint", run_dir, "--data", "sunspots",
+                            "--horizon", horizon, "--out", again], capsys)
+        assert code == 0, err
+    with open(again, newline="") as file:
+        assert len(list(csv.DictReader(file))) == 5

@@ -189,6 +189,29 @@ def _check_length(series: TimeSeries, data: DataConfig, holdout: int) -> None:
             f"use a shorter --window or --horizon, or a longer series")
 
 
+def _is_forecast_csv(path: Path) -> bool:
+    """Whether ``path`` holds a forecast this module wrote (its header: time, then
+    <column>_forecast, ...)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as file:
+            header = next(csv.reader(file), [])
+    except (OSError, UnicodeDecodeError, csv.Error):
+        return False
+    return len(header) >= 2 and header[0] == "time" and header[1].endswith("_forecast")
+
+
+def _check_replaceable(out: Path) -> None:
+    """A forecast replaces an earlier forecast (the same command run again) and its plot, never
+    a user's file: an existing CSV must be a forecast, and a PNG beside a new CSV is not ours."""
+    picture = out.with_suffix(".png")
+    if out.exists() and not (out.is_file() and _is_forecast_csv(out)):
+        raise ValueError(f"--out {out} exists and is not a forecast rnnkit wrote; choose a new "
+                         f"path (a forecast replaces only an earlier forecast)")
+    if picture.exists() and not out.exists():
+        raise ValueError(f"--out {out} would replace {picture} with the forecast's plot, and "
+                         f"{picture} is not an earlier forecast's; choose another --out")
+
+
 def write_forecast_csv(path: Path, stamps, columns: list[str], forecast: dict,
                        actual: np.ndarray | None = None, extra: dict | None = None) -> Path:
     """One row per forecast step: time, then per column the point, lower and upper bounds
@@ -362,6 +385,7 @@ def predict_forecast(path: str | Path, data: str, *, horizon: int | None = None,
     if run is not None:
         raise ValueError(f"--out {out} is inside the training run {run}, whose files it could "
                          f"replace; choose a path outside it")
+    _check_replaceable(out)
     if fitted.model.covariates and config.model.decoder == "autoregressive":
         raise ValueError("this model's autoregressive decoder needs the covariates' future "
                          "values, which a forecast past the data's end does not have; train "
