@@ -481,3 +481,15 @@ def test_the_summary_names_the_curves_only_when_they_were_written(corpus, tmp_pa
     assert code == 0, err
     assert not (out_dir / "curves.png").exists()
     assert "curves" not in out and "no plot of the curves was written" in err
+
+
+@pytest.mark.parametrize("name", ["curves.png", "holdout.csv", "confusion.png"])
+def test_a_new_run_refuses_a_folder_holding_a_file_it_would_write(name, corpus, tmp_path, capsys):
+    """--out . in a project folder replaced the user's curves.png (or holdout.csv, forecast.png,
+    ...) with the run's. Oracle: the file's bytes, unchanged."""
+    (tmp_path / name).write_bytes(b"the user's own")
+    code, _, err = run(["train", "lm", "--corpus", corpus, "--steps", "2", "--out", tmp_path,
+                        *TINY], capsys)
+    assert_one_line_error(code, err, f"holds {name}, which a run writes")
+    assert (tmp_path / name).read_bytes() == b"the user's own"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
