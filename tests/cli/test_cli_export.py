@@ -196,6 +196,22 @@ def test_export_never_overwrites_what_is_not_an_export(lm_run, tmp_path, capsys)
         assert code == 0, err
 
 
+def test_a_user_file_beside_an_export_is_never_replaced(lm_run, tmp_path, capsys):
+    """A file the user added to an export's folder (here README.txt, a name the C export
+    writes) was overwritten by the next export of another format. Oracle: its bytes, and the
+    folder's listing, unchanged."""
+    out = tmp_path / "out"
+    code, _, err = run(["export", "--checkpoint", lm_run, "--format", "numpy", "--out", out],
+                       capsys)
+    assert code == 0, err
+    (out / "README.txt").write_text("my notes")
+    before = _tree(out)
+    code, _, err = run(["export", "--checkpoint", lm_run, "--format", "c", "--out", out], capsys)
+    assert code == 2 and "holds README.txt, which the earlier export there did not write" in err
+    assert "\n" not in err.strip()
+    assert _tree(out) == before
+
+
 def test_name_is_for_c_exports_only(lm_run, tmp_path, capsys):
     """--name was accepted, and ignored, for NumPy and ONNX exports (even "not a C name!")."""
     code, _, err = run(["export", "--checkpoint", lm_run, "--format", "numpy", "--out",

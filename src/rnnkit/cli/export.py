@@ -91,9 +91,19 @@ def _check_export_folder(out: Path) -> None:
     if run is not None:
         raise ValueError(f"--out {out} is in the training run {run}, whose files the export "
                          f"would mix with or overwrite; choose a folder outside it")
-    if out.is_dir() and any(out.iterdir()) and _earlier_export(out) is None:
-        raise ValueError(f"--out {out} already holds files that are not an rnnkit export; "
-                         f"choose a new or empty folder")
+    if out.is_dir() and any(out.iterdir()):
+        earlier = _earlier_export(out)
+        if earlier is None:
+            raise ValueError(f"--out {out} already holds files that are not an rnnkit export; "
+                             f"choose a new or empty folder")
+        listed = earlier.get("files")  # older exports listed none: their folder is taken as is
+        if isinstance(listed, list):
+            # a user's file added beside an export (notes, a README) that a new export of
+            # another format, or with another --name, could overwrite
+            others = sorted(p.name for p in out.iterdir() if p.name not in {*listed, "task.json"})
+            if others:
+                raise ValueError(f"--out {out} holds {', '.join(others)}, which the earlier "
+                                 f"export there did not write; choose a new or empty folder")
 
 
 def run_export(args) -> int:
