@@ -220,3 +220,12 @@ def test_a_run_without_matplotlib_keeps_its_test_score_and_names_no_picture(
     code, out, _ = run(["classify", "evaluate", "--checkpoint", out_dir, "--data", data["test"],
                         "--json"], capsys)
     assert code == 0 and json.loads(out)["accuracy"] == result["test"]["accuracy"]
+
+
+def test_evaluate_refuses_a_train_split_of_a_file(trained_run, data, capsys):
+    """--split train with --data FILE scored the whole file and reported it as the train
+    split. Oracle: --split validation with a file, refused the same way before."""
+    code, out, err = run(["classify", "evaluate", "--checkpoint", trained_run, "--data",
+                          data["test"], "--split", "train"], capsys)
+    assert_one_line_error(code, err, "is a file, which is scored whole")
+    assert out == ""

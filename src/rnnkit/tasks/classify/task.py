@@ -294,6 +294,10 @@ def _evaluate(loaded: LoadedClassifier, data: str | None, split: str, confusion_
         if split == "validation":
             raise ValueError("split='validation' is part of the run's own data; score it "
                              "without data= (--data on the command line)")
+        if split == "train" and not is_bundled(data):
+            # a file has no train part: it is scored whole, which was reported as "train"
+            raise ValueError(f"split='train' names a bundled set's training part, and {data!r} "
+                             f"is a file, which is scored whole; leave the split (--split) out")
         part = load_split(data, split if is_bundled(data) else "test", loaded.class_names,
                           channels, what="evaluation data")
     elif split == "test":
