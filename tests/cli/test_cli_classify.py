@@ -13,6 +13,7 @@ import sys
 import numpy as np
 import pytest
 
+from one_line import assert_one_line_error
 from rnnkit.cli.main import main
 
 TINY = ["--hidden", "6", "--batch-size", "8", "--no-progress", "--set", "train.eval_every=4",
