@@ -955,3 +955,20 @@ def test_a_run_folder_another_process_holds_is_refused_before_anything_is_writte
         assert [p.name for p in run_dir.iterdir()] == [".training.lock"]
     finally:
         holder.release()
+
+
+def test_a_huge_fold_count_is_refused_before_its_origins_are_listed():
+    """--backtest 1000000000000 built the list of origins before checking it, and the process
+    was killed for memory. Oracle: the arithmetic of the message (95 - 10**12 * 25 rows)."""
+    import tracemalloc
+
+    from rnnkit.tasks.forecast.backtest import check_backtest
+
+    series = TimeSeries(np.arange(100.0).reshape(-1, 1), np.arange(100), ["y"], None, [],
+                        "synthetic", None)
+    tracemalloc.start()
+    with pytest.raises(ValueError, match="use fewer folds or a smaller step"):
+        check_backtest(make_config(), series, 10 ** 12, 25)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 10 ** 6  # no list of 10**12 origins (nor of a million)

@@ -210,3 +210,34 @@ def test_truncating_the_metrics_on_resume_is_atomic(tmp_path, monkeypatch):
     monkeypatch.undo()
     log.truncate_after(4)
     assert [r["step"] for r in log.read()] == [1, 2, 3, 4]
+
+
+def test_perplexity_of_a_diverged_score_is_infinite_not_an_overflow():
+    """2.0 ** bpc raised OverflowError for a diverged model's score (train lm --lr 1e12 lost
+    its run to it). Oracle: 2 ** bits where float64 holds it, inf past it, NaN kept."""
+    import math
+
+    from rnnkit.training.metrics import perplexity_of_bits
+
+    assert perplexity_of_bits(3.0) == 8.0 and perplexity_of_bits(1023.0) == 2.0 ** 1023
+    assert perplexity_of_bits(1024.0) == math.inf and perplexity_of_bits(1e12) == math.inf
+    assert math.isnan(perplexity_of_bits(math.nan))
+
+
+def test_cpu_threads_are_bounded_by_the_cores():
+    """threads=100000 segfaulted torch's thread pool. Oracle: os.cpu_count()."""
+    import os
+
+    import torch
+
+    from rnnkit.training import cpu_threads
+
+    cores = os.cpu_count()
+    before = torch.get_num_threads()
+    with cpu_threads(cores):
+        assert torch.get_num_threads() == cores
+    assert torch.get_num_threads() == before
+    with pytest.raises(ValueError, match=f"at most the {cores} CPU cores here; got {cores + 1}"):
+        with cpu_threads(cores + 1):
+            pass
+    assert torch.get_num_threads() == before

@@ -16,6 +16,12 @@ from pathlib import Path
 log = logging.getLogger("rnnkit.training")
 
 
+def perplexity_of_bits(bits: float) -> float:
+    """2 ** bits, the perplexity of a model scoring ``bits`` per symbol; inf past float64's
+    range (a diverged model's score), where ``2.0 ** bits`` raises OverflowError."""
+    return math.inf if bits >= 1024 else 2.0 ** bits  # NaN stays NaN
+
+
 def finite_or_null(value):
     """``value`` with every NaN and infinity (at any depth of dicts, lists and tuples) made
     None, for strict JSON: Python writes them as bare ``NaN``/``Infinity``, which other parsers

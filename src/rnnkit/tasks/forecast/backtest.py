@@ -34,13 +34,13 @@ def check_backtest(config, series: TimeSeries, folds: int, step: int) -> list[in
     season = data.season or series.season or 1
     # the model's training windows, and the MASE scale (a season plus one row) of the baselines
     needed = max(data.validation + data.window + data.horizon, season + 1)
-    origins = [first_origin - k * step for k in range(1, folds + 1)]
-    if origins[-1] < needed:
+    # the earliest origin first: a huge fold count is refused before its list is built
+    if first_origin - folds * step < needed:
         raise ValueError(
             f"{folds} backtest folds {step} rows apart need {needed + folds * step} rows before "
             f"the holdout (the earliest fold trains on at least {needed}); the series has "
             f"{first_origin}; use fewer folds or a smaller step")
-    return origins
+    return [first_origin - k * step for k in range(1, folds + 1)]
 
 
 def rolling_origin_backtest(config, series: TimeSeries, holdout_report: dict, *, folds: int,

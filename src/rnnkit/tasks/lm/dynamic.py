@@ -28,6 +28,7 @@ import torch
 from torch.nn import functional as F
 
 from rnnkit.training import detach_state
+from rnnkit.training.metrics import perplexity_of_bits
 
 from .model import CharLanguageModel
 
@@ -88,5 +89,5 @@ def dynamic_bits_per_character(model: CharLanguageModel, tokens: torch.Tensor, *
         state = detach_state(state)
     loss = total_nats / max(count, 1)
     bpc = loss / math.log(2)
-    return {"loss": loss, "bpc": bpc, "perplexity": 2.0 ** bpc, "characters": count,
+    return {"loss": loss, "bpc": bpc, "perplexity": perplexity_of_bits(bpc), "characters": count,
             "dynamic": {"rule": rule, "lr": lr, "decay": decay, "window": window, "rows": rows}}

@@ -28,6 +28,7 @@ from rnnkit.training import (
 )
 from rnnkit.training.checkpoint import check_resumed_settings, model_shape_keys, reading_record
 from rnnkit.training.config import make_paths_absolute
+from rnnkit.training.metrics import perplexity_of_bits
 
 from .model import CharLanguageModel, ModelConfig
 
@@ -164,7 +165,7 @@ def bits_per_character(model: CharLanguageModel, tokens: torch.Tensor, *, rows: 
             count += targets.numel()
     loss = total_nats / max(count, 1)
     bpc = loss / math.log(2)
-    return {"loss": loss, "bpc": bpc, "perplexity": 2.0 ** bpc, "characters": count}
+    return {"loss": loss, "bpc": bpc, "perplexity": perplexity_of_bits(bpc), "characters": count}
 
 
 def compressor_bars(text: str) -> dict:
