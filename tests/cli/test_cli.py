@@ -217,3 +217,42 @@ def test_a_shape_mistake_is_bad_input_exit_status_2(monkeypatch, capsys):
 
     monkeypatch.setattr(cli_main, "_run_info", bad_shape)
     assert_one_line_error(main(["info"]), capsys.readouterr().err, "must equal input_size")
+
+
+def test_sizes_too_large_for_the_machine_are_one_line_and_other_bugs_keep_their_traceback(
+        monkeypatch, capsys):
+    """--hidden 10**12 printed torch's allocator traceback. Oracle: the allocator's own first
+    line in the message; a RuntimeError that is not about memory still propagates."""
+    import rnnkit.cli.main as cli_main
+
+    def allocate(args):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:127] err == 0. DefaultCPUAllocator: "
+                           "can't allocate memory: you tried to allocate 24000000000000 bytes.")
+
+    monkeypatch.setattr(cli_main, "_run_info", allocate)
+    assert main(["info"]) == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("rnnkit: error: out of memory (")
+    assert "24000000000000 bytes" in lines[0] and "choose smaller sizes" in lines[0]
+
+    def bug(args):
+        raise RuntimeError("an index out of range in rnnkit's own code")
+
+    monkeypatch.setattr(cli_main, "_run_info", bug)
+    with pytest.raises(RuntimeError, match="index out of range"):
+        main(["info"])
+
+
+@pytest.mark.parametrize("seed", ["-1", str(2 ** 64)])
+def test_a_seed_outside_torch_s_range_is_refused_by_every_command(seed, capsys):
+    """A seed past 2**64-1 gave "Overflow when unpacking long long" (naming no flag), and
+    generate and demo took -1 where train refused it. Oracle: torch.manual_seed's range."""
+    for argv in (["demo"], ["generate", "--checkpoint", "x", "--prompt", "a"]):
+        code = main([*argv, "--seed", seed])
+        assert_one_line_error(code, capsys.readouterr().err, f"--seed must be an integer in "
+                                                            f"0..2**64-1; got {seed}")
+    import torch
+
+    torch.manual_seed(2 ** 64 - 1)  # the upper end itself is taken
+    with pytest.raises((ValueError, RuntimeError, OverflowError)):
+        torch.manual_seed(2 ** 64)

@@ -241,3 +241,14 @@ def test_cpu_threads_are_bounded_by_the_cores():
         with cpu_threads(cores + 1):
             pass
     assert torch.get_num_threads() == before
+
+
+def test_train_seed_is_checked_against_torch_s_range():
+    """train.seed = 2**64 reached torch.manual_seed and failed with "Overflow when unpacking
+    long long". Oracle: torch.manual_seed's range, 0..2**64-1."""
+    from rnnkit.training import TrainConfig
+
+    TrainConfig(seed=2 ** 64 - 1, max_steps=1).check()
+    for seed in (-1, 2 ** 64):
+        with pytest.raises(ValueError, match=r"train.seed must be an integer in 0..2\*\*64-1"):
+            TrainConfig(seed=seed, max_steps=1).check()

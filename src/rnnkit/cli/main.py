@@ -105,6 +105,9 @@ _EMPTY_HINTS = {"resume": "name the folder of the run to continue",
 
 
 def _refuse_empty_names(args) -> None:
+    seed = getattr(args, "seed", None)
+    if seed is not None and not 0 <= seed <= 2 ** 64 - 1:  # torch's range, as train.seed's
+        raise ValueError(f"--seed must be an integer in 0..2**64-1; got {seed}")
     for flag in _NAME_FLAGS:
         if getattr(args, flag, None) == "":
             option = "--" + flag.replace("_", "-")
@@ -168,6 +171,17 @@ def main(argv: list[str] | None = None) -> int:
         # 1: the run failed; 2: bad input or a missing extra (ShapeMismatchError is both a
         # ValueError and a RuntimeError, so the failures are named, not told by base class)
         return 1 if isinstance(error, _one_line_errors()[1:]) else 2
+    except (MemoryError, RuntimeError) as error:  # after the clause above: some of those are
+        release_claimed_run_folder(args)             # RuntimeErrors too
+        # sizes too large for this machine (--hidden 10**12): torch's allocator says "can't
+        # allocate memory"; any other RuntimeError is a bug, and its traceback is wanted
+        if not (isinstance(error, MemoryError) or "can't allocate memory" in str(error)) \
+                or os.environ.get("RNNKIT_DEBUG"):
+            raise
+        first = (str(error).strip().splitlines() or ["MemoryError"])[0]
+        print(f"rnnkit: error: out of memory ({first}); choose smaller sizes (--hidden, "
+              f"--batch-size, --layers, ...)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -13,6 +13,10 @@ import numpy as np
 import torch
 
 
+#: the largest seed torch.manual_seed takes (an unsigned 64-bit integer)
+MAX_SEED = 2 ** 64 - 1
+
+
 def seed_everything(seed: int) -> None:
     """Seed torch (CPU and CUDA), NumPy's global generator and Python's ``random``."""
     random.seed(seed)

@@ -30,7 +30,7 @@ from .clipping import clip_gradients
 from .metrics import MetricsLog, plot_curves
 from .progress import Progress
 from .schedule import LearningRateSchedule
-from .seeding import capture_rng_state, restore_rng_state, seed_everything
+from .seeding import MAX_SEED, capture_rng_state, restore_rng_state, seed_everything
 from .tbptt import detach_state
 
 log = logging.getLogger("rnnkit.training")
@@ -78,8 +78,9 @@ class TrainConfig:
             if value is not None and not (value > 0 and math.isfinite(value)):
                 raise ValueError(f"train.{name} must be a finite number > 0 (or None); got "
                                  f"{value}")
-        if self.seed < 0:
-            raise ValueError(f"train.seed must be a non-negative integer; got {self.seed}")
+        if not 0 <= self.seed <= MAX_SEED:
+            raise ValueError(f"train.seed must be an integer in 0..2**64-1 (torch's range); got "
+                             f"{self.seed}")
         # NaN fails every comparison, so each test is written to be False for it; inf passes
         # the signs but no optimizer or threshold means anything with it.
         numbers = {"learning_rate": (self.learning_rate, "a finite number > 0", lambda v: v > 0),
