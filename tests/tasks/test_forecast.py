@@ -972,3 +972,21 @@ def test_a_huge_fold_count_is_refused_before_its_origins_are_listed():
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 10 ** 6  # no list of 10**12 origins (nor of a million)
+
+
+def test_a_diverged_model_s_forecast_is_named_as_such_not_as_bad_data(monkeypatch):
+    """A model trained at --lr 1e12 forecast NaN, and the metrics called the data's values
+    NaN ("fill or drop them first", exit 2). Oracle: the model's own non-finite forecast."""
+    from types import SimpleNamespace
+
+    from rnnkit.tasks.forecast.task import holdout_report
+    from rnnkit.training import NonFiniteLossError
+
+    series = TimeSeries(np.arange(100.0).reshape(-1, 1), np.arange(100), ["y"], None, [],
+                        "synthetic", None)
+    nan = np.full((5, 1), np.nan)
+    fitted = SimpleNamespace(model=SimpleNamespace(covariates=0),
+                             forecast=lambda rows, horizon, cov=None: {
+                                 "point": nan, "lower": nan, "upper": nan})
+    with pytest.raises(NonFiniteLossError, match="training diverged; lower"):
+        holdout_report(series, fitted, make_config(), series.values[:95], "rnnkit GRU")

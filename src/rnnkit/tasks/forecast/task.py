@@ -21,8 +21,8 @@ import numpy as np
 
 from rnnkit.data.timeseries import BUILTIN_SERIES, TimeSeries, load_series
 from rnnkit.training import (
-    CheckpointError, TrainConfig, atomic_write, config_from_dict, cpu_threads, hold_run_folder,
-    load_checkpoint,
+    CheckpointError, NonFiniteLossError, TrainConfig, atomic_write, config_from_dict,
+    cpu_threads, hold_run_folder, load_checkpoint,
 )
 from rnnkit.training.checkpoint import (check_resumed_settings, enclosing_run, model_shape_keys,
                                          reading_record)
@@ -119,6 +119,11 @@ def holdout_report(series: TimeSeries, fitted: FittedForecaster | None, config: 
         if fitted.model.covariates:
             future_cov = series.covariates[len(train_rows): len(train_rows) + horizon]
         out = fitted.forecast(train_rows, horizon, future_cov)
+        if not np.isfinite(out["point"]).all():
+            # a diverged model, not bad data (the metrics would blame the data)
+            raise NonFiniteLossError(
+                f"{label}'s forecast holds NaN or infinite values: training diverged; lower "
+                f"train.learning_rate (--lr) or keep gradient clipping on, and train again")
         forecasts = {label: out["point"], **forecasts}
     table = {}
     for name, values in forecasts.items():
