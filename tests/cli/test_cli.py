@@ -256,3 +256,22 @@ def test_a_seed_outside_torch_s_range_is_refused_by_every_command(seed, capsys):
     torch.manual_seed(2 ** 64 - 1)  # the upper end itself is taken
     with pytest.raises((ValueError, RuntimeError, OverflowError)):
         torch.manual_seed(2 ** 64)
+
+
+@pytest.mark.parametrize("argv, fragment, command", [
+    (["train", "lm", "--hidden", "abc"], "argument --hidden: invalid int value: 'abc'",
+     "rnnkit train lm"),
+    (["frobnicate"], "invalid choice: 'frobnicate'", "rnnkit"),
+    (["export", "--format", "numpy"], "the following arguments are required: --checkpoint",
+     "rnnkit export"),
+])
+def test_argparse_errors_are_one_line_like_every_other_bad_input(argv, fragment, command,
+                                                                 capsys):
+    """A value of the wrong type printed argparse's usage block and then the error. Oracle:
+    argparse's own message, kept, with exit status 2."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err == f"rnnkit: error: {err.split('rnnkit: error: ', 1)[1]}"
+    assert_one_line_error(2, err, fragment, f"(see {command} --help)")

@@ -78,8 +78,17 @@ def _run_demo(args) -> int:
     return 0
 
 
+class _OneLineParser(argparse.ArgumentParser):
+    """argparse with rnnkit's one-line errors: a bad option or value (``--hidden abc``) prints
+    ``rnnkit: error: ...`` and the --help to read, not the whole usage block before it. The
+    subcommands' parsers are of this class too (add_subparsers makes them of the parent's)."""
+
+    def error(self, message: str):
+        self.exit(2, f"rnnkit: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _OneLineParser(
         prog="rnnkit", description="Recurrent neural networks on PyTorch.",
     )
     commands = parser.add_subparsers(title="commands", metavar="COMMAND")
