@@ -493,3 +493,12 @@ def test_a_new_run_refuses_a_folder_holding_a_file_it_would_write(name, corpus, 
     assert_one_line_error(code, err, f"holds {name}, which a run writes")
     assert (tmp_path / name).read_bytes() == b"the user's own"
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+def test_a_negative_sample_length_is_refused(corpus, tmp_path, capsys):
+    """--sample-length -1 was read as 0 (no sample) without a word. Oracle: the --out folder,
+    which must not be made."""
+    code, _, err = run(["train", "lm", "--corpus", corpus, "--steps", "2", "--out",
+                        tmp_path / "run", "--sample-length", "-1", *TINY], capsys)
+    assert_one_line_error(code, err, "--sample-length must be >= 0 (0: no sample); got -1")
+    assert not (tmp_path / "run").exists()

@@ -490,3 +490,13 @@ def test_header_states_the_step_stack_use(tmp_path):
     header = (tmp_path / "m.h").read_text()
     floats = 2 * 3 * P + (4 * H + H + P) + 5 + 5
     assert f"#define M_STEP_STACK_BYTES {4 * floats}\n" in header
+
+
+def test_a_name_too_long_for_a_file_name_is_refused(tmp_path):
+    """A 300-character name failed on its own file name ("File name too long", naming a
+    temporary path). Oracle: a 64-character name exports; 65 is refused."""
+    one_line_value_error(export_c, rnnkit.GRU(I, H), tmp_path / "out", name="m" * 65,
+                         match="65 characters long; use at most 64")
+    assert not (tmp_path / "out").exists()
+    export_c(rnnkit.GRU(I, H), tmp_path / "ok", name="m" * 64, check=False)
+    assert (tmp_path / "ok" / ("m" * 64 + "_test.c")).is_file()

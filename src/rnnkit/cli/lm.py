@@ -59,6 +59,8 @@ def run_train_lm(args) -> int:
     from rnnkit.tasks.lm.generate import generate
     from rnnkit.tasks.lm.task import LMConfig, compressor_bars, load_lm, train_lm
 
+    if args.sample_length < 0:  # it was read as 0, no sample, without a word
+        raise ValueError(f"--sample-length must be >= 0 (0: no sample); got {args.sample_length}")
     say = printer(args)
     config, run_dir = resolve_run(args, LMConfig, "lm", _overrides(args))
     config.train.check()

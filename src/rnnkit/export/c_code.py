@@ -374,6 +374,8 @@ def _check_name(name) -> None:
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
         raise ValueError(f"export_c: name={name!r} must be a C identifier (a letter, then "
                          f"letters, digits or underscores); it prefixes files and symbols")
+    if len(name) > 64:  # its files ({name}_test.c) must fit a file name on every file system
+        raise ValueError(f"export_c: name is {len(name)} characters long; use at most 64")
     if name in _C_KEYWORDS:
         raise ValueError(f"export_c: name={name!r} is a C keyword; choose another name")
     if name.lower() in _C_STANDARD_HEADERS:
