@@ -243,19 +243,31 @@ def test_sizes_too_large_for_the_machine_are_one_line_and_other_bugs_keep_their_
         main(["info"])
 
 
-@pytest.mark.parametrize("seed", ["-1", str(2 ** 64)])
+@pytest.mark.parametrize("seed", [str(-2 ** 63 - 1), str(2 ** 64)])
 def test_a_seed_outside_torch_s_range_is_refused_by_every_command(seed, capsys):
-    """A seed past 2**64-1 gave "Overflow when unpacking long long" (naming no flag), and
-    generate and demo took -1 where train refused it. Oracle: torch.manual_seed's range."""
+    """A seed past 2**64-1 gave "Overflow when unpacking long long", naming no flag. Oracle:
+    torch.manual_seed's range, -2**63..2**64-1 (its ends are taken)."""
     for argv in (["demo"], ["generate", "--checkpoint", "x", "--prompt", "a"]):
         code = main([*argv, "--seed", seed])
         assert_one_line_error(code, capsys.readouterr().err, f"--seed must be an integer in "
-                                                            f"0..2**64-1; got {seed}")
+                                                            f"-2**63..2**64-1; got {seed}")
     import torch
 
-    torch.manual_seed(2 ** 64 - 1)  # the upper end itself is taken
-    with pytest.raises((ValueError, RuntimeError, OverflowError)):
-        torch.manual_seed(2 ** 64)
+    torch.manual_seed(2 ** 64 - 1)
+    torch.manual_seed(-2 ** 63)
+    for outside in (2 ** 64, -2 ** 63 - 1):
+        with pytest.raises((ValueError, RuntimeError, OverflowError)):
+            torch.manual_seed(outside)
+
+
+@pytest.mark.parametrize("seed", [-3, 2 ** 64 - 1])
+def test_the_demo_takes_every_seed_torch_takes(seed, monkeypatch, capsys):
+    """The demo seeds its test data with seed + 1, which overflowed at 2**64-1 (a flag-less
+    "Overflow when unpacking long long"); negative seeds worked and must keep working. Oracle:
+    the run's exit status with a tiny configuration."""
+    code = main(["demo", "--seed", str(seed), "--steps", "4", "--hidden", "4",
+                 "--train-steps", "1", "--json"])
+    assert code == 0, capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv, fragment, command", [

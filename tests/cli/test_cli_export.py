@@ -207,9 +207,38 @@ def test_a_user_file_beside_an_export_is_never_replaced(lm_run, tmp_path, capsys
     (out / "README.txt").write_text("my notes")
     before = _tree(out)
     code, _, err = run(["export", "--checkpoint", lm_run, "--format", "c", "--out", out], capsys)
-    assert code == 2 and "holds README.txt, which the earlier export there did not write" in err
+    assert code == 2 and "holds README.txt, which this export would replace" in err
     assert "\n" not in err.strip()
     assert _tree(out) == before
+
+
+def test_files_the_user_made_by_using_an_export_do_not_block_exporting_again(lm_run, tmp_path,
+                                                                            capsys, monkeypatch):
+    """Importing the NumPy runtime made a __pycache__ there, and an export stopped part-way left
+    files task.json did not list: both were refused by a rule that every file be listed.
+    Oracle: the same export command, run again, succeeds; the foreign file stays."""
+    from rnnkit.export import c_code
+
+    out = tmp_path / "out"
+    command = ["export", "--checkpoint", lm_run, "--format", "numpy", "--out", out]
+    assert run(command, capsys)[0] == 0
+    (out / "__pycache__").mkdir()
+    (out / "__pycache__" / "rnnkit_numpy_runtime.cpython.pyc").write_bytes(b"cache")
+    assert run(command, capsys)[0] == 0
+    assert (out / "__pycache__").is_dir()
+
+    def stopped(*args, **kwargs):  # Ctrl-C after the C files were written
+        for name in c_code.c_file_names("rnnkit_model"):
+            (out / name).write_text("partial")
+        raise KeyboardInterrupt
+
+    c_command = ["export", "--checkpoint", lm_run, "--format", "c", "--out", out]
+    with monkeypatch.context() as patch:
+        patch.setattr("rnnkit.export.export_c", stopped)
+        assert run(c_command, capsys)[0] == 130
+    code, _, err = run(c_command, capsys)
+    assert code == 0, err
+    assert (out / "rnnkit_model.c").read_text() != "partial"
 
 
 def test_name_is_for_c_exports_only(lm_run, tmp_path, capsys):

@@ -105,3 +105,20 @@ def test_a_checkpoint_folder_is_guarded_by_its_run_s_lock(tmp_path):
     finally:
         holder.release()
     assert not (step / LOCK_NAME).exists()
+
+
+def test_a_user_folder_holding_an_index_json_is_locked_itself(tmp_path):
+    """A new --out holding a file named index.json (a web site's folder) was taken for a run's
+    checkpoints folder, and its parent was locked (and left a lock file). Oracle: the parent,
+    untouched, and a second process holding the folder itself."""
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "index.json").write_text("{}")
+    holder = Holder(site)
+    try:
+        with pytest.raises(RunFolderBusyError, match=f"training in {site}"):
+            with hold_run_folder(site):
+                pass
+    finally:
+        holder.release()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["site"]

@@ -80,7 +80,7 @@ def _remove_files_left_by(earlier: dict | None, out: Path, kept: list[str]) -> N
             (out / name).unlink(missing_ok=True)
 
 
-def _check_export_folder(out: Path) -> None:
+def _check_export_folder(out: Path, planned: tuple[str, ...]) -> None:
     """Refuse an --out whose files an export would overwrite: a file, a training run (or a
     folder inside one), or a folder holding anything but an earlier export."""
     from rnnkit.training.checkpoint import enclosing_run
@@ -98,12 +98,22 @@ def _check_export_folder(out: Path) -> None:
                              f"choose a new or empty folder")
         listed = earlier.get("files")  # older exports listed none: their folder is taken as is
         if isinstance(listed, list):
-            # a user's file added beside an export (notes, a README) that a new export of
-            # another format, or with another --name, could overwrite
-            others = sorted(p.name for p in out.iterdir() if p.name not in {*listed, "task.json"})
-            if others:
-                raise ValueError(f"--out {out} holds {', '.join(others)}, which the earlier "
-                                 f"export there did not write; choose a new or empty folder")
+            # a user's file beside an export (notes, a README) that this export would replace;
+            # other files (a __pycache__, a compiled test program) are left alone
+            clash = [name for name in planned if (out / name).exists() and name not in listed]
+            if clash:
+                raise ValueError(f"--out {out} holds {', '.join(clash)}, which this export "
+                                 f"would replace and the earlier export there did not write; "
+                                 f"choose a new or empty folder")
+
+
+def _files_written(form: str, name: str) -> tuple[str, ...]:
+    """The files an export of format ``form`` writes (``name``: a C export's prefix)."""
+    from rnnkit.export.c_code import c_file_names
+    from rnnkit.export.numpy_bundle import FILES
+    from rnnkit.export.onnx_export import MODEL_FILENAME
+
+    return {"numpy": FILES, "onnx": (MODEL_FILENAME,)}.get(form) or c_file_names(name)
 
 
 def run_export(args) -> int:
@@ -114,9 +124,15 @@ def run_export(args) -> int:
         raise ValueError(f"--name names the files of a C export; --format {args.format} "
                          f"writes fixed file names, so leave --name out")
     out = Path(args.out)
-    _check_export_folder(out)
+    planned = _files_written(args.format, args.name or "rnnkit_model")
+    _check_export_folder(out, planned)
     earlier = _earlier_export(out)
     model, task_info = _load_task_model(args.checkpoint, args.which)
+    if earlier is not None and isinstance(earlier.get("files"), list):
+        # list the files about to be written first: an export stopped part-way (Ctrl-C, a
+        # failed check) leaves them listed, so the same command can be run again
+        merged = {**earlier, "files": sorted({*earlier["files"], *planned})}
+        atomic_write(out / "task.json", (json.dumps(merged, indent=2) + "\n").encode("utf-8"))
     was_new = not out.exists()
     was_empty = out.is_dir() and not any(out.iterdir())
     try:

@@ -105,18 +105,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: flags that name a file, folder or dataset: "" would be read as the working folder (a corpus
 #: of every text file there, a checkpoint search from "."), or as "not given" by `x or default`
-_NAME_FLAGS = ("corpus", "checkpoint", "data", "test", "out", "resume", "config", "time_col",
-               "name")
+_NAME_FLAGS = ("corpus", "checkpoint", "data", "test", "out", "resume", "config")
 _EMPTY_HINTS = {"resume": "name the folder of the run to continue",
                 "out": "name a folder or file, or leave --out out for the default",
-                "name": "leave it out for the default", "time_col": "leave it out to detect it",
                 "test": "leave it out for no test part (or the set's own)"}
 
 
-def _refuse_empty_names(args) -> None:
+def _check_common_flags(args) -> None:
     seed = getattr(args, "seed", None)
-    if seed is not None and not 0 <= seed <= 2 ** 64 - 1:  # torch's range, as train.seed's
-        raise ValueError(f"--seed must be an integer in 0..2**64-1; got {seed}")
+    if seed is not None and not -2 ** 63 <= seed <= 2 ** 64 - 1:  # torch.manual_seed's range
+        raise ValueError(f"--seed must be an integer in -2**63..2**64-1; got {seed}")
     for flag in _NAME_FLAGS:
         if getattr(args, flag, None) == "":
             option = "--" + flag.replace("_", "-")
@@ -164,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     # torch loads inside this try (a command's handler imports what it needs; this module and
     # `import rnnkit` import nothing heavy), so Ctrl-C in the first seconds is one line too.
     try:
-        _refuse_empty_names(args)
+        _check_common_flags(args)
         return args.handler(args)
     except KeyboardInterrupt:
         release_claimed_run_folder(args)

@@ -374,8 +374,8 @@ def _check_name(name) -> None:
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
         raise ValueError(f"export_c: name={name!r} must be a C identifier (a letter, then "
                          f"letters, digits or underscores); it prefixes files and symbols")
-    if len(name) > 64:  # its files ({name}_test.c) must fit a file name on every file system
-        raise ValueError(f"export_c: name is {len(name)} characters long; use at most 64")
+    if len(name) > 200:  # {name}_test.c must fit a file name (255 bytes on most file systems)
+        raise ValueError(f"export_c: name is {len(name)} characters long; use at most 200")
     if name in _C_KEYWORDS:
         raise ValueError(f"export_c: name={name!r} is a C keyword; choose another name")
     if name.lower() in _C_STANDARD_HEADERS:
@@ -383,6 +383,11 @@ def _check_name(name) -> None:
         # path (-I), the generated sources' own #include <string.h> among them
         raise ValueError(f"export_c: name={name!r} would write {name}.h, which shadows the C "
                          f"standard header <{name.lower()}.h>; choose another name")
+
+
+def c_file_names(name: str) -> tuple[str, ...]:
+    """The files a C export named ``name`` writes: header, source, test program, README."""
+    return f"{name}.h", f"{name}.c", f"{name}_test.c", "README.txt"
 
 
 def export_c(model, path, *, head=None, embedding=None, name: str = "rnnkit_model",
@@ -409,10 +414,11 @@ def export_c(model, path, *, head=None, embedding=None, name: str = "rnnkit_mode
     inputs = check_inputs(graph)
     expected = expected_outputs("C", graph, inputs)  # the test program holds them
     source, scratch_floats = _source_file(graph, name)
-    files = {f"{name}.h": _header_file(graph, name, scratch_floats), f"{name}.c": source,
-             f"{name}_test.c": c_build.check_program_source(graph, name, inputs, expected,
-                                                              TOLERANCE, RELATIVE_TOLERANCE),
-             "README.txt": _readme(name)}
+    files = dict(zip(c_file_names(name), (
+        _header_file(graph, name, scratch_floats), source,
+        c_build.check_program_source(graph, name, inputs, expected, TOLERANCE,
+                                     RELATIVE_TOLERANCE),
+        _readme(name))))
     difference, note = None, "check=False"
     if check:
         compiler = c_build.find_c_compiler()

@@ -51,7 +51,8 @@ def run_demo(config: DemoConfig, log=print) -> dict:
     """Train on fresh batches, evaluate on a fixed held-out set; returns the results."""
     torch.manual_seed(config.seed)
     train_data = torch.Generator().manual_seed(config.seed)
-    test_data = torch.Generator().manual_seed(config.seed + 1)
+    # the next seed, wrapping at the top of torch's range (2**64 - 1 + 1 overflowed)
+    test_data = torch.Generator().manual_seed(config.seed + 1 if config.seed < 2 ** 64 - 1 else 0)
     test_x, test_y = adding_problem(config.test_size, config.steps, generator=test_data)
     model = AddingModel(config.cell, config.hidden_size)
     optimizer = torch.optim.Adam(model.parameters(), lr=config.learning_rate)

@@ -34,9 +34,14 @@ def _busy(run_dir: Path) -> RunFolderBusyError:
 def _locked_folder(run_dir: Path) -> Path:
     """The folder whose lock guards ``run_dir``: the run it is or lies in (a checkpoint folder
     given for a run resumes that run), else ``run_dir`` itself."""
-    from .checkpoint import enclosing_run
+    from .checkpoint import CHECKPOINTS, INDEX, enclosing_run
 
-    return enclosing_run(run_dir, itself=True) or run_dir
+    run = enclosing_run(run_dir, itself=True)
+    if run is not None and (run / CHECKPOINTS / INDEX).is_file():
+        checkpoints, resolved = (run / CHECKPOINTS).resolve(), run_dir.resolve()
+        if resolved == checkpoints or checkpoints in resolved.parents:
+            return run
+    return run_dir  # (a user's folder holding an index.json of its own is not a run's)
 
 
 @contextlib.contextmanager

@@ -8,6 +8,7 @@ classification step measured 21 ms on one thread and 550 ms on two while another
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 
 import torch
@@ -21,8 +22,10 @@ def cpu_threads(count: int):
     cores = os.cpu_count() or 1
     if count > cores:
         # more threads than cores only adds synchronization, and a huge count crashes the
-        # thread pool (100000 segfaulted)
-        raise ValueError(f"threads must be at most the {cores} CPU cores here; got {count}")
+        # thread pool (100000 segfaulted); a run trained on a larger machine still resumes
+        logging.getLogger("rnnkit").info("threads=%d is more than the %d CPU cores here; "
+                                         "using %d", count, cores, cores)
+        count = cores
     previous = torch.get_num_threads()
     torch.set_num_threads(count or previous)
     try:
