@@ -82,7 +82,8 @@ def _remove_files_left_by(earlier: dict | None, out: Path, kept: list[str]) -> N
 
 def _check_export_folder(out: Path, planned: tuple[str, ...]) -> None:
     """Refuse an --out whose files an export would overwrite: a file, a training run (or a
-    folder inside one), or a folder holding anything but an earlier export."""
+    folder inside one), a folder that is not an earlier export, or a user's file beside an
+    earlier export that one of ``planned`` (the files this export writes) would replace."""
     from rnnkit.training.checkpoint import enclosing_run
 
     if out.exists() and not out.is_dir():
