@@ -277,6 +277,44 @@ def test_the_ops_check_every_state_bias_and_projection_they_read():
 
 
 @requires_fused
+def test_the_backward_ops_check_the_shapes_of_what_they_are_given():
+    """The backward ops took the saved tensors' and gradients' shapes on trust: a direct call
+    with a short one read past its end. Oracle: the shapes the forward ops return, with which
+    the same calls run."""
+    ops = torch.ops.rnnkit
+    T, B, H, P = 3, 2, 8, 5
+    zeros = torch.zeros
+    out, h_n = ops.elman_forward(zeros(T, B, H), zeros(B, H), zeros(H, H), None, None, False,
+                                 False)
+    ops.elman_backward(zeros(T, B, H), zeros(B, H), out, zeros(B, H), zeros(H, H), None, False,
+                       False)
+    with pytest.raises(RuntimeError, match=r"grad_h_n must have shape \[2, 8\] \(the forward's\); got \[1, 8\]"):
+        ops.elman_backward(zeros(T, B, H), zeros(1, H), out, zeros(B, H), zeros(H, H), None,
+                           False, False)
+    out, h_n, saved = ops.gru_forward(zeros(T, B, 3 * H), zeros(B, H), zeros(3 * H, H), None,
+                                      None, False, True)
+    ops.gru_backward(zeros(T, B, H), zeros(B, H), out, saved, zeros(B, H), zeros(3 * H, H), None,
+                     False)
+    with pytest.raises(RuntimeError, match="grad_output must have shape"):
+        ops.gru_backward(zeros(T - 1, B, H), zeros(B, H), out, saved, zeros(B, H),
+                         zeros(3 * H, H), None, False)
+    with pytest.raises(RuntimeError, match="weight_hh must have shape"):
+        ops.gru_backward(zeros(T, B, H), zeros(B, H), out, saved, zeros(B, H), zeros(H, H), None,
+                         False)
+    h0, c0, w_hh, w_hr = zeros(B, P), zeros(B, H), zeros(4 * H, P), zeros(P, H)
+    out, h_n, c_n, gates, cells = ops.lstm_forward(zeros(T, B, 4 * H), h0, c0, w_hh, None, w_hr,
+                                                   None, False, True)
+    good = [zeros(T, B, P), zeros(B, P), zeros(B, H), out, gates, cells, h0, c0, w_hh, w_hr]
+    ops.lstm_backward(*good, None, False)
+    for index, name, wrong in ((2, "grad_c_n", zeros(1, H)), (5, "cells", zeros(T, B, 1)),
+                               (7, "c0", zeros(B, P)), (9, "weight_hr", zeros(P, H + 1))):
+        arguments = list(good)
+        arguments[index] = wrong
+        with pytest.raises(RuntimeError, match=f"{name} must have shape"):
+            ops.lstm_backward(*arguments, None, False)
+
+
+@requires_fused
 @pytest.mark.parametrize("bad", [[4, 1], [0, 1], [-1, 1]], ids=["past-T", "zero", "negative"])
 def test_the_ops_refuse_lengths_outside_one_to_t(bad):
     """A length past T made the reverse direction read rows beyond the buffers (garbage

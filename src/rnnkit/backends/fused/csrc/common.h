@@ -374,6 +374,13 @@ inline void check_lstm_state(const at::Tensor& h0, const at::Tensor& c0,
               "weight_hr and P = H)");
 }
 
+// The backward ops take the forward's saved tensors and the gradients of its outputs: each must
+// have the shape the forward gave it, or the kernels read past its end.
+inline void check_shape(const at::Tensor& t, at::IntArrayRef expected, const char* name) {
+  TORCH_CHECK(t.sizes() == expected, "rnnkit fused: ", name, " must have shape ", expected,
+              " (the forward's); got ", t.sizes());
+}
+
 inline void check_cpu_float(const at::Tensor& t, const char* name) {
   TORCH_CHECK(t.device().is_cpu(), "rnnkit fused: ", name, " must be on the CPU");
   TORCH_CHECK(t.scalar_type() == at::kFloat || t.scalar_type() == at::kDouble,

@@ -209,6 +209,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> elman_backward(
     const Tensor& grad_output, const Tensor& grad_h_n, const Tensor& output, const Tensor& h0,
     const Tensor& weight_hh, const optional<Tensor>& lengths, bool reverse, bool relu, bool bf16) {
   check_cpu_float(output, "output");
+  TORCH_CHECK(output.dim() == 3, "rnnkit fused: output must be (T, B, H)");
+  const int64_t B = output.size(1), H = output.size(2);
+  check_shape(grad_output, output.sizes(), "grad_output");
+  check_shape(grad_h_n, {B, H}, "grad_h_n");
+  check_shape(h0, {B, H}, "h0");
+  check_shape(weight_hh, {H, H}, "weight_hh");
   return AT_DISPATCH_FLOATING_TYPES(output.scalar_type(), "rnnkit_elman_backward", [&] {
     return backward_impl<scalar_t>(grad_output, grad_h_n, output, h0, weight_hh, lengths, reverse, relu,
                                    bf16);

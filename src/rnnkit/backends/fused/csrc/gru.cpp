@@ -282,6 +282,14 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_backward(
     const Tensor& h0, const Tensor& weight_hh, const optional<Tensor>& lengths, bool reverse,
     bool bf16) {
   check_cpu_float(saved, "saved");
+  TORCH_CHECK(saved.dim() == 3 && saved.size(2) % 4 == 0,
+              "rnnkit fused: saved must be the training forward's (T, B, 4H); got ", saved.sizes());
+  const int64_t T = saved.size(0), B = saved.size(1), H = saved.size(2) / 4;
+  check_shape(output, {T, B, H}, "output");
+  check_shape(grad_output, {T, B, H}, "grad_output");
+  check_shape(grad_h_n, {B, H}, "grad_h_n");
+  check_shape(h0, {B, H}, "h0");
+  check_shape(weight_hh, {3 * H, H}, "weight_hh");
   return AT_DISPATCH_FLOATING_TYPES(saved.scalar_type(), "rnnkit_gru_backward", [&] {
     return backward_impl<scalar_t>(grad_output, grad_h_n, output, saved, h0, weight_hh, lengths, reverse,
                                    bf16);

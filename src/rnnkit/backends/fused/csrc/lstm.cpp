@@ -459,6 +459,20 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward(
     const Tensor& weight_hh, const optional<Tensor>& weight_hr, const optional<Tensor>& lengths,
     bool reverse, bool bf16) {
   check_cpu_float(gates, "gates");
+  TORCH_CHECK(gates.dim() == 3 && gates.size(2) % 4 == 0,
+              "rnnkit fused: gates must be the training forward's (T, B, 4H); got ", gates.sizes());
+  const int64_t T = gates.size(0), B = gates.size(1), H = gates.size(2) / 4;
+  const bool proj = weight_hr.has_value() && weight_hr->defined();
+  const int64_t P = proj ? weight_hr->size(0) : H;
+  if (proj) check_shape(*weight_hr, {P, H}, "weight_hr");
+  check_shape(output, {T, B, P}, "output");
+  check_shape(grad_output, {T, B, P}, "grad_output");
+  check_shape(cells, {T, B, H}, "cells");
+  check_shape(grad_h_n, {B, P}, "grad_h_n");
+  check_shape(grad_c_n, {B, H}, "grad_c_n");
+  check_shape(h0, {B, P}, "h0");
+  check_shape(c0, {B, H}, "c0");
+  check_shape(weight_hh, {4 * H, P}, "weight_hh");
   return AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "rnnkit_lstm_backward", [&] {
     return backward_impl<scalar_t>(grad_output, grad_h_n, grad_c_n, output, gates, cells, h0, c0,
                                    weight_hh, weight_hr, lengths, reverse, bf16);
