@@ -139,19 +139,10 @@ def _claim_run_folder(args, task: str) -> Path:
 def release_claimed_run_folder(args) -> None:
     """Remove the folder :func:`resolve_run` made for a run that failed before writing to it
     (bad data, a config error), so that no empty run folders are left behind."""
+    # (a task's run lock removes its own file when the run wrote nothing: see run_lock)
     claimed = getattr(args, "claimed_run_dir", None)
-    if claimed is None or not claimed.is_dir():
-        return
-    left = [path.name for path in claimed.iterdir()]
-    if left:
-        # only now: the task took its lock, so torch is loaded (a Ctrl-C while it loads ends
-        # here with the folder empty, and importing rnnkit.training would load it again)
-        from rnnkit.training.run_lock import LOCK_NAME
-
-        if left != [LOCK_NAME]:
-            return
-        (claimed / LOCK_NAME).unlink(missing_ok=True)
-    claimed.rmdir()
+    if claimed is not None and claimed.is_dir() and not any(claimed.iterdir()):
+        claimed.rmdir()
 
 
 def printer(args):

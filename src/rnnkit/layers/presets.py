@@ -173,13 +173,9 @@ class _TorchStyleRNN(nn.Module):
     @property
     def all_weights(self) -> list[list[nn.Parameter]]:
         """Parameters grouped per layer and direction, as ``torch.nn.RNNBase.all_weights``."""
-        groups: dict[str, list] = {}
-        for _, torch_name in self._name_pairs:
-            # getattr, not get_parameter: a parametrized weight is its computed value, as in
-            # torch.nn (get_parameter finds no parameter of that name then)
-            groups.setdefault(torch_name.split("_", 2)[-1], []).append(
-                getattr(*self._torch_alias(torch_name)))
-        return list(groups.values())
+        # getattr, not get_parameter: a parametrized weight is its computed value, as in
+        # torch.nn (get_parameter finds no parameter of that name then)
+        return [[getattr(self, name) for name in group] for group in self._all_weights]
 
     # named_parameters() keeps the cells' nested names (stack.layers.0.cell.weight_ih): torch
     # (export, get_parameter, per-module walks) requires them to agree with each submodule's
