@@ -965,6 +965,25 @@ def test_hook_based_weight_utilities_recompute_the_weight_every_call(utility, ba
         assert_close(outputs[1], outputs[0], dtype=torch.float32)
 
 
+def test_pruning_a_torch_name_on_the_preset_is_refused_and_changes_nothing():
+    """prune on the preset itself registered ``weight_hh_l0_orig`` (the cell's weight, a second
+    time) and then failed with a bare KeyError, leaving an extra state_dict key. Oracle: the
+    preset's state_dict keys before the call, which are torch.nn.LSTM's."""
+    import torch.nn.utils.prune as prune
+
+    ours = rnnkit.LSTM(3, 4, num_layers=2)
+    keys_before = list(ours.state_dict())
+    assert keys_before == list(torch.nn.LSTM(3, 4, num_layers=2).state_dict())
+    with pytest.raises(ValueError, match=r"prune its owner: prune\.l1_unstructured\(\*model\."
+                                         r"torch_parameter_owner\('weight_hh_l1'\)"):
+        prune.l1_unstructured(ours, "weight_hh_l1", amount=0.5)
+    assert list(ours.state_dict()) == keys_before
+    assert not ours._forward_pre_hooks
+    # other names still register as on any module
+    ours.register_parameter("scale_orig", torch.nn.Parameter(torch.ones(1)))
+    assert "scale_orig" in dict(ours.named_parameters())
+
+
 def test_a_cell_pre_hook_that_changes_the_arguments_is_refused():
     """A layer cannot pass new arguments on to a cell it runs without calling its forward.
     Oracle: the hook's own return value is what the error names."""

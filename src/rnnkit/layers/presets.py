@@ -137,6 +137,20 @@ class _TorchStyleRNN(nn.Module):
         else:
             delattr(*alias)
 
+    def register_parameter(self, name: str, param) -> None:
+        # torch.nn.utils.prune moves a weight to ``<name>_orig`` by registering that first and
+        # then deleting ``<name>`` from the module's own _parameters, where an alias is not: it
+        # failed with a bare KeyError after leaving the cell's weight registered here a second
+        # time (an extra state_dict key). Refuse before anything changes, naming the route that
+        # works.
+        if name.endswith("_orig") and self._torch_alias(name[:-len("_orig")]) is not None:
+            torch_name = name[:-len("_orig")]
+            raise ValueError(
+                f"{torch_name!r} of an rnnkit {type(self).__name__} lives in its cell, so "
+                f"torch.nn.utils.prune cannot reparametrize it on the preset; prune its owner: "
+                f"prune.l1_unstructured(*model.torch_parameter_owner({torch_name!r}), amount=...)")
+        super().register_parameter(name, param)
+
     # torch.nn reads batch_first and dropout at every call, so code may change them after
     # construction (dropout off for fine-tuning, a model switched to batch_first). The layers
     # hold them here, and these properties keep the preset and its layers one setting.
