@@ -174,6 +174,39 @@ def test_lstm_inference_projects_inside_the_loop(dtype, proj_size, batch_first):
 
 
 @requires_fused
+@pytest.mark.parametrize("grad", [False, True], ids=["no_grad", "grad"])
+def test_a_width_one_input_with_any_stride_runs(grad):
+    """A channels-first (1, T, B) signal permuted to (T, B, 1) has stride 160 along its last
+    dim yet counts as contiguous, so .contiguous() kept it and lstm_inference refused it (no_grad,
+    batch >= 8). Oracle: torch.nn.LSTM on the same tensor."""
+    torch.manual_seed(0)
+    oracle = torch.nn.LSTM(1, 16)
+    ours = rnnkit.LSTM(1, 16, backend="fused")
+    ours.load_state_dict(oracle.state_dict())
+    x = torch.randn(1, 20, 8).permute(1, 2, 0)
+    assert x.stride(-1) != 1 and x.is_contiguous()
+    with torch.set_grad_enabled(grad):
+        expected, got = oracle(x), ours(x)
+    assert_close(got[0], expected[0])
+    for a, b in zip(got[1], expected[1]):
+        assert_close(a, b)
+
+
+@requires_fused
+def test_scan_takes_a_one_wide_gates_x_with_any_stride():
+    """The same for rnnkit.scan's gates_x of an Elman cell with H = 1. Oracle: the reference
+    backend on a contiguous copy."""
+    torch.manual_seed(0)
+    cell = rnnkit.RNNCell(3, 1)
+    gates_x = torch.randn(1, 6, 4).permute(1, 2, 0)  # (T, B, 1), last stride 24
+    expected = rnnkit.scan(cell, gates_x.clone(memory_format=torch.contiguous_format), None,
+                           backend="reference")
+    got = rnnkit.scan(cell, gates_x, None, backend="fused")
+    assert_close(got[0], expected[0])
+    assert_close(got[1].h, expected[1].h)
+
+
+@requires_fused
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("used", ["final_state_only", "output_only"])
 def test_gradients_when_some_outputs_are_unused(kind, used):

@@ -73,6 +73,17 @@ def needs_grad(cell, *tensors) -> bool:
     return any(isinstance(v, torch.Tensor) and v.requires_grad for v in vars(cell).values())
 
 
+def with_unit_stride_rows(t: torch.Tensor) -> torch.Tensor:
+    """``t`` with stride 1 along its last dim, as the kernels read each row.
+
+    ``contiguous()`` alone misses one case: a last dim of size 1 may carry any stride (a
+    channels-first (1, T, B) signal permuted to (T, B, 1)) and still count as contiguous, so it
+    comes back unchanged and the kernels refused it."""
+    if t.stride(-1) == 1:
+        return t
+    return t.clone(memory_format=torch.contiguous_format) if t.is_contiguous() else t.contiguous()
+
+
 _MIN_ROWS_IN_LOOP = 8
 _MAX_WEIGHT_BYTES_IN_LOOP = 4 << 20
 
@@ -94,8 +105,7 @@ def fused_run_without_grad(cell, x: torch.Tensor, state0: NamedTuple, lengths=No
     weight_bytes = (cell.weight_ih.numel() + cell.weight_hh.numel()) * x.element_size()
     if weight_bytes > _MAX_WEIGHT_BYTES_IN_LOOP:
         return None
-    if x.stride(-1) != 1:
-        x = x.contiguous()
+    x = with_unit_stride_rows(x)
     if lengths is not None:
         lengths = lengths.to(device="cpu", dtype=torch.int64).contiguous()
     output, h_n, c_n = torch.ops.rnnkit.lstm_inference(
@@ -232,8 +242,7 @@ def fused_scan(cell, gates_x: torch.Tensor, state0: NamedTuple, lengths=None, re
                bf16: bool = False):
     """Same contract as :func:`rnnkit.backends.reference.reference_scan`; ``bf16`` (float32
     only) multiplies by the recurrent weights in bfloat16 on AMX (:func:`fused_scan_bf16`)."""
-    if gates_x.stride(-1) != 1:
-        gates_x = gates_x.contiguous()
+    gates_x = with_unit_stride_rows(gates_x)
     if lengths is not None:
         lengths = lengths.to(device="cpu", dtype=torch.int64).contiguous()
     ops = torch.ops.rnnkit
