@@ -210,6 +210,36 @@ def test_pruning_keeps_newest_and_best(tmp_path):
     assert load_checkpoint(tmp_path, which="best").step == 2
 
 
+class Killed(BaseException):
+    """Stands in for a kill -9 in the middle of a deletion."""
+
+
+def test_a_crash_while_pruning_leaves_no_damaged_checkpoint_in_view(tmp_path, monkeypatch):
+    """rmtree deletes file by file: a kill part-way through pruning step 1 left step-00000001
+    without its checkpoint.json, which evaluate then refused as 'no checkpoint'. Oracle:
+    load_checkpoint of every step-* folder in view, and the next save's cleanup."""
+    save(tmp_path, 1)
+    real_rmtree = ckpt.shutil.rmtree
+
+    def killed_part_way(path, ignore_errors=False):
+        path = Path(path)
+        if "step-00000001" in path.name and path.exists():
+            (path / ckpt.META).unlink()
+            raise Killed
+        real_rmtree(path, ignore_errors=ignore_errors)
+
+    monkeypatch.setattr(ckpt.shutil, "rmtree", killed_part_way)
+    with pytest.raises(Killed):
+        save(tmp_path, 2, keep_last=1)
+    monkeypatch.setattr(ckpt.shutil, "rmtree", real_rmtree)
+    for folder in sorted((tmp_path / "checkpoints").glob("step-*")):
+        assert load_checkpoint(folder).step == int(folder.name.split("-")[1])
+    assert load_checkpoint(tmp_path).step == 2
+    save(tmp_path, 3, keep_last=1)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir() if p.is_dir()) == [
+        "step-00000003"]
+
+
 def test_saving_same_step_again_replaces_it(tmp_path):
     save(tmp_path, 3, seed=0)
     save(tmp_path, 3, seed=1)

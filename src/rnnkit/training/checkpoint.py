@@ -171,6 +171,7 @@ def _sha256(data: bytes) -> str:
 
 
 REPLACED = ".replaced"  # suffix of the old copy while a step is saved again
+PRUNED = ".pruned"  # suffix of an old checkpoint while it is deleted
 
 
 def checkpoint_name(step: int) -> str:
@@ -273,7 +274,13 @@ def _prune(folder: Path, keep: int, protect: set) -> None:
     names = sorted(p.name for p in folder.glob("step-*") if p.is_dir())
     for old in names[:-keep]:
         if old not in protect:
-            shutil.rmtree(folder / old, ignore_errors=True)
+            # hidden by one rename first: rmtree deletes file by file, and a crash part-way
+            # left a step-* folder without its checkpoint.json for evaluate to trip on; a
+            # hidden leftover is garbage that the loop below removes on the next save
+            doomed = folder / f".{old}{PRUNED}"
+            shutil.rmtree(doomed, ignore_errors=True)
+            os.replace(folder / old, doomed)
+            shutil.rmtree(doomed, ignore_errors=True)
     # Staging folders and index files of a crashed save are garbage.
     for stale in folder.glob(".step-*"):
         if stale.is_dir():
