@@ -365,6 +365,39 @@ def test_a_run_stopped_early_stays_stopped_when_resumed(tmp_path):
     assert torch.equal(resumed.model.weight, uninterrupted.model.weight)
 
 
+def test_a_kill_before_the_final_resave_does_not_log_the_last_record_twice(tmp_path):
+    """A run that ends on an evaluation step with steps not yet logged saves that step, writes
+    their training record, and saves again. Killed between the two, the checkpoint lacked the
+    record the file had, and the resume wrote it a second time. Oracle: the uninterrupted
+    run's metrics.jsonl."""
+    def records(run_dir):
+        lines = (run_dir / "metrics.jsonl").read_text().splitlines()
+        return [{k: v for k, v in json.loads(line).items() if k not in ("elapsed", "per_second")}
+                for line in lines]
+
+    losses = [1.0, 0.5, 0.6, 0.7, 0.8, 0.9]  # patience 2 stops at step 20, last logged at 14
+    whole = make_trainer(tmp_path / "whole", validation_losses=losses, patience=2, log_every=7)
+    assert (whole.fit().status, whole.step) == ("early stopping", 20)
+
+    split = make_trainer(tmp_path, validation_losses=losses, patience=2, log_every=7)
+    save, saves_of_step_20 = split.save, []
+
+    def killed_at_the_second_save_of_step_20(**kwargs):
+        if split.step == 20:
+            saves_of_step_20.append(1)
+            if len(saves_of_step_20) == 2:
+                raise KeyboardInterrupt  # stands in for a kill -9 before the rename
+        return save(**kwargs)
+
+    split.save = killed_at_the_second_save_of_step_20
+    with pytest.raises(KeyboardInterrupt):
+        split.fit()
+    resumed = make_trainer(tmp_path, validation_losses=[], patience=2, log_every=7)
+    resumed.resume()
+    assert (resumed.fit().status, resumed.step) == ("early stopping", 20)
+    assert records(tmp_path / "run") == records(tmp_path / "whole" / "run")
+
+
 def test_a_checkpoint_saved_by_an_evaluation_counts_its_time(tmp_path, monkeypatch):
     """A fake clock: steps take 1 s, the evaluation 5 s. Interrupted during the evaluation, the
     run's checkpoint must hold the evaluation's time, or a resumed run gets it back as budget."""

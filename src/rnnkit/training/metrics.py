@@ -41,12 +41,18 @@ class MetricsLog:
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
 
-    def truncate_after(self, step: int) -> None:
-        """Drop records with ``step`` greater than ``step`` (resuming from that step)."""
+    def truncate_after(self, step: int, *, train_record_pending: bool = False) -> None:
+        """Drop records with ``step`` greater than ``step`` (resuming from that step).
+
+        ``train_record_pending``: the checkpoint of ``step`` holds steps not yet logged (its
+        window is not empty), so a training record of ``step`` in the file was written after
+        that checkpoint (by a run killed before it saved again) and goes too: the resumed run
+        writes it, and keeping it made the record appear twice."""
         if not self.path.exists():
             return
         kept = [line for line in self.path.read_text(encoding="utf-8").splitlines()
-                if line.strip() and _step_of(line) <= step]
+                if line.strip() and _step_of(line) <= step
+                and not (train_record_pending and _is_training_record_of(line, step))]
         # atomically: a full disk or a kill part-way must not cut the run's history short
         from .checkpoint import atomic_write
 
@@ -74,6 +80,11 @@ def _parse(line: str) -> dict | None:
     except ValueError:
         return None
     return record if isinstance(record, dict) else None
+
+
+def _is_training_record_of(line: str, step: int) -> bool:
+    record = _parse(line)
+    return record is not None and record.get("split") == "train" and record.get("step") == step
 
 
 def _step_of(line: str) -> int:

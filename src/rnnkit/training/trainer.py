@@ -248,7 +248,7 @@ class Trainer:
         self.skipped_in_a_row = state.get("skipped_in_a_row", 0)
         self.window = dict(state.get("window", self.window))
         self.window.setdefault("norm_steps", self.window["steps"])  # before 2026-12-05
-        self.metrics.truncate_after(self.step)
+        self.metrics.truncate_after(self.step, train_record_pending=self.window["steps"] > 0)
         if self.best_step is not None:
             # A crash between a checkpoint's rename and the index update (or a damaged index)
             # leaves the index naming an older best, which pruning would then keep instead.
