@@ -279,7 +279,10 @@ def _prune(folder: Path, keep: int, protect: set) -> None:
             # hidden leftover is garbage that the loop below removes on the next save
             doomed = folder / f".{old}{PRUNED}"
             shutil.rmtree(doomed, ignore_errors=True)
-            os.replace(folder / old, doomed)
+            try:
+                os.replace(folder / old, doomed)
+            except OSError:  # as before, a checkpoint that cannot go stays; the save stands
+                continue
             shutil.rmtree(doomed, ignore_errors=True)
     # Staging folders and index files of a crashed save are garbage.
     for stale in folder.glob(".step-*"):
