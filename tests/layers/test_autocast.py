@@ -241,6 +241,28 @@ def test_bf16_projection_stacks_and_stays_near_float32():
 
 
 @needs_native_bf16
+@pytest.mark.parametrize("backend", ["auto", "reference"])
+@pytest.mark.parametrize("upper", ["GRU", "RNN", "Bidirectional GRU"])
+def test_a_layer_above_the_bf16_lstm_route_makes_its_zero_state_in_float32(backend, upper):
+    """Without gradients the LSTM route hands on a bfloat16 output; the layer above made its
+    default zero state like it, in bfloat16, and then failed ('h0 must be float32 or float64',
+    or a dtype mismatch on reference). Oracle: the float32 stack outside autocast."""
+    torch.manual_seed(0)
+    above = {"GRU": lambda: rnnkit.Recurrent(rnnkit.GRUCell(8, 8), backend=backend),
+             "RNN": lambda: rnnkit.Recurrent(rnnkit.RNNCell(8, 8), backend=backend),
+             "Bidirectional GRU": lambda: rnnkit.Bidirectional(
+                 rnnkit.GRUCell(8, 4), rnnkit.GRUCell(8, 4), backend=backend)}[upper]
+    model = rnnkit.Stacked([rnnkit.Recurrent(rnnkit.LSTMCell(4, 8)), above()])
+    x = torch.randn(2, 5, 4)
+    with torch.no_grad():
+        expected, _ = model(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got, _ = model(x)
+    assert got.dtype == torch.float32
+    torch.testing.assert_close(got, expected, atol=0.03, rtol=0)
+
+
+@needs_native_bf16
 @pytest.mark.parametrize("batch_first", [True, False])
 @pytest.mark.parametrize("bidirectional", [False, True])
 @pytest.mark.parametrize("bias", [True, False])

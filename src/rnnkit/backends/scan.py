@@ -199,6 +199,10 @@ def run_layer(
     projection_bf16 = False
     if lowered_dtype() is torch.bfloat16:
         # Under CPU bfloat16 autocast (see rnnkit.backends.lowered).
+        if state0[0].dtype != cell.weight_hh.dtype:
+            # the zero state a layer made like a lower layer's bfloat16 output (oneDNN's LSTM
+            # hands one on); a state the user gives is in the parameters' dtype already
+            state0 = type(state0)(*(s.to(cell.weight_hh.dtype) for s in state0))
         unavailable = bf16_unavailable(cell, x, backend)
         reason = unavailable or bf16_lstm_unsupported(cell, lengths)
         if reason is None:
