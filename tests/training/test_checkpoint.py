@@ -295,8 +295,12 @@ def test_missing_checkpoint_json_falls_back(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="rnnkit.training"):
         assert load_checkpoint(tmp_path).step == 1
     assert any("step-00000002" in r.getMessage() for r in caplog.records)
-    with pytest.raises(CheckpointError):
+    # loaded directly it is named incomplete, with the run folder to load instead (it said
+    # that no checkpoint was found in it)
+    with pytest.raises(CheckpointError, match="is incomplete: it has no checkpoint.json; load "
+                                              "the run folder") as excinfo:
         load_checkpoint(newest)
+    assert str(tmp_path) in str(excinfo.value) and "\n" not in str(excinfo.value)
 
 
 def test_all_checkpoints_damaged_raises(tmp_path):

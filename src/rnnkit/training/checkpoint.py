@@ -384,6 +384,12 @@ def load_checkpoint(path: str | os.PathLike, *, which: str = "last",
                               f"folder of a training run or one of its checkpoints")
     if (path / META).is_file():
         return _read_checkpoint(path, namedtuples)
+    if path.parent.name == CHECKPOINTS and any((path / f).exists() for f in (MODEL_FILE, STATE_FILE)):
+        # a checkpoint folder whose record is gone (a copy or a deletion cut short): say so,
+        # rather than that no checkpoint was found in a folder named like one
+        raise CheckpointError(f"checkpoint {str(path)!r} is incomplete: it has no {META}; load "
+                              f"the run folder {str(path.parent.parent)!r} for its newest intact "
+                              f"checkpoint")
     folder = path if path.name == CHECKPOINTS else path / CHECKPOINTS
     candidates = _candidates(folder, which) if folder.is_dir() else []
     if not candidates:
