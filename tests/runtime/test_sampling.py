@@ -172,11 +172,15 @@ def test_temperature_divides_logits():
                                    logits / temperature)
 
 
-@pytest.mark.parametrize("dtype, temperature", [(torch.float16, 1e-4), (torch.float32, 1e-40)])
-def test_a_tiny_temperature_keeps_the_most_probable_token(dtype, temperature):
+@pytest.mark.parametrize("dtype, temperature", [(torch.float16, 1e-4), (torch.float32, 1e-40),
+                                                 (torch.float32, 1e-50)])
+@pytest.mark.parametrize("offset", [0.0, -12.0], ids=["mixed", "all-negative"])
+def test_a_tiny_temperature_keeps_the_most_probable_token(dtype, temperature, offset):
     """logits / temperature overflowed to +inf before any shift, so softmax gave NaN and top_p
-    masked every token. Oracle: the argmax, and unchanged logits at an ordinary temperature."""
-    logits = torch.tensor([[3.0, 5.0, -1.0], [0.5, -2.0, 0.25]], dtype=dtype)
+    masked every token; a row of negative logits overflowed to -inf everywhere (float16), and a
+    temperature that rounds to 0 in the logits' dtype (1e-50) made 0 / 0 = NaN. Oracle: the
+    argmax, and unchanged logits at an ordinary temperature."""
+    logits = torch.tensor([[3.0, 5.0, -1.0], [0.5, -2.0, 0.25]], dtype=dtype) + offset
     out = filter_logits(logits, temperature=temperature, top_p=0.9)
     assert out.dtype == dtype
     assert torch.equal(torch.isfinite(out), torch.tensor([[False, True, False],
@@ -200,7 +204,8 @@ def test_temperature_zero_is_argmax():
 
 
 @pytest.mark.parametrize("dtype, temperature", [(torch.float32, 1e-40), (torch.float64, 1e-310),
-                                                 (torch.float16, 1e-4)])
+                                                 (torch.float16, 1e-4), (torch.float32, 1e-50),
+                                                 (torch.float64, 5e-324)])
 def test_a_tiny_temperature_tends_to_argmax(dtype, temperature):
     """logits / temperature overflowed to +inf, and the NaN probabilities crashed multinomial
     (in float16 already at 1e-4)."""

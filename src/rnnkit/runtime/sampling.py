@@ -57,8 +57,9 @@ def filter_logits(logits: Tensor, *, temperature: float = 1.0, top_k: int | None
     ``top_k`` keeps the k largest logits of each row (None, or k >= V, keeps all). ``top_p``
     then keeps the nucleus: the smallest set of most probable tokens whose cumulative
     probability reaches ``top_p`` (None or 1.0 keeps all; the most probable token always stays).
-    Where a tiny temperature would overflow the scaled logits to +inf, each row is first shifted
-    so that its largest logit is 0, which changes no probability.
+    Where a tiny temperature would overflow the scaled logits (to +inf, to -inf for a whole row,
+    or to NaN when the temperature rounds to 0 in the logits' dtype), each row is first shifted
+    so that its largest logit is 0, which changes no probability; that logit then stays 0.
     """
     _check_logits("logits", logits)
     if not temperature > 0 or temperature == float("inf"):
@@ -67,8 +68,14 @@ def filter_logits(logits: Tensor, *, temperature: float = 1.0, top_k: int | None
     check_sampling_options(temperature=temperature, top_k=top_k, top_p=top_p)
     vocab = logits.size(1)
     out = logits / temperature
-    if torch.isposinf(out).any():  # +inf logits would make every probability NaN
-        out = (logits - logits.amax(dim=1, keepdim=True)) / temperature
+    if (torch.isposinf(out).any() or torch.isnan(out).any()
+            or torch.isneginf(out).all(dim=1).any()):
+        # The division overflowed: to +inf (every probability NaN), to -inf for a whole row of
+        # negative logits (half precision), or to NaN where the temperature itself rounds to 0
+        # in the logits' dtype. Shifted so that each row's largest logit is 0 (no probability
+        # changes), the largest stays 0 and the others go to -inf at worst: greedy, the limit.
+        shifted = logits - logits.amax(dim=1, keepdim=True)
+        out = torch.where(shifted == 0, shifted, shifted / temperature)
     if top_k is not None:
         if top_k < vocab:
             # Scatter from topk's indices, not a threshold on the k-th value: ties at the
