@@ -194,6 +194,17 @@ def test_masked_tokens_stay_masked():
     assert torch.isneginf(out[0, [1, 3]]).all() and torch.isfinite(out[0, [0, 2]]).all()
 
 
+def test_a_temperature_past_the_dtypes_range_keeps_masked_tokens_masked():
+    """1e39 is inf in float32, and -inf / inf = NaN crashed sample_next. Oracle: the limit, a
+    uniform choice among the unmasked tokens."""
+    logits = torch.tensor([[0.0, float("-inf"), 1.0, 3.0]])
+    probs = F.softmax(filter_logits(logits, temperature=1e39), dim=1)
+    torch.testing.assert_close(probs, torch.tensor([[1 / 3, 0.0, 1 / 3, 1 / 3]]))
+    tokens = sample_next(logits.expand(300, 4), temperature=1e39,
+                         generator=torch.Generator().manual_seed(0))
+    assert set(tokens.tolist()) == {0, 2, 3}
+
+
 # --- sample_next --------------------------------------------------------------------------
 
 def test_temperature_zero_is_argmax():
@@ -355,6 +366,8 @@ def _ok_logits():
      r"temperature must be finite and >= 0 \(0 = greedy\); got inf"),
     # bools and options greedy decoding ignores were never checked
     (lambda: sample_next(_ok_logits(), top_k=True), r"top_k must be an integer >= 1"),
+    # a float k was a bare TypeError from operator.index, naming no option
+    (lambda: sample_next(_ok_logits(), top_k=2.0), r"top_k must be an integer >= 1 .*got 2.0"),
     (lambda: filter_logits(_ok_logits(), top_k=True), r"top_k must be an integer >= 1"),
     (lambda: sample_next(_ok_logits(), temperature=0, top_p=5), r"top_p must be in \(0, 1\]"),
     (lambda: sample_next(_ok_logits(), temperature=0, top_k=-3), r"top_k must be an integer"),
@@ -391,10 +404,11 @@ def _beam(**overrides):
 
 
 @pytest.mark.parametrize("overrides, match", [
-    (dict(beam_width=0), r"beam_width must be >= 1; got 0"),
+    (dict(beam_width=0), r"beam_width must be an integer >= 1; got 0"),
     (dict(beam_width=True), r"beam_width must be an integer >= 1; got True"),
+    (dict(beam_width=2.0), r"beam_width must be an integer >= 1; got 2.0"),  # was a TypeError
     (dict(length=False), r"length must be an integer >= 1; got False"),
-    (dict(length=0), r"length must be >= 1; got 0"),
+    (dict(length=0), r"length must be an integer >= 1; got 0"),
     (dict(first_logits=torch.zeros(2, V)), r"first_logits must be 2-D \(1, V\)"),
     (dict(first_logits=torch.zeros(V)), r"first_logits must be 2-D \(1, V\)"),
     (dict(first_logits=torch.tensor([[0.0, float("nan"), 0.0, 0.0]])), r"NaN"),

@@ -35,6 +35,16 @@ def _check_logits(name: str, logits: Tensor, rows: int | None = None) -> None:
                          f"leave at least one token unmasked in every row")
 
 
+def whole_number(value: Any) -> int | None:
+    """``value`` as an int if it is an integer (NumPy's too), else None (a bool, 2.0, "2")."""
+    if isinstance(value, bool):  # operator.index takes True as 1
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
 def check_sampling_options(*, temperature: float, top_k: int | None = None,
                            top_p: float | None = None) -> None:
     """Raise a one-line ValueError for a setting :func:`sample_next` would refuse: so that a
@@ -42,7 +52,7 @@ def check_sampling_options(*, temperature: float, top_k: int | None = None,
     first token. ``temperature`` 0 means greedy."""
     if not (0 <= temperature < float("inf")):
         raise ValueError(f"temperature must be finite and >= 0 (0 = greedy); got {temperature}")
-    if top_k is not None and (isinstance(top_k, bool) or operator.index(top_k) < 1):
+    if top_k is not None and (whole_number(top_k) is None or top_k < 1):
         raise ValueError(f"top_k must be an integer >= 1 (or None to keep every token); got "
                          f"{top_k!r}")
     if top_p is not None and (isinstance(top_p, bool) or not 0 < top_p <= 1):
@@ -76,6 +86,10 @@ def filter_logits(logits: Tensor, *, temperature: float = 1.0, top_k: int | None
         # changes), the largest stays 0 and the others go to -inf at worst: greedy, the limit.
         shifted = logits - logits.amax(dim=1, keepdim=True)
         out = torch.where(shifted == 0, shifted, shifted / temperature)
+    if torch.isnan(out).any():
+        # a temperature past the dtype's range is inf there, and -inf / inf = NaN: a masked
+        # token stays masked (the others all tend to 0, uniform: the limit)
+        out = out.masked_fill(torch.isneginf(logits), float("-inf"))
     if top_k is not None:
         if top_k < vocab:
             # Scatter from topk's indices, not a threshold on the k-th value: ties at the
@@ -151,10 +165,7 @@ def _check_prompt_state(tensor: Tensor, dim: int) -> Tensor:
 
 def _token_id(name: str, value: Any, vocab: int) -> int:
     """``value`` as an int in [0, vocab), or a one-line ValueError (bools and 1.5 included)."""
-    try:
-        token = None if isinstance(value, bool) else operator.index(value)
-    except TypeError:
-        token = None
+    token = whole_number(value)
     if token is None or not 0 <= token < vocab:
         raise ValueError(f"{name} must be an integer token id in [0, {vocab}); got {value!r}")
     return token
@@ -182,10 +193,8 @@ def beam_search(step: Callable[[Tensor, Any], tuple[Tensor, Any]], state: Any,
     hypotheses, best first by ``log_prob / len(tokens) ** length_penalty``.
     """
     for name, value in (("beam_width", beam_width), ("length", length)):
-        if isinstance(value, bool):  # operator.index takes True as 1
+        if whole_number(value) is None or value < 1:
             raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
-        if operator.index(value) < 1:
-            raise ValueError(f"{name} must be >= 1; got {value}")
     if not math.isfinite(length_penalty):  # a NaN score leaves the hypotheses unordered
         raise ValueError(f"length_penalty must be a finite number; got {length_penalty}")
     _check_logits("first_logits", first_logits, rows=1)

@@ -10,14 +10,13 @@ probable continuations and returns the best one at the end.
 from __future__ import annotations
 
 import contextlib
-import operator
 from typing import Iterator
 
 import torch
 
 from rnnkit.data.text import CorpusError
 from rnnkit.runtime import beam_search, sample_next
-from rnnkit.runtime.sampling import check_sampling_options
+from rnnkit.runtime.sampling import check_sampling_options, whole_number
 
 from .task import LoadedModel
 
@@ -51,10 +50,7 @@ def _device(model: torch.nn.Module) -> torch.device:
 
 def _check_options(length: int, temperature: float, top_k: int | None = None,
                    top_p: float | None = None) -> None:
-    try:  # any integer (NumPy's too), never a bool or 2.5
-        whole = None if isinstance(length, bool) else operator.index(length)
-    except TypeError:
-        whole = None
+    whole = whole_number(length)  # any integer (NumPy's too), never a bool or 2.5
     if whole is None or whole < 1:
         raise ValueError(f"length must be an integer >= 1 (characters); got {length!r}")
     check_sampling_options(temperature=temperature, top_k=top_k, top_p=top_p)
