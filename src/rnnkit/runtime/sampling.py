@@ -78,17 +78,15 @@ def filter_logits(logits: Tensor, *, temperature: float = 1.0, top_k: int | None
     check_sampling_options(temperature=temperature, top_k=top_k, top_p=top_p)
     vocab = logits.size(1)
     out = logits / temperature
-    if (torch.isposinf(out).any() or torch.isnan(out).any()
-            or torch.isneginf(out).all(dim=1).any()):
-        # The division overflowed: to +inf (every probability NaN), to -inf for a whole row of
-        # negative logits (half precision), or to NaN where the temperature itself rounds to 0
-        # in the logits' dtype. Shifted so that each row's largest logit is 0 (no probability
-        # changes), the largest stays 0 and the others go to -inf at worst: greedy, the limit.
+    # One reduction tells whether the division overflowed anywhere: a row's max is +inf (every
+    # probability NaN), -inf (a whole row of negative half-precision logits), or NaN (the
+    # temperature rounds to 0 in the logits' dtype, 0 / 0, or past its range, -inf / inf).
+    if not torch.isfinite(out.amax(dim=1)).all():
+        # Shifted so that each row's largest logit is 0 (no probability changes), the largest
+        # stays 0 and the others go to -inf at worst: greedy, the limit. A masked token stays
+        # masked (-inf / inf is NaN); with an infinite temperature the rest are uniform.
         shifted = logits - logits.amax(dim=1, keepdim=True)
         out = torch.where(shifted == 0, shifted, shifted / temperature)
-    if torch.isnan(out).any():
-        # a temperature past the dtype's range is inf there, and -inf / inf = NaN: a masked
-        # token stays masked (the others all tend to 0, uniform: the limit)
         out = out.masked_fill(torch.isneginf(logits), float("-inf"))
     if top_k is not None:
         if top_k < vocab:
