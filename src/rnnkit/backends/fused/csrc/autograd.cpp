@@ -31,8 +31,18 @@ c10::TypedOperatorHandle<Signature> op(const char* name) {
 // T x B x 4H, for every output nobody used (the saved gates and cells, which are outputs only
 // so that backward can have them; the output sequence when only the final state is used), ~1 ms
 // per training step at B = 16, H = 256. Here only the gradients the kernels read are filled.
+//
+// The pool holds real CPU memory, so it serves only real CPU tensors. Under a trace
+// (torch.compile's AOT autograd, export) `like` is a fake or functional tensor, possibly with
+// symbolic sizes: its zeros are made by a dispatched op, which the trace records.
 Tensor or_zeros(const Tensor& grad, const Tensor& like) {
-  return grad.defined() ? grad : pooled_zeros(like.sizes(), like.options());
+  if (grad.defined()) return grad;
+  static const c10::DispatchKeySet traced(
+      {c10::DispatchKey::Python, c10::DispatchKey::Functionalize});
+  if (like.is_cpu() && !like.key_set().has_any(traced)) {
+    return pooled_zeros(like.sizes(), like.options());
+  }
+  return at::zeros_like(like, at::MemoryFormat::Contiguous);
 }
 
 // With bf16=True the backward ops return grad_gates_x in bfloat16, what the bfloat16 input
@@ -340,15 +350,19 @@ struct LinearFunction : torch::autograd::Function<LinearFunction> {
     // x may be (..., I): the products run on its rows, (N, I), and dy's, (N, G). dy made
     // contiguous: an expanded one (of output.sum()) would take another route through matmul
     // than the materialized one AOT autograd passes, and round differently.
-    const Tensor grad = grads[0].contiguous().view({-1, grads[0].size(-1)});
+    // Sizes stay symbolic (sym_sizes, *_symint): under torch.compile with dynamic shapes a
+    // plain sizes() would fix T and B in the traced backward, one graph per shape.
+    const Tensor grad =
+        grads[0].contiguous().view_symint({c10::SymInt(-1), grads[0].sym_size(-1)});
     // needs_input_grad counts tensor inputs only: x, weight, then bias when present.
     const bool bias_grad = ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2);
     Tensor grad_x;
-    if (ctx->needs_input_grad(0)) grad_x = call_matmul(grad, weight).view(x.sizes());
-    return {grad_x,
-            ctx->needs_input_grad(1) ? call_matmul(grad.t(), x.reshape({-1, x.size(-1)}))
-                                     : Tensor(),
-            bias_grad ? grad.sum(0) : Tensor()};
+    if (ctx->needs_input_grad(0)) grad_x = call_matmul(grad, weight).view_symint(x.sym_sizes());
+    Tensor grad_weight;
+    if (ctx->needs_input_grad(1)) {
+      grad_weight = call_matmul(grad.t(), x.reshape_symint({c10::SymInt(-1), x.sym_size(-1)}));
+    }
+    return {grad_x, grad_weight, bias_grad ? grad.sum(0) : Tensor()};
   }
 };
 

@@ -1,0 +1,116 @@
+"""Training through torch.compile on the fused backend: forward and backward traced by AOT
+autograd, checked against the same model run eagerly on the reference backend.
+
+The ops' C++ autograd runs under the trace with fake tensors and symbolic sizes. Two ways it
+can go wrong, each a test below: making a real tensor (the pooled zero gradient of an unused
+output) where only a fake one may go, and reading concrete sizes, which fixes T and B in the
+graph so that every new shape compiles again.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch._dynamo.utils import counters
+
+import rnnkit
+from rnnkit.backends import BACKENDS
+from tolerances import assert_close
+
+pytestmark = [pytest.mark.usefixtures("single_thread"),
+              pytest.mark.skipif(BACKENDS["fused"].unavailable() is not None,
+                                 reason="fused backend unavailable here: "
+                                        f"{BACKENDS['fused'].unavailable()}")]
+
+KINDS = {
+    "lstm": lambda *a, **k: rnnkit.LSTM(*a, **k),
+    "lstm_proj": lambda *a, **k: rnnkit.LSTM(*a, proj_size=3, **k),
+    "gru": lambda *a, **k: rnnkit.GRU(*a, **k),
+    "rnn_tanh": lambda *a, **k: rnnkit.RNN(*a, **k),
+}
+
+
+class _Head(torch.nn.Module):
+    """An RNN and a linear head on what ``used`` names: the last output step (the final state
+    unused, as in most classifiers), the final state alone (the output unused), or both."""
+
+    def __init__(self, kind: str, backend: str, used: str):
+        super().__init__()
+        self.rnn = KINDS[kind](3, 8, num_layers=2, bidirectional=True, batch_first=True,
+                               backend=backend)
+        features = getattr(self.rnn, "proj_size", 0) or 8  # per direction
+        self.head = torch.nn.Linear(2 * features, 2)
+        self.used = used
+
+    def forward(self, x):
+        output, state = self.rnn(x)
+        if self.used == "output":
+            return self.head(output[:, -1])
+        h_n = state[0] if isinstance(state, tuple) else state
+        last_state = torch.cat([h_n[-2], h_n[-1]], dim=-1)  # top layer, both directions
+        if self.used == "final_state":
+            return self.head(last_state)
+        return self.head(output[:, -1]) + self.head(last_state)
+
+
+def _twins(kind: str, used: str):
+    """(fused model, reference model) with the same weights."""
+    torch.manual_seed(3)
+    fused = _Head(kind, "fused", used)
+    reference = _Head(kind, "reference", used)
+    reference.load_state_dict(fused.state_dict())
+    return fused, reference
+
+
+def _loss_and_grads(model, x):
+    loss = model(x).square().sum()
+    return loss, torch.autograd.grad(loss, [x, *model.parameters()])
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("used", ["output", "final_state", "both"])
+def test_compiled_training_equals_eager_reference(kind, used):
+    """An unused output reaches the backward op as an undefined gradient; its zeros used to
+    come from the buffer pool, a real tensor, and AOT autograd's fake-tensor trace failed
+    ("Please convert all Tensors to FakeTensors first")."""
+    torch._dynamo.reset()
+    fused, reference = _twins(kind, used)
+    x = torch.randn(4, 6, 3, requires_grad=True)
+    compiled = torch.compile(fused, backend="aot_eager", fullgraph=True)
+    loss, grads = _loss_and_grads(compiled, x)
+    expected_loss, expected_grads = _loss_and_grads(reference, x)
+    assert_close(loss, expected_loss)
+    for name, got, expected in zip(["x", *dict(fused.named_parameters())], grads, expected_grads):
+        assert_close(got, expected, grad=True, what=name)
+
+
+def test_inductor_training_with_the_final_state_unused():
+    """The same as above through inductor, the default backend users get."""
+    torch._dynamo.reset()
+    fused, reference = _twins("lstm", "output")
+    x = torch.randn(4, 6, 3, requires_grad=True)
+    loss, grads = _loss_and_grads(torch.compile(fused), x)
+    expected_loss, expected_grads = _loss_and_grads(reference, x)
+    assert_close(loss, expected_loss)
+    for got, expected in zip(grads, expected_grads):
+        assert_close(got, expected, grad=True)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compiled_training_keeps_one_graph_over_shapes(kind, dtype):
+    """With dynamic=True one graph serves every (B, T). float32 layers run their input
+    projection through rnnkit::linear, whose backward read concrete sizes: one graph per new
+    shape, and torch fell back to eager after eight."""
+    torch._dynamo.reset()
+    counters.clear()
+    fused, reference = _twins(kind, "both")
+    fused.to(dtype), reference.to(dtype)
+    compiled = torch.compile(fused, backend="aot_eager", fullgraph=True, dynamic=True)
+    for batch, steps in [(4, 6), (2, 3), (5, 9), (3, 4)]:
+        x = torch.randn(batch, steps, 3, dtype=dtype, requires_grad=True)
+        loss, grads = _loss_and_grads(compiled, x)
+        expected_loss, expected_grads = _loss_and_grads(reference, x)
+        assert_close(loss, expected_loss, what=f"loss at B={batch}, T={steps}")
+        for got, expected in zip(grads, expected_grads):
+            assert_close(got, expected, grad=True, what=f"gradient at B={batch}, T={steps}")
+    assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])
