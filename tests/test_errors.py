@@ -756,6 +756,22 @@ def test_num_layers_not_a_positive_int(preset, num_layers):
                    rf"^num_layers must be a positive int; got {esc(repr(num_layers))}$")
 
 
+@pytest.mark.parametrize("make, flag", [
+    *[(preset, flag) for preset in (RNN, LSTM, GRU)
+      for flag in ("bias", "batch_first", "bidirectional")],
+    *[(cell, "bias") for cell in (RNNCell, LSTMCell, GRUCell)],
+    (lambda i, h, **kw: Recurrent(GRUCell(i, h), **kw), "batch_first"),
+    (lambda i, h, **kw: Recurrent(GRUCell(i, h), **kw), "reverse"),
+], ids=lambda value: value if isinstance(value, str) else getattr(value, "__name__", ""))
+@pytest.mark.parametrize("value", [0, 1, "False", None], ids=repr)
+def test_on_off_options_must_be_bools(make, flag, value):
+    """torch.nn raises a TypeError for bias=0 and batch_first=1; "False" would read as true."""
+    assert_rejects(lambda: make(I, H, **{flag: value}), TypeError,
+                   rf"^{flag} must be True or False; got {esc(repr(value))} "
+                   rf"\({type(value).__name__}\)$")
+    make(I, H, **{flag: False})  # the bool itself is fine
+
+
 @pytest.mark.parametrize("preset", [RNN, LSTM, GRU], ids=lambda p: p.__name__)
 @pytest.mark.parametrize("dropout", [-0.1, 1.5, 2, math.nan, math.inf, "0.5", None, True],
                          ids=repr)

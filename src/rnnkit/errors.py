@@ -59,3 +59,11 @@ def check_floating(name: str, tensor) -> None:
             f"{name} must be a floating-point tensor; got dtype {tensor.dtype} "
             f"(convert it with {name}.float())"
         )
+
+
+def check_flag(name: str, value) -> None:
+    """A constructor's on/off option must be a real bool, as torch.nn requires of ``bias`` and
+    ``batch_first``: ``bias=0`` or ``batch_first="False"`` (a truthy string) is most likely a
+    mistake, and torch.nn raises for it too."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False; got {value!r} ({type(value).__name__})")

@@ -22,7 +22,7 @@ from torch.nn.utils.rnn import PackedSequence
 from ..backends import check_backend_name
 from ..cells import GRUCell, LSTMCell, RNNCell
 from ..cells.base import check_state_tensor
-from ..errors import describe_container
+from ..errors import check_flag, describe_container
 from ..interop.torch_nn import torch_name_pairs
 from .autocast import recurrence_outside_autocast
 from .bidirectional import Bidirectional, BidirectionalState
@@ -49,6 +49,9 @@ class _TorchStyleRNN(nn.Module):
                 f"dropout={dropout} has no effect with num_layers=1: dropout is applied between "
                 f"stacked layers only", stacklevel=3,
             )
+        for name, value in (("bias", bias), ("batch_first", batch_first),
+                            ("bidirectional", bidirectional)):
+            check_flag(name, value)
         check_backend_name(backend)
         self.input_size = input_size
         self.hidden_size = hidden_size

@@ -9,6 +9,7 @@ from torch import nn
 
 from ..backends import check_backend_name, run_layer
 from ..cells.base import RecurrentCell, check_cell_state
+from ..errors import check_flag
 from .autocast import recurrence_outside_autocast
 from .checks import check_layer_call
 
@@ -38,6 +39,8 @@ class Recurrent(nn.Module):
         super().__init__()
         if not isinstance(cell, RecurrentCell):
             raise TypeError(f"cell must be an rnnkit cell (RecurrentCell); got {type(cell).__name__}")
+        check_flag("reverse", reverse)
+        check_flag("batch_first", batch_first)
         check_backend_name(backend)
         self.cell = cell
         self.reverse = reverse
