@@ -205,6 +205,21 @@ def test_a_temperature_past_the_dtypes_range_keeps_masked_tokens_masked():
     assert set(tokens.tolist()) == {0, 2, 3}
 
 
+@pytest.mark.parametrize("dtype, span", [(torch.float16, 6e4), (torch.bfloat16, 3e38),
+                                         (torch.float32, 3e38)])
+@pytest.mark.parametrize("temperature", [1e39, 1e300, 1e-30])
+def test_logits_that_span_more_than_the_dtypes_range(dtype, span, temperature):
+    """Shifting logits -span..span by their maximum overflowed to -inf in the logits' dtype, and
+    -inf / inf (a temperature past that range) gave NaN. Oracle: the same logits in float64, at
+    the tolerance of the dtype's rounding."""
+    logits64 = torch.tensor([[-span, 0.0, span, float("-inf")], [-span, span / 2, 0.0, span]],
+                            dtype=torch.float64)
+    out = filter_logits(logits64.to(dtype), temperature=temperature)
+    assert out.dtype == dtype and not out.isnan().any()
+    expected = F.softmax(logits64.to(dtype).double() / temperature, dim=1)
+    torch.testing.assert_close(F.softmax(out.double(), dim=1), expected, atol=1e-2, rtol=0)
+
+
 # --- sample_next --------------------------------------------------------------------------
 
 def test_temperature_zero_is_argmax():

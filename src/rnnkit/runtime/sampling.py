@@ -83,11 +83,13 @@ def filter_logits(logits: Tensor, *, temperature: float = 1.0, top_k: int | None
     # temperature rounds to 0 in the logits' dtype, 0 / 0, or past its range, -inf / inf).
     if not torch.isfinite(out.amax(dim=1)).all():
         # Shifted so that each row's largest logit is 0 (no probability changes), the largest
-        # stays 0 and the others go to -inf at worst: greedy, the limit. A masked token stays
-        # masked (-inf / inf is NaN); with an infinite temperature the rest are uniform.
-        shifted = logits - logits.amax(dim=1, keepdim=True)
-        out = torch.where(shifted == 0, shifted, shifted / temperature)
-        out = out.masked_fill(torch.isneginf(logits), float("-inf"))
+        # stays 0 and the others go to -inf at worst: greedy, the limit. In float64, where
+        # neither the shift of logits that span more than the dtype's range (fp16: 65504) nor
+        # the temperature overflows (a float is a float64): -inf / inf would be NaN. A masked
+        # token stays masked; with a temperature past the dtype's range the rest are uniform.
+        wide = logits.double()
+        shifted = wide - wide.amax(dim=1, keepdim=True)
+        out = torch.where(shifted == 0, shifted, shifted / temperature).to(logits.dtype)
     if top_k is not None:
         if top_k < vocab:
             # Scatter from topk's indices, not a threshold on the k-th value: ties at the
