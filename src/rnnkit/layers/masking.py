@@ -60,8 +60,10 @@ def normalize_lengths(
         # Traced (torch.compile, torch.export): the values are unknown until run time, so the
         # check is an assertion in the graph instead of a Python branch (which could not be
         # traced), and the error a RuntimeError without the offending index.
+        # T stays out of the message: formatting a symbolic T (dynamic shapes) would fix its
+        # value in the graph, one compiled graph per sequence length.
         torch._assert_async(((lengths >= 1) & (lengths <= steps)).all(),
-                            f"lengths must be in 1..T={steps}")
+                            "lengths must be in 1..T, T the input's number of time steps")
         return lengths.to(device)
     smallest, largest = int(lengths.min()), int(lengths.max())
     if smallest < 1:
