@@ -13,7 +13,7 @@ import torch
 from torch._dynamo.utils import counters
 
 import rnnkit
-from rnnkit.backends import BACKENDS
+from rnnkit.backends import BACKENDS, lowered
 from tolerances import assert_close
 
 pytestmark = [pytest.mark.usefixtures("single_thread"),
@@ -148,3 +148,45 @@ def test_compiled_training_with_lengths_keeps_one_graph_over_shapes(form):
         for got, expected in zip(grads, expected_grads):
             assert_close(got, expected, grad=True, what=f"gradient at B={batch}, T={steps}")
     assert counters["stats"]["unique_graphs"] == 1, dict(counters["stats"])
+
+
+@pytest.fixture
+def first_calls(monkeypatch):
+    """A process's first calls: the once-per-process caches and logs empty, so the trace goes
+    through the code that fills them (which is where dynamo failed)."""
+    import importlib
+
+    scan = importlib.import_module("rnnkit.backends.scan")  # the module, not scan() itself
+    backend = importlib.import_module("rnnkit.backends.fused.backend")
+    monkeypatch.setattr(lowered, "_declines_logged", set())
+    monkeypatch.setattr(lowered, "_bf16_instructions", None, raising=False)
+    monkeypatch.setattr(scan, "_fallbacks_logged", set())
+    monkeypatch.setattr(backend, "_bf16_kernel", None)
+
+
+@pytest.mark.skipif(not lowered.cpu_bf16_instructions(),
+                    reason="the bfloat16 routes run only on CPUs with AMX-BF16 or AVX512-BF16")
+@pytest.mark.parametrize("kind", ["lstm", "gru"])
+@pytest.mark.parametrize("backend", ["auto", "fused"])
+def test_compiled_training_under_bf16_autocast_equals_eager(kind, backend, first_calls):
+    """Under CPU bfloat16 autocast, fullgraph=True failed to trace the route choice: a logger
+    call, the /proc/cpuinfo read behind functools.lru_cache, torch.get_num_threads and the
+    kernels' string-valued probe. Oracle: the same calls eagerly, under the same autocast."""
+    torch._dynamo.reset()
+    torch.manual_seed(3)
+    model = KINDS[kind](6, 8, backend=backend)
+    x = torch.randn(5, 4, 6, requires_grad=True)
+
+    def loss(x):
+        return model(x)[0].float().square().sum()
+
+    compiled = torch.compile(loss, backend="aot_eager", fullgraph=True)
+    results = []
+    for run in (compiled, loss):
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            value = run(x)
+        results.append((value, torch.autograd.grad(value, [x, *model.parameters()])))
+    (got, got_grads), (expected, expected_grads) = results
+    assert_close(got, expected)
+    for got_grad, expected_grad in zip(got_grads, expected_grads):
+        assert_close(got_grad, expected_grad, grad=True)

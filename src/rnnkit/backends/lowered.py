@@ -50,7 +50,6 @@ weight gradient over steps in bfloat16. Measurements: ``benchmarks/bench_autocas
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import threading
 from pathlib import Path
@@ -95,12 +94,25 @@ def bf16_recurrence_enabled() -> bool:
     return _enabled
 
 
-@functools.lru_cache(maxsize=1)
+# Marked constant for torch.compile: dynamo cannot trace the file read (nor a function behind
+# functools.lru_cache, hence the cache by hand), and a CPU's instructions do not change while
+# a process runs.
+@torch.compiler.assume_constant_result
 def cpu_bf16_instructions() -> str:
     """How this CPU multiplies bfloat16 natively (Linux: /proc/cpuinfo): ``"amx_bf16"`` (AMX
     tiles, Intel Sapphire Rapids and later), ``"avx512_bf16"`` (VDPBF16PS dot products, AMD Zen 4
     and later, Intel Cooper Lake), or ``""`` (oneDNN then emulates bfloat16, slower than
     float32). oneDNN must be in this torch build for the bfloat16 GEMMs."""
+    global _bf16_instructions
+    if _bf16_instructions is None:
+        _bf16_instructions = _read_bf16_instructions()
+    return _bf16_instructions
+
+
+_bf16_instructions: str | None = None
+
+
+def _read_bf16_instructions() -> str:
     try:
         cpuinfo = Path("/proc/cpuinfo").read_text()
     except OSError:
@@ -181,8 +193,10 @@ def run_bf16(cell: LSTMCell, x: torch.Tensor, state0: NamedTuple, *, reverse: bo
 
 
 def log_decline_once(reason: str, *, projection_bf16: bool = False) -> None:
-    """Log once per reason why a call did not take the whole bfloat16 route, and what it runs."""
-    if (reason, projection_bf16) in _declines_logged:
+    """Log once per reason why a call did not take the whole bfloat16 route, and what it runs.
+    Not while torch.compile traces the call: dynamo refuses logger calls (under fullgraph=True
+    the whole compile failed); the next eager call logs the reason."""
+    if (reason, projection_bf16) in _declines_logged or torch.compiler.is_compiling():
         return
     _declines_logged.add((reason, projection_bf16))
     if projection_bf16:

@@ -89,7 +89,9 @@ def select_backend(cell, gates_x: torch.Tensor, requested: str = "auto") -> Back
             reason = backend.unavailable() or backend.unsupported(cell, gates_x)
             if reason is None:
                 return backend
-            if (backend.name, reason) not in _fallbacks_logged:
+            # not while torch.compile traces: dynamo refuses logger calls (see lowered.py)
+            compiling = torch.compiler.is_compiling()
+            if (backend.name, reason) not in _fallbacks_logged and not compiling:
                 _fallbacks_logged.add((backend.name, reason))
                 log.info("rnnkit: backend %r skipped: %s", backend.name, reason)
         raise RuntimeError("no rnnkit backend supports this call")  # reference supports all

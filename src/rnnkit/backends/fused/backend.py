@@ -121,6 +121,7 @@ def amx_bf16_usable() -> bool:
     return bf16_products_kernel() == "amx"
 
 
+@torch.compiler.assume_constant_result  # as fused_unavailable: a lock and a string-valued op
 def bf16_products_kernel() -> str:
     """Which kernel runs the fused ops' bfloat16 products (``bf16=True``) here: ``"amx"`` (tile
     products, csrc/gemm_amx.h), ``"avx512_bf16"`` (VDPBF16PS dot products on CPUs without AMX,
@@ -184,19 +185,28 @@ def recurrent_weight_values(cell) -> int:
     return cell.weight_hh.numel() + (weight_hr.numel() if weight_hr is not None else 0)
 
 
+# Marked constant for torch.compile, which cannot call torch.get_num_threads (it returns no
+# tensor). A compiled graph keeps the route the thread count gave when it was traced: only speed
+# depends on it, and both routes round as bfloat16 autocast allows.
+@torch.compiler.assume_constant_result
+def torch_threads() -> int:
+    """torch.get_num_threads(), callable under torch.compile."""
+    return torch.get_num_threads()
+
+
 def bf16_products_pay(batch: int, width: int, weight_values: int) -> bool:
     """Whether ``batch`` rows multiplied by recurrent weights of ``weight_values`` values in all,
     ``width`` deep (H, or P with a projection), run faster as bfloat16 products (AMX tiles or
     AVX512-BF16 dot products, whichever :func:`bf16_products_kernel` says) than as the float32
     GEMM. Each thread takes its own block of rows through every step."""
-    threads = max(1, min(torch.get_num_threads(), batch))
+    threads = max(1, min(torch_threads(), batch))
     rows_per_thread = -(-batch // threads)
     if bf16_products_kernel() == "avx512_bf16":
         return rows_per_thread >= _MIN_ROWS_BF16
     if rows_per_thread >= _MIN_ROWS_BF16 and width >= _MIN_WIDTH_BF16:
         return True
     return weight_values >= _LARGE_WEIGHT_BF16 and (rows_per_thread >= 2 or
-                                                     torch.get_num_threads() == 1)
+                                                     torch_threads() == 1)
 
 
 # Under autocast, a plain LSTM layer (no projection, no lengths) may run oneDNN's bfloat16 LSTM
@@ -231,7 +241,7 @@ def fused_lstm_pays_bf16(batch: int, hidden: int, training: bool) -> bool:
         return True
     if kernel != "amx":
         return False
-    threads = torch.get_num_threads()
+    threads = torch_threads()
     rows_per_thread = -(-batch // max(1, min(threads, batch)))
     if rows_per_thread <= _MAX_ROWS_FUSED_LSTM:
         return True
