@@ -137,6 +137,20 @@ def test_learning_rate_follows_the_warmup_and_cosine_schedule(tmp_path):
         assert record["lr"] == pytest.approx(expected), record
 
 
+def test_an_epoch_limited_schedule_counts_the_epochs_done_before_each_step(tmp_path):
+    """The rate's progress was read after the step's batch was drawn, which counts as part of
+    an epoch: every step ran one batch ahead, the first below the peak. Oracle: the cosine of
+    the epochs done before the step (Samples: 10 batches per epoch), as max_steps does it."""
+    trainer = make_trainer(tmp_path, learning_rate=0.1, log_every=1, min_lr_ratio=0.0,
+                           max_steps=None, max_epochs=2.0)
+    records = [r for r in trainer.fit().history if r["split"] == "train"]
+    assert len(records) == 20
+    for record in records:
+        epochs_before = (record["step"] - 1) / 10
+        expected = 0.05 * (1 + math.cos(math.pi * epochs_before / 2.0))
+        assert record["lr"] == pytest.approx(expected), record
+
+
 def test_a_run_needs_a_limit_and_valid_choices():
     with pytest.raises(ValueError, match="set a limit"):
         TrainConfig().check()

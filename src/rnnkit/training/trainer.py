@@ -333,9 +333,12 @@ class Trainer:
             return f"its last good checkpoint in {folder} is untouched"
         return "before its first checkpoint"
 
-    def _train_step(self, batch) -> tuple[float, float, int] | None:
+    def _train_step(self, batch, progress: float) -> tuple[float, float, int] | None:
+        """One optimizer step on ``batch``, at the rate of ``progress``: the fraction of the
+        run done before this step (taken before the batch was drawn, which counts as part of
+        an epoch)."""
         model, optimizer = self.model, self.optimizer
-        lr = self.schedule(self.step, self._progress_fraction())
+        lr = self.schedule(self.step, progress)
         for group in optimizer.param_groups:
             group["lr"] = lr
         with self._autocast():
@@ -441,7 +444,11 @@ class Trainer:
                 status = self._limit_reached()
                 if status or self._interrupted:
                     break
-                outcome = self._train_step(next(self.batches))
+                # progress before the draw: with max_epochs, drawing the window counts it as
+                # done, and the step's rate would be one window ahead (as with max_steps, the
+                # first step runs at the peak rate, or warmup's first)
+                done = self._progress_fraction()
+                outcome = self._train_step(next(self.batches), done)
                 now = time.perf_counter()
                 self.elapsed += now - clock
                 clock = now
