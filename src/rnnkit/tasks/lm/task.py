@@ -149,7 +149,11 @@ def bits_per_character(model: CharLanguageModel, tokens: torch.Tensor, *, rows: 
     """Mean -log2 p over a held-out token stream, read as ``rows`` side-by-side rows.
 
     The state is carried from window to window within each row (as in training), so every
-    character is scored with all the context before it in its row.
+    character is scored with all the context before it in its row. Not scored: the first
+    character of each row (nothing before it predicts it) and the last N mod ``rows``
+    characters of the N (the stream is cut into equal rows): fewer than 2 ``rows`` in all,
+    ~0.03% of the built-in corpus's test split at the default 32 rows, but a large share of a
+    text only a few hundred characters long. ``characters`` counts those scored.
     """
     rows = max(1, min(rows, tokens.numel() // 2))
     columns = tokens.numel() // rows
