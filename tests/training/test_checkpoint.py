@@ -267,12 +267,40 @@ def _truncate(path: Path) -> None:
     path.write_bytes(path.read_bytes()[:-7])
 
 
+def _edit_record(step: Path, edit) -> None:
+    """Change checkpoint.json as a hand edit would: valid JSON, every checksum kept."""
+    record = json.loads((step / "checkpoint.json").read_text())
+    edit(record)
+    (step / "checkpoint.json").write_text(json.dumps(record, indent=1))
+
+
+def test_a_record_written_before_it_had_a_checksum_still_loads(tmp_path):
+    """Records from before 2026-12-06 have checksums for the tensor files only."""
+    step = save(tmp_path, 1)
+    _edit_record(step, lambda record: record["sha256"].pop("checkpoint.json"))
+    loaded = load_checkpoint(step)
+    assert loaded.meta == {"step_meta": 1} and loaded.train_state["step"] == 1
+    assert torch.equal(loaded.model_state["weight"], tiny_model(1).weight)
+
+
+def test_weights_that_do_not_fit_the_model_are_a_one_line_error(tmp_path):
+    """torch's load_state_dict raises a multi-line RuntimeError; evaluate and generate showed
+    it as a traceback. Oracle: the weights load into the model they came from."""
+    load_checkpoint(save(tmp_path, 1)).load_model(tiny_model(5))
+    with pytest.raises(CheckpointError, match=r"^checkpoint .*step-00000001 does not fit this "
+                                              r"model \(size mismatch for weight: .*\)$"):
+        load_checkpoint(tmp_path).load_model(torch.nn.Linear(4, 2))
+
+
 @pytest.mark.parametrize("damage", [
     lambda step: _flip_byte(step / "model.safetensors"),
     lambda step: _truncate(step / "model.safetensors"),
     lambda step: _flip_byte(step / "state.safetensors"),
     lambda step: _truncate(step / "checkpoint.json"),
-], ids=["flip-model", "truncate-model", "flip-state", "truncate-meta"])
+    lambda step: _edit_record(step, lambda record: record["meta"].update(step_meta=7)),
+    lambda step: _edit_record(step, lambda record: record["train_state"].update(step=9)),
+], ids=["flip-model", "truncate-model", "flip-state", "truncate-meta", "edit-meta",
+        "edit-train-state"])
 def test_damaged_newest_falls_back_and_direct_load_raises(tmp_path, caplog, damage):
     save(tmp_path, 1)
     newest = save(tmp_path, 2)

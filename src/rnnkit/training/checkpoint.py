@@ -170,6 +170,15 @@ def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+def _record_digest(record: dict) -> str:
+    """sha256 of a checkpoint record's entries other than its checksums, in one canonical JSON
+    form (sorted keys, no spaces), so that an edited record is caught like an edited tensor
+    file: a changed config, vocabulary or training state would otherwise surface later as a
+    traceback (weights that do not fit the model it describes) or load silently wrong."""
+    body = {key: value for key, value in record.items() if key != "sha256"}
+    return _sha256(json.dumps(body, sort_keys=True, separators=(",", ":")).encode("utf-8"))
+
+
 REPLACED = ".replaced"  # suffix of the old copy while a step is saved again
 PRUNED = ".pruned"  # suffix of an old checkpoint while it is deleted
 
@@ -214,10 +223,11 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, *, model_state: dict,
     state_tensors: dict[str, torch.Tensor] = {}
     skeleton = flatten_tensors(train_state, state_tensors)
     state_bytes = tensors_to_bytes(state_tensors)
-    record = {
-        "format": FORMAT_VERSION, "step": step, "meta": meta, "train_state": skeleton,
-        "sha256": {MODEL_FILE: _sha256(model_bytes), STATE_FILE: _sha256(state_bytes)},
-    }
+    record = {"format": FORMAT_VERSION, "step": step, "meta": meta, "train_state": skeleton}
+    # the digest of the record as it will read back (JSON turns every key into a string)
+    record_digest = _record_digest(json.loads(json.dumps(record)))
+    record["sha256"] = {MODEL_FILE: _sha256(model_bytes), STATE_FILE: _sha256(state_bytes),
+                        META: record_digest}
     staging = Path(tempfile.mkdtemp(dir=folder, prefix=f".{name}."))
     try:
         # mkdtemp makes it private (0700); a checkpoint folder gets the umask's mode, as any
@@ -304,6 +314,18 @@ class Checkpoint:
     train_state: Any
     meta: dict
 
+    def load_model(self, model: torch.nn.Module) -> None:
+        """``model.load_state_dict`` of these weights. Weights that do not fit the model (a
+        setting changed since, a checkpoint of another rnnkit) are a one-line CheckpointError
+        naming the checkpoint and the first mismatch, not torch's multi-line traceback."""
+        try:
+            model.load_state_dict(self.model_state)
+        except RuntimeError as error:
+            lines = [line.strip() for line in str(error).strip().splitlines() if line.strip()]
+            detail = lines[1] if len(lines) > 1 else lines[0]
+            raise CheckpointError(f"checkpoint {self.path} does not fit this model "
+                                  f"({detail})") from None
+
 
 def _read_checkpoint(path: Path, namedtuples) -> Checkpoint:
     from safetensors.torch import load as tensors_from_bytes
@@ -322,6 +344,10 @@ def _read_checkpoint(path: Path, namedtuples) -> Checkpoint:
         if record["sha256"].get(name) != _sha256(data):
             raise CheckpointError(f"checkpoint {path} is damaged ({name} does not match its "
                                   f"checksum)")
+    # absent from records written before 2026-12-06, which are read unchecked as before
+    if META in record["sha256"] and record["sha256"][META] != _record_digest(record):
+        raise CheckpointError(f"checkpoint {path} is damaged ({META} was changed after it was "
+                              f"saved and no longer matches its checksum)")
     if record.get("format") != FORMAT_VERSION:
         raise CheckpointError(f"checkpoint {path} has format {record.get('format')}; this "
                               f"rnnkit reads format {FORMAT_VERSION}")

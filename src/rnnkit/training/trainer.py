@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..backends.lowered import cpu_bf16_instructions
-from .checkpoint import CheckpointError, load_checkpoint, mark_best, save_checkpoint
+from .checkpoint import load_checkpoint, mark_best, save_checkpoint
 from .clipping import clip_gradients
 from .metrics import MetricsLog, plot_curves
 from .progress import Progress
@@ -223,12 +223,7 @@ class Trainer:
         """Continue from the last intact checkpoint in ``path`` (default: this run's folder)."""
         checkpoint = load_checkpoint(path or self.run_dir, which="last",
                                      namedtuples=self.state_types)
-        try:
-            self.model.load_state_dict(checkpoint.model_state)
-        except RuntimeError as error:
-            first = str(error).strip().splitlines()
-            raise CheckpointError(f"checkpoint {checkpoint.path} does not fit this model "
-                                  f"({first[1].strip() if len(first) > 1 else first[0]})") from None
+        checkpoint.load_model(self.model)
         state = checkpoint.train_state
         self._load_optimizer_state(state, checkpoint.path)
         if self.scaler is not None and state.get("scaler"):

@@ -198,7 +198,7 @@ def _train(config: ClassifyConfig, run_dir: Path, resume: bool, notify) -> dict:
                 "best_step": result.best_step, "validation": result.best_validation,
                 "test": None, "run_dir": str(run_dir), "config": asdict(config)}
     best = load_checkpoint(run_dir, which="best")
-    model.load_state_dict(best.model_state)
+    best.load_model(model)
     model.eval()
     test, confusion_png = None, None
     if data.test is not None:
@@ -267,7 +267,7 @@ def load_classifier(path: str | Path, *, which: str = "best") -> LoadedClassifie
         class_names, channels = list(meta["class_names"]), int(meta["channels"])
         normalizer = Normalizer.from_dict(meta["normalization"])
     model = SequenceClassifier(channels, len(class_names), config.model)
-    model.load_state_dict(checkpoint.model_state)
+    checkpoint.load_model(model)
     model.eval()
     return LoadedClassifier(model, config, class_names, normalizer, checkpoint.path,
                             checkpoint.step)

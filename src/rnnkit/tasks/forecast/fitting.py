@@ -169,7 +169,7 @@ def fit_forecaster(config, rows: np.ndarray, targets: int, run_dir: Path, *,
         # Ctrl-C: the checkpoint is saved and the user wants out, not a holdout score
         raise KeyboardInterrupt
     which = "best" if data.validation else "last"
-    model.load_state_dict(load_checkpoint(run_dir, which=which).model_state)
+    load_checkpoint(run_dir, which=which).load_model(model)
     model.eval()
     if config.model.output == "point":
         fitted.residual_quantiles = _residual_quantiles(fitted, fit_rows, data.horizon)

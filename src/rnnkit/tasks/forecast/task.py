@@ -350,7 +350,7 @@ def load_forecaster(path: str | Path, *, which: str | None = None) -> FittedFore
         covariates = len(meta["series"]["covariate_columns"])
         scaler = Scaler.from_dict(meta["scaler"])
     model = Forecaster(targets, covariates, config.data.horizon, config.model)
-    model.load_state_dict(checkpoint.model_state)
+    checkpoint.load_model(model)
     model.eval()
     return FittedForecaster(model, scaler, targets, config,
                             read_residual_quantiles(Path(path)), series=meta["series"])

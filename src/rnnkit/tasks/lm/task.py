@@ -237,7 +237,7 @@ def _train_lm(config: LMConfig, run_dir: Path, resume: bool,
     test, checkpoint = None, None
     if result.status != "interrupted":  # Ctrl-C: saved, and the user wants out, not a score
         best = load_checkpoint(run_dir, which="best")
-        model.load_state_dict(best.model_state)
+        best.load_model(model)
         model.eval()
         test = bits_per_character(model, test_tokens, rows=config.data.eval_rows,
                                   window=config.data.eval_window, device=device)
@@ -313,7 +313,7 @@ def load_lm(path: str | Path, *, which: str = "best", device: str = "cpu") -> Lo
         config = config_from_dict(LMConfig, checkpoint.meta["config"])
         vocabulary = CharVocabulary.from_list(checkpoint.meta["vocabulary"])
     model = CharLanguageModel(len(vocabulary), config.model)
-    model.load_state_dict(checkpoint.model_state)
+    checkpoint.load_model(model)
     model.to(device).eval()
     return LoadedModel(model, vocabulary, config, checkpoint.path, checkpoint.step,
                        checkpoint.meta.get("split"))
