@@ -148,6 +148,7 @@ def test_resume_continues_a_finished_run_to_a_larger_step_limit(data, tmp_path, 
     ("channels", ["4 channels", "trained on 3"]),
     ("label", ["'c'", "not a class of the training data"]),
     ("unknown-key", ["unknown config key", "model.hiddn"]),
+    ("infinite-noise", ["data.noise must be a finite number >= 0", "inf"]),
 ])
 def test_bad_input_is_one_line_on_stderr(case, words, data, tmp_path, capsys):
     argv = ["classify", "train", "--data", data["train"], "--steps", "2", "--out",
@@ -162,6 +163,8 @@ def test_bad_input_is_one_line_on_stderr(case, words, data, tmp_path, capsys):
         argv += ["--test", write_npz(tmp_path / "wide.npz", 8, channels=4)]
     elif case == "label":
         argv += ["--test", write_npz(tmp_path / "other.npz", 8, classes=("a", "c"))]
+    elif case == "infinite-noise":  # it trained, and blamed the learning rate for the NaN loss
+        argv += ["--set", "data.noise=inf"]
     else:
         argv += ["--set", "model.hiddn=4"]
     code, out, err = run(argv, capsys)

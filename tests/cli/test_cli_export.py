@@ -249,6 +249,23 @@ def test_name_is_for_c_exports_only(lm_run, tmp_path, capsys):
     assert not (tmp_path / "np").exists()
 
 
+@pytest.mark.parametrize("name", ["../evil", ""], ids=["path", "empty"])
+def test_a_bad_c_name_is_refused_before_an_earlier_export_is_touched(lm_run, tmp_path, capsys,
+                                                                    name):
+    """A bad --name into the folder of an earlier C export rewrote its task.json to list the
+    refused name's files before the name was checked; an empty one exported as rnnkit_model.
+    Oracle: the earlier export's bytes."""
+    out = tmp_path / "c"
+    code, _, err = run(["export", "--checkpoint", lm_run, "--format", "c", "--out", out], capsys)
+    assert code == 0, err
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    code, _, err = run(["export", "--checkpoint", lm_run, "--format", "c", "--out", out,
+                        "--name", name], capsys)
+    assert code == 2 and "\n" not in err.strip(), err
+    assert "must be a C identifier" in err or "--name is empty" in err, err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
 def test_exporting_another_format_over_an_export_removes_the_earlier_files(lm_run, tmp_path,
                                                                           capsys):
     """A NumPy export after a C export into one folder left the C files beside it, unlisted.

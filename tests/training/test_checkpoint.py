@@ -292,6 +292,18 @@ def test_weights_that_do_not_fit_the_model_are_a_one_line_error(tmp_path):
         load_checkpoint(tmp_path).load_model(torch.nn.Linear(4, 2))
 
 
+@pytest.mark.parametrize("value", [math.nan, math.inf])
+def test_non_finite_weights_are_refused_on_loading(tmp_path, value):
+    """evaluate printed "nan bits per character" and exited 0 for such a checkpoint."""
+    model = tiny_model(1)
+    with torch.no_grad():
+        model.bias[1] = value
+    save_checkpoint(tmp_path, 1, model_state=model.state_dict(), train_state={}, meta={})
+    with pytest.raises(CheckpointError, match=r"holds NaN or inf weights \(in bias\); load an "
+                                              r"earlier checkpoint"):
+        load_checkpoint(tmp_path).load_model(tiny_model(2))
+
+
 @pytest.mark.parametrize("damage", [
     lambda step: _flip_byte(step / "model.safetensors"),
     lambda step: _truncate(step / "model.safetensors"),

@@ -105,10 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 #: flags that name a file, folder or dataset: "" would be read as the working folder (a corpus
 #: of every text file there, a checkpoint search from "."), or as "not given" by `x or default`
-_NAME_FLAGS = ("corpus", "checkpoint", "data", "test", "out", "resume", "config")
+_NAME_FLAGS = ("corpus", "checkpoint", "data", "test", "out", "resume", "config", "name")
 _EMPTY_HINTS = {"resume": "name the folder of the run to continue",
                 "out": "name a folder or file, or leave --out out for the default",
-                "test": "leave it out for no test part (or the set's own)"}
+                "test": "leave it out for no test part (or the set's own)",
+                "name": "name the C files and symbols, or leave --name out for rnnkit_model"}
 
 
 def _check_common_flags(args) -> None:

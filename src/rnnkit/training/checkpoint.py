@@ -325,6 +325,12 @@ class Checkpoint:
             detail = lines[1] if len(lines) > 1 else lines[0]
             raise CheckpointError(f"checkpoint {self.path} does not fit this model "
                                   f"({detail})") from None
+        # Training never saves non-finite weights (a NaN loss stops it first), so these come
+        # from outside; scored, they printed "nan bits per character" as a result.
+        for name, parameter in model.named_parameters():
+            if parameter.is_floating_point() and not bool(torch.isfinite(parameter).all()):
+                raise CheckpointError(f"checkpoint {self.path} holds NaN or inf weights (in "
+                                      f"{name}); load an earlier checkpoint of the run")
 
 
 def _read_checkpoint(path: Path, namedtuples) -> Checkpoint:

@@ -10,6 +10,8 @@ checkpoint, so a trained model needs nothing else to score new sequences.
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,8 +38,8 @@ class DataConfig:
                              f"{self.validation_fraction}")
         if self.batch_size < 1:
             raise ValueError(f"data.batch_size must be >= 1; got {self.batch_size}")
-        if not self.noise >= 0.0:
-            raise ValueError(f"data.noise must be >= 0; got {self.noise}")
+        if not 0.0 <= self.noise < math.inf:
+            raise ValueError(f"data.noise must be a finite number >= 0; got {self.noise}")
         if self.class_weights not in ("none", "balanced"):
             raise ValueError(f"data.class_weights must be 'none' or 'balanced'; got "
                              f"{self.class_weights!r}")

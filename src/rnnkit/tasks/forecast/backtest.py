@@ -28,8 +28,13 @@ def check_backtest(config, series: TimeSeries, folds: int, step: int) -> list[in
     """The fold origins (rows before each), or a one-line ValueError: checked before the
     holdout model trains, so that a bad setting does not surface only after it."""
     data = config.data
-    if folds < 1 or step < 1:
-        raise ValueError(f"backtest folds and step must be >= 1; got {folds} and {step}")
+    if folds == 0:  # a step given alone: the spacing of a backtest nobody asked for
+        raise ValueError("--backtest-step needs --backtest FOLDS (how many origins to space "
+                         "out); add --backtest, or drop --backtest-step")
+    if folds < 1:
+        raise ValueError(f"--backtest must be >= 1 folds; got {folds}")
+    if step < 1:
+        raise ValueError(f"--backtest-step must be >= 1 rows; got {step}")
     first_origin = len(series) - (data.holdout or data.horizon)
     season = data.season or series.season or 1
     # the model's training windows, and the MASE scale (a season plus one row) of the baselines
