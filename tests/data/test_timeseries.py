@@ -145,6 +145,18 @@ def test_tsv_without_time_column_uses_row_numbers(tmp_path):
     np.testing.assert_array_equal(series.values, [[1, 10], [2, 20], [3, 30]])
 
 
+@pytest.mark.parametrize("text, name", [("0,10.5\n1,11.25\n2,9.75\n", "s.csv"),
+                                        ("1.5\t2\n3\t4\n", "s.tsv")])
+def test_a_file_without_a_header_row_is_refused(tmp_path, text, name):
+    """pandas took the first data row for a header: that row was lost and the time column
+    became a second target, silently. Oracle: the same rows behind a header load them all."""
+    with pytest.raises(SeriesError, match="has no header row: its first row") as excinfo:
+        load_series(_csv(tmp_path, text, name=name))
+    _one_line_error(excinfo, "add a first line naming the columns")
+    header = "a,b\n" if name.endswith(".csv") else "a\tb\n"
+    assert len(load_series(_csv(tmp_path, header + text, name=name))) == text.count("\n")
+
+
 def test_parquet_round_trips_with_a_date_index(tmp_path):
     pytest.importorskip("pyarrow", reason="Parquet needs pyarrow")
     dates = pd.date_range("2020-01-01", periods=40, freq="D", name="date")

@@ -214,9 +214,23 @@ def _read_file(pd, name: str):
         frame = frame.reset_index()
         if unnamed_integers:
             frame.attrs["unnamed_index"] = [c for c in frame.columns if c not in before]
+    if path.suffix.lower() != ".parquet" and all(_is_number(c) for c in frame.columns):
+        # No header row: pandas took the first data row for one, and its numbers for column
+        # names, so that row was lost and the time column would be read as a second target.
+        first_row = ", ".join(map(str, frame.columns))
+        raise SeriesError(f"{name} has no header row: its first row ({first_row}) is all "
+                          f"numbers; add a first line naming the columns (e.g. time,value)")
     if len(frame) == 0:
         raise SeriesError(f"{name} has no data rows; pass a file with at least one row")
     return frame
+
+
+def _is_number(text) -> bool:
+    try:
+        float(text)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def _looks_numeric(pd, column) -> bool:
