@@ -476,3 +476,15 @@ def test_a_run_written_inside_its_corpus_folder_is_not_read_as_corpus(tmp_path):
     config.dynamic.enabled = False
     result = train_lm(config, folder / "runs" / "lm", notify=quiet)
     assert evaluate_lm(folder / "runs" / "lm")["bpc"] == result["test"]["bpc"]
+
+
+def test_a_run_in_the_corpus_folder_itself_is_refused_before_anything_is_written(tmp_path):
+    """`train lm --corpus . --out .` trained, then read its own checkpoints as corpus files
+    (and evaluate and --resume failed the same way). Oracle: the folder's listing before."""
+    folder = tmp_path / "texts"
+    folder.mkdir()
+    (folder / "a.txt").write_text(tiny_text(), encoding="utf-8")
+    config = small_config(str(folder), max_steps=2)
+    with pytest.raises(ValueError, match="is the corpus folder; choose another --out"):
+        train_lm(config, folder, notify=quiet)
+    assert [p.name for p in folder.iterdir()] == ["a.txt"]

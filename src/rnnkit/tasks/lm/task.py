@@ -191,6 +191,14 @@ def _lm_loss(model: CharLanguageModel, window, carry) -> StepOutput:
 def train_lm(config: LMConfig, run_dir: str | Path, *, resume: bool = False,
              notify: Callable[[str], None] = print) -> dict:
     """Train a character model; returns the run summary with validation and test bpc."""
+    corpus = config.data.corpus
+    if isinstance(corpus, str) and corpus.lower() not in BUILTIN_CORPORA \
+            and Path(corpus).is_dir() and Path(corpus).resolve() == Path(run_dir).resolve():
+        # the run's files (checkpoints, metrics) would join the text it is scored and resumed
+        # on; a run in a sub-folder of the corpus is left out of it (data/text.py). Checked
+        # before the run folder's lock is taken, which would leave its file in the corpus.
+        raise ValueError(f"the run folder {run_dir} is the corpus folder; choose another --out "
+                         f"(a sub-folder of the corpus is fine)")
     with hold_run_folder(run_dir):
         return _train_lm(config, Path(run_dir), resume, notify)
 
