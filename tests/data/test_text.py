@@ -93,6 +93,23 @@ def test_folder_joins_sorted_files_skips_hidden_includes_nested(tmp_path):
     assert f"({len(files)} files)" in corpus.source
 
 
+def test_a_broken_link_or_pipe_in_a_folder_is_named_when_left_out(tmp_path, caplog):
+    """They were left out without a word (given directly, each is an error). Oracle: the text
+    of the regular files alone."""
+    import logging
+    import os
+
+    (tmp_path / "a.txt").write_text("ay", encoding="utf-8")
+    (tmp_path / "gone.txt").symlink_to(tmp_path / "missing.txt")
+    os.mkfifo(tmp_path / "pipe.txt")
+    with caplog.at_level(logging.WARNING, logger="rnnkit.data.text"):
+        corpus = load_corpus(tmp_path)
+    assert corpus.text == "ay" and "(1 files)" in corpus.source
+    [record] = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert "2 entries are not a readable regular file, left out: 'gone.txt', 'pipe.txt'" \
+        in record.getMessage()
+
+
 # --- bad inputs --------------------------------------------------------------------------------
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import logging
 import math
 import numbers
 import os
@@ -22,6 +23,8 @@ from typing import Iterable
 
 import numpy as np
 import torch
+
+log = logging.getLogger(__name__)
 
 BUILTIN_CORPORA = ("kjv",)
 _MIN_PART = 2  # a part needs an input and a next-character target
@@ -100,11 +103,20 @@ def _folder_files(folder: Path) -> list[Path]:
     """Regular, non-hidden files under ``folder``, sorted by relative POSIX path, leaving out
     training runs (folders with a ``checkpoints`` folder): ``train lm --corpus .`` writes its
     run below the corpus, which must read the same when the run is evaluated or resumed."""
-    found = []
+    found, other = [], []
     for root, dirs, files in os.walk(folder):
         dirs[:] = [d for d in dirs if not d.startswith(".")  # hidden folders (.git, ...)
                    and not Path(root, d, "checkpoints").is_dir()]
-        found += [Path(root, f) for f in files if not f.startswith(".") and Path(root, f).is_file()]
+        for name in files:
+            if not name.startswith("."):
+                (found if Path(root, name).is_file() else other).append(Path(root, name))
+    if other:
+        # a broken link or a pipe among the texts: named, not left out without a word (given
+        # directly, each is an error)
+        shown = ", ".join(repr(str(p.relative_to(folder))) for p in sorted(other)[:3])
+        log.warning("corpus folder %s: %d entr%s not a readable regular file, left out: %s%s",
+                    folder, len(other), "y is" if len(other) == 1 else "ies are", shown,
+                    ", ..." if len(other) > 3 else "")
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
 
