@@ -434,6 +434,10 @@ def test_crossing_quantile_outputs_are_sorted_into_an_interval():
     ({"hidden_size": 0}, "model.hidden_size must be >= 1"),
     ({"ensemble": 0}, "model.ensemble must be >= 1"),
     ({"layers": 0}, "model.layers must be >= 1"),
+    # a stack or ensemble this large was built member by member until memory ran out
+    ({"ensemble": 10**12}, "model.ensemble must be at most 1,024; got 1,000,000,000,000"),
+    ({"layers": 1025}, "model.layers must be at most 1,024"),
+    ({"hidden_size": 2**63}, "model.hidden_size must be at most 2,147,483,647"),
     ({"highway": -1}, "model.highway must be >= 0"),
     ({"dropout": 1.0}, r"model.dropout must be in \[0, 1\)"),
 ])

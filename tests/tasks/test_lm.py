@@ -313,6 +313,20 @@ def test_vocabulary_is_stored_with_the_checkpoint(trained, tmp_path):
     assert trained.vocabulary == CharVocabulary.from_text(split.train)
 
 
+@pytest.mark.parametrize("settings, match", [
+    ({"hidden_size": 2**63}, "model.hidden_size must be at most 2,147,483,647; got 9,223,"),
+    ({"embedding_dim": 2**62}, "model.embedding_dim must be at most 2,147,483,647; got 4,"),
+    ({"layers": 10**12}, "model.layers must be at most 1,024; got 1,000,000,000,000"),
+    ({"layers": 0}, "model.layers must be >= 1; got 0"),
+])
+def test_sizes_past_any_machine_are_one_line_errors(settings, match):
+    """2**63 failed with torch's overflow traceback, and 10**12 layers were built one by one
+    until memory ran out."""
+    with pytest.raises(ValueError, match=f"^{match}") as excinfo:
+        CharLanguageModel(10, ModelConfig(**settings))
+    assert "\n" not in str(excinfo.value)
+
+
 def test_tied_weights_need_equal_sizes_and_share_the_matrix():
     with pytest.raises(ValueError, match="embedding_dim == hidden_size"):
         CharLanguageModel(10, ModelConfig(embedding_dim=8, hidden_size=16, tie_weights=True))

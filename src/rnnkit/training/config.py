@@ -254,3 +254,24 @@ def make_paths_absolute(section, *names: str, builtin=()) -> None:
         if isinstance(value, str) and value and value.lower() not in builtin \
                 and Path(value).exists():
             setattr(section, name, str(Path(value).resolve()))
+
+
+#: Upper bounds of a model's sizes. No machine holds a weight wider than MAX_WIDTH (and past
+#: 2**63 torch fails deep inside with an overflow, not an out-of-memory error); a stack or
+#: ensemble of more than MAX_COUNT members, each built in Python, would run for hours before
+#: memory ran out.
+MAX_WIDTH = 2**31 - 1
+MAX_COUNT = 1024
+
+
+def check_model_sizes(section, widths: tuple[str, ...] = (), counts: tuple[str, ...] = (), *,
+                      prefix: str = "model") -> None:
+    """Each field ``widths`` (hidden_size, ...) of ``section`` in 1..MAX_WIDTH and each field
+    ``counts`` (layers, ensemble members) in 1..MAX_COUNT, or a one-line ValueError."""
+    for name in (*widths, *counts):
+        value = getattr(section, name)
+        if value < 1:
+            raise ValueError(f"{prefix}.{name} must be >= 1; got {value}")
+        limit = MAX_WIDTH if name in widths else MAX_COUNT
+        if value > limit:
+            raise ValueError(f"{prefix}.{name} must be at most {limit:,}; got {value:,}")

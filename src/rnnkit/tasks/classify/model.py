@@ -28,6 +28,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import rnnkit
+from rnnkit.training.config import check_model_sizes
 from rnnkit.layers.dropout import Dropout
 
 _LAYERS = {
@@ -54,9 +55,7 @@ class ModelConfig:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"model.{name} must be one of {allowed}; got "
                                  f"{getattr(self, name)!r}")
-        for name in ("hidden_size", "layers", "attention_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"model.{name} must be >= 1; got {getattr(self, name)}")
+        check_model_sizes(self, widths=("hidden_size", "attention_size"), counts=("layers",))
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"model.dropout must be in [0, 1); got {self.dropout}")
 

@@ -38,6 +38,7 @@ from torch import nn
 from torch.nn import functional as F
 
 import rnnkit
+from rnnkit.training.config import check_model_sizes
 
 _LAYERS = {"rnnkit": {"lstm": rnnkit.LSTM, "gru": rnnkit.GRU, "rnn": rnnkit.RNN},
            "torch": {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}}
@@ -66,9 +67,7 @@ class ModelConfig:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"model.{name} must be one of {allowed}; got "
                                  f"{getattr(self, name)!r}")
-        for name in ("hidden_size", "layers", "ensemble"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"model.{name} must be >= 1; got {getattr(self, name)}")
+        check_model_sizes(self, widths=("hidden_size",), counts=("layers", "ensemble"))
         if self.highway < 0:
             raise ValueError(f"model.highway must be >= 0 lags; got {self.highway}")
         if not 0.0 <= self.dropout < 1.0:

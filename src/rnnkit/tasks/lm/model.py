@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 import rnnkit
+from rnnkit.training.config import check_model_sizes
 from rnnkit.layers.dropout import Dropout
 
 _LAYERS = {
@@ -50,9 +51,7 @@ class CharLanguageModel(nn.Module):
         if config.cell not in _LAYERS["rnnkit"]:
             raise ValueError(f"model.cell must be one of {tuple(_LAYERS['rnnkit'])}; got "
                              f"{config.cell!r}")
-        for name in ("embedding_dim", "hidden_size", "layers"):
-            if getattr(config, name) < 1:
-                raise ValueError(f"model.{name} must be >= 1; got {getattr(config, name)}")
+        check_model_sizes(config, widths=("embedding_dim", "hidden_size"), counts=("layers",))
         if not 0.0 <= config.dropout < 1.0:
             raise ValueError(f"model.dropout must be in [0, 1); got {config.dropout}")
         if config.tie_weights and config.embedding_dim != config.hidden_size:
