@@ -135,6 +135,18 @@ def test_bad_corpus_is_one_line_error(tmp_path, capsys, content, fragment):
     assert_one_line_error(code, err, fragment)
 
 
+def test_an_out_below_a_file_names_the_path_without_the_errno(tmp_path, capsys):
+    """The operating system's message came raw: "[Errno 20] Not a directory: '.../sub'"."""
+    (tmp_path / "afile").write_text("a user's file")
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text("some text to train on. " * 40)
+    code, _, err = run(["train", "lm", "--corpus", corpus, "--steps", "3", "--out",
+                        tmp_path / "afile" / "sub", *TINY], capsys)
+    assert_one_line_error(code, err, f"cannot use {tmp_path / 'afile' / 'sub'}: Not a directory; "
+                                     f"check the path")
+    assert "Errno" not in err and (tmp_path / "afile").read_text() == "a user's file"
+
+
 def test_missing_and_corrupt_checkpoints_are_one_line_errors(trained_run, tmp_path, capsys):
     code, _, err = run(["evaluate", "--checkpoint", tmp_path / "nowhere"], capsys)
     assert_one_line_error(code, err, "does not exist")

@@ -465,6 +465,19 @@ def test_atomic_write_into_a_missing_folder_names_the_folder(tmp_path):
     # or makes it when asked, and writes text as UTF-8 (what the benchmarks' results need)
     atomic_write(target, "é\n", parents=True)
     assert target.read_bytes() == "é\n".encode("utf-8")
+    # a file where the folder should be was called a missing folder
+    with pytest.raises(FileNotFoundError, match=r"file.csv is a file, not a folder$"):
+        atomic_write(target / "below.csv", b"x")
+
+
+def test_atomic_write_where_no_file_can_be_made_names_the_target(tmp_path):
+    """The error named the temporary file (/proc/.x.csv.vtqgxtld.tmp), which the user never
+    asked for."""
+    from rnnkit.training.checkpoint import atomic_write
+
+    with pytest.raises(OSError, match=r"^cannot write /proc/x\.csv \(.*\); choose a folder "
+                                      r"you can write to$"):
+        atomic_write("/proc/x.csv", b"x")
 
 
 def _resave_crashing_between_the_renames(run_dir, monkeypatch, step: int, **kwargs) -> None:

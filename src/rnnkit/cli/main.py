@@ -175,7 +175,13 @@ def main(argv: list[str] | None = None) -> int:
         # optional package end here as one line; RNNKIT_DEBUG=1 shows the traceback instead.
         if os.environ.get("RNNKIT_DEBUG"):
             raise
-        print(f"rnnkit: error: {error}", file=sys.stderr)
+        message = str(error)
+        if isinstance(error, OSError) and error.filename is not None and error.strerror:
+            # the operating system's own words ("[Errno 20] Not a directory: 'out/sub'"),
+            # with the path first and what to check
+            message = (f"cannot use {error.filename}: {error.strerror}; check the path, and "
+                       f"that you may read or write there")
+        print(f"rnnkit: error: {message}", file=sys.stderr)
         # 1: the run failed; 2: bad input or a missing extra (ShapeMismatchError is both a
         # ValueError and a RuntimeError, so the failures are named, not told by base class)
         return 1 if isinstance(error, _one_line_errors()[1:]) else 2

@@ -87,8 +87,15 @@ def atomic_write(path: str | os.PathLike, data: bytes | str, *,
     if parents:
         path.parent.mkdir(parents=True, exist_ok=True)
     if not path.parent.is_dir():  # else the error would name the temporary file
-        raise FileNotFoundError(f"cannot write {path}: the folder {path.parent} does not exist")
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        problem = (f"{path.parent} is a file, not a folder" if path.parent.exists()
+                   else f"the folder {path.parent} does not exist")
+        raise FileNotFoundError(f"cannot write {path}: {problem}")
+    try:
+        handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
+                                             suffix=".tmp")
+    except OSError as error:  # it named the temporary file, which the user never asked for
+        raise type(error)(f"cannot write {path} ({error.strerror}); choose a folder you can "
+                          f"write to") from None
     try:
         # mkstemp makes the file private (0600); give it the mode a plain open() would (or the
         # replaced file's), so exports and checkpoints can be shared like any other file.
