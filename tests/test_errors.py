@@ -757,19 +757,34 @@ def test_num_layers_not_a_positive_int(preset, num_layers):
 
 
 @pytest.mark.parametrize("make, flag", [
-    *[(preset, flag) for preset in (RNN, LSTM, GRU)
-      for flag in ("bias", "batch_first", "bidirectional")],
-    *[(cell, "bias") for cell in (RNNCell, LSTMCell, GRUCell)],
+    *[(preset, flag) for preset in (RNN, LSTM, GRU) for flag in ("bias", "batch_first")],
     (lambda i, h, **kw: Recurrent(GRUCell(i, h), **kw), "batch_first"),
     (lambda i, h, **kw: Recurrent(GRUCell(i, h), **kw), "reverse"),
 ], ids=lambda value: value if isinstance(value, str) else getattr(value, "__name__", ""))
 @pytest.mark.parametrize("value", [0, 1, "False", None], ids=repr)
-def test_on_off_options_must_be_bools(make, flag, value):
-    """torch.nn raises a TypeError for bias=0 and batch_first=1; "False" would read as true."""
+def test_on_off_options_of_layers_must_be_bools(make, flag, value):
+    """torch.nn's layers raise a TypeError for bias=0 and batch_first=1; "False" would read as
+    true."""
     assert_rejects(lambda: make(I, H, **{flag: value}), TypeError,
                    rf"^{flag} must be True or False; got {esc(repr(value))} "
                    rf"\({type(value).__name__}\)$")
     make(I, H, **{flag: False})  # the bool itself is fine
+
+
+def test_options_torch_nn_takes_as_any_value_convert_from_torch():
+    """torch.nn's cells take bias=1 and its layers bidirectional=1; from_torch passes such
+    attributes on, so rnnkit takes them as well. Oracle: torch.nn's own outputs (a layer's with
+    bidirectional=True: torch's own forward refuses the int)."""
+    from rnnkit.interop import from_torch
+
+    torch.manual_seed(0)
+    x = torch.randn(5, 2, I)
+    for module in (torch.nn.GRU(I, H, bidirectional=1), torch.nn.LSTM(I, H, bidirectional=1)):
+        converted = from_torch(module)
+        module.bidirectional = True
+        torch.testing.assert_close(converted(x)[0], module(x)[0])
+    cell = torch.nn.GRUCell(I, H, bias=1)
+    torch.testing.assert_close(from_torch(cell)(x[0]), cell(x[0]))
 
 
 @pytest.mark.parametrize("preset", [RNN, LSTM, GRU], ids=lambda p: p.__name__)

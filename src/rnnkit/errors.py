@@ -62,8 +62,9 @@ def check_floating(name: str, tensor) -> None:
 
 
 def check_flag(name: str, value) -> None:
-    """A constructor's on/off option must be a real bool, as torch.nn requires of ``bias`` and
-    ``batch_first``: ``bias=0`` or ``batch_first="False"`` (a truthy string) is most likely a
-    mistake, and torch.nn raises for it too."""
+    """A layer's on/off option must be a real bool, as torch.nn's layers require of ``bias``
+    and ``batch_first``: ``batch_first="False"`` (a truthy string) would be silently wrong.
+    (torch.nn's cells take any value for ``bias``, and its layers for ``bidirectional``; so do
+    rnnkit's.)"""
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be True or False; got {value!r} ({type(value).__name__})")

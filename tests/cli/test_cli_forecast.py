@@ -182,9 +182,9 @@ def test_predict_with_an_autoregressive_covariate_model_is_an_error(covariate_ru
     (None, ["--season", "-3"], "data.season must be >= 1"),
     (None, ["--season", "0"], "data.season must be >= 1"),
     (None, ["--season", "100"], "shorter than one season (100)"),
-    (None, ["--backtest", "-1"], "--backtest must be >= 1 folds; got -1"),
-    (None, ["--backtest", "1", "--backtest-step", "0"], "--backtest-step must be >= 1 rows"),
-    (None, ["--backtest-step", "3"], "--backtest-step needs --backtest FOLDS"),
+    (None, ["--backtest", "-1"], "backtest folds (--backtest) must be >= 1; got -1"),
+    (None, ["--backtest", "1", "--backtest-step", "0"], "(--backtest-step) must be >= 1 rows"),
+    (None, ["--backtest-step", "3"], "(--backtest-step) needs backtest folds (--backtest"),
     (None, ["--backtest", "50"], "50 backtest folds 4 rows apart need"),
     (None, ["--window", "4", "--set", "data.warmup=6"], "--set data.warmup=2"),
 ])

@@ -146,7 +146,9 @@ def test_tsv_without_time_column_uses_row_numbers(tmp_path):
 
 
 @pytest.mark.parametrize("text, name", [("0,10.5\n1,11.25\n2,9.75\n", "s.csv"),
-                                        ("1.5\t2\n3\t4\n", "s.tsv")])
+                                        ("1.5\t2\n3\t4\n", "s.tsv"),
+                                        ("1.5,1.5\n2,3\n", "s.csv")],  # pandas: 1.5, 1.5.1
+                         ids=["csv", "tsv", "repeated-value"])
 def test_a_file_without_a_header_row_is_refused(tmp_path, text, name):
     """pandas took the first data row for a header: that row was lost and the time column
     became a second target, silently. Oracle: the same rows behind a header load them all."""
@@ -155,6 +157,12 @@ def test_a_file_without_a_header_row_is_refused(tmp_path, text, name):
     _one_line_error(excinfo, "add a first line naming the columns")
     header = "a,b\n" if name.endswith(".csv") else "a\tb\n"
     assert len(load_series(_csv(tmp_path, header + text, name=name))) == text.count("\n")
+
+
+def test_names_a_number_test_would_take_are_still_names(tmp_path):
+    """float() reads 1_000, nan and inf; a header of such names is not a data row."""
+    series = load_series(_csv(tmp_path, "1_000,nan\n1,2\n3,4\n"))
+    assert series.columns == ["1_000", "nan"] and len(series) == 2
 
 
 def test_parquet_round_trips_with_a_date_index(tmp_path):

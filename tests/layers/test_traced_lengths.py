@@ -50,5 +50,6 @@ def test_export_and_full_graph_compile_take_lengths(kind, form, backend):
     compiled = torch.compile(module, fullgraph=True, backend="eager")
     for name, program in (("export", exported), ("compile", compiled)):
         assert torch.equal(program(x, lengths), expected), name
-        with pytest.raises(RuntimeError, match="lengths must be in 1..T, T the input|must be True on a"):
+        with pytest.raises(RuntimeError,
+                           match="lengths must be in 1..T, T the input|must be True on a"):
             program(x, _lengths(form, good=False))

@@ -310,7 +310,8 @@ def test_non_finite_weights_are_refused_on_loading(tmp_path, value):
     lambda step: _flip_byte(step / "state.safetensors"),
     lambda step: _truncate(step / "checkpoint.json"),
     lambda step: _edit_record(step, lambda record: record["meta"].update(step_meta=7)),
-    lambda step: _edit_record(step, lambda record: record["train_state"].update(step=9)),
+    lambda step: _edit_record(step, lambda record: record["train_state"]["__items__"][0]
+                              .__setitem__(1, 9)),  # the step, ("step", 2) -> ("step", 9)
 ], ids=["flip-model", "truncate-model", "flip-state", "truncate-meta", "edit-meta",
         "edit-train-state"])
 def test_damaged_newest_falls_back_and_direct_load_raises(tmp_path, caplog, damage):
@@ -466,7 +467,7 @@ def test_atomic_write_into_a_missing_folder_names_the_folder(tmp_path):
     atomic_write(target, "é\n", parents=True)
     assert target.read_bytes() == "é\n".encode("utf-8")
     # a file where the folder should be was called a missing folder
-    with pytest.raises(FileNotFoundError, match=r"file.csv is a file, not a folder$"):
+    with pytest.raises(NotADirectoryError, match=r"file.csv is a file, not a folder$"):
         atomic_write(target / "below.csv", b"x")
 
 

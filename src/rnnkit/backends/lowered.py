@@ -94,6 +94,9 @@ def bf16_recurrence_enabled() -> bool:
     return _enabled
 
 
+_bf16_instructions: str | None = None  # cpu_bf16_instructions, once read
+
+
 # Marked constant for torch.compile: dynamo cannot trace the file read (nor a function behind
 # functools.lru_cache, hence the cache by hand), and a CPU's instructions do not change while
 # a process runs.
@@ -107,9 +110,6 @@ def cpu_bf16_instructions() -> str:
     if _bf16_instructions is None:
         _bf16_instructions = _read_bf16_instructions()
     return _bf16_instructions
-
-
-_bf16_instructions: str | None = None
 
 
 def _read_bf16_instructions() -> str:
@@ -195,7 +195,8 @@ def run_bf16(cell: LSTMCell, x: torch.Tensor, state0: NamedTuple, *, reverse: bo
 def log_decline_once(reason: str, *, projection_bf16: bool = False) -> None:
     """Log once per reason why a call did not take the whole bfloat16 route, and what it runs.
     Not while torch.compile traces the call: dynamo refuses logger calls (under fullgraph=True
-    the whole compile failed); the next eager call logs the reason."""
+    the whole compile failed); an eager call with the same reason logs it, and a program that
+    only runs compiled does without the notice."""
     if (reason, projection_bf16) in _declines_logged or torch.compiler.is_compiling():
         return
     _declines_logged.add((reason, projection_bf16))

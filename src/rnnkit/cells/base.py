@@ -23,7 +23,7 @@ from torch.nn.utils import parametrize
 
 from ..errors import (
     DtypeMismatchError, ShapeMismatchError, check_floating, check_matches_parameters, describe,
-    check_flag, describe_container,
+    describe_container,
 )
 
 
@@ -52,7 +52,6 @@ class RecurrentCell(nn.Module):
         for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
             if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
                 raise ValueError(f"{name} must be a positive int; got {value!r}")
-        check_flag("bias", bias)
         factory = {"device": device, "dtype": dtype}
         self.input_size = input_size
         self.hidden_size = hidden_size

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
@@ -112,6 +113,11 @@ _EMPTY_HINTS = {"resume": "name the folder of the run to continue",
                 "name": "name the C files and symbols, or leave --name out for rnnkit_model"}
 
 
+#: OSErrors whose cause is most likely the path itself (not a full disk, say)
+_PATH_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM,
+                errno.EROFS, errno.ENAMETOOLONG, errno.ELOOP}
+
+
 def _check_common_flags(args) -> None:
     seed = getattr(args, "seed", None)
     if seed is not None and not -2 ** 63 <= seed <= 2 ** 64 - 1:  # torch.manual_seed's range
@@ -178,9 +184,11 @@ def main(argv: list[str] | None = None) -> int:
         message = str(error)
         if isinstance(error, OSError) and error.filename is not None and error.strerror:
             # the operating system's own words ("[Errno 20] Not a directory: 'out/sub'"),
-            # with the path first and what to check
-            message = (f"cannot use {error.filename}: {error.strerror}; check the path, and "
-                       f"that you may read or write there")
+            # with the path first, and what to check where the path is the likely cause
+            paths = " -> ".join(str(p) for p in (error.filename, error.filename2) if p)
+            message = f"cannot use {paths}: {error.strerror}"
+            if error.errno in _PATH_ERRNOS:
+                message += "; check the path, and that you may read or write there"
         print(f"rnnkit: error: {message}", file=sys.stderr)
         # 1: the run failed; 2: bad input or a missing extra (ShapeMismatchError is both a
         # ValueError and a RuntimeError, so the failures are named, not told by base class)

@@ -16,6 +16,7 @@ import importlib
 import importlib.metadata
 import numbers
 import os
+import re
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,23 +215,32 @@ def _read_file(pd, name: str):
         frame = frame.reset_index()
         if unnamed_integers:
             frame.attrs["unnamed_index"] = [c for c in frame.columns if c not in before]
-    if path.suffix.lower() != ".parquet" and all(_is_number(c) for c in frame.columns):
+    if path.suffix.lower() != ".parquet" and all(_is_number(_unmangled(c, frame.columns))
+                                                  for c in frame.columns):
         # No header row: pandas took the first data row for one, and its numbers for column
         # names, so that row was lost and the time column would be read as a second target.
         first_row = ", ".join(map(str, frame.columns))
         raise SeriesError(f"{name} has no header row: its first row ({first_row}) is all "
-                          f"numbers; add a first line naming the columns (e.g. time,value)")
+                          f"numbers; add a first line naming the columns (e.g. time,value), "
+                          f"or, if these are the names, start them with a letter (s101)")
     if len(frame) == 0:
         raise SeriesError(f"{name} has no data rows; pass a file with at least one row")
     return frame
 
 
+# A decimal number as a data row writes one: no underscores, nan or inf, which float() takes.
+_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+
+
 def _is_number(text) -> bool:
-    try:
-        float(text)
-    except (TypeError, ValueError):
-        return False
-    return True
+    return isinstance(text, str) and _NUMBER.fullmatch(text.strip()) is not None
+
+
+def _unmangled(column, columns) -> str:
+    """A column name as it was in the file: pandas renames a repeated one ``x`` to ``x.1``
+    (a first row ``1.5,1.5`` gives columns 1.5 and 1.5.1)."""
+    base, dot, number = str(column).rpartition(".")
+    return base if dot and number.isdigit() and base in columns else str(column)
 
 
 def _looks_numeric(pd, column) -> bool:

@@ -49,9 +49,9 @@ class _TorchStyleRNN(nn.Module):
                 f"dropout={dropout} has no effect with num_layers=1: dropout is applied between "
                 f"stacked layers only", stacklevel=3,
             )
-        for name, value in (("bias", bias), ("batch_first", batch_first),
-                            ("bidirectional", bidirectional)):
-            check_flag(name, value)
+        # as torch.nn's layers check them (bidirectional, unchecked there, may be 0 or 1)
+        check_flag("bias", bias)
+        check_flag("batch_first", batch_first)
         check_backend_name(backend)
         self.input_size = input_size
         self.hidden_size = hidden_size

@@ -89,13 +89,16 @@ def atomic_write(path: str | os.PathLike, data: bytes | str, *,
     if not path.parent.is_dir():  # else the error would name the temporary file
         problem = (f"{path.parent} is a file, not a folder" if path.parent.exists()
                    else f"the folder {path.parent} does not exist")
-        raise FileNotFoundError(f"cannot write {path}: {problem}")
+        missing = NotADirectoryError if path.parent.exists() else FileNotFoundError
+        raise missing(f"cannot write {path}: {problem}")
     try:
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
                                              suffix=".tmp")
     except OSError as error:  # it named the temporary file, which the user never asked for
-        raise type(error)(f"cannot write {path} ({error.strerror}); choose a folder you can "
-                          f"write to") from None
+        renamed = type(error)(f"cannot write {path} ({error.strerror}); choose a folder you "
+                              f"can write to")
+        renamed.errno = error.errno
+        raise renamed from None
     try:
         # mkstemp makes the file private (0600); give it the mode a plain open() would (or the
         # replaced file's), so exports and checkpoints can be shared like any other file.
@@ -332,8 +335,9 @@ class Checkpoint:
             detail = lines[1] if len(lines) > 1 else lines[0]
             raise CheckpointError(f"checkpoint {self.path} does not fit this model "
                                   f"({detail})") from None
-        # Training never saves non-finite weights (a NaN loss stops it first), so these come
-        # from outside; scored, they printed "nan bits per character" as a result.
+        # A NaN loss stops training before a save, so such weights come from outside (or from
+        # an update that overflowed just before a Ctrl-C save); scored, they printed "nan bits
+        # per character" as a result.
         for name, parameter in model.named_parameters():
             if parameter.is_floating_point() and not bool(torch.isfinite(parameter).all()):
                 raise CheckpointError(f"checkpoint {self.path} holds NaN or inf weights (in "
@@ -357,13 +361,13 @@ def _read_checkpoint(path: Path, namedtuples) -> Checkpoint:
         if record["sha256"].get(name) != _sha256(data):
             raise CheckpointError(f"checkpoint {path} is damaged ({name} does not match its "
                                   f"checksum)")
+    if record.get("format") != FORMAT_VERSION:  # first: another format may digest otherwise
+        raise CheckpointError(f"checkpoint {path} has format {record.get('format')}; this "
+                              f"rnnkit reads format {FORMAT_VERSION}")
     # absent from records written before 2026-12-06, which are read unchecked as before
     if META in record["sha256"] and record["sha256"][META] != _record_digest(record):
         raise CheckpointError(f"checkpoint {path} is damaged ({META} was changed after it was "
                               f"saved and no longer matches its checksum)")
-    if record.get("format") != FORMAT_VERSION:
-        raise CheckpointError(f"checkpoint {path} has format {record.get('format')}; this "
-                              f"rnnkit reads format {FORMAT_VERSION}")
     state_tensors = tensors_from_bytes(blobs[STATE_FILE])
     with reading_record(path):
         if not isinstance(record["meta"], dict):

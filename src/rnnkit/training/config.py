@@ -264,14 +264,15 @@ MAX_WIDTH = 2**31 - 1
 MAX_COUNT = 1024
 
 
-def check_model_sizes(section, widths: tuple[str, ...] = (), counts: tuple[str, ...] = (), *,
-                      prefix: str = "model") -> None:
-    """Each field ``widths`` (hidden_size, ...) of ``section`` in 1..MAX_WIDTH and each field
-    ``counts`` (layers, ensemble members) in 1..MAX_COUNT, or a one-line ValueError."""
+def check_model_sizes(section, widths: tuple[str, ...] = (),
+                      counts: tuple[str, ...] = ()) -> None:
+    """Each field ``widths`` (hidden_size, ...) of ``section``, a task's model settings, in
+    1..MAX_WIDTH and each field ``counts`` (layers, ensemble members) in 1..MAX_COUNT, or a
+    one-line ValueError naming the setting (model.<field>)."""
     for name in (*widths, *counts):
         value = getattr(section, name)
         if value < 1:
-            raise ValueError(f"{prefix}.{name} must be >= 1; got {value}")
+            raise ValueError(f"model.{name} must be >= 1; got {value}")
         limit = MAX_WIDTH if name in widths else MAX_COUNT
         if value > limit:
-            raise ValueError(f"{prefix}.{name} must be at most {limit:,}; got {value:,}")
+            raise ValueError(f"model.{name} must be at most {limit:,}; got {value:,}")

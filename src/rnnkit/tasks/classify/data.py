@@ -11,7 +11,6 @@ checkpoint, so a trained model needs nothing else to score new sequences.
 from __future__ import annotations
 
 import math
-
 from dataclasses import dataclass
 
 import numpy as np

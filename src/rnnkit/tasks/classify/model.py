@@ -28,8 +28,8 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 import rnnkit
-from rnnkit.training.config import check_model_sizes
 from rnnkit.layers.dropout import Dropout
+from rnnkit.training.config import check_model_sizes
 
 _LAYERS = {
     "rnnkit": {"lstm": rnnkit.LSTM, "gru": rnnkit.GRU, "rnn": rnnkit.RNN},

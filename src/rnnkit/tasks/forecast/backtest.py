@@ -28,13 +28,14 @@ def check_backtest(config, series: TimeSeries, folds: int, step: int) -> list[in
     """The fold origins (rows before each), or a one-line ValueError: checked before the
     holdout model trains, so that a bad setting does not surface only after it."""
     data = config.data
+    # the CLI's flags named beside the settings: the commands are where these come from
     if folds == 0:  # a step given alone: the spacing of a backtest nobody asked for
-        raise ValueError("--backtest-step needs --backtest FOLDS (how many origins to space "
-                         "out); add --backtest, or drop --backtest-step")
+        raise ValueError("a backtest step (--backtest-step) needs backtest folds (--backtest "
+                         "FOLDS, how many origins to space out); add them, or drop the step")
     if folds < 1:
-        raise ValueError(f"--backtest must be >= 1 folds; got {folds}")
+        raise ValueError(f"backtest folds (--backtest) must be >= 1; got {folds}")
     if step < 1:
-        raise ValueError(f"--backtest-step must be >= 1 rows; got {step}")
+        raise ValueError(f"the backtest step (--backtest-step) must be >= 1 rows; got {step}")
     first_origin = len(series) - (data.holdout or data.horizon)
     season = data.season or series.season or 1
     # the model's training windows, and the MASE scale (a season plus one row) of the baselines

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 import rnnkit
-from rnnkit.training.config import check_model_sizes
 from rnnkit.layers.dropout import Dropout
+from rnnkit.training.config import check_model_sizes
 
 _LAYERS = {
     "rnnkit": {"lstm": rnnkit.LSTM, "gru": rnnkit.GRU, "rnn": rnnkit.RNN},
