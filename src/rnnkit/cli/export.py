@@ -125,11 +125,11 @@ def run_export(args) -> int:
         raise ValueError(f"--name names the files of a C export; --format {args.format} "
                          f"writes fixed file names, so leave --name out")
     if args.format == "c":
-        from rnnkit.export.c_code import _check_name
+        from rnnkit.export.c_code import check_c_name
 
         # before anything is read or written (an earlier export's task.json would list the
         # files of a name that is then refused)
-        _check_name("rnnkit_model" if args.name is None else args.name)
+        check_c_name("rnnkit_model" if args.name is None else args.name)
     out = Path(args.out)
     planned = _files_written(args.format, args.name or "rnnkit_model")
     _check_export_folder(out, planned)

@@ -370,7 +370,9 @@ _C_STANDARD_HEADERS = frozenset(
     "threads time uchar wchar wctype".split())
 
 
-def _check_name(name) -> None:
+def check_c_name(name) -> None:
+    """``name`` must be a C identifier of at most 200 characters (it prefixes the files and
+    symbols of a C export); else a one-line ValueError."""
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
         raise ValueError(f"export_c: name={name!r} must be a C identifier (a letter, then "
                          f"letters, digits or underscores); it prefixes files and symbols")
@@ -405,7 +407,7 @@ def export_c(model, path, *, head=None, embedding=None, name: str = "rnnkit_mode
     is written atomically; the folder is created if needed. Raises UnsupportedModelError (a
     ValueError) naming the first unsupported part.
     """
-    _check_name(name)
+    check_c_name(name)
     graph = streaming_graph(model, head=head, embedding=embedding)
     _check_graph(graph)
     folder = Path(path)

@@ -87,10 +87,10 @@ def atomic_write(path: str | os.PathLike, data: bytes | str, *,
     if parents:
         path.parent.mkdir(parents=True, exist_ok=True)
     if not path.parent.is_dir():  # else the error would name the temporary file
-        problem = (f"{path.parent} is a file, not a folder" if path.parent.exists()
-                   else f"the folder {path.parent} does not exist")
-        missing = NotADirectoryError if path.parent.exists() else FileNotFoundError
-        raise missing(f"cannot write {path}: {problem}")
+        if path.parent.exists():
+            raise NotADirectoryError(f"cannot write {path}: {path.parent} is a file, not a "
+                                     f"folder")
+        raise FileNotFoundError(f"cannot write {path}: the folder {path.parent} does not exist")
     try:
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
                                              suffix=".tmp")
