@@ -115,6 +115,21 @@ def test_resume_continues_a_finished_run_to_a_larger_step_limit(corpus, tmp_path
     assert "resuming from step 6" in err
 
 
+def test_resume_past_a_damaged_checkpoint_warns_once(corpus, tmp_path, capsys):
+    out_dir = tmp_path / "run"
+    assert run(["train", "lm", "--corpus", corpus, "--steps", "12", "--out", out_dir,
+                "--sample-length", "0", *TINY], capsys)[0] == 0
+    newest = sorted((out_dir / "checkpoints").glob("step-*"))[-1]
+    with open(newest / "model.safetensors", "ab") as model_file:
+        model_file.write(b"damage")
+    code, out, err = run(["train", "lm", "--resume", out_dir, "--steps", "14", "--json",
+                          "--sample-length", "0", "--no-progress"], capsys)
+    assert code == 0, err
+    assert "resuming from step 6" in err
+    # the settings check, the resume and the final scoring each load the run: one warning
+    assert err.count(f"skipping checkpoint {newest} is damaged") == 1, err
+
+
 def _digest(folder):
     return {str(p): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}

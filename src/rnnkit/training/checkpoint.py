@@ -37,6 +37,10 @@ import torch
 
 log = logging.getLogger("rnnkit.training")
 
+#: (problem, fallback) pairs already warned about: one command loads the same run several times
+#: (settings check, resume, final evaluation), and one damaged checkpoint is one warning
+_reported_damage: set[tuple[str, str]] = set()
+
 CHECKPOINTS = "checkpoints"
 INDEX = "index.json"
 META = "checkpoint.json"
@@ -446,7 +450,9 @@ def load_checkpoint(path: str | os.PathLike, *, which: str = "last",
             problems.append(str(error))
             continue
         for problem in problems:
-            log.warning("skipping %s; using %s", problem, candidate.name)
+            if (problem, str(candidate)) not in _reported_damage:
+                _reported_damage.add((problem, str(candidate)))
+                log.warning("skipping %s; using %s", problem, candidate.name)
         return checkpoint
     raise CheckpointError(f"no intact checkpoint in {str(path)!r}: {problems[0]}")
 
