@@ -182,6 +182,35 @@ def test_empty_files_inside_a_folder_are_skipped(tmp_path):
     _one_line_error(excinfo, "only_empty", "only empty files")
 
 
+def test_a_file_holding_only_a_byte_order_mark_is_skipped_as_empty(tmp_path):
+    # Its size is 3 bytes, but it holds no text: it added a stray newline between files.
+    (tmp_path / "a.txt").write_bytes(b"\xef\xbb\xbf")
+    (tmp_path / "b.txt").write_text("B", encoding="utf-8")
+    corpus = load_corpus(tmp_path)
+    assert corpus.text == "B" and "1 empty skipped" in corpus.source
+
+
+def test_linked_folders_are_read_like_linked_files_and_each_real_folder_once(tmp_path):
+    """A linked subfolder was left out without a word while linked files were read. Oracle: the
+    same texts copied into the folder; a link to an enclosing folder (a loop) or a second link
+    to one folder adds nothing."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "x.txt").write_text("LINKED", encoding="utf-8")
+    corpus_dir = tmp_path / "corpus"
+    corpus_dir.mkdir()
+    (corpus_dir / "a.txt").write_text("A", encoding="utf-8")
+    (corpus_dir / "shared").symlink_to(elsewhere, target_is_directory=True)
+    (corpus_dir / "shared_again").symlink_to(elsewhere, target_is_directory=True)
+    (corpus_dir / "loop").symlink_to(corpus_dir, target_is_directory=True)
+    copied = tmp_path / "copied"
+    copied.mkdir()
+    (copied / "a.txt").write_text("A", encoding="utf-8")
+    (copied / "shared").mkdir()
+    (copied / "shared" / "x.txt").write_text("LINKED", encoding="utf-8")
+    assert load_corpus(corpus_dir).text == load_corpus(copied).text == "A\nLINKED"
+
+
 def test_bad_file_inside_folder_is_named(tmp_path):
     (tmp_path / "good.txt").write_text("fine", encoding="utf-8")
     (tmp_path / "bad.txt").write_bytes(b"\x80")

@@ -438,3 +438,65 @@ def test_several_time_columns_need_time_col_and_are_not_forecast(tmp_path):
     assert series.columns == ["v"]
     np.testing.assert_array_equal(series.values[:, 0], np.arange(12) * 0.5)
     assert load_series(path, time_col="date", value_cols=["year", "v"]).columns == ["year", "v"]
+
+
+# --- found by fuzzing against Python's csv module (2026-12-06) ----------------------------------
+
+
+def test_a_trailing_delimiter_on_data_rows_keeps_every_column_in_place(tmp_path):
+    """Rows ending in a comma the header lacks made pandas take the first column for the index,
+    so every name sat on its right-hand neighbour's data. Oracle: the csv module's rows."""
+    import csv
+
+    text = "date,a,b\n2020-01-01,1,10,\n2020-01-02,2,20,\n2020-01-03,3,30,\n"
+    path = _csv(tmp_path, text)
+    rows = list(csv.reader(text.splitlines()))[1:]
+    series = load_series(path, value_cols="a", covariate_cols="b")
+    np.testing.assert_array_equal(series.values[:, 0], [float(r[1]) for r in rows])
+    np.testing.assert_array_equal(series.covariates[:, 0], [float(r[2]) for r in rows])
+    assert series.time.astype("datetime64[D]").astype(str).tolist() == [r[0] for r in rows]
+    extra = _csv(tmp_path, "date,a\n2020-01-01,1,7\n2020-01-02,2,8\n", name="extra.csv")
+    with pytest.raises(SeriesError) as excinfo:  # a value in the extra field: data, not a slip
+        load_series(extra)
+    _one_line_error(excinfo, "more fields than its header", "name every column")
+
+
+def test_a_bad_cell_among_numeric_times_is_the_one_named(tmp_path):
+    # It fell through to date parsing, which named the first row ('1') as the bad stamp.
+    path = _csv(tmp_path, "time,value\n1,3\n2,4\n3,5\nx,6\n")
+    with pytest.raises(SeriesError) as excinfo:
+        load_series(path)
+    _one_line_error(excinfo, "'x' in row 4")
+
+
+def test_date_stamps_with_spaces_around_them_parse(tmp_path):
+    spaced = load_series(_csv(tmp_path, "date,v\n 2020-01-01,1\n2020-01-02 ,2\n"))
+    plain = load_series(_csv(tmp_path, "date,v\n2020-01-01,1\n2020-01-02,2\n", name="p.csv"))
+    np.testing.assert_array_equal(spaced.time, plain.time)
+
+
+@pytest.mark.parametrize("first_row", ["2020-01-01,5", "2020-01-01T06:00:00Z,5.5",
+                                       "1/31/2024,5"])
+def test_a_headerless_file_that_starts_with_a_date_is_refused(tmp_path, first_row):
+    # Its first row became the header and was lost, the dates read as nothing.
+    path = _csv(tmp_path, first_row + "\n2024-02-01,6\n2024-02-02,7\n")
+    with pytest.raises(SeriesError) as excinfo:
+        load_series(path)
+    _one_line_error(excinfo, "has no header row", "add a first line naming the columns")
+
+
+def test_a_repeated_time_header_is_a_second_time_column_not_a_value(tmp_path):
+    # pandas renames the copy time.1, which was forecast as a value.
+    path = _csv(tmp_path, "time,time,value\n1,1,3\n2,2,4\n3,3,5\n")
+    with pytest.raises(SeriesError, match=r"several time columns \(time, time\.1\)"):
+        load_series(path)
+    assert load_series(path, time_col="time").columns == ["value"]
+
+
+def test_an_empty_named_column_is_no_value_column(tmp_path):
+    # All-empty, pandas types it float (all NaN): it was chosen as a value, then refused as
+    # missing values. Oracle: the same file without that column.
+    with_notes = load_series(_csv(tmp_path, "time,value,notes\n1,3,\n2,4,\n3,5,\n"))
+    without = load_series(_csv(tmp_path, "time,value\n1,3\n2,4\n3,5\n", name="plain.csv"))
+    assert with_notes.columns == without.columns == ["value"]
+    np.testing.assert_array_equal(with_notes.values, without.values)

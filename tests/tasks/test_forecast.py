@@ -125,6 +125,19 @@ def test_scaler_round_trips_and_keeps_a_constant_column_finite():
     np.testing.assert_array_equal(again.std, scaler.std)
 
 
+@pytest.mark.parametrize("constant", [0.1, 1.0, 1e-9, 123456.789])
+def test_a_constant_column_scales_to_exactly_zero_whatever_its_value(constant):
+    """115 rows of 0.1 have a mean of 0.10000000000000002 and a std of ~1e-16 that the
+    ``std > 0`` guard let through: a covariate of 0.11 became 4.5e13 (found by fuzzing,
+    2026-12-06). Oracle: a constant column carries no information, so it scales to 0 and a
+    nearby value to its difference (scale 1)."""
+    rows = np.column_stack([np.arange(115.0), np.full(115, constant)])
+    scaler = Scaler.fit(rows)
+    assert scaler.std[1] == 1.0
+    z = scaler.transform(np.array([[0.0, constant], [0.0, constant * 1.1]]))
+    np.testing.assert_allclose(z[:, 1], [0.0, constant * 0.1], atol=1e-12)
+
+
 # ---- 3. the network -----------------------------------------------------------------------------
 
 def model_config(**settings) -> ModelConfig:

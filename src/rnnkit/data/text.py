@@ -60,8 +60,10 @@ def load_corpus(source: str | os.PathLike) -> Corpus:
         if not files:
             raise CorpusError(f"corpus folder {name!r} has no files (hidden files are skipped); "
                               f"add UTF-8 text files to it or pass another path")
-        # Empty files (placeholders, __init__.py) add nothing; they are skipped, not refused.
-        texts = [_read_text_file(f) for f in files if f.stat().st_size > 0]
+        # Empty files (placeholders, __init__.py; a lone byte-order mark) add nothing; they
+        # are skipped, not refused.
+        texts = [text for text in (_read_text_file(f) for f in files if f.stat().st_size > 0)
+                 if text]
         if not texts:
             raise CorpusError(f"corpus folder {name!r} holds only empty files; add UTF-8 text "
                               f"files to it or pass another path")
@@ -104,9 +106,18 @@ def _folder_files(folder: Path) -> list[Path]:
     training runs (folders with a ``checkpoints`` folder): ``train lm --corpus .`` writes its
     run below the corpus, which must read the same when the run is evaluated or resumed."""
     found, other = [], []
-    for root, dirs, files in os.walk(folder):
-        dirs[:] = [d for d in dirs if not d.startswith(".")  # hidden folders (.git, ...)
-                   and not Path(root, d, "checkpoints").is_dir()]
+    # Linked folders are read like linked files, each real folder once (a link to an
+    # enclosing folder would otherwise be walked without end).
+    seen = {os.path.realpath(folder)}
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        kept = []
+        for d in sorted(dirs):
+            real = os.path.realpath(Path(root, d))
+            if not d.startswith(".") and real not in seen \
+                    and not Path(root, d, "checkpoints").is_dir():  # hidden: .git, ...
+                kept.append(d)
+                seen.add(real)
+        dirs[:] = kept
         for name in files:
             if not name.startswith("."):
                 (found if Path(root, name).is_file() else other).append(Path(root, name))

@@ -122,7 +122,9 @@ def load_series(data: str, *, time_col: str | None = None,
     else:
         frame = _read_file(pd, name)
         label, source, season = name, os.path.abspath(name), None
-        time_like = [c for c in frame.columns if str(c).strip().lower() in _TIME_NAMES]
+        # unmangled: a repeated "time" (pandas' time.1) is a second time column, not a value
+        time_like = [c for c in frame.columns
+                     if _unmangled(c, frame.columns).strip().lower() in _TIME_NAMES]
         if len(time_like) > 1 and time_col is None and value_cols is None:
             # the values would be guessed too, and the other one (a year) forecast as a value
             raise SeriesError(f"{label} has several time columns "
@@ -194,8 +196,17 @@ def _read_file(pd, name: str):
         if path.suffix.lower() == ".parquet":
             frame = pd.read_parquet(path)
         else:
-            frame = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",",
-                                float_precision="round_trip")  # exact: a float reads back as itself
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                # index_col=False: rows that end in a delimiter the header lacks would
+                # otherwise make the first column the index, every name one column off
+                frame = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",",
+                                    index_col=False,
+                                    float_precision="round_trip")  # a float reads back as itself
+    except pd.errors.ParserWarning:  # index_col=False met a row with more fields than names
+        raise SeriesError(f"{name} has data rows with more fields than its header has names; "
+                          f"name every column in the first line (or remove the extra "
+                          f"fields)") from None
     except pd.errors.EmptyDataError:
         raise SeriesError(f"{name} is empty; pass a file with a header and data rows") from None
     except ImportError:
@@ -215,14 +226,15 @@ def _read_file(pd, name: str):
         frame = frame.reset_index()
         if unnamed_integers:
             frame.attrs["unnamed_index"] = [c for c in frame.columns if c not in before]
-    if path.suffix.lower() != ".parquet" and all(_is_number(_unmangled(c, frame.columns))
+    if path.suffix.lower() != ".parquet" and all(_is_data_cell(_unmangled(c, frame.columns))
                                                   for c in frame.columns):
-        # No header row: pandas took the first data row for one, and its numbers for column
-        # names, so that row was lost and the time column would be read as a second target.
+        # No header row: pandas took the first data row for one, and its numbers (and dates)
+        # for column names, so that row was lost and the time column read as a target.
         first_row = ", ".join(map(str, frame.columns))
         raise SeriesError(f"{name} has no header row: its first row ({first_row}) is all "
-                          f"numbers; add a first line naming the columns (e.g. time,value), "
-                          f"or, if these are the names, start them with a letter (s101)")
+                          f"numbers and dates; add a first line naming the columns (e.g. "
+                          f"time,value), or, if these are the names, start them with a letter "
+                          f"(s101)")
     if len(frame) == 0:
         raise SeriesError(f"{name} has no data rows; pass a file with at least one row")
     return frame
@@ -232,8 +244,20 @@ def _read_file(pd, name: str):
 _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
+# A date as a time column writes one: ISO (2024-01-31, with a time of day and zone or not), or
+# day/month/year with slashes.
+_DATE = re.compile(r"\d{4}-\d\d(-\d\d([T ]\d\d:\d\d(:\d\d(\.\d+)?)?)?(Z|[+-]\d\d:?\d\d)?)?"
+                   r"|\d{1,2}/\d{1,2}/\d{2,4}")
+
+
 def _is_number(text) -> bool:
     return isinstance(text, str) and _NUMBER.fullmatch(text.strip()) is not None
+
+
+def _is_data_cell(text) -> bool:
+    """Whether a column name reads as a data row's number or date rather than a name."""
+    return _is_number(text) or (isinstance(text, str) and
+                                _DATE.fullmatch(text.strip()) is not None)
 
 
 def _unmangled(column, columns) -> str:
@@ -246,9 +270,9 @@ def _unmangled(column, columns) -> str:
 def _looks_numeric(pd, column) -> bool:
     if pd.api.types.is_bool_dtype(column) or pd.api.types.is_datetime64_any_dtype(column):
         return False
-    if pd.api.types.is_numeric_dtype(column):
-        return True
     present = column.dropna()
+    if pd.api.types.is_numeric_dtype(column):
+        return len(present) > 0  # an empty column (notes never written) is no value column
     return len(present) > 0 and pd.to_numeric(present, errors="coerce").notna().mean() > 0.5
 
 
@@ -299,20 +323,27 @@ def _time(pd, frame, col, label: str) -> np.ndarray:
         numeric = raw
     elif not pd.api.types.is_datetime64_any_dtype(raw):
         coerced = pd.to_numeric(raw, errors="coerce")
-        numeric = coerced if coerced.notna().all() else None
+        if coerced.notna().all():
+            numeric = coerced
+        elif coerced.notna().mean() > 0.5:
+            # mostly numbers: a bad cell among them, not dates (which would name the first row)
+            first = int(np.argmax(coerced.isna().to_numpy()))
+            raise SeriesError(f"{shown} has {str(raw.iloc[first])!r} in row {first + 1} among "
+                              f"numbers; fix or remove that row (numbers only)")
     if numeric is not None:
         time = numeric.to_numpy()
         if time.dtype.kind == "f" and not np.isfinite(time).all():
             raise SeriesError(f"{shown} has infinite values (row {_rows(~np.isfinite(time))}); "
                               f"use finite numbers or dates")
     else:
+        stamps = raw.str.strip() if pd.api.types.is_string_dtype(raw) else raw
         with warnings.catch_warnings():  # "could not infer format": unparsed cells are NaT
             warnings.simplefilter("ignore", UserWarning)
-            parsed = pd.to_datetime(raw, errors="coerce", utc=True)
+            parsed = pd.to_datetime(stamps, errors="coerce", utc=True)
             if parsed.isna().any():  # the format guessed from the first cell may not fit all
                 # ISO dates with and without a time of day ("2020-01-01", "2020-01-01 12:00");
                 # kept only if it reads more cells, so an error names the first truly bad one
-                iso = pd.to_datetime(raw, errors="coerce", utc=True, format="ISO8601")
+                iso = pd.to_datetime(stamps, errors="coerce", utc=True, format="ISO8601")
                 if iso.isna().sum() < parsed.isna().sum():
                     parsed = iso
         if parsed.isna().any():
