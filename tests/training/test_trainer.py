@@ -167,9 +167,11 @@ def test_a_run_needs_a_limit_and_valid_choices():
 
 
 @pytest.mark.parametrize("key,value,message", [
-    ("learning_rate", float("nan"), "train.learning_rate must be a finite number > 0"),
-    ("learning_rate", float("inf"), "train.learning_rate must be a finite number > 0"),
-    ("learning_rate", 0.0, "train.learning_rate must be a finite number > 0"),
+    ("learning_rate", float("nan"), "train.learning_rate must be a number > 0 and at most 1e30"),
+    ("learning_rate", float("inf"), "train.learning_rate must be a number > 0 and at most 1e30"),
+    ("learning_rate", 0.0, "train.learning_rate must be a number > 0 and at most 1e30"),
+    # Adam's step size lr / (1 - beta1) overflowed float32 in torch with a traceback
+    ("learning_rate", 1e38, "train.learning_rate must be a number > 0 and at most 1e30"),
     ("weight_decay", -0.1, "train.weight_decay must be a finite number >= 0"),
     ("weight_decay", float("nan"), "train.weight_decay must be a finite number >= 0"),
     ("momentum", float("inf"), "train.momentum must be a finite number >= 0"),
@@ -180,6 +182,16 @@ def test_non_finite_or_out_of_range_numbers_are_refused(key, value, message):
     TrainConfig(max_steps=1).check()  # the defaults pass
     with pytest.raises(ValueError, match=message):
         TrainConfig(max_steps=1, **{key: value}).check()
+
+
+@pytest.mark.parametrize("optimizer", ["adamw", "adam", "sgd"])
+def test_the_largest_learning_rate_allowed_is_one_torch_can_step_with(optimizer):
+    TrainConfig(max_steps=1, learning_rate=1e30, optimizer=optimizer).check()
+    weight = torch.nn.Parameter(torch.ones(3))
+    weight.grad = torch.ones(3)
+    make = {"adamw": torch.optim.AdamW, "adam": torch.optim.Adam,
+            "sgd": lambda params, lr: torch.optim.SGD(params, lr=lr, momentum=0.9)}[optimizer]
+    make([weight], lr=1e30).step()  # raised "cannot be converted to type float" from ~1e38 on
 
 
 def test_auto_precision_is_bf16_exactly_on_a_cpu_with_native_bf16(monkeypatch):

@@ -83,7 +83,10 @@ class TrainConfig:
                              f"{self.seed}")
         # NaN fails every comparison, so each test is written to be False for it; inf passes
         # the signs but no optimizer or threshold means anything with it.
-        numbers = {"learning_rate": (self.learning_rate, "a finite number > 0", lambda v: v > 0),
+        # A rate past ~1e37 overflows Adam's float32 step size (lr / (1 - beta1)) with a
+        # traceback; nothing near that is a learning rate, so 1e30 is the bound.
+        numbers = {"learning_rate": (self.learning_rate, "a number > 0 and at most 1e30",
+                                     lambda v: 0 < v <= 1e30),
                    "weight_decay": (self.weight_decay, "a finite number >= 0", lambda v: v >= 0),
                    "momentum": (self.momentum, "a finite number >= 0", lambda v: v >= 0),
                    "clip_norm": (self.clip_norm, "a finite number > 0, or None to turn "
