@@ -250,6 +250,26 @@ def test_resume_on_other_data_is_refused(sunspots_run, tmp_path, capsys):
 
 
 @needs_statsmodels
+def test_a_quantile_run_keeps_its_interval_on_resume_and_a_point_run_may_change_it(
+        series_csv, tmp_path, capsys):
+    """A quantile model's interval is its trained outermost quantiles (0.1, 0.9): a resume with
+    --interval 0.5 measured that 80% band and labelled it 50% (found by fuzzing, 2026-12-06).
+    A point model's interval comes from residuals after training, so it may change."""
+    quantile, point = tmp_path / "quantile", tmp_path / "point"
+    for out, output in ((quantile, "quantile"), (point, "point")):
+        code, _, err = run(["forecast", "train", "--data", series_csv, "--value-col", "a",
+                            "--output", output, "--decoder", "direct", "--out", out, *TINY], capsys)
+        assert code == 0, err
+    code, _, err = run(["forecast", "train", "--resume", quantile, "--interval", "0.5",
+                        "--steps", "9", "--no-progress"], capsys)
+    assert_one_line_error(code, err, "data.interval was 0.8", "now 0.5")
+    code, out, err = run(["forecast", "train", "--resume", point, "--interval", "0.5",
+                          "--steps", "9", "--no-progress", "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(out)["config"]["data"]["interval"] == 0.5
+
+
+@needs_statsmodels
 def test_a_run_on_a_relative_path_is_resumed_from_another_folder(series_csv, tmp_path, capsys,
                                                                 monkeypatch):
     """The saved config held the path as given, relative to where training ran."""

@@ -279,6 +279,42 @@ def test_degenerate_fit_is_left_out_of_the_table(caplog):
     assert fit_autoregressive(simulate_ar([0.98], mean=0.0, n=600, seed=4)).p >= 1
 
 
+@needs_statsmodels
+def test_a_fit_stopped_by_the_iteration_limit_is_taken_to_the_optimum():
+    """airline's AR(19): statsmodels stops after 50 iterations, unconverged, at log-likelihood
+    -475.8 (test MASE 1.63); the optimum is -470.6 (MASE 1.22). The baseline was the stopped
+    fit (found by fuzzing, 2026-12-06). Oracle: statsmodels run to convergence from its own
+    start."""
+    pytest.importorskip("aeon", reason="the airline series ships with aeon (rnnkit[classify])")
+    from statsmodels.tsa.arima.model import ARIMA
+
+    from rnnkit.data.timeseries import load_series
+
+    train = load_series("airline").values[:-20, 0]
+    model = fit_autoregressive(train)
+    assert model.p == 19
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        stopped = ARIMA(train, order=(19, 0, 0), trend="c").fit()
+        optimum = ARIMA(train, order=(19, 0, 0), trend="c").fit(method_kwargs={"maxiter": 5000})
+    assert not stopped.mle_retvals["converged"] and optimum.mle_retvals["converged"]
+    ours = model.forecast(train, 20)
+    np.testing.assert_allclose(ours, optimum.forecast(20), rtol=2e-3)
+    assert np.abs(ours - stopped.forecast(20)).max() > 10  # the stopped fit is far from it
+
+
+@needs_statsmodels
+def test_a_fit_that_never_converges_is_left_out_of_the_table(monkeypatch, caplog):
+    from rnnkit.tasks.forecast import baselines
+
+    monkeypatch.setattr(baselines, "_converged", lambda result: False)
+    train = simulate_ar([0.6], mean=5.0, n=200, seed=1)
+    one_line_value_error(fit_autoregressive, train, match="AR\\(1\\) fit of train did not converge")
+    with caplog.at_level("WARNING", logger="rnnkit"):
+        assert list(baseline_forecasts(train, 6, season=12)) == ["naive", "seasonal naive"]
+    assert "did not converge" in caplog.text
+
+
 def test_missing_statsmodels_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "statsmodels.tsa.ar_model", None)
     with pytest.raises(ImportError, match=r'pip install "rnnkit\[timeseries\]"'):

@@ -278,9 +278,11 @@ def _train_forecast(config: ForecastConfig, run_dir: Path, resume: bool, backtes
                          f"the horizon or model.decoder=autoregressive")
     _check_length(series, data, holdout)
     if resume:
+        # a quantile model's interval is its trained outermost quantiles: it cannot change
+        interval = ("interval",) if config.model.output == "quantile" else ()
         check_resumed_settings(run_dir, {"data": (data, (
             "data", "time_col", "value_cols", "covariate_cols", "horizon", "holdout", "window",
-            "warmup", "batch_size", "validation")),
+            "warmup", "batch_size", "validation") + interval),
             "model": (config.model, model_shape_keys(config.model))})
     rows = feature_rows(series.values, series.covariates)
     train_rows = rows[: len(rows) - holdout]
