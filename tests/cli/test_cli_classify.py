@@ -233,3 +233,47 @@ def test_evaluate_refuses_a_train_split_of_a_file(trained_run, data, capsys):
                           data["test"], "--split", "train"], capsys)
     assert_one_line_error(code, err, "is a file, which is scored whole")
     assert out == ""
+
+
+def _write_long_csv(path, n: int, columns=("temp", "noise"), order=None):
+    """n sequences as a long CSV (sequence, label, then the channels); class "hot" has a high
+    temp, "cold" a low one, and noise carries nothing. ``order`` lists the columns to write."""
+    rng = np.random.default_rng(n)
+    lines = ["sequence,label," + ",".join(order or columns)]
+    for i in range(n):
+        label = ("hot", "cold")[i % 2]
+        for _ in range(4):
+            values = {columns[0]: (3.0 if label == "hot" else -3.0) + rng.normal(0, 0.3),
+                      columns[1]: rng.normal(0, 1)}
+            lines.append(f"{i},{label}," + ",".join(f"{values[c]:.5f}" for c in order or columns))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_csv_channels_are_matched_by_name_not_position(tmp_path, capsys):
+    """A test file with the training columns in another order was scored by position (the
+    model read noise as temp: accuracy 0.15 against 0.67), and one with other column names was
+    accepted without a word (found by fuzzing, 2026-12-06). Oracle: the same file with the
+    columns in the training order scores the same."""
+    train = _write_long_csv(tmp_path / "train.csv", 24)
+    same = _write_long_csv(tmp_path / "same.csv", 12)
+    swapped = _write_long_csv(tmp_path / "swapped.csv", 12, order=("noise", "temp"))
+    renamed = _write_long_csv(tmp_path / "renamed.csv", 12, columns=("pressure", "humidity"))
+    out = tmp_path / "run"
+    code, _, err = run(["classify", "train", "--data", train, "--test", swapped, "--steps", "60",
+                        "--set", "data.noise=0", "--lr", "0.01", "--out", out, *TINY], capsys)
+    assert code == 0, err
+    scores = {}
+    for name, path in (("same", same), ("swapped", swapped)):
+        code, printed, err = run(["classify", "evaluate", "--checkpoint", out, "--data", path,
+                                  "--json"], capsys)
+        assert code == 0, err
+        scores[name] = json.loads(printed)
+    for key in ("accuracy", "macro_f1", "loss"):
+        assert scores["swapped"][key] == pytest.approx(scores["same"][key], abs=1e-6), key
+    assert scores["same"]["accuracy"] > 0.9  # temp separates the classes: the model read it
+    code, _, err = run(["classify", "evaluate", "--checkpoint", out, "--data", renamed], capsys)
+    assert_one_line_error(code, err, "has channels pressure, humidity", "trained on temp, noise")
+    code, _, err = run(["classify", "train", "--data", train, "--test", renamed, "--steps", "2",
+                        "--out", tmp_path / "run2", *TINY], capsys)
+    assert_one_line_error(code, err, "name the feature columns as in the training file")

@@ -45,6 +45,9 @@ class SequenceSet:
     #: a CSV file's sequence ids, in the order of ``sequences`` (numeric order when every id
     #: is a number, else text order); None for other sources, which are in file order
     ids: list[str] | None = None
+    #: a CSV file's feature column names, the C channels in order; None for other sources,
+    #: whose channels have no names
+    channel_names: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.sequences)
@@ -114,10 +117,10 @@ def load_sequences(data: str | os.PathLike, *, split: str = "train",
     path = Path(name)
     if name.lower() in bundled:
         sequences, raw, source = _load_bundled(bundled[name.lower()], split)
-        ids = None
+        ids = channel_names = None
     elif path.is_file() and path.suffix.lower() in _FILE_TYPES:
         reader = {".ts": _read_ts, ".npz": _read_npz, ".csv": _read_csv}[path.suffix.lower()]
-        sequences, raw, ids = reader(path)
+        sequences, raw, ids, channel_names = reader(path)
         source = f"file {path.resolve()}"
     elif path.exists():
         raise SequenceDataError(f"sequence file {name!r} is not a .ts, .npz or .csv file; "
@@ -130,7 +133,7 @@ def load_sequences(data: str | os.PathLike, *, split: str = "train",
                                 f"({', '.join(BUNDLED_SETS)}) nor an existing file; other UCR/UEA "
                                 f"sets are never downloaded: download one yourself and pass its "
                                 f".ts/.npz/.csv file")
-    return _build(sequences, raw, class_names, source, ids)
+    return _build(sequences, raw, class_names, source, ids, channel_names)
 
 
 def _aeon_datasets():
@@ -161,7 +164,7 @@ def _read_ts(path: Path):
     if not meta.get("classlabel"):
         raise SequenceDataError(f".ts file {str(path)!r} has no class labels (@classLabel false); "
                                 f"pass a classification file, not a regression one")
-    return [np.asarray(x).T for x in X], list(y), None
+    return [np.asarray(x).T for x in X], list(y), None, None
 
 
 def _read_npz(path: Path):
@@ -206,7 +209,7 @@ def _read_npz(path: Path):
                                 f"{len(y)} labels in y; save one label per sequence")
     if lengths is not None:
         sequences = _cut(sequences, lengths, shown)
-    return sequences, list(y), None
+    return sequences, list(y), None, None
 
 
 def _cut(sequences: list[np.ndarray], lengths: np.ndarray, shown: str) -> list[np.ndarray]:
@@ -286,7 +289,7 @@ def _read_csv(path: Path):
         sequences.append(group[features].to_numpy(dtype=np.float64))
         labels.append(distinct[0])
         ids.append(key)
-    return sequences, labels, ids
+    return sequences, labels, ids, [str(c) for c in features]
 
 
 def _natural_order(values) -> list[str]:
@@ -322,8 +325,10 @@ def checked_values(x: np.ndarray, where: str) -> np.ndarray:
     return x
 
 
-def _build(sequences, raw_labels, class_names, source, ids=None) -> SequenceSet:
-    """Check shapes and values, encode labels, and return the set; ``ids`` name CSV sequences."""
+def _build(sequences, raw_labels, class_names, source, ids=None,
+           channel_names=None) -> SequenceSet:
+    """Check shapes and values, encode labels, and return the set; ``ids`` name CSV sequences
+    and ``channel_names`` their columns."""
     if not sequences:
         raise SequenceDataError(f"{source} holds no sequences; pass a set with at least one")
     arrays = []
@@ -357,4 +362,5 @@ def _build(sequences, raw_labels, class_names, source, ids=None) -> SequenceSet:
                                 f"set, including every class")
     return SequenceSet(sequences=arrays, labels=np.array([index[v] for v in labels], np.int64),
                        class_names=names, source=source,
-                       ids=None if ids is None else [str(i) for i in ids])
+                       ids=None if ids is None else [str(i) for i in ids],
+                       channel_names=channel_names)

@@ -10,6 +10,7 @@ checkpoint, so a trained model needs nothing else to score new sequences.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -130,18 +131,33 @@ def stratified_split(labels: np.ndarray, fraction: float, seed: int):
 def subset(data: SequenceSet, indices: np.ndarray, what: str) -> SequenceSet:
     return SequenceSet([data.sequences[i] for i in indices], data.labels[indices],
                        data.class_names, f"{data.source}, {what}",
-                       None if data.ids is None else [data.ids[i] for i in indices])
+                       None if data.ids is None else [data.ids[i] for i in indices],
+                       data.channel_names)
 
 
 def load_split(name: str, split: str, class_names: list[str] | None = None,
-               channels: int | None = None, what: str = "data") -> SequenceSet:
+               channels: int | None = None, what: str = "data",
+               channel_names: list[str] | None = None) -> SequenceSet:
     """One split of a bundled set, or a file, checked against the training set's classes and
-    channel count; labels are re-indexed into ``class_names``."""
+    channels; labels are re-indexed into ``class_names``. Where both the training data and this
+    split name their channels (CSV columns), they are matched by name: the columns may come in
+    another order, but other names are an error."""
     data = load_sequences(name, split=split)
     if channels is not None and data.channels != channels:
         raise SequenceDataError(f"{what} {name!r} has {data.channels} channels but the model "
                                 f"was trained on {channels}; pass sequences with the same "
                                 f"channels as the training data")
+    if channel_names is not None and data.channel_names is not None \
+            and data.channel_names != list(channel_names):
+        if sorted(data.channel_names) != sorted(channel_names):
+            raise SequenceDataError(f"{what} {name!r} has channels {', '.join(data.channel_names)}"
+                                    f" but the model was trained on "
+                                    f"{', '.join(channel_names)}; name the feature columns as "
+                                    f"in the training file")
+        # the same columns in another order: put them in the training order
+        order = [data.channel_names.index(c) for c in channel_names]
+        data = dataclasses.replace(data, sequences=[s[:, order] for s in data.sequences],
+                                   channel_names=list(channel_names))
     if class_names is None:
         return data
     index = {n: i for i, n in enumerate(class_names)}
@@ -151,7 +167,8 @@ def load_split(name: str, split: str, class_names: list[str] | None = None,
                                 f"of the training data ({', '.join(class_names)}); use the "
                                 f"training set's labels")
     labels = np.array([index[data.class_names[k]] for k in data.labels], np.int64)
-    return SequenceSet(data.sequences, labels, list(class_names), data.source, data.ids)
+    return SequenceSet(data.sequences, labels, list(class_names), data.source, data.ids,
+                       data.channel_names)
 
 
 @dataclass
@@ -181,7 +198,7 @@ def prepare_data(config: DataConfig, seed: int, *, with_test: bool = True) -> Pr
     test = None
     if with_test and (config.test is not None or is_bundled(config.data)):
         test = load_split(config.test or config.data, "test", full.class_names, full.channels,
-                          what="test data")
+                          what="test data", channel_names=full.channel_names)
     return PreparedData(train, validation, test, Normalizer.fit(train.sequences, config.normalize),
                         full.class_names)
 

@@ -164,7 +164,8 @@ def _train(config: ClassifyConfig, run_dir: Path, resume: bool, notify) -> dict:
     sources = {"train": data.train.source, "validation": held_out.source,
                "test": data.test.source if data.test is not None else None}
     meta = {"task": TASK, "config": asdict(config), "class_names": data.class_names,
-            "channels": data.train.channels, "normalization": data.normalizer.to_dict(),
+            "channels": data.train.channels, "channel_names": data.train.channel_names,
+            "normalization": data.normalizer.to_dict(),
             "sources": sources, "split": data.describe(), "title": _title(config)}
 
     def evaluate(model) -> dict:
@@ -227,6 +228,9 @@ class LoadedClassifier:
     normalizer: Normalizer
     checkpoint: Path
     step: int
+    #: the training CSV's feature columns, by which evaluation files are matched; None for
+    #: other sources and for runs saved before they were recorded
+    channel_names: list[str] | None = None
 
     def tensors(self, sequences: list[np.ndarray], labels=None) -> Tensors:
         """Raw (T_i, C) sequences, normalized with the training statistics, as tensors."""
@@ -266,11 +270,13 @@ def load_classifier(path: str | Path, *, which: str = "best") -> LoadedClassifie
         config = config_from_dict(ClassifyConfig, meta["config"])
         class_names, channels = list(meta["class_names"]), int(meta["channels"])
         normalizer = Normalizer.from_dict(meta["normalization"])
+        channel_names = meta.get("channel_names")
+        channel_names = None if channel_names is None else [str(c) for c in channel_names]
     model = SequenceClassifier(channels, len(class_names), config.model)
     checkpoint.load_model(model)
     model.eval()
     return LoadedClassifier(model, config, class_names, normalizer, checkpoint.path,
-                            checkpoint.step)
+                            checkpoint.step, channel_names)
 
 
 def evaluate_classifier(path: str | Path, data: str | None = None, split: str = "test", *,
@@ -299,13 +305,14 @@ def _evaluate(loaded: LoadedClassifier, data: str | None, split: str, confusion_
             raise ValueError(f"split='train' names a bundled set's training part, and {data!r} "
                              f"is a file, which is scored whole; leave the split (--split) out")
         part = load_split(data, split if is_bundled(data) else "test", loaded.class_names,
-                          channels, what="evaluation data")
+                          channels, what="evaluation data", channel_names=loaded.channel_names)
     elif split == "test":
         if loaded.config.data.test is None and not is_bundled(loaded.config.data.data):
             raise ValueError(f"the run was trained on file {loaded.config.data.data!r} without a "
                              f"test file; pass the data to score (--data FILE)")
         part = load_split(loaded.config.data.test or loaded.config.data.data, "test",
-                          loaded.class_names, channels, what="test data")
+                          loaded.class_names, channels, what="test data",
+                          channel_names=loaded.channel_names)
     else:
         prepared = prepare_data(loaded.config.data, loaded.config.train.seed, with_test=False)
         part = getattr(prepared, split)
