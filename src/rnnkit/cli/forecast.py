@@ -14,7 +14,7 @@ _TRAIN_FLAGS = {
     "cell": "model.cell", "hidden": "model.hidden_size", "layers": "model.layers",
     "decoder": "model.decoder", "output": "model.output", "highway": "model.highway",
     "ensemble": "model.ensemble", "lr": "train.learning_rate", "minutes": "train.minutes",
-    "steps": "train.max_steps", "seed": "train.seed", "device": "train.device",
+    "steps": "train.max_steps", "seed": "train.seed",
 }
 
 
@@ -61,7 +61,6 @@ def add_forecast(commands) -> None:
     train.add_argument("--steps", type=int, help="optimizer steps (default 800)")
     train.add_argument("--minutes", type=float, help="training time budget")
     train.add_argument("--seed", type=int)
-    train.add_argument("--device", help="torch device, e.g. cpu or cuda")
     train.add_argument("--backtest", type=int, default=0, metavar="FOLDS",
                        help="also backtest at FOLDS earlier origins (a model trained per fold)")
     train.add_argument("--backtest-step", type=int, metavar="ROWS",

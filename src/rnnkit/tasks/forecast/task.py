@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
 
 from rnnkit.data.timeseries import BUILTIN_SERIES, TimeSeries, load_series
 from rnnkit.training import (
@@ -266,6 +267,11 @@ def _train_forecast(config: ForecastConfig, run_dir: Path, resume: bool, backtes
     make_paths_absolute(data, "data", builtin=BUILTIN_SERIES)
     config.model.check()
     config.train.check()
+    if torch.device(config.train.device).type != "cpu":
+        # The ensemble's 16-unit GRUs gain nothing on a GPU, and the windows, forecasts and
+        # baselines are NumPy and CPU tensors throughout.
+        raise ValueError(f"forecasting runs on the CPU; train.device is "
+                         f"{config.train.device!r}: leave it at 'cpu'")
     if not resume:  # a run trained before these checks still resumes as it was
         _check_quantile_interval(config)
     run_dir = Path(run_dir)
