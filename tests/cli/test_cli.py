@@ -5,6 +5,7 @@ import shutil
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -287,3 +288,56 @@ def test_argparse_errors_are_one_line_like_every_other_bad_input(argv, fragment,
     err = capsys.readouterr().err
     assert err == f"rnnkit: error: {err.split('rnnkit: error: ', 1)[1]}"
     assert_one_line_error(2, err, fragment, f"(see {command} --help)")
+
+
+@pytest.fixture(scope="module")
+def one_run_per_task(tmp_path_factory):
+    """A tiny finished run of each task: {task: run folder}."""
+    pytest.importorskip("statsmodels", reason="the forecast run's baselines need statsmodels")
+    from corpora import tiny_text
+
+    folder = tmp_path_factory.mktemp("task-runs")
+    corpus = folder / "corpus.txt"
+    corpus.write_text(tiny_text(4000), encoding="utf-8")
+    rng = np.random.default_rng(0)
+    X = np.empty(12, dtype=object)
+    X[:] = [rng.normal(size=(5, 2)) for _ in range(12)]
+    np.savez(folder / "seqs.npz", X=X, y=np.array(["a", "b"] * 6))
+    commands = {
+        "lm": ["train", "lm", "--corpus", corpus, "--steps", "2", "--hidden", "8",
+               "--embedding", "4", "--batch-size", "2", "--window", "8", "--sample-length", "0",
+               "--set", "data.eval_rows=2"],
+        "classify": ["classify", "train", "--data", folder / "seqs.npz", "--test",
+                     folder / "seqs.npz", "--steps", "2", "--hidden", "4"],
+        "forecast": ["forecast", "train", "--horizon", "4", "--window", "10", "--hidden", "4",
+                     "--ensemble", "1", "--steps", "2", "--set", "data.warmup=2"],
+    }
+    runs = {}
+    for task, argv in commands.items():
+        runs[task] = folder / task
+        code = main([str(a) for a in argv + ["--out", runs[task], "--no-progress"]])
+        assert code == 0, task
+    return runs
+
+
+#: (task, the command that uses that task's checkpoints, as the error names it and as it runs)
+USES = [("lm", "rnnkit evaluate", ["evaluate", "--checkpoint", "{run}"]),
+        ("classify", "rnnkit classify evaluate", ["classify", "evaluate", "--checkpoint", "{run}"]),
+        ("forecast", "rnnkit forecast predict",
+         ["forecast", "predict", "--checkpoint", "{run}", "--data", "sunspots", "--out",
+          "{tmp}/next.csv"])]
+
+
+@pytest.mark.parametrize("given,used_by", [(a, b) for a, *_ in USES for b, *_ in USES
+                                           if a != b])
+def test_another_tasks_checkpoint_names_the_command_that_takes_it(one_run_per_task, given,
+                                                                  used_by, tmp_path, capsys):
+    """Oracle: the command the message names runs on that checkpoint."""
+    fill = lambda argv, run: [a.format(run=run, tmp=tmp_path) for a in argv]  # noqa: E731
+    run = one_run_per_task[given]
+    _, _, wrong = next(use for use in USES if use[0] == used_by)
+    _, named, right = next(use for use in USES if use[0] == given)
+    code = main(fill(wrong, run))
+    err = capsys.readouterr().err
+    assert_one_line_error(code, err, f"is a {given!r} checkpoint", named)
+    assert main(fill(right, run)) == 0, capsys.readouterr().err

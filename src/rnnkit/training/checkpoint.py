@@ -457,6 +457,27 @@ def load_checkpoint(path: str | os.PathLike, *, which: str = "last",
     raise CheckpointError(f"no intact checkpoint in {str(path)!r}: {problems[0]}")
 
 
+#: how each task's checkpoints are used, for the message when another task's loader gets one
+_TASK_LOADERS = {
+    "lm": ("rnnkit.tasks.lm.task.load_lm", "`rnnkit evaluate` or `rnnkit generate`"),
+    "classify": ("rnnkit.tasks.classify.task.load_classifier", "`rnnkit classify evaluate`"),
+    "forecast": ("rnnkit.tasks.forecast.task.load_forecaster", "`rnnkit forecast predict`"),
+}
+
+
+def require_task(checkpoint: Checkpoint, task: str, what: str) -> None:
+    """A one-line CheckpointError unless ``checkpoint`` was saved by ``task`` (``what`` names
+    that task's model); the message says what takes the checkpoint instead."""
+    other = checkpoint.meta.get("task")
+    if other == task:
+        return
+    hint = ""
+    if isinstance(other, str) and other in _TASK_LOADERS:
+        loader, commands = _TASK_LOADERS[other]
+        hint = f"; use it with {commands} (in Python, {loader})"
+    raise CheckpointError(f"{checkpoint.path} is a {other!r} checkpoint, not {what}{hint}")
+
+
 def enclosing_run(path: Path, *, itself: bool = False) -> Path | None:
     """The training run that ``path`` lies below (in the run folder itself, its checkpoints
     folder, one of its checkpoints, or deeper), or None; with ``itself``, also the run that

@@ -23,10 +23,12 @@ from torch.nn import functional as F
 from rnnkit.data.sequences import BUNDLED_SETS, checked_values
 from rnnkit.errors import MissingExtraError
 from rnnkit.training import (
-    CheckpointError, ShuffledBatches, StepOutput, TrainConfig, Trainer, config_from_dict,
+    ShuffledBatches, StepOutput, TrainConfig, Trainer, config_from_dict,
     cpu_threads, hold_run_folder, load_checkpoint,
 )
-from rnnkit.training.checkpoint import check_resumed_settings, model_shape_keys, reading_record
+from rnnkit.training.checkpoint import (
+    check_resumed_settings, model_shape_keys, reading_record, require_task,
+)
 from rnnkit.training.config import make_paths_absolute
 
 from .data import (
@@ -262,9 +264,7 @@ class LoadedClassifier:
 def load_classifier(path: str | Path, *, which: str = "best") -> LoadedClassifier:
     """A trained classifier with its classes and normalization from a run folder or checkpoint."""
     checkpoint = load_checkpoint(path, which=which)
-    if checkpoint.meta.get("task") != TASK:
-        raise CheckpointError(f"{checkpoint.path} is a {checkpoint.meta.get('task')!r} "
-                              f"checkpoint, not a sequence classifier")
+    require_task(checkpoint, TASK, "a sequence classifier")
     meta = checkpoint.meta
     with reading_record(checkpoint.path):
         config = config_from_dict(ClassifyConfig, meta["config"])

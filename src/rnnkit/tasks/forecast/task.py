@@ -22,11 +22,11 @@ import torch
 
 from rnnkit.data.timeseries import BUILTIN_SERIES, TimeSeries, load_series
 from rnnkit.training import (
-    CheckpointError, NonFiniteLossError, TrainConfig, atomic_write, config_from_dict,
+    NonFiniteLossError, TrainConfig, atomic_write, config_from_dict,
     cpu_threads, hold_run_folder, load_checkpoint,
 )
 from rnnkit.training.checkpoint import (check_resumed_settings, enclosing_run, model_shape_keys,
-                                         reading_record)
+                                         reading_record, require_task)
 from rnnkit.training.config import make_paths_absolute
 
 from .baselines import baseline_forecasts
@@ -345,9 +345,7 @@ def _train_forecast(config: ForecastConfig, run_dir: Path, resume: bool, backtes
 def load_forecaster(path: str | Path, *, which: str | None = None) -> FittedForecaster:
     """A trained forecaster from a run folder or checkpoint (the weights the run reported)."""
     checkpoint = load_checkpoint(path, which=which or "last")
-    if checkpoint.meta.get("task") != TASK:
-        raise CheckpointError(f"{checkpoint.path} is a {checkpoint.meta.get('task')!r} "
-                              f"checkpoint, not a forecaster")
+    require_task(checkpoint, TASK, "a forecaster")
     with reading_record(checkpoint.path):
         config = config_from_dict(ForecastConfig, checkpoint.meta["config"])
     if which is None and config.data.validation:  # the run reported its best checkpoint

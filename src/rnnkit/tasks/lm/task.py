@@ -23,10 +23,12 @@ from torch.nn import functional as F
 
 from rnnkit.data.text import BUILTIN_CORPORA, CharVocabulary, TextSplit, load_corpus, split_text
 from rnnkit.training import (
-    CheckpointError, ContiguousBatches, StepOutput, TrainConfig, Trainer, config_from_dict,
+    ContiguousBatches, StepOutput, TrainConfig, Trainer, config_from_dict,
     hold_run_folder, load_checkpoint,
 )
-from rnnkit.training.checkpoint import check_resumed_settings, model_shape_keys, reading_record
+from rnnkit.training.checkpoint import (
+    check_resumed_settings, model_shape_keys, reading_record, require_task,
+)
 from rnnkit.training.config import make_paths_absolute
 from rnnkit.training.metrics import perplexity_of_bits
 
@@ -314,9 +316,7 @@ class LoadedModel:
 def load_lm(path: str | Path, *, which: str = "best", device: str = "cpu") -> LoadedModel:
     """A trained character model and its vocabulary from a run folder or checkpoint."""
     checkpoint = load_checkpoint(path, which=which)
-    if checkpoint.meta.get("task") != TASK:
-        raise CheckpointError(f"{checkpoint.path} is a {checkpoint.meta.get('task')!r} "
-                              f"checkpoint, not a language model")
+    require_task(checkpoint, TASK, "a language model")
     with reading_record(checkpoint.path):
         config = config_from_dict(LMConfig, checkpoint.meta["config"])
         vocabulary = CharVocabulary.from_list(checkpoint.meta["vocabulary"])
