@@ -130,6 +130,27 @@ def test_resume_past_a_damaged_checkpoint_warns_once(corpus, tmp_path, capsys):
     assert err.count(f"skipping checkpoint {newest} is damaged") == 1, err
 
 
+def test_a_curves_picture_that_cannot_be_written_is_a_warning_not_a_failed_run(
+        corpus, tmp_path, capsys):
+    """curves.png replaced by a folder: the resumed run trained and saved its checkpoint, then
+    failed on the picture, skipping the test score and the sample. Oracle: `evaluate` of the
+    saved checkpoint gives the score the run printed."""
+    out_dir = tmp_path / "run"
+    assert run(["train", "lm", "--corpus", corpus, "--steps", "6", "--out", out_dir,
+                "--sample-length", "0", *TINY], capsys)[0] == 0
+    (out_dir / "curves.png").unlink()
+    (out_dir / "curves.png").mkdir()
+    code, out, err = run(["train", "lm", "--resume", out_dir, "--steps", "9", "--json",
+                          "--sample-length", "0", "--no-progress"], capsys)
+    assert code == 0, err
+    assert "could not write" in err and "curves.png" in err
+    result = json.loads(out)
+    assert result["steps"] == 9 and result["curves"] is None
+    code, scored, err = run(["evaluate", "--checkpoint", out_dir, "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(scored)["bpc"] == result["test"]["bpc"]
+
+
 def _digest(folder):
     return {str(p): hashlib.sha256(p.read_bytes()).hexdigest()
             for p in sorted(folder.rglob("*")) if p.is_file()}

@@ -494,8 +494,15 @@ class Trainer:
             if previous_handler is not None:
                 signal.signal(signal.SIGINT, previous_handler)
         history = self.metrics.read()
-        curves = plot_curves(history, self.run_dir / "curves.png",
-                             title=str(self.meta.get("title", "")))
+        try:
+            curves = plot_curves(history, self.run_dir / "curves.png",
+                                 title=str(self.meta.get("title", "")))
+        except OSError as error:
+            # The picture is a view of metrics.jsonl: a run whose checkpoints are saved is not
+            # failed for it (the task would then skip its test score and sample).
+            log.warning("could not write %s (%s); the run's checkpoints and metrics are saved",
+                        self.run_dir / "curves.png", error.strerror or error)
+            curves = None
         return TrainResult(
             status=status, steps=self.step, epochs=self.batches.epochs_done,
             seconds=self.elapsed, best_step=self.best_step, best_validation=self.best_validation,
