@@ -277,3 +277,22 @@ def test_csv_channels_are_matched_by_name_not_position(tmp_path, capsys):
     code, _, err = run(["classify", "train", "--data", train, "--test", renamed, "--steps", "2",
                         "--out", tmp_path / "run2", *TINY], capsys)
     assert_one_line_error(code, err, "name the feature columns as in the training file")
+
+
+def test_a_confusion_picture_that_cannot_be_written_leaves_the_scores(data, tmp_path, capsys):
+    """confusion.png replaced by a folder: the resumed run failed after training. Oracle:
+    `classify evaluate` of the saved checkpoint gives the test accuracy the run reported."""
+    out = tmp_path / "run"
+    assert run(["classify", "train", "--data", data["train"], "--test", data["test"], "--steps",
+                "4", "--out", out, *TINY], capsys)[0] == 0
+    (out / "confusion.png").unlink()
+    (out / "confusion.png").mkdir()
+    code, printed, err = run(["classify", "train", "--resume", out, "--steps", "6", "--json",
+                              "--no-progress"], capsys)
+    assert code == 0, err
+    assert "could not write" in err and "confusion.png" in err
+    result = json.loads(printed)
+    assert result["confusion_png"] is None
+    code, scored, err = run(["classify", "evaluate", "--checkpoint", out, "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(scored)["accuracy"] == result["test"]["accuracy"]

@@ -348,3 +348,27 @@ def test_a_device_other_than_the_cpu_is_refused_before_anything_is_written(tmp_p
         main(["forecast", "train", "--device", "cpu", *TINY])
     assert exit_info.value.code == 2
     assert "unrecognized arguments: --device" in capsys.readouterr().err
+
+
+@needs_statsmodels
+def test_a_forecast_picture_that_cannot_be_written_leaves_the_holdout_csv(sunspots_run,
+                                                                         tmp_path, capsys):
+    """forecast.png replaced by a folder: the resumed run failed after training, before its
+    summary. Oracle: the same resume of an untouched copy writes the same holdout.csv."""
+    import shutil
+
+    damaged, intact = tmp_path / "damaged", tmp_path / "intact"
+    for run_dir in (damaged, intact):
+        shutil.copytree(sunspots_run[0], run_dir)
+    (damaged / "forecast.png").unlink()
+    (damaged / "forecast.png").mkdir()
+    results = {}
+    for run_dir in (damaged, intact):
+        code, out, err = run(["forecast", "train", "--resume", run_dir, "--steps", "9",
+                              "--json", "--no-progress"], capsys)
+        assert code == 0, err
+        results[run_dir] = (json.loads(out), err)
+    assert "could not write" in results[damaged][1] and "forecast.png" in results[damaged][1]
+    assert results[damaged][0]["forecast_png"] is None
+    assert results[damaged][0]["table"] == results[intact][0]["table"]
+    assert (damaged / "holdout.csv").read_bytes() == (intact / "holdout.csv").read_bytes()

@@ -100,6 +100,10 @@ def _plot_run_confusion(report: dict, class_names: list[str], png: Path, title: 
     except MissingExtraError as missing:
         notify(f"no confusion matrix was written: {missing}")
         return None
+    except OSError as error:  # the picture only: the scores and checkpoints stand
+        notify(f"could not write {png} ({error.strerror or error}); the run's checkpoints and "
+               f"scores are saved")
+        return None
     return str(png)
 
 

@@ -325,6 +325,9 @@ def _train_forecast(config: ForecastConfig, run_dir: Path, resume: bool, backtes
             column_names=series.columns, title=meta["title"], interval=data.interval)
     except ImportError as error:
         log.info("%s", error)
+    except OSError as error:  # the picture only: the forecast CSV and checkpoints stand
+        log.warning("could not write %s (%s); the run's checkpoints and holdout.csv are saved",
+                    run_dir / "forecast.png", error.strerror or error)
     result = {
         "task": TASK, "series": series_meta(series), "holdout": report["horizon"],
         "season": report["season"], "model": label, "table": report["table"],
