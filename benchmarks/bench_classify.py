@@ -63,7 +63,9 @@ def main() -> None:
         f"x{m.layers}, {m.pooling} pooling, dropout {m.dropout}, input noise "
         f"{default.data.noise}, validation fraction {default.data.validation_fraction}, batch "
         f"{default.data.batch_size}, {default.train.optimizer} {default.train.learning_rate:g}, "
-        f"{default.train.max_epochs:g} epochs, cosine)",
+        f"{default.train.max_epochs:g} epochs" + (f" or {default.train.max_steps} steps"
+                                                   if default.train.max_steps else "")
+        + ", cosine)",
         f"{result['sources']['test']}: {result['split']['train']} train / "
         f"{result['split']['validation']} validation / {result['split']['test']} test, "
         f"{torch.get_num_threads()} threads available, {default.threads} used",

@@ -255,12 +255,15 @@ def lstm_route_rows(repeats: int) -> list[dict]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--only", choices=["cache", "inloop", "engine", "bf16", "lstm-route"])
-    parser.add_argument("--repeats", type=int, default=9)
+    parser.add_argument("--repeats", type=int, default=9, help="interleaved rounds (>= 1)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "fused_ab.json"))
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error(f"--repeats must be >= 1 (each side's median needs a round); got "
+                     f"{args.repeats}")
     error = fused.fused_unavailable()
     if error is not None:
         raise SystemExit(f"the fused backend is not usable here: {error}")

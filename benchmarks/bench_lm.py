@@ -24,10 +24,37 @@ import tempfile
 import torch
 
 from rnnkit.data.text import load_corpus
+from rnnkit.tasks.lm.model import CharLanguageModel
 from rnnkit.tasks.lm.task import LMConfig, compressor_bars, train_lm
 from rnnkit.training import atomic_write, config_to_dict, resolve_config
 
 RESULTS = pathlib.Path(__file__).parent / "results"
+
+
+def check_same_start(config: LMConfig, vocab_size: int = 68) -> float:
+    """The two layers start from the same weights and compute the same function: the models
+    train_lm builds for each implementation (same seed) must have equal state dicts and, in
+    float32 eval mode, logits within 1e-4. Returns the largest logit difference."""
+    models = []
+    for implementation in ("rnnkit", "torch"):
+        model_config = resolve_config(LMConfig, overrides=[
+            f"model.{k}={v}" for k, v in config_to_dict(config)["model"].items()
+            if k != "implementation"] + [f"model.implementation={implementation}"]).model
+        torch.manual_seed(config.train.seed)  # as train_lm does before building its model
+        models.append(CharLanguageModel(vocab_size, model_config).eval())
+    ours, theirs = models
+    mismatched = [k for k, v in theirs.state_dict().items()
+                  if not torch.equal(ours.state_dict()[k], v)]
+    if mismatched:
+        raise SystemExit(f"the two models start from different weights ({mismatched[0]}); the "
+                         f"comparison would not be like for like")
+    tokens = torch.randint(0, vocab_size, (4, 50), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        gap = (ours(tokens)[0] - theirs(tokens)[0]).abs().max().item()
+    if not gap <= 1e-4:
+        raise SystemExit(f"rnnkit's and torch.nn's models disagree by {gap:.3g} on the same "
+                         f"weights; refusing to time them")
+    return gap
 
 
 def main() -> None:
@@ -41,6 +68,8 @@ def main() -> None:
     default = resolve_config(LMConfig, overrides=args.overrides)
     # rnnkit's layer, torch.nn's layer of the same cell, and torch.nn.LSTM (the usual choice).
     runs = [("rnnkit", default.model.cell), ("torch", default.model.cell)]
+    gap = check_same_start(default)
+    print(f"same initial weights; float32 logits agree within {gap:.2g}")
     if default.model.cell != "lstm":
         runs.append(("torch", "lstm"))
     rows = []
@@ -63,7 +92,11 @@ def main() -> None:
     bars = compressor_bars(load_corpus(config.data.corpus).text)
     report = {
         "benchmark": "character LM, same wall time", "minutes": args.minutes,
-        "config": config_to_dict(default), "precision": config.train.resolved_precision(),
+        # what the runs shared: the last run's config with its own layer settings left out
+        "config": {**config_to_dict(config), "model": {
+            k: v for k, v in config_to_dict(config)["model"].items()
+            if k not in ("implementation", "cell")}},
+        "precision": config.train.resolved_precision(), "start_logit_gap": gap,
         "split": result["split"],
         "corpus": result["corpus"], "compressors_bpc": bars, "results": rows,
         "machine": {"cpu": platform.processor() or platform.machine(),

@@ -8,14 +8,17 @@ here sustains more over a whole training step).
     .venv/bin/python benchmarks/summarize_targets.py [results.json]
 """
 
+import argparse
 import json
 import pathlib
 import statistics
-import sys
 
-path = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else
-                    pathlib.Path(__file__).parent / "results" / "recurrence.json")
-data = json.loads(path.read_text())
+parser = argparse.ArgumentParser(description="Check a bench_recurrence.py result against the "
+                                             "speed targets of issue 3; prints a table.")
+parser.add_argument("results", nargs="?", type=pathlib.Path,
+                    default=pathlib.Path(__file__).parent / "results" / "recurrence.json",
+                    help="bench_recurrence.py's JSON (default: benchmarks/results/recurrence.json)")
+data = json.loads(parser.parse_args().results.read_text())
 peak = {int(k): v for k, v in data["fma_peak_gflops"].items()}
 grid = data["grid"]
 
@@ -57,9 +60,10 @@ check("lstm train, H<=64 or B=1", small, "train", 2.0)
 check("lstm infer, H<=64 or B=1", small, "infer", 2.0)
 big = [r for r in grid if r["hidden"] >= 256 and r["batch"] >= 16 and r["threads"] == 2
        and 2 in peak]
-shares = sorted(round(100 * r["train"]["fused_gflops"] / peak[2]) for r in big)
+shares = sorted(100 * r["train"]["fused_gflops"] / peak[2] for r in big)
+# met is decided on the unrounded share (59.6% is a miss), the values are shown rounded
 print(f"{'train % of 2-thread peak, H>=256, B>=16':34s} {sum(s >= 60 for s in shares):3d}/{len(shares):<3d}"
-      f" >= 60%  values {shares}")
+      f" >= 60%  values {[round(s) for s in shares]}")
 limits = {16: None, 32: 1.0, 64: 2.5, 128: 8.0}
 for row in data["single_step_us"]:
     bar = limits.get(row["hidden"])
