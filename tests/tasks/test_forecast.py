@@ -138,6 +138,15 @@ def test_a_constant_column_scales_to_exactly_zero_whatever_its_value(constant):
     np.testing.assert_allclose(z[:, 1], [0.0, constant * 0.1], atol=1e-12)
 
 
+def test_a_spread_whose_squares_underflow_is_scaled_as_constant():
+    # 0 and 1e-200 differ, but their std is exactly 0: (x - mean) / 0 gave inf and a NaN
+    # gradient blamed on the learning rate (review, 2026-12-06). Oracle: finite, and a constant.
+    rows = np.column_stack([np.arange(10.0), np.tile([0.0, 1e-200], 5)])
+    scaler = Scaler.fit(rows)
+    assert scaler.std[1] == 1.0
+    assert np.isfinite(scaler.transform(rows)).all()
+
+
 # ---- 3. the network -----------------------------------------------------------------------------
 
 def model_config(**settings) -> ModelConfig:

@@ -329,6 +329,28 @@ def test_damaged_newest_falls_back_and_direct_load_raises(tmp_path, caplog, dama
     assert "\n" not in str(excinfo.value)
 
 
+def test_a_damaged_checkpoint_warns_on_every_load_but_once_within_one_command(tmp_path,
+                                                                             caplog):
+    """One CLI command loads a run several times and warned three times; outside a command
+    (a notebook loading again) each load must still say it is using older weights."""
+    from rnnkit.training.checkpoint import one_warning_per_damage
+
+    save(tmp_path, 1)
+    _flip_byte(save(tmp_path, 2) / "model.safetensors")
+
+    def warnings_of(loads):
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="rnnkit.training"):
+            for _ in range(loads):
+                assert load_checkpoint(tmp_path).step == 1
+        return sum("step-00000002" in r.getMessage() for r in caplog.records)
+
+    assert warnings_of(2) == 2
+    with one_warning_per_damage():
+        assert warnings_of(3) == 1
+    assert warnings_of(1) == 1  # the scope ended with the block
+
+
 def test_missing_checkpoint_json_falls_back(tmp_path, caplog):
     save(tmp_path, 1)
     newest = save(tmp_path, 2)

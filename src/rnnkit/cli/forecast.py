@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 
 from .runs import add_run_flags, flag_overrides, json_text, printer, resolve_run
 
@@ -14,7 +15,7 @@ _TRAIN_FLAGS = {
     "cell": "model.cell", "hidden": "model.hidden_size", "layers": "model.layers",
     "decoder": "model.decoder", "output": "model.output", "highway": "model.highway",
     "ensemble": "model.ensemble", "lr": "train.learning_rate", "minutes": "train.minutes",
-    "steps": "train.max_steps", "seed": "train.seed",
+    "steps": "train.max_steps", "seed": "train.seed", "device": "train.device",
 }
 
 
@@ -61,6 +62,8 @@ def add_forecast(commands) -> None:
     train.add_argument("--steps", type=int, help="optimizer steps (default 800)")
     train.add_argument("--minutes", type=float, help="training time budget")
     train.add_argument("--seed", type=int)
+    # kept for scripts written when it was listed: cpu is the only device forecasting takes
+    train.add_argument("--device", help=argparse.SUPPRESS)
     train.add_argument("--backtest", type=int, default=0, metavar="FOLDS",
                        help="also backtest at FOLDS earlier origins (a model trained per fold)")
     train.add_argument("--backtest-step", type=int, metavar="ROWS",

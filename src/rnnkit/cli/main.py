@@ -170,7 +170,10 @@ def main(argv: list[str] | None = None) -> int:
     # `import rnnkit` import nothing heavy), so Ctrl-C in the first seconds is one line too.
     try:
         _check_common_flags(args)
-        return args.handler(args)
+        from rnnkit.training.checkpoint import one_warning_per_damage
+
+        with one_warning_per_damage():  # one command loads a run several times
+            return args.handler(args)
     except KeyboardInterrupt:
         release_claimed_run_folder(args)
         print("rnnkit: interrupted", file=sys.stderr)

@@ -60,10 +60,8 @@ def load_corpus(source: str | os.PathLike) -> Corpus:
         if not files:
             raise CorpusError(f"corpus folder {name!r} has no files (hidden files are skipped); "
                               f"add UTF-8 text files to it or pass another path")
-        # Empty files (placeholders, __init__.py; a lone byte-order mark) add nothing; they
-        # are skipped, not refused.
-        texts = [text for text in (_read_text_file(f) for f in files if f.stat().st_size > 0)
-                 if text]
+        # Empty files (placeholders, __init__.py) add nothing; they are skipped, not refused.
+        texts = [_read_text_file(f) for f in files if f.stat().st_size > 0]
         if not texts:
             raise CorpusError(f"corpus folder {name!r} holds only empty files; add UTF-8 text "
                               f"files to it or pass another path")
@@ -106,27 +104,22 @@ def _folder_files(folder: Path) -> list[Path]:
     training runs (folders with a ``checkpoints`` folder): ``train lm --corpus .`` writes its
     run below the corpus, which must read the same when the run is evaluated or resumed."""
     found, other = [], []
-    # Linked folders are read like linked files, each real folder once (a link to an
-    # enclosing folder would otherwise be walked without end).
-    seen = {os.path.realpath(folder)}
-    for root, dirs, files in os.walk(folder, followlinks=True):
-        kept = []
-        for d in sorted(dirs):
-            real = os.path.realpath(Path(root, d))
-            if not d.startswith(".") and real not in seen \
-                    and not Path(root, d, "checkpoints").is_dir():  # hidden: .git, ...
-                kept.append(d)
-                seen.add(real)
-        dirs[:] = kept
+    for root, dirs, files in os.walk(folder):
+        dirs[:] = [d for d in dirs if not d.startswith(".")  # hidden folders (.git, ...)
+                   and not Path(root, d, "checkpoints").is_dir()]
+        # Linked folders are not walked (a link to an enclosing folder would loop, and runs
+        # trained on this folder must keep reading the same text), but they are named below.
+        other.extend(Path(root, d) for d in dirs if Path(root, d).is_symlink())
         for name in files:
             if not name.startswith("."):
                 (found if Path(root, name).is_file() else other).append(Path(root, name))
     if other:
-        # a broken link or a pipe among the texts: named, not left out without a word (given
-        # directly, each is an error)
+        # a linked folder, a broken link or a pipe among the texts: named, not left out
+        # without a word (a broken link or pipe given directly is an error)
         shown = ", ".join(repr(str(p.relative_to(folder))) for p in sorted(other)[:3])
-        log.warning("corpus folder %s: %d entr%s not a readable regular file, left out: %s%s",
-                    folder, len(other), "y is" if len(other) == 1 else "ies are", shown,
+        log.warning("corpus folder %s: %d entr%s left out (linked folders, broken links and "
+                    "pipes are not read): %s%s",
+                    folder, len(other), "y" if len(other) == 1 else "ies", shown,
                     ", ..." if len(other) > 3 else "")
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 

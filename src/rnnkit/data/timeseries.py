@@ -196,13 +196,18 @@ def _read_file(pd, name: str):
         if path.suffix.lower() == ".parquet":
             frame = pd.read_parquet(path)
         else:
-            with warnings.catch_warnings():
-                warnings.simplefilter("error", pd.errors.ParserWarning)
-                # index_col=False: rows that end in a delimiter the header lacks would
-                # otherwise make the first column the index, every name one column off
-                frame = pd.read_csv(path, sep="\t" if path.suffix.lower() == ".tsv" else ",",
-                                    index_col=False,
-                                    float_precision="round_trip")  # a float reads back as itself
+            sep = "\t" if path.suffix.lower() == ".tsv" else ","
+            # round trip: a float reads back as itself
+            frame = pd.read_csv(path, sep=sep, float_precision="round_trip")
+            if not isinstance(frame.index, pd.RangeIndex) and frame[frame.columns[-1]].isna().all():
+                # Data rows one field longer than the header make pandas take the first field
+                # for a row label: right for R's write.csv (a header without the label
+                # column), but rows that merely end in a delimiter left the last column empty
+                # and put every name one column off. Those are read again, as they are meant.
+                with warnings.catch_warnings():
+                    warnings.simplefilter("error", pd.errors.ParserWarning)
+                    frame = pd.read_csv(path, sep=sep, index_col=False,
+                                        float_precision="round_trip")
     except pd.errors.ParserWarning:  # index_col=False met a row with more fields than names
         raise SeriesError(f"{name} has data rows with more fields than its header has names; "
                           f"name every column in the first line (or remove the extra "
@@ -245,9 +250,9 @@ _NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
 
 
 # A date as a time column writes one: ISO (2024-01-31, with a time of day and zone or not), or
-# day/month/year with slashes.
+# with slashes (1/31/2024, 2024/01/31).
 _DATE = re.compile(r"\d{4}-\d\d(-\d\d([T ]\d\d:\d\d(:\d\d(\.\d+)?)?)?(Z|[+-]\d\d:?\d\d)?)?"
-                   r"|\d{1,2}/\d{1,2}/\d{2,4}")
+                   r"|\d{1,2}/\d{1,2}/\d{2,4}|\d{4}/\d{1,2}/\d{1,2}")
 
 
 def _is_number(text) -> bool:

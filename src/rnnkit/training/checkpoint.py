@@ -37,9 +37,21 @@ import torch
 
 log = logging.getLogger("rnnkit.training")
 
-#: (problem, fallback) pairs already warned about: one command loads the same run several times
-#: (settings check, resume, final evaluation), and one damaged checkpoint is one warning
-_reported_damage: set[tuple[str, str]] = set()
+#: (problem, fallback) pairs already warned about within :func:`one_warning_per_damage`; None
+#: outside it, where every load that skips a damaged checkpoint warns
+_reported_damage: set[tuple[str, str]] | None = None
+
+
+@contextlib.contextmanager
+def one_warning_per_damage():
+    """Within the block, a damaged checkpoint is warned about once, however often it is skipped:
+    one command loads the same run several times (settings check, resume, final scoring)."""
+    global _reported_damage
+    outer, _reported_damage = _reported_damage, set()
+    try:
+        yield
+    finally:
+        _reported_damage = outer
 
 CHECKPOINTS = "checkpoints"
 INDEX = "index.json"
@@ -450,8 +462,9 @@ def load_checkpoint(path: str | os.PathLike, *, which: str = "last",
             problems.append(str(error))
             continue
         for problem in problems:
-            if (problem, str(candidate)) not in _reported_damage:
-                _reported_damage.add((problem, str(candidate)))
+            if _reported_damage is None or (problem, str(candidate)) not in _reported_damage:
+                if _reported_damage is not None:
+                    _reported_damage.add((problem, str(candidate)))
                 log.warning("skipping %s; using %s", problem, candidate.name)
         return checkpoint
     raise CheckpointError(f"no intact checkpoint in {str(path)!r}: {problems[0]}")

@@ -500,7 +500,8 @@ class Trainer:
         except OSError as error:
             # The picture is a view of metrics.jsonl: a run whose checkpoints are saved is not
             # failed for it (the task would then skip its test score and sample).
-            log.warning("could not write %s (%s); the run's checkpoints and metrics are saved",
+            log.warning("could not write %s (%s); the run's checkpoints and metrics are saved "
+                        "(free that path for the picture next time)",
                         self.run_dir / "curves.png", error.strerror or error)
             curves = None
         return TrainResult(

@@ -102,7 +102,7 @@ def _plot_run_confusion(report: dict, class_names: list[str], png: Path, title: 
         return None
     except OSError as error:  # the picture only: the scores and checkpoints stand
         notify(f"could not write {png} ({error.strerror or error}); the run's checkpoints and "
-               f"scores are saved")
+               f"scores are saved (free that path for the picture next time)")
         return None
     return str(png)
 

@@ -270,7 +270,7 @@ def _train_forecast(config: ForecastConfig, run_dir: Path, resume: bool, backtes
     if torch.device(config.train.device).type != "cpu":
         # The ensemble's 16-unit GRUs gain nothing on a GPU, and the windows, forecasts and
         # baselines are NumPy and CPU tensors throughout.
-        raise ValueError(f"forecasting runs on the CPU; train.device is "
+        raise ValueError(f"forecasting runs on the CPU; train.device (--device) is "
                          f"{config.train.device!r}: leave it at 'cpu'")
     if not resume:  # a run trained before these checks still resumes as it was
         _check_quantile_interval(config)
@@ -326,7 +326,8 @@ def _train_forecast(config: ForecastConfig, run_dir: Path, resume: bool, backtes
     except ImportError as error:
         log.info("%s", error)
     except OSError as error:  # the picture only: the forecast CSV and checkpoints stand
-        log.warning("could not write %s (%s); the run's checkpoints and holdout.csv are saved",
+        log.warning("could not write %s (%s); the run's checkpoints and holdout.csv are saved "
+                    "(free that path for the picture next time)",
                     run_dir / "forecast.png", error.strerror or error)
     result = {
         "task": TASK, "series": series_meta(series), "holdout": report["horizon"],

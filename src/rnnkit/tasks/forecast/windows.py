@@ -41,7 +41,8 @@ class Scaler:
         if len(rows) == 0:
             raise ValueError("there are no training rows to fit the scaler on; use a longer "
                              "series or a shorter holdout")
-        varies = np.ptp(rows, axis=0) > 0
+        # (and a spread whose squares underflow, 0 and 1e-200, has a std of exactly 0)
+        varies = (np.ptp(rows, axis=0) > 0) & (std > 0)
         return cls(np.where(varies, mean, rows[0]), np.where(varies, std, 1.0))
 
     def transform(self, rows: np.ndarray) -> np.ndarray:
