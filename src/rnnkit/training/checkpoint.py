@@ -462,10 +462,11 @@ def load_checkpoint(path: str | os.PathLike, *, which: str = "last",
             problems.append(str(error))
             continue
         for problem in problems:
-            if _reported_damage is None or (problem, str(candidate)) not in _reported_damage:
-                if _reported_damage is not None:
-                    _reported_damage.add((problem, str(candidate)))
-                log.warning("skipping %s; using %s", problem, candidate.name)
+            if _reported_damage is not None:  # within one command: once per damage
+                if (problem, str(candidate)) in _reported_damage:
+                    continue
+                _reported_damage.add((problem, str(candidate)))
+            log.warning("skipping %s; using %s", problem, candidate.name)
         return checkpoint
     raise CheckpointError(f"no intact checkpoint in {str(path)!r}: {problems[0]}")
 

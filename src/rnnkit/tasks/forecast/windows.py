@@ -31,17 +31,15 @@ class Scaler:
     @classmethod
     def fit(cls, rows: np.ndarray) -> Scaler:
         """rows (N, F) float: the training part only."""
-        mean = rows.mean(axis=0)
-        std = rows.std(axis=0)
-        # A constant column carries no information; scale 1 keeps it finite (all zeros). Only
-        # equal values make one: rounding in the mean leaves such a column a std of ~1e-16,
-        # which would blow any other value up by 1e16, and any threshold misjudges some scale.
-        # Its own value as the mean, so it scales to exactly 0 (the mean of 115 x 123456.789
-        # is off by ~3e-10).
         if len(rows) == 0:
             raise ValueError("there are no training rows to fit the scaler on; use a longer "
                              "series or a shorter holdout")
-        # (and a spread whose squares underflow, 0 and 1e-200, has a std of exactly 0)
+        mean = rows.mean(axis=0)
+        std = rows.std(axis=0)
+        # A constant column carries no information: scale 1 and its own value as the mean
+        # keep it at exactly 0. Only equal values make one (rounding leaves 115 rows of 0.1 a
+        # std of ~1e-16, which would blow any other value up by 1e16, and any threshold
+        # misjudges some scale), or a spread whose squares underflow to a std of 0 (0, 1e-200).
         varies = (np.ptp(rows, axis=0) > 0) & (std > 0)
         return cls(np.where(varies, mean, rows[0]), np.where(varies, std, 1.0))
 
