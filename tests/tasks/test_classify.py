@@ -227,6 +227,22 @@ def test_a_channel_varying_on_a_tiny_scale_is_scaled_and_a_constant_one_centred(
     assert np.allclose(normalized.mean(axis=0), 0.0, atol=1e-5)
 
 
+def test_a_channel_whose_spread_underflows_is_centred_not_divided_by_zero():
+    """Values 0 and 1e-200 differ, but their std squares to 0: dividing by it gave inf and NaN.
+    Oracle: such a channel is treated like a constant one (scale 1), and it is the same rule
+    the forecaster's scaler uses."""
+    from rnnkit.tasks.forecast.windows import Scaler
+
+    sequences = [np.array([[0.0, 1.0], [1e-200, 2.0]]), np.array([[0.0, 3.0], [1e-200, 4.0]])]
+    normalizer = Normalizer.fit(sequences)
+    normalized = np.concatenate([normalizer(s) for s in sequences])
+    assert np.isfinite(normalized).all()
+    assert normalizer.std[0] == 1.0 and np.all(normalized[:, 0] == 0.0)
+    scaler = Scaler.fit(np.concatenate(sequences))
+    np.testing.assert_array_equal(normalizer.mean, scaler.mean)
+    np.testing.assert_array_equal(normalizer.std, scaler.std)
+
+
 def test_a_split_keeps_each_sequences_csv_id():
     """Oracle: the ids of the sequences each part holds, looked up by their contents."""
     from rnnkit.data.sequences import SequenceSet

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from rnnkit.data.scaling import standardization
 from rnnkit.data.sequences import BUNDLED_SETS, SequenceDataError, SequenceSet, load_sequences
 
 
@@ -61,14 +62,7 @@ class Normalizer:
         channels = sequences[0].shape[1]
         if not enabled:
             return cls(np.zeros(channels), np.ones(channels))
-        steps = np.concatenate(sequences, axis=0).astype(np.float64)  # (sum_i T_i, C)
-        std = steps.std(axis=0)
-        mean = steps.mean(axis=0)
-        # Only a channel whose values are all equal is constant (centred, not scaled): any
-        # threshold on std misjudges some scale, a tiny one (farads) or one far from zero
-        # (time stamps, whose spread is small next to their mean).
-        varies = np.ptp(steps, axis=0) > 0
-        return cls(mean, np.where(varies, std, 1.0))
+        return cls(*standardization(np.concatenate(sequences, axis=0)))  # (sum_i T_i, C)
 
     def __call__(self, sequence: np.ndarray) -> np.ndarray:
         return ((sequence - self.mean) / self.std).astype(np.float32)

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from rnnkit.data.scaling import standardization
+
 
 @dataclass
 class Scaler:
@@ -34,14 +36,7 @@ class Scaler:
         if len(rows) == 0:
             raise ValueError("there are no training rows to fit the scaler on; use a longer "
                              "series or a shorter holdout")
-        mean = rows.mean(axis=0)
-        std = rows.std(axis=0)
-        # A constant column carries no information: scale 1 and its own value as the mean
-        # keep it at exactly 0. Only equal values make one (rounding leaves 115 rows of 0.1 a
-        # std of ~1e-16, which would blow any other value up by 1e16, and any threshold
-        # misjudges some scale), or a spread whose squares underflow to a std of 0 (0, 1e-200).
-        varies = (np.ptp(rows, axis=0) > 0) & (std > 0)
-        return cls(np.where(varies, mean, rows[0]), np.where(varies, std, 1.0))
+        return cls(*standardization(rows))
 
     def transform(self, rows: np.ndarray) -> np.ndarray:
         return (rows - self.mean) / self.std
