@@ -518,3 +518,27 @@ def test_the_interrupt_message_names_the_run_to_resume(tmp_path):
                       notify=lines.append, resume_hint=tmp_path / "run")
     assert interrupt_at(trainer, 3).fit().status == "interrupted"
     assert lines[-1].endswith(f"continue with --resume {tmp_path / 'run'}")
+
+
+def test_a_broken_link_where_a_checkpoint_will_go_is_refused_before_training(tmp_path):
+    """A dangling ``step-*`` link failed the run at its first save ("Not a directory"), after
+    the training it was to keep. Oracle: the refusal comes before any step (the weights are
+    the initial ones) and names the link; with the link gone, the same run trains as one that
+    never had it."""
+    from rnnkit.training.checkpoint import CheckpointError
+
+    trainer = make_trainer(tmp_path, max_steps=10)
+    folder = tmp_path / "run" / "checkpoints"
+    folder.mkdir(parents=True)
+    (folder / "step-00000005").symlink_to(tmp_path / "moved-away")
+    initial = {k: v.clone() for k, v in trainer.model.state_dict().items()}
+    with pytest.raises(CheckpointError, match=r"step-00000005 is a broken link.*remove the link"):
+        trainer.fit()
+    assert trainer.step == 0
+    for key, value in trainer.model.state_dict().items():
+        assert torch.equal(value, initial[key])
+    (folder / "step-00000005").unlink()
+    repaired = trainer.fit()
+    clean = make_trainer(tmp_path / "clean", max_steps=10).fit()
+    assert repaired.steps == clean.steps == 10
+    assert repaired.best_validation == clean.best_validation

@@ -288,6 +288,18 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, *, model_state: dict,
     return target
 
 
+def check_checkpoint_folder(run_dir: str | os.PathLike) -> None:
+    """Refuse a ``step-*`` entry of the run's checkpoint folder that is a broken link, before
+    any training: no checkpoint loads from it, and a save of that step cannot replace it, so
+    the run would fail at that save, after the training it was about to keep."""
+    folder = Path(run_dir) / CHECKPOINTS
+    for entry in sorted(folder.glob("step-*")):
+        if entry.is_symlink() and not entry.exists():
+            raise CheckpointError(f"{entry} is a broken link ({os.readlink(entry)!r} does not "
+                                  f"exist), where this run saves its checkpoints; remove the "
+                                  f"link or restore what it points to")
+
+
 def mark_best(run_dir: str | os.PathLike, step: int) -> None:
     """Name checkpoint ``step-<step>`` the run's best in its index, if it exists and the index
     says otherwise (the index is rewritten atomically; the newest folder is recorded as last)."""

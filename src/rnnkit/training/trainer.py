@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from ..backends.lowered import cpu_bf16_instructions
-from .checkpoint import load_checkpoint, mark_best, save_checkpoint
+from .checkpoint import check_checkpoint_folder, load_checkpoint, mark_best, save_checkpoint
 from .clipping import clip_gradients
 from .metrics import MetricsLog, plot_curves
 from .progress import Progress
@@ -427,6 +427,7 @@ class Trainer:
         """Train until a limit is reached, Ctrl-C, or early stopping; returns the summary."""
         config = self.config
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        check_checkpoint_folder(self.run_dir)
         in_main_thread = threading.current_thread() is threading.main_thread()
         previous_handler = signal.signal(signal.SIGINT, self._on_interrupt) if in_main_thread \
             else None
