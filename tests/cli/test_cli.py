@@ -341,3 +341,24 @@ def test_another_tasks_checkpoint_names_the_command_that_takes_it(one_run_per_ta
     err = capsys.readouterr().err
     assert_one_line_error(code, err, f"is a {given!r} checkpoint", named)
     assert main(fill(right, run)) == 0, capsys.readouterr().err
+
+
+@pytest.mark.parametrize("value", ["-1e3", "-inf", "-Infinity", "-nan", "-5", "-.5"])
+def test_a_negative_number_after_an_option_is_its_value(value):
+    """argparse took ``--lr -1e3`` and ``--lr -inf`` for a missing value ("expected one
+    argument"), so the range check that names the fix never ran. Oracle: the ``--lr=VALUE``
+    spelling, which argparse never misreads."""
+    from rnnkit.cli.main import build_parser
+
+    spaced = build_parser().parse_args(["train", "lm", "--lr", value])
+    joined = build_parser().parse_args(["train", "lm", f"--lr={value}"])
+    assert str(spaced.lr) == str(joined.lr) == str(float(value))
+
+
+@pytest.mark.parametrize("word", ["-x", "-infx", "-nano"])
+def test_a_dash_word_that_is_no_number_is_still_an_unknown_option(word, capsys):
+    from rnnkit.cli.main import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "lm", "--lr", word])
+    assert "expected one argument" in capsys.readouterr().err

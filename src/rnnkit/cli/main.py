@@ -6,6 +6,7 @@ import argparse
 import errno
 import logging
 import os
+import re
 import sys
 
 from .classify import add_classify
@@ -83,6 +84,14 @@ class _OneLineParser(argparse.ArgumentParser):
     """argparse with rnnkit's one-line errors: a bad option or value (``--hidden abc``) prints
     ``rnnkit: error: ...`` and the --help to read, not the whole usage block before it. The
     subcommands' parsers are of this class too (add_subparsers makes them of the parent's)."""
+
+    # argparse reads a word after an option as the option's value only if it does not look
+    # like another option, and it knows negative numbers only as -5 or -.5: ``--lr -1e3`` and
+    # ``--lr -inf`` read as a missing value. These are numbers too, so that the value's own
+    # check answers (no rnnkit option starts with a dash and a digit, "inf" or "nan").
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._negative_number_matcher = re.compile(r"-(\.?\d|inf(inity)?$|nan$)", re.IGNORECASE)
 
     def error(self, message: str):
         self.exit(2, f"rnnkit: error: {message} (see {self.prog} --help)\n")
