@@ -44,11 +44,18 @@ def flag_overrides(args, flags: dict[str, str], extra: list[str] = ()) -> list[s
     return overrides + list(args.overrides)
 
 
-#: what a run writes in its folder besides checkpoints/ and metrics.jsonl (the tasks' curves,
-#: confusion matrix, forecast plot and CSV, residual quantiles and backtest folds), none of
-#: which a new run may replace in a folder that already holds them
-RUN_OUTPUTS = ("curves.png", "confusion.png", "forecast.png", "holdout.csv",
-               "residual-quantiles.json", "backtest")
+def run_outputs() -> tuple[str, ...]:
+    """What a run writes in its folder besides checkpoints/ and metrics.jsonl (the curves, the
+    confusion matrix, the forecast's picture and table, residual quantiles and backtest folds),
+    none of which a new run may replace in a folder that already holds them. Imported here,
+    not at the top: the tasks load torch, which ``rnnkit --help`` does without."""
+    from rnnkit.tasks.classify.task import CONFUSION_FILE
+    from rnnkit.tasks.forecast.fitting import RESIDUALS_FILE
+    from rnnkit.tasks.forecast.task import BACKTEST_FOLDER, FORECAST_PICTURE, HOLDOUT_FILE
+    from rnnkit.training.trainer import CURVES_FILE
+
+    return (CURVES_FILE, CONFUSION_FILE, FORECAST_PICTURE, HOLDOUT_FILE, RESIDUALS_FILE,
+            BACKTEST_FOLDER)
 
 #: the command that trains (and resumes) each task's runs
 TRAIN_COMMANDS = {"lm": "rnnkit train lm", "classify": "rnnkit classify train",
@@ -113,7 +120,7 @@ def resolve_run(args, config_class, task: str, overrides: list[str]):
             # would be mixed with the new run's
             raise ValueError(f"{run_dir} holds the metrics of an earlier run that left no "
                              f"checkpoint; choose another --out or delete {run_dir}")
-        taken = [name for name in RUN_OUTPUTS if (run_dir / name).exists()]
+        taken = [name for name in run_outputs() if (run_dir / name).exists()]
         if taken:  # a user's folder (--out .): the run would replace these files
             raise ValueError(f"--out {run_dir} holds {', '.join(taken)}, which a run writes; "
                              f"choose a new or empty folder")

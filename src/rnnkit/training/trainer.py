@@ -37,6 +37,8 @@ log = logging.getLogger("rnnkit.training")
 
 #: With train.on_nonfinite="skip", this many non-finite steps in a row stop the run.
 MAX_SKIPS_IN_A_ROW = 100
+#: the picture of the training and validation curves, in the run's folder
+CURVES_FILE = "curves.png"
 
 
 @dataclass
@@ -496,14 +498,14 @@ class Trainer:
                 signal.signal(signal.SIGINT, previous_handler)
         history = self.metrics.read()
         try:
-            curves = plot_curves(history, self.run_dir / "curves.png",
+            curves = plot_curves(history, self.run_dir / CURVES_FILE,
                                  title=str(self.meta.get("title", "")))
         except OSError as error:
             # The picture is a view of metrics.jsonl: a run whose checkpoints are saved is not
             # failed for it (the task would then skip its test score and sample).
             log.warning("could not write %s (%s); the run's checkpoints and metrics are saved "
                         "(free that path for the picture next time)",
-                        self.run_dir / "curves.png", error.strerror or error)
+                        self.run_dir / CURVES_FILE, error.strerror or error)
             curves = None
         return TrainResult(
             status=status, steps=self.step, epochs=self.batches.epochs_done,

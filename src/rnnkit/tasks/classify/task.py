@@ -41,6 +41,8 @@ __all__ = ["DataConfig", "ClassifyConfig", "train_classifier", "load_classifier"
            "evaluate_classifier", "score", "LoadedClassifier", "published_bars"]
 
 TASK = "classify"
+#: the test split's confusion matrix, in the run's folder
+CONFUSION_FILE = "confusion.png"
 
 #: Published test accuracy on the official split (DATA.md), by lower-case set name.
 _BARS = {"japanesevowels": {"1-NN DTW": 0.949, "MLP": 0.976, "ResNet": 0.992, "FCN": 0.993}}
@@ -212,7 +214,7 @@ def _train(config: ClassifyConfig, run_dir: Path, resume: bool, notify) -> dict:
         tensors = Tensors.from_sequences(data.test.sequences, data.test.labels, data.normalizer,
                                          device)
         test = _test_report(model, tensors, data.class_names, None, "")
-        confusion_png = _plot_run_confusion(test, data.class_names, run_dir / "confusion.png",
+        confusion_png = _plot_run_confusion(test, data.class_names, run_dir / CONFUSION_FILE,
                                             f"{meta['title']}: test", notify)
     return {
         "task": TASK, "status": result.status, "steps": result.steps,

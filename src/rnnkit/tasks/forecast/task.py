@@ -37,6 +37,9 @@ from .plot import plot_forecast
 from .windows import Scaler, feature_rows
 
 TASK = "forecast"
+#: what a run writes in its folder: the holdout forecast as a table and a picture, and the
+#: folds of a rolling-origin backtest
+HOLDOUT_FILE, FORECAST_PICTURE, BACKTEST_FOLDER = "holdout.csv", "forecast.png", "backtest"
 log = logging.getLogger("rnnkit.tasks")
 
 
@@ -312,7 +315,7 @@ def _train_forecast(config: ForecastConfig, run_dir: Path, resume: bool, backtes
     report = holdout_report(series, fitted, config, train_rows, label, baselines)
     stamps = series.time[len(train_rows): len(train_rows) + report["horizon"]]
     baselines = {k: v for k, v in report["forecasts"].items() if k != label}
-    write_forecast_csv(run_dir / "holdout.csv", stamps, series.columns, report["interval"],
+    write_forecast_csv(run_dir / HOLDOUT_FILE, stamps, series.columns, report["interval"],
                        report["actual"], baselines)
     shown = min(len(train_rows), max(5 * report["horizon"], 100))
     picture = None
@@ -320,7 +323,7 @@ def _train_forecast(config: ForecastConfig, run_dir: Path, resume: bool, backtes
         picture = plot_forecast(
             series.time[len(train_rows) - shown: len(train_rows) + report["horizon"]],
             train_rows[-shown:, : series.values.shape[1]], report["actual"], report["interval"],
-            run_dir / "forecast.png", baselines={k: v for k, v in baselines.items()
+            run_dir / FORECAST_PICTURE, baselines={k: v for k, v in baselines.items()
                                                  if k.startswith("AR")},
             column_names=series.columns, title=meta["title"], interval=data.interval)
     except ImportError as error:
@@ -328,13 +331,13 @@ def _train_forecast(config: ForecastConfig, run_dir: Path, resume: bool, backtes
     except OSError as error:  # the picture only: the forecast CSV and checkpoints stand
         log.warning("could not write %s (%s); the run's checkpoints and holdout.csv are saved "
                     "(free that path for the picture next time)",
-                    run_dir / "forecast.png", error.strerror or error)
+                    run_dir / FORECAST_PICTURE, error.strerror or error)
     result = {
         "task": TASK, "series": series_meta(series), "holdout": report["horizon"],
         "season": report["season"], "model": label, "table": report["table"],
         "train_seconds": round(seconds, 1), "run_dir": str(run_dir),
         "forecast_png": None if picture is None else str(picture),
-        "holdout_csv": str(run_dir / "holdout.csv"), "config": asdict(config),
+        "holdout_csv": str(run_dir / HOLDOUT_FILE), "config": asdict(config),
     }
     if backtest_folds:
         from .backtest import rolling_origin_backtest
@@ -342,7 +345,7 @@ def _train_forecast(config: ForecastConfig, run_dir: Path, resume: bool, backtes
         result["backtest"] = rolling_origin_backtest(
             config, series, report, folds=backtest_folds,
             step=data.horizon if backtest_step is None else backtest_step,
-            run_dir=run_dir / "backtest", label=label, notify=notify, resume_hint=run_dir)
+            run_dir=run_dir / BACKTEST_FOLDER, label=label, notify=notify, resume_hint=run_dir)
     return result
 
 
