@@ -965,6 +965,46 @@ def test_hook_based_weight_utilities_recompute_the_weight_every_call(utility, ba
         assert_close(outputs[1], outputs[0], dtype=torch.float32)
 
 
+@pytest.mark.parametrize("utility", ["prune", "weight_norm", "spectral_norm"])
+def test_a_hook_based_utility_leaves_torch_state_dict_keys(utility):
+    """A weight pruned (or old-style weight_norm'd) through its owner saved its state as
+    ``stack.layers.0.cell.weight_hh_orig`` / ``_mask``, which torch.nn.LSTM refused to load
+    and vice versa. Oracle: torch.nn.LSTM given the same utility on the same weights: the same
+    keys in the same order, loading both ways, and equal outputs after the round trip."""
+    import torch.nn.utils.prune as prune
+
+    torch.manual_seed(0)
+    oracle = torch.nn.LSTM(3, 4, num_layers=2, bidirectional=True)
+    ours = rnnkit.LSTM(3, 4, num_layers=2, bidirectional=True)
+    ours.load_state_dict(oracle.state_dict())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # the older utilities are deprecated
+        for name in ("weight_hh_l0", "weight_ih_l1_reverse"):
+            for module, owner in ((oracle, (oracle, name)),
+                                  (ours, ours.torch_parameter_owner(name))):
+                if utility == "prune":
+                    prune.l1_unstructured(*owner, amount=0.5)
+                else:
+                    getattr(torch.nn.utils, utility)(*owner)
+    assert list(ours.state_dict()) == list(oracle.state_dict())
+    x = torch.randn(5, 2, 3)
+    ours.eval(), oracle.eval()  # spectral_norm's power iteration runs in training mode only
+    copy = rnnkit.LSTM(3, 4, num_layers=2, bidirectional=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        for name in ("weight_hh_l0", "weight_ih_l1_reverse"):
+            owner = copy.torch_parameter_owner(name)
+            if utility == "prune":
+                prune.identity(*owner)
+            else:
+                getattr(torch.nn.utils, utility)(*owner)
+    oracle.load_state_dict(ours.state_dict())  # rnnkit -> torch.nn -> rnnkit
+    copy.load_state_dict(oracle.state_dict())
+    copy.eval()
+    assert_close(copy(x)[0], oracle(x)[0], dtype=torch.float32)
+    assert_close(ours(x)[0], oracle(x)[0], dtype=torch.float32)
+
+
 def test_pruning_a_torch_name_on_the_preset_is_refused_and_changes_nothing():
     """prune on the preset itself registered ``weight_hh_l0_orig`` (the cell's weight, a second
     time) and then failed with a bare KeyError, leaving an extra state_dict key. Oracle: the

@@ -350,6 +350,12 @@ def _parametrized_names(module, torch_name: str, nested: str) -> tuple[str, str]
     return f"parametrizations.{torch_name}.", f"{owner}.parametrizations.{leaf}."
 
 
+#: suffixes torch.nn.utils adds to a weight's name when it re-registers the weight: prune
+#: (``_orig`` and the ``_mask`` buffer), the older weight_norm (``_g``, ``_v``) and
+#: spectral_norm (``_orig`` and the ``_u``, ``_v`` buffers)
+_UTILITY_SUFFIXES = ("_orig", "_mask", "_g", "_v", "_u")
+
+
 def _state_dict_to_torch_names(module, state_dict, prefix, local_metadata) -> None:
     # Pop and re-insert every key in torch's order so the result matches torch.nn exactly: plain
     # parameters first, then parametrized ones (torch.nn keeps those in a child module).
@@ -364,6 +370,19 @@ def _state_dict_to_torch_names(module, state_dict, prefix, local_metadata) -> No
         for key in [k for k in state_dict if k.startswith(prefix + cell_prefix)]:
             rest = key[len(prefix + cell_prefix):]
             state_dict[prefix + torch_prefix + rest] = state_dict.pop(key)
+    # A pruned (or old-style weight_norm'd) weight: torch.nn names its parameters and buffers
+    # <torch name>_orig, _mask, ... after the plain ones, parameters before buffers.
+    for buffers in (False, True):
+        for nested, torch_name in parametrized:
+            owner = module.get_submodule(nested.rpartition(".")[0])
+            held = owner._buffers if buffers else owner._parameters
+            leaf = nested.rpartition(".")[2]
+            for name in list(held):  # in the order the utility registered them
+                suffix = name[len(leaf):]
+                if (name.startswith(leaf) and suffix in _UTILITY_SUFFIXES
+                        and prefix + nested + suffix in state_dict):
+                    state_dict[prefix + torch_name + suffix] = state_dict.pop(
+                        prefix + nested + suffix)
 
 
 def _state_dict_from_torch_names(module, state_dict, prefix, local_metadata, strict,
@@ -371,6 +390,9 @@ def _state_dict_from_torch_names(module, state_dict, prefix, local_metadata, str
     for nested, torch_name in module._name_pairs:
         if prefix + torch_name in state_dict:
             state_dict[prefix + nested] = state_dict.pop(prefix + torch_name)
+        for suffix in _UTILITY_SUFFIXES:
+            if prefix + torch_name + suffix in state_dict:
+                state_dict[prefix + nested + suffix] = state_dict.pop(prefix + torch_name + suffix)
         torch_prefix, cell_prefix = _parametrized_names(module, torch_name, nested)
         for key in [k for k in state_dict if k.startswith(prefix + torch_prefix)]:
             rest = key[len(prefix + torch_prefix):]
@@ -383,7 +405,9 @@ def _report_torch_names(module, incompatible_keys) -> None:
     """Name missing keys and size mismatches as torch.nn would (weight_ih_l0, not
     stack.layers.0.cell.weight_ih): the user's state_dict uses torch's names."""
     prefix, error_msgs = module.__dict__.pop("_loading", ("", []))
-    renames = {prefix + nested: prefix + torch_name for nested, torch_name in module._name_pairs}
+    renames = {prefix + nested + suffix: prefix + torch_name + suffix
+               for nested, torch_name in module._name_pairs
+               for suffix in ("", *_UTILITY_SUFFIXES)}
     prefix_renames = [tuple(prefix + p for p in reversed(_parametrized_names(module, t, n)))
                       for n, t in module._name_pairs]  # (cell prefix, torch prefix)
 
