@@ -1005,6 +1005,34 @@ def test_a_hook_based_utility_leaves_torch_state_dict_keys(utility):
     assert_close(ours(x)[0], oracle(x)[0], dtype=torch.float32)
 
 
+@pytest.mark.parametrize("kind,proj", LAYER_CONFIGS,
+                         ids=[f"{k}{'_proj' if p else ''}" for k, p in LAYER_CONFIGS])
+def test_named_torch_parameters_are_torch_named_parameters(kind, proj):
+    """Oracle: torch.nn's named_parameters() on the same layer given the same utilities (a
+    parametrization and a prune, each on another weight): the same names in the same order,
+    holding equal values, and the very Parameters that parameters() yields (its order
+    differs once a utility has moved a weight: each cell's come together)."""
+    import torch.nn.utils.prune as prune
+    from torch.nn.utils import parametrizations
+
+    torch.manual_seed(seed_for("named_torch_parameters", kind, proj))
+    oracle, ours = make_layer_pair(kind, num_layers=2, bidirectional=True, proj=proj)
+    for module, owner in ((oracle, (oracle, "weight_hh_l1")),
+                          (ours, ours.torch_parameter_owner("weight_hh_l1"))):
+        parametrizations.orthogonal(*owner)
+    ours.load_state_dict(oracle.state_dict())
+    for module, owner in ((oracle, (oracle, "weight_ih_l0_reverse")),
+                          (ours, ours.torch_parameter_owner("weight_ih_l0_reverse"))):
+        prune.l1_unstructured(*owner, amount=0.3)
+    expected = list(oracle.named_parameters())
+    named = list(ours.named_torch_parameters(prefix="rnn."))
+    assert [name for name, _ in named] == ["rnn." + name for name, _ in expected]
+    for (_, ours_value), (name, oracle_value) in zip(named, expected):
+        assert torch.equal(ours_value, oracle_value), name
+    assert sorted(id(p) for _, p in named) == sorted(id(p) for p in ours.parameters())
+    assert list(ours.state_dict()) == list(oracle.state_dict())
+
+
 def test_pruning_a_torch_name_on_the_preset_is_refused_and_changes_nothing():
     """prune on the preset itself registered ``weight_hh_l0_orig`` (the cell's weight, a second
     time) and then failed with a bare KeyError, leaving an extra state_dict key. Oracle: the

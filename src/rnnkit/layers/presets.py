@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import numbers
 import warnings
+from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -109,6 +110,23 @@ class _TorchStyleRNN(nn.Module):
             raise KeyError(f"{type(self).__name__} has no parameter {name!r}; torch's names "
                            f"here: {', '.join(names)}")
         return alias
+
+    def named_torch_parameters(self, prefix: str = "") -> Iterator[tuple[str, nn.Parameter]]:
+        """(name, parameter) pairs under the names and in the order torch.nn's
+        ``named_parameters()`` gives them (``weight_hh_l0``; ``weight_hh_l0_orig`` after prune;
+        ``parametrizations.weight_hh_l0.original`` under a parametrization), the same
+        Parameter objects as :meth:`parameters` (in the same order, unless a utility has
+        moved a weight: then ``parameters()`` keeps each cell's together).
+
+        ``named_parameters()`` itself keeps the nested modules' names
+        (``stack.layers.0.cell.weight_hh``), which torch.export and ``get_parameter`` need;
+        code that picks parameters by torch name (``name.startswith("bias")`` in an
+        initialization loop) walks this instead.
+        """
+        named = dict(self.named_parameters())
+        _state_dict_to_torch_names(self, named, "", {})  # the renaming state_dict() applies
+        for name, parameter in named.items():
+            yield prefix + name, parameter
 
     def __getattr__(self, name: str):
         try:
@@ -357,32 +375,32 @@ _UTILITY_SUFFIXES = ("_orig", "_mask", "_g", "_v", "_u")
 
 
 def _state_dict_to_torch_names(module, state_dict, prefix, local_metadata) -> None:
-    # Pop and re-insert every key in torch's order so the result matches torch.nn exactly: plain
-    # parameters first, then parametrized ones (torch.nn keeps those in a child module).
-    parametrized = []
+    # Pop and re-insert every key in torch's order so the result matches torch.nn exactly:
+    # plain parameters first; then what a hook-based utility (prune, the older weight_norm)
+    # registered on the module itself, parameters before buffers; last the parametrized
+    # weights, which torch.nn keeps in a child module.
+    renamed = []  # (nested, torch name) of the weights not in state_dict under their own name
     for nested, torch_name in module._name_pairs:
         if prefix + nested in state_dict:
             state_dict[prefix + torch_name] = state_dict.pop(prefix + nested)
         else:  # e.g. after register_parametrization(*torch_parameter_owner(torch_name), ...)
-            parametrized.append((nested, torch_name))
-    for nested, torch_name in parametrized:
-        torch_prefix, cell_prefix = _parametrized_names(module, torch_name, nested)
-        for key in [k for k in state_dict if k.startswith(prefix + cell_prefix)]:
-            rest = key[len(prefix + cell_prefix):]
-            state_dict[prefix + torch_prefix + rest] = state_dict.pop(key)
-    # A pruned (or old-style weight_norm'd) weight: torch.nn names its parameters and buffers
-    # <torch name>_orig, _mask, ... after the plain ones, parameters before buffers.
+            renamed.append((nested, torch_name))
     for buffers in (False, True):
-        for nested, torch_name in parametrized:
-            owner = module.get_submodule(nested.rpartition(".")[0])
+        for nested, torch_name in renamed:
+            owner_name, _, leaf = nested.rpartition(".")
+            owner = module.get_submodule(owner_name)
             held = owner._buffers if buffers else owner._parameters
-            leaf = nested.rpartition(".")[2]
             for name in list(held):  # in the order the utility registered them
                 suffix = name[len(leaf):]
                 if (name.startswith(leaf) and suffix in _UTILITY_SUFFIXES
                         and prefix + nested + suffix in state_dict):
                     state_dict[prefix + torch_name + suffix] = state_dict.pop(
                         prefix + nested + suffix)
+    for nested, torch_name in renamed:
+        torch_prefix, cell_prefix = _parametrized_names(module, torch_name, nested)
+        for key in [k for k in state_dict if k.startswith(prefix + cell_prefix)]:
+            rest = key[len(prefix + cell_prefix):]
+            state_dict[prefix + torch_prefix + rest] = state_dict.pop(key)
 
 
 def _state_dict_from_torch_names(module, state_dict, prefix, local_metadata, strict,
