@@ -460,7 +460,9 @@ def test_crossing_quantile_outputs_are_sorted_into_an_interval():
     ({"ensemble": 10**12}, "model.ensemble must be at most 1,024; got 1,000,000,000,000"),
     ({"layers": 1025}, "model.layers must be at most 1,024"),
     ({"hidden_size": 2**63}, "model.hidden_size must be at most 2,147,483,647"),
-    ({"highway": -1}, "model.highway must be >= 0"),
+    ({"highway": -1}, "model.highway must be 0..2,147,483,647 lags"),
+    # past 2**63 torch failed with "Overflow when unpacking long long"
+    ({"highway": 2**63}, "model.highway must be 0..2,147,483,647 lags; got 9223372036854775808"),
     ({"dropout": 1.0}, r"model.dropout must be in \[0, 1\)"),
 ])
 def test_model_config_errors_are_one_line(settings, match):

@@ -284,3 +284,83 @@ def test_a_list_field_refuses_a_scalar_and_takes_one_name_for_a_list_of_names():
         config_from_dict(Lists, {"names": ["a", 5]})
     assert config_from_dict(Lists, {"names": "sales", "anything": [1, "x"]}) == \
         Lists(anything=[1, "x"], names=["sales"])
+
+
+def test_a_table_for_a_section_sets_only_the_keys_it_names():
+    """``--set 'model={"dropout": 0.1}'`` replaced the whole section, silently dropping
+    --hidden (and, on resume, the saved limits). Oracle: the same keys set one by one."""
+    whole = resolve_config(Cfg, overrides=["size=8", "optim.steps=9", 'optim={"lr": 0.25}'])
+    single = resolve_config(Cfg, overrides=["size=8", "optim.steps=9", "optim.lr=0.25"])
+    assert whole == single and whole.optim == Optim(lr=0.25, steps=9, name="sgd")
+    base = config_to_dict(Cfg(optim=Optim(steps=3, name="sgd")))
+    assert resolve_config(Cfg, base=base, overrides=['optim={"lr": 0.5}']).optim == \
+        Optim(lr=0.5, steps=3, name="sgd")
+
+
+@pytest.mark.parametrize("override, message", [
+    ("rate=1" + "0" * 400, "config key 'rate' must be a number below 1e308; got a number of "
+                           "401 digits"),
+    ("size=1" + "0" * 400, "config key 'size' must be at most 2**64 - 1 in size; got a number "
+                           "of 401 digits"),
+    ("size=1" + "0" * 5000, "size=10000000000000000000... has 5001 characters; no setting "
+                            "takes a number that long"),
+])
+def test_a_number_too_large_for_any_setting_is_one_line_naming_the_key(override, message):
+    """These were tracebacks: float() overflowing, math.isfinite() in the trainer's checks,
+    and Python's 4300-digit limit on int()."""
+    with pytest.raises(ConfigError) as info:
+        resolve_config(Cfg, overrides=[override])
+    one_line_message(info, message)
+
+
+def test_the_largest_integer_a_setting_takes_is_a_seeds():
+    assert resolve_config(Cfg, overrides=[f"size={2**64 - 1}"]).size == 2**64 - 1
+
+
+def test_a_toml_file_turns_an_optional_setting_off_with_none(tmp_path):
+    """TOML has no null, and "none" was refused as not a number, so a TOML file could not turn
+    clipping off or lift a time limit. Oracle: the JSON file with null."""
+    (tmp_path / "c.toml").write_text('limit = "none"\ncell = "none"\n')
+    (tmp_path / "c.json").write_text('{"limit": null, "cell": "none"}')
+    from_toml = resolve_config(Cfg, base={"limit": 5}, file=str(tmp_path / "c.toml"))
+    assert from_toml == resolve_config(Cfg, base={"limit": 5}, file=str(tmp_path / "c.json"))
+    assert from_toml.limit is None and from_toml.cell == "none"  # text stays text
+
+
+def test_one_name_that_reads_as_a_number_is_a_list_of_one_name():
+    """--set names=sales gave ["sales"] but --set names=2020 was refused as "not a list".
+    Oracle: the same name quoted."""
+    for name in ("2020", "1e3", "true"):
+        assert resolve_config(Lists, overrides=[f"names={name}"]).names == \
+            resolve_config(Lists, overrides=[f'names=["{name}"]']).names == [name]
+
+
+def test_text_set_with_spaces_around_it_is_the_text():
+    """Keys and numbers were trimmed, text was not (``data.corpus = kjv`` looked for ' kjv').
+    Oracle: the same override without the spaces."""
+    assert resolve_config(Cfg, overrides=["cell = gru", "optim.name= 2024 "]) == \
+        resolve_config(Cfg, overrides=["cell=gru", "optim.name=2024"])
+
+
+def test_config_files_a_folder_a_bom_and_an_empty_file(tmp_path):
+    with pytest.raises(ConfigError) as info:
+        resolve_config(Cfg, file=str(tmp_path))
+    one_line_message(info, "is a folder; name a .json or .toml file")
+    # a byte-order mark, as Windows editors write one: the same as the file without it
+    for name, text in (("c.json", '{"size": 9}'), ("c.toml", "size = 9\n")):
+        (tmp_path / name).write_bytes(b"\xef\xbb\xbf" + text.encode())
+        assert resolve_config(Cfg, file=str(tmp_path / name)) == Cfg(size=9)
+    (tmp_path / "empty.json").write_text("\n")
+    with pytest.raises(ConfigError) as info:
+        resolve_config(Cfg, file=str(tmp_path / "empty.json"))
+    one_line_message(info, "empty.json' is empty; write {} for no settings")
+
+
+def test_a_file_giving_a_value_for_a_section_is_named_before_overrides_land_in_it(tmp_path):
+    """``{"optim": 5}`` with ``--set optim.steps=2`` blamed the override ("'optim' is not a
+    section"), a key the user typed right, and did not name the file."""
+    (tmp_path / "c.json").write_text('{"optim": 5}')
+    with pytest.raises(ConfigError) as info:
+        resolve_config(Cfg, file=str(tmp_path / "c.json"), overrides=["optim.steps=2"])
+    one_line_message(info, "config file '", "c.json': 'optim' is a section; give a table of "
+                                             "its keys, not 5")

@@ -184,6 +184,27 @@ def test_non_finite_or_out_of_range_numbers_are_refused(key, value, message):
         TrainConfig(max_steps=1, **{key: value}).check()
 
 
+@pytest.mark.parametrize("key,value,message", [
+    # "(or None)" was offered for settings that have no off value (None is then refused)
+    ("eval_every", 0, r"^train.eval_every must be a finite number > 0; got 0$"),
+    ("keep_last", 0, r"^train.keep_last must be a finite number > 0; got 0$"),
+    ("patience", 0, r"^train.patience must be a finite number > 0 \(or None\); got 0$"),
+    # the schedule named these without their section ("decay" is also dynamic.decay in lm)
+    ("decay", "linear", r"^train.decay must be one of \('cosine', 'step', 'constant'\)"),
+    ("warmup_steps", -1, r"^train.warmup_steps must be >= 0; got -1$"),
+    ("min_lr_ratio", float("nan"), r"^train.min_lr_ratio must be in \[0, 1\]; got nan$"),
+])
+def test_the_error_names_the_setting_in_its_section_and_offers_none_only_where_allowed(
+        key, value, message):
+    from rnnkit.training.config import ConfigError, resolve_config
+
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(max_steps=1, **{key: value}).check()
+    if key in ("eval_every", "keep_last"):
+        with pytest.raises(ConfigError, match="cannot be null"):  # as the message implies
+            resolve_config(TrainConfig, overrides=[f"{key}=null"])
+
+
 @pytest.mark.parametrize("optimizer", ["adamw", "adam", "sgd"])
 def test_the_largest_learning_rate_allowed_is_one_torch_can_step_with(optimizer):
     TrainConfig(max_steps=1, learning_rate=1e30, optimizer=optimizer).check()

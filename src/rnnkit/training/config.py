@@ -45,29 +45,46 @@ def _strip_optional(kind):
     return kind, False
 
 
+#: the largest integer a setting may hold: past it torch and the checks that compare it with
+#: a float (math.isfinite) fail with an overflow; a seed (0..2**64 - 1) needs the whole range
+MAX_INTEGER = 2**64 - 1
+
+
+def _shown(value) -> str:
+    """``repr(value)``, cut short for an error message (a number of 5000 digits)."""
+    text = repr(value) if not isinstance(value, int) or abs(value) < 10**60 else \
+        f"a number of {len(str(abs(value)))} digits"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _coerce(value, kind, key: str):
     """Check ``value`` (from JSON or a parsed override) against the field type ``kind``."""
     kind, optional = _strip_optional(kind)
+    if (optional and isinstance(value, str) and value.strip().lower() in ("none", "null")
+            and kind is not str and not (typing.get_origin(kind) is typing.Literal
+                                         and value in typing.get_args(kind))):
+        value = None  # TOML has no null: "none" is how a TOML file turns a setting off
     if value is None:
         if optional:
             return None
-        raise ConfigError(f"config key {key!r} cannot be null")
+        raise ConfigError(f"config key {key!r} cannot be null (it has no off setting)")
     if dataclasses.is_dataclass(kind):
         if not isinstance(value, dict):
             raise ConfigError(f"config key {key!r} is a section; give a table of its keys, "
-                              f"not {value!r}")
+                              f"not {_shown(value)}")
         return config_from_dict(kind, value, prefix=f"{key}.")
     origin = typing.get_origin(kind) or (kind if kind in (list, tuple) else None)
     if origin is typing.Literal:
         choices = typing.get_args(kind)
         if value not in choices:
-            raise ConfigError(f"config key {key!r} must be one of {list(choices)}; got {value!r}")
+            raise ConfigError(f"config key {key!r} must be one of {list(choices)}; got "
+                              f"{_shown(value)}")
         return value
     if origin in (tuple, list):
         if origin is list and isinstance(value, str) and typing.get_args(kind) == (str,):
             value = [value]  # one name for a list of names (--set data.value_cols=sales)
         if not isinstance(value, (list, tuple)):
-            raise ConfigError(f"config key {key!r} must be a list; got {value!r}")
+            raise ConfigError(f"config key {key!r} must be a list; got {_shown(value)}")
         item_kinds = typing.get_args(kind)
         if origin is tuple and item_kinds and item_kinds[-1] is not Ellipsis:
             if len(value) != len(item_kinds):
@@ -79,19 +96,26 @@ def _coerce(value, kind, key: str):
         return tuple(items) if origin is tuple else items
     if kind is bool:
         if not isinstance(value, bool):
-            raise ConfigError(f"config key {key!r} must be true or false; got {value!r}")
+            raise ConfigError(f"config key {key!r} must be true or false; got {_shown(value)}")
         return value
     if kind is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigError(f"config key {key!r} must be an integer; got {value!r}")
+            raise ConfigError(f"config key {key!r} must be an integer; got {_shown(value)}")
+        if abs(value) > MAX_INTEGER:
+            raise ConfigError(f"config key {key!r} must be at most 2**64 - 1 in size; got "
+                              f"{_shown(value)}")
         return value
     if kind is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ConfigError(f"config key {key!r} must be a number; got {value!r}")
-        return float(value)
+            raise ConfigError(f"config key {key!r} must be a number; got {_shown(value)}")
+        try:
+            return float(value)
+        except OverflowError:  # an integer past float's range (1e308)
+            raise ConfigError(f"config key {key!r} must be a number below 1e308; got "
+                              f"{_shown(value)}") from None
     if kind is str:
         if not isinstance(value, str):
-            raise ConfigError(f"config key {key!r} must be a string; got {value!r}")
+            raise ConfigError(f"config key {key!r} must be a string; got {_shown(value)}")
         return value
     return value
 
@@ -126,8 +150,11 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         raise ConfigError(f"override {text!r} must look like key=value, e.g. train.minutes=15")
     try:
         value = json.loads(raw)
-    except json.JSONDecodeError:
-        value = raw
+    except json.JSONDecodeError:  # not JSON: the text itself
+        value = raw.strip()
+    except ValueError:  # a number past Python's 4300 digits
+        raise ConfigError(f"{key.strip()}={raw[:20]}... has {len(raw.strip())} characters; no "
+                          f"setting takes a number that long") from None
     return key.strip().split("."), value
 
 
@@ -136,30 +163,41 @@ def _set_nested(values: dict, path: list[str], value) -> None:
         values = values.setdefault(part, {})
         if not isinstance(values, dict):
             raise ConfigError(f"cannot set {'.'.join(path)}: {part!r} is not a section")
-    values[path[-1]] = value
+    if isinstance(value, dict) and isinstance(values.get(path[-1]), dict):
+        _merge(values[path[-1]], value)  # a table for a section sets the keys it names
+    else:
+        values[path[-1]] = value
 
 
 def read_config_file(path: str | os.PathLike) -> dict:
     """A JSON (``.json``) or TOML (``.toml``) config file as a dict."""
     path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {str(path)!r} is a folder; name a .json or .toml file")
     if not path.is_file():
         raise ConfigError(f"config file {str(path)!r} does not exist")
+    suffix = path.suffix.lower()  # any other suffix is read as JSON
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: a byte-order mark, as some Windows editors write, is no setting
+        text = path.read_text(encoding="utf-8-sig")
     except UnicodeDecodeError as error:
         raise ConfigError(f"config file {str(path)!r} is not UTF-8 text ({error.reason} at byte "
                           f"{error.start})") from None
     try:
-        if path.suffix == ".toml":
+        if suffix == ".toml":
             import tomllib  # Python >= 3.11
 
             return tomllib.loads(text)
-        values = json.loads(text)
+        values = json.loads(text) if text.strip() else None
     except ImportError:
         raise ConfigError("TOML config files need Python >= 3.11; use a .json file") from None
     except ValueError as error:
         raise ConfigError(f"config file {str(path)!r} is not valid "
-                          f"{'TOML' if path.suffix == '.toml' else 'JSON'}: {error}") from None
+                          f"{'TOML' if suffix == '.toml' else 'JSON'}: {error}"
+                          f"{'' if suffix in ('.json', '.toml') else ' (a .toml file is read as TOML)'}"
+                          ) from None
+    if values is None:
+        raise ConfigError(f"config file {str(path)!r} is empty; write {{}} for no settings")
     if not isinstance(values, dict):
         raise ConfigError(f"config file {str(path)!r} must hold a table of keys")
     return values
@@ -170,7 +208,9 @@ def resolve_config(cls: type[T], *, base: dict | None = None, file: str | None =
     """``cls`` defaults, then ``base`` (e.g. from a checkpoint), then a file, then overrides."""
     values = json.loads(json.dumps(base)) if base else {}
     if file is not None:
-        _merge(values, read_config_file(file))
+        from_file = read_config_file(file)
+        _check_sections(cls, from_file, f"config file {str(file)!r}: ")
+        _merge(values, from_file)
     for text in overrides:
         path, value = parse_override(text)
         kind = _kind_at(cls, path)
@@ -178,6 +218,19 @@ def resolve_config(cls: type[T], *, base: dict | None = None, file: str | None =
             value = _typed_override(text.partition("=")[2], value, kind, ".".join(path))
         _set_nested(values, path, value)
     return config_from_dict(cls, values)
+
+
+def _check_sections(cls, values: dict, source: str, prefix: str = "") -> None:
+    """Each key of ``values`` that names a section of ``cls`` holds a table (checked before
+    overrides land in it, so the error names the file, not a key the user typed)."""
+    kinds = _field_types(cls)
+    for key, value in values.items():
+        kind, _ = _strip_optional(kinds.get(key))
+        if dataclasses.is_dataclass(kind):
+            if not isinstance(value, dict):
+                raise ConfigError(f"{source}{prefix + key!r} is a section; give a table of its "
+                                  f"keys, not {_shown(value)}")
+            _check_sections(kind, value, source, f"{prefix}{key}.")
 
 
 def _kind_at(cls, path: list[str]):
@@ -201,7 +254,7 @@ def _typed_override(raw: str, parsed, kind, key: str):
     if text in ("None", "none") and optional:
         return None
     if kind is str and not isinstance(parsed, str) and parsed is not None:
-        return raw  # a number or true/false where text belongs: the text as typed
+        return text  # a number or true/false where text belongs: the text as typed
     if kind is bool and text in ("True", "False"):  # Python's spelling
         return text == "True"
     if kind is float and isinstance(parsed, str):
@@ -210,6 +263,9 @@ def _typed_override(raw: str, parsed, kind, key: str):
         except ValueError:
             return parsed  # config_from_dict names the key and the bad value
     origin = typing.get_origin(kind) or (kind if kind in (list, tuple) else None)
+    if (origin is list and typing.get_args(kind) == (str,) and parsed is not None
+            and not isinstance(parsed, (str, list))):
+        return [text]  # one name that reads as a number or true/false: --set value_cols=2020
     if origin in (list, tuple) and isinstance(parsed, str) and text.startswith("["):
         items = [item.strip() for item in text.strip("[]").split(",") if item.strip()]
         if typing.get_args(kind) and all(k is float for k in typing.get_args(kind)

@@ -73,13 +73,14 @@ class TrainConfig:
         if self.max_steps is None and self.max_epochs is None and self.minutes is None:
             raise ValueError("set a limit for training: train.max_steps, train.max_epochs or "
                              "train.minutes")
-        for name in ("max_steps", "max_epochs", "minutes", "eval_every", "log_every",
-                     "patience", "keep_last"):
+        for name, optional in (("max_steps", True), ("max_epochs", True), ("minutes", True),
+                               ("eval_every", False), ("log_every", False), ("patience", True),
+                               ("keep_last", False)):
             value = getattr(self, name)
             # inf would pass as a limit that never ends the run (and never anneals the rate)
             if value is not None and not (value > 0 and math.isfinite(value)):
-                raise ValueError(f"train.{name} must be a finite number > 0 (or None); got "
-                                 f"{value}")
+                raise ValueError(f"train.{name} must be a finite number > 0"
+                                 f"{' (or None)' if optional else ''}; got {value}")
         if not 0 <= self.seed <= MAX_SEED:
             raise ValueError(f"train.seed must be an integer in 0..2**64-1 (torch's range); got "
                              f"{self.seed}")
@@ -96,8 +97,13 @@ class TrainConfig:
         for name, (value, wanted, valid) in numbers.items():
             if value is not None and not (math.isfinite(value) and valid(value)):
                 raise ValueError(f"train.{name} must be {wanted}; got {value}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"train.warmup_steps must be >= 0; got {self.warmup_steps}")
+        if not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"train.min_lr_ratio must be in [0, 1]; got {self.min_lr_ratio}")
         choices = {"optimizer": ("adamw", "adam", "sgd"), "on_nonfinite": ("stop", "skip"),
-                   "precision": ("fp32", "bf16", "fp16", "auto")}
+                   "precision": ("fp32", "bf16", "fp16", "auto"),
+                   "decay": ("cosine", "step", "constant")}
         for name, allowed in choices.items():
             if getattr(self, name) not in allowed:
                 raise ValueError(f"train.{name} must be one of {allowed}; got "

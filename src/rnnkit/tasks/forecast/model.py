@@ -38,7 +38,7 @@ from torch import nn
 from torch.nn import functional as F
 
 import rnnkit
-from rnnkit.training.config import check_model_sizes
+from rnnkit.training.config import MAX_WIDTH, check_model_sizes
 
 _LAYERS = {"rnnkit": {"lstm": rnnkit.LSTM, "gru": rnnkit.GRU, "rnn": rnnkit.RNN},
            "torch": {"lstm": nn.LSTM, "gru": nn.GRU, "rnn": nn.RNN}}
@@ -68,8 +68,8 @@ class ModelConfig:
                 raise ValueError(f"model.{name} must be one of {allowed}; got "
                                  f"{getattr(self, name)!r}")
         check_model_sizes(self, widths=("hidden_size",), counts=("layers", "ensemble"))
-        if self.highway < 0:
-            raise ValueError(f"model.highway must be >= 0 lags; got {self.highway}")
+        if not 0 <= self.highway <= MAX_WIDTH:
+            raise ValueError(f"model.highway must be 0..{MAX_WIDTH:,} lags; got {self.highway}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"model.dropout must be in [0, 1); got {self.dropout}")
         if self.output == "quantile":
