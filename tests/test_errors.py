@@ -756,6 +756,29 @@ def test_num_layers_not_a_positive_int(preset, num_layers):
                    rf"^num_layers must be a positive int; got {esc(repr(num_layers))}$")
 
 
+@pytest.mark.parametrize("kind", ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell"])
+def test_sizes_of_any_integer_type_build_the_same_module(kind):
+    """``np.int64`` sizes (from an array's shape) were refused, where torch.nn takes them for
+    hidden_size and num_layers. Oracle: the same module built from plain ints under the same
+    seed: equal weights and outputs, and sizes stored as int."""
+    import numpy as np
+
+    make = getattr(rnnkit, kind)
+    extra = {"num_layers": 2} if not kind.endswith("Cell") else {}
+    if kind.startswith("LSTM"):
+        extra["proj_size"] = 2
+    torch.manual_seed(0)
+    plain = make(I, H, **extra)
+    torch.manual_seed(0)
+    numpy_sized = make(np.int64(I), np.int32(H), **{k: np.int64(v) for k, v in extra.items()})
+    for name in ("input_size", "hidden_size", *extra):
+        assert type(getattr(numpy_sized, name)) is int, name
+    for key, value in plain.state_dict().items():
+        assert torch.equal(numpy_sized.state_dict()[key], value), key
+    x = torch.randn(3, 2, I) if not kind.endswith("Cell") else torch.randn(2, I)
+    torch.testing.assert_close(numpy_sized(x), plain(x), rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("make, flag", [
     *[(preset, flag) for preset in (RNN, LSTM, GRU) for flag in ("bias", "batch_first")],
     (lambda i, h, **kw: Recurrent(GRUCell(i, h), **kw), "batch_first"),

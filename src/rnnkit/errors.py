@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 
@@ -68,3 +70,16 @@ def check_flag(name: str, value) -> None:
     rnnkit's.)"""
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be True or False; got {value!r} ({type(value).__name__})")
+
+
+def checked_size(name: str, value, minimum: int = 1) -> int:
+    """``value`` as a plain int >= ``minimum`` (1 or 0), or a one-line ValueError naming it.
+
+    Any integer type is a size, as torch.nn takes one (``np.int64(4)`` from a shape, a config
+    read with NumPy); bools and floats (``4.0``) are not, since one silently truncated is a
+    different model."""
+    if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
+            or value < minimum):
+        wanted = "a positive int" if minimum == 1 else "a non-negative int"
+        raise ValueError(f"{name} must be {wanted}; got {value!r}")
+    return int(value)

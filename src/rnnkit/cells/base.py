@@ -22,8 +22,8 @@ from torch.nn import functional as F
 from torch.nn.utils import parametrize
 
 from ..errors import (
-    DtypeMismatchError, ShapeMismatchError, check_floating, check_matches_parameters, describe,
-    describe_container,
+    DtypeMismatchError, ShapeMismatchError, check_floating, check_matches_parameters,
+    checked_size, describe, describe_container,
 )
 
 
@@ -49,9 +49,8 @@ class RecurrentCell(nn.Module):
         dtype=None,
     ) -> None:
         super().__init__()
-        for name, value in (("input_size", input_size), ("hidden_size", hidden_size)):
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                raise ValueError(f"{name} must be a positive int; got {value!r}")
+        input_size = checked_size("input_size", input_size)
+        hidden_size = checked_size("hidden_size", hidden_size)
         factory = {"device": device, "dtype": dtype}
         self.input_size = input_size
         self.hidden_size = hidden_size

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..errors import checked_size
 from .base import RecurrentCell
 
 
@@ -65,10 +66,8 @@ class LSTMCell(RecurrentCell):
         *,
         proj_size: int = 0,
     ) -> None:
-        if not isinstance(hidden_size, int) or isinstance(hidden_size, bool) or hidden_size <= 0:
-            raise ValueError(f"hidden_size must be a positive int; got {hidden_size!r}")
-        if not isinstance(proj_size, int) or isinstance(proj_size, bool) or proj_size < 0:
-            raise ValueError(f"proj_size must be a non-negative int; got {proj_size!r}")
+        hidden_size = checked_size("hidden_size", hidden_size)
+        proj_size = checked_size("proj_size", proj_size, minimum=0)
         if proj_size >= hidden_size:
             raise ValueError(
                 f"proj_size must be smaller than hidden_size={hidden_size}; got {proj_size}"

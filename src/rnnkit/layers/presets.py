@@ -23,7 +23,7 @@ from torch.nn.utils.rnn import PackedSequence
 from ..backends import check_backend_name
 from ..cells import GRUCell, LSTMCell, RNNCell
 from ..cells.base import check_state_tensor
-from ..errors import check_flag, describe_container
+from ..errors import check_flag, checked_size, describe_container
 from ..interop.torch_nn import torch_name_pairs
 from .autocast import recurrence_outside_autocast
 from .bidirectional import Bidirectional, BidirectionalState
@@ -40,8 +40,11 @@ class _TorchStyleRNN(nn.Module):
 
     def _build(self, input_size, hidden_size, num_layers, bias, batch_first, dropout,
                bidirectional, proj_size, device, dtype, backend, make_cell) -> None:
-        if not isinstance(num_layers, int) or isinstance(num_layers, bool) or num_layers < 1:
-            raise ValueError(f"num_layers must be a positive int; got {num_layers!r}")
+        # any integer type, stored as int (np.int64 from a shape, as torch.nn takes it)
+        input_size = checked_size("input_size", input_size)
+        hidden_size = checked_size("hidden_size", hidden_size)
+        num_layers = checked_size("num_layers", num_layers)
+        proj_size = checked_size("proj_size", proj_size, minimum=0)
         if (not isinstance(dropout, numbers.Number) or isinstance(dropout, bool)
                 or not 0 <= dropout <= 1):
             raise ValueError(f"dropout must be a number in [0, 1]; got {dropout!r}")
