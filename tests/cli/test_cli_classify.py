@@ -296,3 +296,19 @@ def test_a_confusion_picture_that_cannot_be_written_leaves_the_scores(data, tmp_
     code, scored, err = run(["classify", "evaluate", "--checkpoint", out, "--json"], capsys)
     assert code == 0, err
     assert json.loads(scored)["accuracy"] == result["test"]["accuracy"]
+
+
+def test_resume_after_the_data_file_changed_its_classes_is_refused(tmp_path, capsys):
+    """The same file rewritten with another class: the resumed run re-indexed the classes
+    from the new file, so trained weights silently meant other classes. Oracle: the class
+    names saved with the run."""
+    path = write_npz(tmp_path / "train.npz", 24, classes=("a", "b"))
+    out_dir = tmp_path / "run"
+    argv = ["classify", "train", "--data", path, *TINY]
+    assert run([*argv, "--steps", "3", "--out", out_dir], capsys)[0] == 0
+    write_npz(path, 24, classes=("a", "c"))
+    code, _, err = run([*argv, "--steps", "6", "--resume", out_dir], capsys)
+    assert_one_line_error(code, err, "has label 'c', which is not a class of the run being "
+                                     "resumed (a, b); start a new run with --out")
+    write_npz(path, 24, classes=("a", "b"))
+    assert run([*argv, "--steps", "6", "--resume", out_dir], capsys)[0] == 0

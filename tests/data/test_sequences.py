@@ -375,3 +375,45 @@ def test_a_csv_column_with_a_blank_header_past_the_first_is_a_feature(tmp_path):
     assert data.channels == 2
     for sequence, expected in zip(data.sequences, arrays):
         np.testing.assert_allclose(sequence, expected.astype(np.float32), rtol=1e-6)
+
+
+# --- .ts labels as written ---------------------------------------------------------------------
+
+
+_TS_HEADER = ("@problemName cases\n@timeStamps false\n@univariate true\n@equalLength false\n"
+              "@classLabel true A a Finance what?\n@data\n")
+
+
+def test_ts_labels_keep_their_case_and_letters_as_in_npz_and_csv(aeon_datasets, tmp_path):
+    """aeon lowercases each data line and writes "nan" and "?" as "NaN": classes "A" and "a"
+    became one, "Finance" came back as "fiNaNce" and "what?" as "whatNaN". Oracle: the same
+    sequences and labels written as .npz and as .csv."""
+    rows = [([1.0, 2.0], "A"), ([3.0, 4.0], "a"), ([5.0], "Finance"), ([6.0, 7.0, 8.0], "what?")]
+    (tmp_path / "cases.ts").write_text(_TS_HEADER + "".join(
+        f"{','.join(map(str, x))}:{label}\n" for x, label in rows))
+    _write_npz(tmp_path / "cases.npz", X=_ragged([np.array(x) for x, _ in rows]),
+               y=np.array([label for _, label in rows]))
+    (tmp_path / "cases.csv").write_text("sequence,label,x\n" + "".join(
+        f"{i},{label},{v}\n" for i, (x, label) in enumerate(rows) for v in x))
+    loaded = [load_sequences(tmp_path / f"cases.{kind}") for kind in ("ts", "npz", "csv")]
+    for other in loaded[1:]:
+        assert loaded[0].class_names == other.class_names == ["A", "Finance", "a", "what?"]
+        np.testing.assert_array_equal(loaded[0].labels, other.labels)
+        np.testing.assert_array_equal(loaded[0].padded()[0], other.padded()[0])
+
+
+def test_a_missing_ts_label_is_refused_not_made_a_class(aeon_datasets, tmp_path):
+    (tmp_path / "missing.ts").write_text(_TS_HEADER + "1,2:A\n3,4:?\n")
+    with pytest.raises(SequenceDataError) as excinfo:
+        load_sequences(tmp_path / "missing.ts")
+    _one_line_error(excinfo, "the label of sequence 1", "is missing")
+
+
+def test_bundled_class_names_are_the_ones_the_file_declares(aeon_datasets):
+    """BasicMotions declares Standing, Running, Walking and Badminton; they came back in lower
+    case. Oracle: the file's own @classLabel line."""
+    path = os.path.join(os.path.dirname(aeon_datasets.__file__), "data", "BasicMotions",
+                        "BasicMotions_TRAIN.ts")
+    with open(path) as handle:
+        declared = next(line for line in handle if line.lower().startswith("@classlabel"))
+    assert sorted(declared.split()[2:]) == load_sequences("BasicMotions").class_names

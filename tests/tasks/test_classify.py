@@ -388,3 +388,21 @@ def test_a_run_folder_another_process_holds_is_refused_before_anything_is_writte
     finally:
         holder.release()
     assert sorted((p, p.stat().st_mtime_ns) for p in run_dir.rglob("*")) == before
+
+
+def test_a_run_trained_before_ts_labels_kept_their_case_still_reads_its_data():
+    """Runs trained on a .ts file or a bundled set saved aeon's rewritten class names
+    ("badminton", not "Badminton"). Their test data, now read as written, is matched to them.
+    Oracle: each sequence's label as written, rewritten as aeon did, indexes the saved names."""
+    pytest.importorskip("aeon.datasets", reason="the bundled sets need aeon")
+    from rnnkit.data.sequences import aeon_label_form, load_sequences
+    from rnnkit.tasks.classify.data import load_split
+
+    written = load_sequences("BasicMotions", split="test")
+    saved = ["badminton", "running", "standing", "walking"]  # what such a run saved
+    assert [aeon_label_form(n) for n in written.class_names] == saved
+    part = load_split("BasicMotions", "test", saved)
+    expected = [saved.index(aeon_label_form(written.class_names[k])) for k in written.labels]
+    assert part.class_names == saved and part.labels.tolist() == expected
+    with pytest.raises(SequenceDataError, match="not a class of the training data"):
+        load_split("BasicMotions", "test", ["badminton", "running", "standing", "jumping"])

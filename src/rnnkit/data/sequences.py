@@ -77,17 +77,24 @@ def _bundled_sets() -> tuple[str, ...]:
     Found on disk without importing aeon (slow), by the rule aeon uses to skip the download;
     regression sets (no ``@classLabel true`` in the header) are left out.
     """
-    try:
-        spec = importlib.util.find_spec("aeon")
-    except (ImportError, ValueError):
+    root = _bundled_root()
+    if root is None:
         return ()
-    if spec is None or not spec.submodule_search_locations:
-        return ()
-    root = Path(list(spec.submodule_search_locations)[0], "datasets", "data")
     names = [folder.name for folder in (sorted(root.iterdir()) if root.is_dir() else [])
              if (folder / f"{folder.name}_TEST.ts").is_file()
              and _has_class_labels(folder / f"{folder.name}_TRAIN.ts")]
     return tuple(sorted(names, key=str.lower))
+
+
+def _bundled_root() -> Path | None:
+    """aeon's folder of bundled sets (found without importing aeon), or None without aeon."""
+    try:
+        spec = importlib.util.find_spec("aeon")
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0], "datasets", "data")
 
 
 def _has_class_labels(path: Path) -> bool:
@@ -148,10 +155,10 @@ def _aeon_datasets():
 def _load_bundled(name: str, split: str):
     if name not in BUNDLED_SETS:  # anything else makes aeon go to the network
         raise SequenceDataError(f"{name!r} is not bundled with aeon; pass a file instead")
-    X, y = _aeon_datasets().load_classification(name, split=split)
-    sequences = [np.asarray(x).T for x in X]  # (C, T_i) -> (T_i, C)
+    # read as any .ts file, so that its labels keep their case (see _labels_as_written)
+    sequences, labels, _, _ = _read_ts(_bundled_root() / name / f"{name}_{split.upper()}.ts")
     archive = "UCR" if sequences and sequences[0].shape[1] == 1 else "UEA"
-    return sequences, list(y), f"aeon {name} ({archive}), {split} split"
+    return sequences, labels, f"aeon {name} ({archive}), {split} split"
 
 
 def _read_ts(path: Path):
@@ -164,7 +171,33 @@ def _read_ts(path: Path):
     if not meta.get("classlabel"):
         raise SequenceDataError(f".ts file {str(path)!r} has no class labels (@classLabel false); "
                                 f"pass a classification file, not a regression one")
-    return [np.asarray(x).T for x in X], list(y), None, None
+    sequences = [np.asarray(x).T for x in X]  # (C, T_i) -> (T_i, C)
+    return sequences, _labels_as_written(path, len(sequences)), None, None
+
+
+def _labels_as_written(path: Path, count: int) -> list[str | None]:
+    """The class label of each of the ``count`` data lines of a .ts file, as written.
+
+    aeon's reader lowercases every data line and turns "nan" and "?" into "NaN", the label
+    included: "A" and "a" became one class, "Finance" came back as "fiNaNce", and a missing
+    label "?" as a class "NaN". The label is what follows a line's last colon; "?", the
+    format's missing value, becomes None for ``_build`` to refuse.
+    """
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:  # the header ends at @data, as aeon reads it
+            if " ".join(line.split()).lower() == "@data":
+                break
+        labels = [line.strip().rpartition(":")[2].strip() for line in handle]
+    if len(labels) != count:  # aeon read the lines differently: never guess a label
+        raise SequenceDataError(f".ts file {str(path)!r} has {len(labels)} data lines but "
+                                f"{count} sequences were read; check it is a valid .ts file")
+    return [None if label == "?" else label for label in labels]
+
+
+def aeon_label_form(label: str) -> str:
+    """``label`` as aeon's .ts reader rewrote it (lower case, "nan" and "?" as "NaN"): the
+    class names of runs trained on a .ts file or a bundled set before 2026-12-06."""
+    return label.strip().lower().replace("nan", "NaN").replace("?", "NaN")
 
 
 def _read_npz(path: Path):

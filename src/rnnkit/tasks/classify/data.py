@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from rnnkit.data.scaling import standardization
-from rnnkit.data.sequences import BUNDLED_SETS, SequenceDataError, SequenceSet, load_sequences
+from rnnkit.data.sequences import BUNDLED_SETS, aeon_label_form, SequenceDataError, SequenceSet, load_sequences
 
 
 @dataclass
@@ -131,11 +131,12 @@ def subset(data: SequenceSet, indices: np.ndarray, what: str) -> SequenceSet:
 
 def load_split(name: str, split: str, class_names: list[str] | None = None,
                channels: int | None = None, what: str = "data",
-               channel_names: list[str] | None = None) -> SequenceSet:
+               channel_names: list[str] | None = None, resumed: bool = False) -> SequenceSet:
     """One split of a bundled set, or a file, checked against the training set's classes and
     channels; labels are re-indexed into ``class_names``. Where both the training data and this
     split name their channels (CSV columns), they are matched by name: the columns may come in
-    another order, but other names are an error."""
+    another order, but other names are an error. ``resumed``: ``class_names`` are those of a
+    run being resumed, not of separate training data."""
     data = load_sequences(name, split=split)
     if channels is not None and data.channels != channels:
         raise SequenceDataError(f"{what} {name!r} has {data.channels} channels but the model "
@@ -156,10 +157,17 @@ def load_split(name: str, split: str, class_names: list[str] | None = None,
         return data
     index = {n: i for i, n in enumerate(class_names)}
     unknown = [n for n in data.class_names if n not in index]
+    older = [aeon_label_form(n) for n in data.class_names]
+    if unknown and len(set(older)) == len(older) and all(n in index for n in older):
+        # a run trained on a .ts file before its labels were read as written: its class
+        # names are aeon's lowercased forms of these
+        data, unknown = dataclasses.replace(data, class_names=older), []
     if unknown:
+        fix = ("start a new run with --out for other classes" if resumed else
+               "use the training set's labels")
         raise SequenceDataError(f"{what} {name!r} has label {unknown[0]!r}, which is not a class "
-                                f"of the training data ({', '.join(class_names)}); use the "
-                                f"training set's labels")
+                                f"of the {'run being resumed' if resumed else 'training data'} "
+                                f"({', '.join(class_names)}); {fix}")
     labels = np.array([index[data.class_names[k]] for k in data.labels], np.int64)
     return SequenceSet(data.sequences, labels, list(class_names), data.source, data.ids,
                        data.channel_names)
@@ -178,10 +186,15 @@ class PreparedData:
                 for part in ("train", "validation", "test")}
 
 
-def prepare_data(config: DataConfig, seed: int, *, with_test: bool = True) -> PreparedData:
-    """Load the training split, carve the validation part, fit the normalizer, load the test."""
+def prepare_data(config: DataConfig, seed: int, *, with_test: bool = True,
+                 class_names: list[str] | None = None) -> PreparedData:
+    """Load the training split, carve the validation part, fit the normalizer, load the test.
+
+    ``class_names``: a resumed run's, so that each class keeps the index it was trained with
+    (the data's own sorted names otherwise)."""
     config.check()
-    full = load_split(config.data, "train")
+    full = load_split(config.data, "train", class_names, what="training data",
+                      resumed=class_names is not None)
     if len(full.class_names) < 2:
         raise SequenceDataError(f"{full.source} has a single class ({full.class_names[0]!r}); "
                                 f"classification needs at least two")

@@ -151,13 +151,16 @@ def _train(config: ClassifyConfig, run_dir: Path, resume: bool, notify) -> dict:
     start = time.perf_counter()
     config.model.check()
     make_paths_absolute(config.data, "data", "test", builtin=BUNDLED_SETS)
+    saved_classes = None
     if resume:
         # the seed draws the validation split (prepare_data), so it is data as well
-        check_resumed_settings(run_dir, {
+        last = check_resumed_settings(run_dir, {
             "data": (config.data, ("data", "validation_fraction", "batch_size", "normalize")),
             "train": (config.train, ("seed",)),
             "model": (config.model, model_shape_keys(config.model))})
-    data = prepare_data(config.data, config.train.seed)
+        with reading_record(last.path):
+            saved_classes = list(last.meta["class_names"])
+    data = prepare_data(config.data, config.train.seed, class_names=saved_classes)
     device = config.train.device
     train = Tensors.from_sequences(data.train.sequences, data.train.labels, data.normalizer, device)
     # Without a validation part the training sequences stand in (selection is then by train loss).
