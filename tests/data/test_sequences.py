@@ -417,3 +417,31 @@ def test_bundled_class_names_are_the_ones_the_file_declares(aeon_datasets):
     with open(path) as handle:
         declared = next(line for line in handle if line.lower().startswith("@classlabel"))
     assert sorted(declared.split()[2:]) == load_sequences("BasicMotions").class_names
+
+
+@pytest.mark.parametrize("layout", ["r_row_labels", "trailing_delimiter"])
+def test_csv_rows_one_field_longer_than_the_header_read_as_meant(tmp_path, layout):
+    """R's write.table layout (a row label before each row, none in the header) made every id
+    blank ("no 'sequence' value in data row 1"), and rows ending in a comma crashed in pandas
+    ("cannot reindex on an axis with duplicate labels"). Oracle: the same rows written
+    plainly."""
+    plain = "sequence,label,x\ns1,a,0.5\ns1,a,0.25\ns2,b,0.75\n"
+    (tmp_path / "plain.csv").write_text(plain)
+    rows = plain.splitlines()[1:]
+    if layout == "r_row_labels":
+        odd = plain.splitlines()[0] + "\n" + "".join(f'"{i}",{r}\n' for i, r in enumerate(rows))
+    else:
+        odd = plain.splitlines()[0] + "\n" + "".join(f"{r},\n" for r in rows)
+    (tmp_path / "odd.csv").write_text(odd)
+    expected, loaded = (load_sequences(tmp_path / f"{n}.csv") for n in ("plain", "odd"))
+    assert loaded.ids == expected.ids == ["s1", "s2"]
+    assert loaded.class_names == expected.class_names
+    np.testing.assert_array_equal(loaded.labels, expected.labels)
+    np.testing.assert_array_equal(loaded.padded()[0], expected.padded()[0])
+
+
+def test_csv_rows_with_two_extra_fields_are_named_as_such(tmp_path):
+    (tmp_path / "extra.csv").write_text("sequence,label,x\n1,a,1,,\n2,b,3,,\n")
+    with pytest.raises(SequenceDataError) as excinfo:
+        load_sequences(tmp_path / "extra.csv")
+    _one_line_error(excinfo, "data rows have more fields than the header has names")

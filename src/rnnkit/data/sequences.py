@@ -24,6 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .delimited import ExtraFieldsError, read_delimited
+
 _FILE_TYPES = (".ts", ".npz", ".csv")
 _AEON_HINT = 'pip install "rnnkit[classify]" (or pip install aeon)'
 _CSV_LAYOUT = ("one row per time step with columns 'sequence' (id), 'label', optional 'time' and "
@@ -267,7 +269,15 @@ def _read_csv(path: Path):
         raise SequenceDataError("CSV sequence files need pandas; install it with: pip install "
                                 "pandas") from None
     try:
-        frame = pd.read_csv(path, dtype={"sequence": str, "label": str})
+        frame, layout = read_delimited(path, dtype={"sequence": str, "label": str})
+        # Ids and labels are text: "NA" (North America) or "None" is a value there, not a
+        # missing one as pandas reads it by default; only an empty cell is missing.
+        names = pd.read_csv(path, usecols=["sequence", "label"], dtype=str,
+                            keep_default_na=False, **layout) \
+            if {"sequence", "label"} <= set(frame.columns) else None
+    except ExtraFieldsError as error:
+        raise SequenceDataError(f"CSV file {shown}: {error}; name every column in the first "
+                                f"line (or remove the extra fields)") from None
     except (OSError, ValueError) as error:  # pandas' ParserError and EmptyDataError included
         message = " ".join(str(error).split())
         raise SequenceDataError(f"cannot read CSV file {shown} ({message}); "
@@ -278,11 +288,11 @@ def _read_csv(path: Path):
                                 f"{', '.join(map(str, frame.columns))}); write {_CSV_LAYOUT}")
     if frame.empty:
         raise SequenceDataError(f"CSV file {shown} has no rows; write {_CSV_LAYOUT}")
-    # Ids and labels are text: "NA" (North America) or "None" is a value there, not a missing
-    # one as pandas reads it by default; only an empty cell is missing.
-    names = pd.read_csv(path, usecols=["sequence", "label"], dtype=str, keep_default_na=False)
+    # R's write.csv layout made pandas read row labels into the index (see read_delimited);
+    # both reads hold the same rows in the same order, so they are matched by position
+    frame = frame.reset_index(drop=True)
     for column in ("sequence", "label"):
-        frame[column] = names[column].where(names[column] != "")
+        frame[column] = np.where(names[column].to_numpy() != "", names[column].to_numpy(), None)
     # "Unnamed: 0" is the row index DataFrame.to_csv writes by default, not a measurement (and
     # in a file sorted by class it gives the label away)
     # the leading run only (to_csv twice writes two: "Unnamed: 0.1", "Unnamed: 0"); a blank

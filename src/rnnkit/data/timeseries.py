@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .delimited import ExtraFieldsError, read_delimited
+
 _TIME_NAMES = ("time", "date", "datetime", "timestamp", "year", "ds", "period")
 _SUFFIXES = (".csv", ".tsv", ".parquet")
 _TIMESERIES_EXTRA = 'pip install "rnnkit[timeseries]"'
@@ -198,17 +200,8 @@ def _read_file(pd, name: str):
         else:
             sep = "\t" if path.suffix.lower() == ".tsv" else ","
             # round trip: a float reads back as itself
-            frame = pd.read_csv(path, sep=sep, float_precision="round_trip")
-            if not isinstance(frame.index, pd.RangeIndex) and frame[frame.columns[-1]].isna().all():
-                # Data rows one field longer than the header make pandas take the first field
-                # for a row label: right for R's write.csv (a header without the label
-                # column), but rows that merely end in a delimiter left the last column empty
-                # and put every name one column off. Those are read again, as they are meant.
-                with warnings.catch_warnings():
-                    warnings.simplefilter("error", pd.errors.ParserWarning)
-                    frame = pd.read_csv(path, sep=sep, index_col=False,
-                                        float_precision="round_trip")
-    except pd.errors.ParserWarning:  # index_col=False met a row with more fields than names
+            frame, _ = read_delimited(path, sep=sep, float_precision="round_trip")
+    except ExtraFieldsError:
         raise SeriesError(f"{name} has data rows with more fields than its header has names; "
                           f"name every column in the first line (or remove the extra "
                           f"fields)") from None
