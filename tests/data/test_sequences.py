@@ -334,7 +334,10 @@ def test_csv_labels_and_ids_like_na_are_values_and_the_index_column_is_skipped(t
 
 
 @pytest.mark.parametrize("labels", [np.array([0.0, np.nan, 1.0]),
-                                    np.array(["a", None, "b"], dtype=object)], ids=["nan", "none"])
+                                    np.array(["a", None, "b"], dtype=object),
+                                    # an empty one was a class "", where a CSV refused it
+                                    np.array(["a", "", "b"]), np.array(["a", " ", "b"])],
+                         ids=["nan", "none", "empty", "blank"])
 def test_a_missing_npz_label_is_refused_not_made_a_class(tmp_path, labels):
     np.savez(tmp_path / "set.npz", X=np.zeros((3, 4, 1)), y=labels)
     with pytest.raises(SequenceDataError) as info:
@@ -445,3 +448,11 @@ def test_csv_rows_with_two_extra_fields_are_named_as_such(tmp_path):
     with pytest.raises(SequenceDataError) as excinfo:
         load_sequences(tmp_path / "extra.csv")
     _one_line_error(excinfo, "data rows have more fields than the header has names")
+
+
+def test_a_csv_that_is_not_utf8_says_to_save_it_as_utf8(tmp_path):
+    """It said to write one row per time step, which the file did."""
+    (tmp_path / "latin.csv").write_bytes("sequence,label,x\n1,caf\xe9,1\n".encode("latin-1"))
+    with pytest.raises(SequenceDataError) as info:
+        load_sequences(tmp_path / "latin.csv")
+    _one_line_error(info, "is not UTF-8 text", "save it as UTF-8")

@@ -278,6 +278,9 @@ def _read_csv(path: Path):
     except ExtraFieldsError as error:
         raise SequenceDataError(f"CSV file {shown}: {error}; name every column in the first "
                                 f"line (or remove the extra fields)") from None
+    except UnicodeDecodeError as error:
+        raise SequenceDataError(f"CSV file {shown} is not UTF-8 text ({error.reason} at byte "
+                                f"{error.start}); save it as UTF-8") from None
     except (OSError, ValueError) as error:  # pandas' ParserError and EmptyDataError included
         message = " ".join(str(error).split())
         raise SequenceDataError(f"cannot read CSV file {shown} ({message}); "
@@ -386,9 +389,11 @@ def _build(sequences, raw_labels, class_names, source, ids=None,
                                     f"{arrays[0].shape[1]}; give every sequence the same channels")
         arrays.append(checked_values(x, where))
     for i, value in enumerate(raw_labels):
-        if value is None or (isinstance(value, (float, np.floating)) and np.isnan(value)):
+        if (value is None or (isinstance(value, (float, np.floating)) and np.isnan(value))
+                or (isinstance(value, (str, bytes)) and not value.strip())):  # an empty label
             where = f"sequence {i}" + (f" (id {ids[i]!r})" if ids else "")
-            raise SequenceDataError(f"the label of {where} of {source} is missing ({value}); "
+            shown = "empty" if isinstance(value, (str, bytes)) else value
+            raise SequenceDataError(f"the label of {where} of {source} is missing ({shown}); "
                                     f"give every sequence a label or drop it")
     labels = [v.decode() if isinstance(v, bytes) else str(v) for v in raw_labels]
     if class_names is None:
