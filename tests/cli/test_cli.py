@@ -205,6 +205,13 @@ def test_an_empty_name_is_refused_before_anything_runs(argv, flag, tmp_path, mon
     assert [p.name for p in tmp_path.rglob("*") if not p.is_dir()] == ["notes.txt"]
 
 
+def test_an_empty_export_out_is_not_told_to_fall_back_to_a_default(capsys):
+    """export's --out is required, and "leave --out out for the default" was the advice."""
+    code = main(["export", "--checkpoint", "run", "--format", "numpy", "--out", ""])
+    assert_one_line_error(code, capsys.readouterr().err, "--out is empty; name the folder to "
+                                                         "write to")
+
+
 def test_a_shape_mistake_is_bad_input_exit_status_2(monkeypatch, capsys):
     """ShapeMismatchError is a RuntimeError too (torch.nn's class for it); the exit status
     told failures from bad input by RuntimeError and turned it into 1. Oracle: exit status 2

@@ -310,3 +310,65 @@ def test_a_c_export_without_a_compiler_warns_that_it_is_unchecked(lm_run, tmp_pa
                         tmp_path / "c"], capsys)
     assert code == 0 and "warning: the export was not checked" in err
     assert (tmp_path / "c" / "rnnkit_model.c").exists()
+
+
+def test_a_failed_export_over_an_earlier_one_never_claims_a_file_it_did_not_write(
+        lm_run, tmp_path, capsys, monkeypatch):
+    """A failed C export over a NumPy export left task.json listing the C files it never
+    wrote; a user's README.txt put there afterwards was then deleted by the next export.
+    Oracle: the same user file beside an export that never failed is kept."""
+    out = tmp_path / "out"
+    assert run(["export", "--checkpoint", lm_run, "--format", "onnx", "--out", out],
+               capsys)[0] == 0
+    monkeypatch.setenv("CC", "false")  # a compiler that fails: the C export stops
+    code, _, err = run(["export", "--checkpoint", lm_run, "--format", "c", "--out", out], capsys)
+    assert code != 0 and "C compiler false failed" in err, err
+    listed = json.loads((out / "task.json").read_text())["files"]
+    assert all((out / name).exists() for name in listed), listed
+    (out / "README.txt").write_text("my own notes")
+    monkeypatch.delenv("CC")
+    assert run(["export", "--checkpoint", lm_run, "--format", "numpy", "--out", out],
+               capsys)[0] == 0
+    assert (out / "README.txt").read_text() == "my own notes"
+
+
+def test_task_json_names_the_checkpoint_and_a_csv_classifiers_columns(tmp_path, capsys):
+    """task.json left out the CSV feature names the normalization belongs to (the checkpoint
+    holds them), and which checkpoint was exported. Oracle: the loaded classifier."""
+    from rnnkit.tasks.classify.task import load_classifier
+
+    rng = np.random.default_rng(0)
+    lines = ["sequence,label,temp,pressure"] + [
+        f"{i},{'ab'[i % 2]},{rng.normal():.4f},{rng.normal():.4f}" for i in range(20)
+        for _ in range(4)]
+    (tmp_path / "train.csv").write_text("\n".join(lines) + "\n")
+    run_dir = tmp_path / "run"
+    assert main([str(a) for a in ["classify", "train", "--data", tmp_path / "train.csv",
+                                  "--steps", "2", "--out", run_dir, "--hidden", "4",
+                                  "--batch-size", "8", "--no-progress", "--no-bidirectional",
+                                  "--pooling", "last"]]) == 0
+    assert run(["export", "--checkpoint", run_dir, "--format", "numpy", "--out",
+                tmp_path / "np"], capsys)[0] == 0
+    task = json.loads((tmp_path / "np" / "task.json").read_text())
+    loaded = load_classifier(run_dir)
+    assert task["channel_names"] == loaded.channel_names == ["temp", "pressure"]
+    assert task["step"] == loaded.step and task["checkpoint"] == str(loaded.checkpoint.resolve())
+
+
+def test_exporting_the_best_of_a_run_with_none_says_it_takes_the_newest(lm_run, tmp_path,
+                                                                        capsys, caplog):
+    """A run stopped before its first validation records no best; --which best exported the
+    newest checkpoint without a word. Oracle: the index's record and the step exported."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(lm_run, run_dir)
+    index = run_dir / "checkpoints" / "index.json"
+    record = json.loads(index.read_text())
+    index.write_text(json.dumps({**record, "best": None}))
+    with caplog.at_level("WARNING", logger="rnnkit.training"):
+        code, _, err = run(["export", "--checkpoint", run_dir, "--format", "numpy", "--out",
+                            tmp_path / "np"], capsys)
+    assert code == 0, err
+    warnings = [r.getMessage() for r in caplog.records if "records no best" in r.getMessage()]
+    assert len(warnings) == 1 and record["last"] in warnings[0]
+    assert json.loads((tmp_path / "np" / "task.json").read_text())["step"] == \
+        int(record["last"].split("-")[1])

@@ -32,7 +32,7 @@ def add_export(commands) -> None:
                         help="C only: prefix of the generated files and symbols "
                              "(default rnnkit_model)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.set_defaults(handler=run_export)
+    parser.set_defaults(handler=run_export, out_required=True)
 
 
 def _load_task_model(path: str, which: str):
@@ -44,21 +44,31 @@ def _load_task_model(path: str, which: str):
         from rnnkit.tasks.lm.task import load_lm
 
         loaded = load_lm(path, which=which)
-        return loaded.model, {"task": "lm", "input": "token ids (one character each)",
+        return loaded.model, {"task": "lm", **_exported_from(loaded),
+                              "input": "token ids (one character each)",
                               "vocabulary": loaded.vocabulary.to_list(),
                               "output": "next-character logits"}
     if task == "classify":
         from rnnkit.tasks.classify.task import load_classifier
 
         loaded = load_classifier(path, which=which)
-        return loaded.model, {"task": "classify",
+        return loaded.model, {"task": "classify", **_exported_from(loaded),
                               "input": "features normalized as (x - mean) / std per channel",
                               "normalization": loaded.normalizer.to_dict(),
+                              # the CSV feature columns, in the order of the normalization
+                              **({"channel_names": loaded.channel_names}
+                                 if loaded.channel_names else {}),
                               "classes": loaded.class_names,
                               "output": "class logits of the sequence so far"}
     raise ValueError(f"{path} holds a {task!r} run; rnnkit export supports 'lm' and 'classify' "
-                     f"runs (a forecast run is an ensemble with its own scaler: export one member "
-                     f"with rnnkit.export from Python)")
+                     f"runs (a forecast run's scaler, decoder and ensemble run only in Python: "
+                     f"use rnnkit forecast predict)")
+
+
+def _exported_from(loaded) -> dict:
+    """Which checkpoint an export holds (``--which best`` takes the newest where none is
+    recorded as best, so the step says what was exported)."""
+    return {"checkpoint": str(Path(loaded.checkpoint).resolve()), "step": loaded.step}
 
 
 def _earlier_export(folder: Path) -> dict | None:
@@ -152,6 +162,12 @@ def run_export(args) -> int:
     except BaseException:
         # a new or empty --out holds only what this export wrote: clear it, so the same
         # command can be run again (a folder of export files without task.json is refused)
+        if earlier is not None and isinstance(earlier.get("files"), list):
+            # list only the planned files this export did write: one it never wrote and a
+            # user puts there later is the user's, never to be replaced or removed
+            written = [name for name in planned if (out / name).exists()]
+            kept = {**earlier, "files": sorted({*earlier["files"], *written})}
+            atomic_write(out / "task.json", (json.dumps(kept, indent=2) + "\n").encode("utf-8"))
         if was_new:
             shutil.rmtree(out, ignore_errors=True)
         elif was_empty:

@@ -135,6 +135,8 @@ def _check_common_flags(args) -> None:
         if getattr(args, flag, None) == "":
             option = "--" + flag.replace("_", "-")
             hint = _EMPTY_HINTS.get(flag, "name a file or folder")
+            if flag == "out" and getattr(args, "out_required", False):  # no default to fall to
+                hint = "name the folder to write to"
             raise ValueError(f"{option} is empty; {hint}")
 
 

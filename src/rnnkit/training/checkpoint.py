@@ -429,13 +429,27 @@ def _candidates(folder: Path, which: str) -> list[Path]:
     everything += [p for p in folder.glob(f".step-*{REPLACED}")
                    if p.is_dir() and not (folder / p.name[1:-len(REPLACED)]).exists()]
     everything.sort(key=lambda p: p.name.lstrip("."), reverse=True)
-    if which == "last":
-        return everything
-    best = read_index(folder.parent).get("best")
-    if not (isinstance(best, str) and best.startswith("step-") and (folder / best).is_dir()):
+    best = _recorded_best(folder)
+    if which == "last" or best is None:
         return everything  # no best recorded (or a damaged index): the newest
     # a damaged best falls back to the newest intact checkpoint, with a warning
     return [folder / best] + [p for p in everything if p.name != best]
+
+
+def _recorded_best(folder: Path) -> str | None:
+    """The name of the best checkpoint the index of ``folder`` records, if that one exists."""
+    best = read_index(folder.parent).get("best")
+    return best if (isinstance(best, str) and best.startswith("step-")
+                    and (folder / best).is_dir()) else None
+
+
+def _warn_once(problem: str, fallback: str) -> None:
+    """Log ``problem``, once per (problem, fallback) within :func:`one_warning_per_damage`."""
+    if _reported_damage is not None:
+        if (problem, fallback) in _reported_damage:
+            return
+        _reported_damage.add((problem, fallback))
+    log.warning("%s", problem)
 
 
 def load_checkpoint(path: str | os.PathLike, *, which: str = "last",
@@ -474,11 +488,10 @@ def load_checkpoint(path: str | os.PathLike, *, which: str = "last",
             problems.append(str(error))
             continue
         for problem in problems:
-            if _reported_damage is not None:  # within one command: once per damage
-                if (problem, str(candidate)) in _reported_damage:
-                    continue
-                _reported_damage.add((problem, str(candidate)))
-            log.warning("skipping %s; using %s", problem, candidate.name)
+            _warn_once(f"skipping {problem}; using {candidate.name}", str(candidate))
+        if which == "best" and _recorded_best(folder) is None and not problems:
+            _warn_once(f"{str(path)!r} records no best checkpoint (none was validated yet, or "
+                       f"its {INDEX} is damaged); using the newest, {candidate.name}", str(candidate))
         return checkpoint
     raise CheckpointError(f"no intact checkpoint in {str(path)!r}: {problems[0]}")
 
