@@ -250,6 +250,21 @@ def test_resume_on_other_data_is_refused(sunspots_run, tmp_path, capsys):
 
 
 @needs_statsmodels
+def test_a_built_in_series_resumes_whatever_case_it_is_named_in(sunspots_run, tmp_path, capsys):
+    """Built-in names are read in any case, but --resume --data SUNSPOTS was refused as other
+    data ("was 'sunspots', now 'SUNSPOTS'"). Oracle: the resume without --data."""
+    import shutil
+
+    for spelling in ("SUNSPOTS", "Sunspots"):
+        run_dir = tmp_path / spelling
+        shutil.copytree(sunspots_run[0], run_dir)
+        code, out, err = run(["forecast", "train", "--resume", run_dir, "--data", spelling,
+                              "--steps", "9", "--no-progress", "--json"], capsys)
+        assert code == 0, err
+        assert json.loads(out)["config"]["data"]["data"] == "sunspots"
+
+
+@needs_statsmodels
 def test_a_quantile_run_keeps_its_interval_on_resume_and_a_point_run_may_change_it(
         series_csv, tmp_path, capsys):
     """A quantile model's interval is its trained outermost quantiles (0.1, 0.9): a resume with

@@ -561,6 +561,10 @@ def check_resumed_settings(run_dir: str | os.PathLike,
                 before = str(Path(before).resolve())  # a relative path of an older run's config
             if isinstance(before, str) and isinstance(now, list):
                 before = [before]  # one name, saved as a string by an older run
+            if (isinstance(before, str) and isinstance(now, str) and before != now
+                    and before.lower() == now.lower() and not Path(before).exists()
+                    and not Path(now).exists()):
+                before = now  # a built-in dataset saved in another case (KJV) by an older run
             if before != now:
                 raise ValueError(f"{section}.{key} was {before!r} in the run in {run_dir}, now "
                                  f"{now!r}; a resumed run keeps the data and model it was "

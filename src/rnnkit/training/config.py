@@ -298,17 +298,20 @@ def make_paths_absolute(section, *names: str, builtin=()) -> None:
     """Replace each field ``names`` of ``section`` (a config dataclass) that names an existing
     file or folder by its absolute path, in place: the resolved config is saved with every
     checkpoint, and a relative path there would break evaluating or resuming the run from
-    another folder. Names in ``builtin`` (the task's built-in datasets, any case) and None stay
-    as they are: the loaders take a built-in name before a file of that name, and so must the
-    saved config (a file called ``kjv`` in the working folder used to replace the corpus)."""
-    builtin = {name.lower() for name in builtin}
+    another folder. Names in ``builtin`` (the task's built-in datasets, any case) take their
+    own spelling there, and None stays: the loaders take a built-in name before a file of that
+    name, and so must the saved config (a file called ``kjv`` in the working folder used to
+    replace the corpus)."""
+    builtin = {name.lower(): name for name in builtin}
     for name in names:
         value = getattr(section, name)
         if value == "":  # Path("") is the working folder: every file there would be read
             raise ValueError(f"data.{name} is empty; name a file, a folder or a built-in "
                              f"dataset (or leave it out)")
-        if isinstance(value, str) and value and value.lower() not in builtin \
-                and Path(value).exists():
+        if isinstance(value, str) and value.lower() in builtin:
+            # one spelling, so that a run started as KJV resumes as kjv
+            setattr(section, name, builtin[value.lower()])
+        elif isinstance(value, str) and value and Path(value).exists():
             setattr(section, name, str(Path(value).resolve()))
 
 
