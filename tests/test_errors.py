@@ -758,9 +758,9 @@ def test_num_layers_not_a_positive_int(preset, num_layers):
 
 @pytest.mark.parametrize("kind", ["RNN", "LSTM", "GRU", "RNNCell", "LSTMCell", "GRUCell"])
 def test_sizes_of_any_integer_type_build_the_same_module(kind):
-    """``np.int64`` sizes (from an array's shape) were refused, where torch.nn takes them for
-    hidden_size and num_layers. Oracle: the same module built from plain ints under the same
-    seed: equal weights and outputs, and sizes stored as int."""
+    """``np.int64`` sizes (from an array's shape) were refused, where torch.nn's cells take
+    them (and its layers for num_layers and proj_size). Oracle: the same module built from
+    plain ints under the same seed: equal weights and outputs, and sizes stored as int."""
     import numpy as np
 
     make = getattr(rnnkit, kind)

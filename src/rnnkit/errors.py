@@ -75,8 +75,9 @@ def check_flag(name: str, value) -> None:
 def checked_size(name: str, value, minimum: int = 1) -> int:
     """``value`` as a plain int >= ``minimum`` (1 or 0), or a one-line ValueError naming it.
 
-    Any integer type is a size, as torch.nn takes one (``np.int64(4)`` from a shape, a config
-    read with NumPy); bools and floats (``4.0``) are not, since one silently truncated is a
+    Any integer type is a size (``np.int64(4)`` from an array's shape or a config read with
+    NumPy; torch.nn's cells, num_layers and proj_size take those too, its layers' sizes only
+    a Python int); bools and floats (``4.0``) are not, since one silently truncated is a
     different model."""
     if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
             or value < minimum):

@@ -368,7 +368,7 @@ def test_exporting_the_best_of_a_run_with_none_says_it_takes_the_newest(lm_run, 
         code, _, err = run(["export", "--checkpoint", run_dir, "--format", "numpy", "--out",
                             tmp_path / "np"], capsys)
     assert code == 0, err
-    warnings = [r.getMessage() for r in caplog.records if "records no best" in r.getMessage()]
+    warnings = [r.getMessage() for r in caplog.records if "records no existing best" in r.getMessage()]
     assert len(warnings) == 1 and record["last"] in warnings[0]
     assert json.loads((tmp_path / "np" / "task.json").read_text())["step"] == \
         int(record["last"].split("-")[1])

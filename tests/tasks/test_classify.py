@@ -390,19 +390,27 @@ def test_a_run_folder_another_process_holds_is_refused_before_anything_is_writte
     assert sorted((p, p.stat().st_mtime_ns) for p in run_dir.rglob("*")) == before
 
 
-def test_a_run_trained_before_ts_labels_kept_their_case_still_reads_its_data():
+def test_a_run_trained_before_ts_labels_kept_their_case_still_reads_its_data(tmp_path):
     """Runs trained on a .ts file or a bundled set saved aeon's rewritten class names
-    ("badminton", not "Badminton"). Their test data, now read as written, is matched to them.
-    Oracle: each sequence's label as written, rewritten as aeon did, indexes the saved names."""
-    pytest.importorskip("aeon.datasets", reason="the bundled sets need aeon")
-    from rnnkit.data.sequences import aeon_label_form, load_sequences
+    ("badminton", not "Badminton"). Their .ts data, now read as written, is matched to them;
+    nothing else is case-folded. Oracle: aeon's own reading of the file's labels."""
+    aeon = pytest.importorskip("aeon.datasets", reason="the bundled sets need aeon")
+    from rnnkit.data.sequences import load_sequences
     from rnnkit.tasks.classify.data import load_split
 
+    _, aeon_labels = aeon.load_classification("BasicMotions", split="test")
+    saved = sorted(set(str(v) for v in aeon_labels))  # what such a run saved
+    assert saved == ["badminton", "running", "standing", "walking"]
+    part = load_split("BasicMotions", "test", saved, aeon_forms=True)
+    assert part.class_names == saved
+    assert [saved[k] for k in part.labels] == [str(v) for v in aeon_labels]
+    # a run saved since then matches labels exactly, as it did before aeon's forms came in
+    with pytest.raises(SequenceDataError, match="label 'Badminton', which is not a class"):
+        load_split("BasicMotions", "test", saved)
+    # and other formats are never case-folded, whatever the run
     written = load_sequences("BasicMotions", split="test")
-    saved = ["badminton", "running", "standing", "walking"]  # what such a run saved
-    assert [aeon_label_form(n) for n in written.class_names] == saved
-    part = load_split("BasicMotions", "test", saved)
-    expected = [saved.index(aeon_label_form(written.class_names[k])) for k in written.labels]
-    assert part.class_names == saved and part.labels.tolist() == expected
+    upper = ["sequence,label,x"] + [f"{i},{written.class_names[k]},{float(i)}"
+                                    for i, k in enumerate(written.labels)]
+    (tmp_path / "upper.csv").write_text("\n".join(upper) + "\n")
     with pytest.raises(SequenceDataError, match="not a class of the training data"):
-        load_split("BasicMotions", "test", ["badminton", "running", "standing", "jumping"])
+        load_split(str(tmp_path / "upper.csv"), "test", saved, aeon_forms=True)

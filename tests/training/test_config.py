@@ -324,7 +324,14 @@ def test_a_toml_file_turns_an_optional_setting_off_with_none(tmp_path):
     (tmp_path / "c.json").write_text('{"limit": null, "cell": "none"}')
     from_toml = resolve_config(Cfg, base={"limit": 5}, file=str(tmp_path / "c.toml"))
     assert from_toml == resolve_config(Cfg, base={"limit": 5}, file=str(tmp_path / "c.json"))
-    assert from_toml.limit is None and from_toml.cell == "none"  # text stays text
+    assert from_toml.limit is None and from_toml.cell == "none"  # a setting with no off value
+    # an optional text setting too, as --set names=none does
+    (tmp_path / "names.toml").write_text('names = "none"\n')
+    assert resolve_config(Lists, base={"names": ["a"]}, file=str(tmp_path / "names.toml")) == \
+        resolve_config(Lists, base={"names": ["a"]}, overrides=["names=none"]) == Lists()
+    # JSON has null: there "none" stays the text it was before (one name)
+    (tmp_path / "names.json").write_text('{"names": "none"}')
+    assert resolve_config(Lists, file=str(tmp_path / "names.json")).names == ["none"]
 
 
 def test_one_name_that_reads_as_a_number_is_a_list_of_one_name():

@@ -559,7 +559,19 @@ def test_a_broken_link_where_a_checkpoint_will_go_is_refused_before_training(tmp
     for key, value in trainer.model.state_dict().items():
         assert torch.equal(value, initial[key])
     (folder / "step-00000005").unlink()
+    # a link at a step the run has passed is never written to: it is left alone
+    (folder / "step-00000000").symlink_to(tmp_path / "moved-away")
     repaired = trainer.fit()
     clean = make_trainer(tmp_path / "clean", max_steps=10).fit()
     assert repaired.steps == clean.steps == 10
     assert repaired.best_validation == clean.best_validation
+    # resumed at step 10: a link at step 3 is behind it, one at step 15 ahead of it
+    (folder / "step-00000003").symlink_to(tmp_path / "moved-away")
+    resumed = make_trainer(tmp_path, max_steps=15)
+    resumed.resume()
+    assert resumed.fit().steps == 15
+    (folder / "step-00000020").symlink_to(tmp_path / "moved-away")
+    resumed = make_trainer(tmp_path, max_steps=20)
+    resumed.resume()
+    with pytest.raises(CheckpointError, match=r"step-00000020 is a broken link"):
+        resumed.fit()

@@ -40,7 +40,7 @@ class _TorchStyleRNN(nn.Module):
 
     def _build(self, input_size, hidden_size, num_layers, bias, batch_first, dropout,
                bidirectional, proj_size, device, dtype, backend, make_cell) -> None:
-        # any integer type, stored as int (np.int64 from a shape, as torch.nn takes it)
+        # any integer type, stored as int (np.int64 from a shape; see checked_size)
         input_size = checked_size("input_size", input_size)
         hidden_size = checked_size("hidden_size", hidden_size)
         num_layers = checked_size("num_layers", num_layers)
@@ -115,11 +115,14 @@ class _TorchStyleRNN(nn.Module):
         return alias
 
     def named_torch_parameters(self, prefix: str = "") -> Iterator[tuple[str, nn.Parameter]]:
-        """(name, parameter) pairs under the names and in the order torch.nn's
-        ``named_parameters()`` gives them (``weight_hh_l0``; ``weight_hh_l0_orig`` after prune;
+        """(name, parameter) pairs under the names torch.nn's ``named_parameters()`` gives
+        (``weight_hh_l0``; ``weight_hh_l0_orig`` after prune;
         ``parametrizations.weight_hh_l0.original`` under a parametrization), the same
-        Parameter objects as :meth:`parameters` (in the same order, unless a utility has
-        moved a weight: then ``parameters()`` keeps each cell's together).
+        Parameter objects as :meth:`parameters`, in torch.nn's order. Where utilities have
+        moved weights, torch.nn orders those by when each utility was applied, which the
+        cells do not record: they come here in the layer's weight order (and in
+        ``parameters()`` with their cell's), so an optimizer state_dict carried between the
+        two lines up only where the utilities were applied in that order.
 
         ``named_parameters()`` itself keeps the nested modules' names
         (``stack.layers.0.cell.weight_hh``), which torch.export and ``get_parameter`` need;
@@ -378,10 +381,11 @@ _UTILITY_SUFFIXES = ("_orig", "_mask", "_g", "_v", "_u")
 
 
 def _state_dict_to_torch_names(module, state_dict, prefix, local_metadata) -> None:
-    # Pop and re-insert every key in torch's order so the result matches torch.nn exactly:
-    # plain parameters first; then what a hook-based utility (prune, the older weight_norm)
+    # Pop and re-insert every key in torch's order so the result matches torch.nn's: plain
+    # parameters first; then what a hook-based utility (prune, the older weight_norm)
     # registered on the module itself, parameters before buffers; last the parametrized
-    # weights, which torch.nn keeps in a child module.
+    # weights, which torch.nn keeps in a child module. Within the last two, torch.nn goes by
+    # when each utility was applied, which is not recorded: the layer's weight order here.
     renamed = []  # (nested, torch name) of the weights not in state_dict under their own name
     for nested, torch_name in module._name_pairs:
         if prefix + nested in state_dict:

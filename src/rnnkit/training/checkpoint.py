@@ -288,13 +288,16 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, *, model_state: dict,
     return target
 
 
-def check_checkpoint_folder(run_dir: str | os.PathLike) -> None:
-    """Refuse a ``step-*`` entry of the run's checkpoint folder that is a broken link, before
-    any training: no checkpoint loads from it, and a save of that step cannot replace it, so
-    the run would fail at that save, after the training it was about to keep."""
+def check_checkpoint_folder(run_dir: str | os.PathLike, after_step: int = 0) -> None:
+    """Refuse, before any training, a broken link where the run will save a checkpoint (a
+    ``step-*`` name past ``after_step``, the step it starts from): no checkpoint loads from
+    it, and a save of that step cannot replace it, so the run would fail at that save, after
+    the training it was about to keep. Links at earlier steps are never written to."""
     folder = Path(run_dir) / CHECKPOINTS
     for entry in sorted(folder.glob("step-*")):
-        if entry.is_symlink() and not entry.exists():
+        step = entry.name[len("step-"):]
+        if (entry.is_symlink() and not entry.exists() and step.isdigit()
+                and int(step) > after_step):
             raise CheckpointError(f"{entry} is a broken link ({os.readlink(entry)!r} does not "
                                   f"exist), where this run saves its checkpoints; remove the "
                                   f"link or restore what it points to")
@@ -490,8 +493,9 @@ def load_checkpoint(path: str | os.PathLike, *, which: str = "last",
         for problem in problems:
             _warn_once(f"skipping {problem}; using {candidate.name}", str(candidate))
         if which == "best" and _recorded_best(folder) is None and not problems:
-            _warn_once(f"{str(path)!r} records no best checkpoint (none was validated yet, or "
-                       f"its {INDEX} is damaged); using the newest, {candidate.name}", str(candidate))
+            _warn_once(f"{str(path)!r} records no existing best checkpoint (none was "
+                       f"validated yet, or {INDEX} is damaged or names a removed one); using "
+                       f"the newest, {candidate.name}", str(candidate))
         return checkpoint
     raise CheckpointError(f"no intact checkpoint in {str(path)!r}: {problems[0]}")
 

@@ -60,10 +60,6 @@ def _shown(value) -> str:
 def _coerce(value, kind, key: str):
     """Check ``value`` (from JSON or a parsed override) against the field type ``kind``."""
     kind, optional = _strip_optional(kind)
-    if (optional and isinstance(value, str) and value.strip().lower() in ("none", "null")
-            and kind is not str and not (typing.get_origin(kind) is typing.Literal
-                                         and value in typing.get_args(kind))):
-        value = None  # TOML has no null: "none" is how a TOML file turns a setting off
     if value is None:
         if optional:
             return None
@@ -210,6 +206,8 @@ def resolve_config(cls: type[T], *, base: dict | None = None, file: str | None =
     if file is not None:
         from_file = read_config_file(file)
         _check_sections(cls, from_file, f"config file {str(file)!r}: ")
+        if Path(file).suffix.lower() == ".toml":
+            _toml_nulls(cls, from_file)
         _merge(values, from_file)
     for text in overrides:
         path, value = parse_override(text)
@@ -231,6 +229,18 @@ def _check_sections(cls, values: dict, source: str, prefix: str = "") -> None:
                 raise ConfigError(f"{source}{prefix + key!r} is a section; give a table of its "
                                   f"keys, not {_shown(value)}")
             _check_sections(kind, value, source, f"{prefix}{key}.")
+
+
+def _toml_nulls(cls, values: dict) -> None:
+    """TOML has no null: "none" (or "None") there turns an optional setting off, as
+    ``--set key=none`` does, in place. (A JSON file writes null.)"""
+    kinds = _field_types(cls)
+    for key, value in values.items():
+        kind, optional = _strip_optional(kinds.get(key))
+        if isinstance(value, dict) and dataclasses.is_dataclass(kind):
+            _toml_nulls(kind, value)
+        elif optional and value in ("none", "None"):
+            values[key] = None
 
 
 def _kind_at(cls, path: list[str]):

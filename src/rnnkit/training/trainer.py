@@ -435,7 +435,7 @@ class Trainer:
         """Train until a limit is reached, Ctrl-C, or early stopping; returns the summary."""
         config = self.config
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        check_checkpoint_folder(self.run_dir)
+        check_checkpoint_folder(self.run_dir, after_step=self.step)
         in_main_thread = threading.current_thread() is threading.main_thread()
         previous_handler = signal.signal(signal.SIGINT, self._on_interrupt) if in_main_thread \
             else None

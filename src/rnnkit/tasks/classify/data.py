@@ -13,12 +13,15 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from rnnkit.data.scaling import standardization
-from rnnkit.data.sequences import BUNDLED_SETS, aeon_label_form, SequenceDataError, SequenceSet, load_sequences
+from rnnkit.data.sequences import (
+    BUNDLED_SETS, SequenceDataError, SequenceSet, aeon_label_form, load_sequences,
+)
 
 
 @dataclass
@@ -131,12 +134,19 @@ def subset(data: SequenceSet, indices: np.ndarray, what: str) -> SequenceSet:
 
 def load_split(name: str, split: str, class_names: list[str] | None = None,
                channels: int | None = None, what: str = "data",
-               channel_names: list[str] | None = None, resumed: bool = False) -> SequenceSet:
+               channel_names: list[str] | None = None, own_data: bool = False,
+               aeon_forms: bool = False) -> SequenceSet:
     """One split of a bundled set, or a file, checked against the training set's classes and
     channels; labels are re-indexed into ``class_names``. Where both the training data and this
     split name their channels (CSV columns), they are matched by name: the columns may come in
-    another order, but other names are an error. ``resumed``: ``class_names`` are those of a
-    run being resumed, not of separate training data."""
+    another order, but other names are an error.
+
+    ``own_data``: this is the data a run with ``class_names`` was trained on (resumed, or
+    re-carved to score its validation part), so it must hold each of them and no other.
+    ``aeon_forms``: they were saved before .ts labels were read as written (2026-12-06), so a
+    .ts file's or bundled set's labels are matched to them in the form aeon's reader gave them
+    then (lower case, "nan" as "NaN").
+    """
     data = load_sequences(name, split=split)
     if channels is not None and data.channels != channels:
         raise SequenceDataError(f"{what} {name!r} has {data.channels} channels but the model "
@@ -157,18 +167,24 @@ def load_split(name: str, split: str, class_names: list[str] | None = None,
         return data
     index = {n: i for i, n in enumerate(class_names)}
     unknown = [n for n in data.class_names if n not in index]
-    older = [aeon_label_form(n) for n in data.class_names]
-    if unknown and len(set(older)) == len(older) and all(n in index for n in older):
-        # a run trained on a .ts file before its labels were read as written: its class
-        # names are aeon's lowercased forms of these
-        data, unknown = dataclasses.replace(data, class_names=older), []
+    if unknown and aeon_forms and (is_bundled(name) or Path(name).suffix.lower() == ".ts"):
+        older = [aeon_label_form(n) for n in data.class_names]
+        if len(set(older)) == len(older) and all(n in index for n in older):
+            data, unknown = dataclasses.replace(data, class_names=older), []
     if unknown:
-        fix = ("start a new run with --out for other classes" if resumed else
-               "use the training set's labels")
+        if own_data:  # the file changed under the run: its weights mean other data
+            raise SequenceDataError(f"{what} {name!r} has label {unknown[0]!r}, which the run "
+                                    f"was not trained on (its classes: {', '.join(class_names)})"
+                                    f"; start a new run with --out for other classes")
         raise SequenceDataError(f"{what} {name!r} has label {unknown[0]!r}, which is not a class "
-                                f"of the {'run being resumed' if resumed else 'training data'} "
-                                f"({', '.join(class_names)}); {fix}")
+                                f"of the training data ({', '.join(class_names)}); use the "
+                                f"training set's labels")
     labels = np.array([index[data.class_names[k]] for k in data.labels], np.int64)
+    absent = [n for i, n in enumerate(class_names) if i not in set(labels.tolist())]
+    if own_data and absent:
+        raise SequenceDataError(f"{what} {name!r} has no sequence of class {absent[0]!r}, which "
+                                f"the run was trained on; start a new run with --out for other "
+                                f"classes")
     return SequenceSet(data.sequences, labels, list(class_names), data.source, data.ids,
                        data.channel_names)
 
@@ -187,14 +203,16 @@ class PreparedData:
 
 
 def prepare_data(config: DataConfig, seed: int, *, with_test: bool = True,
-                 class_names: list[str] | None = None) -> PreparedData:
+                 class_names: list[str] | None = None, aeon_forms: bool = False
+                 ) -> PreparedData:
     """Load the training split, carve the validation part, fit the normalizer, load the test.
 
-    ``class_names``: a resumed run's, so that each class keeps the index it was trained with
-    (the data's own sorted names otherwise)."""
+    ``class_names``: those of the run this data trained (resumed, or re-carved to score it),
+    so that each class keeps its index (the data's own sorted names otherwise); ``aeon_forms``
+    as in :func:`load_split`."""
     config.check()
     full = load_split(config.data, "train", class_names, what="training data",
-                      resumed=class_names is not None)
+                      own_data=class_names is not None, aeon_forms=aeon_forms)
     if len(full.class_names) < 2:
         raise SequenceDataError(f"{full.source} has a single class ({full.class_names[0]!r}); "
                                 f"classification needs at least two")
@@ -205,7 +223,8 @@ def prepare_data(config: DataConfig, seed: int, *, with_test: bool = True,
     test = None
     if with_test and (config.test is not None or is_bundled(config.data)):
         test = load_split(config.test or config.data, "test", full.class_names, full.channels,
-                          what="test data", channel_names=full.channel_names)
+                          what="test data", channel_names=full.channel_names,
+                          aeon_forms=aeon_forms)
     return PreparedData(train, validation, test, Normalizer.fit(train.sequences, config.normalize),
                         full.class_names)
 

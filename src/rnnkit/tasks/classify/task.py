@@ -151,7 +151,7 @@ def _train(config: ClassifyConfig, run_dir: Path, resume: bool, notify) -> dict:
     start = time.perf_counter()
     config.model.check()
     make_paths_absolute(config.data, "data", "test", builtin=BUNDLED_SETS)
-    saved_classes = None
+    saved_classes, labels_as_written = None, True
     if resume:
         # the seed draws the validation split (prepare_data), so it is data as well
         last = check_resumed_settings(run_dir, {
@@ -160,7 +160,10 @@ def _train(config: ClassifyConfig, run_dir: Path, resume: bool, notify) -> dict:
             "model": (config.model, model_shape_keys(config.model))})
         with reading_record(last.path):
             saved_classes = list(last.meta["class_names"])
-    data = prepare_data(config.data, config.train.seed, class_names=saved_classes)
+        # kept for the run's life: its class names stay in the form they were saved in
+        labels_as_written = bool(last.meta.get("labels_as_written", False))
+    data = prepare_data(config.data, config.train.seed, class_names=saved_classes,
+                        aeon_forms=not labels_as_written)
     device = config.train.device
     train = Tensors.from_sequences(data.train.sequences, data.train.labels, data.normalizer, device)
     # Without a validation part the training sequences stand in (selection is then by train loss).
@@ -175,6 +178,7 @@ def _train(config: ClassifyConfig, run_dir: Path, resume: bool, notify) -> dict:
     sources = {"train": data.train.source, "validation": held_out.source,
                "test": data.test.source if data.test is not None else None}
     meta = {"task": TASK, "config": asdict(config), "class_names": data.class_names,
+            "labels_as_written": labels_as_written,
             "channels": data.train.channels, "channel_names": data.train.channel_names,
             "normalization": data.normalizer.to_dict(),
             "sources": sources, "split": data.describe(), "title": _title(config)}
@@ -242,6 +246,9 @@ class LoadedClassifier:
     #: the training CSV's feature columns, by which evaluation files are matched; None for
     #: other sources and for runs saved before they were recorded
     channel_names: list[str] | None = None
+    #: False for runs saved before .ts labels were read as written: their class names are in
+    #: the form aeon's reader gave them (see classify.data.load_split)
+    labels_as_written: bool = True
 
     def tensors(self, sequences: list[np.ndarray], labels=None) -> Tensors:
         """Raw (T_i, C) sequences, normalized with the training statistics, as tensors."""
@@ -281,11 +288,12 @@ def load_classifier(path: str | Path, *, which: str = "best") -> LoadedClassifie
         normalizer = Normalizer.from_dict(meta["normalization"])
         channel_names = meta.get("channel_names")
         channel_names = None if channel_names is None else [str(c) for c in channel_names]
+        labels_as_written = bool(meta.get("labels_as_written", False))
     model = SequenceClassifier(channels, len(class_names), config.model)
     checkpoint.load_model(model)
     model.eval()
     return LoadedClassifier(model, config, class_names, normalizer, checkpoint.path,
-                            checkpoint.step, channel_names)
+                            checkpoint.step, channel_names, labels_as_written)
 
 
 def evaluate_classifier(path: str | Path, data: str | None = None, split: str = "test", *,
@@ -314,16 +322,22 @@ def _evaluate(loaded: LoadedClassifier, data: str | None, split: str, confusion_
             raise ValueError(f"split='train' names a bundled set's training part, and {data!r} "
                              f"is a file, which is scored whole; leave the split (--split) out")
         part = load_split(data, split if is_bundled(data) else "test", loaded.class_names,
-                          channels, what="evaluation data", channel_names=loaded.channel_names)
+                          channels, what="evaluation data", channel_names=loaded.channel_names,
+                          aeon_forms=not loaded.labels_as_written)
     elif split == "test":
         if loaded.config.data.test is None and not is_bundled(loaded.config.data.data):
             raise ValueError(f"the run was trained on file {loaded.config.data.data!r} without a "
                              f"test file; pass the data to score (--data FILE)")
         part = load_split(loaded.config.data.test or loaded.config.data.data, "test",
                           loaded.class_names, channels, what="test data",
-                          channel_names=loaded.channel_names)
+                          channel_names=loaded.channel_names,
+                          aeon_forms=not loaded.labels_as_written)
     else:
-        prepared = prepare_data(loaded.config.data, loaded.config.train.seed, with_test=False)
+        # the run's own classes, in its order: the data's own sorted names may differ from
+        # those it was saved with (see labels_as_written)
+        prepared = prepare_data(loaded.config.data, loaded.config.train.seed, with_test=False,
+                                class_names=loaded.class_names,
+                                aeon_forms=not loaded.labels_as_written)
         part = getattr(prepared, split)
         if part is None:
             raise ValueError("the run had no validation part (validation_fraction=0)")
