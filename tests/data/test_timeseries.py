@@ -330,7 +330,7 @@ def test_missing_and_infinite_values_are_reported_not_filled(tmp_path, cell, wha
     path = _csv(tmp_path, "t,v\n" + "".join(f"{i},{v}\n" for i, v in enumerate(rows)))
     with pytest.raises(SeriesError, match=f"column 'v' has 2 {what} value") as excinfo:
         load_series(path)
-    _one_line_error(excinfo, "row 3, 5", "before training")
+    _one_line_error(excinfo, "row 3, 5", "drop them first")
     if what == "missing":
         _one_line_error(excinfo, "interpolate()")
 

@@ -1018,3 +1018,70 @@ def test_a_diverged_model_s_forecast_is_named_as_such_not_as_bad_data(monkeypatc
                                  "point": nan, "lower": nan, "upper": nan})
     with pytest.raises(NonFiniteLossError, match="training diverged; lower"):
         holdout_report(series, fitted, make_config(), series.values[:95], "rnnkit GRU")
+
+
+def test_predict_takes_target_columns_named_in_another_order_by_name(csv_runs, tmp_path):
+    """--value-col b --value-col a fed b into a's slot, scaled by a's statistics, and labelled
+    the result by the order given (found by fuzzing, 2026-12-06). Oracle: the forecast with
+    the columns named in the training order. The stamps are the dates after the series',
+    written as dates (they came out as 2021-03-02T00:00:00.000000)."""
+    path, runs = csv_runs
+    run_dir = runs["direct"][0]
+    ordered = predict_forecast(run_dir, str(path), out=tmp_path / "ordered.csv",
+                               value_cols=["a", "b"])
+    swapped = predict_forecast(run_dir, str(path), out=tmp_path / "swapped.csv",
+                               value_cols=["b", "a"])
+    assert swapped["forecast"] == ordered["forecast"]
+    assert read_csv(tmp_path / "swapped.csv") == read_csv(tmp_path / "ordered.csv")
+    assert ordered["time"][0] == str(np.datetime64("2021-01-01") + ROWS)
+    one_line_value_error(predict_forecast, run_dir, str(path), out=tmp_path / "bad.csv",
+                         value_cols=["b", "u"],
+                         match=r"--value-col 'b' is column 1 here but was column 2 in training")
+
+
+def test_a_folder_where_the_plot_goes_is_refused_before_the_csv_is_replaced(csv_runs,
+                                                                         tmp_path):
+    """The CSV was replaced, then the plot failed on the folder. Oracle: the earlier forecast's
+    bytes."""
+    path, runs = csv_runs
+    out = tmp_path / "forecast.csv"
+    predict_forecast(runs["direct"][0], str(path), out=out, horizon=2)
+    before = out.read_bytes()
+    out.with_suffix(".png").unlink(missing_ok=True)
+    out.with_suffix(".png").mkdir()
+    one_line_value_error(predict_forecast, runs["direct"][0], str(path), out=out, horizon=3,
+                         match="where the forecast's plot goes, is a folder")
+    assert out.read_bytes() == before
+
+
+def test_monthly_stamps_keep_their_day_of_the_month():
+    """Without a frequency pandas can name (the 15th of each month; the 1st with one month
+    missing), the median spacing of 31 days was added: 02-15, 03-17, 04-17, ...
+    Oracle: stamps written by hand."""
+    from rnnkit.tasks.forecast.task import future_times
+
+    def dates(texts):
+        return np.array(texts, dtype="datetime64[ns]")
+
+    mid = dates([f"2019-{m:02d}-15" for m in range(1, 13)])
+    np.testing.assert_array_equal(future_times(mid, 3),
+                                  dates(["2020-01-15", "2020-02-15", "2020-03-15"]))
+    gap = dates([f"2019-{m:02d}-01" for m in range(1, 13) if m != 5])
+    np.testing.assert_array_equal(future_times(gap, 3),
+                                  dates(["2020-01-01", "2020-02-01", "2020-03-01"]))
+    ends = dates(["2019-01-31", "2019-02-28", "2019-04-30", "2019-05-31"])
+    np.testing.assert_array_equal(future_times(ends, 2), dates(["2019-06-30", "2019-07-31"]))
+    quarterly_on_the_10th = dates(["2019-01-10", "2019-04-10", "2019-07-10", "2019-10-10"])
+    np.testing.assert_array_equal(future_times(quarterly_on_the_10th, 1), dates(["2020-01-10"]))
+    # a float step no longer carries rounding into the stamps (6.1000000000000005)
+    assert future_times(np.array([5.8, 5.9, 6.0]), 2).tolist() == [6.1, 6.2]
+
+
+def test_a_checkpoint_without_a_task_is_named_as_such(tmp_path):
+    """A backtest fold's checkpoint was "a None checkpoint, not a forecaster"."""
+    from rnnkit.training.checkpoint import CheckpointError, save_checkpoint
+
+    save_checkpoint(tmp_path / "fold", 1, model_state={}, train_state={}, meta={})
+    with pytest.raises(CheckpointError, match="records no task, so it is not a forecaster; "
+                                              "pass the folder of a run"):
+        load_forecaster(tmp_path / "fold")

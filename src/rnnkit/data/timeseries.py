@@ -293,9 +293,9 @@ def _numbers(pd, frame, col, label: str) -> np.ndarray:
                           f"{str(raw.iloc[first])!r} in row {first + 1}; fix or remove that "
                           f"cell (numbers only)")
     array = coerced.to_numpy(dtype=np.float64, na_value=np.nan)
-    for mask, what, fix in ((np.isnan(array), "missing", "fill or drop them before training, "
-                             "e.g. pandas interpolate()"),
-                            (np.isinf(array), "infinite", "replace or drop them before training")):
+    for mask, what, fix in ((np.isnan(array), "missing", "fill or drop them first, e.g. with "
+                             "pandas interpolate()"),
+                            (np.isinf(array), "infinite", "replace or drop them first")):
         if mask.any():
             raise SeriesError(f"{label} column {str(col)!r} has {int(mask.sum())} {what} "
                               f"value(s) (row {_rows(mask)}); {fix}")

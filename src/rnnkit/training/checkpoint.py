@@ -518,6 +518,9 @@ def require_task(checkpoint: Checkpoint, task: str, what: str) -> None:
     if isinstance(other, str) and other in _TASK_LOADERS:
         loader, commands = _TASK_LOADERS[other]
         hint = f"; use it with {commands} (in Python, {loader})"
+    if other is None:  # a backtest fold's, or one a Trainer saved without a task's meta
+        raise CheckpointError(f"{checkpoint.path} records no task, so it is not {what}; pass "
+                              f"the folder of a run that a train command wrote")
     raise CheckpointError(f"{checkpoint.path} is a {other!r} checkpoint, not {what}{hint}")
 
 

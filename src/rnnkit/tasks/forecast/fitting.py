@@ -39,7 +39,8 @@ class FittedForecaster:
         window = self.config.data.window
         if len(rows) < window:
             raise ValueError(f"forecasting needs at least window={window} rows of history; "
-                             f"got {len(rows)}")
+                             f"got {len(rows)}: pass the last {window} or more rows before the "
+                             f"forecast's start")
         return torch.as_tensor(self.scaler.transform(rows[-window:]), dtype=torch.float32)[None]
 
     def forecast(self, rows: np.ndarray, horizon: int, future_covariates=None) -> dict:

@@ -172,21 +172,48 @@ def model_label(config: ForecastConfig) -> str:
 
 
 def future_times(time_stamps: np.ndarray, steps: int) -> np.ndarray:
-    """Stamps of the ``steps`` rows after the series: the median spacing continued."""
+    """Stamps of the ``steps`` rows after the series: its frequency or calendar step
+    continued, else its median spacing."""
     stamps = np.asarray(time_stamps)
     if len(stamps) < 2:
         return np.arange(len(stamps), len(stamps) + steps)
     if np.issubdtype(stamps.dtype, np.datetime64) and len(stamps) >= 3:  # infer_freq's minimum
         import pandas as pd
 
+        recent = pd.DatetimeIndex(stamps[-min(len(stamps), 50):])
         # Calendar steps (months have different lengths) when pandas can name the frequency.
-        frequency = pd.infer_freq(pd.DatetimeIndex(stamps[-min(len(stamps), 50):]))
+        frequency = pd.infer_freq(recent)
         if frequency is not None:
             return pd.date_range(stamps[-1], periods=steps + 1, freq=frequency)[1:].to_numpy()
+        calendar = _monthly_step(recent)
+        if calendar is not None:  # monthly with a gap, or on a day pandas has no name for
+            return np.array([recent[-1] + calendar * k for k in range(1, steps + 1)],
+                            dtype=stamps.dtype)
     spacing = np.median(np.diff(stamps))
     if np.issubdtype(stamps.dtype, np.integer) and float(spacing).is_integer():
         spacing = stamps.dtype.type(spacing)
-    return stamps[-1] + spacing * np.arange(1, steps + 1)
+    future = stamps[-1] + spacing * np.arange(1, steps + 1)
+    if np.issubdtype(future.dtype, np.floating):  # 6.0 + 0.1 is 6.1000000000000005
+        future = np.array([float(f"{value:.12g}") for value in future])
+    return future
+
+
+def _monthly_step(stamps):
+    """The calendar step (a pandas DateOffset of m months) of stamps that fall on the same day
+    of the month (or all on month ends) at the same time of day, m the median month gap;
+    None for any other series."""
+    import pandas as pd
+
+    months = stamps.year * 12 + stamps.month
+    gap = float(np.median(np.diff(months)))
+    same_time = len(set(stamps.time)) == 1
+    if not same_time or gap < 1 or not gap.is_integer():
+        return None
+    if stamps.is_month_end.all():
+        return pd.offsets.MonthEnd(int(gap))
+    if len(set(stamps.day)) == 1 and stamps.day[0] <= 28:
+        return pd.DateOffset(months=int(gap))
+    return None
 
 
 def _check_length(series: TimeSeries, data: DataConfig, holdout: int) -> None:
@@ -219,6 +246,21 @@ def _check_replaceable(out: Path) -> None:
     if picture.exists() and not out.exists():
         raise ValueError(f"--out {out} would replace {picture} with the forecast's plot, and "
                          f"{picture} is not an earlier forecast's; choose another --out")
+    if picture.exists() and not picture.is_file():  # checked before the CSV is replaced
+        raise ValueError(f"{picture}, where the forecast's plot goes, is a folder; move it or "
+                         f"choose another --out")
+
+
+def stamp_texts(stamps) -> list[str]:
+    """Time stamps as text: dates without a time of day where every one is midnight (as a
+    series of dates was written), seconds where all are whole; numbers as they are."""
+    stamps = np.asarray(stamps)
+    if not np.issubdtype(stamps.dtype, np.datetime64):
+        return [str(stamp) for stamp in stamps]
+    for unit in ("D", "s"):
+        if (stamps == stamps.astype(f"datetime64[{unit}]")).all():
+            return list(np.datetime_as_string(stamps, unit=unit))
+    return list(np.datetime_as_string(stamps))
 
 
 def write_forecast_csv(path: Path, stamps, columns: list[str], forecast: dict,
@@ -234,8 +276,8 @@ def write_forecast_csv(path: Path, stamps, columns: list[str], forecast: dict,
             header.append(f"{name}_actual")
         header += [f"{name}_{label}" for label in (extra or {})]
     writer.writerow(header)
-    for step, stamp in enumerate(stamps):
-        row = [str(stamp)]
+    for step, stamp in enumerate(stamp_texts(stamps)):
+        row = [stamp]
         for c in range(len(columns)):
             # repr: the shortest text that reads back as the same float (6 significant
             # digits rounded sales of a million to tens)
@@ -369,6 +411,22 @@ def load_forecaster(path: str | Path, *, which: str | None = None) -> FittedFore
                             read_residual_quantiles(Path(path)), series=meta["series"])
 
 
+def _in_trained_order(given: list[str] | None, trained: list[str], flag: str):
+    """The columns named with ``flag``, put in the training order where they are the trained
+    names in another order: each feeds the model's slot for its name, scaled by its own
+    statistics (in the order given, sales went into temp's slot, silently). Other names (a
+    file whose columns were renamed) are taken in the order given, as long as no trained
+    name stands in another's place."""
+    if not given or sorted(given) == sorted(trained):
+        return list(trained) if given else given
+    for position, name in enumerate(given):
+        if name in trained and trained.index(name) != position:
+            raise ValueError(f"{flag} {name!r} is column {position + 1} here but was column "
+                             f"{trained.index(name) + 1} in training ({', '.join(trained)}); "
+                             f"give the columns in the training order")
+    return given
+
+
 def predict_forecast(path: str | Path, data: str, *, horizon: int | None = None,
                      out: str | Path | None = None, time_col: str | None = None,
                      value_cols=None, covariate_cols=None) -> dict:
@@ -379,10 +437,13 @@ def predict_forecast(path: str | Path, data: str, *, horizon: int | None = None,
     fitted = load_forecaster(path)
     config = fitted.config
     trained = fitted.series
+    trained_covariates = list(trained["covariate_columns"] or [])
+    value_cols = _in_trained_order(_as_list(value_cols), list(trained["columns"]), "--value-col")
+    covariate_cols = _in_trained_order(_as_list(covariate_cols), trained_covariates,
+                                       "--covariate-col")
     series = load_series(data, time_col=time_col or config.data.time_col,
-                         value_cols=_as_list(value_cols) or trained["columns"],
-                         covariate_cols=_as_list(covariate_cols) or
-                         (trained["covariate_columns"] or None))
+                         value_cols=value_cols or trained["columns"],
+                         covariate_cols=covariate_cols or (trained_covariates or None))
     horizon = config.data.horizon if horizon is None else horizon
     if horizon < 1:
         raise ValueError(f"--horizon must be >= 1; got {horizon}")
@@ -424,4 +485,4 @@ def predict_forecast(path: str | Path, data: str, *, horizon: int | None = None,
     return {"task": TASK, "checkpoint": str(path), "data": series.source, "horizon": horizon,
             "csv": str(out), "png": None if picture is None else str(picture),
             "forecast": {k: v.tolist() for k, v in forecast.items()},
-            "time": [str(t) for t in stamps]}
+            "time": stamp_texts(stamps)}
