@@ -1033,6 +1033,10 @@ def test_predict_takes_target_columns_named_in_another_order_by_name(csv_runs, t
                                value_cols=["b", "a"])
     assert swapped["forecast"] == ordered["forecast"]
     assert read_csv(tmp_path / "swapped.csv") == read_csv(tmp_path / "ordered.csv")
+    # names are matched in any case, as the series loader matches them
+    upper = predict_forecast(run_dir, str(path), out=tmp_path / "upper.csv",
+                             value_cols=["B", "A"])
+    assert upper["forecast"] == ordered["forecast"]
     assert ordered["time"][0] == str(np.datetime64("2021-01-01") + ROWS)
     one_line_value_error(predict_forecast, run_dir, str(path), out=tmp_path / "bad.csv",
                          value_cols=["b", "u"],
@@ -1073,8 +1077,12 @@ def test_monthly_stamps_keep_their_day_of_the_month():
     np.testing.assert_array_equal(future_times(ends, 2), dates(["2019-06-30", "2019-07-31"]))
     quarterly_on_the_10th = dates(["2019-01-10", "2019-04-10", "2019-07-10", "2019-10-10"])
     np.testing.assert_array_equal(future_times(quarterly_on_the_10th, 1), dates(["2020-01-10"]))
-    # a float step no longer carries rounding into the stamps (6.1000000000000005)
+    # a float step no longer carries rounding into the stamps (6.1000000000000005), at any
+    # magnitude (seconds since 1970 with milliseconds; rounding to 12 digits repeated them)
     assert future_times(np.array([5.8, 5.9, 6.0]), 2).tolist() == [6.1, 6.2]
+    assert future_times(np.array([1600000000.001, 1600000000.002, 1600000000.003]),
+                        3).tolist() == [1600000000.004, 1600000000.005, 1600000000.006]
+    assert future_times(np.array([1e-9, 2e-9, 3e-9]), 2).tolist() == [4e-9, 5e-9]
 
 
 def test_a_checkpoint_without_a_task_is_named_as_such(tmp_path):

@@ -593,3 +593,30 @@ def test_resumed_settings_accept_an_older_runs_spelling_of_the_same_value(tmp_pa
     other = SimpleNamespace(value_cols=["sales", "cost"], corpus="kjv")
     with pytest.raises(ValueError, match=r"data.value_cols was \['sales'\].*now \['sales', 'cost'\]"):
         check_resumed_settings(tmp_path / "run", {"data": (other, keys)})
+
+
+def test_a_built_in_name_in_another_case_resumes_and_other_settings_keep_their_case(
+        tmp_path, monkeypatch):
+    """A run saved with --data SUNSPOTS resumes as sunspots, also where a folder of that
+    spelling (the run's own --out) exists; but time_col 'Date' and 'date' are two columns.
+    Oracle: the settings compared by hand."""
+    from dataclasses import dataclass
+
+    from rnnkit.training.checkpoint import check_resumed_settings, save_checkpoint
+
+    @dataclass
+    class Data:
+        data: str = "sunspots"
+        time_col: str = "Date"
+
+    run_dir = tmp_path / "SUNSPOTS"
+    save_checkpoint(run_dir, 1, model_state={}, train_state={},
+                    meta={"config": {"data": {"data": "SUNSPOTS", "time_col": "Date"}}})
+    monkeypatch.chdir(tmp_path)
+    check_resumed_settings(run_dir, {"data": (Data(), ("data", "time_col"))},
+                           builtin=("sunspots", "nile"))
+    with pytest.raises(ValueError, match="data.time_col was 'Date'"):
+        check_resumed_settings(run_dir, {"data": (Data(time_col="date"), ("time_col",))},
+                               builtin=("sunspots", "nile"))
+    with pytest.raises(ValueError, match="data.data was .*SUNSPOTS"):  # not a built-in here
+        check_resumed_settings(run_dir, {"data": (Data(), ("data",))})

@@ -326,7 +326,7 @@ def test_a_toml_file_turns_an_optional_setting_off_with_none(tmp_path):
     assert from_toml == resolve_config(Cfg, base={"limit": 5}, file=str(tmp_path / "c.json"))
     assert from_toml.limit is None and from_toml.cell == "none"  # a setting with no off value
     # an optional text setting too, as --set names=none does
-    (tmp_path / "names.toml").write_text('names = "none"\n')
+    (tmp_path / "names.toml").write_text('names = " NULL "\n')  # any case, as in --set
     assert resolve_config(Lists, base={"names": ["a"]}, file=str(tmp_path / "names.toml")) == \
         resolve_config(Lists, base={"names": ["a"]}, overrides=["names=none"]) == Lists()
     # JSON has null: there "none" stays the text it was before (one name)

@@ -565,7 +565,8 @@ def test_a_broken_link_where_a_checkpoint_will_go_is_refused_before_training(tmp
     clean = make_trainer(tmp_path / "clean", max_steps=10).fit()
     assert repaired.steps == clean.steps == 10
     assert repaired.best_validation == clean.best_validation
-    # resumed at step 10: a link at step 3 is behind it, one at step 15 ahead of it
+    # resumed at step 10: a link at step 3 is behind it (left alone); then, resumed at 15,
+    # one at step 20 ahead of it
     (folder / "step-00000003").symlink_to(tmp_path / "moved-away")
     resumed = make_trainer(tmp_path, max_steps=15)
     resumed.resume()

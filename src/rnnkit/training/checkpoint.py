@@ -546,15 +546,17 @@ def model_shape_keys(model_config) -> tuple[str, ...]:
 
 
 def check_resumed_settings(run_dir: str | os.PathLike,
-                           settings: dict[str, tuple[Any, tuple[str, ...]]]) -> Checkpoint:
+                           settings: dict[str, tuple[Any, tuple[str, ...]]],
+                           builtin: tuple[str, ...] = ()) -> Checkpoint:
     """Before resuming the run in ``run_dir``: for each config section named in ``settings``
     (``{"data": (config.data, ("corpus", ...)), ...}``: the section's dataclass and keys), each
     key must equal what the run was trained with, else a one-line ValueError naming the
     setting. A resumed run must read its data as before: other data (or another seed where the
     seed draws a split) leaves the saved data position and carried state pointing at nothing (a
     traceback deep in a batch), or silently changes what the weights mean. And it must build
-    the same model, or the saved weights do not fit it (:func:`model_shape_keys`). Returns the
-    last checkpoint."""
+    the same model, or the saved weights do not fit it (:func:`model_shape_keys`). A name in
+    ``builtin`` (the task's built-in datasets, in their own spelling) equals the same name
+    saved in another case. Returns the last checkpoint."""
     last = load_checkpoint(run_dir, which="last")
     for section, (current, keys) in settings.items():
         with reading_record(last.path):
@@ -564,14 +566,12 @@ def check_resumed_settings(run_dir: str | os.PathLike,
                 continue
             before, now = saved[key], getattr(current, key)
             now = list(now) if isinstance(now, tuple) else now
+            if isinstance(before, str) and now in builtin and before.lower() == now.lower():
+                before = now  # a built-in dataset's name, saved in another case by an older run
             if before != now and isinstance(before, str) and before and Path(before).exists():
                 before = str(Path(before).resolve())  # a relative path of an older run's config
             if isinstance(before, str) and isinstance(now, list):
                 before = [before]  # one name, saved as a string by an older run
-            if (isinstance(before, str) and isinstance(now, str) and before != now
-                    and before.lower() == now.lower() and not Path(before).exists()
-                    and not Path(now).exists()):
-                before = now  # a built-in dataset saved in another case (KJV) by an older run
             if before != now:
                 raise ValueError(f"{section}.{key} was {before!r} in the run in {run_dir}, now "
                                  f"{now!r}; a resumed run keeps the data and model it was "

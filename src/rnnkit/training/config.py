@@ -232,14 +232,14 @@ def _check_sections(cls, values: dict, source: str, prefix: str = "") -> None:
 
 
 def _toml_nulls(cls, values: dict) -> None:
-    """TOML has no null: "none" (or "None") there turns an optional setting off, as
+    """TOML has no null: "none" or "null" (any case) there turns an optional setting off, as
     ``--set key=none`` does, in place. (A JSON file writes null.)"""
     kinds = _field_types(cls)
     for key, value in values.items():
         kind, optional = _strip_optional(kinds.get(key))
         if isinstance(value, dict) and dataclasses.is_dataclass(kind):
             _toml_nulls(kind, value)
-        elif optional and value in ("none", "None"):
+        elif optional and isinstance(value, str) and value.strip().lower() in ("none", "null"):
             values[key] = None
 
 

@@ -180,8 +180,9 @@ def load_split(name: str, split: str, class_names: list[str] | None = None,
                                 f"of the training data ({', '.join(class_names)}); use the "
                                 f"training set's labels")
     labels = np.array([index[data.class_names[k]] for k in data.labels], np.int64)
-    absent = [n for i, n in enumerate(class_names) if i not in set(labels.tolist())]
-    if own_data and absent:
+    present = set(labels.tolist())
+    absent = [n for i, n in enumerate(class_names) if i not in present] if own_data else []
+    if absent:
         raise SequenceDataError(f"{what} {name!r} has no sequence of class {absent[0]!r}, which "
                                 f"the run was trained on; start a new run with --out for other "
                                 f"classes")

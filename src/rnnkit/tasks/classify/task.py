@@ -157,7 +157,8 @@ def _train(config: ClassifyConfig, run_dir: Path, resume: bool, notify) -> dict:
         last = check_resumed_settings(run_dir, {
             "data": (config.data, ("data", "validation_fraction", "batch_size", "normalize")),
             "train": (config.train, ("seed",)),
-            "model": (config.model, model_shape_keys(config.model))})
+            "model": (config.model, model_shape_keys(config.model))},
+            builtin=tuple(BUNDLED_SETS))
         with reading_record(last.path):
             saved_classes = list(last.meta["class_names"])
         # kept for the run's life: its class names stay in the form they were saved in

@@ -10,6 +10,7 @@ seasonal-naive and AR(p) forecasts computed in the same run.
 from __future__ import annotations
 
 import csv
+import decimal
 import io
 import logging
 import time
@@ -194,8 +195,16 @@ def future_times(time_stamps: np.ndarray, steps: int) -> np.ndarray:
         spacing = stamps.dtype.type(spacing)
     future = stamps[-1] + spacing * np.arange(1, steps + 1)
     if np.issubdtype(future.dtype, np.floating):  # 6.0 + 0.1 is 6.1000000000000005
-        future = np.array([float(f"{value:.12g}") for value in future])
+        # to the places the stamps were written with (the spacing, a difference of floats,
+        # carries rounding of its own)
+        places = max(_decimals(stamp) for stamp in stamps[-50:])
+        future = np.array([round(float(value), places) for value in future])
     return future
+
+
+def _decimals(value) -> int:
+    """Decimal places of the shortest text of float ``value`` (6.25: 2, 1600.0: 0)."""
+    return max(0, -decimal.Decimal(repr(float(value))).normalize().as_tuple().exponent)
 
 
 def _monthly_step(stamps):
@@ -259,8 +268,8 @@ def stamp_texts(stamps) -> list[str]:
         return [str(stamp) for stamp in stamps]
     for unit in ("D", "s"):
         if (stamps == stamps.astype(f"datetime64[{unit}]")).all():
-            return list(np.datetime_as_string(stamps, unit=unit))
-    return list(np.datetime_as_string(stamps))
+            return np.datetime_as_string(stamps, unit=unit).tolist()
+    return np.datetime_as_string(stamps).tolist()
 
 
 def write_forecast_csv(path: Path, stamps, columns: list[str], forecast: dict,
@@ -334,7 +343,8 @@ def _train_forecast(config: ForecastConfig, run_dir: Path, resume: bool, backtes
         check_resumed_settings(run_dir, {"data": (data, (
             "data", "time_col", "value_cols", "covariate_cols", "horizon", "holdout", "window",
             "warmup", "batch_size", "validation") + interval),
-            "model": (config.model, model_shape_keys(config.model))})
+            "model": (config.model, model_shape_keys(config.model))},
+            builtin=tuple(BUILTIN_SERIES))
     rows = feature_rows(series.values, series.covariates)
     train_rows = rows[: len(rows) - holdout]
     label = model_label(config)
@@ -417,13 +427,16 @@ def _in_trained_order(given: list[str] | None, trained: list[str], flag: str):
     statistics (in the order given, sales went into temp's slot, silently). Other names (a
     file whose columns were renamed) are taken in the order given, as long as no trained
     name stands in another's place."""
-    if not given or sorted(given) == sorted(trained):
-        return list(trained) if given else given
+    if not given:
+        return given
+    folded = [name.lower() for name in trained]  # as load_series matches names
+    if sorted(name.lower() for name in given) == sorted(folded):
+        return list(trained)
     for position, name in enumerate(given):
-        if name in trained and trained.index(name) != position:
+        if name.lower() in folded and folded.index(name.lower()) != position:
             raise ValueError(f"{flag} {name!r} is column {position + 1} here but was column "
-                             f"{trained.index(name) + 1} in training ({', '.join(trained)}); "
-                             f"give the columns in the training order")
+                             f"{folded.index(name.lower()) + 1} in training "
+                             f"({', '.join(trained)}); give the columns in the training order")
     return given
 
 

@@ -273,7 +273,7 @@ def _check_resumed_data(run_dir: Path, data: DataConfig, model: ModelConfig,
     carried state."""
     last = check_resumed_settings(run_dir, {
         "data": (data, ("corpus", "batch_size", "window", "random_length")),
-        "model": (model, model_shape_keys(model))})
+        "model": (model, model_shape_keys(model))}, builtin=tuple(BUILTIN_CORPORA))
     with reading_record(last.path):
         saved_vocabulary = last.meta["vocabulary"]
     if saved_vocabulary != vocabulary.to_list():
