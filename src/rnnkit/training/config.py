@@ -166,7 +166,8 @@ def _set_nested(values: dict, path: list[str], value) -> None:
 
 
 def read_config_file(path: str | os.PathLike) -> dict:
-    """A JSON (``.json``) or TOML (``.toml``) config file as a dict."""
+    """A JSON or TOML (``.toml``, any case) config file as a dict; other suffixes are read as
+    JSON."""
     path = Path(path)
     if path.is_dir():
         raise ConfigError(f"config file {str(path)!r} is a folder; name a .json or .toml file")
@@ -188,10 +189,10 @@ def read_config_file(path: str | os.PathLike) -> dict:
     except ImportError:
         raise ConfigError("TOML config files need Python >= 3.11; use a .json file") from None
     except ValueError as error:
-        raise ConfigError(f"config file {str(path)!r} is not valid "
-                          f"{'TOML' if suffix == '.toml' else 'JSON'}: {error}"
-                          f"{'' if suffix in ('.json', '.toml') else ' (a .toml file is read as TOML)'}"
-                          ) from None
+        language = "TOML" if suffix == ".toml" else "JSON"
+        hint = "" if suffix in (".json", ".toml") else " (a .toml file is read as TOML)"
+        raise ConfigError(f"config file {str(path)!r} is not valid {language}: {error}{hint}") \
+            from None
     if values is None:
         raise ConfigError(f"config file {str(path)!r} is empty; write {{}} for no settings")
     if not isinstance(values, dict):
