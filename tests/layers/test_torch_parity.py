@@ -621,6 +621,83 @@ def test_conversion_refuses_a_parametrized_module(direction):
     assert "\n" not in str(info.value)
 
 
+class _ReluLSTM(torch.nn.LSTM):
+    def forward(self, input, hx=None):
+        output, state = super().forward(input, hx)
+        return output.relu(), state
+
+
+class _ReluRnnkitLSTM(rnnkit.LSTM):
+    def forward(self, input, hx=None, **options):
+        output, state = super().forward(input, hx, **options)
+        return output.relu(), state
+
+
+class _NamedLSTM(torch.nn.LSTM):
+    """A subclass that only adds a method: it computes what nn.LSTM does."""
+
+    def describe(self) -> str:
+        return "named"
+
+
+def _hooked(module):
+    module.register_forward_hook(lambda m, inputs, output: (output[0] * 0, output[1]))
+    return module
+
+
+def _pruned(module):
+    import torch.nn.utils.prune as prune
+
+    owner = (module, "weight_hh_l0") if isinstance(module, torch.nn.LSTM) else \
+        module.torch_parameter_owner("weight_hh_l0")
+    prune.l1_unstructured(*owner, amount=0.5)
+    return module
+
+
+def _tied(module):
+    if isinstance(module, torch.nn.LSTM):
+        module.weight_ih_l1 = module.weight_ih_l0
+    else:
+        module.stack.layers[1].cell.weight_ih = module.stack.layers[0].cell.weight_ih
+    return module
+
+
+def _with_a_buffer(module):
+    module.register_buffer("running_mean", torch.zeros(3))
+    return module
+
+
+@pytest.mark.parametrize("make, message", [
+    (lambda: _hooked(torch.nn.LSTM(4, 4, 2)), "cannot carry hooks over"),
+    (lambda: _hooked(rnnkit.LSTM(4, 4, 2)), "cannot carry hooks over"),
+    (lambda: _ReluLSTM(4, 4, 2), "a subclass of LSTM with its own forward"),
+    (lambda: _ReluRnnkitLSTM(4, 4, 2), "a subclass of LSTM with its own forward"),
+    (lambda: _pruned(torch.nn.LSTM(4, 4, 2)), "cannot convert a pruned module"),
+    (lambda: _pruned(rnnkit.LSTM(4, 4, 2)), "cannot convert a pruned module"),
+    (lambda: _tied(torch.nn.LSTM(4, 4, 2)), "weights weight_ih_l0 and weight_ih_l1 are one"),
+    (lambda: _tied(rnnkit.LSTM(4, 4, 2)), "are one tensor \\(tied\\)"),
+    (lambda: _with_a_buffer(torch.nn.LSTM(4, 4, 2)), "no place for \\(running_mean\\)"),
+], ids=["hook", "hook-rnnkit", "subclass", "subclass-rnnkit", "pruned", "pruned-rnnkit",
+        "tied", "tied-rnnkit", "buffer"])
+def test_conversion_refuses_what_the_converted_module_would_not_compute(make, message):
+    """Hooks, an overridden forward, pruning and tied weights were dropped without a word (the
+    converted LSTM gave other outputs), or failed with torch's multi-line load_state_dict
+    error (found by fuzzing, 2026-12-06): each is now one line naming what would be lost."""
+    source = make()
+    convert = from_torch if isinstance(source, torch.nn.LSTM) else to_torch
+    with pytest.raises(TypeError, match=message) as info:
+        convert(source)
+    assert "\n" not in str(info.value)
+
+
+def test_a_subclass_that_keeps_forward_converts_as_its_class():
+    torch.manual_seed(0)
+    source = _NamedLSTM(4, 5, 2)
+    converted = from_torch(source)
+    x = torch.randn(3, 2, 4)
+    assert_close(converted(x)[0], source(x)[0], torch.float32)
+
+
 @pytest.mark.parametrize("norm", ["weight_norm", "spectral_norm"])
 def test_conversion_refuses_the_older_hook_based_norms(norm):
     """torch.nn.utils.weight_norm / spectral_norm (forward pre-hooks, weight_g/weight_v keys)

@@ -46,7 +46,7 @@ def from_torch(module: nn.Module, *, backend: str = "auto") -> nn.Module:
     if not isinstance(module, _TORCH_LAYERS + _TORCH_CELLS):
         raise TypeError(f"from_torch converts torch.nn RNN/LSTM/GRU and their cells; got "
                         f"{type(module).__name__}")
-    factory = _factory(module, "from_torch")
+    factory = _factory(module, "from_torch", _TORCH_LAYERS + _TORCH_CELLS)
     if isinstance(module, _TORCH_LAYERS):
         common = dict(num_layers=module.num_layers, bias=module.bias,
                       batch_first=module.batch_first, dropout=module.dropout,
@@ -67,7 +67,7 @@ def from_torch(module: nn.Module, *, backend: str = "auto") -> nn.Module:
         else:
             converted = RNNCell(module.input_size, module.hidden_size, module.bias,
                                 module.nonlinearity, **factory)
-    converted.load_state_dict(module.state_dict())
+    _load(converted, module, "from_torch")
     _copy_training_flags(module, converted)
     return converted
 
@@ -79,7 +79,8 @@ def to_torch(module: nn.Module) -> nn.Module:
     if not isinstance(module, (rnnkit.RNN, rnnkit.LSTM, rnnkit.GRU, RNNCell, LSTMCell, GRUCell)):
         raise TypeError(f"to_torch converts rnnkit RNN/LSTM/GRU and their cells; got "
                         f"{type(module).__name__}")
-    factory = _factory(module, "to_torch")
+    factory = _factory(module, "to_torch",
+                       (rnnkit.RNN, rnnkit.LSTM, rnnkit.GRU, RNNCell, LSTMCell, GRUCell))
     if isinstance(module, (rnnkit.RNN, rnnkit.LSTM, rnnkit.GRU)):
         common = dict(num_layers=module.num_layers, bias=module.bias,
                       batch_first=module.batch_first, dropout=module.dropout,
@@ -104,17 +105,30 @@ def to_torch(module: nn.Module) -> nn.Module:
             converted = nn.RNNCell(module.input_size, module.hidden_size, module.bias,
                                    module.nonlinearity, **factory)
     with torch.no_grad():
-        converted.load_state_dict(module.state_dict())
+        _load(converted, module, "to_torch")
     _copy_training_flags(module, converted)
     return converted
 
 
-def _factory(module: nn.Module, what: str) -> dict:
-    """The device and dtype of ``module``'s weights; refuses a parametrized module, whose
-    weights are computed (weight_norm, orthogonal, ...) and which the converted module would
-    not reproduce."""
+def _load(converted: nn.Module, module: nn.Module, what: str) -> None:
+    """Copy ``module``'s state into ``converted``; state the target has no place for (a
+    buffer or submodule a user registered) is a one-line error, not torch's list of keys."""
+    extra = sorted(set(module.state_dict()) - set(converted.state_dict()))
+    if extra:
+        raise TypeError(f"{what} cannot convert {type(module).__name__}: it holds state the "
+                        f"converted module has no place for ({', '.join(extra)}); convert a "
+                        f"module without it")
+    converted.load_state_dict(module.state_dict())
+
+
+def _factory(module: nn.Module, what: str, kinds: tuple[type, ...]) -> dict:
+    """The device and dtype of ``module``'s weights. Refuses what the converted module would
+    not reproduce, each in one line naming the way out: weights that are computed
+    (parametrizations, the older weight_norm and spectral_norm, prune), hooks, weights tied
+    to each other, and a subclass of ``kinds`` that overrides ``forward``."""
     from torch.nn.utils import parametrize
 
+    from torch.nn.utils.prune import BasePruningMethod
     from torch.nn.utils.spectral_norm import SpectralNorm
     from torch.nn.utils.weight_norm import WeightNorm
 
@@ -133,8 +147,38 @@ def _factory(module: nn.Module, what: str) -> dict:
                             f"or spectral_norm (on {where}); convert it first and then apply "
                             f"them, or remove them with torch.nn.utils.remove_weight_norm / "
                             f"remove_spectral_norm")
+        if any(isinstance(hook, BasePruningMethod) for hook in sub._forward_pre_hooks.values()):
+            raise TypeError(f"{what} cannot convert a pruned module (on {where}); make the "
+                            f"pruning permanent with torch.nn.utils.prune.remove first, or "
+                            f"convert it first and then prune the result")
+        hooks = (sub._forward_hooks, sub._forward_pre_hooks, sub._backward_hooks,
+                 sub._backward_pre_hooks)
+        if any(hooks):
+            raise TypeError(f"{what} cannot carry hooks over (on {where}), and the converted "
+                            f"module would run without them; convert first, then register "
+                            f"them on the result")
+    shared = _tied_parameters(module)
+    if shared:
+        raise TypeError(f"{what} cannot convert a module whose weights {shared[0]} and "
+                        f"{shared[1]} are one tensor (tied): the converted module would "
+                        f"untie them; tie them again on the result")
+    base = next(kind for kind in kinds if isinstance(module, kind))
+    if type(module).forward is not base.forward:  # a subclass may compute something else
+        raise TypeError(f"{what} cannot convert {type(module).__name__}, a subclass of "
+                        f"{base.__name__} with its own forward, which the converted module "
+                        f"would not run; convert a plain {base.__name__}")
     parameter = next(module.parameters())
     return {"device": parameter.device, "dtype": parameter.dtype}
+
+
+def _tied_parameters(module: nn.Module) -> tuple[str, str] | None:
+    """The names of the first two parameters of ``module`` that are one tensor, or None."""
+    seen: dict[int, str] = {}
+    for name, parameter in module.named_parameters(remove_duplicate=False):
+        if id(parameter) in seen:
+            return seen[id(parameter)], name
+        seen[id(parameter)] = name
+    return None
 
 
 def _copy_training_flags(source: nn.Module, converted: nn.Module) -> None:
