@@ -331,7 +331,7 @@ def test_bad_stream_arguments_are_refused(engine):
                  lambda: session.get_state(True)):
         with pytest.raises(TypeError) as info:
             call()
-        one_line_message(info, "got a bool")
+        one_line_message(info, "got bool")
     assert session.get_state(1)[0].h.abs().sum() == 0, "stream 1 was not stepped"
 
 
@@ -441,3 +441,69 @@ def test_token_ids_outside_the_vocabulary_are_refused(engine):
     with pytest.raises(ValueError) as info:
         session.feed(torch.tensor([1, -1]))
     one_line_message(info, "token id -1")
+
+
+def _states_of(session):
+    return {i: [tuple(t.clone() for t in s) for s in session.get_state(i)]
+            for i in session.stream_ids}
+
+
+@pytest.mark.parametrize("streams", ['["p", "p"]', '[true, "q"]', '"ab"', '[1.5, 2]', "{"])
+def test_a_blob_with_bad_stream_ids_leaves_the_session_as_it_was(streams):
+    """Only the shapes were checked before every stream was dropped: ids that could not be
+    re-added (a repeat, a bool, a float) left the session empty or half-replaced, and a
+    string gave one stream per letter. Oracle: the ids and states before the call."""
+    import json
+
+    from safetensors.torch import load, save
+
+    from rnnkit.runtime.session import _safetensors_metadata
+
+    session = StreamingSession(rnnkit.GRU(3, 4), streams=["x", "y"])
+    session.step(torch.randn(3), "x")
+    blob = session.state_to_bytes()
+    before = _states_of(session)
+    metadata = {**_safetensors_metadata(blob), "streams": streams}
+    with pytest.raises(ValueError) as info:
+        session.state_from_bytes(save(load(blob), metadata=metadata))
+    one_line_message(info, "the blob is damaged" if streams != "{" else "damaged")
+    after = _states_of(session)
+    assert list(after) == ["x", "y"]
+    for stream in before:
+        for old, new in zip(before[stream], after[stream]):
+            assert all(torch.equal(a, b) for a, b in zip(old, new))
+    assert json.loads(_safetensors_metadata(session.state_to_bytes())["streams"]) == ["x", "y"]
+
+
+def test_set_state_from_a_forward_keeps_no_autograd_history():
+    """The state buffer took the model's autograd graph, one link per call, so memory grew and
+    a stream never set could backpropagate into the weights. Oracle: the values set, and no
+    gradient history on any stream."""
+    model = rnnkit.GRU(3, 4, batch_first=True)
+    session = StreamingSession(model, streams=["a", "b"])
+    for _ in range(3):
+        _, h = model(torch.randn(1, 5, 3))
+        session.set_state([h[0]], "a")
+    assert torch.equal(session.get_state("a")[0].h, h[0, 0].detach())
+    assert not any(s.h.requires_grad for i in ("a", "b") for s in session.get_state(i))
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_look_alike_ids_and_a_string_of_ids_are_refused(engine):
+    """1.0, True and np.int64(1) equal 1 as dict keys, so step(x, 1.0) stepped stream 1 while
+    add_stream(1.0) was refused; step_many(x, "ab") stepped streams "a" and "b". Oracle:
+    stream 1's state, unchanged by each refused call."""
+    import numpy as np
+
+    session = StreamingSession(rnnkit.GRU(3, 4), streams=[1, "a", "b"], engine=engine)
+    before = session.get_state(1)[0].h.clone()
+    for look_alike in (1.0, True, np.int64(1)):
+        for call in (lambda i: session.step(torch.randn(3), i),
+                     lambda i: session.feed(torch.randn(2, 3), i), session.reset,
+                     session.get_state, session.drop_stream):
+            with pytest.raises(TypeError, match="stream ids are ints or strings"):
+                call(look_alike)
+        assert look_alike not in session
+    with pytest.raises(TypeError, match=r"for one stream, pass \['ab'\]"):
+        session.step_many(torch.randn(2, 3), "ab")
+    assert torch.equal(session.get_state(1)[0].h, before) and session.stream_ids == [1, "a", "b"]

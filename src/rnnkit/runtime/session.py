@@ -88,7 +88,8 @@ class StreamingSession:
         return len(self._rows)
 
     def __contains__(self, stream_id) -> bool:
-        return stream_id in self._rows
+        return (isinstance(stream_id, (int, str)) and not isinstance(stream_id, bool)
+                and stream_id in self._rows)
 
     def add_stream(self, stream_id) -> None:
         """Open a stream with a zero state; ids are ints or strings, unique within the session."""
@@ -117,8 +118,9 @@ class StreamingSession:
             self._output[row].zero_()
 
     def _row(self, stream_id) -> int:
-        if isinstance(stream_id, bool):  # True == 1 as a dict key: it would find stream 1
-            raise TypeError("stream ids are ints or strings; got a bool")
+        # True == 1.0 == 1 as dict keys: either would find stream 1
+        if isinstance(stream_id, bool) or not isinstance(stream_id, (int, str)):
+            raise TypeError(f"stream ids are ints or strings; got {type(stream_id).__name__}")
         try:
             return self._rows[stream_id]
         except (KeyError, TypeError):
@@ -145,8 +147,8 @@ class StreamingSession:
         """
         try:
             row = self._rows[stream]
-            if stream.__class__ is bool:  # True == 1 as a dict key; _row refuses it
-                raise KeyError(stream)
+            if stream.__class__ is not int and stream.__class__ is not str:
+                raise KeyError(stream)  # True, 1.0, np.int64(1) == 1 as dict keys: _row decides
         except (KeyError, TypeError):
             row = self._row(stream)
         self._step(x_t, row)
@@ -166,6 +168,9 @@ class StreamingSession:
 
     def step_many(self, x, streams) -> torch.Tensor:
         """One step of several streams at once: x (n, I) (or (n,) ids) for ``streams`` -> (n, O)."""
+        if isinstance(streams, (str, bytes, int)):  # a string would step a stream per letter
+            raise TypeError(f"streams must be a list of stream ids; got {streams!r} (for one "
+                            f"stream, pass [{streams!r}])")
         streams = list(streams)
         rows = [self._row(stream_id) for stream_id in streams]
         if len(set(rows)) != len(rows):
@@ -203,7 +208,10 @@ class StreamingSession:
                 raise ValueError(f"layer {index} ({layer.kind}) needs a state of {sizes}; got "
                                  f"{[tuple(torch.as_tensor(f).shape) for f in fields]}")
             for field, width, at in zip(fields, sizes.values(), (h_at, c_at)):
-                values[at:at + width] = torch.as_tensor(field, dtype=torch.float32).reshape(width)
+                # detached: a state from a model's forward would chain its autograd graph
+                # into the session's buffer, one link per call
+                values[at:at + width] = torch.as_tensor(
+                    field, dtype=torch.float32).detach().reshape(width)
         self._state[row] = values
 
     def _input_description(self) -> list:
@@ -240,7 +248,16 @@ class StreamingSession:
         if metadata.get("format") != STATE_FORMAT or metadata.get("version") != STATE_VERSION:
             raise ValueError(f"not a stream-state blob of version {STATE_VERSION} (format "
                              f"{metadata.get('format')!r}, version {metadata.get('version')!r})")
-        layout = json.loads(metadata["layout"])
+        try:
+            layout, streams = json.loads(metadata["layout"]), json.loads(metadata["streams"])
+        except (KeyError, ValueError) as error:
+            raise ValueError(f"not a stream-state blob (expected state_to_bytes() output): its "
+                             f"{'layout or streams' if isinstance(error, KeyError) else 'header'} "
+                             f"is missing or damaged") from None
+        if not (isinstance(streams, list) and len(set(map(repr, streams))) == len(streams) and all(
+                isinstance(i, (int, str)) and not isinstance(i, bool) for i in streams)):
+            raise ValueError("the saved stream ids are not a list of distinct ints or strings; "
+                             "the blob is damaged")
         if layout != self._layout():
             raise ValueError(f"the saved state is for layers {layout} but this session's model has "
                              f"{self._layout()} ([kind, hidden, output] per layer)")
@@ -249,7 +266,6 @@ class StreamingSession:
         if saved_input is not None and saved_input != self._input_description():
             raise ValueError(f"the saved state is for a model taking {saved_input} but this "
                              f"session's takes {self._input_description()}")
-        streams = json.loads(metadata["streams"])
         state, output = tensors.get("state"), tensors.get("output")
         expected = {"state": (len(streams), self.state_width),
                     "output": (len(streams), self.output_size)}
