@@ -620,3 +620,16 @@ def test_a_built_in_name_in_another_case_resumes_and_other_settings_keep_their_c
                                builtin=("sunspots", "nile"))
     with pytest.raises(ValueError, match="data.data was .*SUNSPOTS"):  # not a built-in here
         check_resumed_settings(run_dir, {"data": (Data(), ("data",))})
+
+
+def test_atomic_write_onto_a_folder_names_the_folder_not_a_temporary_file(tmp_path):
+    """save_state("some_folder") failed naming ".some_folder.xxxx.tmp". Oracle: the folder,
+    untouched, and no temporary file left beside it."""
+    from rnnkit.training import atomic_write
+
+    (tmp_path / "state").mkdir()
+    with pytest.raises(IsADirectoryError, match="state: it is a folder; name a file") as info:
+        atomic_write(tmp_path / "state", b"x")
+    assert ".tmp" not in str(info.value)
+    assert [p.name for p in tmp_path.iterdir()] == ["state"]
+    assert not any((tmp_path / "state").iterdir())

@@ -107,6 +107,8 @@ def atomic_write(path: str | os.PathLike, data: bytes | str, *,
             raise NotADirectoryError(f"cannot write {path}: {path.parent} is a file, not a "
                                      f"folder")
         raise FileNotFoundError(f"cannot write {path}: the folder {path.parent} does not exist")
+    if path.is_dir():  # else os.replace fails naming the temporary file
+        raise IsADirectoryError(f"cannot write {path}: it is a folder; name a file")
     try:
         handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.",
                                              suffix=".tmp")
