@@ -44,6 +44,13 @@ STATE_VERSION = "1"
 _STATE_TYPES = {"lstm": LSTMState, "gru": GRUState, "rnn_tanh": ElmanState, "rnn_relu": ElmanState}
 
 
+def _is_stream_id(value) -> bool:
+    """Stream ids are ints or strings (they are saved with the state as JSON). Not bools,
+    floats or NumPy ints: True, 1.0 and np.int64(1) equal 1 as dict keys and would find
+    stream 1."""
+    return isinstance(value, (int, str)) and not isinstance(value, bool)
+
+
 class StreamingSession:
     """Per-stream state and one-step inference for a recurrent model; see the module docstring.
 
@@ -88,12 +95,11 @@ class StreamingSession:
         return len(self._rows)
 
     def __contains__(self, stream_id) -> bool:
-        return (isinstance(stream_id, (int, str)) and not isinstance(stream_id, bool)
-                and stream_id in self._rows)
+        return _is_stream_id(stream_id) and stream_id in self._rows
 
     def add_stream(self, stream_id) -> None:
         """Open a stream with a zero state; ids are ints or strings, unique within the session."""
-        if isinstance(stream_id, bool) or not isinstance(stream_id, (int, str)):
+        if not _is_stream_id(stream_id):
             raise TypeError(f"stream ids must be ints or strings (they are saved with the state); "
                             f"got {type(stream_id).__name__}")
         if stream_id in self._rows:
@@ -118,8 +124,7 @@ class StreamingSession:
             self._output[row].zero_()
 
     def _row(self, stream_id) -> int:
-        # True == 1.0 == 1 as dict keys: either would find stream 1
-        if isinstance(stream_id, bool) or not isinstance(stream_id, (int, str)):
+        if not _is_stream_id(stream_id):
             raise TypeError(f"stream ids are ints or strings; got {type(stream_id).__name__}")
         try:
             return self._rows[stream_id]
@@ -254,8 +259,8 @@ class StreamingSession:
             raise ValueError(f"not a stream-state blob (expected state_to_bytes() output): its "
                              f"{'layout or streams' if isinstance(error, KeyError) else 'header'} "
                              f"is missing or damaged") from None
-        if not (isinstance(streams, list) and len(set(map(repr, streams))) == len(streams) and all(
-                isinstance(i, (int, str)) and not isinstance(i, bool) for i in streams)):
+        if not (isinstance(streams, list) and len(set(map(repr, streams))) == len(streams)
+                and all(map(_is_stream_id, streams))):
             raise ValueError("the saved stream ids are not a list of distinct ints or strings; "
                              "the blob is damaged")
         if layout != self._layout():
