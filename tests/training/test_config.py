@@ -342,6 +342,17 @@ def test_one_name_that_reads_as_a_number_is_a_list_of_one_name():
             resolve_config(Lists, overrides=[f'names=["{name}"]']).names == [name]
 
 
+def test_names_that_read_as_numbers_inside_a_list_are_the_names_as_typed():
+    """--set names=[2020,2021] was refused ("must be a string; got 2020"). Oracle: the same
+    names quoted."""
+    assert resolve_config(Lists, overrides=["names=[2020, 1.50, 1e3, true]"]).names == \
+        resolve_config(Lists, overrides=['names=["2020", "1.50", "1e3", "true"]']).names == \
+        ["2020", "1.50", "1e3", "true"]
+    with pytest.raises(ConfigError) as info:  # a null is no name
+        resolve_config(Lists, overrides=["names=[2020, null]"])
+    one_line_message(info, "'names' cannot be null")
+
+
 def test_text_set_with_spaces_around_it_is_the_text():
     """Keys and numbers were trimmed, text was not (``data.corpus = kjv`` looked for ' kjv').
     Oracle: the same override without the spaces."""

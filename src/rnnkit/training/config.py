@@ -277,6 +277,12 @@ def _typed_override(raw: str, parsed, kind, key: str):
     if (origin is list and typing.get_args(kind) == (str,) and parsed is not None
             and not isinstance(parsed, (str, list))):
         return [text]  # one name that reads as a number or true/false: --set value_cols=2020
+    if (origin is list and typing.get_args(kind) == (str,) and isinstance(parsed, list)
+            and any(isinstance(item, (int, float)) for item in parsed)):
+        # names that read as numbers inside a list ([2020, 2021]): each as typed, not 2020.0
+        as_typed = json.loads(text, parse_int=str, parse_float=str, parse_constant=str)
+        return [{True: "true", False: "false"}.get(item, item) if isinstance(item, bool)
+                else item for item in as_typed]
     if origin in (list, tuple) and isinstance(parsed, str) and text.startswith("["):
         items = [item.strip() for item in text.strip("[]").split(",") if item.strip()]
         if typing.get_args(kind) and all(k is float for k in typing.get_args(kind)
