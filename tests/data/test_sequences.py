@@ -270,7 +270,8 @@ def test_csv_without_time_keeps_file_order(tmp_path):
     ("sequence,label,a\n1,x,0.5\n1,y,0.7\n", ["sequence '1' has labels ['x', 'y']",
                                               "same label"]),
     ("sequence,label,a\n1,x,0.5\n2,y,\n", ["sequence 1 (id '2') of file", "NaN or infinite"]),
-    ("sequence,label,a,who\n1,x,0.5,ann\n", ["non-numeric columns ['who']"]),
+    ("sequence,label,a,who\n1,x,0.5,5\n1,x,0.5,ann\n",
+     ["feature column 'who' has the text 'ann' in data row 2", "numbers"]),
     ("sequence,label\n1,x\n", ["no feature columns"]),
     ("sequence,label,time,a\n1,x,0,0.5\n1,x,0,0.7\n", ["sequence '1' has time 0 twice"]),
     ("sequence,label,time,a\n1,x,t0,0.5\n", ["'time' column must be numeric"]),
@@ -284,6 +285,29 @@ def test_csv_errors_name_the_problem(tmp_path, text, needles):
     with pytest.raises(SequenceDataError) as excinfo:
         load_sequences(tmp_path / "bad.csv")
     _one_line_error(excinfo, *needles)
+
+
+def test_csv_feature_cells_pandas_leaves_as_text_are_read_as_their_numbers(tmp_path):
+    """A cell of spaces or a number of 40 digits made pandas keep the column as text, and the
+    whole column was refused as "non-numeric". Oracle: the same file with the cell empty (a
+    missing value) or written as a float, which give their own errors."""
+    pytest.importorskip("pandas", reason="CSV sequence files need pandas")
+
+    def error(cell):
+        (tmp_path / "f.csv").write_text(f"sequence,label,a\n1,x,0.5\n1,x,{cell}\n2,y,1\n")
+        with pytest.raises(SequenceDataError) as excinfo:
+            load_sequences(tmp_path / "f.csv")
+        return str(excinfo.value)
+
+    assert error('"   "') == error("") and "NaN or infinite value (step 1" in error("")
+    assert error("1" * 40) == error("1.1111111111111111e+39")
+    assert "beyond float32's range" in error("1" * 40)
+    # padded numbers in a text column are the numbers
+    (tmp_path / "padded.csv").write_text('sequence,label,a\n1,x," 0.5 "\n2,y,1\n')
+    (tmp_path / "plain.csv").write_text("sequence,label,a\n1,x,0.5\n2,y,1\n")
+    padded, plain = load_sequences(tmp_path / "padded.csv"), load_sequences(tmp_path / "plain.csv")
+    for a, b in zip(padded.sequences, plain.sequences):
+        np.testing.assert_array_equal(a, b)
 
 
 # --- labels, names and paths -------------------------------------------------------------------

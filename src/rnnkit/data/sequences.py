@@ -304,10 +304,11 @@ def _read_csv(path: Path):
         lambda c: re.fullmatch(r"Unnamed: \d+(\.\d+)?", str(c)), frame.columns))
     features = [c for c in frame.columns
                 if c not in ("sequence", "label", "time", *index_columns)]
-    other = [str(c) for c in features if not pd.api.types.is_numeric_dtype(frame[c])]
-    if not features or other:
-        problem = f"non-numeric columns {other}" if other else "no feature columns"
-        raise SequenceDataError(f"CSV file {shown} has {problem}; write {_CSV_LAYOUT}")
+    if not features:
+        raise SequenceDataError(f"CSV file {shown} has no feature columns; write {_CSV_LAYOUT}")
+    for column in features:
+        if not pd.api.types.is_numeric_dtype(frame[column]):
+            frame[column] = _numeric_cells(pd, frame[column], f"CSV file {shown}")
     for column in ("sequence", "label") + (("time",) if "time" in frame.columns else ()):
         blank = frame[column].isna().to_numpy()
         if blank.any():
@@ -336,6 +337,25 @@ def _read_csv(path: Path):
         labels.append(distinct[0])
         ids.append(key)
     return sequences, labels, ids, [str(c) for c in features]
+
+
+def _numeric_cells(pd, column, where: str):
+    """A feature column pandas left as text, as float64: a blank cell (spaces only) is a
+    missing value, as an empty one is, and a number past int64 (40 digits) is a number, which
+    the range check then names; a cell that is no number is a one-line error naming it."""
+    text = column.astype("string").str.strip()
+    numbers = pd.to_numeric(text.mask(text == ""), errors="coerce")
+    bad = (numbers.isna() & text.ne("").fillna(False)).to_numpy(dtype=bool)
+    if bad.any():
+        row = int(np.argmax(bad))
+        raise SequenceDataError(f"{where}: feature column {str(column.name)!r} has the text "
+                                f"{_shortened(str(column.iloc[row]))!r} in data row {row + 1}; "
+                                f"features must be numbers (leave a missing value empty)")
+    return numbers.astype(np.float64)
+
+
+def _shortened(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def _natural_order(values) -> list[str]:
