@@ -1201,3 +1201,24 @@ def test_flat_weights_use_torch_s_names_and_torch_export_takes_a_bare_preset(kin
     assert_close(ours(x)[0], torch_module(x)[0], torch.float32, what="output after the recipe")
     exported = torch.export.export(ours, (x,))
     assert_close(exported.module()(x)[0], ours(x)[0], torch.float32, what="exported output")
+
+
+@pytest.mark.parametrize("kind", ["gru", "rnn"])
+def test_gru_and_rnn_take_torch_s_positional_arguments_and_refuse_a_projection(kind):
+    """torch.nn.GRU and RNN take ``proj_size`` after ``bidirectional`` (refusing a non-zero
+    one), so their 9th/10th positional arguments are device and dtype; rnnkit's took device
+    there, and ``proj_size=2`` was Python's "unexpected keyword". Oracle: torch.nn's layer
+    built from the same positional arguments, and the class of its error."""
+    torch_class, our_class = {"gru": (nn.GRU, rnnkit.GRU), "rnn": (nn.RNN, rnnkit.RNN)}[kind]
+    head = (3, 4, 2) + (("relu",) if kind == "rnn" else ())
+    args = head + (True, True, 0.0, True, 0, "cpu", torch.float64)
+    torch_layer, ours = torch_class(*args), our_class(*args)
+    ours.load_state_dict(torch_layer.state_dict())
+    x = torch.randn(2, 5, 3, dtype=torch.float64)
+    assert ours.weight_hh_l0.dtype == torch.float64 and ours.bidirectional and ours.batch_first
+    assert_close(ours(x)[0], torch_layer(x)[0])
+    with pytest.raises(ValueError):
+        torch_class(3, 4, proj_size=2)
+    with pytest.raises(ValueError) as info:
+        our_class(3, 4, proj_size=2)
+    assert "\n" not in str(info.value) and "LSTM" in str(info.value)

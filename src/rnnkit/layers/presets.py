@@ -461,9 +461,10 @@ class RNN(_TorchStyleRNN):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
-                 dropout: float = 0.0, bidirectional: bool = False, device=None, dtype=None,
-                 *, backend: str = "auto") -> None:
+                 dropout: float = 0.0, bidirectional: bool = False, proj_size: int = 0,
+                 device=None, dtype=None, *, backend: str = "auto") -> None:
         super().__init__()
+        _refuse_projection(proj_size)
         self.nonlinearity = nonlinearity
         self.mode = "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU"
         self._build(input_size, hidden_size, num_layers, bias, batch_first, dropout,
@@ -492,8 +493,17 @@ class GRU(_TorchStyleRNN):
 
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1, bias: bool = True,
                  batch_first: bool = False, dropout: float = 0.0, bidirectional: bool = False,
-                 device=None, dtype=None, *, backend: str = "auto") -> None:
+                 proj_size: int = 0, device=None, dtype=None, *, backend: str = "auto") -> None:
         super().__init__()
+        _refuse_projection(proj_size)
         self._build(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                     bidirectional, 0, device, dtype, backend,
                     lambda i, **f: GRUCell(i, hidden_size, bias, **f))
+
+
+def _refuse_projection(proj_size) -> None:
+    """torch.nn.RNN and GRU take ``proj_size`` (in this position) only to refuse a non-zero one;
+    so do these, so that positional arguments line up with torch.nn's."""
+    if checked_size("proj_size", proj_size, minimum=0):
+        raise ValueError("proj_size is supported for LSTM only, not RNN or GRU; use "
+                         "rnnkit.LSTM(..., proj_size=P) for a projected state")
