@@ -441,6 +441,32 @@ def test_token_ids_outside_the_vocabulary_are_refused(engine):
     with pytest.raises(ValueError) as info:
         session.feed(torch.tensor([1, -1]))
     one_line_message(info, "token id -1")
+    # past int64 (an overflow in the engine's conversion, naming nothing): as 11 is
+    for huge in (2**70, -2**64):
+        with pytest.raises(ValueError) as info:
+            session.step(huge)
+        one_line_message(info, f"token id {huge}", "[0, 11)")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_set_state_refuses_what_is_no_real_number_and_leaves_the_state(engine):
+    """None or text gave torch's "Could not infer dtype"; a complex state was cast to its
+    real part with only a warning. Oracle: the state before the call, and the same state
+    given as NumPy arrays and lists, which are accepted."""
+    import numpy as np
+
+    torch.manual_seed(5)
+    session = StreamingSession(rnnkit.LSTM(4, 6), engine=engine)
+    session.feed(torch.randn(3, 4))
+    (before,) = session.get_state()
+    for bad in ([None], [(before.h, None)], [("a", "b")],
+                [(before.h.to(torch.complex64), before.c)], [(before.h > 0, before.c)]):
+        with pytest.raises(ValueError) as info:
+            session.set_state(bad)
+        one_line_message(info, "layer 0 (lstm) state must hold real numbers")
+        assert all(torch.equal(a, b) for a, b in zip(session.get_state()[0], before))
+    session.set_state([(before.h.numpy(), before.c.tolist())])
+    assert all(torch.equal(a, b) for a, b in zip(session.get_state()[0], before))
 
 
 def _states_of(session):

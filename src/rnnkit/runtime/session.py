@@ -156,8 +156,20 @@ class StreamingSession:
                 raise KeyError(stream)  # True, 1.0, np.int64(1) == 1 as dict keys: _row decides
         except (KeyError, TypeError):
             row = self._row(stream)
-        self._step(x_t, row)
+        try:
+            self._step(x_t, row)
+        except (OverflowError, ValueError):  # no cost on the hot path unless it raises
+            self._refuse_a_token_past_int64(x_t)
+            raise
         return self._output_rows[row]
+
+    def _refuse_a_token_past_int64(self, x_t) -> None:
+        """A token id past int64 (2**70) failed in the engine's integer conversion, with an
+        overflow message that named neither the id nor the vocabulary."""
+        if (self.graph.embedding is not None and isinstance(x_t, int)
+                and not -2**63 <= x_t < 2**63):
+            raise ValueError(f"token id {x_t} is outside the vocabulary "
+                             f"[0, {self.graph.vocab_size})") from None
 
     def feed(self, chunk, stream=0) -> torch.Tensor:
         """T steps of one stream: chunk (T, I) float32 (or (T,) int64 token ids) -> (T, O)."""
@@ -207,16 +219,14 @@ class StreamingSession:
                 zip(self.graph.layers, states, self._offsets)):
             sizes = layer.state_sizes()
             fields = tuple(state) if isinstance(state, tuple) else (state,)
+            fields = [_state_values(field, index, layer.kind) for field in fields]
             # the count first: zip over an empty tuple would leave the layer silently zero
             if len(fields) != len(sizes) or any(
-                    torch.as_tensor(f).numel() != width for f, width in zip(fields, sizes.values())):
+                    f.numel() != width for f, width in zip(fields, sizes.values())):
                 raise ValueError(f"layer {index} ({layer.kind}) needs a state of {sizes}; got "
-                                 f"{[tuple(torch.as_tensor(f).shape) for f in fields]}")
+                                 f"{[tuple(f.shape) for f in fields]}")
             for field, width, at in zip(fields, sizes.values(), (h_at, c_at)):
-                # detached: a state from a model's forward would chain its autograd graph
-                # into the session's buffer, one link per call
-                values[at:at + width] = torch.as_tensor(
-                    field, dtype=torch.float32).detach().reshape(width)
+                values[at:at + width] = field.to(torch.float32).reshape(width)
         self._state[row] = values
 
     def _input_description(self) -> list:
@@ -304,6 +314,24 @@ class StreamingSession:
         return (f"StreamingSession({kinds}, input={self.graph.vocab_size or self.graph.input_size}"
                 f"{' tokens' if self.graph.embedding is not None else ''}, output="
                 f"{self.output_size}, streams={len(self)}, engine={self.engine})")
+
+
+def _state_values(field, layer: int, kind: str) -> torch.Tensor:
+    """One field of a state given to set_state as a detached real tensor, or a one-line
+    ValueError (None or text gave torch's "Could not infer dtype"; a complex tensor lost its
+    imaginary part with only a warning)."""
+    try:
+        # detached: a state from a model's forward would chain its autograd graph into the
+        # session's buffer, one link per call
+        tensor = torch.as_tensor(field).detach()
+    except (TypeError, RuntimeError, ValueError):
+        tensor = None
+    if tensor is None or not (tensor.is_floating_point() or tensor.dtype in (
+            torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)):
+        what = type(field).__name__ if tensor is None else f"a {tensor.dtype} tensor"
+        raise ValueError(f"layer {layer} ({kind}) state must hold real numbers (tensors or "
+                         f"arrays, as get_state() returns); got {what}")
+    return tensor
 
 
 def _safetensors_metadata(data: bytes) -> dict:
