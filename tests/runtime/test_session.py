@@ -501,6 +501,39 @@ def test_a_blob_with_bad_stream_ids_leaves_the_session_as_it_was(streams):
     assert json.loads(_safetensors_metadata(session.state_to_bytes())["streams"]) == ["x", "y"]
 
 
+def test_a_blob_whose_numbers_were_damaged_is_refused_and_an_older_blob_still_loads():
+    """safetensors checks a blob's header and sizes, not its numbers: a flipped bit in a saved
+    state resumed the stream silently wrong. Oracle: the states before the call; and the same
+    blob without its checksum (as written before checksums) restores the streams exactly."""
+    from safetensors.torch import load, save
+
+    from rnnkit.runtime.session import _safetensors_metadata
+
+    torch.manual_seed(6)
+    session = StreamingSession(rnnkit.GRU(3, 4), streams=["x", "y"])
+    session.feed(torch.randn(5, 3), "x")
+    blob = session.state_to_bytes()
+    before = _states_of(session)
+    tensors, metadata = load(blob), _safetensors_metadata(blob)
+    damaged = dict(tensors, state=tensors["state"].clone())
+    damaged["state"].view(torch.int32)[0, 1] ^= 1 << 20  # one bit of one number
+    with pytest.raises(ValueError) as info:
+        session.state_from_bytes(save(damaged, metadata=metadata))
+    one_line_message(info, "checksum", "damaged")
+
+    def assert_states_are_before(after):
+        assert list(after) == ["x", "y"]
+        for stream in before:
+            for old, new in zip(before[stream], after[stream]):
+                assert all(torch.equal(a, b) for a, b in zip(old, new))
+
+    assert_states_are_before(_states_of(session))
+    older = {k: v for k, v in metadata.items() if k != "sha256"}
+    fresh = StreamingSession(rnnkit.GRU(3, 4), streams=[])
+    fresh.state_from_bytes(save(tensors, metadata=older))
+    assert_states_are_before(_states_of(fresh))
+
+
 def test_set_state_from_a_forward_keeps_no_autograd_history():
     """The state buffer took the model's autograd graph, one link per call, so memory grew and
     a stream never set could backpropagate into the weights. Oracle: the values set, and no

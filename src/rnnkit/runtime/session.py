@@ -28,6 +28,7 @@ thread, or a lock around it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Hashable, Iterable
@@ -243,11 +244,12 @@ class StreamingSession:
         from safetensors.torch import save
 
         rows = torch.tensor(list(self._rows.values()), dtype=torch.int64)
+        state, output = self._state[rows].contiguous(), self._output[rows].contiguous()
         metadata = {"format": STATE_FORMAT, "version": STATE_VERSION,
                     "streams": json.dumps(self.stream_ids), "layout": json.dumps(self._layout()),
-                    "input": json.dumps(self._input_description())}
-        return save({"state": self._state[rows].contiguous(),
-                     "output": self._output[rows].contiguous()}, metadata=metadata)
+                    "input": json.dumps(self._input_description()),
+                    "sha256": _digest(state, output)}
+        return save({"state": state, "output": output}, metadata=metadata)
 
     def state_from_bytes(self, data: bytes) -> None:
         """Replace every stream with those saved by :meth:`state_to_bytes` (same model layout)."""
@@ -290,6 +292,10 @@ class StreamingSession:
                 raise ValueError(f"the saved {name} has shape {shape} but this session needs "
                                  f"{expected[name]} for {len(streams)} streams (the output "
                                  f"width is the head's); it was saved from another model")
+        # "sha256" is absent from blobs written before 2026-12-06
+        if "sha256" in metadata and metadata["sha256"] != _digest(state, output):
+            raise ValueError("the saved states do not match the blob's checksum: the blob was "
+                             "damaged after it was written; restore it from another copy")
         # Checked above, so replacing the streams cannot fail half-way.
         for stream_id in list(self._rows):
             self.drop_stream(stream_id)
@@ -314,6 +320,14 @@ class StreamingSession:
         return (f"StreamingSession({kinds}, input={self.graph.vocab_size or self.graph.input_size}"
                 f"{' tokens' if self.graph.embedding is not None else ''}, output="
                 f"{self.output_size}, streams={len(self)}, engine={self.engine})")
+
+
+def _digest(state: torch.Tensor, output: torch.Tensor) -> str:
+    """SHA-256 of the saved tensors' bytes: safetensors checks a blob's layout, not its
+    numbers, so a flipped bit in a state would otherwise resume a stream silently wrong."""
+    digest = hashlib.sha256(state.numpy().tobytes())
+    digest.update(output.numpy().tobytes())
+    return digest.hexdigest()
 
 
 def _state_values(field, layer: int, kind: str) -> torch.Tensor:
