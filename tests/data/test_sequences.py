@@ -108,6 +108,49 @@ def test_ts_file_by_path_matches_the_bundled_name(aeon_datasets, tmp_path):
     _one_line_error(excinfo)
 
 
+@pytest.mark.parametrize("stamps", [(0.5, 1.5, 2.5), ("2020-01-01 00:00:00", "2020-01-02 00:00:00",
+                                                       "2020-01-05 00:00:00")],
+                         ids=["numbers", "dates"])
+def test_ts_files_with_time_stamps_read_as_the_same_steps_in_a_csv(aeon_datasets, tmp_path,
+                                                                    stamps):
+    """aeon's reader keeps only the ``digits.digits`` tokens of a time-stamped .ts line: it
+    dropped minus signs (-1 read as 1), integers and exponents, took a stamp 0.5 for a value,
+    and kept values written out of order in that order. Oracle: the same steps as a CSV with
+    a 'time' column (which sorts them); out of order, the .ts file is refused."""
+    pytest.importorskip("pandas", reason="CSV sequence files need pandas")
+    values = [["1.5", "-2", "3e-3"], ["0.5", "-1.0", "?"]]  # two channels; ? is missing
+    header = "@problemName x\n@timeStamps true\n@univariate false\n@classLabel true a b\n@data\n"
+
+    def ts_line(order, label):
+        return ":".join(",".join(f"({stamps[t]},{channel[t]})" for t in order)
+                        for channel in values) + f":{label}\n"
+
+    def csv_rows(order, sequence, label):
+        return "".join(f"{sequence},{label},{t},{values[0][t]},{values[1][t].replace('?', '')}\n"
+                       for t in order)
+
+    for name, order in (("sorted", (0, 1, 2)), ("shuffled", (0, 2, 1))):
+        (tmp_path / f"{name}.ts").write_text(header + ts_line(order, "a") + ts_line((0, 1, 2), "B"))
+        (tmp_path / f"{name}.csv").write_text("sequence,label,time,u,v\n" + csv_rows(order, 0, "a")
+                                              + csv_rows((0, 1, 2), 1, "B"))
+    for path in (tmp_path / "sorted.ts", tmp_path / "shuffled.csv"):  # a missing value: refused
+        with pytest.raises(SequenceDataError) as excinfo:
+            load_sequences(path)
+        _one_line_error(excinfo, "NaN or infinite value (step 2, channel 1)")
+    for name in ("sorted.ts", "shuffled.csv"):
+        path = tmp_path / name
+        path.write_text(path.read_text().replace("?", "7").replace(",\n", ",7\n"))
+    from_csv, from_ts = load_sequences(tmp_path / "shuffled.csv"), load_sequences(tmp_path / "sorted.ts")
+    assert from_ts.class_names == from_csv.class_names == ["B", "a"]
+    np.testing.assert_array_equal(from_ts.labels, from_csv.labels)
+    for ts_sequence, csv_sequence in zip(from_ts.sequences, from_csv.sequences, strict=True):
+        np.testing.assert_array_equal(ts_sequence, csv_sequence)
+    with pytest.raises(SequenceDataError) as excinfo:
+        load_sequences(tmp_path / "shuffled.ts")
+    _one_line_error(excinfo, "sequence 0, channel 0 has time stamps out of order at step 2",
+                    "sort each series")
+
+
 def test_unknown_names_never_reach_aeon(aeon_datasets, monkeypatch):
     def forbidden(*args, **kwargs):
         pytest.fail(f"aeon was called with {args} {kwargs}; it would try the network")

@@ -164,6 +164,8 @@ def _load_bundled(name: str, split: str):
 
 
 def _read_ts(path: Path):
+    if _has_time_stamps(path):
+        return _read_stamped_ts(path)
     try:
         X, y, meta = _aeon_datasets().load_from_ts_file(str(path), return_meta_data=True)
     except (OSError, ValueError, IndexError, TypeError) as error:  # aeon's parse errors vary
@@ -177,6 +179,91 @@ def _read_ts(path: Path):
     return sequences, _labels_as_written(path, len(sequences)), None, None
 
 
+def _header_and_data_lines(path: Path) -> tuple[list[str], list[str]]:
+    """A .ts file's header lines (up to @data, as aeon reads it) and its data lines."""
+    with open(path, encoding="utf-8") as handle:
+        header = []
+        for line in handle:
+            if " ".join(line.split()).lower() == "@data":
+                break
+            header.append(line)
+        return header, [line for line in handle]
+
+
+def _has_time_stamps(path: Path) -> bool:
+    header, _ = _header_and_data_lines(path)
+    return any(line.split()[:2] == ["@timestamps", "true"] for line in map(str.lower, header))
+
+
+def _read_stamped_ts(path: Path):
+    """A ``@timeStamps true`` .ts file, read here: aeon's reader keeps only the tokens of its
+    data lines that look like ``digits.digits``, so it dropped minus signs (-1.5 read as
+    1.5), integers and exponents, and took a stamp such as 0.5 for a value. Each channel is
+    ``(stamp,value),(stamp,value),...``; the stamps (numbers or dates) must increase, as the
+    values are kept in the order written. ``?`` or ``NaN`` is a missing value."""
+    shown = str(path)
+    header, lines = _header_and_data_lines(path)
+    if not any(line.split()[:2] == ["@classlabel", "true"] for line in map(str.lower, header)):
+        raise SequenceDataError(f".ts file {shown!r} has no class labels (@classLabel false); "
+                                f"pass a classification file, not a regression one")
+    sequences, labels = [], []
+    for number, line in enumerate(line for line in lines if line.strip()):
+        *channels, label = _split_outside_parentheses(line.strip(), ":")
+        columns = []
+        for channel, text in enumerate(channels):
+            pairs = [pair.rpartition(",") for pair in re.findall(r"\(([^()]*)\)", text)]
+            stamps = _stamp_values([stamp for stamp, _, _ in pairs])
+            where = f".ts file {shown!r}: sequence {number}, channel {channel}"
+            try:
+                values = [np.nan if value.strip().lower() in ("?", "nan") else float(value)
+                          for _, _, value in pairs]
+            except ValueError:
+                raise SequenceDataError(f"{where} has a value that is no number; write each "
+                                        f"step as (stamp,value)") from None
+            if not pairs or stamps is None:
+                raise SequenceDataError(f"{where} has no (stamp,value) pairs with number or "
+                                        f"date stamps; write each step as (stamp,value)")
+            if (np.diff(stamps) <= 0).any():
+                step = int(np.argmax(np.diff(stamps) <= 0)) + 1
+                raise SequenceDataError(f"{where} has time stamps out of order at step {step}; "
+                                        f"the values are read in the order written (the stamps "
+                                        f"are not used), so sort each series by its stamps")
+            columns.append(values)
+        if not columns or len({len(c) for c in columns}) != 1 or (
+                sequences and len(columns) != sequences[0].shape[1]):
+            raise SequenceDataError(f".ts file {shown!r}: sequence {number} has channels of "
+                                    f"lengths {[len(c) for c in columns]}; give every sequence "
+                                    f"the same channels, each with one value per step")
+        sequences.append(np.array(columns, dtype=np.float64).T)  # (C, T_i) -> (T_i, C)
+        label = label.strip()
+        labels.append(None if label == "?" else label)
+    return sequences, labels, None, None
+
+
+def _split_outside_parentheses(text: str, separator: str) -> list[str]:
+    parts, depth, start = [], 0, 0
+    for at, char in enumerate(text):
+        depth += (char == "(") - (char == ")")
+        if char == separator and depth == 0:
+            parts.append(text[start:at])
+            start = at + 1
+    return parts + [text[start:]]
+
+
+def _stamp_values(texts: list[str]) -> np.ndarray | None:
+    """Stamps as comparable numbers (floats, or dates as nanoseconds), or None."""
+    texts = [text.strip() for text in texts]
+    try:
+        return np.array([float(text) for text in texts])
+    except ValueError:
+        pass
+    try:
+        return np.array([np.datetime64(text.replace(" ", "T"), "ns") for text in texts],
+                        dtype="datetime64[ns]").astype(np.int64)
+    except ValueError:
+        return None
+
+
 def _labels_as_written(path: Path, count: int) -> list[str | None]:
     """The class label of each of the ``count`` data lines of a .ts file, as written.
 
@@ -185,11 +272,8 @@ def _labels_as_written(path: Path, count: int) -> list[str | None]:
     label "?" as a class "NaN". The label is what follows a line's last colon; "?", the
     format's missing value, becomes None for ``_build`` to refuse.
     """
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:  # the header ends at @data, as aeon reads it
-            if " ".join(line.split()).lower() == "@data":
-                break
-        labels = [line.strip().rpartition(":")[2].strip() for line in handle]
+    labels = [line.strip().rpartition(":")[2].strip()
+              for line in _header_and_data_lines(path)[1]]
     if len(labels) != count:  # aeon read the lines differently: never guess a label
         raise SequenceDataError(f".ts file {str(path)!r} has {len(labels)} data lines but "
                                 f"{count} sequences were read; check it is a valid .ts file")
