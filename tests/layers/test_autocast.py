@@ -312,6 +312,34 @@ def test_bf16_route_is_float32_to_bfloat16_accuracy(onednn_lstm_training):
     assert not torch.equal(got.float(), expected)  # and it is not the float32 result
 
 
+@needs_native_bf16
+def test_vmap_and_forward_mode_derivatives_run_under_bf16_autocast():
+    """Calls that need no gradient took oneDNN's LSTM under bfloat16 autocast even inside
+    torch.func.vmap (no batching rule: RuntimeError) or forward-mode AD (no derivative:
+    NotImplementedError), where without autocast the reference loop runs them. Oracle: the
+    float32 layer outside autocast, per sample and by finite differences, to bfloat16
+    accuracy."""
+    from torch.autograd import forward_ad
+    from torch.func import functional_call, vmap
+
+    torch.manual_seed(0)
+    layer = rnnkit.LSTM(4, 16)
+    params = {name: p.detach() for name, p in layer.named_parameters()}
+    xs = torch.randn(2, 6, 3, 4)
+    run = lambda x: functional_call(layer, params, (x,))[0]  # noqa: E731
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        batched = vmap(run)(xs)
+    for got, x in zip(batched, xs):
+        torch.testing.assert_close(got.float(), layer(x)[0], atol=0.03, rtol=0)
+    layer.requires_grad_(False)
+    x, tangent = torch.randn(6, 3, 4), torch.randn(6, 3, 4)
+    with torch.autocast("cpu", dtype=torch.bfloat16), forward_ad.dual_level():
+        derivative = forward_ad.unpack_dual(layer(forward_ad.make_dual(x, tangent))[0]).tangent
+    step = 1e-3
+    difference = (layer(x + step * tangent)[0] - layer(x - step * tangent)[0]) / (2 * step)
+    torch.testing.assert_close(derivative.float(), difference, atol=0.05, rtol=0)
+
+
 def test_gradients_flow_under_autocast_into_a_bf16_head():
     layer = rnnkit.LSTM(6, 8, batch_first=True)
     head = torch.nn.Linear(8, 3)

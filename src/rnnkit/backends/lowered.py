@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
+from torch.autograd import forward_ad
 
 from ..cells import GRUCell, LSTMCell, RNNCell, cell_class
 
@@ -158,6 +159,10 @@ def bf16_lstm_unsupported(cell, lengths) -> str | None:
         return "oneDNN's LSTM has no projection (proj_size)"
     if lengths is not None:
         return "oneDNN's LSTM has no per-sequence lengths"
+    if torch._C._functorch.maybe_current_level() is not None:
+        return "oneDNN's LSTM has no batching rule for torch.func transforms (vmap, grad, ...)"
+    if forward_ad._current_level >= 0:
+        return "oneDNN's LSTM has no forward-mode derivative (torch.autograd.forward_ad)"
     return None
 
 

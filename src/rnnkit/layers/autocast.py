@@ -1,6 +1,6 @@
 """Recurrent layers under ``torch.autocast``: the recurrence stays in the parameters' dtype,
-except for LSTM layers under CPU bfloat16 autocast on a CPU with AMX (and there the other
-layers run their input projection in bfloat16).
+except for LSTM layers under CPU bfloat16 autocast on a CPU with AMX-BF16 or AVX512-BF16 (and
+there the other layers run their input projection in bfloat16).
 
 Autocast lowers matmuls to bfloat16/float16 for speed, which suits feed-forward layers but not
 a recurrence: the state is rounded again at every one of T steps, and that error compounds
@@ -10,8 +10,10 @@ follows it (e.g. the output head) is autocast as usual.
 
 The exception: under CPU autocast to bfloat16 the layer also enters
 :func:`rnnkit.backends.lowered.lowered_precision`, and LSTM layers the bfloat16 route supports
-(no projection, no lengths, AMX-BF16 present) run on oneDNN's bfloat16 LSTM, as torch.nn.LSTM
-does under the same autocast, except for training calls the fused kernels run faster
+(no projection, no lengths, AMX-BF16 or AVX512-BF16 present; not inside torch.func
+transforms or forward-mode AD, which oneDNN's LSTM lacks) run on oneDNN's bfloat16 LSTM, as
+torch.nn.LSTM does under the same autocast, except for training calls the fused kernels run
+faster
 (``rnnkit.backends.fused.backend.fused_lstm_pays_bf16``). The other layers on that CPU, and
 those training calls, compute their input projection, a feed-forward product, in bfloat16,
 and on the fused kernels the recurrent products as bfloat16 AMX tile products where they pay,
