@@ -1222,3 +1222,26 @@ def test_gru_and_rnn_take_torch_s_positional_arguments_and_refuse_a_projection(k
     with pytest.raises(ValueError) as info:
         our_class(3, 4, proj_size=2)
     assert "\n" not in str(info.value) and "LSTM" in str(info.value)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_malformed_packed_sequence_is_named_as_such(kind):
+    """pack_padded_sequence builds a PackedSequence whose batch_sizes outrun its data from a
+    length past T; torch.nn and rnnkit then failed with a reshape message naming neither.
+    Oracle: torch.nn refuses the same input too; the same lengths clipped to T run on both and
+    agree."""
+    torch.manual_seed(0)
+    torch_layer, ours = make_layer_pair(kind, dtype=torch.float32)
+    x = torch.randn(2, 3, INPUT)
+    malformed = pack_padded_sequence(x, torch.tensor([3, 2, 1]))  # T is 2
+    with pytest.raises(RuntimeError):
+        torch_layer(malformed)
+    with pytest.raises(ValueError) as info:
+        ours(malformed)
+    message = str(info.value)
+    assert "\n" not in message and "malformed" in message and "sum to 6, but it has 5" in message
+    rising = PackedSequence(torch.randn(5, INPUT), torch.tensor([2, 3]))
+    with pytest.raises(ValueError, match="non-increasing"):
+        ours(rising)
+    clipped = pack_padded_sequence(x, torch.tensor([2, 2, 1]))
+    assert_close(ours(clipped)[0].data, torch_layer(clipped)[0].data)

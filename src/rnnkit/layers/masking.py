@@ -126,8 +126,27 @@ class PackingInfo(NamedTuple):
 
 def unpack(packed: PackedSequence, batch_first: bool) -> tuple[torch.Tensor, PackingInfo]:
     """PackedSequence -> zero-padded tensor in the original batch order, plus packing info."""
+    if not (torch.compiler.is_compiling() or torch.jit.is_tracing()):
+        check_batch_sizes(packed)
     padded, lengths = pad_packed_sequence(packed, batch_first=batch_first)
     return padded, PackingInfo(lengths, packed.sorted_indices, packed.unsorted_indices)
+
+
+def check_batch_sizes(packed: PackedSequence) -> None:
+    """A one-line error for a PackedSequence whose batch_sizes cannot describe its data
+    (pack_padded_sequence builds one from a length past T), which failed later with a reshape
+    or broadcast message naming neither."""
+    sizes = packed.batch_sizes.tolist()
+    rows = packed.data.size(0) if packed.data.dim() else 0
+    shown = sizes if len(sizes) <= 8 else sizes[:8] + ["..."]
+    if sum(sizes) != rows:
+        problem = f"its batch_sizes {shown} sum to {sum(sizes)}, but it has {rows} data rows"
+    elif any(b < 0 or b > a for a, b in zip(sizes, sizes[1:])) or (sizes and sizes[0] < 1):
+        problem = f"its batch_sizes {shown} are not a non-increasing run of counts from >= 1"
+    else:
+        return
+    raise ValueError(f"the PackedSequence is malformed: {problem}; pack it with "
+                     f"pack_padded_sequence(x, lengths) with every length <= T")
 
 
 def repack(output: torch.Tensor, info: PackingInfo, batch_first: bool) -> PackedSequence:
