@@ -114,7 +114,9 @@ def test_predict_writes_the_csv_after_the_series(sunspots_run, tmp_path, capsys)
     code, out, err = run(["forecast", "predict", "--checkpoint", run_dir, "--data", "sunspots",
                           "--horizon", "6", "--out", target], capsys)
     assert code == 0, err
-    assert out.startswith(f"wrote 6 forecast steps to {target}")
+    # the interval's coverage is the run's (the columns say only _lower/_upper)
+    coverage = json.loads(sunspots_run[1])["config"]["data"]["interval"]
+    assert out.startswith(f"wrote 6 forecast steps (with {coverage:.0%} intervals) to {target}")
     with open(target, newline="") as file:
         rows = list(csv.DictReader(file))
     assert [r["time"] for r in rows] == [str(y) for y in range(2009, 2015)]
@@ -126,6 +128,7 @@ def test_predict_writes_the_csv_after_the_series(sunspots_run, tmp_path, capsys)
                         "--out", tmp_path / "json.csv", "--json"], capsys)
     result = json.loads(out)
     assert code == 0 and result["horizon"] == 4 and result["time"][0] == "2009"
+    assert result["interval"] == coverage
     np.testing.assert_allclose(np.asarray(result["forecast"]["point"])[:, 0], want[:4],
                                rtol=1e-6)
 

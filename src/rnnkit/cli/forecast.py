@@ -132,6 +132,7 @@ def run_forecast_predict(args) -> int:
     if args.json:
         print(json_text(result))
     else:
-        print(f"wrote {result['horizon']} forecast steps to {result['csv']}"
+        print(f"wrote {result['horizon']} forecast steps (with {result['interval']:.0%} "
+              f"intervals) to {result['csv']}"
               + (f" and {result['png']}" if result["png"] else ""))
     return 0

@@ -497,5 +497,6 @@ def predict_forecast(path: str | Path, data: str, *, horizon: int | None = None,
         log.info("%s", error)
     return {"task": TASK, "checkpoint": str(path), "data": series.source, "horizon": horizon,
             "csv": str(out), "png": None if picture is None else str(picture),
+            "interval": config.data.interval,  # the coverage of the _lower/_upper columns
             "forecast": {k: v.tolist() for k, v in forecast.items()},
             "time": stamp_texts(stamps)}
