@@ -41,6 +41,26 @@ from rnnkit.training import atomic_write
 LAYERS = {"lstm": rnnkit.LSTM, "gru": rnnkit.GRU, "rnn": rnnkit.RNN}
 
 
+def sides_agree(output, switch, tolerance: float) -> float:
+    """The largest |A - B| of ``output()`` (a tensor) on the two sides; a SystemExit past
+    ``tolerance``: a side that is faster because it computes something else is no result."""
+    results = []
+    for side in (True, False):
+        switch(side)
+        with torch.no_grad():
+            results.append(output().float())
+    difference = (results[0] - results[1]).abs().max().item() if results[0].numel() else 0.0
+    if not difference <= tolerance:  # also NaN
+        raise SystemExit(f"the two sides disagree by {difference:.3g} (> {tolerance:g}); "
+                         f"the comparison would be of different computations")
+    return difference
+
+
+#: |A - B| allowed on outputs of size <= 1: float32 sides differ by summation order only;
+#: a bfloat16 side by its rounding (8 significant bits) over 100 steps
+FLOAT32_AGREEMENT, BF16_AGREEMENT = 1e-4, 0.1
+
+
 def interleaved(run_a, run_b, switch, repeats: int, sample_seconds: float = 0.02) -> tuple[float, float]:
     """Median seconds per call of run_a and run_b; switch(True/False) selects the side. A
     sample is as many back-to-back calls as take about ``sample_seconds`` (at least 3): with
@@ -81,7 +101,8 @@ def cache_rows(repeats: int) -> list[dict]:
             on, off = interleaved(train, train, switch, repeats)
             rows.append({"test": "cache", "cell": kind, "B": batch, "H": hidden,
                          "A (cache on) ms": on * 1e3, "B (cache off) ms": off * 1e3,
-                         "ratio": off / on})
+                         "ratio": off / on, "max |A-B|": sides_agree(
+                             lambda: model(x)[0], switch, FLOAT32_AGREEMENT)})
     switch(True)
     return rows
 
@@ -111,11 +132,13 @@ def inloop_rows(repeats: int) -> list[dict]:
                         model(x)
 
                 in_loop, separate = interleaved(infer, infer, switch, repeats)
+                difference = sides_agree(lambda: model(x)[0], switch, FLOAT32_AGREEMENT)
                 weight_bytes = 4 * hidden * 2 * hidden * 4
                 picks = batch >= limits[0] and weight_bytes <= limits[1]
                 rows.append({"test": "inloop", "cell": "lstm", "B": batch, "H": hidden,
                              "A (in-loop) ms": in_loop * 1e3,
                              "B (project + scan) ms": separate * 1e3, "ratio": separate / in_loop,
+                             "max |A-B|": difference,
                              "shipped": "in-loop" if picks else "project + scan"})
     finally:
         BACKENDS["fused"] = shipped
@@ -145,11 +168,13 @@ def engine_rows(repeats: int) -> list[dict]:
                     with torch.no_grad():
                         model(x)
 
+                difference = sides_agree(lambda: model(x)[0], switch, FLOAT32_AGREEMENT)
                 for mode, run in (("train", train), ("infer", infer)):
                     mkl, packed = interleaved(run, run, switch, repeats)
                     rows.append({"test": f"engine-{mode}", "cell": kind, "B": batch, "H": hidden,
                                  "A (mkl) ms": mkl * 1e3, "B (packed) ms": packed * 1e3,
-                                 "ratio": packed / mkl, "shipped": host})
+                                 "ratio": packed / mkl, "max |A-B|": difference,
+                                 "shipped": host})
     finally:
         fused.set_dense_engine("auto")
     return rows
@@ -200,11 +225,18 @@ def bf16_rows(repeats: int) -> list[dict]:
                     picks = fused_backend.bf16_products_pay(
                         batch, cell.weight_hh.size(1), fused_backend.recurrent_weight_values(cell))
                     set_limits((1, 1, 0))
+
+                    def output():
+                        with torch.autocast("cpu", dtype=torch.bfloat16):
+                            return model(x)[0]
+
+                    difference = sides_agree(output, switch, BF16_AGREEMENT)
                     for mode, run in (("train", train), ("infer", infer)):
                         tiles, full = interleaved(run, run, switch, repeats)
                         rows.append({"test": f"bf16-{mode}", "cell": kind + ("-proj" if options else ""),
                                      "B": batch, "H": hidden, "A (bf16) ms": tiles * 1e3,
                                      "B (float32) ms": full * 1e3, "ratio": full / tiles,
+                                     "max |A-B|": difference,
                                      "shipped": bf16_kind if picks else "float32"})
     finally:
         BACKENDS["fused"] = shipped
@@ -241,13 +273,18 @@ def lstm_route_rows(repeats: int) -> list[dict]:
                     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
                         model(x)
 
+                def output():
+                    with torch.autocast("cpu", dtype=torch.bfloat16):
+                        return model(x)[0]
+
+                difference = sides_agree(output, switch, BF16_AGREEMENT)
                 for mode, run in (("train", train), ("infer", infer)):
                     on_fused, on_onednn = interleaved(run, run, switch, repeats)
                     ships = shipped(batch, hidden, mode == "train")
                     rows.append({"test": f"lstm-{mode}", "cell": f"lstm T{steps}", "B": batch,
                                  "H": hidden, "A (fused) ms": on_fused * 1e3,
                                  "B (oneDNN) ms": on_onednn * 1e3,
-                                 "ratio": on_onednn / on_fused,
+                                 "ratio": on_onednn / on_fused, "max |A-B|": difference,
                                  "shipped": "fused" if ships else "oneDNN"})
     finally:
         scan_module.fused_lstm_pays_bf16 = shipped
@@ -280,11 +317,12 @@ def main() -> None:
         rows += bf16_rows(args.repeats)
     if args.only in (None, "lstm-route"):
         rows += lstm_route_rows(args.repeats)
-    print(f"{'test':12} {'cell':9} {'B':>3} {'H':>4} | {'A ms':>9} {'B ms':>9} | ratio B/A | shipped")
+    print(f"{'test':12} {'cell':9} {'B':>3} {'H':>4} | {'A ms':>9} {'B ms':>9} | ratio B/A | "
+          f"max |A-B| | shipped")
     for row in rows:
         a, b = (value for key, value in row.items() if key.endswith("ms"))
         print(f"{row['test']:12} {row['cell']:9} {row['B']:3d} {row['H']:4d} | {a:9.2f} {b:9.2f} | "
-              f"{row['ratio']:9.2f} | {row.get('shipped', 'cache on')}")
+              f"{row['ratio']:9.2f} | {row['max |A-B|']:9.1e} | {row.get('shipped', 'cache on')}")
     atomic_write(pathlib.Path(args.out), json.dumps(
         {"threads": args.threads, "torch": torch.__version__, "rows": rows}, indent=1),
         parents=True)

@@ -68,6 +68,27 @@ def test_recurrence_benchmark_refuses_a_wrong_result():
         bench.agreement_with_torch({"torch": reference, "fused": WrongWithoutGrad()}, x)
 
 
+def test_fused_ab_benchmark_records_that_its_sides_agree_and_refuses_sides_that_do_not(tmp_path):
+    """The A/B benchmark timed two routes without checking they compute the same thing. Oracle:
+    the two sides' outputs (one route against the other) and a side made wrong on purpose."""
+    out = tmp_path / "ab.json"
+    subprocess.run([sys.executable, str(BENCHMARKS / "bench_fused_ab.py"), "--only", "inloop",
+                    "--repeats", "1", "--out", str(out)], check=True, capture_output=True,
+                   timeout=600)
+    rows = json.loads(out.read_text())["rows"]
+    bench = load_benchmark("bench_fused_ab")
+    assert rows and all(0 <= row["max |A-B|"] <= bench.FLOAT32_AGREEMENT for row in rows)
+    sides = {"on": True}
+    x = torch.randn(3, 4)
+    assert bench.sides_agree(lambda: x * 1.0, lambda side: None, 0.0) == 0.0
+    with pytest.raises(SystemExit, match="disagree by 1"):
+        bench.sides_agree(lambda: x + (0.0 if sides["on"] else 1.0),
+                          lambda side: sides.update(on=side), 1e-4)
+    with pytest.raises(SystemExit, match="disagree by nan"):
+        bench.sides_agree(lambda: x * (1.0 if sides["on"] else math.nan),
+                          lambda side: sides.update(on=side), 1e-4)
+
+
 def test_lm_step_benchmark_times_the_same_model_with_both_layers(tmp_path):
     out = tmp_path / "lm_step.json"
     subprocess.run([sys.executable, str(BENCHMARKS / "bench_lm_step.py"), "--batch-size", "2",
