@@ -69,10 +69,13 @@ def test_atomic_write_gives_new_files_the_mode_open_would_and_keeps_a_replaced_f
     assert private.stat().st_mode & 0o777 == 0o600
 
 
-@pytest.mark.parametrize("failing", ["fsync", "replace"])
+@pytest.mark.parametrize("failing", ["fsync", "replace", "chmod"])
 def test_atomic_write_failure_keeps_old_content(tmp_path, monkeypatch, failing):
+    """Also: a failure of chmod (before the temporary file was opened as a file object) left
+    its descriptor open. Oracle: the process's open descriptors before the call."""
     path = tmp_path / "f.bin"
     path.write_bytes(b"old content")
+    descriptors = set(os.listdir("/proc/self/fd")) if os.path.isdir("/proc/self/fd") else None
 
     def boom(*args, **kwargs):
         raise OSError("disk on fire")
@@ -83,6 +86,8 @@ def test_atomic_write_failure_keeps_old_content(tmp_path, monkeypatch, failing):
     monkeypatch.undo()
     assert path.read_bytes() == b"old content"
     assert [p.name for p in tmp_path.iterdir()] == ["f.bin"]  # no temp file left
+    if descriptors is not None:
+        assert set(os.listdir("/proc/self/fd")) <= descriptors
 
 
 # --- flatten_tensors / unflatten_tensors ----------------------------------------------------------

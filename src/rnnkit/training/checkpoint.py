@@ -118,11 +118,12 @@ def atomic_write(path: str | os.PathLike, data: bytes | str, *,
         renamed.errno = error.errno
         raise renamed from None
     try:
-        # mkstemp makes the file private (0600); give it the mode a plain open() would (or the
-        # replaced file's), so exports and checkpoints can be shared like any other file.
-        mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_UMASK
-        os.chmod(temporary, mode)
+        # the descriptor is owned by the file object from here, so every failure below closes it
         with os.fdopen(handle, "wb") as file:
+            # mkstemp makes the file private (0600); give it the mode a plain open() would (or
+            # the replaced file's), so exports and checkpoints can be shared like any other file.
+            mode = path.stat().st_mode & 0o777 if path.exists() else 0o666 & ~_UMASK
+            os.chmod(temporary, mode)
             file.write(data)
             file.flush()
             os.fsync(file.fileno())
