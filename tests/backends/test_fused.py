@@ -348,6 +348,54 @@ def test_the_backward_ops_check_the_shapes_of_what_they_are_given():
 
 
 @requires_fused
+def test_the_backward_ops_read_saved_activations_of_any_layout():
+    """lstm_backward and gru_backward read the saved activations by raw pointer after checking
+    only their shapes: an expanded (stride-0) tensor of the right shape was read past its
+    storage (AddressSanitizer: a read past a 128-byte block). Oracle: the same call with
+    contiguous copies."""
+    ops = torch.ops.rnnkit
+    torch.manual_seed(3)
+    T, B, H = 5, 3, 8
+    gates = torch.rand(1, 1, 4 * H).expand(T, B, 4 * H)
+    cells = torch.rand(T, 1, H).expand(T, B, H)
+    arguments = [torch.randn(T, B, H), torch.randn(B, H), torch.randn(B, H),
+                 torch.rand(T, B, H), gates, cells, torch.zeros(B, H), torch.randn(B, H),
+                 torch.randn(4 * H, H), None, None, False]
+    copies = [a.contiguous() if isinstance(a, torch.Tensor) else a for a in arguments]
+    for got, expected in zip(ops.lstm_backward(*arguments), ops.lstm_backward(*copies)):
+        assert (got is None) == (expected is None) and (got is None or torch.equal(got, expected))
+    saved = torch.rand(T, 1, 4 * H).expand(T, B, 4 * H)
+    arguments = [torch.randn(T, B, H), torch.randn(B, H), torch.rand(T, B, H), saved,
+                 torch.randn(B, H), torch.randn(3 * H, H), None, False]
+    copies = [a.contiguous() if isinstance(a, torch.Tensor) else a for a in arguments]
+    for got, expected in zip(ops.gru_backward(*arguments), ops.gru_backward(*copies)):
+        assert (got is None) == (expected is None) and (got is None or torch.equal(got, expected))
+
+
+@requires_fused
+@pytest.mark.parametrize("engine", ["packed", "mkl"])
+def test_the_dense_ops_refuse_operands_that_do_not_fit_together(engine):
+    """rnnkit::linear and rnnkit::matmul took the inner size from the weight and the bias length
+    on trust where the packed GEMM runs (large products): a weight wider than x was read past
+    x's rows, and a short bias past its end (garbage added to the output, silently). Oracle:
+    torch's own linear and mm refuse the same operands."""
+    ops = torch.ops.rnnkit
+    x = torch.randn(2048, 32)
+    cases = [(ops.linear, torch.nn.functional.linear, (x, torch.randn(320, 40), None)),
+             (ops.linear, torch.nn.functional.linear, (x, torch.randn(320, 32), torch.zeros(3))),
+             (ops.matmul, torch.mm, (x, torch.randn(40, 320)))]
+    ops.set_dense_engine(engine)
+    try:
+        for ours, theirs, arguments in cases:
+            with pytest.raises(RuntimeError):
+                theirs(*arguments)
+            with pytest.raises(RuntimeError, match="must be"):
+                ours(*arguments)
+    finally:
+        ops.set_dense_engine("auto")
+
+
+@requires_fused
 @pytest.mark.parametrize("bad", [[4, 1], [0, 1], [-1, 1]], ids=["past-T", "zero", "negative"])
 def test_the_ops_refuse_lengths_outside_one_to_t(bad):
     """A length past T made the reverse direction read rows beyond the buffers (garbage

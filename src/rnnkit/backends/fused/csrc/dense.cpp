@@ -58,6 +58,11 @@ bool packable(const at::Tensor& a, int64_t rhs_elements, int64_t rhs_cols, bool 
 }
 
 at::Tensor matmul(const at::Tensor& a, const at::Tensor& b) {
+  // checked here: the packed GEMM reads both by raw pointer with the sizes of b
+  TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(0),
+              "rnnkit::matmul: a must be (M, K) and b (K, N); got ", a.sizes(), " and ", b.sizes());
+  TORCH_CHECK(a.scalar_type() == b.scalar_type(), "rnnkit::matmul: a and b must have one dtype; "
+              "got ", a.scalar_type(), " and ", b.scalar_type());
   if (column_major(a)) return weight_gradient(a, b);
   if (!packable(a, b.numel(), b.size(1), /*projection=*/false)) return dense_mm(a, b);
   at::Tensor out = pooled_empty({a.size(0), b.size(1)}, a.options());
@@ -86,6 +91,17 @@ at::Tensor linear(const at::Tensor& x_any, const at::Tensor& weight,
                   const c10::optional<at::Tensor>& bias) {
   TORCH_CHECK(x_any.dim() >= 2, "rnnkit::linear: x must be (..., I) with at least 2 dims; got ",
               x_any.dim());
+  // checked here: the packed GEMM reads x, weight and bias by raw pointer with weight's sizes
+  TORCH_CHECK(weight.dim() == 2 && weight.size(1) == x_any.size(-1),
+              "rnnkit::linear: weight must be (G, I) for x (..., I); got ", weight.sizes(),
+              " for x ", x_any.sizes());
+  TORCH_CHECK(!bias.has_value() || !bias->defined() ||
+                  (bias->dim() == 1 && bias->size(0) == weight.size(0)),
+              "rnnkit::linear: bias must be (G,) for weight (G, I); got ", bias->sizes());
+  TORCH_CHECK(weight.scalar_type() == x_any.scalar_type() &&
+                  (!bias.has_value() || !bias->defined() ||
+                   bias->scalar_type() == x_any.scalar_type()),
+              "rnnkit::linear: x, weight and bias must have one dtype");
   const at::Tensor x = rows_of(x_any);
   const int64_t M = x.size(0), N = weight.size(0);
   at::Tensor out;

@@ -290,9 +290,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> gru_backward(
   check_shape(grad_h_n, {B, H}, "grad_h_n");
   check_shape(h0, {B, H}, "h0");
   check_shape(weight_hh, {3 * H, H}, "weight_hh");
+  // read by raw pointer, as lstm_backward's saved activations (a no-op for the forward's own)
+  const Tensor saved_c = pooled_contiguous(saved);
   return AT_DISPATCH_FLOATING_TYPES(saved.scalar_type(), "rnnkit_gru_backward", [&] {
-    return backward_impl<scalar_t>(grad_output, grad_h_n, output, saved, h0, weight_hh, lengths, reverse,
-                                   bf16);
+    return backward_impl<scalar_t>(grad_output, grad_h_n, output, saved_c, h0, weight_hh, lengths,
+                                   reverse, bf16);
   });
 }
 

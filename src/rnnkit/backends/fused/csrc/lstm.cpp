@@ -473,9 +473,13 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> lstm_backward(
   check_shape(h0, {B, P}, "h0");
   check_shape(c0, {B, H}, "c0");
   check_shape(weight_hh, {4 * H, P}, "weight_hh");
+  // The kernel reads the saved activations by raw pointer: a view of another layout (a direct
+  // op call with an expanded tensor) must not be read past its storage. A no-op for the
+  // training forward's own tensors.
+  const Tensor gates_c = pooled_contiguous(gates), cells_c = pooled_contiguous(cells);
   return AT_DISPATCH_FLOATING_TYPES(gates.scalar_type(), "rnnkit_lstm_backward", [&] {
-    return backward_impl<scalar_t>(grad_output, grad_h_n, grad_c_n, output, gates, cells, h0, c0,
-                                   weight_hh, weight_hr, lengths, reverse, bf16);
+    return backward_impl<scalar_t>(grad_output, grad_h_n, grad_c_n, output, gates_c, cells_c, h0,
+                                   c0, weight_hh, weight_hr, lengths, reverse, bf16);
   });
 }
 
