@@ -195,6 +195,41 @@ def test_build_failure_falls_back_to_reference(tmp_path, env, expected):
     assert "fallback ok" in result.stdout
 
 
+def test_a_build_folder_that_cannot_be_written_says_so_and_falls_back(tmp_path):
+    """A cache path that is a file said "the C++ build failed ([Errno 20] Not a directory ...)"
+    with no fix. Oracle: the same fallback as without a compiler, and a reason naming the
+    variable that moves the cache."""
+    blocker = tmp_path / "a file"
+    blocker.write_text("not a folder")
+    expected = "set TORCH_EXTENSIONS_DIR to a folder you can write to"
+    environment = {**os.environ, "TORCH_EXTENSIONS_DIR": str(blocker / "cache")}
+    result = subprocess.run([sys.executable, "-c", _FALLBACK_SCRIPT.format(expected=expected)],
+                            env=environment, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "fallback ok: cannot build in" in result.stdout
+
+
+@needs_build_tools
+def test_ninja_installed_in_the_environment_but_not_on_path_builds(tiny, tmp_path):
+    """rnnkit's environment has ninja from PyPI, and torch's build runs ``ninja`` from PATH:
+    ``.venv/bin/rnnkit`` run without activating the environment, on a machine without a
+    system ninja, fell back to the reference backend ("ninja is not installed"). Oracle: the
+    same build with ninja on PATH."""
+    scripts = os.path.dirname(sys.executable)
+    if shutil.which("ninja", path=scripts) is None:
+        pytest.skip("this Python environment has no ninja of its own to find")
+    # PATH: every tool of the usual folders except ninja (the compiler needs as, ld, ...)
+    tools = tmp_path / "bin"
+    tools.mkdir()
+    for folder in ("/usr/local/bin", "/usr/bin", "/bin"):
+        if os.path.isdir(folder):
+            for name in os.listdir(folder):
+                if name != "ninja" and not (tools / name).exists():
+                    (tools / name).symlink_to(os.path.join(folder, name))
+    assert shutil.which("ninja", path=str(tools)) is None
+    assert load(tiny, PATH=str(tools)) is True
+
+
 @pytest.mark.parametrize("value, off", [("1", True), ("true", True), ("Yes", True), ("on", True),
                                          ("0", False), ("false", False), ("no", False),
                                          ("", False)])

@@ -72,6 +72,35 @@ def _target() -> str:
     return f"native {platform.machine()} {platform.processor()}"
 
 
+@contextlib.contextmanager
+def _environment_tools_on_path():
+    """Put this Python environment's scripts folder on PATH while building, where ninja is
+    installed there but not found on PATH.
+
+    rnnkit installs ninja from PyPI into its environment, and torch's build runs ``ninja`` from
+    PATH; ``.venv/bin/rnnkit`` run without activating the environment, as the README's first
+    command does, then found no ninja on a machine without a system one and fell back to the
+    reference backend, tens of times slower."""
+    import sys
+    import sysconfig
+
+    folders = [sysconfig.get_path("scripts"), os.path.dirname(sys.executable)]
+    found = next((folder for folder in folders if folder and shutil.which("ninja", path=folder)),
+                 None)
+    if shutil.which("ninja") is not None or found is None:
+        yield
+        return
+    before = os.environ.get("PATH")
+    os.environ["PATH"] = found + os.pathsep + (before or os.defpath)
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop("PATH", None)
+        else:
+            os.environ["PATH"] = before
+
+
 def _missing_tool() -> str | None:
     """Why the build cannot even start (no compiler, no ninja), in one line with the fix."""
     from torch.utils import cpp_extension
@@ -233,14 +262,37 @@ def load_extension(name: str, sources: tuple[str, ...], *, python_module: bool,
     """
     from torch.utils import cpp_extension
 
-    folder = pathlib.Path(build_directory or cpp_extension._get_build_directory(name, False))
+    try:  # torch's lookup makes the folder
+        folder = pathlib.Path(build_directory or cpp_extension._get_build_directory(name, False))
+    except OSError as error:
+        raise _unwritable(error.filename, error) from None
     library = folder / f"{name}.so"
     if _verified(library):
         return _import_library(library, name, python_module)
+    with _environment_tools_on_path():
+        return _build_and_load(name, sources, folder, library, python_module, ldflags, verbose)
+
+
+def _unwritable(folder, error: OSError) -> BuildUnavailable:
+    """A build folder that cannot be made or written (it said "the C++ build failed", with no
+    way out)."""
+    return BuildUnavailable(f"cannot build in {folder} ({error.strerror or error}); set "
+                            f"TORCH_EXTENSIONS_DIR to a folder you can write to")
+
+
+def _build_and_load(name, sources, folder: pathlib.Path, library: pathlib.Path,
+                    python_module: bool, ldflags: tuple[str, ...], verbose: bool):
+    from torch.utils import cpp_extension
+
     missing = _missing_tool()
     if missing is not None:
         raise BuildUnavailable(missing)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise PermissionError(13, "permission denied")
+    except OSError as error:
+        raise _unwritable(folder, error) from None
     with _build_lock(folder):
         if _verified(library):  # another process finished it while this one waited
             return _import_library(library, name, python_module)
