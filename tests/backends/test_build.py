@@ -137,6 +137,38 @@ def test_a_builder_waits_for_the_lock_holder(tiny):
     assert "answer 42" in stdout and "building rnnkit_tiny" in stderr
 
 
+@needs_build_tools
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="orphaned builds are found through /proc")
+def test_a_builder_waits_for_processes_left_by_a_killed_build(tiny):
+    """A builder killed outright leaves its ninja and compilers running in the build folder;
+    the next builder cleared their files and ran a second ninja beside them. Oracle: the
+    left-over process (a stand-in running in the folder) has exited before the build starts,
+    and the build then succeeds."""
+    sources, folder, _ = tiny
+    stand_in = tiny[0].parent / "tools" / "ninja"  # a process named as the build's ninja
+    stand_in.parent.mkdir()
+    shutil.copy(shutil.which("sleep"), stand_in)
+    bystander = subprocess.Popen(["sleep", "60"], cwd=folder)  # a shell's child, say: no build
+    leftover = subprocess.Popen([str(stand_in), "4"], cwd=folder)
+    try:
+        process = subprocess.Popen([sys.executable, "-c", LOAD_SCRIPT, str(sources), str(folder)],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        first_line = process.stderr.readline()  # blocks until the loader logs
+        assert "waiting for processes of an interrupted build" in first_line, first_line
+        assert str(leftover.pid) in first_line
+        second_line = process.stderr.readline()
+        assert "building rnnkit_tiny" in second_line
+        assert leftover.poll() is not None  # the build began only once it had exited
+        assert bystander.poll() is None  # not waited for
+    finally:
+        for other in (leftover, bystander):
+            other.kill()
+            other.wait()
+    stdout, stderr = process.communicate(timeout=300)
+    assert process.returncode == 0, stderr[-2000:]
+    assert "answer 42" in stdout
+
+
 fused_reason = BACKENDS["fused"].unavailable()
 
 

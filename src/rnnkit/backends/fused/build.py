@@ -22,6 +22,7 @@ import pathlib
 import shutil
 import tempfile
 import threading
+import time
 
 log = logging.getLogger("rnnkit.backends")
 
@@ -237,6 +238,45 @@ def _build_lock(folder: pathlib.Path):
         os.close(descriptor)  # releases the lock
 
 
+def _wait_for_orphaned_build(folder: pathlib.Path, poll_seconds: float = 0.5,
+                             limit_seconds: float = 900.0) -> None:
+    """Wait while processes left by a killed builder still run in ``folder``.
+
+    A builder killed outright (an OOM kill, ``kill -9``) leaves its ninja and compiler
+    processes running: they are re-parented, not killed, and the flock died with the builder.
+    The next builder would clear their object files and run a second ninja beside them,
+    both writing the same files. They run with the build folder as their working directory
+    (torch starts ninja there) under a build tool's name, which is how they are found (Linux's
+    /proc; elsewhere this does not wait). A shell that merely sits in the folder is no build,
+    and the wait ends after ``limit_seconds`` whatever runs."""
+    proc = pathlib.Path("/proc")
+    if not proc.is_dir():
+        return
+    compiler = os.path.basename(os.environ.get("CXX", "c++").split()[0] if
+                                os.environ.get("CXX", "").strip() else "c++")
+    tools = {"ninja", "c++", "g++", "gcc", "cc", "cc1plus", "as", "ld", "collect2", "clang",
+             "clang++", compiler[:15]}
+    target, announced = folder.resolve(), False
+    deadline = time.monotonic() + limit_seconds
+    while time.monotonic() < deadline:
+        running = []
+        for entry in proc.iterdir():
+            if entry.name.isdigit() and int(entry.name) != os.getpid():
+                try:
+                    if (pathlib.Path(os.readlink(entry / "cwd")) == target
+                            and (entry / "comm").read_text().strip() in tools):
+                        running.append(entry.name)
+                except OSError:  # gone, or another user's
+                    pass
+        if not running:
+            return
+        if not announced:
+            log.info("rnnkit: waiting for processes of an interrupted build in %s to finish "
+                     "(pid %s)", folder, ", ".join(running))
+            announced = True
+        time.sleep(poll_seconds)
+
+
 def _clear_build(folder: pathlib.Path) -> None:
     """Remove what an unfinished or damaged build left, so the next one starts clean: object
     files, the library and its stamp (ninja trusts any output newer than its inputs, truncated
@@ -296,6 +336,7 @@ def _build_and_load(name, sources, folder: pathlib.Path, library: pathlib.Path,
     with _build_lock(folder):
         if _verified(library):  # another process finished it while this one waited
             return _import_library(library, name, python_module)
+        _wait_for_orphaned_build(folder)
         _clear_build(folder)
         log.info("rnnkit: building %s (first use only, up to a minute)", name)
         result = cpp_extension.load(
