@@ -116,7 +116,8 @@ def test_predict_writes_the_csv_after_the_series(sunspots_run, tmp_path, capsys)
     assert code == 0, err
     # the interval's coverage is the run's (the columns say only _lower/_upper)
     coverage = json.loads(sunspots_run[1])["config"]["data"]["interval"]
-    assert out.startswith(f"wrote 6 forecast steps (with {coverage:.0%} intervals) to {target}")
+    assert out.startswith(f"wrote 6 forecast steps (with {100 * coverage:g}% intervals) to "
+                          f"{target}")
     with open(target, newline="") as file:
         rows = list(csv.DictReader(file))
     assert [r["time"] for r in rows] == [str(y) for y in range(2009, 2015)]

@@ -151,6 +151,31 @@ def test_ts_files_with_time_stamps_read_as_the_same_steps_in_a_csv(aeon_datasets
                     "sort each series")
 
 
+def test_ts_files_with_time_stamps_other_dates_colon_labels_and_bytes(aeon_datasets, tmp_path):
+    """The time-stamped reader (review of its first version): dates not in ISO form were
+    refused, a label holding a colon made its first part a channel, and a file that is not
+    UTF-8 gave a traceback. Oracle: the same steps without stamps, read by aeon's reader."""
+    plain = ("@problemName x\n@timeStamps false\n@univariate true\n@classLabel true b c\n"
+             "@data\n0.5,-0.7,2:b\n1.5,3,4:c\n")
+    # the label is the text after the last colon: "a:b" is "b" (aeon reads no such line)
+    stamped = plain.replace("false", "true").replace(
+        "0.5,-0.7,2:b", "(2020/01/01,0.5),(2020/01/02,-0.7),(2020/01/05,2):a:b").replace(
+        "1.5,3,4:", "(01/02/2020,1.5),(01/03/2020,3),(01/04/2020,4):")
+    (tmp_path / "plain.ts").write_text(plain)
+    (tmp_path / "stamped.ts").write_text(stamped)
+    expected, got = load_sequences(tmp_path / "plain.ts"), load_sequences(tmp_path / "stamped.ts")
+    assert got.class_names == expected.class_names == ["b", "c"]
+    np.testing.assert_array_equal(got.labels, expected.labels)
+    for a, b in zip(got.sequences, expected.sequences, strict=True):
+        np.testing.assert_array_equal(a, b)
+    for name, text in (("plain", plain), ("stamped", stamped)):
+        latin1 = text.replace("c\n", "caf\xe9\n").encode("latin-1")
+        (tmp_path / f"{name}-latin1.ts").write_bytes(latin1)
+        with pytest.raises(SequenceDataError) as excinfo:
+            load_sequences(tmp_path / f"{name}-latin1.ts")
+        _one_line_error(excinfo, "cannot read .ts file")
+
+
 def test_unknown_names_never_reach_aeon(aeon_datasets, monkeypatch):
     def forbidden(*args, **kwargs):
         pytest.fail(f"aeon was called with {args} {kwargs}; it would try the network")
@@ -345,12 +370,6 @@ def test_csv_feature_cells_pandas_leaves_as_text_are_read_as_their_numbers(tmp_p
     assert error('"   "') == error("") and "NaN or infinite value (step 1" in error("")
     assert error("1" * 40) == error("1.1111111111111111e+39")
     assert "beyond float32's range" in error("1" * 40)
-    # padded numbers in a text column are the numbers
-    (tmp_path / "padded.csv").write_text('sequence,label,a\n1,x," 0.5 "\n2,y,1\n')
-    (tmp_path / "plain.csv").write_text("sequence,label,a\n1,x,0.5\n2,y,1\n")
-    padded, plain = load_sequences(tmp_path / "padded.csv"), load_sequences(tmp_path / "plain.csv")
-    for a, b in zip(padded.sequences, plain.sequences):
-        np.testing.assert_array_equal(a, b)
 
 
 # --- labels, names and paths -------------------------------------------------------------------

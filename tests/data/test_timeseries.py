@@ -324,7 +324,7 @@ def test_non_numeric_cell_names_column_row_and_text(tmp_path):
 
 
 @pytest.mark.parametrize("cell, what", [("", "missing"), ("NaN", "missing"), ("inf", "infinite"),
-                                        ("-inf", "infinite")])
+                                        ("-inf", "infinite"), ('"  "', "missing")])
 def test_missing_and_infinite_values_are_reported_not_filled(tmp_path, cell, what):
     rows = ["1", "2", cell, "4", cell, "6"]
     path = _csv(tmp_path, "t,v\n" + "".join(f"{i},{v}\n" for i, v in enumerate(rows)))

@@ -1222,6 +1222,12 @@ def test_gru_and_rnn_take_torch_s_positional_arguments_and_refuse_a_projection(k
     with pytest.raises(ValueError) as info:
         our_class(3, 4, proj_size=2)
     assert "\n" not in str(info.value) and "LSTM" in str(info.value)
+    # a device where torch.nn takes proj_size (rnnkit took it there before): torch.nn fails
+    # with a comparison error; the message here says where device goes
+    with pytest.raises(TypeError):
+        torch_class(*head, True, True, 0.0, True, "cpu")
+    with pytest.raises(TypeError, match="pass device='cpu' by keyword"):
+        our_class(*head, True, True, 0.0, True, "cpu")
 
 
 @pytest.mark.parametrize("kind", KINDS)

@@ -467,6 +467,9 @@ def test_set_state_refuses_what_is_no_real_number_and_leaves_the_state(engine):
         assert all(torch.equal(a, b) for a, b in zip(session.get_state()[0], before))
     session.set_state([(before.h.numpy(), before.c.tolist())])
     assert all(torch.equal(a, b) for a, b in zip(session.get_state()[0], before))
+    # unsigned integers are real numbers too (the first version of this check refused them)
+    session.set_state([(torch.arange(6).to(torch.uint32), torch.arange(6).to(torch.uint8))])
+    assert all(torch.equal(a, torch.arange(6.0)) for a in session.get_state()[0])
 
 
 def _states_of(session):

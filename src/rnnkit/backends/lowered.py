@@ -160,7 +160,7 @@ def bf16_lstm_unsupported(cell, lengths) -> str | None:
     if lengths is not None:
         return "oneDNN's LSTM has no per-sequence lengths"
     if torch._C._functorch.maybe_current_level() is not None:
-        return "oneDNN's LSTM has no batching rule for torch.func transforms (vmap, grad, ...)"
+        return "oneDNN's LSTM cannot run inside torch.func transforms (vmap, grad, ...)"
     if forward_ad._current_level >= 0:
         return "oneDNN's LSTM has no forward-mode derivative (torch.autograd.forward_ad)"
     return None

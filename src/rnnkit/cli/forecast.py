@@ -132,7 +132,7 @@ def run_forecast_predict(args) -> int:
     if args.json:
         print(json_text(result))
     else:
-        print(f"wrote {result['horizon']} forecast steps (with {result['interval']:.0%} "
+        print(f"wrote {result['horizon']} forecast steps (with {100 * result['interval']:g}% "
               f"intervals) to {result['csv']}"
               + (f" and {result['png']}" if result["png"] else ""))
     return 0

@@ -1,4 +1,5 @@
-"""Reading CSV/TSV files with pandas where rows end in a stray delimiter.
+"""Reading CSV/TSV files with pandas: rows that end in a stray delimiter, and columns of
+numbers pandas left as text.
 
 Data rows one field longer than the header make pandas take each row's first field for a row
 label. That is right for R's ``write.csv`` (whose header leaves out the label column, so the
@@ -40,3 +41,17 @@ def read_delimited(path, **options):
         except pd.errors.ParserWarning:  # index_col=False met a row with more fields than names
             raise ExtraFieldsError("data rows have more fields than the header has names") \
                 from None
+
+
+def numbers_from_text(column):
+    """``(numbers, first_bad)`` for a column pandas read as text: float64 numbers, where a
+    blank cell (spaces only) is missing, as an empty one is, and a number past int64 (40
+    digits) is a number; ``first_bad`` is the position of the first cell that is no number, or
+    None."""
+    import numpy as np
+    import pandas as pd
+
+    text = column.astype("string").str.strip()
+    numbers = pd.to_numeric(text.mask(text == ""), errors="coerce").astype(np.float64)
+    bad = (numbers.isna() & text.ne("").fillna(False)).to_numpy(dtype=bool)
+    return numbers, (int(np.argmax(bad)) if bad.any() else None)

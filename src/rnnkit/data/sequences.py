@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .delimited import ExtraFieldsError, read_delimited
+from .delimited import ExtraFieldsError, numbers_from_text, read_delimited
 
 _FILE_TYPES = (".ts", ".npz", ".csv")
 _AEON_HINT = 'pip install "rnnkit[classify]" (or pip install aeon)'
@@ -99,12 +99,16 @@ def _bundled_root() -> Path | None:
     return Path(list(spec.submodule_search_locations)[0], "datasets", "data")
 
 
-def _has_class_labels(path: Path) -> bool:
-    if not path.is_file():
-        return False
+def _ts_header(path: Path) -> str:
+    """A .ts file's header (before @data), lower case, runs of blanks as one space; read
+    leniently (a file that is not UTF-8 is reported when its data is read)."""
     with open(path, encoding="utf-8", errors="replace") as handle:
         header = handle.read(65536).lower().split("@data")[0]
-    return "@classlabel true" in " ".join(header.split())
+    return " ".join(header.split())
+
+
+def _has_class_labels(path: Path) -> bool:
+    return path.is_file() and "@classlabel true" in _ts_header(path)
 
 
 BUNDLED_SETS: tuple[str, ...] = _bundled_sets()
@@ -179,20 +183,17 @@ def _read_ts(path: Path):
     return sequences, _labels_as_written(path, len(sequences)), None, None
 
 
-def _header_and_data_lines(path: Path) -> tuple[list[str], list[str]]:
-    """A .ts file's header lines (up to @data, as aeon reads it) and its data lines."""
+def _data_lines(path: Path) -> list[str]:
+    """A .ts file's data lines: those after its @data line, as aeon reads the header."""
     with open(path, encoding="utf-8") as handle:
-        header = []
         for line in handle:
             if " ".join(line.split()).lower() == "@data":
                 break
-            header.append(line)
-        return header, [line for line in handle]
+        return [line for line in handle]
 
 
 def _has_time_stamps(path: Path) -> bool:
-    header, _ = _header_and_data_lines(path)
-    return any(line.split()[:2] == ["@timestamps", "true"] for line in map(str.lower, header))
+    return "@timestamps true" in _ts_header(path)
 
 
 def _read_stamped_ts(path: Path):
@@ -202,13 +203,22 @@ def _read_stamped_ts(path: Path):
     ``(stamp,value),(stamp,value),...``; the stamps (numbers or dates) must increase, as the
     values are kept in the order written. ``?`` or ``NaN`` is a missing value."""
     shown = str(path)
-    header, lines = _header_and_data_lines(path)
-    if not any(line.split()[:2] == ["@classlabel", "true"] for line in map(str.lower, header)):
+    try:
+        lines = _data_lines(path)
+    except UnicodeDecodeError as error:
+        raise SequenceDataError(f"cannot read .ts file {shown!r} (not UTF-8: {error.reason} at "
+                                f"byte {error.start}); save it as UTF-8") from None
+    if not _has_class_labels(path):
         raise SequenceDataError(f".ts file {shown!r} has no class labels (@classLabel false); "
                                 f"pass a classification file, not a regression one")
     sequences, labels = [], []
     for number, line in enumerate(line for line in lines if line.strip()):
-        *channels, label = _split_outside_parentheses(line.strip(), ":")
+        # the channels are the (stamp,value) lists; the label, as in every .ts file, the text
+        # after the line's last colon (a label may hold colons: "a:b" is "b", as without stamps)
+        parts = _split_outside_parentheses(line.strip(), ":")
+        last = max((i for i, part in enumerate(parts) if part.strip().startswith("(")),
+                   default=-1)
+        channels, label = parts[:last + 1], line.strip().rpartition(":")[2]
         columns = []
         for channel, text in enumerate(channels):
             pairs = [pair.rpartition(",") for pair in re.findall(r"\(([^()]*)\)", text)]
@@ -220,10 +230,11 @@ def _read_stamped_ts(path: Path):
             except ValueError:
                 raise SequenceDataError(f"{where} has a value that is no number; write each "
                                         f"step as (stamp,value)") from None
-            if not pairs or stamps is None:
-                raise SequenceDataError(f"{where} has no (stamp,value) pairs with number or "
-                                        f"date stamps; write each step as (stamp,value)")
-            if (np.diff(stamps) <= 0).any():
+            if not pairs:
+                raise SequenceDataError(f"{where} has no (stamp,value) pairs; write each step "
+                                        f"as (stamp,value)")
+            # stamps neither numbers nor ISO dates (2020/01/31, 01/31/2020) go unchecked
+            if stamps is not None and (np.diff(stamps) <= 0).any():
                 step = int(np.argmax(np.diff(stamps) <= 0)) + 1
                 raise SequenceDataError(f"{where} has time stamps out of order at step {step}; "
                                         f"the values are read in the order written (the stamps "
@@ -251,7 +262,7 @@ def _split_outside_parentheses(text: str, separator: str) -> list[str]:
 
 
 def _stamp_values(texts: list[str]) -> np.ndarray | None:
-    """Stamps as comparable numbers (floats, or dates as nanoseconds), or None."""
+    """Stamps as comparable numbers (floats, or ISO dates as nanoseconds), or None."""
     texts = [text.strip() for text in texts]
     try:
         return np.array([float(text) for text in texts])
@@ -273,7 +284,7 @@ def _labels_as_written(path: Path, count: int) -> list[str | None]:
     format's missing value, becomes None for ``_build`` to refuse.
     """
     labels = [line.strip().rpartition(":")[2].strip()
-              for line in _header_and_data_lines(path)[1]]
+              for line in _data_lines(path)]
     if len(labels) != count:  # aeon read the lines differently: never guess a label
         raise SequenceDataError(f".ts file {str(path)!r} has {len(labels)} data lines but "
                                 f"{count} sequences were read; check it is a valid .ts file")
@@ -392,7 +403,7 @@ def _read_csv(path: Path):
         raise SequenceDataError(f"CSV file {shown} has no feature columns; write {_CSV_LAYOUT}")
     for column in features:
         if not pd.api.types.is_numeric_dtype(frame[column]):
-            frame[column] = _numeric_cells(pd, frame[column], f"CSV file {shown}")
+            frame[column] = _numeric_cells(frame[column], f"CSV file {shown}")
     for column in ("sequence", "label") + (("time",) if "time" in frame.columns else ()):
         blank = frame[column].isna().to_numpy()
         if blank.any():
@@ -423,23 +434,18 @@ def _read_csv(path: Path):
     return sequences, labels, ids, [str(c) for c in features]
 
 
-def _numeric_cells(pd, column, where: str):
-    """A feature column pandas left as text, as float64: a blank cell (spaces only) is a
-    missing value, as an empty one is, and a number past int64 (40 digits) is a number, which
-    the range check then names; a cell that is no number is a one-line error naming it."""
-    text = column.astype("string").str.strip()
-    numbers = pd.to_numeric(text.mask(text == ""), errors="coerce")
-    bad = (numbers.isna() & text.ne("").fillna(False)).to_numpy(dtype=bool)
-    if bad.any():
-        row = int(np.argmax(bad))
+def _numeric_cells(column, where: str):
+    """A feature column pandas left as text, as float64 (see numbers_from_text: a blank cell
+    is a missing value, which checked_values names); a cell that is no number is a one-line
+    error naming it."""
+    numbers, row = numbers_from_text(column)
+    if row is not None:
+        cell = str(column.iloc[row])
+        shown = cell if len(cell) <= 40 else cell[:37] + "..."
         raise SequenceDataError(f"{where}: feature column {str(column.name)!r} has the text "
-                                f"{_shortened(str(column.iloc[row]))!r} in data row {row + 1}; "
-                                f"features must be numbers (leave a missing value empty)")
-    return numbers.astype(np.float64)
-
-
-def _shortened(text: str, limit: int = 40) -> str:
-    return text if len(text) <= limit else text[:limit - 3] + "..."
+                                f"{shown!r} in data row {row + 1}; features must be numbers "
+                                f"(leave a missing value empty)")
+    return numbers
 
 
 def _natural_order(values) -> list[str]:

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .delimited import ExtraFieldsError, read_delimited
+from .delimited import ExtraFieldsError, numbers_from_text, read_delimited
 
 _TIME_NAMES = ("time", "date", "datetime", "timestamp", "year", "ds", "period")
 _SUFFIXES = (".csv", ".tsv", ".parquet")
@@ -285,10 +285,9 @@ def _numbers(pd, frame, col, label: str) -> np.ndarray:
     if pd.api.types.is_datetime64_any_dtype(raw) or pd.api.types.is_timedelta64_dtype(raw):
         raise SeriesError(f"{label} column {str(col)!r} holds dates, not numbers; pick numeric "
                           f"columns with --value-col / --covariate-col")
-    coerced = raw if pd.api.types.is_numeric_dtype(raw) else pd.to_numeric(raw, errors="coerce")
-    bad = (coerced.isna() & raw.notna()).to_numpy()
-    if bad.any():
-        first = int(np.argmax(bad))
+    coerced, first = (raw, None) if pd.api.types.is_numeric_dtype(raw) else \
+        numbers_from_text(raw)
+    if first is not None:
         raise SeriesError(f"{label} column {str(col)!r} has non-numeric text "
                           f"{str(raw.iloc[first])!r} in row {first + 1}; fix or remove that "
                           f"cell (numbers only)")

@@ -504,6 +504,10 @@ class GRU(_TorchStyleRNN):
 def _refuse_projection(proj_size) -> None:
     """torch.nn.RNN and GRU take ``proj_size`` (in this position) only to refuse a non-zero one;
     so do these, so that positional arguments line up with torch.nn's."""
+    if isinstance(proj_size, (str, torch.device)):
+        raise TypeError(f"proj_size got {proj_size!r}: as in torch.nn, proj_size comes before "
+                        f"device and dtype among the positional arguments; pass "
+                        f"device={proj_size!r} by keyword")
     if checked_size("proj_size", proj_size, minimum=0):
         raise ValueError("proj_size is supported for LSTM only, not RNN or GRU; use "
                          "rnnkit.LSTM(..., proj_size=P) for a projected state")

@@ -340,8 +340,7 @@ def _state_values(field, layer: int, kind: str) -> torch.Tensor:
         tensor = torch.as_tensor(field).detach()
     except (TypeError, RuntimeError, ValueError):
         tensor = None
-    if tensor is None or not (tensor.is_floating_point() or tensor.dtype in (
-            torch.int8, torch.int16, torch.int32, torch.int64, torch.uint8)):
+    if tensor is None or tensor.is_complex() or tensor.dtype == torch.bool:
         what = type(field).__name__ if tensor is None else f"a {tensor.dtype} tensor"
         raise ValueError(f"layer {layer} ({kind}) state must hold real numbers (tensors or "
                          f"arrays, as get_state() returns); got {what}")

@@ -92,7 +92,7 @@ def _environment_tools_on_path():
         yield
         return
     before = os.environ.get("PATH")
-    os.environ["PATH"] = found + os.pathsep + (before or os.defpath)
+    os.environ["PATH"] = (before or os.defpath) + os.pathsep + found  # last: it adds only ninja
     try:
         yield
     finally:

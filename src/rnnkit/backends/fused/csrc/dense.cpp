@@ -101,7 +101,9 @@ at::Tensor linear(const at::Tensor& x_any, const at::Tensor& weight,
   TORCH_CHECK(weight.scalar_type() == x_any.scalar_type() &&
                   (!bias.has_value() || !bias->defined() ||
                    bias->scalar_type() == x_any.scalar_type()),
-              "rnnkit::linear: x, weight and bias must have one dtype");
+              "rnnkit::linear: x, weight and bias must have one dtype; got ", x_any.scalar_type(),
+              ", ", weight.scalar_type(), " and ",
+              bias.has_value() && bias->defined() ? c10::toString(bias->scalar_type()) : "no bias");
   const at::Tensor x = rows_of(x_any);
   const int64_t M = x.size(0), N = weight.size(0);
   at::Tensor out;
