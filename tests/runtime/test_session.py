@@ -453,8 +453,6 @@ def test_set_state_refuses_what_is_no_real_number_and_leaves_the_state(engine):
     """None or text gave torch's "Could not infer dtype"; a complex state was cast to its
     real part with only a warning. Oracle: the state before the call, and the same state
     given as NumPy arrays and lists, which are accepted."""
-    import numpy as np
-
     torch.manual_seed(5)
     session = StreamingSession(rnnkit.LSTM(4, 6), engine=engine)
     session.feed(torch.randn(3, 4))
