@@ -200,8 +200,9 @@ def _read_stamped_ts(path: Path):
     """A ``@timeStamps true`` .ts file, read here: aeon's reader keeps only the tokens of its
     data lines that look like ``digits.digits``, so it dropped minus signs (-1.5 read as
     1.5), integers and exponents, and took a stamp such as 0.5 for a value. Each channel is
-    ``(stamp,value),(stamp,value),...``; the stamps (numbers or dates) must increase, as the
-    values are kept in the order written. ``?`` or ``NaN`` is a missing value."""
+    ``(stamp,value),(stamp,value),...``; stamps that are numbers or ISO dates must increase, as
+    the values are kept in the order written (others go unchecked). ``?`` or ``NaN`` is a
+    missing value."""
     shown = str(path)
     try:
         lines = _data_lines(path)
