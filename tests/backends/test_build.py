@@ -322,3 +322,21 @@ def test_builds_read_a_copy_of_the_sources(tmp_path):
     assert sources_for_build(str(tmp_path), SOURCES) == paths
     assert [p.stat().st_mtime_ns for p in sorted((tmp_path / "src").iterdir())] == stamps
     assert [p.name for p in tmp_path.iterdir()] == ["src"]  # no staging folder left behind
+
+
+def test_a_stamped_build_that_cannot_be_loaded_says_to_delete_its_folder(tiny):
+    """The stamp matches the bytes, but the loader refuses them (here: not a shared object at
+    all, as when a library it links to is gone). It said "the C++ build failed (...)", with no
+    way out; now it names the folder to delete. Oracle: the loader's own refusal of the file."""
+    sources, folder, library = tiny
+    library.write_bytes(b"not a shared object")
+    library.with_name(library.name + ".sha256").write_text(
+        hashlib.sha256(library.read_bytes()).hexdigest() + "\n")
+    result = subprocess.run([sys.executable, "-c", LOAD_SCRIPT, str(sources), str(folder)],
+                            env={**os.environ, **NO_TOOLS}, capture_output=True, text=True,
+                            timeout=300)
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("rnnkit.backends.fused.build.BuildUnavailable: cannot load the "
+                           f"cached build {library} ("), last
+    assert last.endswith(f"; delete the folder {folder} to rebuild it"), last

@@ -216,6 +216,17 @@ def _import_library(library: pathlib.Path, name: str, python_module: bool):
     return str(library)
 
 
+def _import_verified(library: pathlib.Path, name: str, python_module: bool):
+    """Load a stamped build. Its bytes are the ones that loaded when it was built, so a
+    failure here is the environment (a library it links to moved, a cache shared with another
+    system): said in one line with the way out, never "the build failed"."""
+    try:
+        return _import_library(library, name, python_module)
+    except (OSError, ImportError, RuntimeError) as error:
+        raise BuildUnavailable(f"cannot load the cached build {library} ({_failure(error)}); "
+                               f"delete the folder {library.parent} to rebuild it") from None
+
+
 @contextlib.contextmanager
 def _build_lock(folder: pathlib.Path):
     """Hold an exclusive ``flock`` on ``folder/rnnkit.lock`` while building there.
@@ -308,7 +319,7 @@ def load_extension(name: str, sources: tuple[str, ...], *, python_module: bool,
         raise _unwritable(error.filename, error) from None
     library = folder / f"{name}.so"
     if _verified(library):
-        return _import_library(library, name, python_module)
+        return _import_verified(library, name, python_module)
     with _environment_tools_on_path():
         return _build_and_load(name, sources, folder, library, python_module, ldflags, verbose)
 
@@ -335,7 +346,7 @@ def _build_and_load(name, sources, folder: pathlib.Path, library: pathlib.Path,
         raise _unwritable(folder, error) from None
     with _build_lock(folder):
         if _verified(library):  # another process finished it while this one waited
-            return _import_library(library, name, python_module)
+            return _import_verified(library, name, python_module)
         _wait_for_orphaned_build(folder)
         _clear_build(folder)
         log.info("rnnkit: building %s (first use only, up to a minute)", name)
