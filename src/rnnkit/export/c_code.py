@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 from ..runtime.graph import StreamingGraph, streaming_graph
-from ..training import atomic_write
+from ..training import atomic_write, folder_for_writing
 from . import c_build
 from .c_build import c_array
 from .check import (RELATIVE_TOLERANCE, TOLERANCE, ExportReport, check_inputs, compare,
@@ -430,7 +430,7 @@ def export_c(model, path, *, head=None, embedding=None, name: str = "rnnkit_mode
             outputs = c_build.run_check(files, name, compiler)
             difference = compare("C", outputs, expected.numpy())
             note = f"compiled with {' '.join(compiler)} {' '.join(c_build.CHECK_FLAGS)}"
-    folder.mkdir(parents=True, exist_ok=True)
-    for filename, text in files.items():
-        atomic_write(folder / filename, text.encode("utf-8"))
+    with folder_for_writing(folder):
+        for filename, text in files.items():
+            atomic_write(folder / filename, text.encode("utf-8"))
     return ExportReport("c", folder, tuple(files), difference, note)

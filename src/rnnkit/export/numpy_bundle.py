@@ -34,7 +34,7 @@ import numpy as np
 import torch
 
 from ..runtime.graph import GATE_ORDERS, StreamingGraph, streaming_graph
-from ..training import atomic_write
+from ..training import atomic_write, folder_for_writing
 from . import rnnkit_numpy_runtime as runtime
 from .check import (ExportMismatchError, ExportReport, check_inputs, compare,
                     expected_outputs)
@@ -140,15 +140,15 @@ def export_numpy(model, path, *, head=None, embedding=None, check: bool = True) 
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"export_numpy: {folder} exists and is not a folder; pass a folder path")
 
-    folder.mkdir(parents=True, exist_ok=True)
-    # an earlier export's model.json goes first: if a later write fails, the folder must not
-    # load that config with the new weights
-    (folder / "model.json").unlink(missing_ok=True)
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    atomic_write(folder / "weights.npz", buffer.getvalue())
-    atomic_write(folder / RUNTIME_FILENAME, Path(runtime.__file__).read_bytes())
-    atomic_write(folder / "model.json", text.encode("utf-8"))
+    with folder_for_writing(folder):
+        # an earlier export's model.json goes first: if a later write fails, the folder must
+        # not load that config with the new weights
+        (folder / "model.json").unlink(missing_ok=True)
+        atomic_write(folder / "weights.npz", buffer.getvalue())
+        atomic_write(folder / RUNTIME_FILENAME, Path(runtime.__file__).read_bytes())
+        atomic_write(folder / "model.json", text.encode("utf-8"))
 
     if not check:
         return ExportReport("numpy", folder, FILES, None, note="check=False")

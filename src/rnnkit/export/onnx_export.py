@@ -32,7 +32,7 @@ import numpy as np
 
 from ..errors import MissingExtraError
 from ..runtime.graph import streaming_graph
-from ..training import atomic_write
+from ..training import atomic_write, folder_for_writing
 from .check import ExportReport, check_inputs, compare, expected_outputs
 
 MODEL_FILENAME = "model.onnx"
@@ -218,7 +218,7 @@ def export_onnx(model, path, *, head=None, embedding=None, opset: int = 17,
     data = proto.SerializeToString()
     # Check the bytes before writing them, so a mismatch leaves no wrong file behind.
     difference = _check(graph, onnxruntime, data, opset) if check else None
-    folder.mkdir(parents=True, exist_ok=True)
-    atomic_write(folder / MODEL_FILENAME, data)
+    with folder_for_writing(folder):
+        atomic_write(folder / MODEL_FILENAME, data)
     return ExportReport("onnx", folder, (MODEL_FILENAME,), difference,
                         "" if check else "check=False")

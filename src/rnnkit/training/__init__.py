@@ -6,7 +6,8 @@ precision, evaluation, early stopping, time budget), truncated BPTT batches
 :func:`load_checkpoint`), dataclass configs with file and command-line overrides.
 """
 
-from .checkpoint import Checkpoint, CheckpointError, atomic_write, load_checkpoint, save_checkpoint
+from .checkpoint import (Checkpoint, CheckpointError, atomic_write, folder_for_writing,
+                         load_checkpoint, save_checkpoint)
 from .clipping import clip_gradients
 from .config import ConfigError, config_from_dict, config_to_dict, resolve_config
 from .metrics import MetricsLog, plot_curves
@@ -19,7 +20,7 @@ from .tbptt import ContiguousBatches, Window, detach_state
 from .trainer import NonFiniteLossError, StepOutput, TrainConfig, Trainer, TrainResult
 
 __all__ = [
-    "Checkpoint", "CheckpointError", "atomic_write", "load_checkpoint", "save_checkpoint",
+    "Checkpoint", "CheckpointError", "atomic_write", "folder_for_writing", "load_checkpoint", "save_checkpoint",
     "clip_gradients", "ConfigError", "config_from_dict", "config_to_dict", "resolve_config",
     "MetricsLog", "plot_curves", "ShuffledBatches", "LearningRateSchedule", "capture_rng_state",
     "restore_rng_state", "seed_everything", "cpu_threads", "ContiguousBatches", "Window", "detach_state",

@@ -135,6 +135,27 @@ def atomic_write(path: str | os.PathLike, data: bytes | str, *,
     _fsync_directory(path.parent)
 
 
+@contextlib.contextmanager
+def folder_for_writing(folder: str | os.PathLike):
+    """Make ``folder`` (and missing parents) for the files the block writes into it; if the
+    block fails (a full disk, a folder that cannot be written), remove the folders this call
+    made, with whatever the block wrote there, so that a failed write leaves no empty or
+    half-filled folder behind. A folder that existed before is left as it is. Yields the
+    folder as a Path."""
+    folder = Path(folder)
+    made = None  # the topmost folder this call creates
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        made, probe = probe, probe.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        yield folder
+    except BaseException:
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
+        raise
+
+
 # --- nested structures (optimizer state, RNG state, carried hidden state) -> JSON + tensors ----
 
 def flatten_tensors(value: Any, tensors: dict[str, torch.Tensor], path: str = "") -> Any:

@@ -1,0 +1,86 @@
+"""An export whose writing fails (a full disk) leaves the file system as it found it.
+
+Every exporter makes its folder and then writes files into it. A write that failed left that
+new folder behind, empty or half filled (weights.npz without model.json), where the user
+had named a folder that did not exist. Oracle: the file system before the call; a folder that
+already existed, with the user's own files, is left as it was.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+from torch import nn
+
+from rnnkit.export import export_c, export_numpy
+
+EXPORTERS = {
+    "numpy": ("rnnkit.export.numpy_bundle", lambda model, path: export_numpy(model, path,
+                                                                              check=False)),
+    "c": ("rnnkit.export.c_code", lambda model, path: export_c(model, path, check=False)),
+    "onnx": ("rnnkit.export.onnx_export", None),
+}
+
+
+def _exporter(name):
+    module_name, export = EXPORTERS[name]
+    if name == "onnx":
+        if importlib.util.find_spec("onnx") is None:
+            pytest.skip("ONNX export needs the export extra: pip install -e '.[export]'")
+        from rnnkit.export import export_onnx
+
+        export = lambda model, path: export_onnx(model, path, check=False)  # noqa: E731
+    return importlib.import_module(module_name), export
+
+
+def _disk_full_after_first_file(monkeypatch, module):
+    """Let the exporter's first file through, then fail every write as a full disk does."""
+    real_write, written = module.atomic_write, []
+
+    def write(path, data, **kwargs):
+        if written:
+            raise OSError(28, "No space left on device")
+        real_write(path, data, **kwargs)
+        written.append(path)
+
+    monkeypatch.setattr(module, "atomic_write", write)
+    return written
+
+
+def _always_full(monkeypatch, module):
+    def write(path, data, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(module, "atomic_write", write)
+
+
+@pytest.mark.parametrize("exporter", list(EXPORTERS))
+def test_a_failed_export_into_a_new_folder_leaves_no_folder(tmp_path, monkeypatch, exporter):
+    module, export = _exporter(exporter)
+    (_disk_full_after_first_file if exporter != "onnx" else _always_full)(monkeypatch, module)
+    target = tmp_path / "new" / "deeper" / "export"
+    with pytest.raises(OSError, match="No space"):
+        export(nn.GRU(3, 4), target)
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("exporter", list(EXPORTERS))
+def test_a_failed_export_into_an_existing_folder_keeps_it(tmp_path, monkeypatch, exporter):
+    module, export = _exporter(exporter)
+    _always_full(monkeypatch, module)
+    target = tmp_path / "mine"
+    target.mkdir()
+    (target / "notes.txt").write_text("keep me")
+    with pytest.raises(OSError, match="No space"):
+        export(nn.GRU(3, 4), target)
+    assert [p.name for p in target.iterdir()] == ["notes.txt"]
+    assert (target / "notes.txt").read_text() == "keep me"
+
+
+def test_a_successful_export_into_a_new_nested_folder_is_complete(tmp_path):
+    """The same call without the failure: the folders are made and the export loads."""
+    from rnnkit.export import rnnkit_numpy_runtime as runtime
+
+    export_numpy(nn.GRU(3, 4), tmp_path / "a" / "b")
+    assert runtime.load(tmp_path / "a" / "b") is not None
