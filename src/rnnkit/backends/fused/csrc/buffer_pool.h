@@ -24,6 +24,9 @@
 #include <cstring>
 #include <map>
 #include <mutex>
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#endif
 
 namespace rnnkit {
 
@@ -74,6 +77,17 @@ class BufferPool final : public c10::Allocator {
   }
 
  private:
+  BufferPool() {
+#if defined(__unix__) || defined(__APPLE__)
+    // fork() copies mutex_ as it is: taken by another thread at that instant, it stays taken
+    // forever in the child, where that thread does not exist, and the child's first pooled
+    // allocation hangs (a DataLoader worker forked while a training thread runs, say). Hold it
+    // across fork() so that parent and child both continue with it free.
+    pthread_atfork([] { instance().mutex_.lock(); }, [] { instance().mutex_.unlock(); },
+                   [] { instance().mutex_.unlock(); });
+#endif
+  }
+
   // Round up to 8 classes per power of two: 256K, 288K, 320K, ... 448K, 512K, 576K, ...
   static size_t size_class(size_t bytes) {
     size_t power = kPooledMin;
