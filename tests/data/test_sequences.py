@@ -542,26 +542,3 @@ def test_a_csv_that_is_not_utf8_says_to_save_it_as_utf8(tmp_path):
     with pytest.raises(SequenceDataError) as info:
         load_sequences(tmp_path / "latin.csv")
     _one_line_error(info, "is not UTF-8 text", "save it as UTF-8")
-
-
-@pytest.mark.parametrize("labels, as_floats", [
-    (np.array([2, 0, 1, 2]), np.array([2.0, 0.0, 1.0, 2.0])),
-    (np.array([-1, 1, 1, -1]), np.array([-1.0, 1.0, 1.0, -1.0], dtype=np.float32)),
-], ids=["0-1-2", "minus-plus-one-float32"])
-def test_whole_float_npz_labels_are_the_classes_of_integer_labels(tmp_path, labels, as_floats):
-    """y saved as floats (a pandas column or a cast) made classes "0.0", "1.0": a test file with
-    integer labels then had "1" outside the training classes. Oracle: the same set with int y."""
-    X = np.random.default_rng(0).standard_normal((4, 3, 1))
-    as_ints = load_sequences(_write_npz(tmp_path / "ints.npz", X=X, y=labels))
-    floats = load_sequences(_write_npz(tmp_path / "floats.npz", X=X, y=as_floats))
-    assert floats.class_names == as_ints.class_names
-    np.testing.assert_array_equal(floats.labels, as_ints.labels)
-    # and the two files are interchangeable as training and test set
-    test = load_sequences(tmp_path / "ints.npz", class_names=floats.class_names)
-    np.testing.assert_array_equal(test.labels, floats.labels)
-
-
-def test_fractional_float_npz_labels_stay_as_written(tmp_path):
-    X = np.zeros((3, 2, 1))
-    data = load_sequences(_write_npz(tmp_path / "set.npz", X=X, y=np.array([0.5, 1.0, 0.5])))
-    assert data.class_names == ["0.5", "1.0"]

@@ -340,17 +340,7 @@ def _read_npz(path: Path):
                                 f"{len(y)} labels in y; save one label per sequence")
     if lengths is not None:
         sequences = _cut(sequences, lengths, shown)
-    return sequences, _whole_float_labels_as_integers(y), None, None
-
-
-def _whole_float_labels_as_integers(y: np.ndarray) -> list:
-    """The labels of an .npz ``y``; a float array of whole numbers (what pandas or a float
-    cast leaves of integer classes) as integers, so that class 1.0 is the class "1" of the same
-    data saved with integer labels rather than a class "1.0"."""
-    if (y.dtype.kind == "f" and len(y) and np.isfinite(y).all()
-            and (np.abs(y) < 2.0 ** 53).all() and (y == np.trunc(y)).all()):
-        return list(y.astype(np.int64))
-    return list(y)
+    return sequences, list(y), None, None
 
 
 def _cut(sequences: list[np.ndarray], lengths: np.ndarray, shown: str) -> list[np.ndarray]:
