@@ -3,7 +3,7 @@
 Every exporter makes its folder and then writes files into it. A write that failed left that
 new folder behind, empty or half filled (weights.npz without model.json), where the user
 had named a folder that did not exist. Oracle: the file system before the call; a folder that
-already existed, with the user's own files, is left as it was.
+already existed, with the user's own files, is not removed.
 """
 
 from __future__ import annotations
@@ -84,3 +84,29 @@ def test_a_successful_export_into_a_new_nested_folder_is_complete(tmp_path):
 
     export_numpy(nn.GRU(3, 4), tmp_path / "a" / "b")
     assert runtime.load(tmp_path / "a" / "b") is not None
+
+
+def test_a_failed_numpy_check_in_a_new_folder_leaves_no_folder(tmp_path, monkeypatch):
+    """The check runs on the written folder; a mismatch used to leave weights.npz and the
+    runtime behind in a folder the call had made."""
+    from rnnkit.export import numpy_bundle
+    from rnnkit.export.check import ExportMismatchError
+
+    def mismatch(*args, **kwargs):
+        raise ExportMismatchError("numpy export differs from PyTorch by 1 (stand-in)")
+
+    monkeypatch.setattr(numpy_bundle, "compare", mismatch)
+    with pytest.raises(ExportMismatchError):
+        export_numpy(nn.GRU(3, 4), tmp_path / "fresh" / "export")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_dot_dot_in_the_path_removes_the_folder_it_names(tmp_path, monkeypatch):
+    """``new/../x`` names x; the folders to remove were worked out on the text, so "new" was
+    removed and x, with the file written there, stayed (and a successful export made "new")."""
+    module, export = _exporter("numpy")
+    _disk_full_after_first_file(monkeypatch, module)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(OSError, match="No space"):
+        export(nn.GRU(3, 4), "new/../x")
+    assert list(tmp_path.iterdir()) == []

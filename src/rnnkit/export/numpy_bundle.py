@@ -130,7 +130,8 @@ def export_numpy(model, path, *, head=None, embedding=None, check: bool = True) 
     it is replaced. With ``check`` the written folder is loaded with the runtime and run on
     :func:`check_inputs`, and ``max_abs_diff`` is its largest difference from the PyTorch
     model (past ``check.LIMIT_TEXT`` raises ``ExportMismatchError``; that or any other failure of
-    the check removes model.json, so the folder no longer loads); otherwise it is None.
+    the check removes model.json, so the folder no longer loads); otherwise it is None. A
+    failed write or check removes the folders the call made (an existing one stays).
     """
     graph, config, arrays = _bundle(model, head, embedding)
     # Validate with the runtime itself, and serialize, before writing anything.
@@ -142,23 +143,22 @@ def export_numpy(model, path, *, head=None, embedding=None, check: bool = True) 
 
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
-    with folder_for_writing(folder):
+    with folder_for_writing(folder):  # a folder made here goes again if anything below fails
         # an earlier export's model.json goes first: if a later write fails, the folder must
         # not load that config with the new weights
         (folder / "model.json").unlink(missing_ok=True)
         atomic_write(folder / "weights.npz", buffer.getvalue())
         atomic_write(folder / RUNTIME_FILENAME, Path(runtime.__file__).read_bytes())
         atomic_write(folder / "model.json", text.encode("utf-8"))
-
-    if not check:
-        return ExportReport("numpy", folder, FILES, None, note="check=False")
-    try:
-        inputs = check_inputs(graph)
-        outputs, _ = runtime.load(folder).forward(inputs.numpy())
-        difference = compare("numpy", outputs, expected_outputs("numpy", graph, inputs))
-    except BaseException:
-        # A mismatch, or a check that could not run: without model.json the folder no longer
-        # loads, so an unchecked export is never used by mistake.
-        (folder / "model.json").unlink(missing_ok=True)
-        raise
+        if not check:
+            return ExportReport("numpy", folder, FILES, None, note="check=False")
+        try:
+            inputs = check_inputs(graph)
+            outputs, _ = runtime.load(folder).forward(inputs.numpy())
+            difference = compare("numpy", outputs, expected_outputs("numpy", graph, inputs))
+        except BaseException:
+            # A mismatch, or a check that could not run: without model.json the folder no
+            # longer loads, so an unchecked export is never used by mistake.
+            (folder / "model.json").unlink(missing_ok=True)
+            raise
     return ExportReport("numpy", folder, FILES, difference)

@@ -20,7 +20,8 @@ from .tbptt import ContiguousBatches, Window, detach_state
 from .trainer import NonFiniteLossError, StepOutput, TrainConfig, Trainer, TrainResult
 
 __all__ = [
-    "Checkpoint", "CheckpointError", "atomic_write", "folder_for_writing", "load_checkpoint", "save_checkpoint",
+    "Checkpoint", "CheckpointError", "atomic_write", "folder_for_writing", "load_checkpoint",
+    "save_checkpoint",
     "clip_gradients", "ConfigError", "config_from_dict", "config_to_dict", "resolve_config",
     "MetricsLog", "plot_curves", "ShuffledBatches", "LearningRateSchedule", "capture_rng_state",
     "restore_rng_state", "seed_everything", "cpu_threads", "ContiguousBatches", "Window", "detach_state",

@@ -138,21 +138,32 @@ def atomic_write(path: str | os.PathLike, data: bytes | str, *,
 @contextlib.contextmanager
 def folder_for_writing(folder: str | os.PathLike):
     """Make ``folder`` (and missing parents) for the files the block writes into it; if the
-    block fails (a full disk, a folder that cannot be written), remove the folders this call
-    made, with whatever the block wrote there, so that a failed write leaves no empty or
-    half-filled folder behind. A folder that existed before is left as it is. Yields the
-    folder as a Path."""
+    block fails (a full disk, a folder that cannot be written, a refused check), remove the
+    folders this call made, with what was written there, so that a failed write leaves no
+    empty or half-filled folder behind. A folder that existed before is not removed (what the
+    block wrote into it stays). Yields the folder as a Path.
+
+    Each missing level of the path is made in turn with ``exist_ok=False``, as
+    ``mkdir(parents=True)`` would make it, and only the levels this call made are removed: a
+    folder another process made first, even in the same instant, is never counted as this
+    call's, and ``new/../x`` makes and removes both ``new`` and ``x``."""
     folder = Path(folder)
-    made = None  # the topmost folder this call creates
-    probe = folder
-    while not probe.exists() and probe != probe.parent:
-        made, probe = probe, probe.parent
-    folder.mkdir(parents=True, exist_ok=True)
+    levels = [*reversed(folder.parents), folder]
+    made = []
     try:
+        for level in levels:
+            if level.exists() or level == level.parent:
+                continue
+            try:
+                level.mkdir()
+            except FileExistsError:
+                continue
+            made.append(level)
+        folder.mkdir(parents=True, exist_ok=True)  # the usual errors for a file in the way
         yield folder
     except BaseException:
-        if made is not None:
-            shutil.rmtree(made, ignore_errors=True)
+        for level in reversed(made):  # deepest first; ``new/../x`` made ``x`` outside ``new``
+            shutil.rmtree(level, ignore_errors=True)
         raise
 
 

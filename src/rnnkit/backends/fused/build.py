@@ -219,12 +219,14 @@ def _import_library(library: pathlib.Path, name: str, python_module: bool):
 def _import_verified(library: pathlib.Path, name: str, python_module: bool):
     """Load a stamped build. Its bytes are the ones that loaded when it was built, so a
     failure here is the environment (a library it links to moved, a cache shared with another
-    system): said in one line with the way out, never "the build failed"."""
+    system): said in one line with the way out, never "the build failed". Only the loader's
+    own refusals (dlopen's OSError, the import machinery's ImportError) are caught; the
+    original error stays attached as the cause."""
     try:
         return _import_library(library, name, python_module)
-    except (OSError, ImportError, RuntimeError) as error:
+    except (OSError, ImportError) as error:
         raise BuildUnavailable(f"cannot load the cached build {library} ({_failure(error)}); "
-                               f"delete the folder {library.parent} to rebuild it") from None
+                               f"delete the folder {library.parent} to rebuild it") from error
 
 
 @contextlib.contextmanager
