@@ -1251,3 +1251,39 @@ def test_a_malformed_packed_sequence_is_named_as_such(kind):
         ours(rising)
     clipped = pack_padded_sequence(x, torch.tensor([2, 2, 1]))
     assert_close(ours(clipped)[0].data, torch_layer(clipped)[0].data)
+
+
+@pytest.mark.parametrize("batch_first", [False, True], ids=["time-major", "batch-first"])
+@pytest.mark.parametrize("enforce_sorted", [False, True], ids=["unsorted", "sorted"])
+def test_repacked_outputs_are_torch_packing_of_the_padded_output(batch_first, enforce_sorted):
+    """The layers pack their padded output with one gather of the valid rows (one copy, not
+    two). Oracle: torch's pack_padded_sequence of the same output, values, batch sizes, order
+    and the gradient reaching the padded output, over random lengths."""
+    from torch.nn.utils.rnn import pack_padded_sequence
+
+    from rnnkit.layers.masking import repack, unpack
+
+    generator = torch.Generator().manual_seed(0)
+    for _ in range(40):
+        B, T, F = (int(torch.randint(1, n, (1,), generator=generator)) for n in (8, 10, 5))
+        lengths = torch.randint(1, T + 1, (B,), generator=generator)
+        lengths[0] = T
+        if enforce_sorted:
+            lengths = lengths.sort(descending=True).values
+        x = torch.randn((B, T, F) if batch_first else (T, B, F), generator=generator)
+        packed = pack_padded_sequence(x, lengths, batch_first=batch_first,
+                                      enforce_sorted=enforce_sorted)
+        padded, info = unpack(packed, batch_first)
+        output = (3 * padded).requires_grad_()
+        got = repack(output, info, batch_first)
+        want = pack_padded_sequence(output, lengths, batch_first=batch_first,
+                                    enforce_sorted=enforce_sorted)
+        assert torch.equal(got.data, want.data)
+        assert torch.equal(got.batch_sizes, want.batch_sizes)
+        for mine, theirs in ((got.sorted_indices, want.sorted_indices),
+                             (got.unsorted_indices, want.unsorted_indices)):
+            assert (mine is None and theirs is None) or torch.equal(mine, theirs)
+        weights = torch.randn(want.data.shape, generator=generator)
+        grad_got, = torch.autograd.grad(got.data, output, weights)
+        grad_want, = torch.autograd.grad(want.data, output, weights)
+        assert torch.equal(grad_got, grad_want)
