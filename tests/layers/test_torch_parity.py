@@ -1255,14 +1255,17 @@ def test_a_malformed_packed_sequence_is_named_as_such(kind):
 
 @pytest.mark.parametrize("batch_first", [False, True], ids=["time-major", "batch-first"])
 @pytest.mark.parametrize("enforce_sorted", [False, True], ids=["unsorted", "sorted"])
-def test_repacked_outputs_are_torch_packing_of_the_padded_output(batch_first, enforce_sorted):
+def test_repacked_outputs_are_torch_packing_of_the_padded_output(batch_first, enforce_sorted,
+                                                                 monkeypatch):
     """The layers pack their padded output with one gather of the valid rows (one copy, not
     two). Oracle: torch's pack_padded_sequence of the same output, values, batch sizes, order
     and the gradient reaching the padded output, over random lengths."""
     from torch.nn.utils.rnn import pack_padded_sequence
 
+    from rnnkit.layers import masking
     from rnnkit.layers.masking import repack, unpack
 
+    monkeypatch.setattr(masking, "_GATHER_FROM", 0)  # the gather at every size, not torch's
     generator = torch.Generator().manual_seed(0)
     for _ in range(40):
         B, T, F = (int(torch.randint(1, n, (1,), generator=generator)) for n in (8, 10, 5))
@@ -1274,7 +1277,10 @@ def test_repacked_outputs_are_torch_packing_of_the_padded_output(batch_first, en
         packed = pack_padded_sequence(x, lengths, batch_first=batch_first,
                                       enforce_sorted=enforce_sorted)
         padded, info = unpack(packed, batch_first)
-        output = (3 * padded).requires_grad_()
+        output = 3 * padded
+        if batch_first:  # the layers' batch_first output: a transposed time-major tensor
+            output = output.transpose(0, 1).contiguous().transpose(0, 1)
+        output.requires_grad_()
         got = repack(output, info, batch_first)
         want = pack_padded_sequence(output, lengths, batch_first=batch_first,
                                     enforce_sorted=enforce_sorted)
@@ -1286,4 +1292,39 @@ def test_repacked_outputs_are_torch_packing_of_the_padded_output(batch_first, en
         weights = torch.randn(want.data.shape, generator=generator)
         grad_got, = torch.autograd.grad(got.data, output, weights)
         grad_want, = torch.autograd.grad(want.data, output, weights)
+        assert torch.equal(grad_got, grad_want)
+
+
+@pytest.mark.parametrize("batch_first", [False, True], ids=["time-major", "batch-first"])
+@pytest.mark.parametrize("enforce_sorted", [False, True], ids=["unsorted", "sorted"])
+def test_unpacked_inputs_are_torch_padding_of_the_packed_input(batch_first, enforce_sorted,
+                                                               monkeypatch):
+    """The layers pad a PackedSequence input with one scatter into zeros. Oracle: torch's
+    pad_packed_sequence of the same input: values, lengths and the gradient of the data."""
+    from torch.nn.utils.rnn import PackedSequence, pack_padded_sequence, pad_packed_sequence
+
+    from rnnkit.layers import masking
+    from rnnkit.layers.masking import unpack
+
+    monkeypatch.setattr(masking, "_GATHER_FROM", 0)  # the scatter at every size, not torch's
+    generator = torch.Generator().manual_seed(1)
+    for _ in range(40):
+        B, T, F = (int(torch.randint(1, n, (1,), generator=generator)) for n in (8, 10, 5))
+        lengths = torch.randint(1, T + 1, (B,), generator=generator)
+        lengths[-1] = T
+        if enforce_sorted:
+            lengths = lengths.sort(descending=True).values
+        x = torch.randn((B, T, F) if batch_first else (T, B, F), generator=generator)
+        packed = pack_padded_sequence(x, lengths, batch_first=batch_first,
+                                      enforce_sorted=enforce_sorted)
+        data = packed.data.clone().requires_grad_()
+        packed = PackedSequence(data, packed.batch_sizes, packed.sorted_indices,
+                                packed.unsorted_indices)
+        got, info = unpack(packed, batch_first)
+        want, want_lengths = pad_packed_sequence(packed, batch_first=batch_first)
+        assert torch.equal(got, want)
+        assert torch.equal(info.lengths, want_lengths) and info.lengths.dtype == torch.int64
+        weights = torch.randn(want.shape, generator=generator)
+        grad_got, = torch.autograd.grad(got, data, weights)
+        grad_want, = torch.autograd.grad(want, data, weights)
         assert torch.equal(grad_got, grad_want)
