@@ -1278,8 +1278,12 @@ def test_repacked_outputs_are_torch_packing_of_the_padded_output(batch_first, en
                                       enforce_sorted=enforce_sorted)
         padded, info = unpack(packed, batch_first)
         output = 3 * padded
-        if batch_first:  # the layers' batch_first output: a transposed time-major tensor
+        if batch_first and torch.rand((), generator=generator) < 0.5:
+            # one direction's batch_first output: a transposed time-major tensor (else a
+            # batch-major one, as a bidirectional layer's)
             output = output.transpose(0, 1).contiguous().transpose(0, 1)
+        elif torch.rand((), generator=generator) < 0.2:  # neither layout: advanced indexing
+            output = torch.stack([output, output], -1).flatten(-2)[..., ::2]  # strided rows
         output.requires_grad_()
         got = repack(output, info, batch_first)
         want = pack_padded_sequence(output, lengths, batch_first=batch_first,

@@ -213,10 +213,14 @@ def repack(output: torch.Tensor, info: PackingInfo, batch_first: bool) -> Packed
     sequence = rank if order is None else order.cpu()[rank]
     batch = output.size(0 if batch_first else 1)
     time_major = output.transpose(0, 1) if batch_first else output
-    if time_major.is_contiguous():  # the layers' own layout, batch_first a transposed view
-        rows = _flat_rows(step, sequence, time_major.size(0), batch, batch_first=False)
-        rows = rows.to(output.device)
-        data = time_major.reshape(-1, *output.shape[2:]).index_select(0, rows)
+    # rows of whichever layout is contiguous: time-major (one direction's batch_first output is
+    # a transposed view of it) or batch-major (a bidirectional batch_first output)
+    layout = (False if time_major.is_contiguous()
+              else True if batch_first and output.is_contiguous() else None)
+    if layout is not None:
+        stored = time_major if layout is False else output
+        rows = _flat_rows(step, sequence, time_major.size(0), batch, batch_first=layout)
+        data = stored.reshape(-1, *output.shape[2:]).index_select(0, rows.to(output.device))
     else:
         step, sequence = step.to(output.device), sequence.to(output.device)
         data = output[sequence, step] if batch_first else output[step, sequence]
