@@ -140,8 +140,7 @@ def unpack(packed: PackedSequence, batch_first: bool) -> tuple[torch.Tensor, Pac
     order = packed.sorted_indices
     batch = int(batch_sizes[0]) if len(batch_sizes) else 0
     running = torch.arange(batch).unsqueeze(0) < batch_sizes.unsqueeze(1)  # (T, B) by rank
-    step, rank = running.nonzero(as_tuple=True)  # row-major: the packed rows' order
-    sequence = rank if order is None else order.cpu()[rank]
+    step, sequence = _packed_positions(running, order)
     lengths = running.sum(0)  # by rank, longest first
     if order is not None:
         lengths = lengths[packed.unsorted_indices.cpu()]
@@ -166,6 +165,15 @@ def _by_torch(values: torch.Tensor) -> bool:
     torch.compile, where the data-dependent index would split the graph."""
     return (values.numel() < _GATHER_FROM or torch.compiler.is_compiling()
             or torch.jit.is_tracing())
+
+
+def _packed_positions(running: torch.Tensor,
+                      order: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(step, sequence) of every packed row, in the packed order: ``running`` is (T, B), True
+    where the sequence of rank j (longest first) is still running at step t, so its row-major
+    nonzeros are the packed rows; ``order`` (sorted_indices) maps a rank to its sequence."""
+    step, rank = running.nonzero(as_tuple=True)
+    return step, (rank if order is None else order.cpu()[rank])
 
 
 def _flat_rows(step: torch.Tensor, sequence: torch.Tensor, steps: int, batch: int,
@@ -208,18 +216,15 @@ def repack(output: torch.Tensor, info: PackingInfo, batch_first: bool) -> Packed
     order = info.sorted_indices
     lengths = info.lengths if order is None else info.lengths[order.cpu()]  # longest first
     steps = int(lengths[0]) if len(lengths) else 0
-    running = lengths.unsqueeze(0) > torch.arange(steps).unsqueeze(1)  # (T, B), row-major = packed
-    step, rank = running.nonzero(as_tuple=True)
-    sequence = rank if order is None else order.cpu()[rank]
+    running = lengths.unsqueeze(0) > torch.arange(steps).unsqueeze(1)  # (T, B) by rank
+    step, sequence = _packed_positions(running, order)
     batch = output.size(0 if batch_first else 1)
     time_major = output.transpose(0, 1) if batch_first else output
     # rows of whichever layout is contiguous: time-major (one direction's batch_first output is
     # a transposed view of it) or batch-major (a bidirectional batch_first output)
-    layout = (False if time_major.is_contiguous()
-              else True if batch_first and output.is_contiguous() else None)
-    if layout is not None:
-        stored = time_major if layout is False else output
-        rows = _flat_rows(step, sequence, time_major.size(0), batch, batch_first=layout)
+    if time_major.is_contiguous() or (batch_first and output.is_contiguous()):
+        stored, by_batch = (time_major, False) if time_major.is_contiguous() else (output, True)
+        rows = _flat_rows(step, sequence, time_major.size(0), batch, batch_first=by_batch)
         data = stored.reshape(-1, *output.shape[2:]).index_select(0, rows.to(output.device))
     else:
         step, sequence = step.to(output.device), sequence.to(output.device)
