@@ -431,6 +431,18 @@ def test_a_missing_npz_label_is_refused_not_made_a_class(tmp_path, labels):
     _one_line_error(info, "the label of sequence 1 of", "is missing")
 
 
+def test_class_names_match_labels_by_value_when_written_another_way(tmp_path):
+    """A test file saved with integer labels gets the indices of a train set's float classes
+    ("1" is "1.0"); a number of no class's value is still refused. Oracle: the labels saved."""
+    np.savez(tmp_path / "set.npz", X=np.zeros((4, 3, 1)), y=np.array([2, 0, 1, 2]))
+    data = load_sequences(tmp_path / "set.npz", class_names=["0.0", "1.0", "2.0"])
+    assert data.class_names == ["0.0", "1.0", "2.0"]
+    assert data.labels.tolist() == [2, 0, 1, 2]
+    with pytest.raises(SequenceDataError) as info:
+        load_sequences(tmp_path / "set.npz", class_names=["0.0", "1.0", "2.5"])
+    _one_line_error(info, "label '2' of", "is not in class_names")
+
+
 def test_a_value_beyond_float32_is_named_not_called_missing(tmp_path):
     """1e39 overflowed in the cast to float32 and was reported as a NaN to fill in."""
     x = np.zeros((2, 3, 1))

@@ -371,6 +371,43 @@ def test_test_label_outside_the_training_classes_is_a_one_line_error(files, tmp_
                    "'extreme'", "not a class of the training data")
 
 
+def test_numeric_labels_written_another_way_are_the_same_class(tmp_path):
+    """A run trained on labels saved as floats (classes "0.0", "1.0", "2.0") scores a file whose
+    labels were saved as integers, and the other way round: "1" is the class "1.0". Oracle: the
+    evaluation of the same file with the labels written as in training (identical numbers)."""
+    sequences, names = make_sequences(90, seed=1)
+    test_sequences, test_names = make_sequences(30, seed=2)
+    code = {"low": 0, "mid": 1, "high": 2}
+    as_ints = lambda labels: np.array([code[n] for n in labels])
+    for trained_as, scored_as in ((np.float64, np.int64), (np.int64, np.float64)):
+        folder = tmp_path / np.dtype(trained_as).name
+        folder.mkdir()
+        train = save_npz(folder / "train.npz", sequences, as_ints(names).astype(trained_as))
+        same = save_npz(folder / "same.npz", test_sequences,
+                        as_ints(test_names).astype(trained_as))
+        other = save_npz(folder / "other.npz", test_sequences,
+                         as_ints(test_names).astype(scored_as))
+        config = small_config({"train": train, "test": other}, max_steps=20)
+        result = train_classifier(config, folder / "run", notify=quiet)
+        expected = evaluate_classifier(folder / "run", data=same)
+        scored = evaluate_classifier(folder / "run", data=other)
+        assert {**scored, "data": None} == {**expected, "data": None}
+        assert result["test"]["accuracy"] == expected["accuracy"]
+
+
+def test_a_number_matching_two_classes_is_not_guessed(tmp_path):
+    """Classes "1" and "01" are both worth 1, so a label "1.0" stays unknown, as does a
+    number of no class's value."""
+    from rnnkit.tasks.classify.data import load_split
+
+    sequences, _ = make_sequences(4, seed=3)
+    for labels, classes, unknown in ((["1.0", "1", "01", "1"], ["1", "01"], "'1.0'"),
+                                     ([2.5, 1.0, 2.0, 1.0], ["1", "2"], "'2.5'")):
+        path = save_npz(tmp_path / "labels.npz", sequences, np.array(labels))
+        one_line_error(SequenceDataError, lambda: load_split(path, "test", classes),
+                       unknown, "not a class of the training data")
+
+
 def test_a_run_folder_another_process_holds_is_refused_before_anything_is_written(files, trained):
     """The task itself holds its run folder while it trains (the CLI checks it too): a library
     call into a folder another process trains in raises. Oracle: a second process holding the

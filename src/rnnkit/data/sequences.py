@@ -461,6 +461,35 @@ def _natural_order(values) -> list[str]:
     return [v for _, v in sorted(zip(numbers, values))]
 
 
+def _finite_number(text: str) -> float | None:
+    try:
+        value = float(text)
+    except (TypeError, ValueError):
+        return None
+    return value if np.isfinite(value) else None
+
+
+def match_by_value(labels, class_names: list[str]) -> dict[str, str]:
+    """For each of ``labels`` that is not itself in ``class_names`` but is a number: the one
+    class name of the same value ("1" -> "1.0", "2.50" -> "2.5").
+
+    A label saved from floats reads "1.0" and the same label saved from integers "1"; they are
+    the same class. Labels that are not numbers, and numbers that match no class or more than
+    one (classes "1" and "01"), are left out, so the caller's error still names them."""
+    by_value: dict[float, list[str]] = {}
+    for name in class_names:
+        value = _finite_number(name)
+        if value is not None:
+            by_value.setdefault(value, []).append(name)
+    known = set(class_names)
+    matched = {}
+    for label in set(labels) - known:
+        candidates = by_value.get(_finite_number(label), [])
+        if len(candidates) == 1:
+            matched[label] = candidates[0]
+    return matched
+
+
 def checked_values(x: np.ndarray, where: str) -> np.ndarray:
     """A (T, C) sequence as contiguous float32, or a one-line SequenceDataError naming
     ``where`` and the step and channel of a NaN, an infinity or a value beyond float32."""
@@ -514,6 +543,8 @@ def _build(sequences, raw_labels, class_names, source, ids=None,
         if len(set(names)) != len(names):
             raise SequenceDataError(f"class_names has duplicates ({names}); list each class once")
     index = {n: i for i, n in enumerate(names)}
+    same_value = match_by_value(labels, names)
+    labels = [same_value.get(v, v) for v in labels]
     unknown = _natural_order(set(labels) - index.keys())
     if unknown:
         raise SequenceDataError(f"label {unknown[0]!r} of {source} is not in class_names "

@@ -21,6 +21,7 @@ import torch
 from rnnkit.data.scaling import standardization
 from rnnkit.data.sequences import (
     BUNDLED_SETS, SequenceDataError, SequenceSet, aeon_label_form, load_sequences,
+    match_by_value,
 )
 
 
@@ -171,6 +172,11 @@ def load_split(name: str, split: str, class_names: list[str] | None = None,
         older = [aeon_label_form(n) for n in data.class_names]
         if len(set(older)) == len(older) and all(n in index for n in older):
             data, unknown = dataclasses.replace(data, class_names=older), []
+    if unknown:  # the same number written another way ("1" for a class "1.0")
+        same_value = match_by_value(unknown, class_names)
+        data = dataclasses.replace(data, class_names=[same_value.get(n, n)
+                                                      for n in data.class_names])
+        unknown = [n for n in unknown if n not in same_value]
     if unknown:
         if own_data:  # the file changed under the run: its weights mean other data
             raise SequenceDataError(f"{what} {name!r} has label {unknown[0]!r}, which the run "
