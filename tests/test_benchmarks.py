@@ -265,10 +265,20 @@ def test_classify_benchmark_table_holds_the_runs_numbers(tmp_path):
                    "--out", out)
     report = json.loads(out.read_text())
     rows = report["results"]
-    assert [r["steps"] for r in rows] == [3, 3]
+    assert [(r["implementation"], r["seed"]) for r in rows] == [
+        ("rnnkit", 0), ("torch", 0), ("rnnkit", 1), ("torch", 1)]
+    assert [r["steps"] for r in rows] == [3, 3, 3, 3]
+    ours = [r for r in rows if r["implementation"] == "rnnkit"]
     assert report["mean_test_accuracy"] == pytest.approx(
-        (rows[0]["test_accuracy"] + rows[1]["test_accuracy"]) / 2)
+        (ours[0]["test_accuracy"] + ours[1]["test_accuracy"]) / 2)
+    # Oracle: three steps from the same initial weights on the same batches score the same
+    # with either layer.
+    for mine, theirs in zip(rows[::2], rows[1::2]):
+        assert mine["test_accuracy"] == pytest.approx(theirs["test_accuracy"], abs=1 / 370)
+        assert mine["validation_loss"] == pytest.approx(theirs["validation_loss"], rel=1e-4)
     table = out.with_suffix(".txt").read_text()
     assert "150 epochs or 3 steps" in table
     for row in rows:
-        assert f"{row['test_accuracy']:>9.4f} {row['test_macro_f1']:>9.4f}" in table
+        assert (f"{row['implementation']:<7}{row['seed']:>5d} {row['test_accuracy']:>9.4f} "
+                f"{row['test_macro_f1']:>9.4f}") in table
+    assert f"rnnkit  mean {report['mean_test_accuracy']:>9.4f}" in table
