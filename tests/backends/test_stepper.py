@@ -125,7 +125,8 @@ def test_strided_input_steps_as_its_contiguous_copy():
 
 
 def test_unsupported_cells_and_dtypes():
-    with pytest.raises(TypeError, match="runs float32 cells on the CPU; got torch.float64"):
+    with pytest.raises(TypeError, match="runs float32 cells on the CPU; the cell's weight_ih is "
+                                        "torch.float64"):
         FusedStepper(rnnkit.GRUCell(3, 4).double())
     with pytest.raises(TypeError, match="supports rnnkit LSTMCell, GRUCell and RNNCell; got GRUCell"):
         FusedStepper(torch.nn.GRUCell(3, 4))
@@ -161,3 +162,64 @@ def test_a_bound_step_kept_alone_owns_the_lstm_cell_state():
                             text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
     assert float(result.stdout.split()[-1]) == 0.0
+
+
+@pytest.mark.parametrize("kind, name", [("gru", "weight_hh"), ("gru", "bias_ih"),
+                                        ("lstm", "bias_hh"), ("lstm_proj", "weight_hr")])
+def test_every_weight_is_checked_not_only_weight_ih(kind, name):
+    """A float64 weight_hh was read as float32 memory: a wrong state and no error, where the
+    cell's own forward raises."""
+    cell = CELLS[kind](3, 4)
+    setattr(cell, name, torch.nn.Parameter(getattr(cell, name).detach().double()))
+    with pytest.raises(TypeError, match=f"the cell's {name} is torch.float64 on cpu"):
+        FusedStepper(cell)
+
+
+def test_a_state_from_a_forward_is_copied_without_its_graph():
+    """The state setter copied under autograd: the stepper's h then carried a CopyBackwards
+    node, .numpy() refused it, and a backward through a step treated the step as the identity.
+    Oracle: the cell's own step from the same state."""
+    torch.manual_seed(0)
+    cell = CELLS["gru"](3, 4)
+    h0 = cell(torch.randn(2, 3))
+    assert h0.requires_grad
+    stepper = FusedStepper(cell, batch_size=2)
+    stepper.state = h0
+    x = torch.randn(2, 3)
+    h1 = stepper.step(x)
+    assert not h1.requires_grad and h1.grad_fn is None
+    with torch.no_grad():
+        expected = cell(x, h0)
+    assert_close(h1, getattr(expected, "h", expected), what="a step from a state set from a forward")
+    h1.numpy()  # no "requires grad" refusal
+
+
+def test_a_stepper_made_under_inference_mode_resets_and_takes_states_after_it():
+    """Its state tensors were inference tensors, which reset() and the state setter may not
+    write outside that mode. Oracle: a stepper made normally."""
+    torch.manual_seed(0)
+    cell = CELLS["lstm"](3, 4)
+    with torch.inference_mode():
+        made_inside = FusedStepper(cell, batch_size=2)
+    normal = FusedStepper(cell, batch_size=2)
+    x = torch.randn(2, 3)
+    for stepper in (made_inside, normal):
+        stepper.step(x)
+        state = tuple(t.clone() for t in stepper.state)
+        stepper.reset()
+        stepper.state = state
+        stepper.step(x)
+    assert_close(made_inside.h, normal.h, what="h of a stepper made under inference_mode")
+    assert_close(made_inside.c, normal.c, what="c of a stepper made under inference_mode")
+
+
+def test_batch_size_may_be_a_numpy_integer_and_a_state_must_be_tensors():
+    np = pytest.importorskip("numpy")
+    cell = CELLS["gru"](3, 4)
+    assert FusedStepper(cell, batch_size=np.int64(2)).h.shape == (2, 4)
+    stepper = FusedStepper(cell, batch_size=2)
+    for value in (None, np.zeros((2, 4), np.float32)):
+        with pytest.raises(TypeError, match=r"takes h, tensors of shape \(2, 4\); got "):
+            stepper.state = value
+    with pytest.raises(ValueError, match="batch_size must be a positive int"):
+        FusedStepper(cell, batch_size=True)

@@ -567,3 +567,72 @@ def test_look_alike_ids_and_a_string_of_ids_are_refused(engine):
     with pytest.raises(TypeError, match=r"for one stream, pass \['ab'\]"):
         session.step_many(torch.randn(2, 3), "ab")
     assert torch.equal(session.get_state(1)[0].h, before) and session.stream_ids == [1, "a", "b"]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_session_made_under_inference_mode_works_after_it(engine):
+    """Its buffers were inference tensors: reset, set_state and add_stream (and with the torch
+    engine every step) then failed with torch's in-place error. Oracle: a session made
+    normally, stepped the same way."""
+    model, head, graph = _build("lstm_2layers_head")
+    x = _inputs(graph, batch=1, steps=6)[0]
+    with torch.inference_mode():
+        made_inside = StreamingSession(model, head=head, streams=["a"], engine=engine)
+    normal = StreamingSession(model, head=head, streams=["a"], engine=engine)
+    for session in (made_inside, normal):
+        session.feed(x[:3], "a")
+        state = session.get_state("a")
+        session.reset()
+        session.set_state(state, "a")
+        session.add_stream("b")
+        for name in "abcde"[2:]:  # past the first arena: the session grows
+            session.add_stream(name)
+        session.step_many(x[3:5], ["a", "b"])
+    assert_close(made_inside.step(x[5], "a"), normal.step(x[5], "a"),
+                 what="a session made under inference_mode")
+    assert_close(made_inside.get_state("b")[1].h, normal.get_state("b")[1].h,
+                 what="its second stream")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_step_many_of_no_streams_gives_no_rows(engine):
+    """The torch engine's buffers were bound only once the session first grew, so a session
+    opened with no streams raised a TypeError; the native engine returned (0, O)."""
+    session = StreamingSession(rnnkit.GRU(3, 4), streams=0, engine=engine)
+    assert session.step_many(torch.zeros(0, 3), []).shape == (0, 4)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_stream_counts_may_be_numpy_integers_and_other_numbers_are_refused(engine):
+    np = pytest.importorskip("numpy")
+    session = StreamingSession(rnnkit.GRU(3, 4), streams=np.int64(3), engine=engine)
+    assert session.stream_ids == [0, 1, 2]
+    with pytest.raises(TypeError) as info:
+        StreamingSession(rnnkit.GRU(3, 4), streams=2.0, engine=engine)
+    one_line_message(info, "count or an iterable of ids", "float")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_input_errors_give_the_count_a_call_needs_and_the_cast(engine):
+    """"a float32 CPU tensor of n rows of x 5 features" named neither the count nor the fix."""
+    session = StreamingSession(rnnkit.GRU(5, 4), streams=2, engine=engine)
+    with pytest.raises(ValueError) as info:
+        session.step_many(torch.zeros(3, 5), [0, 1])
+    one_line_message(info, "2 rows (one per stream) of 5 features", "3, 5")
+    with pytest.raises(ValueError) as info:
+        session.feed(torch.zeros(4, 5, dtype=torch.float64), 0)
+    one_line_message(info, "4 steps of 5 features", "convert it with x.float()")
+    tokens = StreamingSession(TokenModel(), streams=2, engine=engine)
+    with pytest.raises(ValueError) as info:
+        tokens.step_many(torch.zeros(2, dtype=torch.int32), [0, 1])
+    one_line_message(info, "2 rows (one per stream) of int64 token ids", "x.long()")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_an_lstm_state_given_as_a_list_is_told_to_be_a_tuple(engine):
+    session = StreamingSession(rnnkit.LSTM(3, 4), engine=engine)
+    h, c = session.get_state()[0]
+    with pytest.raises(ValueError) as info:
+        session.set_state([[h + 1, c + 1]])
+    one_line_message(info, "list of tensors", "as a tuple")
+    assert session.get_state()[0].h.abs().sum() == 0, "a refused state was written"

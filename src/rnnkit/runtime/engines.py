@@ -90,15 +90,18 @@ class TorchEngine:
         self.state, self.output = state, output
 
     def _inputs(self, x, count: int, what: str) -> torch.Tensor:
-        """(count, I) float32 features, or the embedding rows of ``count`` token ids."""
+        """(count, I) float32 features, or the embedding rows of ``count`` token ids; ``what``
+        words the count for errors, as the native engine does ("{} steps of")."""
         graph = self.graph
+        what = what.format(count)
         if graph.embedding is not None:
             if not isinstance(x, torch.Tensor):  # as the native engine (step() takes ints)
                 raise TypeError(f"x must be a torch.Tensor; got {type(x).__name__}")
             tokens = x
             if tokens.dtype != torch.int64 or tokens.numel() != count:
+                fix = " (convert it with x.long())" if tokens.dtype != torch.int64 else ""
                 raise ValueError(f"x must be {what} int64 token ids; got {tokens.dtype} of shape "
-                                 f"{tuple(tokens.shape)}")
+                                 f"{tuple(tokens.shape)}{fix}")
             tokens = tokens.reshape(count)
             if tokens.numel() and (tokens.min() < 0 or tokens.max() >= graph.vocab_size):
                 bad = tokens[(tokens < 0) | (tokens >= graph.vocab_size)][0].item()
@@ -109,8 +112,10 @@ class TorchEngine:
         features = graph.input_size  # the last dimension, as on the native engine
         if (x.dtype != torch.float32 or x.device.type != "cpu" or x.numel() != count * features
                 or x.dim() == 0 or x.size(-1) != features):
-            raise ValueError(f"x must be a float32 CPU tensor of {what} x {graph.input_size} "
-                             f"features; got {x.dtype} on {x.device} of shape {tuple(x.shape)}")
+            fix = " (convert it with x.float())" if x.dtype != torch.float32 else ""
+            raise ValueError(f"x must be a float32 CPU tensor of {what} {graph.input_size} "
+                             f"features; got {x.dtype} on {x.device} of shape {tuple(x.shape)}"
+                             f"{fix}")
         return x.reshape(count, graph.input_size)
 
     @torch.no_grad()
@@ -156,7 +161,7 @@ class TorchEngine:
     def feed(self, x, row: int, y: torch.Tensor) -> None:
         self._check_row(row)
         steps = y.shape[0]
-        inputs = self._inputs(x, steps, "T steps of")
+        inputs = self._inputs(x, steps, "{} steps of")
         rows = self.state[row:row + 1]
         for t in range(steps):
             y[t] = self._run(inputs[t:t + 1], rows)[0]
@@ -166,7 +171,7 @@ class TorchEngine:
     def step_rows(self, x, rows: torch.Tensor, y: torch.Tensor) -> None:
         for row in rows.tolist():
             self._check_row(row)
-        inputs = self._inputs(x, rows.numel(), "n rows of")
+        inputs = self._inputs(x, rows.numel(), "{} rows (one per stream) of")
         gathered = self.state[rows]
         y.copy_(self._run(inputs, gathered))
         self.state[rows] = gathered

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import numbers
 from pathlib import Path
 from typing import Hashable, Iterable
 
@@ -68,15 +69,24 @@ class StreamingSession:
         self.output_size = self.graph.output_size
         self._rows: dict[Hashable, int] = {}
         self._free_rows: list[int] = []
-        self._state = torch.zeros(0, self.state_width)
-        self._output = torch.zeros(0, self.output_size)
         self._output_rows: list[torch.Tensor] = []
+        with torch.inference_mode(False):  # see _grow
+            self._state = torch.zeros(0, self.state_width)
+            self._output = torch.zeros(0, self.output_size)
+        self._engine.bind(self._state, self._output)  # step_many of no streams reads them
         if isinstance(streams, (bool, str, bytes)):  # a string would open a stream per letter
             raise TypeError(f"streams must be a count or an iterable of ids; got {streams!r} "
                             f"(for one stream named so, pass [{streams!r}])")
-        if isinstance(streams, int) and streams < 0:
-            raise ValueError(f"streams must be a count >= 0 or an iterable of ids; got {streams}")
-        ids = range(streams) if isinstance(streams, int) else streams
+        if isinstance(streams, numbers.Integral):  # NumPy's integers too
+            if streams < 0:
+                raise ValueError(f"streams must be a count >= 0 or an iterable of ids; got "
+                                 f"{streams}")
+            ids = range(int(streams))
+        elif isinstance(streams, Iterable):
+            ids = streams
+        else:
+            raise TypeError(f"streams must be a count or an iterable of ids; got "
+                            f"{type(streams).__name__}")
         for stream_id in ids:
             self.add_stream(stream_id)
         self._step = self._engine.step
@@ -107,10 +117,10 @@ class StreamingSession:
             raise ValueError(f"stream {stream_id!r} is already open; reset() it or pick another id")
         if not self._free_rows:
             self._grow(max(4, 2 * len(self._output_rows)))
-        row = self._free_rows.pop()
+        row = self._free_rows[-1]
         self._state[row].zero_()
         self._output[row].zero_()
-        self._rows[stream_id] = row
+        self._rows[stream_id] = self._free_rows.pop()  # only once the row is ready
 
     def drop_stream(self, stream_id) -> None:
         """Close a stream and free its state."""
@@ -138,8 +148,12 @@ class StreamingSession:
     def _grow(self, capacity: int) -> None:
         """Reallocate the state arena with room for ``capacity`` streams (rows keep their place)."""
         old = self._state.shape[0]
-        state, output = torch.zeros(capacity, self.state_width), torch.zeros(capacity, self.output_size)
-        state[:old], output[:old] = self._state, self._output
+        # Ordinary tensors even when made under inference_mode: steps, reset() and set_state()
+        # write them in place, which torch refuses for inference tensors outside that mode.
+        with torch.inference_mode(False):
+            state = torch.zeros(capacity, self.state_width)
+            output = torch.zeros(capacity, self.output_size)
+            state[:old], output[:old] = self._state, self._output
         self._state, self._output = state, output
         self._engine.bind(state, output)
         self._output_rows = list(output.unbind(0))
@@ -341,6 +355,10 @@ def _state_values(field, layer: int, kind: str) -> torch.Tensor:
     except (TypeError, RuntimeError, ValueError):
         tensor = None
     if tensor is None or tensor.is_complex() or tensor.dtype == torch.bool:
+        if isinstance(field, list) and any(isinstance(f, torch.Tensor) for f in field):
+            raise ValueError(f"layer {layer} ({kind}) state is a list of tensors; pass a "
+                             f"layer's fields as a tuple, (h, c) for an LSTM, as get_state() "
+                             f"returns")
         what = type(field).__name__ if tensor is None else f"a {tensor.dtype} tensor"
         raise ValueError(f"layer {layer} ({kind}) state must hold real numbers (tensors or "
                          f"arrays, as get_state() returns); got {what}")

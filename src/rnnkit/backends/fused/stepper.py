@@ -14,6 +14,8 @@ Inference only (no autograd); float32 only.
 
 from __future__ import annotations
 
+import numbers
+
 import torch
 
 from ...cells import GRUCell, LSTMCell, RNNCell, cell_class
@@ -28,23 +30,31 @@ class FusedStepper:
         if cell_class(cell) not in (LSTMCell, GRUCell, RNNCell):
             raise TypeError(f"FusedStepper supports rnnkit LSTMCell, GRUCell and RNNCell; "
                             f"got {type(cell).__name__}")
-        if cell.weight_ih.dtype != torch.float32 or cell.weight_ih.device.type != "cpu":
-            raise TypeError(f"FusedStepper runs float32 cells on the CPU; got "
-                            f"{cell.weight_ih.dtype} on {cell.weight_ih.device} "
-                            f"(use cell.float().cpu())")
-        if not isinstance(batch_size, int) or batch_size < 1:
+        names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
+        with torch.no_grad():
+            weights = [getattr(cell, name, None) for name in names]
+        for name, weight in zip(names, weights):
+            # the native stepper reads each one's memory as float32: check all, not one
+            if weight is not None and (weight.dtype != torch.float32
+                                       or weight.device.type != "cpu"):
+                raise TypeError(f"FusedStepper runs float32 cells on the CPU; the cell's "
+                                f"{name} is {weight.dtype} on {weight.device} (use "
+                                f"cell.float().cpu())")
+        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
+                or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
+        batch_size = int(batch_size)
         kind = _KINDS.get(cell_class(cell), 3 if getattr(cell, "nonlinearity", "") == "relu" else 2)
         self.cell = cell
         self.batch_size = batch_size
         widths = cell.state_sizes()
-        self.h = torch.zeros(batch_size, widths["h"])
-        self.c = torch.zeros(batch_size, widths["c"]) if "c" in widths else None
-        with torch.no_grad():
-            # Contiguous float32 copies; the native stepper packs them once and keeps no pointer.
-            weights = [None if w is None else w.detach().contiguous() for w in (
-                cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh,
-                getattr(cell, "weight_hr", None))]
+        # Ordinary tensors even when made under inference_mode: reset() and the state setter
+        # write them in place, which torch refuses for inference tensors outside that mode.
+        with torch.inference_mode(False):
+            self.h = torch.zeros(batch_size, widths["h"])
+            self.c = torch.zeros(batch_size, widths["c"]) if "c" in widths else None
+        # Contiguous copies; the native stepper packs them once and keeps no pointer.
+        weights = [None if w is None else w.detach().contiguous() for w in weights]
         address = [0 if w is None else w.data_ptr() for w in weights]
         self._native = stream_module().Stepper(
             kind, batch_size, cell.input_size, cell.hidden_size, widths["h"], *address,
@@ -71,15 +81,20 @@ class FusedStepper:
         """``h`` (GRU, Elman: a bare tensor, as torch.nn takes it, or a 1-tuple) or ``(h, c)``
         (LSTM), each (B, H) like the current state; all are checked before any is written."""
         buffers = (self.h,) if self.c is None else (self.h, self.c)
+        wanted = "h" if self.c is None else "(h, c)"
+        if not isinstance(value, (torch.Tensor, tuple, list)):
+            raise TypeError(f"FusedStepper.state takes {wanted}, tensors of shape "
+                            f"{tuple(self.h.shape)}; got {type(value).__name__} (convert an "
+                            f"array with torch.from_numpy)")
         tensors = (value,) if isinstance(value, torch.Tensor) else tuple(value)
         if len(tensors) != len(buffers):
-            wanted = "h" if self.c is None else "(h, c)"
             raise ValueError(f"FusedStepper.state takes {wanted} for a "
                              f"{type(self.cell).__name__}; got {len(tensors)} tensor(s)")
         for name, buffer, tensor in zip(("state h", "state c"), buffers, tensors):
             check_state_tensor(name, tensor, tuple(buffer.shape), buffer)
-        for buffer, tensor in zip(buffers, tensors):
-            buffer.copy_(tensor)
+        with torch.no_grad():  # a copy of the values: the stepper is outside autograd
+            for buffer, tensor in zip(buffers, tensors):
+                buffer.copy_(tensor)
 
     def reset(self) -> None:
         """Zero the state of every stream."""

@@ -11,6 +11,7 @@
 #include <Python.h>
 #include <torch/csrc/autograd/python_variable.h>
 
+#include <cstdio>
 #include <cstring>
 #include <memory>
 #include <string>
@@ -149,9 +150,12 @@ bool check_tokens(const Session& s, const int64_t* tokens, int64_t n) {
 // Inputs for n steps or rows: (n, I) float32, or with an embedding n int64 ids. On success sets
 // either *x or *tokens.
 bool parse_inputs(const Session& s, PyObject* object, int64_t n, const float** x,
-                  const int64_t** tokens, const char* expected, at::Tensor* packed) {
+                  const int64_t** tokens, const char* expected_format, at::Tensor* packed) {
   const at::Tensor* t = tensor_arg(object, "x");
   if (!t) return false;
+  // "%lld rows (one per stream) of" -> "2 rows (one per stream) of": the count the call needs
+  char expected[96];
+  std::snprintf(expected, sizeof expected, expected_format, (long long)n);
   // A strided view (a column slice, a transpose) is copied into *packed, which the caller
   // keeps alive for the call; contiguous input, the common case, is read in place.
   const auto in_place = [&]() -> const at::Tensor& {
@@ -161,7 +165,9 @@ bool parse_inputs(const Session& s, PyObject* object, int64_t n, const float** x
   };
   if (s.vocab > 0) {
     if (t->scalar_type() != at::kLong || !t->device().is_cpu() || t->numel() != n) {
-      PyErr_Format(PyExc_ValueError, "x must be %s int64 token ids; got %s", expected, describe(*t).c_str());
+      PyErr_Format(PyExc_ValueError, "x must be %s int64 token ids; got %s%s", expected,
+                   describe(*t).c_str(),
+                   t->scalar_type() != at::kLong ? " (convert it with x.long())" : "");
       return false;
     }
     *tokens = in_place().data_ptr<int64_t>();
@@ -171,8 +177,9 @@ bool parse_inputs(const Session& s, PyObject* object, int64_t n, const float** x
   // batch of n streams, or a (2, 2) tensor as one frame of 4, and read it row by row.
   if (t->scalar_type() != at::kFloat || !t->device().is_cpu() || t->numel() != n * s.input_width ||
       t->dim() == 0 || t->size(-1) != s.input_width) {
-    PyErr_Format(PyExc_ValueError, "x must be a float32 CPU tensor of %s x %lld features; got %s",
-                 expected, (long long)s.input_width, describe(*t).c_str());
+    PyErr_Format(PyExc_ValueError, "x must be a float32 CPU tensor of %s %lld features; got %s%s",
+                 expected, (long long)s.input_width, describe(*t).c_str(),
+                 t->scalar_type() != at::kFloat ? " (convert it with x.float())" : "");
     return false;
   }
   *x = in_place().data_ptr<float>();
@@ -325,7 +332,7 @@ PyObject* session_feed(SessionObject* self, PyObject* args) {
   const float* x = nullptr;
   const int64_t* tokens = nullptr;
   at::Tensor packed;  // a contiguous copy of a strided x, alive until the steps are done
-  if (!parse_inputs(s, x_object, T, &x, &tokens, "T steps of", &packed)) return nullptr;
+  if (!parse_inputs(s, x_object, T, &x, &tokens, "%lld steps of", &packed)) return nullptr;
   float* state_row = s.state + row * s.state_width;
   float* out = y->data_ptr<float>();
   for (int64_t t = 0; t < T; ++t)
@@ -356,7 +363,7 @@ PyObject* session_step_rows(SessionObject* self, PyObject* args) {
   const float* x = nullptr;
   const int64_t* tokens = nullptr;
   at::Tensor packed;  // a contiguous copy of a strided x, alive until the steps are done
-  if (!parse_inputs(s, x_object, n, &x, &tokens, "n rows of", &packed)) return nullptr;
+  if (!parse_inputs(s, x_object, n, &x, &tokens, "%lld rows (one per stream) of", &packed)) return nullptr;
   const int64_t S = s.state_width, O = s.output_width;
   s.gathered.resize(n * S);
   for (int64_t i = 0; i < n; ++i) std::memcpy(s.gathered.data() + i * S, s.state + row[i] * S, S * sizeof(float));
