@@ -263,6 +263,46 @@ def _embedding_table(embedding, name: str) -> torch.Tensor:
     return _snapshot(embedding.weight)
 
 
+def _weights_as_a_forward_computes_them(module: nn.Module, name: str) -> None:
+    """Bring weights that forward pre-hooks compute up to date, and refuse any other hook.
+
+    torch.nn.utils.prune, the hook-based weight_norm and spectral_norm keep the weight a
+    forward uses as a plain attribute that their pre-hook recomputes at each call: after an
+    optimizer step it still holds the values of the last forward. So those hooks are run here,
+    as an eval-mode forward would run them (spectral_norm without a power iteration). Any other
+    hook changes what a forward computes in a way the graph cannot see, so it is refused.
+    """
+    from torch.nn.modules import module as module_module
+    from torch.nn.utils.prune import BasePruningMethod
+    from torch.nn.utils.spectral_norm import SpectralNorm
+    from torch.nn.utils.weight_norm import WeightNorm
+
+    if getattr(module_module, "_global_forward_hooks", None) or \
+            getattr(module_module, "_global_forward_pre_hooks", None):
+        raise UnsupportedModelError(
+            "a global module forward hook is registered (torch.nn.modules.module."
+            "register_module_forward_hook), which streaming and export cannot carry; remove it "
+            "first")
+    for child_name, child in module.named_modules():
+        where = f"{name}.{child_name}" if child_name else name
+        if child._forward_hooks:
+            raise UnsupportedModelError(
+                f"{where} has a forward hook, which changes its output where streaming and "
+                f"export cannot see it; remove it (the handle's remove()) first, or fold what "
+                f"it does into the model")
+        for hook in list(child._forward_pre_hooks.values()):
+            with torch.no_grad():
+                if isinstance(hook, SpectralNorm):
+                    setattr(child, hook.name, hook.compute_weight(child, do_power_iteration=False))
+                elif isinstance(hook, (WeightNorm, BasePruningMethod)):
+                    hook(child, ())  # sets the weight attribute; the inputs are not read
+                else:
+                    raise UnsupportedModelError(
+                        f"{where} has a forward pre-hook, which streaming and export cannot "
+                        f"carry; remove it (the handle's remove()) first (prune, weight_norm "
+                        f"and spectral_norm are supported)")
+
+
 def streaming_graph(model, *, head=None, embedding=None) -> StreamingGraph:
     """Describe ``model`` (plus optional ``head`` and ``embedding``) as a :class:`StreamingGraph`.
 
@@ -273,6 +313,10 @@ def streaming_graph(model, *, head=None, embedding=None) -> StreamingGraph:
     layers and ReLU/Tanh/Sigmoid. embedding: ``nn.Embedding`` (inputs become token ids).
     Raises :class:`UnsupportedModelError` naming the first part that cannot run step by step.
     """
+    for what, part in (("model", model), ("head", head), ("embedding", embedding)):
+        if (part is not None or what == "model") and not isinstance(part, nn.Module):
+            raise TypeError(f"{what} must be an nn.Module; got {type(part).__name__} (load a "
+                            f"state_dict or checkpoint into its module first)")
     if hasattr(model, "streaming_parts"):
         if head is not None or embedding is not None:
             raise ValueError(f"{type(model).__name__} describes its own head and embedding "
@@ -281,6 +325,12 @@ def streaming_graph(model, *, head=None, embedding=None) -> StreamingGraph:
         rnn, head, embedding = parts["rnn"], parts.get("head"), parts.get("embedding")
     else:
         rnn = model
+    for what, part in (("rnn", rnn), ("head", head), ("embedding", embedding)):
+        if part is not None and not isinstance(part, nn.Module):  # from streaming_parts()
+            raise TypeError(f"streaming_parts()[{what!r}] must be an nn.Module; got "
+                            f"{type(part).__name__}")
+        if part is not None:
+            _weights_as_a_forward_computes_them(part, what)
     layers = _recurrent_specs(rnn, "rnn")
     table = None if embedding is None else _embedding_table(embedding, "embedding")
     if table is not None and table.shape[1] != layers[0].input_size:
