@@ -501,3 +501,29 @@ def test_a_name_too_long_for_a_file_name_is_refused(tmp_path):
     assert not (tmp_path / "out").exists()
     export_c(rnnkit.GRU(I, H), tmp_path / "ok", name="m" * 200, check=False)
     assert (tmp_path / "ok" / ("m" * 200 + "_test.c")).is_file()
+
+
+@pytest.mark.parametrize("fail_at", ["rnnkit_model.h", "rnnkit_model_test.c", "README.txt",
+                                     "rnnkit_model.c"])
+def test_a_replacing_export_that_fails_leaves_no_buildable_mix(tmp_path, monkeypatch, fail_at):
+    """A write failing (disk full) after the new header left it beside the earlier export's
+    source, which compiled with it without a warning. Oracle: the folder's files afterwards:
+    the source is gone, so nothing builds from a mix."""
+    import rnnkit.export.c_code as c_code
+
+    export_c(nn.GRU(3, 4), tmp_path / "c", check=False)
+    real_write = c_code.atomic_write
+
+    def disk_full_at(path, data, **kwargs):
+        if path.name == fail_at:
+            raise OSError(28, "No space left on device")
+        real_write(path, data, **kwargs)
+
+    monkeypatch.setattr(c_code, "atomic_write", disk_full_at)
+    with pytest.raises(OSError, match="No space"):
+        export_c(nn.GRU(3, 64), tmp_path / "c", check=False)
+    assert not (tmp_path / "c" / "rnnkit_model.c").exists()
+    monkeypatch.setattr(c_code, "atomic_write", real_write)
+    export_c(nn.GRU(3, 64), tmp_path / "c", check=False)  # and a retry completes it
+    assert "#define RNNKIT_MODEL_L0_HIDDEN_SIZE 64\n" in (tmp_path / "c" / "rnnkit_model.h").read_text()
+    assert (tmp_path / "c" / "rnnkit_model.c").exists()

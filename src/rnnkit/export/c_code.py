@@ -404,7 +404,9 @@ def export_c(model, path, *, head=None, embedding=None, name: str = "rnnkit_mode
     difference past the check's limit (``check.LIMIT_TEXT``) raises ExportMismatchError and a
     compile failure CBuildError (a RuntimeError), both before anything is written. Without a
     compiler the files are written and the report has max_abs_diff None and says why. Each file
-    is written atomically; the folder is created if needed. Raises UnsupportedModelError (a
+    is written atomically, {name}.c last (an earlier export's is removed first, so a write
+    that fails part-way leaves a folder that does not build rather than a mix); the folder is
+    created if needed. Raises UnsupportedModelError (a
     ValueError) naming the first unsupported part.
     """
     check_c_name(name)
@@ -430,7 +432,13 @@ def export_c(model, path, *, head=None, embedding=None, name: str = "rnnkit_mode
             outputs = c_build.run_check(files, name, compiler)
             difference = compare("C", outputs, expected.numpy())
             note = f"compiled with {' '.join(compiler)} {' '.join(c_build.CHECK_FLAGS)}"
+    source_name = f"{name}.c"
     with folder_for_writing(folder):
-        for filename, text in files.items():
-            atomic_write(folder / filename, text.encode("utf-8"))
+        # An earlier export's source goes first and the new one is written last: if a write
+        # fails part-way, the folder must not hold the new header beside the old source, which
+        # compile together without a word (and may read past a buffer). Without {name}.c the
+        # folder does not build at all.
+        (folder / source_name).unlink(missing_ok=True)
+        for filename in sorted(files, key=lambda f: f == source_name):
+            atomic_write(folder / filename, files[filename].encode("utf-8"))
     return ExportReport("c", folder, tuple(files), difference, note)
