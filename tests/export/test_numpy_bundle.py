@@ -241,8 +241,9 @@ def test_a_check_that_cannot_run_leaves_no_loadable_folder(tmp_path, monkeypatch
      ["head.1", "GELU"]),
     (lambda: (nn.GRU(I, H), {"head": nn.Linear(H + 1, OUT)}), ["head", "in_features"]),
     (lambda: (nn.GRU(I, H), {"embedding": nn.Embedding(V, I + 1)}), ["embedding", "width 6"]),
+    (lambda: (nn.LSTMCell(I, H), {}), ["torch.nn.LSTMCell", "rnnkit.interop.from_torch"]),
 ], ids=["rnnkit-bidirectional", "torch-bidirectional", "stacked-bidirectional", "reverse",
-        "linear-model", "gelu-head", "head-width", "embedding-width"])
+        "linear-model", "gelu-head", "head-width", "embedding-width", "torch-cell"])
 def test_unsupported_model_is_one_line_error(tmp_path, make, needles):
     model, kwargs = make()
     with pytest.raises(UnsupportedModelError) as error:

@@ -208,6 +208,10 @@ def _recurrent_specs(rnn, name: str) -> list[LayerSpec]:
         return specs
     if _exactly(rnn, nn.LSTM, nn.GRU, nn.RNN):
         return _torch_layer_specs(rnn, name)
+    if _exactly(rnn, nn.LSTMCell, nn.GRUCell, nn.RNNCell):
+        raise UnsupportedModelError(
+            f"{name} is a torch.nn.{type(rnn).__name__}; streaming and export take rnnkit's "
+            f"cells: convert it with rnnkit.interop.from_torch (the same weights)")
     raise UnsupportedModelError(
         f"{name} is a {type(rnn).__module__}.{type(rnn).__qualname__}; streaming and export "
         f"support rnnkit.LSTM/GRU/RNN, Stacked, Recurrent, rnnkit cells and torch.nn.LSTM/GRU/RNN "
