@@ -15,9 +15,15 @@ class MissingExtraError(ImportError):
     """
 
 
-class DtypeMismatchError(TypeError, ValueError):
-    """A tensor's dtype differs from the module's (or the input's). Also a ValueError, the class
-    torch.nn's recurrent layers raise for it, so code that catches theirs catches this."""
+class DtypeMismatchError(TypeError, ValueError, RuntimeError):
+    """A tensor's dtype differs from the module's (or the input's), or is not a floating type.
+    Also a ValueError and a RuntimeError, the classes torch.nn's recurrent layers and cells
+    raise for it, so code that catches theirs catches this."""
+
+
+class InvalidSizeError(TypeError, ValueError):
+    """A size that is not an integer (``4.0``, ``True``). A TypeError, as torch.nn raises for
+    it, and a ValueError, as for a size out of range, so either except clause catches it."""
 
 
 class ShapeMismatchError(ValueError, RuntimeError):
@@ -57,7 +63,7 @@ def check_floating(name: str, tensor) -> None:
     if not isinstance(tensor, torch.Tensor):
         raise TypeError(f"{name} must be a torch.Tensor; got {type(tensor).__name__}")
     if not tensor.is_floating_point():
-        raise TypeError(
+        raise DtypeMismatchError(
             f"{name} must be a floating-point tensor; got dtype {tensor.dtype} "
             f"(convert it with {name}.float())"
         )
@@ -73,14 +79,16 @@ def check_flag(name: str, value) -> None:
 
 
 def checked_size(name: str, value, minimum: int = 1) -> int:
-    """``value`` as a plain int >= ``minimum`` (1 or 0), or a one-line ValueError naming it.
+    """``value`` as a plain int >= ``minimum`` (1 or 0), or a one-line error naming it: a
+    ValueError, and for a value that is no integer an InvalidSizeError (also a TypeError).
 
     Any integer type is a size (``np.int64(4)`` from an array's shape or a config read with
     NumPy; torch.nn's cells, num_layers and proj_size take those too, its layers' sizes only
     a Python int); bools and floats (``4.0``) are not, since one silently truncated is a
     different model."""
-    if (isinstance(value, bool) or not isinstance(value, numbers.Integral)
-            or value < minimum):
-        wanted = "a positive int" if minimum == 1 else "a non-negative int"
+    wanted = "a positive int" if minimum == 1 else "a non-negative int"
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise InvalidSizeError(f"{name} must be {wanted}; got {value!r}")
+    if value < minimum:
         raise ValueError(f"{name} must be {wanted}; got {value!r}")
     return int(value)

@@ -1145,7 +1145,9 @@ def test_a_cell_pre_hook_that_changes_the_arguments_is_refused():
 
 
 @pytest.mark.parametrize("mistake", ["dtype", "input_size", "hx_shape", "cell_input_size",
-                                     "cell_hx_shape"])
+                                     "cell_hx_shape", "hx_dtype", "packed_dtype", "int_input",
+                                     "no_steps", "float_size", "cell_dtype", "cell_hx_dtype",
+                                     "cell_int_input"])
 def test_a_mistake_raises_an_error_torch_nn_s_except_clause_catches(mistake):
     """rnnkit raised TypeError where torch.nn raises ValueError (input dtype) and ValueError
     where it raises RuntimeError (input_size, hx's shape): code written against torch.nn's
@@ -1160,6 +1162,17 @@ def test_a_mistake_raises_an_error_torch_nn_s_except_clause_catches(mistake):
         "hx_shape": lambda m: m(x, (torch.zeros(1, 3, 4), torch.zeros(1, 2, 4))),
         "cell_input_size": lambda m: m(torch.randn(2, 4)),
         "cell_hx_shape": lambda m: m(torch.randn(2, 3), torch.zeros(3, 4)),
+        # added after a review (2026-12-06): these raised DtypeMismatchError (a TypeError and
+        # ValueError, not torch's RuntimeError), TypeError or ValueError
+        "hx_dtype": lambda m: m(x, (torch.zeros(1, 2, 4).double(), torch.zeros(1, 2, 4))),
+        "packed_dtype": lambda m: m(torch.nn.utils.rnn.pack_padded_sequence(
+            x.double(), torch.tensor([5, 3]))),
+        "int_input": lambda m: m(torch.ones(5, 2, 3, dtype=torch.int64)),
+        "no_steps": lambda m: m(torch.randn(0, 2, 3)),
+        "float_size": lambda m: type(m)(3, 4.0),
+        "cell_dtype": lambda m: m(torch.randn(2, 3).double()),
+        "cell_hx_dtype": lambda m: m(torch.randn(2, 3), torch.zeros(2, 4).double()),
+        "cell_int_input": lambda m: m(torch.ones(2, 3, dtype=torch.int64)),
     }
     pair = (torch_cell, our_cell) if mistake.startswith("cell") else (torch_layer, ours)
     with pytest.raises(Exception) as torch_error:

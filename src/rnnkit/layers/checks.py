@@ -27,7 +27,8 @@ def check_sequence_input(x, input_size: int, parameter: torch.Tensor, batch_firs
     check_matches_parameters(x, parameter)
     steps = x.size(1) if batch_first and x.dim() == 3 else x.size(0)
     if steps == 0:
-        raise ValueError(f"input must have at least one time step; got shape {describe(x)}")
+        raise ShapeMismatchError(f"input must have at least one time step; got shape "
+                                 f"{describe(x)}")
 
 
 def check_layer_call(x, input_size: int, parameter: torch.Tensor, batch_first: bool, lengths):
