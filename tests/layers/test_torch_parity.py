@@ -1345,3 +1345,19 @@ def test_unpacked_inputs_are_torch_padding_of_the_packed_input(batch_first, enfo
         grad_got, = torch.autograd.grad(got, data, weights)
         grad_want, = torch.autograd.grad(want, data, weights)
         assert torch.equal(grad_got, grad_want)
+
+
+@pytest.mark.parametrize("make", [lambda: rnnkit.LSTM(3, 4), lambda: rnnkit.RNN(3, 4),
+                                  lambda: rnnkit.GRUCell(3, 4),
+                                  lambda: torch.nn.Sequential(rnnkit.GRU(3, 4))],
+                         ids=["lstm", "rnn", "cell", "inside-sequential"])
+def test_torch_jit_script_says_torchscript_is_not_supported(make):
+    """TorchScript failed deep in its frontend ("keyword-only arguments with defaults",
+    "Unknown type annotation: 'str' at", "Lambda aren't supported"), never saying it is not
+    supported or what to use. Oracle: the README's statement, torch.export in its place."""
+    with pytest.raises(TypeError) as info:
+        torch.jit.script(make())
+    message = str(info.value)
+    assert "\n" not in message
+    assert "TorchScript" in message and "is not supported" in message
+    assert "torch.export" in message

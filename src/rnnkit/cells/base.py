@@ -66,6 +66,14 @@ class RecurrentCell(nn.Module):
             self.register_parameter("bias_ih", None)
             self.register_parameter("bias_hh", None)
 
+    def __prepare_scriptable__(self):
+        # torch.jit.script calls this on every submodule before compiling: without it, a layer
+        # failed deep inside TorchScript's frontend ("keyword-only arguments with defaults",
+        # "Lambda aren't supported") without saying that TorchScript is not supported.
+        raise TypeError(f"torch.jit.script cannot compile rnnkit's {type(self).__name__} "
+                        f"(TorchScript, which torch has deprecated, is not supported); use "
+                        f"torch.compile, or torch.export for a graph to save")
+
     # -- initialization ---------------------------------------------------------------------
     def reset_parameters(self) -> None:
         """torch.nn's default: every parameter ~ U(-1/sqrt(H), 1/sqrt(H))."""
