@@ -554,3 +554,12 @@ def test_a_csv_that_is_not_utf8_says_to_save_it_as_utf8(tmp_path):
     with pytest.raises(SequenceDataError) as info:
         load_sequences(tmp_path / "latin.csv")
     _one_line_error(info, "is not UTF-8 text", "save it as UTF-8")
+
+
+def test_a_semicolon_csv_is_named_not_misread(tmp_path):
+    """A spreadsheet's semicolon file with decimal commas split each row at the decimal comma
+    and read as R's row-label layout. Oracle: the header as written."""
+    (tmp_path / "set.csv").write_text("sequence;label;x\ns1;a;0,5\ns1;a;1,5\ns2;b;2,5\n")
+    with pytest.raises(SequenceDataError) as info:
+        load_sequences(tmp_path / "set.csv")
+    _one_line_error(info, "separated by ';'", "'sequence;label;x'", "save it with commas")

@@ -505,3 +505,23 @@ def test_an_empty_named_column_is_no_value_column(tmp_path):
     without = load_series(_csv(tmp_path, "time,value\n1,3\n2,4\n3,5\n", name="plain.csv"))
     assert with_notes.columns == without.columns == ["value"]
     np.testing.assert_array_equal(with_notes.values, without.values)
+
+
+@pytest.mark.parametrize("text, delimiter", [
+    # decimal commas split each row in two, which read as R's row labels: the series was the
+    # digits after the comma (25, 45, ...) on row-number times, with no error (review 2026-12-06)
+    ("date;sales\n2020-01-01;100,25\n2020-01-02;103,45\n2020-01-03;99,95\n", "';'"),
+    ("date;sales\n2020-01-01;100\n2020-01-02;103\n2020-01-03;99\n", "';'"),
+    ("date\tsales\n2020-01-01\t100.5\n2020-01-02\t103.5\n", "'\\t'"),
+], ids=["semicolons-decimal-commas", "semicolons", "tabs"])
+def test_a_file_separated_by_another_delimiter_is_named_not_misread(tmp_path, text, delimiter):
+    """Oracle: the file's own header, and the same data with commas, which reads."""
+    with pytest.raises(SeriesError) as excinfo:
+        load_series(_csv(tmp_path, text))
+    _one_line_error(excinfo, f"separated by {delimiter}", "save it with commas")
+    separator = ";" if ";" in text.splitlines()[0] else "\t"
+    fixed = "\n".join(line.replace(",", ".").replace(separator, ",")
+                      for line in text.splitlines()) + "\n"
+    series = load_series(_csv(tmp_path, fixed, name="commas.csv"))
+    assert series.values[:, 0].tolist() == [float(line.split(separator)[1].replace(",", "."))
+                                            for line in text.splitlines()[1:]]

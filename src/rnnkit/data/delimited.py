@@ -17,18 +17,63 @@ class ExtraFieldsError(ValueError):
     """Data rows have more fields than the header has names (and do not end in a delimiter)."""
 
 
+class OtherDelimiterError(ValueError):
+    """The file's fields are separated by another character than the one it is read with (a
+    semicolon file, as spreadsheets write where the comma is the decimal mark)."""
+
+    def __init__(self, delimiter: str, header: str) -> None:
+        self.delimiter, self.header = delimiter, header
+        super().__init__(f"its fields are separated by {delimiter!r} (header {header!r})")
+
+
+_OTHER_DELIMITERS = (";", "\t", "|")
+
+
+def _other_delimiter(frame, sep: str, row_labels: bool) -> str | None:
+    """The delimiter a file read with ``sep`` seems to use instead: the header read as one name
+    holding it, with the rows read as one field too, or, where a decimal comma split each row
+    in two (``2020-01-01;100,35``), as R's row-label layout with that delimiter in the labels."""
+    if len(frame.columns) != 1:
+        return None
+    name = str(frame.columns[0])
+    for delimiter in _OTHER_DELIMITERS:
+        if delimiter == sep or delimiter not in name:
+            continue
+        cells = frame.index if row_labels else frame[frame.columns[0]]
+        if len(cells) and all(delimiter in str(cell) for cell in cells):
+            return delimiter
+    return None
+
+
+def delimiter_advice(error: OtherDelimiterError) -> str:
+    """The rest of a one-line message for ``error``, after the file's name."""
+    if error.delimiter == "\t":
+        fix = "rename it to .tsv where that is read, or save it with commas"
+    else:
+        fix = ("save it with commas between fields and points as decimal marks (pandas: "
+               "frame.to_csv(path); a spreadsheet: CSV with a comma delimiter)")
+    return (f"is not comma-separated: its fields are separated by {error.delimiter!r} "
+            f"(header {error.header!r}); {fix}")
+
+
 def read_delimited(path, **options):
     """``(frame, layout)``: ``pandas.read_csv(path, **options)``, rows ending in a stray
     delimiter read as meant, and the options (``{}`` or ``{"index_col": False}``) that read
     this file's layout, for a second read of other columns to line up with the first.
 
     Raises :class:`ExtraFieldsError` where, read without a row label, a row still has more
-    fields than the header names.
+    fields than the header names, and :class:`OtherDelimiterError` where the header and every
+    row hold another delimiter (a semicolon file read as CSV: with decimal commas its numbers
+    were silently the digits after the comma).
     """
     import pandas as pd
 
     frame = pd.read_csv(path, **options)
-    if isinstance(frame.index, pd.RangeIndex) or not len(frame.columns):
+    row_labels = not isinstance(frame.index, pd.RangeIndex)
+    delimiter = _other_delimiter(frame, options.get("sep", ","), row_labels)
+    if delimiter is not None:
+        raise OtherDelimiterError(delimiter, str(frame.columns[0]))
+    if not row_labels or not len(frame.columns):
         return frame, {}
     last = frame[frame.columns[-1]]
     if not (last.isna() | (last.astype(str) == "")).all():

@@ -24,7 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .delimited import ExtraFieldsError, numbers_from_text, read_delimited
+from .delimited import (ExtraFieldsError, OtherDelimiterError, delimiter_advice,
+                        numbers_from_text, read_delimited)
 
 _FILE_TYPES = (".ts", ".npz", ".csv")
 _AEON_HINT = 'pip install "rnnkit[classify]" (or pip install aeon)'
@@ -371,6 +372,8 @@ def _read_csv(path: Path):
         names = pd.read_csv(path, usecols=["sequence", "label"], dtype=str,
                             keep_default_na=False, **layout) \
             if {"sequence", "label"} <= set(frame.columns) else None
+    except OtherDelimiterError as error:
+        raise SequenceDataError(f"CSV file {shown} {delimiter_advice(error)}") from None
     except ExtraFieldsError as error:
         raise SequenceDataError(f"CSV file {shown}: {error}; name every column in the first "
                                 f"line (or remove the extra fields)") from None

@@ -23,7 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .delimited import ExtraFieldsError, numbers_from_text, read_delimited
+from .delimited import (ExtraFieldsError, OtherDelimiterError, delimiter_advice,
+                        numbers_from_text, read_delimited)
 
 _TIME_NAMES = ("time", "date", "datetime", "timestamp", "year", "ds", "period")
 _SUFFIXES = (".csv", ".tsv", ".parquet")
@@ -201,6 +202,8 @@ def _read_file(pd, name: str):
             sep = "\t" if path.suffix.lower() == ".tsv" else ","
             # round trip: a float reads back as itself
             frame, _ = read_delimited(path, sep=sep, float_precision="round_trip")
+    except OtherDelimiterError as error:
+        raise SeriesError(f"{name} {delimiter_advice(error)}") from None
     except ExtraFieldsError:
         raise SeriesError(f"{name} has data rows with more fields than its header has names; "
                           f"name every column in the first line (or remove the extra "
