@@ -249,11 +249,18 @@ def test_time_column_is_detected_and_dates_parsed(tmp_path):
         ["2021-01-01T00:00", "2021-01-01T01:00"], dtype="datetime64[ns]"))
 
 
-def test_two_time_like_columns_mean_no_time_column(tmp_path):
+def test_two_time_like_columns_need_a_time_column_named(tmp_path):
+    """With --value-col given, the time silently became row numbers (review 2026-12-06); the
+    guide says such a file needs --time-col. A time-named column chosen as the value is not a
+    candidate for the time."""
     path = _csv(tmp_path, "date,year,v\n5,2000,1\n6,2001,2\n")
-    series = load_series(path, value_cols="v")
-    np.testing.assert_array_equal(series.time, [0, 1])
+    for value_cols in (None, "v"):
+        with pytest.raises(SeriesError) as excinfo:
+            load_series(path, value_cols=value_cols)
+        _one_line_error(excinfo, "several time columns (date, year)", "--time-col")
     assert load_series(path, time_col="year", value_cols="v").time.tolist() == [2000, 2001]
+    forecast_year = load_series(path, value_cols="year")
+    assert forecast_year.time.tolist() == [5, 6] and forecast_year.columns == ["year"]
 
 
 def test_tail_split_shapes_and_content(tmp_path):

@@ -102,8 +102,8 @@ def load_series(data: str, *, time_col: str | None = None,
 
     Built-in names win over same-named paths; write ``./nile`` to read a file called ``nile``.
     ``time_col`` defaults to the one column named time/date/datetime/timestamp/year/ds/period
-    (any case), else none (with several such columns and no ``value_cols`` either, an error:
-    nothing says which is the time); text time stamps are parsed as dates (time zones -> naive
+    (any case) that is not chosen as a value or covariate, else none (with several such
+    columns, an error: nothing says which is the time); text time stamps are parsed as dates (time zones -> naive
     UTC). ``value_cols`` defaults to the built-in's target, or for files every numeric column
     that is not time-named or a covariate (also text columns that are mostly numbers, so that
     a stray bad cell is reported; ``Unnamed: ...`` columns and a Parquet file's unnamed
@@ -128,16 +128,22 @@ def load_series(data: str, *, time_col: str | None = None,
         # unmangled: a repeated "time" (pandas' time.1) is a second time column, not a value
         time_like = [c for c in frame.columns
                      if _unmangled(c, frame.columns).strip().lower() in _TIME_NAMES]
-        if len(time_like) > 1 and time_col is None and value_cols is None:
-            # the values would be guessed too, and the other one (a year) forecast as a value
-            raise SeriesError(f"{label} has several time columns "
-                              f"({', '.join(str(c) for c in time_like)}); choose one with "
-                              f"--time-col")
-        default_time, default_values = (time_like[0] if len(time_like) == 1 else None), None
-    time_name = default_time if time_col is None else _column(frame, time_col, label, "--time-col")
+        default_time, default_values = None, None
     covs = [_column(frame, c, label, "--covariate-col") for c in _names(covariate_cols)]
-    if value_cols is not None:
-        targets = [_column(frame, c, label, "--value-col") for c in _names(value_cols)]
+    chosen_values = None if value_cols is None else [
+        _column(frame, c, label, "--value-col") for c in _names(value_cols)]
+    if time_col is None and time_like:
+        # a time-named column chosen as a value or covariate (a "year" to forecast) is not
+        # the time; of the others there must be one, else nothing says which is the time
+        candidates = [c for c in time_like if c not in (chosen_values or []) and c not in covs]
+        if len(candidates) > 1:
+            raise SeriesError(f"{label} has several time columns "
+                              f"({', '.join(str(c) for c in candidates)}); choose one with "
+                              f"--time-col")
+        default_time = candidates[0] if candidates else None
+    time_name = default_time if time_col is None else _column(frame, time_col, label, "--time-col")
+    if chosen_values is not None:
+        targets = chosen_values
     else:
         targets = default_values or [
             c for c in frame.columns if c != time_name and c not in covs and
