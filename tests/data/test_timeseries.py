@@ -179,6 +179,27 @@ def test_parquet_round_trips_with_a_date_index(tmp_path):
     assert series.columns == ["load", "temp"] and series.covariate_columns == ["holiday"]
 
 
+@pytest.mark.parametrize("index", [
+    pd.date_range("2020-01-01", periods=6, freq="D"),
+    pd.date_range("2020-01-01", periods=6, freq="D", name="when"),
+    pd.period_range("2020-01", periods=6, freq="M"),
+], ids=["unnamed-dates", "named-dates", "unnamed-periods"])
+def test_a_parquet_time_index_is_the_time_whatever_its_name(tmp_path, index):
+    """df.to_parquet() of a time-indexed frame: an unnamed index came back as a column "index",
+    which no time name matches, so the time was row numbers (review 2026-12-06). Oracle: the
+    same frame with its index saved as a column named "date"."""
+    pytest.importorskip("pyarrow", reason="Parquet needs pyarrow")
+    frame = pd.DataFrame({"load": np.linspace(0, 1, 6)}, index=index)
+    frame.to_parquet(tmp_path / "indexed.parquet")
+    series = load_series(str(tmp_path / "indexed.parquet"))
+    named = frame.rename_axis("date").reset_index()
+    named.to_parquet(tmp_path / "column.parquet", index=False)
+    expected = load_series(str(tmp_path / "column.parquet"))
+    np.testing.assert_array_equal(series.time, expected.time)
+    assert series.columns == ["load"]
+    np.testing.assert_array_equal(series.values, expected.values)
+
+
 def test_parquet_row_numbers_left_by_filtering_are_not_a_series(tmp_path):
     """An unnamed integer index (rows dropped before saving) read as a column "index" and was
     forecast as a value; a named one is still a column."""

@@ -127,7 +127,8 @@ def load_series(data: str, *, time_col: str | None = None,
         label, source, season = name, os.path.abspath(name), None
         # unmangled: a repeated "time" (pandas' time.1) is a second time column, not a value
         time_like = [c for c in frame.columns
-                     if _unmangled(c, frame.columns).strip().lower() in _TIME_NAMES]
+                     if _unmangled(c, frame.columns).strip().lower() in _TIME_NAMES
+                     or c in frame.attrs.get("time_index", ())]
         default_time, default_values = None, None
     covs = [_column(frame, c, label, "--covariate-col") for c in _names(covariate_cols)]
     chosen_values = None if value_cols is None else [
@@ -229,10 +230,18 @@ def _read_file(pd, name: str):
         # stays selectable (--time-col index): it may also be years.
         unnamed_integers = (frame.index.nlevels == 1 and frame.index.name is None
                             and pd.api.types.is_integer_dtype(frame.index))
+        # A time index (df.to_parquet() of a time-indexed frame) is a time column whatever
+        # its name: unnamed, reset_index calls it "index", which no time name matches.
+        time_index = frame.index.nlevels == 1 and (
+            pd.api.types.is_datetime64_any_dtype(frame.index)
+            or isinstance(frame.index, pd.PeriodIndex))
         before = set(frame.columns)
         frame = frame.reset_index()
+        added = [c for c in frame.columns if c not in before]
         if unnamed_integers:
-            frame.attrs["unnamed_index"] = [c for c in frame.columns if c not in before]
+            frame.attrs["unnamed_index"] = added
+        if time_index:
+            frame.attrs["time_index"] = added
     if path.suffix.lower() != ".parquet" and all(_is_data_cell(_unmangled(c, frame.columns))
                                                   for c in frame.columns):
         # No header row: pandas took the first data row for one, and its numbers (and dates)
@@ -324,6 +333,8 @@ def _time(pd, frame, col, label: str) -> np.ndarray:
     if mask.any():
         raise SeriesError(f"{shown} has {int(mask.sum())} missing time stamp(s) (row "
                           f"{_rows(mask)}); fill or drop those rows")
+    if isinstance(raw.dtype, pd.PeriodDtype):  # a Parquet file's PeriodIndex: its starts
+        raw = raw.dt.to_timestamp()
     numeric = None
     if pd.api.types.is_numeric_dtype(raw) and not pd.api.types.is_bool_dtype(raw):
         numeric = raw
