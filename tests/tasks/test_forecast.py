@@ -1093,3 +1093,27 @@ def test_a_checkpoint_without_a_task_is_named_as_such(tmp_path):
     with pytest.raises(CheckpointError, match="records no task, so it is not a forecaster; "
                                               "pass the folder of a run"):
         load_forecaster(tmp_path / "fold")
+
+
+def test_the_metrics_table_keeps_large_values_apart():
+    """Fixed widths ran an RMSE of 6e10 into the MASE beside it ("0.924159768848340.99").
+    Oracle: the numbers of the table, read back from each row's whitespace-separated cells."""
+    from rnnkit.cli.forecast import format_table
+
+    table = {"rnnkit GRU H=4": {"mase": 0.924, "rmse": 6.0e10, "smape": 60.3, "coverage": 0.5},
+             "naive": {"mase": 1.0, "rmse": 1234.5, "smape": 100.0},
+             "seasonal naive": {"mase": 12345.678, "rmse": 1e150, "smape": 7.25}}
+    lines = format_table(table, title="holdout").splitlines()
+    assert lines[0] == "holdout" and lines[1].split() == ["method", "MASE", "RMSE", "sMAPE",
+                                                           "coverage"]
+    for line, (name, metrics) in zip(lines[2:], table.items()):
+        assert line.startswith(name)
+        cells = [float(cell) for cell in line[len(name):].split()]
+        expected = [metrics["mase"], metrics["rmse"], metrics["smape"]] + (
+            [metrics["coverage"]] if "coverage" in metrics else [])
+        assert cells == pytest.approx(expected, rel=1e-3, abs=0.05)  # as rounded for print
+    header = lines[1]
+    for line in lines[2:]:  # right-aligned under their headers
+        for title in ("MASE", "RMSE", "sMAPE"):
+            end = header.index(title) + len(title)
+            assert line[end - 1] != " " and (end == len(line) or line[end] == " ")

@@ -88,15 +88,24 @@ def add_forecast(commands) -> None:
 
 
 def format_table(table: dict, *, title: str = "") -> str:
-    """The metrics table: one row per method, MASE / RMSE / sMAPE (and interval coverage)."""
+    """The metrics table: one row per method, MASE / RMSE / sMAPE (and interval coverage).
+
+    Columns are as wide as their longest cell, so that large values (an RMSE of 6e10) never
+    run into their neighbours; errors of a million and more are written with 4 significant
+    digits."""
+    def scaled(value: float) -> str:
+        return f"{value:.2f}" if abs(value) < 1e6 else f"{value:.4g}"
+
+    rows = [[name, f"{m['mase']:.3f}", scaled(m["rmse"]), f"{m['smape']:.1f}",
+             "" if m.get("coverage") is None else f"{m['coverage']:.2f}"]
+            for name, m in table.items()]
+    header = ["method", "MASE", "RMSE", "sMAPE", "coverage"]
+    widths = [max(len(row[k]) for row in [header, *rows]) for k in range(len(header))]
     lines = [title] if title else []
-    width = max(len(name) for name in table) + 2
-    lines.append(f"{'method':<{width}}{'MASE':>8}{'RMSE':>10}{'sMAPE':>9}{'coverage':>10}")
-    for name, metrics in table.items():
-        coverage = metrics.get("coverage")
-        lines.append(f"{name:<{width}}{metrics['mase']:>8.3f}{metrics['rmse']:>10.2f}"
-                     f"{metrics['smape']:>9.1f}"
-                     f"{'' if coverage is None else f'{coverage:.2f}':>10}")
+    for row in [header, *rows]:
+        cells = [row[0].ljust(widths[0])] + [cell.rjust(width)
+                                             for cell, width in zip(row[1:], widths[1:])]
+        lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
 
 
