@@ -1077,6 +1077,15 @@ def test_monthly_stamps_keep_their_day_of_the_month():
     np.testing.assert_array_equal(future_times(ends, 2), dates(["2019-06-30", "2019-07-31"]))
     quarterly_on_the_10th = dates(["2019-01-10", "2019-04-10", "2019-07-10", "2019-10-10"])
     np.testing.assert_array_equal(future_times(quarterly_on_the_10th, 1), dates(["2020-01-10"]))
+    # the 30th (February on its last day, one month missing) went on by 31 days, skipping
+    # June: 05-31, 07-01, 08-01 (review 2026-12-06); and from a clipped February, on the 30th
+    thirtieth = dates(["2021-11-30", "2021-12-30", "2022-01-30", "2022-02-28", "2022-04-30"])
+    np.testing.assert_array_equal(future_times(thirtieth, 4), dates(
+        ["2022-05-30", "2022-06-30", "2022-07-30", "2022-08-30"]))
+    np.testing.assert_array_equal(future_times(thirtieth[:4], 2),
+                                  dates(["2022-03-30", "2022-04-30"]))
+    leap_29th = dates(["2023-12-29", "2024-01-29", "2024-02-29", "2024-03-29"])
+    np.testing.assert_array_equal(future_times(leap_29th, 1), dates(["2024-04-29"]))
     # a float step no longer carries rounding into the stamps (6.1000000000000005), at any
     # magnitude (seconds since 1970 with milliseconds; rounding to 12 digits repeated them)
     assert future_times(np.array([5.8, 5.9, 6.0]), 2).tolist() == [6.1, 6.2]

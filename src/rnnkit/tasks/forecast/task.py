@@ -186,10 +186,9 @@ def future_times(time_stamps: np.ndarray, steps: int) -> np.ndarray:
         frequency = pd.infer_freq(recent)
         if frequency is not None:
             return pd.date_range(stamps[-1], periods=steps + 1, freq=frequency)[1:].to_numpy()
-        calendar = _monthly_step(recent)
-        if calendar is not None:  # monthly with a gap, or on a day pandas has no name for
-            return np.array([recent[-1] + calendar * k for k in range(1, steps + 1)],
-                            dtype=stamps.dtype)
+        monthly = _monthly_future(recent, steps)
+        if monthly is not None:  # monthly with a gap, or on a day pandas has no name for
+            return monthly.astype(stamps.dtype)
     spacing = np.median(np.diff(stamps))
     if np.issubdtype(stamps.dtype, np.integer) and float(spacing).is_integer():
         spacing = stamps.dtype.type(spacing)
@@ -207,22 +206,33 @@ def _decimals(value) -> int:
     return max(0, -decimal.Decimal(repr(float(value))).normalize().as_tuple().exponent)
 
 
-def _monthly_step(stamps):
-    """The calendar step (a pandas DateOffset of m months) of stamps that fall on the same day
-    of the month (or all on month ends) at the same time of day, m the median month gap;
-    None for any other series."""
+def _monthly_future(stamps, steps: int):
+    """The ``steps`` stamps after ``stamps`` (a DatetimeIndex) that fall every m months on one
+    day of the month at one time of day, m the median month gap, as datetime64; None for any
+    other series.
+
+    The day is the stamps' latest day of the month: a series on the 30th has February on its
+    last day (28 or 29), which is that day clipped to the month, and its stamps go on from the
+    30th, not from the 28th. All stamps on month ends go on on month ends."""
     import pandas as pd
 
     months = stamps.year * 12 + stamps.month
     gap = float(np.median(np.diff(months)))
-    same_time = len(set(stamps.time)) == 1
-    if not same_time or gap < 1 or not gap.is_integer():
+    if len(set(stamps.time)) != 1 or gap < 1 or not gap.is_integer():
         return None
     if stamps.is_month_end.all():
-        return pd.offsets.MonthEnd(int(gap))
-    if len(set(stamps.day)) == 1 and stamps.day[0] <= 28:
-        return pd.DateOffset(months=int(gap))
-    return None
+        return np.array([(stamps[-1] + pd.offsets.MonthEnd(int(gap) * k)).to_datetime64()
+                         for k in range(1, steps + 1)])
+    day = int(stamps.day.max())
+    on_day = stamps.day == day
+    if not (on_day | (stamps.is_month_end & (stamps.day < day))).all():
+        return None
+    anchor = stamps[np.flatnonzero(on_day)[-1]]  # the latest stamp on the day itself
+    after = int(months[-1] - (anchor.year * 12 + anchor.month))
+    # months added to the anchor, so each stamp is clipped to its own month (Feb 28), never
+    # carried on from a clipped one
+    return np.array([(anchor + pd.DateOffset(months=after + int(gap) * k)).to_datetime64()
+                     for k in range(1, steps + 1)])
 
 
 def _check_length(series: TimeSeries, data: DataConfig, holdout: int) -> None:
