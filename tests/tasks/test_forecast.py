@@ -1126,3 +1126,15 @@ def test_the_metrics_table_keeps_large_values_apart():
         for title in ("MASE", "RMSE", "sMAPE"):
             end = header.index(title) + len(title)
             assert line[end - 1] != " " and (end == len(line) or line[end] == " ")
+
+
+def test_a_highway_longer_than_the_window_is_refused_before_training(tmp_path):
+    """--highway 100 with --window 10 trained: the lags before the window are zeros in every
+    training window, so their weights never learn, yet the autoregressive decoder feeds real
+    values into them. Oracle: the run folder, never made."""
+    config = make_config(data={"window": 10, "warmup": 2}, model={"highway": 11})
+    with pytest.raises(ValueError) as info:
+        train_forecast(config, tmp_path / "run", notify=lambda line: None)
+    message = str(info.value)
+    assert "\n" not in message and "model.highway 11 is longer than data.window 10" in message
+    assert not (tmp_path / "run").exists()

@@ -338,6 +338,13 @@ def _train_forecast(config: ForecastConfig, run_dir: Path, resume: bool, backtes
                          f"{config.train.device!r}: leave it at 'cpu'")
     if not resume:  # a run trained before these checks still resumes as it was
         _check_quantile_interval(config)
+        if config.model.highway > data.window:
+            # in training the lags before the window are zeros (the scaled mean), while the
+            # autoregressive decoder feeds real ones back: weights that never learned them
+            raise ValueError(f"model.highway {config.model.highway} is longer than data.window "
+                             f"{data.window}, whose lags before the window the model never "
+                             f"sees in training; use --highway {data.window} or less, or a "
+                             f"longer --window")
     run_dir = Path(run_dir)
     series = load_configured_series(data)
     holdout = data.holdout or data.horizon
