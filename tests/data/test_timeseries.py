@@ -553,3 +553,30 @@ def test_a_file_separated_by_another_delimiter_is_named_not_misread(tmp_path, te
     series = load_series(_csv(tmp_path, fixed, name="commas.csv"))
     assert series.values[:, 0].tolist() == [float(line.split(separator)[1].replace(",", "."))
                                             for line in text.splitlines()[1:]]
+
+
+def test_day_first_dates_read_day_first_once_a_day_past_12_shows_it(tmp_path):
+    """10/01/2020 .. 13/01/2020 failed at 13/01 as "neither a number nor a date" after reading
+    the others as October to December (review 2026-12-06). Oracle: the same days in ISO form;
+    dates that never pass 12 stay month first, pandas' reading."""
+    day_first = load_series(_csv(tmp_path, "date,v\n10/01/2020,1\n11/01/2020,2\n"
+                                           "12/01/2020,3\n13/01/2020,4\n"))
+    iso = load_series(_csv(tmp_path, "date,v\n2020-01-10,1\n2020-01-11,2\n2020-01-12,3\n"
+                                     "2020-01-13,4\n", name="iso.csv"))
+    np.testing.assert_array_equal(day_first.time, iso.time)
+    ambiguous = load_series(_csv(tmp_path, "date,v\n01/02/2020,1\n01/03/2020,2\n",
+                                 name="ambiguous.csv"))
+    assert ambiguous.time.astype("datetime64[D]").astype(str).tolist() == ["2020-01-02",
+                                                                            "2020-01-03"]
+
+
+def test_spaces_after_the_header_commas_are_not_part_of_the_names(tmp_path):
+    """"date, value" named the column " value": --value-col value did not find it. Oracle: the
+    file without the spaces."""
+    spaced = load_series(_csv(tmp_path, "date, value\n2020-01-01, 1\n2020-01-02, 2\n"),
+                         value_cols="value")
+    plain = load_series(_csv(tmp_path, "date,value\n2020-01-01,1\n2020-01-02,2\n",
+                             name="plain.csv"), value_cols="value")
+    assert spaced.columns == plain.columns == ["value"]
+    np.testing.assert_array_equal(spaced.values, plain.values)
+    np.testing.assert_array_equal(spaced.time, plain.time)

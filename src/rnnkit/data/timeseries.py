@@ -209,6 +209,11 @@ def _read_file(pd, name: str):
             sep = "\t" if path.suffix.lower() == ".tsv" else ","
             # round trip: a float reads back as itself
             frame, _ = read_delimited(path, sep=sep, float_precision="round_trip")
+            # "date, value" (a space after each comma) named the column " value", which
+            # --value-col value did not find and the forecast CSV wrote as " value_forecast"
+            stripped = [c.strip() if isinstance(c, str) else c for c in frame.columns]
+            if len(set(stripped)) == len(stripped):
+                frame.columns = stripped
     except OtherDelimiterError as error:
         raise SeriesError(f"{name} {delimiter_advice(error)}") from None
     except ExtraFieldsError:
@@ -363,6 +368,12 @@ def _time(pd, frame, col, label: str) -> np.ndarray:
                 iso = pd.to_datetime(stamps, errors="coerce", utc=True, format="ISO8601")
                 if iso.isna().sum() < parsed.isna().sum():
                     parsed = iso
+            if parsed.isna().any():
+                # day first (31/01/2020): pandas reads month first, so a column of such
+                # dates fails at its first day past 12; read day first if that reads all
+                day_first = pd.to_datetime(stamps, errors="coerce", utc=True, dayfirst=True)
+                if not day_first.isna().any():
+                    parsed = day_first
         if parsed.isna().any():
             first = int(np.argmax(parsed.isna().to_numpy()))
             raise SeriesError(f"{shown} has {str(raw.iloc[first])!r} in row {first + 1}, which is "
