@@ -550,3 +550,20 @@ def test_a_negative_sample_length_is_refused(corpus, tmp_path, capsys):
                         tmp_path / "run", "--sample-length", "-1", *TINY], capsys)
     assert_one_line_error(code, err, "--sample-length must be >= 0 (0: no sample); got -1")
     assert not (tmp_path / "run").exists()
+
+
+def test_a_reader_that_closes_the_pipe_ends_generate_quietly(trained_run):
+    """`rnnkit generate ... | head` printed "rnnkit: error: [Errno 32] Broken pipe" and exited
+    2, the status of bad input. Oracle: what a Unix tool ended by SIGPIPE reports, 128 + 13,
+    and nothing on stderr."""
+    import subprocess
+
+    process = subprocess.Popen(
+        [sys.executable, "-m", "rnnkit.cli.main", "generate", "--checkpoint", str(trained_run),
+         "--length", "40000", "--seed", "1"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert len(process.stdout.read(10)) == 10
+    process.stdout.close()  # as head does after its lines
+    _, err = process.communicate(timeout=300)
+    assert process.returncode == 141, err.decode()
+    assert b"error" not in err and b"Traceback" not in err, err.decode()

@@ -189,6 +189,15 @@ def main(argv: list[str] | None = None) -> int:
         release_claimed_run_folder(args)
         print("rnnkit: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        # The reader of stdout closed it (`rnnkit generate ... | head`): stop quietly as Unix
+        # tools do, with the status of a process ended by SIGPIPE, not as bad input. stdout
+        # goes to devnull, so that Python's flush at exit does not raise again.
+        release_claimed_run_folder(args)
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        return 141  # 128 + SIGPIPE (13)
     except (ValueError, OSError, *_one_line_errors()) as error:
         release_claimed_run_folder(args)
         # Bad input of every kind (corpus, checkpoint, config, option values) and a missing
