@@ -567,3 +567,37 @@ def test_a_reader_that_closes_the_pipe_ends_generate_quietly(trained_run):
     _, err = process.communicate(timeout=300)
     assert process.returncode == 141, err.decode()
     assert b"error" not in err and b"Traceback" not in err, err.decode()
+
+
+def test_a_prompt_with_windows_line_ends_reads_as_the_corpus_did(trained_run, capsys):
+    """A corpus's CRLF line ends are read as newlines, so '\\r' is never in the vocabulary, and
+    a prompt pasted from the same file was refused for it. Oracle: the prompt with newlines."""
+    from rnnkit.tasks.lm.task import load_lm
+
+    assert "\r" not in load_lm(trained_run).vocabulary
+    texts = []
+    for prompt in ("the\r\nthe", "the\nthe"):
+        code, out, err = run(["generate", "--checkpoint", trained_run, "--prompt", prompt,
+                              "--length", "8", "--seed", "5", "--json"], capsys)
+        assert code == 0, err
+        texts.append((json.loads(out)["prompt"], json.loads(out)["text"]))
+    assert texts[0] == texts[1] and texts[0][0] == "the\nthe"
+
+
+def test_the_json_prompt_is_the_one_continued_and_dropped_characters_are_counted(
+        trained_run, capsys):
+    """An empty prompt continues a newline, but JSON reported "" for it; "dropped 1
+    character(s)" counted distinct characters (three Z's dropped). Oracle: the run with the
+    newline given, and the typed prompt."""
+    from rnnkit.tasks.lm.task import load_lm
+
+    unseen = next(c for c in "€¤§©®ÆØ" if c not in load_lm(trained_run).vocabulary)
+    results = []
+    for prompt, extra in (("", []), ("\n", []), (unseen * 3, ["--unknown", "skip"])):
+        code, out, err = run(["generate", "--checkpoint", trained_run, "--prompt", prompt,
+                              "--length", "8", "--seed", "5", "--json", *extra], capsys)
+        assert code == 0, err
+        results.append(json.loads(out))
+    assert [r["prompt"] for r in results] == ["\n", "\n", "\n"]
+    assert results[0]["text"] == results[1]["text"] == results[2]["text"]
+    assert f"dropped 3 character(s) the model never saw from the prompt: {unseen!r}" in err

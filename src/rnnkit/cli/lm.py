@@ -183,7 +183,7 @@ def add_generate(commands) -> None:
 
 
 def run_generate(args) -> int:
-    from rnnkit.tasks.lm.generate import generate, generate_beam
+    from rnnkit.tasks.lm.generate import generate, generate_beam, prompt_as_read
     from rnnkit.tasks.lm.task import load_lm
 
     if args.beam is not None and any(option is not None for option in (
@@ -191,13 +191,16 @@ def run_generate(args) -> int:
         raise ValueError("--beam searches for the most probable text, with no randomness; drop "
                          "--top-k/--top-p/--temperature/--seed")
     loaded = load_lm(args.checkpoint, which=args.which)
-    prompt = args.prompt
+    # show (and report) the prompt the model continues, not the one typed
+    prompt = prompt_as_read(loaded.vocabulary, args.prompt)
     dropped = loaded.vocabulary.unknown_characters(prompt) if args.unknown == "skip" else []
     if dropped:
-        # show (and report) the prompt the model continues, not the one typed
-        prompt = "".join(character for character in prompt if character not in dropped)
-        print(f"dropped {len(dropped)} character(s) the model never saw from the prompt: "
-              f"{''.join(dropped)!r}", file=sys.stderr)
+        kept = "".join(character for character in prompt if character not in dropped)
+        print(f"dropped {len(prompt) - len(kept)} character(s) the model never saw from the "
+              f"prompt: {''.join(dropped)!r}", file=sys.stderr)
+        prompt = kept
+    # an empty prompt continues a newline (encode_prompt); that is the prompt JSON reports
+    continued = prompt if prompt or "\n" not in loaded.vocabulary else "\n"
     if args.beam is not None:
         text = generate_beam(loaded, prompt, length=args.length, beam_width=args.beam,
                              unknown=args.unknown)
@@ -219,7 +222,7 @@ def run_generate(args) -> int:
             print()
         text = "".join(pieces)
     if args.json:
-        print(json_text({"checkpoint": str(loaded.checkpoint), "prompt": prompt,
+        print(json_text({"checkpoint": str(loaded.checkpoint), "prompt": continued,
                          "dropped_characters": "".join(dropped),
                          "text": text, "seed": args.seed, "beam": args.beam,
                          "temperature": None if args.beam is not None else temperature}))

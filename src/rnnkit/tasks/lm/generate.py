@@ -21,11 +21,20 @@ from rnnkit.runtime.sampling import check_sampling_options, whole_number
 from .task import LoadedModel
 
 
+def prompt_as_read(vocabulary, prompt: str) -> str:
+    """The prompt with Windows line ends (CRLF) as newlines, as a corpus file is read, unless
+    the model knows a CR (trained on a file with lone CRs as its line ends): a prompt pasted
+    from the training file itself was refused for its '\\r'."""
+    return prompt if "\r" in vocabulary else prompt.replace("\r\n", "\n")
+
+
 def encode_prompt(loaded: LoadedModel, prompt: str, *, unknown: str = "error") -> torch.Tensor:
-    """(1, P) ids of the prompt; an empty prompt starts from a newline (a paragraph start)."""
+    """(1, P) ids of the prompt (see :func:`prompt_as_read`); an empty prompt starts from a
+    newline (a paragraph start)."""
     vocabulary = loaded.vocabulary
     if unknown not in ("error", "skip"):
         raise ValueError(f"unknown must be 'error' or 'skip'; got {unknown!r}")
+    prompt = prompt_as_read(vocabulary, prompt)
     missing = vocabulary.unknown_characters(prompt)
     if missing and unknown == "error":
         shown = "".join(missing[:10])
