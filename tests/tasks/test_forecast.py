@@ -1138,3 +1138,30 @@ def test_a_highway_longer_than_the_window_is_refused_before_training(tmp_path):
     message = str(info.value)
     assert "\n" not in message and "model.highway 11 is longer than data.window 10" in message
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("change, needle", [
+    (lambda path: write_series(path, holdout_shift=5.0), "the same rows, other numbers"),
+    (lambda path: write_series(path, rows=ROWS + 3), f"{ROWS} rows then, {ROWS + 3} now"),
+], ids=["values", "rows"])
+def test_resuming_on_a_changed_file_is_refused_before_training(tmp_path, change, needle):
+    """Only the path was compared: after the file's numbers changed, --resume refitted the
+    scaling and trained on under it without a word (review 2026-12-06). Oracle: the run
+    folder's files, unchanged by the refused resume, and a resume on the file as it was."""
+    path = write_series(tmp_path / "series.csv")
+    config = csv_config(path, "direct")
+    train_forecast(config, tmp_path / "run", notify=quiet)
+    before = sorted((p, p.stat().st_mtime_ns) for p in (tmp_path / "run").rglob("*"))
+    original = path.read_bytes()
+    change(path)
+    more = csv_config(path, "direct")
+    more.train.max_steps = 12
+    with pytest.raises(ValueError) as info:
+        train_forecast(more, tmp_path / "run", resume=True, notify=quiet)
+    message = str(info.value)
+    assert "\n" not in message and "the series differs" in message and needle in message
+    assert sorted((p, p.stat().st_mtime_ns) for p in (tmp_path / "run").rglob("*")) == before
+    path.write_bytes(original)
+    notes = []
+    train_forecast(more, tmp_path / "run", resume=True, notify=notes.append)
+    assert "resuming from step 8" in notes

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import decimal
+import hashlib
 import io
 import logging
 import time
@@ -162,8 +163,16 @@ def _check_quantile_interval(config: ForecastConfig) -> None:
 
 
 def series_meta(series: TimeSeries) -> dict:
+    """What a run records of its series; ``sha256`` digests the values, covariates and time
+    stamps, so that a resumed run can tell that the file changed under it."""
+    digest = hashlib.sha256()
+    for array in (series.values, series.covariates, series.time):
+        if array is not None:
+            array = np.ascontiguousarray(array)
+            digest.update(f"{array.dtype.str}{array.shape}".encode())
+            digest.update(array.tobytes())
     return {"source": series.source, "rows": len(series), "columns": series.columns,
-            "covariate_columns": series.covariate_columns}
+            "covariate_columns": series.covariate_columns, "sha256": digest.hexdigest()}
 
 
 def model_label(config: ForecastConfig) -> str:
@@ -233,6 +242,23 @@ def _monthly_future(stamps, steps: int):
     # carried on from a clipped one
     return np.array([(anchor + pd.DateOffset(months=after + int(gap) * k)).to_datetime64()
                      for k in range(1, steps + 1)])
+
+
+def _check_same_series(saved: dict | None, series: TimeSeries, run_dir: Path) -> None:
+    """A resumed run must train on the series it started on: the same file with other numbers
+    refits the scaling and goes on under it, silently (runs that recorded no digest are
+    compared by their row counts only)."""
+    if not isinstance(saved, dict):
+        return
+    now = series_meta(series)
+    if saved.get("rows") not in (None, now["rows"]):
+        change = f"{saved['rows']} rows then, {now['rows']} now"
+    elif saved.get("sha256") not in (None, now["sha256"]):
+        change = "the same rows, other numbers or time stamps"
+    else:
+        return
+    raise ValueError(f"the series differs from the one the run in {run_dir} was trained on "
+                     f"({change}); resume with the same data, or start a new run with --out")
 
 
 def _check_length(series: TimeSeries, data: DataConfig, holdout: int) -> None:
@@ -357,11 +383,12 @@ def _train_forecast(config: ForecastConfig, run_dir: Path, resume: bool, backtes
     if resume:
         # a quantile model's interval is its trained outermost quantiles: it cannot change
         interval = ("interval",) if config.model.output == "quantile" else ()
-        check_resumed_settings(run_dir, {"data": (data, (
+        last = check_resumed_settings(run_dir, {"data": (data, (
             "data", "time_col", "value_cols", "covariate_cols", "horizon", "holdout", "window",
             "warmup", "batch_size", "validation") + interval),
             "model": (config.model, model_shape_keys(config.model))},
             builtin=tuple(BUILTIN_SERIES))
+        _check_same_series(last.meta.get("series"), series, run_dir)
     rows = feature_rows(series.values, series.covariates)
     train_rows = rows[: len(rows) - holdout]
     label = model_label(config)
