@@ -315,6 +315,27 @@ def test_interrupted_and_resumed_equals_uninterrupted(files, tmp_path, monkeypat
     assert second["test"] == whole["test"]
 
 
+def test_resuming_on_training_data_whose_values_changed_is_refused(tmp_path):
+    """Same file, same classes, other numbers: --resume refitted the normalizer and trained on
+    under it without a word (review 2026-12-06). Oracle: the run folder's files, untouched by
+    the refused resume, and a resume on the data as it was."""
+    sequences, labels = make_sequences(60, seed=1)
+    files = {"train": save_npz(tmp_path / "train.npz", sequences, labels),
+             "test": save_npz(tmp_path / "test.npz", *make_sequences(20, seed=2))}
+    train_classifier(small_config(files, max_steps=8), tmp_path / "run", notify=quiet)
+    before = sorted((p, p.stat().st_mtime_ns) for p in (tmp_path / "run").rglob("*"))
+    save_npz(tmp_path / "train.npz", [s * 2.0 for s in sequences], labels)
+    with pytest.raises(ValueError) as info:
+        train_classifier(small_config(files, max_steps=12), tmp_path / "run", resume=True,
+                         notify=quiet)
+    assert "\n" not in str(info.value) and "training data differs" in str(info.value)
+    assert sorted((p, p.stat().st_mtime_ns) for p in (tmp_path / "run").rglob("*")) == before
+    save_npz(tmp_path / "train.npz", sequences, labels)
+    resumed = train_classifier(small_config(files, max_steps=12), tmp_path / "run",
+                               resume=True, notify=quiet)
+    assert resumed["steps"] == 12
+
+
 def test_balanced_class_weights_follow_n_over_k_times_count():
     weights = class_weights(np.array([0, 0, 0, 1, 2, 2]), 4, "balanced")
     assert_close(weights, torch.tensor([6 / 12, 6 / 4, 6 / 8, 0.0]))

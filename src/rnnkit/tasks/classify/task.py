@@ -11,6 +11,7 @@ once, at the end.
 from __future__ import annotations
 
 import functools
+import hashlib
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -147,6 +148,20 @@ def train_classifier(config: ClassifyConfig, run_dir: str | Path, *, resume: boo
         return _train(config, Path(run_dir), resume, notify)
 
 
+def _training_data_digest(data) -> str:
+    """sha256 of the training and validation sequences (as loaded, before normalization) and
+    their labels: what a resumed run must train on again."""
+    digest = hashlib.sha256()
+    for part in (data.train, data.validation):
+        if part is None:
+            continue
+        for sequence in part.sequences:
+            digest.update(f"{sequence.dtype.str}{sequence.shape}".encode())
+            digest.update(np.ascontiguousarray(sequence).tobytes())
+        digest.update(np.ascontiguousarray(part.labels, dtype=np.int64).tobytes())
+    return digest.hexdigest()
+
+
 def _train(config: ClassifyConfig, run_dir: Path, resume: bool, notify) -> dict:
     start = time.perf_counter()
     config.model.check()
@@ -165,6 +180,13 @@ def _train(config: ClassifyConfig, run_dir: Path, resume: bool, notify) -> dict:
         labels_as_written = bool(last.meta.get("labels_as_written", False))
     data = prepare_data(config.data, config.train.seed, class_names=saved_classes,
                         aeon_forms=not labels_as_written)
+    digest = _training_data_digest(data)
+    if resume and last.meta.get("data_sha256") not in (None, digest):
+        # the same file with other numbers: the normalizer is refitted and the weights would
+        # go on training on data they do not describe, silently
+        raise ValueError(f"the training data differs from the data the run in {run_dir} was "
+                         f"trained on (same classes, other sequences or values); resume with "
+                         f"the same data, or start a new run with --out")
     device = config.train.device
     train = Tensors.from_sequences(data.train.sequences, data.train.labels, data.normalizer, device)
     # Without a validation part the training sequences stand in (selection is then by train loss).
@@ -182,7 +204,8 @@ def _train(config: ClassifyConfig, run_dir: Path, resume: bool, notify) -> dict:
             "labels_as_written": labels_as_written,
             "channels": data.train.channels, "channel_names": data.train.channel_names,
             "normalization": data.normalizer.to_dict(),
-            "sources": sources, "split": data.describe(), "title": _title(config)}
+            "sources": sources, "split": data.describe(), "title": _title(config),
+            "data_sha256": digest}
 
     def evaluate(model) -> dict:
         scored = score(model, validation)
