@@ -465,3 +465,50 @@ def test_stacked_dropout_draws_its_masks_as_configured(torch_masks, backend):
 def test_presets_draw_torch_masks_and_stacked_defaults_to_rnnkit_masks():
     assert rnnkit.LSTM(3, 4, num_layers=2, dropout=0.5).stack.torch_masks
     assert not Stacked([Recurrent(rnnkit.GRUCell(3, 4))], dropout=0.5).torch_masks
+
+
+@pytest.mark.parametrize("form", ["tensor", "numpy"])
+@pytest.mark.parametrize("kind", ["lstm", "gru", "rnn"])
+def test_lengths_edited_between_forward_and_backward_do_not_reach_backward(kind, form, backend):
+    """The fused ops saved the caller's own lengths tensor (or a view of their NumPy array),
+    so editing it before backward failed autograd's version check there, where torch.nn and
+    the reference backend hold no reference to it. Oracle: the same call with the lengths
+    left alone."""
+    np = pytest.importorskip("numpy")
+    layer_type = {"lstm": rnnkit.LSTM, "gru": rnnkit.GRU, "rnn": rnnkit.RNN}[kind]
+    torch.manual_seed(0)
+    layer = layer_type(3, 4, batch_first=True, backend=backend)
+    x = torch.randn(3, 5, 3, requires_grad=True)
+
+    def gradient(edit: bool):
+        lengths = torch.tensor([5, 2, 3]) if form == "tensor" else np.array([5, 2, 3])
+        out, _ = layer(x, lengths=lengths)
+        if edit:
+            lengths[1] = 5  # the caller reuses its buffer for the next batch
+        return torch.autograd.grad(out.square().sum(), x)[0]
+
+    assert_close(gradient(edit=True), gradient(edit=False), what="input gradient")
+
+
+@pytest.mark.parametrize("form", ["lengths", "mask"])
+def test_lengths_on_the_meta_device_and_under_fake_tensors_give_the_shapes(form):
+    """int(lengths.min()) and torch.equal raised on meta lengths ("Tensor.item() cannot be
+    called on meta tensors") and on fake tensors outside torch.compile. Oracle: the shapes
+    of the same call on real tensors."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    def make(device):
+        torch.manual_seed(0)
+        layer = rnnkit.GRU(3, 4, batch_first=True, device=device)
+        lengths = torch.tensor([5, 2], device=device)
+        if form == "mask":
+            lengths = torch.arange(5, device=device).unsqueeze(0) < lengths.unsqueeze(1)
+        return layer, torch.randn(2, 5, 3, device=device), lengths
+
+    layer, x, lengths = make("cpu")
+    out, h = layer(x, lengths=lengths)
+    meta_out, meta_h = (lambda m, xx, ll: m(xx, lengths=ll))(*make("meta"))
+    assert (meta_out.shape, meta_h.shape) == (out.shape, h.shape)
+    with FakeTensorMode(allow_non_fake_inputs=True) as mode:
+        fake_out, fake_h = layer(mode.from_tensor(x), lengths=mode.from_tensor(lengths))
+    assert (fake_out.shape, fake_h.shape) == (out.shape, h.shape)

@@ -53,3 +53,43 @@ def test_export_and_full_graph_compile_take_lengths(kind, form, backend):
         with pytest.raises(RuntimeError,
                            match="lengths must be in 1..T, T the input|must be True on a"):
             program(x, _lengths(form, good=False))
+
+
+@pytest.mark.parametrize("with_lengths", [False, True], ids=["no-lengths", "lengths"])
+def test_an_lstm_exports_and_compiles_for_every_batch_size_under_no_grad(with_lengths):
+    """Under no_grad the fused LSTM chose its in-loop projection from B >= 8, a Python branch
+    on the batch size: torch.export with a dynamic batch refused every B on the other side
+    ("Constraints violated (B)"), and torch.compile(dynamic=True) made one graph per side.
+    Oracle: the eager module at batch sizes on both sides of 8."""
+    from torch._dynamo.utils import counters
+    from torch.export import Dim
+
+    torch.manual_seed(0)
+    layer = rnnkit.LSTM(INPUT, HIDDEN, batch_first=True).eval()
+
+    class Module(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.layer = layer
+
+        def forward(self, x, lengths):
+            return self.layer(x, lengths=lengths if with_lengths else None)[0]
+
+    module = Module()
+
+    def inputs(batch):
+        return (torch.randn(batch, STEPS, INPUT),
+                torch.arange(batch) % STEPS + 1)
+
+    dynamic = {"x": {0: Dim("B", min=2, max=64)}, "lengths": {0: Dim("B", min=2, max=64)}}
+    with torch.no_grad():
+        exported = torch.export.export(module, inputs(4), dynamic_shapes=dynamic).module()
+        torch._dynamo.reset()
+        counters.clear()
+        compiled = torch.compile(module, backend="eager", dynamic=True)
+        for batch in (4, 5, 9, 16):
+            example = inputs(batch)
+            expected = module(*example)
+            torch.testing.assert_close(exported(*example), expected)
+            torch.testing.assert_close(compiled(*example), expected)
+    assert counters["stats"]["unique_graphs"] == 1

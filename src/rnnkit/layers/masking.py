@@ -54,7 +54,7 @@ def normalize_lengths(
             f"got shape {tuple(lengths.shape)}"
         )
     lengths = lengths.to(torch.int64)
-    if batch_size == 0:
+    if batch_size == 0 or not _has_values(lengths):
         return lengths.to(device)
     if torch.compiler.is_compiling():
         # Traced (torch.compile, torch.export): the values are unknown until run time, so the
@@ -77,7 +77,22 @@ def normalize_lengths(
         raise ValueError(
             f"lengths must be <= the sequence length T={steps}; got {largest} at index {index}"
         )
-    return lengths.to(device)
+    # A copy, never the caller's tensor (or a view of their NumPy array): the fused ops save
+    # lengths for backward, and an edit of the caller's between forward and backward then
+    # failed autograd's version check, where torch.nn and the reference backend hold no
+    # reference to it.
+    return lengths.to(device, copy=True)
+
+
+def _has_values(tensor: torch.Tensor) -> bool:
+    """Whether ``tensor``'s values can be read or asserted on here: not on the meta device and
+    not a fake tensor (FakeTensorMode outside torch.compile), where checking them could only
+    fail. Traced, they are asserted in the graph (and dynamo may not call is_fake)."""
+    if torch.compiler.is_compiling():
+        return True
+    from torch._subclasses.fake_tensor import is_fake
+
+    return tensor.device.type != "meta" and not is_fake(tensor)
 
 
 def _lengths_from_mask(mask: torch.Tensor, batch_size: int, steps: int, batch_first: bool):
@@ -91,6 +106,8 @@ def _lengths_from_mask(mask: torch.Tensor, batch_size: int, steps: int, batch_fi
     mask = mask if batch_first else mask.t()
     lengths = mask.sum(dim=1)
     prefix = torch.arange(steps, device=mask.device).unsqueeze(0) < lengths.unsqueeze(1)
+    if not _has_values(mask):
+        return lengths.to(torch.int64)
     if torch.compiler.is_compiling():  # traced: asserted at run time (see normalize_lengths)
         torch._assert_async((prefix == mask).all() & (lengths >= 1).all(),
                             "a boolean lengths mask must be True on a non-empty prefix of each "

@@ -100,7 +100,12 @@ def fused_run_without_grad(cell, x: torch.Tensor, state0: NamedTuple, lengths=No
       projection reuses W_ih across rows (H = 512, 2 threads: 0.83-0.86x; H <= 256, B >= 16:
       1.0-1.19x in its favour).
     """
-    if not isinstance(cell, LSTMCell) or x.size(1) < _MIN_ROWS_IN_LOOP:
+    if not isinstance(cell, LSTMCell) or torch.compiler.is_compiling():
+        # Traced, the batch-size test below would be a guard on B: torch.export with a
+        # dynamic batch refused every B on the other side of 8, and torch.compile made one
+        # graph per side. Project + scan serves every B.
+        return None
+    if x.size(1) < _MIN_ROWS_IN_LOOP:
         return None
     weight_bytes = (cell.weight_ih.numel() + cell.weight_hh.numel()) * x.element_size()
     if weight_bytes > _MAX_WEIGHT_BYTES_IN_LOOP:
