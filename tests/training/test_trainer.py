@@ -185,6 +185,31 @@ def test_non_finite_or_out_of_range_numbers_are_refused(key, value, message):
 
 
 @pytest.mark.parametrize("key,value,message", [
+    # accepted: the rate rose past its peak (0.04, 0.08, 0.12 for a peak of 0.1)
+    ("warmup_steps", 2.5, r"^train.warmup_steps must be a whole number; got 2.5$"),
+    # accepted: step < nan is always False, so warmup was off
+    ("warmup_steps", float("nan"), r"^train.warmup_steps must be a whole number; got nan$"),
+    # passed the check, then failed at the first checkpoint (a slice index)
+    ("keep_last", 1.5, r"^train.keep_last must be a whole number; got 1.5$"),
+    ("max_steps", "10", r"^train.max_steps must be a whole number \(or None\); got '10'$"),
+    ("seed", 1.5, r"^train.seed must be a whole number; got 1.5$"),
+    ("eval_every", True, r"^train.eval_every must be a whole number; got True$"),
+    ("learning_rate", "0.1", r"^train.learning_rate must be a number; got '0.1'$"),
+    ("minutes", "5", r"^train.minutes must be a number \(or None\); got '5'$"),
+])
+def test_values_of_the_wrong_type_are_refused_naming_the_key(key, value, message):
+    """From the Python API (config files and --set are typed already), review 2026-12-06.
+    Oracle: the setting's documented type."""
+    settings = {"max_steps": 3, key: value}
+    with pytest.raises(ValueError, match=message):
+        TrainConfig(**settings).check()
+    import numpy as np
+
+    TrainConfig(max_steps=np.int64(3), warmup_steps=np.int64(1), minutes=np.float32(1.5),
+                learning_rate=np.float64(1e-3)).check()  # NumPy's numbers are numbers
+
+
+@pytest.mark.parametrize("key,value,message", [
     # "(or None)" was offered for settings that have no off value (None is then refused)
     ("eval_every", 0, r"^train.eval_every must be a finite number > 0; got 0$"),
     ("keep_last", 0, r"^train.keep_last must be a finite number > 0; got 0$"),

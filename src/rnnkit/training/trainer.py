@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import numbers
 import signal
 import threading
 import time
@@ -70,6 +71,25 @@ class TrainConfig:
     progress: bool = True  #: show a progress bar on stderr
 
     def check(self) -> None:
+        # Types first (config files and --set are typed already; the Python API is not):
+        # warmup_steps=2.5 overshot the peak rate, NaN turned warmup off, keep_last=1.5
+        # failed at the first checkpoint, and a string failed deep in training.
+        for name in ("max_steps", "warmup_steps", "eval_every", "log_every", "patience",
+                     "keep_last", "seed"):
+            value = getattr(self, name)
+            optional = name in ("max_steps", "patience")
+            if not (value is None and optional) and (
+                    isinstance(value, bool) or not isinstance(value, numbers.Integral)):
+                raise ValueError(f"train.{name} must be a whole number"
+                                 f"{' (or None)' if optional else ''}; got {value!r}")
+        for name in ("learning_rate", "weight_decay", "momentum", "min_lr_ratio", "clip_norm",
+                     "max_epochs", "minutes"):
+            value = getattr(self, name)
+            optional = name in ("clip_norm", "max_epochs", "minutes")
+            if not (value is None and optional) and (
+                    isinstance(value, bool) or not isinstance(value, numbers.Real)):
+                raise ValueError(f"train.{name} must be a number"
+                                 f"{' (or None)' if optional else ''}; got {value!r}")
         if self.max_steps is None and self.max_epochs is None and self.minutes is None:
             raise ValueError("set a limit for training: train.max_steps, train.max_epochs or "
                              "train.minutes")
@@ -88,13 +108,13 @@ class TrainConfig:
         # the signs but no optimizer or threshold means anything with it.
         # A rate past ~1e37 overflows Adam's float32 step size (lr / (1 - beta1)) with a
         # traceback; nothing near that is a learning rate, so 1e30 is the bound.
-        numbers = {"learning_rate": (self.learning_rate, "a number > 0 and at most 1e30",
+        bounded = {"learning_rate": (self.learning_rate, "a number > 0 and at most 1e30",
                                      lambda v: 0 < v <= 1e30),
                    "weight_decay": (self.weight_decay, "a finite number >= 0", lambda v: v >= 0),
                    "momentum": (self.momentum, "a finite number >= 0", lambda v: v >= 0),
                    "clip_norm": (self.clip_norm, "a finite number > 0, or None to turn "
                                                  "clipping off", lambda v: v > 0)}
-        for name, (value, wanted, valid) in numbers.items():
+        for name, (value, wanted, valid) in bounded.items():
             if value is not None and not (math.isfinite(value) and valid(value)):
                 raise ValueError(f"train.{name} must be {wanted}; got {value}")
         if self.warmup_steps < 0:
