@@ -601,3 +601,56 @@ def test_a_broken_link_where_a_checkpoint_will_go_is_refused_before_training(tmp
     resumed.resume()
     with pytest.raises(CheckpointError, match=r"step-00000020 is a broken link"):
         resumed.fit()
+
+
+def test_folders_named_like_checkpoints_are_neither_pruned_nor_loaded(tmp_path):
+    """A user's step-00000010.bak copy and a step-notes folder were counted as checkpoints:
+    pruning kept the notes in place of a real checkpoint, deleted the backup, and a resume
+    loaded the backup (review 2026-12-06). Oracle: the folder listing, and the step resumed."""
+    import shutil
+
+    make_trainer(tmp_path, max_steps=10, eval_every=2, keep_last=2).fit()
+    folder = tmp_path / "run" / "checkpoints"
+    shutil.copytree(folder / "step-00000010", folder / "step-00000010.bak")
+    (folder / "step-notes").mkdir()
+    (folder / "step-notes" / "todo.txt").write_text("keep me")
+    trainer = make_trainer(tmp_path, max_steps=16, eval_every=2, keep_last=2)
+    assert trainer.resume() == 10
+    trainer.fit()
+    names = sorted(p.name for p in folder.iterdir() if p.name != "index.json")
+    best = json.loads((folder / "index.json").read_text())["best"]
+    assert names == sorted({"step-00000010.bak", "step-notes", "step-00000014",
+                            "step-00000016", best})
+    assert (folder / "step-notes" / "todo.txt").read_text() == "keep me"
+
+
+def test_resuming_an_older_checkpoint_by_its_folder_is_refused(tmp_path):
+    """Trainer.resume(".../step-00000006") of a run with checkpoints 8 and 10 trained on from
+    6 beside them; a later resume of the run then loaded step 10 and jumped back to it, its
+    metrics cut at 6 (review 2026-12-06). Oracle: the checkpoints, untouched, and the newest
+    named by its folder, which is accepted."""
+    make_trainer(tmp_path, max_steps=10, eval_every=2, keep_last=3).fit()
+    folder = tmp_path / "run" / "checkpoints"
+    before = sorted((p, p.stat().st_mtime_ns) for p in folder.rglob("*"))
+    trainer = make_trainer(tmp_path, max_steps=12, eval_every=2, keep_last=3)
+    with pytest.raises(ValueError) as info:
+        trainer.resume(folder / "step-00000006")
+    message = str(info.value)
+    assert "\n" not in message and "older than this run's newest, step-00000010" in message
+    assert sorted((p, p.stat().st_mtime_ns) for p in folder.rglob("*")) == before
+    assert trainer.resume(folder / "step-00000010") == 10
+
+
+def test_an_evaluation_loss_given_as_a_tensor_or_numpy_number_is_logged_as_a_number(tmp_path):
+    """{"loss": torch.tensor(1.5)} trained up to the first evaluation and then failed the
+    metrics log's JSON, with no checkpoint saved. Oracle: the numbers given."""
+    import numpy as np
+
+    values = iter([torch.tensor(1.5), np.float32(1.25), torch.tensor([1.0])])
+    trainer = make_trainer(tmp_path, max_steps=6, eval_every=2)
+    trainer.evaluate_fn = lambda model: {"loss": next(values), "accuracy": np.float64(0.5)}
+    result = trainer.fit()
+    validation = [r for r in result.history if r["split"] == "validation"]
+    assert [r["loss"] for r in validation] == [1.5, 1.25, 1.0]
+    assert all(r["accuracy"] == 0.5 for r in validation)
+    assert load_checkpoint(tmp_path / "run").step == 6

@@ -27,6 +27,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
@@ -248,6 +249,17 @@ def checkpoint_name(step: int) -> str:
     return f"step-{step:08d}"
 
 
+_CHECKPOINT_NAME = re.compile(r"step-\d{8,}")
+
+
+def checkpoint_folders(folder: Path) -> list[Path]:
+    """The checkpoint folders in ``folder``, oldest first: named as :func:`checkpoint_name`
+    names them. A user's ``step-00000010.bak`` copy or a ``step-notes`` folder is no
+    checkpoint: pruning counted (and deleted) them, and a resume loaded the copy."""
+    return sorted((p for p in folder.glob("step-*")
+                   if _CHECKPOINT_NAME.fullmatch(p.name) and p.is_dir()), key=lambda p: p.name)
+
+
 def read_index(run_dir: Path) -> dict:
     path = run_dir / CHECKPOINTS / INDEX
     if not path.is_file():
@@ -346,7 +358,7 @@ def mark_best(run_dir: str | os.PathLike, step: int) -> None:
     index = read_index(Path(run_dir))
     if index.get("best") == name or not (folder / name).is_dir():
         return
-    newest = sorted(p.name for p in folder.glob("step-*") if p.is_dir())[-1]
+    newest = checkpoint_folders(folder)[-1].name
     index.update(best=name, last=newest)
     atomic_write(folder / INDEX, json.dumps(index, indent=1).encode("utf-8"))
 
@@ -357,7 +369,7 @@ def _prune(folder: Path, keep: int, protect: set) -> None:
         if aside.is_dir() and not original.exists():
             # a re-save of that step crashed between its renames: this is its only copy
             os.replace(aside, original)
-    names = sorted(p.name for p in folder.glob("step-*") if p.is_dir())
+    names = [p.name for p in checkpoint_folders(folder)]
     for old in names[:-keep]:
         if old not in protect:
             # hidden by one rename first: rmtree deletes file by file, and a crash part-way
@@ -462,10 +474,11 @@ def _candidates(folder: Path, which: str) -> list[Path]:
     """Checkpoint folders to try, best guess first."""
     # Zero-padded step numbers sort in time order; the newest folder is the last checkpoint
     # even when a crash came between its rename and the index update.
-    everything = [p for p in folder.glob("step-*") if p.is_dir()]
+    everything = checkpoint_folders(folder)
     # a save of the same step again, cut off between its two renames, left the old copy aside
     everything += [p for p in folder.glob(f".step-*{REPLACED}")
-                   if p.is_dir() and not (folder / p.name[1:-len(REPLACED)]).exists()]
+                   if p.is_dir() and _CHECKPOINT_NAME.fullmatch(p.name[1:-len(REPLACED)])
+                   and not (folder / p.name[1:-len(REPLACED)]).exists()]
     everything.sort(key=lambda p: p.name.lstrip("."), reverse=True)
     best = _recorded_best(folder)
     if which == "last" or best is None:
@@ -477,7 +490,7 @@ def _candidates(folder: Path, which: str) -> list[Path]:
 def _recorded_best(folder: Path) -> str | None:
     """The name of the best checkpoint the index of ``folder`` records, if that one exists."""
     best = read_index(folder.parent).get("best")
-    return best if (isinstance(best, str) and best.startswith("step-")
+    return best if (isinstance(best, str) and _CHECKPOINT_NAME.fullmatch(best)
                     and (folder / best).is_dir()) else None
 
 

@@ -22,11 +22,13 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
 from ..backends.lowered import cpu_bf16_instructions
-from .checkpoint import check_checkpoint_folder, load_checkpoint, mark_best, save_checkpoint
+from .checkpoint import (CHECKPOINTS, check_checkpoint_folder, checkpoint_folders,
+                         load_checkpoint, mark_best, save_checkpoint)
 from .clipping import clip_gradients
 from .metrics import MetricsLog, plot_curves
 from .progress import Progress
@@ -40,6 +42,17 @@ log = logging.getLogger("rnnkit.training")
 MAX_SKIPS_IN_A_ROW = 100
 #: the picture of the training and validation curves, in the run's folder
 CURVES_FILE = "curves.png"
+
+
+def _plain_number(value):
+    """A one-value tensor or a NumPy number as the Python number it holds (evaluate_fn's
+    ``{"loss": loss}`` of a tensor failed the metrics log's JSON after the first evaluation,
+    with no checkpoint saved); anything else as it is."""
+    if isinstance(value, torch.Tensor) and value.numel() == 1:
+        return value.item()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 @dataclass
@@ -254,6 +267,8 @@ class Trainer:
         """Continue from the last intact checkpoint in ``path`` (default: this run's folder)."""
         checkpoint = load_checkpoint(path or self.run_dir, which="last",
                                      namedtuples=self.state_types)
+        if path is not None and Path(path).resolve() == checkpoint.path.resolve():
+            self._refuse_a_rewind(checkpoint.path)  # one checkpoint, named by its folder
         checkpoint.load_model(self.model)
         state = checkpoint.train_state
         self._load_optimizer_state(state, checkpoint.path)
@@ -280,6 +295,22 @@ class Trainer:
             # leaves the index naming an older best, which pruning would then keep instead.
             mark_best(checkpoint.path.parent.parent, self.best_step)
         return self.step
+
+    def _refuse_a_rewind(self, chosen: Path) -> None:
+        """A checkpoint named by its step folder, older than the newest one in this run's
+        folder: training on from it would save a second history beside the first, and a
+        later resume of the run would load the first's newer checkpoint and jump back to it
+        (its metrics cut at the older step). The run's folder itself (its newest intact
+        checkpoint, older ones only where newer are damaged) is always fine."""
+        folder = self.run_dir / CHECKPOINTS
+        if chosen.parent.resolve() != folder.resolve():
+            return
+        newer = [p.name for p in checkpoint_folders(folder) if p.name > chosen.name]
+        if newer:
+            raise ValueError(f"checkpoint {chosen.name} is older than this run's newest, "
+                             f"{newer[-1]}: training on from it would leave two histories in "
+                             f"{self.run_dir}; resume from the run folder itself, or start a "
+                             f"new run")
 
     def _load_optimizer_state(self, state: dict, path: Path) -> None:
         """The saved moments and step counts, with this config's settings (the guide: flags
@@ -403,6 +434,10 @@ class Trainer:
             self.model.train()
         if "loss" not in metrics:
             raise KeyError("evaluate_fn must return a dict with a 'loss' entry")
+        metrics = {name: _plain_number(value) for name, value in metrics.items()}
+        if not isinstance(metrics["loss"], (int, float)) or isinstance(metrics["loss"], bool):
+            raise TypeError(f"evaluate_fn's 'loss' must be a number; got "
+                            f"{type(metrics['loss']).__name__}")
         self.metrics.write({"split": "validation", "step": self.step,
                             "epoch": round(self.batches.epochs_done, 4),
                             "elapsed": round(self.elapsed, 2), **metrics})
