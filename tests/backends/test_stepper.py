@@ -223,3 +223,28 @@ def test_batch_size_may_be_a_numpy_integer_and_a_state_must_be_tensors():
             stepper.state = value
     with pytest.raises(ValueError, match="batch_size must be a positive int"):
         FusedStepper(cell, batch_size=True)
+
+
+def test_a_pruned_cell_steps_with_the_weights_a_forward_would_use():
+    """prune keeps the weight a forward uses as an attribute its pre-hook recomputes, so after
+    an optimizer step the stepper packed the previous values. Oracle: the cell's own forward
+    after the step; a hook the stepper cannot run is refused."""
+    from torch.nn.utils import prune
+
+    from rnnkit.runtime import UnsupportedModelError
+
+    torch.manual_seed(0)
+    cell = CELLS["gru"](3, 4)
+    prune.l1_unstructured(cell, "weight_hh", amount=0.5)
+    x = torch.randn(2, 3)
+    optimizer = torch.optim.SGD(cell.parameters(), lr=0.5)
+    cell(x, cell(x)).square().sum().backward()
+    optimizer.step()
+    stepper = FusedStepper(cell, batch_size=2)
+    stepper.step(x)
+    with torch.no_grad():
+        expected = cell(x, cell(x))
+    assert_close(stepper.step(x), expected, what="two steps of a pruned cell")
+    cell.register_forward_pre_hook(lambda module, inputs: None)
+    with pytest.raises(UnsupportedModelError, match="cell has a forward pre-hook"):
+        FusedStepper(cell)

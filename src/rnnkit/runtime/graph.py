@@ -267,7 +267,7 @@ def _embedding_table(embedding, name: str) -> torch.Tensor:
     return _snapshot(embedding.weight)
 
 
-def _weights_as_a_forward_computes_them(module: nn.Module, name: str) -> None:
+def weights_as_a_forward_computes_them(module: nn.Module, name: str) -> None:
     """Bring weights that forward pre-hooks compute up to date, and refuse any other hook.
 
     torch.nn.utils.prune, the hook-based weight_norm and spectral_norm keep the weight a
@@ -334,7 +334,7 @@ def streaming_graph(model, *, head=None, embedding=None) -> StreamingGraph:
             raise TypeError(f"streaming_parts()[{what!r}] must be an nn.Module; got "
                             f"{type(part).__name__}")
         if part is not None:
-            _weights_as_a_forward_computes_them(part, what)
+            weights_as_a_forward_computes_them(part, what)
     layers = _recurrent_specs(rnn, "rnn")
     table = None if embedding is None else _embedding_table(embedding, "embedding")
     if table is not None and table.shape[1] != layers[0].input_size:

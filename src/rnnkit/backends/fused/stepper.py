@@ -30,6 +30,11 @@ class FusedStepper:
         if cell_class(cell) not in (LSTMCell, GRUCell, RNNCell):
             raise TypeError(f"FusedStepper supports rnnkit LSTMCell, GRUCell and RNNCell; "
                             f"got {type(cell).__name__}")
+        from ...runtime.graph import weights_as_a_forward_computes_them  # (imports the layers)
+
+        # weights that prune / weight_norm recompute in a pre-hook, as a forward would see them
+        # (the snapshot read stale ones after an optimizer step); other hooks are refused
+        weights_as_a_forward_computes_them(cell, "cell")
         names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
         with torch.no_grad():
             weights = [getattr(cell, name, None) for name in names]
