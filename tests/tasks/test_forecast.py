@@ -1165,3 +1165,14 @@ def test_resuming_on_a_changed_file_is_refused_before_training(tmp_path, change,
     notes = []
     train_forecast(more, tmp_path / "run", resume=True, notify=notes.append)
     assert "resuming from step 8" in notes
+
+
+def test_trained_column_names_with_spaces_match_the_names_read_now():
+    """A run trained before header names lost the space after their commas saved " value";
+    predict matched the columns given against it ignoring case only. Oracle: the training
+    order, kept."""
+    from rnnkit.tasks.forecast.task import _in_trained_order
+
+    assert _in_trained_order(["b", "value"], [" value", " b"], "--value-col") == [" value", " b"]
+    with pytest.raises(ValueError, match="is column 1 here but was column 2"):
+        _in_trained_order(["b", "other"], [" value", " b"], "--value-col")

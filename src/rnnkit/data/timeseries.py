@@ -176,10 +176,17 @@ def _listing(frame, limit: int = 30) -> str:
     return ", ".join(names[:limit]) + more
 
 
+def column_key(name) -> str:
+    """How a column name given by the user (or saved by a run) is matched when it is not
+    exact: ignoring case and surrounding spaces (a run trained before headers lost the space
+    after their commas saved " value" for the column now read as "value")."""
+    return str(name).strip().lower()
+
+
 def _column(frame, name, label: str, flag: str):
     if name in frame.columns:
         return name
-    folded = [c for c in frame.columns if str(c).lower() == str(name).lower()]
+    folded = [c for c in frame.columns if column_key(c) == column_key(name)]
     if len(folded) == 1:
         return folded[0]
     raise SeriesError(f"{label} has no column {name!r}; its columns are: {_listing(frame)} "

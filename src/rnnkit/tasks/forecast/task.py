@@ -22,7 +22,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from rnnkit.data.timeseries import BUILTIN_SERIES, TimeSeries, load_series
+from rnnkit.data.timeseries import BUILTIN_SERIES, TimeSeries, column_key, load_series
 from rnnkit.training import (
     NonFiniteLossError, TrainConfig, atomic_write, config_from_dict,
     cpu_threads, hold_run_folder, load_checkpoint,
@@ -473,13 +473,13 @@ def _in_trained_order(given: list[str] | None, trained: list[str], flag: str):
     name stands in another's place."""
     if not given:
         return given
-    folded = [name.lower() for name in trained]  # as load_series matches names
-    if sorted(name.lower() for name in given) == sorted(folded):
+    folded = [column_key(name) for name in trained]  # as load_series matches names
+    if sorted(column_key(name) for name in given) == sorted(folded):
         return list(trained)
     for position, name in enumerate(given):
-        if name.lower() in folded and folded.index(name.lower()) != position:
+        if column_key(name) in folded and folded.index(column_key(name)) != position:
             raise ValueError(f"{flag} {name!r} is column {position + 1} here but was column "
-                             f"{folded.index(name.lower()) + 1} in training "
+                             f"{folded.index(column_key(name)) + 1} in training "
                              f"({', '.join(trained)}); give the columns in the training order")
     return given
 
