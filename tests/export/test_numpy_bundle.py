@@ -291,6 +291,20 @@ def test_a_hook_the_export_cannot_carry_is_refused(tmp_path, make, needles):
         assert not (tmp_path / "bundle").exists()
 
 
+def test_a_hook_that_never_runs_in_the_forward_does_not_block_the_export(tmp_path):
+    """A forward hook on a cell inside a layer never runs (the layer runs the cell's math
+    without calling its forward), yet it blocked the export (review 2026-12-06). Oracle: the
+    hook's call count, and the export's own check against the eager forward."""
+    layer = rnnkit.LSTM(I, H, num_layers=2, batch_first=True)
+    calls = []
+    layer.stack.layers[0].cell.register_forward_hook(lambda *args: calls.append(1))
+    layer.stack.layers[1].register_forward_hook(lambda *args: calls.append(1))
+    layer(torch.randn(B, T, I))
+    assert calls == []
+    report = export_numpy(layer, tmp_path / "bundle")
+    assert report.max_abs_diff < 1e-5
+
+
 @pytest.mark.filterwarnings("ignore:`torch.nn.utils.weight_norm` is deprecated:FutureWarning")
 @pytest.mark.parametrize("reweight", ["prune", "weight_norm", "spectral_norm"])
 @pytest.mark.parametrize("make", [lambda: nn.LSTM(I, H, batch_first=True),

@@ -267,14 +267,20 @@ def _embedding_table(embedding, name: str) -> torch.Tensor:
     return _snapshot(embedding.weight)
 
 
-def weights_as_a_forward_computes_them(module: nn.Module, name: str) -> None:
-    """Bring weights that forward pre-hooks compute up to date, and refuse any other hook.
+def weights_as_a_forward_computes_them(module: nn.Module, name: str,
+                                       children_called: bool = True) -> None:
+    """Bring weights that forward pre-hooks compute up to date, and refuse the hooks a forward
+    of ``module`` would run that the graph cannot carry.
 
     torch.nn.utils.prune, the hook-based weight_norm and spectral_norm keep the weight a
     forward uses as a plain attribute that their pre-hook recomputes at each call: after an
     optimizer step it still holds the values of the last forward. So those hooks are run here,
-    as an eval-mode forward would run them (spectral_norm without a power iteration). Any other
-    hook changes what a forward computes in a way the graph cannot see, so it is refused.
+    as an eval-mode forward would run them (spectral_norm without a power iteration). Other
+    hooks may change what a forward computes where the graph cannot see it, so they are
+    refused where they run: on ``module`` itself, on every submodule when ``children_called``
+    (an nn.Sequential head calls its children), and otherwise only the forward pre-hooks of
+    cells, which rnnkit's layers run once per sequence (a layer never calls its submodules'
+    forward, so their forward hooks never run and are left alone).
     """
     from torch.nn.modules import module as module_module
     from torch.nn.utils.prune import BasePruningMethod
@@ -289,9 +295,10 @@ def weights_as_a_forward_computes_them(module: nn.Module, name: str) -> None:
             "first")
     for child_name, child in module.named_modules():
         where = f"{name}.{child_name}" if child_name else name
-        if child._forward_hooks:
+        called = children_called or not child_name
+        if child._forward_hooks and called:
             raise UnsupportedModelError(
-                f"{where} has a forward hook, which changes its output where streaming and "
+                f"{where} has a forward hook, which may change its output where streaming and "
                 f"export cannot see it; remove it (the handle's remove()) first, or fold what "
                 f"it does into the model")
         for hook in list(child._forward_pre_hooks.values()):
@@ -300,7 +307,7 @@ def weights_as_a_forward_computes_them(module: nn.Module, name: str) -> None:
                     setattr(child, hook.name, hook.compute_weight(child, do_power_iteration=False))
                 elif isinstance(hook, (WeightNorm, BasePruningMethod)):
                     hook(child, ())  # sets the weight attribute; the inputs are not read
-                else:
+                elif called or isinstance(child, RecurrentCell):
                     raise UnsupportedModelError(
                         f"{where} has a forward pre-hook, which streaming and export cannot "
                         f"carry; remove it (the handle's remove()) first (prune, weight_norm "
@@ -334,7 +341,8 @@ def streaming_graph(model, *, head=None, embedding=None) -> StreamingGraph:
             raise TypeError(f"streaming_parts()[{what!r}] must be an nn.Module; got "
                             f"{type(part).__name__}")
         if part is not None:
-            weights_as_a_forward_computes_them(part, what)
+            # rnnkit's layers call no submodule's forward (the backends run the cells' math)
+            weights_as_a_forward_computes_them(part, what, children_called=what != "rnn")
     layers = _recurrent_specs(rnn, "rnn")
     table = None if embedding is None else _embedding_table(embedding, "embedding")
     if table is not None and table.shape[1] != layers[0].input_size:
