@@ -540,8 +540,10 @@ def test_an_empty_named_column_is_no_value_column(tmp_path):
     # digits after the comma (25, 45, ...) on row-number times, with no error (review 2026-12-06)
     ("date;sales\n2020-01-01;100,25\n2020-01-02;103,45\n2020-01-03;99,95\n", "';'"),
     ("date;sales\n2020-01-01;100\n2020-01-02;103\n2020-01-03;99\n", "';'"),
+    # the first row without a decimal comma: pandas refused the later rows' extra field
+    ("date;sales\n2020-01-01;100\n2020-01-02;103,5\n2020-01-03;99,25\n", "';'"),
     ("date\tsales\n2020-01-01\t100.5\n2020-01-02\t103.5\n", "'\\t'"),
-], ids=["semicolons-decimal-commas", "semicolons", "tabs"])
+], ids=["semicolons-decimal-commas", "semicolons", "semicolons-first-row-whole", "tabs"])
 def test_a_file_separated_by_another_delimiter_is_named_not_misread(tmp_path, text, delimiter):
     """Oracle: the file's own header, and the same data with commas, which reads."""
     with pytest.raises(SeriesError) as excinfo:

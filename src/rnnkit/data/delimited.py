@@ -45,6 +45,14 @@ def _other_delimiter(frame, sep: str, row_labels: bool) -> str | None:
     return None
 
 
+def _first_line(path) -> str | None:
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace") as file:
+            return file.readline().rstrip("\r\n")
+    except OSError:
+        return None
+
+
 def delimiter_advice(error: OtherDelimiterError) -> str:
     """The rest of a one-line message for ``error``, after the file's name."""
     if error.delimiter == "\t":
@@ -68,7 +76,17 @@ def read_delimited(path, **options):
     """
     import pandas as pd
 
-    frame = pd.read_csv(path, **options)
+    try:
+        frame = pd.read_csv(path, **options)
+    except pd.errors.ParserError:
+        # a semicolon file whose first row has no decimal comma: a later row with one has
+        # more fields than the first, which pandas refuses before the check below can run
+        header = _first_line(path)
+        sep = options.get("sep", ",")
+        others = [d for d in _OTHER_DELIMITERS if d != sep and d in header]
+        if header is not None and sep not in header and others:
+            raise OtherDelimiterError(others[0], header) from None
+        raise
     row_labels = not isinstance(frame.index, pd.RangeIndex)
     delimiter = _other_delimiter(frame, options.get("sep", ","), row_labels)
     if delimiter is not None:
