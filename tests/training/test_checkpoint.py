@@ -638,3 +638,14 @@ def test_atomic_write_onto_a_folder_names_the_folder_not_a_temporary_file(tmp_pa
     assert ".tmp" not in str(info.value)
     assert [p.name for p in tmp_path.iterdir()] == ["state"]
     assert not any((tmp_path / "state").iterdir())
+
+
+def test_checkpoint_folders_are_ordered_by_step_past_eight_digits(tmp_path):
+    """Names sort as text only up to 8 digits: step-100000000 came before step-99999999, so
+    the newest checkpoint was the older one. Oracle: the step numbers."""
+    from rnnkit.training.checkpoint import checkpoint_folders
+
+    for name in ("step-100000000", "step-99999999", "step-00000007", "step-notes"):
+        (tmp_path / name).mkdir()
+    assert [p.name for p in checkpoint_folders(tmp_path)] == [
+        "step-00000007", "step-99999999", "step-100000000"]

@@ -257,7 +257,13 @@ def checkpoint_folders(folder: Path) -> list[Path]:
     names them. A user's ``step-00000010.bak`` copy or a ``step-notes`` folder is no
     checkpoint: pruning counted (and deleted) them, and a resume loaded the copy."""
     return sorted((p for p in folder.glob("step-*")
-                   if _CHECKPOINT_NAME.fullmatch(p.name) and p.is_dir()), key=lambda p: p.name)
+                   if _CHECKPOINT_NAME.fullmatch(p.name) and p.is_dir()), key=checkpoint_step)
+
+
+def checkpoint_step(path: Path) -> int:
+    """The step of a checkpoint folder (or its aside copy, ``.step-N.replaced``); names sort
+    as text only up to 8 digits."""
+    return int(path.name.lstrip(".").split(".")[0][len("step-"):])
 
 
 def read_index(run_dir: Path) -> dict:
@@ -479,7 +485,7 @@ def _candidates(folder: Path, which: str) -> list[Path]:
     everything += [p for p in folder.glob(f".step-*{REPLACED}")
                    if p.is_dir() and _CHECKPOINT_NAME.fullmatch(p.name[1:-len(REPLACED)])
                    and not (folder / p.name[1:-len(REPLACED)]).exists()]
-    everything.sort(key=lambda p: p.name.lstrip("."), reverse=True)
+    everything.sort(key=checkpoint_step, reverse=True)
     best = _recorded_best(folder)
     if which == "last" or best is None:
         return everything  # no best recorded (or a damaged index): the newest

@@ -28,7 +28,7 @@ from torch import nn
 
 from ..backends.lowered import cpu_bf16_instructions
 from .checkpoint import (CHECKPOINTS, check_checkpoint_folder, checkpoint_folders,
-                         load_checkpoint, mark_best, save_checkpoint)
+                         checkpoint_step, load_checkpoint, mark_best, save_checkpoint)
 from .clipping import clip_gradients
 from .metrics import MetricsLog, plot_curves
 from .progress import Progress
@@ -305,7 +305,8 @@ class Trainer:
         folder = self.run_dir / CHECKPOINTS
         if chosen.parent.resolve() != folder.resolve():
             return
-        newer = [p.name for p in checkpoint_folders(folder) if p.name > chosen.name]
+        newer = [p.name for p in checkpoint_folders(folder)
+                 if checkpoint_step(p) > checkpoint_step(chosen)]
         if newer:
             raise ValueError(f"checkpoint {chosen.name} is older than this run's newest, "
                              f"{newer[-1]}: training on from it would leave two histories in "

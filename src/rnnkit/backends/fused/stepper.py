@@ -36,8 +36,7 @@ class FusedStepper:
         # (the snapshot read stale ones after an optimizer step); other hooks are refused
         weights_as_a_forward_computes_them(cell, "cell")
         names = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
-        with torch.no_grad():
-            weights = [getattr(cell, name, None) for name in names]
+        weights = [getattr(cell, name, None) for name in names]
         for name, weight in zip(names, weights):
             # the native stepper reads each one's memory as float32: check all, not one
             if weight is not None and (weight.dtype != torch.float32
