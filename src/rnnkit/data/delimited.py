@@ -81,10 +81,10 @@ def read_delimited(path, **options):
     except pd.errors.ParserError:
         # a semicolon file whose first row has no decimal comma: a later row with one has
         # more fields than the first, which pandas refuses before the check below can run
-        header = _first_line(path)
-        sep = options.get("sep", ",")
-        others = [d for d in _OTHER_DELIMITERS if d != sep and d in header]
-        if header is not None and sep not in header and others:
+        header, sep = _first_line(path), options.get("sep", ",")
+        others = [] if header is None or sep in header else [
+            d for d in _OTHER_DELIMITERS if d != sep and d in header]
+        if others:
             raise OtherDelimiterError(others[0], header) from None
         raise
     row_labels = not isinstance(frame.index, pd.RangeIndex)

@@ -102,12 +102,15 @@ def load_series(data: str, *, time_col: str | None = None,
 
     Built-in names win over same-named paths; write ``./nile`` to read a file called ``nile``.
     ``time_col`` defaults to the one column named time/date/datetime/timestamp/year/ds/period
-    (any case) that is not chosen as a value or covariate, else none (with several such
-    columns, an error: nothing says which is the time); text time stamps are parsed as dates (time zones -> naive
-    UTC). ``value_cols`` defaults to the built-in's target, or for files every numeric column
-    that is not time-named or a covariate (also text columns that are mostly numbers, so that
-    a stray bad cell is reported; ``Unnamed: ...`` columns and a Parquet file's unnamed
-    integer index are skipped). Names match exactly, or ignoring case when that is unambiguous.
+    (any case), or holding a Parquet file's time index, that is not chosen as a value or
+    covariate, else none (with several such columns, an error: nothing says which is the
+    time); text time stamps are parsed as dates, day first where only that reads every one
+    (time zones -> naive UTC). ``value_cols`` defaults to the built-in's target, or for files
+    every numeric column that is not time-named or a covariate (also text columns that are
+    mostly numbers, so that a stray bad cell is reported; ``Unnamed: ...`` columns and a
+    Parquet file's unnamed integer index are skipped). Names match exactly, or ignoring case
+    and surrounding spaces when that is unambiguous; a CSV header's names lose the spaces
+    around them.
     """
     try:
         import pandas as pd
