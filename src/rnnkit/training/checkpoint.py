@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 log = logging.getLogger("rnnkit.training")
@@ -230,6 +231,19 @@ def unflatten_tensors(skeleton: Any, tensors: dict[str, torch.Tensor],
 
 def _sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
+
+
+def data_digest(arrays) -> str:
+    """sha256 of the NumPy arrays in ``arrays`` (None entries skipped), each with its dtype
+    and shape: what a run records of its data, so that a resume can tell that the data
+    changed under it (see the tasks' resume checks)."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        if array is not None:
+            array = np.ascontiguousarray(array)
+            digest.update(f"{array.dtype.str}{array.shape}".encode())
+            digest.update(array.tobytes())
+    return digest.hexdigest()
 
 
 def _record_digest(record: dict) -> str:

@@ -14,12 +14,11 @@ Inference only (no autograd); float32 only.
 
 from __future__ import annotations
 
-import numbers
-
 import torch
 
 from ...cells import GRUCell, LSTMCell, RNNCell, cell_class
 from ...cells.base import check_state_tensor
+from ...errors import checked_size
 from .build import stream_module
 
 _KINDS = {LSTMCell: 0, GRUCell: 1}
@@ -44,10 +43,7 @@ class FusedStepper:
                 raise TypeError(f"FusedStepper runs float32 cells on the CPU; the cell's "
                                 f"{name} is {weight.dtype} on {weight.device} (use "
                                 f"cell.float().cpu())")
-        if isinstance(batch_size, bool) or not isinstance(batch_size, numbers.Integral) \
-                or batch_size < 1:
-            raise ValueError(f"batch_size must be a positive int; got {batch_size!r}")
-        batch_size = int(batch_size)
+        batch_size = checked_size("batch_size", batch_size)  # NumPy's integers too
         kind = _KINDS.get(cell_class(cell), 3 if getattr(cell, "nonlinearity", "") == "relu" else 2)
         self.cell = cell
         self.batch_size = batch_size

@@ -11,7 +11,6 @@ once, at the end.
 from __future__ import annotations
 
 import functools
-import hashlib
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,7 +27,7 @@ from rnnkit.training import (
     cpu_threads, hold_run_folder, load_checkpoint,
 )
 from rnnkit.training.checkpoint import (
-    check_resumed_settings, model_shape_keys, reading_record, require_task,
+    check_resumed_settings, data_digest, model_shape_keys, reading_record, require_task,
 )
 from rnnkit.training.config import make_paths_absolute
 
@@ -151,15 +150,9 @@ def train_classifier(config: ClassifyConfig, run_dir: str | Path, *, resume: boo
 def _training_data_digest(data) -> str:
     """sha256 of the training and validation sequences (as loaded, before normalization) and
     their labels: what a resumed run must train on again."""
-    digest = hashlib.sha256()
-    for part in (data.train, data.validation):
-        if part is None:
-            continue
-        for sequence in part.sequences:
-            digest.update(f"{sequence.dtype.str}{sequence.shape}".encode())
-            digest.update(np.ascontiguousarray(sequence).tobytes())
-        digest.update(np.ascontiguousarray(part.labels, dtype=np.int64).tobytes())
-    return digest.hexdigest()
+    parts = [part for part in (data.train, data.validation) if part is not None]
+    return data_digest([array for part in parts
+                        for array in (*part.sequences, part.labels.astype(np.int64))])
 
 
 def _train(config: ClassifyConfig, run_dir: Path, resume: bool, notify) -> dict:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import decimal
-import hashlib
 import io
 import logging
 import time
@@ -27,8 +26,8 @@ from rnnkit.training import (
     NonFiniteLossError, TrainConfig, atomic_write, config_from_dict,
     cpu_threads, hold_run_folder, load_checkpoint,
 )
-from rnnkit.training.checkpoint import (check_resumed_settings, enclosing_run, model_shape_keys,
-                                         reading_record, require_task)
+from rnnkit.training.checkpoint import (check_resumed_settings, data_digest, enclosing_run,
+                                         model_shape_keys, reading_record, require_task)
 from rnnkit.training.config import make_paths_absolute
 
 from .baselines import baseline_forecasts
@@ -165,14 +164,9 @@ def _check_quantile_interval(config: ForecastConfig) -> None:
 def series_meta(series: TimeSeries) -> dict:
     """What a run records of its series; ``sha256`` digests the values, covariates and time
     stamps, so that a resumed run can tell that the file changed under it."""
-    digest = hashlib.sha256()
-    for array in (series.values, series.covariates, series.time):
-        if array is not None:
-            array = np.ascontiguousarray(array)
-            digest.update(f"{array.dtype.str}{array.shape}".encode())
-            digest.update(array.tobytes())
     return {"source": series.source, "rows": len(series), "columns": series.columns,
-            "covariate_columns": series.covariate_columns, "sha256": digest.hexdigest()}
+            "covariate_columns": series.covariate_columns,
+            "sha256": data_digest((series.values, series.covariates, series.time))}
 
 
 def model_label(config: ForecastConfig) -> str:
