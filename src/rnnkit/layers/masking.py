@@ -77,7 +77,7 @@ def normalize_lengths(
         raise ValueError(
             f"lengths must be <= the sequence length T={steps}; got {largest} at index {index}"
         )
-    # A copy, never the caller's tensor (or a view of their NumPy array): the fused ops save
+    # A copy, never the caller's tensor or memory shared with their array: the fused ops save
     # lengths for backward, and an edit of the caller's between forward and backward then
     # failed autograd's version check, where torch.nn and the reference backend hold no
     # reference to it.
