@@ -264,7 +264,8 @@ class Trainer:
                                keep_last=self.config.keep_last)
 
     def resume(self, path: str | Path | None = None) -> int:
-        """Continue from the last intact checkpoint in ``path`` (default: this run's folder)."""
+        """Continue from the last intact checkpoint in ``path`` (default: this run's folder), or
+        from one step folder, which may not be older than this run's newest checkpoint."""
         checkpoint = load_checkpoint(path or self.run_dir, which="last",
                                      namedtuples=self.state_types)
         if path is not None and Path(path).resolve() == checkpoint.path.resolve():
