@@ -23,6 +23,7 @@ import re
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -517,6 +518,14 @@ LENGTHS_CASES = [
      lambda m: rf"^lengths must be <= the sequence length T={T}; got 9 at index 2$"),
     ("too-long-int32", lambda m: torch.tensor([T + 1, 1, 1], dtype=torch.int32), ValueError,
      lambda m: rf"^lengths must be <= the sequence length T={T}; got {T + 1} at index 0$"),
+    # Past int64: the number as given, not wrapped negative or an OverflowError from torch.
+    ("too-long-uint64-past-int64", lambda m: np.array([1, 2**63 + 5, 1], dtype=np.uint64),
+     ValueError,
+     lambda m: rf"^lengths must be <= the sequence length T={T}; got {2**63 + 5} at index 1$"),
+    ("too-long-list-past-uint64", lambda m: [2**64, 1, 1], ValueError,
+     lambda m: rf"^lengths must be <= the sequence length T={T}; got {2**64} at index 0$"),
+    ("negative-list-past-int64", lambda m: [1, 1, -2**70], ValueError,
+     lambda m: rf"^lengths must be >= 1\b.*; got {-2**70} at index 2\b"),
     ("zero", lambda m: [3, 0, 2], ValueError,
      lambda m: r"^lengths must be >= 1\b.*; got 0 at index 1\b"),
     ("negative", lambda m: torch.tensor([-2, 3, 1]), ValueError,

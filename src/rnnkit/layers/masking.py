@@ -26,6 +26,9 @@ def normalize_lengths(
     if lengths is None:
         return None
     if isinstance(lengths, np.ndarray):
+        if lengths.dtype == np.uint64 and lengths.size and lengths.max() > steps:
+            # Checked here: past 2**63 the int64 the checks below work in would wrap negative.
+            _refuse_too_long(int(lengths.max()), int(lengths.argmax()), steps)
         lengths = torch.from_numpy(lengths)
     if not isinstance(lengths, torch.Tensor):
         if not isinstance(lengths, Sequence):
@@ -41,7 +44,13 @@ def normalize_lengths(
                     f"mask; got {type(lengths).__name__} with {type(value).__name__} {value!r} at "
                     f"index {index}"
                 )
-        lengths = torch.tensor([int(value) for value in lengths], dtype=torch.int64)
+        values = [int(value) for value in lengths]
+        # Checked before the int64 conversion, which fails on values past 2**63 - 1.
+        if values and min(values) < 1:
+            _refuse_too_short(min(values), values.index(min(values)))
+        if values and max(values) > steps:
+            _refuse_too_long(max(values), values.index(max(values)), steps)
+        lengths = torch.tensor(values, dtype=torch.int64)
     if lengths.dtype == torch.bool:
         return _lengths_from_mask(lengths, batch_size, steps, batch_first).to(device)
     if lengths.is_floating_point() or lengths.is_complex():
@@ -67,21 +76,27 @@ def normalize_lengths(
         return lengths.to(device)
     smallest, largest = int(lengths.min()), int(lengths.max())
     if smallest < 1:
-        index = int(torch.argmin(lengths))
-        raise ValueError(
-            f"lengths must be >= 1 (an empty sequence has no state to return); "
-            f"got {smallest} at index {index}: drop empty sequences from the batch"
-        )
+        _refuse_too_short(smallest, int(torch.argmin(lengths)))
     if largest > steps:
-        index = int(torch.argmax(lengths))
-        raise ValueError(
-            f"lengths must be <= the sequence length T={steps}; got {largest} at index {index}"
-        )
+        _refuse_too_long(largest, int(torch.argmax(lengths)), steps)
     # A copy, never the caller's tensor or memory shared with their array: the fused ops save
     # lengths for backward, and an edit of the caller's between forward and backward then
     # failed autograd's version check, where torch.nn and the reference backend hold no
     # reference to it.
     return lengths.to(device, copy=True)
+
+
+def _refuse_too_short(length: int, index: int) -> None:
+    raise ValueError(
+        f"lengths must be >= 1 (an empty sequence has no state to return); "
+        f"got {length} at index {index}: drop empty sequences from the batch"
+    )
+
+
+def _refuse_too_long(length: int, index: int, steps: int) -> None:
+    raise ValueError(
+        f"lengths must be <= the sequence length T={steps}; got {length} at index {index}"
+    )
 
 
 def _has_values(tensor: torch.Tensor) -> bool:
