@@ -122,3 +122,19 @@ def test_a_user_folder_holding_an_index_json_is_locked_itself(tmp_path):
     finally:
         holder.release()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["site"]
+
+
+@pytest.mark.parametrize("inside", [False, True], ids=["the-folder", "a-parent"])
+def test_a_file_where_the_run_folder_goes_is_one_line_and_left_alone(tmp_path, inside):
+    # Oracle: the file's bytes before and after. Before, mkdir's FileExistsError or
+    # NotADirectoryError came out with errno text and no advice.
+    blocker = tmp_path / "taken"
+    blocker.write_bytes(b"user data")
+    run_dir = blocker / "run" if inside else blocker
+    with pytest.raises(NotADirectoryError) as refused:
+        with hold_run_folder(run_dir):
+            pass
+    message = str(refused.value)
+    assert "\n" not in message and "Errno" not in message
+    assert f"{blocker} is a file, not a folder; choose another folder" in message
+    assert blocker.read_bytes() == b"user data"

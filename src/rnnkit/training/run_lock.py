@@ -44,6 +44,19 @@ def _locked_folder(run_dir: Path) -> Path:
     return run_dir  # (a user's folder holding an index.json of its own is not a run's)
 
 
+def _refuse_file_in_the_way(run_dir: Path) -> None:
+    """A one-line error where ``run_dir``, or the nearest of its parents that exists, is not
+    a folder (``mkdir`` would raise FileExistsError or NotADirectoryError with errno text)."""
+    for level in (run_dir, *run_dir.parents):
+        if level.exists():
+            if level.is_dir():
+                return
+            problem = ("is a file" if level == run_dir
+                       else f"cannot be made: {level} is a file")
+            raise NotADirectoryError(f"the run folder {run_dir} {problem}, not a folder; "
+                                     f"choose another folder")
+
+
 @contextlib.contextmanager
 def hold_run_folder(run_dir: str | os.PathLike):
     """Hold ``run_dir`` (created if missing) for this process; raises
@@ -52,6 +65,7 @@ def hold_run_folder(run_dir: str | os.PathLike):
     A run that ends having written nothing (it failed on bad data or a config error) leaves
     the folder as it found it: the lock file is removed, and so are the folders made for it.
     """
+    _refuse_file_in_the_way(Path(run_dir))
     run_dir = _locked_folder(Path(run_dir))
     if fcntl is None:
         yield
