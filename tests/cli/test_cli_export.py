@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+import rnnkit
 from rnnkit.cli.main import main
 
 from corpora import tiny_text
@@ -372,3 +373,36 @@ def test_exporting_the_best_of_a_run_with_none_says_it_takes_the_newest(lm_run, 
     assert len(warnings) == 1 and record["last"] in warnings[0]
     assert json.loads((tmp_path / "np" / "task.json").read_text())["step"] == \
         int(record["last"].split("-")[1])
+
+
+@pytest.mark.parametrize("form", ["numpy", "onnx", "c"])
+def test_a_folder_exported_from_python_may_be_exported_into_again(lm_run, tmp_path, capsys,
+                                                                   form):
+    """export_numpy/export_onnx/export_c write no task.json, and the CLI refused their folders
+    as "not an rnnkit export". Oracle: afterwards the folder holds exactly the files the CLI
+    export lists (the Python export's are replaced or removed)."""
+    from rnnkit.export import export_c, export_numpy, export_onnx
+
+    if form == "onnx":
+        pytest.importorskip("onnx", reason="ONNX export needs the export extra")
+    out = tmp_path / "from-python"
+    layer = rnnkit.GRU(3, 4)
+    {"numpy": lambda: export_numpy(layer, out), "onnx": lambda: export_onnx(layer, out),
+     "c": lambda: export_c(layer, out, name="mine", check=False)}[form]()
+    code, text, err = run(["export", "--checkpoint", lm_run, "--format", "numpy", "--out", out,
+                           "--json"], capsys)
+    assert code == 0, err
+    listed = json.loads(text)["files"]
+    assert sorted(p.name for p in out.iterdir() if p.name != "__pycache__") == sorted(listed)
+
+
+def test_a_users_files_that_look_like_an_export_are_still_refused(lm_run, tmp_path, capsys):
+    """Known by content, not by name: a user's header or model.onnx stays untouched."""
+    for name, content in (("notes.h", b"/* my notes */\n"), ("model.onnx", b"my rnnkit notes")):
+        out = tmp_path / name.replace(".", "-")
+        out.mkdir()
+        (out / name).write_bytes(content)
+        code, _, err = run(["export", "--checkpoint", lm_run, "--format", "c", "--out", out],
+                           capsys)
+        assert code == 2 and "not an rnnkit export" in err, err
+        assert [p.name for p in out.iterdir()] == [name] and (out / name).read_bytes() == content

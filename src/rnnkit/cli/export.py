@@ -77,8 +77,47 @@ def _earlier_export(folder: Path) -> dict | None:
     try:
         info = json.loads((folder / "task.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
-        return None
+        return _library_export(folder)
     return info if isinstance(info, dict) and {"task", "input", "output"} <= info.keys() else None
+
+
+#: an ONNX ModelProto's producer_name field (number 2, length 6) as rnnkit's exports write it
+_ONNX_PRODUCER = b"\x12\x06rnnkit"
+
+
+def _library_export(folder: Path) -> dict | None:
+    """For a folder that export_numpy, export_onnx or export_c wrote from Python (no
+    task.json): ``{"files": [...]}`` naming its files, so the CLI may replace that export as
+    it replaces its own; None where anything else is there (a user's file, never touched).
+    An export is known by its content, not only its file names: all three NumPy files, an
+    ONNX model whose producer is rnnkit, or a C header that says export_c wrote it.
+    """
+    from rnnkit.export.c_code import c_file_names
+    from rnnkit.export.numpy_bundle import FILES
+    from rnnkit.export.onnx_export import MODEL_FILENAME
+
+    if not folder.is_dir():
+        return None
+    present = {path.name for path in folder.iterdir()} - {"__pycache__"}
+    exports = [set(FILES)] if present == set(FILES) else []
+    if present == {MODEL_FILENAME} and _written_by_rnnkit(folder / MODEL_FILENAME,
+                                                           _ONNX_PRODUCER):
+        exports.append(present)
+    for stem in (Path(name).stem for name in present if name.endswith(".h")):
+        marker = f"/* {stem}.h: a recurrent model exported by rnnkit.export.export_c".encode()
+        if present <= set(c_file_names(stem)) and _written_by_rnnkit(folder / f"{stem}.h",
+                                                                        marker, at_start=True):
+            exports.append(present)
+    return {"files": sorted(present)} if exports else None
+
+
+def _written_by_rnnkit(path: Path, marker: bytes, at_start: bool = False) -> bool:
+    try:
+        head = path.read_bytes()[:4096]  # the ONNX producer and a header's first line
+    except OSError:
+        return False
+    return head.startswith(marker) if at_start else marker in head
+
 
 
 def _remove_files_left_by(earlier: dict | None, out: Path, kept: list[str]) -> None:
