@@ -526,6 +526,14 @@ LENGTHS_CASES = [
      lambda m: rf"^lengths must be <= the sequence length T={T}; got {2**64} at index 0$"),
     ("negative-list-past-int64", lambda m: [1, 1, -2**70], ValueError,
      lambda m: rf"^lengths must be >= 1\b.*; got {-2**70} at index 2\b"),
+    # Before: torch's "Cannot copy out of meta tensor" and "Could not run 'aten::min' with
+    # arguments from the 'SparseCPU' backend", neither naming lengths.
+    ("meta-device", lambda m: torch.tensor([5, 4, 3], device="meta"), ValueError,
+     lambda m: r"^lengths is on the meta device, which holds no values to run on; pass "
+               r"lengths as a CPU tensor, an array or a list$"),
+    ("sparse", lambda m: torch.tensor([5, 4, 3]).to_sparse(), TypeError,
+     lambda m: r"^lengths must be a dense tensor; got layout torch\.sparse_coo: pass "
+               r"lengths\.to_dense\(\)$"),
     ("zero", lambda m: [3, 0, 2], ValueError,
      lambda m: r"^lengths must be >= 1\b.*; got 0 at index 1\b"),
     ("negative", lambda m: torch.tensor([-2, 3, 1]), ValueError,

@@ -51,6 +51,12 @@ def normalize_lengths(
         if values and max(values) > steps:
             _refuse_too_long(max(values), values.index(max(values)), steps)
         lengths = torch.tensor(values, dtype=torch.int64)
+    if lengths.layout != torch.strided:
+        raise TypeError(f"lengths must be a dense tensor; got layout {lengths.layout}: pass "
+                        f"lengths.to_dense()")
+    if lengths.device.type == "meta" and torch.device(device).type != "meta":
+        raise ValueError("lengths is on the meta device, which holds no values to run on; pass "
+                         "lengths as a CPU tensor, an array or a list")
     if lengths.dtype == torch.bool:
         return _lengths_from_mask(lengths, batch_size, steps, batch_first).to(device)
     if lengths.is_floating_point() or lengths.is_complex():
