@@ -132,6 +132,18 @@ def test_predict_refuses_values_the_data_loader_refuses(trained, value, needle):
     assert needle in str(info.value) and "\n" not in str(info.value)
 
 
+@pytest.mark.parametrize("values", [np.array([[1 + 5j, 2], [3, 4]]),
+                                    np.array([["1", "2"], ["3", "4"]])], ids=["complex", "text"])
+def test_predict_refuses_values_that_are_not_real_numbers(trained, values):
+    """The float32 cast dropped the imaginary part (only NumPy's ComplexWarning) and read
+    text as numbers. Oracle: the dtype named in a one-line error."""
+    loaded = load_classifier(trained[0])
+    with pytest.raises(ValueError, match=rf"^sequence 1 has dtype {values.dtype}, not real "
+                                         rf"numbers; convert it to float") as info:
+        loaded.predict([np.zeros((5, 2)), values])
+    assert "\n" not in str(info.value)
+
+
 def test_predict_takes_tensors_as_it_takes_arrays(trained):
     """A torch tensor failed with AttributeError ('Tensor' object has no attribute 'astype').
     Oracle: the same sequences as NumPy arrays."""

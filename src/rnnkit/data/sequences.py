@@ -495,7 +495,14 @@ def match_by_value(labels, class_names: list[str]) -> dict[str, str]:
 
 def checked_values(x: np.ndarray, where: str) -> np.ndarray:
     """A (T, C) sequence as contiguous float32, or a one-line SequenceDataError naming
-    ``where`` and the step and channel of a NaN, an infinity or a value beyond float32."""
+    ``where`` and the step and channel of a NaN, an infinity or a value beyond float32, or
+    the dtype of values that are not real numbers."""
+    if x.dtype.kind in "cUSMmV":
+        # the float32 cast would drop an imaginary part with only NumPy's ComplexWarning, and
+        # read the strings "1" and "2" as numbers where the loaders refuse text
+        raise SequenceDataError(f"{where} has dtype {x.dtype}, not real numbers; convert it to "
+                                f"float (complex data: its real and imaginary parts as two "
+                                f"channels)")
     if np.issubdtype(x.dtype, np.number):
         # finite, but inf once cast (an inf already there gets the NaN-or-infinite error below)
         huge = np.isfinite(x) & (np.abs(x) > np.finfo(np.float32).max)
