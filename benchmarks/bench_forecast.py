@@ -1,5 +1,7 @@
 """Sunspots forecasting: the default recipe over 3 seeds, beside the baselines of the same run.
 
+(``--set data.data=...`` runs another series; the table then names it and judges no target.)
+
 Runs ``rnnkit forecast train`` with its defaults (train 1700-1988, the last 20 years held out,
 H = 20, MASE scaled by the in-sample seasonal naive with m = 11) for seeds 0, 1, 2, and the
 same recipe with torch.nn's GRU in place of rnnkit's, then prints one table: every run's MASE,
@@ -24,7 +26,7 @@ import tempfile
 import numpy as np
 import torch
 
-from rnnkit.tasks.forecast.task import ForecastConfig, train_forecast
+from rnnkit.tasks.forecast.task import ForecastConfig, model_label, train_forecast
 from rnnkit.training import atomic_write, config_to_dict, resolve_config
 
 RESULTS = pathlib.Path(__file__).parent / "results"
@@ -60,9 +62,12 @@ def main() -> None:
             print(f"{implementation} seed {seed}: MASE {model['mase']:.3f}, RMSE "
                   f"{model['rmse']:.2f}, {result['train_seconds']:.0f} s", flush=True)
 
-    lines = [f"sunspots, train 1700-1988, holdout 1989-2008 (H=20), MASE scale seasonal "
-             f"naive m=11; recipe: {result['model']}, {config.model.decoder} decoder, "
-             f"highway {config.model.highway}, {config.train.max_steps} steps",
+    recipe = recipes["rnnkit"]
+    series = result["series"]
+    lines = [f"{series['source']}: the last {result['holdout']} rows held out "
+             f"(H={recipe.data.horizon}), MASE scale seasonal naive m={result['season']}; "
+             f"recipe: {model_label(recipe)}, {recipe.model.decoder} decoder, highway "
+             f"{recipe.model.highway}, {recipe.train.max_steps} steps",
              f"{'run':<22}{'MASE':>8}{'RMSE':>9}{'coverage':>10}{'seconds':>9}"]
     for run in runs:
         coverage = "" if run["coverage"] is None else f"{run['coverage']:.2f}"
@@ -79,13 +84,21 @@ def main() -> None:
                      f"{means[implementation]['train_seconds']:>9.0f}")
     for name, metrics in baselines.items():
         lines.append(f"{name:<22}{metrics['mase']:>8.3f}{metrics['rmse']:>9.2f}")
-    verdict = "met" if means["rnnkit"]["mase"] <= TARGET else "NOT met"
-    lines.append(f"target: mean MASE <= {TARGET} (better than AR(9) 0.47): {verdict}")
+    # the issue's target and the published AR(9) bar are for the default sunspots split only
+    defaults = ForecastConfig().data
+    judged = (recipe.data.data == defaults.data and recipe.data.horizon == defaults.horizon
+              and recipe.data.holdout in (None, defaults.horizon))
+    if judged:
+        verdict = "met" if means["rnnkit"]["mase"] <= TARGET else "NOT met"
+        lines.append(f"target: mean MASE <= {TARGET} (better than AR(9) 0.47): {verdict}")
+    else:
+        lines.append(f"target: none (MASE <= {TARGET} is for the default sunspots holdout)")
     text = "\n".join(lines)
     print("\n" + text)
     out = pathlib.Path(args.out)
     atomic_write(out, json.dumps({
-        "runs": runs, "means": means, "baselines": baselines, "target": TARGET,
+        "runs": runs, "means": means, "baselines": baselines,
+        "target": TARGET if judged else None,
         # rnnkit's recipe (the last run's was the torch.nn comparison's)
         "config": config_to_dict(recipes["rnnkit"]), "torch": torch.__version__,
         "machine": platform.processor() or platform.machine(),

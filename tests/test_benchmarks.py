@@ -256,6 +256,21 @@ def test_forecast_benchmark_runs_both_layers_from_the_same_start(tmp_path):
     assert report["means"]["rnnkit"]["mase"] == runs["rnnkit"]["mase"]
     table = out.with_suffix(".txt").read_text()
     assert f"{'rnnkit mean':<22}{runs['rnnkit']['mase']:>8.3f}" in table
+    assert table.startswith("statsmodels sunspots") and "recipe: rnnkit GRU H=" in table
+    assert "target: mean MASE <= 0.45" in table and report["target"] == 0.45
+
+
+def test_forecast_benchmark_on_another_series_names_it_and_judges_no_target(tmp_path):
+    """The header named sunspots and the verdict judged the sunspots target whatever ran."""
+    pytest.importorskip("statsmodels", reason="the forecast benchmark's baselines need it")
+    out = tmp_path / "forecast.json"
+    _run_benchmark("bench_forecast.py", "--seeds", "0", "--no-torch", "--set", "data.data=nile",
+                   "--set", "data.horizon=10", "--set", "train.max_steps=2", "--set",
+                   "model.ensemble=1", "--out", out)
+    table = out.with_suffix(".txt").read_text()
+    assert table.startswith("statsmodels nile") and "the last 10 rows held out (H=10)" in table
+    assert "target: none" in table and "met" not in table
+    assert json.loads(out.read_text())["target"] is None
 
 
 def test_classify_benchmark_table_holds_the_runs_numbers(tmp_path):

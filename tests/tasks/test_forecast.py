@@ -28,7 +28,7 @@ from rnnkit.tasks.forecast.fitting import FittedForecaster
 from rnnkit.tasks.forecast.metrics import forecast_metrics
 from rnnkit.tasks.forecast.model import Forecaster, ModelConfig
 from rnnkit.tasks.forecast.task import (
-    DataConfig, ForecastConfig, load_forecaster, predict_forecast, train_forecast,
+    DataConfig, ForecastConfig, load_forecaster, model_label, predict_forecast, train_forecast,
 )
 from rnnkit.tasks.forecast.windows import Scaler, WindowSet, feature_rows
 from rnnkit.training import config_from_dict, load_checkpoint
@@ -1176,3 +1176,11 @@ def test_trained_column_names_with_spaces_match_the_names_read_now():
     assert _in_trained_order(["b", "value"], [" value", " b"], "--value-col") == [" value", " b"]
     with pytest.raises(ValueError, match="is column 1 here but was column 2"):
         _in_trained_order(["b", "other"], [" value", " b"], "--value-col")
+
+
+@pytest.mark.parametrize("implementation, layer", [("rnnkit", "rnnkit"), ("torch", "torch.nn")])
+def test_the_model_label_names_the_layer_that_ran(implementation, layer):
+    """A run with torch.nn's layer (model.implementation=torch) was labelled "rnnkit GRU" in
+    its table and plot. Oracle: the implementation the config names."""
+    config = make_config(model={"implementation": implementation, "ensemble": 2})
+    assert model_label(config) == f"{layer} GRU H={config.model.hidden_size} x2"

@@ -172,7 +172,9 @@ def series_meta(series: TimeSeries) -> dict:
 def model_label(config: ForecastConfig) -> str:
     model = config.model
     members = f" x{model.ensemble}" if model.ensemble > 1 else ""
-    return f"rnnkit {model.cell.upper()} H={model.hidden_size}{members}"
+    # the comparison runs with torch.nn's layer (model.implementation=torch) say so
+    layer = "torch.nn" if model.implementation == "torch" else "rnnkit"
+    return f"{layer} {model.cell.upper()} H={model.hidden_size}{members}"
 
 
 def future_times(time_stamps: np.ndarray, steps: int) -> np.ndarray:
