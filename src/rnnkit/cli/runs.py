@@ -91,6 +91,8 @@ def resolve_run(args, config_class, task: str, overrides: list[str]):
         with reading_record(checkpoint.path):
             base = dict(checkpoint.meta["config"])
             other = checkpoint.meta.get("task")
+            if other == task:  # the saved config alone: its errors are the record's, not the flags'
+                resolve_config(config_class, base=base)
         if other != task:
             continue_with = (f"; continue it with {TRAIN_COMMANDS[other]} --resume {run_dir}"
                              if other in TRAIN_COMMANDS else "")

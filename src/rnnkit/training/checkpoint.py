@@ -482,12 +482,18 @@ def _read_checkpoint(path: Path, namedtuples) -> Checkpoint:
 def reading_record(path: Path):
     """Around code that reads entries of a checkpoint's JSON record: one that is missing or of
     the wrong type (an edited or foreign file; only the tensor files carry checksums) becomes a
-    CheckpointError naming the checkpoint, not a traceback."""
+    CheckpointError naming the checkpoint, not a traceback. So does an entry the code refuses
+    (a ValueError such as an unknown config key): it came from the record, not from the user's
+    flags, so the message names the record, and another rnnkit version as the likely cause."""
     try:
         yield
     except (KeyError, TypeError, AttributeError, IndexError) as error:
         raise CheckpointError(f"checkpoint {path} is damaged ({META} lacks or mistypes an "
                               f"entry: {error})") from None
+    except ValueError as error:
+        raise CheckpointError(f"checkpoint {path} holds a record this rnnkit cannot read "
+                              f"({error}); was it written by another rnnkit version, or "
+                              f"edited?") from None
 
 
 def _candidates(folder: Path, which: str) -> list[Path]:
