@@ -172,9 +172,10 @@ def test_empty_files_inside_a_folder_are_skipped(tmp_path):
     # Oracle: the same folder without its empty files.
     (tmp_path / "a.txt").write_text("first", encoding="utf-8")
     (tmp_path / "b.txt").write_bytes(b"")
+    (tmp_path / "b2.txt").write_bytes(b"\xef\xbb\xbf")  # only a byte-order mark: no text
     (tmp_path / "c.txt").write_text("second", encoding="utf-8")
     corpus = load_corpus(tmp_path)
-    assert corpus.text == "first\nsecond" and "1 empty skipped" in corpus.source
+    assert corpus.text == "first\nsecond" and "2 empty skipped" in corpus.source
     only_empty = tmp_path / "only_empty"
     only_empty.mkdir()
     (only_empty / "x.txt").write_bytes(b"")

@@ -61,7 +61,8 @@ def load_corpus(source: str | os.PathLike) -> Corpus:
             raise CorpusError(f"corpus folder {name!r} has no files (hidden files are skipped); "
                               f"add UTF-8 text files to it or pass another path")
         # Empty files (placeholders, __init__.py) add nothing; they are skipped, not refused.
-        texts = [_read_text_file(f) for f in files if f.stat().st_size > 0]
+        # Empty once read, that is: a file of only a byte-order mark added a stray "\n".
+        texts = [text for text in map(_read_text_file, files) if text]
         if not texts:
             raise CorpusError(f"corpus folder {name!r} holds only empty files; add UTF-8 text "
                               f"files to it or pass another path")
