@@ -62,7 +62,8 @@ def load_corpus(source: str | os.PathLike) -> Corpus:
                               f"add UTF-8 text files to it or pass another path")
         # Empty files (placeholders, __init__.py) add nothing; they are skipped, not refused.
         # Empty once read, that is: a file of only a byte-order mark added a stray "\n".
-        texts = [text for text in map(_read_text_file, files) if text]
+        texts = [text for text in (_read_text_file(f) for f in files if f.stat().st_size > 0)
+                 if text]
         if not texts:
             raise CorpusError(f"corpus folder {name!r} holds only empty files; add UTF-8 text "
                               f"files to it or pass another path")
