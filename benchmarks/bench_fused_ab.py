@@ -14,7 +14,8 @@ process (so machine drift hits both sides alike):
 * ``lstm-route``: under the same autocast, a plain LSTM layer on the fused kernels (bfloat16
   projection, then tile products where ``bf16_products_pay``, float32 state) vs oneDNN's
   bfloat16 LSTM (what torch.nn.LSTM runs), training and inference; the table says which one
-  ships (``fused_lstm_training_pays_bf16`` for training, oneDNN for inference).
+  ships (``fused_lstm_pays_bf16(batch, hidden, training)``: the fused kernels where it says
+  they pay, oneDNN otherwise).
 
     .venv/bin/python benchmarks/bench_fused_ab.py              # all five, about 15 minutes
     .venv/bin/python benchmarks/bench_fused_ab.py --only engine --threads 2
