@@ -588,3 +588,18 @@ def test_spaces_after_the_header_commas_are_not_part_of_the_names(tmp_path):
                              name="again.csv"), time_col=" date", value_cols=" value")
     np.testing.assert_array_equal(saved.values, plain.values)
     np.testing.assert_array_equal(saved.time, plain.time)
+
+
+def test_time_col_rows_takes_row_numbers_and_ignores_time_named_columns(tmp_path):
+    """--help promised row numbers ("none") but every value was read as a column name, so a
+    file with an unsorted date column could not be used at all. Oracle: the file's numbers
+    and 0..n-1."""
+    path = tmp_path / "s.csv"
+    path.write_text("date,year,sales\n2020-03-01,2001,5\n2020-01-01,2000,6\n2020-02-01,2002,7\n")
+    series = load_series(str(path), time_col="rows")
+    assert series.columns == ["sales"] and series.values[:, 0].tolist() == [5, 6, 7]
+    assert series.time.tolist() == [0, 1, 2]
+    assert load_series(str(path), time_col=" Rows ").time.tolist() == [0, 1, 2]
+    named = tmp_path / "named.csv"  # a column called "rows" is that column
+    named.write_text("rows,sales\n10,1\n20,2\n30,3\n")
+    assert load_series(str(named), time_col="rows").time.tolist() == [10, 20, 30]

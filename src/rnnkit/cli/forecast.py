@@ -21,7 +21,8 @@ _TRAIN_FLAGS = {
 
 def _add_data_flags(parser) -> None:
     parser.add_argument("--time-col", metavar="C", help="time column of a CSV/Parquet file "
-                        "(default: one named time/date/year/...; none: row numbers)")
+                        "(default: one named time/date/year/...; rows: row numbers, time-named "
+                        "columns ignored)")
     parser.add_argument("--value-col", metavar="V", action="append",
                         help="target column (repeat for several; default: every numeric one)")
     parser.add_argument("--covariate-col", metavar="U", action="append",

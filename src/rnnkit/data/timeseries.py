@@ -104,7 +104,8 @@ def load_series(data: str, *, time_col: str | None = None,
     ``time_col`` defaults to the one column named time/date/datetime/timestamp/year/ds/period
     (any case), or holding a Parquet file's time index, that is not chosen as a value or
     covariate, else none (with several such columns, an error: nothing says which is the
-    time); text time stamps are parsed as dates, day first where only that reads every one
+    time); ``"rows"`` (:data:`ROW_NUMBERS`, unless a column has that name) takes row numbers
+    as the time and leaves time-named columns out; text time stamps are parsed as dates, day first where only that reads every one
     (time zones -> naive UTC). ``value_cols`` defaults to the built-in's target, or for files
     every numeric column that is not time-named or a covariate (also text columns that are
     mostly numbers, so that a stray bad cell is reported; ``Unnamed: ...`` columns and a
@@ -145,7 +146,11 @@ def load_series(data: str, *, time_col: str | None = None,
                               f"({', '.join(str(c) for c in candidates)}); choose one with "
                               f"--time-col")
         default_time = candidates[0] if candidates else None
-    time_name = default_time if time_col is None else _column(frame, time_col, label, "--time-col")
+    if _means_row_numbers(frame, time_col):
+        time_name = None  # time-named columns stay out of the targets below all the same
+    else:
+        time_name = default_time if time_col is None else _column(frame, time_col, label,
+                                                                    "--time-col")
     if chosen_values is not None:
         targets = chosen_values
     else:
@@ -167,6 +172,16 @@ def load_series(data: str, *, time_col: str | None = None,
     return TimeSeries(values=values, time=time, columns=[str(c) for c in targets],
                       covariates=covariates, covariate_columns=[str(c) for c in covs],
                       source=source, season=season)
+
+
+#: ``time_col`` that asks for row numbers as the time (a file's time-named columns ignored)
+ROW_NUMBERS = "rows"
+
+
+def _means_row_numbers(frame, time_col) -> bool:
+    """``time_col`` is :data:`ROW_NUMBERS` and names no column (a column called "rows" wins)."""
+    return (isinstance(time_col, str) and column_key(time_col) == ROW_NUMBERS
+            and not any(column_key(c) == ROW_NUMBERS for c in frame.columns))
 
 
 def _names(cols) -> list:
