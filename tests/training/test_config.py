@@ -382,3 +382,21 @@ def test_a_file_giving_a_value_for_a_section_is_named_before_overrides_land_in_i
         resolve_config(Cfg, file=str(tmp_path / "c.json"), overrides=["optim.steps=2"])
     one_line_message(info, "config file '", "c.json': 'optim' is a section; give a table of "
                                              "its keys, not 5")
+
+
+def test_a_wrong_type_in_a_config_file_is_refused_even_where_an_override_replaces_it(tmp_path):
+    """hidden_size = "big" in the file passed when --hidden (an override) set the same key.
+    Oracle: the same file without the override, refused for that key."""
+    path = tmp_path / "bad.json"
+    path.write_text(json.dumps({"model": {"hidden_size": "big"}}))
+    for overrides in ([], ["model.hidden_size=8"]):
+        with pytest.raises(ConfigError, match=r"model\.hidden_size' must be an integer; got "
+                                              r"'big'") as refused:
+            resolve_config(_lm_config(), file=str(path), overrides=overrides)
+        assert str(path) in str(refused.value)
+
+
+def _lm_config():
+    from rnnkit.tasks.lm.task import LMConfig
+
+    return LMConfig

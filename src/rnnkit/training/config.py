@@ -209,6 +209,12 @@ def resolve_config(cls: type[T], *, base: dict | None = None, file: str | None =
         _check_sections(cls, from_file, f"config file {str(file)!r}: ")
         if Path(file).suffix.lower() == ".toml":
             _toml_nulls(cls, from_file)
+        # the file's keys and types on their own: an override of the same key would replace a
+        # wrong value unseen, and the file would be accepted today and refused tomorrow
+        try:
+            config_from_dict(cls, from_file)
+        except ConfigError as error:
+            raise ConfigError(f"config file {str(file)!r}: {error}") from None
         _merge(values, from_file)
     for text in overrides:
         path, value = parse_override(text)
