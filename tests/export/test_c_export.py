@@ -388,6 +388,16 @@ def test_a_cc_naming_no_program_is_an_error_not_a_skipped_check(tmp_path, monkey
     assert not (tmp_path / "out").exists()
 
 
+def test_a_cc_that_is_no_command_line_names_cc(tmp_path, monkeypatch):
+    """An unclosed quote in CC came out as shlex's bare "No closing quotation"."""
+    monkeypatch.setenv("CC", '"unterminated')
+    with pytest.raises(CBuildError) as info:
+        export_c(rnnkit.GRU(I, H), tmp_path / "out")
+    one_line_message(info, "CC='\"unterminated'", "is not a valid command line",
+                     "No closing quotation", "unset it")
+    assert not (tmp_path / "out").exists()
+
+
 def test_compile_failure_is_a_one_line_error(tmp_path, monkeypatch, capsys):
     fake = tmp_path / "broken_cc"
     fake.write_text("#!/bin/sh\necho 'In file included from x.c:1:' >&2\n"

@@ -185,7 +185,11 @@ def find_c_compiler() -> list[str] | None:
     compiler, and a check skipped for a typo would pass unnoticed."""
     configured = os.environ.get("CC", "").strip()
     if configured:
-        command = shlex.split(configured)
+        try:
+            command = shlex.split(configured)
+        except ValueError as error:  # an unclosed quote: shlex says "No closing quotation"
+            raise CBuildError(f"CC={configured!r} is not a valid command line ({error}); set CC "
+                              f"to an installed C compiler (gcc, clang) or unset it") from None
         if not shutil.which(command[0]):
             raise CBuildError(f"CC={configured!r} names no program found on PATH; set CC to an "
                               f"installed C compiler (gcc, clang) or unset it")
