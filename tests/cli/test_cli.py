@@ -369,3 +369,18 @@ def test_a_dash_word_that_is_no_number_is_still_an_unknown_option(word, capsys):
     with pytest.raises(SystemExit):
         build_parser().parse_args(["train", "lm", "--lr", word])
     assert "expected one argument" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, command", [(["demo", "--bogus"], "rnnkit demo"),
+                                           (["train", "lm", "--bogus", "3"], "rnnkit train lm"),
+                                           (["classify", "train", "--zzz"], "rnnkit classify train"),
+                                           (["--zzz"], "rnnkit")])
+def test_an_unknown_option_points_to_its_commands_help(argv, command, capsys):
+    """"unrecognized arguments" came from the top-level parser and said "see rnnkit --help",
+    which lists no command's options. Oracle: the command the words name."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    err = capsys.readouterr().err
+    unknown = " ".join(a for a in argv if a.startswith("-") or a.isdigit())
+    assert_one_line_error(exit_info.value.code, err,
+                          f"unrecognized arguments: {unknown} (see {command} --help)")

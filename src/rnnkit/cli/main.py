@@ -164,6 +164,19 @@ class _CurrentStderrHandler(logging.StreamHandler):
         pass
 
 
+def _command_parser(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.ArgumentParser:
+    """The (sub)parser of the command ``argv`` names: ``rnnkit train lm ...`` -> train lm's."""
+    for word in argv:
+        commands = [action for action in parser._actions
+                    if isinstance(action, argparse._SubParsersAction)]
+        if not commands or word not in commands[0].choices:
+            if word.startswith("-") or not commands:
+                continue  # an option of this level (a command word comes before its options)
+            break
+        parser = commands[0].choices[word]
+    return parser
+
+
 def main(argv: list[str] | None = None) -> int:
     # Show rnnkit's one-line notices (e.g. "building the fused CPU kernels") on stderr.
     notices = logging.getLogger("rnnkit")
@@ -173,7 +186,10 @@ def main(argv: list[str] | None = None) -> int:
         notices.addHandler(handler)
         notices.setLevel(logging.INFO)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args, unknown = parser.parse_known_args(argv)
+    if unknown:  # from the command's own parser, whose --help lists the options it takes
+        _command_parser(parser, sys.argv[1:] if argv is None else argv).error(
+            f"unrecognized arguments: {' '.join(unknown)}")
     if not hasattr(args, "handler"):
         parser.print_help()
         return 2
