@@ -319,3 +319,29 @@ def test_missing_statsmodels_names_the_extra(monkeypatch):
     monkeypatch.setitem(sys.modules, "statsmodels.tsa.ar_model", None)
     with pytest.raises(ImportError, match=r'pip install "rnnkit\[timeseries\]"'):
         fit_autoregressive(simulate_ar([0.5], 0.0, 100, seed=0))
+
+
+def test_without_statsmodels_the_ar_row_is_left_out_with_one_warning(monkeypatch, caplog):
+    """forecast train on a user's CSV refused to run without statsmodels, which only the AR
+    row needs. Oracle: the naive rows computed on their own, and one warning for two fits
+    (a backtest fits once per fold)."""
+    from rnnkit.errors import MissingExtraError
+    from rnnkit.tasks.forecast import baselines
+
+    def missing():
+        raise MissingExtraError("the AR(p) baseline needs statsmodels; install it with: "
+                                'pip install "rnnkit[timeseries]"')
+
+    monkeypatch.setattr(baselines, "_statsmodels", missing)
+    baselines._warn_once.cache_clear()
+    train = np.sin(np.arange(60) / 3.0) + np.arange(60) * 0.01
+    with caplog.at_level("WARNING", logger="rnnkit.tasks"):
+        for _ in range(2):
+            forecasts = baseline_forecasts(train, 5, 7)
+    assert sorted(forecasts) == ["naive", "seasonal naive"]
+    np.testing.assert_array_equal(forecasts["naive"], naive_forecast(train, 5))
+    np.testing.assert_array_equal(forecasts["seasonal naive"], seasonal_naive_forecast(train, 5, 7))
+    warned = [r.getMessage() for r in caplog.records if "statsmodels" in r.getMessage()]
+    assert warned == ['the AR(p) baseline needs statsmodels; install it with: pip install '
+                      '"rnnkit[timeseries]"; the AR(p) row is left out']
+    baselines._warn_once.cache_clear()

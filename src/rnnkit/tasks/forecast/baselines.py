@@ -19,6 +19,7 @@ each with its own order (``ColumnwiseAR``).
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import warnings
 from dataclasses import dataclass
@@ -243,6 +244,12 @@ def fit_autoregressive(train, max_lag: int | None = None,
                          for c in range(train.shape[1])])
 
 
+@functools.lru_cache(maxsize=None)
+def _warn_once(message: str) -> None:
+    """Once per process: a backtest fits the baselines once per fold."""
+    log.warning("%s", message)
+
+
 def baseline_forecasts(train, horizon: int, season: int) -> dict[str, np.ndarray]:
     """``{"naive", "seasonal naive", "AR(p)"}`` forecasts of the ``horizon`` steps after train.
 
@@ -254,6 +261,10 @@ def baseline_forecasts(train, horizon: int, season: int) -> dict[str, np.ndarray
                  "seasonal naive": seasonal_naive_forecast(train, horizon, season)}
     try:
         model = fit_autoregressive(train)
+    except MissingExtraError as error:
+        # only this row needs statsmodels: the run, its model and the other rows go on
+        _warn_once(f"{error}; the AR(p) row is left out")
+        return forecasts
     except (ValueError, np.linalg.LinAlgError) as error:
         # A constant column, too short a series, or statsmodels' likelihood failing on a
         # near-unit-root one (macrodata): the table goes without the AR row, and says why.

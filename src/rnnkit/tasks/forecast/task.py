@@ -390,12 +390,12 @@ def _train_forecast(config: ForecastConfig, run_dir: Path, resume: bool, backtes
     label = model_label(config)
     # Everything that can fail after training, tried before it: the baselines and metrics
     # (season, scale) on the holdout, and the backtest's folds.
-    baselines = holdout_report(series, None, config, train_rows, label)["forecasts"]
-    if backtest_folds or backtest_step is not None:
+    if backtest_folds or backtest_step is not None:  # the user's flags first
         from .backtest import check_backtest
 
         check_backtest(config, series, backtest_folds,
                        data.horizon if backtest_step is None else backtest_step)
+    baselines = holdout_report(series, None, config, train_rows, label)["forecasts"]
     meta = {"task": TASK, "config": asdict(config), "series": series_meta(series),
             "title": f"{label} on {data.data}"}
     notify(f"series {series.source}: {len(series)} rows, {len(train_rows)} for training, "
