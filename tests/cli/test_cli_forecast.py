@@ -12,6 +12,7 @@ import csv
 import importlib.util
 import io
 import json
+import sys
 
 import numpy as np
 import pytest
@@ -396,3 +397,16 @@ def test_a_forecast_picture_that_cannot_be_written_leaves_the_holdout_csv(sunspo
     assert results[damaged][0]["forecast_png"] is None
     assert results[damaged][0]["table"] == results[intact][0]["table"]
     assert (damaged / "holdout.csv").read_bytes() == (intact / "holdout.csv").read_bytes()
+
+
+def test_without_matplotlib_the_summary_names_no_plot(tmp_path, capsys, monkeypatch):
+    """The summary printed "forecast plot None". Oracle: the files the run wrote."""
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib: ImportError
+    path = write_series(tmp_path / "series.csv")
+    code, out, err = run(["forecast", "train", "--data", path, "--value-col", "a", "--out",
+                          tmp_path / "run", *TINY], capsys)
+    assert code == 0, err
+    summary = next(line for line in out.splitlines() if "holdout CSV" in line)
+    assert "forecast plot" not in out
+    assert summary.startswith(f"holdout CSV {tmp_path / 'run' / 'holdout.csv'}; trained in ")
+    assert not list((tmp_path / "run").glob("*.png"))

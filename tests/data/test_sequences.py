@@ -108,6 +108,21 @@ def test_ts_file_by_path_matches_the_bundled_name(aeon_datasets, tmp_path):
     _one_line_error(excinfo)
 
 
+def test_a_ts_file_without_aeon_names_the_extra_not_a_malformed_file(tmp_path, monkeypatch):
+    """Without aeon a valid .ts file was reported as "cannot read .ts file ... check it is a
+    valid sktime/aeon .ts file": the missing package was caught as a parse error."""
+    good = tmp_path / "good.ts"
+    good.write_text("@problemName x\n@univariate true\n@classLabel true a b\n@data\n"
+                    "1,2,3:a\n4,5,6:b\n")
+    monkeypatch.setitem(sys.modules, "aeon", None)  # import aeon.datasets: ImportError
+    monkeypatch.setitem(sys.modules, "aeon.datasets", None)
+    with pytest.raises(SequenceDataError) as excinfo:
+        load_sequences(good)
+    _one_line_error(excinfo)
+    assert str(excinfo.value).startswith("UCR/UEA sets and .ts files need the aeon package")
+    assert "valid" not in str(excinfo.value)
+
+
 @pytest.mark.parametrize("stamps", [(0.5, 1.5, 2.5), ("2020-01-01 00:00:00", "2020-01-02 00:00:00",
                                                        "2020-01-05 00:00:00")],
                          ids=["numbers", "dates"])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import sys
 
 import numpy as np
 import pytest
@@ -188,6 +189,23 @@ def test_plot_curves_writes_png(tmp_path):
     out = plot_curves(RECORDS, tmp_path / "curves.png", title="tiny")
     assert out == tmp_path / "curves.png"
     assert out.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
+
+
+def test_without_matplotlib_no_png_is_written_and_that_is_said_once(tmp_path, monkeypatch,
+                                                                     caplog):
+    """An ensemble or a backtest plots once per model: the notice came once per plot."""
+    from rnnkit.training import metrics
+
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib: ImportError
+    metrics._say_once.cache_clear()
+    with caplog.at_level("INFO", logger="rnnkit.training"):
+        for name in ("a.png", "b.png", "c.png"):
+            assert plot_curves(RECORDS, tmp_path / name, title="tiny") is None
+    assert [r.getMessage() for r in caplog.records if "matplotlib" in r.getMessage()] == [
+        "matplotlib is not installed, so no plot of the curves was written; "
+        "pip install 'rnnkit[plot]' adds it"]
+    assert list(tmp_path.iterdir()) == []
+    metrics._say_once.cache_clear()
 
 
 def test_truncating_the_metrics_on_resume_is_atomic(tmp_path, monkeypatch):

@@ -126,8 +126,9 @@ def run_forecast_train(args) -> int:
         say("")
         say(format_table(backtest["mean"], title=f"rolling-origin backtest: mean over "
                          f"{len(backtest['folds'])} origins {backtest['step']} rows apart"))
-    say(f"\nforecast plot {result['forecast_png']}, holdout CSV {result['holdout_csv']}; "
-        f"trained in {result['train_seconds']:.0f} s; checkpoint in {run_dir}")
+    plot = f"forecast plot {result['forecast_png']}, " if result["forecast_png"] else ""
+    say(f"\n{plot}holdout CSV {result['holdout_csv']}; trained in "
+        f"{result['train_seconds']:.0f} s; checkpoint in {run_dir}")
     if args.json:
         print(json_text(result))
     return 0

@@ -171,8 +171,9 @@ def _load_bundled(name: str, split: str):
 def _read_ts(path: Path):
     if _has_time_stamps(path):
         return _read_stamped_ts(path)
+    datasets = _aeon_datasets()  # outside the try: a missing aeon is not a malformed file
     try:
-        X, y, meta = _aeon_datasets().load_from_ts_file(str(path), return_meta_data=True)
+        X, y, meta = datasets.load_from_ts_file(str(path), return_meta_data=True)
     except (OSError, ValueError, IndexError, TypeError) as error:  # aeon's parse errors vary
         message = " ".join(str(error).split())  # one line
         raise SequenceDataError(f"cannot read .ts file {str(path)!r} ({message}); check it is a "

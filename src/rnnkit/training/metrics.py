@@ -7,6 +7,7 @@ records past the checkpoint it resumes from, so the file reads as one uninterrup
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import math
@@ -94,6 +95,12 @@ def _step_of(line: str) -> int:
     return record.get("step", 0)
 
 
+@functools.lru_cache(maxsize=None)
+def _say_once(message: str) -> None:
+    """Once per process: an ensemble or a backtest trains (and plots) several times."""
+    log.info("%s", message)
+
+
 def plot_curves(records: list[dict], path: str | os.PathLike, *, title: str = "",
                 unit: str = "loss") -> Path | None:
     """Training and validation loss against step, saved as a PNG; None without matplotlib."""
@@ -103,8 +110,8 @@ def plot_curves(records: list[dict], path: str | os.PathLike, *, title: str = ""
         matplotlib.use("Agg")  # files only; never opens a window
         from matplotlib import pyplot
     except ImportError:
-        log.info("matplotlib is not installed, so no plot of the curves was written; "
-                 "pip install 'rnnkit[plot]' adds it")
+        _say_once("matplotlib is not installed, so no plot of the curves was written; "
+                  "pip install 'rnnkit[plot]' adds it")
         return None
     figure, axes = pyplot.subplots(figsize=(7, 4), dpi=110)
     for split, style in (("train", dict(alpha=0.6, linewidth=1)),
