@@ -410,3 +410,26 @@ def test_without_matplotlib_the_summary_names_no_plot(tmp_path, capsys, monkeypa
     assert "forecast plot" not in out
     assert summary.startswith(f"holdout CSV {tmp_path / 'run' / 'holdout.csv'}; trained in ")
     assert not list((tmp_path / "run").glob("*.png"))
+
+
+def test_sigterm_stops_a_forecast_run_with_143(tmp_path, capsys, monkeypatch):
+    """A forecast run reports its stop as a KeyboardInterrupt, which exited 130 whatever the
+    signal. Oracle: 128 + SIGTERM, and the checkpoint of the step the signal came in."""
+    import os
+    import signal
+
+    from rnnkit.tasks.forecast import fitting
+
+    class TerminatedAtStep3(fitting.Trainer):
+        def _train_step(self, batch, done):
+            if self.step == 2:  # during step 3
+                os.kill(os.getpid(), signal.SIGTERM)
+            return super()._train_step(batch, done)
+
+    monkeypatch.setattr(fitting, "Trainer", TerminatedAtStep3)
+    path = write_series(tmp_path / "series.csv")
+    code, out, err = run(["forecast", "train", "--data", path, "--value-col", "a", "--out",
+                          tmp_path / "run", *TINY], capsys)
+    assert code == 143, err
+    assert "interrupted by SIGTERM at step 3; checkpoint saved" in out + err
+    assert (tmp_path / "run" / "checkpoints" / "step-00000003").is_dir()

@@ -83,6 +83,24 @@ def test_ctrl_c_saves_and_exits_without_scoring(corpus, tmp_path, capsys, monkey
     assert (out_dir / "checkpoints" / "step-00000004").is_dir()
 
 
+def test_sigterm_saves_and_exits_with_143(corpus, tmp_path, capsys, monkeypatch):
+    """SIGTERM (kill, timeout, a scheduler) ended the run at once, losing the steps since its
+    last checkpoint. Oracle: the checkpoint of the step it came in, and 128 + SIGTERM."""
+    import signal
+
+    from interrupts import ctrl_c_at_call
+    from rnnkit.tasks.lm import task as lm_task
+
+    ctrl_c_at_call(monkeypatch, lm_task, "_lm_loss", 4, sent=signal.SIGTERM)
+    out_dir = tmp_path / "run"
+    code, out, _ = run(["train", "lm", "--corpus", corpus, "--steps", "12", "--out", out_dir,
+                        "--sample-length", "20", *TINY], capsys)
+    assert code == 143
+    assert (f"interrupted by SIGTERM at step 4; checkpoint saved, continue with --resume "
+            f"{out_dir}") in out
+    assert "test:" not in out and (out_dir / "checkpoints" / "step-00000004").is_dir()
+
+
 def test_evaluate_reports_what_the_library_computes(trained_run, capsys):
     from rnnkit.tasks.lm.task import evaluate_lm
 
@@ -523,7 +541,10 @@ def test_the_summary_names_the_curves_only_when_they_were_written(corpus, tmp_pa
                                                                     monkeypatch):
     """Without matplotlib no curves.png is written, and the summary still named one. Oracle:
     the run folder's files."""
+    from rnnkit.training import metrics
+
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # importing it now raises ImportError
+    metrics._say_once.cache_clear()  # said once per process: perhaps by an earlier test
     out_dir = tmp_path / "run"
     code, out, err = run(["train", "lm", "--corpus", corpus, "--steps", "2", "--out", out_dir,
                           "--sample-length", "0", *TINY], capsys)

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
+import sys
 
 import pytest
 import torch
@@ -654,3 +657,51 @@ def test_an_evaluation_loss_given_as_a_tensor_or_numpy_number_is_logged_as_a_num
     assert [r["loss"] for r in validation] == [1.5, 1.25, 1.0]
     assert all(r["accuracy"] == 0.5 for r in validation)
     assert load_checkpoint(tmp_path / "run").step == 6
+
+
+def test_a_ctrl_c_during_the_final_validation_interrupts_the_run(tmp_path):
+    """A run ending between evaluations (max_steps 28, eval_every 5) validates and saves its
+    last step after the loop; a Ctrl-C there only set a flag nobody read, and the task went
+    on to its test score with status "completed". Oracle: the uninterrupted run, which the
+    resume must equal."""
+    whole = make_trainer(tmp_path / "whole", max_steps=28)
+    assert whole.fit().status == "completed"
+    split = make_trainer(tmp_path, max_steps=28)
+    evaluate = split.evaluate_fn
+
+    def interrupted_at_the_last_step(model):
+        if split.step == 28:
+            split._on_interrupt(signal.SIGINT, None)
+        return evaluate(model)
+
+    split.evaluate_fn = interrupted_at_the_last_step
+    result = split.fit()
+    assert (result.status, result.steps, result.stop_signal) == ("interrupted", 28,
+                                                                 signal.SIGINT)
+    assert load_checkpoint(tmp_path / "run").step == 28  # the final validation's save
+    resumed = make_trainer(tmp_path, max_steps=28)
+    resumed.resume()
+    assert resumed.fit().status == "completed"
+    assert torch.equal(resumed.model.weight, whole.model.weight)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM cannot be sent to oneself there")
+def test_sigterm_stops_a_run_as_ctrl_c_does(tmp_path):
+    """SIGTERM (kill, timeout, Slurm, Kubernetes) ended the process at once, losing the steps
+    since the last checkpoint. Oracle: the checkpoint at the step the signal came in, and the
+    handlers restored afterwards."""
+    before = signal.getsignal(signal.SIGTERM)
+    trainer = make_trainer(tmp_path, max_steps=30)
+    loss_fn = trainer.loss_fn
+
+    def terminated_at_step_7(model, batch, carry):
+        if trainer.step == 6:  # the loss of step 7
+            os.kill(os.getpid(), signal.SIGTERM)
+        return loss_fn(model, batch, carry)
+
+    trainer.loss_fn = terminated_at_step_7
+    result = trainer.fit()
+    assert (result.status, result.steps, result.stop_signal) == ("interrupted", 7,
+                                                                 signal.SIGTERM)
+    assert load_checkpoint(tmp_path / "run").step == 7
+    assert signal.getsignal(signal.SIGTERM) is before

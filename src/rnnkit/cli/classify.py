@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from .runs import INTERRUPTED, add_run_flags, flag_overrides, json_text, printer, resolve_run
+from .runs import add_run_flags, interrupted_status, flag_overrides, json_text, printer, resolve_run
 
 # Friendly flags of `classify train` and the config keys they set.
 _TRAIN_FLAGS = {
@@ -83,7 +83,7 @@ def run_train(args) -> int:
     if result["status"] == "interrupted":  # saved; the trainer said how to continue
         if args.json:
             print(json_text(result))
-        return INTERRUPTED
+        return interrupted_status(result)
     # the published accuracies are on the set's own test split, not on another --test file
     result["bars"] = published_bars(config.data.data) if config.data.test is None else None
     test, validation = result["test"], result["validation"] or {}

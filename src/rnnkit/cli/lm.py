@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from .runs import INTERRUPTED, add_run_flags, flag_overrides, json_text, printer, resolve_run
+from .runs import add_run_flags, interrupted_status, flag_overrides, json_text, printer, resolve_run
 
 # Friendly flags of `train lm` and the config keys they set.
 _TRAIN_FLAGS = {
@@ -68,7 +68,7 @@ def run_train_lm(args) -> int:
     if result["status"] == "interrupted":  # saved; the trainer said how to continue
         if args.json:
             print(json_text(result))
-        return INTERRUPTED
+        return interrupted_status(result)
     bars = compressor_bars(_corpus_text(config.data.corpus))
     result["compressors_bpc"] = bars
     test = result["test"]

@@ -201,10 +201,10 @@ def main(argv: list[str] | None = None) -> int:
 
         with one_warning_per_damage():  # one command loads a run several times
             return args.handler(args)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as interrupt:
         release_claimed_run_folder(args)
         print("rnnkit: interrupted", file=sys.stderr)
-        return 130
+        return getattr(interrupt, "exit_status", 130)  # 143 for a run stopped by SIGTERM
     except BrokenPipeError:
         # The reader of stdout closed it (`rnnkit generate ... | head`): stop quietly as Unix
         # tools do, with the status of a process ended by SIGPIPE, not as bad input. stdout

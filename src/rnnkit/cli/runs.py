@@ -14,9 +14,12 @@ import time
 from pathlib import Path
 
 
-#: Exit status of a training command stopped by Ctrl-C (after saving): 128 + SIGINT, as a shell
-#: reports a process that SIGINT ended.
-INTERRUPTED = 130
+def interrupted_status(result: dict) -> int:
+    """The exit status of a training command a signal stopped (after saving): 128 + its
+    number, as a shell reports a process that signal ended (130 Ctrl-C, 143 SIGTERM)."""
+    import signal
+
+    return 128 + int(result.get("stop_signal") or signal.SIGINT)
 
 
 def add_run_flags(parser, task: str) -> None:

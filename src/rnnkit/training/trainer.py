@@ -169,6 +169,19 @@ class StepOutput(NamedTuple):
     count: int  #: tokens or samples in the batch, for the rate
 
 
+#: signals that stop a run as Ctrl-C does: the step ends, a checkpoint is saved, fit returns
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Raised by a task whose run a stop signal ended after its checkpoint was saved;
+    ``exit_status`` is the shell's for that signal (130 for Ctrl-C, 143 for SIGTERM)."""
+
+    def __init__(self, stop_signal: int | None):
+        super().__init__()
+        self.exit_status = 128 + int(stop_signal or signal.SIGINT)
+
+
 class NonFiniteLossError(RuntimeError):
     """The loss or the gradient norm became NaN or infinite and the run was stopped."""
 
@@ -186,6 +199,8 @@ class TrainResult:
     run_dir: str
     history: list = field(default_factory=list, repr=False)
     curves: str | None = None  #: the curves PNG, None when none was written (no matplotlib)
+    #: the signal that stopped an interrupted run (SIGINT: Ctrl-C; SIGTERM: kill, a scheduler)
+    stop_signal: int | None = None
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
@@ -240,6 +255,7 @@ class Trainer:
         # norm (a loss scaler's overflow steps have an infinite one and are skipped by it)
         self.window = {"loss": 0.0, "grad_norm": 0.0, "steps": 0, "norm_steps": 0}
         self._interrupted = False
+        self.stop_signal: int | None = None  # what interrupted the last fit()
         seed_everything(config.seed)
 
     # --- checkpoints ------------------------------------------------------------------------
@@ -487,6 +503,7 @@ class Trainer:
         if self._interrupted:  # a second Ctrl-C: the user wants out now
             raise KeyboardInterrupt
         self._interrupted = True
+        self.stop_signal = signum
 
     def fit(self) -> TrainResult:
         """Train until a limit is reached, Ctrl-C, or early stopping; returns the summary."""
@@ -494,11 +511,13 @@ class Trainer:
         self.run_dir.mkdir(parents=True, exist_ok=True)
         check_checkpoint_folder(self.run_dir, after_step=self.step)
         in_main_thread = threading.current_thread() is threading.main_thread()
-        previous_handler = signal.signal(signal.SIGINT, self._on_interrupt) if in_main_thread \
-            else None
+        # SIGTERM as Ctrl-C: kill, timeout, Slurm, Kubernetes and systemd stop jobs with it
+        previous_handlers = {number: signal.signal(number, self._on_interrupt)
+                             for number in STOP_SIGNALS} if in_main_thread else {}
         progress = Progress(start_fraction=self._progress_fraction(), enabled=config.progress)
         self.model.train()
         self._interrupted = False  # a second fit() after a Ctrl-C continues the run
+        self.stop_signal = None
         status = None
         window = self.window
         window_count = 0  # characters or samples since window_start, for the rate
@@ -547,18 +566,25 @@ class Trainer:
                 self._log_window(progress, window_count / max(now - window_start, 1e-9))
                 if self.last_eval_step == self.step:  # saved with the window: save it emptied
                     self.save(best=self.best_step == self.step)
+            if not self._interrupted and self.last_eval_step != self.step:
+                self._evaluate()  # the last step's validation, and its checkpoint
+            # Read after the final validation and saves, not before: a Ctrl-C during them
+            # (a whole validation pass when a time limit ends the run between evaluations)
+            # only set the flag, and the run went on to its test score.
             if self._interrupted:
                 status = "interrupted"
                 if self.last_eval_step != self.step:  # else this very step is saved already
                     self.save()
-                self.notify(f"interrupted at step {self.step}; checkpoint saved, continue with "
-                            f"--resume {self.resume_hint}")
-            elif self.last_eval_step != self.step:
-                self._evaluate()
         finally:
             progress.close()
-            if previous_handler is not None:
-                signal.signal(signal.SIGINT, previous_handler)
+            for number, handler in previous_handlers.items():
+                signal.signal(number, handler)
+        if self._interrupted:  # also one that came while the progress bar closed
+            status = "interrupted"
+            how = "" if self.stop_signal in (None, signal.SIGINT) else \
+                f" by {signal.Signals(self.stop_signal).name}"
+            self.notify(f"interrupted{how} at step {self.step}; checkpoint saved, continue "
+                        f"with --resume {self.resume_hint}")
         history = self.metrics.read()
         try:
             curves = plot_curves(history, self.run_dir / CURVES_FILE,
@@ -576,4 +602,5 @@ class Trainer:
             last_validation=self.last_validation, skipped_steps=self.skipped_steps,
             run_dir=str(self.run_dir), history=history,
             curves=None if curves is None else str(curves),
+            stop_signal=self.stop_signal if status == "interrupted" else None,
         )

@@ -229,7 +229,8 @@ def _train(config: ClassifyConfig, run_dir: Path, resume: bool, notify) -> dict:
         return {"task": TASK, "status": result.status, "steps": result.steps,
                 "epochs": round(result.epochs, 3), "train_seconds": round(result.seconds, 1),
                 "best_step": result.best_step, "validation": result.best_validation,
-                "test": None, "run_dir": str(run_dir), "config": asdict(config)}
+                "test": None, "run_dir": str(run_dir), "config": asdict(config),
+                "stop_signal": result.stop_signal}
     best = load_checkpoint(run_dir, which="best")
     best.load_model(model)
     model.eval()

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from rnnkit.training import ShuffledBatches, StepOutput, Trainer, atomic_write, load_checkpoint
+from rnnkit.training.trainer import RunInterrupted
 
 from .model import Forecaster
 from .windows import Scaler, WindowSet
@@ -166,9 +167,10 @@ def fit_forecaster(config, rows: np.ndarray, targets: int, run_dir: Path, *,
         model.eval()
         model(windows.batch(probe[:1], decoder, data.warmup)[0])
         model.train()
-    if trainer.fit().status == "interrupted":
+    fitted_run = trainer.fit()
+    if fitted_run.status == "interrupted":
         # Ctrl-C: the checkpoint is saved and the user wants out, not a holdout score
-        raise KeyboardInterrupt
+        raise RunInterrupted(fitted_run.stop_signal)
     which = "best" if data.validation else "last"
     load_checkpoint(run_dir, which=which).load_model(model)
     model.eval()
