@@ -178,6 +178,31 @@ def test_model_state_round_trip(tmp_path):
     assert torch.equal(loaded.train_state["carry"].c, torch.full((2,), 3.0))
 
 
+def test_a_full_disk_names_the_checkpoint_and_keeps_the_earlier_ones(tmp_path, monkeypatch):
+    """A write's ENOSPC names no file: the CLI printed "[Errno 28] No space left on device"
+    alone. Oracle: the earlier checkpoint, loaded as before, and no staging folder left."""
+    import errno
+
+    save(tmp_path, 1)
+    real_fsync = os.fsync
+
+    def full(descriptor):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(ckpt.os, "fsync", full)
+    with pytest.raises(OSError) as info:
+        save(tmp_path, 2)
+    monkeypatch.setattr(ckpt.os, "fsync", real_fsync)
+    error = info.value
+    assert error.errno == errno.ENOSPC
+    assert error.filename == str(tmp_path / "checkpoints" / "step-00000002")
+    assert error.strerror == ("No space left on device while saving checkpoint step-00000002; "
+                              "the earlier checkpoints are kept")
+    assert load_checkpoint(tmp_path).step == 1
+    assert [p.name for p in (tmp_path / "checkpoints").iterdir()] in (
+        ["index.json", "step-00000001"], ["step-00000001", "index.json"])
+
+
 def test_load_accepts_run_checkpoints_and_step_folders(tmp_path):
     target = save(tmp_path, 4)
     for path in (tmp_path, tmp_path / "checkpoints", target):

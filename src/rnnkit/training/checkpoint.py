@@ -341,6 +341,13 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, *, model_state: dict,
             shutil.rmtree(aside, ignore_errors=True)
             os.replace(target, aside)
         os.replace(staging, target)
+    except OSError as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        if error.filename is None:  # a write's (a full disk's) names no file: say which save
+            raise OSError(error.errno, f"{error.strerror or error} while saving checkpoint "
+                          f"{name}; the earlier checkpoints are kept",
+                          str(folder / name)) from None
+        raise
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
