@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from one_line import assert_one_line_error
+from pictures import PLOTTING, assert_picture
 from rnnkit.cli.main import main
 from rnnkit.data.timeseries import load_series
 from rnnkit.tasks.forecast.metrics import forecast_metrics
@@ -75,6 +76,8 @@ def series_csv(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def sunspots_run(tmp_path_factory):
+    if importlib.util.find_spec("statsmodels") is None:
+        pytest.skip("the built-in sunspots series needs statsmodels (rnnkit[timeseries])")
     run_dir = tmp_path_factory.mktemp("cli-forecast-run") / "run"
     code, out, err = run_quietly(["forecast", "train", "--out", run_dir, "--json", *TINY])
     assert code == 0, err
@@ -125,7 +128,7 @@ def test_predict_writes_the_csv_after_the_series(sunspots_run, tmp_path, capsys)
     want = load_forecaster(run_dir).forecast(load_series("sunspots").values, 6)["point"][:, 0]
     np.testing.assert_allclose([float(r["SUNACTIVITY_forecast"]) for r in rows], want,
                                rtol=1e-5)
-    assert target.with_suffix(".png").read_bytes()[:4] == b"\x89PNG"
+    assert_picture(target.with_suffix(".png"))
     code, out, _ = run(["forecast", "predict", "--checkpoint", run_dir, "--data", "sunspots",
                         "--out", tmp_path / "json.csv", "--json"], capsys)
     result = json.loads(out)
@@ -352,6 +355,7 @@ def test_predict_replaces_an_earlier_forecast_but_no_other_file(sunspots_run, tm
         assert len(list(csv.DictReader(file))) == 5
 
 
+@needs_statsmodels
 def test_a_device_other_than_the_cpu_is_refused_before_anything_is_written(tmp_path, capsys,
                                                                            monkeypatch):
     """The model went to train.device while every window and forecast stayed on the CPU: on a
@@ -376,6 +380,7 @@ def test_a_device_other_than_the_cpu_is_refused_before_anything_is_written(tmp_p
 
 
 @needs_statsmodels
+@pytest.mark.skipif(not PLOTTING, reason="matplotlib is not installed: no picture to fail")
 def test_a_forecast_picture_that_cannot_be_written_leaves_the_holdout_csv(sunspots_run,
                                                                          tmp_path, capsys):
     """forecast.png replaced by a folder: the resumed run failed after training, before its

@@ -27,6 +27,7 @@ from rnnkit.tasks.classify.task import (
 from rnnkit.training import TrainConfig
 
 from interrupts import ctrl_c_at_call
+from pictures import assert_picture
 from tolerances import assert_close
 
 NAMES = ["low", "mid", "high"]
@@ -106,7 +107,7 @@ def test_training_lowers_the_loss_and_beats_the_untrained_model(files, trained):
     assert train_losses[-1] < 0.5 * train_losses[0]
     assert result["split"] == {"train": 72, "validation": 18, "test": 60}
     assert set(result["validation"]) >= {"loss", "accuracy", "macro_f1"}
-    assert (run_dir / "confusion.png").read_bytes()[:4] == b"\x89PNG"
+    assert_picture(run_dir / "confusion.png")
     assert result["class_names"] == sorted(NAMES)
 
 

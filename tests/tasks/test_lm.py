@@ -27,6 +27,7 @@ from rnnkit.training import NonFiniteLossError, TrainConfig, load_checkpoint
 
 from corpora import tiny_text
 from interrupts import ctrl_c_at_call
+from pictures import assert_picture
 
 @pytest.fixture
 def corpus(tmp_path):
@@ -65,7 +66,7 @@ def test_training_lowers_the_loss_below_the_untrained_model_and_uniform(corpus, 
     assert result["test"]["bpc"] < uniform - 1.0
     history = [r for r in load_metrics(tmp_path / "run") if r["split"] == "train"]
     assert history[-1]["loss"] < history[0]["loss"]
-    assert (tmp_path / "run" / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert_picture(tmp_path / "run" / "curves.png")
 
 
 def load_metrics(run_dir):
