@@ -538,6 +538,11 @@ LENGTHS_CASES = [
      lambda m: r"^lengths must be >= 1\b.*; got 0 at index 1\b"),
     ("negative", lambda m: torch.tensor([-2, 3, 1]), ValueError,
      lambda m: r"^lengths must be >= 1\b.*; got -2 at index 0\b"),
+    # the count is named before a value: the stray entry is the mistake
+    ("batch-too-large-with-a-long-entry", lambda m: [1, 2, 3, 99], ValueError,
+     lambda m: rf"^lengths must have one entry per sequence, shape \({B},\); got shape \(4,\)$"),
+    ("2-D-uint64-array", lambda m: np.array([[1, 2, 3], [4, 5, 99]], dtype=np.uint64), ValueError,
+     lambda m: rf"^lengths must have one entry per sequence, shape \({B},\); got shape \(2, 3\)$"),
     ("batch-too-small", lambda m: [5, 5], ValueError,
      lambda m: rf"^lengths must have one entry per sequence, shape \({B},\); got shape \(2,\)$"),
     ("batch-too-large", lambda m: torch.tensor([1, 2, 3, 4]), ValueError,

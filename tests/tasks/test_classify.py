@@ -134,7 +134,9 @@ def test_predict_refuses_values_the_data_loader_refuses(trained, value, needle):
 
 
 @pytest.mark.parametrize("values", [np.array([[1 + 5j, 2], [3, 4]]),
-                                    np.array([["1", "2"], ["3", "4"]])], ids=["complex", "text"])
+                                    np.array([["1", "2"], ["3", "4"]]),
+                                    np.array([["1", 2.0], [3.0, 4.0]], dtype=object)],
+                         ids=["complex", "text", "object"])
 def test_predict_refuses_values_that_are_not_real_numbers(trained, values):
     """The float32 cast dropped the imaginary part (only NumPy's ComplexWarning) and read
     text as numbers. Oracle: the dtype named in a one-line error."""

@@ -195,12 +195,27 @@ def test_a_full_disk_names_the_checkpoint_and_keeps_the_earlier_ones(tmp_path, m
     monkeypatch.setattr(ckpt.os, "fsync", real_fsync)
     error = info.value
     assert error.errno == errno.ENOSPC
-    assert error.filename == str(tmp_path / "checkpoints" / "step-00000002")
-    assert error.strerror == ("No space left on device while saving checkpoint step-00000002; "
-                              "the earlier checkpoints are kept")
+    assert str(error) == (f"could not save checkpoint step-00000002 in {tmp_path / 'checkpoints'}"
+                          f": No space left on device; the earlier checkpoints are kept; free "
+                          f"space, then resume from {tmp_path}")
     assert load_checkpoint(tmp_path).step == 1
     assert [p.name for p in (tmp_path / "checkpoints").iterdir()] in (
         ["index.json", "step-00000001"], ["step-00000001", "index.json"])
+
+
+def test_a_full_disk_at_the_first_save_says_there_is_no_checkpoint(tmp_path, monkeypatch):
+    """The first save's message said "the earlier checkpoints are kept" of none."""
+    import errno
+
+    def full(descriptor):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(ckpt.os, "fsync", full)
+    with pytest.raises(OSError) as info:
+        save(tmp_path, 1)
+    assert str(info.value).endswith("No space left on device; the run has no checkpoint yet; "
+                                    "free space and start it again")
+    assert not ckpt.checkpoint_folders(tmp_path / "checkpoints")
 
 
 def test_load_accepts_run_checkpoints_and_step_folders(tmp_path):

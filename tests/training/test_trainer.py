@@ -685,6 +685,27 @@ def test_a_ctrl_c_during_the_final_validation_interrupts_the_run(tmp_path):
     assert torch.equal(resumed.model.weight, whole.model.weight)
 
 
+@pytest.mark.parametrize("number", [signal.SIGINT, signal.SIGTERM])
+def test_a_second_signal_stops_at_once_with_its_own_exit_status(tmp_path, number):
+    """A second SIGTERM raised a plain KeyboardInterrupt, which the CLI reports as Ctrl-C's 130.
+    Oracle: 128 + the signal's number."""
+    from rnnkit.training.trainer import RunInterrupted
+
+    trainer = make_trainer(tmp_path, max_steps=30)
+    loss_fn = trainer.loss_fn
+
+    def signalled_twice(model, batch, carry):
+        if trainer.step == 3:
+            trainer._on_interrupt(number, None)
+            trainer._on_interrupt(number, None)
+        return loss_fn(model, batch, carry)
+
+    trainer.loss_fn = signalled_twice
+    with pytest.raises(RunInterrupted) as info:
+        trainer.fit()
+    assert info.value.exit_status == 128 + number
+
+
 @pytest.mark.skipif(sys.platform == "win32", reason="SIGTERM cannot be sent to oneself there")
 def test_sigterm_stops_a_run_as_ctrl_c_does(tmp_path):
     """SIGTERM (kill, timeout, Slurm, Kubernetes) ended the process at once, losing the steps

@@ -18,9 +18,10 @@ from .runs import json_text, release_claimed_run_folder
 
 def _add_info(commands) -> None:
     parser = commands.add_parser(
-        "info", help="versions, threads and which backends are usable here",
-        description="Print versions, thread counts, CPU features and, for every backend, "
-                    "whether it is usable on this machine and why not.",
+        "info", help="versions, threads, usable backends and installed extras",
+        description="Print versions, thread counts, CPU features, for every backend and "
+                    "deployment path whether it is usable on this machine and why not, and "
+                    "which optional extras are installed.",
     )
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
     parser.set_defaults(handler=_run_info)

@@ -498,9 +498,10 @@ def checked_values(x: np.ndarray, where: str) -> np.ndarray:
     """A (T, C) sequence as contiguous float32, or a one-line SequenceDataError naming
     ``where`` and the step and channel of a NaN, an infinity or a value beyond float32, or
     the dtype of values that are not real numbers."""
-    if x.dtype.kind in "cUSMmV":
+    if x.dtype.kind not in "biuf":
         # the float32 cast would drop an imaginary part with only NumPy's ComplexWarning, and
-        # read the strings "1" and "2" as numbers where the loaders refuse text
+        # read the strings "1" and "2" (also in an object array) as numbers where the loaders
+        # refuse text
         raise SequenceDataError(f"{where} has dtype {x.dtype}, not real numbers; convert it to "
                                 f"float (complex data: its real and imaginary parts as two "
                                 f"channels)")

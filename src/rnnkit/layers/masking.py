@@ -26,7 +26,8 @@ def normalize_lengths(
     if lengths is None:
         return None
     if isinstance(lengths, np.ndarray):
-        if lengths.dtype == np.uint64 and lengths.size and lengths.max() > steps:
+        if (lengths.dtype == np.uint64 and lengths.shape == (batch_size,) and batch_size
+                and lengths.max() > steps):
             # Checked here: past 2**63 the int64 the checks below work in would wrap negative.
             _refuse_too_long(int(lengths.max()), int(lengths.argmax()), steps)
         lengths = torch.from_numpy(lengths)
@@ -45,6 +46,8 @@ def normalize_lengths(
                     f"index {index}"
                 )
         values = [int(value) for value in lengths]
+        if len(values) != batch_size:  # the count first: a stray entry is the mistake then
+            _refuse_shape(batch_size, (len(values),))
         # Checked before the int64 conversion, which fails on values past 2**63 - 1.
         if values and min(values) < 1:
             _refuse_too_short(min(values), values.index(min(values)))
@@ -64,10 +67,7 @@ def normalize_lengths(
             f"lengths must be an integer tensor (or a boolean mask); got dtype {lengths.dtype}"
         )
     if lengths.dim() != 1 or lengths.numel() != batch_size:
-        raise ValueError(
-            f"lengths must have one entry per sequence, shape ({batch_size},); "
-            f"got shape {tuple(lengths.shape)}"
-        )
+        _refuse_shape(batch_size, tuple(lengths.shape))
     lengths = lengths.to(torch.int64)
     if batch_size == 0 or not _has_values(lengths):
         return lengths.to(device)
@@ -90,6 +90,12 @@ def normalize_lengths(
     # failed autograd's version check, where torch.nn and the reference backend hold no
     # reference to it.
     return lengths.to(device, copy=True)
+
+
+def _refuse_shape(batch_size: int, shape: tuple) -> None:
+    raise ValueError(
+        f"lengths must have one entry per sequence, shape ({batch_size},); got shape {shape}"
+    )
 
 
 def _refuse_too_short(length: int, index: int) -> None:

@@ -344,9 +344,7 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, *, model_state: dict,
     except OSError as error:
         shutil.rmtree(staging, ignore_errors=True)
         if error.filename is None:  # a write's (a full disk's) names no file: say which save
-            raise OSError(error.errno, f"{error.strerror or error} while saving checkpoint "
-                          f"{name}; the earlier checkpoints are kept",
-                          str(folder / name)) from None
+            raise _failed_save(error, folder, name) from None
         raise
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
@@ -360,6 +358,17 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, *, model_state: dict,
     atomic_write(folder / INDEX, json.dumps(index, indent=1).encode("utf-8"))
     _prune(folder, keep=max(1, keep_last), protect={index["last"], index.get("best")})
     return target
+
+
+def _failed_save(error: OSError, folder: Path, name: str) -> OSError:
+    """``error`` (no file named) as one line saying which save failed and what is left."""
+    earlier = [p for p in checkpoint_folders(folder) if p.name != name]
+    left = (f"the earlier checkpoints are kept; free space, then resume from {folder.parent}"
+            if earlier else "the run has no checkpoint yet; free space and start it again")
+    failed = OSError(f"could not save checkpoint {name} in {folder}: "
+                     f"{error.strerror or error}; {left}")
+    failed.errno = error.errno  # one argument: str() is the message, with no "[Errno N]"
+    return failed
 
 
 def check_checkpoint_folder(run_dir: str | os.PathLike, after_step: int = 0) -> None:

@@ -500,8 +500,8 @@ class Trainer:
         window.update(loss=0.0, grad_norm=0.0, steps=0, norm_steps=0)
 
     def _on_interrupt(self, signum, frame) -> None:
-        if self._interrupted:  # a second Ctrl-C: the user wants out now
-            raise KeyboardInterrupt
+        if self._interrupted:  # a second Ctrl-C (or SIGTERM): the user wants out now
+            raise RunInterrupted(signum)
         self._interrupted = True
         self.stop_signal = signum
 

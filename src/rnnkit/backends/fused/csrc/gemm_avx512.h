@@ -149,9 +149,10 @@ inline void micro_kernel(const double* A, int64_t lda, const double* Bp, int64_t
 // The GEMV streams its weights from L2 (an LSTM's at H = 128 are 512 KB), four panels at once,
 // and the hardware prefetchers did not keep up with four streams: the values kGemvPrefetchSteps
 // k steps ahead (two cache lines per panel, 512 bytes ahead) are requested by hand. Batch-1
-// steps, interleaved A/B on the Intel host (median of 9 rounds): LSTM H = 128 6.65 -> 5.83 us,
-// GRU H = 128 5.05 -> 4.45 us, GRU layer B = 1, H = 256, T = 100 1.60 -> 1.42 ms; H <= 64
-// (weights in L1 or near it) and H = 512 (memory-bound) within noise.
+// steps on the Intel host, each variant in its own process, shuffled, medians of 15 rounds:
+// LSTM H = 128 6.89 -> 5.25 us, GRU H = 128 5.36 -> 3.90 us, Elman H = 128 1.60 -> 1.41 us;
+// a GRU layer at B = 1, H = 256, T = 100 1.60 -> 1.42 ms; H = 512 (memory-bound) level. See
+// docs/decisions/fused-kernels.md.
 constexpr int64_t kGemvPrefetchSteps = 4;
 
 template <typename T>
