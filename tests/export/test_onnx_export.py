@@ -490,3 +490,29 @@ def test_import_needs_no_onnx():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.parametrize("kind", ["gru", "lstm", "tokens"])
+def test_an_empty_batch_is_not_sent_to_onnxruntime(tmp_path, kind):
+    """onnxruntime's GRU and LSTM operators abort the whole process (exit 134, "terminate
+    called without an active exception") on a batch of 0; the streamer guarded only T = 0.
+    Run in a child process, so that an abort fails this test instead of ending the suite.
+    Oracle: the empty (0, T, O) output the NumPy runtime gives for the same call."""
+    script = f"""
+import numpy as np, torch
+from torch import nn
+from rnnkit.export.onnx_export import OnnxStreamer, export_onnx
+torch.manual_seed(0)
+kind = {kind!r}
+rnn = nn.LSTM(3, 4, batch_first=True) if kind == "lstm" else nn.GRU(3, 4, batch_first=True)
+embedding = nn.Embedding(7, 3) if kind == "tokens" else None
+export_onnx(rnn, {str(tmp_path / "m")!r}, head=nn.Linear(4, 2), embedding=embedding)
+streamer = OnnxStreamer({str(tmp_path / "m")!r})
+x = np.zeros((0, 5), np.int64) if kind == "tokens" else np.zeros((0, 5, 3), np.float32)
+y = streamer(x)
+print(y.shape, y.dtype)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-500:]
+    assert done.stdout.split() == ["(0,", "5,", "2)", "float32"]

@@ -148,10 +148,11 @@ class OnnxStreamer:
         elif next(iter(self.state.values())).shape[0] != batch:
             raise ValueError(f"OnnxStreamer: batch size changed to {batch} mid-sequence; call "
                              f"reset() before streaming a batch of another size")
-        if x.shape[1] == 0:
-            # Nothing to step: the state stays. onnxruntime's GRU/RNN operators abort the whole
-            # process on an empty sequence (and its Scan fails), so it is not asked.
-            return np.zeros((batch, 0, self._output_width), np.float32)
+        if x.shape[0] == 0 or x.shape[1] == 0:
+            # Nothing to step: the state stays. onnxruntime's GRU/RNN/LSTM operators abort the
+            # whole process on an empty sequence or an empty batch (and its Scan fails), so it
+            # is not asked.
+            return np.zeros((batch, x.shape[1], self._output_width), np.float32)
         y, *finals = self.session.run(self._outputs, {self.input_name: x, **self.state})
         self.state = dict(zip(self.state_inputs, finals))
         return y
