@@ -2,7 +2,7 @@
 
 :func:`export_numpy` writes a bundle that runs on NumPy alone; :func:`export_onnx` an ONNX model
 with state inputs and outputs (needs the ``export`` extra: onnx and onnxruntime);
-:func:`export_c` C99 source (weights as constants, a step function, no allocation, libm only)
+:func:`export_c` C99 source (weights as constants, a step function, no allocation, no libm)
 compiled and run by its generated test program when a C compiler exists. Every export returns
 an :class:`ExportReport` with the measured difference from PyTorch.
 """
