@@ -1000,3 +1000,22 @@ def test_stacked_without_layers():
 ])
 def test_layer_arguments_of_the_wrong_type(make, pattern):
     assert_rejects(make, TypeError, pattern)
+
+
+@pytest.mark.parametrize("dropout", [np.float32(0.25), np.float16(0.25)],
+                         ids=["np.float32", "np.float16"])
+def test_stacked_takes_dropout_of_any_real_number_type(dropout):
+    """Stacked (and so every preset) refused np.float32(0.25) as "not a probability in
+    [0, 1]". Oracle: torch.nn.LSTM, which takes it."""
+    assert torch.nn.LSTM(I, H, num_layers=2, dropout=float(dropout)).dropout == 0.25
+    assert rnnkit.LSTM(I, H, num_layers=2, dropout=dropout).dropout == 0.25
+    layers = [Recurrent(GRUCell(I, H)), Recurrent(GRUCell(H, H))]
+    assert Stacked(layers, dropout=dropout).dropout == 0.25
+
+
+@pytest.mark.parametrize("flag", ["residual", "torch_masks"])
+def test_stacked_flags_must_be_booleans(flag):
+    """residual="no" turned residual connections on (and the repr said residual=True)."""
+    layers = [Recurrent(GRUCell(H, H)), Recurrent(GRUCell(H, H))]
+    assert_rejects(lambda: Stacked(layers, **{flag: "no"}), TypeError,
+                   rf"^{flag} must be True or False; got 'no' \(str\)$")

@@ -1361,3 +1361,55 @@ def test_torch_jit_script_says_torchscript_is_not_supported(make):
     assert "\n" not in message
     assert "TorchScript" in message and "is not supported" in message
     assert "torch.export" in message
+
+
+@pytest.mark.parametrize("direction", ["from_torch", "to_torch"])
+def test_conversion_refuses_gradient_hooks_on_a_weight(direction):
+    """A hook on the weight itself (register_hook) was dropped without a word: the copy's
+    gradient was 0.285 where torch's was clamped to 1e-3. Oracle: the refusal the README
+    promises for hooks, in one line."""
+    module = nn.GRU(3, 4) if direction == "from_torch" else rnnkit.GRU(3, 4)
+    convert = from_torch if direction == "from_torch" else to_torch
+    weight = module.weight_hh_l0
+    weight.register_hook(lambda grad: grad.clamp(-1e-3, 1e-3))
+    with pytest.raises(TypeError, match=r"cannot carry the gradient hooks registered on \S*"
+                                        r"weight_hh\S* over") as info:
+        convert(module)
+    assert "\n" not in str(info.value)
+
+
+def test_conversion_refuses_weights_tied_through_shared_memory():
+    """nn.Parameter(other.data) ties two weights through their memory; the copy untied them
+    (after one SGD step its weight_hh_l0 was 0.049 from torch.nn's)."""
+    module = nn.LSTM(3, 3, num_layers=2)
+    module.weight_hh_l1 = nn.Parameter(module.weight_hh_l0.data)
+    with pytest.raises(TypeError, match=r"weights weight_hh_l0 and weight_hh_l1 are one tensor"):
+        from_torch(module)
+    untied = nn.LSTM(3, 3, num_layers=2)  # control: separate memory converts
+    x = torch.randn(2, 1, 3)
+    assert_close(from_torch(untied)(x)[0], untied(x)[0], torch.float32)
+
+
+def test_conversion_refuses_weights_of_several_dtypes():
+    """A float64 weight among float32 ones was cast to float32 silently (torch.nn refuses to
+    run such a module)."""
+    module = nn.GRU(3, 4)
+    module.weight_hh_l0 = nn.Parameter(module.weight_hh_l0.detach().double())
+    with pytest.raises(TypeError, match=r"weights are of several dtypes or devices "
+                                        r"\(torch.float32 on cpu, torch.float64 on cpu\)"):
+        from_torch(module)
+
+
+def test_rnn_cell_nonlinearity_set_later_is_checked():
+    """cell.nonlinearity = "sigmoid" after construction ran relu on the reference backend and
+    tanh on the fused one, without an error (torch.nn's cell raises at forward)."""
+    cell = rnnkit.RNNCell(3, 4)
+    with pytest.raises(ValueError, match=r"^nonlinearity must be one of \('tanh', 'relu'\); "
+                                         r"got 'sigmoid'$"):
+        cell.nonlinearity = "sigmoid"
+    assert cell.nonlinearity == "tanh"
+    cell.nonlinearity = "relu"  # a valid change takes effect on every backend
+    torch_cell = nn.RNNCell(3, 4, nonlinearity="relu")
+    torch_cell.load_state_dict(cell.state_dict())
+    x = torch.randn(5, 3)
+    assert_close(cell(x), torch_cell(x), torch.float32)

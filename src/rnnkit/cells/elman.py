@@ -33,8 +33,14 @@ def elman_step(
     ``gates_x_t`` (B, H) is the precomputed ``x_t W_ih^T + b_ih``; returns
     ``ElmanState(act(gates_x_t + h W_hh^T + b_hh))``.
     """
+    _check_nonlinearity(nonlinearity)
     pre = gates_x_t + F.linear(state.h, weight_hh, bias_hh)
     return ElmanState(torch.tanh(pre) if nonlinearity == "tanh" else torch.relu(pre))
+
+
+def _check_nonlinearity(value) -> None:
+    if value not in NONLINEARITIES:
+        raise ValueError(f"nonlinearity must be one of {NONLINEARITIES}; got {value!r}")
 
 
 class RNNCell(RecurrentCell):
@@ -52,13 +58,28 @@ class RNNCell(RecurrentCell):
         device=None,
         dtype=None,
     ) -> None:
-        if nonlinearity not in NONLINEARITIES:
-            raise ValueError(
-                f"nonlinearity must be one of {NONLINEARITIES}; got {nonlinearity!r}"
-            )
+        _check_nonlinearity(nonlinearity)
         super().__init__(input_size, hidden_size, bias, device=device, dtype=dtype)
         self.nonlinearity = nonlinearity
         self.reset_parameters()
+
+    @property
+    def nonlinearity(self) -> str:
+        return self._nonlinearity
+
+    @nonlinearity.setter
+    def nonlinearity(self, value: str) -> None:
+        # checked when set later too: the fused kernels read any value but "relu" as tanh and
+        # the reference loop any but "tanh" as relu, two functions and no error
+        _check_nonlinearity(value)
+        self._nonlinearity = value
+
+    def __setstate__(self, state: dict) -> None:
+        # a cell pickled before nonlinearity became a property kept it under its plain name
+        if "nonlinearity" in state and "_nonlinearity" not in state:
+            state = dict(state)
+            state["_nonlinearity"] = state.pop("nonlinearity")
+        super().__setstate__(state)
 
     def step(self, gates_x_t: torch.Tensor, state: ElmanState) -> ElmanState:
         return elman_step(gates_x_t, state, self.weight_hh, self.bias_hh, self.nonlinearity)

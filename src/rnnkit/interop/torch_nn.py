@@ -157,6 +157,14 @@ def _factory(module: nn.Module, what: str, kinds: tuple[type, ...]) -> dict:
             raise TypeError(f"{what} cannot carry hooks over (on {where}), and the converted "
                             f"module would run without them; convert first, then register "
                             f"them on the result")
+    for name, parameter in module.named_parameters():
+        # hooks on a weight itself (register_hook, register_post_accumulate_grad_hook) stay
+        # with that Parameter, which the converted module does not have
+        if getattr(parameter, "_backward_hooks", None) or \
+                getattr(parameter, "_post_accumulate_grad_hooks", None):
+            raise TypeError(f"{what} cannot carry the gradient hooks registered on {name} "
+                            f"over, and the converted module would run without them; convert "
+                            f"first, then register them on the result's weight")
     shared = _tied_parameters(module)
     if shared:
         raise TypeError(f"{what} cannot convert a module whose weights {shared[0]} and "
@@ -167,17 +175,29 @@ def _factory(module: nn.Module, what: str, kinds: tuple[type, ...]) -> dict:
         raise TypeError(f"{what} cannot convert {type(module).__name__}, a subclass of "
                         f"{base.__name__} with its own forward, which the converted module "
                         f"would not run; convert a plain {base.__name__}")
+    kinds_held = {(p.device, p.dtype) for p in module.parameters()}
+    if len(kinds_held) > 1:  # torch.nn refuses to run it too; the copy would take the first's
+        shown = ", ".join(sorted(f"{dtype} on {device}" for device, dtype in kinds_held))
+        raise TypeError(f"{what} cannot convert a module whose weights are of several dtypes or "
+                        f"devices ({shown}); give them one first, e.g. module.float()")
     parameter = next(module.parameters())
     return {"device": parameter.device, "dtype": parameter.dtype}
 
 
 def _tied_parameters(module: nn.Module) -> tuple[str, str] | None:
-    """The names of the first two parameters of ``module`` that are one tensor, or None."""
-    seen: dict[int, str] = {}
+    """The names of the first two parameters of ``module`` that are one tensor, or two
+    Parameters over the same memory (``nn.Parameter(other.data)``), or None."""
+    seen: dict[object, str] = {}
     for name, parameter in module.named_parameters(remove_duplicate=False):
-        if id(parameter) in seen:
-            return seen[id(parameter)], name
-        seen[id(parameter)] = name
+        keys = [id(parameter)]
+        if parameter.device.type != "meta" and parameter.numel():  # meta tensors hold no memory
+            keys.append(("memory", parameter.untyped_storage().data_ptr(),
+                         parameter.storage_offset()))
+        for key in keys:
+            if key in seen:
+                return seen[key], name
+        for key in keys:
+            seen[key] = name
     return None
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from typing import Sequence
 
 import torch
@@ -9,6 +10,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from ..cells.base import RecurrentCell
+from ..errors import check_flag
 from .autocast import recurrence_outside_autocast
 from .bidirectional import Bidirectional
 from .checks import check_layer_call
@@ -41,9 +43,12 @@ class Stacked(nn.Module):
         layers = list(layers)
         if not layers:
             raise ValueError("layers must hold at least one Recurrent or Bidirectional layer; got 0")
-        if (not isinstance(dropout, (int, float)) or isinstance(dropout, bool)
-                or not 0.0 <= dropout <= 1.0):
-            raise ValueError(f"dropout must be a probability in [0, 1]; got {dropout!r}")
+        # any real number, as torch.nn takes (np.float32 from a config)
+        if (not isinstance(dropout, numbers.Real) or isinstance(dropout, bool)
+                or not 0.0 <= dropout <= 1.0):  # a ValueError either way, as torch.nn's
+            raise ValueError(f"dropout must be a number in [0, 1]; got {dropout!r}")
+        check_flag("residual", residual)
+        check_flag("torch_masks", torch_masks)
         for index, layer in enumerate(layers):
             if not isinstance(layer, (Recurrent, Bidirectional)):
                 hint = (" (wrap a cell in rnnkit.Recurrent)" if isinstance(layer, RecurrentCell)
@@ -66,7 +71,7 @@ class Stacked(nn.Module):
                 raise ValueError("all layers of a Stacked must agree on batch_first")
         self.layers = nn.ModuleList(layers)
         self.dropout = float(dropout)
-        self.residual = residual
+        self.residual = bool(residual)
         self.torch_masks = bool(torch_masks)
 
     @property
