@@ -105,8 +105,8 @@ def load_series(data: str, *, time_col: str | None = None,
     (any case), or holding a Parquet file's time index, that is not chosen as a value or
     covariate, else none (with several such columns, an error: nothing says which is the
     time); ``"rows"`` (:data:`ROW_NUMBERS`, unless a column has that name) takes row numbers
-    as the time and leaves time-named columns out; text time stamps are parsed as dates, day first where only that reads every one
-    (time zones -> naive UTC). ``value_cols`` defaults to the built-in's target, or for files
+    as the time and leaves time-named columns out; text time stamps are parsed as dates, day
+    first where only that reads every one (time zones -> naive UTC). ``value_cols`` defaults to the built-in's target, or for files
     every numeric column that is not time-named or a covariate (also text columns that are
     mostly numbers, so that a stray bad cell is reported; ``Unnamed: ...`` columns and a
     Parquet file's unnamed integer index are skipped). Names match exactly, or ignoring case
