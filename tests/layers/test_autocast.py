@@ -451,3 +451,13 @@ def test_plain_lstm_training_takes_the_fused_kernels_where_they_are_faster(threa
             torch.testing.assert_close(h_n[0], final.h, atol=0, rtol=0)
     finally:
         torch.set_num_threads(previous)
+
+
+@pytest.mark.parametrize("value", ["no", "false", 0, None])
+def test_set_bf16_recurrence_takes_only_a_bool(value):
+    """set_bf16_recurrence("no") turned the bfloat16 route on (any truthy value did).
+    Oracle: the setting afterwards, unchanged by the refused call."""
+    before = lowered.bf16_recurrence_enabled()
+    with pytest.raises(TypeError, match=r"^enabled must be True or False; got "):
+        lowered.set_bf16_recurrence(value)
+    assert lowered.bf16_recurrence_enabled() is before

@@ -88,7 +88,10 @@ def set_bf16_recurrence(enabled: bool) -> None:
     """Allow (default) or forbid the bfloat16 route; forbidden, LSTM recurrences stay float32
     under autocast too. The setting holds for the whole process."""
     global _enabled
-    _enabled = bool(enabled)
+    from ..errors import check_flag
+
+    check_flag("enabled", enabled)  # "no" from a config string would turn the route on
+    _enabled = enabled
 
 
 def bf16_recurrence_enabled() -> bool:
