@@ -403,3 +403,12 @@ def test_an_unknown_option_points_to_its_commands_help(argv, command, capsys):
     unknown = " ".join(a for a in argv if a.startswith("-") or a.isdigit())
     assert_one_line_error(exit_info.value.code, err,
                           f"unrecognized arguments: {unknown} (see {command} --help)")
+
+
+@pytest.mark.parametrize("argv", [[], ["train"], ["classify"], ["forecast"]], ids=" ".join)
+def test_a_command_without_its_action_prints_the_help_to_stderr(argv, capsys):
+    """The help went to stdout with exit status 2: a usage error's output belongs on stderr,
+    and stdout (read by scripts, --json) stays empty. Oracle: the parser's own usage line."""
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.startswith("usage: rnnkit")

@@ -190,7 +190,8 @@ def test_predict_with_an_autoregressive_covariate_model_is_an_error(covariate_ru
     (None, ["--season", "-3"], "data.season must be >= 1"),
     (None, ["--season", "0"], "data.season must be >= 1"),
     (None, ["--season", "100"], "shorter than one season (100)"),
-    (None, ["--backtest", "-1"], "backtest folds (--backtest) must be >= 1; got -1"),
+    (None, ["--backtest", "-1"], "backtest folds (--backtest) must be >= 1 (0, the default, runs "
+                                 "no backtest); got -1"),
     (None, ["--backtest", "1", "--backtest-step", "0"], "(--backtest-step) must be >= 1 rows"),
     (None, ["--backtest-step", "3"], "(--backtest-step) needs backtest folds (--backtest"),
     (None, ["--backtest", "50"], "50 backtest folds 4 rows apart need"),
@@ -219,8 +220,8 @@ def test_help_for_forecast_and_its_actions(capsys):
             main([*command, "--help"])
         assert exited.value.code == 0
         assert f"usage: rnnkit {' '.join(command)}" in capsys.readouterr().out
-    assert main(["forecast"]) == 2  # no action: the help, and a usage error's exit code
-    assert "train" in capsys.readouterr().out
+    assert main(["forecast"]) == 2  # no action: the help on stderr, a usage error's exit code
+    assert "train" in capsys.readouterr().err
 
 
 # -- found by an adversarial review (2026-12-04) ---------------------------------------------

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
-from .runs import add_run_flags, interrupted_status, flag_overrides, json_text, printer, resolve_run
+from .runs import add_run_flags, flag_overrides, interrupted_status, json_text, printer, resolve_run
 
 # Friendly flags of `classify train` and the config keys they set.
 _TRAIN_FLAGS = {
@@ -25,7 +26,7 @@ def add_classify(commands) -> None:
     actions = parser.add_subparsers(title="actions", metavar="ACTION")
     _add_train(actions)
     _add_evaluate(actions)
-    parser.set_defaults(handler=lambda args: (parser.print_help(), 2)[1])
+    parser.set_defaults(handler=lambda args: (parser.print_help(sys.stderr), 2)[1])
 
 
 def _add_train(actions) -> None:

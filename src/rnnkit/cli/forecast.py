@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from .runs import add_run_flags, flag_overrides, json_text, printer, resolve_run
 
@@ -85,7 +86,7 @@ def add_forecast(commands) -> None:
                          help="forecast CSV to write (a PNG is written beside it)")
     predict.add_argument("--json", action="store_true", help="print the result as JSON")
     predict.set_defaults(handler=run_forecast_predict)
-    parser.set_defaults(handler=lambda args: (parser.print_help(), 2)[1])
+    parser.set_defaults(handler=lambda args: (parser.print_help(sys.stderr), 2)[1])
 
 
 def format_table(table: dict, *, title: str = "") -> str:

@@ -234,5 +234,5 @@ def add_train(commands) -> None:
                                  description="Train a model for one of rnnkit's tasks.")
     tasks = parser.add_subparsers(title="tasks", metavar="TASK")
     add_train_lm(tasks)
-    parser.set_defaults(handler=lambda args: (parser.print_help(), 2)[1])
+    parser.set_defaults(handler=lambda args: (parser.print_help(sys.stderr), 2)[1])
 

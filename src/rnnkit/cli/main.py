@@ -191,8 +191,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:  # from the command's own parser, whose --help lists the options it takes
         _command_parser(parser, sys.argv[1:] if argv is None else argv).error(
             f"unrecognized arguments: {' '.join(unknown)}")
-    if not hasattr(args, "handler"):
-        parser.print_help()
+    if not hasattr(args, "handler"):  # no command: a usage error, so the help goes to stderr
+        parser.print_help(sys.stderr)
         return 2
     # torch loads inside this try (a command's handler imports what it needs; this module and
     # `import rnnkit` import nothing heavy), so Ctrl-C in the first seconds is one line too.

@@ -33,7 +33,8 @@ def check_backtest(config, series: TimeSeries, folds: int, step: int) -> list[in
         raise ValueError("a backtest step (--backtest-step) needs backtest folds (--backtest "
                          "FOLDS, how many origins to space out); add them, or drop the step")
     if folds < 1:
-        raise ValueError(f"backtest folds (--backtest) must be >= 1; got {folds}")
+        raise ValueError(f"backtest folds (--backtest) must be >= 1 (0, the default, runs no "
+                         f"backtest); got {folds}")
     if step < 1:
         raise ValueError(f"the backtest step (--backtest-step) must be >= 1 rows; got {step}")
     first_origin = len(series) - (data.holdout or data.horizon)
