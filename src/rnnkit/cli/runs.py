@@ -17,9 +17,9 @@ from pathlib import Path
 def interrupted_status(result: dict) -> int:
     """The exit status of a training command a signal stopped (after saving): 128 + its
     number, as a shell reports a process that signal ended (130 Ctrl-C, 143 SIGTERM)."""
-    import signal
+    from rnnkit.training.trainer import RunInterrupted
 
-    return 128 + int(result.get("stop_signal") or signal.SIGINT)
+    return RunInterrupted(result.get("stop_signal")).exit_status
 
 
 def add_run_flags(parser, task: str) -> None:
