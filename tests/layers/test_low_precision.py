@@ -1,0 +1,118 @@
+"""Layers with bfloat16 or float16 parameters on the CPU run their recurrence in float32
+(rnnkit.backends.widened). Oracle: the float64 run of the same (low-precision) weights and
+input, which the result must match to the rounding of its own dtype, plus torch.nn in bfloat16
+for the LSTM (same route) and the reference backend for what stays as it was."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.utils.prune as prune
+
+import rnnkit
+
+#: one unit in the last place near 1 (outputs of tanh/sigmoid lie in [-1, 1])
+ULP = {torch.bfloat16: 2.0 ** -7, torch.float16: 2.0 ** -10}
+LAYERS = {"rnn": rnnkit.RNN, "gru": rnnkit.GRU, "lstm": rnnkit.LSTM}
+
+
+def low_precision_pair(kind, dtype, hidden=32, **options):
+    """A layer in ``dtype`` and its float64 copy with exactly the same weight values."""
+    torch.manual_seed(0)
+    layer = LAYERS[kind](hidden, hidden, batch_first=True, **options).to(dtype)
+    return layer, copy.deepcopy(layer).double()
+
+
+def max_error(value, oracle):
+    return (value.double() - oracle).abs().max().item()
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("kind", ["rnn", "gru"])
+def test_elman_and_gru_round_only_their_output(kind, dtype):
+    # Over 100 steps a recurrence rounded at every op drifts several ulps (the reference
+    # backend: ~4 in bfloat16); computed in float32 only the final rounding is left.
+    layer, exact = low_precision_pair(kind, dtype)
+    x = torch.randn(8, 100, 32).to(dtype)
+    output, h_n = layer(x)
+    want, want_h = exact(x.double())
+    assert output.dtype == dtype and h_n.dtype == dtype
+    assert max_error(output, want) <= ULP[dtype] / 2 + 1e-6
+    assert max_error(h_n, want_h) <= ULP[dtype] / 2 + 1e-6
+    reference = copy.deepcopy(layer)
+    reference.backend = "reference"
+    # the oracle can tell: the old route (the parameters' dtype all through) misses it
+    assert max_error(reference(x)[0], want) > ULP[dtype] / 2 + 1e-6
+
+
+def test_lstm_in_bfloat16_is_as_accurate_as_torch_nn():
+    layer, exact = low_precision_pair("lstm", torch.bfloat16, hidden=128)
+    torch_lstm = torch.nn.LSTM(128, 128, batch_first=True).bfloat16()
+    torch_lstm.load_state_dict(layer.state_dict())
+    x = torch.randn(16, 100, 128).bfloat16()
+    want = exact(x.double())[0]
+    ours, theirs = max_error(layer(x)[0], want), max_error(torch_lstm(x)[0], want)
+    # torch.nn's bfloat16 LSTM (oneDNN, float32 gates and cell state) lands at ~0.0023 here,
+    # the reference backend in bfloat16 at ~0.0064
+    assert ours <= max(theirs * 1.25, ULP[torch.bfloat16] / 2 + 1e-6)
+
+
+@pytest.mark.parametrize("kind", ["rnn", "gru", "lstm"])
+def test_options_state_and_gradients(kind):
+    # lengths, reverse (bidirectional), two layers and a given state, forward and backward
+    layer, exact = low_precision_pair(kind, torch.bfloat16, hidden=16, num_layers=2,
+                                      bidirectional=True)
+    x = torch.randn(3, 12, 16).bfloat16()
+    lengths = torch.tensor([12, 5, 1])
+    fields = 2 if kind == "lstm" else 1
+    state = tuple(0.5 * torch.randn(4, 3, 16) for _ in range(fields))
+    given = tuple(s.bfloat16().requires_grad_() for s in state)
+    exact_given = tuple(s.detach().double().requires_grad_() for s in given)
+    output, final = layer(x, given if kind == "lstm" else given[0], lengths=lengths)
+    want, want_final = exact(x.double(), exact_given if kind == "lstm" else exact_given[0],
+                             lengths=lengths)
+    assert output.dtype == torch.bfloat16
+    # LSTM on a CPU with bfloat16 instructions takes oneDNN's route: a couple of ulps
+    bound = 2 * ULP[torch.bfloat16] if kind == "lstm" else ULP[torch.bfloat16] / 2 + 1e-6
+    assert max_error(output, want) <= bound
+    for got, expected in zip(final if kind == "lstm" else (final,),
+                             want_final if kind == "lstm" else (want_final,)):
+        assert got.dtype == torch.bfloat16
+        assert max_error(got, expected) <= bound
+    weights = torch.randn(want.shape, dtype=torch.float64)
+    (output.double() * weights).sum().backward()
+    (want * weights).sum().backward()
+    for (name, param), (_, exact_param) in zip(layer.named_parameters(),
+                                               exact.named_parameters()):
+        assert param.grad.dtype == torch.bfloat16, name
+        scale = exact_param.grad.abs().max().item()
+        assert max_error(param.grad, exact_param.grad) <= 0.03 * scale, name
+    for got, expected in zip(given, exact_given):
+        assert max_error(got.grad, expected.grad) <= 0.03 * expected.grad.abs().max().item()
+
+
+def test_pruned_weights_are_honoured():
+    # prune recomputes the weight in a forward pre-hook, on the cell itself
+    layer, exact = low_precision_pair("gru", torch.bfloat16, hidden=16)
+    cell, exact_cell = layer.stack.layers[0].cell, exact.stack.layers[0].cell
+    prune.random_unstructured(cell, "weight_hh", amount=0.5)
+    with torch.no_grad():
+        exact_cell.weight_hh.copy_(cell.weight_hh_orig * cell.weight_hh_mask)
+    x = torch.randn(2, 20, 16).bfloat16()
+    assert max_error(layer(x)[0], exact(x.double())[0]) <= ULP[torch.bfloat16] / 2 + 1e-6
+
+
+def test_reference_backend_keeps_the_parameters_dtype():
+    # backend="reference" is the oracle of the dtype's own arithmetic: a step loop in bfloat16
+    layer, _ = low_precision_pair("gru", torch.bfloat16, hidden=8, backend="reference")
+    x = torch.randn(2, 6, 8).bfloat16()
+    h = torch.zeros(2, 8, dtype=torch.bfloat16)
+    cell = layer.stack.layers[0].cell
+    steps = []
+    for t in range(x.size(1)):
+        h = cell(x[:, t], h)
+        h = h[0] if isinstance(h, tuple) else h
+        steps.append(h)
+    assert torch.equal(layer(x)[0], torch.stack(steps, 1))
