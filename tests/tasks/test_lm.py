@@ -88,6 +88,19 @@ def test_bits_per_character_equals_an_independent_recomputation():
     assert got["perplexity"] == pytest.approx(2 ** got["bpc"])
 
 
+def test_bits_per_character_scores_without_dropout_and_keeps_the_mode():
+    # Oracle: the same model scored in eval mode. In train mode its dropout made the held-out
+    # score change from call to call.
+    torch.manual_seed(0)
+    model = CharLanguageModel(7, ModelConfig(hidden_size=8, embedding_dim=4, dropout=0.5))
+    tokens = torch.randint(7, (203,))
+    scored_in_train_mode = bits_per_character(model, tokens, rows=2, window=50)
+    assert model.training
+    model.eval()
+    assert scored_in_train_mode == bits_per_character(model, tokens, rows=2, window=50)
+    assert not model.training
+
+
 def test_checkpoint_round_trip_gives_identical_evaluation(corpus, tmp_path):
     config = small_config(corpus, max_steps=20)
     result = train_lm(config, tmp_path / "run", notify=quiet)
@@ -448,7 +461,12 @@ def test_dynamic_evaluation_rejects_an_unknown_rule():
     ("lr", -1.0, "dynamic.lr must be a finite number >= 0"),
     ("lr", float("nan"), "dynamic.lr must be a finite number >= 0"),
     ("decay", float("inf"), "dynamic.decay must be a finite number >= 0"),
-    ("rows", 0, "dynamic.rows and dynamic.window must be >= 1"),
+    ("rows", 0, "dynamic.rows must be a positive int"),
+    # a float or a bool passed, trained the whole run and then failed inside the scoring
+    ("window", 2.5, "dynamic.window must be a positive int"),
+    ("rows", 1.5, "dynamic.rows must be a positive int"),
+    ("window", True, "dynamic.window must be a positive int"),
+    ("lr", "1e-3", "dynamic.lr must be a finite number >= 0"),
 ])
 def test_a_bad_dynamic_setting_fails_before_training(corpus, tmp_path, key, value, message):
     config = small_config(corpus)

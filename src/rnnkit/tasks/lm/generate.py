@@ -9,7 +9,6 @@ probable continuations and returns the best one at the end.
 
 from __future__ import annotations
 
-import contextlib
 from typing import Iterator
 
 import torch
@@ -18,7 +17,7 @@ from rnnkit.data.text import CorpusError
 from rnnkit.runtime import beam_search, sample_next
 from rnnkit.runtime.sampling import check_sampling_options, whole_number
 
-from .task import LoadedModel
+from .task import LoadedModel, inference
 
 
 def prompt_as_read(vocabulary, prompt: str) -> str:
@@ -87,27 +86,15 @@ def _sample(loaded: LoadedModel, tokens: torch.Tensor, length: int, temperature:
     # Inference settings around each step's work only: a generator paused at `yield` runs the
     # caller's code (training, another generator on the same model), whose grad mode and
     # training flag must stay its own.
-    with _inference(model):
+    with inference(model):
         logits, state = model(tokens)
     for index in range(length):
-        with _inference(model):
+        with inference(model):
             if index:
                 logits, state = model(token.view(1, 1), state)
             token = sample_next(logits[:, -1].float(), temperature=temperature, top_k=top_k,
                                 top_p=top_p, generator=generator)
         yield vocabulary.decode(token)
-
-
-@contextlib.contextmanager
-def _inference(model: torch.nn.Module):
-    """no_grad and eval mode (dropout off), with the model's training flag restored after."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was_training)
 
 
 def generate_beam(loaded: LoadedModel, prompt: str = "", *, length: int = 300,
@@ -121,7 +108,7 @@ def generate_beam(loaded: LoadedModel, prompt: str = "", *, length: int = 300,
         step_logits, next_state = model(batch_tokens.view(-1, 1), batch_state)
         return step_logits[:, -1].float(), next_state
 
-    with _inference(model):
+    with inference(model):
         logits, state = model(tokens)
         # torch-style recurrent states are (layers, B, H): the batch is dimension 1.
         best = beam_search(step, state, logits[:, -1].float(), beam_width=beam_width,

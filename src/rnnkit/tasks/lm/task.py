@@ -9,9 +9,11 @@ the test text is unseen, and the split is recorded with every result.
 from __future__ import annotations
 
 import bz2
+import contextlib
 import logging
 import lzma
 import math
+import numbers
 import time
 import zlib
 from dataclasses import asdict, dataclass, field
@@ -78,11 +80,14 @@ class DynamicConfig:
             raise ValueError(f"dynamic.rule must be one of {RULES}; got {self.rule!r}")
         for name in ("lr", "decay"):
             value = getattr(self, name)
-            if not (math.isfinite(value) and value >= 0):  # NaN fails every comparison
+            if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+                    or not (math.isfinite(value) and value >= 0)):  # NaN fails comparisons
                 raise ValueError(f"dynamic.{name} must be a finite number >= 0; got {value}")
-        if self.rows < 1 or self.window < 1:
-            raise ValueError(f"dynamic.rows and dynamic.window must be >= 1; got {self.rows} "
-                             f"and {self.window}")
+        for name in ("rows", "window"):
+            value = getattr(self, name)
+            # a float slipped past here once and failed only after the whole run had trained
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"dynamic.{name} must be a positive int; got {value!r}")
 
 
 def _default_train() -> TrainConfig:
@@ -146,6 +151,18 @@ def _encode_heldout(vocabulary: CharVocabulary, text: str, what: str) -> tuple[t
     return tokens, skipped
 
 
+@contextlib.contextmanager
+def inference(model: torch.nn.Module):
+    """no_grad and eval mode (dropout off), with the model's training flag restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
 def bits_per_character(model: CharLanguageModel, tokens: torch.Tensor, *, rows: int,
                        window: int, device: str = "cpu") -> dict:
     """Mean -log2 p over a held-out token stream, read as ``rows`` side-by-side rows.
@@ -155,13 +172,14 @@ def bits_per_character(model: CharLanguageModel, tokens: torch.Tensor, *, rows: 
     character of each row (nothing before it predicts it) and the last N mod ``rows``
     characters of the N (the stream is cut into equal rows): fewer than 2 ``rows`` in all,
     ~0.03% of the built-in corpus's test split at the default 32 rows, but a large share of a
-    text only a few hundred characters long. ``characters`` counts those scored.
+    text only a few hundred characters long. ``characters`` counts those scored. The model is
+    scored in eval mode (no dropout) and left in the mode it came in.
     """
     rows = max(1, min(rows, tokens.numel() // 2))
     columns = tokens.numel() // rows
     stream = tokens[: rows * columns].reshape(rows, columns).to(device)
     total_nats, count, state = 0.0, 0, None
-    with torch.no_grad():
+    with inference(model):  # with dropout on, a held-out score would differ between calls
         for start in range(0, columns - 1, window):
             stop = min(start + window, columns - 1)
             logits, state = model(stream[:, start:stop], state)
