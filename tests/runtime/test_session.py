@@ -636,3 +636,22 @@ def test_an_lstm_state_given_as_a_list_is_told_to_be_a_tuple(engine):
         session.set_state([[h + 1, c + 1]])
     one_line_message(info, "list of tensors", "as a tuple")
     assert session.get_state()[0].h.abs().sum() == 0, "a refused state was written"
+
+
+@pytest.mark.parametrize("register", ["register_forward_hook", "register_forward_pre_hook"])
+def test_hooks_on_a_model_that_describes_its_parts_are_refused(register, tmp_path):
+    """A hook on the character LM itself (here one halving the logits, as a temperature hook
+    would) ran in model(x) but not in the session built from its streaming_parts(), which then
+    streamed numbers 0.18 off the model's, and export checked itself against those parts."""
+    from rnnkit.export import export_numpy
+    from rnnkit.tasks.lm.model import CharLanguageModel, ModelConfig
+
+    model = CharLanguageModel(5, ModelConfig(hidden_size=8, embedding_dim=4)).eval()
+    halve = ((lambda module, args, output: (output[0] / 2, output[1]))
+             if register == "register_forward_hook" else (lambda module, args: None))
+    getattr(model, register)(halve)
+    for build in (lambda: StreamingSession(model), lambda: export_numpy(model, tmp_path / "bundle")):
+        with pytest.raises(UnsupportedModelError) as info:
+            build()
+        one_line_message(info, "CharLanguageModel", "hook")
+    assert not (tmp_path / "bundle").exists()

@@ -334,6 +334,15 @@ def streaming_graph(model, *, head=None, embedding=None) -> StreamingGraph:
                              f"(streaming_parts()); do not pass head= or embedding= as well")
         parts = model.streaming_parts()
         rnn, head, embedding = parts["rnn"], parts.get("head"), parts.get("embedding")
+        # model(x) runs the model's own hooks around its parts; the graph is built from the
+        # parts alone, so such a hook would change the model's output but not the graph's
+        for kind, hooks in (("forward hook", model._forward_hooks),
+                            ("forward pre-hook", model._forward_pre_hooks)):
+            if hooks:
+                raise UnsupportedModelError(
+                    f"the {type(model).__name__} has a {kind}, which may change its output "
+                    f"where streaming and export cannot see it; remove it (the handle's "
+                    f"remove()) first, or fold what it does into the model")
     else:
         rnn = model
     for what, part in (("rnn", rnn), ("head", head), ("embedding", embedding)):
