@@ -153,6 +153,20 @@ def test_top_p_boundary_keeps_the_smallest_set():
         assert int(torch.isfinite(out).sum()) == kept == len(nucleus_brute_force([0.0] * 4, top_p))
 
 
+@pytest.mark.parametrize("probs, top_p, kept", [
+    ([0.5, 0.5 - 1e-9, 1e-9], 1 - 1e-10, 3),  # the first two reach only 1 - 1e-9
+    ([0.6, 0.3, 0.1 - 1e-9, 1e-9], 0.99999999, 3),  # this top_p is 1.0 in float32
+    ([1 / 3, 1 / 3, 1 / 3], 2 / 3, 2),  # cumsum - probs rounded the third token's mass below
+])
+def test_top_p_is_exact_at_the_boundary_of_float64_logits(probs, top_p, kept):
+    # Oracle: the brute-force nucleus in Python floats (float64). The mass was summed in
+    # float32, so float64 logits kept one token too few or too many at the boundary.
+    logits = torch.tensor([probs], dtype=torch.float64).log()
+    out = filter_logits(logits, top_p=top_p)
+    assert int(torch.isfinite(out).sum()) == kept == len(nucleus_brute_force(logits[0].tolist(),
+                                                                              top_p))
+
+
 def test_top_k_then_top_p_with_temperature():
     logits = torch.randn(8, 9, generator=torch.Generator().manual_seed(2))
     temperature, top_k, top_p = 0.7, 5, 0.6
@@ -387,7 +401,13 @@ def _ok_logits():
     (lambda: sample_next(_ok_logits(), temperature=0, top_p=5), r"top_p must be in \(0, 1\]"),
     (lambda: sample_next(_ok_logits(), temperature=0, top_k=-3), r"top_k must be an integer"),
     (lambda: filter_logits(_ok_logits(), temperature=0.0), r"temperature must be .*> 0"),
-    (lambda: filter_logits(_ok_logits(), temperature=-1.0), r"temperature must be .*> 0"),
+    (lambda: filter_logits(_ok_logits(), temperature=-1.0), r"temperature must be .*>= 0"),
+    # a bool was taken as 1 (top_k and top_p refused theirs); a string or None raised
+    # TypeError from the comparison, naming no option
+    (lambda: sample_next(_ok_logits(), temperature=True), r"temperature must be .*got True"),
+    (lambda: sample_next(_ok_logits(), temperature="1"), r"temperature must be .*got '1'"),
+    (lambda: filter_logits(_ok_logits(), temperature=None), r"temperature must be .*got None"),
+    (lambda: sample_next(_ok_logits(), top_p="0.5"), r"top_p must be in \(0, 1\]; got '0.5'"),
     (lambda: filter_logits(_ok_logits(), top_k=0), r"top_k must be an integer >= 1"),
     (lambda: sample_next(_ok_logits(), top_k=-3), r"top_k must be an integer >= 1"),
     (lambda: filter_logits(_ok_logits(), top_p=0.0), r"top_p must be in \(0, 1\]; got 0.0"),

@@ -7,6 +7,7 @@ Shapes use B for the batch, V for the vocabulary and K for the beam width. Logit
 from __future__ import annotations
 
 import math
+import numbers
 import operator
 from typing import Any, Callable, NamedTuple
 
@@ -50,13 +51,19 @@ def check_sampling_options(*, temperature: float, top_k: int | None = None,
     """Raise a one-line ValueError for a setting :func:`sample_next` would refuse: so that a
     caller can check before it starts (prints a prompt, reads a model) rather than at the
     first token. ``temperature`` 0 means greedy."""
-    if not (0 <= temperature < float("inf")):
-        raise ValueError(f"temperature must be finite and >= 0 (0 = greedy); got {temperature}")
+    if not _real(temperature) or not (0 <= temperature < float("inf")):
+        raise ValueError(f"temperature must be finite and >= 0 (0 = greedy); got "
+                         f"{temperature!r}")
     if top_k is not None and (whole_number(top_k) is None or top_k < 1):
         raise ValueError(f"top_k must be an integer >= 1 (or None to keep every token); got "
                          f"{top_k!r}")
-    if top_p is not None and (isinstance(top_p, bool) or not 0 < top_p <= 1):
-        raise ValueError(f"top_p must be in (0, 1]; got {top_p}")
+    if top_p is not None and (not _real(top_p) or not 0 < top_p <= 1):
+        raise ValueError(f"top_p must be in (0, 1]; got {top_p!r}")
+
+
+def _real(value: Any) -> bool:
+    """Whether ``value`` is a real number (NumPy's too) and not a bool, which compares as 0/1."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
 
 
 def filter_logits(logits: Tensor, *, temperature: float = 1.0, top_k: int | None = None,
@@ -72,10 +79,10 @@ def filter_logits(logits: Tensor, *, temperature: float = 1.0, top_k: int | None
     so that its largest logit is 0, which changes no probability; that logit then stays 0.
     """
     _check_logits("logits", logits)
-    if not temperature > 0 or temperature == float("inf"):
+    check_sampling_options(temperature=temperature, top_k=top_k, top_p=top_p)
+    if temperature == 0:
         raise ValueError(f"temperature must be finite and > 0 in filter_logits (use sample_next "
                          f"with temperature=0 for greedy decoding); got {temperature}")
-    check_sampling_options(temperature=temperature, top_k=top_k, top_p=top_p)
     vocab = logits.size(1)
     out = logits / temperature
     # One reduction tells whether the division overflowed anywhere: a row's max is +inf (every
@@ -99,10 +106,13 @@ def filter_logits(logits: Tensor, *, temperature: float = 1.0, top_k: int | None
             out = out.masked_fill(~keep, float("-inf"))
     if top_p is not None:
         if top_p < 1:
-            probs, order = F.softmax(out.float(), dim=1).sort(dim=1, descending=True)
-            # A token stays if the tokens ranked above it have not yet reached top_p; the
-            # exclusive cumulative sum is 0 for the first token, so it always stays.
-            before = probs.cumsum(dim=1) - probs
+            # In float64: at the boundary a float32 mass (or top_p rounded to float32: 0.99999999
+            # is 1.0 there) kept one token too few or too many.
+            probs, order = F.softmax(out.double(), dim=1).sort(dim=1, descending=True)
+            # A token stays if the tokens ranked above it have not yet reached top_p. The
+            # exclusive cumulative sum (the inclusive one shifted right, not cumsum - probs,
+            # which rounds) is 0 for the first token, so it always stays.
+            before = F.pad(probs.cumsum(dim=1)[:, :-1], (1, 0))
             keep = torch.zeros_like(out, dtype=torch.bool)
             keep.scatter_(1, order, before < top_p)
             out = out.masked_fill(~keep, float("-inf"))
