@@ -1413,3 +1413,24 @@ def test_rnn_cell_nonlinearity_set_later_is_checked():
     torch_cell.load_state_dict(cell.state_dict())
     x = torch.randn(5, 3)
     assert_close(cell(x), torch_cell(x), torch.float32)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_a_program_exported_under_no_grad_trains_as_torch_nn_s_does(kind):
+    """torch.export under no_grad baked the fused ops' training=False into the program, whose
+    backward then raised "nothing was saved for backward" (audit, 2026-12-06); torch.nn's
+    exported layer trains. Oracle: torch.nn's exported program, gradients of input and weights."""
+    torch_module, ours = make_layer_pair(kind, num_layers=2, bidirectional=True,
+                                         dtype=torch.float32)
+    x = torch.randn(STEPS, BATCH, INPUT)
+    grads = []
+    for module in (torch_module, ours):
+        with torch.no_grad():
+            program = torch.export.export(module, (x,)).module()
+        given = x.clone().requires_grad_()
+        program(given)[0].square().sum().backward()
+        # both register their weights in torch.nn's order (state_dict keys are equal)
+        grads.append([given.grad] + [weight.grad for weight in program.parameters()])
+    assert [g.shape for g in grads[0]] == [g.shape for g in grads[1]]
+    for theirs, mine in zip(*grads):
+        assert_close(mine, theirs, torch.float32, what="gradient through the exported program")

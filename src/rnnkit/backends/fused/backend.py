@@ -58,8 +58,11 @@ def needs_grad(cell, *tensors) -> bool:
     training the input usually requires grad, so the parameter walk (a few microseconds, which
     counts in a batch-1 call of ~100 us) is rarely reached.
 
-    Under ``torch.jit.trace`` always True: the traced graph must not depend on grad mode (the
-    trace check reruns it under no_grad, and a module traced under no_grad may be trained)."""
+    Under ``torch.jit.trace`` and ``torch.export`` always True: the traced graph must not
+    depend on grad mode (the trace check reruns it under no_grad, and a module traced or
+    exported under no_grad may be trained; torch.nn's LSTM exported so trains)."""
+    if torch.compiler.is_exporting():
+        return True
     if not torch.compiler.is_compiling() and torch._C._is_tracing():  # dynamo can't call it
         return True
     if not torch.is_grad_enabled():
