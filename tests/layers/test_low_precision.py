@@ -64,8 +64,8 @@ def test_options_state_and_gradients(kind):
     # lengths, reverse (bidirectional), two layers and a given state, forward and backward
     layer, exact = low_precision_pair(kind, torch.bfloat16, hidden=16, num_layers=2,
                                       bidirectional=True)
-    x = torch.randn(3, 12, 16).bfloat16()
-    lengths = torch.tensor([12, 5, 1])
+    x = torch.randn(3, 40, 16).bfloat16()
+    lengths = torch.tensor([40, 5, 1])
     fields = 2 if kind == "lstm" else 1
     state = tuple(0.5 * torch.randn(4, 3, 16) for _ in range(fields))
     given = tuple(s.bfloat16().requires_grad_() for s in state)
@@ -100,8 +100,37 @@ def test_pruned_weights_are_honoured():
     prune.random_unstructured(cell, "weight_hh", amount=0.5)
     with torch.no_grad():
         exact_cell.weight_hh.copy_(cell.weight_hh_orig * cell.weight_hh_mask)
-    x = torch.randn(2, 20, 16).bfloat16()
+    x = torch.randn(2, 40, 16).bfloat16()
     assert max_error(layer(x)[0], exact(x.double())[0]) <= ULP[torch.bfloat16] / 2 + 1e-6
+
+
+@pytest.mark.parametrize("steps, hidden", [(31, 16), (40, 264)], ids=["short", "wide"])
+def test_short_or_wide_calls_keep_the_parameters_dtype(steps, hidden):
+    # Below 32 steps (a character generated at a time) or above H = 256 the casts and packing
+    # cost more than they save: such calls run as before. Oracle: the reference backend.
+    layer, _ = low_precision_pair("gru", torch.bfloat16, hidden=hidden)
+    reference = copy.deepcopy(layer)
+    reference.backend = "reference"
+    x = torch.randn(2, steps, hidden).bfloat16()
+    assert torch.equal(layer(x)[0], reference(x)[0])
+
+
+def test_mixed_parameter_dtypes_are_refused_as_before():
+    # a float16 weight in a bfloat16 layer ran, widened, and returned float16
+    layer, _ = low_precision_pair("gru", torch.bfloat16, hidden=8)
+    cell = layer.stack.layers[0].cell
+    cell.weight_hh.data = cell.weight_hh.data.half()
+    with pytest.raises(RuntimeError):
+        layer(torch.randn(2, 40, 8).bfloat16())
+
+
+def test_float16_under_bfloat16_autocast_is_not_rounded_to_bfloat16():
+    # the widened float16 layer met the autocast's bfloat16 route and lost 5x in accuracy
+    layer, exact = low_precision_pair("gru", torch.float16)
+    x = torch.randn(4, 50, 32).half()
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        output = layer(x)[0]
+    assert max_error(output, exact(x.double())[0]) <= ULP[torch.float16] / 2 + 1e-6
 
 
 def test_reference_backend_keeps_the_parameters_dtype():

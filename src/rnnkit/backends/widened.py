@@ -24,10 +24,20 @@ float64 run of the same weights and input): GRU and Elman 0.0020, the rounding o
 itself (2^-9 near 1), against torch.nn's 0.007-0.010 and the reference backend's 0.005-0.011;
 LSTM 0.0020-0.0023, torch.nn's 0.0019-0.0023 (the reference backend's 0.004-0.006).
 
-Left as they were: ``backend="reference"`` (the oracle runs in the parameters' dtype), cells
+Where it pays, and only there: sequences of at least ``MIN_STEPS`` = 32 steps and hidden sizes
+up to ``MAX_HIDDEN`` = 256. Each call casts the weights and packs them for the kernels, a pass
+over them that a short call does not repay (B = 1 on the Intel AMX host: at T = 1 widened
+calls ran 0.15-0.5x the bfloat16 reference's speed, at T = 32 and H = 256 1.3-2.9x, at T = 100
+3.9-4.5x), and at H = 1024 the bfloat16 reference, whose matmuls run on AMX there, stayed ahead
+(0.4-0.8x at T = 32-100). Shorter or wider calls, such as generating one character at a time,
+run in the parameters' dtype as before; the rounding widening saves builds up over many steps.
+
+Left as they were too: ``backend="reference"`` (the oracle runs in the parameters' dtype), cells
 other than rnnkit's own three (a subclass may change the step) or whose weights are computed
-(torch parametrizations), other devices, and calls traced by torch.compile (they run in the
-parameters' dtype there, as before; a compiled and an eager call then round differently).
+(torch parametrizations), parameters of mixed dtypes (refused by the layers' checks), other
+devices, and calls traced by torch.compile (they run in the parameters' dtype there; a compiled
+and an eager call then round differently). A widened call runs on the fused kernels, which have
+no second derivatives: double backward needs ``backend="reference"``, as in float32.
 """
 
 from __future__ import annotations
@@ -48,12 +58,26 @@ LOW_PRECISION = (torch.bfloat16, torch.float16)
 _WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
 
 
-def widens(cell, x: torch.Tensor, backend: str) -> bool:
+#: The shortest sequence that is widened: the casts and the fused kernels' weight packing cost
+#: a pass over the weights per call, which a few steps do not repay, and the rounding the
+#: widening saves builds up over many steps (see the module docstring).
+MIN_STEPS = 32
+
+#: The widest hidden state that is widened: from H = 1024 the float32 kernels ran 0.4-0.8x the
+#: speed of the bfloat16 reference (oneDNN's bfloat16 matmuls, on the AMX host) even at T = 100.
+MAX_HIDDEN = 256
+
+
+def widens(cell, x: torch.Tensor, backend: str, batch_first: bool) -> bool:
     """Whether this call runs in float32 (see the module docstring). Cheap: a layer in float32
     pays one dtype comparison."""
-    return (cell.weight_hh.dtype in LOW_PRECISION and backend != "reference"
+    dtype = cell.weight_hh.dtype
+    return (dtype in LOW_PRECISION and backend != "reference"
             and x.device.type == "cpu" and type(cell) in (LSTMCell, GRUCell, RNNCell)
-            and not torch.compiler.is_compiling())
+            and x.size(1 if batch_first else 0) >= MIN_STEPS and cell.hidden_size <= MAX_HIDDEN
+            and not torch.compiler.is_compiling()
+            # parameters of mixed dtypes are the layer's checks' business, as before
+            and all(p is None or p.dtype == dtype for p in cell._parameters.values()))
 
 
 def float32_view_of(cell):
@@ -85,9 +109,10 @@ def run_widened(run_layer: Callable, cell, x: torch.Tensor, state0: NamedTuple, 
     dtype = cell.weight_hh.dtype
     view = float32_view_of(cell)
     state0 = type(state0)(*(field.float() for field in state0))
-    # An LSTM takes the bfloat16 route, as torch.nn.LSTM in bfloat16 does (see the module).
-    lowered = (lowered_precision(torch.bfloat16)
-               if dtype is torch.bfloat16 and type(cell) is LSTMCell and lowered_dtype() is None
+    # An LSTM takes the bfloat16 route, as torch.nn.LSTM in bfloat16 does (see the module);
+    # nothing else does, also under bfloat16 autocast (a float16 layer kept float16 there).
+    route = torch.bfloat16 if dtype is torch.bfloat16 and type(cell) is LSTMCell else None
+    lowered = (lowered_precision(route) if lowered_dtype() is not route
                else contextlib.nullcontext())
     with lowered:
         output, final = run_layer(view, x.float(), state0, **options)
