@@ -171,12 +171,29 @@ def _converged(result) -> bool:
 
 
 def _fit_one(train: np.ndarray, max_lag: int, criterion: str, what: str = "train") -> ARModel:
-    ar_select_order, ARIMA = _statsmodels()
-    from statsmodels.tools.sm_exceptions import ConvergenceWarning, SingularMatrixWarning
-
     if np.ptp(train) == 0:
         raise ValueError(f"{what} is constant (every value is {train[0]:g}), so there is no AR "
                          f"structure to fit; use the naive forecast for a constant series")
+    # Fitted in standard units, z = (y - center) / scale, and mapped back below: an AR(p) with
+    # a mean is affine-equivariant, but statsmodels' optimizer and order search are not. On
+    # the same series in other units the fit failed to converge (values ~1e-6, e.g. farads) or
+    # chose another order (an offset of 1e7-1e8: a rank-deficient design matrix).
+    # (the standard deviation of values scaled by their range first: at 1e-160 the variance
+    # underflows to 0)
+    spread, center = float(np.ptp(train)), float(np.mean(train))
+    scale = spread * float(np.std((train - center) / spread))
+    try:
+        standard = _fit_standardized((train - center) / scale, max_lag, criterion, what)
+    except np.linalg.LinAlgError as error:  # a ValueError whose text alone said nothing
+        raise ValueError(f"statsmodels could not fit an AR model to {what} ({error})") from None
+    return ARModel(p=standard.p, mean=center + scale * standard.mean, phi=standard.phi,
+                   sigma2=scale ** 2 * standard.sigma2, criterion=criterion, max_lag=max_lag)
+
+
+def _fit_standardized(train: np.ndarray, max_lag: int, criterion: str, what: str) -> ARModel:
+    ar_select_order, ARIMA = _statsmodels()
+    from statsmodels.tools.sm_exceptions import ConvergenceWarning, SingularMatrixWarning
+
     with warnings.catch_warnings(), _one_blas_thread():
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", SingularMatrixWarning)  # a failed fit raises instead
