@@ -26,9 +26,9 @@ LSTM 0.0020-0.0023, torch.nn's 0.0019-0.0023 (the reference backend's 0.004-0.00
 
 Where it pays, and only there: sequences of at least ``MIN_STEPS`` = 32 steps and hidden sizes
 up to ``MAX_HIDDEN`` = 256. Each call casts the weights and packs them for the kernels, a pass
-over them that a short call does not repay (B = 1 on the Intel AMX host: at T = 1 widened
-calls ran 0.15-0.5x the bfloat16 reference's speed, at T = 32 and H = 256 1.3-2.9x, at T = 100
-3.9-4.5x), and at H = 1024 the bfloat16 reference, whose matmuls run on AMX there, stayed ahead
+over them that a short call does not repay (Intel AMX host, inference: at T = 1 widened calls
+ran 0.15-0.5x the bfloat16 reference's speed; at H = 256 and T = 32 1.3-2.9x with B = 1 and
+1.1-1.4x with B = 16; at T = 100 3.9-4.5x), and at H = 1024 the bfloat16 reference, whose matmuls run on AMX there, stayed ahead
 (0.4-0.8x at T = 32-100). Shorter or wider calls, such as generating one character at a time,
 run in the parameters' dtype as before; the rounding widening saves builds up over many steps.
 
