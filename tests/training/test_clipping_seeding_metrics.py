@@ -68,6 +68,26 @@ def test_non_finite_gradient_returns_non_finite_and_scales_nothing(bad):
         assert torch.allclose(p.grad, g, rtol=0, atol=0, equal_nan=True)
 
 
+def test_one_tensor_is_clipped_as_torch_does():
+    # Oracle: torch.nn.utils.clip_grad_norm_, which takes one tensor. Iterating it walked its
+    # rows, non-leaf views without .grad: nothing was clipped and the norm came back 0.0.
+    grad = torch.tensor([[3.0, 4.0], [12.0, 0.0]])
+    ours, theirs = params_with_grads(grad, grad)
+    norm = clip_gradients(ours, max_norm=1.0)
+    assert norm == pytest.approx(float(torch.nn.utils.clip_grad_norm_(theirs, 1.0)))
+    assert torch.allclose(ours.grad, theirs.grad)
+
+
+def test_the_norm_of_finite_float16_gradients_is_finite():
+    # Oracle: the float64 norm. Summed in float16 (max 65504) the norm of these finite
+    # gradients, 384000, was inf: nothing was clipped and the Trainer stopped the run.
+    grads = (torch.full((4096,), 6000.0, dtype=torch.float16),)
+    params = params_with_grads(*grads)
+    exact = global_norm(grads)
+    assert clip_gradients(params, max_norm=1.0) == pytest.approx(exact, rel=1e-3)
+    assert global_norm([p.grad for p in params]) == pytest.approx(1.0, rel=1e-2)
+
+
 def test_parameters_without_grad_are_ignored():
     params = params_with_grads(torch.tensor([6.0, 8.0]))
     params.append(torch.nn.Parameter(torch.ones(3)))  # grad is None

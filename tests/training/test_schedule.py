@@ -64,6 +64,12 @@ def test_progress_is_clamped_to_unit_interval():
     dict(peak=float("nan")),
     dict(peak=0.1, decay="linear"),
     dict(peak=0.1, warmup_steps=-1),
+    # accepted before: inf made every rate nan, 2.5 warmup steps overshot the peak (1.2x at
+    # step 2), nan turned warmup off
+    dict(peak=float("inf")),
+    dict(peak=0.1, warmup_steps=2.5),
+    dict(peak=0.1, warmup_steps=float("nan")),
+    dict(peak=0.1, warmup_steps=True),
     dict(peak=0.1, min_lr_ratio=-0.1),
     dict(peak=0.1, min_lr_ratio=1.5),
     dict(peak=0.1, decay="step", gamma=0.0),

@@ -13,19 +13,26 @@ from typing import Iterable
 import torch
 
 
-def clip_gradients(parameters: Iterable[torch.nn.Parameter], max_norm: float | None) -> float:
+def clip_gradients(parameters: Iterable[torch.nn.Parameter] | torch.Tensor,
+                   max_norm: float | None) -> float:
     """Clip the gradients in place to global norm ``max_norm`` (None: do not clip).
 
+    ``parameters``: an iterable of parameters, or one tensor (as torch's clip_grad_norm_ takes).
     Returns the global norm before clipping (``inf`` or ``nan`` when a gradient is not finite,
-    in which case nothing is scaled).
+    in which case nothing is scaled). The norm is summed in at least float32: float16's range
+    ends at 65504, so the norm of finite float16 gradients could itself overflow to inf.
     """
     if max_norm is not None and not max_norm > 0:
         raise ValueError(f"max_norm must be positive (or None to turn clipping off); "
                          f"got {max_norm}")
+    if isinstance(parameters, torch.Tensor):  # iterating one would walk its rows
+        parameters = [parameters]
     params = [p for p in parameters if p.grad is not None]
     if not params:
         return 0.0
-    norm = torch.nn.utils.get_total_norm([p.grad for p in params])
+    norm = torch.nn.utils.get_total_norm([
+        p.grad.float() if p.grad.dtype in (torch.float16, torch.bfloat16) else p.grad
+        for p in params])
     if max_norm is not None and torch.isfinite(norm):
         # clip_grads_with_norm_ takes the parameters and scales their .grad in place.
         torch.nn.utils.clip_grads_with_norm_(params, max_norm, norm)

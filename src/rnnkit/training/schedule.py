@@ -15,6 +15,7 @@ with ``lr_min = lr_max * min_lr_ratio``.
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 
 
@@ -30,10 +31,13 @@ class LearningRateSchedule:
     def __post_init__(self) -> None:
         if self.decay not in ("cosine", "step", "constant"):
             raise ValueError(f"decay must be 'cosine', 'step' or 'constant'; got {self.decay!r}")
-        if not self.peak > 0:
-            raise ValueError(f"learning rate must be positive; got {self.peak}")
-        if self.warmup_steps < 0:
-            raise ValueError(f"warmup_steps must be >= 0; got {self.warmup_steps}")
+        if not 0 < self.peak < math.inf:  # inf made every rate nan (inf - inf)
+            raise ValueError(f"learning rate must be positive and finite; got {self.peak}")
+        # a fraction of a step overshot the peak during warmup; nan turned warmup off
+        if (isinstance(self.warmup_steps, bool)
+                or not isinstance(self.warmup_steps, numbers.Integral) or self.warmup_steps < 0):
+            raise ValueError(f"warmup_steps must be a whole number >= 0; got "
+                             f"{self.warmup_steps!r}")
         if not 0 <= self.min_lr_ratio <= 1:
             raise ValueError(f"min_lr_ratio must be in [0, 1]; got {self.min_lr_ratio}")
         if not 0 < self.gamma <= 1:
