@@ -543,7 +543,12 @@ def test_an_empty_named_column_is_no_value_column(tmp_path):
     # the first row without a decimal comma: pandas refused the later rows' extra field
     ("date;sales\n2020-01-01;100\n2020-01-02;103,5\n2020-01-03;99,25\n", "';'"),
     ("date\tsales\n2020-01-01\t100.5\n2020-01-02\t103.5\n", "'\\t'"),
-], ids=["semicolons-decimal-commas", "semicolons", "semicolons-first-row-whole", "tabs"])
+    # a comma in the header split it in two as well: read as CSV, the series was a column
+    # "EUR" of the digits after each decimal comma, with no error (audit 2026-12-06)
+    ("Datum;Umsatz, EUR\n2020-01-01;101,1\n2020-01-02;102,2\n2020-01-03;103,3\n", "';'"),
+    ("date\tsales, EUR\n2020-01-01\t101,1\n2020-01-02\t102,2\n", "'\\t'"),
+], ids=["semicolons-decimal-commas", "semicolons", "semicolons-first-row-whole", "tabs",
+        "semicolons-comma-in-header", "tabs-comma-in-header"])
 def test_a_file_separated_by_another_delimiter_is_named_not_misread(tmp_path, text, delimiter):
     """Oracle: the file's own header, and the same data with commas, which reads."""
     with pytest.raises(SeriesError) as excinfo:

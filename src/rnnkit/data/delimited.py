@@ -45,6 +45,27 @@ def _other_delimiter(frame, sep: str, row_labels: bool) -> str | None:
     return None
 
 
+def _delimiter_of_every_line(path, sep: str) -> tuple[str, str] | None:
+    """``(delimiter, header)`` where the header and every data line among the first 50 hold
+    another delimiter equally often (a semicolon file whose header holds a comma,
+    ``Datum;Umsatz, EUR``, splits into two columns when read as CSV, so the one-column test
+    of :func:`_other_delimiter` never ran, and the decimal commas split every row likewise)."""
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace") as file:
+            lines = [line.rstrip("\r\n") for _, line in zip(range(51), file)]
+    except OSError:
+        return None
+    lines = [line for line in lines if line.strip()]
+    if len(lines) < 2:
+        return None
+    for delimiter in _OTHER_DELIMITERS:
+        count = lines[0].count(delimiter)
+        if delimiter != sep and count and all(line.count(delimiter) == count
+                                               for line in lines[1:]):
+            return delimiter, lines[0]
+    return None
+
+
 def _first_line(path) -> str | None:
     try:
         with open(path, encoding="utf-8-sig", errors="replace") as file:
@@ -91,6 +112,9 @@ def read_delimited(path, **options):
     delimiter = _other_delimiter(frame, options.get("sep", ","), row_labels)
     if delimiter is not None:
         raise OtherDelimiterError(delimiter, str(frame.columns[0]))
+    found = _delimiter_of_every_line(path, options.get("sep", ","))
+    if found is not None:
+        raise OtherDelimiterError(*found)
     if not row_labels or not len(frame.columns):
         return frame, {}
     last = frame[frame.columns[-1]]
