@@ -1185,3 +1185,18 @@ def test_the_model_label_names_the_layer_that_ran(implementation, layer):
     its table and plot. Oracle: the implementation the config names."""
     config = make_config(model={"implementation": implementation, "ensemble": 2})
     assert model_label(config) == f"{layer} GRU H={config.model.hidden_size} x2"
+
+
+def test_the_run_names_the_columns_it_forecasts(tmp_path):
+    """A column of text numbers ("1,000") is left out of the default targets, as pandas reads
+    it as text; nothing said so, and the run forecast the other column alone (audit,
+    2026-12-06). Oracle: the columns load_series chose."""
+    rows = [f'2020-01-{day:02d},"{day},000",{day % 7 + 0.5}' for day in range(1, 31)]
+    path = tmp_path / "shop.csv"
+    path.write_text("date,sales,temp\n" + "\n".join(rows) + "\n")
+    assert load_series(str(path)).columns == ["temp"]
+    notes = []
+    config = make_config(data={"data": str(path), "holdout": 5, "window": 6, "warmup": 2},
+                         model={"ensemble": 1}, train={"max_steps": 2})
+    train_forecast(config, tmp_path / "run", notify=notes.append)
+    assert any("; forecasting temp;" in note for note in notes)

@@ -398,8 +398,13 @@ def _train_forecast(config: ForecastConfig, run_dir: Path, resume: bool, backtes
     baselines = holdout_report(series, None, config, train_rows, label)["forecasts"]
     meta = {"task": TASK, "config": asdict(config), "series": series_meta(series),
             "title": f"{label} on {data.data}"}
+    # The targets named: a column of text numbers ("1,000") is left out of the default choice,
+    # and without this line nothing said so.
+    shown = ", ".join(series.columns[:6]) + (f" and {len(series.columns) - 6} more"
+                                             if len(series.columns) > 6 else "")
     notify(f"series {series.source}: {len(series)} rows, {len(train_rows)} for training, "
-           f"last {holdout} held out; {label}, {config.model.decoder} decoder")
+           f"last {holdout} held out; forecasting {shown}; {label}, "
+           f"{config.model.decoder} decoder")
     start = time.perf_counter()
     fitted = fit_forecaster(config, train_rows, series.values.shape[1], run_dir, resume=resume,
                             meta=meta, notify=notify)
