@@ -1,3 +1,4 @@
+import errno
 import importlib.util
 import json
 import os
@@ -412,3 +413,37 @@ def test_a_command_without_its_action_prints_the_help_to_stderr(argv, capsys):
     assert main(argv) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and captured.err.startswith("usage: rnnkit")
+
+
+def test_info_json_has_the_same_keys_where_the_fused_kernels_cannot_load(capsys, monkeypatch):
+    """Without the fused kernels (no compiler, RNNKIT_DISABLE_FUSED=1) the fused_* keys were
+    missing, and a script reading them failed with a KeyError. Oracle: the keys of a machine
+    where they load, as null."""
+    from rnnkit.backends.fused import build
+
+    assert main(["info", "--json"]) == 0
+    keys = {key for key in json.loads(capsys.readouterr().out) if key.startswith("fused_")}
+    assert keys == {"fused_simd", "fused_dense_engine", "fused_bf16_products"} or \
+        build.load_error() is not None
+    monkeypatch.setattr(build, "load_error", lambda: "no compiler (simulated)")
+    assert main(["info", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert {key: info[key] for key in info if key.startswith("fused_")} == dict.fromkeys(
+        ("fused_simd", "fused_dense_engine", "fused_bf16_products"))
+    assert main(["info"]) == 0
+    assert "fused_simd" not in capsys.readouterr().out  # the text leaves unknowns out
+
+
+@pytest.mark.parametrize("number, status", [(errno.ENOSPC, 1), (errno.EIO, 1),
+                                            (errno.ENOENT, 2), (errno.EACCES, 2)])
+def test_a_full_disk_is_a_failed_run_not_bad_input(number, status, monkeypatch, capsys):
+    """Writing the result to a full disk (`rnnkit info --json > /dev/full`) exited 2, the
+    status of bad input. Oracle: the comment in main(): 1 the run failed, 2 bad input."""
+    import rnnkit.cli.info as info_command
+
+    def fail(*_args, **_kwargs):
+        raise OSError(number, os.strerror(number))
+
+    monkeypatch.setattr(info_command, "collect_info", fail)
+    assert main(["info", "--json"]) == status
+    assert capsys.readouterr().err.startswith("rnnkit: error: ")

@@ -439,3 +439,9 @@ def test_sigterm_stops_a_forecast_run_with_143(tmp_path, capsys, monkeypatch):
     assert code == 143, err
     assert "interrupted by SIGTERM at step 3; checkpoint saved" in out + err
     assert (tmp_path / "run" / "checkpoints" / "step-00000003").is_dir()
+    # with --json stdout was empty, where train lm and classify train print their result
+    code, out, err = run(["forecast", "train", "--data", path, "--value-col", "a", "--out",
+                          tmp_path / "again", "--json", *TINY], capsys)
+    assert code == 143, err
+    assert json.loads(out) == {"task": "forecast", "status": "interrupted", "stop_signal": 15,
+                               "run_dir": str(tmp_path / "again")}

@@ -99,6 +99,13 @@ def test_sigterm_saves_and_exits_with_143(corpus, tmp_path, capsys, monkeypatch)
     assert (f"interrupted by SIGTERM at step 4; checkpoint saved, continue with --resume "
             f"{out_dir}") in out
     assert "test:" not in out and (out_dir / "checkpoints" / "step-00000004").is_dir()
+    # --json names the checkpoint saved as the run stopped (it said null), to --resume from
+    ctrl_c_at_call(monkeypatch, lm_task, "_lm_loss", 3, sent=signal.SIGTERM)
+    code, out, _ = run(["train", "lm", "--corpus", corpus, "--steps", "12", "--out",
+                        tmp_path / "again", "--json", *TINY], capsys)
+    result = json.loads(out)
+    assert (code, result["status"], result["stop_signal"]) == (143, "interrupted", 15)
+    assert result["checkpoint"] == str(tmp_path / "again" / "checkpoints" / "step-00000003")
 
 
 def test_evaluate_reports_what_the_library_computes(trained_run, capsys):

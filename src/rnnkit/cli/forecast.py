@@ -113,12 +113,19 @@ def format_table(table: dict, *, title: str = "") -> str:
 
 def run_forecast_train(args) -> int:
     from rnnkit.tasks.forecast.task import ForecastConfig, train_forecast
+    from rnnkit.training.trainer import RunInterrupted
 
     say = printer(args)
     config, run_dir = resolve_run(args, ForecastConfig, "forecast",
                                    flag_overrides(args, _TRAIN_FLAGS))
-    result = train_forecast(config, run_dir, resume=bool(args.resume), notify=say,
-                            backtest_folds=args.backtest, backtest_step=args.backtest_step)
+    try:
+        result = train_forecast(config, run_dir, resume=bool(args.resume), notify=say,
+                                backtest_folds=args.backtest, backtest_step=args.backtest_step)
+    except RunInterrupted as stop:  # saved; the trainer said how to continue
+        if args.json:  # a script reading --json gets a document, as from the other trainers
+            print(json_text({"task": "forecast", "status": "interrupted",
+                             "stop_signal": stop.stop_signal, "run_dir": str(run_dir)}))
+        raise  # the exit status of the signal, as for every interrupted command
     say("")
     say(format_table(result["table"], title=f"holdout: last {result['holdout']} rows of "
                      f"{config.data.data} (MASE scale: seasonal naive, m={result['season']})"))

@@ -13,11 +13,12 @@ from rnnkit.backends.lowered import cpu_bf16_instructions
 
 
 def fused_details() -> dict:
-    """How the fused kernels were built here (only once they are loaded)."""
+    """How the fused kernels were built here; the same keys, None, where they cannot load (a
+    script reading ``info --json`` finds every key on every machine)."""
     from rnnkit.backends.fused.build import load_error
 
     if load_error() is not None:
-        return {}
+        return dict.fromkeys(("fused_simd", "fused_dense_engine", "fused_bf16_products"))
     ops = torch.ops.rnnkit
     return {
         "fused_simd": {512: "AVX-512", 256: "AVX2 + FMA"}.get(ops.simd_width(), "portable C++ (compiler-vectorized)"),
@@ -116,7 +117,8 @@ def deployment_report() -> list[dict]:
 
 def format_info(info: dict) -> str:
     sections = ("backends", "deployment", "extras")
-    lines = [f"{key:20s} {info[key]}" for key in info if key not in sections]
+    lines = [f"{key:20s} {info[key]}" for key in info
+             if key not in sections and info[key] is not None]
     for section in sections:
         lines.append(f"{section}:")
         for row in info.get(section, []):

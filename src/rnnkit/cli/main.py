@@ -127,6 +127,10 @@ _EMPTY_HINTS = {"resume": "name the folder of the run to continue",
 _PATH_ERRNOS = {errno.ENOENT, errno.ENOTDIR, errno.EISDIR, errno.EACCES, errno.EPERM,
                 errno.EROFS, errno.ENAMETOOLONG, errno.ELOOP}
 
+#: OSErrors that are bad input (exit status 2); any other errno (a full disk, an I/O error) is
+#: the run failing (1)
+_INPUT_ERRNOS = _PATH_ERRNOS | {errno.EEXIST, errno.ENOTEMPTY, errno.EINVAL}
+
 
 def _check_common_flags(args) -> None:
     seed = getattr(args, "seed", None)
@@ -232,7 +236,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"rnnkit: error: {message}", file=sys.stderr)
         # 1: the run failed; 2: bad input or a missing extra (ShapeMismatchError is both a
         # ValueError and a RuntimeError, so the failures are named, not told by base class)
-        return 1 if isinstance(error, _one_line_errors()[1:]) else 2
+        failed = isinstance(error, _one_line_errors()[1:]) or (
+            isinstance(error, OSError) and error.errno is not None
+            and error.errno not in _INPUT_ERRNOS)  # a full disk is no bad input
+        return 1 if failed else 2
     except (MemoryError, RuntimeError) as error:  # after the clause above: some of those are
         release_claimed_run_folder(args)             # RuntimeErrors too
         # sizes too large for this machine (--hidden 10**12): torch's allocator says "can't

@@ -274,6 +274,13 @@ def checkpoint_folders(folder: Path) -> list[Path]:
                    if _CHECKPOINT_NAME.fullmatch(p.name) and p.is_dir()), key=checkpoint_step)
 
 
+def saved_checkpoint(run_dir: str | os.PathLike, step: int) -> str | None:
+    """The folder of the checkpoint of ``step`` in the run folder ``run_dir``, or None where
+    none was saved at that step."""
+    folder = Path(run_dir) / CHECKPOINTS / checkpoint_name(step)
+    return str(folder) if (folder / META).is_file() else None
+
+
 def checkpoint_step(path: Path) -> int:
     """The step of a checkpoint folder (or its aside copy, ``.step-N.replaced``); names sort
     as text only up to 8 digits."""

@@ -179,7 +179,8 @@ class RunInterrupted(KeyboardInterrupt):
 
     def __init__(self, stop_signal: int | None):
         super().__init__()
-        self.exit_status = 128 + int(stop_signal or signal.SIGINT)
+        self.stop_signal = int(stop_signal or signal.SIGINT)
+        self.exit_status = 128 + self.stop_signal
 
 
 class NonFiniteLossError(RuntimeError):

@@ -28,6 +28,7 @@ from rnnkit.training import (
 )
 from rnnkit.training.checkpoint import (
     check_resumed_settings, data_digest, model_shape_keys, reading_record, require_task,
+    saved_checkpoint,
 )
 from rnnkit.training.config import make_paths_absolute
 
@@ -230,7 +231,9 @@ def _train(config: ClassifyConfig, run_dir: Path, resume: bool, notify) -> dict:
                 "epochs": round(result.epochs, 3), "train_seconds": round(result.seconds, 1),
                 "best_step": result.best_step, "validation": result.best_validation,
                 "test": None, "run_dir": str(run_dir), "config": asdict(config),
-                "stop_signal": result.stop_signal}
+                "stop_signal": result.stop_signal,
+                # the one saved as the run stopped, to --resume from
+                "checkpoint": saved_checkpoint(run_dir, result.steps)}
     best = load_checkpoint(run_dir, which="best")
     best.load_model(model)
     model.eval()

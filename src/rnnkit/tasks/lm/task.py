@@ -29,7 +29,7 @@ from rnnkit.training import (
     hold_run_folder, load_checkpoint,
 )
 from rnnkit.training.checkpoint import (
-    check_resumed_settings, model_shape_keys, reading_record, require_task,
+    check_resumed_settings, model_shape_keys, reading_record, require_task, saved_checkpoint,
 )
 from rnnkit.training.config import make_paths_absolute
 from rnnkit.training.metrics import perplexity_of_bits
@@ -273,6 +273,8 @@ def _train_lm(config: LMConfig, run_dir: Path, resume: bool,
             notify("scoring the test text with dynamic evaluation")
             test["dynamic"] = dynamic_score(model, test_tokens, config.dynamic, device=device)
         checkpoint = str(best.path)
+    else:  # the one saved as the run stopped, to --resume from
+        checkpoint = saved_checkpoint(run_dir, result.steps)
     return {
         "task": TASK, "status": result.status, "steps": result.steps,
         "epochs": round(result.epochs, 3), "train_seconds": round(result.seconds, 1),
