@@ -149,13 +149,18 @@ def test_a_builder_waits_for_processes_left_by_a_killed_build(tiny):
     stand_in.parent.mkdir()
     shutil.copy(shutil.which("sleep"), stand_in)
     bystander = subprocess.Popen(["sleep", "60"], cwd=folder)  # a shell's child, say: no build
-    leftover = subprocess.Popen([str(stand_in), "4"], cwd=folder)
+    # Running until the loader says it waits, then ended here: a fixed lifetime (it was 4 s)
+    # could run out before a loader on a busy machine had even imported torch.
+    leftover = subprocess.Popen([str(stand_in), "300"], cwd=folder)
     try:
         process = subprocess.Popen([sys.executable, "-c", LOAD_SCRIPT, str(sources), str(folder)],
                                    stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         first_line = process.stderr.readline()  # blocks until the loader logs
         assert "waiting for processes of an interrupted build" in first_line, first_line
         assert str(leftover.pid) in first_line
+        assert process.poll() is None  # still waiting
+        leftover.terminate()
+        leftover.wait()
         second_line = process.stderr.readline()
         assert "building rnnkit_tiny" in second_line
         assert leftover.poll() is not None  # the build began only once it had exited
