@@ -256,6 +256,11 @@ def test_resume_on_other_data_is_refused(sunspots_run, tmp_path, capsys):
     code, _, err = run(["forecast", "train", "--resume", run_dir, "--data", "nile", "--steps",
                         "9", "--no-progress"], capsys)
     assert_one_line_error(code, err, "data.data was 'sunspots'", "now 'nile'")
+    # Another seed draws another batch order from the resumed step on: the result was neither
+    # run, without a word (audit 2026-12-06; classify train refused it already)
+    code, _, err = run(["forecast", "train", "--resume", run_dir, "--seed", "3", "--steps",
+                        "9", "--no-progress"], capsys)
+    assert_one_line_error(code, err, "train.seed was 0", "now 3")
 
 
 @needs_statsmodels

@@ -382,6 +382,8 @@ def _train_forecast(config: ForecastConfig, run_dir: Path, resume: bool, backtes
         last = check_resumed_settings(run_dir, {"data": (data, (
             "data", "time_col", "value_cols", "covariate_cols", "horizon", "holdout", "window",
             "warmup", "batch_size", "validation") + interval),
+            # the seed draws the batch order of every epoch after the resumed step
+            "train": (config.train, ("seed",)),
             "model": (config.model, model_shape_keys(config.model))},
             builtin=tuple(BUILTIN_SERIES))
         _check_same_series(last.meta.get("series"), series, run_dir)

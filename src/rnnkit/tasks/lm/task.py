@@ -86,7 +86,7 @@ class DynamicConfig:
         for name in ("rows", "window"):
             value = getattr(self, name)
             # a float slipped past here once and failed only after the whole run had trained
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
                 raise ValueError(f"dynamic.{name} must be a positive int; got {value!r}")
 
 
@@ -153,7 +153,8 @@ def _encode_heldout(vocabulary: CharVocabulary, text: str, what: str) -> tuple[t
 
 @contextlib.contextmanager
 def inference(model: torch.nn.Module):
-    """no_grad and eval mode (dropout off), with the model's training flag restored after."""
+    """no_grad and eval mode (dropout off), with the model's training flag restored after:
+    for scoring and generating, whose results must not depend on dropout's draws."""
     was_training = model.training
     model.eval()
     try:
@@ -230,7 +231,8 @@ def _train_lm(config: LMConfig, run_dir: Path, resume: bool,
     make_paths_absolute(config.data, "corpus", builtin=BUILTIN_CORPORA)
     data = prepare_data(config.data)
     if resume:
-        _check_resumed_data(run_dir, config.data, config.model, data.vocabulary, data.split)
+        _check_resumed_data(run_dir, config.data, config.model, data.vocabulary, data.split,
+                            config.train)
     device = config.train.device
     train_tokens = data.vocabulary.encode(data.split.train).to(device)
     valid_tokens, _ = _encode_heldout(data.vocabulary, data.split.validation, "validation")
@@ -288,12 +290,14 @@ def _train_lm(config: LMConfig, run_dir: Path, resume: bool,
 
 
 def _check_resumed_data(run_dir: Path, data: DataConfig, model: ModelConfig,
-                        vocabulary: CharVocabulary, split) -> None:
+                        vocabulary: CharVocabulary, split, train: TrainConfig) -> None:
     """A resumed run must read the text it was trained on, the same way: another corpus would
     give the embedding rows other characters' meanings, another batch size no longer fits the
-    carried state."""
+    carried state, another seed draws other window lengths (random_length) and dropout masks
+    from the step it resumes at."""
     last = check_resumed_settings(run_dir, {
         "data": (data, ("corpus", "batch_size", "window", "random_length")),
+        "train": (train, ("seed",)),
         "model": (model, model_shape_keys(model))}, builtin=tuple(BUILTIN_CORPORA))
     with reading_record(last.path):
         saved_vocabulary = last.meta["vocabulary"]
