@@ -13,8 +13,9 @@ import torch.nn.utils.prune as prune
 
 import rnnkit
 
-#: one unit in the last place near 1 (outputs of tanh/sigmoid lie in [-1, 1])
-ULP = {torch.bfloat16: 2.0 ** -7, torch.float16: 2.0 ** -10}
+#: the spacing of the dtype's values in [0.5, 1): the outputs of tanh lie in (-1, 1), where
+#: rounding moves a value by at most half of it (2^-9 in bfloat16, as widened.py measures)
+ULP = {torch.bfloat16: 2.0 ** -8, torch.float16: 2.0 ** -11}
 LAYERS = {"rnn": rnnkit.RNN, "gru": rnnkit.GRU, "lstm": rnnkit.LSTM}
 
 
@@ -74,8 +75,10 @@ def test_options_state_and_gradients(kind):
     want, want_final = exact(x.double(), exact_given if kind == "lstm" else exact_given[0],
                              lengths=lengths)
     assert output.dtype == torch.bfloat16
-    # LSTM on a CPU with bfloat16 instructions takes oneDNN's route: a couple of ulps
-    bound = 2 * ULP[torch.bfloat16] if kind == "lstm" else ULP[torch.bfloat16] / 2 + 1e-6
+    # With lengths even an LSTM runs wholly in float32 (oneDNN's LSTM has no lengths). The
+    # second layer reads the first one's output rounded to bfloat16, which the float64 oracle
+    # does not round: one ulp, not half.
+    bound = ULP[torch.bfloat16]
     assert max_error(output, want) <= bound
     for got, expected in zip(final if kind == "lstm" else (final,),
                              want_final if kind == "lstm" else (want_final,)):
@@ -115,6 +118,20 @@ def test_short_or_wide_calls_keep_the_parameters_dtype(steps, hidden):
     assert torch.equal(layer(x)[0], reference(x)[0])
 
 
+@pytest.mark.parametrize("kind", ["gru", "lstm"])
+def test_backend_fused_widens_calls_of_every_length(kind, caplog):
+    # A layer trained on backend="fused" (T >= 32) failed on a shorter call, such as one
+    # character generated at a time: the fused kernels have no bfloat16 arithmetic.
+    layer, exact = low_precision_pair(kind, torch.bfloat16, hidden=16, backend="fused")
+    x = torch.randn(2, 3, 16).bfloat16()
+    with caplog.at_level("INFO", logger="rnnkit"):
+        output = layer(x, lengths=torch.tensor([3, 2]))[0]
+    assert max_error(output, exact(x.double(), lengths=torch.tensor([3, 2]))[0]) \
+        <= ULP[torch.bfloat16] / 2 + 1e-6
+    # no notice about the bfloat16 autocast route the user never asked for
+    assert "bfloat16" not in caplog.text
+
+
 def test_mixed_parameter_dtypes_are_refused_as_before():
     # a float16 weight in a bfloat16 layer ran, widened, and returned float16
     layer, _ = low_precision_pair("gru", torch.bfloat16, hidden=8)
@@ -136,7 +153,7 @@ def test_float16_under_bfloat16_autocast_is_not_rounded_to_bfloat16():
 def test_reference_backend_keeps_the_parameters_dtype():
     # backend="reference" is the oracle of the dtype's own arithmetic: a step loop in bfloat16
     layer, _ = low_precision_pair("gru", torch.bfloat16, hidden=8, backend="reference")
-    x = torch.randn(2, 6, 8).bfloat16()
+    x = torch.randn(2, 40, 8).bfloat16()  # long enough to be widened on "auto"
     h = torch.zeros(2, 8, dtype=torch.bfloat16)
     cell = layer.stack.layers[0].cell
     steps = []

@@ -650,7 +650,8 @@ def test_hooks_on_a_model_that_describes_its_parts_are_refused(register, tmp_pat
     halve = ((lambda module, args, output: (output[0] / 2, output[1]))
              if register == "register_forward_hook" else (lambda module, args: None))
     getattr(model, register)(halve)
-    for build in (lambda: StreamingSession(model), lambda: export_numpy(model, tmp_path / "bundle")):
+    for build in (lambda: StreamingSession(model),
+                  lambda: export_numpy(model, tmp_path / "bundle")):
         with pytest.raises(UnsupportedModelError) as info:
             build()
         one_line_message(info, "CharLanguageModel", "hook")

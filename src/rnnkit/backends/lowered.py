@@ -4,13 +4,13 @@ bfloat16 products around a float32 state for the others, on CPUs with AMX-BF16 o
 Outside autocast a layer's recurrence runs in its parameters' dtype (float32 on the fused
 kernels; bfloat16 or float16 parameters are widened to float32, :mod:`.widened`): rounding the
 state to bfloat16 at each of T steps is a loss of accuracy the user did not ask for. Under
-``torch.autocast("cpu", dtype=torch.bfloat16)`` they did ask for it, and on a CPU with AMX the price is small next to
-the gain: oneDNN runs the LSTM's products on the AMX tiles (torch.mm in bfloat16 reaches
-~2.2 TFLOP/s on the 2-core Intel host against ~0.36 in float32), and a whole training step of
-the default character model (H = 512, B x T = 32 x 64) ran 1.9x faster with the same loss per
-step (``docs/decisions/lm-defaults.md``). This is the primitive torch.nn.LSTM uses under the
-same autocast; the route calls it through ``torch.lstm`` for one layer and one direction, with
-the weights cast per call (so gradients reach the float32 parameters):
+``torch.autocast("cpu", dtype=torch.bfloat16)`` they did ask for it, and on a CPU with AMX the
+price is small next to the gain: oneDNN runs the LSTM's products on the AMX tiles (torch.mm in
+bfloat16 reaches ~2.2 TFLOP/s on the 2-core Intel host against ~0.36 in float32), and a whole
+training step of the default character model (H = 512, B x T = 32 x 64) ran 1.9x faster with the
+same loss per step (``docs/decisions/lm-defaults.md``). This is the primitive torch.nn.LSTM uses
+under the same autocast; the route calls it through ``torch.lstm`` for one layer and one
+direction, with the weights cast per call (so gradients reach the float32 parameters):
 
     (T, B, I) x, (B, H) h_0, c_0  --bf16-->  oneDNN LSTM  -->  (T, B, H) bf16 output, f32 h_T, c_T
 

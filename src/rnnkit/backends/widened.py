@@ -13,31 +13,35 @@ as the float32 layer with exactly the same values:
       -> output and final state rounded to the parameters' dtype
 
 The casts are differentiable, so gradients reach the parameters in their own dtype. An LSTM
-layer with bfloat16 parameters runs its float32 copy under the CPU bfloat16 route
-(:mod:`rnnkit.backends.lowered`), as under ``torch.autocast("cpu", dtype=torch.bfloat16)``: on a
-CPU that multiplies bfloat16 natively that is oneDNN's bfloat16 LSTM, what torch.nn.LSTM runs
-(or, in training where they are faster, the fused kernels with bfloat16 products), so it keeps
-torch.nn.LSTM's speed and accuracy. GRU and Elman layers stay wholly float32: the bfloat16 route
-rounds each step's input projection and the state it multiplies, which on those cells cost
-half the accuracy won. Measured (B = 4-16, T = 50-100, H = 32-256; largest error against the
-float64 run of the same weights and input): GRU and Elman 0.0020, the rounding of the output
-itself (2^-9 near 1), against torch.nn's 0.007-0.010 and the reference backend's 0.005-0.011;
-LSTM 0.0020-0.0023, torch.nn's 0.0019-0.0023 (the reference backend's 0.004-0.006).
+layer with bfloat16 parameters (no projection, no ``lengths``) runs its float32 copy under the
+CPU bfloat16 route (:mod:`rnnkit.backends.lowered`), as under ``torch.autocast("cpu",
+dtype=torch.bfloat16)``: on a CPU that multiplies bfloat16 natively that is oneDNN's bfloat16
+LSTM, what torch.nn.LSTM runs (or, in training where they are faster, the fused kernels with
+bfloat16 products), so it keeps torch.nn.LSTM's speed and accuracy. GRU and Elman layers stay
+wholly float32: the bfloat16 route rounds each step's input projection and the state it
+multiplies, which on those cells cost half the accuracy won. Measured (B = 4-16, T = 50-100, H =
+32-256; largest error against the float64 run of the same weights and input): GRU and Elman
+0.0020, the rounding of the output itself (2^-9 near 1), against torch.nn's 0.007-0.010 and the
+reference backend's 0.005-0.011; LSTM 0.0020-0.0023, torch.nn's 0.0019-0.0023 (the reference
+backend's 0.004-0.006).
 
-Where it pays, and only there: sequences of at least ``MIN_STEPS`` = 32 steps and hidden sizes
-up to ``MAX_HIDDEN`` = 256. Each call casts the weights and packs them for the kernels, a pass
-over them that a short call does not repay (Intel AMX host, inference: at T = 1 widened calls
-ran 0.15-0.5x the bfloat16 reference's speed; at H = 256 and T = 32 1.3-2.9x with B = 1 and
-1.1-1.4x with B = 16; at T = 100 3.9-4.5x), and at H = 1024 the bfloat16 reference, whose matmuls run on AMX there, stayed ahead
-(0.4-0.8x at T = 32-100). Shorter or wider calls, such as generating one character at a time,
-run in the parameters' dtype as before; the rounding widening saves builds up over many steps.
+With ``backend="auto"``, where it pays and only there: sequences of at least ``MIN_STEPS`` = 32
+steps and hidden sizes up to ``MAX_HIDDEN`` = 256. Each call casts the weights and packs them
+for the kernels, a pass over them that a short call does not repay (Intel AMX host, inference:
+at T = 1 widened calls ran 0.15-0.5x the bfloat16 reference's speed; at H = 256 and T = 32
+1.3-2.9x with B = 1 and 1.1-1.4x with B = 16; at T = 100 3.9-4.5x), and at H = 1024 the bfloat16
+reference, whose matmuls run on AMX there, stayed ahead (0.4-0.8x at T = 32-100). Shorter or
+wider calls, such as generating one character at a time, run in the parameters' dtype as before;
+the rounding widening saves builds up over many steps.
 
+``backend="fused"`` widens every call, as the fused kernels have no lower-precision arithmetic.
 Left as they were too: ``backend="reference"`` (the oracle runs in the parameters' dtype), cells
 other than rnnkit's own three (a subclass may change the step) or whose weights are computed
 (torch parametrizations), parameters of mixed dtypes (refused by the layers' checks), other
-devices, and calls traced by torch.compile (they run in the parameters' dtype there; a compiled
-and an eager call then round differently). A widened call runs on the fused kernels, which have
-no second derivatives: double backward needs ``backend="reference"``, as in float32.
+devices, and calls traced by torch.compile or torch.export (they run in the parameters' dtype
+there; a compiled or exported and an eager call then round differently). A widened call runs on
+the fused kernels, which have no second derivatives: double backward needs
+``backend="reference"``, as in float32.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ from typing import Callable, NamedTuple
 import torch
 
 from ..cells import GRUCell, LSTMCell, RNNCell
-from .lowered import lowered_dtype, lowered_precision
+from .lowered import bf16_lstm_unsupported, bf16_unavailable, lowered_dtype, lowered_precision
 
 #: The parameter dtypes whose recurrence runs in float32 (see the module docstring).
 LOW_PRECISION = (torch.bfloat16, torch.float16)
@@ -70,11 +74,14 @@ MAX_HIDDEN = 256
 
 def widens(cell, x: torch.Tensor, backend: str, batch_first: bool) -> bool:
     """Whether this call runs in float32 (see the module docstring). Cheap: a layer in float32
-    pays one dtype comparison."""
+    pays one dtype comparison. ``backend="fused"`` widens every call it can: the fused kernels
+    have no bfloat16 or float16 arithmetic, and a layer that trained on them must not fail on a
+    shorter call."""
     dtype = cell.weight_hh.dtype
-    return (dtype in LOW_PRECISION and backend != "reference"
+    pays = backend == "fused" or (x.size(1 if batch_first else 0) >= MIN_STEPS
+                                  and cell.hidden_size <= MAX_HIDDEN)
+    return (dtype in LOW_PRECISION and backend != "reference" and pays
             and x.device.type == "cpu" and type(cell) in (LSTMCell, GRUCell, RNNCell)
-            and x.size(1 if batch_first else 0) >= MIN_STEPS and cell.hidden_size <= MAX_HIDDEN
             and not torch.compiler.is_compiling()
             # parameters of mixed dtypes are the layer's checks' business, as before
             and all(p is None or p.dtype == dtype for p in cell._parameters.values()))
@@ -109,11 +116,16 @@ def run_widened(run_layer: Callable, cell, x: torch.Tensor, state0: NamedTuple, 
     dtype = cell.weight_hh.dtype
     view = float32_view_of(cell)
     state0 = type(state0)(*(field.float() for field in state0))
-    # An LSTM takes the bfloat16 route, as torch.nn.LSTM in bfloat16 does (see the module);
-    # nothing else does, also under bfloat16 autocast (a float16 layer kept float16 there).
-    route = torch.bfloat16 if dtype is torch.bfloat16 and type(cell) is LSTMCell else None
+    x = x.float()
+    # An LSTM takes the bfloat16 route, as torch.nn.LSTM in bfloat16 does (see the module),
+    # where oneDNN's LSTM can run the call (no projection or lengths, a CPU with bfloat16
+    # instructions, backend "auto"); nothing else does, also under bfloat16 autocast (a float16
+    # layer kept float16 there), so no notice about an autocast the user never asked for.
+    route = (torch.bfloat16 if dtype is torch.bfloat16 and type(cell) is LSTMCell
+             and bf16_unavailable(view, x, options["backend"]) is None
+             and bf16_lstm_unsupported(view, options["lengths"]) is None else None)
     lowered = (lowered_precision(route) if lowered_dtype() is not route
                else contextlib.nullcontext())
     with lowered:
-        output, final = run_layer(view, x.float(), state0, **options)
+        output, final = run_layer(view, x, state0, **options)
     return output.to(dtype), type(final)(*(field.to(dtype) for field in final))
