@@ -562,6 +562,23 @@ def test_a_file_separated_by_another_delimiter_is_named_not_misread(tmp_path, te
                                             for line in text.splitlines()[1:]]
 
 
+@pytest.mark.parametrize("text", [
+    "date,value,note; source\n2020-01-01,1.5,clear; met office\n2020-01-02,2.5,rain; own\n",
+    "date,\tvalue\n2020-01-01,\t1.5\n2020-01-02,\t2.5\n2020-01-03,\t3.5\n",
+    "date,value,tags a|b\n2020-01-01,1,x|y\n2020-01-02,2,y|z\n",
+], ids=["semicolons-in-text", "tab-aligned", "pipes-in-text"])
+def test_a_comma_file_whose_text_holds_another_delimiter_reads(tmp_path, text):
+    """The check for files separated by another delimiter refused these (review 2026-12-06):
+    every line holds ';', a tab or '|' equally often, but no field has a decimal comma.
+    Oracle: pandas.read_csv's values."""
+    import pandas as pd
+
+    path = _csv(tmp_path, text)
+    series = load_series(path, time_col="date", value_cols=["value"])
+    frame = pd.read_csv(path)
+    assert series.values[:, 0].tolist() == frame[frame.columns[1]].tolist()
+
+
 def test_day_first_dates_read_day_first_once_a_day_past_12_shows_it(tmp_path):
     """10/01/2020 .. 13/01/2020 failed at 13/01 as "neither a number nor a date" after reading
     the others as October to December (review 2026-12-06). Oracle: the same days in ISO form;

@@ -10,6 +10,7 @@ off. Those files are read again as they are meant, without a row label.
 
 from __future__ import annotations
 
+import re
 import warnings
 
 
@@ -45,11 +46,18 @@ def _other_delimiter(frame, sep: str, row_labels: bool) -> str | None:
     return None
 
 
+#: a number written with a decimal comma (and optional thousands points): 101,1 or 1.234,5
+_DECIMAL_COMMA = re.compile(r"\s*[-+]?\d[\d.]*,\d+\s*")
+
+
 def _delimiter_of_every_line(path, sep: str) -> tuple[str, str] | None:
     """``(delimiter, header)`` where the header and every data line among the first 50 hold
-    another delimiter equally often (a semicolon file whose header holds a comma,
-    ``Datum;Umsatz, EUR``, splits into two columns when read as CSV, so the one-column test
-    of :func:`_other_delimiter` never ran, and the decimal commas split every row likewise)."""
+    another delimiter equally often and every data line has a field between those delimiters
+    written with a decimal comma. Such a semicolon file whose header holds a comma
+    (``Datum;Umsatz, EUR``) splits into two columns when read as CSV, so the one-column test of
+    :func:`_other_delimiter` never ran, and its decimal commas split every row likewise. The
+    decimal commas tell it from a comma file whose text holds a semicolon in every row
+    (``clear; light wind``), which reads as it is."""
     try:
         with open(path, encoding="utf-8-sig", errors="replace") as file:
             lines = [line.rstrip("\r\n") for _, line in zip(range(51), file)]
@@ -60,8 +68,10 @@ def _delimiter_of_every_line(path, sep: str) -> tuple[str, str] | None:
         return None
     for delimiter in _OTHER_DELIMITERS:
         count = lines[0].count(delimiter)
-        if delimiter != sep and count and all(line.count(delimiter) == count
-                                               for line in lines[1:]):
+        if delimiter != sep and count and all(
+                line.count(delimiter) == count
+                and any(_DECIMAL_COMMA.fullmatch(field) for field in line.split(delimiter))
+                for line in lines[1:]):
             return delimiter, lines[0]
     return None
 
