@@ -226,8 +226,8 @@ def simulate_ar(phi, mean, n, seed, burn=500):
 
 
 @needs_statsmodels
-@pytest.mark.parametrize("offset, scale", [(0.0, 1e-6), (0.0, 1e-9), (0.0, 1e-160), (1e7, 1.0),
-                                           (1e8, 1.0), (0.0, 1e6), (5.0, -3.0)])
+@pytest.mark.parametrize("offset, scale", [(0.0, 1e-6), (0.0, 1e-9), (0.0, 1e-150), (1e7, 1.0),
+                                           (1e8, 1.0), (0.0, 1e6), (5.0, -3.0), (0.0, 1e150)])
 def test_the_fit_does_not_depend_on_the_units(offset, scale):
     """An AR(p) with a mean is affine-equivariant: the fit of offset + scale y is offset + scale
     times the fit of y. statsmodels on the raw values did not converge at 1e-6 and 1e-9 (the AR
@@ -289,6 +289,11 @@ def test_ar_errors_are_single_lines():
     one_line_value_error(fit_autoregressive, [1.0, 2.0, 3.0], match="at least 5")
     one_line_value_error(fit_autoregressive, np.arange(10.0), max_lag=5, match="too few")
     one_line_value_error(fit_autoregressive, np.arange(50.0), criterion="r2", match="aic")
+    # the noise variance of values this large or small has no float64 (the square of 1e160
+    # raised OverflowError, which crashed the run; that of 1e-170 was a zero-width interval)
+    for size in (1e160, 1e-170):
+        one_line_value_error(fit_autoregressive, size * simulate_ar([0.5], 0.0, 120, seed=1),
+                             match="noise variance outside float64's range")
     # numpy's LinAlgError (a ValueError) said only "LU decomposition error."
     one_line_value_error(fit_autoregressive, 1.05 ** np.arange(84.0),
                          match="statsmodels could not fit an AR model to train")

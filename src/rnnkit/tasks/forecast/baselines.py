@@ -21,6 +21,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -186,8 +187,18 @@ def _fit_one(train: np.ndarray, max_lag: int, criterion: str, what: str = "train
         standard = _fit_standardized((train - center) / scale, max_lag, criterion, what)
     except np.linalg.LinAlgError as error:  # a ValueError whose text alone said nothing
         raise ValueError(f"statsmodels could not fit an AR model to {what} ({error})") from None
+    # The noise variance in data units is the square of a value of the data's size: past
+    # ~1e154 it overflows (Python floats raise), below ~1e-154 it leaves float64's normal
+    # range (imprecise, then a zero-width interval). Either way no usable AR row, as before
+    # the standardization.
+    with np.errstate(over="ignore", under="ignore"):
+        sigma2 = float(np.square(np.float64(scale) * np.sqrt(standard.sigma2)))
+    if not (math.isfinite(sigma2) and sigma2 >= np.finfo(np.float64).tiny):
+        raise ValueError(f"the AR({standard.p}) fit of {what} has a noise variance outside "
+                         f"float64's range at this scale (standard deviation {scale:.3g}); "
+                         f"rescale the data")
     return ARModel(p=standard.p, mean=center + scale * standard.mean, phi=standard.phi,
-                   sigma2=scale ** 2 * standard.sigma2, criterion=criterion, max_lag=max_lag)
+                   sigma2=sigma2, criterion=criterion, max_lag=max_lag)
 
 
 def _fit_standardized(train: np.ndarray, max_lag: int, criterion: str, what: str) -> ARModel:
