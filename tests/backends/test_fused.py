@@ -1032,10 +1032,14 @@ _ACTIVATIONS_CHECK = textwrap.dedent("""
             error = (ours - expected).nan_to_num().abs().max().item()
             assert error <= bound, (error, bound)
             # exact at -inf: sigmoid(-inf) was 1 / (1 + e^88) ~ 6e-39, not 0, so 0 * inf
-            # downstream gave a number where torch gives NaN (at +inf the AVX2 reciprocal's
-            # 1 - 6e-8 is within the bound and multiplies nothing into a NaN)
+            # downstream gave a number where torch gives NaN
             minus_inf = values == -float("inf")
             assert torch.equal(ours[minus_inf], expected[minus_inf]), ours[minus_inf]
+            # exactly 1 where the float32 result is 1: the AVX2 reciprocal gave 1 - 6e-8 there,
+            # so a saturated gate's derivative s (1 - s) was not 0 and an infinite input gave
+            # inf gradients where torch.nn's are NaN
+            saturated = expected.float() == 1
+            assert bool((ours[saturated] == 1).all()), ours[saturated].min().item()
 """)
 exec(_ACTIVATIONS_CHECK)
 

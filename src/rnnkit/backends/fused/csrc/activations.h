@@ -88,11 +88,18 @@ inline __m256 vexp(__m256 x) {
   const __m256i exponent = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23);
   return _mm256_mul_ps(p, _mm256_castsi256_ps(exponent));
 }
-// 1 / d as rcp (relative error < 1.5 * 2^-12) and one Newton step; d = 1 + e^-x is finite
-// (the clamp above), so the step never computes inf * 0.
+// 1 / d as rcp (relative error < 1.5 * 2^-12) and two Newton steps, each r + r (1 - d r) with
+// the residual 1 - d r exact in one FMA; d = 1 + e^-x is finite (the clamp above), so a step
+// never computes inf * 0. One step, written r (2 - d r), left rcp's error at ~2^-24: 1 / 1
+// came out 0.99999994 (and 2 - d r rounds back to 1 there, so a second step in that form does
+// not help). A saturated gate then never reached 1, its derivative s (1 - s) was 6e-8 instead
+// of 0, and an infinite input gave inf gradients where torch.nn's are NaN. (AVX-512's rcp14
+// is exact at 1, and one step suffices there.)
 inline __m256 vreciprocal(__m256 d) {
-  const __m256 r = _mm256_rcp_ps(d);
-  return _mm256_mul_ps(r, _mm256_fnmadd_ps(d, r, _mm256_set1_ps(2.f)));
+  const __m256 one = _mm256_set1_ps(1.f);
+  __m256 r = _mm256_rcp_ps(d);
+  r = _mm256_fmadd_ps(r, _mm256_fnmadd_ps(d, r, one), r);
+  return _mm256_fmadd_ps(r, _mm256_fnmadd_ps(d, r, one), r);
 }
 // sigmoid(-inf) is set to exactly 0, as in the AVX-512 branch (there is no fixupimm here).
 inline __m256 vsigmoid(__m256 x) {
