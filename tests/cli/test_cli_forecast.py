@@ -449,4 +449,5 @@ def test_sigterm_stops_a_forecast_run_with_143(tmp_path, capsys, monkeypatch):
                           tmp_path / "again", "--json", *TINY], capsys)
     assert code == 143, err
     assert json.loads(out) == {"task": "forecast", "status": "interrupted", "stop_signal": 15,
-                               "run_dir": str(tmp_path / "again")}
+                               "run_dir": str(tmp_path / "again"), "checkpoint": str(
+                                   tmp_path / "again" / "checkpoints" / "step-00000003")}

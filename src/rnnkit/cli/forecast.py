@@ -124,7 +124,8 @@ def run_forecast_train(args) -> int:
     except RunInterrupted as stop:  # saved; the trainer said how to continue
         if args.json:  # a script reading --json gets a document, as from the other trainers
             print(json_text({"task": "forecast", "status": "interrupted",
-                             "stop_signal": stop.stop_signal, "run_dir": str(run_dir)}))
+                             "stop_signal": stop.stop_signal, "run_dir": str(run_dir),
+                             "checkpoint": stop.checkpoint}))
         raise  # the exit status of the signal, as for every interrupted command
     say("")
     say(format_table(result["table"], title=f"holdout: last {result['holdout']} rows of "

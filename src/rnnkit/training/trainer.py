@@ -175,12 +175,14 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 class RunInterrupted(KeyboardInterrupt):
     """Raised by a task whose run a stop signal ended after its checkpoint was saved;
-    ``exit_status`` is the shell's for that signal (130 for Ctrl-C, 143 for SIGTERM)."""
+    ``exit_status`` is the shell's for that signal (130 for Ctrl-C, 143 for SIGTERM), and
+    ``checkpoint`` the folder saved (to resume from), where known."""
 
-    def __init__(self, stop_signal: int | None):
+    def __init__(self, stop_signal: int | None, checkpoint: str | None = None):
         super().__init__()
         self.stop_signal = int(stop_signal or signal.SIGINT)
         self.exit_status = 128 + self.stop_signal
+        self.checkpoint = checkpoint
 
 
 class NonFiniteLossError(RuntimeError):

@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from rnnkit.training import ShuffledBatches, StepOutput, Trainer, atomic_write, load_checkpoint
+from rnnkit.training.checkpoint import saved_checkpoint
 from rnnkit.training.trainer import RunInterrupted
 
 from .model import Forecaster
@@ -170,7 +171,7 @@ def fit_forecaster(config, rows: np.ndarray, targets: int, run_dir: Path, *,
     fitted_run = trainer.fit()
     if fitted_run.status == "interrupted":
         # Ctrl-C: the checkpoint is saved and the user wants out, not a holdout score
-        raise RunInterrupted(fitted_run.stop_signal)
+        raise RunInterrupted(fitted_run.stop_signal, saved_checkpoint(run_dir, fitted_run.steps))
     which = "best" if data.validation else "last"
     load_checkpoint(run_dir, which=which).load_model(model)
     model.eval()
