@@ -512,3 +512,16 @@ def test_lengths_on_the_meta_device_and_under_fake_tensors_give_the_shapes(form)
     with FakeTensorMode(allow_non_fake_inputs=True) as mode:
         fake_out, fake_h = layer(mode.from_tensor(x), lengths=mode.from_tensor(lengths))
     assert (fake_out.shape, fake_h.shape) == (out.shape, h.shape)
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_valid_steps_marks_exactly_the_steps_before_each_length(batch_first):
+    """The mask of Stacked's residual skips. A mutation to t <= length (one step too many)
+    survived every layer test, since the outputs it masks are zero past the length already
+    (mutation audit, 2026-12-06). Oracle: an explicit loop."""
+    from rnnkit.layers.masking import valid_steps
+
+    lengths, steps = torch.tensor([5, 1, 3, 5]), 5
+    expected = torch.tensor([[t < int(length) for t in range(steps)] for length in lengths])
+    mask = valid_steps(lengths, steps, batch_first)
+    assert torch.equal(mask, expected if batch_first else expected.t())

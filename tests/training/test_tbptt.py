@@ -21,6 +21,9 @@ def one_epoch(batches):
     assert first.starts_epoch
     windows = [first]
     while batches.position < batches.columns - 1:
+        # each window advances at least one column: more windows than columns is a loop that
+        # never reaches the epoch's end (windows overlapping by one did: a hang, not a failure)
+        assert len(windows) < batches.columns, "the windows never reach the end of the epoch"
         windows.append(next(batches))
     return windows
 
