@@ -300,3 +300,19 @@ def test_classify_benchmark_table_holds_the_runs_numbers(tmp_path):
         assert (f"{row['implementation']:<7}{row['seed']:>5d} {row['test_accuracy']:>9.4f} "
                 f"{row['test_macro_f1']:>9.4f}") in table
     assert f"rnnkit  mean {report['mean_test_accuracy']:>9.4f}" in table
+
+
+def test_low_precision_benchmark_records_errors_against_float64(tmp_path):
+    """Oracle: the float64 run of the same bfloat16 weights and input. rnnkit's widened GRU and
+    Elman land within the output's own rounding (2^-9 below 1); the reference backend, the
+    step loop in bfloat16, does not."""
+    out = tmp_path / "low_precision.json"
+    printed = _run_benchmark("bench_low_precision.py", "--quick", "--cells", "gru", "rnn",
+                             "--out", out)
+    rows = json.loads(out.read_text())["rows"]
+    assert [row["cell"] for row in rows] == ["gru", "rnn"]
+    for row in rows:
+        assert row["error"]["rnnkit"] <= 2 ** -9 + 1e-6 < row["error"]["reference"], row
+        assert set(row["infer_ms"]) == set(row["train_ms"]) == {"rnnkit", "reference", "torch.nn"}
+        assert f"{row['error']['rnnkit']:13.4f}" in printed
+    assert out.with_suffix(".txt").read_text() == printed

@@ -138,7 +138,7 @@ def test_resume_continues_a_finished_run_to_a_larger_step_limit(corpus, tmp_path
     assert code == 0, err
     assert json.loads(out)["steps"] == 9
     assert "resuming from step 6" in err
-    # another seed would draw other dropout masks (and window lengths) from here on
+    # another seed would draw other window lengths (random_length) from here on
     code, _, err = run(["train", "lm", "--resume", out_dir, "--steps", "12", "--seed", "5",
                         "--sample-length", "0", "--no-progress"], capsys)
     assert code == 2 and "train.seed was 0" in err and "now 5" in err, err

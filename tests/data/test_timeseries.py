@@ -1,6 +1,7 @@
 """Time series: built-ins, CSV/TSV/Parquet files and every input error, each against an oracle."""
 
 import importlib.util
+import re
 import sys
 
 import numpy as np
@@ -547,19 +548,26 @@ def test_an_empty_named_column_is_no_value_column(tmp_path):
     # "EUR" of the digits after each decimal comma, with no error (audit 2026-12-06)
     ("Datum;Umsatz, EUR\n2020-01-01;101,1\n2020-01-02;102,2\n2020-01-03;103,3\n", "';'"),
     ("date\tsales, EUR\n2020-01-01\t101,1\n2020-01-02\t102,2\n", "'\\t'"),
+    # spreadsheet forms of a decimal comma, and a whole number in one row: read as CSV they
+    # kept only the digits after the comma (review 2026-12-06)
+    ("Datum;Umsatz, EUR\n2020-01-01;1,5E-03\n2020-01-02;2,25E-03\n", "';'"),
+    ("Datum;Umsatz, EUR\n2020-01-01;1 234,5\n2020-01-02;2 345,5\n", "';'"),
+    ("Datum;Umsatz, EUR\n2020-01-01;1'234,5\n2020-01-02;2'345,5\n", "';'"),
+    ("Datum;Umsatz, EUR\n2020-01-01;1600\n2020-01-02;1602,5\n", "';'"),
 ], ids=["semicolons-decimal-commas", "semicolons", "semicolons-first-row-whole", "tabs",
-        "semicolons-comma-in-header", "tabs-comma-in-header"])
+        "semicolons-comma-in-header", "tabs-comma-in-header", "exponents", "space-thousands",
+        "apostrophe-thousands", "one-whole-number"])
 def test_a_file_separated_by_another_delimiter_is_named_not_misread(tmp_path, text, delimiter):
     """Oracle: the file's own header, and the same data with commas, which reads."""
     with pytest.raises(SeriesError) as excinfo:
         load_series(_csv(tmp_path, text))
     _one_line_error(excinfo, f"separated by {delimiter}", "save it with commas")
     separator = ";" if ";" in text.splitlines()[0] else "\t"
-    fixed = "\n".join(line.replace(",", ".").replace(separator, ",")
-                      for line in text.splitlines()) + "\n"
+    lines = [re.sub(r"(?<=\d)[ '](?=\d)", "", line) for line in text.splitlines()]  # 1 234,5
+    fixed = "\n".join(line.replace(",", ".").replace(separator, ",") for line in lines) + "\n"
     series = load_series(_csv(tmp_path, fixed, name="commas.csv"))
     assert series.values[:, 0].tolist() == [float(line.split(separator)[1].replace(",", "."))
-                                            for line in text.splitlines()[1:]]
+                                            for line in lines[1:]]
 
 
 @pytest.mark.parametrize("text", [

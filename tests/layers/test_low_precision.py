@@ -12,6 +12,7 @@ import torch
 import torch.nn.utils.prune as prune
 
 import rnnkit
+from rnnkit.backends.lowered import cpu_bf16_instructions
 
 #: the spacing of the dtype's values in [0.5, 1): the outputs of tanh lie in (-1, 1), where
 #: rounding moves a value by at most half of it (2^-9 in bfloat16, as widened.py measures)
@@ -162,3 +163,24 @@ def test_reference_backend_keeps_the_parameters_dtype():
         h = h[0] if isinstance(h, tuple) else h
         steps.append(h)
     assert torch.equal(layer(x)[0], torch.stack(steps, 1))
+
+
+@pytest.mark.skipif(not cpu_bf16_instructions(),
+                    reason="oneDNN's bfloat16 LSTM needs a CPU with AMX-BF16 or AVX512-BF16")
+@pytest.mark.parametrize("steps, hidden", [(5, 16), (40, 300)], ids=["short", "wide"])
+def test_a_bfloat16_lstm_runs_what_torch_nn_runs_at_any_size(steps, hidden):
+    # Short and wide calls ran the reference's step loop in bfloat16, 2-5x slower than
+    # torch.nn.LSTM (benchmarks/bench_low_precision.py). Oracle: torch.nn.LSTM in bfloat16,
+    # the same oneDNN primitive on the same weights, and its gradients.
+    layer, _ = low_precision_pair("lstm", torch.bfloat16, hidden=hidden)
+    theirs = torch.nn.LSTM(hidden, hidden, batch_first=True).bfloat16()
+    theirs.load_state_dict(layer.state_dict())
+    x = torch.randn(2, steps, hidden).bfloat16()
+    ours_out, (h, c) = layer(x)
+    their_out, (their_h, their_c) = theirs(x)
+    assert torch.equal(ours_out, their_out) and torch.equal(h, their_h)
+    assert torch.equal(c, their_c)
+    ours_out.float().square().sum().backward()
+    their_out.float().square().sum().backward()
+    for mine, other in zip(layer.parameters(), theirs.parameters()):
+        assert torch.equal(mine.grad, other.grad)

@@ -197,7 +197,7 @@ def run_layer(
     """
     if cell._forward_pre_hooks:
         run_forward_pre_hooks(cell, x, state0)
-    if widens(cell, x, backend, batch_first):
+    if widens(cell, x, backend, batch_first, lengths):
         # bfloat16 or float16 parameters on the CPU: this call in float32 (see widened.py)
         return run_widened(run_layer, cell, x, state0, lengths=lengths, reverse=reverse,
                            batch_first=batch_first, backend=backend)

@@ -13,26 +13,25 @@ as the float32 layer with exactly the same values:
       -> output and final state rounded to the parameters' dtype
 
 The casts are differentiable, so gradients reach the parameters in their own dtype. An LSTM
-layer with bfloat16 parameters (no projection, no ``lengths``) runs its float32 copy under the
-CPU bfloat16 route (:mod:`rnnkit.backends.lowered`), as under ``torch.autocast("cpu",
-dtype=torch.bfloat16)``: on a CPU that multiplies bfloat16 natively that is oneDNN's bfloat16
-LSTM, what torch.nn.LSTM runs (or, in training where they are faster, the fused kernels with
-bfloat16 products), so it keeps torch.nn.LSTM's speed and accuracy. GRU and Elman layers stay
-wholly float32: the bfloat16 route rounds each step's input projection and the state it
-multiplies, which on those cells cost half the accuracy won. Measured (B = 4-16, T = 50-100, H =
-32-256; largest error against the float64 run of the same weights and input): GRU and Elman
-0.0020, the rounding of the output itself (2^-9 near 1), against torch.nn's 0.007-0.010 and the
-reference backend's 0.005-0.011; LSTM 0.0020-0.0023, torch.nn's 0.0019-0.0023 (the reference
-backend's 0.004-0.006).
+layer with bfloat16 parameters, no projection and no ``lengths``, on a CPU that multiplies
+bfloat16 natively, instead runs oneDNN's bfloat16 LSTM on its own weights, as torch.nn.LSTM in
+bfloat16 does: its gates and cell state are float32 inside, nothing is cast, and so it keeps
+torch.nn.LSTM's speed and accuracy at any length and width. GRU and Elman layers stay wholly
+float32: the bfloat16 route rounds each step's input projection and the state it multiplies,
+which on those cells cost half the accuracy won. Measured (B = 4-16, T = 50-100, H = 32-256;
+largest error against the float64 run of the same weights and input): GRU and Elman 0.0020, the
+rounding of the output itself (2^-9 near 1), against torch.nn's 0.007-0.010 and the reference
+backend's 0.005-0.011; LSTM 0.0020-0.0023, torch.nn's 0.0019-0.0023 (the reference backend's
+0.004-0.006).
 
-With ``backend="auto"``, where it pays and only there: sequences of at least ``MIN_STEPS`` = 32
-steps and hidden sizes up to ``MAX_HIDDEN`` = 256. Each call casts the weights and packs them
-for the kernels, a pass over them that a short call does not repay (Intel AMX host, inference:
-at T = 1 widened calls ran 0.15-0.5x the bfloat16 reference's speed; at H = 256 and T = 32
-1.3-2.9x with B = 1 and 1.1-1.4x with B = 16; at T = 100 3.9-4.5x), and at H = 1024 the bfloat16
-reference, whose matmuls run on AMX there, stayed ahead (0.4-0.8x at T = 32-100). Shorter or
-wider calls, such as generating one character at a time, run in the parameters' dtype as before;
-the rounding widening saves builds up over many steps.
+The float32 run, with ``backend="auto"``, where it pays and only there: sequences of at least
+``MIN_STEPS`` = 32 steps and hidden sizes up to ``MAX_HIDDEN`` = 256. Each call casts the
+weights and packs them for the kernels, a pass over them that a short call does not repay (Intel
+AMX host, inference: at T = 1 widened calls ran 0.15-0.5x the bfloat16 reference's speed; at H =
+256 and T = 32 1.3-2.9x with B = 1 and 1.1-1.4x with B = 16; at T = 100 3.9-4.5x), and at H =
+1024 the bfloat16 reference, whose matmuls run on AMX there, stayed ahead (0.4-0.8x at T =
+32-100). Shorter or wider calls, such as generating one character at a time, run in the
+parameters' dtype as before; the rounding widening saves builds up over many steps.
 
 ``backend="fused"`` widens every call, as the fused kernels have no lower-precision arithmetic.
 Left as they were too: ``backend="reference"`` (the oracle runs in the parameters' dtype), cells
@@ -53,7 +52,9 @@ from typing import Callable, NamedTuple
 import torch
 
 from ..cells import GRUCell, LSTMCell, RNNCell
-from .lowered import bf16_lstm_unsupported, bf16_unavailable, lowered_dtype, lowered_precision
+from .fused.backend import needs_grad
+from .lowered import (bf16_lstm_unsupported, bf16_recurrence_enabled, cpu_bf16_instructions,
+                      lowered_dtype, lowered_precision, run_bf16)
 
 #: The parameter dtypes whose recurrence runs in float32 (see the module docstring).
 LOW_PRECISION = (torch.bfloat16, torch.float16)
@@ -72,19 +73,32 @@ MIN_STEPS = 32
 MAX_HIDDEN = 256
 
 
-def widens(cell, x: torch.Tensor, backend: str, batch_first: bool) -> bool:
-    """Whether this call runs in float32 (see the module docstring). Cheap: a layer in float32
+def widens(cell, x: torch.Tensor, backend: str, batch_first: bool, lengths=None) -> bool:
+    """Whether this call runs as described in the module docstring. Cheap: a layer in float32
     pays one dtype comparison. ``backend="fused"`` widens every call it can: the fused kernels
     have no bfloat16 or float16 arithmetic, and a layer that trained on them must not fail on a
     shorter call."""
     dtype = cell.weight_hh.dtype
-    pays = backend == "fused" or (x.size(1 if batch_first else 0) >= MIN_STEPS
-                                  and cell.hidden_size <= MAX_HIDDEN)
-    return (dtype in LOW_PRECISION and backend != "reference" and pays
+    if dtype not in LOW_PRECISION:  # first: every float32 call passes here
+        return False
+    pays = (backend == "fused" or onednn_lstm_runs(cell, backend, lengths)
+            or (x.size(1 if batch_first else 0) >= MIN_STEPS and cell.hidden_size <= MAX_HIDDEN))
+    return (backend != "reference" and pays
             and x.device.type == "cpu" and type(cell) in (LSTMCell, GRUCell, RNNCell)
             and not torch.compiler.is_compiling()
             # parameters of mixed dtypes are the layer's checks' business, as before
             and all(p is None or p.dtype == dtype for p in cell._parameters.values()))
+
+
+def onednn_lstm_runs(cell, backend: str, lengths) -> bool:
+    """Whether a call of an LSTM layer with bfloat16 parameters runs on oneDNN's bfloat16 LSTM
+    with its own weights, as torch.nn.LSTM in bfloat16 does: no projection, no ``lengths``, a
+    CPU that multiplies bfloat16 natively, ``backend="auto"`` and the route not turned off
+    (:func:`rnnkit.backends.lowered.set_bf16_recurrence`). Nothing is cast, so any length and
+    width pays."""
+    return (type(cell) is LSTMCell and cell.weight_hh.dtype is torch.bfloat16
+            and backend == "auto" and bf16_recurrence_enabled()
+            and bool(cpu_bf16_instructions()) and bf16_lstm_unsupported(cell, lengths) is None)
 
 
 def float32_view_of(cell):
@@ -112,20 +126,18 @@ def _widened(value):
 def run_widened(run_layer: Callable, cell, x: torch.Tensor, state0: NamedTuple, **options
                 ) -> tuple[torch.Tensor, NamedTuple]:
     """``run_layer(cell, x, state0, **options)`` in float32, rounded back to the parameters'
-    dtype (see the module docstring)."""
+    dtype, or for an LSTM oneDNN's bfloat16 LSTM (see the module docstring)."""
     dtype = cell.weight_hh.dtype
+    backend, lengths = options.get("backend", "auto"), options.get("lengths")
+    if onednn_lstm_runs(cell, backend, lengths):
+        return run_bf16(cell, x, state0, reverse=options.get("reverse", False),
+                        batch_first=options.get("batch_first", False),
+                        training=needs_grad(cell, x, *state0))
     view = float32_view_of(cell)
     state0 = type(state0)(*(field.float() for field in state0))
-    x = x.float()
-    # An LSTM takes the bfloat16 route, as torch.nn.LSTM in bfloat16 does (see the module),
-    # where oneDNN's LSTM can run the call (no projection or lengths, a CPU with bfloat16
-    # instructions, backend "auto"); nothing else does, also under bfloat16 autocast (a float16
-    # layer kept float16 there), so no notice about an autocast the user never asked for.
-    route = (torch.bfloat16 if dtype is torch.bfloat16 and type(cell) is LSTMCell
-             and bf16_unavailable(view, x, options["backend"]) is None
-             and bf16_lstm_unsupported(view, options["lengths"]) is None else None)
-    lowered = (lowered_precision(route) if lowered_dtype() is not route
-               else contextlib.nullcontext())
+    # Wholly float32, also under bfloat16 autocast: its route rounds each step's input
+    # projection and state (a float16 layer kept float16 there before).
+    lowered = lowered_precision(None) if lowered_dtype() is not None else contextlib.nullcontext()
     with lowered:
-        output, final = run_layer(view, x, state0, **options)
+        output, final = run_layer(view, x.float(), state0, **options)
     return output.to(dtype), type(final)(*(field.to(dtype) for field in final))

@@ -46,13 +46,14 @@ def _other_delimiter(frame, sep: str, row_labels: bool) -> str | None:
     return None
 
 
-#: a number written with a decimal comma (and optional thousands points): 101,1 or 1.234,5
-_DECIMAL_COMMA = re.compile(r"\s*[-+]?\d[\d.]*,\d+\s*")
+#: a number written with a decimal comma: 101,1, with thousands marks (1.234,5, 1 234,5 with
+#: a space or no-break space, 1'234,5), an exponent (1,5E-03), or quoted
+_DECIMAL_COMMA = re.compile(r"""\s*"?[-+]?\d[\d.' \u00a0]*,\d+(?:[eE][-+]?\d+)?"?\s*""")
 
 
 def _delimiter_of_every_line(path, sep: str) -> tuple[str, str] | None:
     """``(delimiter, header)`` where the header and every data line among the first 50 hold
-    another delimiter equally often and every data line has a field between those delimiters
+    another delimiter equally often and a data line has a field between those delimiters
     written with a decimal comma. Such a semicolon file whose header holds a comma
     (``Datum;Umsatz, EUR``) splits into two columns when read as CSV, so the one-column test of
     :func:`_other_delimiter` never ran, and its decimal commas split every row likewise. The
@@ -68,10 +69,11 @@ def _delimiter_of_every_line(path, sep: str) -> tuple[str, str] | None:
         return None
     for delimiter in _OTHER_DELIMITERS:
         count = lines[0].count(delimiter)
-        if delimiter != sep and count and all(
-                line.count(delimiter) == count
-                and any(_DECIMAL_COMMA.fullmatch(field) for field in line.split(delimiter))
-                for line in lines[1:]):
+        if (delimiter != sep and count
+                and all(line.count(delimiter) == count for line in lines[1:])
+                # any line: whole numbers or an empty cell in some rows are no comma file
+                and any(_DECIMAL_COMMA.fullmatch(field)
+                        for line in lines[1:] for field in line.split(delimiter))):
             return delimiter, lines[0]
     return None
 

@@ -293,8 +293,8 @@ def _check_resumed_data(run_dir: Path, data: DataConfig, model: ModelConfig,
                         vocabulary: CharVocabulary, split, train: TrainConfig) -> None:
     """A resumed run must read the text it was trained on, the same way: another corpus would
     give the embedding rows other characters' meanings, another batch size no longer fits the
-    carried state, another seed draws other window lengths (random_length) and dropout masks
-    from the step it resumes at."""
+    carried state, another seed draws other window lengths (random_length) from the step it
+    resumes at (the random-number state itself is restored from the checkpoint)."""
     last = check_resumed_settings(run_dir, {
         "data": (data, ("corpus", "batch_size", "window", "random_length")),
         "train": (train, ("seed",)),
