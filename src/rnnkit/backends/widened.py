@@ -25,13 +25,14 @@ backend's 0.005-0.011; LSTM 0.0020-0.0023, torch.nn's 0.0019-0.0023 (the referen
 0.004-0.006).
 
 The float32 run, with ``backend="auto"``, where it pays and only there: sequences of at least
-``MIN_STEPS`` = 32 steps and hidden sizes up to ``MAX_HIDDEN`` = 256. Each call casts the
-weights and packs them for the kernels, a pass over them that a short call does not repay (Intel
-AMX host, inference: at T = 1 widened calls ran 0.15-0.5x the bfloat16 reference's speed; at H =
-256 and T = 32 1.3-2.9x with B = 1 and 1.1-1.4x with B = 16; at T = 100 3.9-4.5x), and at H =
-1024 the bfloat16 reference, whose matmuls run on AMX there, stayed ahead (0.4-0.8x at T =
-32-100). Shorter or wider calls, such as generating one character at a time, run in the
-parameters' dtype as before; the rounding widening saves builds up over many steps.
+``MIN_STEPS`` = 32 steps and hidden sizes up to ``MAX_HIDDEN`` = 256 (512 in training). Each
+call casts the weights and packs them for the kernels, a pass over them that a short call does
+not repay (Intel AMX host, inference: at T = 1 widened calls ran 0.15-0.5x the bfloat16
+reference's speed; at H = 256 and T = 32 1.3-2.9x with B = 1 and 1.1-1.4x with B = 16; at T =
+100 3.9-4.5x), and at H = 1024 the bfloat16 reference, whose matmuls run on AMX there, stayed
+ahead (0.4-0.8x at T = 32-100). Shorter or wider calls, such as generating one character at a
+time, run in the parameters' dtype as before; the rounding widening saves builds up over many
+steps.
 
 ``backend="fused"`` widens every call, as the fused kernels have no lower-precision arithmetic.
 Left as they were too: ``backend="reference"`` (the oracle runs in the parameters' dtype), cells
@@ -68,9 +69,11 @@ _WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
 #: widening saves builds up over many steps (see the module docstring).
 MIN_STEPS = 32
 
-#: The widest hidden state that is widened: from H = 1024 the float32 kernels ran 0.4-0.8x the
-#: speed of the bfloat16 reference (oneDNN's bfloat16 matmuls, on the AMX host) even at T = 100.
-MAX_HIDDEN = 256
+#: The widest hidden state that is widened, in inference and in training: from H = 512 (1024)
+#: the float32 kernels ran slower than the bfloat16 reference (oneDNN's bfloat16 matmuls, on the
+#: AMX host) even at T = 100, while training calls at H = 512 ran 1.9-2.1x faster widened
+#: (B = 16, T = 100: GRU 332 -> 175 ms, Elman 122 -> 58; benchmarks/bench_low_precision.py).
+MAX_HIDDEN = {False: 256, True: 512}
 
 
 def widens(cell, x: torch.Tensor, backend: str, batch_first: bool, lengths=None) -> bool:
@@ -82,7 +85,8 @@ def widens(cell, x: torch.Tensor, backend: str, batch_first: bool, lengths=None)
     if dtype not in LOW_PRECISION:  # first: every float32 call passes here
         return False
     pays = (backend == "fused" or onednn_lstm_runs(cell, backend, lengths)
-            or (x.size(1 if batch_first else 0) >= MIN_STEPS and cell.hidden_size <= MAX_HIDDEN))
+            or (x.size(1 if batch_first else 0) >= MIN_STEPS
+                and cell.hidden_size <= MAX_HIDDEN[needs_grad(cell, x)]))
     return (backend != "reference" and pays
             and x.device.type == "cpu" and type(cell) in (LSTMCell, GRUCell, RNNCell)
             and not torch.compiler.is_compiling()
