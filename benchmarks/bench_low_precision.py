@@ -22,40 +22,28 @@ import copy
 import json
 import pathlib
 import platform
-import statistics
-import time
 
 import torch
 
 import rnnkit
+from bench_autocast import timed_interleaved  # this folder (run as a script)
 from rnnkit.training import atomic_write
 
 RESULTS = pathlib.Path(__file__).parent / "results"
 CELLS = {"lstm": (torch.nn.LSTM, rnnkit.LSTM), "gru": (torch.nn.GRU, rnnkit.GRU),
          "rnn": (torch.nn.RNN, rnnkit.RNN)}
-#: (B, T, H): batch 1 and 16 where widening applies (T >= 32, H <= 256), and calls it leaves
-#: in bfloat16 (T < 32, H > 256), to show both sides of the thresholds
+#: (B, T, H): batch 1 and 16 where widening applies (T >= 32, H <= 256; 512 in training), and
+#: calls it leaves in bfloat16 (T < 32; H = 512 in inference), to show both sides of it
 POINTS = [(1, 100, 128), (16, 100, 128), (16, 100, 256), (16, 16, 128), (16, 100, 512)]
 QUICK_POINTS = [(2, 40, 16)]
 
 
-def median_ms(sides: dict, repeats: int, sample_seconds: float = 0.02) -> dict:
-    """Median milliseconds per call of each ``name -> run``, interleaved."""
-    calls = {}
-    for name, run in sides.items():
-        run()
-        start = time.perf_counter()
-        run()
-        calls[name] = max(2, round(sample_seconds / max(time.perf_counter() - start, 1e-6)))
-    samples = {name: [] for name in sides}
-    names = list(sides)
-    for repeat in range(repeats):
-        for name in names[repeat % len(names):] + names[: repeat % len(names)]:
-            start = time.perf_counter()
-            for _ in range(calls[name]):
-                sides[name]()
-            samples[name].append((time.perf_counter() - start) / calls[name] * 1e3)
-    return {name: statistics.median(values) for name, values in samples.items()}
+def median_ms(sides: dict, repeats: int) -> dict:
+    """Median milliseconds per call of each ``name -> run``, timed interleaved as
+    bench_autocast.py times its sides (nothing to switch between them here)."""
+    seconds = timed_interleaved({name: (lambda: None, run) for name, run in sides.items()},
+                                repeats)
+    return {name: value * 1e3 for name, value in seconds.items()}
 
 
 def measure(cell: str, batch: int, steps: int, hidden: int, repeats: int) -> dict:
