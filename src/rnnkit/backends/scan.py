@@ -23,7 +23,7 @@ from .fused.backend import fused_lstm_pays_bf16, needs_grad
 from .lowered import (bf16_lstm_unsupported, bf16_unavailable, log_decline_once, lowered_dtype,
                       run_bf16, run_projection_bf16)
 from .reference import reference_scan
-from .widened import run_widened, widens
+from .widened import run_widened, widening
 
 log = logging.getLogger("rnnkit.backends")
 
@@ -193,13 +193,15 @@ def run_layer(
     backend may do both at once (``Backend.run_without_grad``). Under CPU bfloat16 autocast an
     LSTM layer may take the bfloat16 route instead, and other layers their input projection in
     bfloat16 (:mod:`rnnkit.backends.lowered`). A layer with bfloat16 or float16 parameters on
-    the CPU runs in float32 (:mod:`rnnkit.backends.widened`).
+    the CPU may run in float32, or an LSTM on oneDNN's bfloat16 LSTM
+    (:mod:`rnnkit.backends.widened`).
     """
     if cell._forward_pre_hooks:
         run_forward_pre_hooks(cell, x, state0)
-    if widens(cell, x, backend, batch_first, lengths):
-        # bfloat16 or float16 parameters on the CPU: this call in float32 (see widened.py)
-        return run_widened(run_layer, cell, x, state0, lengths=lengths, reverse=reverse,
+    route = widening(cell, x, backend, batch_first, lengths)
+    if route is not None:
+        # bfloat16 or float16 parameters on the CPU: see widened.py
+        return run_widened(run_layer, route, cell, x, state0, lengths=lengths, reverse=reverse,
                            batch_first=batch_first, backend=backend)
     if lengths is not None:
         x = zero_padding(x, lengths, batch_first)

@@ -76,22 +76,27 @@ MIN_STEPS = 32
 MAX_HIDDEN = {False: 256, True: 512}
 
 
-def widens(cell, x: torch.Tensor, backend: str, batch_first: bool, lengths=None) -> bool:
-    """Whether this call runs as described in the module docstring. Cheap: a layer in float32
-    pays one dtype comparison. ``backend="fused"`` widens every call it can: the fused kernels
-    have no bfloat16 or float16 arithmetic, and a layer that trained on them must not fail on a
-    shorter call."""
+def widening(cell, x: torch.Tensor, backend: str, batch_first: bool, lengths=None) -> str | None:
+    """How this call runs (see the module docstring): ``"onednn"`` (a bfloat16 LSTM on oneDNN's
+    LSTM), ``"float32"`` (widened), or None (in the parameters' dtype, as before). Cheap: a
+    layer in float32 pays one dtype comparison. ``backend="fused"`` widens every call it can:
+    the fused kernels have no bfloat16 or float16 arithmetic, and a layer that trained on them
+    must not fail on a shorter call."""
     dtype = cell.weight_hh.dtype
     if dtype not in LOW_PRECISION:  # first: every float32 call passes here
-        return False
-    pays = (backend == "fused" or onednn_lstm_runs(cell, backend, lengths)
-            or (x.size(1 if batch_first else 0) >= MIN_STEPS
-                and cell.hidden_size <= MAX_HIDDEN[needs_grad(cell, x)]))
-    return (backend != "reference" and pays
-            and x.device.type == "cpu" and type(cell) in (LSTMCell, GRUCell, RNNCell)
-            and not torch.compiler.is_compiling()
+        return None
+    if (backend == "reference" or x.device.type != "cpu"
+            or type(cell) not in (LSTMCell, GRUCell, RNNCell)
+            or torch.compiler.is_compiling()
             # parameters of mixed dtypes are the layer's checks' business, as before
-            and all(p is None or p.dtype == dtype for p in cell._parameters.values()))
+            or any(p is not None and p.dtype != dtype for p in cell._parameters.values())):
+        return None
+    if onednn_lstm_runs(cell, backend, lengths):
+        return "onednn"
+    if (backend == "fused" or (x.size(1 if batch_first else 0) >= MIN_STEPS
+                               and cell.hidden_size <= MAX_HIDDEN[needs_grad(cell, x)])):
+        return "float32"
+    return None
 
 
 def onednn_lstm_runs(cell, backend: str, lengths) -> bool:
@@ -127,16 +132,15 @@ def _widened(value):
     return value
 
 
-def run_widened(run_layer: Callable, cell, x: torch.Tensor, state0: NamedTuple, **options
-                ) -> tuple[torch.Tensor, NamedTuple]:
-    """``run_layer(cell, x, state0, **options)`` in float32, rounded back to the parameters'
-    dtype, or for an LSTM oneDNN's bfloat16 LSTM (see the module docstring)."""
-    dtype = cell.weight_hh.dtype
-    backend, lengths = options.get("backend", "auto"), options.get("lengths")
-    if onednn_lstm_runs(cell, backend, lengths):
+def run_widened(run_layer: Callable, route: str, cell, x: torch.Tensor, state0: NamedTuple,
+                **options) -> tuple[torch.Tensor, NamedTuple]:
+    """``run_layer(cell, x, state0, **options)`` the way :func:`widening` chose (``route``):
+    oneDNN's bfloat16 LSTM, or in float32, rounded back to the parameters' dtype."""
+    if route == "onednn":
         return run_bf16(cell, x, state0, reverse=options.get("reverse", False),
                         batch_first=options.get("batch_first", False),
                         training=needs_grad(cell, x, *state0))
+    dtype = cell.weight_hh.dtype
     view = float32_view_of(cell)
     state0 = type(state0)(*(field.float() for field in state0))
     # Wholly float32, also under bfloat16 autocast: its route rounds each step's input

@@ -17,7 +17,8 @@ from .seeding import capture_rng_state, restore_rng_state, seed_everything
 from .run_lock import RunFolderBusyError, check_run_folder_free, hold_run_folder
 from .threads import cpu_threads
 from .tbptt import ContiguousBatches, Window, detach_state
-from .trainer import NonFiniteLossError, StepOutput, TrainConfig, Trainer, TrainResult
+from .trainer import (NonFiniteLossError, StepOutput, TrainConfig, Trainer, TrainResult,
+                      evaluating)
 
 __all__ = [
     "Checkpoint", "CheckpointError", "atomic_write", "folder_for_writing", "load_checkpoint",
@@ -25,6 +26,6 @@ __all__ = [
     "clip_gradients", "ConfigError", "config_from_dict", "config_to_dict", "resolve_config",
     "MetricsLog", "plot_curves", "ShuffledBatches", "LearningRateSchedule", "capture_rng_state",
     "restore_rng_state", "seed_everything", "cpu_threads", "ContiguousBatches", "Window", "detach_state",
-    "NonFiniteLossError", "StepOutput", "TrainConfig", "Trainer", "TrainResult",
+    "NonFiniteLossError", "StepOutput", "TrainConfig", "Trainer", "TrainResult", "evaluating",
     "RunFolderBusyError", "check_run_folder_free", "hold_run_folder",
 ]

@@ -185,6 +185,19 @@ class RunInterrupted(KeyboardInterrupt):
         self.checkpoint = checkpoint
 
 
+@contextlib.contextmanager
+def evaluating(model: torch.nn.Module):
+    """no_grad and eval mode (dropout off), with the model's training flag restored after: for
+    validation, scoring and generating, whose results must not depend on dropout's draws."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
 class NonFiniteLossError(RuntimeError):
     """The loss or the gradient norm became NaN or infinite and the run was stopped."""
 
@@ -447,12 +460,8 @@ class Trainer:
 
     def _evaluate(self) -> dict:
         start = time.perf_counter()
-        self.model.eval()
-        try:
-            with torch.no_grad():
-                metrics = dict(self.evaluate_fn(self.model))
-        finally:
-            self.model.train()
+        with evaluating(self.model):
+            metrics = dict(self.evaluate_fn(self.model))
         if "loss" not in metrics:
             raise KeyError("evaluate_fn must return a dict with a 'loss' entry")
         metrics = {name: _plain_number(value) for name, value in metrics.items()}

@@ -24,7 +24,7 @@ from rnnkit.data.sequences import BUNDLED_SETS, checked_values
 from rnnkit.errors import MissingExtraError
 from rnnkit.training import (
     ShuffledBatches, StepOutput, TrainConfig, Trainer, config_from_dict,
-    cpu_threads, hold_run_folder, load_checkpoint,
+    cpu_threads, evaluating, hold_run_folder, load_checkpoint,
 )
 from rnnkit.training.checkpoint import (
     check_resumed_settings, data_digest, model_shape_keys, reading_record, require_task,
@@ -76,15 +76,12 @@ class ClassifyConfig:
 
 def score(model: SequenceClassifier, tensors: Tensors, *, batch_size: int = 256) -> dict:
     """Mean cross-entropy, accuracy and macro F1 of ``model`` on a split; ``predictions`` (N,)."""
-    was_training = model.training
-    model.eval()
     logits = []
-    with torch.no_grad():
+    with evaluating(model):
         for start in range(0, len(tensors), batch_size):
             x, lengths, _ = tensors.batch(torch.arange(start, min(start + batch_size,
                                                                   len(tensors))))
             logits.append(model(x, lengths).float())
-    model.train(was_training)
     logits = torch.cat(logits)
     predictions = logits.argmax(dim=-1).cpu().numpy()
     labels = tensors.labels.cpu().numpy()

@@ -16,8 +16,9 @@ import torch
 from rnnkit.data.text import CorpusError
 from rnnkit.runtime import beam_search, sample_next
 from rnnkit.runtime.sampling import check_sampling_options, whole_number
+from rnnkit.training import evaluating
 
-from .task import LoadedModel, inference
+from .task import LoadedModel
 
 
 def prompt_as_read(vocabulary, prompt: str) -> str:
@@ -86,10 +87,10 @@ def _sample(loaded: LoadedModel, tokens: torch.Tensor, length: int, temperature:
     # Inference settings around each step's work only: a generator paused at `yield` runs the
     # caller's code (training, another generator on the same model), whose grad mode and
     # training flag must stay its own.
-    with inference(model):
+    with evaluating(model):
         logits, state = model(tokens)
     for index in range(length):
-        with inference(model):
+        with evaluating(model):
             if index:
                 logits, state = model(token.view(1, 1), state)
             token = sample_next(logits[:, -1].float(), temperature=temperature, top_k=top_k,
@@ -108,7 +109,7 @@ def generate_beam(loaded: LoadedModel, prompt: str = "", *, length: int = 300,
         step_logits, next_state = model(batch_tokens.view(-1, 1), batch_state)
         return step_logits[:, -1].float(), next_state
 
-    with inference(model):
+    with evaluating(model):
         logits, state = model(tokens)
         # torch-style recurrent states are (layers, B, H): the batch is dimension 1.
         best = beam_search(step, state, logits[:, -1].float(), beam_width=beam_width,

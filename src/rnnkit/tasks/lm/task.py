@@ -9,7 +9,6 @@ the test text is unseen, and the split is recorded with every result.
 from __future__ import annotations
 
 import bz2
-import contextlib
 import logging
 import lzma
 import math
@@ -25,7 +24,7 @@ from torch.nn import functional as F
 
 from rnnkit.data.text import BUILTIN_CORPORA, CharVocabulary, TextSplit, load_corpus, split_text
 from rnnkit.training import (
-    ContiguousBatches, StepOutput, TrainConfig, Trainer, config_from_dict,
+    ContiguousBatches, StepOutput, TrainConfig, Trainer, config_from_dict, evaluating,
     hold_run_folder, load_checkpoint,
 )
 from rnnkit.training.checkpoint import (
@@ -151,19 +150,6 @@ def _encode_heldout(vocabulary: CharVocabulary, text: str, what: str) -> tuple[t
     return tokens, skipped
 
 
-@contextlib.contextmanager
-def inference(model: torch.nn.Module):
-    """no_grad and eval mode (dropout off), with the model's training flag restored after:
-    for scoring and generating, whose results must not depend on dropout's draws."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was_training)
-
-
 def bits_per_character(model: CharLanguageModel, tokens: torch.Tensor, *, rows: int,
                        window: int, device: str = "cpu") -> dict:
     """Mean -log2 p over a held-out token stream, read as ``rows`` side-by-side rows.
@@ -180,7 +166,7 @@ def bits_per_character(model: CharLanguageModel, tokens: torch.Tensor, *, rows: 
     columns = tokens.numel() // rows
     stream = tokens[: rows * columns].reshape(rows, columns).to(device)
     total_nats, count, state = 0.0, 0, None
-    with inference(model):  # with dropout on, a held-out score would differ between calls
+    with evaluating(model):  # with dropout on, a held-out score would differ between calls
         for start in range(0, columns - 1, window):
             stop = min(start + window, columns - 1)
             logits, state = model(stream[:, start:stop], state)
