@@ -238,7 +238,8 @@ def test_predict_refuses_other_columns_a_png_out_and_overwriting_its_data(covari
             (["--out", series_csv], "is the input data file"),
             (["--out", notes], "ending in .csv"),
             (["--out", run_dir / "holdout.csv"], f"inside the training run {run_dir}"),
-            (["--horizon", "0"], "--horizon must be >= 1")):
+            (["--horizon", "0"], "--horizon must be from 1 to 100000; got 0"),
+            (["--horizon", "100001"], "--horizon must be from 1 to 100000; got 100001")):
         code, out, err = run(["forecast", "predict", "--checkpoint", run_dir, "--data",
                               series_csv, *flags], capsys)
         assert_one_line_error(code, err, fragment)

@@ -434,6 +434,25 @@ def test_csv_labels_and_ids_like_na_are_values_and_the_index_column_is_skipped(t
         np.testing.assert_allclose(by_label[label], expected.astype(np.float32), rtol=1e-6)
 
 
+def test_csv_written_with_a_space_after_each_comma_reads_as_without(tmp_path):
+    """``sequence, label, x`` named its columns " label" and " x": the file was refused for
+    having no 'label' column. Oracle: the same file without the spaces, and the arrays."""
+    pytest.importorskip("pandas", reason="CSV sequence files need pandas")
+    rng = np.random.default_rng(5)
+    arrays = [rng.standard_normal((t, 2)) for t in (3, 4, 2)]
+    frame = _long_frame(arrays, ["01", "NA", "7"], ["s1", "s2", "s3"])
+    plain = frame.to_csv(index=False)
+    (tmp_path / "plain.csv").write_text(plain)
+    (tmp_path / "spaced.csv").write_text(plain.replace(",", ", "))
+    expected, spaced = (load_sequences(tmp_path / name) for name in ("plain.csv", "spaced.csv"))
+    assert spaced.class_names == expected.class_names == ["01", "7", "NA"]  # text, as written
+    assert spaced.channel_names == expected.channel_names
+    assert spaced.ids == expected.ids == ["s1", "s2", "s3"]
+    np.testing.assert_array_equal(spaced.labels, expected.labels)
+    for got, array in zip(spaced.sequences, arrays):
+        np.testing.assert_allclose(got, array.astype(np.float32), rtol=1e-6)
+
+
 @pytest.mark.parametrize("labels", [np.array([0.0, np.nan, 1.0]),
                                     np.array(["a", None, "b"], dtype=object),
                                     # an empty one was a class "", where a CSV refused it

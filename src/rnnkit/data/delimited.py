@@ -102,6 +102,10 @@ def read_delimited(path, **options):
     delimiter read as meant, and the options (``{}`` or ``{"index_col": False}``) that read
     this file's layout, for a second read of other columns to line up with the first.
 
+    Spaces after a delimiter are skipped (``skipinitialspace``, in ``layout`` too) and column
+    names are stripped where they stay distinct: a header written ``sequence, label, x`` named
+    its columns ``" label"`` and ``" x"``, which no option or lookup by name found.
+
     Raises :class:`ExtraFieldsError` where, read without a row label, a row still has more
     fields than the header names, and :class:`OtherDelimiterError` where the header and every
     row hold another delimiter (a semicolon file read as CSV: with decimal commas its numbers
@@ -109,6 +113,8 @@ def read_delimited(path, **options):
     """
     import pandas as pd
 
+    options = {"skipinitialspace": True, **options}
+    spacing = {"skipinitialspace": options["skipinitialspace"]}
     try:
         frame = pd.read_csv(path, **options)
     except pd.errors.ParserError:
@@ -128,18 +134,27 @@ def read_delimited(path, **options):
     if found is not None:
         raise OtherDelimiterError(*found)
     if not row_labels or not len(frame.columns):
-        return frame, {}
+        return _stripped_names(frame), spacing
     last = frame[frame.columns[-1]]
     if not (last.isna() | (last.astype(str) == "")).all():
-        return frame, {}  # R's layout: the row labels are the index
+        return _stripped_names(frame), spacing  # R's layout: the row labels are the index
     layout = {"index_col": False}
     with warnings.catch_warnings():
         warnings.simplefilter("error", pd.errors.ParserWarning)
         try:
-            return pd.read_csv(path, **layout, **options), layout
+            return _stripped_names(pd.read_csv(path, **layout, **options)), {**layout, **spacing}
         except pd.errors.ParserWarning:  # index_col=False met a row with more fields than names
             raise ExtraFieldsError("data rows have more fields than the header has names") \
                 from None
+
+
+def _stripped_names(frame):
+    """``frame`` with blanks around its column names removed, unless that makes two alike
+    (``"a"`` and ``"a "`` stay apart)."""
+    stripped = [name.strip() if isinstance(name, str) else name for name in frame.columns]
+    if len(set(stripped)) == len(stripped):
+        frame.columns = stripped
+    return frame
 
 
 def numbers_from_text(column):

@@ -233,12 +233,9 @@ def _read_file(pd, name: str):
         else:
             sep = "\t" if path.suffix.lower() == ".tsv" else ","
             # round trip: a float reads back as itself
+            # (column names stripped: "date, value" named a column " value", which --value-col
+            # value did not find and the forecast CSV wrote as " value_forecast")
             frame, _ = read_delimited(path, sep=sep, float_precision="round_trip")
-            # "date, value" (a space after each comma) named the column " value", which
-            # --value-col value did not find and the forecast CSV wrote as " value_forecast"
-            stripped = [c.strip() if isinstance(c, str) else c for c in frame.columns]
-            if len(set(stripped)) == len(stripped):
-                frame.columns = stripped
     except OtherDelimiterError as error:
         raise SeriesError(f"{name} {delimiter_advice(error)}") from None
     except ExtraFieldsError:

@@ -137,10 +137,16 @@ class _Member(nn.Module):
         so a batch of copies of one context yields sample paths; ``return_values`` returns the
         fed-back values (B, horizon, C) instead of the outputs."""
         hidden, state = self.rnn(context)
-        history = context[..., : self.targets]
+        # The context's targets and every fed-back value, written in place: growing the history
+        # with torch.cat copied it at every step, quadratic in the horizon.
+        width = context.size(1)
+        history = context.new_empty(context.size(0), width + horizon, self.targets)
+        history[:, :width] = context[..., : self.targets]
         steps = []
         for step in range(horizon):
-            recent = self._recent(history[:, -self.config.highway:]) if self.highway else None
+            known = width + step  # values in the history so far
+            recent = (self._recent(history[:, max(0, known - self.config.highway):known])
+                      if self.highway else None)
             out = self._project(hidden[:, -1:], recent[:, -1:] if recent is not None else None)
             out = out[:, 0, 0]  # (B, C, P)
             steps.append(out)
@@ -148,14 +154,14 @@ class _Member(nn.Module):
             if sample is not None and self.config.output == "gaussian":
                 noise = torch.randn(value.shape, generator=sample, dtype=value.dtype)
                 value = value + out[..., 1].exp() * noise
-            history = torch.cat([history, value.unsqueeze(1)], dim=1)
+            history[:, known] = value
             if step + 1 < horizon:
                 step_input = value
                 if future_covariates is not None:
                     step_input = torch.cat([value, future_covariates[:, step]], dim=-1)
                 hidden, state = self.rnn(step_input.unsqueeze(1), state)
         if return_values:
-            return history[:, context.size(1):]
+            return history[:, width:]
         return torch.stack(steps, dim=1)
 
 

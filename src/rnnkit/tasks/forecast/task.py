@@ -38,6 +38,12 @@ from .plot import plot_forecast
 from .windows import Scaler, feature_rows
 
 TASK = "forecast"
+
+#: The longest forecast ``predict_forecast`` makes. Past the trained horizon the model feeds its
+#: own forecasts back one step at a time, ~0.15 ms per step and ensemble member here (100,000
+#: steps of a 5-member ensemble: ~75 s); a much longer request, most likely a typo, would run
+#: for hours before it said anything.
+MAX_PREDICT_HORIZON = 100_000
 #: what a run writes in its folder: the holdout forecast as a table and a picture, and the
 #: folds of a rolling-origin backtest
 HOLDOUT_FILE, FORECAST_PICTURE, BACKTEST_FOLDER = "holdout.csv", "forecast.png", "backtest"
@@ -505,8 +511,8 @@ def predict_forecast(path: str | Path, data: str, *, horizon: int | None = None,
                          value_cols=value_cols or trained["columns"],
                          covariate_cols=covariate_cols or (trained_covariates or None))
     horizon = config.data.horizon if horizon is None else horizon
-    if horizon < 1:
-        raise ValueError(f"--horizon must be >= 1; got {horizon}")
+    if not 1 <= horizon <= MAX_PREDICT_HORIZON:
+        raise ValueError(f"--horizon must be from 1 to {MAX_PREDICT_HORIZON}; got {horizon}")
     expected = (list(trained["columns"]), list(trained["covariate_columns"] or []))
     if (len(series.columns), len(series.covariate_columns or [])) != tuple(map(len, expected)):
         raise ValueError(f"the model was trained on {len(expected[0])} target column(s) "
