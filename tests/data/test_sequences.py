@@ -597,3 +597,25 @@ def test_a_semicolon_csv_is_named_not_misread(tmp_path):
     with pytest.raises(SequenceDataError) as info:
         load_sequences(tmp_path / "set.csv")
     _one_line_error(info, "separated by ';'", "'sequence;label;x'", "save it with commas")
+
+
+def test_csv_comment_lines_before_the_header_are_skipped(tmp_path):
+    """The first "#" line was taken for the header: "no 'sequence' column". Oracle: the same
+    file without the comments (a "#" label further on stays a label)."""
+    pytest.importorskip("pandas", reason="CSV sequence files need pandas")
+    body = "sequence,label,x\n1,C#,0.5\n1,C#,1.5\n2,F,2.5\n"
+    (tmp_path / "plain.csv").write_text(body)
+    (tmp_path / "commented.csv").write_text("# recorded 2026-12-01\n#  rig 4\n" + body)
+    plain, commented = (load_sequences(tmp_path / n) for n in ("plain.csv", "commented.csv"))
+    assert commented.class_names == plain.class_names == ["C#", "F"]
+    for got, expected in zip(commented.sequences, plain.sequences):
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_csv_feature_with_thousands_separators_is_named(tmp_path):
+    pytest.importorskip("pandas", reason="CSV sequence files need pandas")
+    (tmp_path / "g.csv").write_text('sequence,label,x\n1,a,2\n1,a,"1,000"\n2,b,3\n')
+    with pytest.raises(SequenceDataError) as excinfo:
+        load_sequences(tmp_path / "g.csv")
+    _one_line_error(excinfo, "feature column 'x' writes numbers with thousands separators",
+                     "'1,000' in data row 2")

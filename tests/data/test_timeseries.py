@@ -633,3 +633,33 @@ def test_time_col_rows_takes_row_numbers_and_ignores_time_named_columns(tmp_path
     named = tmp_path / "named.csv"  # a column called "rows" is that column
     named.write_text("rows,sales\n10,1\n20,2\n30,3\n")
     assert load_series(str(named), time_col="rows").time.tolist() == [10, 20, 30]
+
+
+def test_comment_lines_before_the_header_are_skipped(tmp_path):
+    """A logger's "# units: litres" line was read as the header, and the real header as a row
+    of text ("column '# exported...' has non-numeric text 'value'"). Oracle: the file without
+    the comments; a "#" in a later cell stays data."""
+    body = "date,value,note\n2020-01-01,1,a\n2020-01-02,2,C#\n2020-01-03,3,b\n"
+    commented = load_series(_csv(tmp_path, "# exported from sensor 3\n  # units: litres\n" + body),
+                            value_cols="value")
+    plain = load_series(_csv(tmp_path, body, name="plain.csv"), value_cols="value")
+    np.testing.assert_array_equal(commented.values, plain.values)
+    np.testing.assert_array_equal(commented.time, plain.time)
+    assert commented.values[:, 0].tolist() == [1, 2, 3]
+
+
+def test_numbers_with_thousands_separators_are_named_not_left_out(tmp_path):
+    """A quoted "1,000" column was silently left out of the targets (another column was
+    forecast) or called non-numeric text. "1,250" may be 1.25 with a decimal comma, so it is
+    an error that names the column, the cell and the fix, not a guess."""
+    text = ('date,sales,temp\n2020-01-01,"1,000",1\n2020-01-02,"1,200.5",2\n'
+            '2020-01-03,900,3\n')
+    for value_cols in (None, "sales"):
+        with pytest.raises(SeriesError) as excinfo:
+            load_series(_csv(tmp_path, text), value_cols=value_cols)
+        _one_line_error(excinfo, "column 'sales' writes numbers with thousands separators",
+                        "'1,000' in data row 1", "thousands=','")
+    # a text column that holds one such cell among words is no column of numbers
+    notes = load_series(_csv(tmp_path, 'date,note,temp\n2020-01-01,"1,000",1\n'
+                                       '2020-01-02,hot,2\n2020-01-03,cold,3\n', name="n.csv"))
+    assert notes.columns == ["temp"]

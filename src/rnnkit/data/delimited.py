@@ -51,6 +51,26 @@ def _other_delimiter(frame, sep: str, row_labels: bool) -> str | None:
 _DECIMAL_COMMA = re.compile(r"""\s*"?[-+]?\d[\d.' \u00a0]*,\d+(?:[eE][-+]?\d+)?"?\s*""")
 
 
+#: a number written with thousands separators in a comma file (so quoted): 1,000 or -12,345.67
+_GROUPED = re.compile(r"\s*[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?\s*")
+
+
+def grouped_number(text) -> bool:
+    """Whether ``text`` is a number written with thousands separators (``"1,000"``).
+
+    Such cells are not read as numbers: in a comma-separated file ``"1,250"`` may as well be
+    1.25 written with a decimal comma, so they are named in an error instead of guessed."""
+    return isinstance(text, str) and _GROUPED.fullmatch(text) is not None
+
+
+def grouped_advice(column, cell: str, row: int) -> str:
+    """The rest of a one-line error for a column whose cell ``cell`` (data row ``row``, from 1)
+    holds a number with thousands separators."""
+    return (f"column {str(column)!r} writes numbers with thousands separators ({cell.strip()!r} "
+            f"in data row {row}); save the numbers without them (pandas: "
+            f"read_csv(path, thousands=',') then to_csv)")
+
+
 def _delimiter_of_every_line(path, sep: str) -> tuple[str, str] | None:
     """``(delimiter, header)`` where the header and every data line among the first 50 hold
     another delimiter equally often and a data line has a field between those delimiters
@@ -64,7 +84,7 @@ def _delimiter_of_every_line(path, sep: str) -> tuple[str, str] | None:
             lines = [line.rstrip("\r\n") for _, line in zip(range(51), file)]
     except OSError:
         return None
-    lines = [line for line in lines if line.strip()]
+    lines = [line for line in lines if line.strip() and not _COMMENT.match(line)]
     if len(lines) < 2:
         return None
     for delimiter in _OTHER_DELIMITERS:
@@ -79,11 +99,35 @@ def _delimiter_of_every_line(path, sep: str) -> tuple[str, str] | None:
 
 
 def _first_line(path) -> str | None:
+    """The header: the first line that is no comment (see :func:`_leading_comments`)."""
     try:
         with open(path, encoding="utf-8-sig", errors="replace") as file:
-            return file.readline().rstrip("\r\n")
+            for line in file:
+                if not _COMMENT.match(line):
+                    return line.rstrip("\r\n")
     except OSError:
-        return None
+        pass
+    return None
+
+
+#: a comment line: "#" first, after any blanks
+_COMMENT = re.compile(r"\s*#")
+
+
+def _leading_comments(path) -> int:
+    """How many lines before the header begin with ``#`` (a note on where the data came from,
+    as exports and loggers write): pandas would take the first for the header. Only leading
+    ones: a "#" further on may be data (a label "C#")."""
+    count = 0
+    try:
+        with open(path, encoding="utf-8-sig", errors="replace") as file:
+            for line in file:
+                if not _COMMENT.match(line):
+                    break
+                count += 1
+    except OSError:
+        pass
+    return count
 
 
 def delimiter_advice(error: OtherDelimiterError) -> str:
@@ -102,9 +146,10 @@ def read_delimited(path, **options):
     delimiter read as meant, and the options (``{}`` or ``{"index_col": False}``) that read
     this file's layout, for a second read of other columns to line up with the first.
 
-    Spaces after a delimiter are skipped (``skipinitialspace``, in ``layout`` too) and column
-    names are stripped where they stay distinct: a header written ``sequence, label, x`` named
-    its columns ``" label"`` and ``" x"``, which no option or lookup by name found.
+    Lines before the header that begin with ``#`` are skipped (``skiprows``), as are spaces
+    after a delimiter (``skipinitialspace``; both in ``layout`` too), and column names are
+    stripped where they stay distinct: a header written ``sequence, label, x`` named its
+    columns ``" label"`` and ``" x"``, which no option or lookup by name found.
 
     Raises :class:`ExtraFieldsError` where, read without a row label, a row still has more
     fields than the header names, and :class:`OtherDelimiterError` where the header and every
@@ -113,8 +158,8 @@ def read_delimited(path, **options):
     """
     import pandas as pd
 
-    options = {"skipinitialspace": True, **options}
-    spacing = {"skipinitialspace": options["skipinitialspace"]}
+    options = {"skipinitialspace": True, "skiprows": _leading_comments(path), **options}
+    line_options = {name: options[name] for name in ("skipinitialspace", "skiprows")}
     try:
         frame = pd.read_csv(path, **options)
     except pd.errors.ParserError:
@@ -134,15 +179,16 @@ def read_delimited(path, **options):
     if found is not None:
         raise OtherDelimiterError(*found)
     if not row_labels or not len(frame.columns):
-        return _stripped_names(frame), spacing
+        return _stripped_names(frame), line_options
     last = frame[frame.columns[-1]]
     if not (last.isna() | (last.astype(str) == "")).all():
-        return _stripped_names(frame), spacing  # R's layout: the row labels are the index
+        return _stripped_names(frame), line_options  # R's layout: the row labels are the index
     layout = {"index_col": False}
     with warnings.catch_warnings():
         warnings.simplefilter("error", pd.errors.ParserWarning)
         try:
-            return _stripped_names(pd.read_csv(path, **layout, **options)), {**layout, **spacing}
+            frame = pd.read_csv(path, **layout, **options)
+            return _stripped_names(frame), {**layout, **line_options}
         except pd.errors.ParserWarning:  # index_col=False met a row with more fields than names
             raise ExtraFieldsError("data rows have more fields than the header has names") \
                 from None

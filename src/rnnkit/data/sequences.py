@@ -25,7 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from .delimited import (ExtraFieldsError, OtherDelimiterError, delimiter_advice,
-                        numbers_from_text, read_delimited)
+                        grouped_advice, grouped_number, numbers_from_text,
+                        read_delimited)
 
 _FILE_TYPES = (".ts", ".npz", ".csv")
 _AEON_HINT = 'pip install "rnnkit[classify]" (or pip install aeon)'
@@ -444,6 +445,9 @@ def _numeric_cells(column, where: str):
     is a missing value, which checked_values names); a cell that is no number is a one-line
     error naming it."""
     numbers, row = numbers_from_text(column)
+    if row is not None and grouped_number(column.iloc[row]):
+        raise SequenceDataError(f"{where}: feature "
+                                f"{grouped_advice(column.name, column.iloc[row], row + 1)}")
     if row is not None:
         cell = str(column.iloc[row])
         shown = cell if len(cell) <= 40 else cell[:37] + "..."

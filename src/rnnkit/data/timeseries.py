@@ -24,7 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from .delimited import (ExtraFieldsError, OtherDelimiterError, delimiter_advice,
-                        numbers_from_text, read_delimited)
+                        grouped_advice, grouped_number, numbers_from_text,
+                        read_delimited)
 
 _TIME_NAMES = ("time", "date", "datetime", "timestamp", "year", "ds", "period")
 _SUFFIXES = (".csv", ".tsv", ".parquet")
@@ -154,10 +155,20 @@ def load_series(data: str, *, time_col: str | None = None,
     if chosen_values is not None:
         targets = chosen_values
     else:
-        targets = default_values or [
+        candidates = [
             c for c in frame.columns if c != time_name and c not in covs and
             c not in time_like and not str(c).startswith("Unnamed: ") and
-            c not in frame.attrs.get("unnamed_index", ()) and _looks_numeric(pd, frame[c])]
+            c not in frame.attrs.get("unnamed_index", ())]
+        targets = default_values or [c for c in candidates if _looks_numeric(pd, frame[c])]
+        # a column of "1,000"s is numbers to its writer: leaving it out would forecast the
+        # other columns without a word about the one meant
+        for c in [] if default_values else [c for c in candidates if c not in targets]:
+            grouped = frame[c].map(grouped_number).to_numpy(dtype=bool)
+            numeric = pd.to_numeric(frame[c], errors="coerce").notna().to_numpy() | grouped
+            present = frame[c].notna().to_numpy()
+            if grouped.any() and numeric[present].mean() > 0.5:  # as _looks_numeric counts
+                row = int(np.argmax(grouped))
+                raise SeriesError(f"{label} {grouped_advice(c, frame[c].iloc[row], row + 1)}")
     if not targets:
         raise SeriesError(f"{label} has no numeric value columns besides the time and covariate "
                           f"columns; its columns are: {_listing(frame)} (choose with --value-col)")
@@ -332,6 +343,8 @@ def _numbers(pd, frame, col, label: str) -> np.ndarray:
                           f"columns with --value-col / --covariate-col")
     coerced, first = (raw, None) if pd.api.types.is_numeric_dtype(raw) else \
         numbers_from_text(raw)
+    if first is not None and grouped_number(raw.iloc[first]):
+        raise SeriesError(f"{label} {grouped_advice(col, raw.iloc[first], first + 1)}")
     if first is not None:
         raise SeriesError(f"{label} column {str(col)!r} has non-numeric text "
                           f"{str(raw.iloc[first])!r} in row {first + 1}; fix or remove that "

@@ -36,7 +36,7 @@ import torch
 from ..runtime.graph import GATE_ORDERS, StreamingGraph, streaming_graph
 from ..training import atomic_write, folder_for_writing
 from . import rnnkit_numpy_runtime as runtime
-from .check import (ExportMismatchError, ExportReport, check_inputs, compare,
+from .check import (ExportReport, check_inputs, compare,
                     expected_outputs)
 
 RUNTIME_FILENAME = "rnnkit_numpy_runtime.py"
