@@ -449,6 +449,12 @@ def test_sigterm_stops_a_forecast_run_with_143(tmp_path, capsys, monkeypatch):
     code, out, err = run(["forecast", "train", "--data", path, "--value-col", "a", "--out",
                           tmp_path / "again", "--json", *TINY], capsys)
     assert code == 143, err
-    assert json.loads(out) == {"task": "forecast", "status": "interrupted", "stop_signal": 15,
-                               "run_dir": str(tmp_path / "again"), "checkpoint": str(
-                                   tmp_path / "again" / "checkpoints" / "step-00000003")}
+    document = json.loads(out)
+    # the trainer's progress, as train lm reports it (it was missing): 3 steps, the last of
+    # them the best one so far (without validation rows the training loss is the measure)
+    assert document.pop("train_seconds") >= 0 and 0 < document.pop("epochs")
+    assert list(document.pop("validation")) == ["loss"]
+    assert document == {"task": "forecast", "status": "interrupted", "stop_signal": 15,
+                        "steps": 3, "best_step": 3,
+                        "run_dir": str(tmp_path / "again"), "checkpoint": str(
+                            tmp_path / "again" / "checkpoints" / "step-00000003")}

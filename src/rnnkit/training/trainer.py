@@ -175,14 +175,17 @@ STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 class RunInterrupted(KeyboardInterrupt):
     """Raised by a task whose run a stop signal ended after its checkpoint was saved;
-    ``exit_status`` is the shell's for that signal (130 for Ctrl-C, 143 for SIGTERM), and
-    ``checkpoint`` the folder saved (to resume from), where known."""
+    ``exit_status`` is the shell's for that signal (130 for Ctrl-C, 143 for SIGTERM),
+    ``checkpoint`` the folder saved (to resume from), where known, and ``result`` the
+    trainer's :class:`TrainResult` up to the stop, where known."""
 
-    def __init__(self, stop_signal: int | None, checkpoint: str | None = None):
+    def __init__(self, stop_signal: int | None, checkpoint: str | None = None,
+                 result: "TrainResult | None" = None):
         super().__init__()
         self.stop_signal = int(stop_signal or signal.SIGINT)
         self.exit_status = 128 + self.stop_signal
         self.checkpoint = checkpoint
+        self.result = result
 
 
 @contextlib.contextmanager

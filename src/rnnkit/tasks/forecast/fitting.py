@@ -171,7 +171,8 @@ def fit_forecaster(config, rows: np.ndarray, targets: int, run_dir: Path, *,
     fitted_run = trainer.fit()
     if fitted_run.status == "interrupted":
         # Ctrl-C: the checkpoint is saved and the user wants out, not a holdout score
-        raise RunInterrupted(fitted_run.stop_signal, saved_checkpoint(run_dir, fitted_run.steps))
+        raise RunInterrupted(fitted_run.stop_signal, saved_checkpoint(run_dir, fitted_run.steps),
+                             fitted_run)
     which = "best" if data.validation else "last"
     load_checkpoint(run_dir, which=which).load_model(model)
     model.eval()
