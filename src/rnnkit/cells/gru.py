@@ -31,7 +31,17 @@ def gru_step(
     weight_hh: torch.Tensor,
     bias_hh: torch.Tensor | None,
 ) -> GRUState:
-    """One GRU step; ``gates_x_t`` (B, 3H) is the precomputed ``x_t W_ih^T + b_ih``."""
+    """One GRU step; ``gates_x_t`` (B, 3H) is the precomputed ``x_t W_ih^T + b_ih``.
+
+    With ``gx = gates_x_t`` and ``gh = h_{t-1} W_hh^T + b_hh``, each split into (r, z, n) blocks
+    of (B, H)::
+
+        r = sigmoid(gx_r + gh_r)        z = sigmoid(gx_z + gh_z)
+        n = tanh(gx_n + r * gh_n)       (the reset gate after the product, as torch.nn.GRU)
+        h_t = (1 - z) * n + z * h_{t-1}
+
+    Returns ``GRUState(h_t)``.
+    """
     gates_h = F.linear(state.h, weight_hh, bias_hh)
     x_r, x_z, x_n = gates_x_t.chunk(3, dim=-1)
     h_r, h_z, h_n = gates_h.chunk(3, dim=-1)

@@ -37,7 +37,15 @@ def lstm_step(
     bias_hh: torch.Tensor | None,
     weight_hr: torch.Tensor | None = None,
 ) -> LSTMState:
-    """One LSTM step; ``gates_x_t`` (B, 4H) is the precomputed ``x_t W_ih^T + b_ih``."""
+    """One LSTM step; ``gates_x_t`` (B, 4H) is the precomputed ``x_t W_ih^T + b_ih``.
+
+    With ``gates = gates_x_t + h_{t-1} W_hh^T + b_hh`` split into (i, f, g, o), each (B, H)::
+
+        c_t = sigmoid(f) * c_{t-1} + sigmoid(i) * tanh(g)
+        h_t = sigmoid(o) * tanh(c_t)            (then h_t W_hr^T: (B, P), with ``weight_hr``)
+
+    Returns ``LSTMState(h_t, c_t)``.
+    """
     gates = gates_x_t + F.linear(state.h, weight_hh, bias_hh)
     i, f, g, o = gates.chunk(4, dim=-1)
     c = torch.sigmoid(f) * state.c + torch.sigmoid(i) * torch.tanh(g)
