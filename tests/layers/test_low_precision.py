@@ -108,6 +108,18 @@ def test_pruned_weights_are_honoured():
     assert max_error(layer(x)[0], exact(x.double())[0]) <= ULP[torch.bfloat16] / 2 + 1e-6
 
 
+@pytest.mark.parametrize("kind", ["gru", "rnn"])
+def test_a_cell_s_forward_pre_hook_runs_once_per_widened_call(kind):
+    # The float32 view of the cell must not carry the cell's hooks: they would run on both (a
+    # counting or weight-recomputing hook twice). Oracle: torch.nn runs a module's pre-hooks
+    # once per call, and so does a float32 layer here.
+    layer, _ = low_precision_pair(kind, torch.bfloat16, hidden=16)
+    calls = []
+    layer.stack.layers[0].cell.register_forward_pre_hook(lambda module, args: calls.append(1))
+    layer(torch.randn(2, 40, 16).bfloat16())
+    assert len(calls) == 1
+
+
 @pytest.mark.parametrize("steps, hidden", [(31, 16), (40, 520)], ids=["short", "wide"])
 def test_short_or_wide_calls_keep_the_parameters_dtype(steps, hidden):
     # Below 32 steps (a character generated at a time) or above H = 512 (256 without gradients)

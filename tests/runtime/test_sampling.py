@@ -135,6 +135,38 @@ def test_top_k_keeps_exactly_the_k_largest():
         assert torch.equal(filter_logits(logits, top_k=k), logits)
 
 
+def test_top_k_keeps_k_tokens_when_the_k_th_value_is_tied():
+    """A threshold on the k-th value would keep all three tied 1.0s for k = 2. Oracle: k
+    finite entries, all among torch.topk's and equal to the input."""
+    logits = torch.tensor([[1.0, 1.0, 1.0, 0.0], [3.0, 2.0, 2.0, 2.0]])
+    out = filter_logits(logits, top_k=2)
+    kept = torch.isfinite(out)
+    assert kept.sum(dim=1).tolist() == [2, 2]
+    assert bool((out[kept] == logits[kept]).all())
+    assert kept[1, 0] and not kept[0, 3]  # the largest stays, the smallest goes
+
+
+def test_sample_next_draws_from_float32_probabilities_of_half_precision_logits(monkeypatch):
+    """float16's softmax loses small probabilities (its spacing near 1 is 2^-11). Oracle: the
+    float64 softmax of the tempered logits, which the probabilities multinomial receives must
+    match to float32's accuracy."""
+    seen = []
+    real = torch.multinomial
+
+    def spy(probs, *args, **kwargs):
+        seen.append(probs)
+        return real(probs, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "multinomial", spy)
+    logits = torch.tensor([[8.0, 0.0, -9.0, -12.0]])
+    for dtype in (torch.float16, torch.bfloat16):
+        sample_next(logits.to(dtype), temperature=0.7, generator=torch.Generator().manual_seed(0))
+        probs = seen[-1]
+        assert probs.dtype == torch.float32
+        expected = F.softmax(logits.to(dtype).double() / 0.7, dim=1)
+        torch.testing.assert_close(probs.double(), expected, rtol=1e-6, atol=1e-9)
+
+
 @pytest.mark.parametrize("top_p", [0.05, 0.3, 0.5, 0.9, 0.99])
 def test_top_p_matches_brute_force_nucleus(top_p):
     logits = torch.randn(8, 7, generator=torch.Generator().manual_seed(1)) * 2
@@ -360,6 +392,24 @@ def test_narrow_beam_is_sorted_and_no_better_than_exhaustive(length_penalty):
     oracle = exhaustive(step, state, first_logits, LENGTH, end_token=0)
     best = max(penalized(lp, len(t), length_penalty) for t, lp in oracle)
     assert scores[0] <= best + 1e-9
+
+
+def test_the_early_stop_keeps_a_live_beam_whose_length_penalty_can_still_win():
+    """With length_penalty = 1 a long sequence's average log-probability can beat a short
+    finished one: the early stop must bound a live beam by its best reachable length, not its
+    next one. Analytic oracle: ending at once scores log 0.9 = -0.105; going on, each further
+    step costs log(sigmoid(30)) ~ -1e-13, so 30 tokens score (log 0.1) / 30 = -0.077."""
+    first = torch.tensor([[0.9, 0.1]]).log()  # token 0 ends
+
+    def step(tokens, state):  # every later step: go on (token 1), almost surely
+        return torch.tensor([[-30.0, 0.0]]).expand(len(tokens), 2).clone(), state
+
+    best = beam_search(step, torch.zeros(1, 1), first, beam_width=1, length=30, end_token=0,
+                       length_penalty=1.0)[0]
+    assert best.tokens == [1] * 30
+    going_on = math.log(0.1) + 29 * F.logsigmoid(torch.tensor(30.0, dtype=torch.float64)).item()
+    assert best.log_prob == pytest.approx(going_on, abs=1e-6)  # first_logits are float32
+    assert best.log_prob / 30 > math.log(0.9)
 
 
 def test_end_token_stops_the_search_early():

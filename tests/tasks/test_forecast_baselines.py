@@ -102,6 +102,11 @@ def test_pinball_loss_by_hand_and_loops():
 def test_metric_errors_are_single_lines():
     one_line_value_error(mase_scale, [1.0, 2.0, 3.0], season=3, match="at least 4")
     one_line_value_error(mase_scale, [2.0] * 10, match="constant")
+    # one constant column of several is enough: its MASE would divide by zero
+    one_line_value_error(mase_scale, [[1.0, 5.0], [1.0, 3.0], [1.0, 4.0]], match="constant")
+    # fit_autoregressive compares orders 1..L on the same rows: 2L + 2 values at least
+    one_line_value_error(fit_autoregressive, np.arange(7.0) ** 1.5, max_lag=3, match="needs 8")
+    assert fit_autoregressive(np.sin(np.arange(8.0)), max_lag=3) is not None
     one_line_value_error(rmse, [1.0, 2.0], [1.0], match="same shape")
     one_line_value_error(smape, [1.0, np.nan], [1.0, 2.0], match="NaN")
     one_line_value_error(pinball_loss, [1.0], [[1.0]], [1.5], match="between 0 and 1")
