@@ -6,7 +6,9 @@ H in {32, 64, 128, 256, 512}, B in {1, 16, 64}, T=100 (and T=500 for a few point
 Achieved GFLOP/s (the model's multiply-adds x 2, backward counted as twice the forward) is
 reported against the FMA peak measured on this machine in the same run. Before a point is
 timed, rnnkit's output and input gradient are compared with torch.nn's on the same weights
-(``max_abs_diff_vs_torch`` in the JSON; the run stops past 1e-3).
+(``max_abs_diff_vs_torch`` in the JSON; the run stops past 1e-3). Where ``backend="auto"``
+runs an LSTM's inference on oneDNN's LSTM instead of the fused kernels (rnnkit.backends.onednn)
+that is timed too, as the "x auto" column (``speedup_vs_torch_auto``).
 
     .venv/bin/python benchmarks/bench_recurrence.py            # full grid, a few minutes
     .venv/bin/python benchmarks/bench_recurrence.py --quick    # a few points
@@ -27,6 +29,7 @@ import torch
 import rnnkit
 from rnnkit.backends.fused import FusedStepper
 from rnnkit.backends.fused.build import load_error
+from rnnkit.backends.onednn import onednn_inference_pays
 from rnnkit.training import atomic_write
 
 TORCH_LAYERS = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU, "rnn": torch.nn.RNN}
@@ -118,6 +121,12 @@ def bench_point(kind, hidden, batch, steps, threads, repeats, with_reference):
         models[backend] = model
     x = torch.randn(steps, batch, hidden, requires_grad=True)
     agreement = agreement_with_torch(models, x)
+    # backend="auto" differs from "fused" in one place, LSTM inference it sends to oneDNN's
+    # LSTM (rnnkit.backends.onednn): timed there as the "auto" side, in inference only
+    auto = RNNKIT_LAYERS[kind](hidden, hidden)
+    auto.load_state_dict(reference_layer.state_dict())
+    auto_differs = kind == "lstm" and onednn_inference_pays(auto.stack.layers[0].cell, x, None,
+                                                            False)
 
     def train(model):
         def run():
@@ -133,7 +142,8 @@ def bench_point(kind, hidden, batch, steps, threads, repeats, with_reference):
 
     results = {"max_abs_diff_vs_torch": agreement}
     for mode, make in (("train", train), ("infer", infer)):
-        runs = {name: make(model) for name, model in models.items()}
+        timed = {**models, "auto": auto} if mode == "infer" and auto_differs else models
+        runs = {name: make(model) for name, model in timed.items()}
         for run in runs.values():  # warm-up (and the fused build on first use)
             run()
         calls = {name: calls_per_sample(run) for name, run in runs.items()}
@@ -150,6 +160,8 @@ def bench_point(kind, hidden, batch, steps, threads, repeats, with_reference):
         }
         if "reference" in medians:
             results[mode]["speedup_vs_reference"] = medians["reference"] / medians["fused"]
+        if "auto" in medians:
+            results[mode]["speedup_vs_torch_auto"] = medians["torch"] / medians["auto"]
     return results
 
 
@@ -220,7 +232,7 @@ def main() -> None:
     print(f"FMA peak: {peak[1]:.0f} GFLOP/s (1 thread), {peak[2]:.0f} GFLOP/s (2 threads)")
     header = (f"{'cell':5s} {'thr':>3s} {'B':>3s} {'H':>4s} {'T':>4s} | "
               f"{'train ms torch':>14s} {'fused':>8s} {'x':>6s} {'%peak':>6s} | "
-              f"{'infer ms torch':>14s} {'fused':>8s} {'x':>6s} | {'x ref':>6s}")
+              f"{'infer ms torch':>14s} {'fused':>8s} {'x':>6s} {'x auto':>6s} | {'x ref':>6s}")
     print(header)
     print("-" * len(header))
     points = [(h, b, 100) for h in hiddens for b in batches]
@@ -238,11 +250,13 @@ def main() -> None:
                 rows.append({"cell": kind, "threads": threads, "batch": batch, "hidden": hidden,
                              "steps": steps, "repeats": repeats, **result})
                 ref = train.get("speedup_vs_reference")
+                auto = infer.get("speedup_vs_torch_auto")
                 print(f"{kind:5s} {threads:3d} {batch:3d} {hidden:4d} {steps:4d} | "
                       f"{train['seconds']['torch'] * 1e3:14.2f} {train['seconds']['fused'] * 1e3:8.2f} "
                       f"{train['speedup_vs_torch']:6.2f} {100 * train['fused_gflops'] / peak[threads]:5.0f}% | "
                       f"{infer['seconds']['torch'] * 1e3:14.2f} {infer['seconds']['fused'] * 1e3:8.2f} "
-                      f"{infer['speedup_vs_torch']:6.2f} | {'' if ref is None else f'{ref:6.1f}'}",
+                      f"{infer['speedup_vs_torch']:6.2f} {'' if auto is None else f'{auto:6.2f}':>6s} | "
+                      f"{'' if ref is None else f'{ref:6.1f}'}",
                       flush=True)
     steps_rows = []
     print("\nbatch-1 single step from Python (us, 1 thread)")

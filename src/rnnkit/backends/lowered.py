@@ -56,9 +56,9 @@ from pathlib import Path
 from typing import NamedTuple
 
 import torch
-from torch.autograd import forward_ad
 
 from ..cells import GRUCell, LSTMCell, RNNCell, cell_class
+from .onednn import onednn_lstm
 
 log = logging.getLogger("rnnkit.backends")
 
@@ -153,22 +153,6 @@ def bf16_unavailable(cell, x: torch.Tensor, backend: str) -> str | None:
     return None
 
 
-def bf16_lstm_unsupported(cell, lengths) -> str | None:
-    """Why oneDNN's LSTM cannot run a call that may use bfloat16 (see bf16_unavailable), or
-    None."""
-    if cell_class(cell) is not LSTMCell:  # not isinstance: a subclass may change the step
-        return f"only LSTM cells have it (got {type(cell).__name__})"
-    if cell.weight_hr is not None:
-        return "oneDNN's LSTM has no projection (proj_size)"
-    if lengths is not None:
-        return "oneDNN's LSTM has no per-sequence lengths"
-    if torch._C._functorch.maybe_current_level() is not None:
-        return "oneDNN's LSTM cannot run inside torch.func transforms (vmap, grad, ...)"
-    if forward_ad._current_level >= 0:
-        return "oneDNN's LSTM has no forward-mode derivative (torch.autograd.forward_ad)"
-    return None
-
-
 def run_projection_bf16(cell, x: torch.Tensor) -> torch.Tensor:
     """The input projection ``x W_ih^T + b_ih`` of every step in bfloat16, returned in
     bfloat16: (..., I) -> (..., G). The fused kernels' bfloat16 products read it as it is; a
@@ -182,22 +166,8 @@ def run_projection_bf16(cell, x: torch.Tensor) -> torch.Tensor:
 def run_bf16(cell: LSTMCell, x: torch.Tensor, state0: NamedTuple, *, reverse: bool,
              batch_first: bool, training: bool) -> tuple[torch.Tensor, NamedTuple]:
     """One direction of an LSTM layer in bfloat16 (x in the layer's layout); see the module."""
-    low = torch.bfloat16
-    time_axis = 1 if batch_first else 0
-    x = x.to(low)
-    if reverse:
-        x = x.flip(time_axis)  # no lengths here, so reversing the whole time axis is exact
-    weights = [cell.weight_ih.to(low), cell.weight_hh.to(low)]
-    if cell.bias_ih is not None:
-        weights += [cell.bias_ih.to(low), cell.bias_hh.to(low)]
-    hx = (state0.h.to(low).unsqueeze(0), state0.c.to(low).unsqueeze(0))
-    # train=True makes oneDNN keep the workspace its backward needs.
-    output, h_n, c_n = torch.lstm(x, hx, weights, cell.bias_ih is not None, 1, 0.0, training,
-                                  False, batch_first)
-    if reverse:
-        output = output.flip(time_axis)
-    dtype = cell.weight_hh.dtype
-    return output, cell.state_type(h_n.squeeze(0).to(dtype), c_n.squeeze(0).to(dtype))
+    return onednn_lstm(cell, x, state0, reverse=reverse, batch_first=batch_first,
+                       training=training, dtype=torch.bfloat16)
 
 
 def log_decline_once(reason: str, *, projection_bf16: bool = False) -> None:

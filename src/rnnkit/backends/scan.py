@@ -20,8 +20,9 @@ from .fused import (
     fused_unsupported,
 )
 from .fused.backend import fused_lstm_pays_bf16, needs_grad
-from .lowered import (bf16_lstm_unsupported, bf16_unavailable, log_decline_once, lowered_dtype,
-                      run_bf16, run_projection_bf16)
+from .lowered import (bf16_unavailable, log_decline_once, lowered_dtype, run_bf16,
+                      run_projection_bf16)
+from .onednn import onednn_inference_pays, onednn_lstm, onednn_lstm_unsupported
 from .reference import reference_scan
 from .widened import run_widened, widening
 
@@ -190,9 +191,10 @@ def run_layer(
     checks (a Recurrent layer, or :func:`scan`, checks what a user passes).
     Returns the output in x's layout, (B, T, H_out) or (T, B, H_out), and the final state.
     Normally ``project`` (one GEMM over all steps) then ``run``; when no gradient is needed a
-    backend may do both at once (``Backend.run_without_grad``). Under CPU bfloat16 autocast an
-    LSTM layer may take the bfloat16 route instead, and other layers their input projection in
-    bfloat16 (:mod:`rnnkit.backends.lowered`). A layer with bfloat16 or float16 parameters on
+    backend may do both at once (``Backend.run_without_grad``); on ``"auto"`` float32 LSTM
+    inference with enough rows and units runs oneDNN's LSTM instead (:mod:`.onednn`). Under
+    CPU bfloat16 autocast an LSTM layer may take the bfloat16 route instead, and other layers
+    their input projection in bfloat16 (:mod:`rnnkit.backends.lowered`). A layer with bfloat16 or float16 parameters on
     the CPU may run in float32, or an LSTM on oneDNN's bfloat16 LSTM
     (:mod:`rnnkit.backends.widened`).
     """
@@ -214,7 +216,7 @@ def run_layer(
             # hands one on); a state the user gives is in the parameters' dtype already
             state0 = type(state0)(*(s.to(cell.weight_hh.dtype) for s in state0))
         unavailable = bf16_unavailable(cell, x, backend)
-        reason = unavailable or bf16_lstm_unsupported(cell, lengths)
+        reason = unavailable or onednn_lstm_unsupported(cell, lengths)
         if reason is None:
             # oneDNN's LSTM, unless the fused kernels run this call faster (in training)
             training = needs_grad(cell, x, *state0)
@@ -239,6 +241,10 @@ def run_layer(
     result = None
     if (gates_x is None and chosen.run_without_grad is not None
             and not needs_grad(cell, x, *state0)):
+        if backend == "auto" and onednn_inference_pays(cell, x, lengths, batch_first):
+            # float32 LSTM inference that oneDNN's LSTM runs faster (see onednn.py)
+            return onednn_lstm(cell, x, state0, reverse=reverse, batch_first=batch_first,
+                               training=False)
         result = chosen.run_without_grad(cell, x_time_major, state0, lengths, reverse)
     if result is None:
         if gates_x is None:

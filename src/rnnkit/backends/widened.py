@@ -54,8 +54,9 @@ import torch
 
 from ..cells import GRUCell, LSTMCell, RNNCell
 from .fused.backend import needs_grad
-from .lowered import (bf16_lstm_unsupported, bf16_recurrence_enabled, cpu_bf16_instructions,
-                      lowered_dtype, lowered_precision, run_bf16)
+from .lowered import (bf16_recurrence_enabled, cpu_bf16_instructions, lowered_dtype,
+                      lowered_precision, run_bf16)
+from .onednn import onednn_lstm_unsupported
 
 #: The parameter dtypes whose recurrence runs in float32 (see the module docstring).
 LOW_PRECISION = (torch.bfloat16, torch.float16)
@@ -107,7 +108,7 @@ def onednn_lstm_runs(cell, backend: str, lengths) -> bool:
     width pays."""
     return (type(cell) is LSTMCell and cell.weight_hh.dtype is torch.bfloat16
             and backend == "auto" and bf16_recurrence_enabled()
-            and bool(cpu_bf16_instructions()) and bf16_lstm_unsupported(cell, lengths) is None)
+            and bool(cpu_bf16_instructions()) and onednn_lstm_unsupported(cell, lengths) is None)
 
 
 def float32_view_of(cell):

@@ -1,0 +1,89 @@
+"""Float32 LSTM inference on oneDNN's LSTM (rnnkit.backends.onednn) where it is faster than the
+fused kernels. Oracles: torch.nn.LSTM, which runs the same primitive (so equality is exact),
+and the fused kernels (``backend="fused"``) where the route must not be taken."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import rnnkit
+from rnnkit.backends import BACKENDS
+from rnnkit.backends.onednn import INFERENCE_MIN_HIDDEN, INFERENCE_MIN_ROWS
+
+fused_reason = BACKENDS["fused"].unavailable()
+pytestmark = pytest.mark.skipif(
+    fused_reason is not None or not torch.backends.mkldnn.is_available(),
+    reason=f"needs the fused kernels ({fused_reason}) and a torch with oneDNN")
+
+H = INFERENCE_MIN_HIDDEN
+B = max(INFERENCE_MIN_ROWS.values())
+
+
+def pair(hidden=H, **options):
+    torch.manual_seed(0)
+    reference = torch.nn.LSTM(24, hidden, **options)
+    layer = rnnkit.LSTM(24, hidden, **options)
+    layer.load_state_dict(reference.state_dict())
+    return layer, reference
+
+
+@pytest.mark.parametrize("options", [
+    {}, {"batch_first": True}, {"bidirectional": True, "num_layers": 2},
+    {"bias": False}, {"batch_first": True, "bidirectional": True}])
+def test_inference_is_torch_nn_lstm_exactly(options):
+    # The fused kernels sum in another order (~5e-7 apart): exact equality means the route ran.
+    layer, reference = pair(**options)
+    directions = 2 if options.get("bidirectional") else 1
+    x = torch.randn(B, 9, 24) if options.get("batch_first") else torch.randn(9, B, 24)
+    state = tuple(torch.randn(directions * options.get("num_layers", 1), B, H) for _ in "hc")
+    with torch.no_grad():
+        got, (h, c) = layer(x, state)
+        expected, (h_ref, c_ref) = reference(x, state)
+    assert torch.equal(got, expected) and torch.equal(h, h_ref) and torch.equal(c, c_ref)
+    with torch.inference_mode():
+        assert torch.equal(layer(x, state)[0], expected)
+
+
+def _fused_twin(layer):
+    twin = rnnkit.LSTM(layer.input_size, layer.hidden_size, proj_size=layer.proj_size,
+                       backend="fused")
+    twin.load_state_dict(layer.state_dict())
+    return twin
+
+
+@pytest.mark.parametrize("case", ["lengths", "proj_size", "few rows", "narrow", "gradients",
+                                  "oneDNN off"])
+def test_calls_it_cannot_run_or_that_it_does_not_speed_up_stay_on_the_fused_kernels(
+        case, monkeypatch):
+    layer, _ = pair(hidden=H - 1 if case == "narrow" else H,
+                    **({"proj_size": 5} if case == "proj_size" else {}))
+    fused = _fused_twin(layer)
+    rows = 1 if case == "few rows" else B
+    x = torch.randn(9, rows, 24, requires_grad=case == "gradients")
+    kwargs = {"lengths": torch.tensor([9, 5] * (rows // 2))} if case == "lengths" else {}
+    if case == "oneDNN off":  # then torch.lstm runs torch's own loop, slower than ours
+        monkeypatch.setattr(torch.backends.mkldnn, "enabled", False)
+    with torch.set_grad_enabled(case == "gradients"):
+        got, expected = layer(x, **kwargs)[0], fused(x, **kwargs)[0]
+    assert torch.equal(got, expected)
+
+
+def test_backend_fused_keeps_the_fused_kernels():
+    layer, reference = pair()
+    fused = _fused_twin(layer)
+    x = torch.randn(9, B, 24)
+    with torch.no_grad():
+        got, on_onednn = fused(x)[0], reference(x)[0]
+    torch.testing.assert_close(got, on_onednn, rtol=1e-5, atol=1e-5)  # close, yet its own sum
+    assert not torch.equal(got, on_onednn)
+
+
+def test_inference_agrees_with_a_training_call():
+    # Training runs on the fused kernels: the two routes compute the same function.
+    layer, _ = pair(bidirectional=True)
+    x = torch.randn(20, B, 24)
+    trained = layer(x)[0]
+    with torch.no_grad():
+        inferred = layer(x)[0]
+    torch.testing.assert_close(inferred, trained.detach(), rtol=1e-5, atol=1e-5)
