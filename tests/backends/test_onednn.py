@@ -9,7 +9,8 @@ import torch
 
 import rnnkit
 from rnnkit.backends import BACKENDS
-from rnnkit.backends.onednn import INFERENCE_MIN_HIDDEN, INFERENCE_MIN_ROWS
+from rnnkit.backends.onednn import (INFERENCE_MIN_HIDDEN, INFERENCE_MIN_ROWS,
+                                    INFERENCE_MIN_STEPS_ONE_THREAD)
 
 fused_reason = BACKENDS["fused"].unavailable()
 pytestmark = pytest.mark.skipif(
@@ -18,6 +19,7 @@ pytestmark = pytest.mark.skipif(
 
 H = INFERENCE_MIN_HIDDEN
 B = max(INFERENCE_MIN_ROWS.values())
+T = INFERENCE_MIN_STEPS_ONE_THREAD  # the route runs at this size on any thread count
 
 
 def pair(hidden=H, **options):
@@ -35,7 +37,7 @@ def test_inference_is_torch_nn_lstm_exactly(options):
     # The fused kernels sum in another order (~5e-7 apart): exact equality means the route ran.
     layer, reference = pair(**options)
     directions = 2 if options.get("bidirectional") else 1
-    x = torch.randn(B, 9, 24) if options.get("batch_first") else torch.randn(9, B, 24)
+    x = torch.randn(B, T, 24) if options.get("batch_first") else torch.randn(T, B, 24)
     state = tuple(torch.randn(directions * options.get("num_layers", 1), B, H) for _ in "hc")
     with torch.no_grad():
         got, (h, c) = layer(x, state)
@@ -53,15 +55,18 @@ def _fused_twin(layer):
 
 
 @pytest.mark.parametrize("case", ["lengths", "proj_size", "few rows", "narrow", "gradients",
-                                  "oneDNN off"])
+                                  "oneDNN off", "short on one thread"])
 def test_calls_it_cannot_run_or_that_it_does_not_speed_up_stay_on_the_fused_kernels(
         case, monkeypatch):
     layer, _ = pair(hidden=H - 1 if case == "narrow" else H,
                     **({"proj_size": 5} if case == "proj_size" else {}))
     fused = _fused_twin(layer)
     rows = 1 if case == "few rows" else B
-    x = torch.randn(9, rows, 24, requires_grad=case == "gradients")
-    kwargs = {"lengths": torch.tensor([9, 5] * (rows // 2))} if case == "lengths" else {}
+    steps = T - 1 if case == "short on one thread" else T
+    if case == "short on one thread":
+        monkeypatch.setattr(torch, "get_num_threads", lambda: 1)  # as the route reads it
+    x = torch.randn(steps, rows, 24, requires_grad=case == "gradients")
+    kwargs = {"lengths": torch.tensor([T, 5] * (rows // 2))} if case == "lengths" else {}
     if case == "oneDNN off":  # then torch.lstm runs torch's own loop, slower than ours
         monkeypatch.setattr(torch.backends.mkldnn, "enabled", False)
     with torch.set_grad_enabled(case == "gradients"):
@@ -72,7 +77,7 @@ def test_calls_it_cannot_run_or_that_it_does_not_speed_up_stay_on_the_fused_kern
 def test_backend_fused_keeps_the_fused_kernels():
     layer, reference = pair()
     fused = _fused_twin(layer)
-    x = torch.randn(9, B, 24)
+    x = torch.randn(T, B, 24)
     with torch.no_grad():
         got, on_onednn = fused(x)[0], reference(x)[0]
     torch.testing.assert_close(got, on_onednn, rtol=1e-5, atol=1e-5)  # close, yet its own sum

@@ -444,7 +444,12 @@ def test_csv_written_with_a_space_after_each_comma_reads_as_without(tmp_path):
     plain = frame.to_csv(index=False)
     (tmp_path / "plain.csv").write_text(plain)
     (tmp_path / "spaced.csv").write_text(plain.replace(",", ", "))
-    expected, spaced = (load_sequences(tmp_path / name) for name in ("plain.csv", "spaced.csv"))
+    header, rest = plain.split("\n", 1)  # names padded on both sides: " label " too
+    (tmp_path / "padded.csv").write_text(header.replace(",", " , ") + " \n" + rest)
+    expected, spaced, padded = (load_sequences(tmp_path / name)
+                                for name in ("plain.csv", "spaced.csv", "padded.csv"))
+    assert padded.class_names == expected.class_names and padded.ids == expected.ids
+    np.testing.assert_array_equal(padded.labels, expected.labels)
     assert spaced.class_names == expected.class_names == ["01", "7", "NA"]  # text, as written
     assert spaced.channel_names == expected.channel_names
     assert spaced.ids == expected.ids == ["s1", "s2", "s3"]

@@ -5,16 +5,24 @@ by the stacked weights and the gate math, the products split over threads by out
 rnnkit's LSTM layers call the same primitive, one layer and one direction at a time, in two
 places where it beats the fused kernels:
 
-* **float32 inference** from H = 192 with B >= 8 rows (B >= 4 with two or more threads), on
-  ``backend="auto"`` (:func:`onednn_inference_pays`). There each step's products are
-  compute-bound, and with few rows per thread the fused kernels' row split leaves each thread
-  a thin product: inference A/B in one process (Intel host, AVX-512, T = 100, medians of 7,
-  torch.nn.LSTM's time over the fused kernels'), 2 threads: B = 8, H = 256 0.60x; B = 16, H =
-  256 0.77-0.79x; B = 16, H = 512 0.85x; B = 16, H = 256, T = 500 0.73x; 1 thread: 0.79-0.93x
-  for B >= 8 at H = 256-512. At B = 1 (2 threads: 1.17-1.32x) and at H <= 128 (2 threads:
-  1.04-3.4x) the fused kernels stay ahead, and so does B = 4 with one thread (1.25-1.42x);
-  H = 192 was level to 0.88x. Training stays on the fused kernels, which are level with or
-  ahead of oneDNN's there (``benchmarks/results/targets.txt``).
+* **float32 inference** from H = 256 on ``backend="auto"`` (:func:`onednn_inference_pays`):
+  with two or more threads from B = 4 rows, at any length; with one thread from B = 8 rows
+  and T = 64 steps. There each step's products are compute-bound, and with few rows per
+  thread the fused kernels' row split leaves each thread a thin product. Inference A/B in one
+  process (Intel host, AVX-512, medians of 7, torch.nn.LSTM's time over the fused kernels'),
+  T = 100, 2 threads: B = 8, H = 256 0.60x; B = 16, H = 256 0.77-0.79x; B = 16, H = 512 0.85x;
+  B = 16, H = 256, T = 500 0.73x; 1 thread: 0.79-0.93x for B >= 8 at H = 256-512. Per call
+  oneDNN first reorders the weights, which short calls on one thread do not repay: at T = 1-8
+  the route ran 0.64-0.93x the fused kernels' speed on one thread (B = 8-64, H = 192-512),
+  and 1.08-1.40x on two (H >= 256). The fused kernels stay ahead at B = 1 (2 threads:
+  1.17-1.32x) and at H <= 128 (2 threads: 1.04-3.4x), and so does B = 4 with one thread
+  (1.25-1.42x); H = 192 was 0.87-1.04x at T = 100 and level on two threads at T <= 32, not
+  worth a switch. Training stays on the fused kernels, which are level with or ahead of
+  oneDNN's there (``benchmarks/results/targets.txt``).
+
+  The route makes a call's last bits depend on its size: oneDNN and the fused kernels sum in
+  different orders (~2e-7 apart in float32), so B = 7 and B = 8 rows, or one and two threads
+  at B = 4-7, do not round alike. Where it runs, the output is torch.nn.LSTM's bit for bit.
 * **bfloat16** (:mod:`.lowered` under CPU autocast, :mod:`.widened` for bfloat16 parameters):
   the weights are cast to bfloat16 per call and the primitive keeps its gates and cell state
   in float32.
@@ -37,10 +45,14 @@ from torch.autograd import forward_ad
 from ..cells import LSTMCell, cell_class
 
 #: The narrowest hidden state whose float32 inference goes to oneDNN (see the module docstring).
-INFERENCE_MIN_HIDDEN = 192
+INFERENCE_MIN_HIDDEN = 256
 
 #: The fewest rows (B) for it: with one thread, and with two or more.
 INFERENCE_MIN_ROWS = {False: 8, True: 4}
+
+#: The fewest steps for it with one thread: oneDNN's per-call weight reorder needs a long call
+#: to be repaid there (with two threads the route pays from T = 1).
+INFERENCE_MIN_STEPS_ONE_THREAD = 64
 
 
 def onednn_lstm_unsupported(cell, lengths) -> str | None:
@@ -68,8 +80,11 @@ def onednn_inference_pays(cell, x: torch.Tensor, lengths, batch_first: bool) -> 
         return False
     if cell.hidden_size < INFERENCE_MIN_HIDDEN:
         return False
-    rows = x.size(0 if batch_first else 1)
-    if rows < INFERENCE_MIN_ROWS[torch.get_num_threads() > 1]:
+    threads = torch.get_num_threads()
+    rows, steps = (x.size(0), x.size(1)) if batch_first else (x.size(1), x.size(0))
+    if rows < INFERENCE_MIN_ROWS[threads > 1]:
+        return False
+    if threads == 1 and steps < INFERENCE_MIN_STEPS_ONE_THREAD:
         return False
     # Without oneDNN (a torch built without it, or torch.backends.mkldnn.enabled = False)
     # torch.lstm runs its own per-step loop, slower than the fused kernels.

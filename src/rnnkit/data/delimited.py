@@ -10,8 +10,10 @@ off. Those files are read again as they are meant, without a row label.
 
 from __future__ import annotations
 
+import csv
 import re
 import warnings
+from typing import NamedTuple
 
 
 class ExtraFieldsError(ValueError):
@@ -99,7 +101,7 @@ def _delimiter_of_every_line(path, sep: str) -> tuple[str, str] | None:
 
 
 def _first_line(path) -> str | None:
-    """The header: the first line that is no comment (see :func:`_leading_comments`)."""
+    """The header: the first line that is no comment (see :func:`_preamble`)."""
     try:
         with open(path, encoding="utf-8-sig", errors="replace") as file:
             for line in file:
@@ -114,20 +116,49 @@ def _first_line(path) -> str | None:
 _COMMENT = re.compile(r"\s*#")
 
 
-def _leading_comments(path) -> int:
-    """How many lines before the header begin with ``#`` (a note on where the data came from,
-    as exports and loggers write): pandas would take the first for the header. Only leading
-    ones: a "#" further on may be data (a label "C#")."""
-    count = 0
+class _Preamble(NamedTuple):
+    """The lines before the header: how many (comments and blank lines, which pandas' integer
+    ``skiprows`` counts alike), and whether the last comment is the header itself."""
+    lines: int
+    commented_header: bool
+
+
+def _preamble(path, sep: str) -> _Preamble:
+    """Lines before the header that begin with ``#`` (a note on where the data came from, as
+    exports and loggers write), with any blank lines among them: pandas would take the first
+    comment for the header. Only leading ones: a "#" further on may be data (a label "C#").
+
+    ``numpy.savetxt(path, a, delimiter=",", header="time,value")`` comments the header itself
+    (``# time,value``): the last comment is taken for the header where it has as many fields
+    as the line after it and that line holds a number (a header holds names)."""
+    count, last_comment, comment, after = 0, None, "", None
     try:
         with open(path, encoding="utf-8-sig", errors="replace") as file:
             for line in file:
-                if not _COMMENT.match(line):
+                if line.strip() and not _COMMENT.match(line):
+                    after = line  # the first line past the preamble
                     break
+                if line.strip():
+                    last_comment, comment = count, line
                 count += 1
     except OSError:
-        pass
-    return count
+        return _Preamble(0, False)
+    if last_comment is None or after is None:
+        # blank lines alone (pandas skips those itself), or a file of comments only
+        return _Preamble(0 if last_comment is None else count, False)
+    names, first = (next(csv.reader([text], delimiter=sep), [])
+                    for text in (comment.strip().lstrip("#"), after))
+    if len(names) >= 2 and len(names) == len(first) and any(map(_is_number, first)):
+        return _Preamble(last_comment, True)
+    return _Preamble(count, False)
+
+
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
 
 
 def delimiter_advice(error: OtherDelimiterError) -> str:
@@ -142,14 +173,14 @@ def delimiter_advice(error: OtherDelimiterError) -> str:
 
 
 def read_delimited(path, **options):
-    """``(frame, layout)``: ``pandas.read_csv(path, **options)``, rows ending in a stray
-    delimiter read as meant, and the options (``{}`` or ``{"index_col": False}``) that read
-    this file's layout, for a second read of other columns to line up with the first.
+    """``pandas.read_csv(path, **options)``, with rows ending in a stray delimiter read as
+    meant.
 
-    Lines before the header that begin with ``#`` are skipped (``skiprows``), as are spaces
-    after a delimiter (``skipinitialspace``; both in ``layout`` too), and column names are
-    stripped where they stay distinct: a header written ``sequence, label, x`` named its
-    columns ``" label"`` and ``" x"``, which no option or lookup by name found.
+    Lines before the header that begin with ``#`` are skipped (``skiprows``; a commented
+    header as ``numpy.savetxt`` writes it is read as the header, see :func:`_preamble`), as are
+    spaces after a delimiter (``skipinitialspace``: an unquoted `` x`` reads as ``x``), and
+    column names are stripped where they stay distinct: a header written ``sequence, label, x``
+    named its columns ``" label"`` and ``" x"``, which no option or lookup by name found.
 
     Raises :class:`ExtraFieldsError` where, read without a row label, a row still has more
     fields than the header names, and :class:`OtherDelimiterError` where the header and every
@@ -158,8 +189,8 @@ def read_delimited(path, **options):
     """
     import pandas as pd
 
-    options = {"skipinitialspace": True, "skiprows": _leading_comments(path), **options}
-    line_options = {name: options[name] for name in ("skipinitialspace", "skiprows")}
+    preamble = _preamble(path, options.get("sep", ","))
+    options = {"skipinitialspace": True, "skiprows": preamble.lines, **options}
     try:
         frame = pd.read_csv(path, **options)
     except pd.errors.ParserError:
@@ -178,20 +209,21 @@ def read_delimited(path, **options):
     found = _delimiter_of_every_line(path, options.get("sep", ","))
     if found is not None:
         raise OtherDelimiterError(*found)
-    if not row_labels or not len(frame.columns):
-        return _stripped_names(frame), line_options
-    last = frame[frame.columns[-1]]
-    if not (last.isna() | (last.astype(str) == "")).all():
-        return _stripped_names(frame), line_options  # R's layout: the row labels are the index
-    layout = {"index_col": False}
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", pd.errors.ParserWarning)
-        try:
-            frame = pd.read_csv(path, **layout, **options)
-            return _stripped_names(frame), {**layout, **line_options}
-        except pd.errors.ParserWarning:  # index_col=False met a row with more fields than names
-            raise ExtraFieldsError("data rows have more fields than the header has names") \
-                from None
+    if row_labels and len(frame.columns):
+        last = frame[frame.columns[-1]]
+        # all empty: rows that end in a stray delimiter; else R's layout, the row labels the
+        # index
+        if (last.isna() | (last.astype(str) == "")).all():
+            with warnings.catch_warnings():
+                warnings.simplefilter("error", pd.errors.ParserWarning)
+                try:
+                    frame = pd.read_csv(path, index_col=False, **options)
+                except pd.errors.ParserWarning:  # a row with more fields than names remains
+                    raise ExtraFieldsError("data rows have more fields than the header has "
+                                           "names") from None
+    if preamble.commented_header:
+        frame = frame.rename(columns={frame.columns[0]: str(frame.columns[0]).lstrip("#")})
+    return _stripped_names(frame)
 
 
 def _stripped_names(frame):

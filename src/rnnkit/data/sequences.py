@@ -368,11 +368,11 @@ def _read_csv(path: Path):
         raise SequenceDataError("CSV sequence files need pandas; install it with: pip install "
                                 "pandas") from None
     try:
-        frame, layout = read_delimited(path, dtype={"sequence": str, "label": str})
+        frame = read_delimited(path)
         # Ids and labels are text: "NA" (North America) or "None" is a value there, not a
-        # missing one as pandas reads it by default; only an empty cell is missing.
-        names = pd.read_csv(path, usecols=["sequence", "label"], dtype=str,
-                            keep_default_na=False, **layout) \
+        # missing one as pandas reads it by default, and "01" is not 1; only an empty cell is
+        # missing. A second read of the same rows, all as written.
+        names = read_delimited(path, dtype=str, keep_default_na=False, na_values=[""]) \
             if {"sequence", "label"} <= set(frame.columns) else None
     except OtherDelimiterError as error:
         raise SequenceDataError(f"CSV file {shown} {delimiter_advice(error)}") from None
@@ -396,7 +396,7 @@ def _read_csv(path: Path):
     # both reads hold the same rows in the same order, so they are matched by position
     frame = frame.reset_index(drop=True)
     for column in ("sequence", "label"):
-        frame[column] = np.where(names[column].to_numpy() != "", names[column].to_numpy(), None)
+        frame[column] = names[column].to_numpy()  # an empty cell is missing (NaN) there
     # "Unnamed: 0" is the row index DataFrame.to_csv writes by default, not a measurement (and
     # in a file sorted by class it gives the label away)
     # the leading run only (to_csv twice writes two: "Unnamed: 0.1", "Unnamed: 0"); a blank

@@ -168,7 +168,8 @@ def load_series(data: str, *, time_col: str | None = None,
             present = frame[c].notna().to_numpy()
             if grouped.any() and numeric[present].mean() > 0.5:  # as _looks_numeric counts
                 row = int(np.argmax(grouped))
-                raise SeriesError(f"{label} {grouped_advice(c, frame[c].iloc[row], row + 1)}")
+                raise SeriesError(f"{label} {grouped_advice(c, frame[c].iloc[row], row + 1)}"
+                                  f", or pick the value columns with --value-col")
     if not targets:
         raise SeriesError(f"{label} has no numeric value columns besides the time and covariate "
                           f"columns; its columns are: {_listing(frame)} (choose with --value-col)")
@@ -246,7 +247,7 @@ def _read_file(pd, name: str):
             # round trip: a float reads back as itself
             # (column names stripped: "date, value" named a column " value", which --value-col
             # value did not find and the forecast CSV wrote as " value_forecast")
-            frame, _ = read_delimited(path, sep=sep, float_precision="round_trip")
+            frame = read_delimited(path, sep=sep, float_precision="round_trip")
     except OtherDelimiterError as error:
         raise SeriesError(f"{name} {delimiter_advice(error)}") from None
     except ExtraFieldsError:
