@@ -278,6 +278,57 @@ def test_disable_variable_reads_yes_and_no(monkeypatch, value, off):
     assert build.disabled() is off
 
 
+FAILING_LOAD_SCRIPT = textwrap.dedent("""
+    import logging, pathlib, sys
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    from rnnkit.backends.fused import build
+    build.SOURCE_DIR = pathlib.Path(sys.argv[1])
+    try:
+        build.load_extension("rnnkit_tiny", ("tiny.cpp",), python_module=True,
+                             build_directory=sys.argv[2])
+    except build.BuildUnavailable as error:
+        print("unavailable:", error)
+    except RuntimeError as error:
+        print("failed:", build._failure(error))
+""")
+
+
+@needs_build_tools
+def test_a_compile_that_failed_is_not_repeated_by_every_process(tiny, tmp_path):
+    """Each process (each CLI command) spent the compile's time on the same error before
+    falling back. Oracle: the compiler runs once, later loads name the recorded error and the
+    file to delete, and another compiler, or the record deleted, builds again."""
+    sources, folder, _ = tiny
+    (sources / "tiny.cpp").write_text(TINY_SOURCE + "\nthis is not C++;\n")
+
+    def attempt(**environment):
+        result = subprocess.run([sys.executable, "-c", FAILING_LOAD_SCRIPT, str(sources),
+                                 str(folder)], env={**os.environ, **environment},
+                                capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        return result.stdout.strip(), "building rnnkit_tiny" in result.stderr
+
+    first, compiled = attempt()
+    assert compiled and first.startswith("failed:") and "error:" in first
+    marker = folder / "build-failed.json"
+    second, compiled = attempt()
+    assert not compiled
+    assert second.startswith("unavailable: the C++ build failed here before (")
+    assert f"delete {marker} to try again" in second
+    # another compiler (here the same one under another name) is tried
+    other = tmp_path / "bin" / "c++"
+    other.parent.mkdir()
+    shutil.copy(shutil.which(os.environ.get("CXX", "c++")), other)
+    _, compiled = attempt(CXX=str(other))
+    assert compiled
+    marker.unlink()
+    # fixed sources (a real build folder is named by their hash, so it would be a new one)
+    (sources / "tiny.cpp").write_text(TINY_SOURCE)
+    shutil.rmtree(folder / "src")
+    assert load(tiny)  # builds, and the success leaves no record
+    assert not marker.exists()
+
+
 def test_a_failed_build_is_reported_by_the_compilers_error_line():
     """torch's exception starts with the long command line; the reason is further down."""
     from rnnkit.backends.fused.build import _failure

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import json
 import logging
 import os
 import pathlib
@@ -333,8 +334,41 @@ def _unwritable(folder, error: OSError) -> BuildUnavailable:
                             f"TORCH_EXTENSIONS_DIR to a folder you can write to")
 
 
+#: Written into a build folder whose compile failed: what failed, and with which compiler.
+FAILED_MARKER = "build-failed.json"
+
+
+def _compiler_identity() -> str:
+    """The compiler a build runs (``CXX`` or c++, resolved), with its size and time: a build
+    that failed with one compiler is tried again with another, or the same one upgraded."""
+    compiler = os.environ.get("CXX", "c++").split() or ["c++"]
+    found = shutil.which(compiler[0])
+    real = os.path.realpath(found) if found else compiler[0]
+    try:
+        status = os.stat(real)
+    except OSError:
+        return real
+    return f"{real} {status.st_size} {status.st_mtime_ns}"
+
+
+def _earlier_failure(marker: pathlib.Path) -> str | None:
+    """The one-line reason a build of this folder failed before with this compiler, or None."""
+    try:
+        record = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("compiler") != _compiler_identity():
+        return None
+    return str(record.get("error", "unknown error"))
+
+
 def _build_and_load(name, sources, folder: pathlib.Path, library: pathlib.Path,
                     python_module: bool, ldflags: tuple[str, ...], verbose: bool):
+    """Build under the lock and load. A compile that fails is recorded in the folder
+    (:data:`FAILED_MARKER`): every later process, each CLI command, would otherwise spend the
+    same minute compiling to the same error before falling back. The folder is keyed by the
+    sources, flags, CPU target and torch version, and the record by the compiler, so a change
+    to any of them builds again; deleting the record does too."""
     from torch.utils import cpp_extension
 
     missing = _missing_tool()
@@ -349,13 +383,26 @@ def _build_and_load(name, sources, folder: pathlib.Path, library: pathlib.Path,
     with _build_lock(folder):
         if _verified(library):  # another process finished it while this one waited
             return _import_verified(library, name, python_module)
+        marker = folder / FAILED_MARKER
+        earlier = _earlier_failure(marker)
+        if earlier is not None:
+            raise BuildUnavailable(f"the C++ build failed here before ({earlier}); delete "
+                                   f"{marker} to try again")
         _wait_for_orphaned_build(folder)
         _clear_build(folder)
         log.info("rnnkit: building %s (first use only, up to a minute)", name)
-        result = cpp_extension.load(
-            name=name, sources=sources_for_build(str(folder), sources),
-            extra_cflags=list(cflags()), extra_ldflags=list(ldflags),
-            build_directory=str(folder), is_python_module=python_module, verbose=verbose)
+        try:
+            result = cpp_extension.load(
+                name=name, sources=sources_for_build(str(folder), sources),
+                extra_cflags=list(cflags()), extra_ldflags=list(ldflags),
+                build_directory=str(folder), is_python_module=python_module, verbose=verbose)
+        except RuntimeError as error:
+            if "Error building extension" in str(error):  # the compiler's error, not a load
+                record = {"compiler": _compiler_identity(), "error": _failure(error)}
+                with contextlib.suppress(OSError):  # unrecorded, the next process tries again
+                    marker.write_text(json.dumps(record))
+            raise
+        marker.unlink(missing_ok=True)
         _write_stamp(library)
     return result
 
