@@ -17,12 +17,13 @@ places where it beats the fused kernels:
   and 1.08-1.40x on two (H >= 256). The fused kernels stay ahead at B = 1 (2 threads:
   1.17-1.32x) and at H <= 128 (2 threads: 1.04-3.4x), and so does B = 4 with one thread
   (1.25-1.42x); H = 192 was 0.87-1.04x at T = 100 and level on two threads at T <= 32, not
-  worth a switch. Training stays on the fused kernels, which are level with or ahead of
-  oneDNN's there (``benchmarks/results/targets.txt``).
+  worth a switch. Training stays on the fused kernels, ahead of or within a few percent of
+  oneDNN's there (``benchmarks/results/intel-207-amx/targets-lstm-onednn.txt``: 29 of 34 grid
+  points at or above torch.nn.LSTM, the lowest 0.92x).
 
   The route makes a call's last bits depend on its size: oneDNN and the fused kernels sum in
-  different orders (~2e-7 apart in float32), so B = 7 and B = 8 rows, or one and two threads
-  at B = 4-7, do not round alike. Where it runs, the output is torch.nn.LSTM's bit for bit.
+  different orders (~2e-7 apart in float32), so B = 7 and B = 8 rows on one thread (3 and 4
+  on two), or one and two threads at B = 4-7, do not round alike. Where it runs, the output is torch.nn.LSTM's bit for bit.
 * **bfloat16** (:mod:`.lowered` under CPU autocast, :mod:`.widened` for bfloat16 parameters):
   the weights are cast to bfloat16 per call and the primitive keeps its gates and cell state
   in float32.
