@@ -23,7 +23,8 @@ places where it beats the fused kernels:
 
   The route makes a call's last bits depend on its size: oneDNN and the fused kernels sum in
   different orders (~2e-7 apart in float32), so B = 7 and B = 8 rows on one thread (3 and 4
-  on two), or one and two threads at B = 4-7, do not round alike. Where it runs, the output is torch.nn.LSTM's bit for bit.
+  on two), or one and two threads at B = 4-7, do not round alike. Where it runs, the output
+  is torch.nn.LSTM's bit for bit.
 * **bfloat16** (:mod:`.lowered` under CPU autocast, :mod:`.widened` for bfloat16 parameters):
   the weights are cast to bfloat16 per call and the primitive keeps its gates and cell state
   in float32.

@@ -194,9 +194,9 @@ def run_layer(
     backend may do both at once (``Backend.run_without_grad``); on ``"auto"`` float32 LSTM
     inference with enough rows and units runs oneDNN's LSTM instead (:mod:`.onednn`). Under
     CPU bfloat16 autocast an LSTM layer may take the bfloat16 route instead, and other layers
-    their input projection in bfloat16 (:mod:`rnnkit.backends.lowered`). A layer with bfloat16 or float16 parameters on
-    the CPU may run in float32, or an LSTM on oneDNN's bfloat16 LSTM
-    (:mod:`rnnkit.backends.widened`).
+    their input projection in bfloat16 (:mod:`rnnkit.backends.lowered`). A layer with
+    bfloat16 or float16 parameters on the CPU may run in float32, or an LSTM on oneDNN's
+    bfloat16 LSTM (:mod:`rnnkit.backends.widened`).
     """
     if cell._forward_pre_hooks:
         run_forward_pre_hooks(cell, x, state0)
