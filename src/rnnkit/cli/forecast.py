@@ -123,11 +123,8 @@ def run_forecast_train(args) -> int:
                                 backtest_folds=args.backtest, backtest_step=args.backtest_step)
     except RunInterrupted as stop:  # saved; the trainer said how to continue
         if args.json:  # a script reading --json gets a document, as from the other trainers
-            done = stop.result  # the trainer's progress, as train lm reports it
-            progress = {} if done is None else {
-                "steps": done.steps, "epochs": round(done.epochs, 3),
-                "train_seconds": round(done.seconds, 1), "best_step": done.best_step,
-                "validation": done.best_validation}
+            # the trainer's progress, as train lm reports it
+            progress = {} if stop.result is None else stop.result.progress()
             print(json_text({"task": "forecast", "status": "interrupted", **progress,
                              "stop_signal": stop.stop_signal, "run_dir": str(run_dir),
                              "checkpoint": stop.checkpoint}))

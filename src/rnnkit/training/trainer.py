@@ -221,6 +221,12 @@ class TrainResult:
     #: the signal that stopped an interrupted run (SIGINT: Ctrl-C; SIGTERM: kill, a scheduler)
     stop_signal: int | None = None
 
+    def progress(self) -> dict:
+        """The run's progress as the tasks' results and ``--json`` documents report it."""
+        return {"steps": self.steps, "epochs": round(self.epochs, 3),
+                "train_seconds": round(self.seconds, 1), "best_step": self.best_step,
+                "validation": self.best_validation}
+
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
     params = [p for p in model.parameters() if p.requires_grad]

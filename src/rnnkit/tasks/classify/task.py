@@ -224,9 +224,7 @@ def _train(config: ClassifyConfig, run_dir: Path, resume: bool, notify) -> dict:
         model.train()
     result = trainer.fit()
     if result.status == "interrupted":  # Ctrl-C: saved, and the user wants out, not a score
-        return {"task": TASK, "status": result.status, "steps": result.steps,
-                "epochs": round(result.epochs, 3), "train_seconds": round(result.seconds, 1),
-                "best_step": result.best_step, "validation": result.best_validation,
+        return {"task": TASK, "status": result.status, **result.progress(),
                 "test": None, "run_dir": str(run_dir), "config": asdict(config),
                 "stop_signal": result.stop_signal,
                 # the one saved as the run stopped, to --resume from
@@ -242,10 +240,8 @@ def _train(config: ClassifyConfig, run_dir: Path, resume: bool, notify) -> dict:
         confusion_png = _plot_run_confusion(test, data.class_names, run_dir / CONFUSION_FILE,
                                             f"{meta['title']}: test", notify)
     return {
-        "task": TASK, "status": result.status, "steps": result.steps,
-        "epochs": round(result.epochs, 3), "train_seconds": round(result.seconds, 1),
-        "seconds": round(time.perf_counter() - start, 1), "best_step": result.best_step,
-        "validation": result.best_validation, "test": test, "sources": sources,
+        "task": TASK, "status": result.status, **result.progress(),
+        "seconds": round(time.perf_counter() - start, 1), "test": test, "sources": sources,
         "split": split, "class_names": data.class_names, "parameters": parameters,
         "run_dir": str(run_dir), "checkpoint": str(best.path), "curves": result.curves,
         "confusion_png": confusion_png,

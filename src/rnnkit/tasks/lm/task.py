@@ -264,9 +264,7 @@ def _train_lm(config: LMConfig, run_dir: Path, resume: bool,
     else:  # the one saved as the run stopped, to --resume from
         checkpoint = saved_checkpoint(run_dir, result.steps)
     return {
-        "task": TASK, "status": result.status, "steps": result.steps,
-        "epochs": round(result.epochs, 3), "train_seconds": round(result.seconds, 1),
-        "best_step": result.best_step, "validation": result.best_validation, "test": test,
+        "task": TASK, "status": result.status, **result.progress(), "test": test,
         "skipped_steps": result.skipped_steps, "corpus": data.source, "split": meta["split"],
         "stop_signal": result.stop_signal,
         "parameters": parameters, "run_dir": str(run_dir), "checkpoint": checkpoint,
