@@ -76,7 +76,8 @@ def onednn_inference_pays(cell, x: torch.Tensor, lengths, batch_first: bool) -> 
     """Whether a float32 LSTM call without gradients runs faster on oneDNN's LSTM than on the
     fused kernels, and can run there (see the module docstring). Checked by the layers for
     ``backend="auto"`` only: ``"fused"`` means the fused kernels."""
-    if (x.dtype != torch.float32 or cell.weight_hh.dtype != torch.float32 or not x.is_cpu
+    if (cell_class(cell) is not LSTMCell or x.dtype != torch.float32
+            or cell.weight_hh.dtype != torch.float32 or not x.is_cpu
             or torch.compiler.is_compiling()):
         # traced, the size tests below would become guards (one graph per side)
         return False
