@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import io
 
+import numpy as np
 import pytest
 
 pd = pytest.importorskip("pandas", reason="delimited files are read with pandas")
 
 from rnnkit.data.delimited import grouped_number, read_delimited  # noqa: E402
-
-np = pytest.importorskip("numpy")
 
 
 def test_r_layout_with_text_row_labels_and_a_missing_last_value(tmp_path):
