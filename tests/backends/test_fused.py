@@ -1063,16 +1063,18 @@ _PORTABLE_SCRIPT = textwrap.dedent("""
             ref = make(5, 37, num_layers=2, bidirectional=True, backend="reference", dtype=dtype)
             fused = make(5, 37, num_layers=2, bidirectional=True, backend="fused", dtype=dtype)
             fused.load_state_dict(ref.state_dict())
-            x = torch.randn(6, 8, 5, dtype=dtype, requires_grad=True)
-            lengths = torch.tensor([6, 1, 3, 6, 2, 5, 4, 6])
-            results = []
-            for model in (ref, fused):
-                out, _ = model(x, lengths=lengths)
-                grads = torch.autograd.grad((out * out).sum(), [x, *model.parameters()])
-                results.append((out, *grads))
-            tol = 1e-4 if dtype == torch.float32 else 1e-10
-            for a, b in zip(*results):
-                assert torch.allclose(a, b, atol=tol, rtol=tol), (make.__name__, dtype)
+            # 8 rows with lengths; then one row, whose products are the GEMV (its panel
+            # order alternates from step to step: 4 H = 148 columns span several groups)
+            for batch, lengths in ((8, torch.tensor([6, 1, 3, 6, 2, 5, 4, 6])), (1, None)):
+                x = torch.randn(6, batch, 5, dtype=dtype, requires_grad=True)
+                results = []
+                for model in (ref, fused):
+                    out, _ = model(x, lengths=lengths)
+                    grads = torch.autograd.grad((out * out).sum(), [x, *model.parameters()])
+                    results.append((out, *grads))
+                tol = 1e-4 if dtype == torch.float32 else 1e-10
+                for a, b in zip(*results):
+                    assert torch.allclose(a, b, atol=tol, rtol=tol), (make.__name__, dtype, batch)
 """) + _ACTIVATIONS_CHECK + textwrap.dedent("""
     check_float32_activations()
     print("build ok")

@@ -28,6 +28,7 @@ struct CellKernel {
   PackedMatrix<float> w_x, w_h, w_r;  // x -> G, h -> G, m -> P (projection)
   std::vector<float> bias_x, bias_h;  // GRU keeps b_hh apart: the n gate scales it by r
   std::vector<float> pre_x, pre_h, m, projected;  // scratch, sized for the largest B seen
+  int64_t steps = 0;  // taken so far: the panel order of each step's products alternates (gemm.h)
 
   // Weights in torch's layout: W_ih (G, I), W_hh (G, P), W_hr (P, H); null biases are zero.
   CellKernel(int kind_, int64_t I_, int64_t H_, int64_t P_, const float* w_ih, const float* w_hh,
@@ -59,9 +60,10 @@ struct CellKernel {
       m.resize(B * H);
       projected.resize(B * P);
     }
-    gemm_assign(B, x, ldx, w_x, pre_x.data(), G, 0, w_x.panels, bias_x.data());
+    const PanelOrder order = panel_order_of_step(steps++);
+    gemm_assign(B, x, ldx, w_x, pre_x.data(), G, 0, w_x.panels, bias_x.data(), order);
     if (kind == kGRU) {
-      gemm_assign(B, h, ld_h, w_h, pre_h.data(), G, 0, w_h.panels, bias_h.data());
+      gemm_assign(B, h, ld_h, w_h, pre_h.data(), G, 0, w_h.panels, bias_h.data(), order);
       for (int64_t b = 0; b < B; ++b) {
         float* gx = pre_x.data() + b * G;
         const float* gh = pre_h.data() + b * G;
@@ -74,7 +76,7 @@ struct CellKernel {
       }
       return;
     }
-    gemm_accumulate(B, h, ld_h, w_h, pre_x.data(), G, 0, w_h.panels);
+    gemm_accumulate(B, h, ld_h, w_h, pre_x.data(), G, 0, w_h.panels, order);
     if (kind == kTanh || kind == kReLU) {
       for (int64_t b = 0; b < B; ++b) {
         const float* row = pre_x.data() + b * G;
@@ -96,7 +98,7 @@ struct CellKernel {
       for (int64_t u = 0; u < H; ++u) mb[u] *= g[3 * H + u];
     }
     if (P != H) {
-      gemm_assign<float>(B, m.data(), H, w_r, projected.data(), P, 0, w_r.panels, nullptr);
+      gemm_assign<float>(B, m.data(), H, w_r, projected.data(), P, 0, w_r.panels, nullptr, order);
       for (int64_t b = 0; b < B; ++b) std::memcpy(h + b * ld_h, projected.data() + b * P, P * sizeof(float));
     }
   }

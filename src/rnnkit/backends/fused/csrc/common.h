@@ -32,17 +32,19 @@ constexpr int64_t kParallelWork = 1 << 17;
 // 0.88-0.93x the time of one thread and forward + backward 0.88-0.90x; unsplit both were level.
 constexpr int64_t kParallelStepWork = 1 << 15;
 
-// C (M x N) = A * B + C, or with overwrite A * B + bias (bias null: zero), C not read.
+// C (M x N) = A * B + C, or with overwrite A * B + bias (bias null: zero), C not read. order:
+// that of a one-row product's panels (gemm.h), within each thread's share of them.
 template <typename T>
 inline void gemm(int64_t M, const T* A, int64_t lda, const PackedMatrix<T>& B, T* C, int64_t ldc,
-                 bool overwrite = false, const T* bias = nullptr) {
+                 bool overwrite = false, const T* bias = nullptr,
+                 PanelOrder order = PanelOrder::ascending) {
   if (M * B.K * B.N < kParallelStepWork || B.panels < 2 || at::get_num_threads() < 2 ||
       at::in_parallel_region()) {
-    gemm_blocked(M, A, lda, B, C, ldc, 0, B.panels, overwrite, bias);
+    gemm_blocked(M, A, lda, B, C, ldc, 0, B.panels, overwrite, bias, order);
     return;
   }
   at::parallel_for(0, B.panels, 1, [&](int64_t p0, int64_t p1) {
-    gemm_blocked(M, A, lda, B, C, ldc, p0, p1, overwrite, bias);
+    gemm_blocked(M, A, lda, B, C, ldc, p0, p1, overwrite, bias, order);
   });
 }
 
@@ -86,16 +88,19 @@ class RecurrentProduct {
       low_.emplace(weight.low, max_rows);
     }
   }
+  // One step's product. Called once per step, so successive calls alternate the panel order
+  // (PanelOrder, gemm.h): a weight larger than L2 starts each step on what the last left there.
   void operator()(int64_t M, const T* A, int64_t lda, T* C, int64_t ldc, bool overwrite = false,
                   const T* bias = nullptr) {
     if constexpr (std::is_same_v<T, float>) {
       if (low_) return (*low_)(M, A, lda, C, ldc, overwrite, bias);
     }
-    gemm(M, A, lda, weight_.full, C, ldc, overwrite, bias);
+    gemm(M, A, lda, weight_.full, C, ldc, overwrite, bias, panel_order_of_step(calls_++));
   }
 
  private:
   const RecurrentWeight<T>& weight_;
+  int64_t calls_ = 0;
   std::optional<AmxTiles> tiles_;
   std::optional<Bf16Product> low_;
 };

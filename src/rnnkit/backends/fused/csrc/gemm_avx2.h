@@ -105,30 +105,25 @@ inline void micro_kernel(const T* A, int64_t lda, const T* Bp, int64_t K, T* C, 
 }
 
 // One row (a matrix-vector product): four full panels side by side, eight independent FMA
-// chains (one panel alone has two and waits on the FMA latency). Returns the first panel it
-// did not cover; the rest go to the micro-kernel.
+// chains (one panel alone has two and waits on the FMA latency). w: the first of the four
+// panels, which lie one after another, K * NR apart; c and bias (null: zero): offset to the
+// group's first column. The order in which groups pass is gemv_four_panels' (gemm.h).
 template <typename T>
-inline int64_t gemv_four_panels_avx2(const T* a, const T* panels, int64_t K, int64_t N, T* c,
-                                     int64_t p0, int64_t p1, bool from_c, const T* bias) {
+inline void gemv_four_panels_avx2(const T* a, const T* w, int64_t K, T* c, bool from_c,
+                                  const T* bias) {
   using S = Avx2<T>;
   constexpr int W = S::width, NR = 2 * W;
-  const int64_t full = N / NR;
-  int64_t p = p0;
-  for (; p + 4 <= std::min(p1, full); p += 4) {
-    const T* w = panels + p * K * NR;  // the four panels lie one after another, K * NR apart
-    typename S::V acc[8];
-    for (int j = 0; j < 8; ++j)
-      acc[j] = from_c ? S::load(c + p * NR + W * j) : bias ? S::load(bias + p * NR + W * j) : S::zero();
-    for (int64_t k = 0; k < K; ++k) {
-      const typename S::V x = S::broadcast(a[k]);
-      for (int q = 0; q < 4; ++q) {
-        acc[2 * q] = S::fma(x, S::load(w + q * K * NR + k * NR), acc[2 * q]);
-        acc[2 * q + 1] = S::fma(x, S::load(w + q * K * NR + k * NR + W), acc[2 * q + 1]);
-      }
+  typename S::V acc[8];
+  for (int j = 0; j < 8; ++j)
+    acc[j] = from_c ? S::load(c + W * j) : bias ? S::load(bias + W * j) : S::zero();
+  for (int64_t k = 0; k < K; ++k) {
+    const typename S::V x = S::broadcast(a[k]);
+    for (int q = 0; q < 4; ++q) {
+      acc[2 * q] = S::fma(x, S::load(w + q * K * NR + k * NR), acc[2 * q]);
+      acc[2 * q + 1] = S::fma(x, S::load(w + q * K * NR + k * NR + W), acc[2 * q + 1]);
     }
-    for (int j = 0; j < 8; ++j) S::store(c + p * NR + W * j, acc[j]);
   }
-  return p;
+  for (int j = 0; j < 8; ++j) S::store(c + W * j, acc[j]);
 }
 
 // Transpose the 8 x 8 floats rows[i][0..7] in place (rows[j][i] <- rows[i][j]).

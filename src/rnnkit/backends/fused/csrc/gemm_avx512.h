@@ -166,52 +166,40 @@ inline void prefetch_four_panels(const T* w, int64_t panel_stride, int64_t offse
 
 // One row (M = 1, a matrix-vector product): with only one A value per k the MR x NR kernel has
 // two dependent FMA chains per panel and stalls on FMA latency, so here four full panels run
-// side by side: eight independent accumulators. Returns the first panel it did not cover.
-inline int64_t gemv_four_panels_avx512(const float* a, const float* panels, int64_t K, int64_t N,
-                                       float* c, int64_t p0, int64_t p1, bool from_c,
-                                       const float* bias) {
-  const int64_t full = N / 32;
-  int64_t p = p0;
-  for (; p + 4 <= std::min(p1, full); p += 4) {
-    const float* w = panels + p * K * 32;  // the four panels lie one after another, K * 32 apart
-    __m512 acc[8];
-    for (int j = 0; j < 8; ++j)
-      acc[j] = from_c ? _mm512_loadu_ps(c + p * 32 + 16 * j)
-               : bias ? _mm512_loadu_ps(bias + p * 32 + 16 * j)
-                            : _mm512_setzero_ps();
-    for (int64_t k = 0; k < K; ++k) {
-      const __m512 x = _mm512_set1_ps(a[k]);
-      if (k + kGemvPrefetchSteps < K) prefetch_four_panels(w, K * 32, (k + kGemvPrefetchSteps) * 32);
-      for (int q = 0; q < 4; ++q) {
-        acc[2 * q] = _mm512_fmadd_ps(x, _mm512_loadu_ps(w + q * K * 32 + k * 32), acc[2 * q]);
-        acc[2 * q + 1] = _mm512_fmadd_ps(x, _mm512_loadu_ps(w + q * K * 32 + k * 32 + 16), acc[2 * q + 1]);
-      }
+// side by side: eight independent accumulators. w: the first of the four panels, which lie one
+// after another, K * 32 apart; c and bias (null: zero): offset to the group's first column.
+// The order in which groups pass is gemv_four_panels' (gemm.h).
+inline void gemv_four_panels_avx512(const float* a, const float* w, int64_t K, float* c,
+                                    bool from_c, const float* bias) {
+  __m512 acc[8];
+  for (int j = 0; j < 8; ++j)
+    acc[j] = from_c ? _mm512_loadu_ps(c + 16 * j)
+             : bias ? _mm512_loadu_ps(bias + 16 * j)
+                    : _mm512_setzero_ps();
+  for (int64_t k = 0; k < K; ++k) {
+    const __m512 x = _mm512_set1_ps(a[k]);
+    if (k + kGemvPrefetchSteps < K) prefetch_four_panels(w, K * 32, (k + kGemvPrefetchSteps) * 32);
+    for (int q = 0; q < 4; ++q) {
+      acc[2 * q] = _mm512_fmadd_ps(x, _mm512_loadu_ps(w + q * K * 32 + k * 32), acc[2 * q]);
+      acc[2 * q + 1] = _mm512_fmadd_ps(x, _mm512_loadu_ps(w + q * K * 32 + k * 32 + 16), acc[2 * q + 1]);
     }
-    for (int j = 0; j < 8; ++j) _mm512_storeu_ps(c + p * 32 + 16 * j, acc[j]);
   }
-  return p;
+  for (int j = 0; j < 8; ++j) _mm512_storeu_ps(c + 16 * j, acc[j]);
 }
-inline int64_t gemv_four_panels_avx512(const double* a, const double* panels, int64_t K,
-                                       int64_t N, double* c, int64_t p0, int64_t p1, bool from_c,
-                                       const double* bias) {
-  const int64_t full = N / 16;
-  int64_t p = p0;
-  for (; p + 4 <= std::min(p1, full); p += 4) {
-    const double* w = panels + p * K * 16;
-    __m512d acc[8];
-    for (int j = 0; j < 8; ++j)
-      acc[j] = from_c ? _mm512_loadu_pd(c + p * 16 + 8 * j)
-               : bias ? _mm512_loadu_pd(bias + p * 16 + 8 * j)
-                            : _mm512_setzero_pd();
-    for (int64_t k = 0; k < K; ++k) {
-      const __m512d x = _mm512_set1_pd(a[k]);
-      if (k + kGemvPrefetchSteps < K) prefetch_four_panels(w, K * 16, (k + kGemvPrefetchSteps) * 16);
-      for (int q = 0; q < 4; ++q) {
-        acc[2 * q] = _mm512_fmadd_pd(x, _mm512_loadu_pd(w + q * K * 16 + k * 16), acc[2 * q]);
-        acc[2 * q + 1] = _mm512_fmadd_pd(x, _mm512_loadu_pd(w + q * K * 16 + k * 16 + 8), acc[2 * q + 1]);
-      }
+inline void gemv_four_panels_avx512(const double* a, const double* w, int64_t K, double* c,
+                                    bool from_c, const double* bias) {
+  __m512d acc[8];
+  for (int j = 0; j < 8; ++j)
+    acc[j] = from_c ? _mm512_loadu_pd(c + 8 * j)
+             : bias ? _mm512_loadu_pd(bias + 8 * j)
+                    : _mm512_setzero_pd();
+  for (int64_t k = 0; k < K; ++k) {
+    const __m512d x = _mm512_set1_pd(a[k]);
+    if (k + kGemvPrefetchSteps < K) prefetch_four_panels(w, K * 16, (k + kGemvPrefetchSteps) * 16);
+    for (int q = 0; q < 4; ++q) {
+      acc[2 * q] = _mm512_fmadd_pd(x, _mm512_loadu_pd(w + q * K * 16 + k * 16), acc[2 * q]);
+      acc[2 * q + 1] = _mm512_fmadd_pd(x, _mm512_loadu_pd(w + q * K * 16 + k * 16 + 8), acc[2 * q + 1]);
     }
-    for (int j = 0; j < 8; ++j) _mm512_storeu_pd(c + p * 16 + 8 * j, acc[j]);
   }
-  return p;
+  for (int j = 0; j < 8; ++j) _mm512_storeu_pd(c + 8 * j, acc[j]);
 }

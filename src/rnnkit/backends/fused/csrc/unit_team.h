@@ -243,7 +243,7 @@ void forward_by_units(int64_t slices, const Steps& steps, int64_t H, int64_t gat
       // for all at once; the product would otherwise miss on them one line at a time.
       prefetch(h_prev, B * H);
       gemm_assign(B, h_prev, H, w, pre.data(), N, 0, w.panels,
-                  bias_units.empty() ? nullptr : bias_units.data());
+                  bias_units.empty() ? nullptr : bias_units.data(), panel_order_of_step(s));
       for (int64_t b = 0; b < B; ++b) {
         T* out_row = out + (t * B + b) * H + u0;
         T* next = h_next + b * H;
@@ -293,8 +293,9 @@ void backward_by_units(int64_t slices, const Steps& steps, int64_t H, int64_t K,
       barrier.arrive_and_wait(weight);
       const T* rows = grad_rows + t * B * K;
       prefetch(rows, B * K);  // the other threads' units, all at once (as in forward_by_units)
-      if (accumulate) gemm_accumulate(B, rows, K, w, dh_prev.data(), n, 0, w.panels);
-      else gemm_assign(B, rows, K, w, dh_prev.data(), n, 0, w.panels, static_cast<const T*>(nullptr));
+      const PanelOrder order = panel_order_of_step(s);
+      if (accumulate) gemm_accumulate(B, rows, K, w, dh_prev.data(), n, 0, w.panels, order);
+      else gemm_assign(B, rows, K, w, dh_prev.data(), n, 0, w.panels, static_cast<const T*>(nullptr), order);
       for (int64_t b = 0; b < B; ++b)
         if (steps.valid(t, b)) std::memcpy(dh + b * H + u0, dh_prev.data() + b * n, n * sizeof(T));
     }
