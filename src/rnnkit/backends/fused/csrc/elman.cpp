@@ -76,8 +76,10 @@ std::tuple<Tensor, Tensor> forward_impl(const Tensor& gates_x, const Tensor& h0,
   const Steps steps = make_steps(steps_n, B, reverse, lengths);
   const int64_t work_per_row = steps_n * H * (H + 1);
 
+  const int64_t weight_bytes = weight_hh.numel() * weight_hh.element_size();
   const int64_t slices =
-      bf16 || gates_rows.low ? 1 : unit_slices(B, H, B * H * H, rows_split(B, work_per_row));
+      bf16 || gates_rows.low ? 1 : unit_slices(B, H, weight_bytes, B * H * H,
+                                               rows_split(B, work_per_row));
   if (slices > 1) {
     forward_units<T>(slices, steps, H, W.data_ptr<T>(), b_hh, gates_rows, relu, h, out);
     return {output, h_n};
@@ -145,7 +147,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
   Tensor dh = grad_h_n.contiguous().clone();
   const Tensor W = weight_hh.contiguous();
   const int64_t work_per_row = steps_n * H * (H + 1);
-  const int64_t slices = bf16 ? 1 : unit_slices(B, H, B * H * H, rows_split(B, work_per_row));
+  const int64_t weight_bytes = weight_hh.numel() * weight_hh.element_size();
+  const int64_t slices = bf16 ? 1 : unit_slices(B, H, weight_bytes, B * H * H,
+                                                rows_split(B, work_per_row));
   // packed here for the plan by rows; the plan by units packs each thread's columns itself
   const RecurrentWeight<T> w_hh(slices == 1 ? W.data_ptr<T>() : nullptr, H, H, H, 1,
                                 bf16);  // d_pre (B x H) -> B x H

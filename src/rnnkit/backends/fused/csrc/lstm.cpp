@@ -174,9 +174,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> forward_impl(
   const Steps steps = make_steps(steps_n, B, reverse, lengths);
   const int64_t work_per_row = steps_n * G * (P + 1);
 
+  const int64_t weight_bytes = weight_hh.numel() * weight_hh.element_size();
   const int64_t slices = input || proj || bf16 || gates_rows.low
                              ? 1
-                             : unit_slices(B, H, B * H * G, rows_split(B, work_per_row));
+                             : unit_slices(B, H, weight_bytes, B * H * G,
+                                           rows_split(B, work_per_row));
   if (slices > 1) {
     forward_units<T>(slices, steps, H, W.data_ptr<T>(), b_hh, gates_rows, h, c, out,
                      saved_gates, saved_cells);
@@ -306,7 +308,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward_impl(
 
   const Tensor W = weight_hh.contiguous();
   const int64_t work_per_row = steps_n * G * (P + 1);
-  const int64_t slices = proj || bf16 ? 1 : unit_slices(B, H, B * H * G, rows_split(B, work_per_row));
+  const int64_t weight_bytes = weight_hh.numel() * weight_hh.element_size();
+  const int64_t slices = proj || bf16 ? 1 : unit_slices(B, H, weight_bytes, B * H * G,
+                                                        rows_split(B, work_per_row));
   // packed here for the plan by rows; the plan by units packs each thread's columns itself
   const RecurrentWeight<T> w_hh(slices == 1 ? W.data_ptr<T>() : nullptr, G, P, P, 1,
                                 bf16);  // dG (B x 4H) -> B x P

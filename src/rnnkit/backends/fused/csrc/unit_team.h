@@ -27,6 +27,7 @@
 
 #if defined(__linux__)
 #include <sched.h>
+#include <unistd.h>
 #endif
 
 #include "buffer_pool.h"
@@ -105,29 +106,49 @@ inline int64_t usable_cpus() {
   return cpus;
 }
 
-// Where the units plan beats the split by rows although the rows could split: a few rows per
-// thread and a wide state. Split by rows, each thread multiplies its 1-4 rows by the whole
-// recurrent weight every step, so the weight's bytes are read once per thread, from L2 or (past
-// it) L3, for only a few multiply-adds per value; split by units, each thread reads its half.
-// Measured on the Intel host (2 threads, T = 100, two rounds, forced one way then the other):
-// B = 2-8 at H = 256 and 512 ran 1.2-1.7x faster by units for LSTM, GRU and Elman, inference
-// and training (GRU H = 512, B = 4: 19.6 / 17.5 -> 11.3 / 9.8 ms inference); at H = 64-128 the
-// two were level or the rows ahead (the barrier and the exchange of the state weigh more than
-// the weight's reads), and at B = 12-16 mixed (compute-bound, as docs/decisions/fused-kernels.md
-// found for B >= 16).
-constexpr int64_t kUnitsOverRowsMinWidth = 256;
-constexpr int64_t kUnitsOverRowsMaxRowsPerThread = 4;
+// One core's L2 in bytes, read once (glibc's sysconf); elsewhere, or unknown, 1 MiB.
+inline int64_t l2_cache_bytes() {
+  static const int64_t bytes = [] {
+#if defined(__linux__) && defined(_SC_LEVEL2_CACHE_SIZE)
+    const long reported = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    if (reported > 0) return static_cast<int64_t>(reported);
+#endif
+    return static_cast<int64_t>(1) << 20;
+  }();
+  return bytes;
+}
 
-// How many slices the units of a call (B rows, H units) split into: 1 (no unit split) unless
-// there are several threads, the rows will not be split instead (rows_split) or splitting the
-// units pays more (above), and a step's recurrent product (rows x K x N multiply-adds) is worth
-// a barrier.
-inline int64_t unit_slices(int64_t B, int64_t H, int64_t step_work, bool rows_split) {
+// Where the units plan beats the split by rows although the rows could split. Split by rows,
+// each thread multiplies its rows by the whole recurrent weight at every step, so the weight's
+// bytes are read once per thread and step; split by units, each thread reads its part, which
+// also stays in its L2 where the whole weight did not. That pays where the weight's reads are
+// a large part of the step: few rows per thread on a wide state, or a weight larger than L2.
+// Measured on the Intel host (2 MB L2; 2 threads, T = 100; each point run both ways in one
+// process, interleaved, medians of 7; units' speedup, inference / training):
+//   - H = 256, B = 2-4: 1.1-1.38 / 1.1-1.27; H = 512, B = 2-8: 1.16-1.75 / 1.13-1.61 (every cell);
+//   - H = 256, B = 8: level; H = 64-128, B = 2-64 and H = 256, B = 12-64: the rows ahead
+//     (training by units 0.70-0.98x), as the barrier and the exchange of the state weigh more;
+//   - a weight over L2 (LSTM H = 384 and 512, 2.4 and 4 MB; GRU H = 512, 3 MB) at B = 12-32:
+//     1.04-1.38 / 1.01-1.25, at B = 64 0.97-1.05 / 0.95-1.09; under it (Elman H = 512, 1 MB;
+//     GRU H = 384, 1.8 MB) level or worse.
+constexpr int64_t kUnitsOverRowsMinWidth = 256;
+constexpr int64_t kUnitsOverRowsRowsPerThread = 4;       // any weight from the width above
+constexpr int64_t kUnitsOverRowsRowsPerThreadPastL2 = 16;  // a weight larger than L2
+
+// How many slices the units of a call (B rows, H units, a recurrent weight of weight_bytes)
+// split into: 1 (no unit split) unless there are several threads, the rows will not be split
+// instead (rows_split) or splitting the units pays more (above), and a step's recurrent product
+// (step_work = rows x K x N multiply-adds) is worth a barrier.
+inline int64_t unit_slices(int64_t B, int64_t H, int64_t weight_bytes, int64_t step_work,
+                           bool rows_split) {
   // No more threads than the CPUs this process may run on: two spinning threads on one CPU
   // only take turns.
   const int64_t threads = std::min<int64_t>(at::get_num_threads(), usable_cpus());
+  const int64_t rows_per_thread = (B + threads - 1) / std::max<int64_t>(threads, 1);
   const bool units_pay_more =
-      H >= kUnitsOverRowsMinWidth && B <= kUnitsOverRowsMaxRowsPerThread * threads;
+      H >= kUnitsOverRowsMinWidth &&
+      (rows_per_thread <= kUnitsOverRowsRowsPerThread ||
+       (weight_bytes > l2_cache_bytes() && rows_per_thread <= kUnitsOverRowsRowsPerThreadPastL2));
   if (threads < 2 || (rows_split && !units_pay_more) || at::in_parallel_region() ||
       step_work < kUnitSplitWork)
     return 1;
