@@ -113,7 +113,7 @@ def inloop_rows(repeats: int) -> list[dict]:
     ``shipped`` column says which side the shipped rule picks at that point."""
     from rnnkit.backends.fused import backend as fused_backend
 
-    limits = (fused_backend._MIN_ROWS_IN_LOOP, fused_backend._MAX_WEIGHT_BYTES_IN_LOOP)
+    limits = (fused_backend._MIN_ROWS_PER_THREAD_IN_LOOP, fused_backend._MAX_WEIGHT_BYTES_IN_LOOP)
     shipped = BACKENDS["fused"]
     two_step = dataclasses.replace(shipped, run_without_grad=None)
 
@@ -122,7 +122,8 @@ def inloop_rows(repeats: int) -> list[dict]:
 
     rows = []
     try:
-        fused_backend._MIN_ROWS_IN_LOOP, fused_backend._MAX_WEIGHT_BYTES_IN_LOOP = 1, float("inf")
+        fused_backend._MIN_ROWS_PER_THREAD_IN_LOOP = 1
+        fused_backend._MAX_WEIGHT_BYTES_IN_LOOP = float("inf")
         for hidden in (64, 128, 256, 512):
             for batch in (4, 16, 64):
                 model = rnnkit.LSTM(hidden, hidden, backend="fused")
@@ -135,7 +136,8 @@ def inloop_rows(repeats: int) -> list[dict]:
                 in_loop, separate = interleaved(infer, infer, switch, repeats)
                 difference = sides_agree(lambda: model(x)[0], switch, FLOAT32_AGREEMENT)
                 weight_bytes = 4 * hidden * 2 * hidden * 4
-                picks = batch >= limits[0] and weight_bytes <= limits[1]
+                picks = (batch >= limits[0] * torch.get_num_threads()
+                         and weight_bytes < limits[1])
                 rows.append({"test": "inloop", "cell": "lstm", "B": batch, "H": hidden,
                              "A (in-loop) ms": in_loop * 1e3,
                              "B (project + scan) ms": separate * 1e3, "ratio": separate / in_loop,
@@ -143,7 +145,7 @@ def inloop_rows(repeats: int) -> list[dict]:
                              "shipped": "in-loop" if picks else "project + scan"})
     finally:
         BACKENDS["fused"] = shipped
-        fused_backend._MIN_ROWS_IN_LOOP, fused_backend._MAX_WEIGHT_BYTES_IN_LOOP = limits
+        fused_backend._MIN_ROWS_PER_THREAD_IN_LOOP, fused_backend._MAX_WEIGHT_BYTES_IN_LOOP = limits
     return rows
 
 

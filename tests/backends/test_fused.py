@@ -156,7 +156,9 @@ def test_lstm_inference_projects_inside_the_loop(dtype, proj_size, batch_first):
     fused = rnnkit.LSTM(5, 17, num_layers=2, bidirectional=True, proj_size=proj_size,
                         batch_first=batch_first, backend="fused", dtype=dtype)
     fused.load_state_dict(reference.state_dict())
-    batch, steps = 9, 7  # 9 rows: one full row block of 8 and a tail
+    # enough rows per thread for the loop (fused_run_without_grad), and a tail past the
+    # micro-kernel's row blocks of 8
+    batch, steps = 16 * torch.get_num_threads() + 1, 7
     x = torch.randn((batch, steps, 5) if batch_first else (steps, batch, 5), dtype=dtype)
     lengths = torch.randint(1, steps + 1, (batch,))
     with torch.no_grad():
@@ -178,12 +180,12 @@ def test_lstm_inference_projects_inside_the_loop(dtype, proj_size, batch_first):
 def test_a_width_one_input_with_any_stride_runs(grad):
     """A channels-first (1, T, B) signal permuted to (T, B, 1) has stride 160 along its last
     dim yet counts as contiguous, so .contiguous() kept it and lstm_inference refused it (no_grad,
-    batch >= 8). Oracle: torch.nn.LSTM on the same tensor."""
+    16 or more rows per thread). Oracle: torch.nn.LSTM on the same tensor."""
     torch.manual_seed(0)
     oracle = torch.nn.LSTM(1, 16)
     ours = rnnkit.LSTM(1, 16, backend="fused")
     ours.load_state_dict(oracle.state_dict())
-    x = torch.randn(1, 20, 8).permute(1, 2, 0)
+    x = torch.randn(1, 20, 16 * torch.get_num_threads()).permute(1, 2, 0)
     assert x.stride(-1) != 1 and x.is_contiguous()
     with torch.set_grad_enabled(grad):
         expected, got = oracle(x), ours(x)

@@ -9,7 +9,7 @@ import torch
 
 import rnnkit
 from rnnkit.backends import BACKENDS
-from rnnkit.backends.onednn import (INFERENCE_MIN_HIDDEN, INFERENCE_MIN_ROWS,
+from rnnkit.backends.onednn import (INFERENCE_MIN_HIDDEN, INFERENCE_MIN_ROWS_PER_THREAD,
                                     INFERENCE_MIN_STEPS_ONE_THREAD)
 
 fused_reason = BACKENDS["fused"].unavailable()
@@ -18,8 +18,8 @@ pytestmark = pytest.mark.skipif(
     reason=f"needs the fused kernels ({fused_reason}) and a torch with oneDNN")
 
 H = INFERENCE_MIN_HIDDEN
-B = max(INFERENCE_MIN_ROWS.values())
-T = INFERENCE_MIN_STEPS_ONE_THREAD  # the route runs at this size on any thread count
+B = INFERENCE_MIN_ROWS_PER_THREAD * torch.get_num_threads()
+T = INFERENCE_MIN_STEPS_ONE_THREAD  # the route runs at this size on this thread count
 
 
 def pair(hidden=H, **options):
@@ -61,7 +61,7 @@ def test_calls_it_cannot_run_or_that_it_does_not_speed_up_stay_on_the_fused_kern
     layer, _ = pair(hidden=H - 1 if case == "narrow" else H,
                     **({"proj_size": 5} if case == "proj_size" else {}))
     fused = _fused_twin(layer)
-    rows = 1 if case == "few rows" else B
+    rows = B - 1 if case == "few rows" else B  # one row under the route's threshold
     steps = T - 1 if case == "short on one thread" else T
     if case == "short on one thread":
         monkeypatch.setattr(torch, "get_num_threads", lambda: 1)  # as the route reads it

@@ -5,26 +5,35 @@ by the stacked weights and the gate math, the products split over threads by out
 rnnkit's LSTM layers call the same primitive, one layer and one direction at a time, in two
 places where it beats the fused kernels:
 
-* **float32 inference** from H = 256 on ``backend="auto"`` (:func:`onednn_inference_pays`):
-  with two or more threads from B = 4 rows, at any length; with one thread from B = 8 rows
-  and T = 64 steps. There each step's products are compute-bound, and with few rows per
-  thread the fused kernels' row split leaves each thread a thin product. Inference A/B in one
-  process (Intel host, AVX-512, medians of 7, torch.nn.LSTM's time over the fused kernels'),
-  T = 100, 2 threads: B = 8, H = 256 0.60x; B = 16, H = 256 0.77-0.79x; B = 16, H = 512 0.85x;
-  B = 16, H = 256, T = 500 0.73x; 1 thread: 0.79-0.93x for B >= 8 at H = 256-512. Per call
-  oneDNN first reorders the weights, which short calls on one thread do not repay: at T = 1-8
-  the route ran 0.64-0.93x the fused kernels' speed on one thread (B = 8-64, H = 192-512),
-  and 1.08-1.40x on two (H >= 256). The fused kernels stay ahead at B = 1 (2 threads:
-  1.17-1.32x) and at H <= 128 (2 threads: 1.04-3.4x), and so does B = 4 with one thread
-  (1.25-1.42x); H = 192 was 0.87-1.04x at T = 100 and level on two threads at T <= 32, not
-  worth a switch. Training stays on the fused kernels, ahead of or within a few percent of
-  oneDNN's there (``benchmarks/results/intel-207-amx/targets-lstm-onednn.txt``: 29 of 34 grid
-  points at or above torch.nn.LSTM, the lowest 0.92x).
+* **float32 inference** from H = 256 on ``backend="auto"`` (:func:`onednn_inference_pays`),
+  from 16 rows per thread (B >= 16 with one thread, B >= 32 with two), and with one thread
+  from T = 64 steps. There each step's products are compute-bound: oneDNN splits them by
+  output columns and runs its GEMM closer to the peak than the fused kernels' row blocks.
+  Inference A/B in one process (Intel host, AVX-512, T = 100, medians of 7; torch.nn.LSTM's
+  time over the fused kernels', at H = 256 / 384 / 512):
+
+  | rows B | one thread | two threads |
+  |---|---|---|
+  | 4 | 1.53 / 1.54 / 1.41 | 1.19 / 1.67 / 1.45 |
+  | 8 | 1.10 / 1.06 / 1.03 | 1.05 / 1.19 / 1.04 |
+  | 16 | 0.99 / 1.12 / 0.97 | 1.02 / 1.17 / 1.03 |
+  | 32 | 0.91 / 0.94 / 0.86 | 0.93 / 1.00 / 0.95 |
+  | 64 | 0.87 / 0.91 / 0.90 | 0.90 / 0.98 / 0.88 |
+
+  (Before the fused kernels split a few rows of a wide state by units and stopped projecting
+  inside the loop with few rows per thread, the two-thread column read 0.58-0.85 from B = 8,
+  and the route started at B = 4 there; see docs/decisions/fused-kernels.md.) Per call oneDNN
+  first reorders the weights, which short calls on one thread do not repay: at T = 1-8 the
+  route ran 0.64-0.93x the fused kernels' speed on one thread (B = 8-64, H = 192-512), and
+  1.08-1.40x on two (H >= 256). The fused kernels stay ahead at H <= 128 (2 threads:
+  1.04-3.4x); H = 192 was 0.87-1.04x at T = 100, not worth a switch. Training stays on the
+  fused kernels, ahead of or within a few percent of oneDNN's there
+  (``benchmarks/results/intel-207-amx/targets-lstm-onednn.txt``).
 
   The route makes a call's last bits depend on its size: oneDNN and the fused kernels sum in
-  different orders (~2e-7 apart in float32), so B = 7 and B = 8 rows on one thread (3 and 4
-  on two), or one and two threads at B = 4-7, do not round alike. Where it runs, the output
-  is torch.nn.LSTM's bit for bit.
+  different orders (~2e-7 apart in float32), so B = 15 and B = 16 rows on one thread (31 and
+  32 on two), or one and two threads at B = 16-31, do not round alike. Where it runs, the
+  output is torch.nn.LSTM's bit for bit.
 * **bfloat16** (:mod:`.lowered` under CPU autocast, :mod:`.widened` for bfloat16 parameters):
   the weights are cast to bfloat16 per call and the primitive keeps its gates and cell state
   in float32.
@@ -49,8 +58,8 @@ from ..cells import LSTMCell, cell_class
 #: The narrowest hidden state whose float32 inference goes to oneDNN (see the module docstring).
 INFERENCE_MIN_HIDDEN = 256
 
-#: The fewest rows (B) for it: with one thread, and with two or more.
-INFERENCE_MIN_ROWS = {False: 8, True: 4}
+#: The fewest rows per thread for it: B >= this x torch.get_num_threads().
+INFERENCE_MIN_ROWS_PER_THREAD = 16
 
 #: The fewest steps for it with one thread: oneDNN's per-call weight reorder needs a long call
 #: to be repaid there (with two threads the route pays from T = 1).
@@ -85,7 +94,7 @@ def onednn_inference_pays(cell, x: torch.Tensor, lengths, batch_first: bool) -> 
         return False
     threads = torch.get_num_threads()
     rows, steps = (x.size(0), x.size(1)) if batch_first else (x.size(1), x.size(0))
-    if rows < INFERENCE_MIN_ROWS[threads > 1]:
+    if rows < INFERENCE_MIN_ROWS_PER_THREAD * max(threads, 1):
         return False
     if threads == 1 and steps < INFERENCE_MIN_STEPS_ONE_THREAD:
         return False

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import NamedTuple
 
 import torch
@@ -87,31 +88,44 @@ def with_unit_stride_rows(t: torch.Tensor) -> torch.Tensor:
     return t.clone(memory_format=torch.contiguous_format) if t.is_contiguous() else t.contiguous()
 
 
-_MIN_ROWS_IN_LOOP = 8
-_MAX_WEIGHT_BYTES_IN_LOOP = 4 << 20
+def _l2_cache_bytes() -> int:
+    """One core's L2 in bytes as the C library reports it, or 1 MiB where it does not."""
+    try:
+        reported = os.sysconf("SC_LEVEL2_CACHE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not Linux/glibc, or the name is unknown
+        reported = 0
+    return reported if reported > 0 else 1 << 20
+
+
+_MIN_ROWS_PER_THREAD_IN_LOOP = 16
+_MAX_WEIGHT_BYTES_IN_LOOP = _l2_cache_bytes()
 
 
 def fused_run_without_grad(cell, x: torch.Tensor, state0: NamedTuple, lengths=None, reverse=False):
     """An LSTM over x (T, B, I) when no gradient is needed, its input projection inside the time
     loop (``rnnkit::lstm_inference``: no (T, B, 4H) gates_x is written and read back). Returns
     (output, state) as :func:`fused_scan`, or None (then project + scan) for other cells and
-    where the separate projection is faster (measured A/B, inference, same process):
+    where the separate projection is faster. In the loop each thread multiplies its rows by
+    W_ih and W_hh at every step, so the two weights' bytes are read per step and thread; one
+    GEMM over all T x B rows reads W_ih once. Measured (Intel host, 2 MB L2, T = 100, both ways
+    in one process, interleaved), the loop's speedup:
 
-    * B < 8 (less than one 8-row block): a per-step product over W_ih loses to one GEMM over
-      all T x B rows (B = 4, H = 64: 0.83x);
-    * W_ih and W_hh together over 4 MiB: both stream from L3 every step, while the one-GEMM
-      projection reuses W_ih across rows (H = 512, 2 threads: 0.83-0.86x; H <= 256, B >= 16:
-      1.0-1.19x in its favour).
+    * 16+ rows per thread, W_ih and W_hh together under L2: 1.01-1.14 (one thread, H = 64-192,
+      B = 16-64; two threads, H = 64-192, B = 32-64: 1.02-1.10);
+    * fewer rows per thread: 0.58-1.02 (two threads, H = 256, B = 8: 0.58; H = 192, B = 16:
+      0.86), as each step's product over W_ih then reuses each value for few rows;
+    * weights of L2's size or more: 0.80-1.01 (H = 256, 2 MB; earlier, H = 512 with two
+      threads: 0.83-0.86).
     """
     if not isinstance(cell, LSTMCell) or torch.compiler.is_compiling():
         # Traced, the batch-size test below would be a guard on B: torch.export with a
-        # dynamic batch refused every B on the other side of 8, and torch.compile made one
-        # graph per side. Project + scan serves every B.
+        # dynamic batch refused every B on the other side of the limit, and torch.compile made
+        # one graph per side. Project + scan serves every B.
         return None
-    if x.size(1) < _MIN_ROWS_IN_LOOP:
+    if x.size(1) < _MIN_ROWS_PER_THREAD_IN_LOOP * max(1, torch.get_num_threads()):
         return None
     weight_bytes = (cell.weight_ih.numel() + cell.weight_hh.numel()) * x.element_size()
-    if weight_bytes > _MAX_WEIGHT_BYTES_IN_LOOP:
+    if weight_bytes >= _MAX_WEIGHT_BYTES_IN_LOOP:
         return None
     x = with_unit_stride_rows(x)
     if lengths is not None:
