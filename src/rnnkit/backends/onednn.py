@@ -6,18 +6,19 @@ rnnkit's LSTM layers call the same primitive, one layer and one direction at a t
 places where it beats the fused kernels:
 
 * **float32 inference** from H = 256 on ``backend="auto"`` (:func:`onednn_inference_pays`),
-  from 16 rows per thread (B >= 16 with one thread, B >= 32 with two), and with one thread
+  from 12 rows per thread (B >= 12 with one thread, B >= 24 with two), and with one thread
   from T = 64 steps. There each step's products are compute-bound: oneDNN splits them by
   output columns and runs its GEMM closer to the peak than the fused kernels' row blocks.
-  Inference A/B in one process (Intel host, AVX-512, T = 100, medians of 7; torch.nn.LSTM's
-  time over the fused kernels', at H = 256 / 384 / 512):
+  Inference A/B in one process (Intel host, AVX-512, T = 100, medians of 7-11, two runs where
+  a range is given; torch.nn.LSTM's time over the fused kernels', at H = 256 / 384 / 512):
 
   | rows B | one thread | two threads |
   |---|---|---|
   | 4 | 1.53 / 1.54 / 1.41 | 1.19 / 1.67 / 1.45 |
-  | 8 | 1.10 / 1.06 / 1.03 | 1.05 / 1.19 / 1.04 |
-  | 16 | 0.99 / 1.12 / 0.97 | 1.02 / 1.17 / 1.03 |
-  | 32 | 0.91 / 0.94 / 0.86 | 0.93 / 1.00 / 0.95 |
+  | 8 | 1.07-1.10 / 1.06-1.10 / 0.96-1.03 | 1.05-1.06 / 1.19-1.23 / 1.04-1.07 |
+  | 16 | 0.99-1.01 / 0.98-1.12 / 0.97-0.99 | 0.98-1.02 / 1.16-1.17 / 1.03-1.04 |
+  | 24 | 0.88 / 0.86 / 0.86 | 0.93 / 0.99 / 0.90 |
+  | 32 | 0.87-0.91 / 0.87-0.94 / 0.85-0.86 | 0.93-0.96 / 0.94-1.00 / 0.92-0.95 |
   | 64 | 0.87 / 0.91 / 0.90 | 0.90 / 0.98 / 0.88 |
 
   (Before the fused kernels split a few rows of a wide state by units and stopped projecting
@@ -31,8 +32,8 @@ places where it beats the fused kernels:
   (``benchmarks/results/intel-207-amx/targets-lstm-onednn.txt``).
 
   The route makes a call's last bits depend on its size: oneDNN and the fused kernels sum in
-  different orders (~2e-7 apart in float32), so B = 15 and B = 16 rows on one thread (31 and
-  32 on two), or one and two threads at B = 16-31, do not round alike. Where it runs, the
+  different orders (~2e-7 apart in float32), so B = 11 and B = 12 rows on one thread (23 and
+  24 on two), or one and two threads at B = 12-23, do not round alike. Where it runs, the
   output is torch.nn.LSTM's bit for bit.
 * **bfloat16** (:mod:`.lowered` under CPU autocast, :mod:`.widened` for bfloat16 parameters):
   the weights are cast to bfloat16 per call and the primitive keeps its gates and cell state
@@ -59,7 +60,7 @@ from ..cells import LSTMCell, cell_class
 INFERENCE_MIN_HIDDEN = 256
 
 #: The fewest rows per thread for it: B >= this x torch.get_num_threads().
-INFERENCE_MIN_ROWS_PER_THREAD = 16
+INFERENCE_MIN_ROWS_PER_THREAD = 12
 
 #: The fewest steps for it with one thread: oneDNN's per-call weight reorder needs a long call
 #: to be repaid there (with two threads the route pays from T = 1).
