@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -173,6 +174,31 @@ def test_lstm_inference_projects_inside_the_loop(dtype, proj_size, batch_first):
         assert_close(actual[0], expected[0])
         for a, b in zip(actual[1], expected[1]):
             assert_close(a, b)
+
+
+@requires_fused
+def test_in_loop_projection_takes_weights_under_the_kernels_l2():
+    """The in-loop projection takes W_ih and W_hh together under one core's L2, the size the C++
+    plans read (Python's os.sysconf has no name for it: a fallback there was always 1 MiB). An
+    LSTM whose weights are just under it projects inside the loop, one unit wider does not.
+    Oracle for the size: getconf, where it reports one."""
+    l2 = torch.ops.rnnkit.l2_cache_bytes()
+    getconf = shutil.which("getconf")
+    reported = subprocess.run([getconf, "LEVEL2_CACHE_SIZE"], capture_output=True,
+                              text=True).stdout.strip() if getconf else ""
+    if reported.isdigit() and int(reported) > 0:
+        assert l2 == int(reported)
+
+    def weight_bytes(hidden):  # float32 W_ih (4H x 4) and W_hh (4H x H)
+        return 4 * (4 * hidden * 4 + 4 * hidden * hidden)
+
+    under = max(h for h in range(1, 4096) if weight_bytes(h) < l2)
+    x = torch.randn(2, 16 * torch.get_num_threads(), 4)  # enough rows per thread for the loop
+    for hidden, in_loop in ((under, True), (under + 1, False)):
+        layer = rnnkit.LSTM(4, hidden, backend="fused")
+        with torch.no_grad(), _OpsCalled() as called:
+            layer(x)
+        assert ("rnnkit.lstm_inference.default" in called.names) == in_loop, hidden
 
 
 @requires_fused

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+import functools
 from typing import NamedTuple
 
 import torch
@@ -88,17 +88,16 @@ def with_unit_stride_rows(t: torch.Tensor) -> torch.Tensor:
     return t.clone(memory_format=torch.contiguous_format) if t.is_contiguous() else t.contiguous()
 
 
-def _l2_cache_bytes() -> int:
-    """One core's L2 in bytes as the C library reports it, or 1 MiB where it does not."""
-    try:
-        reported = os.sysconf("SC_LEVEL2_CACHE_SIZE")
-    except (AttributeError, ValueError, OSError):  # not Linux/glibc, or the name is unknown
-        reported = 0
-    return reported if reported > 0 else 1 << 20
-
-
 _MIN_ROWS_PER_THREAD_IN_LOOP = 16
-_MAX_WEIGHT_BYTES_IN_LOOP = _l2_cache_bytes()
+#: None: one core's L2, as the kernels read it (benchmarks set a number to lift the limit).
+_MAX_WEIGHT_BYTES_IN_LOOP: float | None = None
+
+
+@functools.cache
+def _l2_cache_bytes() -> int:
+    """One core's L2 in bytes, as the kernels' own plans read it (glibc's sysconf; 1 MiB where
+    it is unknown). Python's os.sysconf has no name for it."""
+    return torch.ops.rnnkit.l2_cache_bytes()
 
 
 def fused_run_without_grad(cell, x: torch.Tensor, state0: NamedTuple, lengths=None, reverse=False):
@@ -125,7 +124,8 @@ def fused_run_without_grad(cell, x: torch.Tensor, state0: NamedTuple, lengths=No
     if x.size(1) < _MIN_ROWS_PER_THREAD_IN_LOOP * max(1, torch.get_num_threads()):
         return None
     weight_bytes = (cell.weight_ih.numel() + cell.weight_hh.numel()) * x.element_size()
-    if weight_bytes >= _MAX_WEIGHT_BYTES_IN_LOOP:
+    limit = _MAX_WEIGHT_BYTES_IN_LOOP
+    if weight_bytes >= (_l2_cache_bytes() if limit is None else limit):
         return None
     x = with_unit_stride_rows(x)
     if lengths is not None:

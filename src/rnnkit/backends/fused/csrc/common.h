@@ -10,6 +10,10 @@
 #include <optional>
 #include <type_traits>
 
+#if defined(__linux__)
+#include <unistd.h>
+#endif
+
 #include "activations.h"
 #include "buffer_pool.h"
 #include "gemm.h"
@@ -104,6 +108,20 @@ class RecurrentProduct {
   std::optional<AmxTiles> tiles_;
   std::optional<Bf16Product> low_;
 };
+
+// One core's L2 in bytes, read once (glibc's sysconf); elsewhere, or unknown, 1 MiB. The plans
+// that depend on whether a weight fits it: unit_slices (unit_team.h) and, through the
+// l2_cache_bytes op, the layers' in-loop projection (fused/backend.py).
+inline int64_t l2_cache_bytes() {
+  static const int64_t bytes = [] {
+#if defined(__linux__) && defined(_SC_LEVEL2_CACHE_SIZE)
+    const long reported = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    if (reported > 0) return static_cast<int64_t>(reported);
+#endif
+    return static_cast<int64_t>(1) << 20;
+  }();
+  return bytes;
+}
 
 // ---- threads over batch rows ------------------------------------------------------------------
 // Rows of a batch never interact in a recurrence, so each thread can take a block of rows through

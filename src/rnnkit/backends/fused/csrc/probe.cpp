@@ -1,4 +1,5 @@
-// Machine probes for benchmarks: the FMA peak this CPU reaches with the build's vector width.
+// Machine probes: the FMA peak this CPU reaches with the build's vector width (benchmarks), and
+// the L2 size the kernels' plans read (l2_cache_bytes, common.h).
 #include <torch/library.h>
 
 #include <chrono>
@@ -68,6 +69,7 @@ double gemm_rate(int64_t M, int64_t K, int64_t N, int64_t repeats) {
 TORCH_LIBRARY_FRAGMENT(rnnkit, m) {
   m.def("fma_peak(int iterations, int threads) -> float");
   m.def("simd_width() -> int");
+  m.def("l2_cache_bytes() -> int");
   m.def("gemm_rate(int M, int K, int N, int repeats) -> float");
   m.def("amx_bf16_usable() -> bool");
   m.def("bf16_products_kernel() -> str");
@@ -81,4 +83,5 @@ TORCH_LIBRARY_IMPL(rnnkit, CatchAll, m) {
   m.impl("amx_bf16_usable", []() -> bool { return rnnkit::amx_bf16_usable(); });
   m.impl("bf16_products_kernel", []() -> std::string { return rnnkit::bf16_products_kernel(); });
   m.impl("simd_width", []() -> int64_t { return RNNKIT_AVX512 ? 512 : RNNKIT_AVX2 ? 256 : 0; });
+  m.impl("l2_cache_bytes", []() -> int64_t { return rnnkit::l2_cache_bytes(); });
 }

@@ -27,7 +27,6 @@
 
 #if defined(__linux__)
 #include <sched.h>
-#include <unistd.h>
 #endif
 
 #include "buffer_pool.h"
@@ -104,18 +103,6 @@ inline int64_t usable_cpus() {
     return std::numeric_limits<int64_t>::max();
   }();
   return cpus;
-}
-
-// One core's L2 in bytes, read once (glibc's sysconf); elsewhere, or unknown, 1 MiB.
-inline int64_t l2_cache_bytes() {
-  static const int64_t bytes = [] {
-#if defined(__linux__) && defined(_SC_LEVEL2_CACHE_SIZE)
-    const long reported = sysconf(_SC_LEVEL2_CACHE_SIZE);
-    if (reported > 0) return static_cast<int64_t>(reported);
-#endif
-    return static_cast<int64_t>(1) << 20;
-  }();
-  return bytes;
 }
 
 // Where the units plan beats the split by rows although the rows could split. Split by rows,
