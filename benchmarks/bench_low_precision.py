@@ -9,7 +9,7 @@ For each cell and point (B, T, H), with the same bfloat16 weights and input on a
   the output's sum), the three sides timed interleaved, each sample as many calls as take
   ~20 ms, the order rotating per repeat.
 
-    .venv/bin/python benchmarks/bench_low_precision.py               # about 3 minutes
+    .venv/bin/python benchmarks/bench_low_precision.py               # about 5 minutes
     .venv/bin/python benchmarks/bench_low_precision.py --quick       # one small point
 Writes benchmarks/results/low_precision.json and prints a table (x = torch.nn ms / rnnkit ms:
 > 1 means rnnkit is faster).
@@ -32,9 +32,11 @@ from rnnkit.training import atomic_write
 RESULTS = pathlib.Path(__file__).parent / "results"
 CELLS = {"lstm": (torch.nn.LSTM, rnnkit.LSTM), "gru": (torch.nn.GRU, rnnkit.GRU),
          "rnn": (torch.nn.RNN, rnnkit.RNN)}
-#: (B, T, H): batch 1 and 16 where widening applies (T >= 32, H <= 256; 512 in training), and
-#: calls it leaves in bfloat16 (T < 32; H = 512 in inference), to show both sides of it
-POINTS = [(1, 100, 128), (16, 100, 128), (16, 100, 256), (16, 16, 128), (16, 100, 512)]
+#: (B, T, H), to show both sides of widened.widens: long calls it widens (H <= 256; 512 in
+#: training), short ones it widens (from one step per 64 weight columns, I + H), calls it leaves
+#: in bfloat16 (one step; H = 512 and B = 64 at H = 256 in inference)
+POINTS = [(1, 100, 128), (16, 100, 128), (16, 100, 256), (16, 100, 512), (16, 4, 128),
+          (16, 8, 256), (4, 16, 512), (64, 32, 256), (16, 1, 128)]
 QUICK_POINTS = [(2, 40, 16)]
 
 

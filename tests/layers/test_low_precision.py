@@ -12,6 +12,7 @@ import torch
 import torch.nn.utils.prune as prune
 
 import rnnkit
+import rnnkit.backends.widened as widened
 from rnnkit.backends.lowered import cpu_bf16_instructions
 
 #: the spacing of the dtype's values in [0.5, 1): the outputs of tanh lie in (-1, 1), where
@@ -120,16 +121,67 @@ def test_a_cell_s_forward_pre_hook_runs_once_per_widened_call(kind):
     assert len(calls) == 1
 
 
-@pytest.mark.parametrize("steps, hidden", [(31, 16), (40, 520)], ids=["short", "wide"])
+@pytest.mark.parametrize("steps, hidden", [(1, 16), (3, 128), (40, 520)],
+                         ids=["one-step", "short", "wide"])
 def test_short_or_wide_calls_keep_the_parameters_dtype(steps, hidden):
-    # Below 32 steps (a character generated at a time) or above H = 512 (256 without gradients)
-    # the casts and packing cost more than they save: such calls run as before. Oracle: the
-    # reference backend.
+    # Below ceil((I + H) / 64) steps (at least 2: a character generated at a time) or above
+    # H = 512 (256 without gradients) the casts and packing cost more than they save: such
+    # calls run as before. Oracle: the reference backend.
     layer, _ = low_precision_pair("gru", torch.bfloat16, hidden=hidden)
     reference = copy.deepcopy(layer)
     reference.backend = "reference"
     x = torch.randn(2, steps, hidden).bfloat16()
     assert torch.equal(layer(x)[0], reference(x)[0])
+
+
+@pytest.mark.parametrize("hidden, steps", [(128, 4), (256, 8)])
+@pytest.mark.parametrize("kind", ["rnn", "gru", "lstm"])
+def test_a_call_is_widened_from_one_step_per_64_weight_columns(kind, hidden, steps):
+    # I + H = 256 weight columns: 3 steps stay in bfloat16, 4 are widened (they ran 1.5-2x
+    # faster than torch.nn there, the bfloat16 step loop 0.7-0.9x); 512 columns: 7 and 8.
+    # Oracles: the reference backend (equal) below the minimum, the float64 run (within the
+    # output's rounding) from it.
+    layer, exact = low_precision_pair(kind, torch.bfloat16, hidden=hidden)
+    reference = copy.deepcopy(layer)
+    reference.backend = "reference"
+    # a bfloat16 LSTM without lengths runs oneDNN's LSTM at every length (on a CPU with
+    # bfloat16 instructions): with lengths it takes this rule
+    lstm = kind == "lstm"
+    short_lengths, lengths = ((torch.tensor([steps - 1, 2]), torch.tensor([steps, 3])) if lstm
+                              else (None, None))
+    short = torch.randn(2, steps - 1, hidden).bfloat16()
+    assert torch.equal(layer(short, lengths=short_lengths)[0],
+                       reference(short, lengths=short_lengths)[0])
+    x = torch.randn(2, steps, hidden).bfloat16()
+    assert max_error(layer(x, lengths=lengths)[0], exact(x.double(), lengths=lengths)[0]) \
+        <= ULP[torch.bfloat16] / 2 + 1e-6
+    # the bfloat16 step loop the minimum replaces misses that bound at these sizes
+    assert max_error(reference(x, lengths=lengths)[0], exact(x.double(), lengths=lengths)[0]) \
+        > ULP[torch.bfloat16] / 2 + 1e-6
+
+
+def test_large_steps_are_widened_in_training_only_from_32_steps(monkeypatch):
+    # B x H x (I + H) multiply-adds per thread past 2^21: the bfloat16 step loop's AMX matmuls
+    # ran an inference step faster than the float32 kernels (B = 64, H = 256: 0.87-1.11x
+    # torch.nn against 0.56-0.82x widened), and past 2^22 a training call repays its casts only
+    # from 32 steps. Oracle: the reference backend (equal) where the call is not widened, the
+    # float64 run where it is.
+    layer, exact = low_precision_pair("gru", torch.bfloat16, hidden=64)
+    reference = copy.deepcopy(layer)
+    reference.backend = "reference"
+    step_work = 2 * 64 * (64 + 64) / torch.get_num_threads()  # B x H x (I + H) per thread
+    monkeypatch.setattr(widened, "STEP_WORK", step_work * 0.99)
+    x = torch.randn(2, 31, 64).bfloat16()
+    with torch.no_grad():
+        assert torch.equal(layer(x)[0], reference(x)[0])
+    assert max_error(layer(x)[0], exact(x.double())[0]) <= ULP[torch.bfloat16] / 2 + 1e-6
+    monkeypatch.setattr(widened, "STEP_WORK", step_work * 0.49)
+    assert torch.equal(layer(x)[0], reference(x)[0])
+    longer = torch.randn(2, 32, 64).bfloat16()
+    assert max_error(layer(longer)[0], exact(longer.double())[0]) \
+        <= ULP[torch.bfloat16] / 2 + 1e-6
+    with torch.no_grad():  # inference stays in bfloat16 at any length
+        assert torch.equal(layer(longer)[0], reference(longer)[0])
 
 
 @pytest.mark.parametrize("kind", ["gru", "lstm"])

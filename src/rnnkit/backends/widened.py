@@ -24,15 +24,36 @@ rounding of the output itself (2^-9 near 1), against torch.nn's 0.007-0.010 and 
 backend's 0.005-0.011; LSTM 0.0020-0.0023, torch.nn's 0.0019-0.0023 (the reference backend's
 0.004-0.006).
 
-The float32 run, with ``backend="auto"``, where it pays and only there: sequences of at least
-``MIN_STEPS`` = 32 steps and hidden sizes up to ``MAX_HIDDEN`` = 256 (512 in training). Each
-call casts the weights and packs them for the kernels, a pass over them that a short call does
-not repay (Intel AMX host, inference: at T = 1 widened calls ran 0.15-0.5x the bfloat16
-reference's speed; at H = 256 and T = 32 1.3-2.9x with B = 1 and 1.1-1.4x with B = 16; at T =
-100 3.9-4.5x), and at H = 1024 the bfloat16 reference, whose matmuls run on AMX there, stayed
-ahead (0.4-0.8x at T = 32-100). Shorter or wider calls, such as generating one character at a
-time, run in the parameters' dtype as before; the rounding widening saves builds up over many
-steps.
+The float32 run, with ``backend="auto"``, where it pays and only there (:func:`widens`). Each
+call casts the G x (I + H) weights and packs them for the kernels, a pass that the steps must
+repay, so a call is widened from ``ceil((I + H) / STEP_WIDTH)`` steps (at least
+``MIN_STEPS`` = 2): 4 steps at I = H = 128, 8 at 256, 16 at 512. A float32 step is then far
+cheaper than the bfloat16 reference's step in Python, until the step itself is large: the
+reference's bfloat16 matmuls run on AMX, and from B x H x (I + H) = ``STEP_WORK`` (2^21)
+multiply-adds per thread an inference step ran faster there than the float32 kernels', and a
+training call needed ``LONG_CALL_STEPS`` = 32 steps beyond twice that. Hidden sizes stay capped
+where the float32 kernels lost at every length: 256 in inference, 512 in training (H = 1024
+ran 0.4-0.8x at T = 32-100).
+
+Measured on the Intel AMX host (bfloat16 GRU and Elman layers, speed relative to torch.nn in
+bfloat16, in one process interleaved, 1 and 2 threads), a widened call against what such a
+call ran before, the step loop in bfloat16 (the reference backend):
+
+=====================================================  ==============  ====================
+calls                                                  widened         bfloat16 reference
+=====================================================  ==============  ====================
+H = 64-128, B = 1-64, T = 4-16                         0.90-8.1x       0.60-0.92x
+H = 256, B = 1-16, T = 8-16                            0.88-4.1x       0.71-0.92x
+H = 512, B = 1-4, T = 16, training                     1.28-3.0x       0.79-0.95x
+H = 256, B = 64, T = 8-100, inference (not widened)    0.56-0.82x      0.87-1.11x
+T = 1 (not widened)                                    0.12-1.21x      0.63-0.95x
+=====================================================  ==============  ====================
+
+LSTM layers with ``lengths`` cross over at the same step counts (B = 1-16, the reference's time
+over the widened call: at H = 128 1.91-3.40 from T = 4, at H = 256 0.78-1.10 at T = 2 and
+1.14-2.62 from T = 8). Until 2026-12-07 only calls of 32 steps or more were widened, which
+left calls of 4-31 steps up to 8x slower than they need be. A call below the minimum, such as
+generating one character at a time, runs in the parameters' dtype as before.
 
 ``backend="fused"`` widens every call, as the fused kernels have no lower-precision arithmetic.
 Left as they were too: ``backend="reference"`` (the oracle runs in the parameters' dtype), cells
@@ -53,7 +74,7 @@ from typing import Callable, NamedTuple
 import torch
 
 from ..cells import GRUCell, LSTMCell, RNNCell
-from .fused.backend import needs_grad
+from .fused.backend import needs_grad, torch_threads
 from .lowered import (bf16_recurrence_enabled, cpu_bf16_instructions, lowered_dtype,
                       lowered_precision, run_bf16)
 from .onednn import onednn_lstm_unsupported
@@ -65,16 +86,41 @@ LOW_PRECISION = (torch.bfloat16, torch.float16)
 _WEIGHT_NAMES = ("weight_ih", "weight_hh", "bias_ih", "bias_hh", "weight_hr")
 
 
-#: The shortest sequence that is widened: the casts and the fused kernels' weight packing cost
-#: a pass over the weights per call, which a few steps do not repay, and the rounding the
-#: widening saves builds up over many steps (see the module docstring).
-MIN_STEPS = 32
+#: The fewest steps a widened call may have: a one-step call never repays the casts and packing.
+MIN_STEPS = 2
+
+#: Weight columns (I + H) per step of the call that repay their cast and packing: a call is
+#: widened from ceil((I + H) / STEP_WIDTH) steps (see the module docstring for the measurements).
+STEP_WIDTH = 64
+
+#: Multiply-adds per thread of one step's products, B x H x (I + H), beyond which the bfloat16
+#: reference's AMX matmuls stay ahead: no inference call is widened, and a training call needs
+#: LONG_CALL_STEPS beyond twice this.
+STEP_WORK = 1 << 21
+
+#: The fewest steps of a widened training call whose steps exceed twice STEP_WORK: at B = 64,
+#: H = 256 (one thread) T = 8 ran 0.66x torch.nn widened against the reference's 0.80x, T = 32
+#: 0.65-0.78x against 0.52x.
+LONG_CALL_STEPS = 32
 
 #: The widest hidden state that is widened, in inference and in training: from H = 512 (1024)
 #: the float32 kernels ran slower than the bfloat16 reference (oneDNN's bfloat16 matmuls, on the
 #: AMX host) even at T = 100, while training calls at H = 512 ran 1.9-2.1x faster widened
 #: (B = 16, T = 100: GRU 332 -> 175 ms, Elman 122 -> 58; benchmarks/bench_low_precision.py).
 MAX_HIDDEN = {False: 256, True: 512}
+
+
+def widens(cell, batch: int, steps: int, training: bool) -> bool:
+    """Whether a call of ``steps`` steps and ``batch`` rows on ``backend="auto"`` runs faster
+    in float32 than in the parameters' dtype (the rule of the module docstring)."""
+    hidden = cell.hidden_size
+    if hidden > MAX_HIDDEN[training]:
+        return False
+    width = cell.input_size + hidden
+    step_work = batch * hidden * width / torch_threads()
+    if step_work > (2 * STEP_WORK if training else STEP_WORK):
+        return training and steps >= LONG_CALL_STEPS
+    return steps >= max(MIN_STEPS, -(-width // STEP_WIDTH))
 
 
 def widening(cell, x: torch.Tensor, backend: str, batch_first: bool, lengths=None) -> str | None:
@@ -94,8 +140,10 @@ def widening(cell, x: torch.Tensor, backend: str, batch_first: bool, lengths=Non
         return None
     if onednn_lstm_runs(cell, backend, lengths):
         return "onednn"
-    if (backend == "fused" or (x.size(1 if batch_first else 0) >= MIN_STEPS
-                               and cell.hidden_size <= MAX_HIDDEN[needs_grad(cell, x)])):
+    if backend == "fused":
+        return "float32"
+    batch, steps = (x.size(0), x.size(1)) if batch_first else (x.size(1), x.size(0))
+    if widens(cell, batch, steps, needs_grad(cell, x)):
         return "float32"
     return None
 
