@@ -185,13 +185,15 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> forward_impl(
     return {output, h_n, c_n, gates, cells};
   }
 
-  const RecurrentWeight<T> w_hh(W.data_ptr<T>(), P, G, 1, P, bf16);  // h (B x P) -> B x 4H
+  const WeightSource<T> hh(W.data_ptr<T>(), P, G, 1, P, bf16);  // h (B x P) -> B x 4H
   const Tensor R = proj ? weight_hr->contiguous() : Tensor();
-  const RecurrentWeight<T> w_hr(proj ? R.data_ptr<T>() : nullptr, proj ? H : 0, P, 1, H,
-                                bf16 && proj);  // m (B x H) -> B x P
+  const WeightSource<T> hr(proj ? R.data_ptr<T>() : nullptr, proj ? H : 0, P, 1, H,
+                           bf16);  // m (B x H) -> B x P
 
   for_row_blocks(B, work_per_row, [&](int64_t b0, int64_t b1) {
     const int64_t M = b1 - b0;
+    // packed by this block's thread (see RecurrentWeight)
+    const RecurrentWeight<T> w_hh(hh), w_hr(hr);
     std::vector<T> pre(M * G), m(proj ? M * H : 0), projected(proj ? M * P : 0), tanh_c(H);
     std::vector<T> x_row(gates_rows.low ? G : 0);
     RecurrentProduct<T> recurrent(w_hh, M), projection(w_hr, M);
@@ -311,12 +313,11 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward_impl(
   const int64_t weight_bytes = weight_hh.numel() * weight_hh.element_size();
   const int64_t slices = proj || bf16 ? 1 : unit_slices(B, H, weight_bytes, B * H * G,
                                                         rows_split(B, work_per_row));
-  // packed here for the plan by rows; the plan by units packs each thread's columns itself
-  const RecurrentWeight<T> w_hh(slices == 1 ? W.data_ptr<T>() : nullptr, G, P, P, 1,
-                                bf16);  // dG (B x 4H) -> B x P
+  // packed by each row block of the plan by rows; the plan by units packs each thread's columns
+  const WeightSource<T> hh(W.data_ptr<T>(), G, P, P, 1, bf16);  // dG (B x 4H) -> B x P
   const Tensor R = proj ? weight_hr->contiguous() : Tensor();
-  const RecurrentWeight<T> w_hr(proj ? R.data_ptr<T>() : nullptr, proj ? P : 0, H, H, 1,
-                                bf16 && proj);  // dh (B x P) -> dm (B x H)
+  const WeightSource<T> hr(proj ? R.data_ptr<T>() : nullptr, proj ? P : 0, H, H, 1,
+                           bf16);  // dh (B x P) -> dm (B x H)
   Tensor grad_h_all, m_all;
   if (proj) {
     grad_h_all = buffer_for(steps, {steps_n, B, P}, opts);
@@ -337,6 +338,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward_impl(
     const int64_t M = b1 - b0;
     std::vector<T> dm(proj ? M * H : 0), dh_prev(M * P), tanh_c(H);
     std::vector<T> dG_rows(bf16 ? M * G : 0);  // scratch of the bfloat16 side
+    const RecurrentWeight<T> w_hh(hh), w_hr(hr);
     RecurrentProduct<T> recurrent(w_hh, M), projection(w_hr, M);
     for (int64_t s = steps_n - 1; s >= 0; --s) {
       const int64_t t = steps.time(s);
