@@ -111,8 +111,8 @@ template <typename T>
 struct InputStep {
   const T* x = nullptr;  // x[t, b, :] at x + t * stride_t + b * stride_b
   int64_t stride_t = 0, stride_b = 0, I = 0;
-  PackedMatrix<T> w_packed;  // x (B x I) -> B x 4H
-  std::vector<T> bias;       // b_ih + b_hh (4H)
+  const T* weight = nullptr;  // W_ih (4H x I), contiguous: each row block packs its own copy
+  std::vector<T> bias;        // b_ih + b_hh (4H)
 };
 
 // forward_impl's plan when the batch is too small to split by rows (unit_team.h): each thread
@@ -192,8 +192,10 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> forward_impl(
 
   for_row_blocks(B, work_per_row, [&](int64_t b0, int64_t b1) {
     const int64_t M = b1 - b0;
-    // packed by this block's thread (see RecurrentWeight)
+    // packed by this block's thread (see RecurrentWeight), as is W_ih for the in-loop projection
     const RecurrentWeight<T> w_hh(hh), w_hr(hr);
+    PackedMatrix<T> w_ih;  // x (B x I) -> B x 4H
+    if (input) w_ih.pack(input->weight, input->I, G, 1, input->I);
     std::vector<T> pre(M * G), m(proj ? M * H : 0), projected(proj ? M * P : 0), tanh_c(H);
     std::vector<T> x_row(gates_rows.low ? G : 0);
     RecurrentProduct<T> recurrent(w_hh, M), projection(w_hr, M);
@@ -201,7 +203,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> forward_impl(
       const int64_t t = steps.time(s);
       if (input) {
         gemm(M, input->x + t * input->stride_t + b0 * input->stride_b, input->stride_b,
-             input->w_packed, pre.data(), G, /*overwrite=*/true, input->bias.data());
+             w_ih, pre.data(), G, /*overwrite=*/true, input->bias.data());
         recurrent(M, h + b0 * P, P, pre.data(), G);
       } else {
         // h W_hh^T + b_hh written fresh; the cell adds the row of gates_x as it reads it. A
@@ -444,7 +446,7 @@ std::tuple<Tensor, Tensor, Tensor> lstm_inference(
     input.stride_b = x.stride(1);
     input.I = x.size(2);
     const Tensor W = weight_ih.contiguous();
-    input.w_packed.pack(W.data_ptr<T>(), input.I, G, 1, input.I);
+    input.weight = W.data_ptr<T>();
     input.bias.assign(G, T(0));
     for (const optional<Tensor>* b : {&bias_ih, &bias_hh}) {
       if (!b->has_value() || !(*b)->defined()) continue;
