@@ -12,6 +12,8 @@ that is timed too, as the "x auto" column (``speedup_vs_torch_auto``).
 
     .venv/bin/python benchmarks/bench_recurrence.py            # full grid, a few minutes
     .venv/bin/python benchmarks/bench_recurrence.py --quick    # a few points
+    .venv/bin/python benchmarks/bench_recurrence.py --steps 1,4,16 --batch 16,64 \
+        --hidden 64,128,256 --threads 2 --no-single-step      # short calls
 Writes benchmarks/results/recurrence.json and prints a table.
 """
 
@@ -206,6 +208,8 @@ def main() -> None:
     parser.add_argument("--hidden", help="comma-separated hidden sizes (default: the grid)")
     parser.add_argument("--batch", help="comma-separated batch sizes (default: the grid)")
     parser.add_argument("--threads", help="comma-separated thread counts (default: 1,2)")
+    parser.add_argument("--steps", help="comma-separated sequence lengths T (default: 100, and "
+                                        "500 for a few points of the full grid)")
     parser.add_argument("--no-single-step", action="store_true", help="skip the single-step table")
     parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "recurrence.json"))
     args = parser.parse_args()
@@ -224,7 +228,8 @@ def main() -> None:
     # for every thread count timed (%peak divides by it), and 1 and 2 for the summary
     peak = {threads: max(torch.ops.rnnkit.fma_peak(20_000_000, threads) for _ in range(5)) / 1e9
             for threads in sorted({1, 2, *thread_counts})}
-    partial = args.quick or args.hidden or args.batch
+    lengths = numbers(args.steps, (100,))
+    partial = args.quick or args.hidden or args.batch or args.steps
     rows = []
     simd_bits = torch.ops.rnnkit.simd_width()
     kernels = f"{simd_bits}-bit SIMD" if simd_bits else "portable loops"
@@ -235,7 +240,7 @@ def main() -> None:
               f"{'infer ms torch':>14s} {'fused':>8s} {'x':>6s} {'x auto':>6s} | {'x ref':>6s}")
     print(header)
     print("-" * len(header))
-    points = [(h, b, 100) for h in hiddens for b in batches]
+    points = [(h, b, t) for t in lengths for h in hiddens for b in batches]
     if not partial:
         points += [(64, 16, 500), (256, 16, 500)]
     for kind in args.cells.split(","):

@@ -36,9 +36,11 @@ def test_recurrence_benchmark_runs_and_records_agreement(tmp_path):
     out = tmp_path / "new folder" / "recurrence.json"
     subprocess.run([sys.executable, str(BENCHMARKS / "bench_recurrence.py"), "--hidden", "16",
                     "--batch", "2", "--threads", "3", "--repeats", "1", "--no-single-step",
-                    "--out", str(out)], check=True, capture_output=True, timeout=300)
+                    "--steps", "1,3", "--out", str(out)], check=True, capture_output=True,
+                   timeout=300)
     result = json.loads(out.read_text())
     assert {row["cell"] for row in result["grid"]} == {"gru", "rnn", "lstm"}
+    assert sorted(row["steps"] for row in result["grid"]) == [1, 1, 1, 3, 3, 3]
     assert set(result["fma_peak_gflops"]) == {"1", "2", "3"}
     for row in result["grid"]:
         assert row["threads"] == 3 and row["repeats"] == 1
