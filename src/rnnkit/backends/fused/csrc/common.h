@@ -52,6 +52,20 @@ inline void gemm(int64_t M, const T* A, int64_t lda, const PackedMatrix<T>& B, T
   });
 }
 
+// One core's L2 in bytes, read once (glibc's sysconf); elsewhere, or unknown, 1 MiB. The plans
+// that depend on whether a weight fits it: unit_slices (unit_team.h) and, through the
+// l2_cache_bytes op, the layers' in-loop projection (fused/backend.py).
+inline int64_t l2_cache_bytes() {
+  static const int64_t bytes = [] {
+#if defined(__linux__) && defined(_SC_LEVEL2_CACHE_SIZE)
+    const long reported = sysconf(_SC_LEVEL2_CACHE_SIZE);
+    if (reported > 0) return static_cast<int64_t>(reported);
+#endif
+    return static_cast<int64_t>(1) << 20;
+  }();
+  return bytes;
+}
+
 // ---- the recurrent product of a step -------------------------------------------------------------
 // Where a call's recurrent weight is packed from: src (K x N, with strides), or null for no weight
 // (an LSTM without projection: nothing is packed or multiplied), and whether the caller asks for
@@ -73,15 +87,15 @@ struct WeightSource {
       TORCH_CHECK(!use_bf16, "rnnkit fused: bf16=True takes float32 tensors only");
     }
   }
+
+  // Whether the packed weight fits in one core's L2 (padding aside).
+  bool fits_l2() const {
+    return K * N * (bf16 ? int64_t(2) : int64_t(sizeof(T))) <= l2_cache_bytes();
+  }
 };
 
 // A recurrent weight packed for the float32 (or float64) packed GEMM above, or for the AMX tiles
 // of gemm_amx.h (the AVX512-BF16 dot products of gemm_avx512bf16.h where there are no tiles).
-// Each row block of a plan by rows (for_row_blocks) packs its own, in the thread that multiplies
-// by it: packed once by the calling thread, the other thread's first steps waited for the packed
-// copy to cross from that core's cache. Measured on the Intel host, 2 threads, forward alone,
-// its own copy against the shared one: T = 1-4 1.1-2.4x faster (GRU B = 16, H = 128, T = 1:
-// 68 -> 28 us, level with one thread at last), T = 16 1.0-1.3x, T = 100 level (0.92-1.09x).
 template <typename T>
 struct RecurrentWeight {
   bool bf16 = false;
@@ -98,6 +112,34 @@ struct RecurrentWeight {
     }
     full.pack(from.src, from.K, from.N, from.stride_k, from.stride_n);
   }
+};
+
+// The recurrent weight of the row blocks of a plan by rows (for_row_blocks). A weight that fits
+// in L2 is packed by each block's own thread, into a copy that then stays in that core's cache:
+// packed once by the calling thread, the other thread's first steps waited for the packed copy
+// to cross from that core's cache. Measured on the Intel host, 2 threads, forward alone, own copy
+// against the shared one: T = 1-4 1.1-2.4x faster (GRU B = 16, H = 128, T = 1: 68 -> 28 us,
+// level with one thread at last), T = 16 1.0-1.3x, T = 100 level (0.92-1.09x). A larger weight
+// streams from L3 at every step anyway, and one copy is packed for all blocks: a copy per thread
+// would multiply its footprint there by the thread count.
+template <typename T>
+class BlockWeight {
+ public:
+  explicit BlockWeight(const WeightSource<T>& source)
+      : source_(source), shared_(source.fits_l2() ? none(source) : source) {}
+
+  // The weight for one row block: packed into `own` by the calling thread, or the shared copy.
+  const RecurrentWeight<T>& in_block(std::optional<RecurrentWeight<T>>& own) const {
+    return source_.fits_l2() ? own.emplace(source_) : shared_;
+  }
+
+ private:
+  static WeightSource<T> none(const WeightSource<T>& source) {
+    return WeightSource<T>(nullptr, source.K, source.N, source.stride_k, source.stride_n, false);
+  }
+
+  WeightSource<T> source_;
+  RecurrentWeight<T> shared_;
 };
 
 // One thread's C = A W + bias (overwrite) or C += A W with a RecurrentWeight, for up to max_rows
@@ -128,20 +170,6 @@ class RecurrentProduct {
   std::optional<AmxTiles> tiles_;
   std::optional<Bf16Product> low_;
 };
-
-// One core's L2 in bytes, read once (glibc's sysconf); elsewhere, or unknown, 1 MiB. The plans
-// that depend on whether a weight fits it: unit_slices (unit_team.h) and, through the
-// l2_cache_bytes op, the layers' in-loop projection (fused/backend.py).
-inline int64_t l2_cache_bytes() {
-  static const int64_t bytes = [] {
-#if defined(__linux__) && defined(_SC_LEVEL2_CACHE_SIZE)
-    const long reported = sysconf(_SC_LEVEL2_CACHE_SIZE);
-    if (reported > 0) return static_cast<int64_t>(reported);
-#endif
-    return static_cast<int64_t>(1) << 20;
-  }();
-  return bytes;
-}
 
 // ---- threads over batch rows ------------------------------------------------------------------
 // Rows of a batch never interact in a recurrence, so each thread can take a block of rows through

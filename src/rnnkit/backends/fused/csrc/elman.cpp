@@ -85,12 +85,12 @@ std::tuple<Tensor, Tensor> forward_impl(const Tensor& gates_x, const Tensor& h0,
     return {output, h_n};
   }
 
-  const WeightSource<T> hh(W.data_ptr<T>(), H, H, 1, H, bf16);  // h (B x H) -> B x H
+  const BlockWeight<T> hh(WeightSource<T>(W.data_ptr<T>(), H, H, 1, H, bf16));  // h -> B x H
   for_row_blocks(B, work_per_row, [&](int64_t b0, int64_t b1) {
     const int64_t M = b1 - b0;
-    const RecurrentWeight<T> w_hh(hh);  // packed by this block's thread (see RecurrentWeight)
     std::vector<T> pre(M * H), x_row(H);
-    RecurrentProduct<T> recurrent(w_hh, M);
+    std::optional<RecurrentWeight<T>> own_hh;
+    RecurrentProduct<T> recurrent(hh.in_block(own_hh), M);
     for (int64_t s = 0; s < steps_n; ++s) {
       const int64_t t = steps.time(s);
       // h W_hh^T + b_hh written fresh, gates_x added below as its row is read (as in lstm.cpp).
@@ -151,8 +151,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
   const int64_t weight_bytes = weight_hh.numel() * weight_hh.element_size();
   const int64_t slices = bf16 ? 1 : unit_slices(B, H, weight_bytes, B * H * H,
                                                 rows_split(B, work_per_row));
-  // packed by each row block of the plan by rows; the plan by units packs each thread's columns
-  const WeightSource<T> hh(W.data_ptr<T>(), H, H, H, 1, bf16);  // d_pre (B x H) -> B x H
+  // for the plan by rows; the plan by units packs each thread's columns itself
+  const BlockWeight<T> hh(WeightSource<T>(slices == 1 ? W.data_ptr<T>() : nullptr, H, H, H, 1,
+                                          bf16));  // d_pre (B x H) -> B x H
   const T* go = grad_output.data_ptr<T>();
   const T* out = output.data_ptr<T>();
   const T* h_init = h0.data_ptr<T>();
@@ -165,8 +166,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
   if (slices == 1) for_row_blocks(B, work_per_row, [&](int64_t b0, int64_t b1) {
     const int64_t M = b1 - b0;
     std::vector<T> dh_prev(M * H), dpre_rows(bf16 ? M * H : 0);  // scratch of the bfloat16 side
-    const RecurrentWeight<T> w_hh(hh);
-    RecurrentProduct<T> recurrent(w_hh, M);
+    std::optional<RecurrentWeight<T>> own_hh;
+    RecurrentProduct<T> recurrent(hh.in_block(own_hh), M);
     for (int64_t s = steps_n - 1; s >= 0; --s) {
       const int64_t t = steps.time(s);
       T* dpre = grad_pre.block(t, b0, dpre_rows.data());  // rows b0..b1 of step t

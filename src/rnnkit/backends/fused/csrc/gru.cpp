@@ -97,10 +97,11 @@ std::tuple<Tensor, Tensor, Tensor> forward_impl(const Tensor& gates_x, const Ten
     return {output, h_n, saved};
   }
 
-  const WeightSource<T> hh(W.data_ptr<T>(), H, G, 1, H, bf16);  // h (B x H) -> B x 3H
+  const BlockWeight<T> hh(WeightSource<T>(W.data_ptr<T>(), H, G, 1, H, bf16));  // h -> B x 3H
   for_row_blocks(B, work_per_row, [&](int64_t b0, int64_t b1) {
     const int64_t M = b1 - b0;
-    const RecurrentWeight<T> w_hh(hh);  // packed by this block's thread (see RecurrentWeight)
+    std::optional<RecurrentWeight<T>> own_hh;
+    const RecurrentWeight<T>& w_hh = hh.in_block(own_hh);
     std::vector<T> rec(M * G), act(3 * H), x_row(G);
     RecurrentProduct<T> recurrent(w_hh, M);
     for (int64_t s = 0; s < steps_n; ++s) {
@@ -210,8 +211,9 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
   const int64_t weight_bytes = weight_hh.numel() * weight_hh.element_size();
   const int64_t slices = bf16 ? 1 : unit_slices(B, H, weight_bytes, B * H * G,
                                                 rows_split(B, work_per_row));
-  // packed by each row block of the plan by rows; the plan by units packs each thread's columns
-  const WeightSource<T> hh(W.data_ptr<T>(), G, H, H, 1, bf16);  // dR (B x 3H) -> B x H
+  // for the plan by rows; the plan by units packs each thread's columns itself
+  const BlockWeight<T> hh(WeightSource<T>(slices == 1 ? W.data_ptr<T>() : nullptr, G, H, H, 1,
+                                          bf16));  // dR (B x 3H) -> B x H
   const T* go = grad_output.data_ptr<T>();
   const T* keep_all = saved.data_ptr<T>();
   const T* out = out_c.data_ptr<T>();
@@ -227,8 +229,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
     std::vector<T> dh_prev(M * H);
     // scratch rows of the bfloat16 side (GradientRows): the step's dR block and one dX row
     std::vector<T> dR_rows(bf16 ? M * G : 0), dX_row(bf16 ? G : 0);
-    const RecurrentWeight<T> w_hh(hh);
-    RecurrentProduct<T> recurrent(w_hh, M);
+    std::optional<RecurrentWeight<T>> own_hh;
+    RecurrentProduct<T> recurrent(hh.in_block(own_hh), M);
     for (int64_t s = steps_n - 1; s >= 0; --s) {
       const int64_t t = steps.time(s);
       T* dR = grad_rec.block(t, b0, dR_rows.data());  // rows b0..b1 of step t

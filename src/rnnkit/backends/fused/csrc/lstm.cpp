@@ -185,20 +185,21 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor> forward_impl(
     return {output, h_n, c_n, gates, cells};
   }
 
-  const WeightSource<T> hh(W.data_ptr<T>(), P, G, 1, P, bf16);  // h (B x P) -> B x 4H
+  const BlockWeight<T> hh(WeightSource<T>(W.data_ptr<T>(), P, G, 1, P, bf16));  // h -> B x 4H
   const Tensor R = proj ? weight_hr->contiguous() : Tensor();
-  const WeightSource<T> hr(proj ? R.data_ptr<T>() : nullptr, proj ? H : 0, P, 1, H,
-                           bf16);  // m (B x H) -> B x P
+  const BlockWeight<T> hr(WeightSource<T>(proj ? R.data_ptr<T>() : nullptr, proj ? H : 0, P, 1,
+                                          H, bf16));  // m (B x H) -> B x P
 
   for_row_blocks(B, work_per_row, [&](int64_t b0, int64_t b1) {
     const int64_t M = b1 - b0;
-    // packed by this block's thread (see RecurrentWeight), as is W_ih for the in-loop projection
-    const RecurrentWeight<T> w_hh(hh), w_hr(hr);
+    std::optional<RecurrentWeight<T>> own_hh, own_hr;
+    RecurrentProduct<T> recurrent(hh.in_block(own_hh), M), projection(hr.in_block(own_hr), M);
+    // W_ih of the in-loop projection: packed by this block's thread too (see BlockWeight); the
+    // layers take that path only while W_ih and W_hh fit in L2
     PackedMatrix<T> w_ih;  // x (B x I) -> B x 4H
     if (input) w_ih.pack(input->weight, input->I, G, 1, input->I);
     std::vector<T> pre(M * G), m(proj ? M * H : 0), projected(proj ? M * P : 0), tanh_c(H);
     std::vector<T> x_row(gates_rows.low ? G : 0);
-    RecurrentProduct<T> recurrent(w_hh, M), projection(w_hr, M);
     for (int64_t s = 0; s < steps_n; ++s) {
       const int64_t t = steps.time(s);
       if (input) {
@@ -315,11 +316,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward_impl(
   const int64_t weight_bytes = weight_hh.numel() * weight_hh.element_size();
   const int64_t slices = proj || bf16 ? 1 : unit_slices(B, H, weight_bytes, B * H * G,
                                                         rows_split(B, work_per_row));
-  // packed by each row block of the plan by rows; the plan by units packs each thread's columns
-  const WeightSource<T> hh(W.data_ptr<T>(), G, P, P, 1, bf16);  // dG (B x 4H) -> B x P
+  // for the plan by rows; the plan by units packs each thread's columns itself
+  const BlockWeight<T> hh(WeightSource<T>(slices == 1 ? W.data_ptr<T>() : nullptr, G, P, P, 1,
+                                          bf16));  // dG (B x 4H) -> B x P
   const Tensor R = proj ? weight_hr->contiguous() : Tensor();
-  const WeightSource<T> hr(proj ? R.data_ptr<T>() : nullptr, proj ? P : 0, H, H, 1,
-                           bf16);  // dh (B x P) -> dm (B x H)
+  const BlockWeight<T> hr(WeightSource<T>(proj ? R.data_ptr<T>() : nullptr, proj ? P : 0, H, H,
+                                          1, bf16));  // dh (B x P) -> dm (B x H)
   Tensor grad_h_all, m_all;
   if (proj) {
     grad_h_all = buffer_for(steps, {steps_n, B, P}, opts);
@@ -340,8 +342,8 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward_impl(
     const int64_t M = b1 - b0;
     std::vector<T> dm(proj ? M * H : 0), dh_prev(M * P), tanh_c(H);
     std::vector<T> dG_rows(bf16 ? M * G : 0);  // scratch of the bfloat16 side
-    const RecurrentWeight<T> w_hh(hh), w_hr(hr);
-    RecurrentProduct<T> recurrent(w_hh, M), projection(w_hr, M);
+    std::optional<RecurrentWeight<T>> own_hh, own_hr;
+    RecurrentProduct<T> recurrent(hh.in_block(own_hh), M), projection(hr.in_block(own_hr), M);
     for (int64_t s = steps_n - 1; s >= 0; --s) {
       const int64_t t = steps.time(s);
       for (int64_t b = b0; b < b1; ++b) {
