@@ -29,9 +29,10 @@ call casts the G x (I + H) weights and packs them for the kernels, a pass that t
 repay, so a call is widened from ``ceil((I + H) / STEP_WIDTH)`` steps (at least
 ``MIN_STEPS`` = 2): 4 steps at I = H = 128, 8 at 256, 16 at 512. A float32 step is then far
 cheaper than the bfloat16 reference's step in Python, until the step itself is large: the
-reference's bfloat16 matmuls run on AMX, and from B x H x (I + H) = ``STEP_WORK`` (2^21)
-multiply-adds per thread an inference step ran faster there than the float32 kernels', and a
-training call needed ``LONG_CALL_STEPS`` = 32 steps beyond twice that. Hidden sizes stay capped
+reference's bfloat16 matmuls run on AMX, and beyond B x H x (I + H) = ``STEP_WORK`` (2^21)
+multiply-adds per thread an inference step ran faster there than the float32 kernels' (so such
+calls are not widened), and a training call needed ``LONG_CALL_STEPS`` = 32 steps beyond twice
+that. Hidden sizes stay capped
 where the float32 kernels lost at every length: 256 in inference, 512 in training (H = 1024
 ran 0.4-0.8x at T = 32-100).
 
