@@ -583,8 +583,8 @@ def test_fused_calls_leave_torch_random_generator_alone():
 def test_two_threads_split_rows_and_units(kind, batch, hidden, dtype):
     """Large enough to take the threaded paths: rows split across threads (B >= 2) for the
     whole sequence, each thread with its own packed copy of the weight, or with one copy shared
-    where the weight is larger than L2 (B = 40, H = 512; csrc/common.h, BlockWeight), or with one
-    row, or a few rows of a wide state (B = 5, H = 256), or rows of
+    where the weight takes more than half of L2 (B = 40, H = 512; csrc/common.h, BlockWeight),
+    or with one row, or a few rows of a wide state (B = 5, H = 256), or rows of
     a weight larger than L2 (B = 20, H = 512: an LSTM's 4 MB and a GRU's 3 MB, where L2 is 2 MB
     or less), the hidden units split across threads, a barrier per step (csrc/unit_team.h;
     H = 192: at least 32k
