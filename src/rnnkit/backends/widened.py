@@ -32,9 +32,8 @@ cheaper than the bfloat16 reference's step in Python, until the step itself is l
 reference's bfloat16 matmuls run on AMX, and beyond B x H x (I + H) = ``STEP_WORK`` (2^21)
 multiply-adds per thread an inference step ran faster there than the float32 kernels' (so such
 calls are not widened), and a training call needed ``LONG_CALL_STEPS`` = 32 steps beyond twice
-that. Hidden sizes stay capped
-where the float32 kernels lost at every length: 256 in inference, 512 in training (H = 1024
-ran 0.4-0.8x at T = 32-100).
+that. Hidden sizes stay capped where the float32 kernels lost at every length: 256 in
+inference, 512 in training (H = 1024 ran 0.4-0.8x at T = 32-100).
 
 Measured on the Intel AMX host (bfloat16 GRU and Elman layers, speed relative to torch.nn in
 bfloat16, in one process interleaved, 1 and 2 threads), a widened call against what such a
