@@ -17,21 +17,18 @@ namespace {
 
 // out (M, N) = a (M, K) @ B + bias, with B given by (src, stride_k, stride_n) and bias N values
 // or null; rows of a contiguous. out is only written. Each thread packs its own B where it stays
-// in L2, else one copy is shared, as the recurrences' row blocks do (BlockWeight, common.h).
+// in L2, else one copy is shared (BlockWeight, common.h), as in the recurrences' row blocks.
 template <typename T>
 void packed_product(const at::Tensor& a, const T* src, int64_t K, int64_t N, int64_t stride_k,
                     int64_t stride_n, const T* bias, at::Tensor& out) {
   const int64_t M = a.size(0), lda = a.stride(0);
   const T* a_ptr = a.data_ptr<T>();
   T* c = out.data_ptr<T>();
-  const WeightSource<T> source(src, K, N, stride_k, stride_n, /*use_bf16=*/false);
-  PackedMatrix<T> shared;
-  if (!source.stays_in_l2()) shared.pack(src, K, N, stride_k, stride_n);
+  const BlockWeight<T> weight(WeightSource<T>(src, K, N, stride_k, stride_n, /*use_bf16=*/false));
   const int64_t grain = std::max<int64_t>(kRowBlock, kParallelWork / std::max<int64_t>(1, K * N));
   at::parallel_for(0, M, grain, [&](int64_t r0, int64_t r1) {
-    PackedMatrix<T> own;
-    if (source.stays_in_l2()) own.pack(src, K, N, stride_k, stride_n);
-    const PackedMatrix<T>& packed = source.stays_in_l2() ? own : shared;
+    std::optional<RecurrentWeight<T>> own;
+    const PackedMatrix<T>& packed = weight.in_block(own).full;
     gemm_assign(r1 - r0, a_ptr + r0 * lda, lda, packed, c + r0 * N, N, 0, packed.panels, bias);
   });
 }
