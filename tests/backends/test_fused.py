@@ -578,15 +578,17 @@ def test_fused_calls_leave_torch_random_generator_alone():
 @pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("batch, hidden, dtype", [
     (1, 192, torch.float32), (1, 200, torch.float32), (1, 200, torch.float64),
-    (2, 80, torch.float32), (9, 80, torch.float32), (5, 256, torch.float32),
-    (20, 512, torch.float32), (40, 512, torch.float32)])
+    (2, 80, torch.float32), (9, 80, torch.float32), (4, 256, torch.float32),
+    (5, 256, torch.float32), (6, 512, torch.float32), (20, 512, torch.float32),
+    (40, 512, torch.float32)])
 def test_two_threads_split_rows_and_units(kind, batch, hidden, dtype):
     """Large enough to take the threaded paths: rows split across threads (B >= 2) for the
     whole sequence, each thread with its own packed copy of the weight, or with one copy shared
-    where the weight takes more than half of L2 (B = 40, H = 512; csrc/common.h, BlockWeight),
-    or with one row, or a few rows of a wide state (B = 5, H = 256), or rows of
-    a weight larger than L2 (B = 20, H = 512: an LSTM's 4 MB and a GRU's 3 MB, where L2 is 2 MB
-    or less), the hidden units split across threads, a barrier per step (csrc/unit_team.h;
+    where the weight is larger than L2 (B = 20 and 40, H = 512, where an LSTM's 4 MB and a
+    GRU's 3 MB are; csrc/common.h, BlockWeight), or with one row, or a few rows of a wide state
+    (B = 4, H = 256 on every host; B = 5 on Intel), or a few rows of a weight larger than L2
+    (B = 6, H = 512 on every host; B = 20 on Intel), the hidden units split across threads,
+    a barrier per step (csrc/unit_team.h;
     H = 192: at least 32k
     multiply-adds per step for every cell; H = 200: slices of 96 and 104 units, the last SIMD
     group partial), or each step's product over

@@ -4,13 +4,17 @@ and the fused kernels (``backend="fused"``) where the route must not be taken.""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
 import rnnkit
 from rnnkit.backends import BACKENDS
-from rnnkit.backends.onednn import (INFERENCE_MIN_HIDDEN, INFERENCE_MIN_ROWS_PER_THREAD,
-                                    INFERENCE_MIN_STEPS_ONE_THREAD)
+from rnnkit.backends.onednn import (INFERENCE_MIN_HIDDEN, INFERENCE_MIN_ROWS_PER_THREAD_INTEL,
+                                    INFERENCE_MIN_ROWS_PER_THREAD_OTHER,
+                                    INFERENCE_MIN_STEPS_ONE_THREAD, cpu_is_intel,
+                                    inference_min_rows_per_thread)
 
 fused_reason = BACKENDS["fused"].unavailable()
 pytestmark = pytest.mark.skipif(
@@ -18,7 +22,7 @@ pytestmark = pytest.mark.skipif(
     reason=f"needs the fused kernels ({fused_reason}) and a torch with oneDNN")
 
 H = INFERENCE_MIN_HIDDEN
-B = INFERENCE_MIN_ROWS_PER_THREAD * torch.get_num_threads()
+B = inference_min_rows_per_thread() * torch.get_num_threads()
 T = INFERENCE_MIN_STEPS_ONE_THREAD  # the route runs at this size on this thread count
 
 
@@ -72,6 +76,23 @@ def test_calls_it_cannot_run_or_that_it_does_not_speed_up_stay_on_the_fused_kern
     with torch.set_grad_enabled(case == "gradients"):
         got, expected = layer(x, **kwargs)[0], fused(x, **kwargs)[0]
     assert torch.equal(got, expected)
+
+
+def test_the_route_and_the_kernels_plans_read_the_same_vendor():
+    """The route's row threshold follows the CPU vendor read from /proc/cpuinfo; the fused
+    kernels' choice between their plans (csrc/unit_team.h) follows the vendor read with cpuid.
+    The two readings must agree, so both rules are those of one measured host: Intel's 12 rows
+    per thread with the units plan up to 4 rows (16 past L2), or the others' 8 with 2 (3)."""
+    limits = list(torch.ops.rnnkit.units_over_rows_limits())
+    if cpu_is_intel():
+        assert (inference_min_rows_per_thread(), limits) == (INFERENCE_MIN_ROWS_PER_THREAD_INTEL,
+                                                             [4, 16])
+    else:
+        assert (inference_min_rows_per_thread(), limits) == (INFERENCE_MIN_ROWS_PER_THREAD_OTHER,
+                                                             [2, 3])
+    if os.path.exists("/proc/cpuinfo"):  # read independently of the parser above
+        with open("/proc/cpuinfo", encoding="utf-8") as info:
+            assert cpu_is_intel() == ("GenuineIntel" in info.read())
 
 
 def test_backend_fused_keeps_the_fused_kernels():

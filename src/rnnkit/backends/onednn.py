@@ -6,9 +6,10 @@ rnnkit's LSTM layers call the same primitive, one layer and one direction at a t
 places where it beats the fused kernels:
 
 * **float32 inference** from H = 256 on ``backend="auto"`` (:func:`onednn_inference_pays`),
-  from 12 rows per thread (B >= 12 with one thread, B >= 24 with two), and with one thread
-  from T = 64 steps. There each step's products are compute-bound: oneDNN splits them by
-  output columns and runs its GEMM closer to the peak than the fused kernels' row blocks.
+  from 12 rows per thread on Intel CPUs and 8 elsewhere (:func:`inference_min_rows_per_thread`;
+  on Intel B >= 12 with one thread, B >= 24 with two), and with one thread from T = 64 steps.
+  There each step's products are compute-bound: oneDNN splits them by output columns and runs
+  its GEMM closer to the peak than the fused kernels' row blocks.
   Inference A/B in one process (Intel host, AVX-512, T = 100, medians of 7-11, two runs where
   a range is given; torch.nn.LSTM's time over the fused kernels', at H = 256 / 384 / 512):
 
@@ -31,10 +32,18 @@ places where it beats the fused kernels:
   fused kernels, ahead of or within a few percent of oneDNN's there
   (``benchmarks/results/intel-207-amx/targets-lstm-onednn.txt``).
 
+  On the AMD Zen 4 host (1 MB L2) the fused kernels split 3 or more rows per thread by rows
+  (``csrc/unit_team.h``: there the units plan paid only for 1-3 rows per thread), and at 8 rows
+  per thread they trailed oneDNN in every run (two threads, B = 16: 0.94-0.96 at H = 256,
+  0.89-0.94 at H = 384, 0.90-0.91 at H = 512, three runs; one thread, B = 8: 0.92-0.94 at
+  H = 384-512, 0.92 and 1.15 at H = 256). From 2 to 6 rows per thread the two were within
+  this host's noise (0.90-1.15 between runs of the same point), so the route starts at 8 there.
+  CPUs of other vendors take that rule too, unmeasured.
+
   The route makes a call's last bits depend on its size: oneDNN and the fused kernels sum in
-  different orders (~2e-7 apart in float32), so B = 11 and B = 12 rows on one thread (23 and
-  24 on two), or one and two threads at B = 12-23, do not round alike. Where it runs, the
-  output is torch.nn.LSTM's bit for bit.
+  different orders (~2e-7 apart in float32), so on Intel B = 11 and B = 12 rows on one thread
+  (23 and 24 on two), or one and two threads at B = 12-23, do not round alike. Where it runs,
+  the output is torch.nn.LSTM's bit for bit.
 * **bfloat16** (:mod:`.lowered` under CPU autocast, :mod:`.widened` for bfloat16 parameters):
   the weights are cast to bfloat16 per call and the primitive keeps its gates and cell state
   in float32.
@@ -49,6 +58,7 @@ change the step). Reversed directions flip the time axis, which is exact without
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import torch
@@ -59,12 +69,34 @@ from ..cells import LSTMCell, cell_class
 #: The narrowest hidden state whose float32 inference goes to oneDNN (see the module docstring).
 INFERENCE_MIN_HIDDEN = 256
 
-#: The fewest rows per thread for it: B >= this x torch.get_num_threads().
-INFERENCE_MIN_ROWS_PER_THREAD = 12
+#: The fewest rows per thread for it (B >= this x torch.get_num_threads()) on Intel CPUs, where
+#: the fused kernels' units plan keeps them ahead up to 8 rows per thread, and elsewhere.
+INFERENCE_MIN_ROWS_PER_THREAD_INTEL = 12
+INFERENCE_MIN_ROWS_PER_THREAD_OTHER = 8
 
 #: The fewest steps for it with one thread: oneDNN's per-call weight reorder needs a long call
 #: to be repaid there (with two threads the route pays from T = 1).
 INFERENCE_MIN_STEPS_ONE_THREAD = 64
+
+
+@functools.cache
+def cpu_is_intel() -> bool:
+    """Whether this CPU is Intel's, as /proc/cpuinfo says (the vendor the fused kernels' C++
+    reads with cpuid); False where there is no /proc/cpuinfo."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
+            for line in info:
+                if line.startswith("vendor_id"):
+                    return line.split(":", 1)[1].strip() == "GenuineIntel"
+    except OSError:
+        pass
+    return False
+
+
+def inference_min_rows_per_thread() -> int:
+    """The fewest rows per thread for which float32 LSTM inference goes to oneDNN here."""
+    return (INFERENCE_MIN_ROWS_PER_THREAD_INTEL if cpu_is_intel()
+            else INFERENCE_MIN_ROWS_PER_THREAD_OTHER)
 
 
 def onednn_lstm_unsupported(cell, lengths) -> str | None:
@@ -95,7 +127,7 @@ def onednn_inference_pays(cell, x: torch.Tensor, lengths, batch_first: bool) -> 
         return False
     threads = torch.get_num_threads()
     rows, steps = (x.size(0), x.size(1)) if batch_first else (x.size(1), x.size(0))
-    if rows < INFERENCE_MIN_ROWS_PER_THREAD * max(threads, 1):
+    if rows < inference_min_rows_per_thread() * max(threads, 1):
         return False
     if threads == 1 and steps < INFERENCE_MIN_STEPS_ONE_THREAD:
         return False

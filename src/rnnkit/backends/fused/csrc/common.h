@@ -88,10 +88,9 @@ struct WeightSource {
     }
   }
 
-  // Whether the packed weight can stay in one core's L2 from step to step: at most half of it
-  // (padding aside), the rest left to the step's rows, states and activations.
-  bool stays_in_l2() const {
-    return K * N * (bf16 ? int64_t(2) : int64_t(sizeof(T))) <= l2_cache_bytes() / 2;
+  // Whether the packed weight fits in one core's L2 (padding aside).
+  bool fits_in_l2() const {
+    return K * N * (bf16 ? int64_t(2) : int64_t(sizeof(T))) <= l2_cache_bytes();
   }
 };
 
@@ -115,24 +114,31 @@ struct RecurrentWeight {
   }
 };
 
-// The recurrent weight of the row blocks of a plan by rows (for_row_blocks). A weight that stays
-// in L2 is packed by each block's own thread, into a copy that then stays in that core's cache:
-// packed once by the calling thread, the other thread's first steps waited for the packed copy
-// to cross from that core's cache. Measured on the Intel host, 2 threads, forward alone, own copy
-// against the shared one: T = 1-4 1.1-2.4x faster (GRU B = 16, H = 128, T = 1: 68 -> 28 us,
-// level with one thread at last), T = 16 1.0-1.3x, T = 100 level (0.92-1.09x). A larger weight
-// streams from L3 at every step anyway, and one copy is packed for all blocks: a copy per thread
-// would multiply its footprint there by the thread count, and a weight of a whole L2 (the
-// character model's bfloat16 W_hh at H = 512, 2 MB) gained nothing from its own copies.
+// The recurrent weight of the row blocks of a plan by rows (for_row_blocks). A weight that fits
+// in one core's L2 is packed by each block's own thread, into a copy that then stays in that
+// core's cache: packed once by the calling thread, the other thread's first steps waited for the
+// packed copy to cross from that core's cache. Own copies against one shared copy, 2 threads, in
+// one process (own copy's speedup):
+//   - Intel Xeon (2 MB L2), forward alone, weights up to 768 KB: T = 1-4 1.1-2.4x (GRU B = 16,
+//     H = 128, T = 1: 68 -> 28 us, level with one thread at last), T = 16 1.0-1.3x, T = 100
+//     level (0.92-1.09x). At a whole L2 (the character model's bfloat16 W_hh at H = 512, 2 MB)
+//     a training step gained nothing (1.19-1.33x torch.nn with them, 1.24-1.34x without).
+//   - AMD Zen 4 (1 MB L2), through the layers, B = 16-32: weights up to 1 MB (GRU H <= 256,
+//     LSTM H <= 256, Elman H <= 512) T = 1 1.06-4.2x, T = 4 1.04-2.4x, T = 16 1.01-1.25x;
+//     T = 100 at B = 16-64 0.97-1.11x. Past L2 (GRU H >= 384, 1.8 MB; LSTM H >= 384, 2.4 MB)
+//     T = 1 1.0-3.2x, from T = 4 level (0.94-1.05x).
+// A larger weight keeps one copy for all blocks: it streams from L3 at every step anyway, past L2
+// the copies gained only at T = 1, and a copy per thread would multiply its footprint in L3 by
+// the thread count (not measured: both hosts have 2 cores).
 template <typename T>
 class BlockWeight {
  public:
   explicit BlockWeight(const WeightSource<T>& source)
-      : source_(source), shared_(source.stays_in_l2() ? none(source) : source) {}
+      : source_(source), shared_(source.fits_in_l2() ? none(source) : source) {}
 
   // The weight for one row block: packed into `own` by the calling thread, or the shared copy.
   const RecurrentWeight<T>& in_block(std::optional<RecurrentWeight<T>>& own) const {
-    return source_.stays_in_l2() ? own.emplace(source_) : shared_;
+    return source_.fits_in_l2() ? own.emplace(source_) : shared_;
   }
 
  private:

@@ -109,18 +109,44 @@ inline int64_t usable_cpus() {
 // each thread multiplies its rows by the whole recurrent weight at every step, so the weight's
 // bytes are read once per thread and step; split by units, each thread reads its part, which
 // also stays in its L2 where the whole weight did not. That pays where the weight's reads are
-// a large part of the step: few rows per thread on a wide state, or a weight larger than L2.
-// Measured on the Intel host (2 MB L2; 2 threads, T = 100; each point run both ways in one
-// process, interleaved, medians of 7; units' speedup, inference / training):
-//   - H = 256, B = 2-4: 1.1-1.38 / 1.1-1.27; H = 512, B = 2-8: 1.16-1.75 / 1.13-1.61 (every cell);
-//   - H = 256, B = 8: level; H = 64-128, B = 2-64 and H = 256, B = 12-64: the rows ahead
-//     (training by units 0.70-0.98x), as the barrier and the exchange of the state weigh more;
-//   - a weight over L2 (LSTM H = 384 and 512, 2.4 and 4 MB; GRU H = 512, 3 MB) at B = 12-32:
-//     1.04-1.38 / 1.01-1.25, at B = 64 0.97-1.05 / 0.95-1.09; under it (Elman H = 512, 1 MB;
-//     GRU H = 384, 1.8 MB) level or worse.
+// a large part of the step (few rows per thread on a wide state), and more so where reading a
+// weight past L2 is slow. Each point run both ways in one process (2 threads, T = 100,
+// interleaved, medians of 7; units' speedup, inference / training):
+//   - Intel Xeon (family 6 model 207, 2 MB L2): H = 256, B = 2-4: 1.1-1.38 / 1.1-1.27;
+//     H = 512, B = 2-8: 1.16-1.75 / 1.13-1.61 (every cell); H = 256, B = 8: level; H = 64-128
+//     and H = 256, B = 12-64: the rows ahead (training by units 0.70-0.98x), as the barrier and
+//     the exchange of the state weigh more; a weight over L2 (LSTM H = 384 and 512, 2.4 and
+//     4 MB; GRU H = 512, 3 MB) at B = 12-32: 1.04-1.38 / 1.01-1.25, at B = 64 0.97-1.05 /
+//     0.95-1.09; under it (Elman H = 512, 1 MB; GRU H = 384, 1.8 MB) level or worse.
+//   - AMD Zen 4 (family 25 model 17, 1 MB L2), H = 256-512: B = 2: 1.08-1.62 / 0.98-1.33;
+//     B = 4: 1.08-1.40 / 1.01-1.18 but Elman H = 256 0.82 / 0.89; B = 6: 0.80-1.20 / 0.86-1.04,
+//     ahead only past L2 (LSTM H >= 384, GRU H >= 384); B = 8: 0.80-1.04 / 0.87-1.14, mostly
+//     behind; B = 16-64 past L2: 0.95-1.04 / 0.89-1.00. Reading a weight from L3 costs less
+//     there than on the Intel host (B = 1, H = 512, one thread: ~47 GB/s against ~28), so
+//     splitting it pays only with 1-3 rows per thread.
+// The limits: rows per thread up to which the units plan is taken from kUnitsOverRowsMinWidth,
+// for any weight and for a weight larger than one core's L2. Intel's for Intel CPUs, Zen 4's
+// elsewhere (other CPUs are unmeasured; the smaller limits risk less, as both hosts' data show
+// the units plan losing by up to 20% where it is not needed).
 constexpr int64_t kUnitsOverRowsMinWidth = 256;
-constexpr int64_t kUnitsOverRowsRowsPerThread = 4;       // any weight from the width above
-constexpr int64_t kUnitsOverRowsRowsPerThreadPastL2 = 16;  // a weight larger than L2
+struct UnitsOverRowsLimits {
+  int64_t rows_per_thread;          // any weight from the width above
+  int64_t rows_per_thread_past_l2;  // a weight larger than L2
+};
+constexpr UnitsOverRowsLimits kUnitsOverRowsIntel{4, 16};
+constexpr UnitsOverRowsLimits kUnitsOverRowsOther{2, 3};
+
+inline UnitsOverRowsLimits units_over_rows_limits() {
+  static const UnitsOverRowsLimits limits = [] {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    return __builtin_cpu_is("intel") ? kUnitsOverRowsIntel : kUnitsOverRowsOther;
+#else
+    return kUnitsOverRowsOther;
+#endif
+  }();
+  return limits;
+}
 
 // How many slices the units of a call (B rows, H units, a recurrent weight of weight_bytes)
 // split into: 1 (no unit split) unless there are several threads, the rows will not be split
@@ -132,10 +158,11 @@ inline int64_t unit_slices(int64_t B, int64_t H, int64_t weight_bytes, int64_t s
   // only take turns.
   const int64_t threads = std::min<int64_t>(at::get_num_threads(), usable_cpus());
   const int64_t rows_per_thread = (B + threads - 1) / std::max<int64_t>(threads, 1);
+  const UnitsOverRowsLimits limits = units_over_rows_limits();
   const bool units_pay_more =
       H >= kUnitsOverRowsMinWidth &&
-      (rows_per_thread <= kUnitsOverRowsRowsPerThread ||
-       (weight_bytes > l2_cache_bytes() && rows_per_thread <= kUnitsOverRowsRowsPerThreadPastL2));
+      (rows_per_thread <= limits.rows_per_thread ||
+       (weight_bytes > l2_cache_bytes() && rows_per_thread <= limits.rows_per_thread_past_l2));
   if (threads < 2 || (rows_split && !units_pay_more) || at::in_parallel_region() ||
       step_work < kUnitSplitWork)
     return 1;
