@@ -582,19 +582,28 @@ def test_fused_calls_leave_torch_random_generator_alone():
     (5, 256, torch.float32), (6, 512, torch.float32), (20, 512, torch.float32),
     (40, 512, torch.float32)])
 def test_two_threads_split_rows_and_units(kind, batch, hidden, dtype):
-    """Large enough to take the threaded paths: rows split across threads (B >= 2) for the
-    whole sequence, each thread with its own packed copy of the weight, or with one copy shared
-    where the weight is larger than L2 (B = 20 and 40, H = 512, where an LSTM's 4 MB and a
-    GRU's 3 MB are; csrc/common.h, BlockWeight), or with one row, or a few rows of a wide state
-    (B = 4, H = 256 on every host; B = 5 on Intel), or a few rows of a weight larger than L2
-    (B = 6, H = 512 on every host; B = 20 on Intel), the hidden units split across threads,
-    a barrier per step (csrc/unit_team.h;
-    H = 192: at least 32k
-    multiply-adds per step for every cell; H = 200: slices of 96 and 104 units, the last SIMD
-    group partial), or each step's product over
-    column panels where a cell has no unit plan; results must not change. (With fewer than 2
-    CPUs in the affinity mask the unit plan is off, and the B = 1 cases compare the per-step
-    panel split instead.)"""
+    """Large enough to take the threaded paths, results must not change:
+    - rows split across threads (B >= 2) for the whole sequence, each thread with its own
+      packed copy of the weight, or with one copy shared where an LSTM's 4 MB or a GRU's 3 MB
+      W_hh is larger than L2 (B = 40, H = 512; B = 20 too off Intel; csrc/common.h,
+      BlockWeight);
+    - the hidden units split across threads, a barrier per step (csrc/unit_team.h): one row
+      (H = 192: at least 32k multiply-adds per step for every cell; H = 200: slices of 96 and
+      104 units, the last SIMD group partial), a few rows of a wide state (B = 4, H = 256 on
+      every host, checked below for LSTM and GRU; B = 5 on Intel), or a few rows of a weight
+      larger than L2 (B = 6, H = 512 for LSTM and GRU on every host, checked below; B = 20 on
+      Intel);
+    - or each step's product over column panels where a cell has no unit plan.
+    (With fewer than 2 CPUs in the affinity mask the unit plan is off, and the B = 1 cases
+    compare the per-step panel split instead.)"""
+    l2 = torch.ops.rnnkit.l2_cache_bytes()
+    if (batch, hidden) in ((4, 256), (6, 512)) and kind in ("lstm", "gru") and l2 <= 2 << 20:
+        # These cases stand for the units plan with several rows: on hosts with the L2 of the
+        # two measured (1-2 MB) they must be inside its limits (rows per thread at 2 threads;
+        # csrc/unit_team.h, unit_slices), whose vendor-chosen values a change could move.
+        limit_any, limit_past_l2 = torch.ops.rnnkit.units_over_rows_limits()
+        past_l2 = (4 if kind == "lstm" else 3) * hidden * hidden * 4 > l2
+        assert -(-batch // 2) <= (limit_past_l2 if past_l2 else limit_any)
     torch.manual_seed(6)
     x = torch.randn(30, batch, 24, dtype=dtype, requires_grad=True)
     lengths = (torch.arange(batch) * 3 + 25) % 30 + 1

@@ -32,18 +32,20 @@ places where it beats the fused kernels:
   fused kernels, ahead of or within a few percent of oneDNN's there
   (``benchmarks/results/intel-207-amx/targets-lstm-onednn.txt``).
 
-  On the AMD Zen 4 host (1 MB L2) the fused kernels split 3 or more rows per thread by rows
-  (``csrc/unit_team.h``: there the units plan paid only for 1-3 rows per thread), and at 8 rows
-  per thread they trailed oneDNN in every run (two threads, B = 16: 0.94-0.96 at H = 256,
-  0.89-0.94 at H = 384, 0.90-0.91 at H = 512, three runs; one thread, B = 8: 0.92-0.94 at
-  H = 384-512, 0.92 and 1.15 at H = 256). From 2 to 6 rows per thread the two were within
-  this host's noise (0.90-1.15 between runs of the same point), so the route starts at 8 there.
-  CPUs of other vendors take that rule too, unmeasured.
+  On the AMD Zen 4 host (1 MB L2) the fused kernels split more than 2 rows per thread by rows
+  (more than 3 for a weight past L2: ``csrc/unit_team.h``, where the units plan paid only for
+  1-3 rows per thread). At 8 rows per thread on two threads they trailed oneDNN in every run
+  (B = 16: 0.94-0.96 at H = 256, 0.89-0.94 at H = 384, 0.90-0.91 at H = 512, three runs); on
+  one thread at B = 8 they trailed at H = 384-512 (0.92-0.94), while H = 256 read 1.15 in one
+  run and 0.92 in the next. From 2 to 6 rows per thread the two were within this host's noise
+  (H = 512, B = 6: 0.92-0.95 in one run, 1.10-1.14 in the next), so the route starts at 8 rows
+  per thread there (B >= 8 and T >= 64 on one thread, B >= 16 on two). CPUs of other vendors
+  take that rule too, unmeasured.
 
   The route makes a call's last bits depend on its size: oneDNN and the fused kernels sum in
-  different orders (~2e-7 apart in float32), so on Intel B = 11 and B = 12 rows on one thread
-  (23 and 24 on two), or one and two threads at B = 12-23, do not round alike. Where it runs,
-  the output is torch.nn.LSTM's bit for bit.
+  different orders (~2e-7 apart in float32), so B = 11 and B = 12 rows on one thread on Intel
+  (7 and 8 elsewhere; 23 and 24, or 15 and 16, on two), or one and two threads in between, do
+  not round alike. Where it runs, the output is torch.nn.LSTM's bit for bit.
 * **bfloat16** (:mod:`.lowered` under CPU autocast, :mod:`.widened` for bfloat16 parameters):
   the weights are cast to bfloat16 per call and the primitive keeps its gates and cell state
   in float32.
@@ -70,8 +72,9 @@ from ..cells import LSTMCell, cell_class
 INFERENCE_MIN_HIDDEN = 256
 
 #: The fewest rows per thread for it (B >= this x torch.get_num_threads()) on Intel CPUs, where
-#: the fused kernels' units plan keeps them ahead up to 8 rows per thread, and elsewhere.
+#: the fused kernels were level or ahead up to 8 rows per thread (by units from H = 384).
 INFERENCE_MIN_ROWS_PER_THREAD_INTEL = 12
+#: The same on other CPUs, measured on AMD Zen 4, where they trailed from 8.
 INFERENCE_MIN_ROWS_PER_THREAD_OTHER = 8
 
 #: The fewest steps for it with one thread: oneDNN's per-call weight reorder needs a long call
@@ -79,10 +82,24 @@ INFERENCE_MIN_ROWS_PER_THREAD_OTHER = 8
 INFERENCE_MIN_STEPS_ONE_THREAD = 64
 
 
-@functools.cache
+_intel_by_kernels: bool | None = None
+
+
 def cpu_is_intel() -> bool:
-    """Whether this CPU is Intel's, as /proc/cpuinfo says (the vendor the fused kernels' C++
-    reads with cpuid); False where there is no /proc/cpuinfo."""
+    """Whether this CPU is Intel's, as the fused kernels read it (cpuid, the ``cpu_is_intel``
+    op), so that this route and the kernels' own plans follow one vendor. Before the kernels
+    are loaded, or where they cannot be, /proc/cpuinfo says (False without it)."""
+    global _intel_by_kernels
+    if _intel_by_kernels is None:
+        try:
+            _intel_by_kernels = bool(torch.ops.rnnkit.cpu_is_intel())
+        except (AttributeError, RuntimeError):  # the fused library is not loaded
+            return _cpuinfo_says_intel()
+    return _intel_by_kernels
+
+
+@functools.cache
+def _cpuinfo_says_intel() -> bool:
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as info:
             for line in info:

@@ -53,8 +53,9 @@ inline void gemm(int64_t M, const T* A, int64_t lda, const PackedMatrix<T>& B, T
 }
 
 // One core's L2 in bytes, read once (glibc's sysconf); elsewhere, or unknown, 1 MiB. The plans
-// that depend on whether a weight fits it: unit_slices (unit_team.h) and, through the
-// l2_cache_bytes op, the layers' in-loop projection (fused/backend.py).
+// that depend on whether a weight fits it: the row blocks' own weight copies (BlockWeight),
+// unit_slices (unit_team.h) and, through the l2_cache_bytes op, the layers' in-loop projection
+// (fused/backend.py).
 inline int64_t l2_cache_bytes() {
   static const int64_t bytes = [] {
 #if defined(__linux__) && defined(_SC_LEVEL2_CACHE_SIZE)
@@ -64,6 +65,22 @@ inline int64_t l2_cache_bytes() {
     return static_cast<int64_t>(1) << 20;
   }();
   return bytes;
+}
+
+// Whether this is an Intel CPU (cpuid's vendor), read once. The plans measured on one Intel host
+// and one AMD host that disagreed keep each host's rule by vendor: own weight copies
+// (BlockWeight), units over rows (unit_slices), and through the cpu_is_intel op the layers'
+// route to oneDNN's LSTM (onednn.py). Other architectures count as not Intel.
+inline bool cpu_is_intel() {
+  static const bool intel = [] {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_cpu_init();
+    return __builtin_cpu_is("intel") != 0;
+#else
+    return false;
+#endif
+  }();
+  return intel;
 }
 
 // ---- the recurrent product of a step -------------------------------------------------------------
@@ -88,9 +105,11 @@ struct WeightSource {
     }
   }
 
-  // Whether the packed weight fits in one core's L2 (padding aside).
-  bool fits_in_l2() const {
-    return K * N * (bf16 ? int64_t(2) : int64_t(sizeof(T))) <= l2_cache_bytes();
+  // Whether each row block packs its own copy (BlockWeight): a packed weight (padding aside) of
+  // at most half of one core's L2 on Intel CPUs, of at most a whole L2 elsewhere.
+  bool copied_per_block() const {
+    const int64_t limit = cpu_is_intel() ? l2_cache_bytes() / 2 : l2_cache_bytes();
+    return K * N * (bf16 ? int64_t(2) : int64_t(sizeof(T))) <= limit;
   }
 };
 
@@ -114,19 +133,20 @@ struct RecurrentWeight {
   }
 };
 
-// The recurrent weight of the row blocks of a plan by rows (for_row_blocks). A weight that fits
-// in one core's L2 is packed by each block's own thread, into a copy that then stays in that
-// core's cache: packed once by the calling thread, the other thread's first steps waited for the
-// packed copy to cross from that core's cache. Own copies against one shared copy, 2 threads, in
-// one process (own copy's speedup):
-//   - Intel Xeon (2 MB L2), forward alone, weights up to 768 KB: T = 1-4 1.1-2.4x (GRU B = 16,
+// The recurrent weight of the row blocks of a plan by rows (for_row_blocks), and of
+// rnnkit::linear's packed path (dense.cpp). A weight up to a limit is packed by each block's own
+// thread, into a copy that then stays in that core's cache: packed once by the calling thread,
+// the other thread's first steps waited for the packed copy to cross from that core's cache.
+// Own copies against one shared copy, 2 threads, in one process (own copy's speedup):
+//   - Intel Xeon (2 MB L2), forward alone, weights up to 1 MB: T = 1-4 1.1-2.4x (GRU B = 16,
 //     H = 128, T = 1: 68 -> 28 us, level with one thread at last), T = 16 1.0-1.3x, T = 100
 //     level (0.92-1.09x). At a whole L2 (the character model's bfloat16 W_hh at H = 512, 2 MB)
-//     a training step gained nothing (1.19-1.33x torch.nn with them, 1.24-1.34x without).
+//     a training step gained nothing (1.19-1.33x torch.nn with them, 1.24-1.34x without), so
+//     the limit there is half of L2, as measured.
 //   - AMD Zen 4 (1 MB L2), through the layers, B = 16-32: weights up to 1 MB (GRU H <= 256,
 //     LSTM H <= 256, Elman H <= 512) T = 1 1.06-4.2x, T = 4 1.04-2.4x, T = 16 1.01-1.25x;
 //     T = 100 at B = 16-64 0.97-1.11x. Past L2 (GRU H >= 384, 1.8 MB; LSTM H >= 384, 2.4 MB)
-//     T = 1 1.0-3.2x, from T = 4 level (0.94-1.05x).
+//     T = 1 1.0-3.2x, from T = 4 level (0.94-1.05x). So off Intel the limit is a whole L2.
 // A larger weight keeps one copy for all blocks: it streams from L3 at every step anyway, past L2
 // the copies gained only at T = 1, and a copy per thread would multiply its footprint in L3 by
 // the thread count (not measured: both hosts have 2 cores).
@@ -134,11 +154,11 @@ template <typename T>
 class BlockWeight {
  public:
   explicit BlockWeight(const WeightSource<T>& source)
-      : source_(source), shared_(source.fits_in_l2() ? none(source) : source) {}
+      : source_(source), shared_(source.copied_per_block() ? none(source) : source) {}
 
   // The weight for one row block: packed into `own` by the calling thread, or the shared copy.
   const RecurrentWeight<T>& in_block(std::optional<RecurrentWeight<T>>& own) const {
-    return source_.fits_in_l2() ? own.emplace(source_) : shared_;
+    return source_.copied_per_block() ? own.emplace(source_) : shared_;
   }
 
  private:

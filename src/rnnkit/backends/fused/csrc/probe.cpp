@@ -1,6 +1,6 @@
 // Machine probes: the FMA peak this CPU reaches with the build's vector width (benchmarks), and
-// what the kernels' plans read of the host (l2_cache_bytes, common.h; units_over_rows_limits,
-// unit_team.h).
+// what the kernels' plans read of the host (l2_cache_bytes and cpu_is_intel, common.h;
+// units_over_rows_limits, unit_team.h).
 #include <torch/library.h>
 
 #include <chrono>
@@ -72,6 +72,7 @@ TORCH_LIBRARY_FRAGMENT(rnnkit, m) {
   m.def("fma_peak(int iterations, int threads) -> float");
   m.def("simd_width() -> int");
   m.def("l2_cache_bytes() -> int");
+  m.def("cpu_is_intel() -> bool");
   m.def("units_over_rows_limits() -> int[]");
   m.def("gemm_rate(int M, int K, int N, int repeats) -> float");
   m.def("amx_bf16_usable() -> bool");
@@ -87,6 +88,7 @@ TORCH_LIBRARY_IMPL(rnnkit, CatchAll, m) {
   m.impl("bf16_products_kernel", []() -> std::string { return rnnkit::bf16_products_kernel(); });
   m.impl("simd_width", []() -> int64_t { return RNNKIT_AVX512 ? 512 : RNNKIT_AVX2 ? 256 : 0; });
   m.impl("l2_cache_bytes", []() -> int64_t { return rnnkit::l2_cache_bytes(); });
+  m.impl("cpu_is_intel", []() -> bool { return rnnkit::cpu_is_intel(); });
   m.impl("units_over_rows_limits", []() -> std::vector<int64_t> {
     const rnnkit::UnitsOverRowsLimits limits = rnnkit::units_over_rows_limits();
     return {limits.rows_per_thread, limits.rows_per_thread_past_l2};

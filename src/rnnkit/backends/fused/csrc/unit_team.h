@@ -120,14 +120,16 @@ inline int64_t usable_cpus() {
 //     0.95-1.09; under it (Elman H = 512, 1 MB; GRU H = 384, 1.8 MB) level or worse.
 //   - AMD Zen 4 (family 25 model 17, 1 MB L2), H = 256-512: B = 2: 1.08-1.62 / 0.98-1.33;
 //     B = 4: 1.08-1.40 / 1.01-1.18 but Elman H = 256 0.82 / 0.89; B = 6: 0.80-1.20 / 0.86-1.04,
-//     ahead only past L2 (LSTM H >= 384, GRU H >= 384); B = 8: 0.80-1.04 / 0.87-1.14, mostly
-//     behind; B = 16-64 past L2: 0.95-1.04 / 0.89-1.00. Reading a weight from L3 costs less
-//     there than on the Intel host (B = 1, H = 512, one thread: ~47 GB/s against ~28), so
+//     in training ahead only past L2 (LSTM and GRU H >= 384); B = 8: 0.80-1.04 / 0.87-1.14,
+//     mostly behind; B = 16-64 past L2: 0.95-1.04 / 0.89-1.00. Reading a weight from L3 costs
+//     less there than on the Intel host (B = 1, H = 512, one thread: ~47 GB/s against ~28), so
 //     splitting it pays only with 1-3 rows per thread.
 // The limits: rows per thread up to which the units plan is taken from kUnitsOverRowsMinWidth,
 // for any weight and for a weight larger than one core's L2. Intel's for Intel CPUs, Zen 4's
 // elsewhere (other CPUs are unmeasured; the smaller limits risk less, as both hosts' data show
-// the units plan losing by up to 20% where it is not needed).
+// the units plan losing by up to 30% where it is not needed). Zen 4's 2 rows keep Elman at
+// H = 256, B = 4 on the units plan, which lost there (0.82 / 0.89) while LSTM and GRU gained
+// 1.01-1.40 at the same point: one limit for all cells, as on the Intel host.
 constexpr int64_t kUnitsOverRowsMinWidth = 256;
 struct UnitsOverRowsLimits {
   int64_t rows_per_thread;          // any weight from the width above
@@ -137,15 +139,7 @@ constexpr UnitsOverRowsLimits kUnitsOverRowsIntel{4, 16};
 constexpr UnitsOverRowsLimits kUnitsOverRowsOther{2, 3};
 
 inline UnitsOverRowsLimits units_over_rows_limits() {
-  static const UnitsOverRowsLimits limits = [] {
-#if defined(__x86_64__) || defined(__i386__)
-    __builtin_cpu_init();
-    return __builtin_cpu_is("intel") ? kUnitsOverRowsIntel : kUnitsOverRowsOther;
-#else
-    return kUnitsOverRowsOther;
-#endif
-  }();
-  return limits;
+  return cpu_is_intel() ? kUnitsOverRowsIntel : kUnitsOverRowsOther;
 }
 
 // How many slices the units of a call (B rows, H units, a recurrent weight of weight_bytes)
