@@ -129,7 +129,7 @@ inline int64_t usable_cpus() {
 // elsewhere (other CPUs are unmeasured; the smaller limits risk less, as both hosts' data show
 // the units plan losing by up to 30% where it is not needed). Zen 4's 2 rows keep Elman at
 // H = 256, B = 4 on the units plan, which lost there (0.82 / 0.89) while LSTM and GRU gained
-// 1.01-1.40 at the same point: one limit for all cells, as on the Intel host.
+// 1.01-1.20 at the same size: one limit for all cells, as on the Intel host.
 constexpr int64_t kUnitsOverRowsMinWidth = 256;
 struct UnitsOverRowsLimits {
   int64_t rows_per_thread;          // any weight from the width above
