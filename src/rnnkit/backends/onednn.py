@@ -35,9 +35,9 @@ places where it beats the fused kernels:
   On the AMD Zen 4 host (1 MB L2) the fused kernels split more than 2 rows per thread by rows
   (more than 3 for a weight past L2: ``csrc/unit_team.h``, where the units plan paid only for
   1-3 rows per thread). At 8 rows per thread on two threads they trailed oneDNN in every run
-  (B = 16: 0.94-0.96 at H = 256, 0.89-0.94 at H = 384, 0.90-0.91 at H = 512, three runs); on
-  one thread at B = 8 they trailed at H = 384-512 (0.92-0.94), while H = 256 read 1.15 in one
-  run and 0.92 in the next. From 2 to 6 rows per thread the two were within this host's noise
+  (B = 16: 0.94-0.96 at H = 256, 0.89-0.94 at H = 384, 0.90-0.91 at H = 512, three runs). On
+  one thread at B = 8 they trailed in all but two of ten runs over H = 256-512 (0.88-0.94; one
+  read 1.01, one 1.15). From 2 to 6 rows per thread the two were within this host's noise
   (H = 512, B = 6: 0.92-0.95 in one run, 1.10-1.14 in the next), so the route starts at 8 rows
   per thread there (B >= 8 and T >= 64 on one thread, B >= 16 on two). CPUs of other vendors
   take that rule too, unmeasured.
