@@ -70,7 +70,8 @@ inline int64_t l2_cache_bytes() {
 // Whether this is an Intel CPU (cpuid's vendor), read once. The plans measured on one Intel host
 // and one AMD host that disagreed keep each host's rule by vendor: own weight copies
 // (BlockWeight), units over rows (unit_slices), and through the cpu_is_intel op the layers'
-// route to oneDNN's LSTM (onednn.py). Other architectures count as not Intel.
+// route to oneDNN's LSTM (onednn.py); and the dense engine (dense.h), as MKL dispatches by
+// vendor. Other architectures count as not Intel.
 inline bool cpu_is_intel() {
   static const bool intel = [] {
 #if defined(__x86_64__) || defined(__i386__)
@@ -154,11 +155,12 @@ template <typename T>
 class BlockWeight {
  public:
   explicit BlockWeight(const WeightSource<T>& source)
-      : source_(source), shared_(source.copied_per_block() ? none(source) : source) {}
+      : source_(source), per_block_(source.copied_per_block()),
+        shared_(per_block_ ? none(source) : source) {}
 
   // The weight for one row block: packed into `own` by the calling thread, or the shared copy.
   const RecurrentWeight<T>& in_block(std::optional<RecurrentWeight<T>>& own) const {
-    return source_.copied_per_block() ? own.emplace(source_) : shared_;
+    return per_block_ ? own.emplace(source_) : shared_;
   }
 
  private:
@@ -167,6 +169,7 @@ class BlockWeight {
   }
 
   WeightSource<T> source_;
+  bool per_block_;  // decided once per call, before any block asks
   RecurrentWeight<T> shared_;
 };
 

@@ -16,8 +16,8 @@ namespace rnnkit {
 namespace {
 
 // out (M, N) = a (M, K) @ B + bias, with B given by (src, stride_k, stride_n) and bias N values
-// or null; rows of a contiguous. out is only written. Each thread packs its own B where it stays
-// in L2, else one copy is shared (BlockWeight, common.h), as in the recurrences' row blocks.
+// or null; rows of a contiguous. out is only written. Each thread packs its own B up to
+// BlockWeight's size limit, else one copy is shared (common.h), as in the recurrences' row blocks.
 template <typename T>
 void packed_product(const at::Tensor& a, const T* src, int64_t K, int64_t N, int64_t stride_k,
                     int64_t stride_n, const T* bias, at::Tensor& out) {

@@ -24,6 +24,7 @@
 #include <atomic>
 
 #include "buffer_pool.h"
+#include "common.h"
 #include "gemm.h"
 
 namespace at {
@@ -66,7 +67,7 @@ inline DenseEngine host_dense_engine() {
   static const DenseEngine engine = [] {
 #if defined(__x86_64__) || defined(__i386__)
     __builtin_cpu_init();
-    const bool intel_avx512 = __builtin_cpu_is("intel") && __builtin_cpu_supports("avx512f");
+    const bool intel_avx512 = cpu_is_intel() && __builtin_cpu_supports("avx512f");
 #else
     const bool intel_avx512 = false;
 #endif
