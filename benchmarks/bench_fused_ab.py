@@ -15,9 +15,12 @@ process (so machine drift hits both sides alike):
   projection, then tile products where ``bf16_products_pay``, float32 state) vs oneDNN's
   bfloat16 LSTM (what torch.nn.LSTM runs), training and inference; the table says which one
   ships (``fused_lstm_pays_bf16(batch, hidden, training)``: the fused kernels where it says
-  they pay, oneDNN otherwise).
+  they pay, oneDNN otherwise);
+* ``onednn-route``: float32 LSTM inference on the fused kernels vs oneDNN's LSTM (the route of
+  ``rnnkit.backends.onednn``, forced both ways), over H, B and short to long T; the table says
+  which one ships (``onednn_inference_pays``).
 
-    .venv/bin/python benchmarks/bench_fused_ab.py              # all five, about 15 minutes
+    .venv/bin/python benchmarks/bench_fused_ab.py              # all six, about 17 minutes
     .venv/bin/python benchmarks/bench_fused_ab.py --only engine --threads 2
 Writes benchmarks/results/fused_ab.json and prints a table (median ms, ratio = B side / A side,
 so > 1 means the A side is faster).
@@ -295,9 +298,51 @@ def lstm_route_rows(repeats: int) -> list[dict]:
     return rows
 
 
+def onednn_route_rows(repeats: int) -> list[dict]:
+    """Float32 LSTM inference: the fused kernels (A) vs oneDNN's LSTM (B), the route forced."""
+    import sys
+
+    from rnnkit.backends.onednn import onednn_inference_pays
+
+    if not (torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled):
+        print("onednn-route: skipped, this torch has no oneDNN")
+        return []
+    scan_module = sys.modules["rnnkit.backends.scan"]
+    shipped = scan_module.onednn_inference_pays
+
+    def switch(on_fused: bool) -> None:
+        scan_module.onednn_inference_pays = lambda *args: not on_fused
+
+    rows = []
+    try:
+        for hidden in (256, 384, 512):
+            for batch in (8, 16, 32, 64):
+                for steps in (1, 4, 8, 16, 64):
+                    model = rnnkit.LSTM(hidden, hidden)
+                    x = torch.randn(steps, batch, hidden)
+
+                    def infer():
+                        with torch.no_grad():
+                            model(x)
+
+                    on_fused, on_onednn = interleaved(infer, infer, switch, repeats)
+                    ships = onednn_inference_pays(model.stack.layers[0].cell, x, None, False)
+                    rows.append({"test": "onednn-route", "cell": f"lstm T{steps}", "B": batch,
+                                 "H": hidden, "A (fused) ms": on_fused * 1e3,
+                                 "B (oneDNN) ms": on_onednn * 1e3,
+                                 "ratio": on_onednn / on_fused,
+                                 "max |A-B|": sides_agree(lambda: model(x)[0], switch,
+                                                          FLOAT32_AGREEMENT),
+                                 "shipped": "oneDNN" if ships else "fused"})
+    finally:
+        scan_module.onednn_inference_pays = shipped
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
-    parser.add_argument("--only", choices=["cache", "inloop", "engine", "bf16", "lstm-route"])
+    parser.add_argument("--only", choices=["cache", "inloop", "engine", "bf16", "lstm-route",
+                                           "onednn-route"])
     parser.add_argument("--repeats", type=int, default=9, help="interleaved rounds (>= 1)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "fused_ab.json"))
@@ -321,6 +366,8 @@ def main() -> None:
         rows += bf16_rows(args.repeats)
     if args.only in (None, "lstm-route"):
         rows += lstm_route_rows(args.repeats)
+    if args.only in (None, "onednn-route"):
+        rows += onednn_route_rows(args.repeats)
     print(f"{'test':12} {'cell':9} {'B':>3} {'H':>4} | {'A ms':>9} {'B ms':>9} | ratio B/A | "
           f"max |A-B| | shipped")
     for row in rows:

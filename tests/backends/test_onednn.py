@@ -11,10 +11,11 @@ import pytest
 import torch
 
 import rnnkit
-from rnnkit.backends import BACKENDS
+from rnnkit.backends import BACKENDS, onednn
 from rnnkit.backends.onednn import (INFERENCE_MIN_HIDDEN, INFERENCE_MIN_ROWS_PER_THREAD_INTEL,
                                     INFERENCE_MIN_ROWS_PER_THREAD_OTHER,
-                                    INFERENCE_MIN_STEPS_ONE_THREAD, cpu_is_intel,
+                                    INFERENCE_MIN_STEPS_ONE_THREAD,
+                                    INFERENCE_MIN_STEPS_OTHER, cpu_is_intel,
                                     inference_min_rows_per_thread)
 
 fused_reason = BACKENDS["fused"].unavailable()
@@ -76,6 +77,28 @@ def test_calls_it_cannot_run_or_that_it_does_not_speed_up_stay_on_the_fused_kern
         monkeypatch.setattr(torch.backends.mkldnn, "enabled", False)
     with torch.set_grad_enabled(case == "gradients"):
         got, expected = layer(x, **kwargs)[0], fused(x, **kwargs)[0]
+    assert torch.equal(got, expected)
+
+
+@pytest.mark.parametrize("intel, steps, on_onednn", [
+    (False, INFERENCE_MIN_STEPS_OTHER - 1, False),
+    (False, INFERENCE_MIN_STEPS_OTHER, True),
+    (True, 1, True),
+])
+def test_short_calls_on_two_threads_take_the_route_on_intel_cpus_only(intel, steps, on_onednn,
+                                                                       monkeypatch):
+    """On two threads the route takes calls of any length on Intel CPUs; on others, calls of
+    fewer than INFERENCE_MIN_STEPS_OTHER steps stay on the fused kernels. Vendor and thread
+    count are set as the route reads them. Oracles: torch.nn.LSTM, which the route matches
+    exactly, and the fused kernels."""
+    monkeypatch.setattr(onednn, "cpu_is_intel", lambda: intel)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    layer, reference = pair()
+    rows = 2 * (INFERENCE_MIN_ROWS_PER_THREAD_INTEL if intel else INFERENCE_MIN_ROWS_PER_THREAD_OTHER)
+    x = torch.randn(steps, rows, 24)
+    with torch.no_grad():
+        got = layer(x)[0]
+        expected = (reference if on_onednn else _fused_twin(layer))(x)[0]
     assert torch.equal(got, expected)
 
 

@@ -7,7 +7,8 @@ places where it beats the fused kernels:
 
 * **float32 inference** from H = 256 on ``backend="auto"`` (:func:`onednn_inference_pays`),
   from 12 rows per thread on Intel CPUs and 8 elsewhere (:func:`inference_min_rows_per_thread`;
-  on Intel B >= 12 with one thread, B >= 24 with two), and with one thread from T = 64 steps.
+  on Intel B >= 12 with one thread, B >= 24 with two), with one thread from T = 64 steps, and
+  off Intel with more threads from T = 16 steps.
   There each step's products are compute-bound: oneDNN splits them by output columns and runs
   its GEMM closer to the peak than the fused kernels' row blocks.
   Inference A/B in one process (Intel host, AVX-512, T = 100, medians of 7-11, two runs where
@@ -41,6 +42,23 @@ places where it beats the fused kernels:
   (H = 512, B = 6: 0.92-0.95 in one run, 1.10-1.14 in the next), so the route starts at 8 rows
   per thread there (B >= 8 and T >= 64 on one thread, B >= 16 on two). CPUs of other vendors
   take that rule too, unmeasured.
+
+  Short calls there stay on the fused kernels, since both threads pack the shared weight copy
+  (csrc/gemm.h): ``benchmarks/bench_fused_ab.py --only onednn-route --threads 2``
+  (``results/zen4-avx512bf16/fused_ab-onednn-route-2threads.*``) and a rerun at H = 384-512,
+  two rounds each, oneDNN's time over the fused kernels' at B = 16 / 32 / 64:
+
+  | H | T = 1 | T = 4 | T = 8 | T = 16 | T = 64 |
+  |---|---|---|---|---|---|
+  | 256 | 2.17 / 1.84 / 1.39 | 1.40 / 1.09 / 1.08 | 1.22 / 1.03 / 0.97 | 1.08 / 0.97 / 1.00 | 1.05 / 0.99 / 0.96 |
+  | 384 (B = 16) | 0.99-1.04 | 1.04-1.05 | | 1.01-1.03 | 0.94-0.95 |
+  | 512 (B = 16) | 1.19-1.35 | 1.07-1.12 | | 1.00-1.03 | 0.93 |
+
+  and at B = 8-12 (the fused kernels' side anyway), T = 1-16: 1.00-1.31 (one 5.3 where
+  oneDNN's call took 1.9 ms). So with two threads the route starts at T = 16 there
+  (:data:`INFERENCE_MIN_STEPS_OTHER`), where the two were level. On the Intel host, before the
+  shared copy was packed by both threads, the route ran short calls 1.08-1.40x faster (below);
+  that rule stays as measured.
 
   The route makes a call's last bits depend on its size: oneDNN and the fused kernels sum in
   different orders (~2e-7 apart in float32), so B = 11 and B = 12 rows on one thread on Intel
@@ -78,8 +96,12 @@ INFERENCE_MIN_ROWS_PER_THREAD_INTEL = 12
 INFERENCE_MIN_ROWS_PER_THREAD_OTHER = 8
 
 #: The fewest steps for it with one thread: oneDNN's per-call weight reorder needs a long call
-#: to be repaid there (with two threads the route pays from T = 1).
+#: to be repaid there (with two threads the route pays from T = 1 on Intel CPUs).
 INFERENCE_MIN_STEPS_ONE_THREAD = 64
+
+#: The fewest steps for it on other CPUs with two or more threads: on AMD Zen 4 the fused
+#: kernels ran calls of 1-8 steps level with oneDNN or faster, and were level at 16.
+INFERENCE_MIN_STEPS_OTHER = 16
 
 
 _intel_by_kernels: bool | None = None
@@ -148,6 +170,8 @@ def onednn_inference_pays(cell, x: torch.Tensor, lengths, batch_first: bool) -> 
         return False
     if threads == 1 and steps < INFERENCE_MIN_STEPS_ONE_THREAD:
         return False
+    if steps < INFERENCE_MIN_STEPS_OTHER and not cpu_is_intel():
+        return False
     # Without oneDNN (a torch built without it, or torch.backends.mkldnn.enabled = False)
     # torch.lstm runs its own per-step loop, slower than the fused kernels.
     if not (torch.backends.mkldnn.is_available() and torch.backends.mkldnn.enabled):
@@ -162,19 +186,30 @@ def onednn_lstm(cell: LSTMCell, x: torch.Tensor, state0: NamedTuple, *, reverse:
     ``dtype``, x, the weights and the state are cast to it first (bfloat16; the casts are
     differentiable, so gradients reach the parameters in their own dtype). Returns the output
     in that dtype and the final state in the parameters' dtype."""
+    weight_hh, bias_ih = cell.weight_hh, cell.bias_ih
+    own = weight_hh.dtype
     dtype = dtype or x.dtype
+
+    def cast(t: torch.Tensor) -> torch.Tensor:
+        # Tensor.to costs ~1 us even when it returns its input, and float32 inference has
+        # nine tensors to pass on, in a call of ~250 us (B = 16, T = 1).
+        return t if t.dtype == dtype else t.to(dtype)
+
     time_axis = 1 if batch_first else 0
-    x = x.to(dtype)
+    x = cast(x)
     if reverse:
         x = x.flip(time_axis)  # no lengths here, so reversing the whole time axis is exact
-    weights = [cell.weight_ih.to(dtype), cell.weight_hh.to(dtype)]
-    if cell.bias_ih is not None:
-        weights += [cell.bias_ih.to(dtype), cell.bias_hh.to(dtype)]
-    hx = (state0.h.to(dtype).unsqueeze(0), state0.c.to(dtype).unsqueeze(0))
+    weights = [cast(cell.weight_ih), cast(weight_hh)]
+    if bias_ih is not None:
+        weights += [cast(bias_ih), cast(cell.bias_hh)]
+    hx = (cast(state0.h).unsqueeze(0), cast(state0.c).unsqueeze(0))
     # train=True makes oneDNN keep the workspace its backward needs.
-    output, h_n, c_n = torch.lstm(x, hx, weights, cell.bias_ih is not None, 1, 0.0, training,
+    output, h_n, c_n = torch.lstm(x, hx, weights, bias_ih is not None, 1, 0.0, training,
                                   False, batch_first)
     if reverse:
         output = output.flip(time_axis)
-    own = cell.weight_hh.dtype
-    return output, cell.state_type(h_n.squeeze(0).to(own), c_n.squeeze(0).to(own))
+    h_n, c_n = h_n.squeeze(0), c_n.squeeze(0)
+    if h_n.dtype != own:
+        h_n, c_n = h_n.to(own), c_n.to(own)
+    return output, cell.state_type(h_n, c_n)
+
