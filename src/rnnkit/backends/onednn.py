@@ -43,22 +43,24 @@ places where it beats the fused kernels:
   per thread there (B >= 8 and T >= 64 on one thread, B >= 16 on two). CPUs of other vendors
   take that rule too, unmeasured.
 
-  Short calls there stay on the fused kernels, since both threads pack the shared weight copy
-  (csrc/gemm.h): ``benchmarks/bench_fused_ab.py --only onednn-route --threads 2``
-  (``results/zen4-avx512bf16/fused_ab-onednn-route-2threads.*``) and a rerun at H = 384-512,
-  two rounds each, oneDNN's time over the fused kernels' at B = 16 / 32 / 64:
+  Short calls there stay on the fused kernels, now that both threads pack a shared weight
+  copy (csrc/gemm.h). ``benchmarks/bench_fused_ab.py --only onednn-route --threads 2``
+  (``results/zen4-avx512bf16/fused_ab-onednn-route-2threads.*``), oneDNN's time over the fused
+  kernels' at B = 16 / 32 / 64:
 
   | H | T = 1 | T = 4 | T = 8 | T = 16 | T = 64 |
   |---|---|---|---|---|---|
-  | 256 | 2.17 / 1.84 / 1.39 | 1.40 / 1.09 / 1.08 | 1.22 / 1.03 / 0.97 | 1.08 / 0.97 / 1.00 | 1.05 / 0.99 / 0.96 |
-  | 384 (B = 16) | 0.99-1.04 | 1.04-1.05 | | 1.01-1.03 | 0.94-0.95 |
-  | 512 (B = 16) | 1.19-1.35 | 1.07-1.12 | | 1.00-1.03 | 0.93 |
+  | 256 | 1.30 / 1.15 / 1.02 | 1.08 / 1.01 / 1.02 | 1.04 / 1.02 / 0.97 | 1.01 / 0.99 / 0.98 | 1.00 / 0.93 / 0.95 |
+  | 384 | 0.68 / 1.03 / 1.16 | 0.96 / 0.93 / 1.03 | 1.03 / 0.95 / 0.98 | 1.00 / 0.94 / 0.93 | 0.94 / 0.95 / 0.94 |
+  | 512 | 1.07 / 1.06 / 1.15 | 1.07 / 1.08 / 0.99 | 1.07 / 0.98 / 0.91 | 1.01 / 0.92 / 0.96 | 0.93 / 0.89 / 0.97 |
 
-  and at B = 8-12 (the fused kernels' side anyway), T = 1-16: 1.00-1.31 (one 5.3 where
-  oneDNN's call took 1.9 ms). So with two threads the route starts at T = 16 there
-  (:data:`INFERENCE_MIN_STEPS_OTHER`), where the two were level. On the Intel host, before the
-  shared copy was packed by both threads, the route ran short calls 1.08-1.40x faster (below);
-  that rule stays as measured.
+  An earlier run (H = 256) read 1.39-2.17 at T = 1, and a rerun at B = 16 (two rounds) read
+  0.99-1.35 at T = 1 for H = 384-512. The 0.68 is one of the calls on this host that took
+  several times their usual time (1.6 ms; 0.47 ms in the rerun). So with two threads the route
+  starts at T = 16 there (:data:`INFERENCE_MIN_STEPS_OTHER`): the fused kernels lead below it at
+  H = 256 and are level at H = 384-512, and oneDNN leads at T = 64. On the Intel host, measured
+  before both threads packed the shared copy, the route ran short calls 1.08-1.40x faster
+  (above); that rule stays as measured.
 
   The route makes a call's last bits depend on its size: oneDNN and the fused kernels sum in
   different orders (~2e-7 apart in float32), so B = 11 and B = 12 rows on one thread on Intel
