@@ -43,10 +43,10 @@ places where it beats the fused kernels:
   per thread there (B >= 8 and T >= 64 on one thread, B >= 16 on two). CPUs of other vendors
   take that rule too, unmeasured.
 
-  Short calls there stay on the fused kernels, now that both threads pack a shared weight
-  copy (csrc/gemm.h). ``benchmarks/bench_fused_ab.py --only onednn-route --threads 2``
-  (``results/zen4-avx512bf16/fused_ab-onednn-route-2threads.*``), oneDNN's time over the fused
-  kernels' at B = 16 / 32 / 64:
+  Short calls there stay on the fused kernels. Measured with
+  ``benchmarks/bench_fused_ab.py --only onednn-route --threads 2`` at 3a0435f (results in
+  ``benchmarks/results/zen4-avx512bf16/fused_ab-onednn-route-2threads.*``), oneDNN's time over
+  the fused kernels' at B = 16 / 32 / 64:
 
   | H | T = 1 | T = 4 | T = 8 | T = 16 | T = 64 |
   |---|---|---|---|---|---|
@@ -54,13 +54,16 @@ places where it beats the fused kernels:
   | 384 | 0.68 / 1.03 / 1.16 | 0.96 / 0.93 / 1.03 | 1.03 / 0.95 / 0.98 | 1.00 / 0.94 / 0.93 | 0.94 / 0.95 / 0.94 |
   | 512 | 1.07 / 1.06 / 1.15 | 1.07 / 1.08 / 0.99 | 1.07 / 0.98 / 0.91 | 1.01 / 0.92 / 0.96 | 0.93 / 0.89 / 0.97 |
 
-  An earlier run (H = 256) read 1.39-2.17 at T = 1, and a rerun at B = 16 (two rounds) read
-  0.99-1.35 at T = 1 for H = 384-512. The 0.68 is one of the calls on this host that took
-  several times their usual time (1.6 ms; 0.47 ms in the rerun). So with two threads the route
-  starts at T = 16 there (:data:`INFERENCE_MIN_STEPS_OTHER`): the fused kernels lead below it at
-  H = 256 and are level at H = 384-512, and oneDNN leads at T = 64. On the Intel host, measured
-  before both threads packed the shared copy, the route ran short calls 1.08-1.40x faster
-  (above); that rule stays as measured.
+  At H = 256 each thread of the fused kernels packs its own copy of the weights
+  (csrc/common.h, BlockWeight), while oneDNN reorders them on every call, which a call of one
+  step does not repay. At H = 384-512 the fused kernels keep one shared copy, which both
+  threads pack (csrc/gemm.h); before they did, the fused side of T = 1 calls took 1.3-1.8x
+  longer. From T = 4 to 16 the two are within this host's noise (0.91-1.08), and from T = 64
+  oneDNN leads (0.89-1.00). So with two threads the route starts at T = 16 there
+  (:data:`INFERENCE_MIN_STEPS_OTHER`); the 0.68 is a single point, and the rule errs towards
+  the fused kernels where the two are level. More than two threads were not measured. On the
+  Intel host, before both threads packed the shared copy, the route ran short calls 1.08-1.40x
+  faster (above); that rule stays as measured.
 
   The route makes a call's last bits depend on its size: oneDNN and the fused kernels sum in
   different orders (~2e-7 apart in float32), so B = 11 and B = 12 rows on one thread on Intel
@@ -101,8 +104,8 @@ INFERENCE_MIN_ROWS_PER_THREAD_OTHER = 8
 #: to be repaid there (with two threads the route pays from T = 1 on Intel CPUs).
 INFERENCE_MIN_STEPS_ONE_THREAD = 64
 
-#: The fewest steps for it on other CPUs with two or more threads: on AMD Zen 4 the fused
-#: kernels ran calls of 1-8 steps level with oneDNN or faster, and were level at 16.
+#: The fewest steps for it on other CPUs with two or more threads (measured with two): on AMD
+#: Zen 4 the fused kernels led at one step and were within noise of oneDNN from 4 to 16 steps.
 INFERENCE_MIN_STEPS_OTHER = 16
 
 
@@ -193,8 +196,8 @@ def onednn_lstm(cell: LSTMCell, x: torch.Tensor, state0: NamedTuple, *, reverse:
     dtype = dtype or x.dtype
 
     def cast(t: torch.Tensor) -> torch.Tensor:
-        # Tensor.to costs ~1 us even when it returns its input, and float32 inference has
-        # nine tensors to pass on, in a call of ~250 us (B = 16, T = 1).
+        # Tensor.to costs ~1 us even when it returns its input: float32 inference passes seven
+        # tensors in and two out, in a call of ~250 us (B = 16, T = 1).
         return t if t.dtype == dtype else t.to(dtype)
 
     time_axis = 1 if batch_first else 0
@@ -214,4 +217,3 @@ def onednn_lstm(cell: LSTMCell, x: torch.Tensor, state0: NamedTuple, *, reverse:
     if h_n.dtype != own:
         h_n, c_n = h_n.to(own), c_n.to(own)
     return output, cell.state_type(h_n, c_n)
-

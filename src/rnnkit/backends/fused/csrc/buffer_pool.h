@@ -38,6 +38,8 @@ class BufferPool final : public c10::Allocator {
  public:
   static BufferPool& instance() {
     // Never destroyed: tensors that outlive static destruction still return their blocks here.
+    // Both extension modules include this header (the stream module through gemm.h); gcc emits
+    // this static as a unique global symbol (STB_GNU_UNIQUE), so they share one pool.
     static BufferPool* pool = new BufferPool();
     return *pool;
   }

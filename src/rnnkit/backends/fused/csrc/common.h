@@ -122,7 +122,10 @@ struct RecurrentWeight {
   PackedMatrix<T> full;
   PackedBf16 low;
 
-  explicit RecurrentWeight(const WeightSource<T>& from) : bf16(from.bf16) {
+  // by_all_threads: a float32 (or float64) copy that every row block reads is packed by every
+  // thread (PackedMatrix::pack); the bfloat16 one by the calling thread.
+  explicit RecurrentWeight(const WeightSource<T>& from, bool by_all_threads = false)
+      : bf16(from.bf16) {
     if (from.src == nullptr) return;
     if constexpr (std::is_same_v<T, float>) {
       if (bf16) {
@@ -130,7 +133,7 @@ struct RecurrentWeight {
         return;
       }
     }
-    full.pack(from.src, from.K, from.N, from.stride_k, from.stride_n);
+    full.pack(from.src, from.K, from.N, from.stride_k, from.stride_n, by_all_threads);
   }
 };
 
@@ -150,13 +153,14 @@ struct RecurrentWeight {
 //     T = 1 1.0-3.2x, from T = 4 level (0.94-1.05x). So off Intel the limit is a whole L2.
 // A larger weight keeps one copy for all blocks: it streams from L3 at every step anyway, past L2
 // the copies gained only at T = 1, and a copy per thread would multiply its footprint in L3 by
-// the thread count (not measured: both hosts have 2 cores).
+// the thread count (not measured: both hosts have 2 cores). All threads pack that copy, a share
+// of its panels each (PackedMatrix::pack).
 template <typename T>
 class BlockWeight {
  public:
   explicit BlockWeight(const WeightSource<T>& source)
       : source_(source), per_block_(source.copied_per_block()),
-        shared_(per_block_ ? none(source) : source) {}
+        shared_(per_block_ ? none(source) : source, /*by_all_threads=*/true) {}
 
   // The weight for one row block: packed into `own` by the calling thread, or the shared copy.
   const RecurrentWeight<T>& in_block(std::optional<RecurrentWeight<T>>& own) const {

@@ -134,7 +134,7 @@ inline at::Tensor weight_gradient(const at::Tensor& a, const at::Tensor& b) {
   at::Tensor out = pooled_empty({M, N}, a.options());
   AT_DISPATCH_FLOATING_TYPES(a.scalar_type(), "rnnkit_weight_gradient", [&] {
     PackedMatrix<scalar_t> packed;
-    packed.pack(b.data_ptr<scalar_t>(), K, N, b.stride(0), b.stride(1));
+    packed.pack(b.data_ptr<scalar_t>(), K, N, b.stride(0), b.stride(1), /*by_all_threads=*/true);
     const scalar_t* a_ptr = a.data_ptr<scalar_t>();
     const int64_t lda = a.stride(1);
     scalar_t* c = out.data_ptr<scalar_t>();

@@ -53,7 +53,7 @@ inline int64_t pack_transposed_avx2(const float* src, float* dst, int64_t K, int
                                     int64_t width, int64_t stride_n);
 #endif
 
-// The size from which a weight packed outside a parallel region is packed by all threads.
+// The size from which a weight packed for all threads is packed by all of them (pack_values).
 constexpr int64_t kParallelPackBytes = int64_t(256) << 10;
 
 template <typename T>
@@ -72,15 +72,17 @@ struct PackedMatrix {
   // Values a K x N matrix takes packed.
   static int64_t packed_size(int64_t K, int64_t N) { return (N + NR - 1) / NR * K * NR; }
 
-  // Pack B where element (k, n) is at src[k * stride_k + n * stride_n].
-  void pack(const T* src, int64_t K_, int64_t N_, int64_t stride_k, int64_t stride_n) {
+  // Pack B where element (k, n) is at src[k * stride_k + n * stride_n]; with by_all_threads,
+  // every thread packs a share of the panels (see pack_values).
+  void pack(const T* src, int64_t K_, int64_t N_, int64_t stride_k, int64_t stride_n,
+            bool by_all_threads = false) {
     const size_t bytes = size_t(packed_size(K_, N_)) * sizeof(T);
     if (owned.get() == nullptr || owned_bytes < bytes) {
       owned = BufferPool::instance().allocate(bytes);
       owned_bytes = bytes;
     }
     lent = nullptr;
-    pack_values(static_cast<T*>(owned.get()), src, K_, N_, stride_k, stride_n);
+    pack_values(static_cast<T*>(owned.get()), src, K_, N_, stride_k, stride_n, by_all_threads);
   }
   // pack into memory of packed_size(K, N) values that the caller owns and keeps alive (the
   // per-thread slices of unit_team.h, from the buffer pool).
@@ -88,13 +90,14 @@ struct PackedMatrix {
     owned.clear();
     owned_bytes = 0;
     lent = memory;
-    pack_values(memory, src, K_, N_, stride_k, stride_n);
+    pack_values(memory, src, K_, N_, stride_k, stride_n, /*by_all_threads=*/false);
   }
   const T* values() const { return lent ? lent : static_cast<const T*>(owned.get()); }
   const T* panel(int64_t p) const { return values() + p * K * NR; }
 
  private:
-  void pack_values(T* out, const T* src, int64_t K_, int64_t N_, int64_t stride_k, int64_t stride_n) {
+  void pack_values(T* out, const T* src, int64_t K_, int64_t N_, int64_t stride_k, int64_t stride_n,
+                   bool by_all_threads) {
     K = K_;
     N = N_;
     panels = (N + NR - 1) / NR;
@@ -111,15 +114,15 @@ struct PackedMatrix {
             dst[k * NR + j] = j < width ? src[k * stride_k + (n0 + j) * stride_n] : T(0);
       }
     };
-    // A weight packed outside the threads' own blocks (one copy shared by all of them, or the
-    // right-hand side of a weight gradient) is packed by every thread, a share of the panels
-    // each. Packed by the calling thread alone, an LSTM's W_hh at H = 512 (4 MB) took longer
-    // than a step's product over it: the forward op at T = 1, B = 8 ran 527 -> 324 us with
-    // both threads packing (AMD Zen 4). Through the layers, 2 threads: LSTM inference at
-    // H = 384-512, B = 8-16, T = 1-16 1.13-1.79x; GRU training at H = 512, B = 16, T = 1
-    // 1.62x; T = 100 training level to 1.07x (the weight gradients' right-hand side).
-    if (K * N * int64_t(sizeof(T)) >= kParallelPackBytes && at::get_num_threads() > 1 &&
-        !at::in_parallel_region()) {
+    // Callers that pack a weight outside the threads' own blocks for all of them to read (one
+    // copy shared by every row block, BlockWeight in common.h; the right-hand side of a weight
+    // gradient, dense.h) ask for by_all_threads: then, from kParallelPackBytes and outside a
+    // parallel region, every thread packs a share of the panels. Packed by the calling thread
+    // alone, an LSTM's W_hh at H = 512 (4 MB) took longer than a step's product over it: the
+    // forward op at T = 1, B = 8 ran 527 -> 324 us with both threads packing (2 threads, AMD
+    // Zen 4). A copy one thread multiplies stays with that thread, in its core's cache.
+    if (by_all_threads && K * N * int64_t(sizeof(T)) >= kParallelPackBytes &&
+        at::get_num_threads() > 1 && !at::in_parallel_region()) {
       at::parallel_for(0, panels, 1, pack_panels);
     } else {
       pack_panels(0, panels);

@@ -191,8 +191,9 @@ inline void for_unit_slices(int64_t H, int64_t slices, F&& body) {
 // Each slice's packed share of a weight, K x (gates x its units), packed by the thread that
 // multiplies it (so the values land in that core's caches) into memory from the buffer pool
 // (buffer_pool.h). With a fresh std::vector per call the kernels page-faulted their slices in
-// again every call (LSTM, H = 512: ~2000 faults per training call, against none for one packed
-// matrix of the whole weight, which glibc reuses), and ran slower than a fork/join per step.
+// again every call (LSTM, H = 512: ~2000 faults per training call, against none then for one
+// packed matrix of the whole weight, which glibc reused in a steady loop; such matrices come
+// from the pool too now, see PackedMatrix), and ran slower than a fork/join per step.
 template <typename T>
 struct SliceWeights {
   std::vector<PackedMatrix<T>> packed;
