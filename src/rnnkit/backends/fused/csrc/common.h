@@ -122,14 +122,14 @@ struct RecurrentWeight {
   PackedMatrix<T> full;
   PackedBf16 low;
 
-  // by_all_threads: a float32 (or float64) copy that every row block reads is packed by every
-  // thread (PackedMatrix::pack); the bfloat16 one by the calling thread.
+  // by_all_threads: a copy that every row block reads is packed by every thread
+  // (PackedMatrix::pack, PackedBf16::pack).
   explicit RecurrentWeight(const WeightSource<T>& from, bool by_all_threads = false)
       : bf16(from.bf16) {
     if (from.src == nullptr) return;
     if constexpr (std::is_same_v<T, float>) {
       if (bf16) {
-        low.pack(from.src, from.K, from.N, from.stride_k, from.stride_n);
+        low.pack(from.src, from.K, from.N, from.stride_k, from.stride_n, by_all_threads);
         return;
       }
     }

@@ -23,6 +23,9 @@
 // packed weight with VDPBF16PS dot products instead (gemm_avx512bf16.h).
 #pragma once
 
+#include <ATen/Parallel.h>
+
+#include <algorithm>
 #include <cstdint>
 #include <cstring>
 #include <vector>
@@ -99,35 +102,110 @@ inline void float_to_bf16(const float* src, uint16_t* dst, int64_t n) {
   for (; i < n; ++i) dst[i] = bf16_bits(src[i]);
 }
 
+#if defined(__AVX512F__)
+// bf16_bits of 16 floats at once, the same integer arithmetic (so the same bits, NaN and
+// denormals included): lane j of the result holds the bits of v[j] in its low 16 bits.
+inline __m512i bf16_bits_x16(__m512 v) {
+  const __m512i bits = _mm512_castps_si512(v);
+  const __m512i high = _mm512_srli_epi32(bits, 16);
+  const __m512i rounded = _mm512_srli_epi32(
+      _mm512_add_epi32(bits, _mm512_add_epi32(_mm512_set1_epi32(0x7fff),
+                                              _mm512_and_si512(high, _mm512_set1_epi32(1)))),
+      16);
+  const __mmask16 nan = _mm512_cmpgt_epu32_mask(
+      _mm512_and_si512(bits, _mm512_set1_epi32(0x7fffffff)), _mm512_set1_epi32(0x7f800000));
+  return _mm512_mask_blend_epi32(nan, rounded, _mm512_or_si512(high, _mm512_set1_epi32(0x40)));
+}
+#endif
+
 struct PackedBf16 {
   static constexpr int64_t kChunk = 32;  // depth of one tile product
   static constexpr int64_t kTileValues = 512;  // 16 pair rows x 16 columns x 2
   int64_t K = 0, N = 0, K_pad = 0, N_pad = 0;
   std::vector<uint16_t> data;  // (N_pad / 16) column blocks x (K_pad / 32) tiles
 
-  // Pack B where element (k, n) is at src[k * stride_k + n * stride_n] (as PackedMatrix::pack).
-  void pack(const float* src, int64_t K_, int64_t N_, int64_t stride_k, int64_t stride_n) {
+  // Pack B where element (k, n) is at src[k * stride_k + n * stride_n] (as PackedMatrix::pack;
+  // by_all_threads as there: every thread packs a share of the column blocks).
+  void pack(const float* src, int64_t K_, int64_t N_, int64_t stride_k, int64_t stride_n,
+            bool by_all_threads = false) {
     K = K_;
     N = N_;
     K_pad = (K + kChunk - 1) / kChunk * kChunk;
     N_pad = (N + 31) / 32 * 32;
     data.assign(K_pad * N_pad, 0);
-    const int64_t chunks = K_pad / kChunk;
-    for (int64_t nb = 0; nb < N_pad / 16; ++nb)
-      for (int64_t kc = 0; kc < chunks; ++kc) {
-        uint16_t* tile = data.data() + (nb * chunks + kc) * kTileValues;
-        for (int64_t c = 0; c < 16; ++c) {
-          const int64_t n = nb * 16 + c;
-          if (n >= N) break;
-          for (int64_t pair = 0; pair < 16; ++pair)
-            for (int64_t e = 0; e < 2; ++e) {
-              const int64_t k = kc * kChunk + 2 * pair + e;
-              if (k < K) tile[(pair * 16 + c) * 2 + e] = bf16_bits(src[k * stride_k + n * stride_n]);
-            }
-        }
-      }
+    const int64_t blocks = N_pad / 16;
+    const auto pack_blocks = [&](int64_t first, int64_t last) {
+      for (int64_t nb = first; nb < last; ++nb) pack_block(src, nb, stride_k, stride_n);
+    };
+    if (by_all_threads && K_pad * N_pad * int64_t(sizeof(uint16_t)) >= (int64_t(256) << 10) &&
+        at::get_num_threads() > 1 && !at::in_parallel_region()) {
+      at::parallel_for(0, blocks, 1, pack_blocks);
+    } else {
+      pack_blocks(0, blocks);
+    }
   }
   const uint16_t* column_block(int64_t nb) const { return data.data() + nb * (K_pad / kChunk) * kTileValues; }
+
+ private:
+  // Column block nb (16 columns), one tile per 32-deep chunk. A tile holds, for each pair row
+  // p (depths 2p and 2p + 1 of the chunk) and column c, the 32-bit word of the two values at
+  // word p * 16 + c. The element loop converted one value at a time and took ~4 ms for an
+  // LSTM's W_hh at H = 512, most of a short call. With W^T (stride_k = 1, the forward products)
+  // each column's chunk is two vectors of W's row, converted at once and paired into 16 words,
+  // and a 16 x 16 transpose of the block's words gives the tile; with W itself (stride_n = 1,
+  // backward's dG W) each pair row is two rows' values interleaved.
+  void pack_block(const float* src, int64_t nb, int64_t stride_k, int64_t stride_n) {
+    const int64_t chunks = K_pad / kChunk;
+    for (int64_t kc = 0; kc < chunks; ++kc) {
+      uint16_t* tile = data.data() + (nb * chunks + kc) * kTileValues;
+#if defined(__AVX512F__)
+      if (stride_k == 1) {
+        const int64_t k0 = kc * kChunk;
+        const int64_t depth = std::min<int64_t>(kChunk, K - k0);
+        const __mmask16 low = depth >= 16 ? 0xFFFF : (__mmask16)((1u << depth) - 1);
+        const __mmask16 high = depth <= 16 ? 0 : depth >= 32 ? 0xFFFF : (__mmask16)((1u << (depth - 16)) - 1);
+        __m512 words[16];
+        for (int64_t c = 0; c < 16; ++c) {
+          const int64_t n = nb * 16 + c;
+          if (n >= N) {
+            words[c] = _mm512_setzero_ps();
+            continue;
+          }
+          const float* column = src + n * stride_n + k0;
+          const __m256i first = _mm512_cvtepi32_epi16(bf16_bits_x16(_mm512_maskz_loadu_ps(low, column)));
+          const __m256i second = _mm512_cvtepi32_epi16(bf16_bits_x16(_mm512_maskz_loadu_ps(high, column + 16)));
+          words[c] = _mm512_castsi512_ps(
+              _mm512_inserti64x4(_mm512_castsi256_si512(first), second, 1));
+        }
+        transpose_16x16(words);
+        for (int64_t pair = 0; pair < 16; ++pair) _mm512_storeu_ps(tile + pair * 32, words[pair]);
+        continue;
+      }
+      if (stride_n == 1) {  // B itself row-major (W_hh in backward): a row is 16 columns' values
+        const int64_t n0 = nb * 16, width = std::min<int64_t>(16, N - n0);
+        const __mmask16 columns = width >= 16 ? 0xFFFF : (__mmask16)((1u << width) - 1);
+        for (int64_t pair = 0; pair < 16; ++pair) {
+          const int64_t k = kc * kChunk + 2 * pair;
+          const __m512i even = k < K ? bf16_bits_x16(_mm512_maskz_loadu_ps(columns, src + k * stride_k + n0))
+                                     : _mm512_setzero_si512();
+          const __m512i odd = k + 1 < K ? bf16_bits_x16(_mm512_maskz_loadu_ps(columns, src + (k + 1) * stride_k + n0))
+                                        : _mm512_setzero_si512();
+          _mm512_storeu_si512(tile + pair * 32, _mm512_or_si512(even, _mm512_slli_epi32(odd, 16)));
+        }
+        continue;
+      }
+#endif
+      for (int64_t c = 0; c < 16; ++c) {
+        const int64_t n = nb * 16 + c;
+        if (n >= N) break;
+        for (int64_t pair = 0; pair < 16; ++pair)
+          for (int64_t e = 0; e < 2; ++e) {
+            const int64_t k = kc * kChunk + 2 * pair + e;
+            if (k < K) tile[(pair * 16 + c) * 2 + e] = bf16_bits(src[k * stride_k + n * stride_n]);
+          }
+      }
+    }
+  }
 };
 
 #if RNNKIT_AMX
