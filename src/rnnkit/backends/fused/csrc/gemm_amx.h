@@ -182,7 +182,8 @@ struct PackedBf16 {
         continue;
       }
       if (stride_n == 1) {  // B itself row-major (W_hh in backward): a row is 16 columns' values
-        const int64_t n0 = nb * 16, width = std::min<int64_t>(16, N - n0);
+        // the last block may lie wholly in the padding past N: nothing is read there
+        const int64_t n0 = nb * 16, width = std::max<int64_t>(0, std::min<int64_t>(16, N - n0));
         const __mmask16 columns = width >= 16 ? 0xFFFF : (__mmask16)((1u << width) - 1);
         for (int64_t pair = 0; pair < 16; ++pair) {
           const int64_t k = kc * kChunk + 2 * pair;
