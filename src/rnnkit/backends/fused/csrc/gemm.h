@@ -56,6 +56,13 @@ inline int64_t pack_transposed_avx2(const float* src, float* dst, int64_t K, int
 // The size from which a weight packed for all threads is packed by all of them (pack_values).
 constexpr int64_t kParallelPackBytes = int64_t(256) << 10;
 
+// Whether a pack of `bytes` whose caller asked for by_all_threads is split over the threads:
+// from kParallelPackBytes, with more than one thread, and not from inside a parallel region.
+inline bool pack_splits_over_threads(bool by_all_threads, int64_t bytes) {
+  return by_all_threads && bytes >= kParallelPackBytes && at::get_num_threads() > 1 &&
+         !at::in_parallel_region();
+}
+
 template <typename T>
 struct PackedMatrix {
   static constexpr int NR = 2 * Simd<T>::width;  // columns per panel
@@ -121,8 +128,7 @@ struct PackedMatrix {
     // alone, an LSTM's W_hh at H = 512 (4 MB) took longer than a step's product over it: the
     // forward op at T = 1, B = 8 ran 527 -> 324 us with both threads packing (2 threads, AMD
     // Zen 4). A copy one thread multiplies stays with that thread, in its core's cache.
-    if (by_all_threads && K * N * int64_t(sizeof(T)) >= kParallelPackBytes &&
-        at::get_num_threads() > 1 && !at::in_parallel_region()) {
+    if (pack_splits_over_threads(by_all_threads, K * N * int64_t(sizeof(T)))) {
       at::parallel_for(0, panels, 1, pack_panels);
     } else {
       pack_panels(0, panels);

@@ -41,6 +41,7 @@
 #else
 #define RNNKIT_AMX 0
 #endif
+#include "gemm.h"  // pack_splits_over_threads; transpose_16x16 (gemm_avx512.h)
 #include "gemm_avx512bf16.h"
 
 namespace rnnkit {
@@ -137,8 +138,7 @@ struct PackedBf16 {
     const auto pack_blocks = [&](int64_t first, int64_t last) {
       for (int64_t nb = first; nb < last; ++nb) pack_block(src, nb, stride_k, stride_n);
     };
-    if (by_all_threads && K_pad * N_pad * int64_t(sizeof(uint16_t)) >= (int64_t(256) << 10) &&
-        at::get_num_threads() > 1 && !at::in_parallel_region()) {
+    if (pack_splits_over_threads(by_all_threads, K_pad * N_pad * int64_t(sizeof(uint16_t)))) {
       at::parallel_for(0, blocks, 1, pack_blocks);
     } else {
       pack_blocks(0, blocks);
