@@ -492,28 +492,49 @@ def test_opcheck_forward_ops(op_name, args):
     torch.library.opcheck(getattr(torch.ops.rnnkit, op_name), args)
 
 
+def _gradient_row_stride(width, dtype):
+    """Row stride of a backward op's grad_gates_x: one cache line more than `width` when a row
+    is a multiple of 2 KB (csrc/common.h, gradient_row_stride), else `width`."""
+    item = dtype.itemsize
+    return width + 64 // item if width * item % 2048 == 0 else width
+
+
 @requires_fused
-def test_opcheck_backward_ops():
+@pytest.mark.parametrize("hidden, dtype", [(5, torch.float32), (128, torch.float32),
+                                           (256, torch.float64)])
+def test_opcheck_backward_ops(hidden, dtype):
+    """opcheck compares the fake outputs' strides with the real ones': H = 128 (float32 LSTM)
+    and H = 256 (float64, every cell) give gate gradients with padded rows."""
     torch.manual_seed(4)
-    steps, batch, hidden = 4, 3, 5
+    steps, batch = 4, 3
     lengths = torch.tensor([4, 1, 3])
     ops = torch.ops.rnnkit
+    f = dict(dtype=dtype)
+
+    def check(op, args, width):
+        torch.library.opcheck(op, args)
+        grad_gates_x = op(*args)[0]
+        assert grad_gates_x.shape == (steps, batch, width)
+        assert grad_gates_x.stride() == (batch * _gradient_row_stride(width, dtype),
+                                         _gradient_row_stride(width, dtype), 1)
+
     out, h_n, c_n, gates, cells = ops.lstm_forward(
-        torch.randn(steps, batch, 4 * hidden), torch.randn(batch, hidden),
-        torch.randn(batch, hidden), torch.randn(4 * hidden, hidden), None, None, lengths, False,
-        True)
-    torch.library.opcheck(ops.lstm_backward, (
+        torch.randn(steps, batch, 4 * hidden, **f), torch.randn(batch, hidden, **f),
+        torch.randn(batch, hidden, **f), torch.randn(4 * hidden, hidden, **f), None, None,
+        lengths, False, True)
+    check(ops.lstm_backward, (
         torch.randn_like(out), torch.randn_like(h_n), torch.randn_like(c_n), out, gates, cells,
-        torch.randn(batch, hidden), torch.randn(batch, hidden), torch.randn(4 * hidden, hidden),
-        None, lengths, False))
-    gx, h0, w = torch.randn(steps, batch, 3 * hidden), torch.randn(batch, hidden), torch.randn(3 * hidden, hidden)
+        torch.randn(batch, hidden, **f), torch.randn(batch, hidden, **f),
+        torch.randn(4 * hidden, hidden, **f), None, lengths, False), 4 * hidden)
+    gx, h0 = torch.randn(steps, batch, 3 * hidden, **f), torch.randn(batch, hidden, **f)
+    w = torch.randn(3 * hidden, hidden, **f)
     out, h_n, saved = ops.gru_forward(gx, h0, w, None, lengths, True, True)
-    torch.library.opcheck(ops.gru_backward, (torch.randn_like(out), torch.randn_like(h_n), out,
-                                             saved, h0, w, lengths, True))
-    gx, w = torch.randn(steps, batch, hidden), torch.randn(hidden, hidden)
+    check(ops.gru_backward, (torch.randn_like(out), torch.randn_like(h_n), out, saved, h0, w,
+                             lengths, True), 3 * hidden)
+    gx, w = torch.randn(steps, batch, hidden, **f), torch.randn(hidden, hidden, **f)
     out, h_n = ops.elman_forward(gx, h0, w, None, None, False, False)
-    torch.library.opcheck(ops.elman_backward, (torch.randn_like(out), torch.randn_like(h_n), out,
-                                               h0, w, None, False, False))
+    check(ops.elman_backward, (torch.randn_like(out), torch.randn_like(h_n), out, h0, w, None,
+                               False, False), hidden)
 
 
 @requires_fused

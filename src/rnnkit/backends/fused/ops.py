@@ -20,6 +20,19 @@ def _grad_gates_dtype(state_like, bf16):
     return torch.bfloat16 if bf16 else state_like.dtype
 
 
+def _grad_gates_x(like, steps, batch, width, bf16):
+    """A backward op's grad_gates_x, (T, B, width), with the strides the kernels give it.
+
+    In float32 and float64 its rows are one cache line longer than ``width`` when a row is a
+    multiple of 2 KB (``gradient_row_stride`` in csrc/common.h, which says why); bfloat16 rows
+    are contiguous. The fake output must match the real one's strides for torch.compile.
+    """
+    dtype = _grad_gates_dtype(like, bf16)
+    item = dtype.itemsize
+    row = width + 64 // item if not bf16 and width > 0 and width * item % 2048 == 0 else width
+    return like.new_empty_strided((steps, batch, width), (batch * row, row, 1), dtype=dtype)
+
+
 # ---- LSTM ---------------------------------------------------------------------------------------
 @torch.library.register_fake("rnnkit::lstm_forward")
 def _lstm_forward_fake(gates_x, h0, c0, weight_hh, bias_hh, weight_hr, lengths, reverse, training,
@@ -48,7 +61,7 @@ def _lstm_inference_fake(x, h0, c0, weight_ih, bias_ih, weight_hh, bias_hh, weig
 def _lstm_backward_fake(grad_output, grad_h_n, grad_c_n, output, gates, cells, h0, c0, weight_hh,
                         weight_hr, lengths, reverse, bf16=False):
     return (
-        torch.empty_like(gates, dtype=_grad_gates_dtype(gates, bf16)), torch.empty_like(h0),
+        _grad_gates_x(gates, *gates.shape, bf16), torch.empty_like(h0),
         torch.empty_like(c0),
         torch.empty_like(weight_hh), weight_hh.new_empty(weight_hh.shape[0]),
         torch.empty_like(weight_hr) if weight_hr is not None else weight_hh.new_empty(0),
@@ -68,7 +81,7 @@ def _gru_forward_fake(gates_x, h0, weight_hh, bias_hh, lengths, reverse, trainin
 def _gru_backward_fake(grad_output, grad_h_n, output, saved, h0, weight_hh, lengths, reverse,
                        bf16=False):
     steps, batch, width = saved.shape
-    return (saved.new_empty(steps, batch, 3 * width // 4, dtype=_grad_gates_dtype(saved, bf16)),
+    return (_grad_gates_x(saved, steps, batch, 3 * width // 4, bf16),
             torch.empty_like(h0),
             torch.empty_like(weight_hh), weight_hh.new_empty(weight_hh.shape[0]))
 
@@ -83,7 +96,7 @@ def _elman_forward_fake(gates_x, h0, weight_hh, bias_hh, lengths, reverse, relu,
 @torch.library.register_fake("rnnkit::elman_backward")
 def _elman_backward_fake(grad_output, grad_h_n, output, h0, weight_hh, lengths, reverse, relu,
                          bf16=False):
-    return (torch.empty_like(output, dtype=_grad_gates_dtype(output, bf16)), torch.empty_like(h0),
+    return (_grad_gates_x(output, *output.shape, bf16), torch.empty_like(h0),
             torch.empty_like(weight_hh),
             weight_hh.new_empty(weight_hh.shape[0]))
 

@@ -333,6 +333,15 @@ const c10::TypedOperatorHandle<Linear>& linear_op() {
 }
 
 // y = x W^T + b (x (..., I)): dx = dy W, dW = dy^T x, db = sum over rows of dy.
+// Whether a (T, B, G) gradient can be read as (T B, G) rows in place: contiguous, or the
+// recurrences' gate gradients, whose rows are padded (GradientRows, common.h) so that the
+// weight gradient reads their columns fast; a copy would undo that, and cost a pass.
+bool rows_in_place(const Tensor& dy) {
+  if (dy.is_contiguous()) return true;
+  return dy.dim() == 3 && dy.sym_stride(2) == 1 && dy.sym_stride(1) >= dy.sym_size(2) &&
+         dy.sym_stride(0) == dy.sym_size(1) * dy.sym_stride(1);
+}
+
 struct LinearFunction : torch::autograd::Function<LinearFunction> {
   static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& weight,
                         const optional<Tensor>& bias) {
@@ -347,13 +356,14 @@ struct LinearFunction : torch::autograd::Function<LinearFunction> {
     if (!at::GradMode::is_enabled()) below_autograd.emplace();
     const auto s = ctx->get_saved_variables();
     const Tensor &x = s[0], &weight = s[1];
-    // x may be (..., I): the products run on its rows, (N, I), and dy's, (N, G). dy made
-    // contiguous: an expanded one (of output.sum()) would take another route through matmul
-    // than the materialized one AOT autograd passes, and round differently.
+    // x may be (..., I): the products run on its rows, (N, I), and dy's, (N, G). dy is used in
+    // place when its rows are evenly spaced (rows_in_place), else made contiguous: an expanded
+    // one (of output.sum()) would take another route through matmul than the materialized one
+    // AOT autograd passes, and round differently.
     // Sizes stay symbolic (sym_sizes, *_symint): under torch.compile with dynamic shapes a
     // plain sizes() would fix T and B in the traced backward, one graph per shape.
-    const Tensor grad =
-        grads[0].contiguous().view_symint({c10::SymInt(-1), grads[0].sym_size(-1)});
+    const Tensor dy = rows_in_place(grads[0]) ? grads[0] : grads[0].contiguous();
+    const Tensor grad = dy.view_symint({c10::SymInt(-1), dy.sym_size(-1)});
     // needs_input_grad counts tensor inputs only: x, weight, then bias when present.
     const bool bias_grad = ctx->saved_data["has_bias"].toBool() && ctx->needs_input_grad(2);
     Tensor grad_x;

@@ -118,9 +118,10 @@ std::tuple<Tensor, Tensor> forward_impl(const Tensor& gates_x, const Tensor& h0,
 // dh_{t-1} = d_pre_t W_hh[:, u0:u1]. Not the bfloat16 path.
 template <typename T>
 void backward_units(int64_t slices, const Steps& steps, int64_t H, const T* W, const T* go,
-                    const T* out, bool relu, T* dh, T* grad_pre, BiasGradient<T>& bias_grad) {
+                    const T* out, bool relu, T* dh, const GradientRows<T>& grad_pre,
+                    BiasGradient<T>& bias_grad) {
   const int64_t B = steps.B;
-  backward_by_units(slices, steps, H, H, W, grad_pre, dh, /*accumulate=*/false,
+  backward_by_units(slices, steps, H, H, W, grad_pre.full, grad_pre.ld, dh, /*accumulate=*/false,
                     [&](int64_t u0, int64_t u1) {
     return [&, u0, u1](int64_t t, int64_t b, int64_t t_next, T* dh_row, T*) {
       const int64_t n = u1 - u0;
@@ -128,7 +129,7 @@ void backward_units(int64_t slices, const Steps& steps, int64_t H, const T* W, c
         prefetch(out + (t_next * B + b) * H + u0, n);
         prefetch(go + (t_next * B + b) * H + u0, n);
       }
-      T* d = grad_pre + (t * B + b) * H;
+      T* d = grad_pre.row(t, b);
       pre_activation_gradient(out + (t * B + b) * H, go + (t * B + b) * H, dh_row, d, u0, u1, relu);
       bias_grad.add_units(b, u0, d + u0, n);
     };
@@ -161,16 +162,16 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
 
   BiasGradient<T> bias_grad(B, H);
   if (slices > 1)
-    backward_units<T>(slices, steps, H, W.data_ptr<T>(), go, out, relu, dh_p, grad_pre.full,
-                      bias_grad);
+    backward_units<T>(slices, steps, H, W.data_ptr<T>(), go, out, relu, dh_p, grad_pre, bias_grad);
   if (slices == 1) for_row_blocks(B, work_per_row, [&](int64_t b0, int64_t b1) {
     const int64_t M = b1 - b0;
     std::vector<T> dh_prev(M * H), dpre_rows(bf16 ? M * H : 0);  // scratch of the bfloat16 side
+    const int64_t ld_dpre = grad_pre.block_stride();
     std::optional<RecurrentWeight<T>> own_hh;
     RecurrentProduct<T> recurrent(hh.in_block(own_hh), M);
     for (int64_t s = steps_n - 1; s >= 0; --s) {
       const int64_t t = steps.time(s);
-      T* dpre = grad_pre.block(t, b0, dpre_rows.data());  // rows b0..b1 of step t
+      T* dpre = grad_pre.block(t, b0, dpre_rows.data());  // rows b0..b1 of step t, ld_dpre apart
       const int64_t t_next = steps.time_before(s);
       for (int64_t b = b0; b < b1; ++b) {
         if (t_next >= 0) {
@@ -180,12 +181,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
         if (!steps.valid(t, b)) continue;
         const T* y = out + (t * B + b) * H;
         const T* g_out = go + (t * B + b) * H;
-        T* d = dpre + (b - b0) * H;
+        T* d = dpre + (b - b0) * ld_dpre;
         pre_activation_gradient(y, g_out, dh_p + b * H, d, 0, H, relu);
         bias_grad.add(b, d);
         grad_pre.store(t, b, d);
       }
-      recurrent(M, dpre, H, dh_prev.data(), H, /*overwrite=*/true);
+      recurrent(M, dpre, ld_dpre, dh_prev.data(), H, /*overwrite=*/true);
       for (int64_t b = b0; b < b1; ++b)
         if (steps.valid(t, b))
           std::memcpy(dh_p + b * H, dh_prev.data() + (b - b0) * H, H * sizeof(T));

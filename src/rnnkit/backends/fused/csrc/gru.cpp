@@ -172,10 +172,11 @@ inline void cell_gradients(const T* keep, const T* h_prev, const T* g_out, const
 // adds dR_t W_hh[:, u0:u1] to the direct part of its units of dh_{t-1}. Not the bfloat16 path.
 template <typename T>
 void backward_units(int64_t slices, const Steps& steps, int64_t H, const T* W, const T* go,
-                    const T* keep_all, const T* out, const T* h_init, T* dh, T* grad_x,
-                    T* grad_rec, BiasGradient<T>& bias_grad) {
-  const int64_t B = steps.B, G = 3 * H;
-  backward_by_units(slices, steps, H, G, W, grad_rec, dh, /*accumulate=*/true,
+                    const T* keep_all, const T* out, const T* h_init, T* dh,
+                    const GradientRows<T>& grad_x, const GradientRows<T>& grad_rec,
+                    BiasGradient<T>& bias_grad) {
+  const int64_t B = steps.B;
+  backward_by_units(slices, steps, H, 3 * H, W, grad_rec.full, grad_rec.ld, dh, /*accumulate=*/true,
                     [&](int64_t u0, int64_t u1) {
     return [&, u0, u1](int64_t t, int64_t b, int64_t t_next, T* dh_row, T* dprev) {
       const int64_t n = u1 - u0;
@@ -184,9 +185,9 @@ void backward_units(int64_t slices, const Steps& steps, int64_t H, const T* W, c
           prefetch(keep_all + (t_next * B + b) * 4 * H + k * H + u0, n);
         prefetch(go + (t_next * B + b) * H + u0, n);
       }
-      T* dR = grad_rec + (t * B + b) * G;
+      T* dR = grad_rec.row(t, b);
       cell_gradients(keep_all + (t * B + b) * 4 * H, previous_row(steps, t, b, out, h_init, H),
-                     go + (t * B + b) * H, dh_row, grad_x + (t * B + b) * G, dR, dprev, H, u0, u1);
+                     go + (t * B + b) * H, dh_row, grad_x.row(t, b), dR, dprev, H, u0, u1);
       for (int64_t k = 0; k < 3; ++k) bias_grad.add_units(b, k * H + u0, dR + k * H + u0, n);
     };
   });
@@ -223,17 +224,18 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
   BiasGradient<T> bias_grad(B, G);
   if (slices > 1)
     backward_units<T>(slices, steps, H, W.data_ptr<T>(), go, keep_all, out, h_init, dh_p,
-                      grad_gates_x.full, grad_rec.full, bias_grad);
+                      grad_gates_x, grad_rec, bias_grad);
   if (slices == 1) for_row_blocks(B, work_per_row, [&](int64_t b0, int64_t b1) {
     const int64_t M = b1 - b0;
     std::vector<T> dh_prev(M * H);
     // scratch rows of the bfloat16 side (GradientRows): the step's dR block and one dX row
     std::vector<T> dR_rows(bf16 ? M * G : 0), dX_row(bf16 ? G : 0);
+    const int64_t ld_dR = grad_rec.block_stride();
     std::optional<RecurrentWeight<T>> own_hh;
     RecurrentProduct<T> recurrent(hh.in_block(own_hh), M);
     for (int64_t s = steps_n - 1; s >= 0; --s) {
       const int64_t t = steps.time(s);
-      T* dR = grad_rec.block(t, b0, dR_rows.data());  // rows b0..b1 of step t
+      T* dR = grad_rec.block(t, b0, dR_rows.data());  // rows b0..b1 of step t, ld_dR apart
       const int64_t t_next = steps.time_before(s);
       for (int64_t b = b0; b < b1; ++b) {
         if (t_next >= 0) {
@@ -249,14 +251,14 @@ std::tuple<Tensor, Tensor, Tensor, Tensor> backward_impl(
         const T* h_prev = previous_row(steps, t, b, out, h_init, H);
         const T* g_out = go + (t * B + b) * H;
         T* dX = bf16 ? dX_row.data() : grad_gates_x.block(t, b, nullptr);
-        T* dRb = dR + (b - b0) * G;
+        T* dRb = dR + (b - b0) * ld_dR;
         T* dhb = dh_p + b * H;
         cell_gradients(keep, h_prev, g_out, dhb, dX, dRb, dprev, H, 0, H);
         bias_grad.add(b, dRb);
         grad_gates_x.store(t, b, dX);
         grad_rec.store(t, b, dRb);
       }
-      recurrent(M, dR, G, dh_prev.data(), H);
+      recurrent(M, dR, ld_dR, dh_prev.data(), H);
       for (int64_t b = b0; b < b1; ++b)
         if (steps.valid(t, b))
           std::memcpy(dh_p + b * H, dh_prev.data() + (b - b0) * H, H * sizeof(T));

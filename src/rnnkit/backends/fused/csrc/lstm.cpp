@@ -271,10 +271,10 @@ inline void cell_backward_row(const T* g, const T* c_t, const T* c_prev, const T
 // (B, H) are only ever touched at a thread's own units. No projection, not the bfloat16 path.
 template <typename T>
 void backward_units(int64_t slices, const Steps& steps, int64_t H, const T* W, const T* go,
-                    const T* act, const T* cell, const T* c_init, T* dh, T* dc, T* grad_gates,
-                    BiasGradient<T>& bias_grad) {
+                    const T* act, const T* cell, const T* c_init, T* dh, T* dc,
+                    const GradientRows<T>& grad_gates, BiasGradient<T>& bias_grad) {
   const int64_t B = steps.B, G = 4 * H;
-  backward_by_units(slices, steps, H, G, W, grad_gates, dh, /*accumulate=*/false,
+  backward_by_units(slices, steps, H, G, W, grad_gates.full, grad_gates.ld, dh, /*accumulate=*/false,
                     [&](int64_t u0, int64_t u1) {
     return [&, u0, u1, tanh_c = std::vector<T>(H)](int64_t t, int64_t b, int64_t t_next,
                                                    T* dh_row, T*) mutable {
@@ -287,7 +287,7 @@ void backward_units(int64_t slices, const Steps& steps, int64_t H, const T* W, c
       const T* g_out = go + (t * B + b) * H;
       RNNKIT_NO_ALIAS
       for (int64_t u = u0; u < u1; ++u) dh_row[u] += g_out[u];
-      T* dG = grad_gates + (t * B + b) * G;
+      T* dG = grad_gates.row(t, b);
       cell_backward_row(act + (t * B + b) * G, cell + (t * B + b) * H,
                         previous_row(steps, t, b, cell, c_init, H), dh_row, dc + b * H, dG, H, u0,
                         u1, tanh_c.data());
@@ -337,11 +337,12 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward_impl(
   BiasGradient<T> bias_grad(B, G);
   if (slices > 1)
     backward_units<T>(slices, steps, H, W.data_ptr<T>(), go, act, cell, c_init, dh_p, dc_p,
-                      grad_gates.full, bias_grad);
+                      grad_gates, bias_grad);
   if (slices == 1) for_row_blocks(B, work_per_row, [&](int64_t b0, int64_t b1) {
     const int64_t M = b1 - b0;
     std::vector<T> dm(proj ? M * H : 0), dh_prev(M * P), tanh_c(H);
     std::vector<T> dG_rows(bf16 ? M * G : 0);  // scratch of the bfloat16 side
+    const int64_t ld_dG = grad_gates.block_stride();
     std::optional<RecurrentWeight<T>> own_hh, own_hr;
     RecurrentProduct<T> recurrent(hh.in_block(own_hh), M), projection(hr.in_block(own_hr), M);
     for (int64_t s = steps_n - 1; s >= 0; --s) {
@@ -358,7 +359,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward_impl(
         for (int64_t b = b0; b < b1; ++b)
           if (steps.valid(t, b)) std::memcpy(dh_all + (t * B + b) * P, dh_p + b * P, P * sizeof(T));
       }
-      T* dG = grad_gates.block(t, b0, dG_rows.data());  // rows b0..b1 of step t
+      T* dG = grad_gates.block(t, b0, dG_rows.data());  // rows b0..b1 of step t, ld_dG apart
       const int64_t t_next = steps.time_before(s);
       for (int64_t b = b0; b < b1; ++b) {
         if (t_next >= 0) {
@@ -371,7 +372,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward_impl(
         const T* c_t = cell + (t * B + b) * H;
         const T* c_prev = previous_row(steps, t, b, cell, c_init, H);
         const T* dmb = proj ? dm.data() + (b - b0) * H : dh_p + b * P;
-        T* dGb = dG + (b - b0) * G;
+        T* dGb = dG + (b - b0) * ld_dG;
         cell_backward_row(g, c_t, c_prev, dmb, dc_p + b * H, dGb, H, 0, H, tanh_c.data());
         if (proj) {
           T* mb = m_all.data_ptr<T>() + (t * B + b) * H;
@@ -381,7 +382,7 @@ std::tuple<Tensor, Tensor, Tensor, Tensor, Tensor, Tensor> backward_impl(
         bias_grad.add(b, dGb);
         grad_gates.store(t, b, dGb);
       }
-      recurrent(M, dG, G, dh_prev.data(), P, /*overwrite=*/true);
+      recurrent(M, dG, ld_dG, dh_prev.data(), P, /*overwrite=*/true);
       for (int64_t b = b0; b < b1; ++b)
         if (steps.valid(t, b))
           std::memcpy(dh_p + b * P, dh_prev.data() + (b - b0) * P, P * sizeof(T));

@@ -310,8 +310,8 @@ void forward_by_units(int64_t slices, const Steps& steps, int64_t H, int64_t gat
   });
 }
 
-// The backward of a cell under the plan by units. grad_rows (T, B, K): the gradient of the
-// step's recurrent product h_{t-1} W^T, W (K, H) = W_hh with K = gates H, and dh (B, H) the
+// The backward of a cell under the plan by units. grad_rows (T, B, K), rows ld apart
+// (GradientRows in common.h): the gradient of the step's recurrent product h_{t-1} W^T, W (K, H) = W_hh with K = gates H, and dh (B, H) the
 // gradient of the state, each only ever touched at a thread's own units. make_cell(u0, u1) is
 // called once in each thread and returns its cell(t, b, t_next, dh_row, dh_prev): for its units
 // of row b at step t it adds the output gradient to dh_row[u0:u1], writes the step's gradient
@@ -322,7 +322,7 @@ void forward_by_units(int64_t slices, const Steps& steps, int64_t H, int64_t gat
 // step's reads.
 template <typename T, typename MakeCell>
 void backward_by_units(int64_t slices, const Steps& steps, int64_t H, int64_t K, const T* W,
-                       T* grad_rows, T* dh, bool accumulate, MakeCell&& make_cell) {
+                       T* grad_rows, int64_t ld, T* dh, bool accumulate, MakeCell&& make_cell) {
   const int64_t B = steps.B;
   SliceWeights<T> w_slices(slices, H, K, 1);
   for_unit_slices(H, slices, [&](int64_t slice, int64_t u0, int64_t u1, int64_t weight,
@@ -339,11 +339,11 @@ void backward_by_units(int64_t slices, const Steps& steps, int64_t H, int64_t K,
         else if (accumulate) std::fill(dprev, dprev + n, T(0));
       }
       barrier.arrive_and_wait(weight);
-      const T* rows = grad_rows + t * B * K;
-      prefetch(rows, B * K);  // the other threads' units, all at once (as in forward_by_units)
+      const T* rows = grad_rows + t * B * ld;
+      prefetch(rows, B * ld);  // the other threads' units, all at once (as in forward_by_units)
       const PanelOrder order = panel_order_of_step(s);
-      if (accumulate) gemm_accumulate(B, rows, K, w, dh_prev.data(), n, 0, w.panels, order);
-      else gemm_assign(B, rows, K, w, dh_prev.data(), n, 0, w.panels, static_cast<const T*>(nullptr), order);
+      if (accumulate) gemm_accumulate(B, rows, ld, w, dh_prev.data(), n, 0, w.panels, order);
+      else gemm_assign(B, rows, ld, w, dh_prev.data(), n, 0, w.panels, static_cast<const T*>(nullptr), order);
       for (int64_t b = 0; b < B; ++b)
         if (steps.valid(t, b)) std::memcpy(dh + b * H + u0, dh_prev.data() + b * n, n * sizeof(T));
     }
