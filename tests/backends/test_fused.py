@@ -1023,32 +1023,6 @@ def test_dense_ops_match_torch_and_pass_opcheck(dtype, rows, features, outputs, 
     torch.library.opcheck(torch.ops.rnnkit.matmul, (x, weight.t()))
 
 
-@requires_fused
-@pytest.mark.parametrize("rows, features", [(105, 40), (106, 40), (107, 40), (127, 40), (200, 1024)],
-                         ids=["96+9", "96+10", "96+11", "96+12+12+7", "rows-4KB-apart"])
-def test_tall_products_match_torch_for_every_row_block(rows, features):
-    """Products of 96 rows or more run 12 rows per micro-kernel with AVX-512 (csrc/gemm.h,
-    kTallRowBlock): the remainders 9-11 each take their own kernel, and rows a multiple of 4 KB
-    apart (1024 float32 inputs) keep blocks of 8. Against torch's linear: output and every
-    gradient (the input gradient is a tall product too). One thread, so that no split of the
-    rows over threads leaves blocks under 96 rows."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        _check_tall_product(rows, features)
-    finally:
-        torch.set_num_threads(previous)
-
-
-def _check_tall_product(rows, features):
-    torch.manual_seed(11)
-    x = torch.randn(rows, features, requires_grad=True)
-    # scaled as an initialized layer's: outputs of unit size, within the float32 tolerance
-    weight = (torch.randn(64, features) / features ** 0.5).requires_grad_()
-    bias = torch.randn(64, requires_grad=True)
-    _assert_linear_matches_torch(x, weight, bias)
-
-
 def _assert_linear_matches_torch(x, weight, bias):
     """rnnkit::linear against torch's linear: output (shape, not a view), every gradient, and
     opcheck."""

@@ -214,31 +214,9 @@ inline void micro_kernel(const T* A, int64_t lda, const T* Bp, int64_t K, T* C, 
 // With AVX2 (16 ymm registers) the block is 6 x 16: 12 accumulators + 2 B vectors + 1 broadcast.
 constexpr int kRowBlock = RNNKIT_AVX2 ? 6 : 8;
 
-// Tall products with a row-major A (the input projection over all steps, the input gradient)
-// take blocks of 12 rows with AVX-512 (24 accumulators + 2 B vectors + 1 broadcast of the 32 zmm
-// registers): each loaded B vector serves 12 FMAs instead of 8. Measured on AMD Zen 4, one
-// thread, both in one process, alternating call by call (GFLOP/s, 8 -> 12 rows): the projection
-// 1600 x 256 -> 1024 79 -> 88, 1600 x 128 -> 512 82 -> 93, 6400 x 256 -> 1024 87 -> 95; the
-// input gradient 1600 x 1024 -> 256 82 -> 91; LSTM training at B = 16, H = 256, T = 100 1.036x.
-// Not where A's rows are a multiple of 4 KB apart: the 12 values a k step broadcasts then lie
-// in one L1 set of 8 ways (1600 x 1024 -> 256 with A unpadded: 80 -> 62). Not for short
-// products either: a batch of 16 rows would run as 12 + 4. A column-major A (the weight
-// gradients) keeps 8 rows, which measured level or behind. Rows never interact, so every
-// result is the same either way.
-constexpr int kTallRowBlock = RNNKIT_AVX512 ? 12 : kRowBlock;
-
 template <bool kColMajorA, typename T>
 inline void rows_kernel(int rows, const T* A, int64_t lda, const T* Bp, int64_t K, T* C,
                         int64_t ldc, int cols, const Start<T>& s) {
-  if constexpr (!kColMajorA && kTallRowBlock > kRowBlock) {
-    switch (rows) {
-      case 12: return micro_kernel<12, kColMajorA>(A, lda, Bp, K, C, ldc, cols, s);
-      case 11: return micro_kernel<11, kColMajorA>(A, lda, Bp, K, C, ldc, cols, s);
-      case 10: return micro_kernel<10, kColMajorA>(A, lda, Bp, K, C, ldc, cols, s);
-      case 9: return micro_kernel<9, kColMajorA>(A, lda, Bp, K, C, ldc, cols, s);
-      default: break;
-    }
-  }
   switch (rows) {
     case 8: micro_kernel<8, kColMajorA>(A, lda, Bp, K, C, ldc, cols, s); break;
     case 7: micro_kernel<7, kColMajorA>(A, lda, Bp, K, C, ldc, cols, s); break;
@@ -293,19 +271,12 @@ inline int64_t gemv_four_panels(const T* a, const PackedMatrix<T>& B, T* c, int6
 // while every panel passes over it, and a panel slice of kDepthPerBlock x NR values (16 KB for
 // float) stays in L1 while the row blocks of kRowBlock pass over it. Without it, tall products
 // (the input projection over all steps) re-stream A from memory once per panel.
-constexpr int64_t kRowsPerBlock = 96;   // a multiple of kRowBlock and kTallRowBlock
+constexpr int64_t kRowsPerBlock = 96;   // a multiple of kRowBlock
 constexpr int64_t kDepthPerBlock = 128;
 // Rows per block of a column-major A (see gemm_blocked). Its depth is kDepthPerBlock as well:
 // with the same block boundaries a product rounds identically whichever layout A has (a
 // transposed view or a contiguous copy of it), which torch.compile's checks rely on.
 constexpr int64_t kColMajorRows = 512;
-
-// Rows per micro-kernel call for a row-major A of M rows, lda apart (kTallRowBlock above).
-template <typename T>
-inline int row_block_of(int64_t M, int64_t lda) {
-  const bool aliased = (lda * int64_t(sizeof(T))) % 4096 == 0;
-  return M >= kRowsPerBlock && !aliased ? kTallRowBlock : kRowBlock;
-}
 
 // C[0:M, panels p0..p1) = A (M x K) * B (packed) + C, or with overwrite + bias (a row of N
 // values, or zero when null), never reading C. A has row stride lda (kColMajorA: column stride
@@ -321,7 +292,6 @@ void gemm_blocked(int64_t M, const T* A, int64_t lda, const PackedMatrix<T>& B, 
   // consecutive rows of the stored matrix. Blocks of 96 rows instead lie lda apart and collide
   // in a few L1 sets (74 GFLOP/s against 98 for row-major A, dW of 256 x 64 over 6400 rows).
   const int64_t rows_per_block = kColMajorA ? kColMajorRows : kRowsPerBlock;
-  const int64_t row_block = kColMajorA ? kRowBlock : row_block_of<T>(M, lda);
   for (int64_t m0 = 0; m0 < M; m0 += rows_per_block) {
     const int64_t m1 = std::min(M, m0 + rows_per_block);
     // do-while: with K = 0 an overwrite still has to write the bias (or zeros)
@@ -333,8 +303,8 @@ void gemm_blocked(int64_t M, const T* A, int64_t lda, const PackedMatrix<T>& B, 
         const T* panel = B.panel(p) + k0 * NR;
         // only the first depth block starts from the bias; later ones add to what it left
         const Start<T> start{!overwrite || k0 > 0, bias ? bias + p * NR : nullptr};
-        for (int64_t m = m0; m < m1; m += row_block) {
-          const int rows = (int)std::min<int64_t>(row_block, m1 - m);
+        for (int64_t m = m0; m < m1; m += kRowBlock) {
+          const int rows = (int)std::min<int64_t>(kRowBlock, m1 - m);
           const T* a_block = kColMajorA ? A + k0 * lda + m : A + m * lda + k0;
           rows_kernel<kColMajorA, T>(rows, a_block, lda, panel, depth, C + m * ldc + p * NR, ldc,
                                      cols, start);
