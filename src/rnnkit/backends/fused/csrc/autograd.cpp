@@ -332,7 +332,6 @@ const c10::TypedOperatorHandle<Linear>& linear_op() {
   return handle;
 }
 
-// y = x W^T + b (x (..., I)): dx = dy W, dW = dy^T x, db = sum over rows of dy.
 // Whether a (T, B, G) gradient can be read as (T B, G) rows in place: contiguous, or the
 // recurrences' gate gradients, whose rows are padded (GradientRows, common.h) so that the
 // weight gradient reads their columns fast; a copy would undo that, and cost a pass.
@@ -342,6 +341,7 @@ bool rows_in_place(const Tensor& dy) {
          dy.sym_stride(0) == dy.sym_size(1) * dy.sym_stride(1);
 }
 
+// y = x W^T + b (x (..., I)): dx = dy W, dW = dy^T x, db = sum over rows of dy.
 struct LinearFunction : torch::autograd::Function<LinearFunction> {
   static Tensor forward(AutogradContext* ctx, const Tensor& x, const Tensor& weight,
                         const optional<Tensor>& bias) {

@@ -310,16 +310,16 @@ void forward_by_units(int64_t slices, const Steps& steps, int64_t H, int64_t gat
   });
 }
 
-// The backward of a cell under the plan by units. grad_rows (T, B, K), rows ld apart
-// (GradientRows in common.h): the gradient of the step's recurrent product h_{t-1} W^T, W (K, H) = W_hh with K = gates H, and dh (B, H) the
-// gradient of the state, each only ever touched at a thread's own units. make_cell(u0, u1) is
-// called once in each thread and returns its cell(t, b, t_next, dh_row, dh_prev): for its units
-// of row b at step t it adds the output gradient to dh_row[u0:u1], writes the step's gradient
-// rows at those units (grad_rows among them), and with `accumulate` (the GRU, whose h_{t-1}
-// also reaches h_t directly) the direct part of the gradient of h_{t-1} to dh_prev[0:u1-u0].
-// After the step's barrier each thread adds dG_t W[:, u0:u1] from the whole row dG_t: each
-// step's gradient has its own row of grad_rows, so the next step's writes never meet this
-// step's reads.
+// The backward of a cell under the plan by units. grad_rows (T, B, K), rows ld apart (GradientRows
+// in common.h): the gradient of the step's recurrent product h_{t-1} W^T, W (K, H) = W_hh with K =
+// gates H; and dh (B, H) the gradient of the state, each only ever touched at a thread's own units.
+// make_cell(u0, u1) is called once in each thread and returns its cell(t, b, t_next, dh_row,
+// dh_prev): for its units of row b at step t it adds the output gradient to dh_row[u0:u1], writes
+// the step's gradient rows at those units (grad_rows among them), and with `accumulate` (the GRU,
+// whose h_{t-1} also reaches h_t directly) the direct part of the gradient of h_{t-1} to
+// dh_prev[0:u1-u0]. After the step's barrier each thread adds dG_t W[:, u0:u1] from the whole row
+// dG_t: each step's gradient has its own row of grad_rows, so the next step's writes never meet
+// this step's reads.
 template <typename T, typename MakeCell>
 void backward_by_units(int64_t slices, const Steps& steps, int64_t H, int64_t K, const T* W,
                        T* grad_rows, int64_t ld, T* dh, bool accumulate, MakeCell&& make_cell) {
