@@ -123,7 +123,13 @@ struct PackedBf16 {
   static constexpr int64_t kChunk = 32;  // depth of one tile product
   static constexpr int64_t kTileValues = 512;  // 16 pair rows x 16 columns x 2
   int64_t K = 0, N = 0, K_pad = 0, N_pad = 0;
-  std::vector<uint16_t> data;  // (N_pad / 16) column blocks x (K_pad / 32) tiles
+  // (N_pad / 16) column blocks x (K_pad / 32) tiles, in a block of the buffer pool
+  // (buffer_pool.h), as PackedMatrix's values: from a std::vector, every pack of an LSTM's W_hh
+  // at H = 512 (2 MB) zero-filled it, and took fresh pages whenever glibc had handed the last
+  // block back to the OS.
+  c10::DataPtr owned;
+  size_t owned_bytes = 0;
+  const uint16_t* values() const { return static_cast<const uint16_t*>(owned.get()); }
 
   // Pack B where element (k, n) is at src[k * stride_k + n * stride_n] (as PackedMatrix::pack;
   // by_all_threads as there: every thread packs a share of the column blocks).
@@ -133,7 +139,14 @@ struct PackedBf16 {
     N = N_;
     K_pad = (K + kChunk - 1) / kChunk * kChunk;
     N_pad = (N + 31) / 32 * 32;
-    data.assign(K_pad * N_pad, 0);
+    const size_t bytes = size_t(K_pad * N_pad) * sizeof(uint16_t);
+    if (owned.get() == nullptr || owned_bytes < bytes) {
+      owned = BufferPool::instance().allocate(bytes);
+      owned_bytes = bytes;
+    }
+    // The vectorized paths of pack_block write every value of a tile, zero padding included;
+    // the element loop writes only the values inside K x N, so it needs zeros around them.
+    if (bytes > 0 && !whole_tiles(stride_k, stride_n)) std::memset(owned.get(), 0, bytes);
     const int64_t blocks = N_pad / 16;
     const auto pack_blocks = [&](int64_t first, int64_t last) {
       for (int64_t nb = first; nb < last; ++nb) pack_block(src, nb, stride_k, stride_n);
@@ -144,9 +157,19 @@ struct PackedBf16 {
       pack_blocks(0, blocks);
     }
   }
-  const uint16_t* column_block(int64_t nb) const { return data.data() + nb * (K_pad / kChunk) * kTileValues; }
+  const uint16_t* column_block(int64_t nb) const { return values() + nb * (K_pad / kChunk) * kTileValues; }
 
  private:
+  // Whether pack_block writes whole tiles for this layout (its vectorized paths).
+  static bool whole_tiles(int64_t stride_k, int64_t stride_n) {
+#if defined(__AVX512F__)
+    return stride_k == 1 || stride_n == 1;
+#else
+    (void)stride_k, (void)stride_n;
+    return false;
+#endif
+  }
+
   // Column block nb (16 columns), one tile per 32-deep chunk. A tile holds, for each pair row
   // p (depths 2p and 2p + 1 of the chunk) and column c, the 32-bit word of the two values at
   // word p * 16 + c. The element loop converted one value at a time and took ~4 ms for an
@@ -157,7 +180,7 @@ struct PackedBf16 {
   void pack_block(const float* src, int64_t nb, int64_t stride_k, int64_t stride_n) {
     const int64_t chunks = K_pad / kChunk;
     for (int64_t kc = 0; kc < chunks; ++kc) {
-      uint16_t* tile = data.data() + (nb * chunks + kc) * kTileValues;
+      uint16_t* tile = static_cast<uint16_t*>(owned.get()) + (nb * chunks + kc) * kTileValues;
 #if defined(__AVX512F__)
       if (stride_k == 1) {
         const int64_t k0 = kc * kChunk;
@@ -250,7 +273,7 @@ class Bf16Product {
     if (tiles_) {
       multiply_on_tiles((M + 15) / 16 * 16);
     } else {
-      dot_bf16_multiply(M, a_.data(), B_.K_pad, B_.N_pad, B_.data.data(), c_.data());
+      dot_bf16_multiply(M, a_.data(), B_.K_pad, B_.N_pad, B_.values(), c_.data());
     }
     const int64_t N = B_.N;
     for (int64_t m = 0; m < M; ++m) {

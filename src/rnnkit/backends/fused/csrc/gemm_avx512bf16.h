@@ -62,9 +62,9 @@ inline void dot_bf16_block(const uint16_t* a, int64_t K_pad, const uint16_t* b0,
   }
 }
 
-// The product of M rows of a (bfloat16, K_pad per row) with the packed weight b (PackedBf16::data:
-// N_pad / 16 column blocks of K_pad / 2 pair rows of 32 values each, adjacent), into c
-// (M x N_pad float32, row stride N_pad).
+// The product of M rows of a (bfloat16, K_pad per row) with the packed weight b
+// (PackedBf16::values(): N_pad / 16 column blocks of K_pad / 2 pair rows of 32 values each,
+// adjacent), into c (M x N_pad float32, row stride N_pad).
 inline void dot_bf16_multiply(int64_t M, const uint16_t* a, int64_t K_pad, int64_t N_pad,
                               const uint16_t* b, float* c) {
   const int64_t block_values = K_pad * 16;  // one column block: K_pad / 2 pair rows x 32
