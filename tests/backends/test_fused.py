@@ -22,6 +22,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 import rnnkit
 from rnnkit.backends import BACKENDS, select_backend
+from rnnkit.backends.fused import empty_buffer_cache
 from tolerances import assert_close
 
 pytestmark = pytest.mark.usefixtures("single_thread")
@@ -535,6 +536,114 @@ def test_opcheck_backward_ops(hidden, dtype):
     out, h_n = ops.elman_forward(gx, h0, w, None, None, False, False)
     check(ops.elman_backward, (torch.randn_like(out), torch.randn_like(h_n), out, h0, w, None,
                                False, False), hidden)
+
+
+@requires_fused
+@pytest.mark.parametrize("batch", [3, 1, 0])
+def test_fake_gate_gradients_have_the_real_strides(batch):
+    """The backward ops' fake functions (ops.py) against the ops themselves: the gate
+    gradient's strides, padded rows included, for an empty batch too (whose buffer counts B as
+    1 in its strides). opcheck compares strides only for non-empty outputs."""
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    torch.manual_seed(15)
+    ops = torch.ops.rnnkit
+    steps, hidden = 4, 128
+    h0, c0 = torch.zeros(batch, hidden), torch.zeros(batch, hidden)
+    weight = torch.randn(4 * hidden, hidden) * 0.1
+    out, h_n, c_n, gates, cells = ops.lstm_forward(
+        torch.randn(steps, batch, 4 * hidden), h0, c0, weight, None, None, None, False, True)
+    lstm_args = (torch.randn_like(out), torch.zeros_like(h_n), torch.zeros_like(c_n), out, gates,
+                 cells, h0, c0, weight, None, None, False)
+    h64 = torch.zeros(batch, 2 * hidden, dtype=torch.float64)
+    w64 = torch.randn(6 * hidden, 2 * hidden, dtype=torch.float64) * 0.1
+    out64, h_n64, saved = ops.gru_forward(torch.randn(steps, batch, 6 * hidden, dtype=torch.float64),
+                                          h64, w64, None, None, False, True)
+    gru_args = (torch.randn_like(out64), torch.zeros_like(h_n64), out64, saved, h64, w64, None, False)
+    for op, args in ((ops.lstm_backward, lstm_args), (ops.gru_backward, gru_args)):
+        real = op(*args)[0]
+        with FakeTensorMode() as mode:
+            fake_args = [mode.from_tensor(a) if isinstance(a, torch.Tensor) else a for a in args]
+            fake = op(*fake_args)[0]
+        assert (fake.shape, fake.stride()) == (real.shape, real.stride()), op
+
+
+@requires_fused
+@pytest.mark.parametrize("kind, hidden, dtype, buffers", [
+    ("lstm", 128, torch.float32, 1), ("lstm_proj", 256, torch.float32, 1),
+    ("gru", 256, torch.float64, 2), ("rnn_tanh", 256, torch.float64, 1)])
+def test_padded_gate_gradients_never_read_their_padding(kind, hidden, dtype, buffers):
+    """The backward ops' gate gradients have rows one cache line longer than the gates where a
+    row is a multiple of 2 KB (csrc/common.h, gradient_row_stride); without lengths the buffer
+    is not zeroed, so the extra values are whatever the buffer pool's block held. Here the pool
+    is first handed blocks of exactly that size full of NaN (outputs of rnnkit::linear, freed),
+    so a read of the padding anywhere (the step's product, the weight and bias gradients, the
+    input projection's backward) would turn gradients into NaN. Against the reference backend,
+    one thread (the split by rows; no unit plan)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(13)
+        steps, batch, features = 20, 8, 16
+        reference = KINDS[kind](features, hidden, backend="reference", dtype=dtype)
+        fused = KINDS[kind](features, hidden, backend="fused", dtype=dtype)
+        fused.load_state_dict(reference.state_dict())
+        x = torch.randn(steps, batch, features, dtype=dtype, requires_grad=True)
+        gates = {"lstm": 4, "lstm_proj": 4, "gru": 3, "rnn_tanh": 1}[kind] * hidden
+        row = _gradient_row_stride(gates, dtype)
+        assert row > gates  # the case under test: padded rows
+        values_ref, grads_ref = _loss_and_grads(reference, x, None, None)
+
+        output, hidden_state = fused(x)
+        empty_buffer_cache()  # so that the poisoned blocks are the only free ones of their size
+        poison = [torch.ops.rnnkit.linear(torch.full((steps * batch, 4), float("nan"), dtype=dtype),
+                                          torch.ones(row, 4, dtype=dtype), None)
+                  for _ in range(buffers)]
+        assert all(bool(p.isnan().all()) for p in poison)
+        del poison  # their blocks go back to the pool, NaN inside, for the backward to take
+        hidden_state = hidden_state if isinstance(hidden_state, tuple) else (hidden_state,)
+        weights = torch.Generator().manual_seed(7)  # as _loss_and_grads weighs the outputs
+        loss = (output * torch.randn(output.shape, generator=weights, dtype=dtype)).sum()
+        for h in hidden_state:
+            loss = loss + (h * torch.randn(h.shape, generator=weights, dtype=dtype)).sum()
+        grads = torch.autograd.grad(loss, [x, *fused.parameters()])
+    finally:
+        torch.set_num_threads(previous)
+    for a, b in zip([output, *hidden_state], values_ref):
+        assert_close(a, b)
+    for a, b in zip(grads, grads_ref):
+        assert_close(a, b, grad=True)
+
+
+@requires_fused
+def test_the_pool_poison_reaches_the_padding():
+    """The precondition of the test above: a block freed with NaN inside is the one the next
+    backward op takes for its gate gradient, whose padding then holds NaN while every value of
+    the (T, B, G) view is written (finite)."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(14)
+        ops = torch.ops.rnnkit
+        steps, batch, hidden = 20, 8, 128
+        gates = 4 * hidden
+        row = _gradient_row_stride(gates, torch.float32)
+        h0, c0 = torch.zeros(batch, hidden), torch.zeros(batch, hidden)
+        weight = torch.randn(gates, hidden) * 0.1
+        out, h_n, c_n, saved_gates, cells = ops.lstm_forward(
+            torch.randn(steps, batch, gates), h0, c0, weight, None, None, None, False, True)
+        empty_buffer_cache()
+        poison = ops.linear(torch.full((steps * batch, 4), float("nan")), torch.ones(row, 4), None)
+        address = poison.data_ptr()
+        del poison
+        grad = ops.lstm_backward(torch.randn_like(out), torch.zeros_like(h_n), torch.zeros_like(c_n),
+                                 out, saved_gates, cells, h0, c0, weight, None, None, False)[0]
+    finally:
+        torch.set_num_threads(previous)
+    assert grad.data_ptr() == address
+    whole_rows = grad.as_strided((steps, batch, row), (batch * row, row, 1))
+    assert bool(whole_rows[..., gates:].isnan().all())
+    assert bool(grad.isfinite().all())
 
 
 @requires_fused

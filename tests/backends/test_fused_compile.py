@@ -190,3 +190,29 @@ def test_compiled_training_under_bf16_autocast_equals_eager(kind, backend, first
     assert_close(got, expected)
     for got_grad, expected_grad in zip(got_grads, expected_grads):
         assert_close(got_grad, expected_grad, grad=True)
+
+
+@pytest.mark.parametrize("batch", [3, 0], ids=["batch-3", "empty-batch"])
+def test_compiled_training_with_padded_gate_gradients(batch):
+    """At H = 128 an LSTM's gate gradients have rows one cache line longer than the gates
+    (csrc/common.h, gradient_row_stride), and the input projection's backward reads them in
+    place: the traced backward views them as the fake functions describe them (whose strides
+    test_fused.py compares with the real ones). An empty batch runs too."""
+    torch._dynamo.reset()
+    torch.manual_seed(4)
+    fused = rnnkit.LSTM(16, 128, backend="fused")
+    reference = rnnkit.LSTM(16, 128, backend="reference")
+    reference.load_state_dict(fused.state_dict())
+    x = torch.randn(5, batch, 16, requires_grad=True)
+
+    def loss_and_grads(model):
+        output, _ = model(x)
+        loss = output.square().sum()
+        return loss, torch.autograd.grad(loss, [x, *model.parameters()], allow_unused=True)
+
+    compiled = torch.compile(fused, backend="aot_eager", fullgraph=True)
+    loss, grads = loss_and_grads(compiled)
+    expected_loss, expected_grads = loss_and_grads(reference)
+    assert_close(loss, expected_loss)
+    for ours, theirs in zip(grads, expected_grads):
+        assert_close(ours, theirs, grad=True)

@@ -13,6 +13,7 @@ bfloat16 under a float32 state, and the backward ops return grad_gates_x in bflo
 from __future__ import annotations
 
 import torch
+from torch._prims_common import make_contiguous_strides_for
 
 
 def _grad_gates_dtype(state_like, bf16):
@@ -30,7 +31,9 @@ def _grad_gates_x(like, steps, batch, width, bf16):
     dtype = _grad_gates_dtype(like, bf16)
     item = dtype.itemsize
     row = width + 64 // item if not bf16 and width > 0 and width * item % 2048 == 0 else width
-    return like.new_empty_strided((steps, batch, width), (batch * row, row, 1), dtype=dtype)
+    # the strides of the (T, B, row) buffer the op allocates, which count an empty dim as 1
+    strides = make_contiguous_strides_for((steps, batch, row))
+    return like.new_empty_strided((steps, batch, width), strides, dtype=dtype)
 
 
 # ---- LSTM ---------------------------------------------------------------------------------------

@@ -332,9 +332,10 @@ const c10::TypedOperatorHandle<Linear>& linear_op() {
   return handle;
 }
 
-// Whether a (T, B, G) gradient can be read as (T B, G) rows in place: contiguous, or the
-// recurrences' gate gradients, whose rows are padded (GradientRows, common.h) so that the
-// weight gradient reads their columns fast; a copy would undo that, and cost a pass.
+// Whether a (T, B, G) gradient can be read as (T B, G) rows in place: contiguous, or with
+// evenly spaced rows of unit stride, as the recurrences' gate gradients come (their rows are
+// padded, GradientRows in common.h, so that the weight gradient reads their columns fast; a
+// copy would undo that, and cost a pass).
 bool rows_in_place(const Tensor& dy) {
   if (dy.is_contiguous()) return true;
   return dy.dim() == 3 && dy.sym_stride(2) == 1 && dy.sym_stride(1) >= dy.sym_size(2) &&

@@ -322,10 +322,11 @@ struct GateRows {
 // The row stride of a (T, B, width) gradient of T values (GradientRows): the width, plus one
 // cache line when a row is a multiple of 2 KB. The weight gradients read these buffers down
 // their columns (dW = dG^T X, gemm.h's column-major A), 8 values from each of 128 rows per
-// micro-kernel pass; rows 2 or 4 KB apart put those 128 lines in one or two L1 sets, and each
+// micro-kernel pass; rows 4 or 2 KB apart put those 128 lines in one or two L1 sets, and each
 // pass went to L2 for them. The product dG^T X over 1600 rows, 1 thread, AMD Zen 4, GFLOP/s
 // plain / padded: 80 / 96 at 2 KB rows (LSTM H = 128), 85 / 93 at 4 KB (H = 256), 94 / 99 at
-// 8 KB (H = 512); 1, 1.5, 3 and 6 KB rows were level either way.
+// 8 KB (H = 512); 1, 1.5 and 3 KB rows were level either way, and 6 KB rows (GRU H = 512),
+// which the rule pads too, level padded or not.
 inline int64_t gradient_row_stride(int64_t width, int64_t element_size) {
   const bool aliased = width > 0 && (width * element_size) % 2048 == 0;
   return aliased ? width + 64 / element_size : width;
@@ -345,8 +346,8 @@ struct GradientRows {
 
   GradientRows(const Steps& steps, int64_t width_, const at::TensorOptions& options, bool bf16)
       : B(steps.B), width(width_) {
-    // Buffers whose padding rows are never written start at zero (buffer_for). The padding
-    // columns are never read.
+    // Buffers whose padding rows (steps past a sequence's length) are never written start at
+    // zero (buffer_for). The extra ld - width values of each row are never read.
     if (bf16) {
       ld = width;
       tensor = buffer_for(steps, {steps.T, steps.B, width}, options.dtype(at::kBFloat16));

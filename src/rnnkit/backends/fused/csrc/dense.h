@@ -122,7 +122,8 @@ inline bool column_major(const at::Tensor& a) {
 }
 
 // a (M, K) @ b (K, N) for a column-major a: the weight gradients dW = dG^T X, with dG (K, M)
-// contiguous over all T x B rows (K large, M x N small). The packed GEMM reads dG in place
+// over all T x B rows, its rows lda apart (K large, M x N small; the recurrences pad their gate
+// gradients' rows, common.h's gradient_row_stride). The packed GEMM reads dG in place
 // (on AMD, oneDNN and MKL ran these at ~60 GFLOP/s, the packed kernel at ~85-95); b is packed
 // once and the rows of the result are split across threads. Small products (packed_pays), and
 // every product under the mkl engine, go to dense_mm.
