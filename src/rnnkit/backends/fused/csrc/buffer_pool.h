@@ -138,6 +138,29 @@ class BufferPool final : public c10::Allocator {
   size_t limit_ = kDefaultCacheLimit;
 };
 
+// Memory a packed weight keeps between packs (PackedMatrix in gemm.h, PackedBf16 in gemm_amx.h):
+// a block of the pool, replaced only when a pack needs more bytes than it holds. Not zeroed.
+// From a std::vector, a large copy took fresh pages whenever other code's allocations had made
+// glibc hand the last block back to the OS (gemm.h has the numbers).
+struct PooledBlock {
+  c10::DataPtr data;
+  size_t bytes = 0;
+
+  // At least `size` bytes, the contents unspecified.
+  void* reserve(size_t size) {
+    if (data.get() == nullptr || bytes < size) {
+      data = BufferPool::instance().allocate(size);
+      bytes = size;
+    }
+    return data.get();
+  }
+  void release() {
+    data.clear();
+    bytes = 0;
+  }
+  void* get() const { return data.get(); }
+};
+
 // at::empty, with large buffers from the pool. Same dtype and layout rules as at::empty.
 inline at::Tensor pooled_empty(at::IntArrayRef shape, const at::TensorOptions& options) {
   return at::detail::empty_generic(shape, &BufferPool::instance(),

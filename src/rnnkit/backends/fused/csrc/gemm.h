@@ -72,8 +72,7 @@ struct PackedMatrix {
   // between two calls had made glibc hand the memory back to the OS, a page fault per 4 KB:
   // LSTM inference at H = 512, B = 8, T = 1 (2 threads, AMD Zen 4), each call after a
   // torch.nn.LSTM call, took 2.05 ms from malloc and 1.05 ms from the pool.
-  c10::DataPtr owned;
-  size_t owned_bytes = 0;
+  PooledBlock owned;
   T* lent = nullptr;  // the memory of pack_into, else null
 
   // Values a K x N matrix takes packed.
@@ -83,19 +82,14 @@ struct PackedMatrix {
   // every thread packs a share of the panels (see pack_values).
   void pack(const T* src, int64_t K_, int64_t N_, int64_t stride_k, int64_t stride_n,
             bool by_all_threads = false) {
-    const size_t bytes = size_t(packed_size(K_, N_)) * sizeof(T);
-    if (owned.get() == nullptr || owned_bytes < bytes) {
-      owned = BufferPool::instance().allocate(bytes);
-      owned_bytes = bytes;
-    }
+    T* memory = static_cast<T*>(owned.reserve(size_t(packed_size(K_, N_)) * sizeof(T)));
     lent = nullptr;
-    pack_values(static_cast<T*>(owned.get()), src, K_, N_, stride_k, stride_n, by_all_threads);
+    pack_values(memory, src, K_, N_, stride_k, stride_n, by_all_threads);
   }
   // pack into memory of packed_size(K, N) values that the caller owns and keeps alive (the
   // per-thread slices of unit_team.h, from the buffer pool).
   void pack_into(T* memory, const T* src, int64_t K_, int64_t N_, int64_t stride_k, int64_t stride_n) {
-    owned.clear();
-    owned_bytes = 0;
+    owned.release();
     lent = memory;
     pack_values(memory, src, K_, N_, stride_k, stride_n, /*by_all_threads=*/false);
   }

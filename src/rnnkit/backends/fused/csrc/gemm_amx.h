@@ -123,12 +123,10 @@ struct PackedBf16 {
   static constexpr int64_t kChunk = 32;  // depth of one tile product
   static constexpr int64_t kTileValues = 512;  // 16 pair rows x 16 columns x 2
   int64_t K = 0, N = 0, K_pad = 0, N_pad = 0;
-  // (N_pad / 16) column blocks x (K_pad / 32) tiles, in a block of the buffer pool
-  // (buffer_pool.h), as PackedMatrix's values: from a std::vector, every pack of an LSTM's W_hh
-  // at H = 512 (2 MB) zero-filled it, and took fresh pages whenever glibc had handed the last
-  // block back to the OS.
-  c10::DataPtr owned;
-  size_t owned_bytes = 0;
+  // (N_pad / 16) column blocks x (K_pad / 32) tiles, in pooled memory (buffer_pool.h), as
+  // PackedMatrix's values: as a std::vector, every pack of an LSTM's W_hh at H = 512 (2 MB)
+  // zero-filled it, and took fresh pages whenever glibc had handed the last block back.
+  PooledBlock owned;
   const uint16_t* values() const { return static_cast<const uint16_t*>(owned.get()); }
 
   // Pack B where element (k, n) is at src[k * stride_k + n * stride_n] (as PackedMatrix::pack;
@@ -140,10 +138,7 @@ struct PackedBf16 {
     K_pad = (K + kChunk - 1) / kChunk * kChunk;
     N_pad = (N + 31) / 32 * 32;
     const size_t bytes = size_t(K_pad * N_pad) * sizeof(uint16_t);
-    if (owned.get() == nullptr || owned_bytes < bytes) {
-      owned = BufferPool::instance().allocate(bytes);
-      owned_bytes = bytes;
-    }
+    owned.reserve(bytes);
     // The vectorized paths of pack_block write every value of a tile, zero padding included;
     // the element loop writes only the values inside K x N, so it needs zeros around them.
     if (bytes > 0 && !whole_tiles(stride_k, stride_n)) std::memset(owned.get(), 0, bytes);
