@@ -177,6 +177,68 @@ def test_lstm_inference_projects_inside_the_loop(dtype, proj_size, batch_first):
             assert_close(a, b)
 
 
+def _training_results(model, x, grad_output):
+    """Output, final states and the gradients of x and of every parameter for one backward."""
+    output, hidden = model(x)
+    hidden = hidden if isinstance(hidden, tuple) else (hidden,)
+    grads = torch.autograd.grad(output, [x, *model.parameters()], grad_output)
+    return [output, *hidden], grads
+
+
+@requires_fused
+@pytest.mark.parametrize("kind", KINDS)
+def test_batch_first_training_computes_what_time_major_does(kind):
+    """A batch-first layer projects its input in time-major order when it trains (the copy of x
+    is no wider than the gates, scan.projects_time_major), and hands a time-major output on to
+    the layer above, which projects it as it lies. So it runs exactly the time-major layer's
+    products, in the same order: outputs, states and every gradient equal the time-major
+    layer's bit for bit (projected in the input's own order, the weight gradients summed their
+    rows in another order and differed in the last bits). Oracle: the same model time-major."""
+    torch.manual_seed(3)
+    steps, batch, features, hidden = 9, 5, 6, 20  # features <= the gate width of every cell
+    make = KINDS[kind]
+    time_major = make(features, hidden, num_layers=2, backend="fused")
+    batch_first = make(features, hidden, num_layers=2, backend="fused", batch_first=True)
+    batch_first.load_state_dict(time_major.state_dict())
+    x = torch.randn(steps, batch, features)
+    out_width = 3 if kind == "lstm_proj" else hidden
+    grad_output = torch.randn(steps, batch, out_width)
+    values_tm, grads_tm = _training_results(time_major, x.clone().requires_grad_(), grad_output)
+    x_batch_major = x.transpose(0, 1).contiguous().requires_grad_()  # (B, T, I) as users hold it
+    values_bf, grads_bf = _training_results(batch_first, x_batch_major,
+                                            grad_output.transpose(0, 1))
+    assert torch.equal(values_bf[0].transpose(0, 1), values_tm[0])
+    for a, b in zip(values_bf[1:], values_tm[1:]):
+        assert torch.equal(a, b)
+    assert torch.equal(grads_bf[0].transpose(0, 1), grads_tm[0])
+    names = [name for name, _ in time_major.named_parameters()]
+    for name, a, b in zip(names, grads_bf[1:], grads_tm[1:]):
+        assert torch.equal(a, b), name
+
+
+@requires_fused
+@pytest.mark.parametrize("train", [False, True], ids=["inference", "training"])
+def test_batch_first_input_wider_than_the_gates(train):
+    """An Elman layer with more inputs than gates (I > H) keeps projecting a batch-major input
+    in its own order (a time-major copy of x would cost more than it saves) and the layer above
+    still projects time-major: both routes in one model must agree with the reference."""
+    torch.manual_seed(4)
+    reference = rnnkit.RNN(40, 12, num_layers=2, batch_first=True, backend="reference")
+    fused = rnnkit.RNN(40, 12, num_layers=2, batch_first=True, backend="fused")
+    fused.load_state_dict(reference.state_dict())
+    x = torch.randn(5, 8, 40)
+    grad_output = torch.randn(5, 8, 12)
+    if not train:
+        with torch.no_grad():
+            for a, b in zip(fused(x), reference(x)):
+                assert_close(a, b)
+        return
+    values_f, grads_f = _training_results(fused, x.clone().requires_grad_(), grad_output)
+    values_r, grads_r = _training_results(reference, x.clone().requires_grad_(), grad_output)
+    for a, b in zip([*values_f, *grads_f], [*values_r, *grads_r]):
+        assert_close(a, b)
+
+
 @requires_fused
 def test_in_loop_projection_takes_weights_under_the_kernels_l2():
     """The in-loop projection takes W_ih and W_hh together under one core's L2, the size the C++

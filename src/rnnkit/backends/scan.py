@@ -248,8 +248,14 @@ def run_layer(
         result = chosen.run_without_grad(cell, x_time_major, state0, lengths, reverse)
     if result is None:
         if gates_x is None:
-            gates_x = chosen.project(cell, x)
-        if batch_first:
+            if batch_first and projects_time_major(cell, x_time_major, state0):
+                x_time_major = x_time_major.contiguous()  # a copy only for a batch-major x
+                gates_x = chosen.project(cell, x_time_major)
+            else:
+                gates_x = chosen.project(cell, x)
+                if batch_first:
+                    gates_x = gates_x.transpose(0, 1)
+        elif batch_first:
             gates_x = gates_x.transpose(0, 1)
         # A bfloat16 projection means autocast may lower the recurrent products too; they take
         # the bfloat16 gates_x as it is, a float32 recurrence a float32 copy.
@@ -263,6 +269,30 @@ def run_layer(
             result = chosen.run(cell, gates_x, state0, lengths, reverse)
     output, final = result
     return (output.transpose(0, 1) if batch_first else output), final
+
+
+def projects_time_major(cell, x_time_major: torch.Tensor, state0: NamedTuple) -> bool:
+    """Whether a batch-first layer projects its input in time-major order, ``x_time_major``
+    (T, B, I) being the (B, T, I) input transposed, so that gates_x (T, B, G) and its gradient
+    are contiguous: yes when x's memory is time-major already (the output of a layer below,
+    which the layers hand on as a transposed view), and in training when copying x costs no
+    more than the alternative (I <= G).
+
+    Projected in x's own (B, T) order, gates_x reaches the recurrence as a transposed view,
+    and in backward its gradient (the recurrence writes it time-major) reaches the projection
+    transposed; the projection's weight gradient needs its rows evenly spaced, so that (T, B, G)
+    gradient was copied whole, and a time-major x was copied twice more (flattened to rows, in
+    forward and again in backward). Time-major, the copies are one of x (B, T, I) at most.
+    Measured (Intel host, two-layer LSTM training, both layouts in one process): batch-first
+    took 1.05-1.15x the time of time-major before (B = 32, T = 64, H = 512, 2 threads: 1.05;
+    B = 64, T = 100, H = 128, 1 thread: 1.15), the difference all copies in a `perf` profile.
+    Without gradients a batch-major x stays as it is: nothing is copied in backward then, and
+    the recurrence reads the transposed gates_x in place."""
+    if x_time_major.is_contiguous():
+        return True
+    if x_time_major.size(-1) > cell.gate_count * cell.hidden_size:
+        return False
+    return needs_grad(cell, x_time_major, *state0)
 
 
 def run_forward_pre_hooks(cell, x: torch.Tensor, state0: NamedTuple) -> None:
