@@ -63,7 +63,13 @@ places where it beats the fused kernels:
   (:data:`INFERENCE_MIN_STEPS_OTHER`); the 0.68 is a single point, and the rule errs towards
   the fused kernels where the two are level. More than two threads were not measured. On the
   Intel host, before both threads packed the shared copy, the route ran short calls 1.08-1.40x
-  faster (above); that rule stays as measured.
+  faster (above); that rule stays as measured. Remeasured after it, on an Intel VM of the same
+  model without AMX (two runs, ``benchmarks/results/intel-207-noamx/fused_ab-onednn-route-*``),
+  oneDNN's time over the fused kernels' at T = 1 / 4 / 8 / 16 / 64, two threads: where the route
+  runs, H = 384-512 with B = 32-64 gave 0.83-0.99 (one 1.07 at T = 1), oneDNN ahead as the rule
+  has it; H = 256 gave 1.00-1.11 at B = 32 and 0.92-1.08 at B = 64, level within this host's
+  noise. Where the fused kernels run (B = 8-16) they led by up to 1.68x, except for H = 512,
+  B = 16 at T = 1 and 4 (0.89-0.99). So the rule stands.
 
   The route makes a call's last bits depend on its size: oneDNN and the fused kernels sum in
   different orders (~2e-7 apart in float32), so B = 11 and B = 12 rows on one thread on Intel
