@@ -185,15 +185,30 @@ def _training_results(model, x, grad_output):
     return [output, *hidden], grads
 
 
+class _ProjectedInputs(TorchDispatchMode):
+    """Records the shape of the input of every rnnkit::linear call (the layers' input
+    projections, which the fused backend runs) while active, in call order."""
+
+    def __init__(self):
+        super().__init__()
+        self.shapes = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if str(func) == "rnnkit.linear.default":
+            self.shapes.append(tuple(args[0].shape))
+        return func(*args, **(kwargs or {}))
+
+
 @requires_fused
 @pytest.mark.parametrize("kind", KINDS)
 def test_batch_first_training_computes_what_time_major_does(kind):
-    """A batch-first layer projects its input in time-major order when it trains (the copy of x
-    is no wider than the gates, scan.projects_time_major), and hands a time-major output on to
-    the layer above, which projects it as it lies. So it runs exactly the time-major layer's
+    """A batch-first layer that trains projects its input in time-major order (a copy of x no
+    wider than the gates, scan.batch_first_projects_time_major) and hands a time-major output on
+    to the layer above, which projects it as it lies. So it runs exactly the time-major layer's
     products, in the same order: outputs, states and every gradient equal the time-major
     layer's bit for bit (projected in the input's own order, the weight gradients summed their
-    rows in another order and differed in the last bits). Oracle: the same model time-major."""
+    rows in another order and differed in the last bits). Oracles: the same model run
+    time-major, and the (T, B, I) shapes the projections receive."""
     torch.manual_seed(3)
     steps, batch, features, hidden = 9, 5, 6, 20  # features <= the gate width of every cell
     make = KINDS[kind]
@@ -205,8 +220,10 @@ def test_batch_first_training_computes_what_time_major_does(kind):
     grad_output = torch.randn(steps, batch, out_width)
     values_tm, grads_tm = _training_results(time_major, x.clone().requires_grad_(), grad_output)
     x_batch_major = x.transpose(0, 1).contiguous().requires_grad_()  # (B, T, I) as users hold it
-    values_bf, grads_bf = _training_results(batch_first, x_batch_major,
-                                            grad_output.transpose(0, 1))
+    with _ProjectedInputs() as projected:
+        values_bf, grads_bf = _training_results(batch_first, x_batch_major,
+                                                grad_output.transpose(0, 1))
+    assert projected.shapes == [(steps, batch, features), (steps, batch, out_width)]
     assert torch.equal(values_bf[0].transpose(0, 1), values_tm[0])
     for a, b in zip(values_bf[1:], values_tm[1:]):
         assert torch.equal(a, b)
@@ -219,23 +236,30 @@ def test_batch_first_training_computes_what_time_major_does(kind):
 @requires_fused
 @pytest.mark.parametrize("train", [False, True], ids=["inference", "training"])
 def test_batch_first_input_wider_than_the_gates(train):
-    """An Elman layer with more inputs than gates (I > H) keeps projecting a batch-major input
-    in its own order (a time-major copy of x would cost more than it saves) and the layer above
-    still projects time-major: both routes in one model must agree with the reference."""
+    """An Elman layer with more inputs than gates (I > H) projects a batch-major input in its
+    own (B, T) order (a time-major copy of x would cost more than it saves), as does any layer
+    without gradients, while the layer above projects the time-major output it is handed as it
+    lies: both routes in one model. Oracles: the reference backend for the values, the
+    projections' input shapes for the routes."""
     torch.manual_seed(4)
-    reference = rnnkit.RNN(40, 12, num_layers=2, batch_first=True, backend="reference")
-    fused = rnnkit.RNN(40, 12, num_layers=2, batch_first=True, backend="fused")
+    batch, steps, features, hidden = 5, 8, 40, 12
+    reference = rnnkit.RNN(features, hidden, num_layers=2, batch_first=True, backend="reference")
+    fused = rnnkit.RNN(features, hidden, num_layers=2, batch_first=True, backend="fused")
     fused.load_state_dict(reference.state_dict())
-    x = torch.randn(5, 8, 40)
-    grad_output = torch.randn(5, 8, 12)
-    if not train:
+    x = torch.randn(batch, steps, features)
+    grad_output = torch.randn(batch, steps, hidden)
+    if train:
+        with _ProjectedInputs() as projected:
+            values_f, grads_f = _training_results(fused, x.clone().requires_grad_(), grad_output)
+        values_r, grads_r = _training_results(reference, x.clone().requires_grad_(), grad_output)
+        pairs = zip([*values_f, *grads_f], [*values_r, *grads_r])
+    else:
         with torch.no_grad():
-            for a, b in zip(fused(x), reference(x)):
-                assert_close(a, b)
-        return
-    values_f, grads_f = _training_results(fused, x.clone().requires_grad_(), grad_output)
-    values_r, grads_r = _training_results(reference, x.clone().requires_grad_(), grad_output)
-    for a, b in zip([*values_f, *grads_f], [*values_r, *grads_r]):
+            with _ProjectedInputs() as projected:
+                got = fused(x)
+            pairs = zip(got, reference(x))
+    assert projected.shapes == [(batch, steps, features), (steps, batch, hidden)]
+    for a, b in pairs:
         assert_close(a, b)
 
 

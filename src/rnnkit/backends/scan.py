@@ -239,24 +239,25 @@ def run_layer(
     chosen = select_backend(cell, cell.weight_hh if projection_bf16 else x, backend)
     x_time_major = x.transpose(0, 1) if batch_first else x
     result = None
-    if (gates_x is None and chosen.run_without_grad is not None
-            and not needs_grad(cell, x, *state0)):
-        if backend == "auto" and onednn_inference_pays(cell, x, lengths, batch_first):
-            # float32 LSTM inference that oneDNN's LSTM runs faster (see onednn.py)
-            return onednn_lstm(cell, x, state0, reverse=reverse, batch_first=batch_first,
-                               training=False)
-        result = chosen.run_without_grad(cell, x_time_major, state0, lengths, reverse)
+    training = None  # needs_grad(cell, x, *state0), asked at most once
+    if gates_x is None and chosen.run_without_grad is not None:
+        training = needs_grad(cell, x, *state0)
+        if not training:
+            if backend == "auto" and onednn_inference_pays(cell, x, lengths, batch_first):
+                # float32 LSTM inference that oneDNN's LSTM runs faster (see onednn.py)
+                return onednn_lstm(cell, x, state0, reverse=reverse, batch_first=batch_first,
+                                   training=False)
+            result = chosen.run_without_grad(cell, x_time_major, state0, lengths, reverse)
     if result is None:
-        if gates_x is None:
-            if batch_first and projects_time_major(cell, x_time_major, state0):
-                x_time_major = x_time_major.contiguous()  # a copy only for a batch-major x
-                gates_x = chosen.project(cell, x_time_major)
-            else:
+        if (gates_x is None and batch_first
+                and batch_first_projects_time_major(cell, x_time_major, state0, training)):
+            # .contiguous() copies only a batch-major x
+            gates_x = chosen.project(cell, x_time_major.contiguous())
+        else:
+            if gates_x is None:
                 gates_x = chosen.project(cell, x)
-                if batch_first:
-                    gates_x = gates_x.transpose(0, 1)
-        elif batch_first:
-            gates_x = gates_x.transpose(0, 1)
+            if batch_first:
+                gates_x = gates_x.transpose(0, 1)
         # A bfloat16 projection means autocast may lower the recurrent products too; they take
         # the bfloat16 gates_x as it is, a float32 recurrence a float32 copy.
         if projection_bf16 and chosen.run_bf16_products is not None:
@@ -271,28 +272,31 @@ def run_layer(
     return (output.transpose(0, 1) if batch_first else output), final
 
 
-def projects_time_major(cell, x_time_major: torch.Tensor, state0: NamedTuple) -> bool:
-    """Whether a batch-first layer projects its input in time-major order, ``x_time_major``
-    (T, B, I) being the (B, T, I) input transposed, so that gates_x (T, B, G) and its gradient
-    are contiguous: yes when x's memory is time-major already (the output of a layer below,
-    which the layers hand on as a transposed view), and in training when copying x costs no
-    more than the alternative (I <= G).
+def batch_first_projects_time_major(cell, x_time_major: torch.Tensor, state0: NamedTuple,
+                                    training: bool | None = None) -> bool:
+    """Whether a batch-first layer projects its input in time-major order (``x_time_major``,
+    the (B, T, I) input transposed to (T, B, I)), so that gates_x is a contiguous (T, B, G)
+    and its gradient comes back time-major, evenly spaced rows as the recurrence writes it.
 
-    Projected in x's own (B, T) order, gates_x reaches the recurrence as a transposed view,
-    and in backward its gradient (the recurrence writes it time-major) reaches the projection
-    transposed; the projection's weight gradient needs its rows evenly spaced, so that (T, B, G)
-    gradient was copied whole, and a time-major x was copied twice more (flattened to rows, in
-    forward and again in backward). Time-major, the copies are one of x (B, T, I) at most.
-    Measured (Intel host, two-layer LSTM training, both layouts in one process): batch-first
-    took 1.05-1.15x the time of time-major before (B = 32, T = 64, H = 512, 2 threads: 1.05;
-    B = 64, T = 100, H = 128, 1 thread: 1.15), the difference all copies in a `perf` profile.
-    Without gradients a batch-major x stays as it is: nothing is copied in backward then, and
-    the recurrence reads the transposed gates_x in place."""
+    Yes where x's memory is time-major already: the output of a one-directional layer below,
+    which the layers hand on as a transposed view (without copying it). And in training where
+    a time-major copy of x is no wider than the gates (I <= G); ``training`` is
+    :func:`needs_grad`'s answer when the caller has it.
+
+    Projected in x's own (B, T) order instead, gates_x reached the recurrence transposed, and
+    its gradient reached the projection transposed; the projection's weight gradient needs
+    evenly spaced rows, so that gradient, G wide, was copied whole in backward. A time-major x
+    projected that way was also flattened to rows with a copy, in forward and again in
+    backward. The cost and the measurements are in docs/decisions/fused-kernels.md ("Batch-first
+    layers project time-major"). Without gradients a batch-major x keeps its order: nothing
+    is copied in backward then, and the recurrence reads the transposed gates_x in place.
+
+    Either answer gives the same results up to rounding: it only chooses the rows' order."""
     if x_time_major.is_contiguous():
         return True
     if x_time_major.size(-1) > cell.gate_count * cell.hidden_size:
         return False
-    return needs_grad(cell, x_time_major, *state0)
+    return needs_grad(cell, x_time_major, *state0) if training is None else training
 
 
 def run_forward_pre_hooks(cell, x: torch.Tensor, state0: NamedTuple) -> None:

@@ -110,7 +110,11 @@ class RecurrentCell(nn.Module):
         return self.state_type(*[zeros[width] for width in widths])
 
     def project_input(self, x: torch.Tensor) -> torch.Tensor:
-        """``x @ W_ih^T + b_ih``: (..., I) -> (..., G). Independent of the state."""
+        """``x @ W_ih^T + b_ih``: (..., I) -> (..., G). Independent of the state.
+
+        Layers call it once for all steps, on (T, B, I) or (B, T, I) as suits them (a
+        batch-first layer may hand it a time-major copy), so an override must treat every
+        (..., I) row on its own."""
         return F.linear(x, self.weight_ih, self.bias_ih)
 
     def step(self, gates_x_t: torch.Tensor, state: NamedTuple) -> NamedTuple:
