@@ -177,9 +177,9 @@ def test_lstm_inference_projects_inside_the_loop(dtype, proj_size, batch_first):
             assert_close(a, b)
 
 
-def _training_results(model, x, grad_output):
+def _training_results(model, x, grad_output, lengths=None):
     """Output, final states and the gradients of x and of every parameter for one backward."""
-    output, hidden = model(x)
+    output, hidden = model(x, lengths=lengths)
     hidden = hidden if isinstance(hidden, tuple) else (hidden,)
     grads = torch.autograd.grad(output, [x, *model.parameters()], grad_output)
     return [output, *hidden], grads
@@ -201,14 +201,16 @@ class _ProjectedInputs(TorchDispatchMode):
 
 @requires_fused
 @pytest.mark.parametrize("kind", KINDS)
-def test_batch_first_training_computes_what_time_major_does(kind):
+@pytest.mark.parametrize("use_lengths", [False, True])
+def test_batch_first_training_computes_what_time_major_does(kind, use_lengths):
     """A batch-first layer that trains projects its input in time-major order (a copy of x no
     wider than the gates, scan.batch_first_projects_time_major) and hands a time-major output on
     to the layer above, which projects it as it lies. So it runs exactly the time-major layer's
     products, in the same order: outputs, states and every gradient equal the time-major
     layer's bit for bit (projected in the input's own order, the weight gradients summed their
-    rows in another order and differed in the last bits). Oracles: the same model run
-    time-major, and the (T, B, I) shapes the projections receive."""
+    rows in another order and differed in the last bits). With lengths too: the padding is
+    zeroed in x's own memory order, so the layer above still receives a time-major input.
+    Oracles: the same model run time-major, and the (T, B, I) shapes the projections receive."""
     torch.manual_seed(3)
     steps, batch, features, hidden = 9, 5, 6, 20  # features <= the gate width of every cell
     make = KINDS[kind]
@@ -218,11 +220,13 @@ def test_batch_first_training_computes_what_time_major_does(kind):
     x = torch.randn(steps, batch, features)
     out_width = 3 if kind == "lstm_proj" else hidden
     grad_output = torch.randn(steps, batch, out_width)
-    values_tm, grads_tm = _training_results(time_major, x.clone().requires_grad_(), grad_output)
+    lengths = torch.tensor([9, 2, 5, 1, 7]) if use_lengths else None
+    values_tm, grads_tm = _training_results(time_major, x.clone().requires_grad_(), grad_output,
+                                            lengths)
     x_batch_major = x.transpose(0, 1).contiguous().requires_grad_()  # (B, T, I) as users hold it
     with _ProjectedInputs() as projected:
         values_bf, grads_bf = _training_results(batch_first, x_batch_major,
-                                                grad_output.transpose(0, 1))
+                                                grad_output.transpose(0, 1), lengths)
     assert projected.shapes == [(steps, batch, features), (steps, batch, out_width)]
     assert torch.equal(values_bf[0].transpose(0, 1), values_tm[0])
     for a, b in zip(values_bf[1:], values_tm[1:]):
@@ -231,6 +235,12 @@ def test_batch_first_training_computes_what_time_major_does(kind):
     names = [name for name, _ in time_major.named_parameters()]
     for name, a, b in zip(names, grads_bf[1:], grads_tm[1:]):
         assert torch.equal(a, b), name
+    if use_lengths:
+        # without gradients the first layer keeps x's (B, T) order, and the zeroed padding of
+        # its time-major output must not turn it batch-major for the layer above
+        with torch.no_grad(), _ProjectedInputs() as projected:
+            batch_first(x_batch_major.detach(), lengths=lengths)
+        assert projected.shapes == [(batch, steps, features), (steps, batch, out_width)]
 
 
 @requires_fused

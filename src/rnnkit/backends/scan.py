@@ -168,9 +168,15 @@ def zero_padding(x: torch.Tensor, lengths: torch.Tensor, batch_first: bool) -> t
     input projection, whose weight gradient sums dG^T x over every step: a NaN or Inf in the
     padding (0 * NaN = NaN there, and through the activations' derivatives in the reference
     backend) would poison every gradient, where torch.nn's PackedSequence never reads it.
+
+    The result keeps x's memory order: a batch-first x whose memory is time-major (a layer
+    below's output) stays time-major, which batch_first_projects_time_major reads (masked_fill
+    alone follows the (B, T) mask and would return it batch-major).
     """
     steps = x.size(1 if batch_first else 0)
     valid = torch.arange(steps, device=x.device).unsqueeze(1) < lengths.to(x.device).unsqueeze(0)
+    if batch_first and x.transpose(0, 1).is_contiguous():
+        return x.transpose(0, 1).masked_fill(~valid.unsqueeze(-1), 0).transpose(0, 1)
     return x.masked_fill(~(valid.t() if batch_first else valid).unsqueeze(-1), 0)
 
 
