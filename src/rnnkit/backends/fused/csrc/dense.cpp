@@ -44,17 +44,29 @@ void packed_product(const at::Tensor& a, const T* src, int64_t K, int64_t N, int
 //   with H = 128 at B = 1, T = 100: 148 -> 81 us; its input gradient 155 -> 69 us).
 // Under the mkl engine (see dense.h) at::mm runs all of them but one kind: input projections
 // (`projection`, rnnkit::linear) of at most kDepthPerBlock inputs whose weight is not larger
-// than x. With one depth block the packed GEMM writes each C block once, bias included, and
-// was 3-20% ahead of MKL's addmm (1600 rows x 64 -> 64: 68 vs 75 us; 6400 x 128 -> 384: 4.19
-// vs 5.04 ms); from 256 inputs MKL led by 6-24%. MKL also led where the weight is the larger
-// (B = 1: 100 rows x 128 -> 512, 2 threads: 47 vs 71 us) and on the input and weight
-// gradients at every size (1.05-2x).
+// than x, or whose product is small (kSmallProjection). With one depth block the packed GEMM
+// writes each C block once, bias included, and was 3-20% ahead of MKL's addmm (1600 rows x 64
+// -> 64: 68 vs 75 us; 6400 x 128 -> 384: 4.19 vs 5.04 ms); from 256 inputs MKL led by 6-24%.
+// MKL also led where the weight is the larger (B = 1: 100 rows x 128 -> 512, 2 threads: 47 vs
+// 71 us) and on the input and weight gradients at every size (1.05-2x), except in small
+// projections (below).
+// A projection this small runs on the packed GEMM under the mkl engine even when its weight is
+// larger than x: a batch-1 layer's projection over T = 100 steps, where MKL's addmm costs a
+// fixed few microseconds more (the bias is first copied into every row of the result) and,
+// with two threads, splits a product too small to share. rnnkit::linear, packed vs MKL (Intel
+// host without AMX, family 6 model 207, each side alternating in one process, medians of 11):
+// 100 rows x 32 -> 128 (0.4M multiply-adds) 9.3 vs 12.3 us on one thread, 8.4 vs 17.7 on two;
+// 100 x 64 -> 256 (1.6M) 26.9 vs 29.5 and 19.9 vs 32.1; 100 x 96 -> 384 (3.7M) 55.2 vs 57.5
+// and 42.3 vs 43.1 (level); 100 x 128 -> 512 (6.6M) 94.0 vs 95.8 and 67.8 vs 62.0 (MKL ahead).
+constexpr int64_t kSmallProjection = int64_t(1) << 21;
+
 bool packable(const at::Tensor& a, int64_t rhs_elements, int64_t rhs_cols, bool projection) {
   if (a.dim() != 2 || a.stride(1) != 1 || a.size(0) < kRowBlock) return false;
   const int64_t multiply_adds = a.size(0) * a.size(1) * rhs_cols;
   if (!packed_pays(multiply_adds, rhs_cols, a.scalar_type())) return false;
   if (dense_engine() == DenseEngine::kMkl)
-    return projection && rhs_elements <= a.numel() && a.size(1) <= kDepthPerBlock;
+    return projection && a.size(1) <= kDepthPerBlock &&
+           (rhs_elements <= a.numel() || multiply_adds < kSmallProjection);
   const bool onednn = a.scalar_type() == at::kFloat && onednn_matmul_usable();
   return rhs_elements <= a.numel() || multiply_adds < (int64_t(1) << 24) || !onednn;
 }

@@ -6,8 +6,9 @@
 //   there and agrees with at::mm on a probe), otherwise at::mm. On AMD CPUs MKL takes its AVX2
 //   path (~85 GFLOP/s per core, against 160-200 for the packed GEMM with AVX-512).
 // * mkl: at::mm (MKL, or whatever BLAS torch was built with) for all of them, except
-//   projections from at most 128 inputs with a weight no larger than x (rnnkit::linear), which
-//   stay on the packed GEMM (dense.cpp, packable). On an Intel CPU with AVX-512, MKL runs its
+//   projections from at most 128 inputs with a weight no larger than x, or under 2M
+//   multiply-adds (rnnkit::linear; a batch-1 layer's), which stay on the packed GEMM
+//   (dense.cpp, packable). On an Intel CPU with AVX-512, MKL runs its
 //   AVX-512 kernels and was ahead of the packed GEMM at every size measured (1M to 5G
 //   multiply-adds, 1 and 2 threads) on the input gradient (1.0-1.4x) and the weight gradients
 //   (1.1-2x), and on large projections (~1.05x).
