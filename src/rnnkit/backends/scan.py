@@ -175,8 +175,8 @@ def zero_padding(x: torch.Tensor, lengths: torch.Tensor, batch_first: bool) -> t
     """
     steps = x.size(1 if batch_first else 0)
     valid = torch.arange(steps, device=x.device).unsqueeze(1) < lengths.to(x.device).unsqueeze(0)
-    if batch_first and x.transpose(0, 1).is_contiguous():
-        return x.transpose(0, 1).masked_fill(~valid.unsqueeze(-1), 0).transpose(0, 1)
+    if batch_first and (time_major := x.transpose(0, 1)).is_contiguous():
+        return time_major.masked_fill(~valid.unsqueeze(-1), 0).transpose(0, 1)
     return x.masked_fill(~(valid.t() if batch_first else valid).unsqueeze(-1), 0)
 
 
