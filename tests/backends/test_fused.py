@@ -243,6 +243,96 @@ def test_batch_first_training_computes_what_time_major_does(kind, use_lengths):
         assert projected.shapes == [(batch, steps, features), (steps, batch, out_width)]
 
 
+class _ProjectionBiases(TorchDispatchMode):
+    """Records, for every rnnkit::linear call while active, whether it was given a bias."""
+
+    def __init__(self):
+        super().__init__()
+        self.biased = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if str(func) == "rnnkit.linear.default":
+            self.biased.append(args[2] is not None)
+        return func(*args, **(kwargs or {}))
+
+
+@requires_fused
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("layers, bidirectional, batch_first, use_lengths",
+                         [(1, False, False, False), (2, True, True, True), (2, False, True, False),
+                          (1, True, False, True)])
+def test_b_ih_added_in_the_recurrence_computes_what_the_reference_does(
+        kind, layers, bidirectional, batch_first, use_lengths, monkeypatch):
+    """LSTM and Elman layers may project without b_ih and let the recurrence add b_ih + b_hh
+    (fused.backend.folds_input_bias, from 256k gate values; forced here at every size): the
+    outputs, final states and the gradients of x, h0 and every parameter, b_ih's included,
+    must still be the reference backend's. A GRU keeps b_ih in its projection (b_hn is scaled
+    by the reset gate), whatever the size. Oracles: the reference backend, and the bias each
+    projection receives."""
+    from rnnkit.backends.fused import backend as fused_backend
+
+    monkeypatch.setattr(fused_backend, "_MIN_GATE_VALUES_TO_FOLD_BIAS", 0)
+    torch.manual_seed(5)
+    steps, batch, features, hidden = 6, 7, 5, 17
+    make = KINDS[kind]
+    common = dict(num_layers=layers, bidirectional=bidirectional, batch_first=batch_first)
+    reference = make(features, hidden, backend="reference", **common)
+    fused = make(features, hidden, backend="fused", **common)
+    fused.load_state_dict(reference.state_dict())
+    shape = (batch, steps, features) if batch_first else (steps, batch, features)
+    x = torch.randn(shape, requires_grad=True)
+    rows = layers * (2 if bidirectional else 1)
+    out_width = 3 if kind == "lstm_proj" else hidden
+    h0 = torch.randn(rows, batch, out_width, requires_grad=True)
+    hx = (h0, torch.randn(rows, batch, hidden, requires_grad=True)) \
+        if kind.startswith("lstm") else h0
+    lengths = torch.tensor([6, 1, 4, 6, 2, 5, 3]) if use_lengths else None
+    values_ref, grads_ref = _loss_and_grads(reference, x, hx, lengths)
+    with _ProjectionBiases() as projections:
+        values_fused, grads_fused = _loss_and_grads(fused, x, hx, lengths)
+    assert projections.biased == [kind == "gru"] * rows
+    for index, (a, b) in enumerate(zip(values_fused, values_ref)):
+        assert_close(a, b, what=f"value {index}")
+    for index, (a, b) in enumerate(zip(grads_fused, grads_ref)):
+        assert_close(a, b, grad=True, what=f"gradient {index}")
+
+
+@requires_fused
+@pytest.mark.parametrize("kind", ["lstm", "rnn_tanh"])
+def test_b_ih_moves_to_the_recurrence_only_in_large_float32_calls(kind):
+    """The size rule of folds_input_bias: a call with fewer than 256k gate values (T * B * G)
+    keeps b_ih in its projection, as does a layer without biases and a float64 one; a larger
+    float32 call projects without it, with or without gradients (where the projection is a
+    separate GEMM). Oracle: the bias each projection receives, and the values of the
+    unfolded call for the folded one (forced unfolded by the limit)."""
+    from rnnkit.backends.fused import backend as fused_backend
+
+    torch.manual_seed(6)
+    hidden = 16
+    gates = (4 if kind == "lstm" else 1) * hidden
+    make = KINDS[kind]
+    model = make(hidden, hidden, backend="fused")
+    large_rows = fused_backend._MIN_GATE_VALUES_TO_FOLD_BIAS // gates
+    small = torch.randn(large_rows - 1, 1, hidden)
+    large = torch.randn(large_rows // 8, 8, hidden, requires_grad=True)
+    with _ProjectionBiases() as projections:
+        model(small)
+        output, _ = model(large)
+        with torch.no_grad():
+            model(large)
+    assert projections.biased == [True, False, False]  # 8 rows: no in-loop LSTM projection
+    cell = model.stack.layers[0].cell
+    assert fused_backend.folds_input_bias(cell, large)
+    assert not fused_backend.folds_input_bias(cell.double(), large.double())
+    unbiased = make(hidden, hidden, backend="fused", bias=False).stack.layers[0].cell
+    assert not fused_backend.folds_input_bias(unbiased, large)
+    model.float()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fused_backend, "_MIN_GATE_VALUES_TO_FOLD_BIAS", 1 << 62)
+        unfolded, _ = model(large)
+    assert_close(output, unfolded)
+
+
 @requires_fused
 @pytest.mark.parametrize("train", [False, True], ids=["inference", "training"])
 def test_batch_first_input_wider_than_the_gates(train):

@@ -19,7 +19,7 @@ from .fused import (
     fused_project, fused_run_without_grad, fused_scan, fused_scan_bf16, fused_unavailable,
     fused_unsupported,
 )
-from .fused.backend import fused_lstm_pays_bf16, needs_grad
+from .fused.backend import folds_input_bias, fused_lstm_pays_bf16, needs_grad
 from .lowered import (bf16_unavailable, log_decline_once, lowered_dtype, run_bf16,
                       run_projection_bf16)
 from .onednn import onednn_inference_pays, onednn_lstm, onednn_lstm_unsupported
@@ -41,7 +41,9 @@ class Backend:
     recurrence together from time-major x when no gradient is needed, or returns None to
     decline (then project + run). ``run_bf16_products``, optional, is ``run`` with the recurrent
     products in bfloat16 (float32 in and out), for layers under CPU bfloat16 autocast, or
-    returns None to decline (then ``run``).
+    returns None to decline (then ``run``). ``folds_input_bias(cell, x)``, optional, says
+    whether a layer projects x without b_ih (``project(cell, x, bias=False)``) and has the
+    recurrence add it with b_hh (``run(..., input_bias_folded=True)``).
     """
 
     name: str
@@ -52,6 +54,7 @@ class Backend:
     description: str
     run_without_grad: Callable | None = None
     run_bf16_products: Callable | None = None
+    folds_input_bias: Callable[[object, torch.Tensor], bool] | None = None
 
 
 def _nothing_missing(*args) -> str | None:
@@ -64,6 +67,7 @@ BACKENDS: dict[str, Backend] = {
         "fused", fused_scan, fused_project, fused_unavailable, fused_unsupported,
         "C++ kernels for the whole sequence, forward and backward (CPU, float32/float64)",
         run_without_grad=fused_run_without_grad, run_bf16_products=fused_scan_bf16,
+        folds_input_bias=folds_input_bias,
     ),
     "reference": Backend(
         "reference", reference_scan, lambda cell, x: cell.project_input(x), _nothing_missing,
@@ -255,13 +259,20 @@ def run_layer(
                                    training=False)
             result = chosen.run_without_grad(cell, x_time_major, state0, lengths, reverse)
     if result is None:
+        # b_ih left to the recurrence, which adds it with b_hh (LSTM and Elman, large calls)
+        fold_bias = (gates_x is None and chosen.folds_input_bias is not None
+                     and chosen.folds_input_bias(cell, x))
+
+        def project(x: torch.Tensor) -> torch.Tensor:
+            return chosen.project(cell, x, bias=False) if fold_bias else chosen.project(cell, x)
+
         if (gates_x is None and batch_first
                 and batch_first_projects_time_major(cell, x_time_major, state0, training)):
             # .contiguous() copies only a batch-major x
-            gates_x = chosen.project(cell, x_time_major.contiguous())
+            gates_x = project(x_time_major.contiguous())
         else:
             if gates_x is None:
-                gates_x = chosen.project(cell, x)
+                gates_x = project(x)
             if batch_first:
                 gates_x = gates_x.transpose(0, 1)
         # A bfloat16 projection means autocast may lower the recurrent products too; they take
@@ -272,6 +283,8 @@ def run_layer(
             gates_x = gates_x.to(cell.weight_hh.dtype)
         # chosen.run rather than scan(): the backend is chosen and the arguments were checked
         # by the layer, and repeating both costs a few microseconds per call at batch 1.
+        if result is None and fold_bias:
+            result = chosen.run(cell, gates_x, state0, lengths, reverse, input_bias_folded=True)
         if result is None:
             result = chosen.run(cell, gates_x, state0, lengths, reverse)
     output, final = result

@@ -42,15 +42,55 @@ def fused_unsupported(cell, gates_x: torch.Tensor) -> str | None:
     return None
 
 
-def fused_project(cell, x: torch.Tensor) -> torch.Tensor:
-    """``x @ W_ih^T + b_ih`` for all steps at once: (..., I) -> (..., G).
+def fused_project(cell, x: torch.Tensor, bias: bool = True) -> torch.Tensor:
+    """``x @ W_ih^T + b_ih`` for all steps at once: (..., I) -> (..., G); without ``+ b_ih``
+    when ``bias`` is False (only where :func:`folds_input_bias` said so).
 
     float32 goes through ``rnnkit::linear`` (the packed AVX-512 GEMM, rows split across
     threads; ``at::mm`` for small products); other dtypes through the cell's own projection.
     """
     if x.dtype != torch.float32 or x.dim() < 2:  # rnnkit::linear takes (..., I) with a row
         return cell.project_input(x)
-    return torch.ops.rnnkit.linear(x, cell.weight_ih, cell.bias_ih)
+    return torch.ops.rnnkit.linear(x, cell.weight_ih, cell.bias_ih if bias else None)
+
+
+#: A projection with fewer gate values (T * B * G) keeps its bias: see folds_input_bias.
+_MIN_GATE_VALUES_TO_FOLD_BIAS = 1 << 18
+
+
+def folds_input_bias(cell, x: torch.Tensor) -> bool:
+    """Whether a layer call projects x (..., I) without b_ih and lets the recurrence add
+    ``b_ih + b_hh`` instead (``fused_project(..., bias=False)``, then
+    ``fused_scan(..., input_bias_folded=True)``).
+
+    An LSTM's and an Elman cell's pre-activations take both biases at the same place,
+
+        gates_t = x_t W_ih^T + b_ih + h_{t-1} W_hh^T + b_hh,
+
+    and the recurrence adds b_hh anyway as it reads each gates_x row. Moving b_ih there saves
+    two passes over the (T, B, G) gates: the projection's own bias pass (MKL's addmm fills its
+    output with the bias, then reads it back to add the product) and, in backward, the sum of
+    the gate gradient over all T * B rows for b_ih's gradient, the sum the recurrence's backward
+    already makes for b_hh's (autograd hands the one gradient of ``b_ih + b_hh`` to both). A
+    GRU's b_hn is scaled by the reset gate, so its b_ih cannot move.
+
+    Measured, layers at T = 100 on the Intel model-106 host (one thread, both ways in one
+    process): from ~400k gate values 0.93-1.00 of the time (a few points 1.00-1.04, within
+    this host's noise), the LM's two-layer training step 0.97-0.98; around 200k level; below
+    64k 1.01-1.13, where the passes run in cache and cost less than the extra add and its
+    autograd node. So calls from 256k gate values (1 MB) fold, smaller ones keep the bias in
+    the projection. Not while compiling, exporting or tracing, where the size test would
+    become a guard on the shapes; float32 only (the dtype rnnkit::linear projects). The
+    results differ from the unfolded sum's in the last bits only (docs/decisions/
+    fused-kernels.md, "b_ih rides with b_hh")."""
+    if not isinstance(cell, (LSTMCell, RNNCell)):
+        return False
+    if cell.bias_ih is None or cell.bias_hh is None or x.dtype != torch.float32 or x.dim() < 2:
+        return False
+    if torch.compiler.is_compiling() or torch._C._is_tracing():
+        return False
+    gate_values = x.numel() // max(1, x.size(-1)) * cell.weight_ih.size(0)
+    return gate_values >= _MIN_GATE_VALUES_TO_FOLD_BIAS
 
 
 def needs_grad(cell, *tensors) -> bool:
@@ -271,17 +311,25 @@ def fused_lstm_pays_bf16(batch: int, hidden: int, training: bool) -> bool:
 
 
 def fused_scan(cell, gates_x: torch.Tensor, state0: NamedTuple, lengths=None, reverse=False,
-               bf16: bool = False):
+               bf16: bool = False, input_bias_folded: bool = False):
     """Same contract as :func:`rnnkit.backends.reference.reference_scan`; ``bf16`` (float32
-    only) multiplies by the recurrent weights in bfloat16 on AMX (:func:`fused_scan_bf16`)."""
+    only) multiplies by the recurrent weights in bfloat16 on AMX (:func:`fused_scan_bf16`).
+    ``input_bias_folded``: gates_x lacks b_ih, which the recurrence adds with b_hh (LSTM and
+    Elman cells, where :func:`folds_input_bias` says so)."""
     gates_x = with_unit_stride_rows(gates_x)
     if lengths is not None:
         lengths = lengths.to(device="cpu", dtype=torch.int64).contiguous()
     ops = torch.ops.rnnkit
+    bias_hh = cell.bias_hh
+    if input_bias_folded:
+        if isinstance(cell, GRUCell):
+            raise ValueError("a GRU's b_ih cannot be added in the recurrence (b_hn is scaled "
+                             "by the reset gate); project with the bias")
+        bias_hh = cell.bias_ih + cell.bias_hh
     if isinstance(cell, LSTMCell):
         training = needs_grad(cell, gates_x, *state0)
         output, h_n, c_n, _, _ = ops.lstm_forward(
-            gates_x, state0.h, state0.c, cell.weight_hh, cell.bias_hh, cell.weight_hr, lengths,
+            gates_x, state0.h, state0.c, cell.weight_hh, bias_hh, cell.weight_hr, lengths,
             reverse, training, bf16,
         )
         return output, cell.state_type(h_n, c_n)
@@ -292,7 +340,7 @@ def fused_scan(cell, gates_x: torch.Tensor, state0: NamedTuple, lengths=None, re
         )
         return output, cell.state_type(h_n)
     output, h_n = ops.elman_forward(
-        gates_x, state0.h, cell.weight_hh, cell.bias_hh, lengths, reverse,
+        gates_x, state0.h, cell.weight_hh, bias_hh, lengths, reverse,
         cell.nonlinearity == "relu", bf16,
     )
     return output, cell.state_type(h_n)
