@@ -303,8 +303,8 @@ def test_b_ih_moves_to_the_recurrence_only_in_large_float32_calls(kind):
     """The size rule of folds_input_bias: a call with fewer than 256k gate values (T * B * G)
     keeps b_ih in its projection, as does a layer without biases and a float64 one; a larger
     float32 call projects without it, with or without gradients (where the projection is a
-    separate GEMM). Oracle: the bias each projection receives, and the values of the
-    unfolded call for the folded one (forced unfolded by the limit)."""
+    separate GEMM), except while traced. Oracles: the bias each projection receives, and the
+    values of the unfolded call for the folded ones (forced unfolded by the limit)."""
     from rnnkit.backends.fused import backend as fused_backend
 
     torch.manual_seed(6)
@@ -319,18 +319,21 @@ def test_b_ih_moves_to_the_recurrence_only_in_large_float32_calls(kind):
         model(small)
         output, _ = model(large)
         with torch.no_grad():
-            model(large)
+            output_without_grad, _ = model(large)
     assert projections.biased == [True, False, False]  # 8 rows: no in-loop LSTM projection
-    cell = model.stack.layers[0].cell
-    assert fused_backend.folds_input_bias(cell, large)
-    assert not fused_backend.folds_input_bias(cell.double(), large.double())
+    assert fused_backend.folds_input_bias(model.stack.layers[0].cell, large)
+    float64 = make(hidden, hidden, backend="fused", dtype=torch.float64).stack.layers[0].cell
+    assert not fused_backend.folds_input_bias(float64, large.double())
     unbiased = make(hidden, hidden, backend="fused", bias=False).stack.layers[0].cell
     assert not fused_backend.folds_input_bias(unbiased, large)
-    model.float()
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(fused_backend, "_MIN_GATE_VALUES_TO_FOLD_BIAS", 1 << 62)
         unfolded, _ = model(large)
     assert_close(output, unfolded)
+    assert_close(output_without_grad, unfolded)
+    with _ProjectionBiases() as projections:  # a traced graph must not hold a size rule
+        torch.jit.trace(model, (large,), check_trace=False)
+    assert projections.biased == [True]
 
 
 @requires_fused

@@ -42,8 +42,8 @@ class Backend:
     decline (then project + run). ``run_bf16_products``, optional, is ``run`` with the recurrent
     products in bfloat16 (float32 in and out), for layers under CPU bfloat16 autocast, or
     returns None to decline (then ``run``). ``folds_input_bias(cell, x)``, optional, says
-    whether a layer projects x without b_ih (``project(cell, x, bias=False)``) and has the
-    recurrence add it with b_hh (``run(..., input_bias_folded=True)``).
+    whether a layer projects x without b_ih and has the recurrence add it with b_hh; a backend
+    that has it takes ``project(cell, x, bias=False)`` and ``run(..., input_bias_folded=True)``.
     """
 
     name: str
@@ -262,17 +262,14 @@ def run_layer(
         # b_ih left to the recurrence, which adds it with b_hh (LSTM and Elman, large calls)
         fold_bias = (gates_x is None and chosen.folds_input_bias is not None
                      and chosen.folds_input_bias(cell, x))
-
-        def project(x: torch.Tensor) -> torch.Tensor:
-            return chosen.project(cell, x, bias=False) if fold_bias else chosen.project(cell, x)
-
+        projection_options = {"bias": False} if fold_bias else {}
         if (gates_x is None and batch_first
                 and batch_first_projects_time_major(cell, x_time_major, state0, training)):
             # .contiguous() copies only a batch-major x
-            gates_x = project(x_time_major.contiguous())
+            gates_x = chosen.project(cell, x_time_major.contiguous(), **projection_options)
         else:
             if gates_x is None:
-                gates_x = project(x)
+                gates_x = chosen.project(cell, x, **projection_options)
             if batch_first:
                 gates_x = gates_x.transpose(0, 1)
         # A bfloat16 projection means autocast may lower the recurrent products too; they take
@@ -283,10 +280,9 @@ def run_layer(
             gates_x = gates_x.to(cell.weight_hh.dtype)
         # chosen.run rather than scan(): the backend is chosen and the arguments were checked
         # by the layer, and repeating both costs a few microseconds per call at batch 1.
-        if result is None and fold_bias:
-            result = chosen.run(cell, gates_x, state0, lengths, reverse, input_bias_folded=True)
         if result is None:
-            result = chosen.run(cell, gates_x, state0, lengths, reverse)
+            scan_options = {"input_bias_folded": True} if fold_bias else {}
+            result = chosen.run(cell, gates_x, state0, lengths, reverse, **scan_options)
     output, final = result
     return (output.transpose(0, 1) if batch_first else output), final
 

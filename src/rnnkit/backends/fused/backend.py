@@ -6,6 +6,7 @@ import functools
 from typing import NamedTuple
 
 import torch
+import torch.nn.functional as F
 from torch.autograd import forward_ad
 
 from ...cells import GRUCell, LSTMCell, RNNCell, cell_class
@@ -50,7 +51,7 @@ def fused_project(cell, x: torch.Tensor, bias: bool = True) -> torch.Tensor:
     threads; ``at::mm`` for small products); other dtypes through the cell's own projection.
     """
     if x.dtype != torch.float32 or x.dim() < 2:  # rnnkit::linear takes (..., I) with a row
-        return cell.project_input(x)
+        return cell.project_input(x) if bias else F.linear(x, cell.weight_ih)
     return torch.ops.rnnkit.linear(x, cell.weight_ih, cell.bias_ih if bias else None)
 
 
@@ -74,23 +75,25 @@ def folds_input_bias(cell, x: torch.Tensor) -> bool:
     already makes for b_hh's (autograd hands the one gradient of ``b_ih + b_hh`` to both). A
     GRU's b_hn is scaled by the reset gate, so its b_ih cannot move.
 
-    Measured, layers at T = 100 on the Intel model-106 host (one thread, both ways in one
-    process): from ~400k gate values 0.93-1.00 of the time (a few points 1.00-1.04, within
-    this host's noise), the LM's two-layer training step 0.97-0.98; around 200k level; below
-    64k 1.01-1.13, where the passes run in cache and cost less than the extra add and its
-    autograd node. So calls from 256k gate values (1 MB) fold, smaller ones keep the bias in
-    the projection. Not while compiling, exporting or tracing, where the size test would
+    Measured, layers at T = 100 on the Intel model-106 host (one and two threads, both ways
+    in one process): from ~400k gate values 0.93-1.05 of the time, median 0.97-0.98 (no
+    single point beyond this host's ~5% noise); the LM's two-layer training step (two
+    threads) 0.97-0.98; at 200k gate values 0.94-1.08; below 64k 0.97-1.13, where the passes
+    run in cache and cost less than the extra add and its autograd node. So calls from 256k
+    gate values (1 MB) fold, smaller ones keep the bias in the projection. Not while compiling, exporting or tracing, where the size test would
     become a guard on the shapes; float32 only (the dtype rnnkit::linear projects). The
     results differ from the unfolded sum's in the last bits only (docs/decisions/
     fused-kernels.md, "b_ih rides with b_hh")."""
-    if not isinstance(cell, (LSTMCell, RNNCell)):
+    if x.dtype != torch.float32 or x.dim() < 2 or cell_class(cell) not in (LSTMCell, RNNCell):
         return False
-    if cell.bias_ih is None or cell.bias_hh is None or x.dtype != torch.float32 or x.dim() < 2:
+    # the size from plain attributes: reading a parameter goes through Module.__getattr__, and
+    # through a parametrization's whole computation where there is one (weight_norm: ~0.1 ms)
+    gate_values = x.numel() // max(1, x.size(-1)) * cell.gate_count * cell.hidden_size
+    if gate_values < _MIN_GATE_VALUES_TO_FOLD_BIAS:
         return False
     if torch.compiler.is_compiling() or torch._C._is_tracing():
         return False
-    gate_values = x.numel() // max(1, x.size(-1)) * cell.weight_ih.size(0)
-    return gate_values >= _MIN_GATE_VALUES_TO_FOLD_BIAS
+    return cell.bias_ih is not None and cell.bias_hh is not None
 
 
 def needs_grad(cell, *tensors) -> bool:
