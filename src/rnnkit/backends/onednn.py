@@ -5,7 +5,8 @@ by the stacked weights and the gate math, the products split over threads by out
 rnnkit's LSTM layers call the same primitive, one layer and one direction at a time, in two
 places where it beats the fused kernels:
 
-* **float32 inference** from H = 256 on ``backend="auto"`` (:func:`onednn_inference_pays`),
+* **float32 inference** from H = 256 on ``backend="auto"`` (:func:`onednn_inference_pays`;
+  from H = 160 with one thread on Intel CPUs, :func:`inference_min_hidden`),
   from 12 rows per thread on Intel CPUs and 8 elsewhere (:func:`inference_min_rows_per_thread`;
   on Intel B >= 12 with one thread, B >= 24 with two), with one thread from T = 64 steps, and
   off Intel with more threads from T = 16 steps.
@@ -29,7 +30,8 @@ places where it beats the fused kernels:
   first reorders the weights, which short calls on one thread do not repay: at T = 1-8 the
   route ran 0.64-0.93x the fused kernels' speed on one thread (B = 8-64, H = 192-512), and
   1.08-1.40x on two (H >= 256). The fused kernels stay ahead at H <= 128 (2 threads:
-  1.04-3.4x); H = 192 was 0.87-1.04x at T = 100, not worth a switch. Training stays on the
+  1.04-3.4x); H = 192 was 0.87-1.04x at T = 100, not worth a switch then (revised for one
+  thread below, from another Intel host's measurements). Training stays on the
   fused kernels, ahead of or within a few percent of oneDNN's there
   (``benchmarks/results/intel-207-amx/targets-lstm-onednn.txt``).
 
@@ -71,6 +73,23 @@ places where it beats the fused kernels:
   noise. Where the fused kernels run (B = 8-16) they led by up to 1.68x, except for H = 512,
   B = 16 at T = 1 and 4 (0.89-0.99). So the rule stands.
 
+  Narrower states on one thread, Intel (2026-12-07, family 6 model 106, Ice Lake class, 1.25
+  MB L2 per core; the route forced on and off alternately in one process, medians of 11),
+  oneDNN's time over the fused kernels' at B = 12 / 16 / 32 / 64:
+
+  | H | T = 64 | T = 100 |
+  |---|---|---|
+  | 128 | | 1.05 (B = 16) / 0.99 (B = 32) / 0.91 (B = 64) |
+  | 160 | 0.95 / 0.96 / 0.94 / 0.86 | 0.90 / 0.91 / 0.82 / 0.86 |
+  | 192 | 0.94 / 0.93 / 0.90 / 0.89 | 0.88 / 0.93 / 0.87 / 0.86 (an earlier run, B = 16-64: 0.95 / 0.85 / 0.80) |
+  | 224 | 0.87 / 0.95 / 0.94 / 0.85 | 0.88 / 0.97 / 0.95 / 0.94 |
+
+  The model-207 host had read H = 192 at 0.87-1.04 and H = 128 at 0.92-0.97 with one thread.
+  With two threads (this host, B = 16-64, T = 100) the fused kernels stayed ahead at H = 128
+  (1.05-1.27) and level at H = 192 (0.93-1.06), so there the route keeps H = 256. With one
+  thread on Intel it now starts at H = 160; H = 128 stays on the fused kernels, level or ahead
+  but at B = 64. Other vendors were not measured there and keep H = 256.
+
   The route makes a call's last bits depend on its size: oneDNN and the fused kernels sum in
   different orders (~2e-7 apart in float32), so B = 11 and B = 12 rows on one thread on Intel
   (7 and 8 elsewhere; 23 and 24, or 15 and 16, on two), or one and two threads in between, do
@@ -99,6 +118,8 @@ from ..cells import LSTMCell, cell_class
 
 #: The narrowest hidden state whose float32 inference goes to oneDNN (see the module docstring).
 INFERENCE_MIN_HIDDEN = 256
+#: The same with one thread on Intel CPUs, where oneDNN led from H = 160 (measured on two hosts).
+INFERENCE_MIN_HIDDEN_ONE_THREAD_INTEL = 160
 
 #: The fewest rows per thread for it (B >= this x torch.get_num_threads()) on Intel CPUs, where
 #: the fused kernels were level or ahead up to 8 rows per thread (by units from H = 384).
@@ -143,6 +164,12 @@ def _cpuinfo_says_intel() -> bool:
     return False
 
 
+def inference_min_hidden(threads: int) -> int:
+    """The narrowest hidden state whose float32 LSTM inference goes to oneDNN on ``threads``."""
+    return (INFERENCE_MIN_HIDDEN_ONE_THREAD_INTEL if threads == 1 and cpu_is_intel()
+            else INFERENCE_MIN_HIDDEN)
+
+
 def inference_min_rows_per_thread() -> int:
     """The fewest rows per thread for which float32 LSTM inference goes to oneDNN here."""
     return (INFERENCE_MIN_ROWS_PER_THREAD_INTEL if cpu_is_intel()
@@ -173,9 +200,9 @@ def onednn_inference_pays(cell, x: torch.Tensor, lengths, batch_first: bool) -> 
             or torch.compiler.is_compiling()):
         # traced, the size tests below would become guards (one graph per side)
         return False
-    if cell.hidden_size < INFERENCE_MIN_HIDDEN:
-        return False
     threads = torch.get_num_threads()
+    if cell.hidden_size < inference_min_hidden(threads):
+        return False
     rows, steps = (x.size(0), x.size(1)) if batch_first else (x.size(1), x.size(0))
     if rows < inference_min_rows_per_thread() * max(threads, 1):
         return False
