@@ -17,11 +17,18 @@ process (so machine drift hits both sides alike):
   ships (``fused_lstm_pays_bf16(batch, hidden, training)``: the fused kernels where it says
   they pay, oneDNN otherwise);
 * ``onednn-route``: float32 LSTM inference on the fused kernels vs oneDNN's LSTM (the route of
-  ``rnnkit.backends.onednn``, forced both ways), over H, B and short to long T; the table says
-  which one ships (``onednn_inference_pays``).
+  ``rnnkit.backends.onednn``, forced both ways), over H, B and short to long T (``--hidden``,
+  ``--batch``, ``--steps`` set that grid); the table says which one ships
+  (``onednn_inference_pays``);
+* ``fold``: LSTM and Elman layers with b_ih added in the recurrence (forced at every size) vs
+  in the input projection, training and inference; the table says which one the shipped rule
+  (``folds_input_bias``) picks, and "in-loop" where LSTM inference projects inside its time
+  loop, which the fold does not touch.
 
-    .venv/bin/python benchmarks/bench_fused_ab.py              # all six, about 17 minutes
+    .venv/bin/python benchmarks/bench_fused_ab.py              # all seven, about 20 minutes
     .venv/bin/python benchmarks/bench_fused_ab.py --only engine --threads 2
+    .venv/bin/python benchmarks/bench_fused_ab.py --only onednn-route --hidden 128,160,192,224 \
+        --batch 12,16,32,64 --steps 64,100
 Writes benchmarks/results/fused_ab.json and prints a table (median ms, ratio = B side / A side,
 so > 1 means the A side is faster).
 """
@@ -298,7 +305,52 @@ def lstm_route_rows(repeats: int) -> list[dict]:
     return rows
 
 
-def onednn_route_rows(repeats: int) -> list[dict]:
+def fold_rows(repeats: int) -> list[dict]:
+    """b_ih added in the recurrence with b_hh (A, forced at every size) vs in the projection
+    (B); ``shipped`` says which one ``folds_input_bias`` picks at that size."""
+    from rnnkit.backends.fused import backend as fused_backend
+
+    shipped_limit = fused_backend._MIN_GATE_VALUES_TO_FOLD_BIAS
+
+    def switch(fold: bool) -> None:
+        fused_backend._MIN_GATE_VALUES_TO_FOLD_BIAS = 0 if fold else float("inf")
+
+    rows = []
+    try:
+        for kind in ("lstm", "rnn"):
+            for batch, hidden in ((1, 32), (16, 64), (16, 128), (64, 128), (16, 256), (64, 256),
+                                  (16, 512)):
+                model = LAYERS[kind](hidden, hidden, backend="fused")
+                cell = model.stack.layers[0].cell
+                x = torch.randn(100, batch, hidden, requires_grad=True)
+
+                def train():
+                    output, _ = model(x)
+                    output.sum().backward()
+
+                def infer():
+                    with torch.no_grad():
+                        model(x)
+
+                difference = sides_agree(lambda: model(x)[0], switch, FLOAT32_AGREEMENT)
+                fused_backend._MIN_GATE_VALUES_TO_FOLD_BIAS = shipped_limit
+                folds = fused_backend.folds_input_bias(cell, x)
+                in_loop = fused_backend.projects_in_loop(cell, x)
+                for mode, run in (("train", train), ("infer", infer)):
+                    fold, unfolded = interleaved(run, run, switch, repeats)
+                    shipped = ("in-loop" if mode == "infer" and in_loop
+                               else "fold" if folds else "bias")
+                    rows.append({"test": f"fold-{mode}", "cell": kind, "B": batch, "H": hidden,
+                                 "A (fold) ms": fold * 1e3, "B (bias) ms": unfolded * 1e3,
+                                 "ratio": unfolded / fold, "max |A-B|": difference,
+                                 "shipped": shipped})
+    finally:
+        fused_backend._MIN_GATE_VALUES_TO_FOLD_BIAS = shipped_limit
+    return rows
+
+
+def onednn_route_rows(repeats: int, hiddens=(256, 384, 512), batches=(8, 16, 32, 64),
+                      step_counts=(1, 4, 8, 16, 64)) -> list[dict]:
     """Float32 LSTM inference: the fused kernels (A) vs oneDNN's LSTM (B), the route forced."""
     import sys
 
@@ -315,9 +367,9 @@ def onednn_route_rows(repeats: int) -> list[dict]:
 
     rows = []
     try:
-        for hidden in (256, 384, 512):
-            for batch in (8, 16, 32, 64):
-                for steps in (1, 4, 8, 16, 64):
+        for hidden in hiddens:
+            for batch in batches:
+                for steps in step_counts:
                     model = rnnkit.LSTM(hidden, hidden)
                     x = torch.randn(steps, batch, hidden)
 
@@ -342,11 +394,23 @@ def onednn_route_rows(repeats: int) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=" ".join(__doc__.split("\n\n")[0].split()))
     parser.add_argument("--only", choices=["cache", "inloop", "engine", "bf16", "lstm-route",
-                                           "onednn-route"])
+                                           "onednn-route", "fold"])
+    parser.add_argument("--hidden", default="256,384,512", help="onednn-route: hidden sizes")
+    parser.add_argument("--batch", default="8,16,32,64", help="onednn-route: batch sizes")
+    parser.add_argument("--steps", default="1,4,8,16,64", help="onednn-route: sequence lengths")
     parser.add_argument("--repeats", type=int, default=9, help="interleaved rounds (>= 1)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--out", default=str(pathlib.Path(__file__).parent / "results" / "fused_ab.json"))
     args = parser.parse_args()
+    grid = {}
+    for name in ("hidden", "batch", "steps"):
+        try:
+            grid[name] = tuple(int(value) for value in getattr(args, name).split(","))
+        except ValueError:
+            parser.error(f"--{name} takes whole numbers separated by commas, as 128,256; got "
+                         f"{getattr(args, name)!r}")
+        if min(grid[name]) < 1:
+            parser.error(f"--{name} values must be >= 1; got {getattr(args, name)!r}")
     if args.repeats < 1:
         parser.error(f"--repeats must be >= 1 (each side's median needs a round); got "
                      f"{args.repeats}")
@@ -367,7 +431,9 @@ def main() -> None:
     if args.only in (None, "lstm-route"):
         rows += lstm_route_rows(args.repeats)
     if args.only in (None, "onednn-route"):
-        rows += onednn_route_rows(args.repeats)
+        rows += onednn_route_rows(args.repeats, grid["hidden"], grid["batch"], grid["steps"])
+    if args.only in (None, "fold"):
+        rows += fold_rows(args.repeats)
     print(f"{'test':12} {'cell':9} {'B':>3} {'H':>4} | {'A ms':>9} {'B ms':>9} | ratio B/A | "
           f"max |A-B| | shipped")
     for row in rows:

@@ -88,7 +88,10 @@ places where it beats the fused kernels:
   With two threads (this host, B = 16-64, T = 100) the fused kernels stayed ahead at H = 128
   (1.05-1.27) and level at H = 192 (0.93-1.06), so there the route keeps H = 256. With one
   thread on Intel it now starts at H = 160; H = 128 stays on the fused kernels, level or ahead
-  but at B = 64. Other vendors were not measured there and keep H = 256.
+  but at B = 64. Other vendors were not measured there and keep H = 256. Rerun with
+  ``benchmarks/bench_fused_ab.py --only onednn-route --threads 1 --hidden 128,160,192,224
+  --batch 12,16,32,64 --steps 64,100``: 0.75-1.06 from H = 160 (median 0.90), 0.87-1.31 at
+  H = 128 (``benchmarks/results/intel-106-noamx/fused_ab-onednn-route-narrow-1thread.*``).
 
   The route makes a call's last bits depend on its size: oneDNN and the fused kernels sum in
   different orders (~2e-7 apart in float32), so B = 11 and B = 12 rows on one thread on Intel

@@ -76,9 +76,9 @@ def folds_input_bias(cell, x: torch.Tensor) -> bool:
     GRU's b_hn is scaled by the reset gate, so its b_ih cannot move.
 
     Measured, layers at T = 100 on the Intel model-106 host (one and two threads, both ways
-    in one process): from ~400k gate values 0.93-1.05 of the time, median 0.97-0.98 (no
-    single point beyond this host's ~5% noise); the LM's two-layer training step (two
-    threads) 0.97-0.98; from 3k to 205k gate values 0.97-1.13, where the passes run in
+    in one process; ``benchmarks/bench_fused_ab.py --only fold``): where this rule folds, LSTM
+    layers took 0.81-1.02 of the time (most 0.91-0.98), Elman layers 0.85-1.18 of it, level
+    within this host's noise; the LM's two-layer training step (two threads) 0.97-0.98; from 3k to 205k gate values 0.97-1.13, where the passes run in
     cache and cost less than the extra add and its autograd node. So calls from 256k
     gate values (1 MB) fold, smaller ones keep the bias in the projection. Not while
     compiling, exporting or tracing, where the size test would become a guard on the shapes;
@@ -143,6 +143,22 @@ def _l2_cache_bytes() -> int:
     return torch.ops.rnnkit.l2_cache_bytes()
 
 
+def projects_in_loop(cell, x: torch.Tensor) -> bool:
+    """Whether :func:`fused_run_without_grad` runs this call of ``cell`` on time-major x
+    (T, B, I): an LSTM with enough rows per thread and weights under L2 (its docstring has the
+    measurements)."""
+    if not isinstance(cell, LSTMCell) or torch.compiler.is_compiling():
+        # Traced, the batch-size test below would be a guard on B: torch.export with a
+        # dynamic batch refused every B on the other side of the limit, and torch.compile made
+        # one graph per side. Project + scan serves every B.
+        return False
+    if x.size(1) < _MIN_ROWS_PER_THREAD_IN_LOOP * max(1, torch.get_num_threads()):
+        return False
+    weight_bytes = (cell.weight_ih.numel() + cell.weight_hh.numel()) * x.element_size()
+    limit = _MAX_WEIGHT_BYTES_IN_LOOP
+    return weight_bytes < (_l2_cache_bytes() if limit is None else limit)
+
+
 def fused_run_without_grad(cell, x: torch.Tensor, state0: NamedTuple, lengths=None, reverse=False):
     """An LSTM over x (T, B, I) when no gradient is needed, its input projection inside the time
     loop (``rnnkit::lstm_inference``: no (T, B, 4H) gates_x is written and read back). Returns
@@ -159,16 +175,7 @@ def fused_run_without_grad(cell, x: torch.Tensor, state0: NamedTuple, lengths=No
     * weights of L2's size or more: 0.80-1.01 (H = 256, 2 MB; earlier, H = 512 with two
       threads: 0.83-0.86).
     """
-    if not isinstance(cell, LSTMCell) or torch.compiler.is_compiling():
-        # Traced, the batch-size test below would be a guard on B: torch.export with a
-        # dynamic batch refused every B on the other side of the limit, and torch.compile made
-        # one graph per side. Project + scan serves every B.
-        return None
-    if x.size(1) < _MIN_ROWS_PER_THREAD_IN_LOOP * max(1, torch.get_num_threads()):
-        return None
-    weight_bytes = (cell.weight_ih.numel() + cell.weight_hh.numel()) * x.element_size()
-    limit = _MAX_WEIGHT_BYTES_IN_LOOP
-    if weight_bytes >= (_l2_cache_bytes() if limit is None else limit):
+    if not projects_in_loop(cell, x):
         return None
     x = with_unit_stride_rows(x)
     if lengths is not None:
