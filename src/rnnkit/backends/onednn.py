@@ -90,7 +90,7 @@ places where it beats the fused kernels:
   thread on Intel it now starts at H = 160; H = 128 stays on the fused kernels, level or ahead
   but at B = 64. Other vendors were not measured there and keep H = 256. Rerun with
   ``benchmarks/bench_fused_ab.py --only onednn-route --threads 1 --hidden 128,160,192,224
-  --batch 12,16,32,64 --steps 64,100``: 0.75-1.06 from H = 160 (median 0.90), 0.87-1.31 at
+  --batch 12,16,32,64 --steps 64,100``: 0.75-1.06 from H = 160 (median 0.92), 0.87-1.31 at
   H = 128 (``benchmarks/results/intel-106-noamx/fused_ab-onednn-route-narrow-1thread.*``).
 
   The route makes a call's last bits depend on its size: oneDNN and the fused kernels sum in

@@ -77,13 +77,15 @@ def folds_input_bias(cell, x: torch.Tensor) -> bool:
 
     Measured, layers at T = 100 on the Intel model-106 host (one and two threads, both ways
     in one process; ``benchmarks/bench_fused_ab.py --only fold``): where this rule folds, LSTM
-    layers took 0.81-1.02 of the time (most 0.91-0.98), Elman layers 0.85-1.18 of it, level
-    within this host's noise; the LM's two-layer training step (two threads) 0.97-0.98; from 3k to 205k gate values 0.97-1.13, where the passes run in
-    cache and cost less than the extra add and its autograd node. So calls from 256k
-    gate values (1 MB) fold, smaller ones keep the bias in the projection. Not while
-    compiling, exporting or tracing, where the size test would become a guard on the shapes;
-    float32 only (the dtype rnnkit::linear projects). The results differ from the unfolded
-    sum's in the last bits only (docs/decisions/fused-kernels.md, "b_ih rides with b_hh")."""
+    layers took 0.81-1.02 of the time (15 of 20 points 0.92-0.98), Elman layers 0.84-1.18
+    of it (median 0.99; single points beyond this host's ~5% noise either way); the LM's
+    two-layer training step (two threads) 0.97-0.98; from 3k to 205k gate values 0.97-1.13,
+    where the passes run in cache and cost less than the extra add and its autograd node.
+    So calls from 256k gate values (1 MB) fold, smaller ones keep the bias in the projection.
+    Not while compiling, exporting or tracing, where the size test would become a guard on
+    the shapes; float32 only (the dtype rnnkit::linear projects). The results differ from
+    the unfolded sum's in the last bits only (docs/decisions/fused-kernels.md, "b_ih rides
+    with b_hh")."""
     if x.dtype != torch.float32 or x.dim() < 2 or cell_class(cell) not in (LSTMCell, RNNCell):
         return False
     # the size from plain attributes: reading a parameter goes through Module.__getattr__, and
