@@ -95,6 +95,20 @@ def interleaved(run_a, run_b, switch, repeats: int, sample_seconds: float = 0.02
     return statistics.median(samples[True]), statistics.median(samples[False])
 
 
+def training_and_inference(model, x) -> tuple:
+    """("train", a forward and backward of ``model`` on x) and ("infer", a forward under
+    no_grad): the two float32 calls the engine and fold A/Bs time."""
+    def train():
+        output, _ = model(x)
+        output.sum().backward()
+
+    def infer():
+        with torch.no_grad():
+            model(x)
+
+    return ("train", train), ("infer", infer)
+
+
 def cache_rows(repeats: int) -> list[dict]:
     def switch(on: bool) -> None:
         fused.set_buffer_cache_limit((1 << 30) if on else 0)
@@ -173,17 +187,8 @@ def engine_rows(repeats: int) -> list[dict]:
             for batch, hidden in ((1, 128), (16, 64), (16, 256), (64, 128), (64, 256), (16, 512)):
                 model = layer(hidden, hidden, backend="fused")
                 x = torch.randn(100, batch, hidden, requires_grad=True)
-
-                def train():
-                    output, _ = model(x)
-                    output.sum().backward()
-
-                def infer():
-                    with torch.no_grad():
-                        model(x)
-
                 difference = sides_agree(lambda: model(x)[0], switch, FLOAT32_AGREEMENT)
-                for mode, run in (("train", train), ("infer", infer)):
+                for mode, run in training_and_inference(model, x):
                     mkl, packed = interleaved(run, run, switch, repeats)
                     rows.append({"test": f"engine-{mode}", "cell": kind, "B": batch, "H": hidden,
                                  "A (mkl) ms": mkl * 1e3, "B (packed) ms": packed * 1e3,
@@ -323,20 +328,11 @@ def fold_rows(repeats: int) -> list[dict]:
                 model = LAYERS[kind](hidden, hidden, backend="fused")
                 cell = model.stack.layers[0].cell
                 x = torch.randn(100, batch, hidden, requires_grad=True)
-
-                def train():
-                    output, _ = model(x)
-                    output.sum().backward()
-
-                def infer():
-                    with torch.no_grad():
-                        model(x)
-
                 difference = sides_agree(lambda: model(x)[0], switch, FLOAT32_AGREEMENT)
                 fused_backend._MIN_GATE_VALUES_TO_FOLD_BIAS = shipped_limit
                 folds = fused_backend.folds_input_bias(cell, x)
                 in_loop = fused_backend.projects_in_loop(cell, x)
-                for mode, run in (("train", train), ("infer", infer)):
+                for mode, run in training_and_inference(model, x):
                     fold, unfolded = interleaved(run, run, switch, repeats)
                     shipped = ("in-loop" if mode == "infer" and in_loop
                                else "fold" if folds else "bias")
