@@ -12,7 +12,9 @@ import torch
 
 import rnnkit
 from rnnkit.backends import BACKENDS, onednn
-from rnnkit.backends.onednn import (INFERENCE_MIN_HIDDEN, INFERENCE_MIN_HIDDEN_ONE_THREAD_INTEL,
+from rnnkit.backends.onednn import (INFERENCE_MANY_ROWS_ONE_THREAD_INTEL, INFERENCE_MIN_HIDDEN,
+                                    INFERENCE_MIN_HIDDEN_ONE_THREAD_INTEL,
+                                    INFERENCE_MIN_HIDDEN_ONE_THREAD_INTEL_MANY_ROWS,
                                     INFERENCE_MIN_ROWS_PER_THREAD_INTEL,
                                     INFERENCE_MIN_ROWS_PER_THREAD_OTHER,
                                     INFERENCE_MIN_STEPS_ONE_THREAD,
@@ -65,7 +67,7 @@ def _fused_twin(layer):
                                   "oneDNN off", "short on one thread"])
 def test_calls_it_cannot_run_or_that_it_does_not_speed_up_stay_on_the_fused_kernels(
         case, monkeypatch):
-    narrowest = inference_min_hidden(torch.get_num_threads())
+    narrowest = inference_min_hidden(torch.get_num_threads(), B)
     layer, _ = pair(hidden=narrowest - 1 if case == "narrow" else H,
                     **({"proj_size": 5} if case == "proj_size" else {}))
     fused = _fused_twin(layer)
@@ -104,23 +106,35 @@ def test_short_calls_on_two_threads_take_the_route_on_intel_cpus_only(intel, ste
     assert torch.equal(got, on_onednn_output if on_onednn else fused_output)
 
 
-@pytest.mark.parametrize("intel, threads, hidden, on_onednn", [
-    (True, 1, INFERENCE_MIN_HIDDEN_ONE_THREAD_INTEL, True),
-    (True, 1, INFERENCE_MIN_HIDDEN_ONE_THREAD_INTEL - 1, False),
-    (True, 2, INFERENCE_MIN_HIDDEN_ONE_THREAD_INTEL, False),
-    (False, 1, INFERENCE_MIN_HIDDEN_ONE_THREAD_INTEL, False),
-    (False, 1, INFERENCE_MIN_HIDDEN, True),
+@pytest.mark.parametrize("intel, threads, hidden, rows, on_onednn", [
+    (True, 1, INFERENCE_MIN_HIDDEN_ONE_THREAD_INTEL, None, True),
+    (True, 1, INFERENCE_MIN_HIDDEN_ONE_THREAD_INTEL - 1, None, False),
+    (True, 1, INFERENCE_MIN_HIDDEN_ONE_THREAD_INTEL_MANY_ROWS, INFERENCE_MANY_ROWS_ONE_THREAD_INTEL,
+     True),
+    (True, 1, INFERENCE_MIN_HIDDEN_ONE_THREAD_INTEL_MANY_ROWS,
+     INFERENCE_MANY_ROWS_ONE_THREAD_INTEL - 1, False),
+    (True, 1, INFERENCE_MIN_HIDDEN_ONE_THREAD_INTEL_MANY_ROWS - 1,
+     INFERENCE_MANY_ROWS_ONE_THREAD_INTEL, False),
+    (True, 2, INFERENCE_MIN_HIDDEN_ONE_THREAD_INTEL, None, False),
+    (True, 2, INFERENCE_MIN_HIDDEN_ONE_THREAD_INTEL_MANY_ROWS, 2 * INFERENCE_MANY_ROWS_ONE_THREAD_INTEL,
+     False),
+    (False, 1, INFERENCE_MIN_HIDDEN_ONE_THREAD_INTEL, None, False),
+    (False, 1, INFERENCE_MIN_HIDDEN_ONE_THREAD_INTEL_MANY_ROWS, INFERENCE_MANY_ROWS_ONE_THREAD_INTEL,
+     False),
+    (False, 1, INFERENCE_MIN_HIDDEN, None, True),
 ])
-def test_one_thread_on_intel_takes_the_route_from_a_narrower_state(intel, threads, hidden,
+def test_one_thread_on_intel_takes_the_route_from_a_narrower_state(intel, threads, hidden, rows,
                                                                      on_onednn, monkeypatch):
-    """With one thread on an Intel CPU the route starts at H = 160, elsewhere at H = 256
-    (vendor and thread count set as the route reads them). Oracles: torch.nn.LSTM, which the
-    route matches exactly, and the fused kernels."""
+    """With one thread on an Intel CPU the route starts at H = 160, and at H = 128 from 32
+    rows; elsewhere at H = 256 (vendor and thread count set as the route reads them; rows None:
+    the fewest the route takes). Oracles: torch.nn.LSTM, which the route matches exactly, and
+    the fused kernels."""
     monkeypatch.setattr(onednn, "cpu_is_intel", lambda: intel)
     monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
     layer, reference = pair(hidden=hidden)
-    rows = threads * (INFERENCE_MIN_ROWS_PER_THREAD_INTEL if intel
-                      else INFERENCE_MIN_ROWS_PER_THREAD_OTHER)
+    if rows is None:
+        rows = threads * (INFERENCE_MIN_ROWS_PER_THREAD_INTEL if intel
+                          else INFERENCE_MIN_ROWS_PER_THREAD_OTHER)
     x = torch.randn(INFERENCE_MIN_STEPS_ONE_THREAD, rows, 24)
     with torch.no_grad():
         got, on_onednn_output, fused_output = layer(x)[0], reference(x)[0], _fused_twin(layer)(x)[0]

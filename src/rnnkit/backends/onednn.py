@@ -6,7 +6,8 @@ rnnkit's LSTM layers call the same primitive, one layer and one direction at a t
 places where it beats the fused kernels:
 
 * **float32 inference** from H = 256 on ``backend="auto"`` (:func:`onednn_inference_pays`;
-  from H = 160 with one thread on Intel CPUs, :func:`inference_min_hidden`),
+  from H = 160 with one thread on Intel CPUs, and there from H = 128 with 32 rows or more:
+  :func:`inference_min_hidden`),
   from 12 rows per thread on Intel CPUs and 8 elsewhere (:func:`inference_min_rows_per_thread`;
   on Intel B >= 12 with one thread, B >= 24 with two), with one thread from T = 64 steps, and
   off Intel with more threads from T = 16 steps.
@@ -93,6 +94,24 @@ places where it beats the fused kernels:
   --batch 12,16,32,64 --steps 64,100``: 0.75-1.06 from H = 160 (median 0.92), 0.87-1.31 at
   H = 128 (``benchmarks/results/intel-106-noamx/fused_ab-onednn-route-narrow-1thread.*``).
 
+  H = 128 from 32 rows, one thread, Intel (the same host, a later session). Six quiet runs of
+  the same A/B on one thread, counting the two above, read H = 128 at 0.83-1.11 from B = 32
+  (26 points, median 0.935; a seventh run, taken while other work shared the machine, read
+  0.70-1.34) and at 0.95-1.31 with 12-16 rows, while the fused kernels were level or ahead at
+  H = 112 (0.90-1.29, two runs). So with one thread on Intel the route also takes H = 128-159
+  from 32 rows
+  (``INFERENCE_MIN_HIDDEN_ONE_THREAD_INTEL_MANY_ROWS``, ``INFERENCE_MANY_ROWS_ONE_THREAD_INTEL``).
+  The repository's run, ``bench_fused_ab.py --only onednn-route --threads 1 --hidden
+  112,128,144 --batch 16,32,64,128 --steps 64,100 --repeats 15``
+  (``benchmarks/results/intel-106-noamx/fused_ab-onednn-route-h128-1thread.*``), oneDNN's time
+  over the fused kernels' at B = 16 / 32 / 64 / 128:
+
+  | H | T = 64 | T = 100 |
+  |---|---|---|
+  | 112 | 1.22 / 1.07 / 1.01 / 0.97 | 1.29 / 1.13 / 1.00 / 1.00 |
+  | 128 | 1.17 / 0.99 / 0.92 / 0.93 | 1.03 / 0.95 / 1.07 / 0.91 |
+  | 144 | 1.10 / 0.95 / 0.88 / 0.86 | 0.94 / 0.90 / 0.87 / 0.88 |
+
   The route makes a call's last bits depend on its size: oneDNN and the fused kernels sum in
   different orders (~2e-7 apart in float32), so B = 11 and B = 12 rows on one thread on Intel
   (7 and 8 elsewhere; 23 and 24, or 15 and 16, on two), or one and two threads in between, do
@@ -123,6 +142,9 @@ from ..cells import LSTMCell, cell_class
 INFERENCE_MIN_HIDDEN = 256
 #: The same with one thread on Intel CPUs, where oneDNN led from H = 160 (measured on two hosts).
 INFERENCE_MIN_HIDDEN_ONE_THREAD_INTEL = 160
+#: ... and from H = 128 with this many rows or more, where oneDNN led at H = 128 too.
+INFERENCE_MIN_HIDDEN_ONE_THREAD_INTEL_MANY_ROWS = 128
+INFERENCE_MANY_ROWS_ONE_THREAD_INTEL = 32
 
 #: The fewest rows per thread for it (B >= this x torch.get_num_threads()) on Intel CPUs, where
 #: the fused kernels were level or ahead up to 8 rows per thread (by units from H = 384).
@@ -167,10 +189,14 @@ def _cpuinfo_says_intel() -> bool:
     return False
 
 
-def inference_min_hidden(threads: int) -> int:
-    """The narrowest hidden state whose float32 LSTM inference goes to oneDNN on ``threads``."""
-    return (INFERENCE_MIN_HIDDEN_ONE_THREAD_INTEL if threads == 1 and cpu_is_intel()
-            else INFERENCE_MIN_HIDDEN)
+def inference_min_hidden(threads: int, rows: int) -> int:
+    """The narrowest hidden state whose float32 LSTM inference of ``rows`` rows (B) goes to
+    oneDNN on ``threads``."""
+    if threads != 1 or not cpu_is_intel():
+        return INFERENCE_MIN_HIDDEN
+    if rows >= INFERENCE_MANY_ROWS_ONE_THREAD_INTEL:
+        return INFERENCE_MIN_HIDDEN_ONE_THREAD_INTEL_MANY_ROWS
+    return INFERENCE_MIN_HIDDEN_ONE_THREAD_INTEL
 
 
 def inference_min_rows_per_thread() -> int:
@@ -204,9 +230,9 @@ def onednn_inference_pays(cell, x: torch.Tensor, lengths, batch_first: bool) -> 
         # traced, the size tests below would become guards (one graph per side)
         return False
     threads = torch.get_num_threads()
-    if cell.hidden_size < inference_min_hidden(threads):
-        return False
     rows, steps = (x.size(0), x.size(1)) if batch_first else (x.size(1), x.size(0))
+    if cell.hidden_size < inference_min_hidden(threads, rows):
+        return False
     if rows < inference_min_rows_per_thread() * max(threads, 1):
         return False
     if threads == 1 and steps < INFERENCE_MIN_STEPS_ONE_THREAD:
