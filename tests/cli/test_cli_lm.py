@@ -144,19 +144,29 @@ def test_resume_continues_a_finished_run_to_a_larger_step_limit(corpus, tmp_path
     assert code == 2 and "train.seed was 0" in err and "now 5" in err, err
 
 
-def test_resume_past_a_damaged_checkpoint_warns_once(corpus, tmp_path, capsys):
+def test_resume_past_a_damaged_checkpoint_warns_once_and_keeps_it(corpus, tmp_path, capsys):
+    """The resumed run saves step 12 again: the damaged step-12 folder is set aside under
+    another name, byte for byte, not replaced (oracle: its files as they were before)."""
     out_dir = tmp_path / "run"
     assert run(["train", "lm", "--corpus", corpus, "--steps", "12", "--out", out_dir,
                 "--sample-length", "0", *TINY], capsys)[0] == 0
     newest = sorted((out_dir / "checkpoints").glob("step-*"))[-1]
     with open(newest / "model.safetensors", "ab") as model_file:
         model_file.write(b"damage")
+    damaged_files = {f.name: f.read_bytes() for f in newest.iterdir()}
     code, out, err = run(["train", "lm", "--resume", out_dir, "--steps", "14", "--json",
                           "--sample-length", "0", "--no-progress"], capsys)
     assert code == 0, err
     assert "resuming from step 6" in err
     # the settings check, the resume and the final scoring each load the run: one warning
     assert err.count(f"skipping checkpoint {newest} is damaged") == 1, err
+    aside = newest.with_name(newest.name + ".damaged")
+    assert f"moved the damaged checkpoint {newest} aside to {aside.name}" in err, err
+    assert {f.name: f.read_bytes() for f in aside.iterdir()} == damaged_files
+    # the run's own step 12 is a new, intact checkpoint, and evaluate loads its newest
+    assert (newest / "checkpoint.json").is_file() and newest.exists()
+    code, out, err = run(["evaluate", "--checkpoint", out_dir, "--json"], capsys)
+    assert code == 0 and "damaged" not in err, err
 
 
 def test_a_curves_picture_that_cannot_be_written_is_a_warning_not_a_failed_run(

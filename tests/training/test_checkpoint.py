@@ -374,6 +374,32 @@ def test_damaged_newest_falls_back_and_direct_load_raises(tmp_path, caplog, dama
     assert "\n" not in str(excinfo.value)
 
 
+def test_damaged_checkpoints_set_aside_are_kept_from_saves_and_pruning(tmp_path):
+    """After a resume from step 1 the damaged steps 2 and 3 are renamed (the second time
+    step 2 is damaged, to a second name), and saving steps 2-6 with keep_last=1 neither
+    replaces nor prunes them. Oracle: their bytes before the rename."""
+    save(tmp_path, 1)
+    for step in (2, 3):
+        _flip_byte(save(tmp_path, step) / "model.safetensors")
+    folder = tmp_path / "checkpoints"
+    before = {name: (folder / name / "model.safetensors").read_bytes()
+              for name in ("step-00000002", "step-00000003")}
+    assert load_checkpoint(tmp_path).step == 1
+    moved = ckpt.set_aside_newer_checkpoints(tmp_path, 1)
+    assert [(old.name, new.name) for old, new in moved] == [
+        ("step-00000002", "step-00000002.damaged"), ("step-00000003", "step-00000003.damaged")]
+    _flip_byte(save(tmp_path, 2) / "model.safetensors")  # damaged again, then set aside again
+    assert [new.name for _, new in ckpt.set_aside_newer_checkpoints(tmp_path, 1)] == [
+        "step-00000002.damaged-2"]
+    for step in range(2, 7):
+        save(tmp_path, step, keep_last=1)
+    assert step_dirs(tmp_path) == ["step-00000002.damaged", "step-00000002.damaged-2",
+                                   "step-00000003.damaged", "step-00000006"]
+    for name, data in before.items():
+        assert (folder / f"{name}.damaged" / "model.safetensors").read_bytes() == data
+    assert load_checkpoint(tmp_path).step == 6
+
+
 def test_a_damaged_checkpoint_warns_on_every_load_but_once_within_one_command(tmp_path,
                                                                              caplog):
     """One CLI command loads a run several times and warned three times; outside a command

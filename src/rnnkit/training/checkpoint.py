@@ -256,6 +256,7 @@ def _record_digest(record: dict) -> str:
 
 
 REPLACED = ".replaced"  # suffix of the old copy while a step is saved again
+DAMAGED = ".damaged"  # suffix of a damaged checkpoint that a resumed run set aside
 PRUNED = ".pruned"  # suffix of an old checkpoint while it is deleted
 
 
@@ -285,6 +286,31 @@ def checkpoint_step(path: Path) -> int:
     """The step of a checkpoint folder (or its aside copy, ``.step-N.replaced``); names sort
     as text only up to 8 digits."""
     return int(path.name.lstrip(".").split(".")[0][len("step-"):])
+
+
+def set_aside_newer_checkpoints(run_dir: str | os.PathLike, step: int) -> list[tuple[Path, Path]]:
+    """Rename every checkpoint of the run folder ``run_dir`` past ``step`` to
+    ``<name>.damaged`` (``.damaged-2``, ... if taken) and return the (old, new) paths.
+
+    A run resumed from ``step`` loaded its newest intact checkpoint, so any later one is
+    damaged; training on saves those steps again, which would replace the damaged folders,
+    and pruning would delete them. Under their new names they are no checkpoints
+    (:func:`checkpoint_folders`): nothing loads, replaces or prunes them, and the user keeps
+    what was left of them."""
+    folder = Path(run_dir) / CHECKPOINTS
+    moved = []
+    for path in checkpoint_folders(folder):
+        if checkpoint_step(path) <= step:
+            continue
+        target, copies = folder / f"{path.name}{DAMAGED}", 1
+        while target.exists() or target.is_symlink():
+            copies += 1
+            target = folder / f"{path.name}{DAMAGED}-{copies}"
+        os.replace(path, target)
+        moved.append((path, target))
+    if moved:
+        _fsync_directory(folder)
+    return moved
 
 
 def read_index(run_dir: Path) -> dict:

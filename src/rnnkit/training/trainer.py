@@ -28,7 +28,8 @@ from torch import nn
 
 from ..backends.lowered import cpu_bf16_instructions
 from .checkpoint import (CHECKPOINTS, check_checkpoint_folder, checkpoint_folders,
-                         checkpoint_step, load_checkpoint, mark_best, save_checkpoint)
+                         checkpoint_step, load_checkpoint, mark_best, save_checkpoint,
+                         set_aside_newer_checkpoints)
 from .clipping import clip_gradients
 from .metrics import MetricsLog, plot_curves
 from .progress import Progress
@@ -311,6 +312,12 @@ class Trainer:
                                      namedtuples=self.state_types)
         if path is not None and Path(path).resolve() == checkpoint.path.resolve():
             self._refuse_a_rewind(checkpoint.path)  # one checkpoint, named by its folder
+        elif checkpoint.path.parent.parent.resolve() == self.run_dir.resolve():
+            # newer checkpoints of this run were skipped as damaged: keep them from this
+            # run's saves of the same steps, which would replace them, and from pruning
+            for damaged, aside in set_aside_newer_checkpoints(self.run_dir, checkpoint.step):
+                log.warning("moved the damaged checkpoint %s aside to %s; this run saves its "
+                            "own %s", damaged, aside.name, damaged.name)
         checkpoint.load_model(self.model)
         state = checkpoint.train_state
         self._load_optimizer_state(state, checkpoint.path)
