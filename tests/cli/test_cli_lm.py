@@ -199,8 +199,8 @@ def _digest(folder):
     (b"", "empty"),
     (b"\x00\x01binary\x00data", "binary"),
     (b"abc\xff\xfedef", "not UTF-8"),
-    (b"tiny text\n", "too small to split"),
-    (b"the word was in the beginning. " * 2 + b"in the word ", "fewer than one batch"),
+    (b"tiny text\n", "less than one batch"),
+    (b"the word was in the beginning. " * 2 + b"in the word ", "less than one batch"),
 ])
 def test_bad_corpus_is_one_line_error(tmp_path, capsys, content, fragment):
     path = tmp_path / "corpus.txt"
@@ -208,6 +208,24 @@ def test_bad_corpus_is_one_line_error(tmp_path, capsys, content, fragment):
     code, _, err = run(["train", "lm", "--corpus", path, "--steps", "3", "--out",
                         tmp_path / "run", *TINY], capsys)
     assert_one_line_error(code, err, fragment)
+
+
+def test_the_corpus_size_a_too_small_corpus_is_told_to_reach_trains(tmp_path, capsys):
+    """The error names the least corpus size that holds one batch (TINY: 4 x (16 + 1) = 68
+    training characters, so 76 in all). Oracle: a corpus of that size trains, one character
+    less does not."""
+    text = "in the beginning was the word and the word was with god "
+    short = tmp_path / "short.txt"
+    short.write_text((text * 2)[:40], encoding="utf-8")
+    code, _, err = run(["train", "lm", "--corpus", short, "--steps", "1", "--out",
+                        tmp_path / "run", *TINY], capsys)
+    assert_one_line_error(code, err, "use a corpus of at least 76 characters")
+    for size, trains in ((76, True), (75, False)):
+        corpus = tmp_path / f"corpus{size}.txt"
+        corpus.write_text((text * 2)[:size], encoding="utf-8")
+        code, _, err = run(["train", "lm", "--corpus", corpus, "--steps", "1", "--out",
+                            tmp_path / f"run{size}", "--sample-length", "0", *TINY], capsys)
+        assert (code == 0) == trains, err
 
 
 def test_an_out_below_a_file_names_the_path_without_the_errno(tmp_path, capsys):

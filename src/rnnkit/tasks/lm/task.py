@@ -22,7 +22,8 @@ from typing import Callable
 import torch
 from torch.nn import functional as F
 
-from rnnkit.data.text import BUILTIN_CORPORA, CharVocabulary, TextSplit, load_corpus, split_text
+from rnnkit.data.text import (BUILTIN_CORPORA, CharVocabulary, CorpusError, TextSplit,
+                              load_corpus, split_text)
 from rnnkit.training import (
     ContiguousBatches, StepOutput, TrainConfig, Trainer, config_from_dict, evaluating,
     hold_run_folder, load_checkpoint,
@@ -116,14 +117,35 @@ class PreparedData:
     source: str
 
 
-def prepare_data(config: DataConfig, vocabulary: CharVocabulary | None = None) -> PreparedData:
-    """Load the corpus, split it 90/5/5, and build (or reuse) the character vocabulary."""
+def prepare_data(config: DataConfig, vocabulary: CharVocabulary | None = None, *,
+                 for_training: bool = False) -> PreparedData:
+    """Load the corpus, split it 90/5/5, and build (or reuse) the character vocabulary; with
+    ``for_training``, refuse a corpus whose training part holds less than one batch."""
     corpus = load_corpus(config.corpus)
+    if for_training:
+        _check_one_batch(len(corpus.text), config)
     split = split_text(corpus.text)
     # The vocabulary comes from the training text only; a character that first appears in the
     # validation or test text would be unknown to the model (reported by encode).
     vocabulary = vocabulary or CharVocabulary.from_text(split.train)
     return PreparedData(split, vocabulary, corpus.source)
+
+
+def _check_one_batch(characters: int, config: DataConfig) -> None:
+    """A CorpusError unless the training part of a corpus of ``characters`` characters holds
+    one batch, B rows x (L + 1) characters. Checked before the split, whose own minimum (a few
+    dozen characters, so that each part is scored at all) would name a size still too small
+    to train on; the training part is the first floor(n 9/10) characters (split_text)."""
+    needed = config.batch_size * (config.window + 1)
+    training_part = characters * 9 // 10
+    if training_part >= needed:
+        return
+    smallest = -(-needed * 10 // 9)  # the least n with floor(9 n / 10) >= needed
+    raise CorpusError(f"the corpus has {characters:,} characters, {training_part:,} of them for "
+                      f"training (90%), less than one batch of --batch-size "
+                      f"{config.batch_size} x (--window {config.window} + 1) = {needed:,}; use "
+                      f"a corpus of at least {smallest:,} characters, or lower --batch-size or "
+                      f"--window")
 
 
 def _encode_heldout(vocabulary: CharVocabulary, text: str, what: str) -> tuple[torch.Tensor, int]:
@@ -215,7 +237,7 @@ def _train_lm(config: LMConfig, run_dir: Path, resume: bool,
     config.data.check()
     config.dynamic.check()
     make_paths_absolute(config.data, "corpus", builtin=BUILTIN_CORPORA)
-    data = prepare_data(config.data)
+    data = prepare_data(config.data, for_training=True)
     if resume:
         _check_resumed_data(run_dir, config.data, config.model, data.vocabulary, data.split,
                             config.train)
