@@ -394,10 +394,12 @@ def test_a_dash_word_that_is_no_number_is_still_an_unknown_option(word, capsys):
 @pytest.mark.parametrize("argv, command", [(["demo", "--bogus"], "rnnkit demo"),
                                            (["train", "lm", "--bogus", "3"], "rnnkit train lm"),
                                            (["classify", "train", "--zzz"], "rnnkit classify train"),
-                                           (["--zzz"], "rnnkit")])
+                                           (["--zzz"], "rnnkit"),
+                                           (["train", "lm", "--hid", "16"], "rnnkit train lm")])
 def test_an_unknown_option_points_to_its_commands_help(argv, command, capsys):
     """"unrecognized arguments" came from the top-level parser and said "see rnnkit --help",
-    which lists no command's options. Oracle: the command the words name."""
+    which lists no command's options. Oracle: the command the words name. A prefix of an
+    option (--hid for --hidden) is no option either: argparse took it for the whole one."""
     with pytest.raises(SystemExit) as exit_info:
         main(argv)
     err = capsys.readouterr().err

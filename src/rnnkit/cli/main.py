@@ -90,7 +90,11 @@ class _OneLineParser(argparse.ArgumentParser):
     # like another option, and it knows negative numbers only as -5 or -.5: ``--lr -1e3`` and
     # ``--lr -inf`` read as a missing value. These are numbers too, so that the value's own
     # check answers (no rnnkit option starts with a dash and a digit, "inf" or "nan").
+    # Options are taken by their whole names only: argparse's default reads a prefix (--hid)
+    # as the option it starts, so a misspelling could pass as another option, and a prefix
+    # that works today would turn ambiguous when an option with the same start is added.
     def __init__(self, *args, **kwargs) -> None:
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
         self._negative_number_matcher = re.compile(r"-(\.?\d|inf(inity)?$|nan$)", re.IGNORECASE)
 
