@@ -210,6 +210,31 @@ def test_bad_corpus_is_one_line_error(tmp_path, capsys, content, fragment):
     assert_one_line_error(code, err, fragment)
 
 
+def test_a_runs_corpus_moved_away_is_named_as_the_runs_own(tmp_path, capsys):
+    """Resume and evaluate read the run's own corpus: gone, the error says it is the run's
+    (not just that no such corpus exists) and what to do; evaluate with --corpus still works.
+    Oracle: the same evaluation before the move."""
+    corpus = tmp_path / "corpus.txt"
+    corpus.write_text(tiny_text(3000), encoding="utf-8")
+    out_dir = tmp_path / "run"
+    assert run(["train", "lm", "--corpus", corpus, "--steps", "6", "--out", out_dir,
+                "--sample-length", "0", *TINY], capsys)[0] == 0
+    code, before, _ = run(["evaluate", "--checkpoint", out_dir, "--json"], capsys)
+    assert code == 0
+    moved = corpus.rename(tmp_path / "moved.txt")
+    code, _, err = run(["train", "lm", "--resume", out_dir, "--steps", "8", "--no-progress"],
+                       capsys)
+    assert_one_line_error(code, err, f"was trained on {str(corpus)!r}, which no longer exists; "
+                                     f"restore it at that path to resume")
+    code, _, err = run(["evaluate", "--checkpoint", out_dir], capsys)
+    assert_one_line_error(code, err, "which no longer exists; restore it at that path, or "
+                                     "score another text with --corpus")
+    code, after, err = run(["evaluate", "--checkpoint", out_dir, "--corpus", moved, "--json"],
+                           capsys)
+    assert code == 0, err
+    assert json.loads(after)["bpc"] == json.loads(before)["bpc"]
+
+
 def test_the_corpus_size_a_too_small_corpus_is_told_to_reach_trains(tmp_path, capsys):
     """The error names the least corpus size that holds one batch (TINY: 4 x (16 + 1) = 68
     training characters, so 76 in all). Oracle: a corpus of that size trains, one character

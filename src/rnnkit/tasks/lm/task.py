@@ -131,6 +131,16 @@ def prepare_data(config: DataConfig, vocabulary: CharVocabulary | None = None, *
     return PreparedData(split, vocabulary, corpus.source)
 
 
+def _check_trained_corpus_exists(corpus: str, run: str | Path, fix: str) -> None:
+    """A one-line CorpusError when ``corpus``, the text the run in ``run`` was trained on, is
+    no built-in name and no longer exists (load_corpus would only say that no such corpus
+    exists, not that it is the run's own)."""
+    if corpus.lower() in BUILTIN_CORPORA or Path(corpus).exists():
+        return
+    raise CorpusError(f"the run in {run} was trained on {corpus!r}, which no longer exists; "
+                      f"{fix}")
+
+
 def _check_one_batch(characters: int, config: DataConfig) -> None:
     """A CorpusError unless the training part of a corpus of ``characters`` characters holds
     one batch, B rows x (L + 1) characters. Checked before the split, whose own minimum (a few
@@ -237,6 +247,9 @@ def _train_lm(config: LMConfig, run_dir: Path, resume: bool,
     config.data.check()
     config.dynamic.check()
     make_paths_absolute(config.data, "corpus", builtin=BUILTIN_CORPORA)
+    if resume:  # a resumed run reads the corpus it was trained on (checked below)
+        _check_trained_corpus_exists(config.data.corpus, run_dir,
+                                     "restore it at that path to resume the run")
     data = prepare_data(config.data, for_training=True)
     if resume:
         _check_resumed_data(run_dir, config.data, config.model, data.vocabulary, data.split,
@@ -387,6 +400,10 @@ def evaluate_lm(path: str | Path, *, corpus: str | None = None, split: str = "te
     if corpus is not None:
         data_config = DataConfig(**{**asdict(data_config), "corpus": corpus})
     data_config.check()
+    if corpus is None:
+        _check_trained_corpus_exists(data_config.corpus, path,
+                                     "restore it at that path, or score another text with "
+                                     "--corpus")
     data = prepare_data(data_config, vocabulary=loaded.vocabulary)
     if corpus is None:
         # the run's own corpus, edited since: its "test" part may now be training text
