@@ -196,8 +196,11 @@ def run_generate(args) -> int:
     dropped = loaded.vocabulary.unknown_characters(prompt) if args.unknown == "skip" else []
     if dropped:
         kept = "".join(character for character in prompt if character not in dropped)
+        # with nothing left the model continues a new line, as for no prompt: say so
+        left = ("; nothing is left, so it continues a new line as with no prompt"
+                if not kept and "\n" in loaded.vocabulary else "")
         print(f"dropped {len(prompt) - len(kept)} character(s) the model never saw from the "
-              f"prompt: {''.join(dropped)!r}", file=sys.stderr)
+              f"prompt: {''.join(dropped)!r}{left}", file=sys.stderr)
         prompt = kept
     # an empty prompt continues a newline (encode_prompt); that is the prompt JSON reports
     continued = prompt if prompt or "\n" not in loaded.vocabulary else "\n"
