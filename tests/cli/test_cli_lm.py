@@ -302,6 +302,7 @@ def test_a_skipped_prompt_is_shown_as_the_model_read_it(trained_run, capsys):
                           "--unknown", "skip", "--length", "6", "--seed", "3", "--json"], capsys)
     assert code == 0 and f"dropped 1 character(s) the model never saw from the prompt: " \
                          f"{unseen!r}" in err
+    assert "nothing is left" not in err  # the kept characters are the prompt
     result = json.loads(out)
     assert (result["prompt"], result["dropped_characters"]) == (seen, unseen)
     assert result["text"] == "".join(generate(loaded, seen, length=6, seed=3))
