@@ -239,6 +239,21 @@ def test_invalid_json_file_raises(tmp_path):
     one_line_message(excinfo, "bad.json", "JSON")
 
 
+@pytest.mark.parametrize("text", ['{"size": 3, "size": 5}',
+                                  '{"optim": {"lr": 0.1, "steps": 2, "lr": 0.2}}'])
+def test_a_key_given_twice_in_a_json_file_is_refused(tmp_path, text):
+    """json.loads keeps the last of two values silently; TOML refuses the same file. Oracle:
+    each value alone is accepted."""
+    path = tmp_path / "twice.json"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as excinfo:
+        resolve_config(Cfg, file=str(path))
+    one_line_message(excinfo, "twice.json", "is given twice in one table")
+    path.write_text('{"size": 3, "optim": {"lr": 0.2}}')
+    assert resolve_config(Cfg, file=str(path)) == Cfg(size=3, optim=Optim(lr=0.2, steps=7,
+                                                                          name="sgd"))
+
+
 def test_invalid_toml_file_raises(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text("size = = 3\n")

@@ -165,6 +165,17 @@ def _set_nested(values: dict, path: list[str], value) -> None:
         values[path[-1]] = value
 
 
+def _refuse_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
+    """One JSON object as a dict, a ValueError on a key given twice: json keeps the last value
+    without a word, so of two settings one would silently not count (TOML refuses it too)."""
+    values = {}
+    for key, value in pairs:
+        if key in values:
+            raise ValueError(f"key {key!r} is given twice in one table; keep one")
+        values[key] = value
+    return values
+
+
 def read_config_file(path: str | os.PathLike) -> dict:
     """A JSON or TOML (``.toml``, any case) config file as a dict; other suffixes are read as
     JSON."""
@@ -185,7 +196,7 @@ def read_config_file(path: str | os.PathLike) -> dict:
             import tomllib  # Python >= 3.11
 
             return tomllib.loads(text)
-        values = json.loads(text) if text.strip() else None
+        values = json.loads(text, object_pairs_hook=_refuse_duplicate_keys) if text.strip() else None
     except ImportError:
         raise ConfigError("TOML config files need Python >= 3.11; use a .json file") from None
     except ValueError as error:
