@@ -372,6 +372,9 @@ def test_damaged_newest_falls_back_and_direct_load_raises(tmp_path, caplog, dama
     with pytest.raises(CheckpointError, match="damaged") as excinfo:
         load_checkpoint(newest)
     assert "\n" not in str(excinfo.value)
+    # the fix it names works: the run folder loads its intact step 1 (above)
+    assert str(excinfo.value).endswith(f"; pass the run folder {str(tmp_path.resolve())!r} for "
+                                       f"its newest intact checkpoint")
 
 
 def test_damaged_checkpoints_set_aside_are_kept_from_saves_and_pruning(tmp_path):
@@ -441,7 +444,7 @@ def test_all_checkpoints_damaged_raises(tmp_path):
     _flip_byte(save(tmp_path, 1) / "model.safetensors")
     with pytest.raises(CheckpointError, match="damaged") as excinfo:
         load_checkpoint(tmp_path)
-    assert "\n" not in str(excinfo.value)
+    assert "\n" not in str(excinfo.value) and "train the run again" in str(excinfo.value)
 
 
 def test_crash_during_folder_rename_keeps_previous(tmp_path, monkeypatch):

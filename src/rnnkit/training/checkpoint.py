@@ -594,7 +594,15 @@ def load_checkpoint(path: str | os.PathLike, *, which: str = "last",
         raise CheckpointError(f"checkpoint path {str(path)!r} does not exist; pass the --out "
                               f"folder of a training run or one of its checkpoints")
     if (path / META).is_file():
-        return _read_checkpoint(path, namedtuples)
+        try:
+            return _read_checkpoint(path, namedtuples)
+        except CheckpointError as error:
+            run = enclosing_run(path)
+            if run is None or "is damaged" not in str(error):
+                raise
+            # one checkpoint named by its folder: its run may hold an intact one
+            raise CheckpointError(f"{error}; pass the run folder {str(run)!r} for its newest "
+                                  f"intact checkpoint") from None
     if path.parent.name == CHECKPOINTS and any((path / f).exists() for f in (MODEL_FILE, STATE_FILE)):
         # a checkpoint folder whose record is gone (a copy or a deletion cut short): say so,
         # rather than that no checkpoint was found in a folder named like one
@@ -620,7 +628,8 @@ def load_checkpoint(path: str | os.PathLike, *, which: str = "last",
                        f"validated yet, or {INDEX} is damaged or names a removed one); using "
                        f"the newest, {candidate.name}", str(candidate))
         return checkpoint
-    raise CheckpointError(f"no intact checkpoint in {str(path)!r}: {problems[0]}")
+    raise CheckpointError(f"no intact checkpoint in {str(path)!r}: {problems[0]}; train the "
+                          f"run again (a copy of it, if you have one, may be intact)")
 
 
 #: how each task's checkpoints are used, for the message when another task's loader gets one
