@@ -226,6 +226,12 @@ def test_a_runs_corpus_moved_away_is_named_as_the_runs_own(tmp_path, capsys):
                        capsys)
     assert_one_line_error(code, err, f"was trained on {str(corpus)!r}, which no longer exists; "
                                      f"restore it at that path to resume")
+    # another corpus at --resume is a change of setting, missing or not: said as that
+    elsewhere = tmp_path / "elsewhere.txt"
+    code, _, err = run(["train", "lm", "--resume", out_dir, "--corpus", elsewhere, "--steps",
+                        "8", "--no-progress"], capsys)
+    assert_one_line_error(code, err, f"data.corpus was {str(corpus)!r}")
+    assert "no longer exists" not in err
     code, _, err = run(["evaluate", "--checkpoint", out_dir], capsys)
     assert_one_line_error(code, err, "which no longer exists; restore it at that path, or "
                                      "score another text with --corpus")

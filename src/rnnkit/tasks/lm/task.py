@@ -247,13 +247,15 @@ def _train_lm(config: LMConfig, run_dir: Path, resume: bool,
     config.data.check()
     config.dynamic.check()
     make_paths_absolute(config.data, "corpus", builtin=BUILTIN_CORPORA)
-    if resume:  # a resumed run reads the corpus it was trained on (checked below)
+    if resume:
+        # the settings first: a corpus changed at --resume is refused as a change, so the
+        # corpus left to read is the run's own, and if that is gone the error says so
+        last = _check_resumed_settings(run_dir, config)
         _check_trained_corpus_exists(config.data.corpus, run_dir,
                                      "restore it at that path to resume the run")
     data = prepare_data(config.data, for_training=True)
     if resume:
-        _check_resumed_data(run_dir, config.data, config.model, data.vocabulary, data.split,
-                            config.train)
+        _check_resumed_text(last, run_dir, data.vocabulary, data.split)
     device = config.train.device
     train_tokens = data.vocabulary.encode(data.split.train).to(device)
     valid_tokens, _ = _encode_heldout(data.vocabulary, data.split.validation, "validation")
@@ -308,16 +310,22 @@ def _train_lm(config: LMConfig, run_dir: Path, resume: bool,
     }
 
 
-def _check_resumed_data(run_dir: Path, data: DataConfig, model: ModelConfig,
-                        vocabulary: CharVocabulary, split, train: TrainConfig) -> None:
+def _check_resumed_settings(run_dir: Path, config: LMConfig):
     """A resumed run must read the text it was trained on, the same way: another corpus would
     give the embedding rows other characters' meanings, another batch size no longer fits the
     carried state, another seed draws other window lengths (random_length) from the step it
-    resumes at (the random-number state itself is restored from the checkpoint)."""
-    last = check_resumed_settings(run_dir, {
-        "data": (data, ("corpus", "batch_size", "window", "random_length")),
-        "train": (train, ("seed",)),
-        "model": (model, model_shape_keys(model))}, builtin=tuple(BUILTIN_CORPORA))
+    resumes at (the random-number state itself is restored from the checkpoint). Returns the
+    run's last checkpoint."""
+    return check_resumed_settings(run_dir, {
+        "data": (config.data, ("corpus", "batch_size", "window", "random_length")),
+        "train": (config.train, ("seed",)),
+        "model": (config.model, model_shape_keys(config.model))},
+        builtin=tuple(BUILTIN_CORPORA))
+
+
+def _check_resumed_text(last, run_dir: Path, vocabulary: CharVocabulary, split) -> None:
+    """The corpus of a resumed run, read again, must be the text of its ``last`` checkpoint:
+    the same characters and the same split."""
     with reading_record(last.path):
         saved_vocabulary = last.meta["vocabulary"]
     if saved_vocabulary != vocabulary.to_list():
