@@ -354,7 +354,8 @@ def test_csv_without_time_keeps_file_order(tmp_path):
                                               "same label"]),
     ("sequence,label,a\n1,x,0.5\n2,y,\n", ["sequence 1 (id '2') of file", "NaN or infinite"]),
     ("sequence,label,a,who\n1,x,0.5,5\n1,x,0.5,ann\n",
-     ["feature column 'who' has the text 'ann' in data row 2", "numbers"]),
+     ["feature column 'who' has the text 'ann' in data row 2", "numbers",
+      "fill or interpolate a missing value"]),  # an empty cell is refused too (row above)
     ("sequence,label\n1,x\n", ["no feature columns"]),
     ("sequence,label,time,a\n1,x,0,0.5\n1,x,0,0.7\n", ["sequence '1' has time 0 twice"]),
     ("sequence,label,time,a\n1,x,t0,0.5\n", ["'time' column must be numeric"]),

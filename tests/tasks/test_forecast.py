@@ -475,7 +475,8 @@ def test_model_config_errors_are_one_line(settings, match):
     ({"warmup": 12, "window": 12}, r"data.warmup must be in \[0, window=12\)"),
     ({"horizon": 0}, "data.horizon must be >= 1"),
     ({"interval": 1.0}, "data.interval must be a coverage"),
-    ({"validation": -1}, "data.validation must be >= 0"),
+    ({"validation": -1}, r"data.validation must be >= 0 \(0: no validation part\); got -1"),
+    ({"holdout": 0}, r"data.holdout must be >= 1 \(or unset for the horizon\); got 0"),
 ])
 def test_data_config_errors_are_one_line(settings, match):
     one_line_value_error(DataConfig(**settings).check, match=match)

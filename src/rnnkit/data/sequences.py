@@ -453,7 +453,7 @@ def _numeric_cells(column, where: str):
         shown = cell if len(cell) <= 40 else cell[:37] + "..."
         raise SequenceDataError(f"{where}: feature column {str(column.name)!r} has the text "
                                 f"{shown!r} in data row {row + 1}; features must be numbers "
-                                f"(leave a missing value empty)")
+                                f"(fill or interpolate a missing value)")
     return numbers
 
 

@@ -78,8 +78,12 @@ class DataConfig:
                              f"{self.season}")
         if not 0.0 < self.interval < 1.0:
             raise ValueError(f"data.interval must be a coverage in (0, 1); got {self.interval}")
-        if self.validation < 0 or (self.holdout is not None and self.holdout < 1):
-            raise ValueError("data.validation must be >= 0 and data.holdout >= 1")
+        if self.validation < 0:
+            raise ValueError(f"data.validation must be >= 0 (0: no validation part); got "
+                             f"{self.validation}")
+        if self.holdout is not None and self.holdout < 1:
+            raise ValueError(f"data.holdout must be >= 1 (or unset for the horizon); got "
+                             f"{self.holdout}")
 
 
 def _default_train() -> TrainConfig:
