@@ -357,6 +357,9 @@ def test_csv_without_time_keeps_file_order(tmp_path):
      ["feature column 'who' has the text 'ann' in data row 2", "numbers",
       "fill or interpolate a missing value"]),  # an empty cell is refused too (row above)
     ("sequence,label\n1,x\n", ["no feature columns"]),
+    # pandas read the second as "a.1", a channel the file does not name
+    ("sequence,label,a,a\n1,x,0.5,0.7\n", ["the header names the column 'a' twice",
+                                            "give each column its own name"]),
     ("sequence,label,time,a\n1,x,0,0.5\n1,x,0,0.7\n", ["sequence '1' has time 0 twice"]),
     ("sequence,label,time,a\n1,x,t0,0.5\n", ["'time' column must be numeric"]),
     ("sequence,label,a\n1,x,0.5\n2,,0.7\n", ["no 'label' value in data row 2"]),

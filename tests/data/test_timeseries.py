@@ -519,12 +519,20 @@ def test_a_headerless_file_that_starts_with_a_date_is_refused(tmp_path, first_ro
     _one_line_error(excinfo, "has no header row", "add a first line naming the columns")
 
 
-def test_a_repeated_time_header_is_a_second_time_column_not_a_value(tmp_path):
-    # pandas renames the copy time.1, which was forecast as a value.
-    path = _csv(tmp_path, "time,time,value\n1,1,3\n2,2,4\n3,3,5\n")
-    with pytest.raises(SeriesError, match=r"several time columns \(time, time\.1\)"):
-        load_series(path)
-    assert load_series(path, time_col="time").columns == ["value"]
+@pytest.mark.parametrize("header", ["time,time,value", "time,value,value", "time, value,value"])
+def test_a_column_named_twice_is_refused(tmp_path, header):
+    # pandas renames the copy name.1: a second "time" was forecast as a value (later read as
+    # a second time column), a second "value" forecast beside the first under a name the file
+    # does not have. Oracle: the same file with distinct names loads.
+    path = _csv(tmp_path, header + "\n1,1,3\n2,2,4\n3,3,5\n")
+    repeated = "time" if header.count("time") == 2 else "value"
+    for options in ({}, {"time_col": "time"}):
+        with pytest.raises(SeriesError) as excinfo:
+            load_series(path, **options)
+        _one_line_error(excinfo, f"the header names the column {repeated!r} twice",
+                        "give each column its own name")
+    distinct = _csv(tmp_path, "time,value,other\n1,1,3\n2,2,4\n3,3,5\n", name="distinct.csv")
+    assert load_series(distinct).columns == ["value", "other"]
 
 
 def test_an_empty_named_column_is_no_value_column(tmp_path):

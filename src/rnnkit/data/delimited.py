@@ -20,6 +20,10 @@ class ExtraFieldsError(ValueError):
     """Data rows have more fields than the header has names (and do not end in a delimiter)."""
 
 
+class RepeatedNameError(ValueError):
+    """The header names one column twice (pandas would rename the second ``name.1``)."""
+
+
 class OtherDelimiterError(ValueError):
     """The file's fields are separated by another character than the one it is read with (a
     semicolon file, as spreadsheets write where the comma is the decimal mark)."""
@@ -223,7 +227,33 @@ def read_delimited(path, **options):
                                            "names") from None
     if preamble.commented_header:
         frame = frame.rename(columns={frame.columns[0]: str(frame.columns[0]).lstrip("#")})
+    _refuse_repeated_names(path, options)
     return _stripped_names(frame)
+
+
+def _refuse_repeated_names(path, options: dict) -> None:
+    """A RepeatedNameError where the header names a column twice: pandas reads the second as
+    ``name.1``, so a file with two "value" columns trained on both without a word, under a
+    name the file does not have. The header row is read again as data (header=None), where
+    pandas leaves names as written."""
+    import pandas as pd
+
+    kept = {key: value for key, value in options.items()
+            if key in ("sep", "skiprows", "skipinitialspace", "encoding")}
+    header = pd.read_csv(path, header=None, nrows=1, dtype=str, keep_default_na=False, **kept)
+    # as written but for blanks after a delimiter (skipinitialspace), as the frame's own
+    # names: "a" and "a " stay two names (see _stripped_names)
+    names = [str(name) for name in header.iloc[0]] if len(header) else []
+    if names:
+        names[0] = names[0].lstrip("#").lstrip()  # a commented header (see _preamble)
+    seen = set()
+    for name in names:
+        # a number is no name: a first row of numbers is data (no header), which the
+        # readers say in their own words
+        if name in seen and name and not _is_number(name):
+            raise RepeatedNameError(f"the header names the column {name!r} twice; give each "
+                                    f"column its own name")
+        seen.add(name)
 
 
 def _stripped_names(frame):

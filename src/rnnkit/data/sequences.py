@@ -24,8 +24,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .delimited import (ExtraFieldsError, OtherDelimiterError, delimiter_advice,
-                        grouped_advice, grouped_number, numbers_from_text,
+from .delimited import (ExtraFieldsError, OtherDelimiterError, RepeatedNameError,
+                        delimiter_advice, grouped_advice, grouped_number, numbers_from_text,
                         read_delimited)
 
 _FILE_TYPES = (".ts", ".npz", ".csv")
@@ -379,6 +379,8 @@ def _read_csv(path: Path):
     except ExtraFieldsError as error:
         raise SequenceDataError(f"CSV file {shown}: {error}; name every column in the first "
                                 f"line (or remove the extra fields)") from None
+    except RepeatedNameError as error:
+        raise SequenceDataError(f"CSV file {shown}: {error}") from None
     except UnicodeDecodeError as error:
         raise SequenceDataError(f"CSV file {shown} is not UTF-8 text ({error.reason} at byte "
                                 f"{error.start}); save it as UTF-8") from None
