@@ -20,6 +20,7 @@ import rnnkit
 from rnnkit.cli.main import main
 
 from corpora import tiny_text
+from one_line import assert_one_line_error
 from test_cli_classify import run, write_npz
 
 LM_TINY = ["--hidden", "12", "--embedding", "6", "--batch-size", "4", "--window", "16",
@@ -195,6 +196,25 @@ def test_export_never_overwrites_what_is_not_an_export(lm_run, tmp_path, capsys)
         code, _, err = run(["export", "--checkpoint", lm_run, "--format", "numpy", "--out",
                             again], capsys)
         assert code == 0, err
+
+
+def test_a_run_is_never_written_into_an_export(lm_run, tmp_path, capsys):
+    """export refuses a run's folder, and a run in an export's folder made one that neither
+    command could write to again. Oracle: the export's files, byte for byte, and the same run
+    in a new folder training."""
+    assert run(["export", "--checkpoint", lm_run, "--format", "numpy", "--out",
+                tmp_path / "np"], capsys)[0] == 0
+    before = {p.name: p.read_bytes() for p in (tmp_path / "np").iterdir()}
+    corpus = lm_run.parent / "corpus.txt"
+    for out in (tmp_path / "np", tmp_path / "new"):
+        code, _, err = run(["train", "lm", "--corpus", corpus, "--steps", "2", "--out", out,
+                            "--sample-length", "0", *LM_TINY], capsys)
+        if out.name == "np":
+            assert_one_line_error(code, err, f"--out {out} holds an rnnkit export, whose files "
+                                             f"the run would mix with")
+        else:
+            assert code == 0, err
+    assert {p.name: p.read_bytes() for p in (tmp_path / "np").iterdir()} == before
 
 
 def test_a_user_file_beside_an_export_is_never_replaced(lm_run, tmp_path, capsys):

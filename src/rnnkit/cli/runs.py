@@ -129,6 +129,13 @@ def resolve_run(args, config_class, task: str, overrides: list[str]):
         if taken:  # a user's folder (--out .): the run would replace these files
             raise ValueError(f"--out {run_dir} holds {', '.join(taken)}, which a run writes; "
                              f"choose a new or empty folder")
+        from rnnkit.cli.export import _earlier_export
+
+        if run_dir.is_dir() and _earlier_export(run_dir) is not None:
+            # export refuses a run's folder; a run in an export's folder would leave one that
+            # neither command can write to again
+            raise ValueError(f"--out {run_dir} holds an rnnkit export, whose files the run "
+                             f"would mix with; choose a new or empty folder")
     config = resolve_config(config_class, base=base, file=args.config, overrides=overrides)
     return config, run_dir
 
