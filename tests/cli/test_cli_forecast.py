@@ -12,6 +12,7 @@ import csv
 import importlib.util
 import io
 import json
+import math
 import sys
 
 import numpy as np
@@ -118,12 +119,31 @@ def test_predict_writes_the_csv_after_the_series(sunspots_run, tmp_path, capsys)
     code, out, err = run(["forecast", "predict", "--checkpoint", run_dir, "--data", "sunspots",
                           "--horizon", "6", "--out", target], capsys)
     assert code == 0, err
-    # the interval's coverage is the run's (the columns say only _lower/_upper)
+    # the interval's coverage is the run's (the columns say only _lower/_upper); the run was
+    # trained for 4 steps, so its residual intervals stop there (it said "with intervals")
     coverage = json.loads(sunspots_run[1])["config"]["data"]["interval"]
-    assert out.startswith(f"wrote 6 forecast steps (with {100 * coverage:g}% intervals) to "
-                          f"{target}")
+    assert out.startswith(f"wrote 6 forecast steps ({100 * coverage:g}% intervals for steps 1-4 "
+                          f"only, as far as the model was trained to forecast; later bounds are "
+                          f"NaN) to {target}")
     with open(target, newline="") as file:
         rows = list(csv.DictReader(file))
+    bounds = [math.isfinite(float(r["SUNACTIVITY_lower"] or "nan")) for r in rows]
+    assert bounds == [True] * 4 + [False] * 2  # oracle: the CSV it wrote
+    code, out, err = run(["forecast", "predict", "--checkpoint", run_dir, "--data", "sunspots",
+                          "--horizon", "4", "--out", tmp_path / "four.csv"], capsys)
+    assert code == 0 and out.startswith(f"wrote 4 forecast steps (with {100 * coverage:g}% "
+                                        f"intervals)"), err
+    # without its residual quantiles (deleted, as the error for a damaged file advises) a run
+    # has no intervals at all, and says so
+    import shutil
+
+    copy = tmp_path / "copy"
+    shutil.copytree(run_dir, copy)
+    (copy / "residual-quantiles.json").unlink()
+    code, out, err = run(["forecast", "predict", "--checkpoint", copy, "--data", "sunspots",
+                          "--horizon", "4", "--out", tmp_path / "none.csv"], capsys)
+    assert code == 0 and out.startswith("wrote 4 forecast steps (without intervals: the run "
+                                        "holds no residual quantiles, so the bounds are NaN)"), err
     assert [r["time"] for r in rows] == [str(y) for y in range(2009, 2015)]
     want = load_forecaster(run_dir).forecast(load_series("sunspots").values, 6)["point"][:, 0]
     np.testing.assert_allclose([float(r["SUNACTIVITY_forecast"]) for r in rows], want,

@@ -154,7 +154,13 @@ def run_forecast_predict(args) -> int:
     if args.json:
         print(json_text(result))
     else:
-        print(f"wrote {result['horizon']} forecast steps (with {100 * result['interval']:g}% "
-              f"intervals) to {result['csv']}"
+        horizon, bounded = result["horizon"], result["interval_steps"]
+        coverage = f"{100 * result['interval']:g}%"
+        intervals = (f"with {coverage} intervals" if bounded == horizon
+                     else f"{coverage} intervals for steps 1-{bounded} only, as far as the model "
+                          f"was trained to forecast; later bounds are NaN" if bounded
+                     else "without intervals: the run holds no residual quantiles, so the "
+                          "bounds are NaN")
+        print(f"wrote {horizon} forecast steps ({intervals}) to {result['csv']}"
               + (f" and {result['png']}" if result["png"] else ""))
     return 0

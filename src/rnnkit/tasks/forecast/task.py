@@ -552,8 +552,13 @@ def predict_forecast(path: str | Path, data: str, *, horizon: int | None = None,
                                 title=f"{model_label(config)}: {horizon} steps past {data}")
     except ImportError as error:
         log.info("%s", error)
+    # steps whose bounds are numbers: residual intervals reach as far as the horizon the model
+    # was trained for, and none are left where the run's residual quantiles were lost
+    bounded = np.isfinite(forecast["lower"]).reshape(horizon, -1).all(axis=1)
+    interval_steps = int(np.argmin(bounded)) if not bounded.all() else horizon
     return {"task": TASK, "checkpoint": str(path), "data": series.source, "horizon": horizon,
             "csv": str(out), "png": None if picture is None else str(picture),
             "interval": config.data.interval,  # the coverage of the _lower/_upper columns
+            "interval_steps": interval_steps,  # the first steps with _lower/_upper numbers
             "forecast": {k: v.tolist() for k, v in forecast.items()},
             "time": stamp_texts(stamps)}
