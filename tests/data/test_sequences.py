@@ -357,6 +357,10 @@ def test_csv_without_time_keeps_file_order(tmp_path):
      ["feature column 'who' has the text 'ann' in data row 2", "numbers",
       "fill or interpolate a missing value"]),  # an empty cell is refused too (row above)
     ("sequence,label\n1,x\n", ["no feature columns"]),
+    # pandas filled the missing fields with NaN: "a NaN or infinite value" at a step the row
+    # never reached
+    ("sequence,label,a,b\n1,x,0.5,0.7\n1,x,0.5\n", ["data row 2 has 3 of the 4 fields the "
+                                                     "header names", "complete it"]),
     # pandas read the second as "a.1", a channel the file does not name
     ("sequence,label,a,a\n1,x,0.5,0.7\n", ["the header names the column 'a' twice",
                                             "give each column its own name"]),

@@ -535,6 +535,17 @@ def test_a_column_named_twice_is_refused(tmp_path, header):
     assert load_series(distinct).columns == ["value", "other"]
 
 
+def test_a_row_with_fields_missing_is_refused_by_its_number(tmp_path):
+    # pandas filled it with NaN, reported as a missing value of a column. Oracle: the row's
+    # number in the text; a header that ends in a stray delimiter names no extra field.
+    path = _csv(tmp_path, "time,value,other\n1,3,5\n2,4\n3,5,6\n")
+    with pytest.raises(SeriesError) as excinfo:
+        load_series(path)
+    _one_line_error(excinfo, "data row 2 has 2 of the 3 fields the header names")
+    trailing = _csv(tmp_path, "time,value,\n1,3\n2,4\n3,5\n", name="trailing.csv")
+    assert load_series(trailing).columns == ["value"]  # a stray delimiter ends the header
+
+
 def test_an_empty_named_column_is_no_value_column(tmp_path):
     # All-empty, pandas types it float (all NaN): it was chosen as a value, then refused as
     # missing values. Oracle: the same file without that column.

@@ -11,6 +11,7 @@ off. Those files are read again as they are meant, without a row label.
 from __future__ import annotations
 
 import csv
+import itertools
 import re
 import warnings
 from typing import NamedTuple
@@ -22,6 +23,10 @@ class ExtraFieldsError(ValueError):
 
 class RepeatedNameError(ValueError):
     """The header names one column twice (pandas would rename the second ``name.1``)."""
+
+
+class ShortRowError(ValueError):
+    """A data row has fewer fields than the header names (pandas fills the rest with NaN)."""
 
 
 class OtherDelimiterError(ValueError):
@@ -228,7 +233,26 @@ def read_delimited(path, **options):
     if preamble.commented_header:
         frame = frame.rename(columns={frame.columns[0]: str(frame.columns[0]).lstrip("#")})
     _refuse_repeated_names(path, options)
+    _refuse_short_rows(path, options.get("sep", ","), options["skiprows"])
     return _stripped_names(frame)
+
+
+def _refuse_short_rows(path, sep: str, skipped_lines: int) -> None:
+    """A ShortRowError at the first data row with fewer fields than the header: pandas fills
+    the missing ones with NaN, and the readers then reported a missing value in a column the
+    row never reached (or trained on it where missing values are allowed)."""
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as file:
+        rows = csv.reader(itertools.islice(file, skipped_lines, None), delimiter=sep)
+        header = next(rows, None)
+        if header is None:
+            return
+        while header and not header[-1].strip():  # a header ending in a stray delimiter
+            header.pop()
+        for number, row in enumerate(rows, 1):
+            if len(row) < len(header) and any(cell.strip() for cell in row):
+                raise ShortRowError(f"data row {number} has {len(row)} of the {len(header)} "
+                                    f"fields the header names; complete it (an empty field "
+                                    f"between delimiters is a missing value)")
 
 
 def _refuse_repeated_names(path, options: dict) -> None:

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 
 from .delimited import (ExtraFieldsError, OtherDelimiterError, RepeatedNameError,
-                        delimiter_advice, grouped_advice, grouped_number, numbers_from_text,
-                        read_delimited)
+                        ShortRowError, delimiter_advice, grouped_advice, grouped_number,
+                        numbers_from_text, read_delimited)
 
 _FILE_TYPES = (".ts", ".npz", ".csv")
 _AEON_HINT = 'pip install "rnnkit[classify]" (or pip install aeon)'
@@ -379,7 +379,7 @@ def _read_csv(path: Path):
     except ExtraFieldsError as error:
         raise SequenceDataError(f"CSV file {shown}: {error}; name every column in the first "
                                 f"line (or remove the extra fields)") from None
-    except RepeatedNameError as error:
+    except (RepeatedNameError, ShortRowError) as error:
         raise SequenceDataError(f"CSV file {shown}: {error}") from None
     except UnicodeDecodeError as error:
         raise SequenceDataError(f"CSV file {shown} is not UTF-8 text ({error.reason} at byte "

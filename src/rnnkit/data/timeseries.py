@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from .delimited import (ExtraFieldsError, OtherDelimiterError, RepeatedNameError,
-                        delimiter_advice, grouped_advice, grouped_number, numbers_from_text,
-                        read_delimited)
+                        ShortRowError, delimiter_advice, grouped_advice, grouped_number,
+                        numbers_from_text, read_delimited)
 
 _TIME_NAMES = ("time", "date", "datetime", "timestamp", "year", "ds", "period")
 _SUFFIXES = (".csv", ".tsv", ".parquet")
@@ -254,7 +254,7 @@ def _read_file(pd, name: str):
         raise SeriesError(f"{name} has data rows with more fields than its header has names; "
                           f"name every column in the first line (or remove the extra "
                           f"fields)") from None
-    except RepeatedNameError as error:
+    except (RepeatedNameError, ShortRowError) as error:
         raise SeriesError(f"{name}: {error}") from None
     except pd.errors.EmptyDataError:
         raise SeriesError(f"{name} is empty; pass a file with a header and data rows") from None
