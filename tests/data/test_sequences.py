@@ -557,6 +557,23 @@ def test_a_missing_ts_label_is_refused_not_made_a_class(aeon_datasets, tmp_path)
     _one_line_error(excinfo, "the label of sequence 1", "is missing")
 
 
+@pytest.mark.parametrize("stamped", [False, True])
+def test_a_ts_label_its_header_does_not_declare_is_refused(aeon_datasets, tmp_path, stamped):
+    """aeon took a label outside "@classLabel true a b" as one more class. Oracle: the same
+    file with the label declared loads it as a class (case is not compared, as aeon reads)."""
+    header = "@problemName x\n" + ("@timeStamps true\n" if stamped else "") + \
+        "@univariate true\n@classLabel true a b\n@data\n"
+    lines = ("(0,1.0),(1,2.0):a\n(0,3.0),(1,4.0):c\n(0,5.0),(1,6.0):B\n" if stamped
+             else "1.0,2.0:a\n3.0,4.0:c\n5.0,6.0:B\n")
+    (tmp_path / "undeclared.ts").write_text(header + lines)
+    with pytest.raises(SequenceDataError) as excinfo:
+        load_sequences(tmp_path / "undeclared.ts")
+    _one_line_error(excinfo, "sequence 1 has the label 'c', which its @classLabel line does not "
+                             "declare (a b)", "add it there or correct the label")
+    (tmp_path / "declared.ts").write_text(header.replace("true a b", "true a b c") + lines)
+    assert load_sequences(tmp_path / "declared.ts").class_names == ["B", "a", "c"]
+
+
 def test_bundled_class_names_are_the_ones_the_file_declares(aeon_datasets):
     """BasicMotions declares Standing, Running, Walking and Badminton; they came back in lower
     case. Oracle: the file's own @classLabel line."""

@@ -170,8 +170,41 @@ def _load_bundled(name: str, split: str):
 
 
 def _read_ts(path: Path):
-    if _has_time_stamps(path):
-        return _read_stamped_ts(path)
+    sequences, labels, ids, names = (_read_stamped_ts if _has_time_stamps(path)
+                                     else _read_plain_ts)(path)
+    _check_declared_labels(path, labels)
+    return sequences, labels, ids, names
+
+
+def _declared_labels(path: Path) -> list[str] | None:
+    """The labels a .ts file's ``@classLabel true a b ...`` line declares, as written, or None
+    where it declares none."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        for line in handle:
+            words = line.split()
+            if words and words[0].lower() == "@data":
+                break
+            if len(words) > 2 and words[0].lower() == "@classlabel" and words[1].lower() == "true":
+                return words[2:]
+    return None
+
+
+def _check_declared_labels(path: Path, labels: list[str | None]) -> None:
+    """A label its file's @classLabel line does not declare: aeon's reader took it as one more
+    class, so a typo in one line made a class of its own. Compared ignoring case, as aeon reads
+    the header (files declare "a b" and label lines "B")."""
+    declared = _declared_labels(path)
+    if declared is None:
+        return
+    known = {name.casefold() for name in declared}
+    for number, label in enumerate(labels):
+        if label is not None and label.casefold() not in known:
+            raise SequenceDataError(f".ts file {str(path)!r}: sequence {number} has the label "
+                                    f"{label!r}, which its @classLabel line does not declare "
+                                    f"({' '.join(declared)}); add it there or correct the label")
+
+
+def _read_plain_ts(path: Path):
     datasets = _aeon_datasets()  # outside the try: a missing aeon is not a malformed file
     try:
         X, y, meta = datasets.load_from_ts_file(str(path), return_meta_data=True)
