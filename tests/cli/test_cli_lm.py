@@ -138,6 +138,12 @@ def test_resume_continues_a_finished_run_to_a_larger_step_limit(corpus, tmp_path
     assert code == 0, err
     assert json.loads(out)["steps"] == 9
     assert "resuming from step 6" in err
+    # a limit the run has already reached: nothing is trained, and that is said
+    code, out, err = run(["train", "lm", "--resume", out_dir, "--steps", "9", "--json",
+                          "--sample-length", "0", "--no-progress"], capsys)
+    assert code == 0 and json.loads(out)["steps"] == 9, err
+    assert ("nothing to train: the run is at step 9, where its step or epoch limit is already "
+            "reached; raise that limit to train on") in err
     # another seed would draw other window lengths (random_length) from here on
     code, _, err = run(["train", "lm", "--resume", out_dir, "--steps", "12", "--seed", "5",
                         "--sample-length", "0", "--no-progress"], capsys)

@@ -550,6 +550,14 @@ class Trainer:
         window = self.window
         window_count = 0  # characters or samples since window_start, for the rate
         window_start = clock = time.perf_counter()
+        reached = self._limit_reached()
+        if reached and self.step > 0:
+            # a resumed run already at its limit is scored again but trains nothing: say so,
+            # or "completed after N steps" reads as if --steps had been taken
+            limit = {"completed": "step or epoch limit", "time budget": "time budget",
+                     "early stopping": "early stopping"}[reached]
+            self.notify(f"nothing to train: the run is at step {self.step}, where its {limit} "
+                        f"is already reached; raise that limit to train on")
         try:
             while True:
                 status = self._limit_reached()
