@@ -359,8 +359,9 @@ def test_csv_without_time_keeps_file_order(tmp_path):
     ("sequence,label\n1,x\n", ["no feature columns"]),
     # pandas filled the missing fields with NaN: "a NaN or infinite value" at a step the row
     # never reached
-    ("sequence,label,a,b\n1,x,0.5,0.7\n1,x,0.5\n", ["data row 2 has 3 of the 4 fields the "
-                                                     "header names", "complete it"]),
+    ("sequence,label,a,b\n1,x,0.5,0.7\n\n1,x,0.5\n", ["line 4 has 3 of the 4 fields the "
+                                                       "header names", "fill in every field"]),
+    ("\nsequence, label, a, b\n1, x, 0.5, 0.7\n1, x, 0.5\n", ["line 4 has 3 of the 4 fields"]),
     # pandas read the second as "a.1", a channel the file does not name
     ("sequence,label,a,a\n1,x,0.5,0.7\n", ["the header names the column 'a' twice",
                                             "give each column its own name"]),
@@ -582,6 +583,14 @@ def test_bundled_class_names_are_the_ones_the_file_declares(aeon_datasets):
     with open(path) as handle:
         declared = next(line for line in handle if line.lower().startswith("@classlabel"))
     assert sorted(declared.split()[2:]) == load_sequences("BasicMotions").class_names
+
+
+def test_a_cell_past_the_csv_modules_field_limit_still_loads(tmp_path):
+    """The short-row scan uses the csv module, which refuses cells over 131072 characters
+    that pandas reads: that file came out as a traceback. Oracle: pandas' own reading."""
+    label = "x" * 140_000
+    (tmp_path / "long.csv").write_text(f"sequence,label,a\n1,{label},0.5\n2,y,0.7\n")
+    assert sorted(load_sequences(tmp_path / "long.csv").class_names) == sorted([label, "y"])
 
 
 @pytest.mark.parametrize("layout", ["r_row_labels", "trailing_delimiter"])

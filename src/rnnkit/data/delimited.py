@@ -121,6 +121,9 @@ def _first_line(path) -> str | None:
     return None
 
 
+#: a cell that starts like a date (2020-01-31, 31/01/2020, 2020.01.31)
+_DATE = re.compile(r"\s*\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}")
+
 #: a comment line: "#" first, after any blanks
 _COMMENT = re.compile(r"\s*#")
 
@@ -181,7 +184,7 @@ def delimiter_advice(error: OtherDelimiterError) -> str:
             f"(header {error.header!r}); {fix}")
 
 
-def read_delimited(path, **options):
+def read_delimited(path, *, complete_rows: bool = False, **options):
     """``pandas.read_csv(path, **options)``, with rows ending in a stray delimiter read as
     meant.
 
@@ -192,9 +195,11 @@ def read_delimited(path, **options):
     named its columns ``" label"`` and ``" x"``, which no option or lookup by name found.
 
     Raises :class:`ExtraFieldsError` where, read without a row label, a row still has more
-    fields than the header names, and :class:`OtherDelimiterError` where the header and every
+    fields than the header names, :class:`OtherDelimiterError` where the header and every
     row hold another delimiter (a semicolon file read as CSV: with decimal commas its numbers
-    were silently the digits after the comma).
+    were silently the digits after the comma), :class:`RepeatedNameError` where the header
+    names a column twice, and with ``complete_rows`` (for readers that use every column)
+    :class:`ShortRowError` where a row has fewer fields than the header.
     """
     import pandas as pd
 
@@ -233,26 +238,34 @@ def read_delimited(path, **options):
     if preamble.commented_header:
         frame = frame.rename(columns={frame.columns[0]: str(frame.columns[0]).lstrip("#")})
     _refuse_repeated_names(path, options)
-    _refuse_short_rows(path, options.get("sep", ","), options["skiprows"])
+    if complete_rows:
+        refuse_short_rows(path, options.get("sep", ","), options["skiprows"],
+                          options["skipinitialspace"])
     return _stripped_names(frame)
 
 
-def _refuse_short_rows(path, sep: str, skipped_lines: int) -> None:
-    """A ShortRowError at the first data row with fewer fields than the header: pandas fills
-    the missing ones with NaN, and the readers then reported a missing value in a column the
-    row never reached (or trained on it where missing values are allowed)."""
+def refuse_short_rows(path, sep: str, skipped_lines: int, skipinitialspace: bool) -> None:
+    """A ShortRowError at the first data line with fewer fields than the header: pandas fills
+    the missing ones with NaN, which a reader that uses every column then reported as a
+    missing value in a column the line never reached. Read as pandas read it (the lines of
+    the preamble skipped, blanks after a delimiter dropped, blank lines ignored); a file the
+    csv module cannot scan (a cell past its field size limit) is left to pandas."""
     with open(path, encoding="utf-8-sig", errors="replace", newline="") as file:
-        rows = csv.reader(itertools.islice(file, skipped_lines, None), delimiter=sep)
-        header = next(rows, None)
-        if header is None:
+        rows = csv.reader(itertools.islice(file, skipped_lines, None), delimiter=sep,
+                          skipinitialspace=skipinitialspace)
+        try:
+            header = next((row for row in rows if row), None)
+            if header is None:
+                return
+            while header and not header[-1].strip():  # a header ending in a stray delimiter
+                header.pop()
+            for row in rows:
+                if len(row) < len(header) and any(cell.strip() for cell in row):
+                    raise ShortRowError(f"line {skipped_lines + rows.line_num} has {len(row)} "
+                                        f"of the {len(header)} fields the header names; fill "
+                                        f"in every field")
+        except csv.Error:
             return
-        while header and not header[-1].strip():  # a header ending in a stray delimiter
-            header.pop()
-        for number, row in enumerate(rows, 1):
-            if len(row) < len(header) and any(cell.strip() for cell in row):
-                raise ShortRowError(f"data row {number} has {len(row)} of the {len(header)} "
-                                    f"fields the header names; complete it (an empty field "
-                                    f"between delimiters is a missing value)")
 
 
 def _refuse_repeated_names(path, options: dict) -> None:
@@ -272,9 +285,9 @@ def _refuse_repeated_names(path, options: dict) -> None:
         names[0] = names[0].lstrip("#").lstrip()  # a commented header (see _preamble)
     seen = set()
     for name in names:
-        # a number is no name: a first row of numbers is data (no header), which the
-        # readers say in their own words
-        if name in seen and name and not _is_number(name):
+        # a number or a date is no name: a first row of those is data (no header), which
+        # the readers say in their own words
+        if name in seen and name and not _is_number(name) and not _DATE.match(name):
             raise RepeatedNameError(f"the header names the column {name!r} twice; give each "
                                     f"column its own name")
         seen.add(name)

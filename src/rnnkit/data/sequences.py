@@ -401,7 +401,7 @@ def _read_csv(path: Path):
         raise SequenceDataError("CSV sequence files need pandas; install it with: pip install "
                                 "pandas") from None
     try:
-        frame = read_delimited(path)
+        frame = read_delimited(path, complete_rows=True)  # every column is read
         # Ids and labels are text: "NA" (North America) or "None" is a value there, not a
         # missing one as pandas reads it by default, and "01" is not 1; only an empty cell is
         # missing. A second read of the same rows, all as written.

@@ -24,8 +24,8 @@ from pathlib import Path
 import numpy as np
 
 from .delimited import (ExtraFieldsError, OtherDelimiterError, RepeatedNameError,
-                        ShortRowError, delimiter_advice, grouped_advice, grouped_number,
-                        numbers_from_text, read_delimited)
+                        delimiter_advice, grouped_advice, grouped_number, numbers_from_text,
+                        read_delimited)
 
 _TIME_NAMES = ("time", "date", "datetime", "timestamp", "year", "ds", "period")
 _SUFFIXES = (".csv", ".tsv", ".parquet")
@@ -130,7 +130,8 @@ def load_series(data: str, *, time_col: str | None = None,
     else:
         frame = _read_file(pd, name)
         label, source, season = name, os.path.abspath(name), None
-        # unmangled: a repeated "time" (pandas' time.1) is a second time column, not a value
+        # unmangled: pandas names a repeated cell "x.1"; read_delimited refuses a repeated
+        # name and lets through only repeated numbers and dates (a headerless first row)
         time_like = [c for c in frame.columns
                      if _unmangled(c, frame.columns).strip().lower() in _TIME_NAMES
                      or c in frame.attrs.get("time_index", ())]
@@ -254,7 +255,7 @@ def _read_file(pd, name: str):
         raise SeriesError(f"{name} has data rows with more fields than its header has names; "
                           f"name every column in the first line (or remove the extra "
                           f"fields)") from None
-    except (RepeatedNameError, ShortRowError) as error:
+    except RepeatedNameError as error:
         raise SeriesError(f"{name}: {error}") from None
     except pd.errors.EmptyDataError:
         raise SeriesError(f"{name} is empty; pass a file with a header and data rows") from None
