@@ -142,8 +142,8 @@ def test_resume_continues_a_finished_run_to_a_larger_step_limit(corpus, tmp_path
     code, out, err = run(["train", "lm", "--resume", out_dir, "--steps", "9", "--json",
                           "--sample-length", "0", "--no-progress"], capsys)
     assert code == 0 and json.loads(out)["steps"] == 9, err
-    assert ("nothing to train: the run is at step 9, where its step or epoch limit is already "
-            "reached; raise that limit to train on") in err
+    assert ("nothing to train: the run is at step 9, where its step limit (--steps, "
+            "train.max_steps = 9) is already reached; raise it to train on") in err
     # another seed would draw other window lengths (random_length) from here on
     code, _, err = run(["train", "lm", "--resume", out_dir, "--steps", "12", "--seed", "5",
                         "--sample-length", "0", "--no-progress"], capsys)
@@ -166,8 +166,9 @@ def test_resume_past_a_damaged_checkpoint_warns_once_and_keeps_it(corpus, tmp_pa
     assert "resuming from step 6" in err
     # the settings check, the resume and the final scoring each load the run: one warning
     assert err.count(f"skipping checkpoint {newest} is damaged") == 1, err
-    aside = newest.with_name(newest.name + ".damaged")
-    assert f"moved the damaged checkpoint {newest} aside to {aside.name}" in err, err
+    aside = newest.with_name(newest.name + ".skipped")
+    assert (f"moved the checkpoint {newest}, which could not be loaded, aside to {aside.name}"
+            in err), err
     assert {f.name: f.read_bytes() for f in aside.iterdir()} == damaged_files
     # the run's own step 12 is a new, intact checkpoint, and evaluate loads its newest
     assert (newest / "checkpoint.json").is_file() and newest.exists()

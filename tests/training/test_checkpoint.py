@@ -390,16 +390,16 @@ def test_damaged_checkpoints_set_aside_are_kept_from_saves_and_pruning(tmp_path)
     assert load_checkpoint(tmp_path).step == 1
     moved = ckpt.set_aside_newer_checkpoints(tmp_path, 1)
     assert [(old.name, new.name) for old, new in moved] == [
-        ("step-00000002", "step-00000002.damaged"), ("step-00000003", "step-00000003.damaged")]
+        ("step-00000002", "step-00000002.skipped"), ("step-00000003", "step-00000003.skipped")]
     _flip_byte(save(tmp_path, 2) / "model.safetensors")  # damaged again, then set aside again
     assert [new.name for _, new in ckpt.set_aside_newer_checkpoints(tmp_path, 1)] == [
-        "step-00000002.damaged-2"]
+        "step-00000002.skipped-2"]
     for step in range(2, 7):
         save(tmp_path, step, keep_last=1)
-    assert step_dirs(tmp_path) == ["step-00000002.damaged", "step-00000002.damaged-2",
-                                   "step-00000003.damaged", "step-00000006"]
+    assert step_dirs(tmp_path) == ["step-00000002.skipped", "step-00000002.skipped-2",
+                                   "step-00000003.skipped", "step-00000006"]
     for name, data in before.items():
-        assert (folder / f"{name}.damaged" / "model.safetensors").read_bytes() == data
+        assert (folder / f"{name}.skipped" / "model.safetensors").read_bytes() == data
     assert load_checkpoint(tmp_path).step == 6
 
 

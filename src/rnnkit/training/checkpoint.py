@@ -256,7 +256,7 @@ def _record_digest(record: dict) -> str:
 
 
 REPLACED = ".replaced"  # suffix of the old copy while a step is saved again
-DAMAGED = ".damaged"  # suffix of a damaged checkpoint that a resumed run set aside
+SET_ASIDE = ".skipped"  # suffix of an unreadable checkpoint that a resumed run set aside
 PRUNED = ".pruned"  # suffix of an old checkpoint while it is deleted
 
 
@@ -290,11 +290,11 @@ def checkpoint_step(path: Path) -> int:
 
 def set_aside_newer_checkpoints(run_dir: str | os.PathLike, step: int) -> list[tuple[Path, Path]]:
     """Rename every checkpoint of the run folder ``run_dir`` past ``step`` to
-    ``<name>.damaged`` (``.damaged-2``, ... if taken) and return the (old, new) paths.
+    ``<name>.skipped`` (``.skipped-2``, ... if taken) and return the (old, new) paths.
 
-    A run resumed from ``step`` loaded its newest intact checkpoint, so any later one is
-    damaged; training on saves those steps again, which would replace the damaged folders,
-    and pruning would delete them. Under their new names they are no checkpoints
+    A run resumed from ``step`` loaded its newest checkpoint that could be read, so any later
+    one could not (damaged, or written by a newer rnnkit); training on saves those steps
+    again, which would replace those folders, and pruning would delete them. Under their new names they are no checkpoints
     (:func:`checkpoint_folders`): nothing loads, replaces or prunes them, and the user keeps
     what was left of them."""
     folder = Path(run_dir) / CHECKPOINTS
@@ -302,10 +302,10 @@ def set_aside_newer_checkpoints(run_dir: str | os.PathLike, step: int) -> list[t
     for path in checkpoint_folders(folder):
         if checkpoint_step(path) <= step:
             continue
-        target, copies = folder / f"{path.name}{DAMAGED}", 1
+        target, copies = folder / f"{path.name}{SET_ASIDE}", 1
         while target.exists() or target.is_symlink():
             copies += 1
-            target = folder / f"{path.name}{DAMAGED}-{copies}"
+            target = folder / f"{path.name}{SET_ASIDE}-{copies}"
         os.replace(path, target)
         moved.append((path, target))
     if moved:
@@ -628,8 +628,11 @@ def load_checkpoint(path: str | os.PathLike, *, which: str = "last",
                        f"validated yet, or {INDEX} is damaged or names a removed one); using "
                        f"the newest, {candidate.name}", str(candidate))
         return checkpoint
-    raise CheckpointError(f"no intact checkpoint in {str(path)!r}: {problems[0]}; train the "
-                          f"run again (a copy of it, if you have one, may be intact)")
+    fix = ("train the run again (a copy of it, if you have one, may be intact)"
+           if "is damaged" in problems[0] else
+           "load it with the rnnkit version that wrote it" if "has format" in problems[0] else
+           "train the run again, or load it with the rnnkit version that wrote it")
+    raise CheckpointError(f"no intact checkpoint in {str(path)!r}: {problems[0]}; {fix}")
 
 
 #: how each task's checkpoints are used, for the message when another task's loader gets one

@@ -310,14 +310,9 @@ class Trainer:
         from one step folder, which may not be older than this run's newest checkpoint."""
         checkpoint = load_checkpoint(path or self.run_dir, which="last",
                                      namedtuples=self.state_types)
-        if path is not None and Path(path).resolve() == checkpoint.path.resolve():
+        named_folder = path is not None and Path(path).resolve() == checkpoint.path.resolve()
+        if named_folder:
             self._refuse_a_rewind(checkpoint.path)  # one checkpoint, named by its folder
-        elif checkpoint.path.parent.parent.resolve() == self.run_dir.resolve():
-            # newer checkpoints of this run were skipped as damaged: keep them from this
-            # run's saves of the same steps, which would replace them, and from pruning
-            for damaged, aside in set_aside_newer_checkpoints(self.run_dir, checkpoint.step):
-                log.warning("moved the damaged checkpoint %s aside to %s; this run saves its "
-                            "own %s", damaged, aside.name, damaged.name)
         checkpoint.load_model(self.model)
         state = checkpoint.train_state
         self._load_optimizer_state(state, checkpoint.path)
@@ -339,6 +334,13 @@ class Trainer:
         self.window = dict(state.get("window", self.window))
         self.window.setdefault("norm_steps", self.window["steps"])  # before 2026-12-05
         self.metrics.truncate_after(self.step, train_record_pending=self.window["steps"] > 0)
+        if not named_folder and checkpoint.path.parent.parent.resolve() == self.run_dir.resolve():
+            # Newer checkpoints of this run were skipped as unreadable (damaged, or written by
+            # a newer rnnkit): keep them from this run's saves of the same steps, which would
+            # replace them, and from pruning. Done last, once nothing above refused the resume.
+            for skipped, aside in set_aside_newer_checkpoints(self.run_dir, checkpoint.step):
+                log.warning("moved the checkpoint %s, which could not be loaded, aside to %s; "
+                            "this run saves its own %s", skipped, aside.name, skipped.name)
         if self.best_step is not None:
             # A crash between a checkpoint's rename and the index update (or a damaged index)
             # leaves the index naming an older best, which pruning would then keep instead.
@@ -395,6 +397,17 @@ class Trainer:
         if self.config.minutes:
             fractions.append(self.elapsed / (60.0 * self.config.minutes))
         return min(max(fractions), 1.0)
+
+    def _reached_limit_name(self) -> str:
+        """The setting whose limit :meth:`_limit_reached` found reached, as a user sets it."""
+        config = self.config
+        if config.max_steps is not None and self.step >= config.max_steps:
+            return f"its step limit (--steps, train.max_steps = {config.max_steps})"
+        if config.max_epochs is not None and self.batches.epochs_done >= config.max_epochs:
+            return f"its epoch limit (train.max_epochs = {config.max_epochs})"
+        if config.minutes is not None and self.elapsed >= 60.0 * config.minutes:
+            return f"its time budget (--minutes {config.minutes:g})"
+        return f"early stopping (train.patience = {config.patience})"
 
     def _limit_reached(self) -> str | None:
         config = self.config
@@ -550,14 +563,11 @@ class Trainer:
         window = self.window
         window_count = 0  # characters or samples since window_start, for the rate
         window_start = clock = time.perf_counter()
-        reached = self._limit_reached()
-        if reached and self.step > 0:
+        if self._limit_reached() and self.step > 0:
             # a resumed run already at its limit is scored again but trains nothing: say so,
             # or "completed after N steps" reads as if --steps had been taken
-            limit = {"completed": "step or epoch limit", "time budget": "time budget",
-                     "early stopping": "early stopping"}[reached]
-            self.notify(f"nothing to train: the run is at step {self.step}, where its {limit} "
-                        f"is already reached; raise that limit to train on")
+            self.notify(f"nothing to train: the run is at step {self.step}, where "
+                        f"{self._reached_limit_name()} is already reached; raise it to train on")
         try:
             while True:
                 status = self._limit_reached()

@@ -253,7 +253,8 @@ def _train_lm(config: LMConfig, run_dir: Path, resume: bool,
         last = _check_resumed_settings(run_dir, config)
         _check_trained_corpus_exists(config.data.corpus, run_dir,
                                      "restore it at that path to resume the run")
-    data = prepare_data(config.data, for_training=True)
+    # resumed, a corpus now too small is a changed one, which _check_resumed_text names
+    data = prepare_data(config.data, for_training=not resume)
     if resume:
         _check_resumed_text(last, run_dir, data.vocabulary, data.split)
     device = config.train.device
