@@ -573,6 +573,12 @@ def test_a_ts_label_its_header_does_not_declare_is_refused(aeon_datasets, tmp_pa
                              "declare (a b)", "add it there or correct the label")
     (tmp_path / "declared.ts").write_text(header.replace("true a b", "true a b c") + lines)
     assert load_sequences(tmp_path / "declared.ts").class_names == ["B", "a", "c"]
+    # one declared label in two spellings would be two classes (rnnkit keeps case)
+    (tmp_path / "two.ts").write_text(header + lines.replace(":c", ":A"))
+    with pytest.raises(SequenceDataError) as excinfo:
+        load_sequences(tmp_path / "two.ts")
+    _one_line_error(excinfo, "sequence 1 has the label 'A' and an earlier one 'a'",
+                    "write it one way")
 
 
 def test_bundled_class_names_are_the_ones_the_file_declares(aeon_datasets):

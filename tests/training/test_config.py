@@ -248,7 +248,8 @@ def test_a_key_given_twice_in_a_json_file_is_refused(tmp_path, text):
     path.write_text(text)
     with pytest.raises(ConfigError) as excinfo:
         resolve_config(Cfg, file=str(path))
-    one_line_message(excinfo, "twice.json", "is given twice in one table")
+    one_line_message(excinfo, "twice.json", "gives the key", "twice in one table; keep one")
+    assert "not valid JSON" not in str(excinfo.value)  # it is valid JSON, one value too many
     path.write_text('{"size": 3, "optim": {"lr": 0.2}}')
     assert resolve_config(Cfg, file=str(path)) == Cfg(size=3, optim=Optim(lr=0.2, steps=7,
                                                                           name="sgd"))

@@ -114,8 +114,8 @@ places where it beats the fused kernels:
 
   The route makes a call's last bits depend on its size: oneDNN and the fused kernels sum in
   different orders (~2e-7 apart in float32), so B = 11 and B = 12 rows on one thread on Intel
-  (7 and 8 elsewhere; 23 and 24, or 15 and 16, on two), or one and two threads in between, do
-  not round alike. Where it runs, the output is torch.nn.LSTM's bit for bit.
+  (7 and 8 elsewhere; 23 and 24, or 15 and 16, on two; at H = 128-159, 31 and 32 on one thread
+  on Intel), or one and two threads in between, do not round alike. Where it runs, the output is torch.nn.LSTM's bit for bit.
 * **bfloat16** (:mod:`.lowered` under CPU autocast, :mod:`.widened` for bfloat16 parameters):
   the weights are cast to bfloat16 per call and the primitive keeps its gates and cell state
   in float32.

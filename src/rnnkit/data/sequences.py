@@ -197,11 +197,20 @@ def _check_declared_labels(path: Path, labels: list[str | None]) -> None:
     if declared is None:
         return
     known = {name.casefold() for name in declared}
+    spelled: dict[str, str] = {}  # the first spelling of each label, by its case-folded form
     for number, label in enumerate(labels):
-        if label is not None and label.casefold() not in known:
+        if label is None:
+            continue
+        if label.casefold() not in known:
             raise SequenceDataError(f".ts file {str(path)!r}: sequence {number} has the label "
                                     f"{label!r}, which its @classLabel line does not declare "
                                     f"({' '.join(declared)}); add it there or correct the label")
+        first = spelled.setdefault(label.casefold(), label)
+        if first != label and sum(name.casefold() == label.casefold() for name in declared) == 1:
+            # rnnkit keeps labels' case: "a" and "A" would be two classes of one declared label
+            raise SequenceDataError(f".ts file {str(path)!r}: sequence {number} has the label "
+                                    f"{label!r} and an earlier one {first!r}, one label of its "
+                                    f"@classLabel line in two spellings; write it one way")
 
 
 def _read_plain_ts(path: Path):

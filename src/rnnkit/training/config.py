@@ -165,13 +165,17 @@ def _set_nested(values: dict, path: list[str], value) -> None:
         values[path[-1]] = value
 
 
+class _RepeatedKey(ValueError):
+    """A key given twice in one JSON object (valid JSON, but one of the two would not count)."""
+
+
 def _refuse_duplicate_keys(pairs: list[tuple[str, object]]) -> dict:
-    """One JSON object as a dict, a ValueError on a key given twice: json keeps the last value
-    without a word, so of two settings one would silently not count (TOML refuses it too)."""
+    """One JSON object as a dict, a _RepeatedKey on a key given twice: json keeps the last
+    value without a word, so of two settings one would silently not count (TOML refuses it)."""
     values = {}
     for key, value in pairs:
         if key in values:
-            raise ValueError(f"key {key!r} is given twice in one table; keep one")
+            raise _RepeatedKey(key)
         values[key] = value
     return values
 
@@ -199,6 +203,9 @@ def read_config_file(path: str | os.PathLike) -> dict:
         values = json.loads(text, object_pairs_hook=_refuse_duplicate_keys) if text.strip() else None
     except ImportError:
         raise ConfigError("TOML config files need Python >= 3.11; use a .json file") from None
+    except _RepeatedKey as repeated:
+        raise ConfigError(f"config file {str(path)!r} gives the key {repeated.args[0]!r} twice "
+                          f"in one table; keep one") from None
     except ValueError as error:
         language = "TOML" if suffix == ".toml" else "JSON"
         hint = "" if suffix in (".json", ".toml") else " (a .toml file is read as TOML)"
