@@ -239,12 +239,12 @@ def read_delimited(path, *, complete_rows: bool = False, **options):
         frame = frame.rename(columns={frame.columns[0]: str(frame.columns[0]).lstrip("#")})
     _refuse_repeated_names(path, options)
     if complete_rows:
-        refuse_short_rows(path, options.get("sep", ","), options["skiprows"],
-                          options["skipinitialspace"])
+        _refuse_short_rows(path, options.get("sep", ","), options["skiprows"],
+                           options["skipinitialspace"])
     return _stripped_names(frame)
 
 
-def refuse_short_rows(path, sep: str, skipped_lines: int, skipinitialspace: bool) -> None:
+def _refuse_short_rows(path, sep: str, skipped_lines: int, skipinitialspace: bool) -> None:
     """A ShortRowError at the first data line with fewer fields than the header: pandas fills
     the missing ones with NaN, which a reader that uses every column then reported as a
     missing value in a column the line never reached. Read as pandas read it (the lines of
