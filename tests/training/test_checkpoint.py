@@ -383,7 +383,7 @@ def test_damaged_checkpoints_set_aside_are_kept_from_saves_and_pruning(tmp_path)
     replaces nor prunes them. Oracle: their bytes before the rename."""
     save(tmp_path, 1)
     for step in (2, 3):
-        _flip_byte(save(tmp_path, step) / "model.safetensors")
+        _flip_byte(save(tmp_path, step, best=step == 3) / "model.safetensors")
     folder = tmp_path / "checkpoints"
     before = {name: (folder / name / "model.safetensors").read_bytes()
               for name in ("step-00000002", "step-00000003")}
@@ -391,6 +391,8 @@ def test_damaged_checkpoints_set_aside_are_kept_from_saves_and_pruning(tmp_path)
     moved = ckpt.set_aside_newer_checkpoints(tmp_path, 1)
     assert [(old.name, new.name) for old, new in moved] == [
         ("step-00000002", "step-00000002.skipped"), ("step-00000003", "step-00000003.skipped")]
+    # the index names only what is left: step 1 as last, no best (step 3 was saved as best)
+    assert ckpt.read_index(tmp_path) == {"last": "step-00000001", "best": None}
     _flip_byte(save(tmp_path, 2) / "model.safetensors")  # damaged again, then set aside again
     assert [new.name for _, new in ckpt.set_aside_newer_checkpoints(tmp_path, 1)] == [
         "step-00000002.skipped-2"]

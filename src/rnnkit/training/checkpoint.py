@@ -296,7 +296,8 @@ def set_aside_newer_checkpoints(run_dir: str | os.PathLike, step: int) -> list[t
     one could not (damaged, or written by a newer rnnkit); training on saves those steps
     again, which would replace those folders, and pruning would delete them. Under their new names they are no checkpoints
     (:func:`checkpoint_folders`): nothing loads, replaces or prunes them, and the user keeps
-    what was left of them."""
+    what was left of them. The index is rewritten to name only checkpoints that remain: the
+    newest as last, and no best if the best was set aside (the resumed run marks its own)."""
     folder = Path(run_dir) / CHECKPOINTS
     moved = []
     for path in checkpoint_folders(folder):
@@ -310,6 +311,13 @@ def set_aside_newer_checkpoints(run_dir: str | os.PathLike, step: int) -> list[t
         moved.append((path, target))
     if moved:
         _fsync_directory(folder)
+        index = read_index(Path(run_dir))
+        names = [old.name for old, _ in moved]
+        remaining = checkpoint_folders(folder)
+        index["last"] = remaining[-1].name if remaining else None
+        if index.get("best") in names:
+            index["best"] = None
+        atomic_write(folder / INDEX, json.dumps(index, indent=1).encode("utf-8"))
     return moved
 
 
