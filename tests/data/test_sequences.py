@@ -559,6 +559,22 @@ def test_a_missing_ts_label_is_refused_not_made_a_class(aeon_datasets, tmp_path)
 
 
 @pytest.mark.parametrize("stamped", [False, True])
+def test_a_ts_file_without_its_data_line_is_named_as_such(aeon_datasets, tmp_path, stamped):
+    """aeon reads a .ts file whose @data line is missing as an empty set, which was reported
+    as "holds no sequences" while the file held two. Oracle: the same file with the line
+    loads both sequences."""
+    header = "@problemName x\n" + ("@timeStamps true\n" if stamped else "") + \
+        "@univariate true\n@classLabel true a b\n"
+    lines = "(0,1.0),(1,2.0):a\n(0,3.0),(1,4.0):b\n" if stamped else "1.0,2.0:a\n3.0,4.0:b\n"
+    (tmp_path / "no_data_line.ts").write_text(header + lines)
+    with pytest.raises(SequenceDataError) as excinfo:
+        load_sequences(tmp_path / "no_data_line.ts")
+    _one_line_error(excinfo, "has no @data line", "between the header and the first sequence")
+    (tmp_path / "with_data_line.ts").write_text(header + "@data\n" + lines)
+    assert len(load_sequences(tmp_path / "with_data_line.ts").sequences) == 2
+
+
+@pytest.mark.parametrize("stamped", [False, True])
 def test_a_ts_label_its_header_does_not_declare_is_refused(aeon_datasets, tmp_path, stamped):
     """aeon took a label outside "@classLabel true a b" as one more class. Oracle: the same
     file with the label declared loads it as a class (case is not compared, as aeon reads)."""

@@ -170,6 +170,10 @@ def _load_bundled(name: str, split: str):
 
 
 def _read_ts(path: Path):
+    if not _has_data_line(path):
+        # aeon reads such a file as an empty set, which was reported as "holds no sequences"
+        raise SequenceDataError(f".ts file {str(path)!r} has no @data line; put one on its own "
+                                f"line between the header and the first sequence")
     sequences, labels, ids, names = (_read_stamped_ts if _has_time_stamps(path)
                                      else _read_plain_ts)(path)
     _check_declared_labels(path, labels)
@@ -235,6 +239,12 @@ def _data_lines(path: Path) -> list[str]:
             if " ".join(line.split()).lower() == "@data":
                 break
         return [line for line in handle]
+
+
+def _has_data_line(path: Path) -> bool:
+    """Whether a .ts file has its ``@data`` line (read leniently, as :func:`_ts_header`)."""
+    with open(path, encoding="utf-8", errors="replace") as handle:
+        return any(" ".join(line.split()).lower() == "@data" for line in handle)
 
 
 def _has_time_stamps(path: Path) -> bool:
