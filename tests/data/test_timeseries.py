@@ -594,6 +594,23 @@ def test_a_file_separated_by_another_delimiter_is_named_not_misread(tmp_path, te
                                             for line in lines[1:]]
 
 
+@pytest.mark.parametrize("text, delimiter, fix", [
+    ("date,sales\n2020-01-01,100\n2020-01-02,103\n2020-01-03,99\n", "','", "rename it to .csv"),
+    ("date;sales\n2020-01-01;100,5\n2020-01-02;103,5\n", "';'", "with tabs between fields"),
+], ids=["commas", "semicolons"])
+def test_a_tsv_file_separated_by_another_delimiter_is_named(tmp_path, text, delimiter, fix):
+    """A comma file named .tsv was read as one column and told to pick a value column with
+    --value-col, which has no column to pick. Oracle: the same text as a .csv reads (with
+    decimal points where the fix says so)."""
+    with pytest.raises(SeriesError) as excinfo:
+        load_series(_csv(tmp_path, text, name="sales.tsv"))
+    _one_line_error(excinfo, f"is not tab-separated (as its .tsv name says): its fields are "
+                             f"separated by {delimiter}", fix)
+    fixed = text.replace(",", ".").replace(";", ",") if ";" in text else text
+    series = load_series(_csv(tmp_path, fixed, name="sales.csv"))
+    assert len(series.values) == text.count("\n") - 1
+
+
 @pytest.mark.parametrize("text", [
     "date,value,note; source\n2020-01-01,1.5,clear; met office\n2020-01-02,2.5,rain; own\n",
     "date,\tvalue\n2020-01-01,\t1.5\n2020-01-02,\t2.5\n2020-01-03,\t3.5\n",

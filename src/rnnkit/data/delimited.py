@@ -31,14 +31,16 @@ class ShortRowError(ValueError):
 
 class OtherDelimiterError(ValueError):
     """The file's fields are separated by another character than the one it is read with (a
-    semicolon file, as spreadsheets write where the comma is the decimal mark)."""
+    semicolon file, as spreadsheets write where the comma is the decimal mark, or a comma file
+    named .tsv). ``expected`` is the delimiter it was read with."""
 
-    def __init__(self, delimiter: str, header: str) -> None:
-        self.delimiter, self.header = delimiter, header
+    def __init__(self, delimiter: str, header: str, expected: str = ",") -> None:
+        self.delimiter, self.header, self.expected = delimiter, header, expected
         super().__init__(f"its fields are separated by {delimiter!r} (header {header!r})")
 
 
-_OTHER_DELIMITERS = (";", "\t", "|")
+# the comma last: it is "another" delimiter only for a file read as tab-separated (.tsv)
+_OTHER_DELIMITERS = (";", "\t", "|", ",")
 
 
 def _other_delimiter(frame, sep: str, row_labels: bool) -> str | None:
@@ -175,6 +177,14 @@ def _is_number(text: str) -> bool:
 
 def delimiter_advice(error: OtherDelimiterError) -> str:
     """The rest of a one-line message for ``error``, after the file's name."""
+    if error.expected == "\t":
+        if error.delimiter == ",":
+            fix = "rename it to .csv, or save it with tabs between fields"
+        else:
+            fix = ("save it with tabs between fields and points as decimal marks, or as a "
+                   "comma-separated .csv file")
+        return (f"is not tab-separated (as its .tsv name says): its fields are separated by "
+                f"{error.delimiter!r} (header {error.header!r}); {fix}")
     if error.delimiter == "\t":
         fix = "rename it to .tsv where that is read, or save it with commas"
     else:
@@ -214,15 +224,15 @@ def read_delimited(path, *, complete_rows: bool = False, **options):
         others = [] if header is None or sep in header else [
             d for d in _OTHER_DELIMITERS if d != sep and d in header]
         if others:
-            raise OtherDelimiterError(others[0], header) from None
+            raise OtherDelimiterError(others[0], header, sep) from None
         raise
     row_labels = not isinstance(frame.index, pd.RangeIndex)
     delimiter = _other_delimiter(frame, options.get("sep", ","), row_labels)
     if delimiter is not None:
-        raise OtherDelimiterError(delimiter, str(frame.columns[0]))
+        raise OtherDelimiterError(delimiter, str(frame.columns[0]), options.get("sep", ","))
     found = _delimiter_of_every_line(path, options.get("sep", ","))
     if found is not None:
-        raise OtherDelimiterError(*found)
+        raise OtherDelimiterError(*found, options.get("sep", ","))
     if row_labels and len(frame.columns):
         last = frame[frame.columns[-1]]
         # all empty: rows that end in a stray delimiter; else R's layout, the row labels the
