@@ -83,7 +83,8 @@ def add_forecast(commands) -> None:
     _add_data_flags(predict)
     predict.add_argument("--horizon", type=int, help="steps to forecast (default: trained H)")
     predict.add_argument("--out", metavar="CSV", default="forecast.csv",
-                         help="forecast CSV to write (a PNG is written beside it)")
+                         help="forecast CSV to write, a PNG beside it; an earlier forecast "
+                              "there is replaced, any other file refused")
     predict.add_argument("--json", action="store_true", help="print the result as JSON")
     predict.set_defaults(handler=run_forecast_predict)
     parser.set_defaults(handler=lambda args: (parser.print_help(sys.stderr), 2)[1])
