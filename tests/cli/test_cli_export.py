@@ -283,7 +283,7 @@ def test_a_bad_c_name_is_refused_before_an_earlier_export_is_touched(lm_run, tmp
     code, _, err = run(["export", "--checkpoint", lm_run, "--format", "c", "--out", out,
                         "--name", name], capsys)
     assert code == 2 and "\n" not in err.strip(), err
-    assert "must be a C identifier" in err or "--name is empty" in err, err
+    assert "--name '../evil' must be a C identifier" in err or "--name is empty" in err, err
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
 
 

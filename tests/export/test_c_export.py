@@ -468,7 +468,7 @@ def test_names_of_standard_headers_are_refused(tmp_path, name):
 
 @pytest.mark.parametrize("name", ["my-model", "2fast", "", "int", "a b"])
 def test_bad_name_is_a_one_line_error(tmp_path, name):
-    one_line_value_error(export_c, rnnkit.GRU(I, H), tmp_path / "out", name=name, match="name=")
+    one_line_value_error(export_c, rnnkit.GRU(I, H), tmp_path / "out", name=name, match="^name '")
     assert not (tmp_path / "out").exists()
 
 

@@ -178,7 +178,7 @@ def run_export(args) -> int:
 
         # before anything is read or written (an earlier export's task.json would list the
         # files of a name that is then refused)
-        check_c_name("rnnkit_model" if args.name is None else args.name)
+        check_c_name("rnnkit_model" if args.name is None else args.name, option="--name")
     out = Path(args.out)
     planned = _files_written(args.format, args.name or "rnnkit_model")
     _check_export_folder(out, planned)

@@ -185,7 +185,7 @@ def _check_graph(graph: StreamingGraph) -> None:
               for field in ("weight", "bias")]
     for what, tensor in named:
         if tensor is not None and not bool(torch.isfinite(tensor).all()):
-            raise ValueError(f"export_c: {what} holds inf or NaN values, which C float literals "
+            raise ValueError(f"{what} holds inf or NaN values, which C float literals "
                              f"cannot express; fix or retrain the model before exporting")
 
 
@@ -370,20 +370,21 @@ _C_STANDARD_HEADERS = frozenset(
     "threads time uchar wchar wctype".split())
 
 
-def check_c_name(name) -> None:
+def check_c_name(name, option: str = "name") -> None:
     """``name`` must be a C identifier of at most 200 characters (it prefixes the files and
-    symbols of a C export); else a one-line ValueError."""
+    symbols of a C export); else a one-line ValueError naming it as ``option`` (the CLI
+    passes "--name")."""
     if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z][A-Za-z0-9_]*", name):
-        raise ValueError(f"export_c: name={name!r} must be a C identifier (a letter, then "
-                         f"letters, digits or underscores); it prefixes files and symbols")
+        raise ValueError(f"{option} {name!r} must be a C identifier (a letter, then letters, "
+                         f"digits or underscores); it prefixes files and symbols")
     if len(name) > 200:  # {name}_test.c must fit a file name (255 bytes on most file systems)
-        raise ValueError(f"export_c: name is {len(name)} characters long; use at most 200")
+        raise ValueError(f"{option} is {len(name)} characters long; use at most 200")
     if name in _C_KEYWORDS:
-        raise ValueError(f"export_c: name={name!r} is a C keyword; choose another name")
+        raise ValueError(f"{option} {name!r} is a C keyword; choose another name")
     if name.lower() in _C_STANDARD_HEADERS:
         # {name}.h would shadow <{name}.h> for code built with the export folder on the include
         # path (-I), the generated sources' own #include <string.h> among them
-        raise ValueError(f"export_c: name={name!r} would write {name}.h, which shadows the C "
+        raise ValueError(f"{option} {name!r} would write {name}.h, which shadows the C "
                          f"standard header <{name.lower()}.h>; choose another name")
 
 
@@ -414,7 +415,8 @@ def export_c(model, path, *, head=None, embedding=None, name: str = "rnnkit_mode
     _check_graph(graph)
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
-        raise ValueError(f"export_c: {folder} exists and is not a folder; pass a folder path")
+        raise ValueError(f"{folder} exists and is not a folder; pass a folder path to export "
+                         f"the C files into")
     inputs = check_inputs(graph)
     expected = expected_outputs("C", graph, inputs)  # the test program holds them
     source, scratch_floats = _source_file(graph, name)
