@@ -252,8 +252,9 @@ def test_predict_refuses_other_columns_a_png_out_and_overwriting_its_data(covari
     notes = tmp_path / "notes.txt"  # any other file a typo could name
     notes.write_text("mine")
     holdout_before = (run_dir / "holdout.csv").read_bytes()
-    for flags, fragment in (
-            (["--value-col", "a", "--covariate-col", "u"], "trained on 2 target column(s)"),
+    for flags, *fragment in (
+            (["--value-col", "a", "--covariate-col", "u"], "trained on 2 target column(s)",
+             "pass one --value-col for each of the 2 trained, or leave the flag out"),
             (["--out", tmp_path / "plot.png"], "a PNG is written beside it"),
             (["--out", series_csv], "is the input data file"),
             (["--out", notes], "ending in .csv"),
@@ -262,7 +263,7 @@ def test_predict_refuses_other_columns_a_png_out_and_overwriting_its_data(covari
             (["--horizon", "100001"], "--horizon must be from 1 to 100000; got 100001")):
         code, out, err = run(["forecast", "predict", "--checkpoint", run_dir, "--data",
                               series_csv, *flags], capsys)
-        assert_one_line_error(code, err, fragment)
+        assert_one_line_error(code, err, *fragment)
         assert out == ""
     assert notes.read_text() == "mine"
     assert (run_dir / "holdout.csv").read_bytes() == holdout_before

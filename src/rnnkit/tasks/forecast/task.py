@@ -518,10 +518,15 @@ def predict_forecast(path: str | Path, data: str, *, horizon: int | None = None,
     if not 1 <= horizon <= MAX_PREDICT_HORIZON:
         raise ValueError(f"--horizon must be from 1 to {MAX_PREDICT_HORIZON}; got {horizon}")
     expected = (list(trained["columns"]), list(trained["covariate_columns"] or []))
-    if (len(series.columns), len(series.covariate_columns or [])) != tuple(map(len, expected)):
+    given = (list(series.columns), list(series.covariate_columns or []))
+    if tuple(map(len, given)) != tuple(map(len, expected)):
+        fixes = [f"one {flag} for each of the {len(names)} trained" for flag, names, got in
+                 zip(("--value-col", "--covariate-col"), expected, given)
+                 if len(names) != len(got)]
         raise ValueError(f"the model was trained on {len(expected[0])} target column(s) "
                          f"{expected[0]} and {len(expected[1])} covariate(s) {expected[1]}; got "
-                         f"{series.columns} and {list(series.covariate_columns or [])}")
+                         f"{given[0]} and {given[1]}; pass {' and '.join(fixes)}, or leave "
+                         f"the flag out where the file uses the trained names")
     out = Path(out or "forecast.csv")
     if out.suffix.lower() == ".png":
         raise ValueError(f"--out names the forecast CSV (a PNG is written beside it); got {out}")
