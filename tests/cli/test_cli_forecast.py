@@ -479,3 +479,33 @@ def test_sigterm_stops_a_forecast_run_with_143(tmp_path, capsys, monkeypatch):
                         "steps": 3, "best_step": 3,
                         "run_dir": str(tmp_path / "again"), "checkpoint": str(
                             tmp_path / "again" / "checkpoints" / "step-00000003")}
+
+
+def test_a_nan_mase_is_explained_and_named_by_column(tmp_path, covariate_run, capsys):
+    """A column whose training part repeats itself at the season (here 0, 1, 0, 1, ... at
+    m = 2) has no seasonal-naive error to scale by, so its MASE is NaN; the table showed nan
+    with no word why. Oracle: numpy's lag-2 differences of each column, and the covariate
+    run (no such column) with finite MASE and no note."""
+    rows = 60
+    t = np.arange(rows)
+    columns = {"wave": np.sin(t / 4.0), "flip": (t % 2).astype(float)}
+    path = tmp_path / "flip.csv"
+    with open(path, "w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["date", *columns])
+        for i in range(rows):
+            writer.writerow([str(np.datetime64("2022-03-01") + i),
+                             *(repr(float(v[i])) for v in columns.values())])
+    code, out, err = run(["forecast", "train", "--data", path, "--season", "2", "--out",
+                          tmp_path / "run", "--json", *TINY], capsys)
+    assert code == 0, err
+    result = json.loads(out)
+    train_part = {name: v[:rows - result["holdout"]] for name, v in columns.items()}
+    repeating = [name for name, v in train_part.items() if not np.abs(v[2:] - v[:-2]).any()]
+    assert repeating == ["flip"] and result["mase_undefined_for"] == repeating
+    assert all(metrics["mase"] is None for metrics in result["table"].values())  # JSON null
+    assert ("MASE is nan: the training part of flip repeats itself exactly at lag m=2" in err
+            and "compare the methods by RMSE and sMAPE" in err), err
+    _, finished = covariate_run
+    assert finished["mase_undefined_for"] == []
+    assert all(np.isfinite(metrics["mase"]) for metrics in finished["table"].values())

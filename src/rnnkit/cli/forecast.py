@@ -133,6 +133,11 @@ def run_forecast_train(args) -> int:
     say("")
     say(format_table(result["table"], title=f"holdout: last {result['holdout']} rows of "
                      f"{config.data.data} (MASE scale: seasonal naive, m={result['season']})"))
+    if result["mase_undefined_for"]:
+        names = ", ".join(result["mase_undefined_for"])
+        say(f"MASE is nan: the training part of {names} repeats itself exactly at lag "
+            f"m={result['season']}, so the seasonal-naive error MASE divides by is 0; compare "
+            f"the methods by RMSE and sMAPE")
     if "backtest" in result:
         backtest = result["backtest"]
         say("")

@@ -56,6 +56,12 @@ def _naive_errors(train, season: int) -> np.ndarray:
     return np.mean(np.abs(train[season:] - train[:-season]), axis=0)
 
 
+def unscalable_columns(train, season: int = 1) -> list[int]:
+    """The columns of ``train`` (N,) or (N, C) that repeat exactly at lag ``season``: their
+    seasonal-naive error, MASE's divisor, is 0, so :func:`forecast_metrics` gives NaN MASE."""
+    return np.flatnonzero(np.atleast_1d(_naive_errors(train, season)) == 0).tolist()
+
+
 def mase_scale(train, season: int = 1) -> float | np.ndarray:
     """``mean_{t=m..N-1} |y_t - y_{t-m}|`` over ``train`` (N,) or (N, C); per column for 2-D.
 

@@ -32,7 +32,7 @@ from rnnkit.training.config import make_paths_absolute
 
 from .baselines import baseline_forecasts
 from .fitting import FittedForecaster, fit_forecaster, read_residual_quantiles
-from .metrics import forecast_metrics, interval_coverage
+from .metrics import forecast_metrics, interval_coverage, unscalable_columns
 from .model import Forecaster, ModelConfig
 from .plot import plot_forecast
 from .windows import Scaler, feature_rows
@@ -146,8 +146,9 @@ def holdout_report(series: TimeSeries, fitted: FittedForecaster | None, config: 
         table[name] = forecast_metrics(actual, values, train_values, season)
     if out is not None and np.isfinite(out["lower"]).all():
         table[label]["coverage"] = interval_coverage(actual, out["lower"], out["upper"])
+    unscalable = [series.columns[k] for k in unscalable_columns(train_values, season)]
     return {"season": season, "horizon": horizon, "table": table, "actual": actual,
-            "forecasts": forecasts, "interval": out}
+            "forecasts": forecasts, "interval": out, "mase_undefined_for": unscalable}
 
 
 def _check_quantile_interval(config: ForecastConfig) -> None:
@@ -444,6 +445,7 @@ def _train_forecast(config: ForecastConfig, run_dir: Path, resume: bool, backtes
     result = {
         "task": TASK, "series": series_meta(series), "holdout": report["horizon"],
         "season": report["season"], "model": label, "table": report["table"],
+        "mase_undefined_for": report["mase_undefined_for"],
         "train_seconds": round(seconds, 1), "run_dir": str(run_dir),
         "forecast_png": None if picture is None else str(picture),
         "holdout_csv": str(run_dir / HOLDOUT_FILE), "config": asdict(config),
