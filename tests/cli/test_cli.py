@@ -202,16 +202,22 @@ def test_json_text_writes_non_finite_numbers_as_null():
                                             "d": [2, "x"]}
 
 
-@pytest.mark.parametrize("argv, flag", [
-    (["train", "lm", "--corpus", ""], "--corpus"),
-    (["evaluate", "--checkpoint", ""], "--checkpoint"),
-    (["generate", "--checkpoint", "", "--prompt", "a"], "--checkpoint"),
-    (["export", "--checkpoint", "", "--format", "numpy", "--out", "x"], "--checkpoint"),
-    (["classify", "train", "--test", ""], "--test"),
-    (["forecast", "predict", "--checkpoint", "run", "--data", "sunspots", "--out", ""], "--out"),
-    (["train", "lm", "--set", "data.corpus=\"\""], "data.corpus"),
+@pytest.mark.parametrize("argv, flag, hint", [
+    (["train", "lm", "--corpus", ""], "--corpus", "name a built-in corpus (kjv)"),
+    (["evaluate", "--checkpoint", ""], "--checkpoint", "name a run folder"),
+    (["generate", "--checkpoint", "", "--prompt", "a"], "--checkpoint", "name a run folder"),
+    (["export", "--checkpoint", "", "--format", "numpy", "--out", "x"], "--checkpoint",
+     "name a run folder"),
+    (["classify", "train", "--test", ""], "--test", "leave it out"),
+    # --data names what the command's task reads ("a file or folder" fitted neither)
+    (["classify", "train", "--data", ""], "--data", "a .ts, .npz or .csv file"),
+    (["forecast", "train", "--data", ""], "--data", "a .csv, .tsv or .parquet file"),
+    (["forecast", "predict", "--checkpoint", "run", "--data", "sunspots", "--out", ""], "--out",
+     "name a folder or file"),
+    (["train", "lm", "--config", ""], "--config", "a .toml or .json config file"),
+    (["train", "lm", "--set", "data.corpus=\"\""], "data.corpus", ""),
 ])
-def test_an_empty_name_is_refused_before_anything_runs(argv, flag, tmp_path, monkeypatch,
+def test_an_empty_name_is_refused_before_anything_runs(argv, flag, hint, tmp_path, monkeypatch,
                                                          capsys):
     """"" is the working folder to Path: --corpus "" trained on every text file there, and
     --checkpoint "" searched it; `x or default` read --test "" as no test file (the training
@@ -220,7 +226,7 @@ def test_an_empty_name_is_refused_before_anything_runs(argv, flag, tmp_path, mon
     monkeypatch.chdir(tmp_path)
     (tmp_path / "notes.txt").write_text("a user's file, not a corpus\n" * 200)
     code = main(argv)
-    assert_one_line_error(code, capsys.readouterr().err, f"{flag} is empty")
+    assert_one_line_error(code, capsys.readouterr().err, f"{flag} is empty", hint)
     # (a new run's default folder is made and removed again; runs/ itself may stay, empty)
     assert [p.name for p in tmp_path.rglob("*") if not p.is_dir()] == ["notes.txt"]
 

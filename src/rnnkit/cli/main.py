@@ -121,10 +121,20 @@ def build_parser() -> argparse.ArgumentParser:
 #: flags that name a file, folder or dataset: "" would be read as the working folder (a corpus
 #: of every text file there, a checkpoint search from "."), or as "not given" by `x or default`
 _NAME_FLAGS = ("corpus", "checkpoint", "data", "test", "out", "resume", "config", "name")
-_EMPTY_HINTS = {"resume": "name the folder of the run to continue",
+_EMPTY_HINTS = {"corpus": "name a built-in corpus (kjv), a UTF-8 text file or a folder of them",
+                "checkpoint": "name a run folder or one of its checkpoint folders",
+                "config": "name a .toml or .json config file, or leave --config out",
+                "resume": "name the folder of the run to continue",
                 "out": "name a folder or file, or leave --out out for the default",
                 "test": "leave it out for no test part (or the set's own)",
                 "name": "name the C files and symbols, or leave --name out for rnnkit_model"}
+
+
+#: --data (and --test) name what each task reads, by the command's module
+_DATA_HINTS = {"rnnkit.cli.classify": "name a UCR/UEA set bundled with aeon (such as GunPoint) "
+                                      "or a .ts, .npz or .csv file",
+               "rnnkit.cli.forecast": "name a built-in series (such as sunspots) or a .csv, "
+                                      ".tsv or .parquet file"}
 
 
 #: OSErrors whose cause is most likely the path itself (not a full disk, say)
@@ -144,6 +154,9 @@ def _check_common_flags(args) -> None:
         if getattr(args, flag, None) == "":
             option = "--" + flag.replace("_", "-")
             hint = _EMPTY_HINTS.get(flag, "name a file or folder")
+            if flag == "data":
+                module = getattr(getattr(args, "handler", None), "__module__", None)
+                hint = _DATA_HINTS.get(module, hint)
             if flag == "out" and getattr(args, "out_required", False):  # no default to fall to
                 hint = "name the folder to write to"
             raise ValueError(f"{option} is empty; {hint}")
