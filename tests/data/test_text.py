@@ -111,6 +111,32 @@ def test_a_broken_link_or_pipe_in_a_folder_is_named_when_left_out(tmp_path, capl
            "'gone.txt', 'pipe.txt'" in record.getMessage()
 
 
+def test_a_left_out_entry_is_named_once_per_command_and_on_every_read_outside_one(tmp_path,
+                                                                                caplog):
+    """`rnnkit train lm` reads its corpus twice (training, then the compressor bars), and the
+    warning was printed twice. Oracle: the number of warnings, against the number of reads,
+    inside and outside :func:`rnnkit.notices.once_per_command`."""
+    import logging
+
+    from rnnkit.notices import once_per_command
+
+    (tmp_path / "a.txt").write_text("ay", encoding="utf-8")
+    (tmp_path / "gone.txt").symlink_to(tmp_path / "missing.txt")
+
+    def warnings_of(reads: int) -> int:
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="rnnkit.data.text"):
+            for _ in range(reads):
+                assert load_corpus(tmp_path).text == "ay"
+        return sum("left out" in r.getMessage() for r in caplog.records)
+
+    assert warnings_of(2) == 2  # a notebook reading again is told again
+    with once_per_command():
+        assert warnings_of(3) == 1
+        (tmp_path / "also-gone.txt").symlink_to(tmp_path / "missing.txt")
+        assert warnings_of(1) == 1  # a different finding is news
+
+
 # --- bad inputs --------------------------------------------------------------------------------
 
 

@@ -409,7 +409,7 @@ def test_a_damaged_checkpoint_warns_on_every_load_but_once_within_one_command(tm
                                                                              caplog):
     """One CLI command loads a run several times and warned three times; outside a command
     (a notebook loading again) each load must still say it is using older weights."""
-    from rnnkit.training.checkpoint import one_warning_per_damage
+    from rnnkit.notices import once_per_command
 
     save(tmp_path, 1)
     _flip_byte(save(tmp_path, 2) / "model.safetensors")
@@ -422,7 +422,7 @@ def test_a_damaged_checkpoint_warns_on_every_load_but_once_within_one_command(tm
         return sum("step-00000002" in r.getMessage() for r in caplog.records)
 
     assert warnings_of(2) == 2
-    with one_warning_per_damage():
+    with once_per_command():
         assert warnings_of(3) == 1
     assert warnings_of(1) == 1  # the scope ended with the block
 

@@ -219,9 +219,9 @@ def main(argv: list[str] | None = None) -> int:
     # `import rnnkit` import nothing heavy), so Ctrl-C in the first seconds is one line too.
     try:
         _check_common_flags(args)
-        from rnnkit.training.checkpoint import one_warning_per_damage
+        from rnnkit.notices import once_per_command
 
-        with one_warning_per_damage():  # one command loads a run several times
+        with once_per_command():  # it loads a run, or reads a corpus, several times
             return args.handler(args)
     except KeyboardInterrupt as interrupt:
         release_claimed_run_folder(args)

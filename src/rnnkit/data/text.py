@@ -24,6 +24,8 @@ from typing import Iterable
 import numpy as np
 import torch
 
+from rnnkit.notices import warn_once
+
 log = logging.getLogger(__name__)
 
 BUILTIN_CORPORA = ("kjv",)
@@ -119,10 +121,11 @@ def _folder_files(folder: Path) -> list[Path]:
         # a linked folder, a broken link or a pipe among the texts: named, not left out
         # without a word (a broken link or pipe given directly is an error)
         shown = ", ".join(repr(str(p.relative_to(folder))) for p in sorted(other)[:3])
-        log.warning("corpus folder %s: %d entr%s left out (linked folders, broken links and "
-                    "pipes are not read): %s%s",
-                    folder, len(other), "y" if len(other) == 1 else "ies", shown,
-                    ", ..." if len(other) > 3 else "")
+        warn_once(log, ("corpus folder", str(folder), shown),
+                  "corpus folder %s: %d entr%s left out (linked folders, broken links and "
+                  "pipes are not read): %s%s",
+                  folder, len(other), "y" if len(other) == 1 else "ies", shown,
+                  ", ..." if len(other) > 3 else "")
     return sorted(found, key=lambda p: p.relative_to(folder).as_posix())
 
 

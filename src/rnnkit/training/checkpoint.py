@@ -37,23 +37,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from rnnkit.notices import warn_once
+
 log = logging.getLogger("rnnkit.training")
-
-#: (problem, fallback) pairs already warned about within :func:`one_warning_per_damage`; None
-#: outside it, where every load that skips a damaged checkpoint warns
-_reported_damage: set[tuple[str, str]] | None = None
-
-
-@contextlib.contextmanager
-def one_warning_per_damage():
-    """Within the block, a damaged checkpoint is warned about once, however often it is skipped:
-    one command loads the same run several times (settings check, resume, final scoring)."""
-    global _reported_damage
-    outer, _reported_damage = _reported_damage, set()
-    try:
-        yield
-    finally:
-        _reported_damage = outer
 
 CHECKPOINTS = "checkpoints"
 INDEX = "index.json"
@@ -578,12 +564,9 @@ def _recorded_best(folder: Path) -> str | None:
 
 
 def _warn_once(problem: str, fallback: str) -> None:
-    """Log ``problem``, once per (problem, fallback) within :func:`one_warning_per_damage`."""
-    if _reported_damage is not None:
-        if (problem, fallback) in _reported_damage:
-            return
-        _reported_damage.add((problem, fallback))
-    log.warning("%s", problem)
+    """Log ``problem``, once per (problem, fallback) within one command
+    (:func:`rnnkit.notices.once_per_command`)."""
+    warn_once(log, ("checkpoint", problem, fallback), "%s", problem)
 
 
 def load_checkpoint(path: str | os.PathLike, *, which: str = "last",
