@@ -643,6 +643,20 @@ def test_csv_rows_with_two_extra_fields_are_named_as_such(tmp_path):
     _one_line_error(excinfo, "data rows have more fields than the header has names")
 
 
+def test_a_later_row_with_an_extra_field_is_named_by_its_line(tmp_path):
+    """pandas' own "Error tokenizing data. C error: Expected 3 fields in line 3, saw 4" was
+    passed on with a hint to write the layout the file had. Oracle: the file's line 3, and
+    the file without the extra field, which loads."""
+    rows = "1,a,0.5\n1,a,0.6{}\n2,b,0.7\n"
+    (tmp_path / "extra.csv").write_text("sequence,label,x\n" + rows.format(",9"))
+    with pytest.raises(SequenceDataError) as excinfo:
+        load_sequences(tmp_path / "extra.csv")
+    _one_line_error(excinfo, "line 3 has 4 fields but the header names 3",
+                    "name every column in the header (or remove the extra fields)")
+    (tmp_path / "fixed.csv").write_text("sequence,label,x\n" + rows.format(""))
+    assert load_sequences(tmp_path / "fixed.csv").class_names == ["a", "b"]
+
+
 def test_a_csv_that_is_not_utf8_says_to_save_it_as_utf8(tmp_path):
     """It said to write one row per time step, which the file did."""
     (tmp_path / "latin.csv").write_bytes("sequence,label,x\n1,caf\xe9,1\n".encode("latin-1"))

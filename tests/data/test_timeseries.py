@@ -594,6 +594,21 @@ def test_a_file_separated_by_another_delimiter_is_named_not_misread(tmp_path, te
                                             for line in lines[1:]]
 
 
+@pytest.mark.parametrize("preamble, line", [("", 3), ("# sales, daily\n\n", 5)])
+def test_a_later_row_with_an_extra_field_is_named_by_its_line(tmp_path, preamble, line):
+    """One row ending in a stray comma got pandas' "Error tokenizing data. C error: Expected 2
+    fields in line 3, saw 3" and "check that it is a valid CSV file". Oracle: the line of the
+    file (after a preamble, counted from the file's start), and the file without the comma."""
+    text = preamble + "date,sales\n2020-01-01,100\n2020-01-02,103{}\n"
+    with pytest.raises(SeriesError) as excinfo:
+        load_series(_csv(tmp_path, text.format(",")))
+    _one_line_error(excinfo, f"line {line} has 3 fields but the header names 2",
+                    "name every column in the header (or remove the extra fields)")
+    assert load_series(_csv(tmp_path, text.format(""), name="fixed.csv")).values[:, 0].tolist() \
+        == [100.0, 103.0]
+    assert (tmp_path / "data.csv").read_text().splitlines()[line - 1] == "2020-01-02,103,"
+
+
 @pytest.mark.parametrize("text, delimiter, fix", [
     ("date,sales\n2020-01-01,100\n2020-01-02,103\n2020-01-03,99\n", "','", "rename it to .csv"),
     ("date;sales\n2020-01-01;100,5\n2020-01-02;103,5\n", "';'", "with tabs between fields"),

@@ -217,7 +217,7 @@ def read_delimited(path, *, complete_rows: bool = False, **options):
     options = {"skipinitialspace": True, "skiprows": preamble.lines, **options}
     try:
         frame = pd.read_csv(path, **options)
-    except pd.errors.ParserError:
+    except pd.errors.ParserError as error:
         # a semicolon file whose first row has no decimal comma: a later row with one has
         # more fields than the first, which pandas refuses before the check below can run
         header, sep = _first_line(path), options.get("sep", ",")
@@ -225,6 +225,11 @@ def read_delimited(path, *, complete_rows: bool = False, **options):
             d for d in _OTHER_DELIMITERS if d != sep and d in header]
         if others:
             raise OtherDelimiterError(others[0], header, sep) from None
+        extra = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(error))
+        if extra is not None:  # a row with more fields than the first line (pandas' C words)
+            expected, line, saw = extra.groups()
+            raise ExtraFieldsError(f"line {line} has {saw} fields but the header names "
+                                   f"{expected}") from None
         raise
     row_labels = not isinstance(frame.index, pd.RangeIndex)
     delimiter = _other_delimiter(frame, options.get("sep", ","), row_labels)

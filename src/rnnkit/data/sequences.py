@@ -429,8 +429,8 @@ def _read_csv(path: Path):
     except OtherDelimiterError as error:
         raise SequenceDataError(f"CSV file {shown} {delimiter_advice(error)}") from None
     except ExtraFieldsError as error:
-        raise SequenceDataError(f"CSV file {shown}: {error}; name every column in the first "
-                                f"line (or remove the extra fields)") from None
+        raise SequenceDataError(f"CSV file {shown}: {error}; name every column in the header "
+                                f"(or remove the extra fields)") from None
     except (RepeatedNameError, ShortRowError) as error:
         raise SequenceDataError(f"CSV file {shown}: {error}") from None
     except UnicodeDecodeError as error:

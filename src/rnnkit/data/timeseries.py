@@ -251,10 +251,9 @@ def _read_file(pd, name: str):
             frame = read_delimited(path, sep=sep, float_precision="round_trip")
     except OtherDelimiterError as error:
         raise SeriesError(f"{name} {delimiter_advice(error)}") from None
-    except ExtraFieldsError:
-        raise SeriesError(f"{name} has data rows with more fields than its header has names; "
-                          f"name every column in the first line (or remove the extra "
-                          f"fields)") from None
+    except ExtraFieldsError as error:
+        raise SeriesError(f"{name}: {error}; name every column in the header (or remove "
+                          f"the extra fields)") from None
     except RepeatedNameError as error:
         raise SeriesError(f"{name}: {error}") from None
     except pd.errors.EmptyDataError:
