@@ -1182,6 +1182,39 @@ def test_a_mistake_raises_an_error_torch_nn_s_except_clause_catches(mistake):
     assert "\n" not in str(ours_error.value)
 
 
+@pytest.mark.parametrize("backend", ["auto", "fused", "reference"])
+@pytest.mark.parametrize("build, name, shown", [
+    (lambda b: rnnkit.LSTM(3, 4, num_layers=2, backend=b), "weight_hh_l1", "weight_hh_l1"),
+    (lambda b: rnnkit.GRU(3, 4, bidirectional=True, backend=b), "weight_ih_l0_reverse",
+     "weight_ih_l0_reverse"),
+    (lambda b: rnnkit.layers.Recurrent(rnnkit.cells.RNNCell(3, 4), backend=b), "cell.bias_hh",
+     "cell.bias_hh"),
+], ids=["lstm-preset", "gru-bidirectional", "elman-layer"])
+def test_a_parameter_assigned_in_another_dtype_is_named(build, name, shown, backend):
+    """A float64 Parameter assigned by hand into a float32 module failed in the kernels with
+    "expected scalar type Float but found Double", naming no parameter. Oracle: torch.nn
+    raises a RuntimeError for the same mistake (so does rnnkit's error class), and the fix
+    the message gives (module.to(torch.float32)) restores the untouched module's output."""
+    if backend == "fused" and rnnkit.backends.BACKENDS["fused"].unavailable():
+        pytest.skip(f"fused kernels unavailable: {rnnkit.backends.BACKENDS['fused'].unavailable()}")
+    torch.manual_seed(0)
+    x = torch.randn(5, 2, 3)
+    module = build(backend)
+    expected, _ = module(x)
+    owner, _, leaf = name.rpartition(".")
+    target = module.get_submodule(owner) if owner else module
+    setattr(target, leaf, nn.Parameter(getattr(target, leaf).detach().double()))
+    torch_lstm = nn.LSTM(3, 4)
+    torch_lstm.weight_hh_l0 = nn.Parameter(torch_lstm.weight_hh_l0.detach().double())
+    with pytest.raises(RuntimeError):
+        torch_lstm(x)
+    with pytest.raises(RuntimeError, match=f"parameter {shown} is torch.float64 while the "
+                                           f"other parameters are torch.float32") as error:
+        module(x)
+    assert "\n" not in str(error.value)
+    assert torch.equal(module.to(torch.float32)(x)[0], expected)
+
+
 @pytest.mark.parametrize("options", [
     {}, {"num_layers": 2, "bidirectional": True}, {"proj": 2, "num_layers": 2}, {"bias": False},
 ], ids=["defaults", "bidirectional-2", "proj-2", "nobias"])

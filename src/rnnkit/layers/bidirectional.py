@@ -11,7 +11,7 @@ from ..backends import check_backend_name
 from ..cells.base import RecurrentCell
 from ..errors import describe_container
 from .autocast import recurrence_outside_autocast
-from .checks import check_layer_call
+from .checks import check_layer_call, name_mismatched_parameters
 from .recurrent import Recurrent
 
 MERGE_MODES = ("concat", "sum", "mean", "mul")
@@ -102,6 +102,7 @@ class Bidirectional(nn.Module):
         size = self.forward_layer.output_size
         return size + self.backward_layer.output_size if self.merge == "concat" else size
 
+    @name_mismatched_parameters
     @recurrence_outside_autocast
     def forward(self, x: torch.Tensor, state=None, *, lengths=None):
         lengths = check_layer_call(x, self.input_size, self.forward_layer.cell.weight_ih,

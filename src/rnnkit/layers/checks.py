@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
+from collections import Counter
+
 import torch
 
-from ..errors import ShapeMismatchError, check_floating, check_matches_parameters, describe
+from ..errors import (DtypeMismatchError, ShapeMismatchError, check_floating,
+                      check_matches_parameters, describe)
 from .masking import normalize_lengths
 
 
@@ -38,3 +42,41 @@ def check_layer_call(x, input_size: int, parameter: torch.Tensor, batch_first: b
     batch, steps = (x.size(0), x.size(1)) if batch_first else (x.size(1), x.size(0))
     return normalize_lengths(lengths, batch_size=batch, steps=steps, batch_first=batch_first,
                              device=x.device)
+
+
+def mismatched_parameter(module: torch.nn.Module) -> str | None:
+    """A one-line message naming a parameter of ``module`` whose dtype or device differs from
+    most of the others', or None where they all agree. Named as the user knows them: a
+    torch.nn-style preset by torch's names (weight_hh_l0)."""
+    named = (module.named_torch_parameters() if hasattr(module, "named_torch_parameters")
+             else module.named_parameters())
+    kinds = {name: (p.dtype, p.device) for name, p in named}
+    if len(set(kinds.values())) <= 1:
+        return None
+    (dtype, device), _ = Counter(kinds.values()).most_common(1)[0]
+    name, (odd_dtype, odd_device) = next((n, k) for n, k in kinds.items() if k != (dtype, device))
+    if odd_dtype != dtype:
+        return (f"parameter {name} is {odd_dtype} while the other parameters are {dtype}; "
+                f"give them one dtype (module.to({dtype}) after assigning it: a Parameter "
+                f"assigned by hand keeps its own)")
+    return (f"parameter {name} is on {odd_device} while the other parameters are on {device}; "
+            f"move them to one device (module.to('{device}') after assigning it)")
+
+
+def name_mismatched_parameters(forward):
+    """Decorate a layer's ``forward``: where it fails with a RuntimeError (a kernel's "expected
+    scalar type Float but found Double") and the module's parameters disagree in dtype or
+    device, a parameter assigned by hand, the error becomes one line naming that parameter.
+    Only a failure pays for the search."""
+
+    @functools.wraps(forward)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return forward(self, *args, **kwargs)
+        except RuntimeError as error:
+            problem = mismatched_parameter(self)
+            if problem is None:
+                raise
+            raise DtypeMismatchError(problem) from error
+
+    return wrapper

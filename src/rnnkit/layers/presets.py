@@ -27,7 +27,7 @@ from ..errors import check_flag, checked_size, describe_container
 from ..interop.torch_nn import torch_name_pairs
 from .autocast import recurrence_outside_autocast
 from .bidirectional import Bidirectional, BidirectionalState
-from .checks import check_sequence_input
+from .checks import check_sequence_input, name_mismatched_parameters
 from .masking import normalize_lengths, repack, unpack
 from .recurrent import Recurrent
 from .stacked import Stacked
@@ -262,6 +262,7 @@ class _TorchStyleRNN(nn.Module):
                 yield layer.cell
 
     # -- forward -------------------------------------------------------------------------
+    @name_mismatched_parameters
     @recurrence_outside_autocast
     def forward(self, input, hx=None, *, lengths=None):
         """Same contract as torch.nn; ``lengths`` (extra) gives valid lengths of a padded batch.

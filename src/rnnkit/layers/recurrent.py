@@ -11,7 +11,7 @@ from ..backends import check_backend_name, run_layer
 from ..cells.base import RecurrentCell, check_cell_state
 from ..errors import check_flag
 from .autocast import recurrence_outside_autocast
-from .checks import check_layer_call
+from .checks import check_layer_call, name_mismatched_parameters
 
 
 class Recurrent(nn.Module):
@@ -55,6 +55,7 @@ class Recurrent(nn.Module):
     def output_size(self) -> int:
         return self.cell.output_size
 
+    @name_mismatched_parameters
     @recurrence_outside_autocast
     def forward(self, x: torch.Tensor, state=None, *, lengths=None):
         lengths = check_layer_call(x, self.input_size, self.cell.weight_ih, self.batch_first, lengths)

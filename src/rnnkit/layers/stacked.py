@@ -13,7 +13,7 @@ from ..cells.base import RecurrentCell
 from ..errors import check_flag
 from .autocast import recurrence_outside_autocast
 from .bidirectional import Bidirectional
-from .checks import check_layer_call
+from .checks import check_layer_call, name_mismatched_parameters
 from .dropout import dropout as rnnkit_dropout
 from .masking import valid_steps
 from .recurrent import Recurrent
@@ -93,6 +93,7 @@ class Stacked(nn.Module):
         modules = layer._modules
         return modules["cell"] if "cell" in modules else layer.forward_layer.cell
 
+    @name_mismatched_parameters
     @recurrence_outside_autocast
     def forward(self, x: torch.Tensor, states=None, *, lengths=None):
         lengths = check_layer_call(x, self.input_size, self._first_cell().weight_ih,
