@@ -1295,6 +1295,14 @@ def test_a_malformed_packed_sequence_is_named_as_such(kind):
     rising = PackedSequence(torch.randn(5, INPUT), torch.tensor([2, 3]))
     with pytest.raises(ValueError, match="non-increasing"):
         ours(rising)
+    # no steps at all: torch.nn fails with an IndexError, rnnkit said "batch_sizes can not be
+    # empty" (pad_packed_sequence's words)
+    empty = PackedSequence(torch.empty(0, INPUT), torch.empty(0, dtype=torch.int64))
+    with pytest.raises(IndexError):
+        torch_layer(empty)
+    with pytest.raises(ValueError, match=r"holds no time steps \(empty batch_sizes\); pack at "
+                                         r"least one step"):
+        ours(empty)
     clipped = pack_padded_sequence(x, torch.tensor([2, 2, 1]))
     assert_close(ours(clipped)[0].data, torch_layer(clipped)[0].data)
 

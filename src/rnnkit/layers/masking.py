@@ -235,6 +235,11 @@ def check_batch_sizes(packed: PackedSequence) -> None:
     sizes = packed.batch_sizes.tolist()
     rows = packed.data.size(0) if packed.data.dim() else 0
     shown = sizes if len(sizes) <= 8 else sizes[:8] + ["..."]
+    if not sizes:
+        # pack_padded_sequence never makes one; torch's own message was "batch_sizes can not
+        # be empty"
+        raise ValueError("the PackedSequence holds no time steps (empty batch_sizes); pack at "
+                         "least one step of one sequence")
     if sum(sizes) != rows:
         problem = f"its batch_sizes {shown} sum to {sum(sizes)}, but it has {rows} data rows"
     elif any(b < 0 or b > a for a, b in zip(sizes, sizes[1:])) or (sizes and sizes[0] < 1):
