@@ -209,13 +209,20 @@ def test_set_state_refuses_a_wrong_entry_and_leaves_the_state():
     session = StreamingSession(rnnkit.LSTM(4, 6, num_layers=2))
     session.feed(torch.randn(3, 4))
     before = session.get_state()
+    # two streams of width 3 (another model's final state, batch 2) hold 6 numbers, as this
+    # layer's width does, and were read as one state (probe, 2026-12-08)
+    _, other = nn.LSTM(4, 3)(torch.randn(5, 2, 4))
     for bad in ([before[0], ()], [before[0], (before[1].h,)],
-                [before[0], (before[1].h, torch.zeros(5))], [before[0], before[1].h]):
+                [before[0], (before[1].h, torch.zeros(5))], [before[0], before[1].h],
+                [before[0], tuple(other)], [before[0], tuple(t.view(2, 3) for t in other)]):
         with pytest.raises(ValueError) as info:
             session.set_state(bad)
         one_line_message(info, "layer 1 (lstm) needs a state of")
         after = session.get_state()
         assert all(torch.equal(a, b) for a, b in zip(after[1], before[1]))
+    # a (1, width) field, as a one-stream torch.nn state of one layer, is the same state
+    session.set_state([before[0], tuple(t.view(1, 6) for t in before[1])])
+    assert all(torch.equal(a, b) for a, b in zip(session.get_state()[1], before[1]))
 
 
 def test_bidirectional_models_are_refused_naming_the_layer():

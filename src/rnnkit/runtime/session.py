@@ -235,11 +235,15 @@ class StreamingSession:
             sizes = layer.state_sizes()
             fields = tuple(state) if isinstance(state, tuple) else (state,)
             fields = [_state_values(field, index, layer.kind) for field in fields]
-            # the count first: zip over an empty tuple would leave the layer silently zero
+            # the count first: zip over an empty tuple would leave the layer silently zero;
+            # then the width as the last dimension, not just the count of numbers: two streams
+            # of width 4 (1, 2, 4) were read as one state of width 8
             if len(fields) != len(sizes) or any(
-                    f.numel() != width for f, width in zip(fields, sizes.values())):
-                raise ValueError(f"layer {index} ({layer.kind}) needs a state of {sizes}; got "
-                                 f"{[tuple(f.shape) for f in fields]}")
+                    f.numel() != width or f.dim() == 0 or f.size(-1) != width
+                    for f, width in zip(fields, sizes.values())):
+                raise ValueError(f"layer {index} ({layer.kind}) needs a state of {sizes}, each "
+                                 f"field of shape (width,) as get_state() returns (or (1, "
+                                 f"width)); got {[tuple(f.shape) for f in fields]}")
             for field, width, at in zip(fields, sizes.values(), (h_at, c_at)):
                 values[at:at + width] = field.to(torch.float32).reshape(width)
         self._state[row] = values
