@@ -401,8 +401,17 @@ def _zeros(*shape):
      ["state[1] must be the pair (h, c)"]),
     (lambda m: m.forward(_zeros(B, T, I), [(_zeros(B + 1, P), _zeros(B + 1, H))] * 2),
      ["state[0] h", "(2, 3)", "(3, 3)"]),
+    # a list of None ran as NaN, text was parsed as numbers (probe, 2026-12-08)
+    (lambda m: m.step([None] * I), ["input must hold real numbers", "dtype object"]),
+    (lambda m: m.step(["1"] * I), ["input must hold real numbers", "<U1"]),
+    (lambda m: m.forward(np.ones((B, T, I), dtype=bool)), ["input must hold real numbers"]),
+    (lambda m: m.step(_zeros(B, I), [(np.full((B, P), "0"), _zeros(B, H)), m.initial_state(B)[1]]),
+     ["state[0] h must hold real numbers"]),
+    (lambda m: m.initial_state(-1), ["batch must be a whole number >= 0; got -1"]),
+    (lambda m: m.initial_state(2.5), ["batch must be a whole number >= 0; got 2.5"]),
 ], ids=["step-width", "step-ndim", "forward-width", "forward-ndim", "state-length",
-        "state-not-list", "state-shape", "state-not-pair", "state-batch"])
+        "state-not-list", "state-shape", "state-not-pair", "state-batch", "input-none",
+        "input-text", "input-bool", "state-text", "batch-negative", "batch-fraction"])
 def test_bad_features_or_state_is_one_line_error(lstm_model, call, needles):
     lstm_model.step(_zeros(B, I), lstm_model.initial_state(B))  # the well-formed call works
     with pytest.raises(ValueError) as error:
@@ -436,8 +445,24 @@ def test_bad_token_ids_are_one_line_errors(token_model, call, needles):
     (lambda c, w: w.pop("layer1.weight_hr"), ["no array 'layer1.weight_hr'", "re-export"]),
     (lambda c, w: w.update({"layer0.weight_ih": np.zeros((1, 2))}),
      ["'layer0.weight_ih' has shape (1, 2)", "(24, 5)"]),
+    # edits that loaded and ran with other weights or sizes than the file holds (probe,
+    # 2026-12-08): the biases left unused, bool("false") read as true, int(8.7) as 8
+    (lambda c, w: c["layers"][0].update(has_bias=False),
+     ["holds 'layer0.bias_hh', 'layer0.bias_ih', which model.json does not use", "re-export"]),
+    (lambda c, w: c["layers"][1].update(has_projection="false"),
+     ["layer 1 has_projection must be true or false; got 'false'"]),
+    (lambda c, w: c["layers"][0].update(hidden_size=6.7),
+     ["layer 0 hidden_size must be a whole number >= 1; got 6.7"]),
+    (lambda c, w: c["layers"][0].update(input_size="5"),
+     ["layer 0 input_size must be a whole number >= 1; got '5'"]),
+    (lambda c, w: c.update(output_size=7), ["gives output_size 7, but its layers and head make "
+                                            "it 3: it was edited"]),
+    (lambda c, w: c.update(layers={"0": c["layers"][0]}), ["model.json is damaged", "wrong type"]),
+    (lambda c, w: c.update(head=None), ["model.json is damaged", "re-export"]),
+    (lambda c, w: c.update(gate_orders=None), ["model.json is damaged", "re-export"]),
 ], ids=["version-1", "version-unknown", "missing-field", "layer-kind", "gate-order",
-        "missing-array", "array-shape"])
+        "missing-array", "array-shape", "unused-biases", "text-flag", "fractional-size",
+        "text-size", "top-level-size", "layers-object", "head-null", "gate-orders-null"])
 def test_damaged_folder_is_one_line_error(tmp_path, damage, needles):
     folder = export_numpy(nn.LSTM(I, H, num_layers=2, proj_size=P), tmp_path / "bundle").folder
     config = json.loads((folder / "model.json").read_text())
@@ -449,6 +474,37 @@ def test_damaged_folder_is_one_line_error(tmp_path, damage, needles):
     with pytest.raises(ValueError) as error:
         runtime.load(folder)
     one_line_message(error, *needles)
+
+
+def _flip_byte(path, at=200):
+    data = bytearray(path.read_bytes())
+    data[at] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("damage, error, needles", [
+    (lambda f: (f / "model.json").write_text('{"format'), ValueError,
+     ["model.json cannot be read (Unterminated string"]),
+    (lambda f: (f / "model.json").write_bytes(b"\xff\xfe"), ValueError,
+     ["model.json cannot be read", "can't decode byte 0xff"]),
+    (lambda f: (f / "weights.npz").unlink(), FileNotFoundError,
+     ["weights.npz does not exist"]),
+    (lambda f: (f / "weights.npz").write_bytes((f / "weights.npz").read_bytes()[:100]),
+     ValueError, ["weights.npz is damaged (File is not a zip file)"]),
+    (lambda f: (f / "weights.npz").write_bytes(b""), ValueError, ["weights.npz is damaged"]),
+    (lambda f: _flip_byte(f / "weights.npz"), ValueError, ["weights.npz is damaged (Bad CRC-32"]),
+], ids=["json-truncated", "json-not-utf8", "npz-missing", "npz-truncated", "npz-empty",
+        "npz-byte-flipped"])
+def test_a_damaged_file_is_named_with_the_fix(tmp_path, damage, error, needles):
+    """These gave json's, zipfile's or numpy's own errors, naming neither the file nor a fix
+    (probe, 2026-12-08). Oracle: the intact folder loads and runs; each damaged copy does not."""
+    folder = export_numpy(nn.LSTM(I, H), tmp_path / "bundle").folder
+    runtime.load(folder).step(_zeros(B, I))
+    damage(folder)
+    with pytest.raises(error) as info:
+        runtime.load(folder)
+    one_line_message(info, *needles, "re-export the model with rnnkit.export.export_numpy")
+    assert "allow_pickle" not in str(info.value)
 
 
 def test_missing_folder_is_one_line_error(tmp_path):

@@ -61,15 +61,54 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
     return (0.5 * (1.0 + np.tanh(0.5 * x))).astype(x.dtype, copy=False)
 
 
-def _weight(weights, name: str, shape: tuple) -> np.ndarray:
+class _Arrays(dict):
+    """weights.npz's arrays by name, remembering which ones the model read (an array it never
+    reads means model.json was edited: ``"has_bias": false`` silently dropped the biases)."""
+
+    def __init__(self, arrays) -> None:
+        super().__init__(arrays)
+        self.used: set[str] = set()
+
+
+def _weight(weights: _Arrays, name: str, shape: tuple) -> np.ndarray:
     """The float32 array ``name`` of weights.npz, checked against the shape model.json implies."""
     if name not in weights:
         raise ValueError(f"weights.npz has no array {name!r} that model.json needs; {_REEXPORT}")
+    weights.used.add(name)
     array = np.asarray(weights[name], dtype=np.float32)
     if array.shape != tuple(shape):
         raise ValueError(f"weights.npz array {name!r} has shape {array.shape}; model.json needs "
                          f"{tuple(shape)}; {_REEXPORT}")
     return array
+
+
+def _size(spec: dict, key: str, where: str) -> int:
+    """``spec[key]`` as a whole number >= 1, or a one-line ValueError: int() read 8.7 as 8 and
+    "8" as 8, so an edited model.json ran with other sizes than it says."""
+    value = spec[key]
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"model.json's {where} {key} must be a whole number >= 1; got "
+                         f"{value!r}; {_REEXPORT}")
+    return value
+
+
+def _flag(spec: dict, key: str, where: str) -> bool:
+    """``spec[key]`` as true or false, or a one-line ValueError: bool("false") is True."""
+    value = spec[key]
+    if not isinstance(value, bool):
+        raise ValueError(f"model.json's {where} {key} must be true or false; got {value!r}; "
+                         f"{_REEXPORT}")
+    return value
+
+
+def _real_array(value, what: str) -> np.ndarray:
+    """``value`` as a float32 array, refusing what is not real numbers: a list of None became
+    NaN and one of strings was parsed as numbers."""
+    array = np.asarray(value)
+    if array.dtype.kind not in "fiu":
+        raise ValueError(f"{what} must hold real numbers (a float array); got an array of "
+                         f"dtype {array.dtype}")
+    return array.astype(np.float32, copy=False)
 
 
 def _halve_rows(matrix: np.ndarray, rows: int) -> np.ndarray:
@@ -89,10 +128,11 @@ class _Layer:
     def __init__(self, index: int, spec: dict) -> None:
         self.index = index
         self.kind = spec["kind"]
-        self.input_size = int(spec["input_size"])
-        self.hidden_size = int(spec["hidden_size"])
-        self.output_size = int(spec["output_size"])
-        self.residual = bool(spec["residual"])
+        where = f"layer {index}"
+        self.input_size = _size(spec, "input_size", where)
+        self.hidden_size = _size(spec, "hidden_size", where)
+        self.output_size = _size(spec, "output_size", where)
+        self.residual = _flag(spec, "residual", where)
         self.state_sizes = {"h": self.output_size}
 
     def _load(self, spec: dict, weights) -> tuple:
@@ -100,7 +140,7 @@ class _Layer:
         rows, prefix = self.gates * self.hidden_size, f"layer{self.index}."
         w_ih = _weight(weights, prefix + "weight_ih", (rows, self.input_size))
         w_hh = _weight(weights, prefix + "weight_hh", (rows, self.output_size))
-        if not spec["has_bias"]:
+        if not _flag(spec, "has_bias", f"layer {self.index}"):
             return w_ih, w_hh, None, None
         return (w_ih, w_hh, _weight(weights, prefix + "bias_ih", (rows,)),
                 _weight(weights, prefix + "bias_hh", (rows,)))
@@ -119,7 +159,7 @@ class _Layer:
         arrays = tuple(entry) if fields > 1 else (entry,)
         checked = []
         for (name, width), array in zip(self.state_sizes.items(), arrays):
-            array = np.asarray(array, dtype=np.float32)
+            array = _real_array(array, f"state[{self.index}] {name}")
             if array.shape != (batch, width):
                 raise ValueError(f"state[{self.index}] {name} must have shape (B, {width}) = "
                                  f"({batch}, {width}) for layer {self.index}; got {array.shape}")
@@ -142,7 +182,7 @@ class _LSTMLayer(_Layer):
         self.w_hh_t = np.ascontiguousarray(prepare(w_hh).T)
         self.bias = None if b_ih is None else prepare(b_ih + b_hh)
         self.w_hr_t = None
-        if spec["has_projection"]:
+        if _flag(spec, "has_projection", f"layer {index}"):
             w_hr = _weight(weights, f"layer{index}.weight_hr", (self.output_size, hidden))
             self.w_hr_t = np.ascontiguousarray(w_hr.T)
         elif self.output_size != hidden:
@@ -232,14 +272,30 @@ class NumpyRecurrentModel:
             raise ValueError(f"model.json has format_version {version!r}; this runtime reads "
                              f"format_version {FORMAT_VERSION} only: {_REEXPORT}")
         self.config = config
+        weights = _Arrays(weights)
         try:
             self.layers = self._build_layers(config["layers"], config["gate_orders"], weights)
             self.embedding = self._build_embedding(config["embedding"], weights)
             self.head, self.output_size = self._build_head(config["head"], weights)
         except KeyError as missing:
             raise ValueError(f"model.json has no field {missing}; {_REEXPORT}") from None
+        except (TypeError, AttributeError, IndexError) as error:
+            # a field of the wrong kind: layers as an object, a null where a list goes, ...
+            raise ValueError(f"model.json is damaged (a field of the wrong type: {error}); "
+                             f"{_REEXPORT}") from None
         self.input_size = self.layers[0].input_size
         self.vocab_size = None if self.embedding is None else self.embedding.shape[0]
+        unused = sorted(set(weights) - weights.used)
+        if unused:
+            raise ValueError(f"weights.npz holds {', '.join(map(repr, unused[:3]))}, which "
+                             f"model.json does not use: model.json was edited; {_REEXPORT}")
+        described = {"input_size": self.input_size,
+                     "output_size": self.output_size,
+                     "input": "features" if self.embedding is None else "token_ids"}
+        for key, value in described.items():
+            if key in config and config[key] != value:
+                raise ValueError(f"model.json gives {key} {config[key]!r}, but its layers and "
+                                 f"head make it {value!r}: it was edited; {_REEXPORT}")
 
     # -- building -------------------------------------------------------------------------
     @staticmethod
@@ -269,7 +325,7 @@ class NumpyRecurrentModel:
     def _build_embedding(self, spec, weights):
         if spec is None:
             return None
-        shape = (int(spec["vocab_size"]), int(spec["embedding_dim"]))
+        shape = (_size(spec, "vocab_size", "embedding"), _size(spec, "embedding_dim", "embedding"))
         if shape[1] != self.layers[0].input_size:
             raise ValueError(f"the embedding is {shape[1]} wide but layer 0 takes "
                              f"{self.layers[0].input_size} features; {_REEXPORT}")
@@ -281,13 +337,14 @@ class NumpyRecurrentModel:
         for index, op in enumerate(ops):
             kind = op["kind"]
             if kind == "linear":
-                if int(op["in_features"]) != width:
+                where = f"head op {index}"
+                if _size(op, "in_features", where) != width:
                     raise ValueError(f"head op {index} takes {op['in_features']} features but "
                                      f"receives {width}; {_REEXPORT}")
-                width = int(op["out_features"])
-                weight = _weight(weights, f"head{index}.weight", (width, int(op["in_features"])))
-                bias = (_weight(weights, f"head{index}.bias", (width,)) if op["has_bias"]
-                        else None)
+                width = _size(op, "out_features", where)
+                weight = _weight(weights, f"head{index}.weight", (width, op["in_features"]))
+                bias = (_weight(weights, f"head{index}.bias", (width,))
+                        if _flag(op, "has_bias", where) else None)
                 head.append((kind, np.ascontiguousarray(weight.T), bias))
             elif kind in HEAD_ACTIVATIONS:
                 head.append((kind, None, None))
@@ -299,6 +356,8 @@ class NumpyRecurrentModel:
     # -- state ----------------------------------------------------------------------------
     def initial_state(self, batch: int = 1) -> list:
         """Zero state: per layer (h (batch, P), c (batch, H)) for an LSTM, else h (batch, P)."""
+        if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 0:
+            raise ValueError(f"batch must be a whole number >= 0; got {batch!r}")
         return [layer.zero_state(batch) for layer in self.layers]
 
     def _check_state(self, state, batch: int) -> list:
@@ -329,7 +388,7 @@ class NumpyRecurrentModel:
 
     def _features(self, x, batched_ndim: int, shapes: str) -> tuple[np.ndarray, bool]:
         """Float32 features with the batch axis added if missing; returns (x, unbatched)."""
-        x = np.asarray(x, dtype=np.float32)
+        x = _real_array(x, "input")
         if x.ndim not in (batched_ndim - 1, batched_ndim) or x.shape[-1] != self.input_size:
             raise ValueError(f"input must have shape {shapes}; got shape {x.shape}")
         unbatched = x.ndim == batched_ndim - 1
@@ -407,7 +466,26 @@ def load(folder) -> NumpyRecurrentModel:
     if not config_path.is_file():
         raise FileNotFoundError(f"{config_path} does not exist; export a model to {folder} with "
                                 f"rnnkit.export.export_numpy first")
-    config = json.loads(config_path.read_text(encoding="utf-8"))
-    with np.load(folder / "weights.npz", allow_pickle=False) as archive:
-        weights = {name: archive[name] for name in archive.files}
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (ValueError, OSError) as error:  # JSONDecodeError and UnicodeDecodeError included
+        raise ValueError(f"{config_path} cannot be read ({_one_line(error)}); {_REEXPORT}") \
+            from None
+    weights_path = folder / "weights.npz"
+    if not weights_path.is_file():
+        raise FileNotFoundError(f"{weights_path} does not exist (or is not a file); {_REEXPORT}")
+    try:
+        with np.load(weights_path, allow_pickle=False) as archive:
+            weights = {name: archive[name] for name in archive.files}
+    except Exception as error:  # zipfile's BadZipFile, EOFError, a CRC or pickle refusal, ...
+        raise ValueError(f"{weights_path} is damaged ({_one_line(error)}); {_REEXPORT}") \
+            from None
     return NumpyRecurrentModel(config, weights)
+
+
+def _one_line(error: BaseException) -> str:
+    """The first line of an error's message (numpy's pickle refusal advises allow_pickle=True,
+    which is no fix for a damaged file), or its type's name."""
+    text = str(error).strip().splitlines()
+    first = text[0] if text else type(error).__name__
+    return first.split(" Pass allow_pickle=")[0].rstrip(".;,")
