@@ -15,6 +15,7 @@ import pytest
 
 from one_line import assert_one_line_error
 from rnnkit.cli.main import main
+from rnnkit.training import load_checkpoint
 
 from corpora import tiny_text
 
@@ -730,3 +731,20 @@ def test_a_config_key_this_version_does_not_know_names_the_checkpoint(trained_ru
                                      "key 'model.new_knob'")
     assert "another rnnkit version" in err and f"{run_dir}" in err
     assert {p: p.read_bytes() for p in run_dir.rglob("*") if p.is_file()} == before
+
+
+def test_a_diverging_dynamic_evaluation_is_an_error_that_keeps_the_static_score(trained_run,
+                                                                              capsys):
+    """`evaluate --dynamic-lr 1e30` printed "nan bits per character" and exited 0 (probe,
+    2026-12-08). Oracle: the static score `evaluate --json` gives, which the error repeats,
+    and the run's own rate, which it suggests."""
+    code, out, err = run(["evaluate", "--checkpoint", trained_run, "--json"], capsys)
+    assert code == 0, err
+    static = json.loads(out)["bpc"]
+    saved = load_checkpoint(trained_run).meta["config"]["dynamic"]["lr"]
+    code, out, err = run(["evaluate", "--checkpoint", trained_run, "--dynamic-lr", "1e30"],
+                         capsys)
+    assert_one_line_error(code, err, "dynamic evaluation diverged at lr 1e+30",
+                          f"the static score is {static:.4f}", "use a smaller --dynamic-lr",
+                          f"the run's own is {saved:g}")
+    assert out == ""

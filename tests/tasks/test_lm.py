@@ -482,6 +482,20 @@ def test_a_non_finite_dynamic_rate_for_evaluate_is_refused(tmp_path):
         lm_task.evaluate_lm(tmp_path / "no-run-needed", dynamic_lr=float("nan"))
 
 
+def test_a_diverging_dynamic_score_at_the_end_of_training_is_noted_not_fatal(corpus, tmp_path):
+    """The run and its static score stand; the note says how to score again. Oracle: the
+    static score of the saved best checkpoint, which evaluate_lm gives, and the NaN itself."""
+    config = small_config(corpus, max_steps=4, eval_every=2)
+    config.dynamic.enabled, config.dynamic.lr = True, 1e30
+    notes = []
+    result = train_lm(config, tmp_path / "run", notify=notes.append)
+    assert math.isnan(result["test"]["dynamic"]["bpc"])
+    assert result["test"]["bpc"] == pytest.approx(lm_task.evaluate_lm(tmp_path / "run")["bpc"])
+    [note] = [n for n in notes if "diverged" in n]
+    assert ("dynamic evaluation diverged (nan bits per character) at dynamic.lr 1e+30" in note
+            and f"--checkpoint {tmp_path / 'run'} --dynamic-lr 1e+29" in note), note
+
+
 def test_the_built_in_corpus_wins_over_a_file_of_its_name(tmp_path, monkeypatch):
     """The loader takes the built-in name first, but making the config's paths absolute turned
     'kjv' into ./kjv when the working folder held such a file, and trained on that."""

@@ -298,6 +298,12 @@ def _train_lm(config: LMConfig, run_dir: Path, resume: bool,
         if config.dynamic.enabled:
             notify("scoring the test text with dynamic evaluation")
             test["dynamic"] = dynamic_score(model, test_tokens, config.dynamic, device=device)
+            if not math.isfinite(test["dynamic"]["bpc"]):
+                # the run and its static score stand; only this extra score failed
+                notify(f"dynamic evaluation diverged ({test['dynamic']['bpc']} bits per "
+                       f"character) at dynamic.lr {config.dynamic.lr}; score again with a "
+                       f"smaller rate: rnnkit evaluate --checkpoint {run_dir} --dynamic-lr "
+                       f"{config.dynamic.lr / 10:g}")
         checkpoint = str(best.path)
     else:  # the one saved as the run stopped, to --resume from
         checkpoint = saved_checkpoint(run_dir, result.steps)
@@ -432,6 +438,15 @@ def evaluate_lm(path: str | Path, *, corpus: str | None = None, split: str = "te
             settings = DynamicConfig(**{**asdict(settings), "lr": dynamic_lr})
         settings.check()
         metrics["dynamic"] = dynamic_score(loaded.model, tokens, settings)
+        if not math.isfinite(metrics["dynamic"]["bpc"]):
+            # printed as "nan bits per character" with exit status 0 (probe, 2026-12-08)
+            saved = loaded.config.dynamic.lr
+            hint = (f"the run's own is {saved:g}" if settings.lr != saved
+                    else f"try {settings.lr / 10:g}")
+            raise ValueError(f"dynamic evaluation diverged at lr {settings.lr:g} "
+                             f"({metrics['dynamic']['bpc']} bits per character; the static "
+                             f"score is {metrics['bpc']:.4f}); use a smaller --dynamic-lr "
+                             f"({hint})")
     return {"task": TASK, "checkpoint": str(loaded.checkpoint), "step": loaded.step,
             "corpus": data.source, "split": split, **metrics,
             "seconds": round(time.perf_counter() - start, 2)}
