@@ -361,11 +361,15 @@ def test_every_command_has_help(capsys):
 
 # -- found by an adversarial review (2026-12-04) ---------------------------------------------
 @pytest.mark.parametrize("options, fragment", [
-    (["--top-k", "0"], "top_k must be an integer >= 1"),
-    (["--top-p", "0"], "top_p must be in (0, 1]"),
-    (["--top-p", "1.5"], "top_p must be in (0, 1]"),
-    (["--temperature", "inf"], "temperature must be finite and >= 0"),
-    (["--temperature", "0", "--top-p", "7"], "top_p must be in (0, 1]"),
+    # named by the flags, not by the Python API's parameters (probe, 2026-12-08)
+    (["--top-k", "0"], "--top-k must be an integer >= 1 (or leave it out to keep every token)"),
+    (["--top-p", "0"], "--top-p must be in (0, 1]"),
+    (["--top-p", "1.5"], "--top-p must be in (0, 1]"),
+    (["--temperature", "inf"], "--temperature must be finite and >= 0"),
+    (["--temperature", "0", "--top-p", "7"], "--top-p must be in (0, 1]"),
+    (["--length", "0"], "--length must be an integer >= 1"),
+    (["--beam", "0"], "--beam must be an integer >= 1"),
+    (["--beam", "2", "--length", "-3"], "--length must be an integer >= 1"),
     (["--beam", "2", "--temperature", "0.5"], "drop --top-k/--top-p/--temperature/--seed"),
     (["--beam", "2", "--seed", "1"], "with no randomness"),  # was accepted and ignored
 ])
@@ -375,6 +379,12 @@ def test_bad_sampling_options_fail_before_anything_is_printed(trained_run, capsy
                           *options], capsys)
     assert_one_line_error(code, err, fragment)
     assert out == ""  # the prompt used to be echoed before the error
+
+
+def test_a_bad_dynamic_rate_is_named_by_its_flag(trained_run, capsys):
+    code, out, err = run(["evaluate", "--checkpoint", trained_run, "--dynamic-lr", "-1"], capsys)
+    assert_one_line_error(code, err, "--dynamic-lr must be a finite number >= 0; got -1.0")
+    assert out == ""
 
 
 def test_text_the_model_cannot_score_is_an_error_not_zero_bits(trained_run, tmp_path, capsys):

@@ -138,9 +138,31 @@ def add_evaluate(commands) -> None:
     parser.set_defaults(handler=run_evaluate)
 
 
-def run_evaluate(args) -> int:
-    from rnnkit.tasks.lm.task import evaluate_lm
+def _flag_named(error: ValueError, flags: dict[str, str]) -> ValueError:
+    """``error`` of the Python API, whose message starts with a parameter's name (top_k, ...),
+    with that name replaced by the command's flag (--top-k); other errors as they are."""
+    text = str(error)
+    name, _, rest = text.partition(" ")
+    if name not in flags:
+        return error
+    rest = rest.replace("(or None to keep every token)", "(or leave it out to keep every token)")
+    return ValueError(f"{flags[name]} {rest}")
 
+
+#: the Python names of generate's and evaluate's settings, by the flags that give them
+_GENERATE_FLAGS = {"length": "--length", "temperature": "--temperature", "top_k": "--top-k",
+                   "top_p": "--top-p", "beam_width": "--beam"}
+_EVALUATE_FLAGS = {"dynamic.lr": "--dynamic-lr"}
+
+
+def run_evaluate(args) -> int:
+    from rnnkit.tasks.lm.task import DynamicConfig, evaluate_lm
+
+    if args.dynamic_lr is not None:  # the flag's own words, before evaluate_lm checks it too
+        try:
+            DynamicConfig(lr=args.dynamic_lr).check()
+        except ValueError as error:
+            raise _flag_named(error, _EVALUATE_FLAGS) from None
     result = evaluate_lm(args.checkpoint, corpus=args.corpus, split=args.split, which=args.which,
                          dynamic=args.dynamic, dynamic_lr=args.dynamic_lr)
     if args.json:
@@ -204,16 +226,22 @@ def run_generate(args) -> int:
         prompt = kept
     # an empty prompt continues a newline (encode_prompt); that is the prompt JSON reports
     continued = prompt if prompt or "\n" not in loaded.vocabulary else "\n"
+    try:
+        # both check their settings before generating anything
+        if args.beam is not None:
+            text = generate_beam(loaded, prompt, length=args.length, beam_width=args.beam,
+                                 unknown=args.unknown)
+        else:
+            temperature = 0.8 if args.temperature is None else args.temperature
+            stream = generate(loaded, prompt, length=args.length, temperature=temperature,
+                              top_k=args.top_k, top_p=args.top_p, seed=args.seed,
+                              unknown=args.unknown)
+    except ValueError as error:
+        raise _flag_named(error, _GENERATE_FLAGS) from None
     if args.beam is not None:
-        text = generate_beam(loaded, prompt, length=args.length, beam_width=args.beam,
-                             unknown=args.unknown)
         if not args.json:
             print(prompt + text)
     else:
-        temperature = 0.8 if args.temperature is None else args.temperature
-        stream = generate(loaded, prompt, length=args.length, temperature=temperature,
-                          top_k=args.top_k, top_p=args.top_p, seed=args.seed,
-                          unknown=args.unknown)
         pieces = []
         if not args.json:
             print(prompt, end="", flush=True)
