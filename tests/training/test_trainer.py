@@ -140,6 +140,27 @@ def test_learning_rate_follows_the_warmup_and_cosine_schedule(tmp_path):
         assert record["lr"] == pytest.approx(expected), record
 
 
+@pytest.mark.parametrize("warmup, warned", [(40, True), (30, True), (29, False), (0, False)])
+def test_a_warmup_the_step_limit_cuts_short_is_warned_about(tmp_path, caplog, warmup, warned):
+    """`rnnkit train lm --steps 3` kept the LM's 200 warmup steps and trained at 4.5e-05
+    against a rate of 3e-3, without a word. Oracle: the rates the run logged, whose largest
+    is the share of train.learning_rate the warning names."""
+    import logging
+
+    with caplog.at_level(logging.WARNING, logger="rnnkit.training"):
+        trainer = make_trainer(tmp_path, learning_rate=0.1, warmup_steps=warmup, log_every=1)
+    messages = [r.getMessage() for r in caplog.records if "warmup_steps" in r.getMessage()]
+    assert len(messages) == warned
+    rates = [r["lr"] for r in trainer.fit().history if r["split"] == "train"]
+    if warned:
+        share = round(100 * max(rates) / 0.1)
+        assert f"train.warmup_steps = {warmup} is not below train.max_steps = 30" in messages[0]
+        assert f"only climbs, to {share}% of train.learning_rate" in messages[0]
+        assert rates == sorted(rates)  # it only climbs
+    else:
+        assert max(rates) == pytest.approx(0.1)
+
+
 def test_an_epoch_limited_schedule_counts_the_epochs_done_before_each_step(tmp_path):
     """The rate's progress was read after the step's batch was drawn, which counts as part of
     an epoch: every step ran one batch ahead, the first below the peak. Oracle: the cosine of

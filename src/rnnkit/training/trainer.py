@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from ..backends.lowered import cpu_bf16_instructions
+from ..notices import warn_once
 from .checkpoint import (CHECKPOINTS, check_checkpoint_folder, checkpoint_folders,
                          checkpoint_step, load_checkpoint, mark_best, save_checkpoint,
                          set_aside_newer_checkpoints)
@@ -260,6 +261,15 @@ class Trainer:
         self.optimizer = build_optimizer(model, config)
         self.schedule = LearningRateSchedule(
             config.learning_rate, config.warmup_steps, config.decay, config.min_lr_ratio)
+        if config.max_steps is not None and config.warmup_steps >= config.max_steps > 0:
+            # a short run with a task's default warmup (the LM's is 200 steps): legitimate for
+            # a quick try, but the rate it trains at is not the one the user set
+            top = self.schedule(config.max_steps - 1, 1.0) / config.learning_rate
+            warn_once(log, ("warmup", config.warmup_steps, config.max_steps),
+                      "train.warmup_steps = %d is not below train.max_steps = %d: the learning "
+                      "rate only climbs, to %.0f%% of train.learning_rate on the last step; "
+                      "lower it (--set train.warmup_steps=0) for a short run",
+                      config.warmup_steps, config.max_steps, 100 * top)
         self.precision = config.resolved_precision()
         self.scaler = (torch.amp.GradScaler("cuda") if self.precision == "fp16" else None)
         self.metrics = MetricsLog(self.run_dir / "metrics.jsonl")
