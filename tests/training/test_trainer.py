@@ -198,7 +198,10 @@ def test_a_run_needs_a_limit_and_valid_choices():
     ("learning_rate", 1e38, "train.learning_rate must be a number > 0 and at most 1e30"),
     ("weight_decay", -0.1, "train.weight_decay must be a finite number >= 0"),
     ("weight_decay", float("nan"), "train.weight_decay must be a finite number >= 0"),
-    ("momentum", float("inf"), "train.momentum must be a finite number >= 0"),
+    ("momentum", float("inf"), r"train.momentum must be a number in \[0, 1\)"),
+    # SGD's velocity grows without bound from 1 (probe, 2026-12-08)
+    ("momentum", 5.0, r"train.momentum must be a number in \[0, 1\); got 5.0"),
+    ("momentum", 1.0, r"train.momentum must be a number in \[0, 1\); got 1.0"),
     ("clip_norm", 0.0, "train.clip_norm must be a finite number > 0, or None"),
     ("clip_norm", float("nan"), "train.clip_norm must be a finite number > 0, or None"),
 ])
@@ -220,6 +223,11 @@ def test_non_finite_or_out_of_range_numbers_are_refused(key, value, message):
     ("eval_every", True, r"^train.eval_every must be a whole number; got True$"),
     ("learning_rate", "0.1", r"^train.learning_rate must be a number; got '0.1'$"),
     ("minutes", "5", r"^train.minutes must be a number \(or None\); got '5'$"),
+    # accepted as true or false, and torch.device(None)'s multi-line TypeError (probe,
+    # 2026-12-08)
+    ("progress", "no", r"^train.progress must be true or false; got 'no'$"),
+    ("progress", 0, r"^train.progress must be true or false; got 0$"),
+    ("device", None, r"^train.device must be a device name such as 'cpu' or 'cuda'; got None$"),
 ])
 def test_values_of_the_wrong_type_are_refused_naming_the_key(key, value, message):
     """From the Python API (config files and --set are typed already), review 2026-12-06.
@@ -747,3 +755,53 @@ def test_sigterm_stops_a_run_as_ctrl_c_does(tmp_path):
                                                                  signal.SIGTERM)
     assert load_checkpoint(tmp_path / "run").step == 7
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+class _PlainIterator:
+    """Batches without state_dict: a resumed run could not continue their order."""
+
+    def __next__(self):
+        x = torch.randn(8, 3)
+        return x, x.sum(dim=1, keepdim=True)
+
+
+@pytest.mark.parametrize("part, wrong, message", [
+    ("config", {"max_steps": 3}, "config must be a TrainConfig; got dict (build one with "
+                                 "TrainConfig(**settings))"),
+    ("batches", _PlainIterator(), "_PlainIterator lacks state_dict, load_state_dict, "
+                                  "epochs_done"),
+    ("loss_fn", lambda model, batch, carry: (model(batch[0]).sum(), None, 8),
+     "loss_fn must return a StepOutput(loss, carry, count); got tuple"),
+    ("evaluate_fn", lambda model: 0.5, "evaluate_fn must return a dict with a 'loss' entry, "
+                                       "such as {'loss': 1.25}; got float"),
+    ("evaluate_fn", lambda model: None, "got NoneType"),
+    ("evaluate_fn", lambda model: {"mse": 0.5}, "got a dict of 'mse'"),
+    ("evaluate_fn", lambda model: {"loss": 0.5, "per_class": torch.ones(3)},
+     "evaluate_fn's entry 'per_class' must be named by a string and be a number, text or a list "
+     "of them (a one-value tensor is taken as its number); got a tensor of 3 values"),
+], ids=["config-dict", "batches-without-state", "loss-tuple", "evaluate-float",
+        "evaluate-none", "evaluate-without-loss", "evaluate-tensor"])
+def test_a_misused_trainer_part_is_named_with_the_fix_and_leaves_no_checkpoint(
+        tmp_path, part, wrong, message):
+    """These failed with AttributeErrors ("'tuple' object has no attribute 'loss'"), the
+    batches only at the first checkpoint after training steps, and a tensor metric with a JSON
+    error part-way through a line of metrics.jsonl (probe, 2026-12-08). Oracle: the same run
+    with the well-formed part trains; the misused one saves no checkpoint."""
+    torch.manual_seed(0)
+    parts = {"config": TrainConfig(max_steps=4, eval_every=2, log_every=2, warmup_steps=0,
+                                   progress=False),
+             "batches": Samples(), "loss_fn": regression_loss,
+             "evaluate_fn": lambda model: {"loss": 1.0}}
+
+    def trainer(folder, **changed):
+        chosen = {**parts, **changed}
+        return Trainer(nn.Linear(3, 1), chosen.pop("config"), run_dir=tmp_path / folder,
+                       **chosen)
+
+    assert trainer("good").fit().steps == 4
+    with pytest.raises(TypeError) as info:
+        trainer("bad", **{part: wrong}).fit()
+    assert message in str(info.value) and "\n" not in str(info.value)
+    assert not (tmp_path / "bad" / "checkpoints").exists()
+    log = tmp_path / "bad" / "metrics.jsonl"
+    assert not log.exists() or all(line.endswith("}") for line in log.read_text().splitlines())

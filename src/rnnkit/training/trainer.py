@@ -12,6 +12,7 @@ resume, Ctrl-C, non-finite losses, progress, metrics and the curves PNG.
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import math
 import numbers
@@ -20,7 +21,7 @@ import threading
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Mapping, NamedTuple
 
 import numpy as np
 import torch
@@ -55,6 +56,40 @@ def _plain_number(value):
     if isinstance(value, np.generic):
         return value.item()
     return value
+
+
+def _loggable(value) -> bool:
+    """Whether the metrics log can write ``value`` (as JSON: numbers, text, lists of them)."""
+    try:
+        json.dumps(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def _kind_of(value) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of {value.numel()} values"
+    return type(value).__name__
+
+
+def _check_parts(config, batches, loss_fn, evaluate_fn) -> None:
+    """The Trainer's arguments, before anything is built or written: a dict for the config, or
+    batches without state_dict (needed at the first checkpoint, after training steps), failed
+    with AttributeErrors naming neither the argument nor the fix."""
+    if not isinstance(config, TrainConfig):
+        raise TypeError(f"config must be a TrainConfig; got {type(config).__name__} (build one "
+                        f"with TrainConfig(**settings))")
+    needed = ("__next__", "state_dict", "load_state_dict", "epochs_done")
+    missing = [name for name in needed if not hasattr(batches, name)]
+    if missing:
+        raise TypeError(f"batches must be an iterator with state_dict(), load_state_dict() and "
+                        f"epochs_done, so that a resumed run continues its data order (see "
+                        f"rnnkit.training.tbptt); {type(batches).__name__} lacks "
+                        f"{', '.join(missing)}")
+    for name, function in (("loss_fn", loss_fn), ("evaluate_fn", evaluate_fn)):
+        if not callable(function):
+            raise TypeError(f"{name} must be callable; got {type(function).__name__}")
 
 
 @dataclass
@@ -126,7 +161,8 @@ class TrainConfig:
         bounded = {"learning_rate": (self.learning_rate, "a number > 0 and at most 1e30",
                                      lambda v: 0 < v <= 1e30),
                    "weight_decay": (self.weight_decay, "a finite number >= 0", lambda v: v >= 0),
-                   "momentum": (self.momentum, "a finite number >= 0", lambda v: v >= 0),
+                   # at 1 or more SGD's velocity grows without bound
+                   "momentum": (self.momentum, "a number in [0, 1)", lambda v: 0 <= v < 1),
                    "clip_norm": (self.clip_norm, "a finite number > 0, or None to turn "
                                                  "clipping off", lambda v: v > 0)}
         for name, (value, wanted, valid) in bounded.items():
@@ -143,6 +179,11 @@ class TrainConfig:
             if getattr(self, name) not in allowed:
                 raise ValueError(f"train.{name} must be one of {allowed}; got "
                                  f"{getattr(self, name)!r}")
+        if not isinstance(self.progress, bool):  # "no" and 0 were taken as true and false
+            raise ValueError(f"train.progress must be true or false; got {self.progress!r}")
+        if not isinstance(self.device, str):  # torch.device(None) raised a multi-line error
+            raise ValueError(f"train.device must be a device name such as 'cpu' or 'cuda'; got "
+                             f"{self.device!r}")
         try:
             device = torch.device(self.device)
         except (RuntimeError, ValueError):
@@ -245,6 +286,7 @@ class Trainer:
                  meta: dict | None = None, state_types: dict[str, type] | None = None,
                  notify: Callable[[str], None] | None = None,
                  resume_hint: str | Path | None = None) -> None:
+        _check_parts(config, batches, loss_fn, evaluate_fn)
         config.check()
         self.config = config
         self.model = model.to(config.device)
@@ -473,6 +515,9 @@ class Trainer:
             group["lr"] = lr
         with self._autocast():
             output = self.loss_fn(model, batch, self.carry)
+        if not isinstance(output, StepOutput):
+            raise TypeError(f"loss_fn must return a StepOutput(loss, carry, count); got "
+                            f"{type(output).__name__}")
         loss = float(output.loss.detach())
         if not math.isfinite(loss):
             if self._nonfinite("training loss", loss):
@@ -500,13 +545,23 @@ class Trainer:
     def _evaluate(self) -> dict:
         start = time.perf_counter()
         with evaluating(self.model):
-            metrics = dict(self.evaluate_fn(self.model))
-        if "loss" not in metrics:
-            raise KeyError("evaluate_fn must return a dict with a 'loss' entry")
-        metrics = {name: _plain_number(value) for name, value in metrics.items()}
+            returned = self.evaluate_fn(self.model)
+        if not isinstance(returned, Mapping) or "loss" not in returned:
+            got = (type(returned).__name__ if not isinstance(returned, Mapping)
+                   else f"a dict of {', '.join(map(repr, returned)) or 'nothing'}")
+            raise TypeError(f"evaluate_fn must return a dict with a 'loss' entry, such as "
+                            f"{{'loss': 1.25}}; got {got}")
+        metrics = {name: _plain_number(value) for name, value in returned.items()}
         if not isinstance(metrics["loss"], (int, float)) or isinstance(metrics["loss"], bool):
             raise TypeError(f"evaluate_fn's 'loss' must be a number; got "
                             f"{type(metrics['loss']).__name__}")
+        for name, value in metrics.items():
+            # checked before the metrics log is written: json failed on a tensor of several
+            # values after the line had begun
+            if not isinstance(name, str) or not _loggable(value):
+                raise TypeError(f"evaluate_fn's entry {name!r} must be named by a string and "
+                                f"be a number, text or a list of them (a one-value tensor is "
+                                f"taken as its number); got {_kind_of(value)}")
         self.metrics.write({"split": "validation", "step": self.step,
                             "epoch": round(self.batches.epochs_done, 4),
                             "elapsed": round(self.elapsed, 2), **metrics})
