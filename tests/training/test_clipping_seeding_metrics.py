@@ -45,6 +45,19 @@ def test_returns_pre_clip_global_norm_and_clips_to_max():
         assert torch.allclose(p.grad, g * (2.0 / before), rtol=1e-5)
 
 
+def test_a_module_or_a_text_threshold_is_refused_naming_the_fix():
+    """"'Linear' object is not iterable" and a raw comparison TypeError (probe, 2026-12-08).
+    Oracle: the same call with the module's parameters and a number clips."""
+    module = torch.nn.Linear(2, 2)
+    module(torch.randn(3, 2)).sum().backward()
+    with pytest.raises(TypeError, match=r"got the module Linear itself: pass its .parameters\(\)"):
+        clip_gradients(module, 1.0)
+    with pytest.raises(ValueError, match="max_norm must be a positive number .*; got '1'"):
+        clip_gradients(module.parameters(), "1")
+    grads = [p.grad.clone() for p in module.parameters()]
+    assert clip_gradients(module.parameters(), 1.0) == pytest.approx(global_norm(grads), rel=1e-6)
+
+
 def test_grads_below_max_norm_are_unchanged():
     params = params_with_grads(*GRADS)
     norm = clip_gradients(params, max_norm=global_norm(GRADS) * 2)

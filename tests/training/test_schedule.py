@@ -76,7 +76,23 @@ def test_progress_is_clamped_to_unit_interval():
     dict(peak=0.1, decay="step", gamma=1.5),
     dict(peak=0.1, decay="step", milestones=(0.5, 1.2)),
     dict(peak=0.1, decay="step", milestones=(-0.1,)),
+    # raw TypeErrors from a comparison or iteration (probe, 2026-12-08)
+    dict(peak="1"),
+    dict(peak=0.1, min_lr_ratio="0.1"),
+    dict(peak=0.1, decay="step", milestones=0.5),
 ])
 def test_invalid_arguments_raise(kwargs):
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError) as info:
         LearningRateSchedule(**kwargs)
+    assert "\n" not in str(info.value)
+
+
+def test_a_negative_step_is_refused_not_given_a_negative_rate():
+    """Step -5 of a 5-step warmup gave a rate of -0.08 (probe, 2026-12-08). Oracle: the
+    warmup formula's own rates at steps 0..4, which are all positive."""
+    schedule = LearningRateSchedule(peak=0.1, warmup_steps=5)
+    assert [schedule(step, 0.0) for step in range(5)] == pytest.approx([0.02, 0.04, 0.06, 0.08,
+                                                                       0.1])
+    for step in (-5, -1, 2.5, True):
+        with pytest.raises(ValueError, match=r"step must be a whole number >= 0 \(0-based\)"):
+            schedule(step, 0.0)

@@ -8,6 +8,7 @@ logging: a norm that keeps hitting the threshold, or spikes, is the first sign o
 
 from __future__ import annotations
 
+from numbers import Real
 from typing import Iterable
 
 import torch
@@ -22,9 +23,13 @@ def clip_gradients(parameters: Iterable[torch.nn.Parameter] | torch.Tensor,
     in which case nothing is scaled). The norm is summed in at least float32: float16's range
     ends at 65504, so the norm of finite float16 gradients could itself overflow to inf.
     """
-    if max_norm is not None and not max_norm > 0:
-        raise ValueError(f"max_norm must be positive (or None to turn clipping off); "
-                         f"got {max_norm}")
+    if max_norm is not None and (isinstance(max_norm, bool) or not isinstance(max_norm, Real)
+                                 or not max_norm > 0):
+        raise ValueError(f"max_norm must be a positive number (or None to turn clipping off); "
+                         f"got {max_norm!r}")
+    if isinstance(parameters, torch.nn.Module):  # "'Linear' object is not iterable"
+        raise TypeError(f"parameters must be an iterable of parameters; got the module "
+                        f"{type(parameters).__name__} itself: pass its .parameters()")
     if isinstance(parameters, torch.Tensor):  # iterating one would walk its rows
         parameters = [parameters]
     params = [p for p in parameters if p.grad is not None]

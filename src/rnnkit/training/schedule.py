@@ -29,6 +29,14 @@ class LearningRateSchedule:
     milestones: tuple[float, ...] = (0.6, 0.85)  #: progress fractions of the step decay
 
     def __post_init__(self) -> None:
+        for name in ("peak", "min_lr_ratio", "gamma"):  # '1' failed a comparison with a str
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise ValueError(f"{name} must be a number; got {value!r}")
+        if not isinstance(self.milestones, (tuple, list)) or any(
+                isinstance(m, bool) or not isinstance(m, numbers.Real) for m in self.milestones):
+            raise ValueError(f"milestones must be a tuple of fractions of the run, such as "
+                             f"(0.6, 0.85); got {self.milestones!r}")
         if self.decay not in ("cosine", "step", "constant"):
             raise ValueError(f"decay must be 'cosine', 'step' or 'constant'; got {self.decay!r}")
         if not 0 < self.peak < math.inf:  # inf made every rate nan (inf - inf)
@@ -50,6 +58,9 @@ class LearningRateSchedule:
         """Learning rate for optimizer step ``step`` (0-based) at ``progress`` in [0, 1]."""
         if progress != progress:  # NaN: a broken caller, not a point in the run
             raise ValueError("progress must be a number in [0, 1]; got nan")
+        if isinstance(step, bool) or not isinstance(step, numbers.Integral) or step < 0:
+            # a negative step gave a negative rate during warmup
+            raise ValueError(f"step must be a whole number >= 0 (0-based); got {step!r}")
         progress = min(max(progress, 0.0), 1.0)
         if step < self.warmup_steps:
             return self.peak * (step + 1) / self.warmup_steps
