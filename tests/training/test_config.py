@@ -416,3 +416,29 @@ def _lm_config():
     from rnnkit.tasks.lm.task import LMConfig
 
     return LMConfig
+
+
+@pytest.mark.parametrize("values, message", [
+    (None, "a config must be a dict of settings (key: value); got NoneType"),
+    ([1], "a config must be a dict of settings (key: value); got list"),
+    ({1: 2}, "config keys are names; got the key 1"),
+])
+def test_a_config_that_is_not_a_dict_of_named_settings_is_refused(values, message):
+    """AttributeErrors and "can only concatenate str" before (probe, 2026-12-08). Oracle: a
+    dict of the same kind of settings builds."""
+    from rnnkit.training import TrainConfig
+
+    assert config_from_dict(TrainConfig, {"max_steps": 2}).max_steps == 2
+    with pytest.raises(ConfigError) as info:
+        config_from_dict(TrainConfig, values)
+    assert str(info.value) == message
+
+
+def test_overrides_given_as_one_text_are_refused_not_split_into_characters():
+    """It said "override 'l' must look like key=value". Oracle: the same text in a list."""
+    from rnnkit.training import TrainConfig
+
+    assert resolve_config(TrainConfig, overrides=["learning_rate=0.5"]).learning_rate == 0.5
+    with pytest.raises(ConfigError, match=r"overrides must be a list of key=value texts, such "
+                                          r"as \['learning_rate=0.5'\]; got one text"):
+        resolve_config(TrainConfig, overrides="learning_rate=0.5")

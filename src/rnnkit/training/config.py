@@ -118,6 +118,13 @@ def _coerce(value, kind, key: str):
 
 def config_from_dict(cls: type[T], values: dict, *, prefix: str = "") -> T:
     """Build dataclass ``cls`` from ``values``; missing keys keep their defaults."""
+    if not isinstance(values, dict):  # None or a list failed with an AttributeError
+        raise ConfigError(f"a config{' section ' + prefix.rstrip('.') if prefix else ''} must "
+                          f"be a dict of settings (key: value); got {type(values).__name__}")
+    text_keys = [key for key in values if not isinstance(key, str)]
+    if text_keys:
+        raise ConfigError(f"config keys are names; got the key {text_keys[0]!r}"
+                          f"{' in ' + prefix.rstrip('.') if prefix else ''}")
     kinds = _field_types(cls)
     try:
         # Start from the class's own defaults, so that a nested section keeps the defaults its
@@ -221,6 +228,9 @@ def read_config_file(path: str | os.PathLike) -> dict:
 def resolve_config(cls: type[T], *, base: dict | None = None, file: str | None = None,
                    overrides: list[str] = ()) -> T:
     """``cls`` defaults, then ``base`` (e.g. from a checkpoint), then a file, then overrides."""
+    if isinstance(overrides, (str, bytes)):  # iterated as characters: "override 'l' ..."
+        raise ConfigError(f"overrides must be a list of key=value texts, such as "
+                          f"[{overrides!r}]; got one text")
     values = json.loads(json.dumps(base)) if base else {}
     if file is not None:
         from_file = read_config_file(file)
