@@ -458,6 +458,11 @@ def _ok_logits():
     (lambda: sample_next(_ok_logits(), temperature="1"), r"temperature must be .*got '1'"),
     (lambda: filter_logits(_ok_logits(), temperature=None), r"temperature must be .*got None"),
     (lambda: sample_next(_ok_logits(), top_p="0.5"), r"top_p must be in \(0, 1\]; got '0.5'"),
+    # a tensor was shown as "got tensor(0.5000)", as if its value were wrong (probe, 2026-12-08)
+    (lambda: sample_next(_ok_logits(), temperature=torch.tensor(0.5)),
+     r"temperature must be a Python number; got a tensor \(pass temperature.item\(\)\)"),
+    (lambda: sample_next(_ok_logits(), top_p=torch.tensor(0.5)),
+     r"top_p must be a Python number; got a tensor \(pass top_p.item\(\)\)"),
     (lambda: filter_logits(_ok_logits(), top_k=0), r"top_k must be an integer >= 1"),
     (lambda: sample_next(_ok_logits(), top_k=-3), r"top_k must be an integer >= 1"),
     (lambda: filter_logits(_ok_logits(), top_p=0.0), r"top_p must be in \(0, 1\]; got 0.0"),
@@ -509,6 +514,19 @@ def _beam(**overrides):
 def test_beam_search_errors(overrides, match):
     with pytest.raises(ValueError, match=match):
         _beam(**overrides)
+
+
+def test_beam_search_names_a_text_penalty_and_a_step_that_returns_no_pair():
+    """"must be real number, not str" without the parameter's name, and a step returning bare
+    logits unpacked along their rows (probe, 2026-12-08). Oracle: the search with a number and
+    a step returning (logits, state) runs."""
+    assert _beam(length_penalty=1.0)
+    with pytest.raises(ValueError, match=r"length_penalty must be a finite number; got '1'"):
+        _beam(length_penalty="1")
+    step, _, _, _ = gru_cell_model()
+    with pytest.raises(TypeError, match=r"step must return the pair \(logits \(L, V\), state\); "
+                                        r"got a tensor of shape"):
+        _beam(step=lambda tokens, h: step(tokens, h)[0])
 
 
 def test_beam_search_rejects_non_tensor_state():

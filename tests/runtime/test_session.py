@@ -430,6 +430,21 @@ def test_a_nan_through_relu_reaches_the_output_on_both_engines():
 
 
 @pytest.mark.parametrize("engine", ENGINES)
+def test_a_batch_of_one_token_row_is_told_to_pass_its_row(engine):
+    """feed((1, 3) ids) said "x must be 1 steps of int64 token ids" (probe, 2026-12-08).
+    Oracle: the fix it gives, chunk[0], runs and equals three steps."""
+    chunk = torch.tensor([[1, 2, 3]])
+    session = StreamingSession(TokenModel(), streams=["fed", "stepped"], engine=engine)
+    with pytest.raises(ValueError) as info:
+        session.feed(chunk, "fed")
+    one_line_message(info, "chunk must be (T,) token ids for one stream; got shape (1, 3)",
+                     "pass chunk[0]")
+    fed = session.feed(chunk[0], "fed")
+    stepped = torch.stack([session.step(int(token), "stepped").clone() for token in chunk[0]])
+    assert torch.equal(fed, stepped)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
 def test_token_ids_of_several_streams_must_be_a_tensor(engine):
     """The torch engine took a list (the native one refused it), so code tested on one engine
     failed on the other."""

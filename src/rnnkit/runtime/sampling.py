@@ -51,6 +51,9 @@ def check_sampling_options(*, temperature: float, top_k: int | None = None,
     """Raise a one-line ValueError for a setting :func:`sample_next` would refuse: so that a
     caller can check before it starts (prints a prompt, reads a model) rather than at the
     first token. ``temperature`` 0 means greedy."""
+    if isinstance(temperature, Tensor) or isinstance(top_p, Tensor):
+        name = "temperature" if isinstance(temperature, Tensor) else "top_p"
+        raise ValueError(f"{name} must be a Python number; got a tensor (pass {name}.item())")
     if not _real(temperature) or not (0 <= temperature < float("inf")):
         raise ValueError(f"temperature must be finite and >= 0 (0 = greedy); got "
                          f"{temperature!r}")
@@ -59,6 +62,14 @@ def check_sampling_options(*, temperature: float, top_k: int | None = None,
                          f"{top_k!r}")
     if top_p is not None and (not _real(top_p) or not 0 < top_p <= 1):
         raise ValueError(f"top_p must be in (0, 1]; got {top_p!r}")
+
+
+def _returned_kind(value: Any) -> str:
+    if isinstance(value, Tensor):
+        return f"a tensor of shape {describe(value)}"
+    if isinstance(value, tuple):
+        return f"a tuple of {len(value)}"
+    return type(value).__name__
 
 
 def _real(value: Any) -> bool:
@@ -205,8 +216,9 @@ def beam_search(step: Callable[[Tensor, Any], tuple[Tensor, Any]], state: Any,
     for name, value in (("beam_width", beam_width), ("length", length)):
         if whole_number(value) is None or value < 1:
             raise ValueError(f"{name} must be an integer >= 1; got {value!r}")
-    if not math.isfinite(length_penalty):  # a NaN score leaves the hypotheses unordered
-        raise ValueError(f"length_penalty must be a finite number; got {length_penalty}")
+    # a NaN score leaves the hypotheses unordered; a text failed in math.isfinite unnamed
+    if not _real(length_penalty) or not math.isfinite(length_penalty):
+        raise ValueError(f"length_penalty must be a finite number; got {length_penalty!r}")
     _check_logits("first_logits", first_logits, rows=1)
     vocab = first_logits.size(1)
     if end_token is not None:
@@ -263,7 +275,12 @@ def _search(step: Callable[[Tensor, Any], tuple[Tensor, Any]], state: Any, first
                 sequences = []
                 break
         state = _map_state(state, lambda s: s.index_select(batch_dim, parents))
-        logits, state = step(tokens, state)
+        returned = step(tokens, state)
+        if not isinstance(returned, tuple) or len(returned) != 2:
+            # a bare tensor of logits was unpacked along its rows: "too many values to unpack"
+            raise TypeError(f"step must return the pair (logits (L, V), state); got "
+                            f"{_returned_kind(returned)}")
+        logits, state = returned
         _check_logits("step's logits", logits, rows=live)
         if logits.size(1) != vocab:
             raise ValueError(f"step's logits must have V={vocab} columns like first_logits; "

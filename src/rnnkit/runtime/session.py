@@ -194,6 +194,11 @@ class StreamingSession:
             raise ValueError(f"chunk must be a tensor with a time dimension, (T, I) features or "
                              f"(T,) token ids; got {type(chunk).__name__}"
                              f"{' of shape ()' if isinstance(chunk, torch.Tensor) else ''}")
+        if self.graph.embedding is not None and chunk.dim() != 1:
+            # (1, T) read as 1 step gave "x must be 1 steps of int64 token ids" (probe)
+            raise ValueError(f"chunk must be (T,) token ids for one stream; got shape "
+                             f"{tuple(chunk.shape)} (for a (1, T) batch of one, pass chunk[0]; "
+                             f"several streams step together with step_many)")
         outputs = torch.empty(steps, self.output_size)
         self._engine.feed(chunk, row, outputs)
         return outputs
