@@ -278,6 +278,50 @@ def test_disable_variable_reads_yes_and_no(monkeypatch, value, off):
     assert build.disabled() is off
 
 
+def test_an_unknown_disable_value_is_warned_about_once_and_leaves_the_kernels_on(monkeypatch,
+                                                                               caplog):
+    """"maybe" left the kernels on without a word (probe, 2026-12-08). Oracle: the documented
+    yes and no values, which warn nothing."""
+    import logging
+
+    from rnnkit.backends.fused import build
+
+    build._warn_unknown_switch.cache_clear()  # once per process: start this test's count
+    with caplog.at_level(logging.WARNING, logger="rnnkit.backends"):
+        monkeypatch.setenv("RNNKIT_DISABLE_FUSED", "maybe")
+        assert build.disabled() is False and build.disabled() is False
+        for known in ("1", "off", ""):
+            monkeypatch.setenv("RNNKIT_DISABLE_FUSED", known)
+            build.disabled()
+    warned = [r.getMessage() for r in caplog.records]
+    assert warned == ["RNNKIT_DISABLE_FUSED='maybe' is neither 1/true/yes/on nor "
+                      "0/false/no/off; the fused kernels stay on (set it to 1 to turn them off)"]
+
+
+def test_a_failed_build_under_a_chosen_target_names_it(monkeypatch):
+    """RNNKIT_FUSED_ARCH=bogus made the build fail, and `rnnkit info` then said only to delete
+    the failure record (probe, 2026-12-08). Oracle: without the variable no hint is added."""
+    from rnnkit.backends.fused import build
+
+    def failing():
+        raise RuntimeError("Error building extension 'x': cc1plus: error: bad value 'bogus'")
+
+    reasons = {}
+    for arch in ("bogus", None):
+        if arch is None:
+            monkeypatch.delenv("RNNKIT_FUSED_ARCH", raising=False)
+        else:
+            monkeypatch.setenv("RNNKIT_FUSED_ARCH", arch)
+        status = {}
+        build._load_once(status, failing)
+        reasons[arch] = status["error"]
+    assert reasons["bogus"].endswith("; RNNKIT_FUSED_ARCH='bogus' may be the cause: give a "
+                                     "-march target this compiler knows (such as x86-64-v3) or "
+                                     "unset it")
+    assert "RNNKIT_FUSED_ARCH" not in reasons[None] and reasons[None].startswith(
+        "the C++ build failed")
+
+
 FAILING_LOAD_SCRIPT = textwrap.dedent("""
     import logging, pathlib, sys
     logging.basicConfig(level=logging.INFO, format="%(message)s")

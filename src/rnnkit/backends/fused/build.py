@@ -15,6 +15,7 @@ truncated or damaged. Builds hold an ``flock``, which a killed build cannot leav
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -52,8 +53,27 @@ STREAM_SOURCES = ("stream.cpp", "session.cpp")
 
 def disabled() -> bool:
     """Whether RNNKIT_DISABLE_FUSED asks for no fused kernels: 1, true, yes or on (any case);
-    0, false, no, off or empty leave them on."""
-    return os.environ.get(DISABLE_VARIABLE, "").strip().lower() in ("1", "true", "yes", "on")
+    0, false, no, off or empty leave them on, as does any other value, with a warning."""
+    value = os.environ.get(DISABLE_VARIABLE, "").strip().lower()
+    if value not in ("1", "true", "yes", "on", "0", "false", "no", "off", ""):
+        _warn_unknown_switch(value)
+    return value in ("1", "true", "yes", "on")
+
+
+@functools.lru_cache(maxsize=None)
+def _warn_unknown_switch(value: str) -> None:
+    """Once per process and value: "maybe" left the kernels on without a word."""
+    log.warning("%s=%r is neither 1/true/yes/on nor 0/false/no/off; the fused kernels stay "
+                "on (set it to 1 to turn them off)", DISABLE_VARIABLE, value)
+
+
+def _target_hint() -> str:
+    """Where RNNKIT_FUSED_ARCH is set, a failed build's likely cause, worded as the fix."""
+    arch = os.environ.get(ARCH_VARIABLE)
+    if not arch or arch == "native":
+        return ""
+    return (f"; {ARCH_VARIABLE}={arch!r} may be the cause: give a -march target this "
+            f"compiler knows (such as x86-64-v3) or unset it")
 
 
 def _target() -> str:
@@ -386,8 +406,8 @@ def _build_and_load(name, sources, folder: pathlib.Path, library: pathlib.Path,
         marker = folder / FAILED_MARKER
         earlier = _earlier_failure(marker)
         if earlier is not None:
-            raise BuildUnavailable(f"the C++ build failed here before ({earlier}); delete "
-                                   f"{marker} to try again")
+            raise BuildUnavailable(f"the C++ build failed here before ({earlier})"
+                                   f"{_target_hint()}; delete {marker} to try again")
         _wait_for_orphaned_build(folder)
         _clear_build(folder)
         log.info("rnnkit: building %s (first use only, up to a minute)", name)
@@ -431,7 +451,7 @@ def _load_once(status: dict, load) -> None:
         except BuildUnavailable as error:
             status["error"] = str(error)
         except Exception as error:  # headers, a compiler error: the caller falls back
-            status["error"] = f"the C++ build failed ({_failure(error)})"
+            status["error"] = f"the C++ build failed ({_failure(error)}){_target_hint()}"
 
 
 def _load_kernels() -> str:
