@@ -10,6 +10,7 @@ run must equal it exactly), and training-only statistics recomputed by hand.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -27,7 +28,7 @@ from rnnkit.tasks.classify.task import (
 from rnnkit.training import TrainConfig
 
 from interrupts import ctrl_c_at_call
-from pictures import assert_picture
+from pictures import PLOTTING, assert_picture
 from tolerances import assert_close
 
 NAMES = ["low", "mid", "high"]
@@ -488,3 +489,25 @@ def test_a_run_trained_before_ts_labels_kept_their_case_still_reads_its_data(tmp
     (tmp_path / "upper.csv").write_text("\n".join(upper) + "\n")
     with pytest.raises(SequenceDataError, match="not a class of the training data"):
         load_split(str(tmp_path / "upper.csv"), "test", saved, aeon_forms=True)
+
+
+@pytest.mark.skipif(not PLOTTING, reason="the confusion matrix needs matplotlib (rnnkit[plot])")
+def test_a_confusion_picture_replaces_only_an_earlier_one_of_rnnkits(files, trained, tmp_path):
+    """confusion_png= replaced any file, the data file itself among them (probe, 2026-12-08).
+    Oracle: the refused files' bytes before and after, and a second call over the picture
+    the first one drew, which is allowed."""
+    from rnnkit.training.metrics import drawn_by_rnnkit
+
+    run_dir, _ = trained
+    notes = tmp_path / "notes.png"
+    notes.write_bytes(b"\x89PNG\r\n\x1a\nnot rnnkit's")
+    for path in (Path(files["test"]), notes, tmp_path / "matrix.txt"):
+        before = path.read_bytes() if path.exists() else None
+        with pytest.raises(ValueError) as info:
+            evaluate_classifier(run_dir, confusion_png=path)
+        assert "\n" not in str(info.value)
+        assert (path.read_bytes() if path.exists() else None) == before
+    picture = tmp_path / "matrix.png"
+    first = evaluate_classifier(run_dir, confusion_png=picture)
+    assert drawn_by_rnnkit(picture) and not drawn_by_rnnkit(notes)
+    assert evaluate_classifier(run_dir, confusion_png=picture)["accuracy"] == first["accuracy"]

@@ -147,7 +147,24 @@ def save_figure(figure, path: str | os.PathLike) -> Path:
     from .checkpoint import atomic_write
 
     buffer = io.BytesIO()
-    figure.savefig(buffer, format="png")
+    # the mark lets a later call tell its own picture from a user's file at the same path
+    figure.savefig(buffer, format="png", metadata={"Software": PICTURE_MARK})
     path = Path(path)
     atomic_write(path, buffer.getvalue())
     return path
+
+
+#: the PNG "Software" text every picture rnnkit writes carries (see :func:`drawn_by_rnnkit`)
+PICTURE_MARK = "rnnkit"
+
+
+def drawn_by_rnnkit(path: str | os.PathLike) -> bool:
+    """Whether ``path`` is a PNG file that :func:`save_figure` wrote (its Software text chunk
+    says rnnkit): the only kind of file a picture may replace."""
+    try:
+        with open(path, "rb") as file:
+            head = file.read(4096)
+    except OSError:
+        return False
+    return (head.startswith(b"\x89PNG\r\n\x1a\n")
+            and b"tEXtSoftware\x00" + PICTURE_MARK.encode() in head)

@@ -31,6 +31,7 @@ from rnnkit.training.checkpoint import (
     saved_checkpoint,
 )
 from rnnkit.training.config import make_paths_absolute
+from rnnkit.training.metrics import drawn_by_rnnkit
 
 from .data import (
     DataConfig, Normalizer, Tensors, class_weights, is_bundled, load_split, prepare_data,
@@ -320,9 +321,21 @@ def evaluate_classifier(path: str | Path, data: str | None = None, split: str = 
     """
     if split not in ("test", "validation", "train"):
         raise ValueError(f"split must be 'test', 'validation' or 'train'; got {split!r}")
+    if confusion_png is not None:
+        _check_picture_path(Path(confusion_png))
     loaded = load_classifier(path, which=which)
     with cpu_threads(loaded.config.threads):
         return _evaluate(loaded, data, split, confusion_png)
+
+
+def _check_picture_path(png: Path) -> None:
+    """A confusion matrix replaces only an earlier picture rnnkit drew: any file was replaced,
+    the data file itself among them (probe, 2026-12-08)."""
+    if png.suffix.lower() != ".png":
+        raise ValueError(f"confusion_png names the PNG to write, ending in .png; got {png}")
+    if png.exists() and not (png.is_file() and drawn_by_rnnkit(png)):
+        raise ValueError(f"confusion_png {png} exists and is not a picture rnnkit drew; choose "
+                         f"a new path (a picture replaces only an earlier one of rnnkit's)")
 
 
 def _evaluate(loaded: LoadedClassifier, data: str | None, split: str, confusion_png) -> dict:
