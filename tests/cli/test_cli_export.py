@@ -240,6 +240,7 @@ def test_files_the_user_made_by_using_an_export_do_not_block_exporting_again(lm_
     Oracle: the same export command, run again, succeeds; the foreign file stays."""
     from rnnkit.export import c_code
 
+    real_export_c = c_code.export_c
     out = tmp_path / "out"
     command = ["export", "--checkpoint", lm_run, "--format", "numpy", "--out", out]
     assert run(command, capsys)[0] == 0
@@ -248,18 +249,22 @@ def test_files_the_user_made_by_using_an_export_do_not_block_exporting_again(lm_
     assert run(command, capsys)[0] == 0
     assert (out / "__pycache__").is_dir()
 
-    def stopped(*args, **kwargs):  # Ctrl-C after the C files were written
-        for name in c_code.c_file_names("rnnkit_model"):
-            (out / name).write_text("partial")
+    def stopped(model, path, **kwargs):  # Ctrl-C after some of the C files were renamed in
+        complete = tmp_path / "complete"
+        real_export_c(model, complete, check=False, **kwargs)
+        for name in c_code.c_file_names("rnnkit_model")[::2]:  # the header and test program
+            (out / name).write_bytes((complete / name).read_bytes())
         raise KeyboardInterrupt
 
     c_command = ["export", "--checkpoint", lm_run, "--format", "c", "--out", out]
     with monkeypatch.context() as patch:
         patch.setattr("rnnkit.export.export_c", stopped)
         assert run(c_command, capsys)[0] == 130
+    assert not (out / "rnnkit_model.c").exists()
     code, _, err = run(c_command, capsys)
     assert code == 0, err
-    assert (out / "rnnkit_model.c").read_text() != "partial"
+    assert (out / "rnnkit_model.c").read_bytes() == (tmp_path / "complete" /
+                                                     "rnnkit_model.c").read_bytes()
 
 
 def test_name_is_for_c_exports_only(lm_run, tmp_path, capsys):

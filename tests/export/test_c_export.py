@@ -24,7 +24,7 @@ import rnnkit
 from one_line import one_line_message, one_line_value_error
 from rnnkit.export import c_build
 from rnnkit.export.c_build import CBuildError, CHECK_FLAGS, find_c_compiler, time_c_step
-from rnnkit.export.c_code import export_c
+from rnnkit.export.c_code import c_file_names, export_c
 from rnnkit.export.check import TOLERANCE, ExportMismatchError, check_inputs
 from rnnkit.runtime.graph import UnsupportedModelError, streaming_graph
 from rnnkit.tasks.lm.model import CharLanguageModel, ModelConfig
@@ -513,27 +513,57 @@ def test_a_name_too_long_for_a_file_name_is_refused(tmp_path):
     assert (tmp_path / "ok" / ("m" * 200 + "_test.c")).is_file()
 
 
-@pytest.mark.parametrize("fail_at", ["rnnkit_model.h", "rnnkit_model_test.c", "README.txt",
-                                     "rnnkit_model.c"])
-def test_a_replacing_export_that_fails_leaves_no_buildable_mix(tmp_path, monkeypatch, fail_at):
-    """A write failing (disk full) after the new header left it beside the earlier export's
-    source, which compiled with it without a warning. Oracle: the folder's files afterwards:
-    the source is gone, so nothing builds from a mix."""
-    import rnnkit.export.c_code as c_code
+@pytest.mark.parametrize("fail_at", [0, 1, 2, 3], ids=["header", "source", "test-program",
+                                                      "readme"])
+def test_a_replacing_export_that_fails_leaves_the_earlier_export_as_it_was(tmp_path, monkeypatch,
+                                                                           fail_at):
+    """A full disk part-way through removed the earlier export's source and left the new
+    header (probe, 2026-12-08: the working export was gone). Every file is now written in full
+    before any replaces its earlier copy. Oracle: the earlier export's bytes afterwards, no
+    temporary file left, and a retry that completes the new export."""
+    import rnnkit.export.files as files
 
-    export_c(nn.GRU(3, 4), tmp_path / "c", check=False)
-    real_write = c_code.atomic_write
+    folder = tmp_path / "c"
+    export_c(nn.GRU(3, 4), folder, check=False)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    failing = c_file_names("rnnkit_model")[fail_at]
+    real_stage = files._stage
 
-    def disk_full_at(path, data, **kwargs):
-        if path.name == fail_at:
+    def disk_full_at(where, name, data):
+        if name == failing:
             raise OSError(28, "No space left on device")
-        real_write(path, data, **kwargs)
+        return real_stage(where, name, data)
 
-    monkeypatch.setattr(c_code, "atomic_write", disk_full_at)
-    with pytest.raises(OSError, match="No space"):
-        export_c(nn.GRU(3, 64), tmp_path / "c", check=False)
-    assert not (tmp_path / "c" / "rnnkit_model.c").exists()
-    monkeypatch.setattr(c_code, "atomic_write", real_write)
-    export_c(nn.GRU(3, 64), tmp_path / "c", check=False)  # and a retry completes it
-    assert "#define RNNKIT_MODEL_L0_HIDDEN_SIZE 64\n" in (tmp_path / "c" / "rnnkit_model.h").read_text()
-    assert (tmp_path / "c" / "rnnkit_model.c").exists()
+    monkeypatch.setattr(files, "_stage", disk_full_at)
+    with pytest.raises(OSError) as info:
+        export_c(nn.GRU(3, 64), folder, check=False)
+    monkeypatch.setattr(files, "_stage", real_stage)
+    one_line_message(info, f"could not write {folder / failing} (No space left on device)",
+                     "are unchanged; free space")
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    export_c(nn.GRU(3, 64), folder, check=False)  # and a retry completes it
+    assert "#define RNNKIT_MODEL_L0_HIDDEN_SIZE 64\n" in (folder / "rnnkit_model.h").read_text()
+    assert sorted(p.name for p in folder.iterdir()) == sorted(before)
+
+
+@pytest.mark.parametrize("user_file, name", [("README.txt", "kws"), ("main.c", "main"),
+                                             ("kws_test.c", "kws_test")],
+                         ids=["readme", "source-named-main", "another-exports-test-program"])
+def test_a_file_the_export_did_not_write_is_never_replaced(tmp_path, user_file, name):
+    """export_c replaced a user's README.txt, their main.c (name="main"), and an earlier kws
+    export's test program (name="kws_test"), without a word (probe, 2026-12-08). Oracle: the
+    file's bytes, and the folder's listing, before and after; the same export into an empty
+    folder works."""
+    folder = tmp_path / "project"
+    if user_file == "kws_test.c":
+        export_c(nn.GRU(3, 4), folder, name="kws", check=False)
+    else:
+        folder.mkdir()
+        (folder / user_file).write_text("the user's own\n")
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    message = one_line_value_error(export_c, nn.GRU(3, 4), folder, name=name, check=False,
+                                   match=f"{user_file} would be replaced, and it is not this "
+                                         f"export's own file")
+    assert "move it, or export to another folder" in message
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    export_c(nn.GRU(3, 4), tmp_path / "empty", name=name, check=False)

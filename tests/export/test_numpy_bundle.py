@@ -93,24 +93,58 @@ def test_report_check_and_replacing_an_export(tmp_path):
     assert runtime.load(tmp_path / "bundle").vocab_size is None
 
 
-def test_a_replacing_export_that_fails_leaves_no_loadable_mix(tmp_path, monkeypatch):
+@pytest.mark.parametrize("fail_at", [0, 1, 2], ids=["weights.npz", "runtime", "model.json"])
+def test_a_replacing_export_that_fails_leaves_the_earlier_export_as_it_was(tmp_path, monkeypatch,
+                                                                           fail_at):
     """Writing model.json failed (disk full) after the new weights were in place: the earlier
-    export's model.json then loaded the new weights under the old config, silently."""
-    import rnnkit.export.numpy_bundle as bundle
+    export's model.json then loaded the new weights under the old config, silently; later,
+    the earlier export was lost instead. Every file is now written in full before any replaces
+    its earlier copy. Oracle: the earlier export's bytes afterwards, and its outputs."""
+    import rnnkit.export.files as files
 
-    export_numpy(nn.RNN(I, H, nonlinearity="tanh"), tmp_path / "bundle")
-    real_write = bundle.atomic_write
+    folder = tmp_path / "bundle"
+    export_numpy(nn.RNN(I, H, nonlinearity="tanh"), folder)
+    before = {p.name: p.read_bytes() for p in folder.iterdir()}
+    x = np.random.default_rng(0).normal(size=(B, T, I)).astype(np.float32)
+    outputs = runtime.load(folder).forward(x)[0]
+    failing = ["weights.npz", "rnnkit_numpy_runtime.py", "model.json"][fail_at]
+    real_stage = files._stage
 
-    def disk_full_at_model_json(path, data):
-        if path.name == "model.json":
+    def disk_full_at(where, name, data):
+        if name == failing:
             raise OSError(28, "No space left on device")
-        real_write(path, data)
+        return real_stage(where, name, data)
 
-    monkeypatch.setattr(bundle, "atomic_write", disk_full_at_model_json)
-    with pytest.raises(OSError, match="No space"):
-        export_numpy(nn.RNN(I, H, nonlinearity="relu"), tmp_path / "bundle")
-    with pytest.raises(FileNotFoundError, match="model.json does not exist"):
-        runtime.load(tmp_path / "bundle")
+    monkeypatch.setattr(files, "_stage", disk_full_at)
+    with pytest.raises(OSError) as info:
+        export_numpy(nn.RNN(I, H, nonlinearity="relu"), folder)
+    monkeypatch.setattr(files, "_stage", real_stage)
+    one_line_message(info, f"could not write {folder / failing} (No space left on device)",
+                     "are unchanged; free space")
+    assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
+    np.testing.assert_array_equal(runtime.load(folder).forward(x)[0], outputs)
+
+
+@pytest.mark.parametrize("user_file", ["model.json", "weights.npz"])
+def test_a_users_file_at_an_export_path_is_never_replaced(tmp_path, user_file):
+    """export_numpy replaced a user's model.json and weights.npz (probe, 2026-12-08). Oracle:
+    the file's bytes before and after; an earlier export's files are replaced."""
+    folder = tmp_path / "bundle"
+    folder.mkdir()
+    if user_file == "weights.npz":
+        np.savez(folder / "weights.npz", mine=np.zeros(3))
+    else:
+        (folder / "model.json").write_text('{"mine": 1}')
+    before = (folder / user_file).read_bytes()
+    with pytest.raises(ValueError) as info:
+        export_numpy(nn.GRU(I, H), folder)
+    one_line_message(info, f"{user_file} would be replaced", "move it, or export to another "
+                                                              "folder")
+    assert (folder / user_file).read_bytes() == before
+    (folder / user_file).unlink()
+    export_numpy(nn.GRU(I, H), folder)
+    export_numpy(nn.LSTM(I, H), folder)  # an earlier export's files are its to replace
+    assert runtime.load(folder).layers[0].kind == "lstm"
 
 
 def _overflowing_rnn() -> nn.RNN:

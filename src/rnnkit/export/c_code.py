@@ -35,9 +35,10 @@ from pathlib import Path
 import torch
 
 from ..runtime.graph import StreamingGraph, streaming_graph
-from ..training import atomic_write, folder_for_writing
+from ..training import folder_for_writing
 from . import c_build
 from .c_build import c_array
+from .files import check_replaceable, write_files
 from .check import (RELATIVE_TOLERANCE, TOLERANCE, ExportReport, check_inputs, compare,
                     expected_outputs)
 
@@ -404,10 +405,12 @@ def export_c(model, path, *, head=None, embedding=None, name: str = "rnnkit_mode
     compare its outputs with PyTorch's on :func:`~rnnkit.export.check.check_inputs`; a
     difference past the check's limit (``check.LIMIT_TEXT``) raises ExportMismatchError and a
     compile failure CBuildError (a RuntimeError), both before anything is written. Without a
-    compiler the files are written and the report has max_abs_diff None and says why. Each file
-    is written atomically, {name}.c last (an earlier export's is removed first, so a write
-    that fails part-way leaves a folder that does not build rather than a mix); the folder is
-    created if needed. Raises UnsupportedModelError (a
+    compiler the files are written and the report has max_abs_diff None and says why. The
+    folder is created if needed; a file already at one of the four paths is replaced only if
+    an earlier export_c of the same name wrote it (a user's README.txt or main.c is refused
+    with a ValueError before anything is written). All files are written in full before any
+    replaces its earlier copy, {name}.c last, so a failed write (a full disk) leaves an
+    earlier export as it was (:mod:`rnnkit.export.files`). Raises UnsupportedModelError (a
     ValueError) naming the first unsupported part.
     """
     check_c_name(name)
@@ -434,13 +437,10 @@ def export_c(model, path, *, head=None, embedding=None, name: str = "rnnkit_mode
             outputs = c_build.run_check(files, name, compiler)
             difference = compare("C", outputs, expected.numpy())
             note = f"compiled with {' '.join(compiler)} {' '.join(c_build.CHECK_FLAGS)}"
-    source_name = f"{name}.c"
+    contents = {filename: text.encode("utf-8") for filename, text in files.items()}
+    check_replaceable(folder, contents, "export_c")  # a user's README.txt or main.c stays
     with folder_for_writing(folder):
-        # An earlier export's source goes first and the new one is written last: if a write
-        # fails part-way, the folder must not hold the new header beside the old source, which
-        # compile together without a word (and may read past a buffer). Without {name}.c the
-        # folder does not build at all.
-        (folder / source_name).unlink(missing_ok=True)
-        for filename in sorted(files, key=lambda f: f == source_name):
-            atomic_write(folder / filename, files[filename].encode("utf-8"))
+        # {name}.c last, an earlier one removed first (files.py): the new header never sits
+        # beside the old source, which compile together without a word
+        write_files(folder, contents, last=f"{name}.c")
     return ExportReport("c", folder, tuple(files), difference, note)

@@ -28,14 +28,17 @@ from __future__ import annotations
 
 import io
 import json
+import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..runtime.graph import GATE_ORDERS, StreamingGraph, streaming_graph
-from ..training import atomic_write, folder_for_writing
+from ..training import folder_for_writing
 from . import rnnkit_numpy_runtime as runtime
+from .files import check_replaceable, same_first_line, write_files
 from .check import (ExportReport, check_inputs, compare,
                     expected_outputs)
 
@@ -115,6 +118,32 @@ def numpy_runtime_model(model, *, head=None, embedding=None) -> runtime.NumpyRec
     return runtime.NumpyRecurrentModel(config, arrays)
 
 
+def _written_by_export_numpy(path: Path, new: bytes) -> bool:
+    """Whether the file at ``path`` is one an earlier export_numpy wrote: a model.json of the
+    runtime's format, a weights.npz of only the arrays the bundle names (layerN.*, headN.*,
+    embedding.weight), the runtime file itself (its first line)."""
+    if path.name == "model.json":
+        try:
+            config = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return False
+        return isinstance(config, dict) and {"format_version", "layers", "gate_orders"} <= set(
+            config)
+    if path.name == "weights.npz":
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (OSError, zipfile.BadZipFile):
+            return False
+        return bool(names) and all(_BUNDLE_ARRAY.fullmatch(name) for name in names)
+    return same_first_line(path, new)
+
+
+#: the arrays' names inside an export's weights.npz (np.savez adds .npy)
+_BUNDLE_ARRAY = re.compile(r"(layer\d+\.(weight|bias)_(ih|hh|hr)|head\d+\.(weight|bias)"
+                           r"|embedding\.weight)\.npy")
+
+
 def export_numpy(model, path, *, head=None, embedding=None, check: bool = True) -> ExportReport:
     """Write ``model`` (plus ``head`` and ``embedding``) to the folder ``path`` for the runtime.
 
@@ -125,9 +154,11 @@ def export_numpy(model, path, *, head=None, embedding=None, check: bool = True) 
     (Dropout and Identity are dropped). embedding: nn.Embedding; inputs are then token ids.
 
     Unsupported models raise :class:`rnnkit.runtime.graph.UnsupportedModelError` naming the
-    layer, before anything is written. Each file is written atomically, model.json last (its
-    presence marks a complete export); the folder is created if needed and an earlier export in
-    it is replaced. With ``check`` the written folder is loaded with the runtime and run on
+    layer, before anything is written. The folder is created if needed; an earlier export in
+    it is replaced, but a file of the user's at one of the export's paths is refused before
+    anything is written. All files are written in full before any replaces its earlier copy,
+    model.json last (its presence marks a complete export), so a failed write leaves an
+    earlier export as it was (:mod:`rnnkit.export.files`). With ``check`` the written folder is loaded with the runtime and run on
     :func:`check_inputs`, and ``max_abs_diff`` is its largest difference from the PyTorch
     model (past ``check.LIMIT_TEXT`` raises ``ExportMismatchError``; that or any other failure of
     the check removes model.json, so the folder no longer loads); otherwise it is None. A
@@ -143,13 +174,14 @@ def export_numpy(model, path, *, head=None, embedding=None, check: bool = True) 
 
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
+    contents = {"weights.npz": buffer.getvalue(),
+                RUNTIME_FILENAME: Path(runtime.__file__).read_bytes(),
+                "model.json": text.encode("utf-8")}
+    check_replaceable(folder, contents, "export_numpy", _written_by_export_numpy)
     with folder_for_writing(folder):  # a folder made here goes again if anything below fails
-        # an earlier export's model.json goes first: if a later write fails, the folder must
-        # not load that config with the new weights
-        (folder / "model.json").unlink(missing_ok=True)
-        atomic_write(folder / "weights.npz", buffer.getvalue())
-        atomic_write(folder / RUNTIME_FILENAME, Path(runtime.__file__).read_bytes())
-        atomic_write(folder / "model.json", text.encode("utf-8"))
+        # model.json last, an earlier one removed first (files.py): the folder never loads an
+        # earlier config with the new weights
+        write_files(folder, contents, last="model.json")
         if not check:
             return ExportReport("numpy", folder, FILES, None, note="check=False")
         try:
