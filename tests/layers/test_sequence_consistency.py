@@ -241,6 +241,24 @@ def test_bidirectional_merge_modes(merge, kind, batch_first, with_state, backend
     assert_states_close(final.backward, final_b, "final.backward")
 
 
+def test_a_merge_mode_set_after_construction_is_checked_when_it_runs():
+    """merge = "avg" set on the layer ran as "mul" without a word (probe, 2026-12-08).
+    Oracle: a mode the constructor takes, set the same way, gives that mode's output."""
+    torch.manual_seed(4)
+    bi = Bidirectional(CELLS["gru"](INPUT), CELLS["gru"](INPUT))
+    x = sequence_input(True)
+    bi.merge = "sum"
+    summed, _ = bi(x)
+    bi.merge = "concat"
+    both, _ = bi(x)
+    half = both.size(-1) // 2
+    assert_close(summed, both[..., :half] + both[..., half:], DTYPE, what="sum set later")
+    bi.merge = "avg"
+    with pytest.raises(ValueError, match=r"merge must be one of \('concat', 'sum', 'mean', "
+                                         r"'mul'\); got 'avg'"):
+        bi(x)
+
+
 @pytest.mark.parametrize("batch_first", [False, True], ids=["tmajor", "bfirst"])
 @pytest.mark.parametrize("kind", list(CELLS))
 @pytest.mark.parametrize("merge", ["concat", "mul"])

@@ -138,4 +138,7 @@ def merge_directions(out_f: torch.Tensor, out_b: torch.Tensor, mode: str) -> tor
         return out_f + out_b
     if mode == "mean":
         return (out_f + out_b) * 0.5
-    return out_f * out_b
+    if mode == "mul":
+        return out_f * out_b
+    # a merge set on the layer after construction ("avg") was run as "mul" without a word
+    raise ValueError(f"merge must be one of {MERGE_MODES}; got {mode!r}")
