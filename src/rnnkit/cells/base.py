@@ -121,6 +121,24 @@ class RecurrentCell(nn.Module):
         """One time step: (B, G) projected input and the state -> the next state."""
         raise NotImplementedError
 
+    def check_step(self, gates_x_t: torch.Tensor, state: NamedTuple) -> None:
+        """What rnnkit's cells' :meth:`step` checks (a few integer comparisons, also per step
+        in the reference backend): the raw input in place of the projected gates broadcast to
+        a plausible state when I was 1 or G, and a tensor state failed with "'Tensor' object
+        has no attribute 'h'"."""
+        gates = self.gate_count * self.hidden_size
+        if not isinstance(gates_x_t, torch.Tensor) or gates_x_t.size(-1) != gates:
+            got = (f"shape {tuple(gates_x_t.shape)}" if isinstance(gates_x_t, torch.Tensor)
+                   else type(gates_x_t).__name__)
+            raise ShapeMismatchError(f"gates_x_t must be the projected input (B, G) with G = "
+                                     f"{gates} (cell.project_input(x)); got {got}")
+        if not isinstance(state, self.state_type):
+            raise TypeError(f"state must be a {self.state_type.__name__} (cell.initial_state("
+                            f"batch) makes one); got {type(state).__name__}")
+        if state[0].shape[:-1] != gates_x_t.shape[:-1]:
+            raise ShapeMismatchError(f"state.h has shape {tuple(state[0].shape)} but gates_x_t "
+                                     f"{tuple(gates_x_t.shape)}; give both the same batch")
+
     # -- torch.nn.*Cell compatible forward ------------------------------------------------------
     def forward(self, input: torch.Tensor, hx=None):
         """Drop-in for ``torch.nn.RNNCell/GRUCell/LSTMCell.forward``.

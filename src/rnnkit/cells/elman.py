@@ -82,6 +82,7 @@ class RNNCell(RecurrentCell):
         super().__setstate__(state)
 
     def step(self, gates_x_t: torch.Tensor, state: ElmanState) -> ElmanState:
+        self.check_step(gates_x_t, state)
         return elman_step(gates_x_t, state, self.weight_hh, self.bias_hh, self.nonlinearity)
 
     def extra_repr(self) -> str:

@@ -63,4 +63,5 @@ class GRUCell(RecurrentCell):
         self.reset_parameters()
 
     def step(self, gates_x_t: torch.Tensor, state: GRUState) -> GRUState:
+        self.check_step(gates_x_t, state)
         return gru_step(gates_x_t, state, self.weight_hh, self.bias_hh)

@@ -107,6 +107,7 @@ class LSTMCell(RecurrentCell):
             nn.init.uniform_(weight, -bound, bound)
 
     def step(self, gates_x_t: torch.Tensor, state: LSTMState) -> LSTMState:
+        self.check_step(gates_x_t, state)
         return lstm_step(gates_x_t, state, self.weight_hh, self.bias_hh, self.weight_hr)
 
     def extra_repr(self) -> str:
