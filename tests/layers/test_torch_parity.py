@@ -1456,6 +1456,44 @@ def test_rnn_cell_nonlinearity_set_later_is_checked():
     assert_close(cell(x), torch_cell(x), torch.float32)
 
 
+def test_an_rnn_s_nonlinearity_is_its_cells_and_set_on_all_of_them():
+    """The preset kept a nonlinearity attribute of its own: set later, to_torch converted it
+    while the cells computed the other one (max difference 1.2), and "gelu" was accepted
+    (probe, 2026-12-08). Oracle: torch.nn.RNN with relu, from to_torch, on the same weights."""
+    from rnnkit.interop import to_torch
+
+    torch.manual_seed(0)
+    ours = rnnkit.RNN(3, 4, num_layers=2)
+    ours.nonlinearity = "relu"
+    assert ours.mode == "RNN_RELU" and all(c.nonlinearity == "relu" for c in ours._cells())
+    converted = to_torch(ours)
+    assert converted.nonlinearity == "relu"
+    x = torch.randn(5, 2, 3)
+    assert_close(ours(x)[0], converted(x)[0], torch.float32)
+    with pytest.raises(ValueError, match=r"nonlinearity must be one of \('tanh', 'relu'\)"):
+        ours.nonlinearity = "gelu"
+    assert ours.nonlinearity == "relu"
+    ours.stack.layers[0].cell.nonlinearity = "tanh"  # one cell by hand: torch.nn.RNN has one
+    with pytest.raises(ValueError, match=r"use different nonlinearities \(relu, tanh\)"):
+        to_torch(ours)
+
+
+def test_from_torch_refuses_a_backend_for_a_cell_and_an_unknown_one():
+    """backend= was neither used nor checked for cells, "bogus" included (probe, 2026-12-08).
+    Oracle: a layer takes the same backend and computes torch.nn's output."""
+    from rnnkit.interop import from_torch
+
+    for backend in ("bogus", "fused"):
+        with pytest.raises(ValueError, match="backend"):
+            from_torch(nn.LSTMCell(3, 4), backend=backend)
+    torch_layer = nn.LSTM(3, 4)
+    layer = from_torch(torch_layer, backend="reference")
+    x = torch.randn(5, 2, 3)
+    assert_close(layer(x)[0], torch_layer(x)[0], torch.float32)
+    with pytest.raises(ValueError, match=r"backend must be 'auto' or one of"):
+        from_torch(torch_layer, backend="bogus")
+
+
 @pytest.mark.parametrize("kind", KINDS)
 def test_a_program_exported_under_no_grad_trains_as_torch_nn_s_does(kind):
     """torch.export under no_grad baked the fused ops' training=False into the program, whose

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ..backends import check_backend_name
 from ..cells import GRUCell, LSTMCell, RNNCell
 
 _TORCH_LAYERS = (nn.RNN, nn.LSTM, nn.GRU)
@@ -46,6 +47,11 @@ def from_torch(module: nn.Module, *, backend: str = "auto") -> nn.Module:
     if not isinstance(module, _TORCH_LAYERS + _TORCH_CELLS):
         raise TypeError(f"from_torch converts torch.nn RNN/LSTM/GRU and their cells; got "
                         f"{type(module).__name__}")
+    check_backend_name(backend)
+    if isinstance(module, _TORCH_CELLS) and backend != "auto":
+        # a cell steps in Python whatever the backend; it was accepted and ignored, "bogus" too
+        raise ValueError(f"backend applies to layers; a cell ({type(module).__name__}) has "
+                         f"none, so leave backend out")
     factory = _factory(module, "from_torch", _TORCH_LAYERS + _TORCH_CELLS)
     if isinstance(module, _TORCH_LAYERS):
         common = dict(num_layers=module.num_layers, bias=module.bias,
@@ -91,8 +97,13 @@ def to_torch(module: nn.Module) -> nn.Module:
         elif isinstance(module, rnnkit.GRU):
             converted = nn.GRU(module.input_size, module.hidden_size, **common)
         else:
+            kinds = sorted({cell.nonlinearity for cell in module._cells()})
+            if len(kinds) > 1:  # one cell's set by hand: torch.nn.RNN has one for all layers
+                raise ValueError(f"the cells of this RNN use different nonlinearities "
+                                 f"({', '.join(kinds)}), and torch.nn.RNN has one; set "
+                                 f"module.nonlinearity to give every cell the same")
             converted = nn.RNN(module.input_size, module.hidden_size,
-                               nonlinearity=module.nonlinearity, **common)
+                               nonlinearity=kinds[0], **common)
     else:
         if isinstance(module, LSTMCell):
             if module.proj_size:

@@ -458,19 +458,34 @@ def _report_torch_names(module, incompatible_keys) -> None:
 class RNN(_TorchStyleRNN):
     """Elman RNN (tanh or ReLU), drop-in for ``torch.nn.RNN``; see :class:`rnnkit.cells.RNNCell`."""
 
-    mode = "RNN"
-
     def __init__(self, input_size: int, hidden_size: int, num_layers: int = 1,
                  nonlinearity: str = "tanh", bias: bool = True, batch_first: bool = False,
                  dropout: float = 0.0, bidirectional: bool = False, proj_size: int = 0,
                  device=None, dtype=None, *, backend: str = "auto") -> None:
         super().__init__()
         _refuse_projection(proj_size)
-        self.nonlinearity = nonlinearity
-        self.mode = "RNN_TANH" if nonlinearity == "tanh" else "RNN_RELU"
         self._build(input_size, hidden_size, num_layers, bias, batch_first, dropout,
                     bidirectional, 0, device, dtype, backend,
                     lambda i, **f: RNNCell(i, hidden_size, bias, nonlinearity, **f))
+
+    # The cells hold the nonlinearity: an attribute of the preset's own, set after
+    # construction, was what to_torch converted while the cells still computed the other one.
+    @property
+    def nonlinearity(self) -> str:
+        """The cells' nonlinearity ("tanh" or "relu"); setting it sets every cell's."""
+        return next(self._cells()).nonlinearity
+
+    @nonlinearity.setter
+    def nonlinearity(self, value: str) -> None:
+        cells = list(self._cells())
+        cells[0].nonlinearity = value  # checked there, before any cell changes
+        for cell in cells[1:]:
+            cell.nonlinearity = value
+
+    @property
+    def mode(self) -> str:
+        """torch.nn.RNN's mode string for the nonlinearity."""
+        return "RNN_TANH" if self.nonlinearity == "tanh" else "RNN_RELU"
 
 
 class LSTM(_TorchStyleRNN):
