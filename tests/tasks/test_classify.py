@@ -511,3 +511,32 @@ def test_a_confusion_picture_replaces_only_an_earlier_one_of_rnnkits(files, trai
     first = evaluate_classifier(run_dir, confusion_png=picture)
     assert drawn_by_rnnkit(picture) and not drawn_by_rnnkit(notes)
     assert evaluate_classifier(run_dir, confusion_png=picture)["accuracy"] == first["accuracy"]
+
+
+@pytest.mark.parametrize("section, key, value, message", [
+    ("data", "batch_size", 2.5, "config key 'data.batch_size' must be an integer; got 2.5"),
+    ("data", "normalize", "no", "config key 'data.normalize' must be true or false; got 'no'"),
+    ("data", "batch_size", True, "config key 'data.batch_size' must be an integer; got True"),
+    ("model", "bidirectional", "no", "config key 'model.bidirectional' must be true or false"),
+    ("train", "device", "gpu", "train.device must be a torch device such as 'cpu'"),
+    ("train", "seed", 1.5, "config key 'train.seed' must be an integer; got 1.5"),
+])
+def test_a_config_built_in_python_is_typed_as_a_file_is(files, tmp_path, section, key, value,
+                                                        message):
+    """A file or --set is typed on reading; a config built in Python was not: 2.5 failed in
+    slicing, "no" normalized, True was one row, and the seed and device reached numpy and torch
+    raw (probe, 2026-12-08). Oracle: the same values in a config file are refused the same
+    way, and the run folder is never made."""
+    from rnnkit.training.config import ConfigError, resolve_config
+
+    config = small_config(files)
+    setattr(getattr(config, section), key, value)
+    with pytest.raises(ValueError) as info:
+        train_classifier(config, tmp_path / "run", notify=quiet)
+    assert message in str(info.value) and "\n" not in str(info.value)
+    assert not (tmp_path / "run").exists()
+    if section != "train":  # TrainConfig's own check words these; a file's reading the rest
+        path = tmp_path / "config.json"
+        path.write_text(json.dumps({section: {key: value}}))
+        with pytest.raises(ConfigError, match=message.replace("(", r"\(")):
+            resolve_config(ClassifyConfig, file=str(path))

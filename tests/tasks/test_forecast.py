@@ -1201,3 +1201,24 @@ def test_the_run_names_the_columns_it_forecasts(tmp_path):
                          model={"ensemble": 1}, train={"max_steps": 2})
     train_forecast(config, tmp_path / "run", notify=notes.append)
     assert any("; forecasting temp;" in note for note in notes)
+
+
+def test_python_arguments_of_the_wrong_type_are_refused_before_anything_is_written(
+        sunspots_run, tmp_path):
+    """predict_forecast(horizon=True) wrote a 1-row forecast and its PNG, then failed; a
+    backtest_step of 1.5 trained the whole run first; a horizon of True in the config was one
+    step (probe, 2026-12-08). Oracle: nothing written; the same call with an int works."""
+    _, run_dir, _ = sunspots_run
+    for horizon in (True, 2.5, "3"):
+        with pytest.raises(ValueError, match=r"horizon must be a whole number from 1 to 100000"):
+            predict_forecast(run_dir, "sunspots", horizon=horizon, out=tmp_path / "next.csv")
+        assert list(tmp_path.iterdir()) == []
+    assert predict_forecast(run_dir, "sunspots", horizon=3, out=tmp_path / "next.csv")["horizon"] == 3
+    config = make_config()
+    with pytest.raises(ValueError, match=r"backtest_step must be a whole number; got 1.5"):
+        train_forecast(config, tmp_path / "run", backtest_folds=1, backtest_step=1.5,
+                       notify=quiet)
+    config.data.horizon = True
+    with pytest.raises(ValueError, match=r"config key 'data.horizon' must be an integer; got True"):
+        train_forecast(config, tmp_path / "run", notify=quiet)
+    assert not (tmp_path / "run").exists()

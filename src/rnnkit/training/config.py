@@ -116,6 +116,23 @@ def _coerce(value, kind, key: str):
     return value
 
 
+def check_config_types(config, prefix: str = "") -> None:
+    """Check every setting of the dataclass ``config`` (sections too) against its declared type,
+    as a config file or ``--set`` is checked: a config built in Python is not. There, 2.5 rows
+    per batch failed deep in slicing, ``normalize="no"`` normalized and ``True`` was taken as 1.
+    NumPy numbers count as the Python numbers they hold."""
+    kinds = _field_types(type(config))
+    for name, kind in kinds.items():
+        value = getattr(config, name)
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            check_config_types(value, f"{prefix}{name}.")
+            continue
+        if hasattr(value, "item") and getattr(value, "ndim", None) == 0 \
+                and not isinstance(value, str):
+            value = value.item()  # a NumPy (or one-value) number
+        _coerce(value, kind, prefix + name)
+
+
 def config_from_dict(cls: type[T], values: dict, *, prefix: str = "") -> T:
     """Build dataclass ``cls`` from ``values``; missing keys keep their defaults."""
     if not isinstance(values, dict):  # None or a list failed with an AttributeError

@@ -30,7 +30,7 @@ from rnnkit.training.checkpoint import (
     check_resumed_settings, data_digest, model_shape_keys, reading_record, require_task,
     saved_checkpoint,
 )
-from rnnkit.training.config import make_paths_absolute
+from rnnkit.training.config import check_config_types, make_paths_absolute
 from rnnkit.training.metrics import drawn_by_rnnkit
 
 from .data import (
@@ -142,6 +142,8 @@ def train_classifier(config: ClassifyConfig, run_dir: str | Path, *, resume: boo
     The run folder gets checkpoints, metrics.jsonl, curves.png and (with a test split)
     confusion.png; ``resume=True`` continues the run in ``run_dir`` exactly.
     """
+    check_config_types(config)  # a config built in Python: 2.5 failed deep in slicing
+    config.train.check()  # its seed and device are used before the Trainer checks them
     with cpu_threads(config.threads), hold_run_folder(run_dir):
         return _train(config, Path(run_dir), resume, notify)
 

@@ -13,6 +13,7 @@ import csv
 import decimal
 import io
 import logging
+import numbers
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,7 +29,7 @@ from rnnkit.training import (
 )
 from rnnkit.training.checkpoint import (check_resumed_settings, data_digest, enclosing_run,
                                          model_shape_keys, reading_record, require_task)
-from rnnkit.training.config import make_paths_absolute
+from rnnkit.training.config import check_config_types, make_paths_absolute
 
 from .baselines import baseline_forecasts
 from .fitting import FittedForecaster, fit_forecaster, read_residual_quantiles
@@ -352,6 +353,14 @@ def train_forecast(config: ForecastConfig, run_dir: str | Path, *, resume: bool 
     :mod:`rnnkit.tasks.forecast.backtest`): that many earlier origins, ``backtest_step`` rows
     apart (default: the horizon), each with a model trained on the rows before it.
     """
+    check_config_types(config)  # a config built in Python: 2.5 failed deep in slicing
+    config.train.check()
+    for name, value, optional in (("backtest_folds", backtest_folds, False),
+                                  ("backtest_step", backtest_step, True)):
+        if not (value is None and optional) and (isinstance(value, bool)
+                                                 or not isinstance(value, numbers.Integral)):
+            # 1.5 trained the whole run, then failed in the backtest's slicing
+            raise ValueError(f"{name} must be a whole number; got {value!r}")
     with cpu_threads(config.threads), hold_run_folder(run_dir):
         return _train_forecast(config, Path(run_dir), resume, backtest_folds, backtest_step,
                                notify)
@@ -506,6 +515,11 @@ def predict_forecast(path: str | Path, data: str, *, horizon: int | None = None,
 
     The file must have the columns the model was trained on (by default the same names); the
     forecast CSV (and a PNG beside it) are written to ``out``."""
+    if horizon is not None and (isinstance(horizon, bool)
+                                or not isinstance(horizon, numbers.Integral)):
+        # True wrote a 1-row forecast and its PNG, then failed; 2.5 failed in slicing
+        raise ValueError(f"horizon must be a whole number from 1 to {MAX_PREDICT_HORIZON}; got "
+                         f"{horizon!r}")
     fitted = load_forecaster(path)
     config = fitted.config
     trained = fitted.series

@@ -31,7 +31,7 @@ from rnnkit.training import (
 from rnnkit.training.checkpoint import (
     check_resumed_settings, model_shape_keys, reading_record, require_task, saved_checkpoint,
 )
-from rnnkit.training.config import make_paths_absolute
+from rnnkit.training.config import check_config_types, make_paths_absolute
 from rnnkit.training.metrics import perplexity_of_bits
 
 from .model import CharLanguageModel, ModelConfig
@@ -230,6 +230,7 @@ def _lm_loss(model: CharLanguageModel, window, carry) -> StepOutput:
 def train_lm(config: LMConfig, run_dir: str | Path, *, resume: bool = False,
              notify: Callable[[str], None] = print) -> dict:
     """Train a character model; returns the run summary with validation and test bpc."""
+    check_config_types(config)  # a config built in Python is not typed as a file's is
     corpus = config.data.corpus
     if isinstance(corpus, str) and corpus.lower() not in BUILTIN_CORPORA \
             and Path(corpus).is_dir() and Path(corpus).resolve() == Path(run_dir).resolve():
