@@ -92,3 +92,18 @@ def checked_size(name: str, value, minimum: int = 1) -> int:
     if value < minimum:
         raise ValueError(f"{name} must be {wanted}; got {value!r}")
     return int(value)
+
+
+def source_name(value, what: str, expected: str) -> str:
+    """``value`` (a name or a path: str, bytes or os.PathLike) as text, refusing what names
+    nothing: "" was read as the working folder (a corpus of every file there), and a number
+    got os.fsdecode's "expected str, bytes or os.PathLike object". ``what`` names the argument
+    and ``expected`` what it takes, for the messages."""
+    import os
+
+    if not isinstance(value, (str, bytes, os.PathLike)):
+        raise TypeError(f"{what} must be {expected}; got {type(value).__name__}")
+    name = os.fsdecode(value)
+    if not name:
+        raise ValueError(f"{what} is empty; give {expected}")
+    return name

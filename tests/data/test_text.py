@@ -366,3 +366,22 @@ def test_decode_out_of_range_and_bad_constructor_inputs():
         CharVocabulary(["a", "b", "a"])
     with pytest.raises(ValueError, match="single characters"):
         CharVocabulary(["ab", "c"])
+
+
+@pytest.mark.parametrize("value, error, message", [
+    ("", ValueError, "name is empty; give a (built-in|UCR/UEA)"),
+    (123, TypeError, "name must be a (built-in|UCR/UEA) .*; got int"),
+])
+def test_a_data_name_that_names_nothing_is_refused(tmp_path, monkeypatch, value, error, message):
+    """load_corpus("") read the working folder (every file there, an ONNX model included), and
+    a number got os.fsdecode's "expected str, bytes or os.PathLike object" (probe,
+    2026-12-08). Oracle: the loaders read the same folder when it is named."""
+    from rnnkit.data.sequences import load_sequences
+    from rnnkit.data.timeseries import load_series
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "notes.txt").write_text("a user's notes " * 20, encoding="utf-8")
+    assert load_corpus(".").text.startswith("a user's notes")
+    for load in (load_corpus, load_series, load_sequences):
+        with pytest.raises(error, match=message):
+            load(value)

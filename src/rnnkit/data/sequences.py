@@ -24,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import source_name
 from .delimited import (ExtraFieldsError, OtherDelimiterError, RepeatedNameError,
                         ShortRowError, delimiter_advice, grouped_advice, grouped_number,
                         numbers_from_text, read_delimited)
@@ -125,7 +126,8 @@ def load_sequences(data: str | os.PathLike, *, split: str = "train",
     Class names are the split's sorted distinct labels (numerically when all are numbers) unless
     ``class_names`` is given: pass the train set's names so a test set gets the same indices.
     """
-    name = os.fsdecode(data)
+    name = source_name(data, "the sequence data name", "a UCR/UEA set bundled with aeon (such as "
+                                                  "GunPoint) or a .ts, .npz or .csv file")
     if split not in ("train", "test"):
         raise SequenceDataError(f"split must be 'train' or 'test'; got {split!r}")
     bundled = {n.lower(): n for n in BUNDLED_SETS}

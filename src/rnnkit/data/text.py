@@ -24,6 +24,7 @@ from typing import Iterable
 import numpy as np
 import torch
 
+from rnnkit.errors import source_name
 from rnnkit.notices import warn_once
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,8 @@ def load_corpus(source: str | os.PathLike) -> Corpus:
     Built-in names win over same-named paths; write ``./kjv`` to read a file called ``kjv``.
     Windows line ends (CRLF) become ``"\\n"`` and a UTF-8 byte-order mark is dropped.
     """
-    name = os.fsdecode(source)  # str, bytes or PathLike -> str
+    name = source_name(source, "the corpus name", "a built-in corpus name (kjv), a UTF-8 text file "
+                                             "or a folder of them")
     if name.lower() in BUILTIN_CORPORA:
         return _load_kjv()
     path = Path(name)

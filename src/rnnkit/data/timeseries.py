@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..errors import source_name
 from .delimited import (ExtraFieldsError, OtherDelimiterError, RepeatedNameError,
                         delimiter_advice, grouped_advice, grouped_number, numbers_from_text,
                         read_delimited)
@@ -119,7 +120,8 @@ def load_series(data: str, *, time_col: str | None = None,
     except ImportError:
         raise SeriesError(f"time series need pandas; install it with: {_TIMESERIES_EXTRA}") \
             from None
-    name = os.fspath(data)
+    name = source_name(data, "the series name", "a built-in series name (such as sunspots) or a "
+                                           ".csv, .tsv or .parquet file")
     if name.lower() in _BUILTINS:
         key = name.lower()
         description, package, season = _BUILTINS[key]
