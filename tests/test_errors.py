@@ -832,6 +832,23 @@ def test_options_torch_nn_takes_as_any_value_convert_from_torch():
     torch.testing.assert_close(from_torch(cell)(x[0]), cell(x[0]))
 
 
+@pytest.mark.parametrize("make, flag", [
+    (lambda **kw: LSTM(I, H, **kw), "bidirectional"), (lambda **kw: GRU(I, H, **kw),
+                                                       "bidirectional"),
+    (lambda **kw: GRUCell(I, H, **kw), "bias"), (lambda **kw: LSTMCell(I, H, **kw),
+                                                 "bias"),
+], ids=["lstm-bidirectional", "gru-bidirectional", "gru-cell-bias", "lstm-cell-bias"])
+@pytest.mark.parametrize("value", ["no", "False", None, 2], ids=repr)
+def test_switches_torch_nn_leaves_unchecked_refuse_what_is_not_on_or_off(make, flag, value):
+    """bidirectional="no" built a bidirectional model and bias="no" kept the biases, as in
+    torch.nn (probe, 2026-12-08); 0 and 1 still pass, as torch.nn code passes them (the test
+    above). Oracle: the same option as a bool builds."""
+    assert_rejects(lambda: make(**{flag: value}), TypeError,
+                   rf"^{flag} must be True or False; got {esc(repr(value))} "
+                   rf"\({type(value).__name__}\)$")
+    assert make(**{flag: False}) is not None
+
+
 @pytest.mark.parametrize("preset", [RNN, LSTM, GRU], ids=lambda p: p.__name__)
 @pytest.mark.parametrize("dropout", [-0.1, 1.5, 2, math.nan, math.inf, "0.5", None, True],
                          ids=repr)

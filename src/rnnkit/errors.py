@@ -72,10 +72,19 @@ def check_floating(name: str, tensor) -> None:
 def check_flag(name: str, value) -> None:
     """A layer's on/off option must be a real bool, as torch.nn's layers require of ``bias``
     and ``batch_first``: ``batch_first="False"`` (a truthy string) would be silently wrong.
-    (torch.nn's cells take any value for ``bias``, and its layers for ``bidirectional``; so do
-    rnnkit's.)"""
+    (torch.nn's cells take any value for ``bias``, and its layers for ``bidirectional``: see
+    :func:`check_switch`.)"""
     if not isinstance(value, bool):
         raise TypeError(f"{name} must be True or False; got {value!r} ({type(value).__name__})")
+
+
+def check_switch(name: str, value) -> None:
+    """An on/off option torch.nn takes unchecked (a cell's ``bias``, a layer's
+    ``bidirectional``): True, False, 1 and 0 pass, as code written for torch.nn passes them,
+    but a string ("no", which is truthy) built the other model without a word."""
+    if isinstance(value, bool) or (isinstance(value, numbers.Integral) and value in (0, 1)):
+        return
+    raise TypeError(f"{name} must be True or False; got {value!r} ({type(value).__name__})")
 
 
 def checked_size(name: str, value, minimum: int = 1) -> int:

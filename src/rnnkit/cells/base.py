@@ -23,7 +23,7 @@ from torch.nn.utils import parametrize
 
 from ..errors import (
     DtypeMismatchError, ShapeMismatchError, check_floating, check_matches_parameters,
-    checked_size, describe, describe_container,
+    check_switch, checked_size, describe, describe_container,
 )
 
 
@@ -51,6 +51,7 @@ class RecurrentCell(nn.Module):
         super().__init__()
         input_size = checked_size("input_size", input_size)
         hidden_size = checked_size("hidden_size", hidden_size)
+        check_switch("bias", bias)
         factory = {"device": device, "dtype": dtype}
         self.input_size = input_size
         self.hidden_size = hidden_size

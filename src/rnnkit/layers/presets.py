@@ -23,7 +23,7 @@ from torch.nn.utils.rnn import PackedSequence
 from ..backends import check_backend_name
 from ..cells import GRUCell, LSTMCell, RNNCell
 from ..cells.base import check_state_tensor
-from ..errors import check_flag, checked_size, describe_container
+from ..errors import check_flag, check_switch, checked_size, describe_container
 from ..interop.torch_nn import torch_name_pairs
 from .autocast import recurrence_outside_autocast
 from .bidirectional import Bidirectional, BidirectionalState
@@ -56,6 +56,7 @@ class _TorchStyleRNN(nn.Module):
         # as torch.nn's layers check them (bidirectional, unchecked there, may be 0 or 1)
         check_flag("bias", bias)
         check_flag("batch_first", batch_first)
+        check_switch("bidirectional", bidirectional)
         check_backend_name(backend)
         self.input_size = input_size
         self.hidden_size = hidden_size
