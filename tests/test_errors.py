@@ -849,6 +849,24 @@ def test_switches_torch_nn_leaves_unchecked_refuse_what_is_not_on_or_off(make, f
     assert make(**{flag: False}) is not None
 
 
+def test_dropout_and_batch_first_set_after_construction_are_checked():
+    """dropout = -0.5 turned dropout off and "x" failed in float(); batch_first = "False" was
+    taken as true (probe, 2026-12-08). Oracle: the constructor's own messages, and a valid
+    change that takes effect."""
+    model = LSTM(I, H, num_layers=2, dropout=0.2)
+    for value in (-0.5, "x", 1.5):
+        assert_rejects(lambda: setattr(model, "dropout", value), ValueError,
+                       rf"^dropout must be a number in \[0, 1\]; got {esc(repr(value))}$")
+    assert model.dropout == model.stack.dropout == 0.2
+    model.dropout = 0.0
+    assert model.stack.dropout == 0.0
+    assert_rejects(lambda: setattr(model, "batch_first", "False"), TypeError,
+                   r"^batch_first must be True or False; got 'False' \(str\)$")
+    assert model.batch_first is False
+    model.batch_first = True
+    assert model(torch.randn(2, 5, I))[0].shape == (2, 5, H)
+
+
 @pytest.mark.parametrize("preset", [RNN, LSTM, GRU], ids=lambda p: p.__name__)
 @pytest.mark.parametrize("dropout", [-0.1, 1.5, 2, math.nan, math.inf, "0.5", None, True],
                          ids=repr)

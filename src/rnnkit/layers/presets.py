@@ -188,8 +188,9 @@ class _TorchStyleRNN(nn.Module):
 
     @batch_first.setter
     def batch_first(self, value: bool) -> None:
+        check_flag("batch_first", value)  # bool("False") is True
         for layer in self._recurrent_layers():
-            layer.batch_first = bool(value)
+            layer.batch_first = value
 
     @property
     def dropout(self) -> float:
@@ -197,7 +198,7 @@ class _TorchStyleRNN(nn.Module):
 
     @dropout.setter
     def dropout(self, value: float) -> None:
-        self.stack.dropout = float(value)
+        self.stack.dropout = value  # checked there
 
     @property
     def backend(self) -> str:

@@ -43,10 +43,7 @@ class Stacked(nn.Module):
         layers = list(layers)
         if not layers:
             raise ValueError("layers must hold at least one Recurrent or Bidirectional layer; got 0")
-        # any real number, as torch.nn takes (np.float32 from a config)
-        if (not isinstance(dropout, numbers.Real) or isinstance(dropout, bool)
-                or not 0.0 <= dropout <= 1.0):  # a ValueError either way, as torch.nn's
-            raise ValueError(f"dropout must be a number in [0, 1]; got {dropout!r}")
+        _check_dropout(dropout)
         check_flag("residual", residual)
         check_flag("torch_masks", torch_masks)
         for index, layer in enumerate(layers):
@@ -70,9 +67,28 @@ class Stacked(nn.Module):
             if above.batch_first != layers[0].batch_first:
                 raise ValueError("all layers of a Stacked must agree on batch_first")
         self.layers = nn.ModuleList(layers)
-        self.dropout = float(dropout)
+        self._dropout = float(dropout)
         self.residual = bool(residual)
         self.torch_masks = bool(torch_masks)
+
+    # torch.nn code changes dropout after construction (off for fine-tuning): checked here as
+    # in the constructor, since -0.5 turned dropout off and "x" failed in float()
+    @property
+    def dropout(self) -> float:
+        """Probability of zeroing each input of layers 1..L-1 in training."""
+        return self._dropout
+
+    @dropout.setter
+    def dropout(self, value: float) -> None:
+        _check_dropout(value)
+        self._dropout = float(value)
+
+    def __setstate__(self, state: dict) -> None:
+        # a Stacked pickled before dropout became a property kept it under its plain name
+        if "dropout" in state and "_dropout" not in state:
+            state = dict(state)
+            state["_dropout"] = state.pop("dropout")
+        super().__setstate__(state)
 
     @property
     def batch_first(self) -> bool:
@@ -145,3 +161,11 @@ class Stacked(nn.Module):
         if self.residual:
             parts.append("residual=True")
         return ", ".join(parts)
+
+
+def _check_dropout(value) -> None:
+    """Any real number in [0, 1], as torch.nn takes (np.float32 from a config); a ValueError
+    either way, as torch.nn's."""
+    if (not isinstance(value, numbers.Real) or isinstance(value, bool)
+            or not 0.0 <= value <= 1.0):
+        raise ValueError(f"dropout must be a number in [0, 1]; got {value!r}")
