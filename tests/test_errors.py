@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import importlib.util
 import math
 import os
 import re
@@ -1054,3 +1055,31 @@ def test_stacked_flags_must_be_booleans(flag):
     layers = [Recurrent(GRUCell(H, H)), Recurrent(GRUCell(H, H))]
     assert_rejects(lambda: Stacked(layers, **{flag: "no"}), TypeError,
                    rf"^{flag} must be True or False; got 'no' \(str\)$")
+
+
+@pytest.mark.parametrize("exporter", ["numpy", "c", "onnx"])
+def test_an_exports_check_switch_refuses_text_before_anything_is_written(tmp_path, exporter):
+    """check="no" ran the check (probe, 2026-12-08). Oracle: nothing written; check=False
+    exports."""
+    from rnnkit import export
+
+    if exporter == "onnx" and importlib.util.find_spec("onnx") is None:
+        pytest.skip("ONNX export needs the export extra: pip install -e '.[export]'")
+    function = getattr(export, f"export_{exporter}")
+    assert_rejects(lambda: function(torch.nn.GRU(I, H), tmp_path / "out", check="no"),
+                   TypeError, r"^check must be True or False; got 'no' \(str\)$")
+    assert not (tmp_path / "out").exists()
+    function(torch.nn.GRU(I, H), tmp_path / "out", check=False)
+
+
+def test_an_initial_state_takes_a_whole_batch_size_and_a_floating_dtype():
+    """initial_state(2.5 / "2" / True) said "zeros() takes 1 positional argument", -1 gave
+    torch's own error and dtype=torch.int64 was taken (probe, 2026-12-08). Oracle: the zero
+    state of a whole batch size."""
+    cell = LSTMCell(I, H)
+    assert cell.initial_state(2).h.shape == (2, H) and cell.initial_state(0).c.shape == (0, H)
+    for batch in (2.5, "2", True, -1):
+        with pytest.raises(ValueError, match=r"^batch_size must be a non-negative int; got "):
+            cell.initial_state(batch)
+    with pytest.raises(TypeError, match=r"^dtype must be a floating torch.dtype"):
+        cell.initial_state(2, dtype=torch.int64)

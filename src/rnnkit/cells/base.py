@@ -94,6 +94,11 @@ class RecurrentCell(nn.Module):
 
     def initial_state(self, batch_size: int, *, dtype=None, device=None) -> NamedTuple:
         """All-zero state of shape (B, width) per field."""
+        # 2.5, "2" and True reached torch.zeros ("zeros() takes 1 positional argument")
+        batch_size = checked_size("batch_size", batch_size, minimum=0)
+        if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
+            raise DtypeMismatchError(f"dtype must be a floating torch.dtype (the state is added "
+                                     f"to floating gates); got {dtype}")
         dtype = dtype or self.weight_hh.dtype
         device = device or self.weight_hh.device
         return self.state_type(

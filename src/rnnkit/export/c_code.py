@@ -34,6 +34,7 @@ from pathlib import Path
 
 import torch
 
+from ..errors import check_flag
 from ..runtime.graph import StreamingGraph, streaming_graph
 from ..training import folder_for_writing
 from . import c_build
@@ -414,6 +415,7 @@ def export_c(model, path, *, head=None, embedding=None, name: str = "rnnkit_mode
     ValueError) naming the first unsupported part.
     """
     check_c_name(name)
+    check_flag("check", check)  # "no" ran the check
     graph = streaming_graph(model, head=head, embedding=embedding)
     _check_graph(graph)
     folder = Path(path)

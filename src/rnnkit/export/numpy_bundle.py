@@ -35,6 +35,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..errors import check_flag
 from ..runtime.graph import GATE_ORDERS, StreamingGraph, streaming_graph
 from ..training import folder_for_writing
 from . import rnnkit_numpy_runtime as runtime
@@ -164,6 +165,7 @@ def export_numpy(model, path, *, head=None, embedding=None, check: bool = True) 
     the check removes model.json, so the folder no longer loads); otherwise it is None. A
     failed write or check removes the folders the call made (an existing one stays).
     """
+    check_flag("check", check)  # "no" ran the check
     graph, config, arrays = _bundle(model, head, embedding)
     # Validate with the runtime itself, and serialize, before writing anything.
     runtime.NumpyRecurrentModel(config, arrays)

@@ -26,11 +26,12 @@ in :mod:`.onnx_graph`. onnx and onnxruntime are imported only when an export or 
 
 from __future__ import annotations
 
+import numbers
 from pathlib import Path
 
 import numpy as np
 
-from ..errors import MissingExtraError
+from ..errors import MissingExtraError, check_flag
 from ..runtime.graph import streaming_graph
 from ..training import atomic_write, folder_for_writing
 from .check import ExportReport, check_inputs, compare, expected_outputs
@@ -201,9 +202,12 @@ def export_onnx(model, path, *, head=None, embedding=None, opset: int = 17,
     onnx, onnxruntime = _import_onnx()
     graph = streaming_graph(model, head=head, embedding=embedding)
     newest = onnx.defs.onnx_opset_version()
-    if isinstance(opset, bool) or not isinstance(opset, int) or not MIN_OPSET <= opset <= newest:
+    if (isinstance(opset, bool) or not isinstance(opset, numbers.Integral)
+            or not MIN_OPSET <= opset <= newest):  # NumPy integers too, as sizes take them
         raise ValueError(f"export_onnx: opset must be an int from {MIN_OPSET} to {newest} (the "
                          f"installed onnx's newest); got {opset!r}")
+    opset = int(opset)
+    check_flag("check", check)  # "no" ran the check
     folder = Path(path)
     if folder.exists() and not folder.is_dir():
         raise ValueError(f"export_onnx: {folder} exists and is not a folder; pass a folder path "
