@@ -1083,3 +1083,15 @@ def test_an_initial_state_takes_a_whole_batch_size_and_a_floating_dtype():
             cell.initial_state(batch)
     with pytest.raises(TypeError, match=r"^dtype must be a floating torch.dtype"):
         cell.initial_state(2, dtype=torch.int64)
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda: Stacked(Recurrent(GRUCell(I, H))), TypeError,
+     r"^layers must be a list of layers; got one Recurrent \(pass \[layer\]\)$"),
+    (lambda: RecurrentCell(I, H), TypeError, r"^RecurrentCell must set state_type and gate_count"),
+], ids=["stacked-one-layer", "abstract-cell"])
+def test_a_misused_building_block_is_named_with_the_fix(call, error, message):
+    """"'Recurrent' object is not iterable" and "'RecurrentCell' object has no attribute
+    'gate_count'" (probe, 2026-12-08). Oracle: the forms the messages give build."""
+    assert_rejects(call, error, message)
+    assert Stacked([Recurrent(GRUCell(I, H))]).output_size == H

@@ -385,3 +385,19 @@ def test_a_data_name_that_names_nothing_is_refused(tmp_path, monkeypatch, value,
     for load in (load_corpus, load_series, load_sequences):
         with pytest.raises(error, match=message):
             load(value)
+
+
+def test_text_helpers_refuse_bytes_and_a_lone_fraction():
+    """split_text(text, 0.9) said "'float' object is not iterable" and encode(b"..") "'bytes'
+    object has no attribute 'encode'" (probe, 2026-12-08). Oracle: the documented forms work."""
+    from rnnkit.data.text import CharVocabulary, split_text
+
+    text = "abcdefghij" * 20
+    assert len(split_text(text, (0.8, 0.1, 0.1)).train) == 160
+    with pytest.raises(ValueError, match=r"fractions must be three positive numbers .* got 0.9$"):
+        split_text(text, 0.9)
+    vocabulary = CharVocabulary.from_text(text)
+    assert vocabulary.decode(vocabulary.encode("cab").tolist()) == "cab"
+    for call in (lambda: split_text(text.encode()), lambda: vocabulary.encode(b"cab")):
+        with pytest.raises(TypeError, match=r"text must be a str; got bytes \(decode bytes first"):
+            call()

@@ -49,6 +49,11 @@ class RecurrentCell(nn.Module):
         dtype=None,
     ) -> None:
         super().__init__()
+        if not hasattr(self, "gate_count") or not hasattr(self, "state_type"):
+            # RecurrentCell itself: "'RecurrentCell' object has no attribute 'gate_count'"
+            raise TypeError(f"{type(self).__name__} must set state_type and gate_count (and "
+                            f"implement step): RecurrentCell is the base of cells such as "
+                            f"rnnkit.LSTMCell, not one itself")
         input_size = checked_size("input_size", input_size)
         hidden_size = checked_size("hidden_size", hidden_size)
         check_switch("bias", bias)

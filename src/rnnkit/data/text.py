@@ -189,6 +189,11 @@ def split_text(text: str, fractions: tuple[float, float, float] = (0.9, 0.05, 0.
     Part ``i`` starts at ``floor(len(text) * (f_0 + ... + f_{i-1}))``, with each float read as
     its shortest decimal (0.9 is exactly 9/10), so the sizes follow integer arithmetic.
     """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str; got {type(text).__name__} (decode bytes first)")
+    if not isinstance(fractions, (tuple, list)):  # split_text(text, 0.9): "not iterable"
+        raise ValueError(f"fractions must be three positive numbers (train, validation, test), "
+                         f"such as (0.9, 0.05, 0.05); got {fractions!r}")
     fractions = tuple(fractions)
     if len(fractions) != 3 or not all(isinstance(f, numbers.Real) and not isinstance(f, bool)
                                       and math.isfinite(f) and f > 0
@@ -294,6 +299,9 @@ class CharVocabulary:
         """Ids of ``text`` as an int64 tensor of shape (N,); ``unknown`` is "error" or "skip"."""
         if unknown not in ("error", "skip"):
             raise ValueError(f"unknown must be 'error' or 'skip'; got {unknown!r}")
+        if not isinstance(text, str):  # bytes: "'bytes' object has no attribute 'encode'"
+            raise TypeError(f"text must be a str; got {type(text).__name__} (decode bytes "
+                            f"first, e.g. data.decode('utf-8'))")
         codes, ids = self._lookup(text)
         missing = ids < 0
         if missing.any() and unknown == "skip":

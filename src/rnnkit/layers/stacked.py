@@ -40,6 +40,10 @@ class Stacked(nn.Module):
     def __init__(self, layers: Sequence[nn.Module], *, dropout: float = 0.0, residual: bool = False,
                  torch_masks: bool = False):
         super().__init__()
+        if isinstance(layers, nn.Module) and not isinstance(layers, nn.ModuleList):
+            # one layer: "'Recurrent' object is not iterable"
+            raise TypeError(f"layers must be a list of layers; got one {type(layers).__name__} "
+                            f"(pass [layer])")
         layers = list(layers)
         if not layers:
             raise ValueError("layers must hold at least one Recurrent or Bidirectional layer; got 0")
