@@ -462,11 +462,12 @@ def test_dynamic_evaluation_rejects_an_unknown_rule():
     ("lr", float("nan"), "dynamic.lr must be a finite number >= 0"),
     ("decay", float("inf"), "dynamic.decay must be a finite number >= 0"),
     ("rows", 0, "dynamic.rows must be a positive int"),
-    # a float or a bool passed, trained the whole run and then failed inside the scoring
-    ("window", 2.5, "dynamic.window must be a positive int"),
-    ("rows", 1.5, "dynamic.rows must be a positive int"),
-    ("window", True, "dynamic.window must be a positive int"),
-    ("lr", "1e-3", "dynamic.lr must be a finite number >= 0"),
+    # a float or a bool passed, trained the whole run and then failed inside the scoring;
+    # the config's types are now checked first, as a config file's are
+    ("window", 2.5, "config key 'dynamic.window' must be an integer; got 2.5"),
+    ("rows", 1.5, "config key 'dynamic.rows' must be an integer; got 1.5"),
+    ("window", True, "config key 'dynamic.window' must be an integer; got True"),
+    ("lr", "1e-3", "config key 'dynamic.lr' must be a number; got '1e-3'"),
 ])
 def test_a_bad_dynamic_setting_fails_before_training(corpus, tmp_path, key, value, message):
     config = small_config(corpus)
