@@ -1095,3 +1095,32 @@ def test_a_misused_building_block_is_named_with_the_fix(call, error, message):
     'gate_count'" (probe, 2026-12-08). Oracle: the forms the messages give build."""
     assert_rejects(call, error, message)
     assert Stacked([Recurrent(GRUCell(I, H))]).output_size == H
+
+
+def test_duck_typed_and_numpy_forms_torch_code_uses_still_pass(tmp_path):
+    """Found by a review of the stricter checks (2026-12-08): np.bool_ switches, a Stacked of
+    an nn.Sequential, clip_gradients of a ParameterList with a tensor threshold, and a cell
+    exported with a dynamic batch. Oracle: torch.nn's and torch's own handling of each."""
+    import numpy as np
+
+    from rnnkit.training.clipping import clip_gradients
+
+    assert LSTMCell(I, H, bias=np.bool_(False)).bias_ih is None
+    assert torch.nn.LSTMCell(I, H, bias=np.bool_(False)).bias_ih is None
+    assert LSTM(I, H, bidirectional=np.True_).bidirectional
+    sequential = torch.nn.Sequential(Recurrent(GRUCell(I, H)), Recurrent(GRUCell(H, H)))
+    assert Stacked(sequential).output_size == H
+    grads = [torch.full((3,), 2.0), torch.full((4,), 1.0)]
+    ours = torch.nn.ParameterList([torch.nn.Parameter(torch.zeros_like(g)) for g in grads])
+    theirs = [torch.nn.Parameter(torch.zeros_like(g)) for g in grads]
+    for group in (ours, theirs):
+        for parameter, grad in zip(group, grads):
+            parameter.grad = grad.clone()
+    norm = clip_gradients(ours, torch.tensor(1.0))
+    assert norm == pytest.approx(float(torch.nn.utils.clip_grad_norm_(theirs, torch.tensor(1.0))))
+    assert all(torch.allclose(a.grad, b.grad) for a, b in zip(ours, theirs))
+    cell = GRUCell(I, H)
+    exported = torch.export.export(cell, (torch.randn(2, I),),
+                                   dynamic_shapes=({0: torch.export.Dim("batch", min=2)},))
+    x = torch.randn(5, I)
+    torch.testing.assert_close(exported.module()(x), cell(x))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numbers
 
+import numpy as np
 import torch
 
 
@@ -84,6 +85,8 @@ def check_switch(name: str, value) -> None:
     but a string ("no", which is truthy) built the other model without a word."""
     if isinstance(value, bool) or (isinstance(value, numbers.Integral) and value in (0, 1)):
         return
+    if isinstance(value, np.bool_):
+        return  # np.random.choice([True, False]) in a sweep; torch.nn takes it
     raise TypeError(f"{name} must be True or False; got {value!r} ({type(value).__name__})")
 
 

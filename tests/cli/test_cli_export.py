@@ -431,3 +431,14 @@ def test_a_users_files_that_look_like_an_export_are_still_refused(lm_run, tmp_pa
                            capsys)
         assert code == 2 and "not an rnnkit export" in err, err
         assert [p.name for p in out.iterdir()] == [name] and (out / name).read_bytes() == content
+
+
+def test_c_exports_of_two_names_go_into_one_folder(lm_run, tmp_path, capsys):
+    """The second --name was refused: the first export's README.txt was taken for a user's
+    file (review, 2026-12-08). Oracle: the command's exit status and both headers."""
+    out = tmp_path / "c"
+    for name in ("first", "second"):
+        code, _, err = run(["export", "--checkpoint", lm_run, "--format", "c", "--out", out,
+                            "--name", name], capsys)
+        assert code == 0, err
+    assert (out / "second.h").is_file()

@@ -567,3 +567,16 @@ def test_a_file_the_export_did_not_write_is_never_replaced(tmp_path, user_file, 
     assert "move it, or export to another folder" in message
     assert {p.name: p.read_bytes() for p in folder.iterdir()} == before
     export_c(nn.GRU(3, 4), tmp_path / "empty", name=name, check=False)
+
+
+def test_exports_of_two_names_share_one_folder_and_its_readme(tmp_path):
+    """The README.txt of an export named "a" was taken for a user's file when "b" was exported
+    into the same folder (review, 2026-12-08). Oracle: both exports' files, and the README
+    naming the latest; a user's README is still refused (the test above)."""
+    folder = tmp_path / "models"
+    export_c(nn.GRU(3, 4), folder, name="a", check=False)
+    export_c(nn.LSTM(3, 4), folder, name="b", check=False)
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        {*c_file_names("a"), *c_file_names("b")})
+    assert (folder / "README.txt").read_text().startswith("b: a recurrent model exported by")
+    assert "GRU" in (folder / "a.h").read_text() or "gru" in (folder / "a.h").read_text()

@@ -527,6 +527,8 @@ def test_beam_search_names_a_text_penalty_and_a_step_that_returns_no_pair():
     with pytest.raises(TypeError, match=r"step must return the pair \(logits \(L, V\), state\); "
                                         r"got a tensor of shape"):
         _beam(step=lambda tokens, h: step(tokens, h)[0])
+    # a list of the two is the pair too (review, 2026-12-08)
+    assert _beam(step=lambda tokens, h: list(step(tokens, h))) == _beam()
 
 
 def test_beam_search_rejects_non_tensor_state():

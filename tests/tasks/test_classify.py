@@ -510,7 +510,9 @@ def test_a_confusion_picture_replaces_only_an_earlier_one_of_rnnkits(files, trai
     picture = tmp_path / "matrix.png"
     first = evaluate_classifier(run_dir, confusion_png=picture)
     assert drawn_by_rnnkit(picture) and not drawn_by_rnnkit(notes)
+    picture.write_bytes(picture.read_bytes() + b"trailing")  # still rnnkit's mark, other bytes
     assert evaluate_classifier(run_dir, confusion_png=picture)["accuracy"] == first["accuracy"]
+    assert not picture.read_bytes().endswith(b"trailing")  # replaced by the second picture
 
 
 @pytest.mark.parametrize("section, key, value, message", [

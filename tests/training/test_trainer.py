@@ -799,6 +799,8 @@ def test_a_misused_trainer_part_is_named_with_the_fix_and_leaves_no_checkpoint(
                        **chosen)
 
     assert trainer("good").fit().steps == 4
+    # (name, value) pairs, which dict() takes, are a dict of metrics as before
+    assert trainer("pairs", evaluate_fn=lambda model: [("loss", 1.0)]).fit().steps == 4
     with pytest.raises(TypeError) as info:
         trainer("bad", **{part: wrong}).fit()
     assert message in str(info.value) and "\n" not in str(info.value)

@@ -99,8 +99,10 @@ class RecurrentCell(nn.Module):
 
     def initial_state(self, batch_size: int, *, dtype=None, device=None) -> NamedTuple:
         """All-zero state of shape (B, width) per field."""
-        # 2.5, "2" and True reached torch.zeros ("zeros() takes 1 positional argument")
-        batch_size = checked_size("batch_size", batch_size, minimum=0)
+        # 2.5, "2" and True reached torch.zeros ("zeros() takes 1 positional argument"); a
+        # symbolic size (torch.export with a dynamic batch) is the traced input's own
+        if not isinstance(batch_size, torch.SymInt):
+            batch_size = checked_size("batch_size", batch_size, minimum=0)
         if dtype is not None and not (isinstance(dtype, torch.dtype) and dtype.is_floating_point):
             raise DtypeMismatchError(f"dtype must be a floating torch.dtype (the state is added "
                                      f"to floating gates); got {dtype}")
@@ -133,22 +135,24 @@ class RecurrentCell(nn.Module):
         raise NotImplementedError
 
     def check_step(self, gates_x_t: torch.Tensor, state: NamedTuple) -> None:
-        """What rnnkit's cells' :meth:`step` checks (a few integer comparisons, also per step
-        in the reference backend): the raw input in place of the projected gates broadcast to
-        a plausible state when I was 1 or G, and a tensor state failed with "'Tensor' object
-        has no attribute 'h'"."""
-        gates = self.gate_count * self.hidden_size
-        if not isinstance(gates_x_t, torch.Tensor) or gates_x_t.size(-1) != gates:
+        """What rnnkit's cells' :meth:`step` checks, per step in the reference backend too, so
+        only what is cheap (well under a microsecond) and would otherwise be silently wrong or
+        unreadable: the raw input in place of the projected gates broadcast to a plausible
+        state when I was 1 or G, and a tensor state failed with "'Tensor' object has no
+        attribute 'h'". (A state of another batch fails in the step's product, naming the
+        sizes.)"""
+        if torch._C._get_tracing_state() is not None:
+            return  # torch.jit.trace: the sizes would become constants, with a warning each
+        if not isinstance(gates_x_t, torch.Tensor) \
+                or gates_x_t.shape[-1] != self.gate_count * self.hidden_size:
             got = (f"shape {tuple(gates_x_t.shape)}" if isinstance(gates_x_t, torch.Tensor)
                    else type(gates_x_t).__name__)
             raise ShapeMismatchError(f"gates_x_t must be the projected input (B, G) with G = "
-                                     f"{gates} (cell.project_input(x)); got {got}")
-        if not isinstance(state, self.state_type):
+                                     f"{self.gate_count * self.hidden_size} "
+                                     f"(cell.project_input(x)); got {got}")
+        if type(state) is not self.state_type and not isinstance(state, tuple):
             raise TypeError(f"state must be a {self.state_type.__name__} (cell.initial_state("
                             f"batch) makes one); got {type(state).__name__}")
-        if state[0].shape[:-1] != gates_x_t.shape[:-1]:
-            raise ShapeMismatchError(f"state.h has shape {tuple(state[0].shape)} but gates_x_t "
-                                     f"{tuple(gates_x_t.shape)}; give both the same batch")
 
     # -- torch.nn.*Cell compatible forward ------------------------------------------------------
     def forward(self, input: torch.Tensor, hx=None):

@@ -98,7 +98,10 @@ def _library_export(folder: Path) -> dict | None:
 
     if not folder.is_dir():
         return None
-    present = {path.name for path in folder.iterdir()} - {"__pycache__"}
+    # hidden temporary files of an export killed while staging (rnnkit.export.files) are no
+    # one's: ignored here, as a user's __pycache__ is
+    present = {path.name for path in folder.iterdir()
+               if not (path.name.startswith(".") and path.name.endswith(".tmp"))} - {"__pycache__"}
     exports = [set(FILES)] if present == set(FILES) else []
     if present == {MODEL_FILENAME} and _written_by_rnnkit(folder / MODEL_FILENAME,
                                                            _ONNX_PRODUCER):

@@ -191,7 +191,7 @@ def split_text(text: str, fractions: tuple[float, float, float] = (0.9, 0.05, 0.
     """
     if not isinstance(text, str):
         raise TypeError(f"text must be a str; got {type(text).__name__} (decode bytes first)")
-    if not isinstance(fractions, (tuple, list)):  # split_text(text, 0.9): "not iterable"
+    if not isinstance(fractions, (tuple, list, np.ndarray)):  # 0.9 alone: "not iterable"
         raise ValueError(f"fractions must be three positive numbers (train, validation, test), "
                          f"such as (0.9, 0.05, 0.05); got {fractions!r}")
     fractions = tuple(fractions)

@@ -39,7 +39,7 @@ from ..runtime.graph import StreamingGraph, streaming_graph
 from ..training import folder_for_writing
 from . import c_build
 from .c_build import c_array
-from .files import check_replaceable, write_files
+from .files import check_replaceable, same_first_line, write_files
 from .check import (RELATIVE_TOLERANCE, TOLERANCE, ExportReport, check_inputs, compare,
                     expected_outputs)
 
@@ -390,6 +390,24 @@ def check_c_name(name, option: str = "name") -> None:
                          f"standard header <{name.lower()}.h>; choose another name")
 
 
+#: README.txt's first line, for an export of any name: exports of several names share it
+_README_FIRST_LINE = re.compile(rb"[A-Za-z][A-Za-z0-9_]*: a recurrent model exported by "
+                                rb"rnnkit\.export\.export_c\.")
+
+
+def _written_by_export_c(path: Path, new: bytes) -> bool:
+    """Whether the file at ``path`` is one an earlier export_c wrote there: a source, header or
+    test program of this name (its first line names it), or the README of an export of any
+    name, which the new export's replaces."""
+    if path.name == "README.txt":
+        try:
+            with open(path, "rb") as file:
+                return bool(_README_FIRST_LINE.fullmatch(file.readline().rstrip(b"\r\n")))
+        except OSError:
+            return False
+    return same_first_line(path, new)
+
+
 def c_file_names(name: str) -> tuple[str, ...]:
     """The files a C export named ``name`` writes: header, source, test program, README."""
     return f"{name}.h", f"{name}.c", f"{name}_test.c", "README.txt"
@@ -440,7 +458,8 @@ def export_c(model, path, *, head=None, embedding=None, name: str = "rnnkit_mode
             difference = compare("C", outputs, expected.numpy())
             note = f"compiled with {' '.join(compiler)} {' '.join(c_build.CHECK_FLAGS)}"
     contents = {filename: text.encode("utf-8") for filename, text in files.items()}
-    check_replaceable(folder, contents, "export_c")  # a user's README.txt or main.c stays
+    check_replaceable(folder, contents, "export_c", _written_by_export_c)  # a user's README.txt
+    # or main.c stays
     with folder_for_writing(folder):
         # {name}.c last, an earlier one removed first (files.py): the new header never sits
         # beside the old source, which compile together without a word

@@ -79,9 +79,13 @@ def write_files(folder: Path, files: dict[str, bytes], last: str) -> None:
         for temporary in staged.values():
             Path(temporary).unlink(missing_ok=True)
         raise
-    (folder / last).unlink(missing_ok=True)
-    for name in sorted(staged, key=lambda n: n == last):
-        os.replace(staged[name], folder / name)
+    try:
+        (folder / last).unlink(missing_ok=True)
+        for name in sorted(staged, key=lambda n: n == last):
+            os.replace(staged[name], folder / name)
+    finally:  # Ctrl-C between the renames: no hidden copy is left behind
+        for temporary in staged.values():
+            Path(temporary).unlink(missing_ok=True)
     _fsync_directory(folder)
 
 

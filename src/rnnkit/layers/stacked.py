@@ -40,7 +40,7 @@ class Stacked(nn.Module):
     def __init__(self, layers: Sequence[nn.Module], *, dropout: float = 0.0, residual: bool = False,
                  torch_masks: bool = False):
         super().__init__()
-        if isinstance(layers, nn.Module) and not isinstance(layers, nn.ModuleList):
+        if isinstance(layers, nn.Module) and not hasattr(layers, "__iter__"):
             # one layer: "'Recurrent' object is not iterable"
             raise TypeError(f"layers must be a list of layers; got one {type(layers).__name__} "
                             f"(pass [layer])")

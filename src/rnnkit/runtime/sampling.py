@@ -276,7 +276,7 @@ def _search(step: Callable[[Tensor, Any], tuple[Tensor, Any]], state: Any, first
                 break
         state = _map_state(state, lambda s: s.index_select(batch_dim, parents))
         returned = step(tokens, state)
-        if not isinstance(returned, tuple) or len(returned) != 2:
+        if not isinstance(returned, (tuple, list)) or len(returned) != 2:
             # a bare tensor of logits was unpacked along its rows: "too many values to unpack"
             raise TypeError(f"step must return the pair (logits (L, V), state); got "
                             f"{_returned_kind(returned)}")

@@ -23,11 +23,14 @@ def clip_gradients(parameters: Iterable[torch.nn.Parameter] | torch.Tensor,
     in which case nothing is scaled). The norm is summed in at least float32: float16's range
     ends at 65504, so the norm of finite float16 gradients could itself overflow to inf.
     """
+    if isinstance(max_norm, torch.Tensor) and max_norm.numel() == 1:
+        max_norm = max_norm.item()  # as torch's clip_grad_norm_ takes it
     if max_norm is not None and (isinstance(max_norm, bool) or not isinstance(max_norm, Real)
                                  or not max_norm > 0):
         raise ValueError(f"max_norm must be a positive number (or None to turn clipping off); "
                          f"got {max_norm!r}")
-    if isinstance(parameters, torch.nn.Module):  # "'Linear' object is not iterable"
+    if isinstance(parameters, torch.nn.Module) and not hasattr(parameters, "__iter__"):
+        # "'Linear' object is not iterable" (a ParameterList is iterable, and fine)
         raise TypeError(f"parameters must be an iterable of parameters; got the module "
                         f"{type(parameters).__name__} itself: pass its .parameters()")
     if isinstance(parameters, torch.Tensor):  # iterating one would walk its rows

@@ -77,7 +77,8 @@ def _check_parts(config, batches, loss_fn, evaluate_fn) -> None:
     """The Trainer's arguments, before anything is built or written: a dict for the config, or
     batches without state_dict (needed at the first checkpoint, after training steps), failed
     with AttributeErrors naming neither the argument nor the fix."""
-    if not isinstance(config, TrainConfig):
+    if not callable(getattr(config, "check", None)) or not hasattr(config, "max_steps"):
+        # by what it has, not its class: a TrainConfig from before a module reload is one
         raise TypeError(f"config must be a TrainConfig; got {type(config).__name__} (build one "
                         f"with TrainConfig(**settings))")
     needed = ("__next__", "state_dict", "load_state_dict", "epochs_done")
@@ -515,7 +516,8 @@ class Trainer:
             group["lr"] = lr
         with self._autocast():
             output = self.loss_fn(model, batch, self.carry)
-        if not isinstance(output, StepOutput):
+        if not all(hasattr(output, field) for field in StepOutput._fields):
+            # by its fields, not its class: a StepOutput from before a module reload is one
             raise TypeError(f"loss_fn must return a StepOutput(loss, carry, count); got "
                             f"{type(output).__name__}")
         loss = float(output.loss.detach())
@@ -546,6 +548,11 @@ class Trainer:
         start = time.perf_counter()
         with evaluating(self.model):
             returned = self.evaluate_fn(self.model)
+        if not isinstance(returned, Mapping):
+            try:  # (name, value) pairs, which dict() takes, as it took them before
+                returned = dict(returned)
+            except (TypeError, ValueError):
+                pass
         if not isinstance(returned, Mapping) or "loss" not in returned:
             got = (type(returned).__name__ if not isinstance(returned, Mapping)
                    else f"a dict of {', '.join(map(repr, returned)) or 'nothing'}")

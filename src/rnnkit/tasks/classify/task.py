@@ -336,8 +336,9 @@ def _check_picture_path(png: Path) -> None:
     if png.suffix.lower() != ".png":
         raise ValueError(f"confusion_png names the PNG to write, ending in .png; got {png}")
     if png.exists() and not (png.is_file() and drawn_by_rnnkit(png)):
-        raise ValueError(f"confusion_png {png} exists and is not a picture rnnkit drew; choose "
-                         f"a new path (a picture replaces only an earlier one of rnnkit's)")
+        raise ValueError(f"confusion_png {png} exists and carries no rnnkit mark (a picture "
+                         f"replaces only one rnnkit drew; those drawn before 2026-12-08 carry "
+                         f"none); choose a new path, or delete it if it is an old picture")
 
 
 def _evaluate(loaded: LoadedClassifier, data: str | None, split: str, confusion_png) -> dict:
