@@ -136,8 +136,8 @@ class RecurrentCell(nn.Module):
 
     def check_step(self, gates_x_t: torch.Tensor, state: NamedTuple) -> None:
         """What rnnkit's cells' :meth:`step` checks, per step in the reference backend too, so
-        only what is cheap (well under a microsecond) and would otherwise be silently wrong or
-        unreadable: the raw input in place of the projected gates broadcast to a plausible
+        only what is cheap (about a microsecond, 2% of a batch-1 LSTM step of H = 64 there)
+        and would otherwise be silently wrong or unreadable: the raw input in place of the projected gates broadcast to a plausible
         state when I was 1 or G, and a tensor state failed with "'Tensor' object has no
         attribute 'h'". (A state of another batch fails in the step's product, naming the
         sizes.)"""
