@@ -719,3 +719,18 @@ def test_numbers_with_thousands_separators_are_named_not_left_out(tmp_path):
     notes = load_series(_csv(tmp_path, 'date,note,temp\n2020-01-01,"1,000",1\n'
                                        '2020-01-02,hot,2\n2020-01-03,cold,3\n', name="n.csv"))
     assert notes.columns == ["temp"]
+
+
+def test_value_columns_given_as_a_number_are_refused_and_any_list_of_names_taken(tmp_path):
+    """value_cols=3 failed with "'int' object is not iterable" (probe, 2026-12-08). Oracle:
+    the same column named in a list, a tuple, a pandas Index and a NumPy array reads alike."""
+    import pandas as pd
+
+    path = _csv(tmp_path, "date,a,b\n2020-01-01,1,10\n2020-01-02,2,20\n2020-01-03,3,30\n")
+    for cols in (["b"], ("b",), pd.Index(["b"]), np.array(["b"]), "b"):
+        assert load_series(path, value_cols=cols).values[:, 0].tolist() == [10.0, 20.0, 30.0]
+    with pytest.raises(TypeError, match=r"^value_cols must be a column name or a list of them; "
+                                        r"got int 3$"):
+        load_series(path, value_cols=3)
+    with pytest.raises(TypeError, match=r"^covariate_cols must be a column name"):
+        load_series(path, value_cols="a", covariate_cols=2.5)

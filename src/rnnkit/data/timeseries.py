@@ -138,9 +138,10 @@ def load_series(data: str, *, time_col: str | None = None,
                      if _unmangled(c, frame.columns).strip().lower() in _TIME_NAMES
                      or c in frame.attrs.get("time_index", ())]
         default_time, default_values = None, None
-    covs = [_column(frame, c, label, "--covariate-col") for c in _names(covariate_cols)]
+    covs = [_column(frame, c, label, "--covariate-col")
+            for c in _names(covariate_cols, "covariate_cols")]
     chosen_values = None if value_cols is None else [
-        _column(frame, c, label, "--value-col") for c in _names(value_cols)]
+        _column(frame, c, label, "--value-col") for c in _names(value_cols, "value_cols")]
     if time_col is None and time_like:
         # a time-named column chosen as a value or covariate (a "year" to forecast) is not
         # the time; of the others there must be one, else nothing says which is the time
@@ -199,8 +200,17 @@ def _means_row_numbers(frame, time_col) -> bool:
             and not any(column_key(c) == ROW_NUMBERS for c in frame.columns))
 
 
-def _names(cols) -> list:
-    return [] if cols is None else [cols] if isinstance(cols, str) else list(cols)
+def _names(cols, what: str) -> list:
+    """Column names given as one name, a list of them, or None (none)."""
+    if cols is None:
+        return []
+    if isinstance(cols, str):
+        return [cols]
+    if not hasattr(cols, "__iter__"):  # 3 failed with "'int' object is not iterable"; a
+        # pandas Index or NumPy array of names is a list of them
+        raise TypeError(f"{what} must be a column name or a list of them; got "
+                        f"{type(cols).__name__} {cols!r}")
+    return list(cols)
 
 
 def _listing(frame, limit: int = 30) -> str:
